@@ -1,0 +1,98 @@
+# roomcast — plain GNU make build.
+#
+#   make                          optimised build          -> build/roomcast
+#   make DEBUG=1                  -O0 -g3                  -> build/debug/roomcast
+#   make SANITIZE=address,undefined                        -> build/sanitize/roomcast
+#   make CC=clang                 any of the above with clang
+#   make run                      install build deps, build, start on 127.0.0.1:8080
+#   make test                     install test deps, build, unit (ASan+UBSan) + integration
+#   make fuzz                     libFuzzer targets (clang)  -> build/fuzz/
+#   make bench                    side-by-side benchmark (see bench/README.md)
+
+CC       ?= cc
+ifeq ($(origin CC),default)
+CC       := cc
+endif
+
+ifneq ($(SANITIZE),)
+O        ?= build/sanitize
+OPT      ?= -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+LDSAN    := -fsanitize=$(SANITIZE)
+else ifneq ($(DEBUG),)
+O        ?= build/debug
+OPT      ?= -O0 -g3
+else
+O        ?= build
+OPT      ?= -O2 -g
+endif
+
+WARN     := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes -Wvla \
+            -Wwrite-strings -Wshadow -Wpointer-arith -Wno-unused-parameter
+CFLAGS   += -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP
+LDFLAGS  += $(LDSAN)
+LDLIBS   += -lcrypto -lm
+
+SRC      := $(sort $(wildcard src/core/*.c src/proto/*.c src/net/*.c src/server/*.c))
+OBJ      := $(SRC:%.c=$(O)/obj/%.o)
+LIB      := $(O)/libroomcast.a
+BIN      := $(O)/roomcast
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
+
+.PHONY: all run test unit integration fuzz fuzz-run bench deps-build deps-test clean format
+
+all: $(BIN)
+
+$(O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(O)/obj/src/main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(O)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+unit-bins: $(UNIT_BIN)
+
+# Extra pieces (benchmark, fuzzers) keep their rules next to their sources.
+-include bench/bench.mk
+-include fuzz/fuzz.mk
+
+run: deps-build all
+	@mkdir -p data
+	./$(BIN) --bind 127.0.0.1 --port 8080
+
+deps-build:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+# Unit tests always run under ASan+UBSan, whatever the default build is; integration tests
+# run against the sanitizer build too (leaks and UB in the real server fail the run) and the
+# benchmark smoke run uses the optimised build.
+test: deps-test
+	$(MAKE) all
+	$(MAKE) SANITIZE=address,undefined all unit-bins
+	tests/unit/run.sh build/sanitize/tests
+	-$(MAKE) --no-print-directory fuzz-run
+	tests/run-integration.sh build/sanitize/roomcast build/roomcast
+
+unit: 
+	$(MAKE) SANITIZE=address,undefined unit-bins
+	tests/unit/run.sh build/sanitize/tests
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i $(SRC) src/main.c $(wildcard src/*/*.h)
+
+-include $(OBJ:.o=.d) $(O)/obj/src/main.d

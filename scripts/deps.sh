@@ -1,0 +1,43 @@
+#!/bin/sh
+# Installs what roomcast needs on Debian 12, and nothing that is already there.
+#   scripts/deps.sh build   compiler, make, OpenSSL headers
+#   scripts/deps.sh test    build + clang/libFuzzer, Python websockets/pytest, node + npm ws
+# Idempotent and quick when everything is present: it only asks dpkg what is missing.
+set -eu
+what=${1:-build}
+
+pkgs="gcc make libc6-dev libssl-dev"
+if [ "$what" = test ] || [ "$what" = bench ]; then
+    pkgs="$pkgs clang libclang-rt-14-dev python3 python3-websockets python3-pytest curl"
+    command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
+    command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
+fi
+
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "deps: installing$missing"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q >/dev/null
+    # shellcheck disable=SC2086
+    $sudo apt-get install -y -q --no-install-recommends $missing >/dev/null
+fi
+
+# npm packages for the node test clients, from the lock file, only when it changed.
+install_npm() {
+    dir=$1
+    [ -f "$dir/package.json" ] || return 0
+    stamp="$dir/node_modules/.roomcast-stamp"
+    if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
+        echo "deps: npm ci in $dir"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        touch "$stamp"
+    fi
+}
+if [ "$what" = test ]; then install_npm tests/node; fi
+if [ "$what" = bench ]; then install_npm bench/peers; fi
+exit 0

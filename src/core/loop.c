@@ -1,0 +1,268 @@
+/* loop.c — epoll event loop with a timer heap and signalfd; see loop.h. */
+#include "core/loop.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RC_LOOP_MAX_EVENTS 256
+#define RC_LOOP_MAX_SIGNALS 8
+
+struct rc_signal_slot {
+    int signo;               /* 0 when unused */
+    rc_signal_cb *cb;
+    void *arg;
+};
+
+struct rc_loop {
+    int epfd;                /* epoll instance */
+    bool stop;               /* set by rc_loop_stop, checked once per iteration */
+    uint64_t now;            /* cached CLOCK_MONOTONIC ns for this iteration */
+    uint64_t iterations;     /* completed iterations */
+    rc_timer **heap;         /* min-heap on due */
+    uint32_t nheap, capheap; /* used / allocated heap slots */
+    rc_hook_cb *before_sleep;
+    void *before_sleep_arg;
+    rc_io sigio;             /* the signalfd, -1 until a signal is routed */
+    sigset_t sigmask;        /* signals routed to sigio */
+    struct rc_signal_slot sig[RC_LOOP_MAX_SIGNALS];
+};
+
+uint64_t rc_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * RC_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+rc_loop *rc_loop_new(void)
+{
+    rc_loop *loop = calloc(1, sizeof(*loop));
+    if (!loop) return NULL;
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (loop->epfd < 0) goto err;
+    loop->sigio.fd = -1;
+    sigemptyset(&loop->sigmask);
+    loop->now = rc_clock_ns();
+    return loop;
+err:
+    free(loop);
+    return NULL;
+}
+
+void rc_loop_free(rc_loop *loop)
+{
+    if (!loop) return;
+    if (loop->sigio.fd >= 0) close(loop->sigio.fd);
+    close(loop->epfd);
+    free(loop->heap);
+    free(loop);
+}
+
+uint64_t rc_loop_now(const rc_loop *loop) { return loop->now; }
+uint64_t rc_loop_iterations(const rc_loop *loop) { return loop->iterations; }
+void rc_loop_stop(rc_loop *loop) { loop->stop = true; }
+
+void rc_loop_set_before_sleep(rc_loop *loop, rc_hook_cb *cb, void *arg)
+{
+    loop->before_sleep = cb;
+    loop->before_sleep_arg = arg;
+}
+
+/* ---- I/O ---------------------------------------------------------------------------------- */
+
+void rc_io_init(rc_io *io, int fd, rc_io_cb *cb)
+{
+    io->fd = fd;
+    io->events = 0;
+    io->cb = cb;
+}
+
+int rc_io_start(rc_loop *loop, rc_io *io, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = io};
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0) return -errno;
+    io->events = events;
+    return 0;
+}
+
+int rc_io_set(rc_loop *loop, rc_io *io, uint32_t events)
+{
+    if (io->events == events) return 0;
+    struct epoll_event ev = {.events = events, .data.ptr = io};
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0) return -errno;
+    io->events = events;
+    return 0;
+}
+
+void rc_io_stop(rc_loop *loop, rc_io *io)
+{
+    if (io->fd >= 0) epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    io->events = 0;
+}
+
+/* ---- timers: binary min-heap of embedded nodes ------------------------------------------- */
+
+void rc_timer_init(rc_timer *t, rc_timer_cb *cb)
+{
+    t->due = 0;
+    t->slot = RC_TIMER_IDLE;
+    t->cb = cb;
+}
+
+static void heap_place(rc_loop *loop, uint32_t i, rc_timer *t)
+{
+    loop->heap[i] = t;
+    t->slot = i;
+}
+
+static void heap_up(rc_loop *loop, uint32_t i)
+{
+    rc_timer *t = loop->heap[i];
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (loop->heap[parent]->due <= t->due) break;
+        heap_place(loop, i, loop->heap[parent]);
+        i = parent;
+    }
+    heap_place(loop, i, t);
+}
+
+static void heap_down(rc_loop *loop, uint32_t i)
+{
+    rc_timer *t = loop->heap[i];
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= loop->nheap) break;
+        if (c + 1 < loop->nheap && loop->heap[c + 1]->due < loop->heap[c]->due) c++;
+        if (t->due <= loop->heap[c]->due) break;
+        heap_place(loop, i, loop->heap[c]);
+        i = c;
+    }
+    heap_place(loop, i, t);
+}
+
+static void heap_remove(rc_loop *loop, rc_timer *t)
+{
+    uint32_t i = t->slot;
+    rc_timer *last = loop->heap[--loop->nheap];
+    t->slot = RC_TIMER_IDLE;
+    if (last == t) return;
+    heap_place(loop, i, last);
+    if (i > 0 && loop->heap[(i - 1) / 2]->due > last->due) heap_up(loop, i);
+    else heap_down(loop, i);
+}
+
+void rc_timer_start(rc_loop *loop, rc_timer *t, uint64_t due)
+{
+    if (rc_timer_armed(t)) {
+        uint64_t old = t->due;
+        t->due = due;
+        if (due < old) heap_up(loop, t->slot);
+        else heap_down(loop, t->slot);
+        return;
+    }
+    if (loop->nheap == loop->capheap) {
+        uint32_t cap = loop->capheap ? loop->capheap * 2 : 64;
+        rc_timer **h = realloc(loop->heap, cap * sizeof(*h));
+        if (!h) abort(); /* out of memory for bookkeeping: the program cannot go on correctly */
+        loop->heap = h;
+        loop->capheap = cap;
+    }
+    t->due = due;
+    loop->heap[loop->nheap] = t;
+    t->slot = loop->nheap++;
+    heap_up(loop, t->slot);
+}
+
+void rc_timer_stop(rc_loop *loop, rc_timer *t)
+{
+    if (rc_timer_armed(t)) heap_remove(loop, t);
+}
+
+static void run_timers(rc_loop *loop)
+{
+    /* Bounded by the timers due now: a callback that re-arms for `now` would otherwise spin. */
+    uint32_t budget = loop->nheap;
+    while (loop->nheap > 0 && budget-- > 0) {
+        rc_timer *t = loop->heap[0];
+        if (t->due > loop->now) break;
+        heap_remove(loop, t);
+        t->cb(loop, t);
+    }
+}
+
+static int next_timeout_ms(const rc_loop *loop)
+{
+    if (loop->nheap == 0) return -1;
+    uint64_t due = loop->heap[0]->due;
+    if (due <= loop->now) return 0;
+    uint64_t ms = (due - loop->now + RC_NS_PER_MS - 1) / RC_NS_PER_MS;
+    return ms > 60000 ? 60000 : (int)ms;
+}
+
+/* ---- signals ------------------------------------------------------------------------------ */
+
+static void on_signalfd(rc_loop *loop, rc_io *io, uint32_t events)
+{
+    struct signalfd_siginfo si;
+    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        for (int i = 0; i < RC_LOOP_MAX_SIGNALS; i++) {
+            if (loop->sig[i].signo == (int)si.ssi_signo) {
+                loop->sig[i].cb(loop, (int)si.ssi_signo, loop->sig[i].arg);
+                break;
+            }
+        }
+    }
+}
+
+int rc_loop_signal(rc_loop *loop, int signo, rc_signal_cb *cb, void *arg)
+{
+    int i;
+    for (i = 0; i < RC_LOOP_MAX_SIGNALS && loop->sig[i].signo; i++) {}
+    if (i == RC_LOOP_MAX_SIGNALS) return -ENOSPC;
+    sigaddset(&loop->sigmask, signo);
+    if (sigprocmask(SIG_BLOCK, &loop->sigmask, NULL) < 0) return -errno;
+    int fd = signalfd(loop->sigio.fd, &loop->sigmask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) return -errno;
+    if (loop->sigio.fd < 0) {
+        rc_io_init(&loop->sigio, fd, on_signalfd);
+        int rc = rc_io_start(loop, &loop->sigio, RC_EV_READ);
+        if (rc < 0) {
+            close(fd);
+            loop->sigio.fd = -1;
+            return rc;
+        }
+    }
+    loop->sig[i] = (struct rc_signal_slot){.signo = signo, .cb = cb, .arg = arg};
+    return 0;
+}
+
+/* ---- the loop ----------------------------------------------------------------------------- */
+
+int rc_loop_run(rc_loop *loop)
+{
+    struct epoll_event ev[RC_LOOP_MAX_EVENTS];
+    loop->stop = false;
+    while (!loop->stop) {
+        if (loop->before_sleep) loop->before_sleep(loop, loop->before_sleep_arg);
+        if (loop->stop) break;
+        int n = epoll_wait(loop->epfd, ev, RC_LOOP_MAX_EVENTS, next_timeout_ms(loop));
+        loop->now = rc_clock_ns();
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        for (int i = 0; i < n; i++) {
+            rc_io *io = ev[i].data.ptr;
+            io->cb(loop, io, ev[i].events);
+        }
+        run_timers(loop);
+        loop->iterations++;
+    }
+    return 0;
+}

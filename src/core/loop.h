@@ -1,0 +1,86 @@
+/* loop.h — roomcast's event loop: epoll readiness, timers, signals, a before-sleep hook.
+ *
+ * One rc_loop owns everything that happens on its thread; nothing here is global, so a later
+ * multi-core design can run one loop per core. Objects that wait for I/O embed an rc_io whose
+ * callback the loop calls with the ready events (level-triggered). Timers live in a binary
+ * min-heap of embedded rc_timer nodes (no allocation per timer); the clock is CLOCK_MONOTONIC in
+ * nanoseconds, read once per iteration (rc_loop_now) because reading it per event costs more
+ * than the precision is worth. Signals arrive through one signalfd, so handlers run as ordinary
+ * callbacks on the loop, never in signal context. The before-sleep hook runs after each batch
+ * of events and timers and before the loop blocks again: the server flushes the output that the
+ * batch queued there, which is what batches many frames into one write.
+ */
+#ifndef RC_LOOP_H
+#define RC_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
+typedef struct rc_loop rc_loop;
+typedef struct rc_io rc_io;
+typedef struct rc_timer rc_timer;
+
+enum { RC_EV_READ = EPOLLIN, RC_EV_WRITE = EPOLLOUT };
+
+/* Called with the epoll events that are ready (EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP...). */
+typedef void rc_io_cb(rc_loop *loop, rc_io *io, uint32_t events);
+typedef void rc_timer_cb(rc_loop *loop, rc_timer *t);
+typedef void rc_signal_cb(rc_loop *loop, int signo, void *arg);
+typedef void rc_hook_cb(rc_loop *loop, void *arg);
+
+struct rc_io {
+    int fd;                  /* the watched descriptor, -1 when not started */
+    uint32_t events;         /* interest currently registered with epoll */
+    rc_io_cb *cb;            /* called when the descriptor is ready */
+};
+
+struct rc_timer {
+    uint64_t due;            /* CLOCK_MONOTONIC ns when the timer fires */
+    uint32_t slot;           /* index in the loop's heap, RC_TIMER_IDLE when not armed */
+    rc_timer_cb *cb;         /* called once when due; re-arm from inside to repeat */
+};
+#define RC_TIMER_IDLE UINT32_MAX
+
+/* rc_loop_new creates a loop; NULL with errno set on failure. rc_loop_free releases it (the
+ * loop does not own the descriptors its rc_io point at). */
+rc_loop *rc_loop_new(void);
+void rc_loop_free(rc_loop *loop);
+
+/* rc_loop_run runs until rc_loop_stop is called. Returns 0, or -errno if epoll fails. */
+int rc_loop_run(rc_loop *loop);
+void rc_loop_stop(rc_loop *loop);
+
+/* rc_loop_now is the monotonic time in ns at the start of the current iteration. */
+uint64_t rc_loop_now(const rc_loop *loop);
+/* rc_clock_ns reads CLOCK_MONOTONIC now. */
+uint64_t rc_clock_ns(void);
+
+/* rc_loop_set_before_sleep installs the hook run before every wait (one hook per loop). */
+void rc_loop_set_before_sleep(rc_loop *loop, rc_hook_cb *cb, void *arg);
+
+/* rc_io_init prepares io for descriptor fd; rc_io_start registers it with interest events.
+ * rc_io_set changes the interest (no syscall when unchanged); rc_io_stop unregisters it.
+ * Return 0 or -errno. The caller keeps ownership of fd and closes it after rc_io_stop. */
+void rc_io_init(rc_io *io, int fd, rc_io_cb *cb);
+int rc_io_start(rc_loop *loop, rc_io *io, uint32_t events);
+int rc_io_set(rc_loop *loop, rc_io *io, uint32_t events);
+void rc_io_stop(rc_loop *loop, rc_io *io);
+
+/* rc_timer_init prepares an idle timer; rc_timer_start (re)arms it to fire at `due` ns
+ * (rc_loop_now() + delay); rc_timer_stop disarms it (no-op when idle). */
+void rc_timer_init(rc_timer *t, rc_timer_cb *cb);
+void rc_timer_start(rc_loop *loop, rc_timer *t, uint64_t due);
+void rc_timer_stop(rc_loop *loop, rc_timer *t);
+static inline bool rc_timer_armed(const rc_timer *t) { return t->slot != RC_TIMER_IDLE; }
+
+/* rc_loop_signal routes signo to cb (blocking its default action). Returns 0 or -errno. */
+int rc_loop_signal(rc_loop *loop, int signo, rc_signal_cb *cb, void *arg);
+
+/* Iteration statistics, for metrics. */
+uint64_t rc_loop_iterations(const rc_loop *loop);
+
+#define RC_NS_PER_MS 1000000ull
+#define RC_NS_PER_SEC 1000000000ull
+
+#endif

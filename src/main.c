@@ -1,0 +1,60 @@
+/* main.c — roomcast's entry point: parse flags, create the loop and server, run until
+ * SIGTERM/SIGINT, then close every client with 1001 and exit 0. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/loop.h"
+#include "server/config.h"
+#include "server/server.h"
+
+static void on_stop_signal(rc_loop *loop, int signo, void *arg)
+{
+    rc_server *srv = arg;
+    if (srv->shutting_down) {
+        rc_loop_stop(loop); /* a second signal: stop waiting for clients */
+        return;
+    }
+    rc_info("%s received", strsignal(signo));
+    rc_server_shutdown(srv);
+}
+
+int main(int argc, char **argv)
+{
+    rc_config cfg;
+    rc_config_init(&cfg);
+    int r = rc_config_parse(&cfg, argc, argv);
+    if (r != 0) return r > 0 ? 0 : 2;
+    rc_log_level = (enum rc_log_level)cfg.log_level;
+    signal(SIGPIPE, SIG_IGN);
+
+    rc_loop *loop = rc_loop_new();
+    if (!loop) {
+        rc_error("cannot create the event loop: %s", strerror(errno));
+        return 1;
+    }
+    rc_server *srv = rc_server_new(loop, &cfg);
+    if (!srv) {
+        rc_loop_free(loop);
+        return 1;
+    }
+    if (rc_loop_signal(loop, SIGTERM, on_stop_signal, srv) < 0 ||
+        rc_loop_signal(loop, SIGINT, on_stop_signal, srv) < 0) {
+        rc_error("cannot route signals: %s", strerror(errno));
+        rc_server_free(srv);
+        rc_loop_free(loop);
+        return 1;
+    }
+    /* Tests and scripts wait for this exact line (and read the port from it with --port 0). */
+    fprintf(stderr, "roomcast: listening on http://%s:%u/\n", cfg.bind, srv->port);
+    fflush(stderr);
+
+    r = rc_loop_run(loop);
+    if (r < 0) rc_error("event loop failed: %s", strerror(-r));
+    rc_server_free(srv);
+    rc_loop_free(loop);
+    rc_info("bye");
+    return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,61 @@
+/* outq.h — shared immutable messages and a per-connection output queue.
+ *
+ * Encode once, send many: a broadcast is encoded into one rc_msg (the complete WebSocket frame)
+ * and every recipient's queue holds a reference to it, so fan-out to N members costs N pointer
+ * pushes, not N copies. A queue is a ring of message references plus the offset already sent of
+ * the first one; rc_outq_flush sends as much as the socket takes with one sendmsg() per up to
+ * RC_OUTQ_IOV messages, so a burst of frames to one client leaves in one syscall.
+ *
+ * Ownership: rc_msg_new returns a message with one reference owned by the caller; rc_outq_push
+ * takes a new reference of its own; whoever holds a reference drops it with rc_msg_unref.
+ * Messages are single-threaded (plain counters): they never leave their loop.
+ */
+#ifndef RC_OUTQ_H
+#define RC_OUTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define RC_OUTQ_IOV 64
+
+typedef struct rc_msg {
+    uint32_t refs;           /* references held by queues and the creator */
+    uint32_t len;            /* bytes in data */
+    uint64_t t_recv;         /* monotonic ns the message that produced it was received (metrics) */
+    char data[];             /* the encoded frame */
+} rc_msg;
+
+/* rc_msg_new allocates a message of len bytes (contents uninitialised); NULL when out of memory. */
+rc_msg *rc_msg_new(size_t len);
+static inline rc_msg *rc_msg_ref(rc_msg *m) { m->refs++; return m; }
+void rc_msg_unref(rc_msg *m);
+
+typedef struct rc_outq {
+    rc_msg **ring;           /* capacity `cap` slots, NULL when cap == 0 */
+    uint32_t head;           /* slot of the first queued message */
+    uint32_t count;          /* messages queued */
+    uint32_t cap;            /* slots allocated (power of two) */
+    uint32_t head_off;       /* bytes of the first message already sent */
+    size_t bytes;            /* bytes queued and not yet sent (for the slow-consumer cap) */
+} rc_outq;
+
+/* rc_outq_push queues a reference to m. Returns 0, or -1 when out of memory (not queued). */
+int rc_outq_push(rc_outq *q, rc_msg *m);
+
+/* rc_outq_flush writes queued bytes to fd until the queue is empty or the socket is full.
+ * Returns the bytes written (>= 0; fewer than queued means the socket is full), or -errno on a
+ * write error other than EAGAIN. */
+ssize_t rc_outq_flush(rc_outq *q, int fd);
+
+/* rc_outq_drop_unstarted drops every message not yet partly sent (a partly sent frame must be
+ * completed to keep the stream valid). Used when a slow consumer is cut off. */
+void rc_outq_drop_unstarted(rc_outq *q);
+
+/* rc_outq_release drops every reference and frees the ring. */
+void rc_outq_release(rc_outq *q);
+
+/* rc_outq_shrink frees the ring of an empty queue that grew large (memory of idle clients). */
+void rc_outq_shrink(rc_outq *q);
+
+#endif

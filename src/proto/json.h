@@ -1,0 +1,101 @@
+/* json.h — the JSON a room message needs, in one validating pass, without allocating.
+ *
+ * A client's message is a JSON object; roomcast reads a few top-level members ("type", "room",
+ * ...) and forwards the rest verbatim with server-owned members ("client_id", "msg_id") spliced
+ * in. rc_json_scan validates the whole text (RFC 8259: strict grammar, no trailing commas,
+ * no leading zeros, valid escapes, no raw control characters in strings; the text is already
+ * known to be UTF-8), checks that the top level is an object, and records for each known key
+ * its last occurrence at the top level. Keys are compared after unescaping, so "\u0074ype" is
+ * "type". Members whose key is in cut_mask are recorded as byte ranges to leave out when the
+ * object is copied (each range includes one adjacent comma so the copy stays valid JSON).
+ * Nesting deeper than RC_JSON_MAX_DEPTH is rejected; scanning is iterative, not recursive.
+ */
+#ifndef RC_JSON_H
+#define RC_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define RC_JSON_MAX_DEPTH 64
+#define RC_JSON_MAX_CUTS 8
+
+enum rc_json_type {
+    RC_JSON_NONE = 0,        /* key absent */
+    RC_JSON_STRING,
+    RC_JSON_NUMBER,
+    RC_JSON_OBJECT,
+    RC_JSON_ARRAY,
+    RC_JSON_TRUE,
+    RC_JSON_FALSE,
+    RC_JSON_NULL,
+};
+
+/* Top-level keys roomcast looks at. */
+enum rc_json_key {
+    RC_JK_TYPE,              /* "type" */
+    RC_JK_ROOM,              /* "room" */
+    RC_JK_CLIENT_ID,         /* "client_id" */
+    RC_JK_MSG_ID,            /* "msg_id" */
+    RC_JK_ACK,               /* "ack" */
+    RC_JK_SINCE,             /* "since" */
+    RC_JK_EPOCH,             /* "epoch" */
+    RC_JK_IDEMPOTENCY_KEY,   /* "idempotency_key" */
+    RC_JK__COUNT
+};
+#define RC_JK_BIT(k) (1u << (k))
+
+enum {
+    RC_JSON_OK = 0,
+    RC_JSON_ESYNTAX = -1,    /* not valid JSON */
+    RC_JSON_ENOTOBJECT = -2, /* valid JSON, but the top level is not an object */
+    RC_JSON_EDEPTH = -3,     /* nested deeper than RC_JSON_MAX_DEPTH */
+    RC_JSON_ECUTS = -4,      /* more than RC_JSON_MAX_CUTS members to cut (duplicate keys) */
+};
+
+typedef struct rc_json_span {
+    const char *p;           /* raw value text in the input (a string includes its quotes) */
+    size_t len;              /* bytes of raw text */
+    enum rc_json_type type;  /* RC_JSON_NONE when the key is absent */
+} rc_json_span;
+
+typedef struct rc_json_cut {
+    size_t off;              /* first byte to leave out, offset from the start of the input */
+    size_t len;              /* bytes to leave out */
+} rc_json_cut;
+
+typedef struct rc_json_top {
+    rc_json_span key[RC_JK__COUNT]; /* last top-level occurrence of each known key */
+    rc_json_cut cut[RC_JSON_MAX_CUTS]; /* ranges to leave out, in increasing offset order */
+    size_t ncut;             /* entries used in cut[] */
+    size_t members;          /* top-level members in the input */
+    size_t members_cut;      /* of which are covered by cut[] */
+    size_t open;             /* offset of the top-level '{' */
+    size_t close;            /* offset of the matching '}' */
+} rc_json_top;
+
+/* rc_json_scan validates p[0..n) and fills *t. Returns RC_JSON_OK or a negative RC_JSON_E*. */
+int rc_json_scan(const char *p, size_t n, unsigned cut_mask, rc_json_top *t);
+
+/* rc_json_copy_open writes the object from its '{' up to, not including, its closing '}' with
+ * the cut ranges left out, into out (room for n bytes is always enough). Returns the bytes
+ * written; *nonempty says whether any member remains (so the caller knows whether to write a
+ * comma before appending members and the closing brace). */
+size_t rc_json_copy_open(const char *p, const rc_json_top *t, char *out, bool *nonempty);
+
+/* rc_json_unescape decodes the JSON string literal raw[0..len) (with its quotes) into out
+ * (cap bytes). Returns the decoded length, or -1 when it does not fit, is not a string
+ * literal, or decodes to a lone surrogate or a NUL byte. */
+long rc_json_unescape(const char *raw, size_t len, char *out, size_t cap);
+
+/* rc_json_escape writes s[0..n) (UTF-8) as a JSON string literal with quotes into out, which
+ * must have room for rc_json_escape_max(n) bytes. Returns the bytes written. Escapes '"', '\\'
+ * and control characters; everything else is copied as is. */
+size_t rc_json_escape(const char *s, size_t n, char *out);
+#define rc_json_escape_max(n) (6 * (n) + 2)
+
+/* rc_json_get_u64 parses a span holding a non-negative integer without fraction or exponent
+ * that fits in 64 bits. Returns false otherwise. */
+bool rc_json_get_u64(const rc_json_span *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,76 @@
+/* wsframe.h — RFC 6455 frame header codec (server side).
+ *
+ * The parser looks only at the header; the payload stays where it is in the caller's buffer and
+ * is unmasked in place by rc_ws_unmask, which can continue across partial reads. Nothing here
+ * allocates. Rules enforced by the parser, because they are properties of a single header
+ * (RFC 6455 §5.2, §5.5): no RSV bits (roomcast negotiates no extension), no reserved opcode,
+ * control frames are final and carry at most 125 bytes, a 64-bit length has its top bit clear,
+ * and — when require_mask is set, as on a server — the client masked the frame. Rules that need
+ * the connection's state (continuation without a started message, message size limits) are the
+ * session's job (src/server/ws.c).
+ */
+#ifndef RC_WSFRAME_H
+#define RC_WSFRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+enum rc_ws_opcode {
+    RC_WS_CONT = 0x0,
+    RC_WS_TEXT = 0x1,
+    RC_WS_BINARY = 0x2,
+    RC_WS_CLOSE = 0x8,
+    RC_WS_PING = 0x9,
+    RC_WS_PONG = 0xA,
+};
+
+/* Close status codes used by roomcast (RFC 6455 §7.4.1). */
+enum rc_ws_close_code {
+    RC_WS_CLOSE_NORMAL = 1000,
+    RC_WS_CLOSE_GOING_AWAY = 1001,
+    RC_WS_CLOSE_PROTOCOL = 1002,
+    RC_WS_CLOSE_UNSUPPORTED = 1003,
+    RC_WS_CLOSE_NO_STATUS = 1005,   /* never sent; reported when a close frame had no code */
+    RC_WS_CLOSE_BAD_DATA = 1007,
+    RC_WS_CLOSE_POLICY = 1008,
+    RC_WS_CLOSE_TOO_BIG = 1009,
+    RC_WS_CLOSE_INTERNAL = 1011,
+    RC_WS_CLOSE_TRY_AGAIN = 1013,
+};
+
+#define RC_WS_MAX_HEADER 14          /* 2 + 8 (length) + 4 (mask) */
+#define RC_WS_MAX_SERVER_HEADER 10   /* server frames are never masked */
+#define RC_WS_MAX_CONTROL_PAYLOAD 125
+
+typedef struct rc_ws_frame {
+    bool fin;                /* FIN bit: last fragment of a message */
+    uint8_t opcode;          /* enum rc_ws_opcode */
+    bool masked;             /* MASK bit */
+    uint8_t mask[4];         /* masking key, valid when masked */
+    uint64_t len;            /* payload length in bytes */
+    size_t header_len;       /* bytes of header before the payload (2..14) */
+} rc_ws_frame;
+
+/* rc_ws_parse_header parses the frame header at p[0..n).
+ * Returns the header length (> 0) and fills *f; 0 when more bytes are needed (nothing is
+ * consumed, call again with more); or a negative close code (-RC_WS_CLOSE_PROTOCOL) when the
+ * header breaks one of the rules above. */
+int rc_ws_parse_header(const uint8_t *p, size_t n, bool require_mask, rc_ws_frame *f);
+
+/* rc_ws_unmask XORs p[0..n) in place with mask, where p starts at byte `offset` of the
+ * payload (so a payload can be unmasked piece by piece as it arrives). */
+void rc_ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset);
+
+/* rc_ws_encode_header writes an unmasked server frame header for a payload of len bytes into
+ * out (at least RC_WS_MAX_SERVER_HEADER bytes) and returns its length. */
+size_t rc_ws_encode_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len);
+
+/* rc_ws_header_size is the length rc_ws_encode_header would produce for len. */
+size_t rc_ws_header_size(uint64_t len);
+
+/* rc_ws_close_code_valid is true for a status code a peer may send in a close frame
+ * (1000-1003, 1007-1014, 3000-4999). */
+bool rc_ws_close_code_valid(unsigned code);
+
+#endif

@@ -1,0 +1,184 @@
+/* config.c — defaults and command-line parsing; see config.h. */
+#include "server/config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/loop.h"
+
+void rc_config_init(rc_config *cfg)
+{
+    *cfg = (rc_config){
+        .bind = "127.0.0.1",
+        .port = 8080,
+        .max_connections = 0, /* 0: as many as the descriptor limit allows */
+        .max_message_size = 1 << 20,
+        .max_pending = 1 << 20,
+        .max_header_size = 8192,
+        .max_rooms_per_client = 64,
+        .ping_interval = 5 * RC_NS_PER_SEC,
+        .ping_timeout = 5 * RC_NS_PER_SEC,
+        .handshake_timeout = 10 * RC_NS_PER_SEC,
+        .close_timeout = 2 * RC_NS_PER_SEC,
+        .log_level = RC_LOG_INFO,
+    };
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: roomcast [options]\n"
+        "\n"
+        "A real-time room messaging server: WebSocket clients join rooms, and every message\n"
+        "published to a room reaches every member in one total order (per-room msg_id).\n"
+        "\n"
+        "  --bind ADDR                 listen address (default 127.0.0.1)\n"
+        "  --port N                    listen port; 0 picks a free one (default 8080)\n"
+        "  --max-connections N         client connections at most (default: as many as the\n"
+        "                              file-descriptor limit allows)\n"
+        "  --max-message-size BYTES    largest message accepted; larger ones close 1009\n"
+        "                              (default 1048576)\n"
+        "  --max-pending BYTES         output queued for one client before it is disconnected\n"
+        "                              as a slow consumer, close 1008 (default 1048576)\n"
+        "  --max-header-size BYTES     largest HTTP request head; larger ones get 431\n"
+        "                              (default 8192)\n"
+        "  --max-rooms-per-client N    rooms one connection may join (default 64)\n"
+        "  --ping-interval SEC         ping a client after this much silence (default 5)\n"
+        "  --ping-timeout SEC          drop a client that stays silent this long after a\n"
+        "                              ping (default 5)\n"
+        "  --handshake-timeout SEC     time for an HTTP request head to arrive, and idle\n"
+        "                              time of a keep-alive HTTP connection (default 10)\n"
+        "  --close-timeout SEC         time to wait for a peer to finish a close (default 2)\n"
+        "  --log-level LEVEL           error, warn, info or debug (default info)\n"
+        "  -h, --help                  this text\n"
+        "  -V, --version               print the version\n");
+}
+
+static int parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v > max) {
+        fprintf(stderr, "roomcast: invalid value '%s' for %s\n", s, opt);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_seconds(const char *opt, const char *s, uint64_t *ns)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v <= 0 || v > 86400.0 * 365) {
+        fprintf(stderr, "roomcast: invalid duration '%s' for %s (seconds > 0)\n", s, opt);
+        return -1;
+    }
+    *ns = (uint64_t)(v * 1e9);
+    return 0;
+}
+
+enum {
+    OPT_BIND = 256, OPT_PORT, OPT_MAX_CONN, OPT_MAX_MSG, OPT_MAX_PENDING, OPT_MAX_HEADER,
+    OPT_MAX_ROOMS, OPT_PING_INTERVAL, OPT_PING_TIMEOUT, OPT_HANDSHAKE_TIMEOUT,
+    OPT_CLOSE_TIMEOUT, OPT_LOG_LEVEL,
+};
+
+int rc_config_parse(rc_config *cfg, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"bind", required_argument, NULL, OPT_BIND},
+        {"port", required_argument, NULL, OPT_PORT},
+        {"max-connections", required_argument, NULL, OPT_MAX_CONN},
+        {"max-message-size", required_argument, NULL, OPT_MAX_MSG},
+        {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
+        {"max-header-size", required_argument, NULL, OPT_MAX_HEADER},
+        {"max-rooms-per-client", required_argument, NULL, OPT_MAX_ROOMS},
+        {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
+        {"ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT},
+        {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+        {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    uint64_t v;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+        const char *name = optind > 1 ? argv[optind - 1] : "option";
+        switch (c) {
+        case OPT_BIND: cfg->bind = optarg; break;
+        case OPT_PORT:
+            if (parse_u64("--port", optarg, 65535, &v) < 0) return -1;
+            cfg->port = (uint16_t)v;
+            break;
+        case OPT_MAX_CONN:
+            if (parse_u64("--max-connections", optarg, UINT32_MAX, &v) < 0) return -1;
+            cfg->max_connections = (uint32_t)v;
+            break;
+        case OPT_MAX_MSG:
+            if (parse_u64("--max-message-size", optarg, 1ull << 31, &v) < 0) return -1;
+            cfg->max_message_size = v;
+            break;
+        case OPT_MAX_PENDING:
+            if (parse_u64("--max-pending", optarg, 1ull << 40, &v) < 0) return -1;
+            cfg->max_pending = v;
+            break;
+        case OPT_MAX_HEADER:
+            if (parse_u64("--max-header-size", optarg, 1 << 20, &v) < 0 || v < 256) {
+                fprintf(stderr, "roomcast: --max-header-size must be 256..1048576\n");
+                return -1;
+            }
+            cfg->max_header_size = v;
+            break;
+        case OPT_MAX_ROOMS:
+            if (parse_u64("--max-rooms-per-client", optarg, 1 << 20, &v) < 0 || v == 0) {
+                fprintf(stderr, "roomcast: --max-rooms-per-client must be at least 1\n");
+                return -1;
+            }
+            cfg->max_rooms_per_client = (uint32_t)v;
+            break;
+        case OPT_PING_INTERVAL:
+            if (parse_seconds("--ping-interval", optarg, &cfg->ping_interval) < 0) return -1;
+            break;
+        case OPT_PING_TIMEOUT:
+            if (parse_seconds("--ping-timeout", optarg, &cfg->ping_timeout) < 0) return -1;
+            break;
+        case OPT_HANDSHAKE_TIMEOUT:
+            if (parse_seconds("--handshake-timeout", optarg, &cfg->handshake_timeout) < 0)
+                return -1;
+            break;
+        case OPT_CLOSE_TIMEOUT:
+            if (parse_seconds("--close-timeout", optarg, &cfg->close_timeout) < 0) return -1;
+            break;
+        case OPT_LOG_LEVEL:
+            if ((cfg->log_level = rc_log_parse_level(optarg)) < 0) {
+                fprintf(stderr, "roomcast: invalid log level '%s' (error, warn, info, debug)\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case 'h': usage(stdout); return 1;
+        case 'V': printf("roomcast %s\n", RC_VERSION); return 1;
+        default:
+            (void)name;
+            fprintf(stderr, "Try 'roomcast --help'.\n");
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "roomcast: unexpected argument '%s'\nTry 'roomcast --help'.\n",
+                argv[optind]);
+        return -1;
+    }
+    return 0;
+}

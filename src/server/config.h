@@ -1,0 +1,36 @@
+/* config.h — roomcast's settings and their command-line flags.
+ *
+ * Every flag is listed by `roomcast --help`; README.md documents them. Durations are given in
+ * seconds on the command line (fractions allowed) and kept in nanoseconds.
+ */
+#ifndef RC_CONFIG_H
+#define RC_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rc_config {
+    const char *bind;             /* listen address (default 127.0.0.1) */
+    uint16_t port;                /* listen port, 0 = pick a free one (default 8080) */
+    uint32_t max_connections;     /* open client connections at most (default: fd limit) */
+    size_t max_message_size;      /* largest WebSocket message accepted, bytes (1 MiB) */
+    size_t max_pending;           /* output queued per client before it is cut off (1 MiB) */
+    size_t max_header_size;       /* largest HTTP request head, bytes (8 KiB) */
+    uint32_t max_rooms_per_client; /* rooms one connection may be in (64) */
+    uint64_t ping_interval;       /* ns of silence before the server pings (5 s) */
+    uint64_t ping_timeout;        /* ns to wait for any traffic after a ping (5 s) */
+    uint64_t handshake_timeout;   /* ns for a request head to arrive, and HTTP idle (10 s) */
+    uint64_t close_timeout;       /* ns to wait for the peer during a close (2 s) */
+    int log_level;                /* enum rc_log_level */
+} rc_config;
+
+/* rc_config_init fills in the defaults. */
+void rc_config_init(rc_config *cfg);
+
+/* rc_config_parse applies argv to cfg. Returns 0 to go on, 1 when the program should exit
+ * successfully (--help, --version), -1 after printing an error to stderr. */
+int rc_config_parse(rc_config *cfg, int argc, char **argv);
+
+#define RC_VERSION "0.1.0"
+
+#endif

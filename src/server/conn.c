@@ -1,0 +1,288 @@
+/* conn.c — connection lifecycle, reading, flushing and closing; see conn.h.
+ *
+ * Reading: while a connection has no partial input buffered, bytes are read into the server's
+ * shared buffer and parsed in place there; only an incomplete tail (a frame or request head
+ * cut by the read) is copied into the connection's own buffer. Idle connections therefore hold
+ * no input memory at all, and the common case copies nothing.
+ */
+#include "server/conn.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "proto/wsframe.h"
+#include "server/http.h"
+#include "server/room.h"
+#include "server/server.h"
+#include "server/ws.h"
+
+#define conn_of_timer(t) ((rc_conn *)((char *)(t) - offsetof(rc_conn, timer)))
+
+static void on_io(rc_loop *loop, rc_io *io, uint32_t events);
+static void on_timer(rc_loop *loop, rc_timer *t);
+
+rc_conn *rc_conn_accept(rc_server *srv, int fd)
+{
+    rc_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    c->srv = srv;
+    c->state = RC_CONN_HTTP;
+    c->last_rx = rc_loop_now(srv->loop);
+    rc_io_init(&c->io, fd, on_io);
+    rc_timer_init(&c->timer, on_timer);
+    if (rc_io_start(srv->loop, &c->io, RC_EV_READ) < 0) {
+        close(fd);
+        free(c);
+        return NULL;
+    }
+    rc_timer_start(srv->loop, &c->timer, c->last_rx + srv->cfg.handshake_timeout);
+    c->next = srv->conns;
+    if (srv->conns) srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    srv->stats.connections_total++;
+    return c;
+}
+
+/* Queues without the budget check: close frames and final responses must go out. */
+static void queue(rc_conn *c, rc_msg *m)
+{
+    if (rc_outq_push(&c->out, m) < 0) {
+        /* Out of memory for one pointer: this client cannot be served correctly any more. */
+        rc_conn_close(c);
+        return;
+    }
+    rc_server_flush_later(c->srv, c);
+}
+
+bool rc_conn_send(rc_conn *c, rc_msg *m)
+{
+    if (c->state != RC_CONN_WS && c->state != RC_CONN_HTTP) return false;
+    if (c->slow) return false;
+    /* A single message larger than the budget still goes to a client that is keeping up. */
+    if (c->out.count > 0 && c->out.bytes + m->len > c->srv->cfg.max_pending) {
+        c->slow = true;
+        rc_server_flush_later(c->srv, c);
+        return false;
+    }
+    queue(c, m);
+    return true;
+}
+
+static rc_msg *frame_new(uint8_t opcode, const void *payload, size_t len)
+{
+    size_t h = rc_ws_header_size(len);
+    rc_msg *m = rc_msg_new(h + len);
+    if (!m) return NULL;
+    rc_ws_encode_header((uint8_t *)m->data, opcode, true, len);
+    if (len) memcpy(m->data + h, payload, len);
+    return m;
+}
+
+bool rc_conn_send_frame(rc_conn *c, uint8_t opcode, const void *payload, size_t len)
+{
+    rc_msg *m = frame_new(opcode, payload, len);
+    if (!m) {
+        rc_conn_close(c);
+        return false;
+    }
+    bool ok = rc_conn_send(c, m);
+    rc_msg_unref(m);
+    return ok;
+}
+
+void rc_conn_close_ws(rc_conn *c, uint16_t code, const char *reason, bool fail)
+{
+    if (c->state != RC_CONN_WS) {
+        if (c->state == RC_CONN_CLOSING && fail) c->discard_input = true;
+        return;
+    }
+    uint8_t payload[RC_WS_MAX_CONTROL_PAYLOAD];
+    size_t rl = reason ? strlen(reason) : 0;
+    if (rl > sizeof(payload) - 2) rl = sizeof(payload) - 2;
+    payload[0] = (uint8_t)(code >> 8);
+    payload[1] = (uint8_t)code;
+    if (rl) memcpy(payload + 2, reason, rl);
+    rc_msg *m = frame_new(RC_WS_CLOSE, payload, rl + 2);
+    if (!m) {
+        rc_conn_close(c);
+        return;
+    }
+    /* No room message may follow the close frame (RFC 6455 §5.5.1). */
+    rc_room_leave_all(c->srv, c);
+    c->state = RC_CONN_CLOSING;
+    c->discard_input = fail;
+    c->shut_after_flush = true;
+    queue(c, m);
+    rc_msg_unref(m);
+    rc_timer_start(c->srv->loop, &c->timer, rc_loop_now(c->srv->loop) + c->srv->cfg.close_timeout);
+}
+
+void rc_conn_close(rc_conn *c)
+{
+    if (c->state == RC_CONN_CLOSED) return;
+    rc_server *srv = c->srv;
+    rc_room_leave_all(srv, c);
+    rc_io_stop(srv->loop, &c->io);
+    close(c->io.fd);
+    c->io.fd = -1;
+    rc_timer_stop(srv->loop, &c->timer);
+    c->state = RC_CONN_CLOSED;
+    rc_outq_release(&c->out);
+    rc_buf_release(&c->in);
+    rc_buf_release(&c->frag);
+    /* Move from the live list to the free list; the struct is freed at before-sleep. */
+    if (c->prev) c->prev->next = c->next;
+    else srv->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = srv->free_head;
+    srv->free_head = c;
+    srv->nconns--;
+}
+
+void rc_conn_free(rc_conn *c)
+{
+    free(c);
+}
+
+/* Dispatches input to the protocol of the current state; a state change mid-buffer (an upgrade
+ * followed by frames, a close) hands the rest to the new state's parser. Returns bytes used. */
+static size_t process(rc_conn *c, char *p, size_t n)
+{
+    size_t used = 0;
+    while (used < n) {
+        uint8_t st = c->state;
+        bool discard = c->discard_input;
+        size_t k;
+        if (st == RC_CONN_HTTP) k = rc_http_on_input(c, p + used, n - used);
+        else if (st == RC_CONN_WS || (st == RC_CONN_CLOSING && !discard))
+            k = rc_ws_on_input(c, p + used, n - used);
+        else return n; /* closing for good, or closed: input is dropped */
+        used += k;
+        if (c->state == st && c->discard_input == discard) break;
+    }
+    return used;
+}
+
+static void on_eof(rc_conn *c)
+{
+    /* EOF or reset: in CLOSING this completes the close; otherwise the peer vanished. */
+    if (c->state == RC_CONN_WS) rc_debug("client %llu disconnected without a close frame",
+                                         (unsigned long long)c->client_id);
+    rc_conn_close(c);
+}
+
+static void conn_read(rc_conn *c)
+{
+    rc_server *srv = c->srv;
+    bool shared = rc_buf_size(&c->in) == 0;
+    char *dst;
+    size_t cap;
+    if (shared) {
+        dst = srv->rxbuf;
+        cap = sizeof(srv->rxbuf);
+    } else {
+        if (rc_buf_reserve(&c->in, 16384) < 0) {
+            rc_conn_close(c);
+            return;
+        }
+        dst = rc_buf_tail(&c->in);
+        cap = rc_buf_room(&c->in);
+    }
+    ssize_t r = recv(c->io.fd, dst, cap, 0);
+    if (r == 0) {
+        on_eof(c);
+        return;
+    }
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        on_eof(c);
+        return;
+    }
+    c->last_rx = rc_loop_now(srv->loop);
+    srv->stats.bytes_in += (uint64_t)r;
+    if (shared) {
+        size_t used = process(c, dst, (size_t)r);
+        if (c->state != RC_CONN_CLOSED && used < (size_t)r &&
+            rc_buf_append(&c->in, dst + used, (size_t)r - used) < 0)
+            rc_conn_close(c);
+    } else {
+        rc_buf_commit(&c->in, (size_t)r);
+        size_t used = process(c, rc_buf_head(&c->in), rc_buf_size(&c->in));
+        if (c->state == RC_CONN_CLOSED) return;
+        rc_buf_consume(&c->in, used);
+        /* A large partial message was buffered; give the memory back once it is done. */
+        if (rc_buf_size(&c->in) == 0 && c->in.cap > 65536) rc_buf_release(&c->in);
+    }
+}
+
+static void cut_slow_consumer(rc_conn *c)
+{
+    c->slow = false;
+    c->srv->stats.disc_slow++;
+    rc_info("client %llu: slow consumer (%zu bytes pending), disconnecting",
+            (unsigned long long)c->client_id, c->out.bytes);
+    rc_outq_drop_unstarted(&c->out);
+    if (c->state == RC_CONN_WS) rc_conn_close_ws(c, RC_WS_CLOSE_POLICY, "slow consumer", true);
+    else rc_conn_close(c);
+}
+
+void rc_conn_flush(rc_conn *c)
+{
+    if (c->state == RC_CONN_CLOSED) return;
+    if (c->slow) cut_slow_consumer(c);
+    if (c->state == RC_CONN_CLOSED) return;
+    rc_server *srv = c->srv;
+    if (c->out.count > 0) {
+        ssize_t w = rc_outq_flush(&c->out, c->io.fd);
+        if (w < 0) {
+            rc_debug("client %llu: write failed: %s", (unsigned long long)c->client_id,
+                     strerror((int)-w));
+            rc_conn_close(c);
+            return;
+        }
+        srv->stats.bytes_out += (uint64_t)w;
+    }
+    if (c->out.count > 0) {
+        /* The socket is full: ask to be told when it drains. */
+        if (rc_io_set(srv->loop, &c->io, RC_EV_READ | RC_EV_WRITE) < 0) rc_conn_close(c);
+        return;
+    }
+    rc_io_set(srv->loop, &c->io, RC_EV_READ);
+    rc_outq_shrink(&c->out);
+    if (c->shut_after_flush) {
+        c->shut_after_flush = false;
+        shutdown(c->io.fd, SHUT_WR);
+    }
+    /* Both close frames exchanged and ours is out: the server closes TCP first (§7.1.1). */
+    if (c->state == RC_CONN_CLOSING && c->close_received) rc_conn_close(c);
+}
+
+static void on_io(rc_loop *loop, rc_io *io, uint32_t events)
+{
+    rc_conn *c = (rc_conn *)io;
+    if (c->state == RC_CONN_CLOSED) return;
+    if (events & EPOLLOUT) rc_conn_flush(c);
+    if (c->state == RC_CONN_CLOSED) return;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) conn_read(c);
+}
+
+static void on_timer(rc_loop *loop, rc_timer *t)
+{
+    rc_conn *c = conn_of_timer(t);
+    switch (c->state) {
+    case RC_CONN_HTTP: rc_http_on_timeout(c); break;
+    case RC_CONN_WS: rc_ws_on_keepalive(c); break;
+    case RC_CONN_CLOSING: rc_conn_close(c); break;
+    default: break;
+    }
+}

@@ -1,0 +1,57 @@
+/* server.h — the server object: configuration, loop, listener, connections, rooms, counters.
+ *
+ * Everything roomcast knows lives in one rc_server owned by one loop; there is no hidden global
+ * state on the hot path, so a future multi-core design can run one server shard per loop.
+ */
+#ifndef RC_SERVER_H
+#define RC_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/loop.h"
+#include "server/config.h"
+#include "server/conn.h"
+#include "server/room.h"
+#include "server/stats.h"
+
+#define RC_RXBUF_SIZE (64 * 1024)
+
+typedef struct rc_server {
+    rc_config cfg;           /* settings (copied at creation) */
+    rc_loop *loop;           /* the loop everything runs on (not owned) */
+    rc_io listen_io;         /* listening socket */
+    uint16_t port;           /* port actually bound */
+    int reserve_fd;          /* spare descriptor released to shed connections at EMFILE */
+    uint32_t max_connections; /* effective limit after the descriptor limit */
+    uint32_t nconns;         /* open connections (not CLOSED) */
+    rc_conn *conns;          /* all live connections, doubly linked */
+    rc_conn *flush_head;     /* connections with output to write, singly linked */
+    rc_conn *free_head;      /* CLOSED connections to free at before-sleep */
+    rc_rooms rooms;          /* room table */
+    rc_stats stats;          /* counters */
+    uint64_t next_client_id; /* last client id handed out */
+    uint64_t started;        /* loop time at start, ns */
+    bool shutting_down;      /* SIGTERM/SIGINT received */
+    rc_timer accept_timer;   /* re-enables accepting after descriptor exhaustion */
+    rc_timer shutdown_timer; /* deadline for clients to finish closing at shutdown */
+    char rxbuf[RC_RXBUF_SIZE]; /* shared read buffer: input is parsed in place from here */
+} rc_server;
+
+/* rc_server_new binds the listener and prepares the server on loop. NULL after logging the
+ * reason when it cannot start. */
+rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg);
+void rc_server_free(rc_server *srv);
+
+/* rc_server_shutdown closes every client with 1001 and stops the loop once they are gone
+ * (or after --close-timeout). */
+void rc_server_shutdown(rc_server *srv);
+
+/* rc_server_flush_later puts c on the flush list (idempotent). */
+void rc_server_flush_later(rc_server *srv, rc_conn *c);
+
+/* rc_server_stats_json renders the counters as a JSON object into a new rc_msg-ready buffer;
+ * returns the length written into out (cap bytes), truncated never: cap must be >= 4096. */
+size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap);
+
+#endif
