@@ -173,11 +173,21 @@ static size_t process(rc_conn *c, char *p, size_t n)
     return used;
 }
 
-static void on_eof(rc_conn *c)
+static void on_eof(rc_conn *c, bool reset)
 {
-    /* EOF or reset: in CLOSING this completes the close; otherwise the peer vanished. */
     if (c->state == RC_CONN_WS) rc_debug("client %llu disconnected without a close frame",
                                          (unsigned long long)c->client_id);
+    /* A peer that only shut its sending side may still be reading the answers to what it
+     * sent (an HTTP client half-closing after its request): finish writing them first, with
+     * read interest off so the readable EOF cannot spin the loop. */
+    if (!reset && c->out.count > 0 && c->state != RC_CONN_WS) {
+        c->rd_eof = true;
+        c->close_received = true;
+        c->discard_input = true;
+        c->state = RC_CONN_CLOSING;
+        rc_server_flush_later(c->srv, c);
+        return;
+    }
     rc_conn_close(c);
 }
 
@@ -200,12 +210,12 @@ static void conn_read(rc_conn *c)
     }
     ssize_t r = recv(c->io.fd, dst, cap, 0);
     if (r == 0) {
-        on_eof(c);
+        on_eof(c, false);
         return;
     }
     if (r < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-        on_eof(c);
+        on_eof(c, true);
         return;
     }
     c->last_rx = rc_loop_now(srv->loop);
@@ -254,10 +264,11 @@ void rc_conn_flush(rc_conn *c)
     }
     if (c->out.count > 0) {
         /* The socket is full: ask to be told when it drains. */
-        if (rc_io_set(srv->loop, &c->io, RC_EV_READ | RC_EV_WRITE) < 0) rc_conn_close(c);
+        uint32_t ev = c->rd_eof ? RC_EV_WRITE : RC_EV_READ | RC_EV_WRITE;
+        if (rc_io_set(srv->loop, &c->io, ev) < 0) rc_conn_close(c);
         return;
     }
-    rc_io_set(srv->loop, &c->io, RC_EV_READ);
+    rc_io_set(srv->loop, &c->io, c->rd_eof ? 0 : RC_EV_READ);
     rc_outq_shrink(&c->out);
     if (c->shut_after_flush) {
         c->shut_after_flush = false;

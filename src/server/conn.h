@@ -54,6 +54,7 @@ typedef struct rc_conn {
     bool shut_after_flush;   /* shutdown(SHUT_WR) once the output queue is empty */
     bool discard_input;      /* CLOSING: read and drop everything until EOF */
     bool close_received;     /* the peer's close frame arrived */
+    bool rd_eof;             /* the peer shut its side: no more reading, close once flushed */
     uint8_t msg_opcode;      /* opcode of the fragmented message in progress, 0 if none */
     rc_utf8 utf8;            /* validator state of the fragmented text message in progress */
     uint64_t client_id;      /* unique per server run */
