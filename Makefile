@@ -30,21 +30,38 @@ WARN     := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes -Wvla
             -Wwrite-strings -Wshadow -Wpointer-arith -Wno-unused-parameter
 CFLAGS   += -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP
 LDFLAGS  += $(LDSAN)
-LDLIBS   += -lcrypto -lm
+LDLIBS   += -lcrypto -lz -lpthread -lm -lzmq
 
-SRC      := $(sort $(wildcard src/core/*.c src/proto/*.c src/net/*.c src/server/*.c))
+SRC      := $(sort $(wildcard src/core/*.c src/proto/*.c src/net/*.c src/server/*.c src/store/*.c src/netsync/*.c))
 OBJ      := $(SRC:%.c=$(O)/obj/%.o)
+# web/ (client library and demo) is compiled into the binary: tools/embed writes the files as
+# C arrays into a generated source that joins the library like any other object.
+WEB_FILES := $(sort $(wildcard web/*.html web/*.js web/*.css web/*.svg web/*.ico))
+WEB_GEN  := $(O)/gen/webassets_data.c
+OBJ      += $(O)/obj/gen/webassets_data.o
 LIB      := $(O)/libroomcast.a
 BIN      := $(O)/roomcast
 
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 
-.PHONY: all run test unit integration fuzz fuzz-run bench deps-build deps-test clean format
+.PHONY: all run test unit unit-bins fuzz fuzz-run bench bench-quick deps-build deps-test clean format
 
 all: $(BIN)
 
 $(O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(O)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O1 $(WARN) -o $@ $<
+
+$(WEB_GEN): $(O)/tools/embed $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	$(O)/tools/embed $(WEB_FILES) > $@.tmp && mv $@.tmp $@
+
+$(O)/obj/gen/webassets_data.o: $(WEB_GEN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -82,7 +99,7 @@ test: deps-test
 	$(MAKE) all
 	$(MAKE) SANITIZE=address,undefined all unit-bins
 	tests/unit/run.sh build/sanitize/tests
-	-$(MAKE) --no-print-directory fuzz-run
+	$(MAKE) --no-print-directory fuzz-run
 	tests/run-integration.sh build/sanitize/roomcast build/roomcast
 
 unit: 

@@ -9,6 +9,7 @@
 #include "core/loop.h"
 #include "server/config.h"
 #include "server/server.h"
+#include "store/store.h"
 
 static void on_stop_signal(rc_loop *loop, int signo, void *arg)
 {
@@ -28,6 +29,8 @@ int main(int argc, char **argv)
     int r = rc_config_parse(&cfg, argc, argv);
     if (r != 0) return r > 0 ? 0 : 2;
     rc_log_level = (enum rc_log_level)cfg.log_level;
+    if (cfg.tool_list) return rc_store_tool_list(cfg.data_dir) == 0 ? 0 : 1;
+    if (cfg.tool_dump) return rc_store_tool_dump(cfg.data_dir, cfg.tool_dump) == 0 ? 0 : 1;
     signal(SIGPIPE, SIG_IGN);
 
     rc_loop *loop = rc_loop_new();

@@ -27,6 +27,8 @@ struct rc_loop {
     uint32_t nheap, capheap; /* used / allocated heap slots */
     rc_hook_cb *before_sleep;
     void *before_sleep_arg;
+    rc_iter_cb *iter_cb;     /* iteration-time hook, NULL when not installed */
+    void *iter_arg;
     rc_io sigio;             /* the signalfd, -1 until a signal is routed */
     sigset_t sigmask;        /* signals routed to sigio */
     struct rc_signal_slot sig[RC_LOOP_MAX_SIGNALS];
@@ -71,6 +73,12 @@ void rc_loop_set_before_sleep(rc_loop *loop, rc_hook_cb *cb, void *arg)
 {
     loop->before_sleep = cb;
     loop->before_sleep_arg = arg;
+}
+
+void rc_loop_set_iteration_hook(rc_loop *loop, rc_iter_cb *cb, void *arg)
+{
+    loop->iter_cb = cb;
+    loop->iter_arg = arg;
 }
 
 /* ---- I/O ---------------------------------------------------------------------------------- */
@@ -250,6 +258,8 @@ int rc_loop_run(rc_loop *loop)
     loop->stop = false;
     while (!loop->stop) {
         if (loop->before_sleep) loop->before_sleep(loop, loop->before_sleep_arg);
+        if (loop->iter_cb && loop->iterations > 0)
+            loop->iter_cb(loop, rc_clock_ns() - loop->now, loop->iter_arg);
         if (loop->stop) break;
         int n = epoll_wait(loop->epfd, ev, RC_LOOP_MAX_EVENTS, next_timeout_ms(loop));
         loop->now = rc_clock_ns();

@@ -28,6 +28,7 @@ typedef void rc_io_cb(rc_loop *loop, rc_io *io, uint32_t events);
 typedef void rc_timer_cb(rc_loop *loop, rc_timer *t);
 typedef void rc_signal_cb(rc_loop *loop, int signo, void *arg);
 typedef void rc_hook_cb(rc_loop *loop, void *arg);
+typedef void rc_iter_cb(rc_loop *loop, uint64_t busy_ns, void *arg);
 
 struct rc_io {
     int fd;                  /* the watched descriptor, -1 when not started */
@@ -58,6 +59,11 @@ uint64_t rc_clock_ns(void);
 
 /* rc_loop_set_before_sleep installs the hook run before every wait (one hook per loop). */
 void rc_loop_set_before_sleep(rc_loop *loop, rc_hook_cb *cb, void *arg);
+
+/* rc_loop_set_iteration_hook installs cb, called after the before-sleep hook of every
+ * iteration with the time the iteration was busy: from epoll_wait returning to the end of the
+ * before-sleep step, ns (metrics). It costs one clock read per iteration, only when installed. */
+void rc_loop_set_iteration_hook(rc_loop *loop, rc_iter_cb *cb, void *arg);
 
 /* rc_io_init prepares io for descriptor fd; rc_io_start registers it with interest events.
  * rc_io_set changes the interest (no syscall when unchanged); rc_io_stop unregisters it.

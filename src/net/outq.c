@@ -47,7 +47,7 @@ int rc_outq_push(rc_outq *q, rc_msg *m)
 }
 
 /* Drops `n` bytes from the front of the queue after they were written. */
-static void advance(rc_outq *q, size_t n)
+static void advance(rc_outq *q, size_t n, rc_outq_sent_fn *sent, void *arg)
 {
     q->bytes -= n;
     while (n > 0) {
@@ -58,6 +58,7 @@ static void advance(rc_outq *q, size_t n)
             return;
         }
         n -= left;
+        if (sent && m->t_recv) sent(arg, m);
         rc_msg_unref(m);
         q->head = (q->head + 1) & (q->cap - 1);
         q->count--;
@@ -66,6 +67,11 @@ static void advance(rc_outq *q, size_t n)
 }
 
 ssize_t rc_outq_flush(rc_outq *q, int fd)
+{
+    return rc_outq_flush_cb(q, fd, NULL, NULL);
+}
+
+ssize_t rc_outq_flush_cb(rc_outq *q, int fd, rc_outq_sent_fn *sent, void *arg)
 {
     size_t total = 0;
     while (q->count > 0) {
@@ -87,7 +93,7 @@ ssize_t rc_outq_flush(rc_outq *q, int fd)
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
             return -errno;
         }
-        advance(q, (size_t)w);
+        advance(q, (size_t)w, sent, arg);
         total += (size_t)w;
         if ((size_t)w < want) break; /* the socket buffer is full: wait for EPOLLOUT */
     }

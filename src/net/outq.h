@@ -48,6 +48,13 @@ int rc_outq_push(rc_outq *q, rc_msg *m);
  * write error other than EAGAIN. */
 ssize_t rc_outq_flush(rc_outq *q, int fd);
 
+/* Called by rc_outq_flush_cb for each message whose last byte was just written and whose
+ * t_recv is set (delivery-latency metrics). */
+typedef void rc_outq_sent_fn(void *arg, const rc_msg *m);
+
+/* rc_outq_flush_cb is rc_outq_flush that also calls sent (when not NULL) with arg. */
+ssize_t rc_outq_flush_cb(rc_outq *q, int fd, rc_outq_sent_fn *sent, void *arg);
+
 /* rc_outq_drop_unstarted drops every message not yet partly sent (a partly sent frame must be
  * completed to keep the stream valid). Used when a slow consumer is cut off. */
 void rc_outq_drop_unstarted(rc_outq *q);

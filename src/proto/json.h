@@ -74,13 +74,18 @@ typedef struct rc_json_top {
     size_t close;            /* offset of the matching '}' */
 } rc_json_top;
 
-/* rc_json_scan validates p[0..n) and fills *t. Returns RC_JSON_OK or a negative RC_JSON_E*. */
+/* rc_json_scan validates p[0..n) and fills *t. Returns RC_JSON_OK or a negative RC_JSON_E*.
+ * Syntax and depth errors are reported for the first offending byte; RC_JSON_ENOTOBJECT and
+ * RC_JSON_ECUTS only for text that is otherwise valid JSON. Whitespace may surround the value;
+ * nothing else may follow it. On error the contents of *t are unspecified. Spans in *t point
+ * into p. */
 int rc_json_scan(const char *p, size_t n, unsigned cut_mask, rc_json_top *t);
 
 /* rc_json_copy_open writes the object from its '{' up to, not including, its closing '}' with
  * the cut ranges left out, into out (room for n bytes is always enough). Returns the bytes
  * written; *nonempty says whether any member remains (so the caller knows whether to write a
- * comma before appending members and the closing brace). */
+ * comma before appending members and the closing brace). t must come from a scan of p that
+ * returned RC_JSON_OK. */
 size_t rc_json_copy_open(const char *p, const rc_json_top *t, char *out, bool *nonempty);
 
 /* rc_json_unescape decodes the JSON string literal raw[0..len) (with its quotes) into out

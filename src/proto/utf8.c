@@ -41,8 +41,22 @@ static const uint32_t utf8_lead[128] = {
     [0xF4 - 0x80] = SEQ(3, 0x80, 0x8F),               /* F4 90..BF would be > U+10FFFF */
 };
 
+/* first_marked_byte: index, in memory order, of the first byte of w (loaded with memcpy)
+ * whose top bit is set; w must have one. */
+static inline unsigned first_marked_byte(uint64_t w)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (unsigned)__builtin_clzll(w) / 8;
+#else
+    return (unsigned)__builtin_ctzll(w) / 8;
+#endif
+}
+
 /* ascii_run returns the first byte at or after p that is not ASCII, or end. Unaligned 8-byte
- * loads go through memcpy, which compilers turn into a single load on every target we use. */
+ * loads go through memcpy, which compilers turn into a single load on every target we use.
+ * When a word holds a non-ASCII byte, the position of its lowest set high bit says how many
+ * ASCII bytes precede it, so mixed text (an accented letter every few bytes) does not fall
+ * back to byte-at-a-time scanning. */
 static const uint8_t *ascii_run(const uint8_t *p, const uint8_t *end)
 {
     while (end - p >= 16) {
@@ -52,10 +66,12 @@ static const uint8_t *ascii_run(const uint8_t *p, const uint8_t *end)
         if ((a | b) & UTF8_ASCII_MASK) break;
         p += 16;
     }
-    if (end - p >= 8) {
+    while (end - p >= 8) {
         uint64_t a;
         memcpy(&a, p, 8);
-        if (!(a & UTF8_ASCII_MASK)) p += 8;
+        a &= UTF8_ASCII_MASK;
+        if (a) return p + first_marked_byte(a);
+        p += 8;
     }
     while (p < end && *p < 0x80) p++;
     return p;

@@ -10,6 +10,7 @@
 
 #include "core/log.h"
 #include "core/loop.h"
+#include "store/store.h"
 
 void rc_config_init(rc_config *cfg)
 {
@@ -26,7 +27,17 @@ void rc_config_init(rc_config *cfg)
         .handshake_timeout = 10 * RC_NS_PER_SEC,
         .close_timeout = 2 * RC_NS_PER_SEC,
         .log_level = RC_LOG_INFO,
+        .history_size = 1000,
+        .history_bytes = 1 << 20,
+        .history_age = 0,
+        .room_ttl = 300 * RC_NS_PER_SEC,
+        .idempotency_window = 1000,
+        .data_dir = NULL,
+        .fsync_mode = RC_FSYNC_EVERYSEC,
     };
+    /* The environment is the better place for a secret: argv is visible to every local user. */
+    const char *key = getenv("ROOMCAST_API_KEY");
+    cfg->api_key = key && *key ? key : NULL;
 }
 
 static void usage(FILE *f)
@@ -55,6 +66,26 @@ static void usage(FILE *f)
         "                              time of a keep-alive HTTP connection (default 10)\n"
         "  --close-timeout SEC         time to wait for a peer to finish a close (default 2)\n"
         "  --log-level LEVEL           error, warn, info or debug (default info)\n"
+        "\n"
+        "History and durability:\n"
+        "  --history-size N            messages each room keeps for clients that rejoin\n"
+        "                              with \"since\"; 0 disables history (default 1000)\n"
+        "  --history-bytes BYTES       bytes of messages each room keeps (default 1048576)\n"
+        "  --history-age SEC           drop kept messages older than this (default: never)\n"
+        "  --room-ttl SEC              keep a room and its history this long after its last\n"
+        "                              member leaves (default 300)\n"
+        "  --idempotency-window N      idempotency keys remembered per room (default 1000)\n"
+        "  --data-dir DIR              keep an append-only log per room in DIR and restore\n"
+        "                              rooms from it at start (default: memory only)\n"
+        "  --fsync no|everysec|always  when the log is synced to disk (default everysec)\n"
+        "  --list-rooms                with --data-dir: print its rooms as JSON lines, exit\n"
+        "  --dump ROOM                 with --data-dir: print ROOM's log as JSON lines, exit\n"
+        "  --api-key KEY               key for the backend HTTP API (Authorization: Bearer\n"
+        "                              KEY); the environment variable ROOMCAST_API_KEY is\n"
+        "                              read when the flag is absent (default: none, backend\n"
+        "                              calls are refused)\n"
+        "  --web-root DIR              serve the web client and demo from DIR instead of\n"
+        "                              the copies built in (for development)\n"
         "  -h, --help                  this text\n"
         "  -V, --version               print the version\n");
 }
@@ -89,6 +120,9 @@ enum {
     OPT_BIND = 256, OPT_PORT, OPT_MAX_CONN, OPT_MAX_MSG, OPT_MAX_PENDING, OPT_MAX_HEADER,
     OPT_MAX_ROOMS, OPT_PING_INTERVAL, OPT_PING_TIMEOUT, OPT_HANDSHAKE_TIMEOUT,
     OPT_CLOSE_TIMEOUT, OPT_LOG_LEVEL,
+    OPT_HISTORY_SIZE, OPT_HISTORY_BYTES, OPT_HISTORY_AGE, OPT_ROOM_TTL, OPT_IDEM_WINDOW,
+    OPT_DATA_DIR, OPT_FSYNC, OPT_LIST_ROOMS, OPT_DUMP,
+    OPT_API_KEY, OPT_WEB_ROOT,
 };
 
 int rc_config_parse(rc_config *cfg, int argc, char **argv)
@@ -106,6 +140,17 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
         {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
         {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"history-size", required_argument, NULL, OPT_HISTORY_SIZE},
+        {"history-bytes", required_argument, NULL, OPT_HISTORY_BYTES},
+        {"history-age", required_argument, NULL, OPT_HISTORY_AGE},
+        {"room-ttl", required_argument, NULL, OPT_ROOM_TTL},
+        {"idempotency-window", required_argument, NULL, OPT_IDEM_WINDOW},
+        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+        {"fsync", required_argument, NULL, OPT_FSYNC},
+        {"list-rooms", no_argument, NULL, OPT_LIST_ROOMS},
+        {"dump", required_argument, NULL, OPT_DUMP},
+        {"api-key", required_argument, NULL, OPT_API_KEY},
+        {"web-root", required_argument, NULL, OPT_WEB_ROOT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -167,6 +212,42 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
                 return -1;
             }
             break;
+        case OPT_API_KEY:
+            if (!*optarg) {
+                fprintf(stderr, "roomcast: --api-key must not be empty\n");
+                return -1;
+            }
+            cfg->api_key = optarg;
+            break;
+        case OPT_WEB_ROOT: cfg->web_root = optarg; break;
+        case OPT_HISTORY_SIZE:
+            if (parse_u64("--history-size", optarg, 1u << 24, &v) < 0) return -1;
+            cfg->history_size = (uint32_t)v;
+            break;
+        case OPT_HISTORY_BYTES:
+            if (parse_u64("--history-bytes", optarg, 1ull << 40, &v) < 0) return -1;
+            cfg->history_bytes = v;
+            break;
+        case OPT_HISTORY_AGE:
+            if (parse_seconds("--history-age", optarg, &cfg->history_age) < 0) return -1;
+            break;
+        case OPT_ROOM_TTL:
+            if (strcmp(optarg, "0") == 0) cfg->room_ttl = 0;
+            else if (parse_seconds("--room-ttl", optarg, &cfg->room_ttl) < 0) return -1;
+            break;
+        case OPT_IDEM_WINDOW:
+            if (parse_u64("--idempotency-window", optarg, 1u << 24, &v) < 0) return -1;
+            cfg->idempotency_window = (uint32_t)v;
+            break;
+        case OPT_DATA_DIR: cfg->data_dir = *optarg ? optarg : NULL; break;
+        case OPT_FSYNC:
+            if ((cfg->fsync_mode = rc_fsync_parse(optarg)) < 0) {
+                fprintf(stderr, "roomcast: invalid --fsync '%s' (no, everysec, always)\n", optarg);
+                return -1;
+            }
+            break;
+        case OPT_LIST_ROOMS: cfg->tool_list = 1; break;
+        case OPT_DUMP: cfg->tool_dump = optarg; break;
         case 'h': usage(stdout); return 1;
         case 'V': printf("roomcast %s\n", RC_VERSION); return 1;
         default:
@@ -174,6 +255,10 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
             fprintf(stderr, "Try 'roomcast --help'.\n");
             return -1;
         }
+    }
+    if ((cfg->tool_list || cfg->tool_dump) && !cfg->data_dir) {
+        fprintf(stderr, "roomcast: --list-rooms and --dump need --data-dir\n");
+        return -1;
     }
     if (optind < argc) {
         fprintf(stderr, "roomcast: unexpected argument '%s'\nTry 'roomcast --help'.\n",

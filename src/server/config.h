@@ -22,6 +22,19 @@ typedef struct rc_config {
     uint64_t handshake_timeout;   /* ns for a request head to arrive, and HTTP idle (10 s) */
     uint64_t close_timeout;       /* ns to wait for the peer during a close (2 s) */
     int log_level;                /* enum rc_log_level */
+    uint32_t history_size;        /* messages kept per room for recovery, 0 = none (1000) */
+    size_t history_bytes;         /* frame bytes kept per room (1 MiB) */
+    uint64_t history_age;         /* ns after which a kept message expires, 0 = never (0) */
+    uint64_t room_ttl;            /* ns a room with history outlives its last member (300 s) */
+    uint32_t idempotency_window;  /* idempotency keys remembered per room (at least) (1000) */
+    const char *data_dir;         /* durable log directory, NULL = in memory only */
+    int fsync_mode;               /* enum rc_fsync (everysec) */
+    const char *tool_dump;        /* --dump ROOM: print a room's log and exit */
+    int tool_list;                /* --list-rooms: print the rooms of --data-dir and exit */
+    const char *api_key;          /* bearer key for backend HTTP calls (--api-key or env
+                                     ROOMCAST_API_KEY); NULL: those calls are refused. Never logged */
+    const char *web_root;         /* serve web/ files from this directory instead of the copies
+                                     built into the binary (development); NULL: built-in */
 } rc_config;
 
 /* rc_config_init fills in the defaults. */

@@ -67,12 +67,22 @@ bool rc_conn_send(rc_conn *c, rc_msg *m)
 {
     if (c->state != RC_CONN_WS && c->state != RC_CONN_HTTP) return false;
     if (c->slow) return false;
+    /* Receipt time for the delivery-latency histogram: the loop clock of the wake-up that
+     * produced the frame (the first recipient stamps a broadcast for all of them). */
+    if (c->state == RC_CONN_WS && !m->t_recv) m->t_recv = rc_loop_now(c->srv->loop);
     /* A single message larger than the budget still goes to a client that is keeping up. */
     if (c->out.count > 0 && c->out.bytes + m->len > c->srv->cfg.max_pending) {
         c->slow = true;
         rc_server_flush_later(c->srv, c);
         return false;
     }
+    queue(c, m);
+    return true;
+}
+
+bool rc_conn_send_replay(rc_conn *c, rc_msg *m)
+{
+    if (c->state != RC_CONN_WS || c->slow) return false;
     queue(c, m);
     return true;
 }
@@ -126,10 +136,64 @@ void rc_conn_close_ws(rc_conn *c, uint16_t code, const char *reason, bool fail)
     rc_timer_start(c->srv->loop, &c->timer, rc_loop_now(c->srv->loop) + c->srv->cfg.close_timeout);
 }
 
+static void acks_release(rc_conn *c)
+{
+    rc_server *srv = c->srv;
+    for (uint32_t i = 0; i < c->nacks; i++) rc_msg_unref(c->acks[i].msg);
+    free(c->acks);
+    c->acks = NULL;
+    c->nacks = c->capacks = 0;
+    if (c->ack_prev) c->ack_prev->ack_next = c->ack_next;
+    else if (srv->ack_conns == c) srv->ack_conns = c->ack_next;
+    if (c->ack_next) c->ack_next->ack_prev = c->ack_prev;
+    c->ack_prev = c->ack_next = NULL;
+}
+
+void rc_conn_defer_ack(rc_conn *c, uint64_t lsn, rc_msg *m)
+{
+    rc_server *srv = c->srv;
+    if (c->nacks == c->capacks) {
+        uint32_t cap = c->capacks ? c->capacks * 2 : 4;
+        rc_pending_ack *a = realloc(c->acks, cap * sizeof(*a));
+        if (!a) return; /* the ack is lost; the client will time out and resend (idempotent) */
+        c->acks = a;
+        c->capacks = cap;
+    }
+    if (c->nacks == 0) {
+        c->ack_prev = NULL;
+        c->ack_next = srv->ack_conns;
+        if (srv->ack_conns) srv->ack_conns->ack_prev = c;
+        srv->ack_conns = c;
+    }
+    c->acks[c->nacks++] = (rc_pending_ack){.lsn = lsn, .msg = rc_msg_ref(m)};
+}
+
+void rc_conn_acks_durable(rc_server *srv, uint64_t durable)
+{
+    rc_conn *next;
+    for (rc_conn *c = srv->ack_conns; c; c = next) {
+        next = c->ack_next;
+        uint32_t i = 0;
+        while (i < c->nacks && c->acks[i].lsn <= durable) {
+            rc_conn_send(c, c->acks[i].msg);
+            rc_msg_unref(c->acks[i].msg);
+            i++;
+        }
+        if (i == c->nacks) {
+            c->nacks = 0; /* keep nothing; acks_release unlinks and frees */
+            acks_release(c);
+        } else if (i > 0) {
+            memmove(c->acks, c->acks + i, (c->nacks - i) * sizeof(*c->acks));
+            c->nacks -= i;
+        }
+    }
+}
+
 void rc_conn_close(rc_conn *c)
 {
     if (c->state == RC_CONN_CLOSED) return;
     rc_server *srv = c->srv;
+    if (c->nacks) acks_release(c);
     rc_room_leave_all(srv, c);
     rc_io_stop(srv->loop, &c->io);
     close(c->io.fd);
@@ -253,7 +317,7 @@ void rc_conn_flush(rc_conn *c)
     if (c->state == RC_CONN_CLOSED) return;
     rc_server *srv = c->srv;
     if (c->out.count > 0) {
-        ssize_t w = rc_outq_flush(&c->out, c->io.fd);
+        ssize_t w = rc_outq_flush_cb(&c->out, c->io.fd, rc_metrics_on_sent, srv);
         if (w < 0) {
             rc_debug("client %llu: write failed: %s", (unsigned long long)c->client_id,
                      strerror((int)-w));

@@ -68,6 +68,9 @@ typedef struct rc_conn {
     rc_membership *rooms;    /* rooms joined, nrooms entries */
     uint32_t nrooms;         /* rooms joined */
     uint32_t caprooms;       /* entries allocated in rooms */
+    struct rc_pending_ack *acks; /* acknowledgements waiting for the durable log, FIFO */
+    uint32_t nacks, capacks; /* entries used / allocated in acks */
+    struct rc_conn *ack_prev, *ack_next; /* server's list of connections with nacks > 0 */
     struct rc_conn *next_flush; /* flush list link */
     struct rc_conn *prev, *next; /* server's list of all connections (or its free list) */
 } rc_conn;
@@ -81,6 +84,10 @@ rc_conn *rc_conn_accept(struct rc_server *srv, int fd);
  * not queued because the connection is over its --max-pending budget (it is then marked slow
  * and will be cut off) or is not open. */
 bool rc_conn_send(rc_conn *c, rc_msg *m);
+
+/* rc_conn_send_replay queues a frame from a room's history, outside the --max-pending budget
+ * (the history holds it anyway; replay costs the queue a pointer). */
+bool rc_conn_send_replay(rc_conn *c, rc_msg *m);
 
 /* rc_conn_send_frame encodes and queues one frame with a copy of payload. */
 bool rc_conn_send_frame(rc_conn *c, uint8_t opcode, const void *payload, size_t len);
@@ -97,6 +104,18 @@ void rc_conn_close(rc_conn *c);
 /* rc_conn_flush writes queued output (called from the server's before-sleep step and on
  * EPOLLOUT). */
 void rc_conn_flush(rc_conn *c);
+
+/* An acknowledgement to send once the durable log has written batch lsn (--fsync always). */
+typedef struct rc_pending_ack {
+    uint64_t lsn;            /* log batch that must be durable first */
+    rc_msg *msg;             /* the encoded ack frame (a reference) */
+} rc_pending_ack;
+
+/* rc_conn_defer_ack queues m (taking a reference) to be sent when batch lsn is durable. */
+void rc_conn_defer_ack(rc_conn *c, uint64_t lsn, rc_msg *m);
+
+/* rc_conn_acks_durable sends the deferred acks of every connection up to batch durable. */
+void rc_conn_acks_durable(struct rc_server *srv, uint64_t durable);
 
 /* rc_conn_free releases a CLOSED connection's memory (the server's before-sleep step). */
 void rc_conn_free(rc_conn *c);

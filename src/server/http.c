@@ -1,13 +1,17 @@
-/* http.c — request heads, the WebSocket upgrade, status page and errors; see http.h. */
+/* http.c — request framing, the WebSocket upgrade, routing and responses; see http.h. */
 #include "server/http.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "proto/handshake.h"
-#include "proto/http1.h"
+#include "proto/json.h"
+#include "server/api.h"
 #include "server/server.h"
+#include "server/webassets.h"
 #include "server/ws.h"
 
 static const char *status_text(int status)
@@ -15,13 +19,20 @@ static const char *status_text(int status)
     switch (status) {
     case 101: return "Switching Protocols";
     case 200: return "OK";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
     case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     default: return "Error";
     }
@@ -31,11 +42,16 @@ static void count_status(rc_server *srv, int status)
 {
     switch (status) {
     case 400: srv->stats.err[RC_ERR_HTTP_400]++; break;
+    case 401: srv->stats.err[RC_ERR_HTTP_401]++; break;
+    case 403: srv->stats.err[RC_ERR_HTTP_403]++; break;
     case 404: srv->stats.err[RC_ERR_HTTP_404]++; break;
     case 405: srv->stats.err[RC_ERR_HTTP_405]++; break;
     case 408: srv->stats.err[RC_ERR_HTTP_408]++; break;
+    case 411: srv->stats.err[RC_ERR_HTTP_411]++; break;
+    case 413: srv->stats.err[RC_ERR_HTTP_413]++; break;
     case 426: srv->stats.err[RC_ERR_HTTP_426]++; break;
     case 431: srv->stats.err[RC_ERR_HTTP_431]++; break;
+    case 501: srv->stats.err[RC_ERR_HTTP_501]++; break;
     case 503: srv->stats.err[RC_ERR_HTTP_503]++; break;
     default: break;
     }
@@ -53,17 +69,17 @@ static void close_after_response(rc_conn *c)
     rc_server_flush_later(c->srv, c);
 }
 
-/* Queues one response. extra is zero or more complete header lines ("Name: v\r\n"). */
+/* Queues one response as one message: head and body in one allocation, one write. */
 static void respond(rc_conn *c, int status, const char *ctype, const char *extra,
                     const char *body, size_t blen, bool head_only, bool keep_alive)
 {
-    char head[512];
+    char head[768];
     int hl = snprintf(head, sizeof(head),
                       "HTTP/1.1 %d %s\r\nServer: roomcast/" RC_VERSION "\r\n"
                       "Content-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
                       status, status_text(status), ctype, blen, extra ? extra : "",
                       keep_alive ? "" : "Connection: close\r\n");
-    if (hl < 0 || (size_t)hl >= sizeof(head)) hl = 0;
+    if (hl < 0 || (size_t)hl >= sizeof(head)) abort(); /* a caller passed absurd headers */
     size_t total = (size_t)hl + (head_only ? 0 : blen);
     rc_msg *m = rc_msg_new(total);
     if (!m) {
@@ -77,35 +93,63 @@ static void respond(rc_conn *c, int status, const char *ctype, const char *extra
     if (!keep_alive && c->state == RC_CONN_HTTP) close_after_response(c);
 }
 
-static void respond_error(rc_conn *c, int status, const char *why, const char *extra,
-                          bool keep_alive)
+void rc_http_respond(rc_conn *c, const rc_http_ctx *x, int status, const char *ctype,
+                     const char *extra, const char *body, size_t blen)
 {
-    char body[256];
-    int bl = snprintf(body, sizeof(body), "{\"status\":%d,\"error\":\"%s\"}\n", status, why);
+    respond(c, status, ctype, extra, body, blen, x->method == RC_HTTP_HEAD, x->keep_alive);
+}
+
+static void verror(rc_conn *c, int status, const char *extra, bool head_only, bool keep_alive,
+                   const char *fmt, va_list ap)
+{
+    char why[512], esc[rc_json_escape_max(sizeof(why))], body[sizeof(esc) + 64];
+    int wl = vsnprintf(why, sizeof(why), fmt, ap);
+    if (wl < 0) wl = 0;
+    if ((size_t)wl >= sizeof(why)) wl = sizeof(why) - 1;
+    size_t el = rc_json_escape(why, (size_t)wl, esc);
+    int bl = snprintf(body, sizeof(body), "{\"status\":%d,\"error\":%.*s}\n", status, (int)el, esc);
     count_status(c->srv, status);
     rc_debug("http %d: %s", status, why);
-    respond(c, status, "application/json", extra, body, (size_t)bl, false, keep_alive);
+    respond(c, status, "application/json", extra, body, (size_t)bl, head_only, keep_alive);
+}
+
+static void error_reply(rc_conn *c, int status, const char *extra, bool keep_alive,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void error_reply(rc_conn *c, int status, const char *extra, bool keep_alive,
+                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    verror(c, status, extra, false, keep_alive, fmt, ap);
+    va_end(ap);
+}
+
+void rc_http_error(rc_conn *c, const rc_http_ctx *x, int status, const char *extra, bool close,
+                   const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    verror(c, status, extra, x->method == RC_HTTP_HEAD, x->keep_alive && !close, fmt, ap);
+    va_end(ap);
 }
 
 void rc_http_reject(rc_conn *c, int status, const char *why)
 {
-    respond_error(c, status, why, NULL, false);
+    error_reply(c, status, NULL, false, "%s", why);
 }
 
 void rc_http_on_timeout(rc_conn *c)
 {
     rc_server *srv = c->srv;
     srv->stats.disc_handshake++;
-    if (rc_buf_size(&c->in) > 0) respond_error(c, 408, "request head not received in time", NULL, false);
+    if (rc_buf_size(&c->in) > 0) error_reply(c, 408, NULL, false, "request not received in time");
     else rc_conn_close(c); /* an idle keep-alive connection, or one that never spoke */
 }
 
-static bool target_is(const rc_http_request *req, const char *path)
+bool rc_http_path_is(const rc_http_ctx *x, const char *s)
 {
-    size_t n = req->target_len;
-    const char *q = memchr(req->target, '?', n);
-    if (q) n = (size_t)(q - req->target);
-    return n == strlen(path) && memcmp(req->target, path, n) == 0;
+    return x->path_len == strlen(s) && memcmp(x->path, s, x->path_len) == 0;
 }
 
 static bool header_is(const rc_http_request *req, const char *name, const char *value)
@@ -120,25 +164,25 @@ static void upgrade(rc_conn *c, const rc_http_request *req, enum rc_conn_proto p
     rc_server *srv = c->srv;
     const rc_http_header *key = rc_http_find_header(req, "Sec-WebSocket-Key");
     if (req->minor_version < 1) {
-        respond_error(c, 400, "WebSocket needs HTTP/1.1", NULL, false);
+        error_reply(c, 400, NULL, false, "WebSocket needs HTTP/1.1");
         return;
     }
     if (!rc_http_find_header(req, "Host")) {
-        respond_error(c, 400, "missing Host header", NULL, false);
+        error_reply(c, 400, NULL, false, "missing Host header");
         return;
     }
     if (!header_is(req, "Sec-WebSocket-Version", "13")) {
-        respond_error(c, 426, "unsupported WebSocket version (13 is supported)",
-                      "Sec-WebSocket-Version: 13\r\n", false);
+        error_reply(c, 426, "Sec-WebSocket-Version: 13\r\n", false,
+                    "unsupported WebSocket version (13 is supported)");
         return;
     }
     if (!key || !rc_ws_key_valid(key->value, key->value_len)) {
-        respond_error(c, 400, "missing or invalid Sec-WebSocket-Key", NULL, false);
+        error_reply(c, 400, NULL, false, "missing or invalid Sec-WebSocket-Key");
         return;
     }
     char accept[RC_WS_ACCEPT_LEN + 1];
     if (rc_ws_accept(key->value, key->value_len, accept) < 0) {
-        respond_error(c, 500, "cannot compute Sec-WebSocket-Accept", NULL, false);
+        error_reply(c, 500, NULL, false, "cannot compute Sec-WebSocket-Accept");
         return;
     }
     char resp[160];
@@ -159,80 +203,147 @@ static void upgrade(rc_conn *c, const rc_http_request *req, enum rc_conn_proto p
     rc_ws_start_keepalive(c);
 }
 
-static void status_page(rc_conn *c, bool head_only, bool keep_alive)
+static int parse_method(const rc_http_request *req)
+{
+    static const struct { const char *name; int m; } methods[] = {
+        {"GET", RC_HTTP_GET}, {"HEAD", RC_HTTP_HEAD}, {"POST", RC_HTTP_POST},
+        {"PUT", RC_HTTP_PUT}, {"DELETE", RC_HTTP_DELETE}, {"OPTIONS", RC_HTTP_OPTIONS},
+    };
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (req->method_len == strlen(methods[i].name) &&
+            memcmp(req->method, methods[i].name, req->method_len) == 0)
+            return methods[i].m;
+    return RC_HTTP_OTHER;
+}
+
+/* Reads Content-Length into *len: 0 when absent, 1 when present, -1 when malformed or when
+ * several copies disagree (RFC 9112 §6.3: a request we cannot frame is an error, never a
+ * guess — guessing is how request smuggling starts). */
+static int content_length(const rc_http_request *req, size_t max, size_t *len, bool *too_big)
+{
+    int found = 0;
+    *too_big = false;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const rc_http_header *h = &req->headers[i];
+        if (h->name_len != 14 || strncasecmp(h->name, "Content-Length", 14) != 0) continue;
+        if (h->value_len == 0 || h->value_len > 19) return -1;
+        size_t v = 0;
+        for (size_t k = 0; k < h->value_len; k++) {
+            if (h->value[k] < '0' || h->value[k] > '9') return -1;
+            v = v * 10 + (size_t)(h->value[k] - '0');
+        }
+        if (found && v != *len) return -1;
+        *len = v;
+        found = 1;
+    }
+    if (!found) *len = 0;
+    else if (*len > max) *too_big = true;
+    return found;
+}
+
+/* Answers one complete request. */
+static void handle_request(rc_conn *c, const rc_http_ctx *x, bool wants_ws)
 {
     rc_server *srv = c->srv;
-    char body[2048];
-    int n = snprintf(body, sizeof(body),
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>roomcast</title></head>\n"
-        "<body style=\"font-family:sans-serif;max-width:40em;margin:2em auto\">\n"
-        "<h1>roomcast " RC_VERSION "</h1>\n"
-        "<p>A real-time room messaging server. Connect a WebSocket to <code>/</code> and send "
-        "<code>{\"type\":\"join\",\"room\":\"lobby\"}</code>; <code>/echo</code> echoes.</p>\n"
-        "<table>\n<tr><td>connections</td><td>%u</td></tr>\n"
-        "<tr><td>rooms</td><td>%u</td></tr>\n"
-        "<tr><td>messages in</td><td>%llu</td></tr>\n"
-        "<tr><td>messages out</td><td>%llu</td></tr>\n</table>\n"
-        "<p><a href=\"/api/stats\">/api/stats</a></p>\n</body></html>\n",
-        srv->nconns, srv->rooms.count, (unsigned long long)srv->stats.messages_in,
-        (unsigned long long)srv->stats.messages_out);
-    respond(c, 200, "text/html; charset=utf-8", NULL, body, (size_t)n, head_only, keep_alive);
-}
-
-static void stats_page(rc_conn *c, bool head_only, bool keep_alive)
-{
-    char body[8192];
-    size_t n = rc_server_stats_json(c->srv, body, sizeof(body));
-    respond(c, 200, "application/json", "Cache-Control: no-store\r\n", body, n, head_only,
-            keep_alive);
-}
-
-/* Answers one complete request head. */
-static void handle_request(rc_conn *c, const rc_http_request *req)
-{
-    bool is_get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
-    bool is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-    const rc_http_header *conn_h = rc_http_find_header(req, "Connection");
-    const rc_http_header *upg = rc_http_find_header(req, "Upgrade");
-    bool wants_ws = upg && rc_http_has_token(upg->value, upg->value_len, "websocket") &&
-                    conn_h && rc_http_has_token(conn_h->value, conn_h->value_len, "upgrade");
-    bool keep_alive = req->minor_version >= 1
-                          ? !(conn_h && rc_http_has_token(conn_h->value, conn_h->value_len, "close"))
-                          : (conn_h && rc_http_has_token(conn_h->value, conn_h->value_len, "keep-alive"));
-    /* No route here takes a body; rather than frame and skip one, end the connection after
-     * the answer so a body can never be mistaken for the next request. */
-    const rc_http_header *cl = rc_http_find_header(req, "Content-Length");
-    if (rc_http_find_header(req, "Transfer-Encoding") ||
-        (cl && !(cl->value_len == 1 && cl->value[0] == '0')))
-        keep_alive = false;
-
-    bool root = target_is(req, "/"), echo = target_is(req, "/echo");
-    bool stats = target_is(req, "/api/stats");
+    srv->metrics.http_requests++;
+    bool root = rc_http_path_is(x, "/"), echo = rc_http_path_is(x, "/echo");
     if (wants_ws) {
         if (!root && !echo) {
-            respond_error(c, 404, "no WebSocket endpoint at this path (use / or /echo)", NULL, false);
-        } else if (!is_get) {
-            respond_error(c, 405, "WebSocket upgrade needs GET", "Allow: GET\r\n", false);
+            error_reply(c, 404, NULL, false, "no WebSocket endpoint at this path (use / or /echo)");
+        } else if (x->method != RC_HTTP_GET) {
+            error_reply(c, 405, "Allow: GET\r\n", false, "WebSocket upgrade needs GET");
         } else {
-            upgrade(c, req, echo ? RC_PROTO_ECHO : RC_PROTO_ROOMS);
+            upgrade(c, x->req, echo ? RC_PROTO_ECHO : RC_PROTO_ROOMS);
         }
         return;
     }
-    if (!root && !echo && !stats) {
-        respond_error(c, 404, "not found", NULL, keep_alive);
-        return;
-    }
-    if (!is_get && !is_head) {
-        respond_error(c, 405, "method not allowed", "Allow: GET, HEAD\r\n", keep_alive);
-        return;
-    }
     if (echo) {
-        respond_error(c, 426, "/echo is a WebSocket endpoint: upgrade required",
-                      "Upgrade: websocket\r\n", keep_alive);
+        if (x->method != RC_HTTP_GET && x->method != RC_HTTP_HEAD)
+            rc_http_error(c, x, 405, "Allow: GET, HEAD\r\n", false, "method not allowed");
+        else
+            rc_http_error(c, x, 426, "Upgrade: websocket\r\n", false,
+                          "/echo is a WebSocket endpoint: upgrade required");
         return;
     }
-    if (stats) stats_page(c, is_head, keep_alive);
-    else status_page(c, is_head, keep_alive);
+    if (rc_api_handle(c, x)) return;
+    if (rc_web_handle(c, x)) return;
+    rc_http_error(c, x, 404, NULL, false, "not found");
+}
+
+/* Parses one request at p[0..n). Returns the bytes it used (> 0) after answering it, 0 when
+ * the request is not complete yet, or n after an error that ends the connection. */
+static size_t one_request(rc_conn *c, char *p, size_t n)
+{
+    rc_server *srv = c->srv;
+    rc_http_request req;
+    int r = rc_http_parse_request(p, n, &c->http_scanned, &req);
+    if (r == RC_HTTP_INCOMPLETE) {
+        if (n > srv->cfg.max_header_size) {
+            error_reply(c, 431, NULL, false, "request head too large");
+            return n;
+        }
+        return 0;
+    }
+    c->http_scanned = 0;
+    if (r == RC_HTTP_EBAD) {
+        error_reply(c, 400, NULL, false, "malformed HTTP request");
+        return n;
+    }
+    if (r == RC_HTTP_ETOOMANY || (size_t)r > srv->cfg.max_header_size) {
+        error_reply(c, 431, NULL, false, "request head too large");
+        return n;
+    }
+    size_t head = (size_t)r;
+
+    rc_http_ctx x = {.req = &req, .method = parse_method(&req), .path = req.target,
+                     .path_len = req.target_len, .query = "", .body = ""};
+    const char *q = memchr(req.target, '?', req.target_len);
+    if (q) {
+        x.path_len = (size_t)(q - req.target);
+        x.query = q + 1;
+        x.query_len = req.target_len - x.path_len - 1;
+    }
+    const rc_http_header *conn_h = rc_http_find_header(&req, "Connection");
+    const rc_http_header *upg = rc_http_find_header(&req, "Upgrade");
+    bool wants_ws = upg && rc_http_has_token(upg->value, upg->value_len, "websocket") &&
+                    conn_h && rc_http_has_token(conn_h->value, conn_h->value_len, "upgrade");
+    x.keep_alive = !srv->shutting_down &&
+                   (req.minor_version >= 1
+                        ? !(conn_h && rc_http_has_token(conn_h->value, conn_h->value_len, "close"))
+                        : (conn_h && rc_http_has_token(conn_h->value, conn_h->value_len, "keep-alive")));
+
+    /* Framing. Errors here end the connection: the next request's start is unknown. */
+    if (rc_http_find_header(&req, "Transfer-Encoding")) {
+        error_reply(c, 501, NULL, false,
+                    "Transfer-Encoding is not supported in requests: send Content-Length");
+        return n;
+    }
+    size_t clen = 0;
+    bool too_big;
+    int has_len = content_length(&req, srv->cfg.max_message_size, &clen, &too_big);
+    if (has_len < 0) {
+        error_reply(c, 400, NULL, false, "invalid Content-Length");
+        return n;
+    }
+    if (too_big) {
+        error_reply(c, 413, NULL, false, "request body larger than %zu bytes",
+                    srv->cfg.max_message_size);
+        return n;
+    }
+    if (!has_len && (x.method == RC_HTTP_POST || x.method == RC_HTTP_PUT)) {
+        error_reply(c, 411, NULL, false, "a %s request needs Content-Length",
+                    x.method == RC_HTTP_POST ? "POST" : "PUT");
+        return n;
+    }
+    if (wants_ws && clen > 0) {
+        error_reply(c, 400, NULL, false, "a WebSocket upgrade request cannot have a body");
+        return n;
+    }
+    if (n - head < clen) return 0; /* the body is still on its way; the head is parsed again */
+    x.body = p + head;
+    x.body_len = clen;
+    handle_request(c, &x, wants_ws);
+    return head + clen;
 }
 
 size_t rc_http_on_input(rc_conn *c, char *p, size_t n)
@@ -240,26 +351,9 @@ size_t rc_http_on_input(rc_conn *c, char *p, size_t n)
     rc_server *srv = c->srv;
     size_t used = 0;
     while (c->state == RC_CONN_HTTP && used < n) {
-        rc_http_request req;
-        int r = rc_http_parse_request(p + used, n - used, &c->http_scanned, &req);
-        if (r == RC_HTTP_INCOMPLETE) {
-            if (n - used > srv->cfg.max_header_size) {
-                respond_error(c, 431, "request head too large", NULL, false);
-                return n;
-            }
-            return used;
-        }
-        c->http_scanned = 0;
-        if (r == RC_HTTP_EBAD) {
-            respond_error(c, 400, "malformed HTTP request", NULL, false);
-            return n;
-        }
-        if (r == RC_HTTP_ETOOMANY || (size_t)r > srv->cfg.max_header_size) {
-            respond_error(c, 431, "request head too large", NULL, false);
-            return n;
-        }
-        used += (size_t)r;
-        handle_request(c, &req);
+        size_t k = one_request(c, p + used, n - used);
+        if (k == 0) break;
+        used += k;
         /* A kept-alive connection gets a fresh idle deadline after each request. */
         if (c->state == RC_CONN_HTTP)
             rc_timer_start(srv->loop, &c->timer,

@@ -3,7 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "core/log.h"
 #include "proto/json.h"
 #include "server/conn.h"
 #include "server/server.h"
@@ -49,6 +51,20 @@ static int rooms_grow(rc_rooms *t)
     return 0;
 }
 
+uint64_t rc_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static rc_retention retention(const rc_server *srv)
+{
+    return (rc_retention){.max_count = srv->cfg.history_size,
+                          .max_bytes = srv->cfg.history_bytes,
+                          .max_age_ms = srv->cfg.history_age / RC_NS_PER_MS};
+}
+
 static rc_room *room_create(rc_rooms *t, const char *name, size_t len)
 {
     if (t->count >= t->nbuckets && rooms_grow(t) < 0) return NULL;
@@ -63,6 +79,7 @@ static rc_room *room_create(rc_rooms *t, const char *name, size_t len)
     r->json_name = r->name + len + 1;
     memcpy(r->json_name, json, jl);
     r->json_len = (uint16_t)jl;
+    rc_epoch_new(r->epoch);
     uint32_t b = (uint32_t)(r->hash & (t->nbuckets - 1));
     r->hnext = t->buckets[b];
     t->buckets[b] = r;
@@ -70,14 +87,132 @@ static rc_room *room_create(rc_rooms *t, const char *name, size_t len)
     return r;
 }
 
-static void room_delete(rc_rooms *t, rc_room *room)
+static void empty_unlink(rc_rooms *t, rc_room *room)
 {
+    if (room->eprev) room->eprev->enext = room->enext;
+    else t->empty = room->enext;
+    if (room->enext) room->enext->eprev = room->eprev;
+    room->eprev = room->enext = NULL;
+    room->empty_since = 0;
+}
+
+static void room_free(rc_room *room)
+{
+    rc_history_release(&room->hist);
+    free(room->idem.cur);
+    free(room->idem.prev);
+    free(room->members);
+    free(room);
+}
+
+/* Deletes a room for good: its history, and its durable log's files. */
+static void room_delete(rc_server *srv, rc_room *room)
+{
+    rc_rooms *t = &srv->rooms;
     rc_room **pp = &t->buckets[room->hash & (t->nbuckets - 1)];
     while (*pp != room) pp = &(*pp)->hnext;
     *pp = room->hnext;
     t->count--;
-    free(room->members);
-    free(room);
+    if (room->empty_since) empty_unlink(t, room);
+    if (room->store) rc_store_room_delete(srv->store, room->store);
+    room_free(room);
+}
+
+/* A room whose last member left stays for its history if there is one to keep. */
+static void room_vacated(rc_server *srv, rc_room *room)
+{
+    if ((srv->cfg.history_size == 0 && !room->store) || srv->cfg.room_ttl == 0) {
+        room_delete(srv, room);
+        return;
+    }
+    rc_rooms *t = &srv->rooms;
+    room->empty_since = rc_loop_now(srv->loop);
+    room->enext = t->empty;
+    if (t->empty) t->empty->eprev = room;
+    t->empty = room;
+}
+
+rc_room *rc_room_restore(rc_server *srv, const char *name, size_t len, const char *epoch)
+{
+    rc_room *room = rc_rooms_find(&srv->rooms, name, len);
+    if (!room && !(room = room_create(&srv->rooms, name, len))) return NULL;
+    memcpy(room->epoch, epoch, RC_EPOCH_LEN);
+    room->epoch[RC_EPOCH_LEN] = '\0';
+    if (room->nmembers == 0 && !room->empty_since) room_vacated(srv, room);
+    return room;
+}
+
+void rc_room_new_epoch(rc_server *srv, rc_room *room)
+{
+    rc_epoch_new(room->epoch);
+    if (room->store) rc_store_room_epoch(srv->store, room->store, room->epoch);
+}
+
+void rc_rooms_sweep(rc_server *srv)
+{
+    rc_rooms *t = &srv->rooms;
+    uint64_t now = rc_loop_now(srv->loop);
+    rc_retention r = retention(srv);
+    uint64_t wall = rc_wall_ms();
+    rc_room *next;
+    for (rc_room *room = t->empty; room; room = next) {
+        next = room->enext;
+        if (now - room->empty_since >= srv->cfg.room_ttl) room_delete(srv, room);
+    }
+    for (uint32_t i = 0; i < t->nbuckets; i++) {
+        for (rc_room *room = t->buckets[i]; room; room = room->hnext) {
+            if (r.max_age_ms) rc_history_expire(&room->hist, &r, wall);
+            if (room->store && rc_store_room_lost(room->store)) {
+                rc_warn("room '%s': durable log lost messages; new epoch", room->name);
+                rc_room_new_epoch(srv, room);
+            }
+        }
+    }
+}
+
+/* ---- idempotency keys --------------------------------------------------------------------- */
+
+static const rc_idem_slot *idem_lookup(const rc_idem_slot *set, uint32_t nslots, uint64_t h)
+{
+    if (!set) return NULL;
+    for (uint32_t i = (uint32_t)h & (nslots - 1);; i = (i + 1) & (nslots - 1)) {
+        if (set[i].hash == h) return &set[i];
+        if (set[i].hash == 0) return NULL;
+    }
+}
+
+static uint32_t idem_slots(const rc_server *srv)
+{
+    uint32_t n = 16;
+    while (n < 2 * srv->cfg.idempotency_window) n *= 2;
+    return n;
+}
+
+uint64_t rc_room_idem_find(const rc_server *srv, const rc_room *room, uint64_t h)
+{
+    uint32_t n = idem_slots(srv);
+    const rc_idem_slot *s = idem_lookup(room->idem.cur, n, h);
+    if (!s) s = idem_lookup(room->idem.prev, n, h);
+    return s ? s->msg_id : 0;
+}
+
+void rc_room_idem_add(rc_server *srv, rc_room *room, uint64_t h, uint64_t msg_id)
+{
+    if (srv->cfg.idempotency_window == 0) return;
+    uint32_t n = idem_slots(srv);
+    rc_idem *d = &room->idem;
+    if (!d->cur || d->ncur >= srv->cfg.idempotency_window) {
+        rc_idem_slot *fresh = calloc(n, sizeof(*fresh));
+        if (!fresh) return;
+        free(d->prev);
+        d->prev = d->cur;
+        d->cur = fresh;
+        d->ncur = 0;
+    }
+    uint32_t i = (uint32_t)h & (n - 1);
+    while (d->cur[i].hash != 0 && d->cur[i].hash != h) i = (i + 1) & (n - 1);
+    if (d->cur[i].hash == 0) d->ncur++;
+    d->cur[i] = (rc_idem_slot){.hash = h, .msg_id = msg_id};
 }
 
 void rc_rooms_release(rc_rooms *t)
@@ -86,8 +221,7 @@ void rc_rooms_release(rc_rooms *t)
         rc_room *r = t->buckets[i];
         while (r) {
             rc_room *next = r->hnext;
-            free(r->members);
-            free(r);
+            room_free(r); /* at exit: the durable log keeps the room */
             r = next;
         }
     }
@@ -117,17 +251,21 @@ int rc_room_join(rc_server *srv, rc_conn *c, const char *name, size_t len, rc_ro
         c->rooms = m;
         c->caprooms = cap;
     }
-    if (!room && !(room = room_create(&srv->rooms, name, len))) return RC_JOIN_NOMEM;
+    if (!room) {
+        if (!(room = room_create(&srv->rooms, name, len))) return RC_JOIN_NOMEM;
+        if (srv->store) room->store = rc_store_room_new(srv->store, name, len, room->epoch);
+    }
     if (room->nmembers == room->capmembers) {
         uint32_t cap = room->capmembers ? room->capmembers * 2 : 4;
         rc_member *m = realloc(room->members, cap * sizeof(*m));
         if (!m) {
-            if (room->nmembers == 0) room_delete(&srv->rooms, room);
+            if (room->nmembers == 0 && !room->empty_since) room_vacated(srv, room);
             return RC_JOIN_NOMEM;
         }
         room->members = m;
         room->capmembers = cap;
     }
+    if (room->empty_since) empty_unlink(&srv->rooms, room);
     room->members[room->nmembers] = (rc_member){.conn = c, .mslot = c->nrooms};
     c->rooms[c->nrooms] = (rc_membership){.room = room, .slot = room->nmembers};
     room->nmembers++;
@@ -155,7 +293,7 @@ void rc_room_leave(rc_server *srv, rc_conn *c, uint32_t mslot)
         c->rooms[mslot] = moved;
         moved.room->members[moved.slot].mslot = mslot;
     }
-    if (room->nmembers == 0) room_delete(&srv->rooms, room);
+    if (room->nmembers == 0) room_vacated(srv, room);
 }
 
 void rc_room_leave_all(rc_server *srv, rc_conn *c)
@@ -166,13 +304,40 @@ void rc_room_leave_all(rc_server *srv, rc_conn *c)
     c->caprooms = 0;
 }
 
+/* The payload of an encoded server frame (header length from its second byte). */
+static size_t frame_header_len(const rc_msg *m)
+{
+    uint8_t l = (uint8_t)m->data[1] & 0x7f;
+    return l == 127 ? 10 : l == 126 ? 4 : 2;
+}
+
 uint64_t rc_room_publish(rc_server *srv, rc_room *room, rc_encode_fn *encode, void *ctx)
+{
+    return rc_room_publish_lsn(srv, room, encode, ctx, NULL);
+}
+
+uint64_t rc_room_publish_lsn(rc_server *srv, rc_room *room, rc_encode_fn *encode, void *ctx,
+                             uint64_t *lsn)
 {
     uint64_t id = room->last_msg_id + 1;
     rc_msg *m = encode(ctx, room, id);
     if (!m) return 0;
     room->last_msg_id = id; /* the only place a msg_id is assigned */
     srv->stats.broadcasts++;
+    if (srv->cfg.history_size || room->store) {
+        rc_retention r = retention(srv);
+        uint64_t now = rc_wall_ms();
+        if (rc_history_push(&room->hist, &r, id, now, m) < 0) rc_room_new_epoch(srv, room);
+        if (r.max_age_ms) rc_history_expire(&room->hist, &r, now);
+        if (room->store) {
+            size_t hl = frame_header_len(m);
+            uint64_t first = rc_history_first_id(&room->hist);
+            uint64_t l = rc_store_append(srv->store, room->store, id, now,
+                                         (uint8_t)(m->data[0] & 0x0f), m->data + hl, m->len - hl,
+                                         first ? first : id);
+            if (lsn) *lsn = l;
+        }
+    }
     /* Members never change during this loop: rc_conn_send only queues, and a member that is
      * over its budget is marked slow and cut off later, in the flush step. */
     for (uint32_t i = 0; i < room->nmembers; i++) rc_conn_send(room->members[i].conn, m);

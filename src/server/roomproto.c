@@ -73,13 +73,40 @@ static void do_join(rc_conn *c, const rc_json_top *t)
         rc_conn_close_ws(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
         return;
     }
+    /* Recovery: a client that saw the room up to msg_id `since` under epoch E gets exactly
+     * the messages after it, when the history still reaches back that far in the same epoch. */
+    const rc_json_span *since_s = &t->key[RC_JK_SINCE], *epoch_s = &t->key[RC_JK_EPOCH];
+    bool want = since_s->type != RC_JSON_NONE;
+    uint64_t since = 0;
+    bool recovered = false;
+    if (want) {
+        char ep[RC_EPOCH_LEN + 2];
+        long el = epoch_s->type == RC_JSON_STRING
+                      ? rc_json_unescape(epoch_s->p, epoch_s->len, ep, sizeof(ep)) : -1;
+        uint64_t first = rc_history_first_id(&room->hist);
+        recovered = rc_json_get_u64(since_s, &since) && el == RC_EPOCH_LEN &&
+                    memcmp(ep, room->epoch, RC_EPOCH_LEN) == 0 && since <= room->last_msg_id &&
+                    (since == room->last_msg_id || (first && first <= since + 1));
+        if (recovered) srv->stats.recovered++;
+        else srv->stats.not_recovered++;
+    }
     /* Queued now, before any later message of the room can be queued to this member. */
-    char out[128 + rc_json_escape_max(RC_ROOM_NAME_MAX)];
+    char out[192 + rc_json_escape_max(RC_ROOM_NAME_MAX)];
     int n = snprintf(out, sizeof(out),
-                     "{\"type\":\"joined\",\"room\":%.*s,\"client_id\":%llu,\"last_msg_id\":%llu}",
+                     "{\"type\":\"joined\",\"room\":%.*s,\"client_id\":%llu,\"last_msg_id\":%llu,"
+                     "\"epoch\":\"%s\"%s}",
                      (int)room->json_len, room->json_name, (unsigned long long)c->client_id,
-                     (unsigned long long)room->last_msg_id);
+                     (unsigned long long)room->last_msg_id, room->epoch,
+                     !want ? "" : recovered ? ",\"recovered\":true" : ",\"recovered\":false");
     rc_conn_send_frame(c, RC_WS_TEXT, out, (size_t)n);
+    if (recovered) {
+        /* The kept frames themselves, by reference: nothing is re-encoded, and since this
+         * runs before the loop can sequence anything else, the seam has no gap and no
+         * duplicate. Replay bypasses the pending budget (the frames are already held by the
+         * history); live messages after it count as usual. */
+        for (uint32_t i = rc_history_find(&room->hist, since); i < room->hist.count; i++)
+            rc_conn_send_replay(c, rc_history_at(&room->hist, i)->frame);
+    }
 }
 
 static void do_leave(rc_conn *c, const rc_json_top *t)
@@ -122,6 +149,45 @@ static rc_room *target_room(rc_conn *c, const char *name, long len)
         return NULL;
     }
     return room;
+}
+
+/* Idempotency keys are compared by a 64-bit hash of their JSON text (FNV-1a with a final
+ * avalanche): a false match needs two keys colliding within one room's window. */
+static uint64_t key_hash(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h ? h : 1;
+}
+
+/* Sends {"type":"ack","ref":<token>,"room":R,"msg_id":N} — at once, or under --fsync always
+ * once the log batch lsn holding the message is on disk. */
+static void send_ack(rc_conn *c, const rc_json_span *token, const rc_room *room, uint64_t id,
+                     bool duplicate, uint64_t lsn)
+{
+    char out[96 + RC_ACK_TOKEN_MAX + rc_json_escape_max(RC_ROOM_NAME_MAX)];
+    int n = snprintf(out, sizeof(out), "{\"type\":\"ack\",\"ref\":%.*s,\"room\":%.*s,\"msg_id\":%llu%s}",
+                     (int)token->len, token->p, (int)room->json_len, room->json_name,
+                     (unsigned long long)id, duplicate ? ",\"duplicate\":true" : "");
+    rc_server *srv = c->srv;
+    if (lsn && srv->store && rc_store_mode(srv->store) == RC_FSYNC_ALWAYS &&
+        rc_store_durable(srv->store) < lsn) {
+        size_t hl = rc_ws_header_size((size_t)n);
+        rc_msg *m = rc_msg_new(hl + (size_t)n);
+        if (!m) return;
+        rc_ws_encode_header((uint8_t *)m->data, RC_WS_TEXT, true, (size_t)n);
+        memcpy(m->data + hl, out, (size_t)n);
+        rc_conn_defer_ack(c, lsn, m);
+        rc_msg_unref(m);
+        return;
+    }
+    rc_conn_send_frame(c, RC_WS_TEXT, out, (size_t)n);
 }
 
 struct text_pub {
@@ -171,10 +237,25 @@ static bool type_is(const char *type, long tl, const char *s)
     return tl == (long)strlen(s) && memcmp(type, s, (size_t)tl) == 0;
 }
 
+uint64_t rc_roomproto_publish_text(rc_server *srv, rc_room *room, const char *p,
+                                   const rc_json_top *t, uint64_t client_id)
+{
+    struct text_pub x = {.p = p, .t = t, .has_room = t->key[RC_JK_ROOM].type != RC_JSON_NONE,
+                         .client_id = client_id};
+    return rc_room_publish(srv, room, encode_text, &x);
+}
+
+bool rc_roomproto_type_reserved(const char *type, size_t len)
+{
+    long tl = (long)len;
+    return type_is(type, tl, "joined") || type_is(type, tl, "left") ||
+           type_is(type, tl, "error") || type_is(type, tl, "ack");
+}
+
 void rc_roomproto_on_text(rc_conn *c, char *p, size_t n)
 {
     rc_json_top t;
-    int r = rc_json_scan(p, n, RC_JK_BIT(RC_JK_CLIENT_ID) | RC_JK_BIT(RC_JK_MSG_ID), &t);
+    int r = rc_json_scan(p, n, RC_ROOMPROTO_CUT, &t);
     switch (r) {
     case RC_JSON_OK: break;
     case RC_JSON_ENOTOBJECT: send_error(c, RC_ERR_NOT_OBJECT, "a message must be a JSON object"); return;
@@ -210,9 +291,36 @@ void rc_roomproto_on_text(rc_conn *c, char *p, size_t n)
     if (has_room && (len = room_name(c, &t.key[RC_JK_ROOM], name)) < 0) return;
     rc_room *room = target_room(c, name, len);
     if (!room) return;
+    const rc_json_span *ack = &t.key[RC_JK_ACK], *key = &t.key[RC_JK_IDEMPOTENCY_KEY];
+    if (ack->type != RC_JSON_NONE && ack->len > RC_ACK_TOKEN_MAX) {
+        send_error(c, RC_ERR_BAD_FIELD, "\"ack\" token longer than %d bytes", RC_ACK_TOKEN_MAX);
+        return;
+    }
+    uint64_t khash = 0;
+    if (key->type != RC_JSON_NONE) {
+        if (key->type != RC_JSON_STRING || key->len < 3 || key->len > RC_ACK_TOKEN_MAX) {
+            send_error(c, RC_ERR_BAD_FIELD, "\"idempotency_key\" must be a non-empty string of at most %d bytes",
+                       RC_ACK_TOKEN_MAX);
+            return;
+        }
+        khash = key_hash(key->p, key->len);
+        uint64_t seen = rc_room_idem_find(c->srv, room, khash);
+        if (seen) {
+            /* Already sequenced: the room does not see it twice; the sender learns its id. */
+            c->srv->stats.duplicates++;
+            if (ack->type != RC_JSON_NONE) send_ack(c, ack, room, seen, true, 0);
+            return;
+        }
+    }
     struct text_pub x = {.p = p, .t = &t, .has_room = has_room, .client_id = c->client_id};
-    if (rc_room_publish(c->srv, room, encode_text, &x) == 0)
+    uint64_t lsn = 0;
+    uint64_t id = rc_room_publish_lsn(c->srv, room, encode_text, &x, &lsn);
+    if (id == 0) {
         rc_conn_close_ws(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
+        return;
+    }
+    if (khash) rc_room_idem_add(c->srv, room, khash, id);
+    if (ack->type != RC_JSON_NONE) send_ack(c, ack, room, id, false, lsn);
 }
 
 struct bin_pub {

@@ -11,9 +11,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/json.h"
 #include "server/conn.h"
+#include "server/room.h"
 
 void rc_roomproto_on_text(rc_conn *c, char *p, size_t n);
 void rc_roomproto_on_binary(rc_conn *c, const uint8_t *p, size_t n);
+
+/* The members a publish may not carry: the server assigns them. Scan a message to publish
+ * with rc_json_scan(p, n, RC_ROOMPROTO_CUT, &t). */
+#define RC_ROOMPROTO_CUT (RC_JK_BIT(RC_JK_CLIENT_ID) | RC_JK_BIT(RC_JK_MSG_ID) | \
+                          RC_JK_BIT(RC_JK_ACK) | RC_JK_BIT(RC_JK_IDEMPOTENCY_KEY))
+
+/* Longest "ack" token or "idempotency_key" accepted, bytes of JSON text. */
+#define RC_ACK_TOKEN_MAX 256
+
+/* rc_roomproto_publish_text sequences the JSON object p (scanned into *t with
+ * RC_ROOMPROTO_CUT) into room as a message from client_id, through the very encoder a
+ * client's publish uses (the HTTP API publishes with client_id 0). Returns the msg_id, or 0
+ * when out of memory. */
+uint64_t rc_roomproto_publish_text(struct rc_server *srv, rc_room *room, const char *p,
+                                   const rc_json_top *t, uint64_t client_id);
+
+/* rc_roomproto_type_reserved is true for the types only the server sends (joined, left,
+ * error, ack): a publish may not use them. */
+bool rc_roomproto_type_reserved(const char *type, size_t len);
 
 #endif

@@ -32,6 +32,7 @@ void rc_server_flush_later(rc_server *srv, rc_conn *c)
 static void before_sleep(rc_loop *loop, void *arg)
 {
     rc_server *srv = arg;
+    if (srv->flush_head) rc_metrics_flush_begin(srv);
     while (srv->flush_head) {
         rc_conn *c = srv->flush_head;
         srv->flush_head = c->next_flush;
@@ -44,7 +45,66 @@ static void before_sleep(rc_loop *loop, void *arg)
         srv->free_head = c->next;
         rc_conn_free(c);
     }
+    /* Hand this iteration's log records to the writer: one wake-up per iteration, not per
+     * message. */
+    if (srv->store) rc_store_kick(srv->store);
     if (srv->shutting_down && srv->nconns == 0) rc_loop_stop(loop);
+}
+
+static void on_sweep_timer(rc_loop *loop, rc_timer *t)
+{
+    rc_server *srv = (rc_server *)((char *)t - offsetof(rc_server, sweep_timer));
+    rc_rooms_sweep(srv);
+    rc_timer_start(loop, t, rc_loop_now(loop) + RC_NS_PER_SEC);
+}
+
+static void on_durable(void *arg)
+{
+    rc_server *srv = arg;
+    rc_conn_acks_durable(srv, rc_store_durable(srv->store));
+}
+
+/* ---- restoring rooms from the durable log ------------------------------------------------ */
+
+static void *restore_room(void *arg, const char *name, size_t len, const char *epoch)
+{
+    return rc_room_restore(arg, name, len, epoch);
+}
+
+static void restore_record(void *arg, void *vroom, uint64_t msg_id, uint64_t time_ms,
+                           uint8_t opcode, const char *payload, size_t len)
+{
+    rc_server *srv = arg;
+    rc_room *room = vroom;
+    size_t hl = rc_ws_header_size(len);
+    rc_msg *m = rc_msg_new(hl + len);
+    if (!m) return;
+    rc_ws_encode_header((uint8_t *)m->data, opcode, true, len);
+    memcpy(m->data + hl, payload, len);
+    rc_retention r = {.max_count = srv->cfg.history_size, .max_bytes = srv->cfg.history_bytes,
+                      .max_age_ms = srv->cfg.history_age / RC_NS_PER_MS};
+    rc_history_push(&room->hist, &r, msg_id, time_ms, m);
+    rc_msg_unref(m);
+    room->last_msg_id = msg_id;
+}
+
+static void restore_done(void *arg, void *vroom, rc_store_room *sr, bool lost)
+{
+    rc_server *srv = arg;
+    rc_room *room = vroom;
+    room->store = sr;
+    if (lost) {
+        /* Messages may be missing at the end of the log (crash, repaired tail): ids go on
+         * after the last one kept, under a new epoch, so no client mistakes the stream for
+         * the one it saw. */
+        srv->rooms_repaired++;
+        rc_epoch_new(room->epoch);
+        if (sr) rc_store_room_epoch(srv->store, sr, room->epoch);
+    }
+    if (srv->cfg.history_age)
+        rc_history_expire(&room->hist, &(rc_retention){.max_count = srv->cfg.history_size,
+                          .max_bytes = srv->cfg.history_bytes,
+                          .max_age_ms = srv->cfg.history_age / RC_NS_PER_MS}, rc_wall_ms());
 }
 
 static void on_accept_timer(rc_loop *loop, rc_timer *t)
@@ -140,8 +200,25 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         rc_error("cannot watch the listening socket: %s", strerror(errno));
         goto err;
     }
+    if (cfg->data_dir) {
+        rc_store_loader loader = {.room = restore_room, .record = restore_record,
+                                  .done = restore_done, .arg = srv};
+        size_t seg = cfg->history_bytes / 4;
+        if (seg > (64u << 20)) seg = 64u << 20;
+        if (seg < (64u << 10)) seg = 64u << 10;
+        srv->store = rc_store_open(loop, cfg->data_dir, (enum rc_fsync)cfg->fsync_mode, seg,
+                                   &loader, on_durable, srv);
+        if (!srv->store) goto err_listen;
+    }
+    rc_timer_init(&srv->sweep_timer, on_sweep_timer);
+    rc_timer_start(loop, &srv->sweep_timer, rc_loop_now(loop) + RC_NS_PER_SEC);
     rc_loop_set_before_sleep(loop, before_sleep, srv);
+    rc_metrics_start(srv);
     return srv;
+err_listen:
+    rc_io_stop(loop, &srv->listen_io);
+    close(srv->listen_io.fd);
+    rc_rooms_release(&srv->rooms);
 err:
     if (srv->reserve_fd >= 0) close(srv->reserve_fd);
     free(srv);
@@ -157,7 +234,9 @@ void rc_server_free(rc_server *srv)
     close(srv->listen_io.fd);
     rc_timer_stop(srv->loop, &srv->accept_timer);
     rc_timer_stop(srv->loop, &srv->shutdown_timer);
+    rc_timer_stop(srv->loop, &srv->sweep_timer);
     if (srv->reserve_fd >= 0) close(srv->reserve_fd);
+    rc_store_close(srv->store); /* flushes and syncs the log, marks it clean */
     rc_rooms_release(&srv->rooms);
     free(srv);
 }
@@ -218,7 +297,25 @@ size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
         (unsigned long long)s->disc_max_conn, (unsigned long long)s->disc_handshake);
     for (int i = 0; i < RC_ERR__COUNT; i++)
         OUT("%s\"%s\":%llu", i ? "," : "", rc_err_names[i], (unsigned long long)s->err[i]);
-    OUT("}}\n");
+    OUT("},\"history\":{\"size\":%u,\"bytes\":%zu,\"duplicates\":%llu,\"recovered\":%llu,"
+        "\"not_recovered\":%llu}",
+        srv->cfg.history_size, srv->cfg.history_bytes, (unsigned long long)s->duplicates,
+        (unsigned long long)s->recovered, (unsigned long long)s->not_recovered);
+    if (srv->store) {
+        rc_store_status st;
+        rc_store_status_get(srv->store, &st);
+        OUT(",\"storage\":{\"enabled\":true,\"ok\":%s,\"error\":\"%s\",\"fsync\":\"%s\","
+            "\"records\":%llu,\"bytes_written\":%llu,\"bytes_dropped\":%llu,\"fsyncs\":%llu,"
+            "\"backlog\":%zu,\"repaired_logs\":%llu,\"rooms_new_epoch\":%llu}",
+            st.ok ? "true" : "false", st.error ? strerror(st.error) : "",
+            rc_fsync_name(rc_store_mode(srv->store)), (unsigned long long)st.records,
+            (unsigned long long)st.bytes_written, (unsigned long long)st.bytes_dropped,
+            (unsigned long long)st.fsyncs, st.backlog, (unsigned long long)st.repaired,
+            (unsigned long long)srv->rooms_repaired);
+    } else {
+        OUT(",\"storage\":{\"enabled\":false}");
+    }
+    OUT("}\n");
 #undef OUT
     return n;
 }

@@ -12,8 +12,10 @@
 #include "core/loop.h"
 #include "server/config.h"
 #include "server/conn.h"
+#include "server/metrics.h"
 #include "server/room.h"
 #include "server/stats.h"
+#include "store/store.h"
 
 #define RC_RXBUF_SIZE (64 * 1024)
 
@@ -29,7 +31,12 @@ typedef struct rc_server {
     rc_conn *flush_head;     /* connections with output to write, singly linked */
     rc_conn *free_head;      /* CLOSED connections to free at before-sleep */
     rc_rooms rooms;          /* room table */
+    rc_store *store;         /* durable log, NULL without --data-dir */
+    rc_conn *ack_conns;      /* connections with acks waiting for the durable log */
+    rc_timer sweep_timer;    /* once a second: room TTLs, history age, log health */
+    uint64_t rooms_repaired; /* rooms restored under a new epoch (possible loss) */
     rc_stats stats;          /* counters */
+    rc_metrics metrics;      /* latency histograms and API counters (GET /metrics) */
     uint64_t next_client_id; /* last client id handed out */
     uint64_t started;        /* loop time at start, ns */
     bool shutting_down;      /* SIGTERM/SIGINT received */

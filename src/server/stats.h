@@ -13,6 +13,7 @@
 enum rc_err {
     RC_ERR_HTTP_400, RC_ERR_HTTP_404, RC_ERR_HTTP_405, RC_ERR_HTTP_408, RC_ERR_HTTP_426,
     RC_ERR_HTTP_431, RC_ERR_HTTP_503,
+    RC_ERR_HTTP_401, RC_ERR_HTTP_403, RC_ERR_HTTP_411, RC_ERR_HTTP_413, RC_ERR_HTTP_501,
     RC_ERR_WS_1002, RC_ERR_WS_1007, RC_ERR_WS_1009,
     RC_ERR_BAD_JSON, RC_ERR_NOT_OBJECT, RC_ERR_MISSING_FIELD, RC_ERR_BAD_FIELD,
     RC_ERR_NOT_MEMBER, RC_ERR_NO_SUCH_ROOM, RC_ERR_RESERVED_TYPE, RC_ERR_TOO_MANY_ROOMS,
@@ -34,6 +35,9 @@ typedef struct rc_stats {
     uint64_t disc_max_conn;       /* connections refused at --max-connections */
     uint64_t disc_handshake;      /* connections dropped for a slow request head */
     uint64_t accept_errors;       /* accept() failures (descriptor exhaustion included) */
+    uint64_t duplicates;          /* publishes dropped as repeats of an idempotency key */
+    uint64_t recovered;           /* joins with "since" that were replayed */
+    uint64_t not_recovered;       /* joins with "since" the history could not serve */
     uint64_t err[RC_ERR__COUNT];  /* client faults by kind */
 } rc_stats;
 

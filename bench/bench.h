@@ -1,0 +1,247 @@
+/* bench.h — shared pieces of the roomcast load generator (build/roomcast-bench).
+ *
+ * The generator is self-contained: it shares no code with src/ so that a bug in roomcast's
+ * codecs cannot hide itself by being present on both ends of the wire. Layers, in reading order:
+ *
+ *   hist.c      log-linear latency histogram
+ *   proc.c      /proc readers (server CPU and RSS), own CPU, clocks, raising RLIMIT_NOFILE
+ *   conn.c      the epoll loop and client WebSocket connections (handshake, frames, masking)
+ *   msg.c       the JSON subset the room protocol needs: building publishes, scanning replies
+ *   report.c    one result: the JSON line and the readable table
+ *   rooms.c     fanout, pingpong and slow: rooms of clients publishing and validating order
+ *   idle.c      many idle connections, memory per connection, then a liveness sample
+ *   churn.c     connect -> join -> publish -> leave -> close, as many per second as possible
+ *   main.c      options and scenario dispatch
+ *
+ * Internal symbols use the rb_ prefix ("roomcast bench"); nothing here is a library.
+ */
+#ifndef RB_BENCH_H
+#define RB_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+
+/* ---- histogram (hist.c) ------------------------------------------------------------------ */
+
+/* Values are nanoseconds. Each power of two is split into RB_HIST_SUB linear sub-buckets, so a
+ * recorded value is known to within 1/RB_HIST_SUB (about 3%) whatever its magnitude. */
+#define RB_HIST_SUB_BITS 5
+#define RB_HIST_SUB (1u << RB_HIST_SUB_BITS)
+#define RB_HIST_BUCKETS (64u * RB_HIST_SUB)
+
+struct rb_hist {
+    uint64_t count[RB_HIST_BUCKETS]; /* number of values per bucket */
+    uint64_t n;                      /* values recorded */
+    uint64_t max;                    /* largest value recorded, exact, ns */
+    uint64_t min;                    /* smallest value recorded, exact, ns */
+    double sum;                      /* sum of values, ns (for the mean) */
+};
+
+void rb_hist_init(struct rb_hist *h);
+void rb_hist_add(struct rb_hist *h, uint64_t v);
+void rb_hist_merge(struct rb_hist *dst, const struct rb_hist *src);
+/* Value at quantile q (0..1): the upper edge of the bucket holding it, capped at max. */
+uint64_t rb_hist_quantile(const struct rb_hist *h, double q);
+
+/* ---- process facts (proc.c) -------------------------------------------------------------- */
+
+uint64_t rb_now_ns(void); /* CLOCK_MONOTONIC */
+
+struct rb_proc_sample {
+    bool ok;          /* the process existed and /proc could be read */
+    double cpu_s;     /* utime + stime of the whole process (all threads), seconds */
+    long rss_kb;      /* VmRSS */
+    long hwm_kb;      /* VmHWM: peak RSS */
+};
+
+void rb_proc_sample(int pid, struct rb_proc_sample *out);
+double rb_self_cpu_s(void);        /* own user + system time */
+long rb_raise_nofile(void);        /* soft RLIMIT_NOFILE := hard; returns the new soft limit */
+
+/* ---- byte buffer (conn.c) ---------------------------------------------------------------- */
+
+/* Bytes [off, len) are live; [len, cap) is free space. */
+struct rb_buf {
+    char *data;  /* heap storage, NULL until first use */
+    size_t off;  /* first unconsumed byte */
+    size_t len;  /* end of live bytes */
+    size_t cap;  /* allocated size */
+};
+
+void rb_buf_reserve(struct rb_buf *b, size_t extra);
+void rb_buf_append(struct rb_buf *b, const void *p, size_t n);
+void rb_buf_consume(struct rb_buf *b, size_t n);
+void rb_buf_release(struct rb_buf *b);
+
+/* ---- connections and the loop (conn.c) --------------------------------------------------- */
+
+enum rb_state {
+    RB_IDLE,        /* not started, or finished and closed */
+    RB_CONNECTING,  /* non-blocking connect() in progress */
+    RB_HANDSHAKE,   /* upgrade request sent, waiting for 101 */
+    RB_OPEN,        /* WebSocket open */
+    RB_CLOSING,     /* we sent a close frame, waiting for the server's close or EOF */
+};
+
+/* Why a connection ended, passed to the closed callback. */
+enum rb_end {
+    RB_END_CLOSE_FRAME, /* the server sent a close frame (code in close_code) */
+    RB_END_EOF,         /* TCP EOF without a close frame */
+    RB_END_ERROR,       /* connect/read/write error, bad handshake or a malformed frame */
+};
+
+struct rb_conn;
+
+/* What a scenario does with its connections. All callbacks are optional. A callback may send,
+ * close or abort its connection, but must not rb_conn_start() it again: the loop may still be
+ * looking at the old socket's buffers. Restart from the scenario's own loop instead. */
+struct rb_handler {
+    void (*open)(struct rb_conn *c);                               /* handshake done */
+    void (*text)(struct rb_conn *c, const char *p, size_t n);      /* one text message */
+    void (*closed)(struct rb_conn *c, enum rb_end why);            /* fd already closed */
+};
+
+struct rb_conn {
+    int fd;                    /* socket, -1 when not connected */
+    enum rb_state state;       /* see enum rb_state */
+    const struct rb_handler *h;/* callbacks */
+    void *user;                /* the scenario's object for this connection */
+    uint32_t mask;             /* masking key for frames we send (fixed per connection) */
+    uint32_t events;           /* epoll interest currently registered */
+    bool paused;               /* true: do not read (a stuck reader) */
+    bool detached;             /* paused and hung up: removed from epoll until resumed */
+    bool dirty;                /* on the loop's flush list */
+    bool close_sent;           /* our close frame is queued */
+    int close_code;            /* code of the server's close frame, 0 if none */
+    char accept[32];           /* expected Sec-WebSocket-Accept, NUL-terminated */
+    struct rb_buf in;          /* partial frame or handshake bytes carried between reads */
+    struct rb_buf out;         /* bytes waiting for the socket */
+    struct rb_buf frag;        /* a fragmented message being reassembled */
+    struct rb_conn *next_dirty;/* flush list link */
+    char errmsg[64];           /* first error seen, for diagnostics */
+};
+
+struct rb_target {
+    struct sockaddr_in addr;   /* server address */
+    char host[64];             /* Host header value */
+};
+
+int rb_loop_init(void);
+/* Spread source addresses over 127.0.0.0/8 so one process can hold more connections than one
+ * address has ephemeral ports: connection n binds to 127.0.(n / 250 % 250).(n % 250 + 1). */
+uint32_t rb_src_addr(uint32_t n);
+/* Start connecting; 0 or -errno. src_ip is in host byte order, 0 for "let the kernel pick". */
+int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb_target *t,
+                  uint32_t src_ip, int rcvbuf);
+/* Queue one text message; masked and framed here. Flushed after the current loop turn. */
+void rb_conn_send_text(struct rb_conn *c, const char *p, size_t n);
+/* Queue a close frame with this code; the connection ends on the server's close or EOF. */
+void rb_conn_send_close(struct rb_conn *c, int code);
+/* Close the socket now without any WebSocket close (abort). No callback. */
+void rb_conn_abort(struct rb_conn *c);
+/* Stop or resume reading this connection (a stuck reader). */
+void rb_conn_pause(struct rb_conn *c, bool paused);
+/* Run one loop turn: wait at most timeout_ns (negative: forever), dispatch, flush. */
+int rb_loop_once(int64_t timeout_ns);
+/* Connections that ended with RB_END_ERROR since start, and handshakes refused. */
+extern uint64_t rb_conn_errors;
+extern uint64_t rb_frame_errors;   /* malformed frames from the server (protocol violations) */
+
+/* ---- the room protocol's JSON subset (msg.c) --------------------------------------------- */
+
+/* Members of a server message the generator looks at. Absent numbers are -1. */
+struct rb_msg {
+    const char *type; size_t type_len;   /* "type" string (not unescaped) */
+    const char *room; size_t room_len;   /* "room" string */
+    const char *code; size_t code_len;   /* "code" string (errors) */
+    int64_t client_id;                   /* "client_id" */
+    int64_t msg_id;                      /* "msg_id" */
+    int64_t last_msg_id;                 /* "last_msg_id" */
+    int64_t s;                           /* "s": sender's slot in its room (ours) */
+    int64_t q;                           /* "q": sender's sequence number (ours) */
+    int64_t t;                           /* "t": send time, CLOCK_MONOTONIC ns (ours) */
+};
+
+/* Scan one JSON object; 0 on success, -1 if it is not a well-formed object. */
+int rb_msg_scan(const char *p, size_t n, struct rb_msg *m);
+bool rb_msg_is(const char *s, size_t n, const char *lit);
+/* Build a publish of exactly `size` bytes when size is large enough (padding in "p"). */
+size_t rb_msg_publish(char *dst, size_t cap, size_t size, uint32_t s, uint64_t q, uint64_t t);
+size_t rb_msg_join(char *dst, size_t cap, const char *room);
+size_t rb_msg_leave(char *dst, size_t cap, const char *room);
+
+/* ---- one scenario result (report.c) ------------------------------------------------------ */
+
+#define RB_MAX_EXTRA 40
+
+struct rb_extra {
+    char key[40];       /* JSON member name */
+    bool is_str;        /* value is a string */
+    double num;         /* numeric value */
+    char str[96];       /* string value */
+};
+
+struct rb_result {
+    char scenario[16];       /* fanout, pingpong, idle, churn, slow */
+    char server[32];         /* label of the server under test */
+    int server_pid;          /* 0 when unknown */
+    double wall_s;           /* measured interval */
+    uint64_t published;      /* messages published by the generator */
+    uint64_t deliveries;     /* room messages received by the generator's clients */
+    struct rb_proc_sample srv0, srv1; /* server before and after the measured interval */
+    double bench_cpu_s;      /* generator's own CPU during the measured interval */
+    struct rb_hist lat;      /* publish-to-delivery latency, ns */
+    uint64_t order_violations, losses, duplicates; /* correctness, must be 0 */
+    uint64_t errors;         /* failed connections, timeouts, server error replies */
+    bool failed;             /* the run did not complete */
+    char failure[160];       /* why, if failed */
+    struct rb_extra extra[RB_MAX_EXTRA]; /* scenario parameters and metrics */
+    int nextra;
+};
+
+void rb_result_init(struct rb_result *r, const char *scenario, const char *server, int pid);
+void rb_result_num(struct rb_result *r, const char *key, double v);
+void rb_result_str(struct rb_result *r, const char *key, const char *v);
+void rb_result_fail(struct rb_result *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Start and stop the measured interval (samples server and own CPU). */
+void rb_result_begin(struct rb_result *r);
+void rb_result_end(struct rb_result *r);
+bool rb_result_ok(const struct rb_result *r);
+/* JSON line to stdout, table to stderr (unless quiet). */
+void rb_result_print(const struct rb_result *r, bool quiet);
+
+/* ---- scenarios --------------------------------------------------------------------------- */
+
+struct rb_opts {
+    struct rb_target target;  /* where the server listens */
+    const char *server;       /* label for reports */
+    int pid;                  /* server pid for /proc, 0 = unknown */
+    bool quiet;               /* no table on stderr */
+    /* rooms engine: fanout, pingpong, slow */
+    uint32_t rooms;           /* R */
+    uint32_t clients;         /* C per room */
+    uint64_t messages;        /* M per client (flat out), 0 = until duration */
+    uint32_t size;            /* bytes of JSON per publish */
+    uint32_t window;          /* W unacknowledged own messages (flat out) */
+    double rate;              /* messages/s per client, 0 = flat out */
+    double duration;          /* s: stop publishing after this long, 0 = no limit */
+    double drain;             /* s: wait this long for deliveries after publishing stopped */
+    /* idle */
+    uint32_t conns;           /* N idle connections, 0 = as many as the fd limit allows */
+    uint32_t room_size;       /* members per idle room */
+    uint32_t sample;          /* rooms proven alive after idling */
+    double idle_time;         /* s idle before the liveness sample */
+    uint32_t concurrency;     /* connections being set up at once (idle, churn) */
+    /* slow */
+    int stuck_rcvbuf;         /* SO_RCVBUF of the stuck reader */
+};
+
+void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck);
+void rb_run_idle(const struct rb_opts *o, struct rb_result *r);
+void rb_run_churn(const struct rb_opts *o, struct rb_result *r);
+void rb_run_slow(const struct rb_opts *o, struct rb_result *r);
+
+#endif

@@ -1,0 +1,169 @@
+/* main.c — roomcast-bench: command line and scenario dispatch.
+ *
+ *   roomcast-bench SCENARIO --port N [--host 127.0.0.1] [--server-pid PID] [--label NAME]
+ *                  [scenario options]
+ *
+ * Each run prints one JSON line on stdout and a table on stderr, and exits 0 only if the run
+ * completed with every correctness counter at zero (timings are never judged here).
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <sys/prctl.h>
+
+static void usage(FILE *f)
+{
+    fputs("usage: roomcast-bench fanout|pingpong|idle|churn|slow --port N [options]\n"
+          "common:  --host ADDR (127.0.0.1)  --server-pid PID  --label NAME  --quiet\n"
+          "fanout:  --rooms R (100) --clients C (10) --size BYTES (100) --window W (4)\n"
+          "         --rate HZ (0 = flat out) --messages M (0 = until --duration)\n"
+          "         --duration S (3) --drain S (10)\n"
+          "pingpong: fanout with one room of one client and a window of 1 (--duration 3)\n"
+          "slow:    one busy room (--clients 10 --size 1000 --window 4 --duration 2) measured\n"
+          "         without, then with, one extra member that never reads (--stuck-rcvbuf 4096)\n"
+          "idle:    --conns N (0 = as many as RLIMIT_NOFILE allows) --room-size 20 --sample 100\n"
+          "         --idle-time S (6: longer than the default ping interval)\n"
+          "churn:   --concurrency K (64) --duration S (3)\n",
+          f);
+}
+
+static double num_arg(const char *opt, const char *v)
+{
+    char *end;
+    errno = 0;
+    double d = v ? strtod(v, &end) : 0;
+    if (!v || errno || *end || d < 0) {
+        fprintf(stderr, "roomcast-bench: %s needs a non-negative number, got '%s'\n", opt,
+                v ? v : "");
+        exit(2);
+    }
+    return d;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *sc = argv[1];
+    bool rooms_sc = !strcmp(sc, "fanout") || !strcmp(sc, "pingpong") || !strcmp(sc, "slow");
+    if (!rooms_sc && strcmp(sc, "idle") && strcmp(sc, "churn")) {
+        fprintf(stderr, "roomcast-bench: unknown scenario '%s'\n", sc);
+        usage(stderr);
+        return 2;
+    }
+
+    struct rb_opts o = {0};
+    const char *host = "127.0.0.1";
+    long port = 0;
+    o.server = "server";
+    o.rooms = 100;
+    o.clients = 10;
+    o.size = 100;
+    o.window = 4;
+    o.duration = 3;
+    o.drain = 10;
+    o.room_size = 20;
+    o.sample = 100;
+    o.idle_time = 6;
+    o.stuck_rcvbuf = 4096;
+    if (!strcmp(sc, "pingpong")) {
+        o.rooms = o.clients = o.window = 1;
+    } else if (!strcmp(sc, "slow")) {
+        o.rooms = 1;
+        o.size = 1000;
+        o.duration = 2;
+        o.drain = 15;
+    } else if (!strcmp(sc, "churn")) {
+        o.concurrency = 64;
+    }
+
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--quiet")) {
+            o.quiet = true;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "roomcast-bench: %s needs a value\n", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--host")) host = v;
+        else if (!strcmp(a, "--port")) port = (long)num_arg(a, v);
+        else if (!strcmp(a, "--server-pid")) o.pid = (int)num_arg(a, v);
+        else if (!strcmp(a, "--label")) o.server = v;
+        else if (!strcmp(a, "--rooms")) o.rooms = (uint32_t)num_arg(a, v);
+        else if (!strcmp(a, "--clients")) o.clients = (uint32_t)num_arg(a, v);
+        else if (!strcmp(a, "--messages")) o.messages = (uint64_t)num_arg(a, v);
+        else if (!strcmp(a, "--size")) o.size = (uint32_t)num_arg(a, v);
+        else if (!strcmp(a, "--window")) o.window = (uint32_t)num_arg(a, v);
+        else if (!strcmp(a, "--rate")) o.rate = num_arg(a, v);
+        else if (!strcmp(a, "--duration")) o.duration = num_arg(a, v);
+        else if (!strcmp(a, "--drain")) o.drain = num_arg(a, v);
+        else if (!strcmp(a, "--conns")) o.conns = (uint32_t)num_arg(a, v);
+        else if (!strcmp(a, "--room-size")) o.room_size = (uint32_t)num_arg(a, v);
+        else if (!strcmp(a, "--sample")) o.sample = (uint32_t)num_arg(a, v);
+        else if (!strcmp(a, "--idle-time")) o.idle_time = num_arg(a, v);
+        else if (!strcmp(a, "--concurrency")) o.concurrency = (uint32_t)num_arg(a, v);
+        else if (!strcmp(a, "--stuck-rcvbuf")) o.stuck_rcvbuf = (int)num_arg(a, v);
+        else {
+            fprintf(stderr, "roomcast-bench: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (port <= 0 || port > 65535) {
+        fprintf(stderr, "roomcast-bench: --port is required\n");
+        return 2;
+    }
+    if (rooms_sc && (!o.rooms || !o.clients || (o.rate <= 0 && !o.window) ||
+                     (!o.messages && o.duration <= 0))) {
+        fprintf(stderr, "roomcast-bench: need rooms, clients, a window or a rate, and "
+                        "--messages or --duration\n");
+        return 2;
+    }
+    o.target.addr.sin_family = AF_INET;
+    o.target.addr.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &o.target.addr.sin_addr) != 1) {
+        fprintf(stderr, "roomcast-bench: --host must be an IPv4 address, got '%s'\n", host);
+        return 2;
+    }
+    snprintf(o.target.host, sizeof(o.target.host), "%s:%ld", host, port);
+
+    signal(SIGPIPE, SIG_IGN);
+    /* Rate mode sleeps until the next send is due; the default 50 us timer slack would add
+     * that much jitter to every send. */
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    rb_raise_nofile();
+    if (rb_loop_init() != 0) {
+        perror("roomcast-bench: epoll");
+        return 2;
+    }
+
+    struct rb_result *r = calloc(1, sizeof(*r));
+    rb_result_init(r, sc, o.server, o.pid);
+    if (!strcmp(sc, "fanout") || !strcmp(sc, "pingpong"))
+        rb_run_rooms(&o, r, 0);
+    else if (!strcmp(sc, "slow"))
+        rb_run_slow(&o, r);
+    else if (!strcmp(sc, "idle"))
+        rb_run_idle(&o, r);
+    else
+        rb_run_churn(&o, r);
+    if (rb_frame_errors) {
+        r->errors += rb_frame_errors;
+        rb_result_fail(r, "%llu malformed frames from the server",
+                       (unsigned long long)rb_frame_errors);
+    }
+    rb_result_print(r, o.quiet);
+    int ok = rb_result_ok(r);
+    free(r);
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,542 @@
+/* rooms.c — the fanout, pingpong and slow scenarios: R rooms of C clients that all publish.
+ *
+ * Every client joins its room, then (once every client of every room has joined) publishes
+ * messages carrying its slot in the room (s), its own sequence number (q) and the send time (t).
+ * Publishing is either closed-loop — at most W own messages unacknowledged, where a client's
+ * message counts as acknowledged when it comes back to it through the room — or open-loop at a
+ * fixed rate per client, spread evenly over time (the NetSync case: 30 Hz per client).
+ *
+ * What every delivery is checked against (the counters must all be zero for a run to count):
+ *   - per member, msg_ids are consecutive from the member's joined.last_msg_id + 1: a gap or a
+ *     step back is an order violation, an id seen twice is a duplicate;
+ *   - per room, every member sees the same message under the same msg_id (one total order):
+ *     the first member to see an id records (s, q), the others must agree;
+ *   - per sender, q increases by exactly one in every member's stream (per-sender order);
+ *   - client_id is the sender's (learnt from its joined), s/q name a message that was sent;
+ *   - at the end, every member has every message published to its room after it joined:
+ *     losses = expected - distinct delivered, summed over members.
+ * pingpong is this engine with one room, one client and a window of one; slow runs it twice,
+ * without and with one extra member per room that never reads (rooms.c:rb_run_slow).
+ */
+#include "bench.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct room;
+
+struct member {
+    struct rb_conn conn;     /* must stay first: callbacks get the conn, we get the member */
+    struct room *room;       /* the room this client joins */
+    uint32_t slot;           /* index in room->m, the "s" of its messages */
+    bool stuck;              /* joins, then never reads */
+    bool joined;             /* got its joined */
+    bool dead;               /* connection ended */
+    int64_t client_id;       /* from joined */
+    int64_t join_last;       /* joined.last_msg_id */
+    int64_t last_id;         /* last msg_id received */
+    uint64_t sent;           /* own messages published */
+    uint64_t acked;          /* own messages that came back */
+    uint64_t received;       /* distinct room messages received */
+    uint64_t *next_q;        /* per sender slot: the q expected next */
+    uint64_t *seen;          /* bitmap of msg_id - join_last - 1 already received */
+    size_t seen_words;       /* size of seen in 64-bit words */
+};
+
+struct room {
+    char name[64];           /* unique per run so rounds never share a room */
+    uint32_t n;              /* members (publishers + stuck) */
+    struct member *m;        /* members, publishers first */
+    uint64_t published;      /* messages published to this room so far */
+    int64_t base;            /* the room's last msg_id before the run (all joins) */
+    uint64_t *order;         /* per msg_id - base - 1: ((s << 40) | q) + 1 of the first sighting */
+    size_t order_cap;        /* entries in order */
+};
+
+static struct {
+    const struct rb_opts *o;
+    struct rb_result *r;
+    struct room *rooms;
+    uint32_t nrooms, per_room, npub;
+    struct member **pub;     /* publishing (and reading) members, in pacing order */
+    uint32_t started, joined, setup_failed;
+    bool publishing;         /* the measured interval has started */
+    uint64_t deadline;       /* stop publishing at this time (0 = no limit) */
+    uint64_t total_unique;   /* distinct deliveries to readers */
+    uint64_t last_delivery;  /* time of the latest delivery */
+    uint64_t lag_max;        /* rate mode: worst lateness of a scheduled send, ns */
+    uint32_t stuck_cut;      /* stuck members whose connection the server ended */
+    int stuck_code;          /* close code a stuck member got (last seen) */
+    uint64_t stuck_msgs;     /* messages the stuck members read when finally drained */
+    char buf[1 << 17];       /* scratch for building messages */
+} E;
+
+static void on_open(struct rb_conn *c);
+static void on_text(struct rb_conn *c, const char *p, size_t n);
+static void on_closed(struct rb_conn *c, enum rb_end why);
+static const struct rb_handler handler = {on_open, on_text, on_closed};
+
+static void publish(struct member *m, uint64_t t)
+{
+    size_t n = rb_msg_publish(E.buf, sizeof(E.buf), E.o->size, m->slot, m->sent, t);
+    rb_conn_send_text(&m->conn, E.buf, n);
+    m->sent++;
+    m->room->published++;
+    E.r->published++;
+}
+
+static bool may_publish(const struct member *m, uint64_t now)
+{
+    if (m->dead || m->stuck)
+        return false;
+    if (E.o->messages && m->sent >= E.o->messages)
+        return false;
+    return !E.deadline || now < E.deadline;
+}
+
+static void on_open(struct rb_conn *c)
+{
+    struct member *m = (struct member *)c;
+    size_t n = rb_msg_join(E.buf, sizeof(E.buf), m->room->name);
+    rb_conn_send_text(c, E.buf, n);
+}
+
+static void set_seen(struct member *m, uint64_t rel, bool *was)
+{
+    size_t w = (size_t)(rel / 64);
+    if (w >= m->seen_words) {
+        size_t nw = m->seen_words ? m->seen_words : 64;
+        while (nw <= w)
+            nw *= 2;
+        m->seen = realloc(m->seen, nw * 8);
+        memset(m->seen + m->seen_words, 0, (nw - m->seen_words) * 8);
+        m->seen_words = nw;
+    }
+    uint64_t bit = 1ull << (rel % 64);
+    *was = m->seen[w] & bit;
+    m->seen[w] |= bit;
+}
+
+/* Record (s, q) as message `idx` of the room, or check it against what another member saw. */
+static bool room_agrees(struct room *rm, uint64_t idx, uint64_t key)
+{
+    if (idx >= rm->order_cap) {
+        size_t cap = rm->order_cap ? rm->order_cap : 1024;
+        while (cap <= idx)
+            cap *= 2;
+        rm->order = realloc(rm->order, cap * 8);
+        memset(rm->order + rm->order_cap, 0, (cap - rm->order_cap) * 8);
+        rm->order_cap = cap;
+    }
+    if (!rm->order[idx]) {
+        rm->order[idx] = key;
+        return true;
+    }
+    return rm->order[idx] == key;
+}
+
+static void delivery(struct member *m, const struct rb_msg *g)
+{
+    uint64_t now = rb_now_ns();
+    struct room *rm = m->room;
+    struct rb_result *r = E.r;
+    if (m->stuck) {
+        E.stuck_msgs++;
+        return;
+    }
+    if (g->msg_id < 1 || g->s < 0 || g->q < 0 || g->t < 0 || g->client_id < 0) {
+        r->errors++;
+        rb_result_fail(r, "delivery without msg_id/client_id/s/q/t");
+        return;
+    }
+    if (!m->joined || !E.publishing) {
+        r->order_violations++;     /* a room message before joined, or before anyone published */
+        return;
+    }
+    if (g->room && !(g->room_len == strlen(rm->name) && !memcmp(g->room, rm->name, g->room_len)))
+        r->order_violations++;     /* delivered to the wrong room */
+    if ((uint64_t)g->s >= rm->n || rm->m[g->s].stuck || (uint64_t)g->q >= rm->m[g->s].sent) {
+        r->errors++;
+        rb_result_fail(r, "delivery of a message nobody sent (s=%lld q=%lld)", (long long)g->s,
+                       (long long)g->q);
+        return;
+    }
+    struct member *snd = &rm->m[g->s];
+    if (g->client_id != snd->client_id)
+        r->order_violations++;     /* attributed to another client */
+    if (g->msg_id <= m->join_last) {
+        r->order_violations++;     /* from before this member joined */
+        return;
+    }
+    bool was;
+    set_seen(m, (uint64_t)(g->msg_id - m->join_last - 1), &was);
+    if (was) {
+        r->duplicates++;
+        return;
+    }
+    if (g->msg_id != m->last_id + 1)
+        r->order_violations++;
+    m->last_id = g->msg_id;
+    if (g->msg_id <= rm->base ||
+        !room_agrees(rm, (uint64_t)(g->msg_id - rm->base - 1),
+                     (((uint64_t)g->s << 40) | (uint64_t)g->q) + 1))
+        r->order_violations++;     /* members disagree on which message has this id */
+    if ((uint64_t)g->q == m->next_q[g->s])
+        m->next_q[g->s]++;
+    else if ((uint64_t)g->q < m->next_q[g->s])
+        r->duplicates++;           /* the same message again, under a new msg_id */
+    else {
+        r->order_violations++;     /* the sender's messages arrived out of order */
+        m->next_q[g->s] = (uint64_t)g->q + 1;
+    }
+    m->received++;
+    E.total_unique++;
+    r->deliveries++;
+    E.last_delivery = now;
+    rb_hist_add(&r->lat, now > (uint64_t)g->t ? now - (uint64_t)g->t : 0);
+    if (snd == m) {
+        m->acked++;
+        if (E.o->rate <= 0 && may_publish(m, now))
+            publish(m, now);
+    }
+}
+
+static void on_text(struct rb_conn *c, const char *p, size_t n)
+{
+    struct member *m = (struct member *)c;
+    struct rb_msg g;
+    if (rb_msg_scan(p, n, &g) != 0) {
+        E.r->errors++;
+        rb_result_fail(E.r, "malformed JSON from server: %.60s", p);
+        return;
+    }
+    if (rb_msg_is(g.type, g.type_len, "b")) {
+        delivery(m, &g);
+    } else if (rb_msg_is(g.type, g.type_len, "joined")) {
+        if (m->joined) /* a second joined for one join */
+            E.r->errors++;
+        m->joined = true;
+        m->client_id = g.client_id;
+        m->join_last = g.last_msg_id;
+        m->last_id = g.last_msg_id;
+        if (g.client_id < 0 || g.last_msg_id < 0) {
+            E.r->errors++;
+            rb_result_fail(E.r, "joined without client_id or last_msg_id");
+        }
+        E.joined++;
+        if (m->stuck)
+            rb_conn_pause(c, true);
+    } else if (rb_msg_is(g.type, g.type_len, "error")) {
+        E.r->errors++;
+        rb_result_fail(E.r, "server error: %.*s", (int)g.code_len, g.code ? g.code : "");
+    } else {
+        E.r->errors++;
+        rb_result_fail(E.r, "unexpected message: %.60s", p);
+    }
+}
+
+static void on_closed(struct rb_conn *c, enum rb_end why)
+{
+    struct member *m = (struct member *)c;
+    m->dead = true;
+    if (m->stuck) {
+        /* Cut off by the server: what should happen to a reader that never reads. */
+        E.stuck_cut++;
+        E.stuck_code = c->close_code;
+        return;
+    }
+    if (!E.publishing && !m->joined)
+        E.setup_failed++;
+    if (E.publishing || !m->joined) {
+        E.r->errors++;
+        rb_result_fail(E.r, "connection of %s/%u ended: %s%s", m->room->name, m->slot,
+                       why == RB_END_CLOSE_FRAME ? "close frame" :
+                       why == RB_END_EOF ? "EOF" : "error ",
+                       why == RB_END_ERROR ? c->errmsg : "");
+    }
+}
+
+static bool publishing_done(uint64_t now)
+{
+    if (E.deadline && now >= E.deadline)
+        return true;
+    for (uint32_t i = 0; i < E.npub; i++)
+        if (may_publish(E.pub[i], now))
+            return false;
+    return true;
+}
+
+static uint64_t expected_unique(void)
+{
+    uint64_t x = 0;
+    for (uint32_t r = 0; r < E.nrooms; r++) {
+        uint32_t readers = 0;
+        for (uint32_t i = 0; i < E.rooms[r].n; i++)
+            readers += !E.rooms[r].m[i].stuck && !E.rooms[r].m[i].dead;
+        x += E.rooms[r].published * readers;
+    }
+    return x;
+}
+
+static void free_all(void)
+{
+    for (uint32_t r = 0; r < E.nrooms; r++) {
+        struct room *rm = &E.rooms[r];
+        for (uint32_t i = 0; i < rm->n; i++) {
+            rb_conn_abort(&rm->m[i].conn);
+            free(rm->m[i].next_q);
+            free(rm->m[i].seen);
+        }
+        free(rm->m);
+        free(rm->order);
+    }
+    free(E.rooms);
+    free(E.pub);
+    E.rooms = NULL;
+    E.pub = NULL;
+}
+
+/* Close every live connection politely and wait (briefly) for the servers to answer, so the
+ * next run does not start while this one's sockets are still being torn down. */
+static void close_all(void)
+{
+    for (uint32_t r = 0; r < E.nrooms; r++)
+        for (uint32_t i = 0; i < E.rooms[r].n; i++) {
+            struct member *m = &E.rooms[r].m[i];
+            m->stuck = true; /* from now on closing is expected, not an error */
+            if (m->conn.fd >= 0)
+                rb_conn_send_close(&m->conn, 1000);
+        }
+    E.publishing = false;
+    uint64_t until = rb_now_ns() + 2000000000ull;
+    for (;;) {
+        bool live = false;
+        for (uint32_t r = 0; r < E.nrooms && !live; r++)
+            for (uint32_t i = 0; i < E.rooms[r].n && !live; i++)
+                live = E.rooms[r].m[i].conn.fd >= 0;
+        if (!live || rb_now_ns() > until)
+            break;
+        rb_loop_once(50000000);
+    }
+}
+
+void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
+{
+    static unsigned run_seq;
+    memset(&E, 0, sizeof(E));
+    E.o = o;
+    E.r = r;
+    E.nrooms = o->rooms;
+    E.per_room = o->clients + stuck;
+    E.rooms = calloc(E.nrooms, sizeof(*E.rooms));
+    E.pub = calloc((size_t)E.nrooms * o->clients, sizeof(*E.pub));
+    run_seq++;
+    for (uint32_t i = 0; i < E.nrooms; i++) {
+        struct room *rm = &E.rooms[i];
+        snprintf(rm->name, sizeof(rm->name), "%s-%d-%u-%u", r->scenario, (int)getpid(), run_seq, i);
+        rm->n = E.per_room;
+        rm->m = calloc(rm->n, sizeof(*rm->m));
+        for (uint32_t k = 0; k < rm->n; k++) {
+            struct member *m = &rm->m[k];
+            m->conn.fd = -1;
+            m->room = rm;
+            m->slot = k;
+            m->stuck = k >= o->clients;
+            m->next_q = calloc(rm->n, sizeof(uint64_t));
+        }
+    }
+    /* Pacing order interleaves rooms (room 0 client 0, room 1 client 0, ...), so in rate mode
+     * consecutive sends go to different rooms, as independent games would. */
+    for (uint32_t k = 0; k < o->clients; k++)
+        for (uint32_t i = 0; i < E.nrooms; i++)
+            E.pub[E.npub++] = &E.rooms[i].m[k];
+
+    rb_result_num(r, "rooms", o->rooms);
+    rb_result_num(r, "clients", o->clients);
+    rb_result_num(r, "size", o->size);
+    if (o->rate > 0)
+        rb_result_num(r, "rate_hz", o->rate);
+    else
+        rb_result_num(r, "window", o->window);
+    if (o->messages)
+        rb_result_num(r, "messages", (double)o->messages);
+    if (o->duration > 0)
+        rb_result_num(r, "duration", o->duration);
+    if (stuck)
+        rb_result_num(r, "stuck", stuck);
+
+    /* Setup: connect and join, a bounded number at a time (listen backlogs are small). */
+    uint32_t total = E.nrooms * E.per_room, conc = o->concurrency ? o->concurrency : 256;
+    uint64_t setup_until = rb_now_ns() + 30000000000ull;
+    while (E.joined + E.setup_failed < total) {
+        while (E.started < total && E.started - E.joined - E.setup_failed < conc) {
+            uint32_t i = E.started++;
+            struct member *m = &E.rooms[i / E.per_room].m[i % E.per_room];
+            int rc = rb_conn_start(&m->conn, &handler, &o->target, rb_src_addr(i),
+                                   m->stuck ? o->stuck_rcvbuf : 0);
+            if (rc < 0) {
+                rb_result_fail(r, "connect: %s", strerror(-rc));
+                r->errors++;
+                E.setup_failed++;
+                m->dead = true;
+            }
+        }
+        if (rb_now_ns() > setup_until) {
+            rb_result_fail(r, "setup timed out: %u of %u joined", E.joined, total);
+            break;
+        }
+        rb_loop_once(100000000);
+    }
+    for (uint32_t i = 0; i < E.nrooms; i++) {
+        struct room *rm = &E.rooms[i];
+        rm->base = rm->m[0].join_last;
+        for (uint32_t k = 1; k < rm->n; k++)
+            if (rm->m[k].join_last != rm->base) {
+                r->errors++;
+                rb_result_fail(r, "members of %s joined with different last_msg_id", rm->name);
+            }
+    }
+    if (r->failed) {
+        close_all();
+        free_all();
+        return;
+    }
+
+    /* The measured interval: from the first publish to the last delivery. */
+    rb_result_begin(r);
+    uint64_t t0 = rb_now_ns();
+    E.publishing = true;
+    E.last_delivery = t0;
+    if (o->duration > 0)
+        E.deadline = t0 + (uint64_t)(o->duration * 1e9);
+    uint64_t slot_ns = 0, slot = 0, slots_max = 0;
+    if (o->rate > 0) {
+        slot_ns = (uint64_t)(1e9 / (o->rate * E.npub));
+        if (!slot_ns)
+            slot_ns = 1;
+        slots_max = o->messages ? o->messages * E.npub : UINT64_MAX;
+    } else {
+        for (uint32_t w = 0; w < o->window; w++)
+            for (uint32_t i = 0; i < E.npub; i++)
+                if (may_publish(E.pub[i], t0))
+                    publish(E.pub[i], t0);
+    }
+    uint64_t drain_ns = (uint64_t)((o->drain > 0 ? o->drain : 10) * 1e9), stop_at = 0;
+    for (;;) {
+        uint64_t now = rb_now_ns();
+        int64_t timeout = 100000000;
+        if (o->rate > 0 && slot < slots_max && (!E.deadline || now < E.deadline)) {
+            /* Open loop: every slot due by now is sent now, stamped with the real send time;
+             * how late the worst one was is reported, so a generator that cannot keep up shows
+             * itself instead of silently lowering the offered rate. */
+            while (slot < slots_max && t0 + slot * slot_ns <= now) {
+                struct member *m = E.pub[slot % E.npub];
+                uint64_t due = t0 + slot * slot_ns;
+                if (now - due > E.lag_max)
+                    E.lag_max = now - due;
+                if (may_publish(m, now))
+                    publish(m, now);
+                slot++;
+            }
+            if (slot < slots_max) {
+                uint64_t next = t0 + slot * slot_ns;
+                timeout = next > now ? (int64_t)(next - now) : 0;
+            }
+        }
+        if (publishing_done(now) && (o->rate <= 0 || slot >= slots_max || E.deadline)) {
+            if (!stop_at)
+                stop_at = now;
+            if (E.total_unique >= expected_unique())
+                break;
+            if (now - stop_at > drain_ns) {
+                rb_result_fail(r, "deliveries still missing %.1f s after publishing stopped",
+                               (double)drain_ns / 1e9);
+                break;
+            }
+        }
+        if (E.deadline && now < E.deadline && (int64_t)(E.deadline - now) < timeout)
+            timeout = (int64_t)(E.deadline - now);
+        rb_loop_once(timeout);
+    }
+    rb_result_end(r);
+    /* The interval ends at the last delivery, not at the moment the loop noticed. */
+    double tail = (double)(rb_now_ns() - E.last_delivery) / 1e9;
+    if (r->wall_s - tail > 0 && !r->failed)
+        r->wall_s -= tail;
+
+    /* Losses: per member, messages published to its room after its join, not received. */
+    for (uint32_t i = 0; i < E.nrooms; i++) {
+        struct room *rm = &E.rooms[i];
+        for (uint32_t k = 0; k < rm->n; k++) {
+            struct member *m = &rm->m[k];
+            if (m->stuck || !m->joined)
+                continue;
+            uint64_t want = (uint64_t)(rm->base - m->join_last) + rm->published;
+            if (m->received < want)
+                r->losses += want - m->received;
+        }
+    }
+    if (o->rate > 0)
+        rb_result_num(r, "send_lag_max_us", (double)E.lag_max / 1e3);
+    rb_result_num(r, "server_msgs_in_per_s",
+                  r->wall_s > 0 ? (double)r->published / r->wall_s : 0);
+
+    if (stuck) {
+        /* Did the server cut the stuck readers off? Read them now: a connection the server
+         * ended shows its close frame or EOF after the queued bytes; one still open goes quiet. */
+        uint64_t quiet_since = rb_now_ns(), seen = E.stuck_msgs;
+        for (uint32_t i = 0; i < E.nrooms; i++)
+            for (uint32_t k = o->clients; k < E.rooms[i].n; k++)
+                rb_conn_pause(&E.rooms[i].m[k].conn, false);
+        for (;;) {
+            bool live = false;
+            for (uint32_t i = 0; i < E.nrooms && !live; i++)
+                for (uint32_t k = o->clients; k < E.rooms[i].n && !live; k++)
+                    live = E.rooms[i].m[k].conn.fd >= 0;
+            uint64_t now = rb_now_ns();
+            if (E.stuck_msgs != seen) {
+                seen = E.stuck_msgs;
+                quiet_since = now;
+            }
+            if (!live || now - quiet_since > 1000000000ull)
+                break;
+            rb_loop_once(100000000);
+        }
+        rb_result_num(r, "stuck_cut_off", E.stuck_cut);
+        rb_result_num(r, "stuck_close_code", E.stuck_code);
+        rb_result_num(r, "stuck_msgs_read", (double)E.stuck_msgs);
+    }
+    close_all();
+    free_all();
+}
+
+/* slow: the same busy room twice, first without, then with a member that never reads. The
+ * others' delivery rate with it, as a fraction of without it, is the number that matters; the
+ * stuck member must also have been cut off by the server. */
+void rb_run_slow(const struct rb_opts *o, struct rb_result *r)
+{
+    struct rb_result base;
+    rb_result_init(&base, "slow-base", r->server, r->server_pid);
+    rb_run_rooms(o, &base, 0);
+    rb_run_rooms(o, r, 1);
+    double b = base.wall_s > 0 ? (double)base.deliveries / base.wall_s : 0;
+    double s = r->wall_s > 0 ? (double)r->deliveries / r->wall_s : 0;
+    rb_result_num(r, "base_deliveries_per_s", b);
+    rb_result_num(r, "throughput_ratio", b > 0 ? s / b : 0);
+    if (!rb_result_ok(&base)) {
+        r->order_violations += base.order_violations;
+        r->losses += base.losses;
+        r->duplicates += base.duplicates;
+        r->errors += base.errors;
+        if (base.failed)
+            rb_result_fail(r, "baseline: %s", base.failure);
+    }
+    bool cut = false;
+    for (int i = 0; i < r->nextra; i++)
+        if (!strcmp(r->extra[i].key, "stuck_cut_off"))
+            cut = r->extra[i].num >= o->rooms;
+    if (!cut)
+        rb_result_fail(r, "the stuck reader was not cut off");
+}

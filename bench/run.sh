@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# bench/run.sh — run the roomcast benchmark side by side against its peers.
+#
+#   bench/run.sh [options] SCENARIO... | all
+#
+#   scenarios  fanout       100 rooms x 10 clients, 100-byte messages, flat out (window 4)
+#              fanout-30hz  34 rooms x 10 clients at 30 Hz each: ~100,000 deliveries/s, the
+#                           latency target (p99 < 1 ms) and the NetSync case
+#              pingpong     one client, one message in flight
+#              churn        connect -> join -> publish -> leave -> close, 64 at a time
+#              slow         one busy room without, then with, a member that never reads
+#              idle         as many joined idle connections as the fd limit allows
+#   options    --quick          smoke run: small sizes, one round, roomcast (+ ceiling) only;
+#                               fails only if a run fails or a correctness counter is non-zero
+#              --rounds N       rounds per scenario (default 3; idle always 1)
+#              --servers LIST   comma-separated subset of roomcast,ceiling,python,node
+#              --out FILE       also keep the JSON lines in FILE (default: a temp file)
+#              --deps           install the peers' dependencies and exit
+#
+# Each server runs on its own loopback port (--port 0), fresh for every scenario; rounds run the
+# servers in rotating order so slow drift on this shared machine spreads over all of them. The
+# tables show medians over rounds and ratios against roomcast. Binaries come from $O (default
+# build); ROOMCAST_BIN overrides the server under test.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 2
+O=${O:-build}
+BENCH=$ROOT/$O/roomcast-bench
+CEILING=$ROOT/$O/bench-ceiling
+ROOMCAST=${ROOMCAST_BIN:-$ROOT/$O/roomcast}
+PYTHON=/usr/bin/python3   # Debian's, which has python3-websockets; not pyenv's
+PEERS=$ROOT/bench/peers
+
+quick=0
+rounds=3
+servers=""
+out=""
+scenarios=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) quick=1 ;;
+    --rounds) rounds=$2; shift ;;
+    --servers) servers=$2; shift ;;
+    --out) out=$2; shift ;;
+    --deps) deps_only=1 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    all) scenarios+=(fanout fanout-30hz pingpong churn slow idle) ;;
+    fanout|fanout-30hz|pingpong|churn|slow|idle) scenarios+=("$1") ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+# -- dependencies --------------------------------------------------------------------------------
+# Only these: Debian's python3-websockets, node + npm, and `ws` from bench/peers/package-lock.json.
+have_python() { "$PYTHON" -c 'import websockets' 2>/dev/null; }
+have_node() { command -v node >/dev/null && [ -f "$PEERS/node_modules/ws/package.json" ]; }
+install_deps() {
+    local pkgs=()
+    have_python || pkgs+=(python3-websockets)
+    command -v node >/dev/null || pkgs+=(nodejs)
+    command -v npm >/dev/null || pkgs+=(npm)
+    if [ ${#pkgs[@]} -gt 0 ]; then
+        if [ "$(id -u)" = 0 ]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"
+        else
+            echo "run.sh: please install ${pkgs[*]} (apt-get)" >&2
+        fi
+    fi
+    if command -v npm >/dev/null &&
+        { [ ! -f "$PEERS/node_modules/.package-lock.json" ] ||
+          [ "$PEERS/package-lock.json" -nt "$PEERS/node_modules/.package-lock.json" ]; }; then
+        (cd "$PEERS" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
+if [ "${deps_only:-0}" = 1 ]; then
+    install_deps
+    have_python && have_node
+    exit $?
+fi
+[ ${#scenarios[@]} -gt 0 ] || { echo "run.sh: which scenario? (see --help)" >&2; exit 2; }
+
+make -s -C "$ROOT" O="$O" "$O/roomcast-bench" "$O/bench-ceiling" >&2 || exit 2
+if [ ! -x "$ROOMCAST" ]; then
+    echo "run.sh: $ROOMCAST is missing (make first)" >&2
+    exit 2
+fi
+
+if [ -z "$servers" ]; then
+    if [ $quick = 1 ]; then
+        servers=roomcast,ceiling
+    else
+        install_deps >&2 || true
+        servers=roomcast,ceiling
+        if have_python; then servers+=,python; else echo "run.sh: no python3-websockets: skipping the Python peer" >&2; fi
+        if have_node; then servers+=,node; else echo "run.sh: no node/ws: skipping the Node peer" >&2; fi
+    fi
+fi
+IFS=, read -r -a server_list <<<"$servers"
+
+# Every connection is a descriptor on both ends; the servers and the generator get the hard limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+work=$(mktemp -d /tmp/roomcast-bench.XXXXXX)
+results=${out:-$work/results.jsonl}
+: >"$results"
+declare -A PID PORT
+cleanup() {
+    for s in "${!PID[@]}"; do kill "${PID[$s]}" 2>/dev/null; done
+    wait 2>/dev/null
+    [ -z "$out" ] || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_server() { # NAME -> PID[NAME], PORT[NAME]
+    local name=$1 log=$work/$1.log
+    case "$name" in
+    roomcast) "$ROOMCAST" --bind 127.0.0.1 --port 0 --log-level warn 2>"$log" & ;;
+    ceiling)  "$CEILING" --bind 127.0.0.1 --port 0 2>"$log" & ;;
+    python)   "$PYTHON" "$PEERS/py_server.py" --bind 127.0.0.1 --port 0 2>"$log" & ;;
+    node)     node "$PEERS/node_server.mjs" --bind 127.0.0.1 --port 0 2>"$log" & ;;
+    *) echo "run.sh: unknown server '$name'" >&2; return 1 ;;
+    esac
+    PID[$name]=$!
+    local port="" i
+    for i in $(seq 100); do
+        port=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$log" | head -1)
+        [ -n "$port" ] && break
+        kill -0 "${PID[$name]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$port" ]; then
+        echo "run.sh: $name did not start:" >&2
+        cat "$log" >&2
+        unset "PID[$name]"
+        return 1
+    fi
+    PORT[$name]=$port
+}
+
+stop_server() {
+    local name=$1
+    [ -n "${PID[$name]:-}" ] || return 0
+    kill "${PID[$name]}" 2>/dev/null
+    wait "${PID[$name]}" 2>/dev/null
+    unset "PID[$name]" "PORT[$name]"
+}
+
+# Which servers can run a scenario: the ceiling only relays (no leave, no limits).
+runs_on() { # SCENARIO SERVER
+    case "$2" in
+    ceiling) case "$1" in fanout|fanout-30hz|pingpong) return 0 ;; *) return 1 ;; esac ;;
+    *) return 0 ;;
+    esac
+}
+
+# Generator arguments per scenario (full, then quick).
+scenario_args() { # SCENARIO SERVER
+    local sc=$1 srv=$2
+    if [ $quick = 1 ]; then
+        case "$sc" in
+        fanout)      echo "fanout --rooms 10 --clients 5 --duration 0.5 --drain 5" ;;
+        fanout-30hz) echo "fanout --rooms 5 --clients 5 --rate 30 --duration 0.5 --drain 5" ;;
+        pingpong)    echo "pingpong --duration 0.5" ;;
+        churn)       echo "churn --concurrency 8 --duration 0.5" ;;
+        # Counted, not timed: 10 MB reach the stuck member, more than kernel buffers and
+        # --max-pending together hold, so the cut-off happens however slow the machine is.
+        slow)        echo "slow --messages 1000 --duration 0 --drain 10" ;;
+        idle)        echo "idle --conns 300 --idle-time 0.2 --sample 10" ;;
+        esac
+        return
+    fi
+    case "$sc" in
+    fanout)      echo "fanout --rooms 100 --clients 10 --size 100 --window 4 --duration 3 --drain 10" ;;
+    fanout-30hz) echo "fanout --rooms 34 --clients 10 --size 100 --rate 30 --duration 3 --drain 5" ;;
+    pingpong)    echo "pingpong --duration 2" ;;
+    churn)       echo "churn --concurrency 64 --duration 3" ;;
+    # The Python peer never recovers from a stuck reader (see RESULTS.md): waiting 15 s for it
+    # only makes the run longer.
+    slow)        if [ "$srv" = python ]; then echo "slow --duration 2 --drain 3"; else echo "slow --duration 2 --drain 10"; fi ;;
+    idle)        echo "idle --idle-time 6" ;;
+    esac
+}
+
+failures=0
+for sc in "${scenarios[@]}"; do
+    n=$rounds
+    [ "$sc" = idle ] || [ $quick = 1 ] && n=1
+    active=()
+    for s in "${server_list[@]}"; do
+        runs_on "$sc" "$s" || continue
+        if start_server "$s"; then active+=("$s"); else failures=$((failures + 1)); fi
+    done
+    echo "== $sc: ${active[*]} ($n round(s))" >&2
+    for ((r = 0; r < n; r++)); do
+        k=${#active[@]}
+        for ((j = 0; j < k; j++)); do
+            s=${active[$(((j + r) % k))]}
+            line=$(timeout 300 "$BENCH" $(scenario_args "$sc" "$s") --port "${PORT[$s]}" \
+                       --server-pid "${PID[$s]}" --label "$s" --quiet)
+            rc=$?
+            if [ -z "$line" ]; then
+                line="{\"scenario\":\"$sc\",\"server\":\"$s\",\"ok\":false,\"failure\":\"generator exit $rc\"}"
+            fi
+            # The bench scenario is fanout for fanout-30hz: label it with the harness name.
+            line=$(printf '%s' "$line" | sed "s/^{\"scenario\":\"[a-z0-9-]*\"/{\"scenario\":\"$sc\"/")
+            printf '%s\n' "$line" >>"$results"
+            if [ $rc -ne 0 ] || ! grep -q '"ok":true' <<<"$line"; then
+                echo "   $s round $((r + 1)): FAILED $(sed -n 's/.*"failure":"\([^"]*\)".*/\1/p' <<<"$line")" >&2
+                # Peers are reported, not judged: only roomcast (and the ceiling) fail the run.
+                case "$s" in roomcast|ceiling) failures=$((failures + 1)) ;; esac
+            else
+                echo "   $s round $((r + 1)): ok" >&2
+            fi
+            if ! kill -0 "${PID[$s]}" 2>/dev/null; then
+                echo "run.sh: $s died during $sc:" >&2
+                tail -20 "$work/$s.log" >&2
+                failures=$((failures + 1))
+                start_server "$s" || true
+            fi
+        done
+    done
+    for s in "${active[@]}"; do stop_server "$s"; done
+done
+
+# -- tables ----------------------------------------------------------------------------------------
+"$PYTHON" - "$results" <<'PY'
+import json, statistics, sys
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+order = ["roomcast", "ceiling", "python", "node"]
+
+def med(rs, key):
+    v = [r[key] for r in rs if isinstance(r.get(key), (int, float))]
+    return statistics.median(v) if v else None
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}{unit}"
+    if abs(v) >= 10:
+        return f"{v:.1f}{unit}"
+    return f"{v:.2f}{unit}"
+
+# (column title, key, higher is better?) per scenario; ratios are server / roomcast.
+COLS = {
+    "fanout": [("deliv/s", "deliveries_per_s", 1), ("srv ns/deliv", "server_cpu_ns_per_delivery", 0),
+               ("deliv/CPU-s", "deliveries_per_server_cpu_s", 1), ("p50 us", "lat_p50_us", 0),
+               ("p99 us", "lat_p99_us", 0), ("p99.9 us", "lat_p999_us", 0),
+               ("RSS KiB", "server_rss_kb", 0), ("gen CPU%", "bench_cpu_pct", 0)],
+    "fanout-30hz": [("deliv/s", "deliveries_per_s", 1), ("srv ns/deliv", "server_cpu_ns_per_delivery", 0),
+                    ("srv CPU%", "server_cpu_pct", 0), ("p50 us", "lat_p50_us", 0),
+                    ("p90 us", "lat_p90_us", 0), ("p99 us", "lat_p99_us", 0),
+                    ("p99.9 us", "lat_p999_us", 0), ("max us", "lat_max_us", 0),
+                    ("send lag us", "send_lag_max_us", 0)],
+    "pingpong": [("round trips/s", "deliveries_per_s", 1), ("srv ns/rt", "server_cpu_ns_per_delivery", 0),
+                 ("p50 us", "lat_p50_us", 0), ("p99 us", "lat_p99_us", 0), ("p99.9 us", "lat_p999_us", 0),
+                 ("gen CPU%", "bench_cpu_pct", 0)],
+    "churn": [("sessions/s", "sessions_per_s", 1), ("srv us/session", "server_cpu_us_per_session", 0),
+              ("session p50 us", "session_p50_us", 0), ("session p99 us", "session_p99_us", 0),
+              ("RSS KiB", "server_rss_kb", 0)],
+    "slow": [("base deliv/s", "base_deliveries_per_s", 1), ("stuck deliv/s", "deliveries_per_s", 1),
+             ("ratio", "throughput_ratio", 1), ("cut off", "stuck_cut_off", 1),
+             ("close code", "stuck_close_code", 1), ("p99 us", "lat_p99_us", 0)],
+    "idle": [("conns", "joined", 1), ("B/conn", "rss_per_conn_bytes", 0), ("RSS KiB", "rss_loaded_kb", 0),
+             ("connects/s", "connects_per_s", 1), ("sample deliv", "deliveries", 1)],
+}
+RATIO = {"fanout": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
+         "fanout-30hz": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
+         "pingpong": ("deliveries_per_s", "rt/s x rc"),
+         "churn": ("server_cpu_us_per_session", "CPU/session x rc"),
+         "slow": ("throughput_ratio", "ratio x rc"),
+         "idle": ("rss_per_conn_bytes", "B/conn x rc")}
+
+scen = []
+for r in rows:
+    if r["scenario"] not in scen:
+        scen.append(r["scenario"])
+bad = 0
+for sc in scen:
+    rs = [r for r in rows if r["scenario"] == sc]
+    servers = [s for s in order if any(r["server"] == s for r in rs)]
+    servers += sorted({r["server"] for r in rs} - set(servers))
+    cols = COLS.get(sc, [])
+    rkey, rtitle = RATIO.get(sc, (None, None))
+    base = med([r for r in rs if r["server"] == "roomcast"], rkey) if rkey else None
+    head = ["server", "ok"] + [c[0] for c in cols] + ([rtitle] if rkey else []) + ["order/loss/dup/err"]
+    table = []
+    for s in servers:
+        mine = [r for r in rs if r["server"] == s]
+        okn = sum(1 for r in mine if r.get("ok"))
+        line = [s, f"{okn}/{len(mine)}"]
+        for _, key, _ in cols:
+            line.append(fmt(med(mine, key)))
+        if rkey:
+            v = med(mine, rkey)
+            line.append(f"{v / base:.2f}" if v is not None and base else "-")
+        c = [sum(r.get(k, 0) or 0 for r in mine) for k in ("order_violations", "losses", "duplicates", "errors")]
+        line.append("/".join(str(int(x)) for x in c))
+        table.append(line)
+        fails = {r.get("failure") for r in mine if not r.get("ok") and r.get("failure")}
+        for f in sorted(fails):
+            table.append(["", "", "  failure: " + f])
+    w = [max(len(str(t[i])) for t in [head] + [t for t in table if len(t) == len(head)]) for i in range(len(head))]
+    print(f"\n{sc}  (medians over rounds; ratios are server / roomcast)")
+    print("  " + "  ".join(h.rjust(w[i]) if i else h.ljust(w[i]) for i, h in enumerate(head)))
+    for t in table:
+        if len(t) != len(head):
+            print("  " + " ".join(t).rstrip())
+            continue
+        print("  " + "  ".join(str(x).rjust(w[i]) if i else str(x).ljust(w[i]) for i, x in enumerate(t)))
+PY
+
+if [ -n "$out" ]; then echo "results: $results" >&2; fi
+if [ $failures -gt 0 ]; then
+    echo "run.sh: $failures run(s) of roomcast or the ceiling failed" >&2
+    exit 1
+fi
+exit 0

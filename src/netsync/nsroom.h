@@ -1,0 +1,175 @@
+/* nsroom.h — NetSync rooms: client numbers, live clients, network variables, and what each
+ * tick publishes. No sockets here: messages go out through an ns_publish callback (the ZeroMQ
+ * PUB socket in netsync.c; a recorder in tests), which keeps the state machine testable and
+ * lets other transports (WebSocket observers, the REST bridge) use the same rooms.
+ *
+ * A room holds devices in order of first number assignment (that is the mapping order). Each
+ * device is one flat record whose hot part is the ROOM_TRANSFORM entry ready to copy: its
+ * client number already in the first two bytes, then the raw transform bytes as received. A
+ * room also keeps `order`, the indices of its live devices in join order (a re-join appends),
+ * so a tick is a header plus one memcpy per visible live client.
+ *
+ * Behaviour, relative to the reference (see docs/netsync.md for the full list):
+ *  - numbers from 1 per room, retained by a departed device for `expiry_ns` (300 s);
+ *  - DEVICE_ID_MAPPING is coalesced: at most one per room per tick when membership or a
+ *    stealth flag changed, plus one every `mapping_ns` so late subscribers learn numbers;
+ *    departed devices keep their own stealth flag;
+ *  - RPC and NV sets are accepted only from the ZeroMQ identity of a live client of the room
+ *    and carry that client's number (claims are rewritten); others are dropped and counted;
+ *  - NV sets are applied on arrival with the conflict rule (so within a tick the winner is
+ *    decided by timestamps, not by arrival order) and synced as one delta per tick; a tick
+ *    that saw a join sends the full state instead.
+ */
+#ifndef RC_NSROOM_H
+#define RC_NSROOM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "netsync/nsproto.h"
+#include "netsync/nsstats.h"
+
+#define NS_NV_MAX_VARS 20        /* names per scope (room globals, one target client) */
+#define NS_NV_NAME_CP 64         /* name length kept, in code points */
+#define NS_NV_VALUE_CP 1024      /* value length kept, in code points */
+#define NS_ID_MAX 255            /* deviceId / ZeroMQ routing id bytes */
+
+/* ns_publish sends one message on a room topic; it must not call back into the rooms. */
+typedef void ns_publish(void *arg, const uint8_t *topic, size_t topic_len, const uint8_t *msg,
+                        size_t len);
+
+typedef struct ns_params {
+    uint64_t client_timeout_ns;  /* silence after which a client leaves (1 s) */
+    uint64_t idle_ns;            /* re-broadcast period of an unchanged room (0.5 s) */
+    uint64_t mapping_ns;         /* periodic DEVICE_ID_MAPPING (1 s) */
+    uint64_t expiry_ns;          /* a departed device keeps its number this long (300 s) */
+    uint64_t expiry_sweep_ns;    /* how often departed devices are expired (60 s) */
+    uint32_t max_rooms;          /* rooms at most (new ones are dropped beyond) */
+    uint32_t max_devices;        /* devices (live + departed) per room at most */
+    uint32_t max_nv_targets;     /* client-variable targets per room at most */
+} ns_params;
+
+void ns_params_default(ns_params *p);
+
+/* One device of a room. The entry is the ROOM_TRANSFORM entry of its latest transform. */
+typedef struct ns_dev {
+    uint16_t ent_len;            /* bytes used in ent */
+    bool live;                   /* has a client that has not timed out */
+    bool stealth;                /* last transform was a stealth heartbeat (kept after leave) */
+    uint16_t no;                 /* client number in the room */
+    uint8_t id_len;              /* deviceId bytes */
+    uint8_t ident_len;           /* ZeroMQ routing id bytes */
+    uint32_t hnext;              /* next device in the same hash bucket, UINT32_MAX = none */
+    uint64_t last_seen;          /* loop ns of the last CLIENT_TRANSFORM */
+    uint64_t departed;           /* loop ns of the timeout (valid when !live) */
+    uint8_t ent[NS_ENTRY_MAX];   /* u16 no, 96 body bytes, u8 nVirt, virtuals */
+    uint8_t id[NS_ID_MAX];       /* deviceId */
+    uint8_t ident[NS_ID_MAX];    /* routing id of the DEALER that last sent a transform */
+} ns_dev;
+
+typedef struct ns_var {
+    uint8_t name_len;            /* bytes of name */
+    bool dirty;                  /* changed since the last sync */
+    uint16_t writer;             /* last writer's client number */
+    uint32_t value_len;          /* bytes of value */
+    double ts;                   /* timestamp of the stored value */
+    uint8_t *value;              /* heap, value_len bytes (NULL when empty) */
+    uint8_t name[NS_ID_MAX];     /* name, already cut to 64 code points */
+} ns_var;
+
+/* The variables of one scope: the room's globals, or one target client's. */
+typedef struct ns_vtab {
+    uint16_t target;             /* client number (client scope only) */
+    uint8_t n;                   /* variables used */
+    uint8_t ndirty;              /* variables changed since the last sync */
+    ns_var v[NS_NV_MAX_VARS];
+} ns_vtab;
+
+typedef struct ns_room ns_room;
+struct ns_room {
+    ns_room *next, *prev;        /* all rooms, creation order */
+    ns_room *hnext;              /* hash chain */
+    uint8_t id[NS_STR8_MAX];     /* room id = topic */
+    uint8_t id_len;
+    bool dirty;                  /* a transform/join/leave since the last ROOM_TRANSFORM */
+    bool mapping_dirty;          /* membership or a stealth flag changed since the last mapping */
+    bool joined;                 /* a join since the last tick: send the full NV state */
+    uint16_t next_no;            /* next fresh client number; 0 after 65535 was handed out */
+    uint32_t ndev, devcap;       /* devices used / allocated */
+    ns_dev *dev;                 /* devices, in order of first number assignment */
+    uint32_t *hbucket;           /* deviceId hash -> first device index */
+    uint32_t nbucket;            /* power of two */
+    uint32_t nlive;              /* live devices = entries used in order */
+    uint32_t nvisible;           /* live and not stealth */
+    uint32_t *order;             /* live device indices in join order (devcap entries) */
+    uint64_t created;            /* loop ns */
+    uint64_t last_bcast;         /* loop ns of the last ROOM_TRANSFORM */
+    uint64_t last_mapping;       /* loop ns of the last DEVICE_ID_MAPPING */
+    uint64_t last_expiry;        /* loop ns of the last expiry sweep */
+    uint64_t transforms_in;      /* CLIENT_TRANSFORM received (for per-room rates) */
+    uint64_t bcasts;             /* ROOM_TRANSFORM published */
+    ns_vtab globals;             /* global variables */
+    ns_vtab **cvars;             /* client variables, one table per target */
+    uint32_t ncvars, cvarcap;
+    bool nv_dirty;               /* some variable is dirty */
+};
+
+typedef struct ns_rooms {
+    ns_params p;                 /* limits and periods */
+    rc_netsync_stats *st;        /* counters (not owned) */
+    ns_publish *publish;         /* output */
+    void *publish_arg;
+    ns_room *head, *tail;        /* all rooms */
+    ns_room **bucket;            /* room id hash table */
+    uint32_t nbucket;            /* power of two */
+    uint32_t nrooms;
+    rc_buf out;                  /* encode scratch, reused by every message */
+} ns_rooms;
+
+/* ns_rooms_init prepares an empty set; ns_rooms_release frees every room. */
+int ns_rooms_init(ns_rooms *rs, const ns_params *p, rc_netsync_stats *st, ns_publish *pub,
+                  void *arg);
+void ns_rooms_release(ns_rooms *rs);
+
+ns_room *ns_room_find(const ns_rooms *rs, const uint8_t *id, size_t len);
+
+/* Client input. `room` is a valid room id (<= 255 bytes of UTF-8), `ident` the ZeroMQ routing
+ * id of the sender, `p` the payload whose type has been classified. Each function counts what
+ * it drops. now is loop time in ns. */
+void ns_on_transform(ns_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t *ident,
+                     size_t ident_len, const ns_client_transform *t, uint64_t now);
+void ns_on_rpc(ns_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t *ident,
+               size_t ident_len, const ns_rpc *r);
+void ns_on_var_set(ns_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t *ident,
+                   size_t ident_len, const ns_var_set *v, bool global);
+
+/* ns_rooms_tick runs timeouts, publishes the due mappings, NV syncs and ROOM_TRANSFORMs,
+ * expires old devices and deletes rooms without live clients. */
+void ns_rooms_tick(ns_rooms *rs, uint64_t now);
+
+/* Results of a variable set (enum order matters to nobody; names for HTTP mapping). */
+enum ns_nv_result {
+    NS_NV_APPLIED,           /* stored; synced at the next tick */
+    NS_NV_UNCHANGED,         /* equal to the stored value: nothing to do */
+    NS_NV_STALE,             /* older timestamp, or same timestamp and lower sender */
+    NS_NV_LIMIT,             /* a new name beyond NS_NV_MAX_VARS (or too many targets) */
+    NS_NV_EMPTY_NAME,        /* empty names are ignored */
+    NS_NV_NOMEM,
+};
+
+/* ns_room_set_var applies one variable set with the conflict rule (name and value cut to
+ * 64/1024 code points; both must be valid UTF-8). target < 0 means a global variable. */
+enum ns_nv_result ns_room_set_var(ns_rooms *rs, ns_room *r, int target, const uint8_t *name,
+                                  size_t name_len, const uint8_t *value, size_t value_len,
+                                  double ts, uint16_t sender);
+
+/* ns_room_publish_rpc publishes an RPC on the room topic with the given sender number. */
+int ns_room_publish_rpc(ns_rooms *rs, ns_room *r, uint16_t sender, const uint8_t *name,
+                        size_t name_len, const uint8_t *args, size_t args_len);
+
+/* ns_room_find_device returns the device index of deviceId in r, or -1. */
+long ns_room_find_device(const ns_room *r, const uint8_t *id, size_t len);
+
+#endif

@@ -1,0 +1,107 @@
+/* store.h — the durable log: an append-only file per room, written off the event loop.
+ *
+ * Layout under the data directory:
+ *   DIR/clean                      present only while no server runs after a clean exit
+ *   DIR/rooms/<hex(room)>/epoch    the room's epoch (text)
+ *   DIR/rooms/<hex(room)>/<first msg_id, 20 digits>.log   segments, oldest first
+ * A record is  u32 length | u32 crc32 | u64 msg_id | u64 time_ms | u8 opcode | payload
+ * (little-endian; length counts from msg_id to the end; crc32 covers the same bytes), so a torn
+ * or corrupt tail is recognised on start, truncated and logged, never fatal.
+ *
+ * Threads: the loop appends records into a shared batch (a mutex, no syscall); at each
+ * before-sleep it hands the batch to one writer thread, which writes each room's records with
+ * one write() and, depending on --fsync, calls fsync: `no` never (the kernel decides), `everysec`
+ * once a second, `always` after every batch before it reports the batch durable. The writer
+ * reports progress through an eventfd watched by the loop: rc_store_durable() is the highest
+ * batch sequence number known to be on disk, which is when acknowledgements are sent under
+ * `always`. Failures (disk full, read-only or vanished directory) never stop the loop: the
+ * writer keeps the unwritten bytes (bounded), reports the error through rc_store_status, and
+ * retries every second; if it had to drop bytes, the room is flagged so the loop changes its
+ * epoch (clients then know its history has a hole).
+ */
+#ifndef RC_STORE_H
+#define RC_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/loop.h"
+
+enum rc_fsync { RC_FSYNC_NO, RC_FSYNC_EVERYSEC, RC_FSYNC_ALWAYS };
+
+#define RC_EPOCH_LEN 16
+
+typedef struct rc_store rc_store;
+typedef struct rc_store_room rc_store_room;
+
+/* Called by rc_store_open for every room found on disk, with its records oldest first. */
+typedef struct rc_store_loader {
+    /* A room: return an opaque pointer passed to `record` and `done`, NULL to skip it. */
+    void *(*room)(void *arg, const char *name, size_t len, const char *epoch);
+    void (*record)(void *arg, void *room, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
+                   const char *payload, size_t len);
+    /* End of the room's records: its store handle (for appends), and whether its history may
+     * have lost messages (unclean shutdown or a repaired tail): the loop changes the epoch. */
+    void (*done)(void *arg, void *room, rc_store_room *sr, bool lost);
+    void *arg;
+} rc_store_loader;
+
+typedef struct rc_store_status {
+    bool ok;                 /* the last write/fsync succeeded */
+    int error;               /* errno of the last failure, 0 if none */
+    uint64_t bytes_written;  /* bytes written since start */
+    uint64_t records;        /* records appended since start */
+    uint64_t bytes_dropped;  /* bytes given up after failures (history holes) */
+    uint64_t fsyncs;         /* fsync calls */
+    uint64_t repaired;       /* torn or corrupt tails truncated at start */
+    size_t backlog;          /* bytes waiting for the writer */
+} rc_store_status;
+
+/* rc_store_open creates the directory if needed, loads every room through loader, and starts
+ * the writer. NULL (after logging why) only when it cannot work at all (e.g. no thread); an
+ * unwritable directory gives a store in the failed state that keeps retrying. */
+rc_store *rc_store_open(rc_loop *loop, const char *dir, enum rc_fsync mode, size_t segment_max,
+                        const rc_store_loader *loader, void (*on_durable)(void *arg), void *arg);
+
+/* rc_store_close flushes, fsyncs, stops the writer, marks the directory clean, frees. */
+void rc_store_close(rc_store *st);
+
+/* rc_store_room_new returns the handle of a new room (its directory is created by the writer). */
+rc_store_room *rc_store_room_new(rc_store *st, const char *name, size_t len, const char *epoch);
+
+/* rc_store_room_epoch records a new epoch for the room. */
+void rc_store_room_epoch(rc_store *st, rc_store_room *sr, const char *epoch);
+
+/* rc_store_room_delete removes the room's files; the handle is gone afterwards. */
+void rc_store_room_delete(rc_store *st, rc_store_room *sr);
+
+/* rc_store_room_lost is true (once) when the writer dropped records of the room. */
+bool rc_store_room_lost(rc_store_room *sr);
+
+/* rc_store_append queues one record. first_kept is the oldest msg_id still retained: segments
+ * entirely older are deleted when the writer rotates. Returns the batch sequence number that
+ * will contain it (compare with rc_store_durable). */
+uint64_t rc_store_append(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
+                         uint8_t opcode, const void *payload, size_t len, uint64_t first_kept);
+
+/* rc_store_kick hands the records appended so far to the writer (called at before-sleep). */
+void rc_store_kick(rc_store *st);
+
+/* rc_store_durable is the highest batch sequence number written (and, per --fsync, synced). */
+uint64_t rc_store_durable(const rc_store *st);
+
+void rc_store_status_get(rc_store *st, rc_store_status *out);
+enum rc_fsync rc_store_mode(const rc_store *st);
+const char *rc_fsync_name(enum rc_fsync m);
+int rc_fsync_parse(const char *s);
+
+/* rc_epoch_new writes a fresh random epoch (RC_EPOCH_LEN hex digits + NUL). */
+void rc_epoch_new(char out[RC_EPOCH_LEN + 1]);
+
+/* Tooling (`roomcast --data-dir DIR --list-rooms` / `--dump ROOM`), printing JSON lines to
+ * stdout: read-only, never repairs. Return 0, or -1 after printing the problem to stderr. */
+int rc_store_tool_list(const char *dir);
+int rc_store_tool_dump(const char *dir, const char *room);
+
+#endif
