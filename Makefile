@@ -81,6 +81,7 @@ unit-bins: $(UNIT_BIN)
 # Extra pieces (benchmark, fuzzers) keep their rules next to their sources.
 -include bench/bench.mk
 -include fuzz/fuzz.mk
+-include bench/netsync_sim.mk
 
 run: deps-build all
 	@mkdir -p data

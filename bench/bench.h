@@ -145,6 +145,12 @@ void rb_conn_abort(struct rb_conn *c);
 void rb_conn_pause(struct rb_conn *c, bool paused);
 /* Run one loop turn: wait at most timeout_ns (negative: forever), dispatch, flush. */
 int rb_loop_once(int64_t timeout_ns);
+/* Busy-poll the loop instead of sleeping in epoll. On loopback the kernel charges the cost of
+ * waking a sleeping receiver (an inter-processor interrupt, a VM exit on this virtual machine)
+ * to the process that writes, so a server's CPU per delivery depends on whether the generator
+ * happened to be asleep. A spinning generator is never asleep: the server pays what it would pay
+ * for remote clients, and the generator's own CPU reads 100%. */
+extern bool rb_spin;
 /* Connections that ended with RB_END_ERROR since start, and handshakes refused. */
 extern uint64_t rb_conn_errors;
 extern uint64_t rb_frame_errors;   /* malformed frames from the server (protocol violations) */

@@ -35,6 +35,7 @@
 
 uint64_t rb_conn_errors;
 uint64_t rb_frame_errors;
+bool rb_spin;
 
 static int loop_fd = -1;
 static char *scratch;
@@ -627,7 +628,17 @@ int rb_loop_once(int64_t timeout_ns)
         ts.tv_nsec = timeout_ns % 1000000000;
         tsp = &ts;
     }
-    int n = epoll_pwait2(loop_fd, ev, MAX_EVENTS, tsp, NULL);
+    int n;
+    if (rb_spin && timeout_ns != 0) {
+        /* Busy-poll instead of sleeping: see rb_spin in bench.h. */
+        uint64_t until = timeout_ns > 0 ? rb_now_ns() + (uint64_t)timeout_ns : UINT64_MAX;
+        struct timespec zero = {0, 0};
+        do
+            n = epoll_pwait2(loop_fd, ev, MAX_EVENTS, &zero, NULL);
+        while (n == 0 && rb_now_ns() < until);
+    } else {
+        n = epoll_pwait2(loop_fd, ev, MAX_EVENTS, tsp, NULL);
+    }
     if (n < 0 && errno != EINTR) {
         perror("roomcast-bench: epoll_pwait2");
         exit(2);

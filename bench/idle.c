@@ -32,6 +32,7 @@ static struct {
     struct rb_result *r;
     struct iconn *c;
     uint32_t n, joined, failed, dropped;
+    uint32_t rs;                 /* members per room */
     bool sampling, closing;
     uint64_t sample_sent_at;
     char names_prefix[48];
@@ -86,7 +87,7 @@ static void i_text(struct rb_conn *c, const char *p, size_t n)
         I.r->order_violations++;
     x->last_id = g.msg_id;
     /* The publisher of room k is connection k * room_size: check attribution. */
-    uint32_t pub = x->room * I.o->room_size;
+    uint32_t pub = x->room * I.rs;
     if (g.client_id != I.c[pub].client_id)
         I.r->order_violations++;
     x->got++;
@@ -131,6 +132,7 @@ void rb_run_idle(const struct rb_opts *o, struct rb_result *r)
     uint32_t rs = o->room_size ? o->room_size : 20;
     uint32_t rooms = (n + rs - 1) / rs;
     I.n = n;
+    I.rs = rs;
     I.c = calloc(n, sizeof(*I.c));
     snprintf(I.names_prefix, sizeof(I.names_prefix), "idle-%d", (int)getpid());
     rb_result_num(r, "conns", n);

@@ -20,6 +20,7 @@ static void usage(FILE *f)
 {
     fputs("usage: roomcast-bench fanout|pingpong|idle|churn|slow --port N [options]\n"
           "common:  --host ADDR (127.0.0.1)  --server-pid PID  --label NAME  --quiet\n"
+          "         --spin (busy-poll instead of sleeping: servers never pay to wake us)\n"
           "fanout:  --rooms R (100) --clients C (10) --size BYTES (100) --window W (4)\n"
           "         --rate HZ (0 = flat out) --messages M (0 = until --duration)\n"
           "         --duration S (3) --drain S (10)\n"
@@ -88,6 +89,10 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--quiet")) {
             o.quiet = true;
+            continue;
+        }
+        if (!strcmp(a, "--spin")) {
+            rb_spin = true;
             continue;
         }
         if (!v) {

@@ -11,7 +11,8 @@
  *     step back is an order violation, an id seen twice is a duplicate;
  *   - per room, every member sees the same message under the same msg_id (one total order):
  *     the first member to see an id records (s, q), the others must agree;
- *   - per sender, q increases by exactly one in every member's stream (per-sender order);
+ *   - per sender, q increases by exactly one in every member's stream (per-sender order), and
+ *     each (s, q) is delivered under one msg_id only (else the second is a duplicate);
  *   - client_id is the sender's (learnt from its joined), s/q name a message that was sent;
  *   - at the end, every member has every message published to its room after it joined:
  *     losses = expected - distinct delivered, summed over members.
@@ -43,6 +44,8 @@ struct member {
     uint64_t *next_q;        /* per sender slot: the q expected next */
     uint64_t *seen;          /* bitmap of msg_id - join_last - 1 already received */
     size_t seen_words;       /* size of seen in 64-bit words */
+    uint64_t *ids;           /* as a sender: msg_id its message q was first seen with, by q */
+    size_t ids_cap;          /* entries in ids */
 };
 
 struct room {
@@ -67,6 +70,7 @@ static struct {
     uint64_t total_unique;   /* distinct deliveries to readers */
     uint64_t last_delivery;  /* time of the latest delivery */
     uint64_t lag_max;        /* rate mode: worst lateness of a scheduled send, ns */
+    struct rb_hist lag;      /* rate mode: lateness of every scheduled send, ns */
     uint32_t stuck_cut;      /* stuck members whose connection the server ended */
     int stuck_code;          /* close code a stuck member got (last seen) */
     uint64_t stuck_msgs;     /* messages the stuck members read when finally drained */
@@ -137,6 +141,24 @@ static bool room_agrees(struct room *rm, uint64_t idx, uint64_t key)
     return rm->order[idx] == key;
 }
 
+/* The msg_id of the sender's message q: recorded at its first sighting, checked after. */
+static bool sender_id_agrees(struct member *snd, uint64_t q, uint64_t id)
+{
+    if (q >= snd->ids_cap) {
+        size_t cap = snd->ids_cap ? snd->ids_cap : 256;
+        while (cap <= q)
+            cap *= 2;
+        snd->ids = realloc(snd->ids, cap * 8);
+        memset(snd->ids + snd->ids_cap, 0, (cap - snd->ids_cap) * 8);
+        snd->ids_cap = cap;
+    }
+    if (!snd->ids[q]) {
+        snd->ids[q] = id;
+        return true;
+    }
+    return snd->ids[q] == id;
+}
+
 static void delivery(struct member *m, const struct rb_msg *g)
 {
     uint64_t now = rb_now_ns();
@@ -183,10 +205,14 @@ static void delivery(struct member *m, const struct rb_msg *g)
         !room_agrees(rm, (uint64_t)(g->msg_id - rm->base - 1),
                      (((uint64_t)g->s << 40) | (uint64_t)g->q) + 1))
         r->order_violations++;     /* members disagree on which message has this id */
+    if (!sender_id_agrees(snd, (uint64_t)g->q, (uint64_t)g->msg_id)) {
+        r->duplicates++;           /* the same message again, under another msg_id */
+        return;
+    }
     if ((uint64_t)g->q == m->next_q[g->s])
         m->next_q[g->s]++;
     else if ((uint64_t)g->q < m->next_q[g->s])
-        r->duplicates++;           /* the same message again, under a new msg_id */
+        r->order_violations++;     /* an earlier message of this sender arrived late */
     else {
         r->order_violations++;     /* the sender's messages arrived out of order */
         m->next_q[g->s] = (uint64_t)g->q + 1;
@@ -288,6 +314,7 @@ static void free_all(void)
             rb_conn_abort(&rm->m[i].conn);
             free(rm->m[i].next_q);
             free(rm->m[i].seen);
+            free(rm->m[i].ids);
         }
         free(rm->m);
         free(rm->order);
@@ -326,6 +353,7 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
 {
     static unsigned run_seq;
     memset(&E, 0, sizeof(E));
+    rb_hist_init(&E.lag);
     E.o = o;
     E.r = r;
     E.nrooms = o->rooms;
@@ -436,6 +464,7 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
                 uint64_t due = t0 + slot * slot_ns;
                 if (now - due > E.lag_max)
                     E.lag_max = now - due;
+                rb_hist_add(&E.lag, now - due);
                 if (may_publish(m, now))
                     publish(m, now);
                 slot++;
@@ -478,8 +507,10 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
                 r->losses += want - m->received;
         }
     }
-    if (o->rate > 0)
+    if (o->rate > 0) {
+        rb_result_num(r, "send_lag_p99_us", (double)rb_hist_quantile(&E.lag, 0.99) / 1e3);
         rb_result_num(r, "send_lag_max_us", (double)E.lag_max / 1e3);
+    }
     rb_result_num(r, "server_msgs_in_per_s",
                   r->wall_s > 0 ? (double)r->published / r->wall_s : 0);
 

@@ -1,17 +1,20 @@
 #!/bin/sh
 # Installs what roomcast needs on Debian 12, and nothing that is already there.
 #   scripts/deps.sh build   compiler, make, OpenSSL headers
-#   scripts/deps.sh test    build + clang/libFuzzer, Python websockets/pytest, node + npm ws
+#   scripts/deps.sh test    build + clang/libFuzzer, Python websockets/pytest, node + npm ws,
+#                           chromium + npm playwright-core (browser test)
 # Idempotent and quick when everything is present: it only asks dpkg what is missing.
 set -eu
 what=${1:-build}
 
-pkgs="gcc make libc6-dev libssl-dev"
+pkgs="gcc make libc6-dev libssl-dev libzmq3-dev"
 if [ "$what" = test ] || [ "$what" = bench ]; then
-    pkgs="$pkgs clang libclang-rt-14-dev python3 python3-websockets python3-pytest curl"
+    pkgs="$pkgs clang libclang-rt-14-dev python3 python3-websockets python3-pytest python3-zmq curl"
     command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
     command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
 fi
+# The browser test drives Debian's chromium (never a downloaded one) with npm playwright-core.
+if [ "$what" = test ]; then pkgs="$pkgs chromium"; fi
 
 missing=""
 for p in $pkgs; do
@@ -39,5 +42,6 @@ install_npm() {
     fi
 }
 if [ "$what" = test ]; then install_npm tests/node; fi
+if [ "$what" = test ]; then install_npm tests/browser; fi
 if [ "$what" = bench ]; then install_npm bench/peers; fi
 exit 0

@@ -9,6 +9,7 @@
 #include "core/loop.h"
 #include "server/config.h"
 #include "server/server.h"
+#include "netsync/netsync.h"
 #include "store/store.h"
 
 static void on_stop_signal(rc_loop *loop, int signo, void *arg)
@@ -50,12 +51,37 @@ int main(int argc, char **argv)
         rc_loop_free(loop);
         return 1;
     }
+    /* NetSync after the signals: libzmq starts its I/O thread here, and that thread must
+     * inherit the blocked SIGTERM/SIGINT mask or it could take the signal's default action. */
+    rc_netsync *ns = NULL;
+    rc_netsync_opts nso;
+    rc_netsync_opts_default(&nso);
+    if (cfg.netsync) {
+        nso.bind = cfg.netsync_bind ? cfg.netsync_bind : cfg.bind;
+        nso.router_port = cfg.netsync_router_port;
+        nso.pub_port = cfg.netsync_pub_port;
+        nso.discovery_port = cfg.netsync_discovery_port;
+        nso.client_timeout_ns = cfg.netsync_client_timeout;
+        nso.tick_ns = cfg.netsync_tick;
+        if (!(ns = rc_netsync_new(loop, &nso))) {
+            rc_server_free(srv);
+            rc_loop_free(loop);
+            return 1;
+        }
+    }
     /* Tests and scripts wait for this exact line (and read the port from it with --port 0). */
     fprintf(stderr, "roomcast: listening on http://%s:%u/\n", cfg.bind, srv->port);
     fflush(stderr);
+    if (ns) {
+        fprintf(stderr, "roomcast: netsync router tcp://%s:%u pub tcp://%s:%u discovery %s:%u\n",
+                nso.bind, rc_netsync_router_port(ns), nso.bind, rc_netsync_pub_port(ns),
+                nso.bind, rc_netsync_discovery_port(ns));
+        fflush(stderr);
+    }
 
     r = rc_loop_run(loop);
     if (r < 0) rc_error("event loop failed: %s", strerror(-r));
+    rc_netsync_free(ns);
     rc_server_free(srv);
     rc_loop_free(loop);
     rc_info("bye");

@@ -45,6 +45,17 @@ else
     summary+=("pytest: FAILED")
 fi
 
+# -- NetSync (pyzmq) ---------------------------------------------------------------------------
+echo
+echo "== integration (pytest, pyzmq NetSync clients) against $SAN_BIN"
+if ROOMCAST_BIN="$SAN_BIN" timeout 600 "$PYTHON" -m pytest -p no:cacheprovider -q -rfE \
+        "$ROOT/tests/netsync"; then
+    summary+=("netsync: ok")
+else
+    status=1
+    summary+=("netsync: FAILED")
+fi
+
 # -- node --test (npm ws) ----------------------------------------------------------------------
 echo
 echo "== integration (node --test, npm ws) against $SAN_BIN"
@@ -62,6 +73,26 @@ if [ $node_ok -eq 1 ]; then
 else
     status=1
     summary+=("node: FAILED")
+fi
+
+# -- browser (chromium + playwright-core) ------------------------------------------------------
+# The web client and demo in Debian's chromium, headless, driven by npm playwright-core (which
+# never downloads a browser). Leaves build/test-output/demo.png.
+echo
+echo "== browser (chromium via playwright-core) against $SAN_BIN"
+browser_ok=1
+(
+    cd "$ROOT/tests/browser" || exit 1
+    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+        npm ci --no-audit --no-fund --loglevel=error || exit 1
+    fi
+    ROOMCAST_BIN="$SAN_BIN" timeout 300 node --test --test-reporter=spec
+) || browser_ok=0
+if [ $browser_ok -eq 1 ]; then
+    summary+=("browser: ok")
+else
+    status=1
+    summary+=("browser: FAILED")
 fi
 
 # -- benchmark smoke run (optimised build) -----------------------------------------------------

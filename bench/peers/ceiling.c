@@ -14,9 +14,10 @@
  *   build/bench-ceiling --bind 127.0.0.1 --port 0
  *   -> stderr: "bench-ceiling: listening on http://127.0.0.1:PORT/"
  *
- * `--fault drop|dup|swap|gap --fault-every N` makes every Nth relay wrong on purpose (one member
- * misses it, gets it twice, gets it after the next one; or the room skips a msg_id), to prove
- * that roomcast-bench's correctness counters catch each kind of mistake (bench/README.md).
+ * `--fault drop|dup|swap|gap|resend --fault-every N` makes every Nth relay wrong on purpose (one
+ * member misses it, gets it twice, gets it after the next one; the room skips a msg_id; or the
+ * room sequences it twice, under two msg_ids), to prove that roomcast-bench's correctness
+ * counters catch each kind of mistake (bench/README.md).
  */
 #include <errno.h>
 #include <signal.h>
@@ -66,7 +67,7 @@ static struct conn *dirty;
 static uint64_t next_client_id;
 static char frame[1 << 21];
 
-enum fault { F_NONE, F_DROP, F_DUP, F_SWAP, F_GAP };
+enum fault { F_NONE, F_DROP, F_DUP, F_SWAP, F_GAP, F_RESEND };
 static enum fault fault;            /* deliberate mistake to make, for testing the generator */
 static uint64_t fault_every = 1000; /* make it on every Nth relay */
 static uint64_t relays;             /* messages relayed so far */
@@ -226,6 +227,11 @@ static void relay(struct conn *c, const char *p, size_t n)
             out_append(m, held, held_len);
             held_for = NULL;
         }
+    }
+    if (bad && fault == F_RESEND) {
+        fault = F_NONE;
+        relay(c, p, n);
+        fault = F_RESEND;
     }
 }
 
@@ -405,9 +411,11 @@ int main(int argc, char **argv)
             fault = F_SWAP;
         else if (!strcmp(argv[i], "--fault") && !strcmp(argv[i + 1], "gap"))
             fault = F_GAP;
+        else if (!strcmp(argv[i], "--fault") && !strcmp(argv[i + 1], "resend"))
+            fault = F_RESEND;
         else {
             fprintf(stderr, "usage: bench-ceiling [--bind ADDR] [--port N] "
-                            "[--fault drop|dup|swap|gap [--fault-every N]]\n");
+                            "[--fault drop|dup|swap|gap|resend [--fault-every N]]\n");
             return 2;
         }
     }

@@ -244,19 +244,77 @@ static void show_room(rc_conn *c, const rc_http_ctx *x, const rc_room *r)
 
 /* ---- backend calls ------------------------------------------------------------------------ */
 
-/* The room's recent messages. History is kept by the room layer once retention is configured;
- * this build has no history API in room.h, so the answer says so instead of pretending that
- * an empty list is the room's past. */
-static void room_messages(rc_conn *c, const rc_http_ctx *x, const char *name)
+#define RC_API_LIMIT_DEFAULT 100
+#define RC_API_LIMIT_MAX 1000
+
+static void base64(rc_textbuf *t, const uint8_t *p, size_t n)
 {
-    uint64_t since = 0, limit = 0;
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char q[4];
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        q[0] = tab[v >> 18];
+        q[1] = tab[(v >> 12) & 63];
+        q[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+        q[3] = i + 2 < n ? tab[v & 63] : '=';
+        rc_textbuf_append(t, q, 4);
+    }
+}
+
+/* The room's kept messages after `since`, oldest first: the very frames the members got, with
+ * the WebSocket header taken off. A text message is its JSON object as delivered; a binary
+ * one is {"msg_id":N,"client_id":C,"binary":"<base64 payload>"}. */
+static void room_messages(rc_conn *c, const rc_http_ctx *x, const rc_room *room, const char *name)
+{
+    rc_server *srv = c->srv;
+    uint64_t since = 0, limit = RC_API_LIMIT_DEFAULT;
     bool has_since, has_limit;
-    if (!query_u64(x, "since", &since, &has_since) || !query_u64(x, "limit", &limit, &has_limit)) {
-        rc_http_error(c, x, 400, NULL, false, "since and limit must be unsigned integers");
+    if (!query_u64(x, "since", &since, &has_since) || !query_u64(x, "limit", &limit, &has_limit) ||
+        limit == 0) {
+        rc_http_error(c, x, 400, NULL, false,
+                      "since must be an unsigned integer and limit one from 1 to %d",
+                      RC_API_LIMIT_MAX);
         return;
     }
-    rc_http_error(c, x, 501, NULL, false,
-                  "message history is not enabled in this server: it needs history retention");
+    if (limit > RC_API_LIMIT_MAX) limit = RC_API_LIMIT_MAX;
+    if (srv->cfg.history_size == 0) {
+        rc_http_error(c, x, 501, NULL, false,
+                      "message history is not enabled: start roomcast with --history-size N");
+        return;
+    }
+    if (!room) {
+        rc_http_error(c, x, 404, NULL, false, "no room '%s'", name);
+        return;
+    }
+    const rc_history *h = &room->hist;
+    rc_textbuf t = {0};
+    rc_textbuf_printf(&t, "{\"room\":%.*s,\"epoch\":\"%s\",\"last_msg_id\":%llu,"
+                      "\"first_msg_id\":%llu,\"messages\":[", (int)room->json_len,
+                      room->json_name, room->epoch, (unsigned long long)room->last_msg_id,
+                      (unsigned long long)rc_history_first_id(h));
+    uint32_t i = rc_history_find(h, since), sent = 0;
+    for (; i < h->count && sent < limit; i++, sent++) {
+        const rc_hist_entry *e = rc_history_at(h, i);
+        rc_ws_frame f;
+        const uint8_t *fp = (const uint8_t *)e->frame->data;
+        if (rc_ws_parse_header(fp, e->frame->len, false, &f) <= 0) abort(); /* we encoded it */
+        const uint8_t *pl = fp + f.header_len;
+        if (sent) rc_textbuf_append(&t, ",", 1);
+        if (f.opcode == RC_WS_TEXT) {
+            rc_textbuf_append(&t, pl, (size_t)f.len);
+        } else if (f.len >= 17) {
+            uint64_t id = 0, cid = 0;
+            for (int b = 7; b >= 0; b--) id = id << 8 | pl[b], cid = cid << 8 | pl[8 + b];
+            rc_textbuf_printf(&t, "{\"msg_id\":%llu,\"client_id\":%llu,\"binary\":\"",
+                              (unsigned long long)id, (unsigned long long)cid);
+            size_t skip = 17 + (size_t)pl[16];
+            base64(&t, pl + skip, (size_t)f.len - skip);
+            rc_textbuf_append(&t, "\"}", 2);
+        }
+    }
+    rc_textbuf_printf(&t, "],\"more\":%s}\n", i < h->count ? "true" : "false");
+    send_json(c, x, 200, &t);
 }
 
 /* Publishes the request body into the room exactly as a member's publish: same checks, same
@@ -398,7 +456,7 @@ static void room_routes(rc_conn *c, const rc_http_ctx *x, const char *rest, size
     if (messages) {
         if (!authorized(c, x)) return;
         if (x->method == RC_HTTP_POST) publish(c, x, room, name, nlen);
-        else room_messages(c, x, name);
+        else room_messages(c, x, room, name);
         return;
     }
     if (x->method == RC_HTTP_DELETE && !authorized(c, x)) return;

@@ -32,6 +32,12 @@ void rc_config_init(rc_config *cfg)
         .history_age = 0,
         .room_ttl = 300 * RC_NS_PER_SEC,
         .idempotency_window = 1000,
+        .netsync = 1,
+        .netsync_router_port = 5555,
+        .netsync_pub_port = 5556,
+        .netsync_discovery_port = 9999,
+        .netsync_client_timeout = RC_NS_PER_SEC,
+        .netsync_tick = 50 * RC_NS_PER_MS,
         .data_dir = NULL,
         .fsync_mode = RC_FSYNC_EVERYSEC,
     };
@@ -66,6 +72,17 @@ static void usage(FILE *f)
         "                              time of a keep-alive HTTP connection (default 10)\n"
         "  --close-timeout SEC         time to wait for a peer to finish a close (default 2)\n"
         "  --log-level LEVEL           error, warn, info or debug (default info)\n"
+        "\n"
+        "NetSync (STYLY NetSync-compatible ZeroMQ transport, see docs/netsync.md):\n"
+        "  --no-netsync                do not open the NetSync ports\n"
+        "  --netsync-bind ADDR         address of the NetSync ports (default: --bind)\n"
+        "  --netsync-router-port N     ROUTER port for clients' DEALER; 0 picks a free one\n"
+        "                              (default 5555)\n"
+        "  --netsync-pub-port N        PUB port for clients' SUB; 0 picks (default 5556)\n"
+        "  --netsync-discovery-port N  UDP and TCP discovery port; 0 picks (default 9999)\n"
+        "  --netsync-client-timeout SEC  a client without transforms this long leaves its\n"
+        "                              room (default 1)\n"
+        "  --netsync-tick SEC          broadcast period of a changed room (default 0.05)\n"
         "\n"
         "History and durability:\n"
         "  --history-size N            messages each room keeps for clients that rejoin\n"
@@ -123,6 +140,8 @@ enum {
     OPT_HISTORY_SIZE, OPT_HISTORY_BYTES, OPT_HISTORY_AGE, OPT_ROOM_TTL, OPT_IDEM_WINDOW,
     OPT_DATA_DIR, OPT_FSYNC, OPT_LIST_ROOMS, OPT_DUMP,
     OPT_API_KEY, OPT_WEB_ROOT,
+    OPT_NO_NETSYNC, OPT_NS_BIND, OPT_NS_ROUTER_PORT, OPT_NS_PUB_PORT, OPT_NS_DISC_PORT,
+    OPT_NS_CLIENT_TIMEOUT, OPT_NS_TICK,
 };
 
 int rc_config_parse(rc_config *cfg, int argc, char **argv)
@@ -151,6 +170,13 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
         {"dump", required_argument, NULL, OPT_DUMP},
         {"api-key", required_argument, NULL, OPT_API_KEY},
         {"web-root", required_argument, NULL, OPT_WEB_ROOT},
+        {"no-netsync", no_argument, NULL, OPT_NO_NETSYNC},
+        {"netsync-bind", required_argument, NULL, OPT_NS_BIND},
+        {"netsync-router-port", required_argument, NULL, OPT_NS_ROUTER_PORT},
+        {"netsync-pub-port", required_argument, NULL, OPT_NS_PUB_PORT},
+        {"netsync-discovery-port", required_argument, NULL, OPT_NS_DISC_PORT},
+        {"netsync-client-timeout", required_argument, NULL, OPT_NS_CLIENT_TIMEOUT},
+        {"netsync-tick", required_argument, NULL, OPT_NS_TICK},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -248,6 +274,27 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
             break;
         case OPT_LIST_ROOMS: cfg->tool_list = 1; break;
         case OPT_DUMP: cfg->tool_dump = optarg; break;
+        case OPT_NO_NETSYNC: cfg->netsync = 0; break;
+        case OPT_NS_BIND: cfg->netsync_bind = optarg; break;
+        case OPT_NS_ROUTER_PORT:
+            if (parse_u64("--netsync-router-port", optarg, 65535, &v) < 0) return -1;
+            cfg->netsync_router_port = (uint16_t)v;
+            break;
+        case OPT_NS_PUB_PORT:
+            if (parse_u64("--netsync-pub-port", optarg, 65535, &v) < 0) return -1;
+            cfg->netsync_pub_port = (uint16_t)v;
+            break;
+        case OPT_NS_DISC_PORT:
+            if (parse_u64("--netsync-discovery-port", optarg, 65535, &v) < 0) return -1;
+            cfg->netsync_discovery_port = (uint16_t)v;
+            break;
+        case OPT_NS_CLIENT_TIMEOUT:
+            if (parse_seconds("--netsync-client-timeout", optarg, &cfg->netsync_client_timeout) < 0)
+                return -1;
+            break;
+        case OPT_NS_TICK:
+            if (parse_seconds("--netsync-tick", optarg, &cfg->netsync_tick) < 0) return -1;
+            break;
         case 'h': usage(stdout); return 1;
         case 'V': printf("roomcast %s\n", RC_VERSION); return 1;
         default:

@@ -35,6 +35,14 @@ typedef struct rc_config {
                                      ROOMCAST_API_KEY); NULL: those calls are refused. Never logged */
     const char *web_root;         /* serve web/ files from this directory instead of the copies
                                      built into the binary (development); NULL: built-in */
+    /* NetSync (STYLY NetSync-compatible ZeroMQ transport, src/netsync/) */
+    int netsync;                  /* 1 = enabled (default), 0 = --no-netsync */
+    const char *netsync_bind;     /* address of the three NetSync ports, NULL = same as bind */
+    uint16_t netsync_router_port; /* ROUTER port, 0 = pick a free one (5555) */
+    uint16_t netsync_pub_port;    /* PUB port, 0 = pick a free one (5556) */
+    uint16_t netsync_discovery_port; /* UDP+TCP discovery port, 0 = pick a free one (9999) */
+    uint64_t netsync_client_timeout; /* ns without a transform before a client leaves (1 s) */
+    uint64_t netsync_tick;        /* ns between broadcasts of a changed room (50 ms) */
 } rc_config;
 
 /* rc_config_init fills in the defaults. */

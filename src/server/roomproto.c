@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "proto/json.h"
+#include "proto/utf8.h"
 #include "proto/wsframe.h"
 #include "server/room.h"
 #include "server/server.h"
@@ -359,6 +360,12 @@ void rc_roomproto_on_binary(rc_conn *c, const uint8_t *p, size_t n)
         return;
     }
     size_t rl = p[0];
+    /* Error replies quote the room, so it must be text a client can decode (and a room name
+     * never has invalid UTF-8 or NUL anyway: they come from JSON strings). */
+    if (rl && (!rc_utf8_valid(p + 1, rl) || memchr(p + 1, 0, rl))) {
+        send_error(c, RC_ERR_BAD_BINARY, "binary message: room name is not UTF-8 without NUL");
+        return;
+    }
     rc_room *room = target_room(c, (const char *)p + 1, rl ? (long)rl : -1);
     if (!room) return;
     struct bin_pub x = {.payload = p + 1 + rl, .len = n - 1 - rl, .client_id = c->client_id};

@@ -88,7 +88,7 @@ static void restore_record(void *arg, void *vroom, uint64_t msg_id, uint64_t tim
     room->last_msg_id = msg_id;
 }
 
-static void restore_done(void *arg, void *vroom, rc_store_room *sr, bool lost)
+static const char *restore_done(void *arg, void *vroom, rc_store_room *sr, bool lost)
 {
     rc_server *srv = arg;
     rc_room *room = vroom;
@@ -99,12 +99,12 @@ static void restore_done(void *arg, void *vroom, rc_store_room *sr, bool lost)
          * the one it saw. */
         srv->rooms_repaired++;
         rc_epoch_new(room->epoch);
-        if (sr) rc_store_room_epoch(srv->store, sr, room->epoch);
     }
     if (srv->cfg.history_age)
         rc_history_expire(&room->hist, &(rc_retention){.max_count = srv->cfg.history_size,
                           .max_bytes = srv->cfg.history_bytes,
                           .max_age_ms = srv->cfg.history_age / RC_NS_PER_MS}, rc_wall_ms());
+    return room->epoch;
 }
 
 static void on_accept_timer(rc_loop *loop, rc_timer *t)

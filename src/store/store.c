@@ -321,6 +321,8 @@ static int read_room(const char *dir, bool readonly, record_fn *fn, void *arg, u
     return repaired;
 }
 
+static void touch(rc_store *st, rc_store_room *sr);
+
 struct load_ctx {
     const rc_store_loader *loader;
     void *room;
@@ -400,7 +402,12 @@ static void load_rooms(rc_store *st, const rc_store_loader *loader, bool unclean
         } else {
             free(segs);
         }
-        loader->done(loader->arg, x.room, sr, lost);
+        const char *now_epoch = loader->done(loader->arg, x.room, sr, lost);
+        if (sr && now_epoch && strcmp(now_epoch, sr->epoch) != 0) {
+            snprintf(sr->epoch, sizeof(sr->epoch), "%s", now_epoch);
+            sr->epoch_dirty = true;
+            touch(st, sr); /* written by the writer's first pass */
+        }
         nrooms++;
     }
     closedir(d);

@@ -42,8 +42,9 @@ typedef struct rc_store_loader {
     void (*record)(void *arg, void *room, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
                    const char *payload, size_t len);
     /* End of the room's records: its store handle (for appends), and whether its history may
-     * have lost messages (unclean shutdown or a repaired tail): the loop changes the epoch. */
-    void (*done)(void *arg, void *room, rc_store_room *sr, bool lost);
+     * have lost messages (unclean shutdown or a repaired tail), in which case the loop picks a
+     * new epoch. Returns the epoch the room goes on with (recorded if it changed). */
+    const char *(*done)(void *arg, void *room, rc_store_room *sr, bool lost);
     void *arg;
 } rc_store_loader;
 

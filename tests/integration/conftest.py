@@ -66,6 +66,30 @@ def roomcast_bin():
     return path
 
 
+_HELP_FLAGS = None
+
+
+def supported_flags():
+    """The set of --flags the binary's --help mentions (cached)."""
+    global _HELP_FLAGS
+    if _HELP_FLAGS is None:
+        out = subprocess.run([roomcast_bin(), "--help"], capture_output=True, text=True,
+                             timeout=10)
+        _HELP_FLAGS = set(re.findall(r"--[a-z][a-z0-9-]+", out.stdout + out.stderr))
+    return _HELP_FLAGS
+
+
+def if_supported(flag, *values):
+    """[flag, *values] when the binary knows flag, else [] (for flags added by later issues)."""
+    return [flag, *values] if flag in supported_flags() else []
+
+
+def no_retention():
+    """Flags that give the core rule 'a room disappears when its last member leaves': later
+    issues keep empty rooms for --room-ttl seconds (default 300) for history."""
+    return if_supported("--room-ttl", "0")
+
+
 # --------------------------------------------------------------------------------------------
 # The server process
 # --------------------------------------------------------------------------------------------
@@ -82,7 +106,10 @@ class Server:
         # Sanitizer reports go to stderr (captured) and fail the exit status.
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        self.argv = [self.bin, "--bind", "127.0.0.1", "--port", "0", *self.flags]
+        # Later issues add listeners on fixed ports (NetSync: 5555, 5556, 9999): tests run
+        # many servers, so those are switched off when the binary has the switch.
+        extra = [] if "--no-netsync" in self.flags else if_supported("--no-netsync")
+        self.argv = [self.bin, "--bind", "127.0.0.1", "--port", "0", *extra, *self.flags]
         preexec = None
         if rlimit_nofile is not None:
             def preexec():
@@ -730,7 +757,7 @@ class Bystanders:
                                                f"expected {next_seq_seen}")
                         next_seq_seen = msg["seq"] + 1
                     self.received[i] += 1
-            except websockets.ConnectionClosed as e:
+            except websockets.ConnectionClosed:
                 pass
             if not self._stop.is_set():
                 self.errors.append(f"bystander {i} was disconnected: "

@@ -9,7 +9,6 @@ import struct
 import uuid
 
 import pytest
-import websockets
 
 from conftest import IO_TIMEOUT, run, ws_connect, ws_join
 

@@ -2,6 +2,7 @@
 the close handshake, and every protocol violation with its close code (1002, 1007, 1009),
 counted in /api/stats and unnoticed by the bystanders."""
 
+import json
 import os
 import socket
 import struct
@@ -9,8 +10,8 @@ import time
 
 import pytest
 
-from conftest import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, ConnectionGone,
-                      RawWS, assert_only_errors, close_payload, encode_frame)
+from conftest import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWS,
+                      assert_only_errors, close_payload, encode_frame)
 
 
 def violation(server, bystanders, send, code, counter, path="/echo", reason=None):
@@ -389,3 +390,84 @@ def test_utf8_split_at_every_position(server):
             assert ws.recv_message() == (OP_TEXT, text), cut
     finally:
         ws.close()
+
+
+# -- closing in a busy room --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["violation-1002", "bad-utf8-1007", "client-close-4001"])
+def test_nothing_after_the_close_frame_in_a_busy_room(server, how):
+    """While a room is busy, a member's connection is closed (by a violation or by its own close):
+    it may still receive room messages queued before, in order, then the close frame, then
+    nothing but EOF."""
+    import threading
+    import uuid
+    room = f"busy-{uuid.uuid4().hex[:8]}"
+    victim = RawWS.connect(server.port)
+    pub = RawWS.connect(server.port)
+    victim.join(room)
+    pub.join(room)
+    stop = threading.Event()
+    errors = []
+
+    def publish():
+        try:
+            i = 0
+            while not stop.is_set():
+                pub.send_json({"type": "busy", "i": i, "pad": "b" * 200})
+                i += 1
+                if i % 50 == 0:
+                    # keep our own pending output small: read our copies back
+                    for _ in range(50):
+                        pub.recv_json()
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+
+    t = threading.Thread(target=publish, daemon=True)
+    t.start()
+    try:
+        for k in range(1, 21):
+            assert victim.recv_json()["msg_id"] == k
+        expected_code = {"violation-1002": 1002, "bad-utf8-1007": 1007,
+                         "client-close-4001": 4001}[how]
+        if how == "violation-1002":
+            victim.send_frame(OP_TEXT, b'{"type":"x"}', rsv=4)
+        elif how == "bad-utf8-1007":
+            victim.send_frame(OP_TEXT, b'{"type":"\xc0\xaf"}')
+        else:
+            victim.send_close(4001, b"done")
+        nxt = 21
+        while True:
+            f = victim.recv_frame()
+            if f.opcode == OP_TEXT:
+                m = json.loads(f.payload)
+                assert m["msg_id"] == nxt, (m["msg_id"], nxt)
+                nxt += 1
+                continue
+            if f.opcode in (OP_PING, OP_PONG):
+                continue
+            assert f.opcode == OP_CLOSE, f
+            assert f.close_code()[0] == expected_code, f.close_code()
+            break
+        # after the close frame: no frame at all, only the end of the connection
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                victim.sock.settimeout(max(0.1, deadline - time.monotonic()))
+                chunk = victim.sock.recv(65536)
+                assert not chunk, f"server sent {len(chunk)} bytes after its close frame: {chunk[:60]!r}"
+                break
+        except ConnectionResetError:
+            pass
+    finally:
+        stop.set()
+        t.join(10)
+        victim.close()
+        pub.close()
+    assert not errors, errors
+
+
+def test_zz_no_connection_left_behind(server, bystanders):
+    """Runs last in this module: after every malformed request above, only the bystanders are
+    still connected (no leaked connection slots)."""
+    server.wait_stats(lambda s: s["connections"] <= 3, what="only the 2 bystanders connected")
+    bystanders.check()

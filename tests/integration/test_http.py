@@ -323,3 +323,10 @@ def test_query_string_on_websocket_path(server):
 def test_400_missing_host(server, bystanders):
     req, _ = ws_request("/", omit=("host",))
     expect_http_error(server, bystanders, req, 400, "http_400")
+
+
+def test_zz_no_connection_left_behind(server, bystanders):
+    """Runs last in this module: after every malformed request above, only the bystanders are
+    still connected (no leaked connection slots)."""
+    server.wait_stats(lambda s: s["connections"] <= 3, what="only the 2 bystanders connected")
+    bystanders.check()

@@ -1,16 +1,14 @@
 """Resource limits: --max-connections (503, counted, slots freed on close), --max-rooms-per-client
 (too_many_rooms), and exact connection/room accounting on a private server."""
 
-import asyncio
-import json
 import socket
 import time
 
 import pytest
 import websockets
 
-from conftest import (RawWS, assert_json_error_body, http_exchange, read_http_response, run,
-                      ws_connect, ws_join, ws_request)
+from conftest import (RawWS, assert_json_error_body, http_exchange, no_retention,
+                      read_http_response, run, ws_connect, ws_request)
 
 
 def test_max_connections(start_server):
@@ -144,7 +142,7 @@ def test_default_max_rooms_is_64(server):
 
 
 def test_exact_room_and_connection_accounting(start_server):
-    srv = start_server()
+    srv = start_server(*no_retention())
     st = srv.stats()
     assert st["rooms"] == 0 and st["connections"] in (0, 1), st
     conns_self = st["connections"]  # 1 if the stats request counts itself

@@ -5,14 +5,11 @@ import asyncio
 import json
 import signal
 import socket
-import threading
-import time
 
 import pytest
 import websockets
 
-from conftest import (OP_CLOSE, ConnectionGone, RawWS, Server, run, ws_connect, ws_join,
-                      ws_request)
+from conftest import RawWS, run, ws_connect, ws_join
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -83,7 +80,6 @@ def test_signal_with_client_that_never_reads(start_server):
             pub.send_json({"type": "fill", "i": i, "pad": "f" * 1000})
         for i in range(2000):
             pub.recv_json()
-        t0 = time.monotonic()
         srv.signal(signal.SIGTERM)
         pub.expect_close(1001)
         rc = srv.wait_exit(timeout=20)

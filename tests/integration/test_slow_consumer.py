@@ -5,15 +5,11 @@ and the publisher is never held up."""
 
 import asyncio
 import json
-import socket
 import struct
 import time
 import uuid
 
-import pytest
-import websockets
-
-from conftest import (IO_TIMEOUT, OP_CLOSE, OP_TEXT, ConnectionGone, RawWS, run, ws_connect,
+from conftest import (OP_CLOSE, OP_TEXT, ConnectionGone, RawWS, run, ws_connect,
                       ws_join)
 
 PENDING = 131072
@@ -180,8 +176,10 @@ def test_slow_binary_consumer(start_server):
 
     try:
         run(main(), timeout=120)
-        # drain: binary frames then maybe a close 1008
+        # drain: whole binary frames with consecutive msg_ids (no frame cut in the middle when
+        # the queue was dropped), then maybe a close 1008
         deadline = time.monotonic() + 30
+        nxt = 1
         while True:
             try:
                 f = slow.recv_frame(max(0.1, deadline - time.monotonic()))
@@ -191,6 +189,13 @@ def test_slow_binary_consumer(start_server):
                 assert f.close_code() == (1008, b"slow consumer")
                 slow.expect_eof()
                 break
+            if f.opcode == 0x9:
+                continue
+            assert f.opcode == 0x2 and f.fin, f
+            assert len(f.payload) == 17 + len(room) + 16000, len(f.payload)
+            assert struct.unpack_from("<Q", f.payload, 0)[0] == nxt
+            assert f.payload[17 + len(room):] == bytes(16000)
+            nxt += 1
     finally:
         slow.close()
     srv.wait_connections(0)

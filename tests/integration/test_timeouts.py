@@ -37,7 +37,6 @@ def test_unresponsive_client_is_pinged_then_dropped(start_server):
         ws.close()
     st = srv.wait_stats(lambda s: s["disconnects"]["ping_timeout"] >= 1, what="ping_timeout")
     assert st["disconnects"]["ping_timeout"] == 1, st["disconnects"]
-    assert st["rooms"] == 0
 
 
 def test_silent_before_joining_is_dropped_too(start_server):
@@ -52,8 +51,9 @@ def test_silent_before_joining_is_dropped_too(start_server):
 
 def test_answering_clients_stay_connected(start_server):
     """A websockets client (answers pings automatically) and a raw client that answers pongs
-    stay connected across many ping intervals and still work."""
-    srv = start_server(*FAST_PING)
+    stay connected across many ping intervals and still work. (The timeout is 2 s rather than
+    0.3 s so that a loaded test machine cannot make a Python client look dead.)"""
+    srv = start_server("--ping-interval", "0.3", "--ping-timeout", "2")
 
     async def main():
         ws = await ws_connect(srv.ws_url)
@@ -94,8 +94,9 @@ def test_answering_clients_stay_connected(start_server):
 
 def test_traffic_counts_as_liveness(start_server):
     """A client that keeps sending (but never answers pings) is not dropped while it talks:
-    'no pong or other traffic' is the rule."""
-    srv = start_server(*FAST_PING)
+    'no pong or other traffic' is the rule. (If only pongs counted, it would be dropped after
+    1.3 s of the 2 s it talks.)"""
+    srv = start_server("--ping-interval", "0.3", "--ping-timeout", "1")
     ws = RawWS.connect(srv.port)
     try:
         ws.join("chatty")
@@ -193,3 +194,26 @@ def test_completed_handshake_has_no_handshake_timeout(start_server):
         assert ws.recv_message() == (0x1, b"still here")
     finally:
         ws.close()
+
+
+def test_idle_keepalive_http_connection_is_closed(start_server):
+    """After a complete plain HTTP exchange, an idle keep-alive connection is closed after
+    --handshake-timeout (it does not hold a slot forever)."""
+    srv = start_server("--handshake-timeout", "1")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as s:
+        s.sendall(b"GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, body, rest = read_http_response(s, timeout=10)
+        assert status == 200
+        s.settimeout(10)
+        data = rest
+        try:
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            pytest.fail("idle keep-alive connection still open 10 s after --handshake-timeout 1")
+        assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]

@@ -7,7 +7,7 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
@@ -19,9 +19,14 @@ const LISTEN_RE = /roomcast: listening on http:\/\/127\.0\.0\.1:(\d+)\//;
 // ---------------------------------------------------------------------------------------------
 // server process
 
+// Later issues add listeners on fixed ports (NetSync: 5555, 5556, 9999); tests run several
+// servers, so those are switched off when the binary has the switch.
+const HELP = spawnSync(BIN, ['--help'], { encoding: 'utf8', timeout: 10000 });
+const EXTRA = `${HELP.stdout ?? ''}${HELP.stderr ?? ''}`.includes('--no-netsync') ? ['--no-netsync'] : [];
+
 function startServer(args = []) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, ['--bind', '127.0.0.1', '--port', '0', ...args],
+    const proc = spawn(BIN, ['--bind', '127.0.0.1', '--port', '0', ...EXTRA, ...args],
       { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let port = null;
@@ -272,6 +277,17 @@ describe('rooms under concurrent load', () => {
     assert.equal((await a.nextJson()).msg_id, 4);
     await a.close(1000);
     await b.close(1000);
+  });
+
+  test('a binary envelope naming a non-UTF-8 room gets a valid (UTF-8) error', async () => {
+    // ws validates incoming text: an error frame carrying the raw room bytes would make it
+    // fail the connection with 1007
+    const c = await Client.open(srv.url);
+    c.ws.send(Buffer.from([2, 0xff, 0xfe, 0x70]));
+    const e = await c.nextJson();
+    assert.equal(e.type, 'error');
+    await c.join('node-after-odd-binary');
+    await c.close(1000);
   });
 
   test('echo endpoint returns text and binary unchanged', async () => {

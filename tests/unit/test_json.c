@@ -278,6 +278,14 @@ TEST(json_valid_objects)
                              "valid_objects"), 0);
 }
 
+TEST(json_empty_null)
+{
+    rc_json_top t;
+    CHECK_EQ_INT(rc_json_scan(NULL, 0, CUT_IDS, &t), RC_JSON_ESYNTAX);
+    char out[4];
+    CHECK_EQ_INT(rc_json_unescape(NULL, 0, out, sizeof out), -1);
+}
+
 TEST(json_valid_not_objects)
 {
     CHECK_EQ_INT(check_table(valid_not_objects,
@@ -747,6 +755,90 @@ TEST(json_splice_random)
     }
 }
 
+/* The string scanner skips plain bytes 16 and 8 at a time: put each interesting byte at every
+ * position of strings of every length up to 40, with the string ending at every distance from
+ * the end of the input, and compare with what the byte alone should do. */
+TEST(json_string_fast_paths)
+{
+    static const struct { unsigned char c; int valid; } bytes[] = {
+        { 'a', 1 }, { ' ', 1 }, { 0x7f, 1 }, { 0x80, 1 }, { 0xff, 1 }, { '/', 1 }, { '!', 1 },
+        { '#', 1 }, { '[', 1 }, { ']', 1 }, { 0x00, 0 }, { 0x01, 0 }, { 0x1f, 0 }, { '\t', 0 },
+        { '\\', 0 }, /* a lone backslash escapes the next 'x': invalid */
+        { '"', 0 },   /* ends the string early; the rest is garbage */
+    };
+    char doc[128];
+    for (size_t len = 0; len <= 40; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (size_t b = 0; b < sizeof bytes / sizeof *bytes; b++) {
+                for (size_t pad = 0; pad < 3; pad++) {
+                    size_t o = 0;
+                    o += (size_t)sprintf(doc, "{\"k\":\"");
+                    memset(doc + o, 'x', len);
+                    doc[o + pos] = (char)bytes[b].c;
+                    o += len;
+                    doc[o++] = '"';
+                    for (size_t i = 0; i < pad * 7; i++) doc[o++] = ' ';
+                    doc[o++] = '}';
+                    rc_json_top t;
+                    int r = scan_exact(doc, o, 0, &t);
+                    int want = bytes[b].valid ? RC_JSON_OK : RC_JSON_ESYNTAX;
+                    if (r != want)
+                        fprintf(stderr, "  len %zu pos %zu byte %#x pad %zu: %d\n", len, pos,
+                                bytes[b].c, pad, r);
+                    CHECK_EQ_INT(r, want);
+                    /* Escapes at every position, too. */
+                    if (bytes[b].c == '\\' && pos + 1 < len) {
+                        doc[6 + pos + 1] = 'n'; /* after {"k":" */
+                        CHECK_EQ_INT(scan_exact(doc, o, 0, &t), RC_JSON_OK);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Digits are also skipped eight at a time. */
+TEST(json_number_fast_paths)
+{
+    static const char follow[] = { '}', ',', ' ', '.', 'e', 'x', '/', ':', '0' - 1, '9' + 1,
+                                   (char)0xfa, (char)0xff, '\0' };
+    char doc[128];
+    for (size_t len = 1; len <= 40; len++) {
+        for (size_t f = 0; f < sizeof follow; f++) {
+            size_t o = (size_t)sprintf(doc, "{\"k\":1");
+            memset(doc + o, '7', len - 1);
+            o += len - 1;
+            doc[o++] = follow[f];
+            bool ok = follow[f] == '}' || follow[f] == ' ';
+            if (follow[f] == ',') o += (size_t)sprintf(doc + o, "\"b\":2");
+            if (follow[f] == '.' || follow[f] == 'e') {
+                memset(doc + o, '3', len);
+                o += len;
+            }
+            ok = ok || follow[f] == ',' || follow[f] == '.' || follow[f] == 'e';
+            if (follow[f] != '}') doc[o++] = '}';
+            rc_json_top t;
+            int r = scan_exact(doc, o, 0, &t);
+            if (r != (ok ? RC_JSON_OK : RC_JSON_ESYNTAX))
+                fprintf(stderr, "  '%.*s' gave %d\n", (int)o, doc, r);
+            CHECK_EQ_INT(r, ok ? RC_JSON_OK : RC_JSON_ESYNTAX);
+        }
+    }
+    /* The digits end exactly where the span says, whatever the length. */
+    for (size_t len = 1; len <= 40; len++) {
+        size_t o = (size_t)sprintf(doc, "{\"since\":9");
+        memset(doc + o, '0', len - 1);
+        o += len - 1;
+        doc[o++] = '}';
+        doc[o] = 0;
+        struct kept k = scan_keep(doc, 0);
+        size_t got = k.t.key[RC_JK_SINCE].len;
+        free(k.buf);
+        CHECK_EQ_INT(k.r, RC_JSON_OK);
+        CHECK_EQ_INT(got, len);
+    }
+}
+
 static long unesc_len(const char *lit, size_t n, char *out, size_t cap)
 {
     char *b = malloc(n ? n : 1);
@@ -831,6 +923,8 @@ TEST(json_escape)
     static const char want[] = "\"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001f\x7f/\xc3\xa9\"";
     n = esc(in, sizeof in - 1, out);
     CHECK_MEM(out, n, want, sizeof want - 1);
+    n = rc_json_escape(NULL, 0, out);
+    CHECK_MEM(out, n, "\"\"", 2);
     n = esc("\0", 1, out);
     CHECK_MEM(out, n, "\"\\u0000\"", 8);
     /* The bound is reached by a text of control characters. */
@@ -964,6 +1058,7 @@ int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
     RUN(json_valid_objects);
+    RUN(json_empty_null);
     RUN(json_valid_not_objects);
     RUN(json_invalid);
     RUN(json_prefixes_are_invalid);
@@ -978,6 +1073,8 @@ int main(int argc, char **argv)
     RUN(json_splice_counts);
     RUN(json_splice_too_many_cuts);
     RUN(json_splice_random);
+    RUN(json_string_fast_paths);
+    RUN(json_number_fast_paths);
     RUN(json_unescape);
     RUN(json_escape);
     RUN(json_escape_round_trip);

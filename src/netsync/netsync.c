@@ -1,0 +1,374 @@
+/* netsync.c — ZeroMQ ROUTER/PUB on roomcast's loop, the tick, and the public API; see
+ * netsync.h. */
+#include "netsync/netsync.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "core/log.h"
+#include "netsync/nsdisc.h"
+#include "proto/utf8.h"
+
+#define container_of(p, T, m) ((T *)(void *)((char *)(p) - offsetof(T, m)))
+
+/* Messages handled per wake-up before yielding to the rest of the loop (libuv does the same
+ * with 32 reads per stream); a zero-delay timer continues the drain. */
+#define NS_DRAIN_BUDGET 2048
+
+struct rc_netsync {
+    rc_loop *loop;               /* not owned */
+    void *zctx;                  /* ZeroMQ context (one I/O thread) */
+    void *router;                /* uplink: [identity][roomId][payload] */
+    void *pub;                   /* downlink: [roomId][payload] */
+    rc_io router_io;             /* the ROUTER's ZMQ_FD (owned by libzmq, never closed here) */
+    rc_io pub_io;                /* the PUB's ZMQ_FD: subscriptions and pipe commands */
+    rc_timer tick;               /* the broadcast tick, armed while any room exists */
+    rc_timer drain_more;         /* continues a drain that used up its budget */
+    uint64_t tick_ns;            /* tick period */
+    uint16_t router_port, pub_port;
+    ns_disc disc;                /* discovery sockets */
+    ns_rooms rooms;              /* the rooms */
+    rc_netsync_stats st;         /* counters */
+};
+
+void rc_netsync_opts_default(rc_netsync_opts *o)
+{
+    *o = (rc_netsync_opts){
+        .bind = "127.0.0.1",
+        .router_port = 5555,
+        .pub_port = 5556,
+        .discovery_port = 9999,
+        .tick_ns = 50 * RC_NS_PER_MS,
+        .idle_ns = 500 * RC_NS_PER_MS,
+        .client_timeout_ns = RC_NS_PER_SEC,
+        .mapping_ns = RC_NS_PER_SEC,
+        .server_name = "STYLY-NetSync-Server",
+    };
+}
+
+/* ---- output ------------------------------------------------------------------------------ */
+
+/* The PUB socket never blocks: at its high-water mark it drops for that subscriber, which is
+ * the reference's behaviour too. DONTWAIT only makes that explicit. */
+static void zpublish(void *arg, const uint8_t *topic, size_t tlen, const uint8_t *msg,
+                     size_t len)
+{
+    rc_netsync *ns = arg;
+    if (zmq_send(ns->pub, topic, tlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(ns->pub, msg, len, ZMQ_DONTWAIT) < 0)
+        ns->st.publish_errors++;
+}
+
+/* ---- input ------------------------------------------------------------------------------- */
+
+static void arm_tick(rc_netsync *ns)
+{
+    if (!rc_timer_armed(&ns->tick) && ns->rooms.nrooms > 0)
+        rc_timer_start(ns->loop, &ns->tick, rc_loop_now(ns->loop) + ns->tick_ns);
+}
+
+static void handle(rc_netsync *ns, zmq_msg_t *parts, int nparts)
+{
+    if (nparts < 3) {
+        ns->st.dropped[NS_DROP_TOO_FEW_FRAMES]++;
+        return;
+    }
+    if (nparts > 3) ns->st.extra_frames++;
+    const uint8_t *ident = zmq_msg_data(&parts[0]), *room = zmq_msg_data(&parts[1]);
+    const uint8_t *p = zmq_msg_data(&parts[2]);
+    size_t ident_len = zmq_msg_size(&parts[0]), room_len = zmq_msg_size(&parts[1]);
+    size_t n = zmq_msg_size(&parts[2]);
+    ns->st.bytes_in += n;
+    if (ident_len > NS_ID_MAX) ident_len = NS_ID_MAX; /* libzmq caps routing ids at 255 */
+    /* Defect 1 of the reference: a room id that ROOM_TRANSFORM cannot carry wedges it. */
+    if (room_len > NS_STR8_MAX) {
+        ns->st.dropped[NS_DROP_ROOM_TOO_LONG]++;
+        return;
+    }
+    if (!rc_utf8_valid(room, room_len)) {
+        ns->st.dropped[NS_DROP_ROOM_UTF8]++;
+        return;
+    }
+    int type = ns_classify(p, n), rc;
+    /* Payloads are never interpreted as JSON (defect 2): a failed binary parse is a drop. */
+    switch (type) {
+    case NS_CLIENT_TRANSFORM: {
+        ns_client_transform t;
+        if ((rc = ns_parse_client_transform(p, n, &t)) == NS_OK)
+            ns_on_transform(&ns->rooms, room, room_len, ident, ident_len, &t,
+                            rc_loop_now(ns->loop));
+        break;
+    }
+    case NS_RPC: {
+        ns_rpc r;
+        if ((rc = ns_parse_rpc(p, n, &r)) == NS_OK)
+            ns_on_rpc(&ns->rooms, room, room_len, ident, ident_len, &r);
+        break;
+    }
+    case NS_GLOBAL_VAR_SET:
+    case NS_CLIENT_VAR_SET: {
+        ns_var_set v;
+        rc = type == NS_GLOBAL_VAR_SET ? ns_parse_global_var_set(p, n, &v)
+                                       : ns_parse_client_var_set(p, n, &v);
+        if (rc == NS_OK)
+            ns_on_var_set(&ns->rooms, room, room_len, ident, ident_len, &v,
+                          type == NS_GLOBAL_VAR_SET);
+        break;
+    }
+    default: rc = type; break;
+    }
+    switch (rc) {
+    case NS_OK: break;
+    case NS_E_EMPTY: ns->st.dropped[NS_DROP_EMPTY]++; break;
+    case NS_E_DIRECTION: ns->st.dropped[NS_DROP_SERVER_TYPE]++; break;
+    case NS_E_TRUNCATED: ns->st.dropped[NS_DROP_TRUNCATED]++; break;
+    case NS_E_UTF8: ns->st.dropped[NS_DROP_UTF8]++; break;
+    default: ns->st.dropped[NS_DROP_UNKNOWN_TYPE]++; break;
+    }
+}
+
+static bool router_readable(rc_netsync *ns)
+{
+    int ev = 0;
+    size_t sz = sizeof(ev);
+    return zmq_getsockopt(ns->router, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN);
+}
+
+/* drain receives until ZMQ_EVENTS shows no input. ZMQ_FD is edge-like: it only signals that
+ * the socket's state changed, so stopping while a message is still queued would leave it
+ * there until the next unrelated wake-up. Frames after the third are received and dropped. */
+static void drain(rc_netsync *ns)
+{
+    zmq_msg_t parts[3], extra;
+    for (int i = 0; i < 3; i++) zmq_msg_init(&parts[i]);
+    zmq_msg_init(&extra);
+    int budget = NS_DRAIN_BUDGET;
+    while (router_readable(ns)) {
+        if (budget-- == 0) {
+            rc_timer_start(ns->loop, &ns->drain_more, rc_loop_now(ns->loop));
+            break;
+        }
+        int nparts = 0, more = 1;
+        while (more) {
+            zmq_msg_t *m = nparts < 3 ? &parts[nparts] : &extra;
+            if (zmq_msg_recv(m, ns->router, ZMQ_DONTWAIT) < 0) break; /* EAGAIN: no message */
+            nparts++;
+            more = zmq_msg_more(m);
+        }
+        if (nparts == 0) continue;
+        ns->st.msgs_in++;
+        handle(ns, parts, nparts);
+    }
+    for (int i = 0; i < 3; i++) zmq_msg_close(&parts[i]);
+    zmq_msg_close(&extra);
+    arm_tick(ns);
+}
+
+static void on_router(rc_loop *loop, rc_io *io, uint32_t events)
+{
+    drain(container_of(io, rc_netsync, router_io));
+}
+
+static void on_drain_more(rc_loop *loop, rc_timer *t)
+{
+    drain(container_of(t, rc_netsync, drain_more));
+}
+
+/* The PUB socket receives no messages, but its ZMQ_FD signals pending commands (new
+ * subscribers, subscriptions, closed pipes); reading ZMQ_EVENTS processes them and clears
+ * the signal, which a level-triggered registration needs to not spin. */
+static void on_pub(rc_loop *loop, rc_io *io, uint32_t events)
+{
+    rc_netsync *ns = container_of(io, rc_netsync, pub_io);
+    int ev = 0;
+    size_t sz = sizeof(ev);
+    zmq_getsockopt(ns->pub, ZMQ_EVENTS, &ev, &sz);
+}
+
+static void on_tick(rc_loop *loop, rc_timer *t)
+{
+    rc_netsync *ns = container_of(t, rc_netsync, tick);
+    uint64_t t0 = rc_clock_ns();
+    ns_rooms_tick(&ns->rooms, rc_loop_now(loop));
+    uint64_t dt = rc_clock_ns() - t0;
+    ns->st.ticks++;
+    ns->st.tick_ns_last = dt;
+    ns->st.tick_ns_total += dt;
+    if (dt > ns->st.tick_ns_max) ns->st.tick_ns_max = dt;
+    int b = 0;
+    for (uint64_t lim = 16000; b < NS_TICK_BUCKETS - 1 && dt > lim; lim *= 4) b++;
+    ns->st.tick_hist[b]++;
+    /* Scheduled from now, not from the due time: consecutive broadcasts of a dirty room are
+     * never closer than tick_ns (the reference's DIRTY_THRESHOLD). */
+    arm_tick(ns);
+    /* Publishing touched libzmq; check the ROUTER in case its read edge was consumed. */
+    drain(ns);
+}
+
+/* ---- set-up ------------------------------------------------------------------------------ */
+
+static void *bind_socket(rc_netsync *ns, int type, const char *addr, uint16_t port,
+                         uint16_t *bound)
+{
+    void *s = zmq_socket(ns->zctx, type);
+    if (!s) return NULL;
+    int zero = 0, one = 1;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
+    bool v6 = strchr(addr, ':') != NULL;
+    if (v6) zmq_setsockopt(s, ZMQ_IPV6, &one, sizeof(one));
+    char ep[300], port_s[8];
+    if (port)
+        snprintf(port_s, sizeof(port_s), "%u", port);
+    else
+        snprintf(port_s, sizeof(port_s), "*");
+    snprintf(ep, sizeof(ep), v6 ? "tcp://[%s]:%s" : "tcp://%s:%s", addr, port_s);
+    if (zmq_bind(s, ep) < 0) {
+        rc_error("cannot bind netsync '%s': %s", ep, zmq_strerror(zmq_errno()));
+        zmq_close(s);
+        return NULL;
+    }
+    char last[300];
+    size_t sz = sizeof(last);
+    if (zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, last, &sz) == 0) {
+        const char *c = strrchr(last, ':');
+        if (c) *bound = (uint16_t)atoi(c + 1);
+    }
+    return s;
+}
+
+static int watch(rc_netsync *ns, void *s, rc_io *io, rc_io_cb *cb)
+{
+    int fd;
+    size_t sz = sizeof(fd);
+    if (zmq_getsockopt(s, ZMQ_FD, &fd, &sz) < 0) return -zmq_errno();
+    rc_io_init(io, fd, cb);
+    return rc_io_start(ns->loop, io, RC_EV_READ);
+}
+
+rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
+{
+    rc_netsync *ns = calloc(1, sizeof(*ns));
+    if (!ns) return NULL;
+    ns->loop = loop;
+    ns->tick_ns = o->tick_ns;
+    rc_io_init(&ns->router_io, -1, on_router);
+    rc_io_init(&ns->pub_io, -1, on_pub);
+    rc_timer_init(&ns->tick, on_tick);
+    rc_timer_init(&ns->drain_more, on_drain_more);
+    ns_params p;
+    ns_params_default(&p);
+    p.client_timeout_ns = o->client_timeout_ns;
+    p.idle_ns = o->idle_ns;
+    p.mapping_ns = o->mapping_ns;
+    if (ns_rooms_init(&ns->rooms, &p, &ns->st, zpublish, ns) < 0) goto err;
+    const char *addr = strcmp(o->bind, "0.0.0.0") == 0 ? "*" : o->bind;
+    if (!(ns->zctx = zmq_ctx_new())) goto err;
+    if (!(ns->router = bind_socket(ns, ZMQ_ROUTER, addr, o->router_port, &ns->router_port)))
+        goto err;
+    if (!(ns->pub = bind_socket(ns, ZMQ_PUB, addr, o->pub_port, &ns->pub_port))) goto err;
+    if (watch(ns, ns->router, &ns->router_io, on_router) < 0 ||
+        watch(ns, ns->pub, &ns->pub_io, on_pub) < 0) {
+        rc_error("cannot watch the netsync sockets");
+        goto err;
+    }
+    if (ns_disc_start(&ns->disc, loop, o->bind, o->discovery_port, ns->router_port,
+                      ns->pub_port, o->server_name, &ns->st) < 0)
+        goto err;
+    /* Messages may have arrived between bind and watch: the edge is gone, look now. */
+    drain(ns);
+    return ns;
+err:
+    rc_netsync_free(ns);
+    return NULL;
+}
+
+void rc_netsync_free(rc_netsync *ns)
+{
+    if (!ns) return;
+    ns_disc_stop(&ns->disc);
+    rc_timer_stop(ns->loop, &ns->tick);
+    rc_timer_stop(ns->loop, &ns->drain_more);
+    if (ns->router_io.fd >= 0) rc_io_stop(ns->loop, &ns->router_io);
+    if (ns->pub_io.fd >= 0) rc_io_stop(ns->loop, &ns->pub_io);
+    if (ns->router) zmq_close(ns->router);
+    if (ns->pub) zmq_close(ns->pub);
+    if (ns->zctx) zmq_ctx_term(ns->zctx);
+    if (ns->rooms.bucket) ns_rooms_release(&ns->rooms);
+    free(ns);
+}
+
+uint16_t rc_netsync_router_port(const rc_netsync *ns) { return ns->router_port; }
+uint16_t rc_netsync_pub_port(const rc_netsync *ns) { return ns->pub_port; }
+uint16_t rc_netsync_discovery_port(const rc_netsync *ns) { return ns->disc.port; }
+const rc_netsync_stats *rc_netsync_stats_of(const rc_netsync *ns) { return &ns->st; }
+const ns_room *rc_netsync_rooms(const rc_netsync *ns) { return ns->rooms.head; }
+
+const ns_room *rc_netsync_room(const rc_netsync *ns, const void *room, size_t room_len)
+{
+    return room_len > NS_STR8_MAX ? NULL : ns_room_find(&ns->rooms, room, room_len);
+}
+
+/* ---- injection (REST bridge, WebSocket observers) ---------------------------------------- */
+
+int rc_netsync_send_rpc(rc_netsync *ns, const void *room, size_t room_len, uint16_t sender,
+                        const void *name, size_t name_len, const void *args, size_t args_len)
+{
+    if (room_len > NS_STR8_MAX || name_len > NS_STR8_MAX || args_len > NS_STR16_MAX ||
+        !rc_utf8_valid(name, name_len) || !rc_utf8_valid(args, args_len))
+        return -EINVAL;
+    ns_room *r = ns_room_find(&ns->rooms, room, room_len);
+    if (!r) return -ENOENT;
+    int rc = ns_room_publish_rpc(&ns->rooms, r, sender, name, name_len, args, args_len);
+    drain(ns); /* a send may consume the ROUTER's read edge */
+    return rc < 0 ? -EINVAL : 0;
+}
+
+static double wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static enum rc_netsync_nv set_var(rc_netsync *ns, ns_room *r, int target, const void *name,
+                                  size_t name_len, const void *value, size_t value_len)
+{
+    if (name_len == 0 || name_len > NS_STR8_MAX || value_len > NS_STR16_MAX ||
+        !rc_utf8_valid(name, name_len) || !rc_utf8_valid(value, value_len))
+        return RC_NETSYNC_NV_INVALID;
+    switch (ns_room_set_var(&ns->rooms, r, target, name, name_len, value, value_len,
+                            wall_clock(), 0)) {
+    case NS_NV_APPLIED: ns->st.nv_applied++; return RC_NETSYNC_NV_APPLIED;
+    case NS_NV_UNCHANGED: return RC_NETSYNC_NV_UNCHANGED;
+    case NS_NV_STALE: return RC_NETSYNC_NV_STALE;
+    case NS_NV_LIMIT: return RC_NETSYNC_NV_LIMIT;
+    case NS_NV_EMPTY_NAME: return RC_NETSYNC_NV_INVALID;
+    case NS_NV_NOMEM: break;
+    }
+    return RC_NETSYNC_NV_NOMEM;
+}
+
+enum rc_netsync_nv rc_netsync_set_client_var(rc_netsync *ns, const void *room, size_t room_len,
+                                             const void *device, size_t device_len,
+                                             const void *name, size_t name_len,
+                                             const void *value, size_t value_len)
+{
+    ns_room *r = room_len > NS_STR8_MAX ? NULL : ns_room_find(&ns->rooms, room, room_len);
+    if (!r) return RC_NETSYNC_NV_NO_ROOM;
+    long i = device_len > NS_ID_MAX ? -1 : ns_room_find_device(r, device, device_len);
+    if (i < 0) return RC_NETSYNC_NV_NO_DEVICE;
+    return set_var(ns, r, r->dev[i].no, name, name_len, value, value_len);
+}
+
+enum rc_netsync_nv rc_netsync_set_global_var(rc_netsync *ns, const void *room, size_t room_len,
+                                             const void *name, size_t name_len,
+                                             const void *value, size_t value_len)
+{
+    ns_room *r = room_len > NS_STR8_MAX ? NULL : ns_room_find(&ns->rooms, room, room_len);
+    if (!r) return RC_NETSYNC_NV_NO_ROOM;
+    return set_var(ns, r, -1, name, name_len, value, value_len);
+}

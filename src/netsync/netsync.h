@@ -1,0 +1,96 @@
+/* netsync.h — the STYLY NetSync-compatible ZeroMQ transport (docs/netsync.md).
+ *
+ * Unity and Python NetSync clients (v0.6.x wire format, up to 0.7.5) talk to roomcast as they
+ * would to the reference Python server: a ROUTER socket receives [roomId][payload] from each
+ * client's DEALER, a PUB socket sends [roomId][payload] to the SUBs, and UDP/TCP discovery
+ * answers on a third port. Everything runs on roomcast's loop: each ZeroMQ socket's ZMQ_FD is
+ * an rc_io, drained on wake-up until ZMQ_EVENTS shows no more input (ZMQ_FD only signals
+ * edges), with a capped batch per wake-up and a zero-delay rc_timer to continue, so a flood
+ * on the ROUTER cannot starve WebSocket clients. One rc_timer drives the tick (every tick_ns
+ * while any room exists): timeouts, coalesced mappings, NV syncs, and one encoded
+ * ROOM_TRANSFORM per room published once. libzmq's own I/O thread is the only other thread.
+ *
+ * The rooms (src/netsync/nsroom.h) are readable through rc_netsync_rooms() for the HTTP API
+ * and WebSocket observers, which can also inject RPCs and variable sets with the functions
+ * below. All functions must be called on the loop's thread.
+ */
+#ifndef RC_NETSYNC_H
+#define RC_NETSYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/loop.h"
+#include "netsync/nsroom.h"
+#include "netsync/nsstats.h"
+
+typedef struct rc_netsync rc_netsync;
+
+typedef struct rc_netsync_opts {
+    const char *bind;            /* address for all three ports: IPv4, IPv6 or "*" */
+    uint16_t router_port;        /* ROUTER (clients' DEALER), 0 = pick a free port (5555) */
+    uint16_t pub_port;           /* PUB (clients' SUB), 0 = pick (5556) */
+    uint16_t discovery_port;     /* UDP + TCP discovery, 0 = pick (9999) */
+    uint64_t tick_ns;            /* broadcast cadence of dirty rooms (50 ms) */
+    uint64_t idle_ns;            /* re-broadcast of unchanged rooms (0.5 s) */
+    uint64_t client_timeout_ns;  /* silence before a client leaves (1 s) */
+    uint64_t mapping_ns;         /* periodic DEVICE_ID_MAPPING for late subscribers (1 s) */
+    const char *server_name;     /* discovery name ("STYLY-NetSync-Server") */
+} rc_netsync_opts;
+
+/* rc_netsync_opts_default fills in the defaults above (bind "127.0.0.1"). */
+void rc_netsync_opts_default(rc_netsync_opts *o);
+
+/* rc_netsync_new binds the three ports and attaches them to loop. NULL after logging the
+ * reason. rc_netsync_free closes everything (pending output is dropped: linger 0). */
+rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o);
+void rc_netsync_free(rc_netsync *ns);
+
+/* The ports actually bound (useful with port 0). */
+uint16_t rc_netsync_router_port(const rc_netsync *ns);
+uint16_t rc_netsync_pub_port(const rc_netsync *ns);
+uint16_t rc_netsync_discovery_port(const rc_netsync *ns);
+
+/* rc_netsync_stats_of returns the live counters (valid until rc_netsync_free). */
+const rc_netsync_stats *rc_netsync_stats_of(const rc_netsync *ns);
+
+/* rc_netsync_rooms returns the first room (iterate with ->next); each room's devices are
+ * dev[0..ndev) in mapping order, the live ones dev[order[0..nlive)] in join order, and a live
+ * visible device's latest transform is its ROOM_TRANSFORM entry ent[0..ent_len) (u16 number,
+ * 24 little-endian float32, u8 nVirt, virtuals). rc_netsync_room finds one by id. */
+const ns_room *rc_netsync_rooms(const rc_netsync *ns);
+const ns_room *rc_netsync_room(const rc_netsync *ns, const void *room, size_t room_len);
+
+/* rc_netsync_send_rpc publishes an RPC to every client of an existing room, with `sender` as
+ * the sender number (0 for the server/an operator). name <= 255 bytes, args <= 65535 bytes,
+ * both valid UTF-8. Returns 0, -ENOENT (no such room) or -EINVAL. */
+int rc_netsync_send_rpc(rc_netsync *ns, const void *room, size_t room_len, uint16_t sender,
+                        const void *name, size_t name_len, const void *args, size_t args_len);
+
+/* Result of a variable set from outside the ZeroMQ side (the REST bridge maps APPLIED and
+ * UNCHANGED to "applied", everything else to "failed"; NO_DEVICE is where the reference
+ * answers "queued", see docs/netsync.md). */
+enum rc_netsync_nv {
+    RC_NETSYNC_NV_APPLIED,       /* stored; synced to the room at the next tick */
+    RC_NETSYNC_NV_UNCHANGED,     /* equal to the stored value */
+    RC_NETSYNC_NV_STALE,         /* a newer value is stored (conflict rule) */
+    RC_NETSYNC_NV_LIMIT,         /* 20 names already */
+    RC_NETSYNC_NV_INVALID,       /* empty/too long name, too long value, not UTF-8 */
+    RC_NETSYNC_NV_NO_ROOM,       /* no such room */
+    RC_NETSYNC_NV_NO_DEVICE,     /* the device has no number in the room */
+    RC_NETSYNC_NV_NOMEM,
+};
+
+/* rc_netsync_set_client_var sets a client variable of `device` (by deviceId) in `room`, and
+ * rc_netsync_set_global_var a global one, as if written by client number 0 at the current
+ * wall-clock time (so it wins against clients' older timestamps). name: 1..255 bytes, value
+ * <= 65535 bytes, cut to 64 / 1024 code points like a client's set. */
+enum rc_netsync_nv rc_netsync_set_client_var(rc_netsync *ns, const void *room, size_t room_len,
+                                             const void *device, size_t device_len,
+                                             const void *name, size_t name_len,
+                                             const void *value, size_t value_len);
+enum rc_netsync_nv rc_netsync_set_global_var(rc_netsync *ns, const void *room, size_t room_len,
+                                             const void *name, size_t name_len,
+                                             const void *value, size_t value_len);
+
+#endif

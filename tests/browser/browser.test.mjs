@@ -1,0 +1,191 @@
+// The web client (web/roomcast.js) and the demo (web/index.html) in a real browser: Debian's
+// chromium (/usr/bin/chromium) driven by npm playwright-core, headless. playwright-core never
+// downloads a browser; it is pointed at the system one.
+//
+//   ROOMCAST_BIN=build/sanitize/roomcast node --test tests/browser
+//
+// - two pages in one room exchange messages and see the same msg_id order;
+// - a page whose server goes away (restarted on the same port) reconnects by itself, rejoins,
+//   and keeps exchanging messages;
+// - a screenshot of the demo page is saved as build/test-output/demo.png.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, "../..");
+const BIN = path.resolve(REPO, process.env.ROOMCAST_BIN ?? "build/sanitize/roomcast");
+const OUT = path.join(REPO, "build/test-output");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+// Flags that keep parallel servers from colliding: the NetSync transport listens on fixed
+// ports by default, so it is switched off when the binary has it.
+const EXTRA_FLAGS = execFileSync(BIN, ["--help"], { encoding: "utf8" }).includes("--no-netsync")
+  ? ["--no-netsync"] : [];
+
+// One roomcast process. Its stderr is collected; stop() demands exit status 0 (the sanitizer
+// build fails the status on leaks and UB).
+class Server {
+  static async start(port = 0) {
+    const s = new Server();
+    s.stderr = "";
+    s.proc = spawn(BIN, ["--bind", "127.0.0.1", "--port", String(port), "--log-level", "warn",
+                              ...EXTRA_FLAGS],
+                   { stdio: ["ignore", "ignore", "pipe"] });
+    s.exited = new Promise((resolve) => s.proc.on("exit", (code, sig) => resolve({ code, sig })));
+    s.port = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`roomcast did not start:\n${s.stderr}`)), 10000);
+      s.proc.stderr.on("data", (d) => {
+        s.stderr += d;
+        const m = /roomcast: listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(s.stderr);
+        if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+      });
+      s.proc.on("exit", (code) => { clearTimeout(timer); reject(new Error(`roomcast exited ${code}:\n${s.stderr}`)); });
+    });
+    return s;
+  }
+
+  async stop() {
+    this.proc.kill("SIGTERM");
+    const { code, sig } = await this.exited;
+    assert.equal(code, 0, `roomcast exited with ${code ?? sig}\n${this.stderr.slice(-3000)}`);
+  }
+}
+
+let browser, server, profile;
+
+before(async () => {
+  mkdirSync(OUT, { recursive: true });
+  profile = mkdtempSync(path.join(tmpdir(), "roomcast-chromium-"));
+  server = await Server.start();
+  // launchPersistentContext is how a user-data-dir is given; every test gets fresh pages.
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    viewport: { width: 1280, height: 800 },
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  if (server) await server.stop();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+// A page with the client library loaded from the server, joined to `room`. Everything it
+// receives is recorded in window.got; window.rc is the client.
+async function clientPage(port, room) {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.errors = errors;
+  await page.goto(`http://127.0.0.1:${port}/status`);
+  await page.evaluate(async ({ room }) => {
+    const { RoomcastClient } = await import("/roomcast.js");
+    window.got = [];
+    window.gaps = [];
+    window.rc = new RoomcastClient(`ws://${location.host}/`, { minDelay: 100, maxDelay: 500 });
+    window.room = window.rc.join(room, {
+      onMessage: (m) => window.got.push(m),
+      onGap: (g) => window.gaps.push(g),
+    });
+    await new Promise((resolve) => window.room.on("joined", resolve));
+  }, { room });
+  return page;
+}
+
+const waitFor = (page, fn, arg, timeout = 15000) =>
+  page.waitForFunction(fn, arg, { timeout, polling: 50 });
+
+test("two pages in one room exchange messages in the same order", async () => {
+  const a = await clientPage(server.port, "browser-order");
+  const b = await clientPage(server.port, "browser-order");
+  // both publish at once, interleaving
+  await Promise.all([
+    a.evaluate(() => { for (let i = 0; i < 50; i++) window.room.publish({ type: "chat", from: "a", i }); }),
+    b.evaluate(() => { for (let i = 0; i < 50; i++) window.room.publish({ type: "chat", from: "b", i }); }),
+  ]);
+  await waitFor(a, () => window.got.length >= 100);
+  await waitFor(b, () => window.got.length >= 100);
+  const seqA = await a.evaluate(() => window.got.map((m) => `${m.msg_id}:${m.from}${m.i}`));
+  const seqB = await b.evaluate(() => window.got.map((m) => `${m.msg_id}:${m.from}${m.i}`));
+  assert.equal(seqA.length, 100);
+  assert.deepEqual(seqA, seqB, "both pages see the same messages in the same order");
+  const ids = seqA.map((s) => Number(s.split(":")[0]));
+  assert.deepEqual(ids, ids.map((_, k) => ids[0] + k), "msg_ids are consecutive");
+  for (const p of [a, b]) {
+    assert.deepEqual(await p.evaluate(() => window.gaps), []);
+    assert.deepEqual(p.errors, []);
+    await p.close();
+  }
+});
+
+test("a page reconnects by itself after the server restarts", async () => {
+  const port = server.port;
+  const a = await clientPage(port, "browser-reconnect");
+  await a.evaluate(() => window.room.publish({ type: "chat", text: "before" }));
+  await waitFor(a, () => window.got.some((m) => m.text === "before"));
+  const reconnectsBefore = await a.evaluate(() => window.rc.reconnects);
+
+  await server.stop();
+  server = null;
+  await waitFor(a, () => window.rc.state === "reconnecting");
+  // messages published while disconnected are queued and sent after the rejoin
+  await a.evaluate(() => window.room.publish({ type: "chat", text: "while-down" }));
+  server = await Server.start(port);
+
+  await waitFor(a, () => window.rc.state === "open" && window.room.joined, undefined, 20000);
+  assert.equal(await a.evaluate(() => window.rc.reconnects), reconnectsBefore + 1);
+  await waitFor(a, () => window.got.some((m) => m.text === "while-down"));
+  // and a second page in the new server's room sees what the reconnected page publishes
+  const b = await clientPage(port, "browser-reconnect");
+  await a.evaluate(() => window.room.publish({ type: "chat", text: "after" }));
+  await waitFor(b, () => window.got.some((m) => m.text === "after"));
+  assert.deepEqual(a.errors, []);
+  await a.close();
+  await b.close();
+});
+
+test("the demo page works and looks right (screenshot)", async () => {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`http://127.0.0.1:${server.port}/?nick=ada`);
+  await page.waitForSelector("#status.open", { timeout: 15000 });
+  const peer = await browser.newPage();
+  await peer.goto(`http://127.0.0.1:${server.port}/?nick=grace`);
+  await peer.waitForSelector("#status.open", { timeout: 15000 });
+  const lines = [
+    [page, "Hi! Is this thing on?"], [peer, "Loud and clear — msg_ids line up on my side too."],
+    [page, "Open a second window and watch the chart move"], [peer, "⚡ try the burst button"],
+  ];
+  for (const [p, text] of lines) {
+    await p.fill("#text", text);
+    await p.press("#text", "Enter");
+    await p.waitForFunction((t) => [...document.querySelectorAll(".msg .text")].some((e) => e.textContent === t),
+                            text, { timeout: 10000 });
+  }
+  // the peer's messages reach the demo page, in order
+  await page.waitForFunction(() => document.querySelectorAll(".msg").length >= 4, undefined, { timeout: 10000 });
+  const ids = await page.$$eval(".msg", (els) => els.map((e) => Number(e.dataset.msgId)));
+  assert.deepEqual(ids, [...ids].sort((x, y) => x - y));
+  // let the live panel draw a few points
+  await page.waitForFunction(() => Number(document.getElementById("k-conn").textContent) >= 2,
+                             undefined, { timeout: 10000 });
+  await page.waitForTimeout(1500);
+  await peer.click("#burst");
+  await page.waitForFunction(() => [...document.querySelectorAll(".system")].some((e) => /200 messages/.test(e.textContent)),
+                             undefined, { timeout: 10000 });
+  await page.waitForTimeout(2500);
+  await page.screenshot({ path: path.join(OUT, "demo.png") });
+  assert.deepEqual(errors, []);
+  await peer.close();
+  await page.close();
+});
