@@ -85,7 +85,7 @@ unit-bins: $(UNIT_BIN)
 
 run: deps-build all
 	@mkdir -p data
-	./$(BIN) --bind 127.0.0.1 --port 8080
+	./$(BIN) --bind 127.0.0.1 --port 8080 --data-dir data
 
 deps-build:
 	@scripts/deps.sh build

@@ -2,7 +2,7 @@
  * reference server: it speaks only the wire protocol).
  *
  *   netsync_sim [-c CLIENTS] [-r ROOMS] [-z HZ] [-d SECONDS] [-w WARMUP] [-s SUBS_PER_ROOM]
- *               [-p PID] [-H HOST] [-R ROUTER_PORT] [-P PUB_PORT] [--storm N]
+ *               [-p PID] [-H HOST] [-R ROUTER_PORT] [-P PUB_PORT] [-o BASE] [--storm N]
  *
  * Load mode: CLIENTS DEALERs spread over ROOMS rooms each send a 135-byte CLIENT_TRANSFORM
  * (36-char deviceId, no virtuals) at HZ, evenly phased. Each transform carries the client's
@@ -16,6 +16,10 @@
  *   - the server's CPU (utime+stime from /proc/PID/stat over the window, % of one core) and
  *     RSS (VmRSS at the end), when -p PID is given;
  *   - the simulator's own CPU (getrusage), so a saturated simulator is visible.
+ * -o BASE numbers this process's clients from BASE (deviceIds and the client index carried in
+ * the transform), so several simulator processes can share rooms when one cannot generate
+ * the load; each measures latency for its own clients only. Server CPU is reported by every
+ * process for its own window.
  * Storm mode (--storm N): N DEALERs join one room within one second; an observer SUB reports
  * when the mapping listing all N arrived after the last join, and how many mapping messages
  * and bytes the room produced.
@@ -178,7 +182,7 @@ static int storm(void *ctx, const char *host, int rport, int pport, int n)
 int main(int argc, char **argv)
 {
     int nclients = 300, nrooms = 10, subs_per_room = -1, pid = 0, rport = 5555, pport = 5556;
-    int storm_n = 0;
+    int storm_n = 0, base = 0;
     double hz = 30, dur = 10, warm = 3;
     const char *host = "127.0.0.1";
     for (int i = 1; i < argc; i++) {
@@ -194,6 +198,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-R")) rport = atoi(v), i++;
         else if (!strcmp(a, "-P")) pport = atoi(v), i++;
         else if (!strcmp(a, "--storm")) storm_n = atoi(v), i++;
+        else if (!strcmp(a, "-o")) base = atoi(v), i++;
         else {
             fprintf(stderr, "usage: see the header of bench/netsync_sim.c\n");
             return 2;
@@ -269,7 +274,7 @@ int main(int argc, char **argv)
             cl *x = &c[next_i];
             x->seq++;
             x->sent_at[x->seq % RING] = now_s();
-            size_t len = enc_transform(m, next_i, (float)x->seq);
+            size_t len = enc_transform(m, base + next_i, (float)x->seq);
             zmq_send(x->dealer, rooms[x->room], strlen(rooms[x->room]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
             zmq_send(x->dealer, m, len, ZMQ_DONTWAIT);
             x->next += period;
@@ -277,8 +282,12 @@ int main(int argc, char **argv)
             if (in_window) sent_window++;
             next_i = (next_i + 1) % nclients;
         }
-        long wait_ms = (long)((c[next_i].next - now_s()) * 1000);
-        if (wait_ms < 0) wait_ms = 0;
+        /* Sleep at least 1 ms when the next send is not due yet: sends are evenly phased
+         * (9 k/s at 300 x 30 Hz), and truncating the wait to 0 ms made the simulator spin in
+         * zmq_poll over every SUB, competing with the server for the CPU. Sends are then up to
+         * 1 ms late; sent_at is the real send time, so latencies are not affected. */
+        double wait_s = c[next_i].next - now_s();
+        long wait_ms = wait_s <= 0 ? 0 : (long)(wait_s * 1000) + 1;
         if (zmq_poll(items, nsubs, wait_ms) <= 0) continue;
         for (int k = 0; k < nsubs; k++) {
             if (!(items[k].revents & ZMQ_POLLIN)) continue;
@@ -298,7 +307,7 @@ int main(int argc, char **argv)
                 for (int e = 0; e < cnt && o + 99 <= (size_t)bl; e++) {
                     float f[2];
                     memcpy(f, buf + o + 2, 8);
-                    int who = (int)f[0];
+                    int who = (int)f[0] - base;
                     uint32_t seq = (uint32_t)f[1];
                     o += 99 + (size_t)buf[o + 98] * 24;
                     if (who < 0 || who >= nclients || who == s[k].owner) continue;
@@ -332,7 +341,7 @@ int main(int argc, char **argv)
                 for (int e = 0; e < cnt && o + 99 <= (size_t)bl; e++) {
                     float f[2];
                     memcpy(f, buf + o + 2, 8);
-                    int who = (int)f[0];
+                    int who = (int)f[0] - base;
                     uint32_t seq = (uint32_t)f[1];
                     o += 99 + (size_t)buf[o + 98] * 24;
                     if (who >= 0 && who < nclients && who != s[k].owner && seq > c[who].seen)

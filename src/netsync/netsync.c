@@ -19,6 +19,17 @@
  * with 32 reads per stream); a zero-delay timer continues the drain. */
 #define NS_DRAIN_BUDGET 2048
 
+/* Input is drained at most once per NS_COALESCE_NS: an edge on the ROUTER's ZMQ_FD that comes
+ * sooner arms drain_more for the end of the window instead. Each client's transforms arrive
+ * one by one, so draining on every edge meant a wake-up of this thread (epoll_wait, the
+ * mailbox eventfd, ZMQ_EVENTS) and an eventfd write by libzmq's I/O thread per message;
+ * while the window is open libzmq queues its commands without signalling, so both threads
+ * wake at most once per window. It adds at most this much to a message's latency; it is not
+ * a polling timer (armed only by an edge, idle when no input arrives). */
+#ifndef NS_COALESCE_NS
+#define NS_COALESCE_NS (1 * RC_NS_PER_MS)
+#endif
+
 struct rc_netsync {
     rc_loop *loop;               /* not owned */
     void *zctx;                  /* ZeroMQ context (one I/O thread) */
@@ -27,7 +38,8 @@ struct rc_netsync {
     rc_io router_io;             /* the ROUTER's ZMQ_FD (owned by libzmq, never closed here) */
     rc_io pub_io;                /* the PUB's ZMQ_FD: subscriptions and pipe commands */
     rc_timer tick;               /* the broadcast tick, armed while any room exists */
-    rc_timer drain_more;         /* continues a drain that used up its budget */
+    rc_timer drain_more;         /* continues a drain (budget used up, or coalescing) */
+    uint64_t last_drain;         /* loop ns of the last drain */
     uint64_t tick_ns;            /* tick period */
     uint16_t router_port, pub_port;
     ns_disc disc;                /* discovery sockets */
@@ -65,10 +77,15 @@ static void zpublish(void *arg, const uint8_t *topic, size_t tlen, const uint8_t
 
 /* ---- input ------------------------------------------------------------------------------- */
 
+/* arm_tick points the tick timer at the earliest room that is due (input may have made a
+ * quiet room due at once); never later than it already is. */
 static void arm_tick(rc_netsync *ns)
 {
-    if (!rc_timer_armed(&ns->tick) && ns->rooms.nrooms > 0)
-        rc_timer_start(ns->loop, &ns->tick, rc_loop_now(ns->loop) + ns->tick_ns);
+    uint64_t wake = ns->rooms.wake, now = rc_loop_now(ns->loop);
+    if (wake == UINT64_MAX) return;
+    if (wake < now) wake = now;
+    if (!rc_timer_armed(&ns->tick) || wake < ns->tick.due)
+        rc_timer_start(ns->loop, &ns->tick, wake);
 }
 
 static void handle(rc_netsync *ns, zmq_msg_t *parts, int nparts)
@@ -147,6 +164,7 @@ static void drain(rc_netsync *ns)
     for (int i = 0; i < 3; i++) zmq_msg_init(&parts[i]);
     zmq_msg_init(&extra);
     int budget = NS_DRAIN_BUDGET;
+    ns->last_drain = rc_loop_now(ns->loop);
     while (router_readable(ns)) {
         if (budget-- == 0) {
             rc_timer_start(ns->loop, &ns->drain_more, rc_loop_now(ns->loop));
@@ -170,7 +188,12 @@ static void drain(rc_netsync *ns)
 
 static void on_router(rc_loop *loop, rc_io *io, uint32_t events)
 {
-    drain(container_of(io, rc_netsync, router_io));
+    rc_netsync *ns = container_of(io, rc_netsync, router_io);
+    uint64_t now = rc_loop_now(loop);
+    if (now - ns->last_drain >= NS_COALESCE_NS)
+        drain(ns);
+    else if (!rc_timer_armed(&ns->drain_more))
+        rc_timer_start(loop, &ns->drain_more, ns->last_drain + NS_COALESCE_NS);
 }
 
 static void on_drain_more(rc_loop *loop, rc_timer *t)
@@ -202,8 +225,8 @@ static void on_tick(rc_loop *loop, rc_timer *t)
     int b = 0;
     for (uint64_t lim = 16000; b < NS_TICK_BUCKETS - 1 && dt > lim; lim *= 4) b++;
     ns->st.tick_hist[b]++;
-    /* Scheduled from now, not from the due time: consecutive broadcasts of a dirty room are
-     * never closer than tick_ns (the reference's DIRTY_THRESHOLD). */
+    /* Each room keeps its own cadence (ns_rooms_tick): consecutive broadcasts of a dirty room
+     * are never closer than tick_ns (the reference's DIRTY_THRESHOLD) and never later. */
     arm_tick(ns);
     /* Publishing touched libzmq; check the ROUTER in case its read edge was consumed. */
     drain(ns);
@@ -240,13 +263,13 @@ static void *bind_socket(rc_netsync *ns, int type, const char *addr, uint16_t po
     return s;
 }
 
-static int watch(rc_netsync *ns, void *s, rc_io *io, rc_io_cb *cb)
+static int watch(rc_netsync *ns, void *s, rc_io *io, rc_io_cb *cb, uint32_t events)
 {
     int fd;
     size_t sz = sizeof(fd);
     if (zmq_getsockopt(s, ZMQ_FD, &fd, &sz) < 0) return -zmq_errno();
     rc_io_init(io, fd, cb);
-    return rc_io_start(ns->loop, io, RC_EV_READ);
+    return rc_io_start(ns->loop, io, events);
 }
 
 rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
@@ -261,6 +284,7 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     rc_timer_init(&ns->drain_more, on_drain_more);
     ns_params p;
     ns_params_default(&p);
+    p.tick_ns = o->tick_ns;
     p.client_timeout_ns = o->client_timeout_ns;
     p.idle_ns = o->idle_ns;
     p.mapping_ns = o->mapping_ns;
@@ -270,8 +294,10 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     if (!(ns->router = bind_socket(ns, ZMQ_ROUTER, addr, o->router_port, &ns->router_port)))
         goto err;
     if (!(ns->pub = bind_socket(ns, ZMQ_PUB, addr, o->pub_port, &ns->pub_port))) goto err;
-    if (watch(ns, ns->router, &ns->router_io, on_router) < 0 ||
-        watch(ns, ns->pub, &ns->pub_io, on_pub) < 0) {
+    /* The ROUTER's ZMQ_FD edge-triggered: while a coalescing window defers the drain it stays
+     * readable, and level-triggered it would wake the loop in a spin until then. */
+    if (watch(ns, ns->router, &ns->router_io, on_router, RC_EV_READ | EPOLLET) < 0 ||
+        watch(ns, ns->pub, &ns->pub_io, on_pub, RC_EV_READ) < 0) {
         rc_error("cannot watch the netsync sockets");
         goto err;
     }

@@ -27,6 +27,7 @@ const char *const ns_drop_names[NS_DROP__COUNT] = {
 void ns_params_default(ns_params *p)
 {
     *p = (ns_params){
+        .tick_ns = 50000000ull,
         .client_timeout_ns = 1000000000ull,
         .idle_ns = 500000000ull,
         .mapping_ns = 1000000000ull,
@@ -58,7 +59,8 @@ static void publish(ns_rooms *rs, const ns_room *r, const rc_buf *b)
 int ns_rooms_init(ns_rooms *rs, const ns_params *p, rc_netsync_stats *st, ns_publish *pub,
                   void *arg)
 {
-    *rs = (ns_rooms){.p = *p, .st = st, .publish = pub, .publish_arg = arg, .nbucket = 64};
+    *rs = (ns_rooms){.p = *p, .st = st, .publish = pub, .publish_arg = arg, .nbucket = 64,
+                     .wake = UINT64_MAX};
     rs->bucket = calloc(rs->nbucket, sizeof(*rs->bucket));
     return rs->bucket ? 0 : -1;
 }
@@ -99,7 +101,8 @@ static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t n
     memcpy(r->id, id, len);
     r->id_len = (uint8_t)len;
     r->next_no = 1;
-    r->created = r->last_expiry = now;
+    r->created = r->last_expiry = r->last_house = now;
+    if (now < rs->wake) rs->wake = now; /* first broadcast and mapping without waiting */
     if (rs->nrooms >= rs->nbucket) rooms_rehash(rs);
     uint32_t h = hash_bytes(id, len) & (rs->nbucket - 1);
     r->hnext = rs->bucket[h];
@@ -310,7 +313,13 @@ void ns_on_transform(ns_rooms *rs, const uint8_t *room, size_t room_len, const u
         d->ent_len = (uint16_t)(NS_ENTRY_FIXED + (size_t)t->nvirt * NS_TRANSFORM_SIZE);
     }
     if (visible != was_visible) r->nvisible += visible ? 1 : (uint32_t)-1;
-    if (visible || was_visible) r->dirty = true;
+    if ((visible || was_visible) && !r->dirty) {
+        r->dirty = true;
+        /* A room that was quiet for a tick is published at once, otherwise one tick after its
+         * last broadcast: never the extra wait of a global timer. */
+        uint64_t due = r->last_bcast + rs->p.tick_ns;
+        if (due < rs->wake) rs->wake = due;
+    }
     r->transforms_in++;
     rs->st->transforms_in++;
     if (t->clamped) rs->st->nvirt_clamped++;
@@ -575,13 +584,28 @@ static void timeouts(ns_rooms *rs, ns_room *r, uint64_t now)
     r->nlive = w;
 }
 
-void ns_rooms_tick(ns_rooms *rs, uint64_t now)
+static uint64_t room_due(const ns_rooms *rs, const ns_room *r)
+{
+    uint64_t due = r->last_house + rs->p.tick_ns;
+    if (r->dirty && r->last_bcast + rs->p.tick_ns < due) due = r->last_bcast + rs->p.tick_ns;
+    return due;
+}
+
+uint64_t ns_rooms_tick(ns_rooms *rs, uint64_t now)
 {
     ns_room *next;
+    uint64_t wake = UINT64_MAX;
     for (ns_room *r = rs->head; r; r = next) {
         next = r->next;
+        if (room_due(rs, r) > now) {
+            if (room_due(rs, r) < wake) wake = room_due(rs, r);
+            continue;
+        }
+        r->last_house = now;
         timeouts(rs, r, now);
-        if (r->mapping_dirty || now - r->last_mapping >= rs->p.mapping_ns)
+        /* coalesced: at most one mapping per room per tick, plus a periodic one */
+        if ((r->mapping_dirty && now - r->last_mapping >= rs->p.tick_ns) ||
+            now - r->last_mapping >= rs->p.mapping_ns)
             publish_mapping(rs, r, now);
         if (r->nlive == 0) {
             /* Like the reference's cleanup: the room goes with all its state once nobody is
@@ -595,8 +619,13 @@ void ns_rooms_tick(ns_rooms *rs, uint64_t now)
         } else if (r->nv_dirty) {
             publish_vars(rs, r, false);
         }
-        if (r->nvisible > 0 && (r->dirty || now - r->last_bcast >= rs->p.idle_ns))
+        if (r->nvisible > 0 && ((r->dirty && now - r->last_bcast >= rs->p.tick_ns) ||
+                                now - r->last_bcast >= rs->p.idle_ns))
             publish_room_transform(rs, r, now);
+        if (r->nvisible == 0) r->dirty = false; /* nothing to publish (never count 0) */
         if (now - r->last_expiry >= rs->p.expiry_sweep_ns) expire_devices(rs, r, now);
+        if (room_due(rs, r) < wake) wake = room_due(rs, r);
     }
+    rs->wake = wake;
+    return wake;
 }

@@ -41,6 +41,7 @@ typedef void ns_publish(void *arg, const uint8_t *topic, size_t topic_len, const
                         size_t len);
 
 typedef struct ns_params {
+    uint64_t tick_ns;            /* min gap between broadcasts of a dirty room; housekeeping (50 ms) */
     uint64_t client_timeout_ns;  /* silence after which a client leaves (1 s) */
     uint64_t idle_ns;            /* re-broadcast period of an unchanged room (0.5 s) */
     uint64_t mapping_ns;         /* periodic DEVICE_ID_MAPPING (1 s) */
@@ -106,6 +107,7 @@ struct ns_room {
     uint32_t *order;             /* live device indices in join order (devcap entries) */
     uint64_t created;            /* loop ns */
     uint64_t last_bcast;         /* loop ns of the last ROOM_TRANSFORM */
+    uint64_t last_house;         /* loop ns of the last timeout/mapping/NV pass */
     uint64_t last_mapping;       /* loop ns of the last DEVICE_ID_MAPPING */
     uint64_t last_expiry;        /* loop ns of the last expiry sweep */
     uint64_t transforms_in;      /* CLIENT_TRANSFORM received (for per-room rates) */
@@ -125,6 +127,7 @@ typedef struct ns_rooms {
     ns_room **bucket;            /* room id hash table */
     uint32_t nbucket;            /* power of two */
     uint32_t nrooms;
+    uint64_t wake;               /* earliest loop ns a room is due (UINT64_MAX: none) */
     rc_buf out;                  /* encode scratch, reused by every message */
 } ns_rooms;
 
@@ -145,9 +148,14 @@ void ns_on_rpc(ns_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t
 void ns_on_var_set(ns_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t *ident,
                    size_t ident_len, const ns_var_set *v, bool global);
 
-/* ns_rooms_tick runs timeouts, publishes the due mappings, NV syncs and ROOM_TRANSFORMs,
- * expires old devices and deletes rooms without live clients. */
-void ns_rooms_tick(ns_rooms *rs, uint64_t now);
+/* ns_rooms_tick processes the rooms that are due: timeouts, mappings, NV syncs and the
+ * ROOM_TRANSFORM, device expiry, deletion of rooms without live clients. Each room keeps its
+ * own cadence: a dirty room is published as soon as tick_ns has passed since its last
+ * broadcast (at once if it was quiet for longer), and its housekeeping runs every tick_ns.
+ * Returns rs->wake, the earliest loop ns at which a room is due next (UINT64_MAX: no room);
+ * input that dirties a quiet room lowers rs->wake, so the caller re-arms its timer after
+ * feeding input. */
+uint64_t ns_rooms_tick(ns_rooms *rs, uint64_t now);
 
 /* Results of a variable set (enum order matters to nobody; names for HTTP mapping). */
 enum ns_nv_result {
