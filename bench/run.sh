@@ -49,7 +49,7 @@ while [ $# -gt 0 ]; do
     --servers) servers=$2; shift ;;
     --out) out=$2; shift ;;
     --deps) deps_only=1 ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     all) scenarios+=(fanout fanout-30hz pingpong pingpong-1cpu churn slow idle) ;;
     fanout|fanout-30hz|pingpong|pingpong-1cpu|churn|slow|idle) scenarios+=("$1") ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -138,8 +138,8 @@ start_server() { # NAME -> PID[NAME], PORT[NAME]
     *) echo "run.sh: unknown server '$name'" >&2; return 1 ;;
     esac
     PID[$name]=$!
-    local port="" i
-    for i in $(seq 100); do
+    local port="" _
+    for _ in $(seq 100); do
         port=$(sed -n 's|.*listening on http://[0-9.]*:\([0-9]*\)/.*|\1|p' "$log" | head -1)
         [ -n "$port" ] && break
         kill -0 "${PID[$name]}" 2>/dev/null || break
@@ -214,7 +214,8 @@ for sc in "${scenarios[@]}"; do
         k=${#active[@]}
         for ((j = 0; j < k; j++)); do
             s=${active[$(((j + r) % k))]}
-            line=$(timeout 300 "${PIN[@]}" "$BENCH" $(scenario_args "$sc" "$s") --port "${PORT[$s]}" \
+            read -r -a args <<<"$(scenario_args "$sc" "$s")"
+            line=$(timeout 300 "${PIN[@]}" "$BENCH" "${args[@]}" --port "${PORT[$s]}" \
                        --server-pid "${PID[$s]}" --label "$s" --quiet)
             rc=$?
             if [ -z "$line" ]; then

@@ -68,6 +68,7 @@ int main(int argc, char **argv)
             rc_loop_free(loop);
             return 1;
         }
+        srv->netsync = ns; /* for the HTTP routes (src/netsync/nshttp.c) and /metrics */
     }
     /* Tests and scripts wait for this exact line (and read the port from it with --port 0). */
     fprintf(stderr, "roomcast: listening on http://%s:%u/\n", cfg.bind, srv->port);
@@ -81,6 +82,7 @@ int main(int argc, char **argv)
 
     r = rc_loop_run(loop);
     if (r < 0) rc_error("event loop failed: %s", strerror(-r));
+    srv->netsync = NULL;
     rc_netsync_free(ns);
     rc_server_free(srv);
     rc_loop_free(loop);

@@ -30,6 +30,18 @@
 #define NS_COALESCE_NS (1 * RC_NS_PER_MS)
 #endif
 
+/* A client-variable set waiting for its device to join (REST bridge). */
+typedef struct ns_pending {
+    struct ns_pending *next;
+    uint64_t at;                 /* loop ns when queued */
+    uint8_t room_len, dev_len, name_len;
+    uint32_t value_len;
+    uint8_t *room, *dev, *name, *value; /* point into the same allocation, after the struct */
+} ns_pending;
+
+#define NS_PENDING_MAX 4096
+#define NS_PENDING_TTL (60 * RC_NS_PER_SEC)
+
 struct rc_netsync {
     rc_loop *loop;               /* not owned */
     void *zctx;                  /* ZeroMQ context (one I/O thread) */
@@ -45,7 +57,11 @@ struct rc_netsync {
     ns_disc disc;                /* discovery sockets */
     ns_rooms rooms;              /* the rooms */
     rc_netsync_stats st;         /* counters */
+    ns_pending *pending;         /* queued client-variable sets, oldest first */
+    size_t npending;
 };
+
+static void apply_pending(rc_netsync *ns, uint64_t now);
 
 void rc_netsync_opts_default(rc_netsync_opts *o)
 {
@@ -216,6 +232,7 @@ static void on_tick(rc_loop *loop, rc_timer *t)
 {
     rc_netsync *ns = container_of(t, rc_netsync, tick);
     uint64_t t0 = rc_clock_ns();
+    if (ns->pending) apply_pending(ns, rc_loop_now(loop));
     ns_rooms_tick(&ns->rooms, rc_loop_now(loop));
     uint64_t dt = rc_clock_ns() - t0;
     ns->st.ticks++;
@@ -324,6 +341,11 @@ void rc_netsync_free(rc_netsync *ns)
     if (ns->pub) zmq_close(ns->pub);
     if (ns->zctx) zmq_ctx_term(ns->zctx);
     if (ns->rooms.bucket) ns_rooms_release(&ns->rooms);
+    while (ns->pending) {
+        ns_pending *q = ns->pending;
+        ns->pending = q->next;
+        free(q);
+    }
     free(ns);
 }
 
@@ -397,4 +419,80 @@ enum rc_netsync_nv rc_netsync_set_global_var(rc_netsync *ns, const void *room, s
     ns_room *r = room_len > NS_STR8_MAX ? NULL : ns_room_find(&ns->rooms, room, room_len);
     if (!r) return RC_NETSYNC_NV_NO_ROOM;
     return set_var(ns, r, -1, name, name_len, value, value_len);
+}
+
+/* ---- queued client variables (REST bridge) ----------------------------------------------- */
+
+static bool pending_is(const ns_pending *q, const void *room, size_t room_len,
+                       const void *device, size_t device_len)
+{
+    return q->room_len == room_len && q->dev_len == device_len &&
+           memcmp(q->room, room, room_len) == 0 && memcmp(q->dev, device, device_len) == 0;
+}
+
+size_t rc_netsync_queued(const rc_netsync *ns, const void *room, size_t room_len,
+                         const void *device, size_t device_len)
+{
+    size_t n = 0;
+    for (const ns_pending *q = ns->pending; q; q = q->next)
+        n += pending_is(q, room, room_len, device, device_len);
+    return n;
+}
+
+int rc_netsync_queue_client_var(rc_netsync *ns, const void *room, size_t room_len,
+                                const void *device, size_t device_len, const void *name,
+                                size_t name_len, const void *value, size_t value_len)
+{
+    if (room_len > NS_STR8_MAX || device_len > NS_ID_MAX || name_len == 0 ||
+        name_len > NS_STR8_MAX || value_len > NS_STR16_MAX)
+        return -EINVAL;
+    if (rc_netsync_queued(ns, room, room_len, device, device_len) >= RC_NETSYNC_QUEUE_PER_DEVICE)
+        return -EBUSY;
+    if (ns->npending >= NS_PENDING_MAX) return -ENOSPC;
+    ns_pending *q = malloc(sizeof(*q) + room_len + device_len + name_len + value_len + 1);
+    if (!q) return -ENOMEM;
+    uint8_t *p = (uint8_t *)(q + 1);
+    q->room = p, p += room_len;
+    q->dev = p, p += device_len;
+    q->name = p, p += name_len;
+    q->value = p;
+    memcpy(q->room, room, room_len);
+    memcpy(q->dev, device, device_len);
+    memcpy(q->name, name, name_len);
+    if (value_len) memcpy(q->value, value, value_len);
+    q->room_len = (uint8_t)room_len, q->dev_len = (uint8_t)device_len;
+    q->name_len = (uint8_t)name_len, q->value_len = (uint32_t)value_len;
+    q->at = rc_loop_now(ns->loop);
+    q->next = NULL;
+    ns_pending **tail = &ns->pending;
+    while (*tail) tail = &(*tail)->next;
+    *tail = q;
+    ns->npending++;
+    if (!rc_timer_armed(&ns->tick)) /* no room yet: look again at the tick cadence */
+        rc_timer_start(ns->loop, &ns->tick, rc_loop_now(ns->loop) + ns->tick_ns);
+    return 0;
+}
+
+/* apply_pending applies the queued sets whose device has joined, in queue order, and drops
+ * those older than NS_PENDING_TTL. */
+static void apply_pending(rc_netsync *ns, uint64_t now)
+{
+    ns_pending **pp = &ns->pending;
+    while (*pp) {
+        ns_pending *q = *pp;
+        enum rc_netsync_nv r = rc_netsync_set_client_var(ns, q->room, q->room_len, q->dev,
+                                                         q->dev_len, q->name, q->name_len,
+                                                         q->value, q->value_len);
+        if ((r == RC_NETSYNC_NV_NO_ROOM || r == RC_NETSYNC_NV_NO_DEVICE) &&
+            now - q->at < NS_PENDING_TTL) {
+            pp = &q->next;
+            continue;
+        }
+        *pp = q->next;
+        ns->npending--;
+        free(q);
+    }
+    /* keep ticking while sets wait for a room that does not exist yet */
+    if (ns->pending && ns->rooms.wake == UINT64_MAX && !rc_timer_armed(&ns->tick))
+        rc_timer_start(ns->loop, &ns->tick, now + ns->tick_ns);
 }

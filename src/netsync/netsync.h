@@ -93,4 +93,16 @@ enum rc_netsync_nv rc_netsync_set_global_var(rc_netsync *ns, const void *room, s
                                              const void *name, size_t name_len,
                                              const void *value, size_t value_len);
 
+/* rc_netsync_queue_client_var keeps a client-variable set for a device that has no number in
+ * the room yet (the REST bridge's "queued"): it is applied, as by rc_netsync_set_client_var,
+ * at the first tick after the device has joined, and forgotten after 60 s. At most
+ * RC_NETSYNC_QUEUE_PER_DEVICE per (room, device) — -EBUSY beyond — and 4096 in all (-ENOSPC).
+ * rc_netsync_queued counts a device's queued sets. */
+#define RC_NETSYNC_QUEUE_PER_DEVICE 20
+int rc_netsync_queue_client_var(rc_netsync *ns, const void *room, size_t room_len,
+                                const void *device, size_t device_len, const void *name,
+                                size_t name_len, const void *value, size_t value_len);
+size_t rc_netsync_queued(const rc_netsync *ns, const void *room, size_t room_len,
+                         const void *device, size_t device_len);
+
 #endif

@@ -10,6 +10,7 @@
 #include "proto/handshake.h"
 #include "proto/json.h"
 #include "server/api.h"
+#include "netsync/nshttp.h"
 #include "server/server.h"
 #include "server/webassets.h"
 #include "server/ws.h"
@@ -265,6 +266,7 @@ static void handle_request(rc_conn *c, const rc_http_ctx *x, bool wants_ws)
                           "/echo is a WebSocket endpoint: upgrade required");
         return;
     }
+    if (rc_nshttp_handle(c, x)) return; /* NetSync routes first: /api/netsync/... */
     if (rc_api_handle(c, x)) return;
     if (rc_web_handle(c, x)) return;
     rc_http_error(c, x, 404, NULL, false, "not found");

@@ -1,6 +1,7 @@
 /* metrics.c — histograms and the Prometheus text for GET /metrics; see metrics.h. */
 #include "server/metrics.h"
 
+#include "netsync/netsync.h"
 #include "server/server.h"
 #include "server/textbuf.h"
 
@@ -55,6 +56,59 @@ static void histogram(rc_textbuf *t, const char *name, const char *help, const r
     rc_textbuf_printf(t, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
     rc_textbuf_printf(t, "%s_sum %.9f\n%s_count %llu\n", name, (double)h->sum_ns / 1e9, name,
                       (unsigned long long)h->count);
+}
+
+/* The NetSync transport's counters (src/netsync/nsstats.h), when it is on. */
+static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns)
+{
+    const rc_netsync_stats *st = rc_netsync_stats_of(ns);
+    metric(t, "roomcast_netsync_clients", "gauge", "Live NetSync clients (stealth included).",
+           st->clients);
+    metric(t, "roomcast_netsync_rooms", "gauge", "NetSync rooms.", st->rooms);
+    metric(t, "roomcast_netsync_devices", "gauge",
+           "NetSync devices holding a client number (live and departed).", st->devices);
+    metric(t, "roomcast_netsync_messages_received_total", "counter",
+           "ZeroMQ messages received on the NetSync ROUTER.", st->msgs_in);
+    metric(t, "roomcast_netsync_received_bytes_total", "counter",
+           "Payload bytes received on the NetSync ROUTER.", st->bytes_in);
+    metric(t, "roomcast_netsync_transforms_received_total", "counter",
+           "CLIENT_TRANSFORM messages accepted (rate() gives transforms/s in).",
+           st->transforms_in);
+    metric(t, "roomcast_netsync_rpc_received_total", "counter", "RPCs accepted.", st->rpc_in);
+    metric(t, "roomcast_netsync_variable_sets_received_total", "counter",
+           "GLOBAL/CLIENT_VAR_SET accepted.", st->nv_in);
+    metric(t, "roomcast_netsync_joins_total", "counter", "Clients that joined a room.",
+           st->joins);
+    metric(t, "roomcast_netsync_timeouts_total", "counter", "Clients removed for silence.",
+           st->timeouts);
+    metric(t, "roomcast_netsync_messages_sent_total", "counter",
+           "Messages published on the NetSync PUB (once each; ZeroMQ fans out).", st->msgs_out);
+    metric(t, "roomcast_netsync_sent_bytes_total", "counter",
+           "Bytes published on the NetSync PUB (topic + payload, once per message).",
+           st->bytes_out);
+    metric(t, "roomcast_netsync_room_transforms_sent_total", "counter",
+           "ROOM_TRANSFORM messages published.", st->room_transforms_out);
+    metric(t, "roomcast_netsync_mappings_sent_total", "counter",
+           "DEVICE_ID_MAPPING messages published.", st->mappings_out);
+    metric(t, "roomcast_netsync_publish_errors_total", "counter", "zmq_send failures.",
+           st->publish_errors);
+    header(t, "roomcast_netsync_dropped_total", "counter",
+           "NetSync messages dropped, by reason (malformed input included).");
+    for (int i = 0; i < NS_DROP__COUNT; i++)
+        rc_textbuf_printf(t, "roomcast_netsync_dropped_total{reason=\"%s\"} %llu\n",
+                          ns_drop_names[i], (unsigned long long)st->dropped[i]);
+    header(t, "roomcast_netsync_tick_seconds", "histogram",
+           "Duration of one NetSync tick (timeouts, mappings, NV syncs, ROOM_TRANSFORMs).");
+    uint64_t cum = 0, lim = 16000; /* ns; the buckets of nsstats.h: 16 us, x4 each */
+    for (int b = 0; b < NS_TICK_BUCKETS - 1; b++, lim *= 4) {
+        cum += st->tick_hist[b];
+        rc_textbuf_printf(t, "roomcast_netsync_tick_seconds_bucket{le=\"%.9g\"} %llu\n",
+                          (double)lim / 1e9, (unsigned long long)cum);
+    }
+    rc_textbuf_printf(t, "roomcast_netsync_tick_seconds_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)st->ticks);
+    rc_textbuf_printf(t, "roomcast_netsync_tick_seconds_sum %.9f\nroomcast_netsync_tick_seconds_count %llu\n",
+                      (double)st->tick_ns_total / 1e9, (unsigned long long)st->ticks);
 }
 
 int rc_metrics_render(const rc_server *srv, rc_buf *out)
@@ -120,6 +174,7 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
     histogram(&t, "roomcast_loop_iteration_seconds",
               "Busy time of one event-loop iteration (events, timers and the output flush).",
               &m->iteration);
+    if (srv->netsync) netsync_metrics(&t, srv->netsync);
     *out = t.buf;
     return t.failed ? -1 : 0;
 }

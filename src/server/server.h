@@ -19,6 +19,8 @@
 
 #define RC_RXBUF_SIZE (64 * 1024)
 
+struct rc_netsync;
+
 typedef struct rc_server {
     rc_config cfg;           /* settings (copied at creation) */
     rc_loop *loop;           /* the loop everything runs on (not owned) */
@@ -32,6 +34,7 @@ typedef struct rc_server {
     rc_conn *free_head;      /* CLOSED connections to free at before-sleep */
     rc_rooms rooms;          /* room table */
     rc_store *store;         /* durable log, NULL without --data-dir */
+    struct rc_netsync *netsync; /* NetSync transport (set by main.c), NULL with --no-netsync */
     rc_conn *ack_conns;      /* connections with acks waiting for the durable log */
     rc_timer sweep_timer;    /* once a second: room TTLs, history age, log health */
     uint64_t rooms_repaired; /* rooms restored under a new epoch (possible loss) */

@@ -71,8 +71,9 @@ struct rc_store {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    /* Guarded by mu. */
+    /* Loop only: appended without a lock, handed over at each kick. */
     rc_buf filling;          /* ops appended by the loop since the last kick */
+    /* Guarded by mu. */
     rc_buf handoff;          /* ops handed to the writer, not yet taken */
     uint64_t handoff_seq;    /* batch number of the last handed-off batch */
     bool stop;
@@ -573,11 +574,11 @@ static void free_room(rc_store *st, rc_store_room *sr)
 /* Applies one batch of operations. Returns true if all writes succeeded. */
 static void apply_batch(rc_store *st, rc_buf *b)
 {
-    const char *p = rc_buf_head(b), *end = p + rc_buf_size(b);
+    char *p = rc_buf_head(b), *end = p + rc_buf_size(b);
     while (p < end) {
         struct op o;
         memcpy(&o, p, sizeof(o));
-        const char *data = p + sizeof(o);
+        char *data = p + sizeof(o);
         p = data + o.len;
         rc_store_room *sr = o.sr;
         switch (o.kind) {
@@ -594,6 +595,8 @@ static void apply_batch(rc_store *st, rc_buf *b)
             touch(st, sr);
             break;
         case OP_RECORD:
+            put32((unsigned char *)data + 4,
+                  (uint32_t)crc32(0, (const unsigned char *)data + REC_HEADER, o.len - REC_HEADER));
             if (rc_buf_append(&sr->wbuf, data, o.len) < 0) {
                 atomic_fetch_add(&st->bytes_dropped, o.len);
                 atomic_store(&sr->lost, true);
@@ -799,21 +802,21 @@ void rc_store_close(rc_store *st)
     free(st);
 }
 
+/* Appends an operation to the loop's private batch: no lock, no syscall. */
 static void post(rc_store *st, uint8_t kind, rc_store_room *sr, uint64_t first_kept,
                  const void *a, size_t alen, const void *b, size_t blen)
 {
     struct op o = {.kind = kind, .sr = sr, .first_kept = first_kept, .len = (uint32_t)(alen + blen)};
-    pthread_mutex_lock(&st->mu);
     if (rc_buf_reserve(&st->filling, sizeof(o) + alen + blen) == 0) {
-        memcpy(rc_buf_tail(&st->filling), &o, sizeof(o));
-        if (alen) memcpy(rc_buf_tail(&st->filling) + sizeof(o), a, alen);
-        if (blen) memcpy(rc_buf_tail(&st->filling) + sizeof(o) + alen, b, blen);
+        char *w = rc_buf_tail(&st->filling);
+        memcpy(w, &o, sizeof(o));
+        if (alen) memcpy(w + sizeof(o), a, alen);
+        if (blen) memcpy(w + sizeof(o) + alen, b, blen);
         rc_buf_commit(&st->filling, sizeof(o) + alen + blen);
     } else {
         atomic_fetch_add(&st->bytes_dropped, alen + blen);
         if (sr) atomic_store(&sr->lost, true);
     }
-    pthread_mutex_unlock(&st->mu);
 }
 
 rc_store_room *rc_store_room_new(rc_store *st, const char *name, size_t len, const char *epoch)
@@ -845,23 +848,23 @@ bool rc_store_room_lost(rc_store_room *sr)
 uint64_t rc_store_append(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
                          uint8_t opcode, const void *payload, size_t len, uint64_t first_kept)
 {
+    /* The checksum is left to the writer thread: the loop only copies. */
     unsigned char h[REC_HEADER + REC_FIXED];
     uint32_t blen = (uint32_t)(REC_FIXED + len);
     put32(h, blen);
+    put32(h + 4, 0);
     put64(h + REC_HEADER, msg_id);
     put64(h + REC_HEADER + 8, time_ms);
     h[REC_HEADER + 16] = opcode;
-    uint32_t crc = (uint32_t)crc32(0, h + REC_HEADER, REC_FIXED);
-    crc = (uint32_t)crc32(crc, payload, (uInt)len);
-    put32(h + 4, crc);
     post(st, OP_RECORD, sr, first_kept, h, sizeof(h), payload, len);
     return st->seq + 1;
 }
 
 void rc_store_kick(rc_store *st)
 {
+    if (rc_buf_size(&st->filling) == 0) return;
     pthread_mutex_lock(&st->mu);
-    if (rc_buf_size(&st->filling) > 0) {
+    {
         /* Append to what the writer has not taken yet, or hand over the whole buffer. */
         if (rc_buf_size(&st->handoff) == 0) {
             rc_buf tmp = st->handoff;

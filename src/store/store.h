@@ -8,9 +8,9 @@
  * (little-endian; length counts from msg_id to the end; crc32 covers the same bytes), so a torn
  * or corrupt tail is recognised on start, truncated and logged, never fatal.
  *
- * Threads: the loop appends records into a shared batch (a mutex, no syscall); at each
- * before-sleep it hands the batch to one writer thread, which writes each room's records with
- * one write() and, depending on --fsync, calls fsync: `no` never (the kernel decides), `everysec`
+ * Threads: the loop appends records to a batch of its own (no lock, no syscall, no checksum);
+ * at each before-sleep it hands the batch to one writer thread under a mutex, and the writer
+ * computes the checksums, writes each room's records with one write() and, depending on --fsync, calls fsync: `no` never (the kernel decides), `everysec`
  * once a second, `always` after every batch before it reports the batch durable. The writer
  * reports progress through an eventfd watched by the loop: rc_store_durable() is the highest
  * batch sequence number known to be on disk, which is when acknowledgements are sent under

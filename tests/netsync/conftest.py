@@ -64,6 +64,7 @@ class NSServer:
             text = self.stderr()
             m = NS_RE.search(text)
             if HTTP_RE.search(text) and (m or not want_ns):
+                self.http_port = int(HTTP_RE.search(text).group(1))
                 if m:
                     self.host = m.group(1)
                     self.router_port, self.pub_port, self.disc_port = (
