@@ -97,7 +97,7 @@ deps-test:
 # run against the sanitizer build too (leaks and UB in the real server fail the run) and the
 # benchmark smoke run uses the optimised build.
 test: deps-test
-	$(MAKE) all
+	$(MAKE) all bench-bins
 	$(MAKE) SANITIZE=address,undefined all unit-bins
 	tests/unit/run.sh build/sanitize/tests
 	$(MAKE) --no-print-directory fuzz-run

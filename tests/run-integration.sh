@@ -96,13 +96,22 @@ else
 fi
 
 # -- benchmark smoke run (optimised build) -----------------------------------------------------
-# >>> BENCHMARK SMOKE RUN GOES HERE <<<
-# To be added by the benchmark issue: a short, bounded run against "$OPT_BIN" that fails the
-# suite (status=1) when the benchmark cannot run; no timing thresholds. Until then OPT_BIN is
-# only checked to exist.
-: "$OPT_BIN"
-# <<< END BENCHMARK SMOKE RUN >>>
+# Every scenario once, small, against the optimised build: fails only when a run fails or a
+# correctness counter (order, loss, duplicates) is non-zero — never on timing.
+echo
+echo "== benchmark smoke run (bench/run.sh --quick) against $OPT_BIN"
+if ROOMCAST_BIN="$OPT_BIN" timeout 300 "$ROOT/bench/run.sh" --quick; then
+    summary+=("bench-quick: ok")
+else
+    status=1
+    summary+=("bench-quick: FAILED")
+fi
 
 echo
 echo "== integration summary: ${summary[*]}"
+steps_ok=0; steps_failed=0
+for s in "${summary[@]}"; do
+    case "$s" in *FAILED) steps_failed=$((steps_failed + 1)) ;; *) steps_ok=$((steps_ok + 1)) ;; esac
+done
+echo "integration: $steps_ok passed, $steps_failed failed"
 exit $status
