@@ -113,5 +113,5 @@ steps_ok=0; steps_failed=0
 for s in "${summary[@]}"; do
     case "$s" in *FAILED) steps_failed=$((steps_failed + 1)) ;; *) steps_ok=$((steps_ok + 1)) ;; esac
 done
-echo "integration: $steps_ok passed, $steps_failed failed"
+echo "integration-steps: $steps_ok passed, $steps_failed failed"
 exit $status
