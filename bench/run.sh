@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — run the roomcast benchmark side by side against its peers.
 #
-#   bench/run.sh [options] SCENARIO... | all
+#   bench/run.sh [options] [SCENARIO... | all]      (no scenario: all)
 #
 #   scenarios  fanout       100 rooms x 10 clients, 100-byte messages, flat out (window 4)
 #              fanout-30hz  34 rooms x 10 clients at 30 Hz each: ~100,000 deliveries/s, the
@@ -84,7 +84,8 @@ if [ "${deps_only:-0}" = 1 ]; then
     have_python && have_node
     exit $?
 fi
-[ ${#scenarios[@]} -gt 0 ] || { echo "run.sh: which scenario? (see --help)" >&2; exit 2; }
+# No scenario named: all of them (so `bench/run.sh --quick` is the whole smoke run).
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(fanout fanout-30hz pingpong pingpong-1cpu churn slow idle)
 
 make -s -C "$ROOT" O="$O" "$O/roomcast-bench" "$O/bench-ceiling" >&2 || exit 2
 if [ ! -x "$ROOMCAST" ]; then
