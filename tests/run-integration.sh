@@ -34,78 +34,54 @@ done
 status=0
 summary=()
 
-# -- pytest ------------------------------------------------------------------------------------
-echo "== integration (pytest, python websockets + raw sockets) against $SAN_BIN"
-export PYTHONDONTWRITEBYTECODE=1
-if ROOMCAST_BIN="$SAN_BIN" timeout 900 "$PYTHON" -m pytest -p no:cacheprovider -q -rfE \
-        "$ROOT/tests/integration"; then
-    summary+=("pytest: ok")
-else
-    status=1
-    summary+=("pytest: FAILED")
-fi
+# step NAME CMD... — runs one suite and records "NAME: ok" or "NAME: FAILED".
+step() {
+    local name=$1
+    shift
+    if "$@"; then
+        summary+=("$name: ok")
+    else
+        status=1
+        summary+=("$name: FAILED")
+    fi
+}
 
-# -- NetSync (pyzmq) ---------------------------------------------------------------------------
-echo
-echo "== integration (pytest, pyzmq NetSync clients) against $SAN_BIN"
-if ROOMCAST_BIN="$SAN_BIN" timeout 600 "$PYTHON" -m pytest -p no:cacheprovider -q -rfE \
-        "$ROOT/tests/netsync"; then
-    summary+=("netsync: ok")
-else
-    status=1
-    summary+=("netsync: FAILED")
-fi
-
-# -- node --test (npm ws) ----------------------------------------------------------------------
-echo
-echo "== integration (node --test, npm ws) against $SAN_BIN"
-node_ok=1
-(
-    cd "$ROOT/tests/node" || exit 1
-    # install when node_modules is missing or older than the lock file
+# node_suite DIR SECONDS — node's test runner in DIR, installing its npm packages from the
+# lock file first when node_modules is missing or older than it.
+node_suite() (
+    cd "$ROOT/$1" || exit 1
     if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
         npm ci --no-audit --no-fund --loglevel=error || exit 1
     fi
-    ROOMCAST_BIN="$SAN_BIN" timeout 600 node --test --test-reporter=spec
-) || node_ok=0
-if [ $node_ok -eq 1 ]; then
-    summary+=("node: ok")
-else
-    status=1
-    summary+=("node: FAILED")
-fi
+    ROOMCAST_BIN="$SAN_BIN" timeout "$2" node --test --test-reporter=spec
+)
 
-# -- browser (chromium + playwright-core) ------------------------------------------------------
+export PYTHONDONTWRITEBYTECODE=1
+
+echo "== integration (pytest, python websockets + raw sockets) against $SAN_BIN"
+step pytest env ROOMCAST_BIN="$SAN_BIN" timeout 900 "$PYTHON" -m pytest -p no:cacheprovider -q -rfE \
+    "$ROOT/tests/integration"
+
+echo
+echo "== integration (pytest, pyzmq NetSync clients) against $SAN_BIN"
+step netsync env ROOMCAST_BIN="$SAN_BIN" timeout 600 "$PYTHON" -m pytest -p no:cacheprovider -q -rfE \
+    "$ROOT/tests/netsync"
+
+echo
+echo "== integration (node --test, npm ws) against $SAN_BIN"
+step node node_suite tests/node 600
+
 # The web client and demo in Debian's chromium, headless, driven by npm playwright-core (which
 # never downloads a browser). Leaves build/test-output/demo.png.
 echo
 echo "== browser (chromium via playwright-core) against $SAN_BIN"
-browser_ok=1
-(
-    cd "$ROOT/tests/browser" || exit 1
-    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-        npm ci --no-audit --no-fund --loglevel=error || exit 1
-    fi
-    ROOMCAST_BIN="$SAN_BIN" timeout 300 node --test --test-reporter=spec
-) || browser_ok=0
-if [ $browser_ok -eq 1 ]; then
-    summary+=("browser: ok")
-else
-    status=1
-    summary+=("browser: FAILED")
-fi
+step browser node_suite tests/browser 300
 
-# -- benchmark smoke run (optimised build) -----------------------------------------------------
-# Every scenario once, small, against the optimised build: fails only when a run fails or a
-# correctness counter (order, loss, duplicates) is non-zero — never on timing.
+# Every benchmark scenario once, small, against the optimised build: fails only when a run
+# fails or a correctness counter (order, loss, duplicates) is non-zero — never on timing.
 echo
 echo "== benchmark smoke run (bench/run.sh --quick) against $OPT_BIN"
-if ROOMCAST_BIN="$OPT_BIN" timeout 300 "$ROOT/bench/run.sh" --quick; then
-    summary+=("bench-quick: ok")
-else
-    status=1
-    summary+=("bench-quick: FAILED")
-fi
+step bench-quick env ROOMCAST_BIN="$OPT_BIN" timeout 300 "$ROOT/bench/run.sh" --quick
 
 echo
 echo "== integration summary: ${summary[*]}"

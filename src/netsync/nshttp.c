@@ -22,17 +22,6 @@
 #define VALUE_MAX_BYTES (4 * VALUE_MAX_CP)
 #define MAX_VARS 256             /* per request; more is a 422 */
 
-static void send_json(rc_conn *c, const rc_http_ctx *x, int status, rc_textbuf *t)
-{
-    if (t->failed) {
-        rc_textbuf_release(t);
-        rc_http_error(c, x, 500, NULL, false, "out of memory");
-        return;
-    }
-    rc_http_respond(c, x, status, "application/json", "Cache-Control: no-store\r\n",
-                    rc_buf_head(&t->buf), rc_buf_size(&t->buf));
-    rc_textbuf_release(t);
-}
 
 /* ---- a minimal walk over JSON already validated by rc_json_scan -------------------------- */
 
@@ -224,7 +213,7 @@ static void client_variables(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, c
         rc_textbuf_printf(&t, ":{\"state\":\"%s\"}", state);
     }
     rc_textbuf_printf(&t, "}}\n");
-    send_json(c, x, 200, &t);
+    rc_http_respond_json(c, x, 200, &t);
 }
 
 /* /v1/rooms/{room}/devices/{device}/client-variables */
@@ -277,7 +266,7 @@ static void list_rooms(rc_conn *c, const rc_http_ctx *x)
     rc_textbuf t = {0};
     if (!ns) {
         rc_textbuf_printf(&t, "{\"enabled\":false,\"rooms\":[]}\n");
-        send_json(c, x, 200, &t);
+        rc_http_respond_json(c, x, 200, &t);
         return;
     }
     const rc_netsync_stats *st = rc_netsync_stats_of(ns);
@@ -312,7 +301,7 @@ static void list_rooms(rc_conn *c, const rc_http_ctx *x)
         rc_textbuf_printf(&t, "]}");
     }
     rc_textbuf_printf(&t, "]}\n");
-    send_json(c, x, 200, &t);
+    rc_http_respond_json(c, x, 200, &t);
 }
 
 /* ---- routing ------------------------------------------------------------------------------ */

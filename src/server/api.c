@@ -25,17 +25,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static void send_json(rc_conn *c, const rc_http_ctx *x, int status, rc_textbuf *t)
-{
-    if (t->failed) {
-        rc_textbuf_release(t);
-        rc_http_error(c, x, 500, NULL, false, "out of memory");
-        return;
-    }
-    rc_http_respond(c, x, status, "application/json", "Cache-Control: no-store\r\n",
-                    rc_buf_head(&t->buf), rc_buf_size(&t->buf));
-    rc_textbuf_release(t);
-}
 
 static bool is_read(const rc_http_ctx *x)
 {
@@ -226,7 +215,7 @@ static void list_rooms(rc_conn *c, const rc_http_ctx *x)
         }
     }
     rc_textbuf_printf(&t, "]}\n");
-    send_json(c, x, 200, &t);
+    rc_http_respond_json(c, x, 200, &t);
 }
 
 static void show_room(rc_conn *c, const rc_http_ctx *x, const rc_room *r)
@@ -239,7 +228,7 @@ static void show_room(rc_conn *c, const rc_http_ctx *x, const rc_room *r)
         rc_textbuf_printf(&t, "%s%llu", i ? "," : "",
                           (unsigned long long)r->members[i].conn->client_id);
     rc_textbuf_printf(&t, "]}\n");
-    send_json(c, x, 200, &t);
+    rc_http_respond_json(c, x, 200, &t);
 }
 
 /* ---- backend calls ------------------------------------------------------------------------ */
@@ -314,7 +303,7 @@ static void room_messages(rc_conn *c, const rc_http_ctx *x, const rc_room *room,
         }
     }
     rc_textbuf_printf(&t, "],\"more\":%s}\n", i < h->count ? "true" : "false");
-    send_json(c, x, 200, &t);
+    rc_http_respond_json(c, x, 200, &t);
 }
 
 /* Publishes the request body into the room exactly as a member's publish: same checks, same
@@ -375,7 +364,7 @@ static void publish(rc_conn *c, const rc_http_ctx *x, rc_room *room, const char 
     rc_textbuf_json_string(&out, name, (size_t)nlen);
     rc_textbuf_printf(&out, ",\"msg_id\":%llu,\"client_id\":0,\"members\":%u}\n",
                       (unsigned long long)id, members);
-    send_json(c, x, 200, &out);
+    rc_http_respond_json(c, x, 200, &out);
 }
 
 /* Closes a room: every member gets {"type":"left","room":R,"reason":"room_closed"} and is
@@ -398,7 +387,7 @@ static void close_room(rc_conn *c, const rc_http_ctx *x, rc_room *room)
         rc_conn_send_frame(m.conn, RC_WS_TEXT, note, (size_t)nl);
     }
     srv->metrics.api_room_closes++;
-    send_json(c, x, 200, &out);
+    rc_http_respond_json(c, x, 200, &out);
 }
 
 static void kick(rc_conn *c, const rc_http_ctx *x, const char *s, size_t n)

@@ -12,6 +12,7 @@
 #include "server/api.h"
 #include "netsync/nshttp.h"
 #include "server/server.h"
+#include "server/textbuf.h"
 #include "server/webassets.h"
 #include "server/ws.h"
 
@@ -146,6 +147,18 @@ void rc_http_on_timeout(rc_conn *c)
     srv->stats.disc_handshake++;
     if (rc_buf_size(&c->in) > 0) error_reply(c, 408, NULL, false, "request not received in time");
     else rc_conn_close(c); /* an idle keep-alive connection, or one that never spoke */
+}
+
+void rc_http_respond_json(rc_conn *c, const rc_http_ctx *x, int status, rc_textbuf *t)
+{
+    if (t->failed) {
+        rc_textbuf_release(t);
+        rc_http_error(c, x, 500, NULL, false, "out of memory");
+        return;
+    }
+    rc_http_respond(c, x, status, "application/json", "Cache-Control: no-store\r\n",
+                    rc_buf_head(&t->buf), rc_buf_size(&t->buf));
+    rc_textbuf_release(t);
 }
 
 bool rc_http_path_is(const rc_http_ctx *x, const char *s)

@@ -60,6 +60,11 @@ void rc_http_respond(rc_conn *c, const rc_http_ctx *x, int status, const char *c
 void rc_http_error(rc_conn *c, const rc_http_ctx *x, int status, const char *extra, bool close,
                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* rc_http_respond_json answers with the JSON body built in t (a 500 if building it ran out of
+ * memory) and releases t. */
+struct rc_textbuf;
+void rc_http_respond_json(rc_conn *c, const rc_http_ctx *x, int status, struct rc_textbuf *t);
+
 /* rc_http_path_is: the request path equals s exactly. */
 bool rc_http_path_is(const rc_http_ctx *x, const char *s);
 
