@@ -72,6 +72,8 @@ static void usage(FILE *f)
         "                              time of a keep-alive HTTP connection (default 10)\n"
         "  --close-timeout SEC         time to wait for a peer to finish a close (default 2)\n"
         "  --log-level LEVEL           error, warn, info or debug (default info)\n"
+        "  --no-latency-metrics        do not measure the latency and loop-time histograms of\n"
+        "                              /metrics (counters stay; for measuring their cost)\n"
         "\n"
         "NetSync (STYLY NetSync-compatible ZeroMQ transport, see docs/netsync.md):\n"
         "  --no-netsync                do not open the NetSync ports\n"
@@ -136,7 +138,7 @@ static int parse_seconds(const char *opt, const char *s, uint64_t *ns)
 enum {
     OPT_BIND = 256, OPT_PORT, OPT_MAX_CONN, OPT_MAX_MSG, OPT_MAX_PENDING, OPT_MAX_HEADER,
     OPT_MAX_ROOMS, OPT_PING_INTERVAL, OPT_PING_TIMEOUT, OPT_HANDSHAKE_TIMEOUT,
-    OPT_CLOSE_TIMEOUT, OPT_LOG_LEVEL,
+    OPT_CLOSE_TIMEOUT, OPT_LOG_LEVEL, OPT_NO_LAT_METRICS,
     OPT_HISTORY_SIZE, OPT_HISTORY_BYTES, OPT_HISTORY_AGE, OPT_ROOM_TTL, OPT_IDEM_WINDOW,
     OPT_DATA_DIR, OPT_FSYNC, OPT_LIST_ROOMS, OPT_DUMP,
     OPT_API_KEY, OPT_WEB_ROOT,
@@ -159,6 +161,7 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
         {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
         {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"no-latency-metrics", no_argument, NULL, OPT_NO_LAT_METRICS},
         {"history-size", required_argument, NULL, OPT_HISTORY_SIZE},
         {"history-bytes", required_argument, NULL, OPT_HISTORY_BYTES},
         {"history-age", required_argument, NULL, OPT_HISTORY_AGE},
@@ -273,6 +276,7 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
             }
             break;
         case OPT_LIST_ROOMS: cfg->tool_list = 1; break;
+        case OPT_NO_LAT_METRICS: cfg->no_latency_metrics = 1; break;
         case OPT_DUMP: cfg->tool_dump = optarg; break;
         case OPT_NO_NETSYNC: cfg->netsync = 0; break;
         case OPT_NS_BIND: cfg->netsync_bind = optarg; break;

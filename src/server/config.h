@@ -22,6 +22,8 @@ typedef struct rc_config {
     uint64_t handshake_timeout;   /* ns for a request head to arrive, and HTTP idle (10 s) */
     uint64_t close_timeout;       /* ns to wait for the peer during a close (2 s) */
     int log_level;                /* enum rc_log_level */
+    int no_latency_metrics;       /* --no-latency-metrics: skip the histogram hooks (to measure
+                                   * what they cost; counters stay) */
     uint32_t history_size;        /* messages kept per room for recovery, 0 = none (1000) */
     size_t history_bytes;         /* frame bytes kept per room (1 MiB) */
     uint64_t history_age;         /* ns after which a kept message expires, 0 = never (0) */

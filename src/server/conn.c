@@ -317,7 +317,8 @@ void rc_conn_flush(rc_conn *c)
     if (c->state == RC_CONN_CLOSED) return;
     rc_server *srv = c->srv;
     if (c->out.count > 0) {
-        ssize_t w = rc_outq_flush_cb(&c->out, c->io.fd, rc_metrics_on_sent, srv);
+        ssize_t w = rc_outq_flush_cb(&c->out, c->io.fd,
+                                     srv->cfg.no_latency_metrics ? NULL : rc_metrics_on_sent, srv);
         if (w < 0) {
             rc_debug("client %llu: write failed: %s", (unsigned long long)c->client_id,
                      strerror((int)-w));

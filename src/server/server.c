@@ -32,7 +32,7 @@ void rc_server_flush_later(rc_server *srv, rc_conn *c)
 static void before_sleep(rc_loop *loop, void *arg)
 {
     rc_server *srv = arg;
-    if (srv->flush_head) rc_metrics_flush_begin(srv);
+    if (srv->flush_head && !srv->cfg.no_latency_metrics) rc_metrics_flush_begin(srv);
     while (srv->flush_head) {
         rc_conn *c = srv->flush_head;
         srv->flush_head = c->next_flush;
@@ -216,7 +216,7 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     }
     rc_timer_start(loop, &srv->sweep_timer, rc_loop_now(loop) + RC_NS_PER_SEC);
     rc_loop_set_before_sleep(loop, before_sleep, srv);
-    rc_metrics_start(srv);
+    if (!cfg->no_latency_metrics) rc_metrics_start(srv);
     return srv;
 err_listen:
     rc_io_stop(loop, &srv->listen_io);
