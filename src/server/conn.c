@@ -87,7 +87,7 @@ bool rc_conn_send_replay(rc_conn *c, rc_msg *m)
     return true;
 }
 
-static rc_msg *frame_new(uint8_t opcode, const void *payload, size_t len)
+rc_msg *rc_frame_new(uint8_t opcode, const void *payload, size_t len)
 {
     size_t h = rc_ws_header_size(len);
     rc_msg *m = rc_msg_new(h + len);
@@ -99,7 +99,7 @@ static rc_msg *frame_new(uint8_t opcode, const void *payload, size_t len)
 
 bool rc_conn_send_frame(rc_conn *c, uint8_t opcode, const void *payload, size_t len)
 {
-    rc_msg *m = frame_new(opcode, payload, len);
+    rc_msg *m = rc_frame_new(opcode, payload, len);
     if (!m) {
         rc_conn_close(c);
         return false;
@@ -121,7 +121,7 @@ void rc_conn_close_ws(rc_conn *c, uint16_t code, const char *reason, bool fail)
     payload[0] = (uint8_t)(code >> 8);
     payload[1] = (uint8_t)code;
     if (rl) memcpy(payload + 2, reason, rl);
-    rc_msg *m = frame_new(RC_WS_CLOSE, payload, rl + 2);
+    rc_msg *m = rc_frame_new(RC_WS_CLOSE, payload, rl + 2);
     if (!m) {
         rc_conn_close(c);
         return;

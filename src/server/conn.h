@@ -89,6 +89,10 @@ bool rc_conn_send(rc_conn *c, rc_msg *m);
  * (the history holds it anyway; replay costs the queue a pointer). */
 bool rc_conn_send_replay(rc_conn *c, rc_msg *m);
 
+/* rc_frame_new encodes one final, unmasked server frame with a copy of payload into a new
+ * message (one reference, the caller's); NULL when out of memory. */
+rc_msg *rc_frame_new(uint8_t opcode, const void *payload, size_t len);
+
 /* rc_conn_send_frame encodes and queues one frame with a copy of payload. */
 bool rc_conn_send_frame(rc_conn *c, uint8_t opcode, const void *payload, size_t len);
 

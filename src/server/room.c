@@ -58,7 +58,7 @@ uint64_t rc_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static rc_retention retention(const rc_server *srv)
+rc_retention rc_room_retention(const rc_server *srv)
 {
     return (rc_retention){.max_count = srv->cfg.history_size,
                           .max_bytes = srv->cfg.history_bytes,
@@ -152,7 +152,7 @@ void rc_rooms_sweep(rc_server *srv)
 {
     rc_rooms *t = &srv->rooms;
     uint64_t now = rc_loop_now(srv->loop);
-    rc_retention r = retention(srv);
+    rc_retention r = rc_room_retention(srv);
     uint64_t wall = rc_wall_ms();
     rc_room *next;
     for (rc_room *room = t->empty; room; room = next) {
@@ -325,7 +325,7 @@ uint64_t rc_room_publish_lsn(rc_server *srv, rc_room *room, rc_encode_fn *encode
     room->last_msg_id = id; /* the only place a msg_id is assigned */
     srv->stats.broadcasts++;
     if (srv->cfg.history_size || room->store) {
-        rc_retention r = retention(srv);
+        rc_retention r = rc_room_retention(srv);
         uint64_t now = rc_wall_ms();
         if (rc_history_push(&room->hist, &r, id, now, m) < 0) rc_room_new_epoch(srv, room);
         if (r.max_age_ms) rc_history_expire(&room->hist, &r, now);

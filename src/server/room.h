@@ -94,6 +94,9 @@ void rc_room_new_epoch(struct rc_server *srv, rc_room *room);
 uint64_t rc_room_idem_find(const struct rc_server *srv, const rc_room *room, uint64_t hash);
 void rc_room_idem_add(struct rc_server *srv, rc_room *room, uint64_t hash, uint64_t msg_id);
 
+/* rc_room_retention is the history limits the flags set (--history-size/-bytes/-age). */
+rc_retention rc_room_retention(const struct rc_server *srv);
+
 /* rc_wall_ms is the wall-clock time in ms since the Unix epoch. */
 uint64_t rc_wall_ms(void);
 

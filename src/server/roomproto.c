@@ -179,11 +179,8 @@ static void send_ack(rc_conn *c, const rc_json_span *token, const rc_room *room,
     rc_server *srv = c->srv;
     if (lsn && srv->store && rc_store_mode(srv->store) == RC_FSYNC_ALWAYS &&
         rc_store_durable(srv->store) < lsn) {
-        size_t hl = rc_ws_header_size((size_t)n);
-        rc_msg *m = rc_msg_new(hl + (size_t)n);
+        rc_msg *m = rc_frame_new(RC_WS_TEXT, out, (size_t)n);
         if (!m) return;
-        rc_ws_encode_header((uint8_t *)m->data, RC_WS_TEXT, true, (size_t)n);
-        memcpy(m->data + hl, out, (size_t)n);
         rc_conn_defer_ack(c, lsn, m);
         rc_msg_unref(m);
         return;

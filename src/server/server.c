@@ -78,13 +78,9 @@ static void restore_record(void *arg, void *vroom, uint64_t msg_id, uint64_t tim
 {
     rc_server *srv = arg;
     rc_room *room = vroom;
-    size_t hl = rc_ws_header_size(len);
-    rc_msg *m = rc_msg_new(hl + len);
+    rc_msg *m = rc_frame_new(opcode, payload, len);
     if (!m) return;
-    rc_ws_encode_header((uint8_t *)m->data, opcode, true, len);
-    memcpy(m->data + hl, payload, len);
-    rc_retention r = {.max_count = srv->cfg.history_size, .max_bytes = srv->cfg.history_bytes,
-                      .max_age_ms = srv->cfg.history_age / RC_NS_PER_MS};
+    rc_retention r = rc_room_retention(srv);
     rc_history_push(&room->hist, &r, msg_id, time_ms, m);
     rc_msg_unref(m);
     room->last_msg_id = msg_id;
@@ -102,10 +98,10 @@ static const char *restore_done(void *arg, void *vroom, rc_store_room *sr, bool 
         srv->rooms_repaired++;
         rc_epoch_new(room->epoch);
     }
-    if (srv->cfg.history_age)
-        rc_history_expire(&room->hist, &(rc_retention){.max_count = srv->cfg.history_size,
-                          .max_bytes = srv->cfg.history_bytes,
-                          .max_age_ms = srv->cfg.history_age / RC_NS_PER_MS}, rc_wall_ms());
+    if (srv->cfg.history_age) {
+        rc_retention r = rc_room_retention(srv);
+        rc_history_expire(&room->hist, &r, rc_wall_ms());
+    }
     return room->epoch;
 }
 

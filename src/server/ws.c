@@ -63,7 +63,6 @@ static void on_close_frame(rc_conn *c, const uint8_t *p, size_t n)
 
 static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
 {
-    rc_server *srv = c->srv;
     bool open = c->state == RC_CONN_WS; /* in CLOSING only the peer's close matters */
     switch (f->opcode) {
     case RC_WS_TEXT:
@@ -117,7 +116,6 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
         on_close_frame(c, (const uint8_t *)p, n);
         return;
     default:
-        (void)srv;
         return;
     }
 }

@@ -514,7 +514,6 @@ static bool write_room(rc_store *st, rc_store_room *sr)
         sr->fd = -1;
         sr->need_fsync = false;
         sr->seg_size = 0;
-        sr->nsegs += 0;
         if (open_segment(st, sr, first_id) < 0) goto failed;
         trim_segments(sr);
     }
