@@ -110,7 +110,13 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
         if (open) rc_conn_send_frame(c, RC_WS_PONG, p, n);
         return;
     case RC_WS_PONG:
-        c->ping_out = false;
+        /* The keepalive timer is waiting for the ping timeout; a pong is rare enough to move
+         * it back to the ping interval right away, so pings keep their cadence. */
+        if (open && c->ping_out) {
+            c->ping_out = false;
+            rc_timer_start(c->srv->loop, &c->timer,
+                           rc_loop_now(c->srv->loop) + c->srv->cfg.ping_interval);
+        }
         return;
     case RC_WS_CLOSE:
         on_close_frame(c, (const uint8_t *)p, n);
