@@ -10,6 +10,7 @@
 #include "server/config.h"
 #include "server/server.h"
 #include "netsync/netsync.h"
+#include "netsync/nsws.h"
 #include "store/store.h"
 
 static void on_stop_signal(rc_loop *loop, int signo, void *arg)
@@ -69,6 +70,13 @@ int main(int argc, char **argv)
             return 1;
         }
         srv->netsync = ns; /* for the HTTP routes (src/netsync/nshttp.c) and /metrics */
+        if (!(srv->nsws = rc_nsws_new(srv, ns))) {
+            rc_error("out of memory");
+            rc_netsync_free(ns);
+            rc_server_free(srv);
+            rc_loop_free(loop);
+            return 1;
+        }
     }
     /* Tests and scripts wait for this exact line (and read the port from it with --port 0). */
     fprintf(stderr, "roomcast: listening on http://%s:%u/\n", cfg.bind, srv->port);
@@ -82,6 +90,9 @@ int main(int argc, char **argv)
 
     r = rc_loop_run(loop);
     if (r < 0) rc_error("event loop failed: %s", strerror(-r));
+    rc_nsws *nsws = srv->nsws;
+    srv->nsws = NULL; /* connections closed from here on have nobody to tell */
+    rc_nsws_free(nsws);
     srv->netsync = NULL;
     rc_netsync_free(ns);
     rc_server_free(srv);

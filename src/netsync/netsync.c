@@ -354,6 +354,13 @@ uint16_t rc_netsync_pub_port(const rc_netsync *ns) { return ns->pub_port; }
 uint16_t rc_netsync_discovery_port(const rc_netsync *ns) { return ns->disc.port; }
 const rc_netsync_stats *rc_netsync_stats_of(const rc_netsync *ns) { return &ns->st; }
 const ns_room *rc_netsync_rooms(const rc_netsync *ns) { return ns->rooms.head; }
+uint64_t rc_netsync_tick_ns(const rc_netsync *ns) { return ns->tick_ns; }
+
+void rc_netsync_watch(rc_netsync *ns, ns_watch *cb, void *arg)
+{
+    ns->rooms.watch = cb;
+    ns->rooms.watch_arg = arg;
+}
 
 const ns_room *rc_netsync_room(const rc_netsync *ns, const void *room, size_t room_len)
 {

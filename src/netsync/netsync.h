@@ -61,6 +61,11 @@ const rc_netsync_stats *rc_netsync_stats_of(const rc_netsync *ns);
 const ns_room *rc_netsync_rooms(const rc_netsync *ns);
 const ns_room *rc_netsync_room(const rc_netsync *ns, const void *room, size_t room_len);
 
+/* rc_netsync_watch makes cb see what every room publishes (one watcher: the WebSocket
+ * observers, src/netsync/nsws.h); NULL stops it. rc_netsync_tick_ns is the cadence. */
+void rc_netsync_watch(rc_netsync *ns, ns_watch *cb, void *arg);
+uint64_t rc_netsync_tick_ns(const rc_netsync *ns);
+
 /* rc_netsync_send_rpc publishes an RPC to every client of an existing room, with `sender` as
  * the sender number (0 for the server/an operator). name <= 255 bytes, args <= 65535 bytes,
  * both valid UTF-8. Returns 0, -ENOENT (no such room) or -EINVAL. */

@@ -23,107 +23,26 @@
 #define MAX_VARS 256             /* per request; more is a 422 */
 
 
-/* ---- a minimal walk over JSON already validated by rc_json_scan -------------------------- */
-
-static const char *skip_ws(const char *p, const char *e)
-{
-    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
-    return p;
-}
-
-/* p at '"': returns the byte after the closing quote. */
-static const char *skip_string(const char *p, const char *e)
-{
-    for (p++; p < e; p++) {
-        if (*p == '\\') p++;
-        else if (*p == '"') return p + 1;
-    }
-    return e;
-}
-
-static const char *skip_value(const char *p, const char *e)
-{
-    if (p < e && *p == '"') return skip_string(p, e);
-    int depth = 0;
-    for (; p < e; p++) {
-        if (*p == '"') {
-            p = skip_string(p, e) - 1;
-        } else if (*p == '{' || *p == '[') {
-            depth++;
-        } else if (*p == '}' || *p == ']') {
-            if (depth == 0) return p;
-            if (--depth == 0) return p + 1;
-        } else if (depth == 0 && (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n' ||
-                                  *p == '\r')) {
-            return p;
-        }
-    }
-    return p;
-}
-
 typedef struct var_item {
-    const char *name_raw, *value_raw; /* JSON literals (quotes included) */
-    size_t name_len, value_len;
-    bool value_is_string;
+    rc_json_span name, value; /* raw JSON literals (quotes included) */
 } var_item;
 
-/* find_vars locates the "vars" member of the top-level object: obj and oe delimit its value. */
-static bool find_vars(const char *p, const char *e, const char **obj, const char **oe)
+/* parse_vars lists the members of the "vars" object of a body rc_json_scan accepted. Returns
+ * the count, -1 when "vars" is absent or not an object, -2 when there are more than
+ * MAX_VARS. */
+static int parse_vars(const char *body, size_t len, var_item *items)
 {
-    p = skip_ws(p, e);
-    if (p >= e || *p != '{') return false;
-    p++;
-    bool found = false;
-    for (;;) {
-        p = skip_ws(p, e);
-        if (p >= e || *p == '}') return found;
-        if (*p == ',') {
-            p++;
-            continue;
-        }
-        const char *k = p;
-        p = skip_string(p, e);
-        char key[8];
-        long kl = rc_json_unescape(k, (size_t)(p - k), key, sizeof(key));
-        p = skip_ws(p, e);
-        if (p < e && *p == ':') p++;
-        p = skip_ws(p, e);
-        const char *v = p;
-        p = skip_value(p, e);
-        if (kl == 4 && memcmp(key, "vars", 4) == 0) { /* the last occurrence wins */
-            *obj = v;
-            *oe = p;
-            found = true;
-        }
-    }
-}
-
-/* parse_vars lists the members of the "vars" object. Returns the count, -1 when "vars" is
- * absent or not an object, -2 when there are more than MAX_VARS. */
-static int parse_vars(const char *p, const char *e, var_item *items)
-{
-    if (p >= e || *p != '{') return -1;
+    rc_json_span vars, k, v;
+    rc_json_iter it;
+    if (!rc_json_member(body, len, "vars", &vars) || vars.type != RC_JSON_OBJECT ||
+        !rc_json_iter_init(&it, vars.p, vars.len))
+        return -1;
     int n = 0;
-    for (p++;;) {
-        p = skip_ws(p, e);
-        if (p >= e || *p == '}') return n;
-        if (*p == ',') {
-            p++;
-            continue;
-        }
+    while (rc_json_iter_next(&it, &k, &v)) {
         if (n == MAX_VARS) return -2;
-        var_item *it = &items[n++];
-        it->name_raw = p;
-        p = skip_string(p, e);
-        it->name_len = (size_t)(p - it->name_raw);
-        p = skip_ws(p, e);
-        if (p < e && *p == ':') p++;
-        p = skip_ws(p, e);
-        it->value_raw = p;
-        it->value_is_string = p < e && *p == '"';
-        p = skip_value(p, e);
-        it->value_len = (size_t)(p - it->value_raw);
+        items[n++] = (var_item){.name = k, .value = v};
     }
+    return n;
 }
 
 /* ---- POST /v1/rooms/{room}/devices/{device}/client-variables ------------------------------ */
@@ -137,9 +56,8 @@ static void client_variables(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, c
         rc_http_error(c, x, 422, NULL, false, "the body must be a JSON object {\"vars\":{...}}");
         return;
     }
-    const char *obj = NULL, *oe = NULL, *e = x->body + x->body_len;
     static var_item items[MAX_VARS];
-    int n = find_vars(x->body, e, &obj, &oe) ? parse_vars(obj, oe, items) : -1;
+    int n = parse_vars(x->body, x->body_len, items);
     if (n == -1) {
         rc_http_error(c, x, 422, NULL, false, "\"vars\" must be an object of name: string");
         return;
@@ -157,7 +75,7 @@ static void client_variables(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, c
     static long name_lens[MAX_VARS];
     static char value[VALUE_MAX_BYTES + 1];
     for (int i = 0; i < n; i++) {
-        long nl = rc_json_unescape(items[i].name_raw, items[i].name_len, names[i], NS_STR8_MAX);
+        long nl = rc_json_unescape(items[i].name.p, items[i].name.len, names[i], NS_STR8_MAX);
         if (nl <= 0 || ns_utf8_prefix((const uint8_t *)names[i], (size_t)nl, NAME_MAX_CP) !=
                            (size_t)nl) {
             rc_http_error(c, x, 422, NULL, false,
@@ -165,8 +83,8 @@ static void client_variables(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, c
             return;
         }
         name_lens[i] = nl;
-        long vl = items[i].value_is_string
-                      ? rc_json_unescape(items[i].value_raw, items[i].value_len, value,
+        long vl = items[i].value.type == RC_JSON_STRING
+                      ? rc_json_unescape(items[i].value.p, items[i].value.len, value,
                                          sizeof(value))
                       : -1;
         if (vl < 0 || ns_utf8_prefix((const uint8_t *)value, (size_t)vl, VALUE_MAX_CP) !=
@@ -197,7 +115,7 @@ static void client_variables(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, c
     else
         rc_textbuf_printf(&t, ",\"mapping\":{\"clientNo\":null},\"result\":{");
     for (int i = 0; i < n; i++) {
-        long vl = rc_json_unescape(items[i].value_raw, items[i].value_len, value, sizeof(value));
+        long vl = rc_json_unescape(items[i].value.p, items[i].value.len, value, sizeof(value));
         const char *state = "failed";
         if (known) {
             enum rc_netsync_nv res = rc_netsync_set_client_var(

@@ -46,6 +46,11 @@ static uint32_t hash_bytes(const uint8_t *p, size_t n)
     return h;
 }
 
+static void watch(ns_rooms *rs, const ns_room *r, const ns_watch_ev *ev)
+{
+    if (rs->watch) rs->watch(rs->watch_arg, r, ev);
+}
+
 static void publish(ns_rooms *rs, const ns_room *r, const rc_buf *b)
 {
     rs->st->msgs_out++;
@@ -238,6 +243,7 @@ static long dev_add(ns_rooms *rs, ns_room *r, const uint8_t *id, size_t len)
     memcpy(d->id, id, len);
     d->ident_len = 0;
     d->ent_len = 0;
+    d->transforms = 0;
     d->ent[0] = (uint8_t)no;
     d->ent[1] = (uint8_t)(no >> 8);
     uint32_t h = hash_bytes(id, len) & (r->nbucket - 1);
@@ -320,6 +326,7 @@ void ns_on_transform(ns_rooms *rs, const uint8_t *room, size_t room_len, const u
         uint64_t due = r->last_bcast + rs->p.tick_ns;
         if (due < rs->wake) rs->wake = due;
     }
+    d->transforms++;
     r->transforms_in++;
     rs->st->transforms_in++;
     if (t->clamped) rs->st->nvirt_clamped++;
@@ -347,6 +354,8 @@ int ns_room_publish_rpc(ns_rooms *rs, ns_room *r, uint16_t sender, const uint8_t
     if (e.err) return e.err;
     publish(rs, r, &rs->out);
     rs->st->rpc_out++;
+    watch(rs, r, &(ns_watch_ev){.kind = NS_W_RPC, .sender = sender, .name = name,
+                                .name_len = name_len, .args = args, .args_len = args_len});
     return 0;
 }
 
@@ -497,6 +506,7 @@ static void enc_vars(ns_enc *e, ns_vtab *t, bool all)
 static void publish_vars(ns_rooms *rs, ns_room *r, bool all)
 {
     ns_enc e;
+    watch(rs, r, &(ns_watch_ev){.kind = NS_W_VARS, .all = all});
     if (all ? r->globals.n > 0 : r->globals.ndirty > 0) {
         rc_buf_reset(&rs->out);
         ns_enc_init(&e, &rs->out);
@@ -603,13 +613,17 @@ uint64_t ns_rooms_tick(ns_rooms *rs, uint64_t now)
         }
         r->last_house = now;
         timeouts(rs, r, now);
+        bool changed = false;    /* published a mapping or transforms: watchers get the state */
         /* coalesced: at most one mapping per room per tick, plus a periodic one */
         if ((r->mapping_dirty && now - r->last_mapping >= rs->p.tick_ns) ||
-            now - r->last_mapping >= rs->p.mapping_ns)
+            now - r->last_mapping >= rs->p.mapping_ns) {
             publish_mapping(rs, r, now);
+            changed = true;
+        }
         if (r->nlive == 0) {
             /* Like the reference's cleanup: the room goes with all its state once nobody is
              * left; the mapping above told the subscribers about the departures. */
+            watch(rs, r, &(ns_watch_ev){.kind = NS_W_GONE});
             room_free(rs, r);
             continue;
         }
@@ -620,9 +634,12 @@ uint64_t ns_rooms_tick(ns_rooms *rs, uint64_t now)
             publish_vars(rs, r, false);
         }
         if (r->nvisible > 0 && ((r->dirty && now - r->last_bcast >= rs->p.tick_ns) ||
-                                now - r->last_bcast >= rs->p.idle_ns))
+                                now - r->last_bcast >= rs->p.idle_ns)) {
             publish_room_transform(rs, r, now);
+            changed = true;
+        }
         if (r->nvisible == 0) r->dirty = false; /* nothing to publish (never count 0) */
+        if (changed) watch(rs, r, &(ns_watch_ev){.kind = NS_W_STATE});
         if (now - r->last_expiry >= rs->p.expiry_sweep_ns) expire_devices(rs, r, now);
         if (room_due(rs, r) < wake) wake = room_due(rs, r);
     }

@@ -40,6 +40,27 @@
 typedef void ns_publish(void *arg, const uint8_t *topic, size_t topic_len, const uint8_t *msg,
                         size_t len);
 
+/* What a room just published, for watchers (WebSocket observers) that want the decoded state
+ * rather than the wire bytes. The room is valid only during the call; a watcher must not call
+ * back into the rooms. */
+enum ns_watch_kind {
+    NS_W_STATE,                  /* ROOM_TRANSFORM and/or DEVICE_ID_MAPPING this tick */
+    NS_W_VARS,                   /* a variable sync: before it, so v->dirty marks the delta */
+    NS_W_RPC,                    /* an RPC was published */
+    NS_W_GONE,                   /* the room is about to be deleted (nobody live) */
+};
+
+typedef struct ns_watch_ev {
+    enum ns_watch_kind kind;
+    bool all;                    /* NS_W_VARS: full state (a join), not a delta */
+    uint16_t sender;             /* NS_W_RPC: sender number (0: server/operator) */
+    const uint8_t *name, *args;  /* NS_W_RPC: function name and argumentsJson */
+    size_t name_len, args_len;
+} ns_watch_ev;
+
+struct ns_room;
+typedef void ns_watch(void *arg, const struct ns_room *r, const ns_watch_ev *ev);
+
 typedef struct ns_params {
     uint64_t tick_ns;            /* min gap between broadcasts of a dirty room; housekeeping (50 ms) */
     uint64_t client_timeout_ns;  /* silence after which a client leaves (1 s) */
@@ -63,6 +84,7 @@ typedef struct ns_dev {
     uint8_t id_len;              /* deviceId bytes */
     uint8_t ident_len;           /* ZeroMQ routing id bytes */
     uint32_t hnext;              /* next device in the same hash bucket, UINT32_MAX = none */
+    uint32_t transforms;         /* CLIENT_TRANSFORM received (observers derive rates) */
     uint64_t last_seen;          /* loop ns of the last CLIENT_TRANSFORM */
     uint64_t departed;           /* loop ns of the timeout (valid when !live) */
     uint8_t ent[NS_ENTRY_MAX];   /* u16 no, 96 body bytes, u8 nVirt, virtuals */
@@ -123,6 +145,8 @@ typedef struct ns_rooms {
     rc_netsync_stats *st;        /* counters (not owned) */
     ns_publish *publish;         /* output */
     void *publish_arg;
+    ns_watch *watch;             /* observer of what is published, NULL when none */
+    void *watch_arg;
     ns_room *head, *tail;        /* all rooms */
     ns_room **bucket;            /* room id hash table */
     uint32_t nbucket;            /* power of two */

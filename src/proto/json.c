@@ -39,6 +39,7 @@
  */
 #include "proto/json.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* The fast paths are chosen from the target; defining RC__JSON_SSE2=0 and/or RC__JSON_LE=0 on
@@ -611,6 +612,105 @@ bool rc_json_get_u64(const rc_json_span *s, uint64_t *out)
         if (v > (UINT64_MAX - d) / 10) return false;
         v = v * 10 + d;
     }
+    *out = v;
+    return true;
+}
+
+/* ---- walking accepted JSON --------------------------------------------------------------- */
+
+static const char *rc__walk_ws(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p;
+}
+
+/* p at '"' of accepted JSON: returns the byte after the closing quote. */
+static const char *rc__walk_string(const char *p, const char *e)
+{
+    for (p++; p < e; p++) {
+        if (*p == '\\') p++;
+        else if (*p == '"') return p + 1;
+    }
+    return e;
+}
+
+/* p at the first byte of an accepted value: returns the byte after it. */
+static const char *rc__walk_value(const char *p, const char *e)
+{
+    if (p >= e) return e;
+    if (*p == '"') return rc__walk_string(p, e);
+    if (*p != '{' && *p != '[') {
+        while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' &&
+               *p != '\n' && *p != '\r')
+            p++;
+        return p;
+    }
+    unsigned depth = 0;
+    for (; p < e; p++) {
+        if (*p == '"') p = rc__walk_string(p, e) - 1;
+        else if (*p == '{' || *p == '[') depth++;
+        else if ((*p == '}' || *p == ']') && --depth == 0) return p + 1;
+    }
+    return e;
+}
+
+bool rc_json_iter_init(rc_json_iter *it, const char *p, size_t n)
+{
+    const char *e = n ? p + n : p;
+    p = rc__walk_ws(p, e);
+    if (p >= e || *p != '{') return false;
+    it->p = p + 1;
+    it->e = e;
+    return true;
+}
+
+bool rc_json_iter_next(rc_json_iter *it, rc_json_span *key, rc_json_span *value)
+{
+    const char *p = rc__walk_ws(it->p, it->e), *e = it->e;
+    if (p < e && *p == ',') p = rc__walk_ws(p + 1, e);
+    if (p >= e || *p != '"') {
+        it->p = e; /* '}' or the end: no more members */
+        return false;
+    }
+    const char *k = p;
+    p = rc__walk_string(p, e);
+    *key = (rc_json_span){.p = k, .len = (size_t)(p - k), .type = RC_JSON_STRING};
+    p = rc__walk_ws(p, e);
+    if (p < e && *p == ':') p++;
+    p = rc__walk_ws(p, e);
+    const char *v = p;
+    p = rc__walk_value(p, e);
+    *value = (rc_json_span){.p = v, .len = (size_t)(p - v),
+                            .type = v < e ? rc__json_type((uc)*v) : RC_JSON_NONE};
+    it->p = p;
+    return true;
+}
+
+bool rc_json_member(const char *p, size_t n, const char *key, rc_json_span *value)
+{
+    *value = (rc_json_span){0};
+    rc_json_iter it;
+    if (!rc_json_iter_init(&it, p, n)) return false;
+    size_t kl = strlen(key);
+    char buf[64];
+    rc_json_span k, v;
+    while (rc_json_iter_next(&it, &k, &v)) {
+        if (k.len < kl + 2) continue; /* an escape only makes the literal longer */
+        long dl = rc_json_unescape(k.p, k.len, buf, sizeof(buf));
+        if (dl == (long)kl && memcmp(buf, key, kl) == 0) *value = v; /* the last one wins */
+    }
+    return value->type != RC_JSON_NONE;
+}
+
+bool rc_json_get_f64(const rc_json_span *s, double *out)
+{
+    char tmp[64];
+    if (!s || s->type != RC_JSON_NUMBER || s->len == 0 || s->len >= sizeof(tmp)) return false;
+    memcpy(tmp, s->p, s->len);
+    tmp[s->len] = '\0';
+    char *end;
+    double v = strtod(tmp, &end);
+    if (end != tmp + s->len) return false;
     *out = v;
     return true;
 }

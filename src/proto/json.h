@@ -103,4 +103,29 @@ size_t rc_json_escape(const char *s, size_t n, char *out);
  * that fits in 64 bits. Returns false otherwise. */
 bool rc_json_get_u64(const rc_json_span *s, uint64_t *out);
 
+/* ---- walking JSON that rc_json_scan has already accepted ---------------------------------
+ *
+ * For the rare messages whose members are not among the known keys (an observer's
+ * "netsync_set", the REST bridge's "vars" object): a small cursor over members, with no
+ * validation of its own — the text must come from a successful rc_json_scan, or be a span of
+ * one. Never used on the publish hot path. */
+typedef struct rc_json_iter {
+    const char *p, *e;       /* next byte to look at, end of the object's text */
+} rc_json_iter;
+
+/* rc_json_iter_init starts a walk over the object that p[0..n) holds (whitespace around it is
+ * allowed). Returns false when the value is not an object. */
+bool rc_json_iter_init(rc_json_iter *it, const char *p, size_t n);
+
+/* rc_json_iter_next yields the next member: its key as a raw string literal (quotes included)
+ * and its raw value. Returns false after the last member. */
+bool rc_json_iter_next(rc_json_iter *it, rc_json_span *key, rc_json_span *value);
+
+/* rc_json_member finds the last top-level member named key (compared after unescaping) of the
+ * object p[0..n). Returns false, with value->type RC_JSON_NONE, when there is none. */
+bool rc_json_member(const char *p, size_t n, const char *key, rc_json_span *value);
+
+/* rc_json_get_f64 parses a number span with strtod rules. Returns false otherwise. */
+bool rc_json_get_f64(const rc_json_span *s, double *out);
+
 #endif

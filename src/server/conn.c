@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "netsync/nsws.h"
 #include "proto/wsframe.h"
 #include "server/http.h"
 #include "server/room.h"
@@ -109,6 +110,13 @@ bool rc_conn_send_frame(rc_conn *c, uint8_t opcode, const void *payload, size_t 
     return ok;
 }
 
+/* leave_everything takes c out of its rooms and the NetSync rooms it observes. */
+static void leave_everything(rc_conn *c)
+{
+    rc_room_leave_all(c->srv, c);
+    if (c->nsobs && c->srv->nsws) rc_nsws_forget(c->srv->nsws, c);
+}
+
 void rc_conn_close_ws(rc_conn *c, uint16_t code, const char *reason, bool fail)
 {
     if (c->state != RC_CONN_WS) {
@@ -127,7 +135,7 @@ void rc_conn_close_ws(rc_conn *c, uint16_t code, const char *reason, bool fail)
         return;
     }
     /* No room message may follow the close frame (RFC 6455 §5.5.1). */
-    rc_room_leave_all(c->srv, c);
+    leave_everything(c);
     c->state = RC_CONN_CLOSING;
     c->discard_input = fail;
     c->shut_after_flush = true;
@@ -194,7 +202,7 @@ void rc_conn_close(rc_conn *c)
     if (c->state == RC_CONN_CLOSED) return;
     rc_server *srv = c->srv;
     if (c->nacks) acks_release(c);
-    rc_room_leave_all(srv, c);
+    leave_everything(c);
     rc_io_stop(srv->loop, &c->io);
     close(c->io.fd);
     c->io.fd = -1;

@@ -68,6 +68,7 @@ typedef struct rc_conn {
     rc_membership *rooms;    /* rooms joined, nrooms entries */
     uint32_t nrooms;         /* rooms joined */
     uint32_t caprooms;       /* entries allocated in rooms */
+    uint32_t nsobs;          /* NetSync rooms observed (src/netsync/nsws.h) */
     struct rc_pending_ack *acks; /* acknowledgements waiting for the durable log, FIFO */
     uint32_t nacks, capacks; /* entries used / allocated in acks */
     struct rc_conn *ack_prev, *ack_next; /* server's list of connections with nacks > 0 */

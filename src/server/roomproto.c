@@ -8,17 +8,14 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "netsync/nsws.h"
 #include "proto/json.h"
 #include "proto/utf8.h"
 #include "proto/wsframe.h"
 #include "server/room.h"
 #include "server/server.h"
 
-/* Sends {"type":"error","code":code,"message":...} and counts the fault. */
-static void send_error(rc_conn *c, enum rc_err kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void send_error(rc_conn *c, enum rc_err kind, const char *fmt, ...)
+void rc_roomproto_error(rc_conn *c, enum rc_err kind, const char *fmt, ...)
 {
     char text[512], esc[rc_json_escape_max(sizeof(text))], out[sizeof(esc) + 96];
     va_list ap;
@@ -39,16 +36,16 @@ static void send_error(rc_conn *c, enum rc_err kind, const char *fmt, ...)
 static long room_name(rc_conn *c, const rc_json_span *s, char *name)
 {
     if (s->type == RC_JSON_NONE) {
-        send_error(c, RC_ERR_MISSING_FIELD, "\"room\" is required");
+        rc_roomproto_error(c, RC_ERR_MISSING_FIELD, "\"room\" is required");
         return -1;
     }
     if (s->type != RC_JSON_STRING) {
-        send_error(c, RC_ERR_BAD_FIELD, "\"room\" must be a string");
+        rc_roomproto_error(c, RC_ERR_BAD_FIELD, "\"room\" must be a string");
         return -1;
     }
     long len = rc_json_unescape(s->p, s->len, name, RC_ROOM_NAME_MAX);
     if (len <= 0) {
-        send_error(c, RC_ERR_BAD_FIELD, "\"room\" must be 1 to %d bytes of UTF-8 without NUL",
+        rc_roomproto_error(c, RC_ERR_BAD_FIELD, "\"room\" must be 1 to %d bytes of UTF-8 without NUL",
                    RC_ROOM_NAME_MAX);
         return -1;
     }
@@ -65,7 +62,7 @@ static void do_join(rc_conn *c, const rc_json_top *t)
     rc_room *room;
     int r = rc_room_join(srv, c, name, (size_t)len, &room);
     if (r == RC_JOIN_LIMIT) {
-        send_error(c, RC_ERR_TOO_MANY_ROOMS, "already in %u rooms, the most a client may join",
+        rc_roomproto_error(c, RC_ERR_TOO_MANY_ROOMS, "already in %u rooms, the most a client may join",
                    srv->cfg.max_rooms_per_client);
         return;
     }
@@ -118,12 +115,12 @@ static void do_leave(rc_conn *c, const rc_json_top *t)
     if (len < 0) return;
     rc_room *room = rc_rooms_find(&srv->rooms, name, (size_t)len);
     if (!room) {
-        send_error(c, RC_ERR_NO_SUCH_ROOM, "no room '%s'", name);
+        rc_roomproto_error(c, RC_ERR_NO_SUCH_ROOM, "no room '%s'", name);
         return;
     }
     int slot = rc_conn_room_slot(c, room);
     if (slot < 0) {
-        send_error(c, RC_ERR_NOT_MEMBER, "not a member of room '%s'", name);
+        rc_roomproto_error(c, RC_ERR_NOT_MEMBER, "not a member of room '%s'", name);
         return;
     }
     char out[64 + rc_json_escape_max(RC_ROOM_NAME_MAX)];
@@ -139,14 +136,14 @@ static rc_room *target_room(rc_conn *c, const char *name, long len)
 {
     if (len < 0) {
         if (c->nrooms == 1) return c->rooms[0].room;
-        if (c->nrooms == 0) send_error(c, RC_ERR_NOT_MEMBER, "join a room before publishing");
-        else send_error(c, RC_ERR_MISSING_FIELD, "in %u rooms: name the room with \"room\"",
+        if (c->nrooms == 0) rc_roomproto_error(c, RC_ERR_NOT_MEMBER, "join a room before publishing");
+        else rc_roomproto_error(c, RC_ERR_MISSING_FIELD, "in %u rooms: name the room with \"room\"",
                         c->nrooms);
         return NULL;
     }
     rc_room *room = rc_rooms_find(&c->srv->rooms, name, (size_t)len);
     if (!room || rc_conn_room_slot(c, room) < 0) {
-        send_error(c, RC_ERR_NOT_MEMBER, "not a member of room '%.*s'", (int)len, name);
+        rc_roomproto_error(c, RC_ERR_NOT_MEMBER, "not a member of room '%.*s'", (int)len, name);
         return NULL;
     }
     return room;
@@ -275,7 +272,8 @@ bool rc_roomproto_type_reserved(const char *type, size_t len)
 {
     long tl = (long)len;
     return type_is(type, tl, "joined") || type_is(type, tl, "left") ||
-           type_is(type, tl, "error") || type_is(type, tl, "ack");
+           type_is(type, tl, "error") || type_is(type, tl, "ack") ||
+           rc_nsws_is_type(type, len);
 }
 
 void rc_roomproto_on_text(rc_conn *c, char *p, size_t n)
@@ -284,13 +282,13 @@ void rc_roomproto_on_text(rc_conn *c, char *p, size_t n)
     int r = rc_json_scan(p, n, RC_ROOMPROTO_CUT, &t);
     switch (r) {
     case RC_JSON_OK: break;
-    case RC_JSON_ENOTOBJECT: send_error(c, RC_ERR_NOT_OBJECT, "a message must be a JSON object"); return;
-    case RC_JSON_EDEPTH: send_error(c, RC_ERR_BAD_JSON, "JSON nested deeper than %d", RC_JSON_MAX_DEPTH); return;
-    case RC_JSON_ECUTS: send_error(c, RC_ERR_BAD_JSON, "too many duplicate client_id/msg_id members"); return;
-    default: send_error(c, RC_ERR_BAD_JSON, "invalid JSON"); return;
+    case RC_JSON_ENOTOBJECT: rc_roomproto_error(c, RC_ERR_NOT_OBJECT, "a message must be a JSON object"); return;
+    case RC_JSON_EDEPTH: rc_roomproto_error(c, RC_ERR_BAD_JSON, "JSON nested deeper than %d", RC_JSON_MAX_DEPTH); return;
+    case RC_JSON_ECUTS: rc_roomproto_error(c, RC_ERR_BAD_JSON, "too many duplicate client_id/msg_id members"); return;
+    default: rc_roomproto_error(c, RC_ERR_BAD_JSON, "invalid JSON"); return;
     }
 
-    char type[16];
+    char type[24];
     long tl = -1;
     if (t.key[RC_JK_TYPE].type == RC_JSON_STRING)
         tl = rc_json_unescape(t.key[RC_JK_TYPE].p, t.key[RC_JK_TYPE].len, type, sizeof(type));
@@ -303,9 +301,12 @@ void rc_roomproto_on_text(rc_conn *c, char *p, size_t n)
             do_leave(c, &t);
             return;
         }
-        if (type_is(type, tl, "joined") || type_is(type, tl, "left") ||
-            type_is(type, tl, "error") || type_is(type, tl, "ack")) {
-            send_error(c, RC_ERR_RESERVED_TYPE, "type '%.*s' is reserved for the server",
+        if (rc_nsws_is_type(type, (size_t)tl)) {
+            rc_nsws_on_text(c, type, (size_t)tl, p, n, &t);
+            return;
+        }
+        if (rc_roomproto_type_reserved(type, (size_t)tl)) {
+            rc_roomproto_error(c, RC_ERR_RESERVED_TYPE, "type '%.*s' is reserved for the server",
                        (int)tl, type);
             return;
         }
@@ -319,13 +320,13 @@ void rc_roomproto_on_text(rc_conn *c, char *p, size_t n)
     if (!room) return;
     const rc_json_span *ack = &t.key[RC_JK_ACK], *key = &t.key[RC_JK_IDEMPOTENCY_KEY];
     if (ack->type != RC_JSON_NONE && ack->len > RC_ACK_TOKEN_MAX) {
-        send_error(c, RC_ERR_BAD_FIELD, "\"ack\" token longer than %d bytes", RC_ACK_TOKEN_MAX);
+        rc_roomproto_error(c, RC_ERR_BAD_FIELD, "\"ack\" token longer than %d bytes", RC_ACK_TOKEN_MAX);
         return;
     }
     uint64_t khash = 0;
     if (key->type != RC_JSON_NONE) {
         if (key->type != RC_JSON_STRING || key->len < 3 || key->len > RC_ACK_TOKEN_MAX) {
-            send_error(c, RC_ERR_BAD_FIELD, "\"idempotency_key\" must be a non-empty string of at most %d bytes",
+            rc_roomproto_error(c, RC_ERR_BAD_FIELD, "\"idempotency_key\" must be a non-empty string of at most %d bytes",
                        RC_ACK_TOKEN_MAX);
             return;
         }
@@ -381,14 +382,14 @@ static rc_msg *encode_binary(void *vctx, const rc_room *room, uint64_t msg_id)
 void rc_roomproto_on_binary(rc_conn *c, const uint8_t *p, size_t n)
 {
     if (n < 1 || (size_t)p[0] + 1 > n) {
-        send_error(c, RC_ERR_BAD_BINARY, "binary message: room_len byte missing or too large");
+        rc_roomproto_error(c, RC_ERR_BAD_BINARY, "binary message: room_len byte missing or too large");
         return;
     }
     size_t rl = p[0];
     /* Error replies quote the room, so it must be text a client can decode (and a room name
      * never has invalid UTF-8 or NUL anyway: they come from JSON strings). */
     if (rl && (!rc_utf8_valid(p + 1, rl) || memchr(p + 1, 0, rl))) {
-        send_error(c, RC_ERR_BAD_BINARY, "binary message: room name is not UTF-8 without NUL");
+        rc_roomproto_error(c, RC_ERR_BAD_BINARY, "binary message: room name is not UTF-8 without NUL");
         return;
     }
     rc_room *room = target_room(c, (const char *)p + 1, rl ? (long)rl : -1);

@@ -14,6 +14,7 @@
 #include "proto/json.h"
 #include "server/conn.h"
 #include "server/room.h"
+#include "server/stats.h"
 
 void rc_roomproto_on_text(rc_conn *c, char *p, size_t n);
 void rc_roomproto_on_binary(rc_conn *c, const uint8_t *p, size_t n);
@@ -33,8 +34,12 @@ void rc_roomproto_on_binary(rc_conn *c, const uint8_t *p, size_t n);
 uint64_t rc_roomproto_publish_text(struct rc_server *srv, rc_room *room, const char *p,
                                    const rc_json_top *t, uint64_t client_id);
 
-/* rc_roomproto_type_reserved is true for the types only the server sends (joined, left,
- * error, ack): a publish may not use them. */
+/* rc_roomproto_type_reserved is true for the types a publish may not use: those only the
+ * server sends (joined, left, error, ack) and the NetSync observers' netsync_* requests. */
 bool rc_roomproto_type_reserved(const char *type, size_t len);
+
+/* rc_roomproto_error sends {"type":"error","code":kind,"message":...} and counts the fault. */
+void rc_roomproto_error(rc_conn *c, enum rc_err kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

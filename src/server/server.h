@@ -20,6 +20,7 @@
 #define RC_RXBUF_SIZE (64 * 1024)
 
 struct rc_netsync;
+struct rc_nsws;
 
 typedef struct rc_server {
     rc_config cfg;           /* settings (copied at creation) */
@@ -35,6 +36,7 @@ typedef struct rc_server {
     rc_rooms rooms;          /* room table */
     rc_store *store;         /* durable log, NULL without --data-dir */
     struct rc_netsync *netsync; /* NetSync transport (set by main.c), NULL with --no-netsync */
+    struct rc_nsws *nsws;    /* its WebSocket observers (set by main.c), NULL without it */
     rc_conn *ack_conns;      /* connections with acks waiting for the durable log */
     rc_timer sweep_timer;    /* once a second: room TTLs, history age, log health */
     uint64_t rooms_repaired; /* rooms restored under a new epoch (possible loss) */

@@ -26,4 +26,5 @@ const char *const rc_err_names[RC_ERR__COUNT] = {
     [RC_ERR_RESERVED_TYPE] = "reserved_type",
     [RC_ERR_TOO_MANY_ROOMS] = "too_many_rooms",
     [RC_ERR_BAD_BINARY] = "bad_binary",
+    [RC_ERR_NETSYNC_OFF] = "netsync_off",
 };

@@ -50,7 +50,7 @@ IO_TIMEOUT = 10.0
 STATS_ERROR_KEYS = (
     "http_400", "http_404", "http_405", "http_408", "http_426", "http_431", "http_503",
     "ws_1002", "ws_1007", "ws_1009", "bad_json", "not_object", "missing_field", "bad_field",
-    "not_member", "no_such_room", "reserved_type", "too_many_rooms", "bad_binary",
+    "not_member", "no_such_room", "reserved_type", "too_many_rooms", "bad_binary", "netsync_off",
 )
 STATS_DISCONNECT_KEYS = ("slow_consumer", "ping_timeout", "max_connections", "handshake_timeout")
 STATS_TOP_KEYS = ("connections", "connections_total", "rooms", "messages_in", "messages_out",
