@@ -341,6 +341,20 @@ static void compare_with_ref(const uc *p, size_t n, unsigned mask, int got,
         CHECK(t->cut[i].off > t->open && t->cut[i].off + t->cut[i].len <= t->close);
         if (i) CHECK(t->cut[i].off >= t->cut[i - 1].off + t->cut[i - 1].len);
     }
+    /* The member walker (rc_json_member, for accepted text) must find what the scanner
+     * found, span for span, and count the same members. */
+    for (int k = 0; k < RC_JK__COUNT; k++) {
+        rc_json_span v;
+        bool found = rc_json_member((const char *)p, n, ref_names[k], &v);
+        CHECK(found == (t->key[k].type != RC_JSON_NONE));
+        if (found) CHECK(v.p == t->key[k].p && v.len == t->key[k].len && v.type == t->key[k].type);
+    }
+    rc_json_iter it;
+    rc_json_span ks, vs;
+    size_t members = 0;
+    CHECK(rc_json_iter_init(&it, (const char *)p, n));
+    while (rc_json_iter_next(&it, &ks, &vs)) members++;
+    CHECK(members == t->members);
 }
 
 /* check_splice rebuilds the message as the server does and checks the result. */

@@ -1017,6 +1017,45 @@ TEST(json_get_u64)
 }
 
 /* Byte flips of a valid message never crash and never turn a scan into a read past n. */
+TEST(json_walk_members)
+{
+    static const char msg[] =
+        " { \"type\" : \"netsync_set\", \"vars\":{\"a\":\"x,}\\\"\",\"b\":[1,{\"c\":[]}]},"
+        "\"n\":-1.5e3 ,\"t\":true,\"z\":null,\"\\u0076alue\":\"v\",\"n\":7} ";
+    rc_json_top t;
+    CHECK_EQ_INT(rc_json_scan(msg, sizeof(msg) - 1, 0, &t), RC_JSON_OK);
+    rc_json_span v, k;
+    CHECK(rc_json_member(msg, sizeof(msg) - 1, "type", &v));
+    CHECK_MEM(v.p, v.len, "\"netsync_set\"", 13);
+    CHECK(v.type == RC_JSON_STRING);
+    CHECK(rc_json_member(msg, sizeof(msg) - 1, "n", &v)); /* the last occurrence wins */
+    CHECK_MEM(v.p, v.len, "7", 1);
+    CHECK(rc_json_member(msg, sizeof(msg) - 1, "value", &v)); /* keys compared unescaped */
+    CHECK_MEM(v.p, v.len, "\"v\"", 3);
+    CHECK(rc_json_member(msg, sizeof(msg) - 1, "t", &v) && v.type == RC_JSON_TRUE);
+    CHECK(rc_json_member(msg, sizeof(msg) - 1, "z", &v) && v.type == RC_JSON_NULL);
+    CHECK(!rc_json_member(msg, sizeof(msg) - 1, "c", &v)); /* top level only */
+    CHECK(v.type == RC_JSON_NONE);
+    CHECK(rc_json_member(msg, sizeof(msg) - 1, "vars", &v) && v.type == RC_JSON_OBJECT);
+    rc_json_iter it;
+    CHECK(rc_json_iter_init(&it, v.p, v.len));
+    CHECK(rc_json_iter_next(&it, &k, &v));
+    CHECK_MEM(k.p, k.len, "\"a\"", 3);
+    CHECK_MEM(v.p, v.len, "\"x,}\\\"\"", 7);
+    CHECK(rc_json_iter_next(&it, &k, &v));
+    CHECK_MEM(k.p, k.len, "\"b\"", 3);
+    CHECK_MEM(v.p, v.len, "[1,{\"c\":[]}]", 12);
+    CHECK(v.type == RC_JSON_ARRAY);
+    CHECK(!rc_json_iter_next(&it, &k, &v));
+    CHECK(!rc_json_iter_init(&it, "[1]", 3));
+    CHECK(rc_json_iter_init(&it, "{}", 2) && !rc_json_iter_next(&it, &k, &v));
+    double d;
+    rc_json_span num = {.p = "-1.5e3", .len = 6, .type = RC_JSON_NUMBER};
+    CHECK(rc_json_get_f64(&num, &d) && d == -1500.0);
+    num.type = RC_JSON_STRING;
+    CHECK(!rc_json_get_f64(&num, &d));
+}
+
 TEST(json_mutations)
 {
     static const char base[] = "{\"type\":\"chat\",\"room\":\"lobby\",\"client_id\":3,"
@@ -1079,6 +1118,7 @@ int main(int argc, char **argv)
     RUN(json_escape);
     RUN(json_escape_round_trip);
     RUN(json_get_u64);
+    RUN(json_walk_members);
     RUN(json_mutations);
     UNIT_MAIN_END("test_json");
 }
