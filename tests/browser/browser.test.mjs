@@ -7,7 +7,9 @@
 // - two pages in one room exchange messages and see the same msg_id order;
 // - a page whose server goes away (restarted on the same port) reconnects by itself, rejoins,
 //   and keeps exchanging messages;
-// - a screenshot of the demo page is saved as build/test-output/demo.png.
+// - a screenshot of the demo page is saved as build/test-output/demo.png;
+// - the NetSync venue view (web/netsync.html) shows pyzmq NetSync clients live, sets a
+//   variable through the server, and is saved as build/test-output/netsync.png.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
@@ -31,11 +33,11 @@ const EXTRA_FLAGS = execFileSync(BIN, ["--help"], { encoding: "utf8" }).includes
 // One roomcast process. Its stderr is collected; stop() demands exit status 0 (the sanitizer
 // build fails the status on leaks and UB).
 class Server {
-  static async start(port = 0) {
+  static async start(port = 0, flags = EXTRA_FLAGS) {
     const s = new Server();
     s.stderr = "";
     s.proc = spawn(BIN, ["--bind", "127.0.0.1", "--port", String(port), "--log-level", "warn",
-                              ...EXTRA_FLAGS],
+                              ...flags],
                    { stdio: ["ignore", "ignore", "pipe"] });
     s.exited = new Promise((resolve) => s.proc.on("exit", (code, sig) => resolve({ code, sig })));
     s.port = await new Promise((resolve, reject) => {
@@ -188,4 +190,53 @@ test("the demo page works and looks right (screenshot)", async () => {
   assert.deepEqual(errors, []);
   await peer.close();
   await page.close();
+});
+
+test("the NetSync venue view draws a live room and sets a variable", async () => {
+  const ns = await Server.start(0, ["--netsync-router-port", "0", "--netsync-pub-port", "0",
+                                    "--netsync-discovery-port", "0"]);
+  const router = Number(/netsync router tcp:\/\/\S+:(\d+)/.exec(ns.stderr)?.[1] ??
+    await new Promise((resolve) => ns.proc.stderr.on("data", () => {
+      const m = /netsync router tcp:\/\/\S+:(\d+)/.exec(ns.stderr);
+      if (m) resolve(m[1]);
+    })));
+  const feeder = spawn("/usr/bin/python3", [path.join(HERE, "netsync_feeder.py"), String(router), "stage"],
+                       { stdio: ["pipe", "pipe", "inherit"] });
+  await new Promise((resolve, reject) => {
+    feeder.stdout.on("data", (d) => { if (/ready/.test(d)) resolve(); });
+    feeder.on("exit", (code) => reject(new Error(`feeder exited ${code}`)));
+  });
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  try {
+    // no ?room=: the page picks the first room it finds in GET /api/netsync/rooms
+    await page.goto(`http://127.0.0.1:${ns.port}/netsync.html`);
+    await page.waitForSelector("#status.open", { timeout: 15000 });
+    await page.waitForSelector('#rooms button[data-room="stage"].active', { timeout: 15000 });
+    await page.waitForSelector('#devices tr[data-device="headset-2"]', { timeout: 15000 });
+    await page.waitForSelector('#stealth li[data-device="operator-cam"]', { timeout: 15000 });
+    // rates come from the counters in consecutive states: ~20 Hz per headset
+    await waitFor(page, () => [...document.querySelectorAll("#devices .hz")].every((e) => Number(e.textContent) >= 5));
+    const rows = await page.$$eval("#devices tr", (trs) => trs.map((t) => t.dataset.device));
+    assert.deepEqual(rows, ["headset-1", "headset-2"]);
+    assert.equal(await page.textContent("#roomname"), "stage");
+    // positions move: the map is live, not a snapshot
+    const x0 = await page.textContent('#devices tr[data-device="headset-1"] td:nth-child(4)');
+    await waitFor(page, (x) => document.querySelector('#devices tr[data-device="headset-1"] td:nth-child(4)').textContent !== x, x0);
+    // a variable set from the page comes back from the server as a sync
+    await page.fill("#varname", "show-phase");
+    await page.fill("#varvalue", "finale");
+    await page.click("#setvar button");
+    await page.waitForSelector('#vars li[data-var="show-phase"]', { timeout: 10000 });
+    assert.match(await page.textContent('#vars li[data-var="show-phase"]'), /finale.*by #0/);
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: path.join(OUT, "netsync.png") });
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+    feeder.stdin.end();
+    await new Promise((resolve) => feeder.on("exit", resolve));
+    await ns.stop();
+  }
 });
