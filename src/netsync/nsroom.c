@@ -103,8 +103,12 @@ static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t n
     memcpy(r->id, id, len);
     r->id_len = (uint8_t)len;
     r->next_no = 1;
-    r->created = r->last_expiry = r->last_house = now;
-    if (now < rs->wake) rs->wake = now; /* first broadcast and mapping without waiting */
+    r->created = r->last_expiry = now;
+    /* First broadcast and mapping without waiting: the room is due at once. last_house = now
+     * made a room whose first client is stealth (not dirty, so due only at last_house +
+     * tick_ns) wait a tick for its first mapping, although wake was lowered for it. */
+    r->last_house = 0;
+    if (now < rs->wake) rs->wake = now;
     if (rs->nrooms >= rs->nbucket) rooms_rehash(rs);
     uint32_t h = hash_bytes(id, len) & (rs->nbucket - 1);
     r->hnext = rs->bucket[h];
@@ -588,7 +592,10 @@ static void publish_room_transform(ns_rooms *rs, ns_room *r, uint64_t now)
 {
     rc_buf *b = &rs->out;
     rc_buf_reset(b);
-    size_t need = 3 + r->id_len + (size_t)r->nvisible * NS_ENTRY_MAX;
+    /* type, room id length, room id, u16 count: 4 + id_len bytes of header (this reserved
+     * 3 + id_len, one byte short when every entry had 50 virtuals and the buffer had no
+     * slack, e.g. a 196-byte room id with 3 such clients: 4097 bytes written into 4096). */
+    size_t need = 4 + r->id_len + (size_t)r->nvisible * NS_ENTRY_MAX;
     if (rc_buf_reserve(b, need) < 0) {
         rs->st->dropped[NS_DROP_NOMEM]++;
         return;
