@@ -117,51 +117,7 @@ static void handle(rc_netsync *ns, zmq_msg_t *parts, int nparts)
     size_t n = zmq_msg_size(&parts[2]);
     ns->st.bytes_in += n;
     if (ident_len > NS_ID_MAX) ident_len = NS_ID_MAX; /* libzmq caps routing ids at 255 */
-    /* Defect 1 of the reference: a room id that ROOM_TRANSFORM cannot carry wedges it. */
-    if (room_len > NS_STR8_MAX) {
-        ns->st.dropped[NS_DROP_ROOM_TOO_LONG]++;
-        return;
-    }
-    if (!rc_utf8_valid(room, room_len)) {
-        ns->st.dropped[NS_DROP_ROOM_UTF8]++;
-        return;
-    }
-    int type = ns_classify(p, n), rc;
-    /* Payloads are never interpreted as JSON (defect 2): a failed binary parse is a drop. */
-    switch (type) {
-    case NS_CLIENT_TRANSFORM: {
-        ns_client_transform t;
-        if ((rc = ns_parse_client_transform(p, n, &t)) == NS_OK)
-            ns_on_transform(&ns->rooms, room, room_len, ident, ident_len, &t,
-                            rc_loop_now(ns->loop));
-        break;
-    }
-    case NS_RPC: {
-        ns_rpc r;
-        if ((rc = ns_parse_rpc(p, n, &r)) == NS_OK)
-            ns_on_rpc(&ns->rooms, room, room_len, ident, ident_len, &r);
-        break;
-    }
-    case NS_GLOBAL_VAR_SET:
-    case NS_CLIENT_VAR_SET: {
-        ns_var_set v;
-        rc = type == NS_GLOBAL_VAR_SET ? ns_parse_global_var_set(p, n, &v)
-                                       : ns_parse_client_var_set(p, n, &v);
-        if (rc == NS_OK)
-            ns_on_var_set(&ns->rooms, room, room_len, ident, ident_len, &v,
-                          type == NS_GLOBAL_VAR_SET);
-        break;
-    }
-    default: rc = type; break;
-    }
-    switch (rc) {
-    case NS_OK: break;
-    case NS_E_EMPTY: ns->st.dropped[NS_DROP_EMPTY]++; break;
-    case NS_E_DIRECTION: ns->st.dropped[NS_DROP_SERVER_TYPE]++; break;
-    case NS_E_TRUNCATED: ns->st.dropped[NS_DROP_TRUNCATED]++; break;
-    case NS_E_UTF8: ns->st.dropped[NS_DROP_UTF8]++; break;
-    default: ns->st.dropped[NS_DROP_UNKNOWN_TYPE]++; break;
-    }
+    ns_rooms_input(&ns->rooms, ident, ident_len, room, room_len, p, n, rc_loop_now(ns->loop));
 }
 
 static bool router_readable(rc_netsync *ns)

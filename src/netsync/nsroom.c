@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/utf8.h"
+
 #define NO_INDEX UINT32_MAX
 
 const char *const ns_drop_names[NS_DROP__COUNT] = {
@@ -106,8 +108,12 @@ static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t n
     memcpy(r->id, id, len);
     r->id_len = (uint8_t)len;
     r->next_no = 1;
-    r->created = r->last_expiry = r->last_house = now;
-    if (now < rs->wake) rs->wake = now; /* first broadcast and mapping without waiting */
+    r->created = r->last_expiry = now;
+    /* First broadcast and mapping without waiting: the room is due at once. last_house = now
+     * made a room whose first client is stealth (not dirty, so due only at last_house +
+     * tick_ns) wait a tick for its first mapping, although wake was lowered for it. */
+    r->last_house = 0;
+    if (now < rs->wake) rs->wake = now;
     if (rs->nrooms >= rs->nbucket) rooms_rehash(rs);
     uint32_t h = hash_bytes(id, len) & (rs->nbucket - 1);
     r->hnext = rs->bucket[h];
@@ -470,6 +476,57 @@ void ns_on_var_set(ns_rooms *rs, const uint8_t *room, size_t room_len, const uin
     }
 }
 
+/* ns_rooms_input is the transport-independent half of netsync.c's message handler (moved
+ * here unchanged so the drop counters are unit-testable without sockets). */
+void ns_rooms_input(ns_rooms *rs, const uint8_t *ident, size_t ident_len, const uint8_t *room,
+                    size_t room_len, const uint8_t *p, size_t n, uint64_t now)
+{
+    rc_netsync_stats *st = rs->st;
+    /* Defect 1 of the reference: a room id that ROOM_TRANSFORM cannot carry wedges it. */
+    if (room_len > NS_STR8_MAX) {
+        st->dropped[NS_DROP_ROOM_TOO_LONG]++;
+        return;
+    }
+    if (!rc_utf8_valid(room, room_len)) {
+        st->dropped[NS_DROP_ROOM_UTF8]++;
+        return;
+    }
+    int type = ns_classify(p, n), rc;
+    /* Payloads are never interpreted as JSON (defect 2): a failed binary parse is a drop. */
+    switch (type) {
+    case NS_CLIENT_TRANSFORM: {
+        ns_client_transform t;
+        if ((rc = ns_parse_client_transform(p, n, &t)) == NS_OK)
+            ns_on_transform(rs, room, room_len, ident, ident_len, &t, now);
+        break;
+    }
+    case NS_RPC: {
+        ns_rpc r;
+        if ((rc = ns_parse_rpc(p, n, &r)) == NS_OK)
+            ns_on_rpc(rs, room, room_len, ident, ident_len, &r);
+        break;
+    }
+    case NS_GLOBAL_VAR_SET:
+    case NS_CLIENT_VAR_SET: {
+        ns_var_set v;
+        rc = type == NS_GLOBAL_VAR_SET ? ns_parse_global_var_set(p, n, &v)
+                                       : ns_parse_client_var_set(p, n, &v);
+        if (rc == NS_OK)
+            ns_on_var_set(rs, room, room_len, ident, ident_len, &v, type == NS_GLOBAL_VAR_SET);
+        break;
+    }
+    default: rc = type; break;
+    }
+    switch (rc) {
+    case NS_OK: break;
+    case NS_E_EMPTY: st->dropped[NS_DROP_EMPTY]++; break;
+    case NS_E_DIRECTION: st->dropped[NS_DROP_SERVER_TYPE]++; break;
+    case NS_E_TRUNCATED: st->dropped[NS_DROP_TRUNCATED]++; break;
+    case NS_E_UTF8: st->dropped[NS_DROP_UTF8]++; break;
+    default: st->dropped[NS_DROP_UNKNOWN_TYPE]++; break;
+    }
+}
+
 /* ---- output ------------------------------------------------------------------------------ */
 
 static void publish_mapping(ns_rooms *rs, ns_room *r, uint64_t now)
@@ -545,7 +602,10 @@ static void publish_room_transform(ns_rooms *rs, ns_room *r, uint64_t now)
 {
     rc_buf *b = &rs->out;
     rc_buf_reset(b);
-    size_t need = 3 + r->id_len + (size_t)r->nvisible * NS_ENTRY_MAX;
+    /* type, room id length, room id, u16 count: 4 + id_len bytes of header (this reserved
+     * 3 + id_len, one byte short when every entry had 50 virtuals and the buffer had no
+     * slack, e.g. a 196-byte room id with 3 such clients: 4097 bytes written into 4096). */
+    size_t need = 4 + r->id_len + (size_t)r->nvisible * NS_ENTRY_MAX;
     if (rc_buf_reserve(b, need) < 0) {
         rs->st->dropped[NS_DROP_NOMEM]++;
         return;

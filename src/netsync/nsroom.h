@@ -172,6 +172,15 @@ void ns_on_rpc(ns_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t
 void ns_on_var_set(ns_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t *ident,
                    size_t ident_len, const ns_var_set *v, bool global);
 
+/* ns_rooms_input handles one client message once the transport has split its frames
+ * ([identity][room][payload], frames after the payload already ignored and counted by the
+ * caller): it rejects a room id > 255 bytes or not UTF-8, classifies and parses the payload,
+ * dispatches it to the functions above and counts every drop by reason (rs->st->dropped).
+ * netsync.c calls it for each ROUTER message; it is a separate function (a test seam) so
+ * that the drop counters can be unit-tested without sockets. */
+void ns_rooms_input(ns_rooms *rs, const uint8_t *ident, size_t ident_len, const uint8_t *room,
+                    size_t room_len, const uint8_t *p, size_t n, uint64_t now);
+
 /* ns_rooms_tick processes the rooms that are due: timeouts, mappings, NV syncs and the
  * ROOM_TRANSFORM, device expiry, deletion of rooms without live clients. Each room keeps its
  * own cadence: a dirty room is published as soon as tick_ns has passed since its last

@@ -1,7 +1,8 @@
 /* test_nsproto.c — tests for src/netsync/nsproto.c: every message type, every truncation of
  * every message, length overruns (lenient only for the final string), nVirt clamping, stealth
  * detection, float bit-exactness through parse+re-encode, UTF-8 checks, str8/str16 limits, and
- * strict validation of what the encoders emit.
+ * strict validation of what the encoders emit; NV UTF-8/overrun cases and seeded mutations
+ * that must re-encode to exactly the bytes they were parsed from.
  */
 #include "unit.h"
 
@@ -453,6 +454,99 @@ TEST(check_server_rejects_client_types)
     CHECK_EQ_INT(ns_check_server_msg(map_empty, sizeof(map_empty)), NS_OK);
 }
 
+TEST(var_set_utf8_and_overruns)
+{
+    rc_buf b = RC_BUF_INIT;
+    ns_enc e;
+    ns_enc_init(&e, &b);
+    ns_enc_global_var_set(&e, 1, "nm", 2, "val", 3, 1.0);
+    uint8_t g[32];
+    size_t n = rc_buf_size(&b);
+    memcpy(g, rc_buf_head(&b), n);
+    ns_var_set v;
+    g[4] = 0xFF; /* name byte */
+    CHECK_EQ_INT(ns_parse_global_var_set(g, n, &v), NS_E_UTF8);
+    g[4] = 'n';
+    g[8] = 0xC0; /* value byte (overlong lead) */
+    CHECK_EQ_INT(ns_parse_global_var_set(g, n, &v), NS_E_UTF8);
+    g[8] = 'v';
+    g[3] = 30; /* name overruns: the value length and the timestamp cannot be read */
+    CHECK_EQ_INT(ns_parse_global_var_set(g, n, &v), NS_E_TRUNCATED);
+    g[3] = 2;
+    g[6] = 0xFF; /* value overruns: not the last field, so not lenient */
+    CHECK_EQ_INT(ns_parse_global_var_set(g, n, &v), NS_E_TRUNCATED);
+    g[6] = 3;
+    CHECK_EQ_INT(ns_parse_global_var_set(g, n, &v), NS_OK);
+    CHECK_EQ_INT(v.target, 0);
+    rc_buf_release(&b);
+}
+
+TEST(mutations_reparse_exactly)
+{
+    /* 4000 seeded mutations of valid client messages: whatever parses re-encodes to exactly
+     * the bytes it was parsed from (every field comes from where the layout says), and every
+     * failure is one of the parse errors. */
+    static uint8_t m[1200];
+    rc_buf b = RC_BUF_INIT;
+    uint8_t body[NS_BODY_SIZE], virt[3 * NS_TRANSFORM_SIZE];
+    fill_body(body, 9);
+    memset(virt, 0x41, sizeof(virt));
+    int ok = 0;
+    for (int i = 0; i < 4000; i++) {
+        rc_buf_reset(&b);
+        ns_enc e;
+        ns_enc_init(&e, &b);
+        switch (i % 4) {
+        case 0: ns_enc_client_transform(&e, "dev-1", 5, body, 3, virt); break;
+        case 1: ns_enc_rpc(&e, 5, "Fire", 4, "{\"a\":[1,2]}", 11); break;
+        case 2: ns_enc_global_var_set(&e, 2, "g", 1, "value", 5, 3.25); break;
+        default: ns_enc_client_var_set(&e, 2, 9, "c", 1, "v", 1, -1.5); break;
+        }
+        size_t n = rc_buf_size(&b);
+        memcpy(m, rc_buf_head(&b), n);
+        for (int j = 0, f = 1 + (int)(unit_rand() % 3); j < f; j++) {
+            size_t at = 1 + unit_rand() % (n - 1); /* keep the type byte */
+            m[at] = (uint8_t)unit_rand();
+        }
+        if (unit_rand() % 4 == 0) n = 1 + unit_rand() % n;
+        rc_buf_reset(&b);
+        ns_enc_init(&e, &b);
+        int rc;
+        if (i % 4 == 0) {
+            ns_client_transform t;
+            if ((rc = ns_parse_client_transform(m, n, &t)) == NS_OK)
+                ns_enc_client_transform(&e, t.device_id.p, t.device_id.len, t.body,
+                                        t.clamped ? m[2 + t.device_id.len + NS_BODY_SIZE] : t.nvirt,
+                                        t.virt);
+        } else if (i % 4 == 1) {
+            ns_rpc r;
+            if ((rc = ns_parse_rpc(m, n, &r)) == NS_OK && !r.args_cut)
+                ns_enc_rpc(&e, r.sender, r.name.p, r.name.len, r.args.p, r.args.len);
+            else if (rc == NS_OK)
+                continue;
+        } else {
+            ns_var_set v;
+            rc = i % 4 == 2 ? ns_parse_global_var_set(m, n, &v) : ns_parse_client_var_set(m, n, &v);
+            if (rc == NS_OK && i % 4 == 2)
+                ns_enc_global_var_set(&e, v.sender, v.name.p, v.name.len, v.value.p, v.value.len,
+                                      v.timestamp);
+            else if (rc == NS_OK)
+                ns_enc_client_var_set(&e, v.sender, v.target, v.name.p, v.name.len, v.value.p,
+                                      v.value.len, v.timestamp);
+        }
+        if (rc != NS_OK) {
+            CHECK(rc == NS_E_TRUNCATED || rc == NS_E_UTF8);
+            continue;
+        }
+        ok++;
+        CHECK_EQ_INT(e.err, 0);
+        CHECK(rc_buf_size(&b) <= n); /* trailing bytes are not part of the message */
+        CHECK(memcmp(rc_buf_head(&b), m, rc_buf_size(&b)) == 0);
+    }
+    CHECK(ok > 500);
+    rc_buf_release(&b);
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
@@ -474,5 +568,7 @@ int main(int argc, char **argv)
     RUN(mapping_and_syncs_encode);
     RUN(utf8_prefix_code_points);
     RUN(check_server_rejects_client_types);
+    RUN(var_set_utf8_and_overruns);
+    RUN(mutations_reparse_exactly);
     UNIT_MAIN_END("test_nsproto");
 }
