@@ -94,11 +94,68 @@ static void rooms_rehash(ns_rooms *rs)
     rs->nbucket = nb;
 }
 
+/* ---- rooms by due time --------------------------------------------------------------------
+ * Each room has its own cadence, so the tick fires whenever some room is due; a min-heap on
+ * `due` makes a firing cost O(due rooms · log rooms) instead of a walk over every room (which
+ * was O(rooms²) per tick period with thousands of staggered rooms). */
+
+static void heap_set(ns_rooms *rs, uint32_t i, ns_room *r)
+{
+    rs->heap[i] = r;
+    r->heap_i = i;
+}
+
+static void heap_up(ns_rooms *rs, uint32_t i)
+{
+    ns_room *r = rs->heap[i];
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (rs->heap[parent]->due <= r->due) break;
+        heap_set(rs, i, rs->heap[parent]);
+        i = parent;
+    }
+    heap_set(rs, i, r);
+}
+
+static void heap_down(ns_rooms *rs, uint32_t i)
+{
+    ns_room *r = rs->heap[i];
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= rs->nrooms) break;
+        if (c + 1 < rs->nrooms && rs->heap[c + 1]->due < rs->heap[c]->due) c++;
+        if (r->due <= rs->heap[c]->due) break;
+        heap_set(rs, i, rs->heap[c]);
+        i = c;
+    }
+    heap_set(rs, i, r);
+}
+
+/* set_due moves r to its place for a new due time and keeps rs->wake the earliest. */
+static void set_due(ns_rooms *rs, ns_room *r, uint64_t due)
+{
+    uint64_t old = r->due;
+    r->due = due;
+    if (due < old) heap_up(rs, r->heap_i);
+    else heap_down(rs, r->heap_i);
+    rs->wake = rs->heap[0]->due;
+}
+
 static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t now)
 {
     if (rs->nrooms >= rs->p.max_rooms) {
         rs->st->dropped[NS_DROP_ROOM_LIMIT]++;
         return NULL;
+    }
+    if (rs->nrooms == rs->heapcap) {
+        uint32_t cap = rs->heapcap ? rs->heapcap * 2 : 16;
+        ns_room **h = realloc(rs->heap, cap * sizeof(*h));
+        if (!h) {
+            rs->st->dropped[NS_DROP_NOMEM]++;
+            return NULL;
+        }
+        rs->heap = h;
+        rs->heapcap = cap;
     }
     ns_room *r = calloc(1, sizeof(*r));
     if (!r) {
@@ -113,7 +170,6 @@ static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t n
      * made a room whose first client is stealth (not dirty, so due only at last_house +
      * tick_ns) wait a tick for its first mapping, although wake was lowered for it. */
     r->last_house = 0;
-    if (now < rs->wake) rs->wake = now;
     if (rs->nrooms >= rs->nbucket) rooms_rehash(rs);
     uint32_t h = hash_bytes(id, len) & (rs->nbucket - 1);
     r->hnext = rs->bucket[h];
@@ -121,7 +177,10 @@ static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t n
     r->prev = rs->tail;
     if (rs->tail) rs->tail->next = r; else rs->head = r;
     rs->tail = r;
-    rs->nrooms++;
+    r->due = now;
+    heap_set(rs, rs->nrooms++, r);
+    heap_up(rs, r->heap_i);
+    rs->wake = rs->heap[0]->due;
     rs->st->rooms++;
     return r;
 }
@@ -139,7 +198,14 @@ static void room_free(ns_rooms *rs, ns_room *r)
     *pp = r->hnext;
     if (r->prev) r->prev->next = r->next; else rs->head = r->next;
     if (r->next) r->next->prev = r->prev; else rs->tail = r->prev;
-    rs->nrooms--;
+    ns_room *last = rs->heap[--rs->nrooms];
+    if (last != r) { /* the last leaf takes r's place, then finds its own */
+        uint64_t due = last->due;
+        heap_set(rs, r->heap_i, last);
+        last->due = r->due;
+        set_due(rs, last, due);
+    }
+    rs->wake = rs->nrooms ? rs->heap[0]->due : UINT64_MAX;
     rs->st->rooms--;
     rs->st->devices -= r->ndev;
     rs->st->clients -= r->nlive;
@@ -160,6 +226,9 @@ void ns_rooms_release(ns_rooms *rs)
     while (rs->head) room_free(rs, rs->head);
     free(rs->bucket);
     rs->bucket = NULL;
+    free(rs->heap);
+    rs->heap = NULL;
+    rs->heapcap = 0;
     rc_buf_release(&rs->out);
 }
 
@@ -330,7 +399,7 @@ void ns_on_transform(ns_rooms *rs, const uint8_t *room, size_t room_len, const u
         /* A room that was quiet for a tick is published at once, otherwise one tick after its
          * last broadcast: never the extra wait of a global timer. */
         uint64_t due = r->last_bcast + rs->p.tick_ns;
-        if (due < rs->wake) rs->wake = due;
+        if (due < r->due) set_due(rs, r, due);
     }
     d->transforms++;
     r->transforms_in++;
@@ -663,14 +732,10 @@ static uint64_t room_due(const ns_rooms *rs, const ns_room *r)
 
 uint64_t ns_rooms_tick(ns_rooms *rs, uint64_t now)
 {
-    ns_room *next;
-    uint64_t wake = UINT64_MAX;
-    for (ns_room *r = rs->head; r; r = next) {
-        next = r->next;
-        if (room_due(rs, r) > now) {
-            if (room_due(rs, r) < wake) wake = room_due(rs, r);
-            continue;
-        }
+    /* Due rooms come off the heap's top in due order; each is put back with a due time after
+     * now (last_house = now), so every room is processed at most once per call. */
+    while (rs->nrooms && rs->heap[0]->due <= now) {
+        ns_room *r = rs->heap[0];
         r->last_house = now;
         timeouts(rs, r, now);
         bool changed = false;    /* published a mapping or transforms: watchers get the state */
@@ -701,8 +766,8 @@ uint64_t ns_rooms_tick(ns_rooms *rs, uint64_t now)
         if (r->nvisible == 0) r->dirty = false; /* nothing to publish (never count 0) */
         if (changed) watch(rs, r, &(ns_watch_ev){.kind = NS_W_STATE});
         if (now - r->last_expiry >= rs->p.expiry_sweep_ns) expire_devices(rs, r, now);
-        if (room_due(rs, r) < wake) wake = room_due(rs, r);
+        set_due(rs, r, room_due(rs, r));
     }
-    rs->wake = wake;
-    return wake;
+    rs->wake = rs->nrooms ? rs->heap[0]->due : UINT64_MAX;
+    return rs->wake;
 }

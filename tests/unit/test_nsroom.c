@@ -645,6 +645,53 @@ TEST(rooms_keep_their_own_cadence)
     CHECK_EQ_INT(rec_invalid, 0);
 }
 
+/* heap_ok checks the due-time heap: every room once, each no earlier than its parent, and
+ * wake = the earliest due time. */
+static bool heap_ok(void)
+{
+    const ns_rooms *rs = &F.rs;
+    uint32_t n = 0;
+    for (const ns_room *r = rs->head; r; r = r->next, n++)
+        if (r->heap_i >= rs->nrooms || rs->heap[r->heap_i] != r) return false;
+    if (n != rs->nrooms) return false;
+    for (uint32_t i = 1; i < rs->nrooms; i++)
+        if (rs->heap[(i - 1) / 2]->due > rs->heap[i]->due) return false;
+    return rs->wake == (rs->nrooms ? rs->heap[0]->due : UINT64_MAX);
+}
+
+TEST(many_staggered_rooms)
+{
+    /* 300 rooms whose clients start 0..49 ms apart and send every 10 ms; a third of them stop
+     * at 600 ms and are deleted after the timeout while the others go on. Every room keeps
+     * its exact 50 ms phase, and the tick only ever looks at due rooms. */
+    fx_init(NULL);
+    enum { NR = 300 };
+    char room[NR][8], ident[NR][8];
+    for (unsigned k = 0; k < NR; k++) {
+        snprintf(room[k], sizeof(room[k]), "m%u", k);
+        snprintf(ident[k], sizeof(ident[k]), "i%u", k);
+    }
+    for (unsigned t = 0; t <= 2000; t++) {
+        go(t);
+        for (unsigned k = 0; k < NR; k++) {
+            unsigned start = k % 50;
+            if (t >= start && (t - start) % 10 == 0 && (k % 3 != 0 || t < 600))
+                tf(room[k], ident[k], "D");
+        }
+        tick_now();
+        if (t % 97 == 0) CHECK(heap_ok());
+    }
+    CHECK(heap_ok());
+    CHECK_EQ_INT(F.rs.nrooms, NR - NR / 3);
+    for (unsigned k = 1; k < NR; k += 3) {
+        size_t n = count_type(room[k], NS_ROOM_TRANSFORM);
+        CHECK_EQ_INT(n, (2000 - k % 50) / 50 + 1);
+        for (size_t i = 0; i < n; i++)
+            CHECK_EQ_INT(nth(room[k], NS_ROOM_TRANSFORM, i)->at, T0 + (k % 50 + i * 50) * MS);
+    }
+    CHECK_EQ_INT(rec_invalid, 0);
+}
+
 /* ---- timeouts ---------------------------------------------------------------------------- */
 
 TEST(client_timeout_and_room_deletion)
@@ -1333,6 +1380,7 @@ int main(int argc, char **argv)
     RUN(dirty_room_cadence);
     RUN(idle_room_rebroadcast);
     RUN(rooms_keep_their_own_cadence);
+    RUN(many_staggered_rooms);
     RUN(client_timeout_and_room_deletion);
     RUN(mapping_coalesced_in_join_storm);
     RUN(mapping_once_per_tick_when_passes_interleave);
