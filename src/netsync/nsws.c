@@ -27,6 +27,8 @@ struct rc_nsws {
     rc_netsync *ns;              /* not owned */
     obs_room **bucket;           /* room id hash table, power-of-two size */
     uint32_t nbucket, nrooms;
+    uint64_t nobs;               /* (connection, room) pairs */
+    uint64_t frames_out;         /* frames queued to observers */
     rc_textbuf tb;               /* JSON scratch, reused by every message */
 };
 
@@ -89,6 +91,7 @@ static int observe(rc_nsws *w, rc_conn *c, const uint8_t *id, size_t len)
     }
     o->conns[o->n++] = c;
     c->nsobs++;
+    w->nobs++;
     return 1;
 }
 
@@ -111,6 +114,7 @@ static bool unobserve(rc_nsws *w, obs_room **pp, rc_conn *c)
         memmove(&o->conns[i], &o->conns[i + 1], (o->n - i - 1) * sizeof(*o->conns));
         o->n--;
         c->nsobs--;
+        w->nobs--;
         if (o->n == 0) room_drop(w, pp);
         return true;
     }
@@ -267,6 +271,7 @@ static void send_scratch(rc_nsws *w, rc_conn **conns, uint32_t n)
     rc_msg *m = rc_frame_new(RC_WS_TEXT, rc_buf_head(&t->buf), rc_buf_size(&t->buf));
     if (!m) return;
     for (uint32_t i = 0; i < n; i++) rc_conn_send(conns[i], m);
+    w->frames_out += n;
     rc_msg_unref(m);
 }
 
@@ -508,6 +513,12 @@ void rc_nsws_on_text(rc_conn *c, const char *type, size_t tl, const char *p, siz
     case RPC: do_rpc(c, w, room, (size_t)rl, p, n); break;
     case SET: do_set(c, w, room, (size_t)rl, p, n); break;
     }
+}
+
+rc_nsws_counts rc_nsws_counts_of(const rc_nsws *w)
+{
+    return (rc_nsws_counts){.observations = w->nobs, .rooms = w->nrooms,
+                            .frames_out = w->frames_out};
 }
 
 /* ---- life cycle -------------------------------------------------------------------------- */

@@ -40,6 +40,14 @@ bool rc_nsws_is_type(const char *type, size_t len);
 void rc_nsws_on_text(rc_conn *c, const char *type, size_t type_len, const char *p, size_t n,
                      const rc_json_top *t);
 
+/* Gauges and counters for /metrics. */
+typedef struct rc_nsws_counts {
+    uint64_t observations;       /* (connection, room) pairs observed now */
+    uint64_t rooms;              /* distinct room ids observed now */
+    uint64_t frames_out;         /* frames queued to observers (events × observers), total */
+} rc_nsws_counts;
+rc_nsws_counts rc_nsws_counts_of(const rc_nsws *w);
+
 /* rc_nsws_forget removes c from every room it observes (the connection is closing). */
 void rc_nsws_forget(rc_nsws *w, rc_conn *c);
 

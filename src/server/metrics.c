@@ -2,6 +2,7 @@
 #include "server/metrics.h"
 
 #include "netsync/netsync.h"
+#include "netsync/nsws.h"
 #include "server/server.h"
 #include "server/textbuf.h"
 
@@ -59,9 +60,19 @@ static void histogram(rc_textbuf *t, const char *name, const char *help, const r
 }
 
 /* The NetSync transport's counters (src/netsync/nsstats.h), when it is on. */
-static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns)
+static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns, const rc_nsws *w)
 {
     const rc_netsync_stats *st = rc_netsync_stats_of(ns);
+    if (w) {
+        rc_nsws_counts oc = rc_nsws_counts_of(w);
+        metric(t, "roomcast_netsync_observations", "gauge",
+               "WebSocket observations of NetSync rooms (connection, room pairs).",
+               oc.observations);
+        metric(t, "roomcast_netsync_observed_rooms", "gauge",
+               "NetSync room ids with at least one WebSocket observer.", oc.rooms);
+        metric(t, "roomcast_netsync_observer_frames_total", "counter",
+               "Frames queued to WebSocket observers (events x observers).", oc.frames_out);
+    }
     metric(t, "roomcast_netsync_clients", "gauge", "Live NetSync clients (stealth included).",
            st->clients);
     metric(t, "roomcast_netsync_rooms", "gauge", "NetSync rooms.", st->rooms);
@@ -174,7 +185,7 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
     histogram(&t, "roomcast_loop_iteration_seconds",
               "Busy time of one event-loop iteration (events, timers and the output flush).",
               &m->iteration);
-    if (srv->netsync) netsync_metrics(&t, srv->netsync);
+    if (srv->netsync) netsync_metrics(&t, srv->netsync, srv->nsws);
     *out = t.buf;
     return t.failed ? -1 : 0;
 }

@@ -5,8 +5,10 @@ sets network variables; and every bad request gets its error."""
 import asyncio
 import json
 import math
+import re
 import struct
 import time
+import urllib.request
 
 import pytest
 import websockets
@@ -68,6 +70,11 @@ def joined(ctx, server, room, dev, body_bytes=None, virt=b""):
     c.send_transform(body_bytes, virt)
     c.number()
     return c
+
+
+def http_get(server, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}{path}", timeout=5) as r:
+        return r.read().decode()
 
 
 def run(coro):
@@ -289,6 +296,17 @@ def test_room_gone_and_observer_churn(ctx, server):
             churn.append(w)
         for w in churn:
             w.transport.abort()
+        # the aborted observers are forgotten; the one left is counted
+        deadline = time.monotonic() + IO
+        while True:
+            text = await asyncio.to_thread(http_get, server, "/metrics")
+            if "roomcast_netsync_observations 1\n" in text:
+                break
+            assert time.monotonic() < deadline, text
+            await asyncio.sleep(0.05)
+        assert "roomcast_netsync_observed_rooms 1\n" in text
+        frames = re.search(r"^roomcast_netsync_observer_frames_total (\d+)$", text, re.M)
+        assert frames and int(frames.group(1)) >= 21  # at least the 21 snapshots
         m = await recv_until(keep, lambda m: m["type"] == "netsync_state" and m["exists"])
         a.close()  # silent: the server times it out (--netsync-client-timeout 0.4)
         m = await recv_until(keep, lambda m: m["type"] == "netsync_state" and not m["exists"])
