@@ -2,6 +2,7 @@
 #include "core/loop.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,7 @@ struct rc_loop {
     bool stop;               /* set by rc_loop_stop, checked once per iteration */
     uint64_t now;            /* cached CLOCK_MONOTONIC ns for this iteration */
     uint64_t iterations;     /* completed iterations */
-    rc_timer **heap;         /* min-heap on due */
-    uint32_t nheap, capheap; /* used / allocated heap slots */
+    rc_heap timers;          /* armed timers by due time */
     rc_hook_cb *before_sleep;
     void *before_sleep_arg;
     rc_iter_cb *iter_cb;     /* iteration-time hook, NULL when not installed */
@@ -65,7 +65,7 @@ void rc_loop_free(rc_loop *loop)
     if (!loop) return;
     if (loop->sigio.fd >= 0) close(loop->sigio.fd);
     close(loop->epfd);
-    free(loop->heap);
+    rc_heap_release(&loop->timers);
     free(loop);
 }
 
@@ -121,98 +121,41 @@ void rc_io_stop(rc_loop *loop, rc_io *io)
 
 void rc_timer_init(rc_timer *t, rc_timer_cb *cb)
 {
-    t->due = 0;
-    t->slot = RC_TIMER_IDLE;
+    rc_heap_node_init(&t->node);
     t->cb = cb;
 }
 
-static void heap_place(rc_loop *loop, uint32_t i, rc_timer *t)
-{
-    loop->heap[i] = t;
-    t->slot = i;
-}
-
-static void heap_up(rc_loop *loop, uint32_t i)
-{
-    rc_timer *t = loop->heap[i];
-    while (i > 0) {
-        uint32_t parent = (i - 1) / 2;
-        if (loop->heap[parent]->due <= t->due) break;
-        heap_place(loop, i, loop->heap[parent]);
-        i = parent;
-    }
-    heap_place(loop, i, t);
-}
-
-static void heap_down(rc_loop *loop, uint32_t i)
-{
-    rc_timer *t = loop->heap[i];
-    for (;;) {
-        uint32_t c = 2 * i + 1;
-        if (c >= loop->nheap) break;
-        if (c + 1 < loop->nheap && loop->heap[c + 1]->due < loop->heap[c]->due) c++;
-        if (t->due <= loop->heap[c]->due) break;
-        heap_place(loop, i, loop->heap[c]);
-        i = c;
-    }
-    heap_place(loop, i, t);
-}
-
-static void heap_remove(rc_loop *loop, rc_timer *t)
-{
-    uint32_t i = t->slot;
-    if (i >= loop->nheap || loop->heap[i] != t) abort(); /* a timer that was never armed */
-    rc_timer *last = loop->heap[--loop->nheap];
-    t->slot = RC_TIMER_IDLE;
-    if (last == t) return;
-    heap_place(loop, i, last);
-    if (i > 0 && loop->heap[(i - 1) / 2]->due > last->due) heap_up(loop, i);
-    else heap_down(loop, i);
-}
+#define timer_of(x) ((rc_timer *)(void *)((char *)(x) - offsetof(rc_timer, node)))
 
 void rc_timer_start(rc_loop *loop, rc_timer *t, uint64_t due)
 {
-    if (rc_timer_armed(t)) {
-        uint64_t old = t->due;
-        t->due = due;
-        if (due < old) heap_up(loop, t->slot);
-        else heap_down(loop, t->slot);
-        return;
-    }
-    if (loop->nheap == loop->capheap) {
-        uint32_t cap = loop->capheap ? loop->capheap * 2 : 64;
-        rc_timer **h = realloc(loop->heap, cap * sizeof(*h));
-        if (!h) abort(); /* out of memory for bookkeeping: the program cannot go on correctly */
-        loop->heap = h;
-        loop->capheap = cap;
-    }
-    t->due = due;
-    loop->heap[loop->nheap] = t;
-    t->slot = loop->nheap++;
-    heap_up(loop, t->slot);
+    if (rc_timer_armed(t)) rc_heap_update(&loop->timers, &t->node, due);
+    else if (rc_heap_push(&loop->timers, &t->node, due) < 0)
+        abort(); /* out of memory for bookkeeping: the program cannot go on correctly */
 }
 
 void rc_timer_stop(rc_loop *loop, rc_timer *t)
 {
-    if (rc_timer_armed(t)) heap_remove(loop, t);
+    if (rc_timer_armed(t)) rc_heap_remove(&loop->timers, &t->node);
 }
 
 static void run_timers(rc_loop *loop)
 {
     /* Bounded by the timers due now: a callback that re-arms for `now` would otherwise spin. */
-    uint32_t budget = loop->nheap;
-    while (loop->nheap > 0 && budget-- > 0) {
-        rc_timer *t = loop->heap[0];
-        if (t->due > loop->now) break;
-        heap_remove(loop, t);
+    uint32_t budget = loop->timers.n;
+    rc_heap_node *x;
+    while (budget-- > 0 && (x = rc_heap_top(&loop->timers)) && x->key <= loop->now) {
+        rc_timer *t = timer_of(x);
+        rc_heap_remove(&loop->timers, x);
         t->cb(loop, t);
     }
 }
 
 static int next_timeout_ms(const rc_loop *loop)
 {
-    if (loop->nheap == 0) return -1;
-    uint64_t due = loop->heap[0]->due;
+    const rc_heap_node *top = rc_heap_top(&loop->timers);
+    if (!top) return -1;
+    uint64_t due = top->key;
     if (due <= loop->now) return 0;
     uint64_t ms = (due - loop->now + RC_NS_PER_MS - 1) / RC_NS_PER_MS;
     return ms > 60000 ? 60000 : (int)ms;

@@ -15,6 +15,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "core/heap.h"
 #include <sys/epoll.h>
 
 typedef struct rc_loop rc_loop;
@@ -37,11 +39,10 @@ struct rc_io {
 };
 
 struct rc_timer {
-    uint64_t due;            /* CLOCK_MONOTONIC ns when the timer fires */
-    uint32_t slot;           /* index in the loop's heap, RC_TIMER_IDLE when not armed */
+    rc_heap_node node;       /* key: CLOCK_MONOTONIC ns when the timer fires; in the loop's
+                              * heap while armed */
     rc_timer_cb *cb;         /* called once when due; re-arm from inside to repeat */
 };
-#define RC_TIMER_IDLE UINT32_MAX
 
 /* rc_loop_new creates a loop; NULL with errno set on failure. rc_loop_free releases it (the
  * loop does not own the descriptors its rc_io point at). */
@@ -78,7 +79,9 @@ void rc_io_stop(rc_loop *loop, rc_io *io);
 void rc_timer_init(rc_timer *t, rc_timer_cb *cb);
 void rc_timer_start(rc_loop *loop, rc_timer *t, uint64_t due);
 void rc_timer_stop(rc_loop *loop, rc_timer *t);
-static inline bool rc_timer_armed(const rc_timer *t) { return t->slot != RC_TIMER_IDLE; }
+static inline bool rc_timer_armed(const rc_timer *t) { return rc_heap_contains(&t->node); }
+/* rc_timer_due is when an armed timer fires. */
+static inline uint64_t rc_timer_due(const rc_timer *t) { return t->node.key; }
 
 /* rc_loop_signal routes signo to cb (blocking its default action). Returns 0 or -errno. */
 int rc_loop_signal(rc_loop *loop, int signo, rc_signal_cb *cb, void *arg);

@@ -100,7 +100,7 @@ static void arm_tick(rc_netsync *ns)
     uint64_t wake = ns->rooms.wake, now = rc_loop_now(ns->loop);
     if (wake == UINT64_MAX) return;
     if (wake < now) wake = now;
-    if (!rc_timer_armed(&ns->tick) || wake < ns->tick.due)
+    if (!rc_timer_armed(&ns->tick) || wake < rc_timer_due(&ns->tick))
         rc_timer_start(ns->loop, &ns->tick, wake);
 }
 

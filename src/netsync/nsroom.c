@@ -1,6 +1,7 @@
 /* nsroom.c — NetSync rooms, devices, variables and the per-tick output; see nsroom.h. */
 #include "netsync/nsroom.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,46 +100,13 @@ static void rooms_rehash(ns_rooms *rs)
  * `due` makes a firing cost O(due rooms · log rooms) instead of a walk over every room (which
  * was O(rooms²) per tick period with thousands of staggered rooms). */
 
-static void heap_set(ns_rooms *rs, uint32_t i, ns_room *r)
-{
-    rs->heap[i] = r;
-    r->heap_i = i;
-}
+#define room_of(x) ((ns_room *)(void *)((char *)(x) - offsetof(ns_room, due)))
 
-static void heap_up(ns_rooms *rs, uint32_t i)
+/* set_wake keeps rs->wake the earliest due time (the caller's timer). */
+static void set_wake(ns_rooms *rs)
 {
-    ns_room *r = rs->heap[i];
-    while (i > 0) {
-        uint32_t parent = (i - 1) / 2;
-        if (rs->heap[parent]->due <= r->due) break;
-        heap_set(rs, i, rs->heap[parent]);
-        i = parent;
-    }
-    heap_set(rs, i, r);
-}
-
-static void heap_down(ns_rooms *rs, uint32_t i)
-{
-    ns_room *r = rs->heap[i];
-    for (;;) {
-        uint32_t c = 2 * i + 1;
-        if (c >= rs->nrooms) break;
-        if (c + 1 < rs->nrooms && rs->heap[c + 1]->due < rs->heap[c]->due) c++;
-        if (r->due <= rs->heap[c]->due) break;
-        heap_set(rs, i, rs->heap[c]);
-        i = c;
-    }
-    heap_set(rs, i, r);
-}
-
-/* set_due moves r to its place for a new due time and keeps rs->wake the earliest. */
-static void set_due(ns_rooms *rs, ns_room *r, uint64_t due)
-{
-    uint64_t old = r->due;
-    r->due = due;
-    if (due < old) heap_up(rs, r->heap_i);
-    else heap_down(rs, r->heap_i);
-    rs->wake = rs->heap[0]->due;
+    const rc_heap_node *top = rc_heap_top(&rs->due);
+    rs->wake = top ? top->key : UINT64_MAX;
 }
 
 static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t now)
@@ -147,18 +115,9 @@ static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t n
         rs->st->dropped[NS_DROP_ROOM_LIMIT]++;
         return NULL;
     }
-    if (rs->nrooms == rs->heapcap) {
-        uint32_t cap = rs->heapcap ? rs->heapcap * 2 : 16;
-        ns_room **h = realloc(rs->heap, cap * sizeof(*h));
-        if (!h) {
-            rs->st->dropped[NS_DROP_NOMEM]++;
-            return NULL;
-        }
-        rs->heap = h;
-        rs->heapcap = cap;
-    }
     ns_room *r = calloc(1, sizeof(*r));
-    if (!r) {
+    if (!r || rc_heap_push(&rs->due, &r->due, now) < 0) {
+        free(r);
         rs->st->dropped[NS_DROP_NOMEM]++;
         return NULL;
     }
@@ -177,10 +136,8 @@ static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t n
     r->prev = rs->tail;
     if (rs->tail) rs->tail->next = r; else rs->head = r;
     rs->tail = r;
-    r->due = now;
-    heap_set(rs, rs->nrooms++, r);
-    heap_up(rs, r->heap_i);
-    rs->wake = rs->heap[0]->due;
+    rs->nrooms++;
+    set_wake(rs);
     rs->st->rooms++;
     return r;
 }
@@ -198,14 +155,9 @@ static void room_free(ns_rooms *rs, ns_room *r)
     *pp = r->hnext;
     if (r->prev) r->prev->next = r->next; else rs->head = r->next;
     if (r->next) r->next->prev = r->prev; else rs->tail = r->prev;
-    ns_room *last = rs->heap[--rs->nrooms];
-    if (last != r) { /* the last leaf takes r's place, then finds its own */
-        uint64_t due = last->due;
-        heap_set(rs, r->heap_i, last);
-        last->due = r->due;
-        set_due(rs, last, due);
-    }
-    rs->wake = rs->nrooms ? rs->heap[0]->due : UINT64_MAX;
+    rs->nrooms--;
+    rc_heap_remove(&rs->due, &r->due);
+    set_wake(rs);
     rs->st->rooms--;
     rs->st->devices -= r->ndev;
     rs->st->clients -= r->nlive;
@@ -226,9 +178,7 @@ void ns_rooms_release(ns_rooms *rs)
     while (rs->head) room_free(rs, rs->head);
     free(rs->bucket);
     rs->bucket = NULL;
-    free(rs->heap);
-    rs->heap = NULL;
-    rs->heapcap = 0;
+    rc_heap_release(&rs->due);
     rc_buf_release(&rs->out);
 }
 
@@ -399,7 +349,10 @@ void ns_on_transform(ns_rooms *rs, const uint8_t *room, size_t room_len, const u
         /* A room that was quiet for a tick is published at once, otherwise one tick after its
          * last broadcast: never the extra wait of a global timer. */
         uint64_t due = r->last_bcast + rs->p.tick_ns;
-        if (due < r->due) set_due(rs, r, due);
+        if (due < r->due.key) {
+            rc_heap_update(&rs->due, &r->due, due);
+            set_wake(rs);
+        }
     }
     d->transforms++;
     r->transforms_in++;
@@ -734,8 +687,9 @@ uint64_t ns_rooms_tick(ns_rooms *rs, uint64_t now)
 {
     /* Due rooms come off the heap's top in due order; each is put back with a due time after
      * now (last_house = now), so every room is processed at most once per call. */
-    while (rs->nrooms && rs->heap[0]->due <= now) {
-        ns_room *r = rs->heap[0];
+    rc_heap_node *top;
+    while ((top = rc_heap_top(&rs->due)) && top->key <= now) {
+        ns_room *r = room_of(top);
         r->last_house = now;
         timeouts(rs, r, now);
         bool changed = false;    /* published a mapping or transforms: watchers get the state */
@@ -766,8 +720,8 @@ uint64_t ns_rooms_tick(ns_rooms *rs, uint64_t now)
         if (r->nvisible == 0) r->dirty = false; /* nothing to publish (never count 0) */
         if (changed) watch(rs, r, &(ns_watch_ev){.kind = NS_W_STATE});
         if (now - r->last_expiry >= rs->p.expiry_sweep_ns) expire_devices(rs, r, now);
-        set_due(rs, r, room_due(rs, r));
+        rc_heap_update(&rs->due, &r->due, room_due(rs, r));
     }
-    rs->wake = rs->nrooms ? rs->heap[0]->due : UINT64_MAX;
+    set_wake(rs);
     return rs->wake;
 }

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/heap.h"
 #include "netsync/nsproto.h"
 #include "netsync/nsstats.h"
 
@@ -128,8 +129,7 @@ struct ns_room {
     uint32_t nvisible;           /* live and not stealth */
     uint32_t *order;             /* live device indices in join order (devcap entries) */
     uint64_t created;            /* loop ns */
-    uint64_t due;                /* loop ns when the tick must look at it next (heap key) */
-    uint32_t heap_i;             /* its index in ns_rooms.heap */
+    rc_heap_node due;            /* key: loop ns when the tick must look at it next */
     uint64_t last_bcast;         /* loop ns of the last ROOM_TRANSFORM */
     uint64_t last_house;         /* loop ns of the last timeout/mapping/NV pass */
     uint64_t last_mapping;       /* loop ns of the last DEVICE_ID_MAPPING */
@@ -153,8 +153,7 @@ typedef struct ns_rooms {
     ns_room **bucket;            /* room id hash table */
     uint32_t nbucket;            /* power of two */
     uint32_t nrooms;
-    ns_room **heap;              /* rooms by due time, a binary min-heap of nrooms entries */
-    uint32_t heapcap;            /* entries allocated */
+    rc_heap due;                 /* rooms by due time (per-room cadence) */
     uint64_t wake;               /* earliest loop ns a room is due (UINT64_MAX: none) */
     rc_buf out;                  /* encode scratch, reused by every message */
 } ns_rooms;

@@ -11,7 +11,7 @@ static int nfired;
 
 static void record(rc_loop *loop, rc_timer *t)
 {
-    fired[nfired++] = t->due;
+    fired[nfired++] = rc_timer_due(t);
 }
 
 static void stop_loop(rc_loop *loop, rc_timer *t) { rc_loop_stop(loop); }

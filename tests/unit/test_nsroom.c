@@ -652,11 +652,11 @@ static bool heap_ok(void)
     const ns_rooms *rs = &F.rs;
     uint32_t n = 0;
     for (const ns_room *r = rs->head; r; r = r->next, n++)
-        if (r->heap_i >= rs->nrooms || rs->heap[r->heap_i] != r) return false;
-    if (n != rs->nrooms) return false;
-    for (uint32_t i = 1; i < rs->nrooms; i++)
-        if (rs->heap[(i - 1) / 2]->due > rs->heap[i]->due) return false;
-    return rs->wake == (rs->nrooms ? rs->heap[0]->due : UINT64_MAX);
+        if (r->due.slot >= rs->due.n || rs->due.v[r->due.slot] != &r->due) return false;
+    if (n != rs->nrooms || n != rs->due.n) return false;
+    for (uint32_t i = 1; i < rs->due.n; i++)
+        if (rs->due.v[(i - 1) / 2]->key > rs->due.v[i]->key) return false;
+    return rs->wake == (rs->due.n ? rs->due.v[0]->key : UINT64_MAX);
 }
 
 TEST(many_staggered_rooms)
