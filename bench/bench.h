@@ -154,6 +154,10 @@ extern bool rb_spin;
 /* Connections that ended with RB_END_ERROR since start, and handshakes refused. */
 extern uint64_t rb_conn_errors;
 extern uint64_t rb_frame_errors;   /* malformed frames from the server (protocol violations) */
+/* CLOCK_MONOTONIC ns at which the bytes being parsed were read: the receive time of every
+ * message in them, taken once per read rather than once per message (a clock read per delivery
+ * was 4% of the generator's CPU in the fanout profile). */
+extern uint64_t rb_rx_ns;
 
 /* ---- the room protocol's JSON subset (msg.c) --------------------------------------------- */
 

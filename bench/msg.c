@@ -9,6 +9,7 @@
  */
 #include "bench.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static const char *skip_ws(const char *p, const char *e)
@@ -18,22 +19,71 @@ static const char *skip_ws(const char *p, const char *e)
     return p;
 }
 
+/* Bit 7 of each byte of w that equals the byte repeated in `rep`; only the lowest flagged byte
+ * is exact (a borrow can flag bytes above it), which is the only one we use. */
+static inline uint64_t bytes_equal(uint64_t w, uint64_t rep)
+{
+    uint64_t x = w ^ rep;
+    return (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
+}
+
 /* p at the opening quote; returns the position after the closing quote, NULL if malformed.
- * memchr does the scanning (vectorised in libc), because the padding of large messages is one
- * long string and a byte loop over it made the generator, not the server, the bottleneck.
+ * Eight bytes at a time, looking for a quote or a backslash in one pass: every delivery holds
+ * about ten strings (keys included) of a few to a hundred bytes, too short for two memchr()
+ * calls each to pay off (they were a third of the generator's scanning instructions).
  * Control characters inside strings are not rejected: validating input is the server's job. */
 static const char *skip_string(const char *p, const char *e)
 {
-    for (p++; p < e;) {
-        const char *q = memchr(p, '"', (size_t)(e - p));
-        if (!q)
+    p++;
+    for (;;) {
+        while (e - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            uint64_t hit = bytes_equal(w, 0x2222222222222222ull) | /* '"' */
+                           bytes_equal(w, 0x5c5c5c5c5c5c5c5cull);  /* '\\' */
+            if (hit) {
+                p += __builtin_ctzll(hit) / 8;
+                goto found;
+            }
+            p += 8;
+        }
+        while (p < e && *p != '"' && *p != '\\')
+            p++;
+        if (p >= e)
             return NULL;
-        const char *b = memchr(p, '\\', (size_t)(q - p));
-        if (!b)
-            return q + 1;
-        p = b + 2; /* skip the escaped character, which may be a quote */
+    found:
+        if (*p == '"')
+            return p + 1;
+        p += 2; /* skip the escaped character, which may be a quote */
+        if (p >= e)
+            return NULL;
     }
-    return NULL;
+}
+
+/* Number, true, false, null: a run of the characters they are made of. Returns its end (NULL
+ * if empty) and, in *iv, the non-negative integer its leading digits spell, or -1 when it does
+ * not start with a digit — one pass instead of skipping the value and parsing it again. */
+static const char *scan_scalar(const char *p, const char *e, int64_t *iv)
+{
+    const char *s = p;
+    int64_t v = -1;
+    if (p < e && *p >= '0' && *p <= '9') {
+        bool too_long = false;
+        v = 0;
+        for (; p < e && *p >= '0' && *p <= '9'; p++) {
+            if (v > (INT64_MAX - 9) / 10)
+                too_long = true;
+            else
+                v = v * 10 + (*p - '0');
+        }
+        if (too_long)
+            v = -1;
+    }
+    while (p < e && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' ||
+                     *p == 'e' || *p == 'E' || (*p >= 'a' && *p <= 'z')))
+        p++;
+    *iv = v;
+    return p > s ? p : NULL;
 }
 
 static const char *skip_value(const char *p, const char *e, int depth)
@@ -72,25 +122,10 @@ static const char *skip_value(const char *p, const char *e, int depth)
         }
     }
     default: {
-        /* number, true, false, null: a run of the characters they are made of */
-        const char *s = p;
-        while (p < e && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' ||
-                         *p == 'e' || *p == 'E' || (*p >= 'a' && *p <= 'z')))
-            p++;
-        return p > s ? p : NULL;
+        int64_t iv;
+        return scan_scalar(p, e, &iv);
     }
     }
-}
-
-/* A non-negative integer, or -1 if the value is anything else. */
-static int64_t int_value(const char *p, const char *end)
-{
-    if (p >= end || *p < '0' || *p > '9')
-        return -1;
-    int64_t v = 0;
-    for (; p < end && *p >= '0' && *p <= '9'; p++)
-        v = v * 10 + (*p - '0');
-    return v;
 }
 
 bool rb_msg_is(const char *s, size_t n, const char *lit)
@@ -99,11 +134,72 @@ bool rb_msg_is(const char *s, size_t n, const char *lit)
     return s && n == l && memcmp(s, lit, l) == 0;
 }
 
+/* Matches the literal s (n bytes) at *pp and moves past it. */
+/* Inlined so that memcmp of a constant length becomes a few compares. */
+static inline __attribute__((always_inline)) bool take(const char **pp, const char *e,
+                                                      const char *s, size_t n)
+{
+    if ((size_t)(e - *pp) < n || memcmp(*pp, s, n) != 0)
+        return false;
+    *pp += n;
+    return true;
+}
+
+/* 1 to 18 decimal digits at *pp (no overflow possible); the caller then matches the character
+ * that must follow, which is never one a number can continue with. */
+static bool take_u(const char **pp, const char *e, int64_t *v)
+{
+    const char *p = *pp, *s = p;
+    int64_t x = 0;
+    for (; p < e && p - s < 19; p++) {
+        unsigned d = (unsigned)(unsigned char)*p - '0';
+        if (d > 9)
+            break;
+        x = x * 10 + d;
+    }
+    if (p == s || p - s > 18)
+        return false;
+    *v = x;
+    *pp = p;
+    return true;
+}
+
+#define TAKE(lit) take(&p, e, lit, sizeof(lit) - 1)
+
+/* The delivery exactly as roomcast and the ceiling write it (and Node's JSON.stringify):
+ * {"type":"b","s":S,"q":Q,"t":T,"p":"…","room":"…","client_id":C,"msg_id":M}. Every byte is
+ * checked; anything else, spacing included, returns false and goes through the general scan,
+ * which accepts everything this accepts with the same result. This is most of the generator's
+ * receive path, so it had to be cheaper than a general JSON scan (bench/RESULTS.md). */
+static bool scan_delivery(const char *p, const char *e, struct rb_msg *m)
+{
+    const char *room, *room_end;
+    if (!TAKE("{\"type\":\"b\",\"s\":") || !take_u(&p, e, &m->s) || !TAKE(",\"q\":") ||
+        !take_u(&p, e, &m->q) || !TAKE(",\"t\":") || !take_u(&p, e, &m->t) ||
+        !TAKE(",\"p\":") || p >= e || *p != '"' || !(p = skip_string(p, e)) ||
+        !TAKE(",\"room\":") || p >= e || *p != '"' || !(room_end = skip_string(room = p, e)))
+        return false;
+    p = room_end;
+    if (!TAKE(",\"client_id\":") || !take_u(&p, e, &m->client_id) || !TAKE(",\"msg_id\":") ||
+        !take_u(&p, e, &m->msg_id) || !TAKE("}") || p != e)
+        return false;
+    m->type = "b";
+    m->type_len = 1;
+    m->room = room + 1;
+    m->room_len = (size_t)(room_end - room - 2);
+    return true;
+}
+
 int rb_msg_scan(const char *p, size_t n, struct rb_msg *m)
 {
     const char *e = p + n;
-    memset(m, 0, sizeof(*m));
+    m->type = m->room = m->code = NULL;
+    m->type_len = m->room_len = m->code_len = 0;
     m->client_id = m->msg_id = m->last_msg_id = m->s = m->q = m->t = -1;
+    if (scan_delivery(p, e, m))
+        return 0;
+    /* scan_delivery may have filled some members before it gave up. */
+    m->s = m->q = m->t = m->client_id = m->msg_id = -1;
     p = skip_ws(p, e);
     if (p >= e || *p != '{')
         return -1;
@@ -121,7 +217,17 @@ int rb_msg_scan(const char *p, size_t n, struct rb_msg *m)
         if (p >= e || *p != ':')
             return -1;
         const char *v = skip_ws(p + 1, e);
-        const char *ve = skip_value(v, e, 0);
+        if (v >= e)
+            return -1;
+        /* Scalars are scanned and parsed in one pass; strings and nested values skipped. */
+        int64_t iv = -1;
+        const char *ve;
+        if (*v == '"')
+            ve = skip_string(v, e);
+        else if (*v == '{' || *v == '[')
+            ve = skip_value(v, e, 0);
+        else
+            ve = scan_scalar(v, e, &iv);
         if (!ve)
             return -1;
         bool str = *v == '"';
@@ -129,11 +235,11 @@ int rb_msg_scan(const char *p, size_t n, struct rb_msg *m)
         switch (kl) {
         case 1:
             if (*k == 's')
-                m->s = int_value(v, ve);
+                m->s = iv;
             else if (*k == 'q')
-                m->q = int_value(v, ve);
+                m->q = iv;
             else if (*k == 't')
-                m->t = int_value(v, ve);
+                m->t = iv;
             break;
         case 4:
             if (str && memcmp(k, "type", 4) == 0) {
@@ -149,15 +255,15 @@ int rb_msg_scan(const char *p, size_t n, struct rb_msg *m)
             break;
         case 6:
             if (memcmp(k, "msg_id", 6) == 0)
-                m->msg_id = int_value(v, ve);
+                m->msg_id = iv;
             break;
         case 9:
             if (memcmp(k, "client_id", 9) == 0)
-                m->client_id = int_value(v, ve);
+                m->client_id = iv;
             break;
         case 11:
             if (memcmp(k, "last_msg_id", 11) == 0)
-                m->last_msg_id = int_value(v, ve);
+                m->last_msg_id = iv;
             break;
         default:
             break;

@@ -50,6 +50,7 @@ struct member {
 
 struct room {
     char name[64];           /* unique per run so rounds never share a room */
+    size_t name_len;         /* strlen(name) */
     uint32_t n;              /* members (publishers + stuck) */
     struct member *m;        /* members, publishers first */
     uint64_t published;      /* messages published to this room so far */
@@ -161,7 +162,7 @@ static bool sender_id_agrees(struct member *snd, uint64_t q, uint64_t id)
 
 static void delivery(struct member *m, const struct rb_msg *g)
 {
-    uint64_t now = rb_now_ns();
+    uint64_t now = rb_rx_ns;
     struct room *rm = m->room;
     struct rb_result *r = E.r;
     if (m->stuck) {
@@ -177,7 +178,7 @@ static void delivery(struct member *m, const struct rb_msg *g)
         r->order_violations++;     /* a room message before joined, or before anyone published */
         return;
     }
-    if (g->room && !(g->room_len == strlen(rm->name) && !memcmp(g->room, rm->name, g->room_len)))
+    if (g->room && !(g->room_len == rm->name_len && !memcmp(g->room, rm->name, g->room_len)))
         r->order_violations++;     /* delivered to the wrong room */
     if ((uint64_t)g->s >= rm->n || rm->m[g->s].stuck || (uint64_t)g->q >= rm->m[g->s].sent) {
         r->errors++;
@@ -238,7 +239,7 @@ static void on_text(struct rb_conn *c, const char *p, size_t n)
         rb_result_fail(E.r, "malformed JSON from server: %.60s", p);
         return;
     }
-    if (rb_msg_is(g.type, g.type_len, "b")) {
+    if (g.type_len == 1 && g.type[0] == 'b') {
         delivery(m, &g);
     } else if (rb_msg_is(g.type, g.type_len, "joined")) {
         if (m->joined) /* a second joined for one join */
@@ -364,6 +365,7 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
     for (uint32_t i = 0; i < E.nrooms; i++) {
         struct room *rm = &E.rooms[i];
         snprintf(rm->name, sizeof(rm->name), "%s-%d-%u-%u", r->scenario, (int)getpid(), run_seq, i);
+        rm->name_len = strlen(rm->name);
         rm->n = E.per_room;
         rm->m = calloc(rm->n, sizeof(*rm->m));
         for (uint32_t k = 0; k < rm->n; k++) {

@@ -111,6 +111,13 @@ int rc_io_set(rc_loop *loop, rc_io *io, uint32_t events)
     return 0;
 }
 
+int rc_io_rearm(rc_loop *loop, rc_io *io)
+{
+    struct epoll_event ev = {.events = io->events, .data.ptr = io};
+    if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0) return -errno;
+    return 0;
+}
+
 void rc_io_stop(rc_loop *loop, rc_io *io)
 {
     if (io->fd >= 0) epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL);

@@ -23,7 +23,11 @@ typedef struct rc_loop rc_loop;
 typedef struct rc_io rc_io;
 typedef struct rc_timer rc_timer;
 
-enum { RC_EV_READ = EPOLLIN, RC_EV_WRITE = EPOLLOUT };
+/* RC_EV_EDGE asks for edge-triggered reports (EPOLLET): a descriptor is reported when it
+ * becomes ready, not on every wait while it stays ready, so its owner must read until it has
+ * seen everything or call rc_io_rearm. RC_EV_HUP asks to be told of the peer's shutdown
+ * (EPOLLRDHUP), which an edge-triggered reader needs in order to read on to the EOF. */
+enum { RC_EV_READ = EPOLLIN, RC_EV_WRITE = EPOLLOUT, RC_EV_EDGE = EPOLLET, RC_EV_HUP = EPOLLRDHUP };
 
 /* Called with the epoll events that are ready (EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP...). */
 typedef void rc_io_cb(rc_loop *loop, rc_io *io, uint32_t events);
@@ -73,6 +77,9 @@ void rc_io_init(rc_io *io, int fd, rc_io_cb *cb);
 int rc_io_start(rc_loop *loop, rc_io *io, uint32_t events);
 int rc_io_set(rc_loop *loop, rc_io *io, uint32_t events);
 void rc_io_stop(rc_loop *loop, rc_io *io);
+/* rc_io_rearm re-registers the current interest, so that an edge-triggered descriptor that is
+ * still ready is reported again by the next wait (one epoll_ctl). Returns 0 or -errno. */
+int rc_io_rearm(rc_loop *loop, rc_io *io);
 
 /* rc_timer_init prepares an idle timer; rc_timer_start (re)arms it to fire at `due` ns
  * (rc_loop_now() + delay); rc_timer_stop disarms it (no-op when idle). */

@@ -3,8 +3,9 @@
  * Encode once, send many: a broadcast is encoded into one rc_msg (the complete WebSocket frame)
  * and every recipient's queue holds a reference to it, so fan-out to N members costs N pointer
  * pushes, not N copies. A queue is a ring of message references plus the offset already sent of
- * the first one; rc_outq_flush sends as much as the socket takes with one sendmsg() per up to
- * RC_OUTQ_IOV messages, so a burst of frames to one client leaves in one syscall.
+ * the first one; rc_outq_flush sends as much as the socket takes, a burst of frames to one client
+ * in one syscall: small frames are gathered into one contiguous buffer first (cheaper than one
+ * iovec each, see outq.c), large ones go as their own iovec, up to RC_OUTQ_IOV per call.
  *
  * Ownership: rc_msg_new returns a message with one reference owned by the caller; rc_outq_push
  * takes a new reference of its own; whoever holds a reference drops it with rc_msg_unref.
@@ -40,17 +41,30 @@ typedef struct rc_outq {
     size_t bytes;            /* bytes queued and not yet sent (for the slow-consumer cap) */
 } rc_outq;
 
-/* rc_outq_push queues a reference to m. Returns 0, or -1 when out of memory (not queued). */
-int rc_outq_push(rc_outq *q, rc_msg *m);
+/* rc__outq_grow doubles the ring (internal to rc_outq_push). 0, or -1 when out of memory. */
+int rc__outq_grow(rc_outq *q);
+
+/* rc_outq_push queues a reference to m. Returns 0, or -1 when out of memory (not queued).
+ * Inline: it runs once per recipient of every broadcast. */
+static inline int rc_outq_push(rc_outq *q, rc_msg *m)
+{
+    if (q->count == q->cap && rc__outq_grow(q) < 0) return -1;
+    q->ring[(q->head + q->count) & (q->cap - 1)] = rc_msg_ref(m);
+    q->count++;
+    q->bytes += m->len;
+    return 0;
+}
 
 /* rc_outq_flush writes queued bytes to fd until the queue is empty or the socket is full.
  * Returns the bytes written (>= 0; fewer than queued means the socket is full), or -errno on a
  * write error other than EAGAIN. */
 ssize_t rc_outq_flush(rc_outq *q, int fd);
 
-/* Called by rc_outq_flush_cb for each message whose last byte was just written and whose
- * t_recv is set (delivery-latency metrics). */
-typedef void rc_outq_sent_fn(void *arg, const rc_msg *m);
+/* Called by rc_outq_flush_cb for messages whose last byte was just written and whose t_recv is
+ * set (delivery-latency metrics): once per run of n consecutive such messages with the same
+ * t_recv, which is every frame a client gets from one loop wake-up, so the sample is computed
+ * once per run rather than once per delivery. */
+typedef void rc_outq_sent_fn(void *arg, uint64_t t_recv, uint32_t n);
 
 /* rc_outq_flush_cb is rc_outq_flush that also calls sent (when not NULL) with arg. */
 ssize_t rc_outq_flush_cb(rc_outq *q, int fd, rc_outq_sent_fn *sent, void *arg);

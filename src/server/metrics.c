@@ -22,14 +22,14 @@ void rc_metrics_flush_begin(rc_server *srv)
     srv->metrics.flush_now = rc_clock_ns();
 }
 
-void rc_metrics_on_sent(void *arg, const rc_msg *m)
+void rc_metrics_on_sent(void *arg, uint64_t t_recv, uint32_t n)
 {
     rc_server *srv = arg;
     /* Inside the before-sleep flush, flush_now is fresher than the loop's clock; a write on
      * EPOLLOUT happens in the event phase, where the loop's clock of this wake-up is. */
     uint64_t now = rc_loop_now(srv->loop);
     if (srv->metrics.flush_now > now) now = srv->metrics.flush_now;
-    rc_hist_add(&srv->metrics.delivery, now > m->t_recv ? now - m->t_recv : 0);
+    rc_hist_add_n(&srv->metrics.delivery, now > t_recv ? now - t_recv : 0, n);
 }
 
 static void header(rc_textbuf *t, const char *name, const char *type, const char *help)

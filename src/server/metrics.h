@@ -29,16 +29,19 @@ typedef struct rc_hist {
     uint64_t count;          /* samples */
 } rc_hist;
 
-/* rc_hist_add records one sample of ns nanoseconds. */
-static inline void rc_hist_add(rc_hist *h, uint64_t ns)
+/* rc_hist_add_n records n samples of ns nanoseconds each. */
+static inline void rc_hist_add_n(rc_hist *h, uint64_t ns, uint64_t n)
 {
     uint64_t us = (ns + 999) / 1000; /* rounded up: a sample is never below its bucket's bound */
     unsigned k = us <= 1 ? 0 : 64 - (unsigned)__builtin_clzll(us - 1); /* ceil(log2(us)) */
     if (k > RC_HIST_FINITE) k = RC_HIST_FINITE;
-    h->bucket[k]++;
-    h->sum_ns += ns;
-    h->count++;
+    h->bucket[k] += n;
+    h->sum_ns += ns * n;
+    h->count += n;
 }
+
+/* rc_hist_add records one sample of ns nanoseconds. */
+static inline void rc_hist_add(rc_hist *h, uint64_t ns) { rc_hist_add_n(h, ns, 1); }
 
 typedef struct rc_metrics {
     rc_hist delivery;        /* receipt to write: from the loop wake-up that produced a
@@ -58,8 +61,8 @@ void rc_metrics_start(struct rc_server *srv);
 void rc_metrics_flush_begin(struct rc_server *srv);
 
 /* rc_metrics_on_sent is the output queue's rc_outq_sent_fn (arg is the server): it records the
- * delivery latency of a frame that was just written completely. */
-void rc_metrics_on_sent(void *arg, const rc_msg *m);
+ * delivery latency of n frames received at t_recv that were just written completely. */
+void rc_metrics_on_sent(void *arg, uint64_t t_recv, uint32_t n);
 
 /* rc_metrics_render appends the Prometheus text of every metric to out. Returns 0, or -1 when
  * out of memory. */

@@ -44,6 +44,8 @@ typedef struct rc_server {
     rc_metrics metrics;      /* latency histograms and API counters (GET /metrics) */
     uint64_t next_client_id; /* last client id handed out */
     uint64_t started;        /* loop time at start, ns */
+    uint64_t wall_ms;        /* rc_wall_ms() as read when the loop clock was wall_at */
+    uint64_t wall_at;        /* rc_loop_now() of that read, ns (0: never read) */
     bool shutting_down;      /* SIGTERM/SIGINT received */
     rc_timer accept_timer;   /* re-enables accepting after descriptor exhaustion */
     rc_timer shutdown_timer; /* deadline for clients to finish closing at shutdown */
