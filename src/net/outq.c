@@ -78,13 +78,15 @@ ssize_t rc_outq_flush(rc_outq *q, int fd)
  * sendmsg() of 33 frames of 145 bytes (the fanout benchmark's typical batch) cost 10.9 us with
  * 33 iovecs and 8.5 us as one contiguous send() (memcpy included); in the server's fanout
  * profile, _copy_from_iter was 15% of all CPU. Large frames keep their own iovec: for them the
- * per-segment cost is small next to the bytes. The buffer is static because output queues
- * belong to the one loop thread (outq.h) and a flush never outlives the call. Bytes copied but
- * not accepted by a full socket are simply copied again next time; at most one buffer's worth. */
+ * per-segment cost is small next to the bytes. The buffer is per thread, not per queue: a
+ * flush never outlives the call, and an output queue belongs to its loop's thread (outq.h), so
+ * one loop per thread (the sharded design server.h leaves room for) needs no locking. Bytes
+ * copied but not accepted by a full socket are simply copied again next time; at most one
+ * buffer's worth. */
 #define STAGE_FRAME_MAX 2048u
 #define STAGE_SIZE (32u * 1024u)
 
-static char stage[STAGE_SIZE];
+static _Thread_local char stage[STAGE_SIZE];
 
 ssize_t rc_outq_flush_cb(rc_outq *q, int fd, rc_outq_sent_fn *sent, void *arg)
 {
