@@ -124,11 +124,9 @@ static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t n
     memcpy(r->id, id, len);
     r->id_len = (uint8_t)len;
     r->next_no = 1;
-    r->created = r->last_expiry = now;
-    /* First broadcast and mapping without waiting: the room is due at once. last_house = now
-     * made a room whose first client is stealth (not dirty, so due only at last_house +
-     * tick_ns) wait a tick for its first mapping, although wake was lowered for it. */
-    r->last_house = 0;
+    /* Due at once (its heap key is now): the first mapping and broadcast go out without
+     * waiting, also when the first client is stealth and so never makes the room dirty. */
+    r->created = r->last_expiry = r->last_house = now;
     if (rs->nrooms >= rs->nbucket) rooms_rehash(rs);
     uint32_t h = hash_bytes(id, len) & (rs->nbucket - 1);
     r->hnext = rs->bucket[h];
