@@ -44,14 +44,14 @@ static void advance(rc_outq *q, size_t n, rc_outq_sent_fn *sent, void *arg)
     uint32_t run_n = 0;
     q->bytes -= n;
     while (n > 0) {
-        rc_msg *m = q->ring[q->head];
+        rc_msg *e = q->ring[q->head], *m = rc__outq_msg(e);
         size_t left = m->len - q->head_off;
         if (n < left) {
             q->head_off += (uint32_t)n;
             break;
         }
         n -= left;
-        if (sent && m->t_recv) {
+        if (sent && m->t_recv && !((uintptr_t)e & RC_OUTQ_QUIET)) {
             if (run_n && m->t_recv != run_t) {
                 sent(arg, run_t, run_n);
                 run_n = 0;
@@ -96,7 +96,7 @@ ssize_t rc_outq_flush_cb(rc_outq *q, int fd, rc_outq_sent_fn *sent, void *arg)
         int n = 0;
         size_t want = 0, staged = 0;
         for (uint32_t i = 0; i < q->count; i++) {
-            rc_msg *m = q->ring[(q->head + i) & (q->cap - 1)];
+            rc_msg *m = rc__outq_msg(q->ring[(q->head + i) & (q->cap - 1)]);
             size_t off = i == 0 ? q->head_off : 0;
             const char *p = m->data + off;
             size_t len = m->len - off;
@@ -146,7 +146,7 @@ void rc_outq_drop_unstarted(rc_outq *q)
 {
     uint32_t keep = (q->count > 0 && q->head_off > 0) ? 1 : 0;
     for (uint32_t i = keep; i < q->count; i++) {
-        rc_msg *m = q->ring[(q->head + i) & (q->cap - 1)];
+        rc_msg *m = rc__outq_msg(q->ring[(q->head + i) & (q->cap - 1)]);
         q->bytes -= m->len;
         rc_msg_unref(m);
     }
@@ -155,7 +155,8 @@ void rc_outq_drop_unstarted(rc_outq *q)
 
 void rc_outq_release(rc_outq *q)
 {
-    for (uint32_t i = 0; i < q->count; i++) rc_msg_unref(q->ring[(q->head + i) & (q->cap - 1)]);
+    for (uint32_t i = 0; i < q->count; i++)
+        rc_msg_unref(rc__outq_msg(q->ring[(q->head + i) & (q->cap - 1)]));
     free(q->ring);
     memset(q, 0, sizeof(*q));
 }

@@ -33,7 +33,8 @@ static inline rc_msg *rc_msg_ref(rc_msg *m) { m->refs++; return m; }
 void rc_msg_unref(rc_msg *m);
 
 typedef struct rc_outq {
-    rc_msg **ring;           /* capacity `cap` slots, NULL when cap == 0 */
+    rc_msg **ring;           /* capacity `cap` slots, NULL when cap == 0; an entry's bit 0 is
+                              * RC_OUTQ_QUIET (see rc_outq_push_quiet) */
     uint32_t head;           /* slot of the first queued message */
     uint32_t count;          /* messages queued */
     uint32_t cap;            /* slots allocated (power of two) */
@@ -44,15 +45,32 @@ typedef struct rc_outq {
 /* rc__outq_grow doubles the ring (internal to rc_outq_push). 0, or -1 when out of memory. */
 int rc__outq_grow(rc_outq *q);
 
-/* rc_outq_push queues a reference to m. Returns 0, or -1 when out of memory (not queued).
- * Inline: it runs once per recipient of every broadcast. */
-static inline int rc_outq_push(rc_outq *q, rc_msg *m)
+/* A ring entry is an rc_msg pointer (malloc-aligned, so bit 0 is free) that may carry
+ * RC_OUTQ_QUIET: the frame is not reported to the sent callback. */
+#define RC_OUTQ_QUIET ((uintptr_t)1)
+static inline rc_msg *rc__outq_msg(const rc_msg *e)
+{
+    return (rc_msg *)((uintptr_t)e & ~RC_OUTQ_QUIET);
+}
+
+static inline int rc__outq_push(rc_outq *q, rc_msg *m, uintptr_t tag)
 {
     if (q->count == q->cap && rc__outq_grow(q) < 0) return -1;
-    q->ring[(q->head + q->count) & (q->cap - 1)] = rc_msg_ref(m);
+    q->ring[(q->head + q->count) & (q->cap - 1)] = (rc_msg *)((uintptr_t)rc_msg_ref(m) | tag);
     q->count++;
     q->bytes += m->len;
     return 0;
+}
+
+/* rc_outq_push queues a reference to m. Returns 0, or -1 when out of memory (not queued).
+ * Inline: it runs once per recipient of every broadcast. */
+static inline int rc_outq_push(rc_outq *q, rc_msg *m) { return rc__outq_push(q, m, 0); }
+
+/* rc_outq_push_quiet is rc_outq_push for a frame that is not a fresh delivery (a history
+ * replay, whose t_recv is the original receipt): sent() never sees it. */
+static inline int rc_outq_push_quiet(rc_outq *q, rc_msg *m)
+{
+    return rc__outq_push(q, m, RC_OUTQ_QUIET);
 }
 
 /* rc_outq_flush writes queued bytes to fd until the queue is empty or the socket is full.

@@ -66,9 +66,9 @@ rc_conn *rc_conn_accept(rc_server *srv, int fd)
 }
 
 /* Queues without the budget check: close frames and final responses must go out. */
-static void queue(rc_conn *c, rc_msg *m)
+static void queue(rc_conn *c, rc_msg *m, bool quiet)
 {
-    if (rc_outq_push(&c->out, m) < 0) {
+    if ((quiet ? rc_outq_push_quiet(&c->out, m) : rc_outq_push(&c->out, m)) < 0) {
         /* Out of memory for one pointer: this client cannot be served correctly any more. */
         rc_conn_close(c);
         return;
@@ -89,14 +89,16 @@ bool rc_conn_send(rc_conn *c, rc_msg *m)
         rc_server_flush_later(c->srv, c);
         return false;
     }
-    queue(c, m);
+    queue(c, m, false);
     return true;
 }
 
 bool rc_conn_send_replay(rc_conn *c, rc_msg *m)
 {
     if (c->state != RC_CONN_WS || c->slow) return false;
-    queue(c, m);
+    /* Quiet: the frame's t_recv is its original receipt, which would count a replay as a
+     * delivery as late as the history is old in the latency histogram. */
+    queue(c, m, true);
     return true;
 }
 
@@ -151,7 +153,7 @@ void rc_conn_close_ws(rc_conn *c, uint16_t code, const char *reason, bool fail)
     c->state = RC_CONN_CLOSING;
     c->discard_input = fail;
     c->shut_after_flush = true;
-    queue(c, m);
+    queue(c, m, false);
     rc_msg_unref(m);
     rc_timer_start(c->srv->loop, &c->timer, rc_loop_now(c->srv->loop) + c->srv->cfg.close_timeout);
 }

@@ -1,6 +1,7 @@
 """GET /metrics: Prometheus text format (0.0.4), the counters it must carry, histograms that
 are cumulative and consistent, and values that move with traffic."""
 
+import asyncio
 import json
 import re
 
@@ -106,6 +107,40 @@ def test_metrics_move_with_traffic(server):
     # loopback delivery within one iteration: the bulk of samples is well under a second
     fast = after[("roomcast_broadcast_latency_seconds_bucket", 'le="0.524288"')]
     assert fast >= 0.9 * n1
+
+
+def test_replayed_history_is_not_a_late_delivery(server):
+    """Frames replayed to a client that rejoins with since keep their original receipt time;
+    they must not show up in the latency histogram as deliveries that old."""
+    slow = 'le="0.524288"'
+
+    async def main():
+        a = await ws_connect(server.ws_url)
+        joined = await ws_join(a, "replay-metrics")
+        for i in range(30):
+            await a.send(json.dumps({"type": "m", "i": i}))
+        for _ in range(30):
+            await ws_recv_json(a)
+        await asyncio.sleep(0.8)  # the history is now older than the bucket bound below
+        before, _ = parse(scrape(server))
+        b = await ws_connect(server.ws_url)
+        await b.send(json.dumps({"type": "join", "room": "replay-metrics", "since": 0,
+                                 "epoch": joined["epoch"]}))
+        msg = await ws_recv_json(b)
+        assert msg["type"] == "joined" and msg["recovered"] is True, msg
+        got = [await ws_recv_json(b) for _ in range(30)]
+        assert [m["i"] for m in got] == list(range(30))
+        after, _ = parse(scrape(server))
+        for ws in (a, b):
+            await ws.close()
+        return before, after
+    before, after = run(main())
+    name = "roomcast_broadcast_latency_seconds"
+    n0, n1 = check_histogram(before, name), check_histogram(after, name)
+    late0 = n0 - before[(name + "_bucket", slow)]
+    late1 = n1 - after[(name + "_bucket", slow)]
+    assert late1 == late0, "replayed frames were counted as late deliveries"
+    assert n1 - n0 < 30, "replayed frames were counted as deliveries"
 
 
 def test_errors_by_kind_match_stats(server):

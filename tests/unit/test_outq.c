@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -112,6 +113,55 @@ TEST(flush_mixed_sizes)
     close(sv[1]);
 }
 
+static uint64_t sample_t[16];
+static uint32_t sample_n[16], nsamples;
+
+static void on_sent(void *arg, uint64_t t_recv, uint32_t n)
+{
+    (void)arg;
+    sample_t[nsamples] = t_recv;
+    sample_n[nsamples++] = n;
+}
+
+TEST(quiet_frames_are_sent_not_sampled)
+{
+    /* live(t=5) live(t=5) replay(t=1) replay(t=2) live(t=5) reply(t=6): every byte goes out
+     * in order, the replays are never reported, and the runs are (5 x3), (6 x1): the quiet
+     * frames do not split a run of one receipt time. */
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    rc_outq q = {0};
+    static const struct { const char *s; uint64_t t; bool quiet; } in[] = {
+        {"a", 5, false}, {"b", 5, false}, {"old1", 1, true}, {"old2", 2, true},
+        {"c", 5, false}, {"d", 6, false},
+    };
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+        rc_msg *m = msg_of(in[i].s);
+        m->t_recv = in[i].t;
+        CHECK((in[i].quiet ? rc_outq_push_quiet(&q, m) : rc_outq_push(&q, m)) == 0);
+        rc_msg_unref(m);
+    }
+    nsamples = 0;
+    CHECK_EQ_INT(rc_outq_flush_cb(&q, sv[0], on_sent, NULL), 12);
+    char got[32];
+    CHECK_EQ_INT(read(sv[1], got, sizeof(got)), 12);
+    CHECK_MEM(got, 12, "abold1old2cd", 12);
+    CHECK_EQ_INT(nsamples, 2);
+    CHECK_EQ_INT(sample_t[0], 5);
+    CHECK_EQ_INT(sample_n[0], 3);
+    CHECK_EQ_INT(sample_t[1], 6);
+    CHECK_EQ_INT(sample_n[1], 1);
+    /* a quiet entry is released like any other */
+    rc_msg *m = msg_of("x");
+    CHECK(rc_outq_push_quiet(&q, m) == 0);
+    CHECK_EQ_INT(m->refs, 2);
+    rc_outq_release(&q);
+    CHECK_EQ_INT(m->refs, 1);
+    rc_msg_unref(m);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 TEST(drop_unstarted_keeps_partial_head)
 {
     int sv[2];
@@ -157,6 +207,7 @@ int main(int argc, char **argv)
     RUN(shared_refs);
     RUN(flush_partial_and_resume);
     RUN(flush_mixed_sizes);
+    RUN(quiet_frames_are_sent_not_sampled);
     RUN(drop_unstarted_keeps_partial_head);
     RUN(write_error_reported);
     UNIT_MAIN_END("test_outq");
