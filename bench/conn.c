@@ -236,6 +236,21 @@ int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb
     return 0;
 }
 
+/* Close the fd and free the buffers; the struct is ready to be reused. */
+static void conn_release(struct rb_conn *c)
+{
+    if (!c->detached)
+        epoll_ctl(loop_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    c->state = RB_IDLE;
+    c->events = 0;
+    c->detached = false;
+    rb_buf_release(&c->in);
+    rb_buf_release(&c->out);
+    rb_buf_release(&c->frag);
+}
+
 /* Close the fd and tell the owner. */
 static void conn_end(struct rb_conn *c, enum rb_end why, const char *err)
 {
@@ -246,34 +261,15 @@ static void conn_end(struct rb_conn *c, enum rb_end why, const char *err)
         if (!c->errmsg[0] && err)
             snprintf(c->errmsg, sizeof(c->errmsg), "%s", err);
     }
-    if (!c->detached)
-        epoll_ctl(loop_fd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
-    c->fd = -1;
-    c->state = RB_IDLE;
-    c->events = 0;
-    c->detached = false;
-    rb_buf_release(&c->in);
-    rb_buf_release(&c->out);
-    rb_buf_release(&c->frag);
+    conn_release(c);
     if (c->h && c->h->closed)
         c->h->closed(c, why);
 }
 
 void rb_conn_abort(struct rb_conn *c)
 {
-    if (c->fd < 0)
-        return;
-    if (!c->detached)
-        epoll_ctl(loop_fd, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
-    c->fd = -1;
-    c->state = RB_IDLE;
-    c->events = 0;
-    c->detached = false;
-    rb_buf_release(&c->in);
-    rb_buf_release(&c->out);
-    rb_buf_release(&c->frag);
+    if (c->fd >= 0)
+        conn_release(c);
 }
 
 void rb_conn_pause(struct rb_conn *c, bool paused)

@@ -16,6 +16,22 @@ static rc_msg *msg_of(const char *s)
     return m;
 }
 
+/* flush_all flushes q into sv[0] and reads sv[1] (made non-blocking) until the queue is
+ * empty and `want` bytes arrived, or a bounded number of rounds passed; returns the bytes read
+ * into got. A write error stops it early, so the caller's checks on the queue and the bytes
+ * fail. */
+static size_t flush_all(rc_outq *q, const int sv[2], char *got, size_t cap, size_t want)
+{
+    size_t glen = 0;
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    for (int rounds = 0; (q->count > 0 || glen < want) && rounds < 100000; rounds++) {
+        if (rc_outq_flush(q, sv[0]) < 0) break; /* the caller's checks then fail */
+        ssize_t r = read(sv[1], got + glen, cap - glen);
+        if (r > 0) glen += (size_t)r;
+    }
+    return glen;
+}
+
 TEST(shared_refs)
 {
     rc_outq a = {0}, b = {0};
@@ -53,20 +69,7 @@ TEST(flush_partial_and_resume)
     }
     CHECK_EQ_INT(q.bytes, elen);
     static char got[sizeof(expect)];
-    size_t glen = 0;
-    int rounds = 0;
-    while (q.count > 0 && rounds++ < 10000) {
-        ssize_t w = rc_outq_flush(&q, sv[0]);
-        CHECK(w >= 0);
-        ssize_t r = read(sv[1], got + glen, sizeof(got) - glen);
-        if (r > 0) glen += (size_t)r;
-    }
-    for (;;) {
-        fcntl(sv[1], F_SETFL, O_NONBLOCK);
-        ssize_t r = read(sv[1], got + glen, sizeof(got) - glen);
-        if (r <= 0) break;
-        glen += (size_t)r;
-    }
+    size_t glen = flush_all(&q, sv, got, sizeof(got), elen);
     CHECK_EQ_INT(q.bytes, 0);
     CHECK_MEM(got, glen, expect, elen);
     rc_outq_release(&q);
@@ -84,10 +87,9 @@ TEST(flush_mixed_sizes)
     int small = 4096;
     setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     fcntl(sv[0], F_SETFL, O_NONBLOCK);
-    fcntl(sv[1], F_SETFL, O_NONBLOCK);
     rc_outq q = {0};
     static char expect[400 * 6000], got[sizeof(expect)];
-    size_t elen = 0, glen = 0;
+    size_t elen = 0, glen;
     for (int i = 0; i < 400; i++) {
         /* Sizes around the staging threshold and well past it, plus bursts of tiny frames
          * that fill the staging buffer and the iovec array. */
@@ -99,13 +101,7 @@ TEST(flush_mixed_sizes)
         elen += n;
         rc_msg_unref(m);
     }
-    int rounds = 0;
-    while ((q.count > 0 || glen < elen) && rounds++ < 100000) {
-        ssize_t w = rc_outq_flush(&q, sv[0]);
-        CHECK(w >= 0);
-        ssize_t r = read(sv[1], got + glen, sizeof(got) - glen);
-        if (r > 0) glen += (size_t)r;
-    }
+    glen = flush_all(&q, sv, got, sizeof(got), elen);
     CHECK_EQ_INT(q.bytes, 0);
     CHECK_MEM(got, glen, expect, elen);
     rc_outq_release(&q);
