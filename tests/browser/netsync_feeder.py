@@ -45,6 +45,10 @@ def main():
         socks[dev] = s
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    # The view lists headsets in join order, which the test checks: each DEALER has its own
+    # TCP connection, so without a head start either could reach the ROUTER first.
+    socks["headset-1"].send_multipart([room, transform("headset-1", (2.5, 0.0), 0.0)])
+    time.sleep(0.3)
     t0 = time.monotonic()
     print("ready", flush=True)
     while not done.is_set():
