@@ -32,7 +32,7 @@ CFLAGS   += -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP
 LDFLAGS  += $(LDSAN)
 LDLIBS   += -lcrypto -lz -lpthread -lm -lzmq
 
-SRC      := $(sort $(wildcard src/core/*.c src/proto/*.c src/net/*.c src/server/*.c src/store/*.c src/netsync/*.c))
+SRC      := $(sort $(filter-out src/app/main.c,$(wildcard src/*/*.c)))
 OBJ      := $(SRC:%.c=$(O)/obj/%.o)
 # web/ (client library and demo) is compiled into the binary: tools/embed writes the files as
 # C arrays into a generated source that joins the library like any other object.
@@ -42,7 +42,7 @@ OBJ      += $(O)/obj/gen/webassets_data.o
 LIB      := $(O)/libroomcast.a
 BIN      := $(O)/roomcast
 
-UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 
 .PHONY: all run test unit unit-bins fuzz fuzz-run bench bench-quick deps-build deps-test clean format
@@ -69,7 +69,7 @@ $(LIB): $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(O)/obj/src/main.o $(LIB)
+$(BIN): $(O)/obj/src/app/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(O)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB)
@@ -111,6 +111,6 @@ clean:
 	rm -rf build
 
 format:
-	clang-format -i $(SRC) src/main.c $(wildcard src/*/*.h)
+	clang-format -i $(SRC) src/app/main.c $(wildcard src/*/*.h)
 
--include $(OBJ:.o=.d) $(O)/obj/src/main.d
+-include $(OBJ:.o=.d) $(O)/obj/src/app/main.d

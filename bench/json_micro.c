@@ -23,7 +23,7 @@
  *
  * Not part of `make`: it needs libjansson, which roomcast itself does not link.
  */
-#include "proto/json.h"
+#include "codec/json.h"
 
 #include <jansson.h>
 #include <stdint.h>

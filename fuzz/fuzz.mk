@@ -7,7 +7,7 @@
 #   build/fuzz/fuzz_NAME build/fuzz/corpus-NAME      to keep fuzzing one target by hand
 #
 # A new target is just a new fuzz/fuzz_NAME.c (plus seeds in fuzz/corpus/NAME/): the wildcard
-# picks it up. The code under test is src/proto/, the NetSync codec and rooms, and the core
+# picks it up. The code under test is src/codec/, the NetSync rooms, and the core
 # buffer and heap — none of them depends on sockets or the rest of the server — compiled once with coverage instrumentation into an archive, so
 # each target links just the objects it references (handshake.o, which needs -lcrypto, only
 # ends up in the targets that call it).
@@ -27,7 +27,7 @@ FUZZ_LDLIBS    := -lcrypto
 FUZZ_SRC       := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_NAMES     := $(FUZZ_SRC:fuzz/fuzz_%.c=%)
 FUZZ_BINS      := $(FUZZ_NAMES:%=$(FUZZ_OUT)/fuzz_%)
-FUZZ_LIB_OBJ   := $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(sort $(wildcard src/proto/*.c) src/netsync/nsproto.c src/netsync/nsroom.c src/core/buf.c src/core/heap.c))
+FUZZ_LIB_OBJ   := $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(sort $(wildcard src/codec/*.c) src/netsync/nsroom.c src/core/buf.c src/core/heap.c))
 FUZZ_LIB       := $(FUZZ_OUT)/libproto.a
 
 fuzz: $(FUZZ_BINS)

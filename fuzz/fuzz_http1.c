@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/http1.h"
+#include "codec/http1.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

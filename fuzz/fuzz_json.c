@@ -19,7 +19,7 @@
  * Build: see fuzz/fuzz.mk (clang -fsanitize=fuzzer,address,undefined), seeds in
  * fuzz/corpus/json/.
  */
-#include "proto/json.h"
+#include "codec/json.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* fuzz_nsroom.c — libFuzzer target for the NetSync rooms (src/netsync/nsroom.c) fed through
- * ns_rooms_input, the same entry netsync.c uses for every ROUTER message.
+ * nsy_rooms_input, the same entry netsync.c uses for every ROUTER message.
  *
  * The input is a script of steps, so that sequences matter (joins, re-joins, stealth toggles,
  * variable sets, RPCs from live and unknown senders, timeouts, expiry, room deletion):
@@ -9,7 +9,7 @@
  *   id and a 255-byte id among them).
  * A payload whose first byte is below 16 has it replaced by one of the client types, so most
  * steps reach the parsers' success paths. Checked after every step:
- *   - everything published passes the strict ns_check_server_msg (Unity could read it) and goes
+ *   - everything published passes the strict nsy_check_server_msg (Unity could read it) and goes
  *     to the topic of an existing or just-deleted room;
  *   - the gauges agree with the rooms (clients = live devices, devices, rooms) — an underflow
  *     would show here first;
@@ -33,19 +33,19 @@ static void on_publish(void *arg, const uint8_t *topic, size_t tlen, const uint8
                        size_t len)
 {
     (void)arg;
-    CHECK(tlen <= NS_STR8_MAX);
+    CHECK(tlen <= NSY_STR8_MAX);
     (void)topic;
-    CHECK(ns_check_server_msg(msg, len) == NS_OK);
+    CHECK(nsy_check_server_msg(msg, len) == NSY_OK);
 }
 
-static void check_rooms(const ns_rooms *rs, const rc_netsync_stats *st)
+static void check_rooms(const nsy_rooms *rs, const rc_netsync_stats *st)
 {
     uint64_t live = 0, devs = 0, n = 0;
-    for (const ns_room *r = rs->head; r; r = r->next, n++) {
+    for (const nsy_room *r = rs->head; r; r = r->next, n++) {
         CHECK(r->nlive <= r->ndev && r->nvisible <= r->nlive);
         uint32_t vis = 0;
         for (uint32_t k = 0; k < r->nlive; k++) {
-            const ns_dev *d = &r->dev[r->order[k]];
+            const nsy_dev *d = &r->dev[r->order[k]];
             CHECK(d->live);
             vis += !d->stealth;
         }
@@ -62,17 +62,17 @@ static void check_rooms(const ns_rooms *rs, const rc_netsync_stats *st)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const uint8_t types[] = {NS_CLIENT_TRANSFORM, NS_CLIENT_TRANSFORM, NS_RPC,
-                                    NS_GLOBAL_VAR_SET, NS_CLIENT_VAR_SET};
-    static uint8_t long_room[NS_STR8_MAX];
+    static const uint8_t types[] = {NSY_CLIENT_TRANSFORM, NSY_CLIENT_TRANSFORM, NSY_RPC,
+                                    NSY_GLOBAL_VAR_SET, NSY_CLIENT_VAR_SET};
+    static uint8_t long_room[NSY_STR8_MAX];
     static const char *const idents[6] = {"A", "B", "C", "D", "\x01\x02", "E"};
     memset(long_room, 'r', sizeof(long_room));
     const uint8_t *rooms[5] = {(const uint8_t *)"x", (const uint8_t *)"y", (const uint8_t *)"",
                                long_room, (const uint8_t *)"x2"};
     const size_t room_len[5] = {1, 1, 0, sizeof(long_room), 2};
 
-    ns_params p;
-    ns_params_default(&p);
+    nsy_params p;
+    nsy_params_default(&p);
     p.max_devices = 8;       /* small limits, so the limit paths are reached */
     p.max_rooms = 4;
     p.max_nv_targets = 4;
@@ -80,8 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p.expiry_sweep_ns = 100 * 1000000ull;
     rc_netsync_stats st;
     memset(&st, 0, sizeof(st));
-    ns_rooms rs;
-    if (ns_rooms_init(&rs, &p, &st, on_publish, NULL) < 0) return 0;
+    nsy_rooms rs;
+    if (nsy_rooms_init(&rs, &p, &st, on_publish, NULL) < 0) return 0;
     uint64_t now = 1000000000ull;
     uint8_t msg[256];
     size_t i = 0;
@@ -89,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t op = data[i++];
         if ((op & 3) == 3) {
             now += (uint64_t)(op >> 2) * 7 * 1000000ull;
-            if (now >= rs.wake) CHECK(ns_rooms_tick(&rs, now) > now);
+            if (now >= rs.wake) CHECK(nsy_rooms_tick(&rs, now) > now);
         } else {
             if (i + 3 > size) break;
             uint8_t ident = data[i] % 6, room = data[i + 1] % 5, len = data[i + 2];
@@ -98,11 +98,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(msg, data + i, len);
             i += len;
             if (len && msg[0] < 16) msg[0] = types[msg[0] % sizeof(types)];
-            ns_rooms_input(&rs, (const uint8_t *)idents[ident], strlen(idents[ident]),
+            nsy_rooms_input(&rs, (const uint8_t *)idents[ident], strlen(idents[ident]),
                            rooms[room], room_len[room], msg, len, now);
         }
         check_rooms(&rs, &st);
     }
-    ns_rooms_release(&rs);
+    nsy_rooms_release(&rs);
     return 0;
 }

@@ -11,36 +11,36 @@
 
 #include "core/log.h"
 #include "netsync/nsdisc.h"
-#include "proto/utf8.h"
+#include "codec/utf8.h"
 
 #define container_of(p, T, m) ((T *)(void *)((char *)(p) - offsetof(T, m)))
 
 /* Messages handled per wake-up before yielding to the rest of the loop (libuv does the same
  * with 32 reads per stream); a zero-delay timer continues the drain. */
-#define NS_DRAIN_BUDGET 2048
+#define NSY_DRAIN_BUDGET 2048
 
-/* Input is drained at most once per NS_COALESCE_NS: an edge on the ROUTER's ZMQ_FD that comes
+/* Input is drained at most once per NSY_COALESCE_NS: an edge on the ROUTER's ZMQ_FD that comes
  * sooner arms drain_more for the end of the window instead. Each client's transforms arrive
  * one by one, so draining on every edge meant a wake-up of this thread (epoll_wait, the
  * mailbox eventfd, ZMQ_EVENTS) and an eventfd write by libzmq's I/O thread per message;
  * while the window is open libzmq queues its commands without signalling, so both threads
  * wake at most once per window. It adds at most this much to a message's latency; it is not
  * a polling timer (armed only by an edge, idle when no input arrives). */
-#ifndef NS_COALESCE_NS
-#define NS_COALESCE_NS (1 * RC_NS_PER_MS)
+#ifndef NSY_COALESCE_NS
+#define NSY_COALESCE_NS (1 * RC_NS_PER_MS)
 #endif
 
 /* A client-variable set waiting for its device to join (REST bridge). */
-typedef struct ns_pending {
-    struct ns_pending *next;
+typedef struct nsy_pending {
+    struct nsy_pending *next;
     uint64_t at;                 /* loop ns when queued */
     uint8_t room_len, dev_len, name_len;
     uint32_t value_len;
     uint8_t *room, *dev, *name, *value; /* point into the same allocation, after the struct */
-} ns_pending;
+} nsy_pending;
 
-#define NS_PENDING_MAX 4096
-#define NS_PENDING_TTL (60 * RC_NS_PER_SEC)
+#define NSY_PENDING_MAX 4096
+#define NSY_PENDING_TTL (60 * RC_NS_PER_SEC)
 
 struct rc_netsync {
     rc_loop *loop;               /* not owned */
@@ -54,10 +54,10 @@ struct rc_netsync {
     uint64_t last_drain;         /* loop ns of the last drain */
     uint64_t tick_ns;            /* tick period */
     uint16_t router_port, pub_port;
-    ns_disc disc;                /* discovery sockets */
-    ns_rooms rooms;              /* the rooms */
+    nsy_disc disc;                /* discovery sockets */
+    nsy_rooms rooms;              /* the rooms */
     rc_netsync_stats st;         /* counters */
-    ns_pending *pending;         /* queued client-variable sets, oldest first */
+    nsy_pending *pending;         /* queued client-variable sets, oldest first */
     size_t npending;
 };
 
@@ -107,7 +107,7 @@ static void arm_tick(rc_netsync *ns)
 static void handle(rc_netsync *ns, zmq_msg_t *parts, int nparts)
 {
     if (nparts < 3) {
-        ns->st.dropped[NS_DROP_TOO_FEW_FRAMES]++;
+        ns->st.dropped[NSY_DROP_TOO_FEW_FRAMES]++;
         return;
     }
     if (nparts > 3) ns->st.extra_frames++;
@@ -116,8 +116,8 @@ static void handle(rc_netsync *ns, zmq_msg_t *parts, int nparts)
     size_t ident_len = zmq_msg_size(&parts[0]), room_len = zmq_msg_size(&parts[1]);
     size_t n = zmq_msg_size(&parts[2]);
     ns->st.bytes_in += n;
-    if (ident_len > NS_ID_MAX) ident_len = NS_ID_MAX; /* libzmq caps routing ids at 255 */
-    ns_rooms_input(&ns->rooms, ident, ident_len, room, room_len, p, n, rc_loop_now(ns->loop));
+    if (ident_len > NSY_ID_MAX) ident_len = NSY_ID_MAX; /* libzmq caps routing ids at 255 */
+    nsy_rooms_input(&ns->rooms, ident, ident_len, room, room_len, p, n, rc_loop_now(ns->loop));
 }
 
 static bool router_readable(rc_netsync *ns)
@@ -135,7 +135,7 @@ static void drain(rc_netsync *ns)
     zmq_msg_t parts[3], extra;
     for (int i = 0; i < 3; i++) zmq_msg_init(&parts[i]);
     zmq_msg_init(&extra);
-    int budget = NS_DRAIN_BUDGET;
+    int budget = NSY_DRAIN_BUDGET;
     ns->last_drain = rc_loop_now(ns->loop);
     while (router_readable(ns)) {
         if (budget-- == 0) {
@@ -162,10 +162,10 @@ static void on_router(rc_loop *loop, rc_io *io, uint32_t events)
 {
     rc_netsync *ns = container_of(io, rc_netsync, router_io);
     uint64_t now = rc_loop_now(loop);
-    if (now - ns->last_drain >= NS_COALESCE_NS)
+    if (now - ns->last_drain >= NSY_COALESCE_NS)
         drain(ns);
     else if (!rc_timer_armed(&ns->drain_more))
-        rc_timer_start(loop, &ns->drain_more, ns->last_drain + NS_COALESCE_NS);
+        rc_timer_start(loop, &ns->drain_more, ns->last_drain + NSY_COALESCE_NS);
 }
 
 static void on_drain_more(rc_loop *loop, rc_timer *t)
@@ -189,16 +189,16 @@ static void on_tick(rc_loop *loop, rc_timer *t)
     rc_netsync *ns = container_of(t, rc_netsync, tick);
     uint64_t t0 = rc_clock_ns();
     if (ns->pending) apply_pending(ns, rc_loop_now(loop));
-    ns_rooms_tick(&ns->rooms, rc_loop_now(loop));
+    nsy_rooms_tick(&ns->rooms, rc_loop_now(loop));
     uint64_t dt = rc_clock_ns() - t0;
     ns->st.ticks++;
     ns->st.tick_ns_last = dt;
     ns->st.tick_ns_total += dt;
     if (dt > ns->st.tick_ns_max) ns->st.tick_ns_max = dt;
     int b = 0;
-    for (uint64_t lim = 16000; b < NS_TICK_BUCKETS - 1 && dt > lim; lim *= 4) b++;
+    for (uint64_t lim = 16000; b < NSY_TICK_BUCKETS - 1 && dt > lim; lim *= 4) b++;
     ns->st.tick_hist[b]++;
-    /* Each room keeps its own cadence (ns_rooms_tick): consecutive broadcasts of a dirty room
+    /* Each room keeps its own cadence (nsy_rooms_tick): consecutive broadcasts of a dirty room
      * are never closer than tick_ns (the reference's DIRTY_THRESHOLD) and never later. */
     arm_tick(ns);
     /* Publishing touched libzmq; check the ROUTER in case its read edge was consumed. */
@@ -255,13 +255,13 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     rc_io_init(&ns->pub_io, -1, on_pub);
     rc_timer_init(&ns->tick, on_tick);
     rc_timer_init(&ns->drain_more, on_drain_more);
-    ns_params p;
-    ns_params_default(&p);
+    nsy_params p;
+    nsy_params_default(&p);
     p.tick_ns = o->tick_ns;
     p.client_timeout_ns = o->client_timeout_ns;
     p.idle_ns = o->idle_ns;
     p.mapping_ns = o->mapping_ns;
-    if (ns_rooms_init(&ns->rooms, &p, &ns->st, zpublish, ns) < 0) goto err;
+    if (nsy_rooms_init(&ns->rooms, &p, &ns->st, zpublish, ns) < 0) goto err;
     const char *addr = strcmp(o->bind, "0.0.0.0") == 0 ? "*" : o->bind;
     if (!(ns->zctx = zmq_ctx_new())) goto err;
     if (!(ns->router = bind_socket(ns, ZMQ_ROUTER, addr, o->router_port, &ns->router_port)))
@@ -274,7 +274,7 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
         rc_error("cannot watch the netsync sockets");
         goto err;
     }
-    if (ns_disc_start(&ns->disc, loop, o->bind, o->discovery_port, ns->router_port,
+    if (nsy_disc_start(&ns->disc, loop, o->bind, o->discovery_port, ns->router_port,
                       ns->pub_port, o->server_name, &ns->st) < 0)
         goto err;
     /* Messages may have arrived between bind and watch: the edge is gone, look now. */
@@ -288,7 +288,7 @@ err:
 void rc_netsync_free(rc_netsync *ns)
 {
     if (!ns) return;
-    ns_disc_stop(&ns->disc);
+    nsy_disc_stop(&ns->disc);
     rc_timer_stop(ns->loop, &ns->tick);
     rc_timer_stop(ns->loop, &ns->drain_more);
     if (ns->router_io.fd >= 0) rc_io_stop(ns->loop, &ns->router_io);
@@ -296,9 +296,9 @@ void rc_netsync_free(rc_netsync *ns)
     if (ns->router) zmq_close(ns->router);
     if (ns->pub) zmq_close(ns->pub);
     if (ns->zctx) zmq_ctx_term(ns->zctx);
-    if (ns->rooms.bucket) ns_rooms_release(&ns->rooms);
+    if (ns->rooms.bucket) nsy_rooms_release(&ns->rooms);
     while (ns->pending) {
-        ns_pending *q = ns->pending;
+        nsy_pending *q = ns->pending;
         ns->pending = q->next;
         free(q);
     }
@@ -309,18 +309,18 @@ uint16_t rc_netsync_router_port(const rc_netsync *ns) { return ns->router_port; 
 uint16_t rc_netsync_pub_port(const rc_netsync *ns) { return ns->pub_port; }
 uint16_t rc_netsync_discovery_port(const rc_netsync *ns) { return ns->disc.port; }
 const rc_netsync_stats *rc_netsync_stats_of(const rc_netsync *ns) { return &ns->st; }
-const ns_room *rc_netsync_rooms(const rc_netsync *ns) { return ns->rooms.head; }
+const nsy_room *rc_netsync_rooms(const rc_netsync *ns) { return ns->rooms.head; }
 uint64_t rc_netsync_tick_ns(const rc_netsync *ns) { return ns->tick_ns; }
 
-void rc_netsync_watch(rc_netsync *ns, ns_watch *cb, void *arg)
+void rc_netsync_watch(rc_netsync *ns, nsy_watch *cb, void *arg)
 {
     ns->rooms.watch = cb;
     ns->rooms.watch_arg = arg;
 }
 
-const ns_room *rc_netsync_room(const rc_netsync *ns, const void *room, size_t room_len)
+const nsy_room *rc_netsync_room(const rc_netsync *ns, const void *room, size_t room_len)
 {
-    return room_len > NS_STR8_MAX ? NULL : ns_room_find(&ns->rooms, room, room_len);
+    return room_len > NSY_STR8_MAX ? NULL : nsy_room_find(&ns->rooms, room, room_len);
 }
 
 /* ---- injection (REST bridge, WebSocket observers) ---------------------------------------- */
@@ -328,12 +328,12 @@ const ns_room *rc_netsync_room(const rc_netsync *ns, const void *room, size_t ro
 int rc_netsync_send_rpc(rc_netsync *ns, const void *room, size_t room_len, uint16_t sender,
                         const void *name, size_t name_len, const void *args, size_t args_len)
 {
-    if (room_len > NS_STR8_MAX || name_len > NS_STR8_MAX || args_len > NS_STR16_MAX ||
+    if (room_len > NSY_STR8_MAX || name_len > NSY_STR8_MAX || args_len > NSY_STR16_MAX ||
         !rc_utf8_valid(name, name_len) || !rc_utf8_valid(args, args_len))
         return -EINVAL;
-    ns_room *r = ns_room_find(&ns->rooms, room, room_len);
+    nsy_room *r = nsy_room_find(&ns->rooms, room, room_len);
     if (!r) return -ENOENT;
-    int rc = ns_room_publish_rpc(&ns->rooms, r, sender, name, name_len, args, args_len);
+    int rc = nsy_room_publish_rpc(&ns->rooms, r, sender, name, name_len, args, args_len);
     drain(ns); /* a send may consume the ROUTER's read edge */
     return rc < 0 ? -EINVAL : 0;
 }
@@ -345,20 +345,20 @@ static double wall_clock(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static enum rc_netsync_nv set_var(rc_netsync *ns, ns_room *r, int target, const void *name,
+static enum rc_netsync_nv set_var(rc_netsync *ns, nsy_room *r, int target, const void *name,
                                   size_t name_len, const void *value, size_t value_len)
 {
-    if (name_len == 0 || name_len > NS_STR8_MAX || value_len > NS_STR16_MAX ||
+    if (name_len == 0 || name_len > NSY_STR8_MAX || value_len > NSY_STR16_MAX ||
         !rc_utf8_valid(name, name_len) || !rc_utf8_valid(value, value_len))
         return RC_NETSYNC_NV_INVALID;
-    switch (ns_room_set_var(&ns->rooms, r, target, name, name_len, value, value_len,
+    switch (nsy_room_set_var(&ns->rooms, r, target, name, name_len, value, value_len,
                             wall_clock(), 0)) {
-    case NS_NV_APPLIED: ns->st.nv_applied++; return RC_NETSYNC_NV_APPLIED;
-    case NS_NV_UNCHANGED: return RC_NETSYNC_NV_UNCHANGED;
-    case NS_NV_STALE: return RC_NETSYNC_NV_STALE;
-    case NS_NV_LIMIT: return RC_NETSYNC_NV_LIMIT;
-    case NS_NV_EMPTY_NAME: return RC_NETSYNC_NV_INVALID;
-    case NS_NV_NOMEM: break;
+    case NSY_NV_APPLIED: ns->st.nv_applied++; return RC_NETSYNC_NV_APPLIED;
+    case NSY_NV_UNCHANGED: return RC_NETSYNC_NV_UNCHANGED;
+    case NSY_NV_STALE: return RC_NETSYNC_NV_STALE;
+    case NSY_NV_LIMIT: return RC_NETSYNC_NV_LIMIT;
+    case NSY_NV_EMPTY_NAME: return RC_NETSYNC_NV_INVALID;
+    case NSY_NV_NOMEM: break;
     }
     return RC_NETSYNC_NV_NOMEM;
 }
@@ -368,9 +368,9 @@ enum rc_netsync_nv rc_netsync_set_client_var(rc_netsync *ns, const void *room, s
                                              const void *name, size_t name_len,
                                              const void *value, size_t value_len)
 {
-    ns_room *r = room_len > NS_STR8_MAX ? NULL : ns_room_find(&ns->rooms, room, room_len);
+    nsy_room *r = room_len > NSY_STR8_MAX ? NULL : nsy_room_find(&ns->rooms, room, room_len);
     if (!r) return RC_NETSYNC_NV_NO_ROOM;
-    long i = device_len > NS_ID_MAX ? -1 : ns_room_find_device(r, device, device_len);
+    long i = device_len > NSY_ID_MAX ? -1 : nsy_room_find_device(r, device, device_len);
     if (i < 0) return RC_NETSYNC_NV_NO_DEVICE;
     return set_var(ns, r, r->dev[i].no, name, name_len, value, value_len);
 }
@@ -379,14 +379,14 @@ enum rc_netsync_nv rc_netsync_set_global_var(rc_netsync *ns, const void *room, s
                                              const void *name, size_t name_len,
                                              const void *value, size_t value_len)
 {
-    ns_room *r = room_len > NS_STR8_MAX ? NULL : ns_room_find(&ns->rooms, room, room_len);
+    nsy_room *r = room_len > NSY_STR8_MAX ? NULL : nsy_room_find(&ns->rooms, room, room_len);
     if (!r) return RC_NETSYNC_NV_NO_ROOM;
     return set_var(ns, r, -1, name, name_len, value, value_len);
 }
 
 /* ---- queued client variables (REST bridge) ----------------------------------------------- */
 
-static bool pending_is(const ns_pending *q, const void *room, size_t room_len,
+static bool pending_is(const nsy_pending *q, const void *room, size_t room_len,
                        const void *device, size_t device_len)
 {
     return q->room_len == room_len && q->dev_len == device_len &&
@@ -397,7 +397,7 @@ size_t rc_netsync_queued(const rc_netsync *ns, const void *room, size_t room_len
                          const void *device, size_t device_len)
 {
     size_t n = 0;
-    for (const ns_pending *q = ns->pending; q; q = q->next)
+    for (const nsy_pending *q = ns->pending; q; q = q->next)
         n += pending_is(q, room, room_len, device, device_len);
     return n;
 }
@@ -406,13 +406,13 @@ int rc_netsync_queue_client_var(rc_netsync *ns, const void *room, size_t room_le
                                 const void *device, size_t device_len, const void *name,
                                 size_t name_len, const void *value, size_t value_len)
 {
-    if (room_len > NS_STR8_MAX || device_len > NS_ID_MAX || name_len == 0 ||
-        name_len > NS_STR8_MAX || value_len > NS_STR16_MAX)
+    if (room_len > NSY_STR8_MAX || device_len > NSY_ID_MAX || name_len == 0 ||
+        name_len > NSY_STR8_MAX || value_len > NSY_STR16_MAX)
         return -EINVAL;
     if (rc_netsync_queued(ns, room, room_len, device, device_len) >= RC_NETSYNC_QUEUE_PER_DEVICE)
         return -EBUSY;
-    if (ns->npending >= NS_PENDING_MAX) return -ENOSPC;
-    ns_pending *q = malloc(sizeof(*q) + room_len + device_len + name_len + value_len + 1);
+    if (ns->npending >= NSY_PENDING_MAX) return -ENOSPC;
+    nsy_pending *q = malloc(sizeof(*q) + room_len + device_len + name_len + value_len + 1);
     if (!q) return -ENOMEM;
     uint8_t *p = (uint8_t *)(q + 1);
     q->room = p, p += room_len;
@@ -427,7 +427,7 @@ int rc_netsync_queue_client_var(rc_netsync *ns, const void *room, size_t room_le
     q->name_len = (uint8_t)name_len, q->value_len = (uint32_t)value_len;
     q->at = rc_loop_now(ns->loop);
     q->next = NULL;
-    ns_pending **tail = &ns->pending;
+    nsy_pending **tail = &ns->pending;
     while (*tail) tail = &(*tail)->next;
     *tail = q;
     ns->npending++;
@@ -437,17 +437,17 @@ int rc_netsync_queue_client_var(rc_netsync *ns, const void *room, size_t room_le
 }
 
 /* apply_pending applies the queued sets whose device has joined, in queue order, and drops
- * those older than NS_PENDING_TTL. */
+ * those older than NSY_PENDING_TTL. */
 static void apply_pending(rc_netsync *ns, uint64_t now)
 {
-    ns_pending **pp = &ns->pending;
+    nsy_pending **pp = &ns->pending;
     while (*pp) {
-        ns_pending *q = *pp;
+        nsy_pending *q = *pp;
         enum rc_netsync_nv r = rc_netsync_set_client_var(ns, q->room, q->room_len, q->dev,
                                                          q->dev_len, q->name, q->name_len,
                                                          q->value, q->value_len);
         if ((r == RC_NETSYNC_NV_NO_ROOM || r == RC_NETSYNC_NV_NO_DEVICE) &&
-            now - q->at < NS_PENDING_TTL) {
+            now - q->at < NSY_PENDING_TTL) {
             pp = &q->next;
             continue;
         }

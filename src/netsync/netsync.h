@@ -58,12 +58,12 @@ const rc_netsync_stats *rc_netsync_stats_of(const rc_netsync *ns);
  * dev[0..ndev) in mapping order, the live ones dev[order[0..nlive)] in join order, and a live
  * visible device's latest transform is its ROOM_TRANSFORM entry ent[0..ent_len) (u16 number,
  * 24 little-endian float32, u8 nVirt, virtuals). rc_netsync_room finds one by id. */
-const ns_room *rc_netsync_rooms(const rc_netsync *ns);
-const ns_room *rc_netsync_room(const rc_netsync *ns, const void *room, size_t room_len);
+const nsy_room *rc_netsync_rooms(const rc_netsync *ns);
+const nsy_room *rc_netsync_room(const rc_netsync *ns, const void *room, size_t room_len);
 
 /* rc_netsync_watch makes cb see what every room publishes (one watcher: the WebSocket
  * observers, src/netsync/nsws.h); NULL stops it. rc_netsync_tick_ns is the cadence. */
-void rc_netsync_watch(rc_netsync *ns, ns_watch *cb, void *arg);
+void rc_netsync_watch(rc_netsync *ns, nsy_watch *cb, void *arg);
 uint64_t rc_netsync_tick_ns(const rc_netsync *ns);
 
 /* rc_netsync_send_rpc publishes an RPC to every client of an existing room, with `sender` as

@@ -13,16 +13,16 @@
 
 #define container_of(p, T, m) ((T *)(void *)((char *)(p) - offsetof(T, m)))
 
-struct ns_disc_conn {
+struct nsy_disc_conn {
     rc_io io;                    /* first: the loop hands us this pointer */
-    rc_timer timer;              /* NS_DISC_TIMEOUT_NS to send the request */
-    ns_disc *d;                  /* owner */
-    ns_disc_conn *next, *prev;   /* open connections */
+    rc_timer timer;              /* NSY_DISC_TIMEOUT_NS to send the request */
+    nsy_disc *d;                  /* owner */
+    nsy_disc_conn *next, *prev;   /* open connections */
 };
 
-static void conn_close(ns_disc_conn *c)
+static void conn_close(nsy_disc_conn *c)
 {
-    ns_disc *d = c->d;
+    nsy_disc *d = c->d;
     rc_io_stop(d->loop, &c->io);
     rc_timer_stop(d->loop, &c->timer);
     close(c->io.fd);
@@ -34,7 +34,7 @@ static void conn_close(ns_disc_conn *c)
 
 static void on_conn_timeout(rc_loop *loop, rc_timer *t)
 {
-    ns_disc_conn *c = container_of(t, ns_disc_conn, timer);
+    nsy_disc_conn *c = container_of(t, nsy_disc_conn, timer);
     c->d->st->discovery_bad++;
     conn_close(c);
 }
@@ -48,15 +48,15 @@ static bool is_py_space(uint8_t ch)
  * reassembled (no real client does that, and waiting for more would hold wrong requests). */
 static void on_conn_read(rc_loop *loop, rc_io *io, uint32_t events)
 {
-    ns_disc_conn *c = container_of(io, ns_disc_conn, io);
-    ns_disc *d = c->d;
+    nsy_disc_conn *c = container_of(io, nsy_disc_conn, io);
+    nsy_disc *d = c->d;
     char buf[1024];
     ssize_t n = recv(io->fd, buf, sizeof(buf), MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     size_t a = 0, b = n > 0 ? (size_t)n : 0;
     while (a < b && is_py_space((uint8_t)buf[a])) a++;
     while (b > a && is_py_space((uint8_t)buf[b - 1])) b--;
-    if (b - a == sizeof(NS_DISC_REQUEST) - 1 && memcmp(buf + a, NS_DISC_REQUEST, b - a) == 0) {
+    if (b - a == sizeof(NSY_DISC_REQUEST) - 1 && memcmp(buf + a, NSY_DISC_REQUEST, b - a) == 0) {
         /* ~50 bytes into a fresh socket's empty send buffer: it fits, or the peer is gone */
         (void)send(io->fd, d->reply, d->reply_len + 1, MSG_DONTWAIT | MSG_NOSIGNAL);
         d->st->discovery_tcp++;
@@ -68,13 +68,13 @@ static void on_conn_read(rc_loop *loop, rc_io *io, uint32_t events)
 
 static void on_accept_timer(rc_loop *loop, rc_timer *t)
 {
-    ns_disc *d = container_of(t, ns_disc, accept_timer);
+    nsy_disc *d = container_of(t, nsy_disc, accept_timer);
     rc_io_start(loop, &d->tcp_io, RC_EV_READ);
 }
 
 static void on_accept(rc_loop *loop, rc_io *io, uint32_t events)
 {
-    ns_disc *d = container_of(io, ns_disc, tcp_io);
+    nsy_disc *d = container_of(io, nsy_disc, tcp_io);
     for (int i = 0; i < 64; i++) {
         int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -85,7 +85,7 @@ static void on_accept(rc_loop *loop, rc_io *io, uint32_t events)
             }
             return;
         }
-        ns_disc_conn *c = d->nconns < NS_DISC_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
+        nsy_disc_conn *c = d->nconns < NSY_DISC_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
         if (!c) {
             d->st->discovery_refused++;
             close(fd);
@@ -99,7 +99,7 @@ static void on_accept(rc_loop *loop, rc_io *io, uint32_t events)
             free(c);
             continue;
         }
-        rc_timer_start(loop, &c->timer, rc_loop_now(loop) + NS_DISC_TIMEOUT_NS);
+        rc_timer_start(loop, &c->timer, rc_loop_now(loop) + NSY_DISC_TIMEOUT_NS);
         c->next = d->conns;
         if (d->conns) d->conns->prev = c;
         d->conns = c;
@@ -109,7 +109,7 @@ static void on_accept(rc_loop *loop, rc_io *io, uint32_t events)
 
 static void on_udp(rc_loop *loop, rc_io *io, uint32_t events)
 {
-    ns_disc *d = container_of(io, ns_disc, udp_io);
+    nsy_disc *d = container_of(io, nsy_disc, udp_io);
     for (int i = 0; i < 64; i++) {
         char buf[64];
         struct sockaddr_storage from;
@@ -117,8 +117,8 @@ static void on_udp(rc_loop *loop, rc_io *io, uint32_t events)
         ssize_t n = recvfrom(io->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC,
                              (struct sockaddr *)&from, &fl);
         if (n < 0) return;
-        if ((size_t)n == sizeof(NS_DISC_REQUEST) - 1 &&
-            memcmp(buf, NS_DISC_REQUEST, (size_t)n) == 0) {
+        if ((size_t)n == sizeof(NSY_DISC_REQUEST) - 1 &&
+            memcmp(buf, NSY_DISC_REQUEST, (size_t)n) == 0) {
             (void)sendto(io->fd, d->reply, d->reply_len, MSG_DONTWAIT, (struct sockaddr *)&from,
                          fl);
             d->st->discovery_udp++;
@@ -158,11 +158,11 @@ static uint16_t bound_port(int fd)
                                           : ((struct sockaddr_in *)&sa)->sin_port);
 }
 
-int ns_disc_start(ns_disc *d, rc_loop *loop, const char *addr, uint16_t port,
+int nsy_disc_start(nsy_disc *d, rc_loop *loop, const char *addr, uint16_t port,
                   uint16_t router_port, uint16_t pub_port, const char *name,
                   rc_netsync_stats *st)
 {
-    *d = (ns_disc){.loop = loop, .st = st};
+    *d = (nsy_disc){.loop = loop, .st = st};
     rc_io_init(&d->udp_io, -1, on_udp);
     rc_io_init(&d->tcp_io, -1, on_accept);
     rc_timer_init(&d->accept_timer, on_accept_timer);
@@ -210,13 +210,13 @@ int ns_disc_start(ns_disc *d, rc_loop *loop, const char *addr, uint16_t port,
     rc_io_init(&d->tcp_io, tfd, on_accept);
     if ((rc = rc_io_start(loop, &d->udp_io, RC_EV_READ)) < 0 ||
         (rc = rc_io_start(loop, &d->tcp_io, RC_EV_READ)) < 0) {
-        ns_disc_stop(d);
+        nsy_disc_stop(d);
         return rc;
     }
     return 0;
 }
 
-void ns_disc_stop(ns_disc *d)
+void nsy_disc_stop(nsy_disc *d)
 {
     if (!d->loop) return;
     while (d->conns) conn_close(d->conns);

@@ -6,7 +6,7 @@
  * texts that matter); the same request gets the same reply plus "\n", then the connection is
  * closed; a wrong request is closed without data. Unlike the reference (one thread, blocking
  * accept, 2 s read timeout, so one idle connection blocks everyone), every connection is a
- * non-blocking rc_io with its own 2 s rc_timer, and at most NS_DISC_MAX_CONNS are open at once
+ * non-blocking rc_io with its own 2 s rc_timer, and at most NSY_DISC_MAX_CONNS are open at once
  * (more are closed on accept and counted), so discovery can never hold up the loop.
  */
 #ifndef RC_NSDISC_H
@@ -18,13 +18,13 @@
 #include "core/loop.h"
 #include "netsync/nsstats.h"
 
-#define NS_DISC_REQUEST "STYLY-NETSYNC-DISCOVER"
-#define NS_DISC_MAX_CONNS 128
-#define NS_DISC_TIMEOUT_NS (2 * RC_NS_PER_SEC)
+#define NSY_DISC_REQUEST "STYLY-NETSYNC-DISCOVER"
+#define NSY_DISC_MAX_CONNS 128
+#define NSY_DISC_TIMEOUT_NS (2 * RC_NS_PER_SEC)
 
-typedef struct ns_disc_conn ns_disc_conn;
+typedef struct nsy_disc_conn nsy_disc_conn;
 
-typedef struct ns_disc {
+typedef struct nsy_disc {
     rc_loop *loop;               /* not owned */
     rc_netsync_stats *st;        /* counters (not owned) */
     rc_io udp_io;                /* UDP socket (fd owned) */
@@ -33,16 +33,16 @@ typedef struct ns_disc {
     uint16_t port;               /* bound port (UDP and TCP) */
     char reply[160];             /* "STYLY-NETSYNC|...|...|name\n" */
     size_t reply_len;            /* bytes of reply without the "\n" */
-    ns_disc_conn *conns;         /* open TCP connections, doubly linked */
+    nsy_disc_conn *conns;         /* open TCP connections, doubly linked */
     uint32_t nconns;
-} ns_disc;
+} nsy_disc;
 
-/* ns_disc_start binds UDP and TCP on addr:port (port 0: one free port for both) and answers
+/* nsy_disc_start binds UDP and TCP on addr:port (port 0: one free port for both) and answers
  * with the given ports and name. Returns 0, or -errno after logging. */
-int ns_disc_start(ns_disc *d, rc_loop *loop, const char *addr, uint16_t port,
+int nsy_disc_start(nsy_disc *d, rc_loop *loop, const char *addr, uint16_t port,
                   uint16_t router_port, uint16_t pub_port, const char *name,
                   rc_netsync_stats *st);
-/* ns_disc_stop closes every socket and connection. Safe on a zeroed or stopped ns_disc. */
-void ns_disc_stop(ns_disc *d);
+/* nsy_disc_stop closes every socket and connection. Safe on a zeroed or stopped nsy_disc. */
+void nsy_disc_stop(nsy_disc *d);
 
 #endif

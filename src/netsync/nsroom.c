@@ -5,31 +5,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/utf8.h"
+#include "codec/utf8.h"
 
 #define NO_INDEX UINT32_MAX
 
-const char *const ns_drop_names[NS_DROP__COUNT] = {
-    [NS_DROP_TOO_FEW_FRAMES] = "too_few_frames",
-    [NS_DROP_ROOM_TOO_LONG] = "room_too_long",
-    [NS_DROP_ROOM_UTF8] = "room_utf8",
-    [NS_DROP_EMPTY] = "empty",
-    [NS_DROP_UNKNOWN_TYPE] = "unknown_type",
-    [NS_DROP_SERVER_TYPE] = "server_type",
-    [NS_DROP_TRUNCATED] = "truncated",
-    [NS_DROP_UTF8] = "utf8",
-    [NS_DROP_UNKNOWN_SENDER] = "unknown_sender",
-    [NS_DROP_ROOM_LIMIT] = "room_limit",
-    [NS_DROP_DEVICE_LIMIT] = "device_limit",
-    [NS_DROP_NUMBERS] = "numbers_exhausted",
-    [NS_DROP_NV_LIMIT] = "nv_limit",
-    [NS_DROP_NV_EMPTY_NAME] = "nv_empty_name",
-    [NS_DROP_NOMEM] = "nomem",
+const char *const nsy_drop_names[NSY_DROP__COUNT] = {
+    [NSY_DROP_TOO_FEW_FRAMES] = "too_few_frames",
+    [NSY_DROP_ROOM_TOO_LONG] = "room_too_long",
+    [NSY_DROP_ROOM_UTF8] = "room_utf8",
+    [NSY_DROP_EMPTY] = "empty",
+    [NSY_DROP_UNKNOWN_TYPE] = "unknown_type",
+    [NSY_DROP_SERVER_TYPE] = "server_type",
+    [NSY_DROP_TRUNCATED] = "truncated",
+    [NSY_DROP_UTF8] = "utf8",
+    [NSY_DROP_UNKNOWN_SENDER] = "unknown_sender",
+    [NSY_DROP_ROOM_LIMIT] = "room_limit",
+    [NSY_DROP_DEVICE_LIMIT] = "device_limit",
+    [NSY_DROP_NUMBERS] = "numbers_exhausted",
+    [NSY_DROP_NV_LIMIT] = "nv_limit",
+    [NSY_DROP_NV_EMPTY_NAME] = "nv_empty_name",
+    [NSY_DROP_NOMEM] = "nomem",
 };
 
-void ns_params_default(ns_params *p)
+void nsy_params_default(nsy_params *p)
 {
-    *p = (ns_params){
+    *p = (nsy_params){
         .tick_ns = 50000000ull,
         .client_timeout_ns = 1000000000ull,
         .idle_ns = 500000000ull,
@@ -49,12 +49,12 @@ static uint32_t hash_bytes(const uint8_t *p, size_t n)
     return h;
 }
 
-static void watch(ns_rooms *rs, const ns_room *r, const ns_watch_ev *ev)
+static void watch(nsy_rooms *rs, const nsy_room *r, const nsy_watch_ev *ev)
 {
     if (rs->watch) rs->watch(rs->watch_arg, r, ev);
 }
 
-static void publish(ns_rooms *rs, const ns_room *r, const rc_buf *b)
+static void publish(nsy_rooms *rs, const nsy_room *r, const rc_buf *b)
 {
     rs->st->msgs_out++;
     rs->st->bytes_out += r->id_len + rc_buf_size(b);
@@ -64,28 +64,28 @@ static void publish(ns_rooms *rs, const ns_room *r, const rc_buf *b)
 
 /* ---- the room table ---------------------------------------------------------------------- */
 
-int ns_rooms_init(ns_rooms *rs, const ns_params *p, rc_netsync_stats *st, ns_publish *pub,
+int nsy_rooms_init(nsy_rooms *rs, const nsy_params *p, rc_netsync_stats *st, nsy_publish *pub,
                   void *arg)
 {
-    *rs = (ns_rooms){.p = *p, .st = st, .publish = pub, .publish_arg = arg, .nbucket = 64,
+    *rs = (nsy_rooms){.p = *p, .st = st, .publish = pub, .publish_arg = arg, .nbucket = 64,
                      .wake = UINT64_MAX};
     rs->bucket = calloc(rs->nbucket, sizeof(*rs->bucket));
     return rs->bucket ? 0 : -1;
 }
 
-ns_room *ns_room_find(const ns_rooms *rs, const uint8_t *id, size_t len)
+nsy_room *nsy_room_find(const nsy_rooms *rs, const uint8_t *id, size_t len)
 {
-    for (ns_room *r = rs->bucket[hash_bytes(id, len) & (rs->nbucket - 1)]; r; r = r->hnext)
+    for (nsy_room *r = rs->bucket[hash_bytes(id, len) & (rs->nbucket - 1)]; r; r = r->hnext)
         if (r->id_len == len && memcmp(r->id, id, len) == 0) return r;
     return NULL;
 }
 
-static void rooms_rehash(ns_rooms *rs)
+static void rooms_rehash(nsy_rooms *rs)
 {
     uint32_t nb = rs->nbucket * 2;
-    ns_room **b = calloc(nb, sizeof(*b));
+    nsy_room **b = calloc(nb, sizeof(*b));
     if (!b) return; /* chains just get longer */
-    for (ns_room *r = rs->head; r; r = r->next) {
+    for (nsy_room *r = rs->head; r; r = r->next) {
         uint32_t h = hash_bytes(r->id, r->id_len) & (nb - 1);
         r->hnext = b[h];
         b[h] = r;
@@ -100,25 +100,25 @@ static void rooms_rehash(ns_rooms *rs)
  * `due` makes a firing cost O(due rooms · log rooms) instead of a walk over every room (which
  * was O(rooms²) per tick period with thousands of staggered rooms). */
 
-#define room_of(x) ((ns_room *)(void *)((char *)(x) - offsetof(ns_room, due)))
+#define room_of(x) ((nsy_room *)(void *)((char *)(x) - offsetof(nsy_room, due)))
 
 /* set_wake keeps rs->wake the earliest due time (the caller's timer). */
-static void set_wake(ns_rooms *rs)
+static void set_wake(nsy_rooms *rs)
 {
     const rc_heap_node *top = rc_heap_top(&rs->due);
     rs->wake = top ? top->key : UINT64_MAX;
 }
 
-static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t now)
+static nsy_room *room_new(nsy_rooms *rs, const uint8_t *id, size_t len, uint64_t now)
 {
     if (rs->nrooms >= rs->p.max_rooms) {
-        rs->st->dropped[NS_DROP_ROOM_LIMIT]++;
+        rs->st->dropped[NSY_DROP_ROOM_LIMIT]++;
         return NULL;
     }
-    ns_room *r = calloc(1, sizeof(*r));
+    nsy_room *r = calloc(1, sizeof(*r));
     if (!r || rc_heap_push(&rs->due, &r->due, now) < 0) {
         free(r);
-        rs->st->dropped[NS_DROP_NOMEM]++;
+        rs->st->dropped[NSY_DROP_NOMEM]++;
         return NULL;
     }
     memcpy(r->id, id, len);
@@ -140,15 +140,15 @@ static ns_room *room_new(ns_rooms *rs, const uint8_t *id, size_t len, uint64_t n
     return r;
 }
 
-static void vtab_release(ns_vtab *t)
+static void vtab_release(nsy_vtab *t)
 {
     for (unsigned i = 0; i < t->n; i++) free(t->v[i].value);
     t->n = 0;
 }
 
-static void room_free(ns_rooms *rs, ns_room *r)
+static void room_free(nsy_rooms *rs, nsy_room *r)
 {
-    ns_room **pp = &rs->bucket[hash_bytes(r->id, r->id_len) & (rs->nbucket - 1)];
+    nsy_room **pp = &rs->bucket[hash_bytes(r->id, r->id_len) & (rs->nbucket - 1)];
     while (*pp != r) pp = &(*pp)->hnext;
     *pp = r->hnext;
     if (r->prev) r->prev->next = r->next; else rs->head = r->next;
@@ -171,7 +171,7 @@ static void room_free(ns_rooms *rs, ns_room *r)
     free(r);
 }
 
-void ns_rooms_release(ns_rooms *rs)
+void nsy_rooms_release(nsy_rooms *rs)
 {
     while (rs->head) room_free(rs, rs->head);
     free(rs->bucket);
@@ -182,7 +182,7 @@ void ns_rooms_release(ns_rooms *rs)
 
 /* ---- devices ----------------------------------------------------------------------------- */
 
-static void dev_rehash(ns_room *r)
+static void dev_rehash(nsy_room *r)
 {
     for (uint32_t i = 0; i < r->nbucket; i++) r->hbucket[i] = NO_INDEX;
     for (uint32_t i = 0; i < r->ndev; i++) {
@@ -192,7 +192,7 @@ static void dev_rehash(ns_room *r)
     }
 }
 
-long ns_room_find_device(const ns_room *r, const uint8_t *id, size_t len)
+long nsy_room_find_device(const nsy_room *r, const uint8_t *id, size_t len)
 {
     if (!r->nbucket) return -1;
     uint32_t i = r->hbucket[hash_bytes(id, len) & (r->nbucket - 1)];
@@ -201,10 +201,10 @@ long ns_room_find_device(const ns_room *r, const uint8_t *id, size_t len)
     return -1;
 }
 
-static int dev_grow(ns_room *r)
+static int dev_grow(nsy_room *r)
 {
     uint32_t cap = r->devcap ? r->devcap * 2 : 8;
-    ns_dev *d = realloc(r->dev, (size_t)cap * sizeof(*d));
+    nsy_dev *d = realloc(r->dev, (size_t)cap * sizeof(*d));
     if (!d) return -1;
     r->dev = d;
     uint32_t *o = realloc(r->order, (size_t)cap * sizeof(*o));
@@ -222,7 +222,7 @@ static int dev_grow(ns_room *r)
 
 /* alloc_number hands out 1, 2, 3... and, once 65535 has been used, the lowest number no
  * device of the room holds (the reference reuses expired devices' numbers). 0 = none left. */
-static uint16_t alloc_number(ns_room *r)
+static uint16_t alloc_number(nsy_room *r)
 {
     if (r->next_no) {
         uint16_t no = r->next_no;
@@ -243,23 +243,23 @@ static uint16_t alloc_number(ns_room *r)
     return no;
 }
 
-static long dev_add(ns_rooms *rs, ns_room *r, const uint8_t *id, size_t len)
+static long dev_add(nsy_rooms *rs, nsy_room *r, const uint8_t *id, size_t len)
 {
     if (r->ndev >= rs->p.max_devices) {
-        rs->st->dropped[NS_DROP_DEVICE_LIMIT]++;
+        rs->st->dropped[NSY_DROP_DEVICE_LIMIT]++;
         return -1;
     }
     if (r->ndev == r->devcap && dev_grow(r) < 0) {
-        rs->st->dropped[NS_DROP_NOMEM]++;
+        rs->st->dropped[NSY_DROP_NOMEM]++;
         return -1;
     }
     uint16_t no = alloc_number(r);
     if (!no) {
-        rs->st->dropped[NS_DROP_NUMBERS]++;
+        rs->st->dropped[NSY_DROP_NUMBERS]++;
         return -1;
     }
     uint32_t i = r->ndev++;
-    ns_dev *d = &r->dev[i];
+    nsy_dev *d = &r->dev[i];
     d->live = d->stealth = false;
     d->no = no;
     d->id_len = (uint8_t)len;
@@ -278,14 +278,14 @@ static long dev_add(ns_rooms *rs, ns_room *r, const uint8_t *id, size_t len)
 
 /* expire_devices forgets departed devices older than expiry_ns: their numbers become free for
  * reuse (only after 65535 assignments). Devices keep their relative order. */
-static void expire_devices(ns_rooms *rs, ns_room *r, uint64_t now)
+static void expire_devices(nsy_rooms *rs, nsy_room *r, uint64_t now)
 {
     r->last_expiry = now;
     uint32_t *remap = malloc((size_t)r->ndev * sizeof(*remap) + 1);
     if (!remap) return;
     uint32_t w = 0;
     for (uint32_t i = 0; i < r->ndev; i++) {
-        ns_dev *d = &r->dev[i];
+        nsy_dev *d = &r->dev[i];
         if (!d->live && now - d->departed > rs->p.expiry_ns) {
             remap[i] = NO_INDEX;
             continue;
@@ -306,14 +306,14 @@ static void expire_devices(ns_rooms *rs, ns_room *r, uint64_t now)
 
 /* ---- input ------------------------------------------------------------------------------- */
 
-void ns_on_transform(ns_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t *ident,
-                     size_t ident_len, const ns_client_transform *t, uint64_t now)
+void nsy_on_transform(nsy_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t *ident,
+                     size_t ident_len, const nsy_client_transform *t, uint64_t now)
 {
-    ns_room *r = ns_room_find(rs, room, room_len);
+    nsy_room *r = nsy_room_find(rs, room, room_len);
     if (!r && !(r = room_new(rs, room, room_len, now))) return;
-    long idx = ns_room_find_device(r, t->device_id.p, t->device_id.len);
+    long idx = nsy_room_find_device(r, t->device_id.p, t->device_id.len);
     if (idx < 0 && (idx = dev_add(rs, r, t->device_id.p, t->device_id.len)) < 0) return;
-    ns_dev *d = &r->dev[idx];
+    nsy_dev *d = &r->dev[idx];
     bool was_visible = d->live && !d->stealth;
     if (!d->live) {
         /* a join: first transform of a device not live in the room; a re-join appends */
@@ -336,10 +336,10 @@ void ns_on_transform(ns_rooms *rs, const uint8_t *room, size_t room_len, const u
     d->last_seen = now;
     bool visible = !d->stealth;
     if (visible) {
-        memcpy(d->ent + 2, t->body, NS_BODY_SIZE);
-        d->ent[2 + NS_BODY_SIZE] = t->nvirt;
-        memcpy(d->ent + NS_ENTRY_FIXED, t->virt, (size_t)t->nvirt * NS_TRANSFORM_SIZE);
-        d->ent_len = (uint16_t)(NS_ENTRY_FIXED + (size_t)t->nvirt * NS_TRANSFORM_SIZE);
+        memcpy(d->ent + 2, t->body, NSY_BODY_SIZE);
+        d->ent[2 + NSY_BODY_SIZE] = t->nvirt;
+        memcpy(d->ent + NSY_ENTRY_FIXED, t->virt, (size_t)t->nvirt * NSY_TRANSFORM_SIZE);
+        d->ent_len = (uint16_t)(NSY_ENTRY_FIXED + (size_t)t->nvirt * NSY_TRANSFORM_SIZE);
     }
     if (visible != was_visible) r->nvisible += visible ? 1 : (uint32_t)-1;
     if ((visible || was_visible) && !r->dirty) {
@@ -361,76 +361,76 @@ void ns_on_transform(ns_rooms *rs, const uint8_t *room, size_t room_len, const u
 /* live_sender finds the live client of r behind a ZeroMQ routing id; NULL when there is none,
  * which is how forged senders are recognised (the reference trusts the claim then). A linear
  * scan: RPC/NV are rare next to transforms, and a room is hundreds of clients at most. */
-static const ns_dev *live_sender(const ns_room *r, const uint8_t *ident, size_t len)
+static const nsy_dev *live_sender(const nsy_room *r, const uint8_t *ident, size_t len)
 {
     for (uint32_t k = 0; k < r->nlive; k++) {
-        const ns_dev *d = &r->dev[r->order[k]];
+        const nsy_dev *d = &r->dev[r->order[k]];
         if (d->ident_len == len && memcmp(d->ident, ident, len) == 0) return d;
     }
     return NULL;
 }
 
-int ns_room_publish_rpc(ns_rooms *rs, ns_room *r, uint16_t sender, const uint8_t *name,
+int nsy_room_publish_rpc(nsy_rooms *rs, nsy_room *r, uint16_t sender, const uint8_t *name,
                         size_t name_len, const uint8_t *args, size_t args_len)
 {
     rc_buf_reset(&rs->out);
-    ns_enc e;
-    ns_enc_init(&e, &rs->out);
-    ns_enc_rpc(&e, sender, name, name_len, args, args_len);
+    nsy_enc e;
+    nsy_enc_init(&e, &rs->out);
+    nsy_enc_rpc(&e, sender, name, name_len, args, args_len);
     if (e.err) return e.err;
     publish(rs, r, &rs->out);
     rs->st->rpc_out++;
-    watch(rs, r, &(ns_watch_ev){.kind = NS_W_RPC, .sender = sender, .name = name,
+    watch(rs, r, &(nsy_watch_ev){.kind = NSY_W_RPC, .sender = sender, .name = name,
                                 .name_len = name_len, .args = args, .args_len = args_len});
     return 0;
 }
 
-void ns_on_rpc(ns_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t *ident,
-               size_t ident_len, const ns_rpc *m)
+void nsy_on_rpc(nsy_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t *ident,
+               size_t ident_len, const nsy_rpc *m)
 {
-    ns_room *r = ns_room_find(rs, room, room_len);
-    const ns_dev *d = r ? live_sender(r, ident, ident_len) : NULL;
+    nsy_room *r = nsy_room_find(rs, room, room_len);
+    const nsy_dev *d = r ? live_sender(r, ident, ident_len) : NULL;
     if (!d) {
-        rs->st->dropped[NS_DROP_UNKNOWN_SENDER]++;
+        rs->st->dropped[NSY_DROP_UNKNOWN_SENDER]++;
         return;
     }
     if (m->sender != d->no) rs->st->rpc_rewritten++;
     if (m->args_cut) rs->st->args_cut++;
     rs->st->rpc_in++;
-    if (ns_room_publish_rpc(rs, r, d->no, m->name.p, m->name.len, m->args.p, m->args.len) < 0)
-        rs->st->dropped[NS_DROP_NOMEM]++;
+    if (nsy_room_publish_rpc(rs, r, d->no, m->name.p, m->name.len, m->args.p, m->args.len) < 0)
+        rs->st->dropped[NSY_DROP_NOMEM]++;
 }
 
-static ns_vtab *target_table(ns_rooms *rs, ns_room *r, uint16_t target, bool create)
+static nsy_vtab *target_table(nsy_rooms *rs, nsy_room *r, uint16_t target, bool create)
 {
     for (uint32_t i = 0; i < r->ncvars; i++)
         if (r->cvars[i]->target == target) return r->cvars[i];
     if (!create || r->ncvars >= rs->p.max_nv_targets) return NULL;
     if (r->ncvars == r->cvarcap) {
         uint32_t cap = r->cvarcap ? r->cvarcap * 2 : 4;
-        ns_vtab **v = realloc(r->cvars, cap * sizeof(*v));
+        nsy_vtab **v = realloc(r->cvars, cap * sizeof(*v));
         if (!v) return NULL;
         r->cvars = v;
         r->cvarcap = cap;
     }
-    ns_vtab *t = calloc(1, sizeof(*t));
+    nsy_vtab *t = calloc(1, sizeof(*t));
     if (!t) return NULL;
     t->target = target;
     r->cvars[r->ncvars++] = t;
     return t;
 }
 
-enum ns_nv_result ns_room_set_var(ns_rooms *rs, ns_room *r, int target, const uint8_t *name,
+enum nsy_nv_result nsy_room_set_var(nsy_rooms *rs, nsy_room *r, int target, const uint8_t *name,
                                   size_t name_len, const uint8_t *value, size_t value_len,
                                   double ts, uint16_t sender)
 {
-    if (name_len == 0) return NS_NV_EMPTY_NAME;
+    if (name_len == 0) return NSY_NV_EMPTY_NAME;
     /* Cut like Python's str[:64] / str[:1024]: code points, not bytes. */
-    size_t nl = ns_utf8_prefix(name, name_len, NS_NV_NAME_CP);
-    size_t vl = ns_utf8_prefix(value, value_len, NS_NV_VALUE_CP);
+    size_t nl = nsy_utf8_prefix(name, name_len, NSY_NV_NAME_CP);
+    size_t vl = nsy_utf8_prefix(value, value_len, NSY_NV_VALUE_CP);
     if (nl != name_len || vl != value_len) rs->st->nv_truncated++;
-    ns_vtab *t = target < 0 ? &r->globals : target_table(rs, r, (uint16_t)target, false);
-    ns_var *v = NULL;
+    nsy_vtab *t = target < 0 ? &r->globals : target_table(rs, r, (uint16_t)target, false);
+    nsy_var *v = NULL;
     if (t) {
         for (unsigned i = 0; i < t->n; i++) {
             if (t->v[i].name_len == nl && memcmp(t->v[i].name, name, nl) == 0) {
@@ -443,12 +443,12 @@ enum ns_nv_result ns_room_set_var(ns_rooms *rs, ns_room *r, int target, const ui
         /* The reference's rule, against the stored state only (S:919-929). NaN timestamps
          * compare false both ways and are accepted, as in Python. */
         if (v->value_len == vl && (vl == 0 || memcmp(v->value, value, vl) == 0))
-            return NS_NV_UNCHANGED;
-        if (ts < v->ts) return NS_NV_STALE;
-        if (ts == v->ts && sender < v->writer) return NS_NV_STALE;
+            return NSY_NV_UNCHANGED;
+        if (ts < v->ts) return NSY_NV_STALE;
+        if (ts == v->ts && sender < v->writer) return NSY_NV_STALE;
     } else {
-        if (!t && !(t = target_table(rs, r, (uint16_t)target, true))) return NS_NV_LIMIT;
-        if (t->n >= NS_NV_MAX_VARS) return NS_NV_LIMIT;
+        if (!t && !(t = target_table(rs, r, (uint16_t)target, true))) return NSY_NV_LIMIT;
+        if (t->n >= NSY_NV_MAX_VARS) return NSY_NV_LIMIT;
         v = &t->v[t->n++];
         memset(v, 0, sizeof(*v));
         v->name_len = (uint8_t)nl;
@@ -458,7 +458,7 @@ enum ns_nv_result ns_room_set_var(ns_rooms *rs, ns_room *r, int target, const ui
         uint8_t *p = realloc(v->value, vl ? vl : 1);
         if (!p) {
             if (!v->value) t->n--; /* a new variable that could not be stored */
-            return NS_NV_NOMEM;
+            return NSY_NV_NOMEM;
         }
         v->value = p;
     }
@@ -471,94 +471,94 @@ enum ns_nv_result ns_room_set_var(ns_rooms *rs, ns_room *r, int target, const ui
         t->ndirty++;
     }
     r->nv_dirty = true;
-    return NS_NV_APPLIED;
+    return NSY_NV_APPLIED;
 }
 
-void ns_on_var_set(ns_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t *ident,
-                   size_t ident_len, const ns_var_set *m, bool global)
+void nsy_on_var_set(nsy_rooms *rs, const uint8_t *room, size_t room_len, const uint8_t *ident,
+                   size_t ident_len, const nsy_var_set *m, bool global)
 {
-    ns_room *r = ns_room_find(rs, room, room_len);
-    const ns_dev *d = r ? live_sender(r, ident, ident_len) : NULL;
+    nsy_room *r = nsy_room_find(rs, room, room_len);
+    const nsy_dev *d = r ? live_sender(r, ident, ident_len) : NULL;
     if (!d) {
-        rs->st->dropped[NS_DROP_UNKNOWN_SENDER]++;
+        rs->st->dropped[NSY_DROP_UNKNOWN_SENDER]++;
         return;
     }
     if (m->sender != d->no) rs->st->nv_rewritten++;
     rs->st->nv_in++;
-    switch (ns_room_set_var(rs, r, global ? -1 : m->target, m->name.p, m->name.len, m->value.p,
+    switch (nsy_room_set_var(rs, r, global ? -1 : m->target, m->name.p, m->name.len, m->value.p,
                             m->value.len, m->timestamp, d->no)) {
-    case NS_NV_APPLIED: rs->st->nv_applied++; break;
-    case NS_NV_UNCHANGED: rs->st->nv_unchanged++; break;
-    case NS_NV_STALE: rs->st->nv_stale++; break;
-    case NS_NV_LIMIT: rs->st->dropped[NS_DROP_NV_LIMIT]++; break;
-    case NS_NV_EMPTY_NAME: rs->st->dropped[NS_DROP_NV_EMPTY_NAME]++; break;
-    case NS_NV_NOMEM: rs->st->dropped[NS_DROP_NOMEM]++; break;
+    case NSY_NV_APPLIED: rs->st->nv_applied++; break;
+    case NSY_NV_UNCHANGED: rs->st->nv_unchanged++; break;
+    case NSY_NV_STALE: rs->st->nv_stale++; break;
+    case NSY_NV_LIMIT: rs->st->dropped[NSY_DROP_NV_LIMIT]++; break;
+    case NSY_NV_EMPTY_NAME: rs->st->dropped[NSY_DROP_NV_EMPTY_NAME]++; break;
+    case NSY_NV_NOMEM: rs->st->dropped[NSY_DROP_NOMEM]++; break;
     }
 }
 
-/* ns_rooms_input is the transport-independent half of netsync.c's message handler (moved
+/* nsy_rooms_input is the transport-independent half of netsync.c's message handler (moved
  * here unchanged so the drop counters are unit-testable without sockets). */
-void ns_rooms_input(ns_rooms *rs, const uint8_t *ident, size_t ident_len, const uint8_t *room,
+void nsy_rooms_input(nsy_rooms *rs, const uint8_t *ident, size_t ident_len, const uint8_t *room,
                     size_t room_len, const uint8_t *p, size_t n, uint64_t now)
 {
     rc_netsync_stats *st = rs->st;
     /* Defect 1 of the reference: a room id that ROOM_TRANSFORM cannot carry wedges it. */
-    if (room_len > NS_STR8_MAX) {
-        st->dropped[NS_DROP_ROOM_TOO_LONG]++;
+    if (room_len > NSY_STR8_MAX) {
+        st->dropped[NSY_DROP_ROOM_TOO_LONG]++;
         return;
     }
     if (!rc_utf8_valid(room, room_len)) {
-        st->dropped[NS_DROP_ROOM_UTF8]++;
+        st->dropped[NSY_DROP_ROOM_UTF8]++;
         return;
     }
-    int type = ns_classify(p, n), rc;
+    int type = nsy_classify(p, n), rc;
     /* Payloads are never interpreted as JSON (defect 2): a failed binary parse is a drop. */
     switch (type) {
-    case NS_CLIENT_TRANSFORM: {
-        ns_client_transform t;
-        if ((rc = ns_parse_client_transform(p, n, &t)) == NS_OK)
-            ns_on_transform(rs, room, room_len, ident, ident_len, &t, now);
+    case NSY_CLIENT_TRANSFORM: {
+        nsy_client_transform t;
+        if ((rc = nsy_parse_client_transform(p, n, &t)) == NSY_OK)
+            nsy_on_transform(rs, room, room_len, ident, ident_len, &t, now);
         break;
     }
-    case NS_RPC: {
-        ns_rpc r;
-        if ((rc = ns_parse_rpc(p, n, &r)) == NS_OK)
-            ns_on_rpc(rs, room, room_len, ident, ident_len, &r);
+    case NSY_RPC: {
+        nsy_rpc r;
+        if ((rc = nsy_parse_rpc(p, n, &r)) == NSY_OK)
+            nsy_on_rpc(rs, room, room_len, ident, ident_len, &r);
         break;
     }
-    case NS_GLOBAL_VAR_SET:
-    case NS_CLIENT_VAR_SET: {
-        ns_var_set v;
-        rc = type == NS_GLOBAL_VAR_SET ? ns_parse_global_var_set(p, n, &v)
-                                       : ns_parse_client_var_set(p, n, &v);
-        if (rc == NS_OK)
-            ns_on_var_set(rs, room, room_len, ident, ident_len, &v, type == NS_GLOBAL_VAR_SET);
+    case NSY_GLOBAL_VAR_SET:
+    case NSY_CLIENT_VAR_SET: {
+        nsy_var_set v;
+        rc = type == NSY_GLOBAL_VAR_SET ? nsy_parse_global_var_set(p, n, &v)
+                                       : nsy_parse_client_var_set(p, n, &v);
+        if (rc == NSY_OK)
+            nsy_on_var_set(rs, room, room_len, ident, ident_len, &v, type == NSY_GLOBAL_VAR_SET);
         break;
     }
     default: rc = type; break;
     }
     switch (rc) {
-    case NS_OK: break;
-    case NS_E_EMPTY: st->dropped[NS_DROP_EMPTY]++; break;
-    case NS_E_DIRECTION: st->dropped[NS_DROP_SERVER_TYPE]++; break;
-    case NS_E_TRUNCATED: st->dropped[NS_DROP_TRUNCATED]++; break;
-    case NS_E_UTF8: st->dropped[NS_DROP_UTF8]++; break;
-    default: st->dropped[NS_DROP_UNKNOWN_TYPE]++; break;
+    case NSY_OK: break;
+    case NSY_E_EMPTY: st->dropped[NSY_DROP_EMPTY]++; break;
+    case NSY_E_DIRECTION: st->dropped[NSY_DROP_SERVER_TYPE]++; break;
+    case NSY_E_TRUNCATED: st->dropped[NSY_DROP_TRUNCATED]++; break;
+    case NSY_E_UTF8: st->dropped[NSY_DROP_UTF8]++; break;
+    default: st->dropped[NSY_DROP_UNKNOWN_TYPE]++; break;
     }
 }
 
 /* ---- output ------------------------------------------------------------------------------ */
 
-static void publish_mapping(ns_rooms *rs, ns_room *r, uint64_t now)
+static void publish_mapping(nsy_rooms *rs, nsy_room *r, uint64_t now)
 {
     rc_buf_reset(&rs->out);
-    ns_enc e;
-    ns_enc_init(&e, &rs->out);
-    ns_put_u8(&e, NS_DEVICE_ID_MAPPING);
-    ns_put_u16(&e, (uint16_t)r->ndev); /* ndev <= max_devices <= 65535 numbers */
+    nsy_enc e;
+    nsy_enc_init(&e, &rs->out);
+    nsy_put_u8(&e, NSY_DEVICE_ID_MAPPING);
+    nsy_put_u16(&e, (uint16_t)r->ndev); /* ndev <= max_devices <= 65535 numbers */
     for (uint32_t i = 0; i < r->ndev; i++) {
-        const ns_dev *d = &r->dev[i];
-        ns_enc_mapping_entry(&e, d->no, d->stealth, d->id, d->id_len);
+        const nsy_dev *d = &r->dev[i];
+        nsy_enc_mapping_entry(&e, d->no, d->stealth, d->id, d->id_len);
     }
     r->mapping_dirty = false;
     r->last_mapping = now;
@@ -567,12 +567,12 @@ static void publish_mapping(ns_rooms *rs, ns_room *r, uint64_t now)
     rs->st->mappings_out++;
 }
 
-static void enc_vars(ns_enc *e, ns_vtab *t, bool all)
+static void enc_vars(nsy_enc *e, nsy_vtab *t, bool all)
 {
     for (unsigned i = 0; i < t->n; i++) {
-        ns_var *v = &t->v[i];
+        nsy_var *v = &t->v[i];
         if (all || v->dirty)
-            ns_enc_var(e, v->name, v->name_len, v->value, v->value_len, v->ts, v->writer);
+            nsy_enc_var(e, v->name, v->name_len, v->value, v->value_len, v->ts, v->writer);
         v->dirty = false;
     }
     t->ndirty = 0;
@@ -580,15 +580,15 @@ static void enc_vars(ns_enc *e, ns_vtab *t, bool all)
 
 /* publish_vars sends the full state (all) or the delta since the last sync; each kind only
  * when it has something in it, like the reference. */
-static void publish_vars(ns_rooms *rs, ns_room *r, bool all)
+static void publish_vars(nsy_rooms *rs, nsy_room *r, bool all)
 {
-    ns_enc e;
-    watch(rs, r, &(ns_watch_ev){.kind = NS_W_VARS, .all = all});
+    nsy_enc e;
+    watch(rs, r, &(nsy_watch_ev){.kind = NSY_W_VARS, .all = all});
     if (all ? r->globals.n > 0 : r->globals.ndirty > 0) {
         rc_buf_reset(&rs->out);
-        ns_enc_init(&e, &rs->out);
-        ns_put_u8(&e, NS_GLOBAL_VAR_SYNC);
-        ns_put_u16(&e, all ? r->globals.n : r->globals.ndirty);
+        nsy_enc_init(&e, &rs->out);
+        nsy_put_u8(&e, NSY_GLOBAL_VAR_SYNC);
+        nsy_put_u16(&e, all ? r->globals.n : r->globals.ndirty);
         enc_vars(&e, &r->globals, all);
         if (!e.err) {
             publish(rs, r, &rs->out);
@@ -600,14 +600,14 @@ static void publish_vars(ns_rooms *rs, ns_room *r, bool all)
         if (all ? r->cvars[i]->n > 0 : r->cvars[i]->ndirty > 0) nt++;
     if (nt) {
         rc_buf_reset(&rs->out);
-        ns_enc_init(&e, &rs->out);
-        ns_put_u8(&e, NS_CLIENT_VAR_SYNC);
-        ns_put_u16(&e, (uint16_t)nt);
+        nsy_enc_init(&e, &rs->out);
+        nsy_put_u8(&e, NSY_CLIENT_VAR_SYNC);
+        nsy_put_u16(&e, (uint16_t)nt);
         for (uint32_t i = 0; i < r->ncvars; i++) {
-            ns_vtab *t = r->cvars[i];
+            nsy_vtab *t = r->cvars[i];
             if (!(all ? t->n > 0 : t->ndirty > 0)) continue;
-            ns_put_u16(&e, t->target);
-            ns_put_u16(&e, all ? t->n : t->ndirty);
+            nsy_put_u16(&e, t->target);
+            nsy_put_u16(&e, all ? t->n : t->ndirty);
             enc_vars(&e, t, all);
         }
         if (!e.err) {
@@ -618,28 +618,28 @@ static void publish_vars(ns_rooms *rs, ns_room *r, bool all)
     r->nv_dirty = false;
 }
 
-static void publish_room_transform(ns_rooms *rs, ns_room *r, uint64_t now)
+static void publish_room_transform(nsy_rooms *rs, nsy_room *r, uint64_t now)
 {
     rc_buf *b = &rs->out;
     rc_buf_reset(b);
     /* type, room id length, room id, u16 count: 4 + id_len bytes of header (this reserved
      * 3 + id_len, one byte short when every entry had 50 virtuals and the buffer had no
      * slack, e.g. a 196-byte room id with 3 such clients: 4097 bytes written into 4096). */
-    size_t need = 4 + r->id_len + (size_t)r->nvisible * NS_ENTRY_MAX;
+    size_t need = 4 + r->id_len + (size_t)r->nvisible * NSY_ENTRY_MAX;
     if (rc_buf_reserve(b, need) < 0) {
-        rs->st->dropped[NS_DROP_NOMEM]++;
+        rs->st->dropped[NSY_DROP_NOMEM]++;
         return;
     }
     /* One header, then one memcpy per visible live client in join order. */
     uint8_t *p = (uint8_t *)rc_buf_tail(b), *w = p;
-    *w++ = NS_ROOM_TRANSFORM;
+    *w++ = NSY_ROOM_TRANSFORM;
     *w++ = r->id_len;
     memcpy(w, r->id, r->id_len);
     w += r->id_len;
     *w++ = (uint8_t)r->nvisible;
     *w++ = (uint8_t)(r->nvisible >> 8);
     for (uint32_t k = 0; k < r->nlive; k++) {
-        const ns_dev *d = &r->dev[r->order[k]];
+        const nsy_dev *d = &r->dev[r->order[k]];
         if (d->stealth) continue;
         memcpy(w, d->ent, d->ent_len);
         w += d->ent_len;
@@ -652,11 +652,11 @@ static void publish_room_transform(ns_rooms *rs, ns_room *r, uint64_t now)
     r->dirty = false;
 }
 
-static void timeouts(ns_rooms *rs, ns_room *r, uint64_t now)
+static void timeouts(nsy_rooms *rs, nsy_room *r, uint64_t now)
 {
     uint32_t w = 0;
     for (uint32_t k = 0; k < r->nlive; k++) {
-        ns_dev *d = &r->dev[r->order[k]];
+        nsy_dev *d = &r->dev[r->order[k]];
         if (now - d->last_seen > rs->p.client_timeout_ns) {
             d->live = false;
             d->departed = now;
@@ -674,20 +674,20 @@ static void timeouts(ns_rooms *rs, ns_room *r, uint64_t now)
     r->nlive = w;
 }
 
-static uint64_t room_due(const ns_rooms *rs, const ns_room *r)
+static uint64_t room_due(const nsy_rooms *rs, const nsy_room *r)
 {
     uint64_t due = r->last_house + rs->p.tick_ns;
     if (r->dirty && r->last_bcast + rs->p.tick_ns < due) due = r->last_bcast + rs->p.tick_ns;
     return due;
 }
 
-uint64_t ns_rooms_tick(ns_rooms *rs, uint64_t now)
+uint64_t nsy_rooms_tick(nsy_rooms *rs, uint64_t now)
 {
     /* Due rooms come off the heap's top in due order; each is put back with a due time after
      * now (last_house = now), so every room is processed at most once per call. */
     rc_heap_node *top;
     while ((top = rc_heap_top(&rs->due)) && top->key <= now) {
-        ns_room *r = room_of(top);
+        nsy_room *r = room_of(top);
         r->last_house = now;
         timeouts(rs, r, now);
         bool changed = false;    /* published a mapping or transforms: watchers get the state */
@@ -700,7 +700,7 @@ uint64_t ns_rooms_tick(ns_rooms *rs, uint64_t now)
         if (r->nlive == 0) {
             /* Like the reference's cleanup: the room goes with all its state once nobody is
              * left; the mapping above told the subscribers about the departures. */
-            watch(rs, r, &(ns_watch_ev){.kind = NS_W_GONE});
+            watch(rs, r, &(nsy_watch_ev){.kind = NSY_W_GONE});
             room_free(rs, r);
             continue;
         }
@@ -716,7 +716,7 @@ uint64_t ns_rooms_tick(ns_rooms *rs, uint64_t now)
             changed = true;
         }
         if (r->nvisible == 0) r->dirty = false; /* nothing to publish (never count 0) */
-        if (changed) watch(rs, r, &(ns_watch_ev){.kind = NS_W_STATE});
+        if (changed) watch(rs, r, &(nsy_watch_ev){.kind = NSY_W_STATE});
         if (now - r->last_expiry >= rs->p.expiry_sweep_ns) expire_devices(rs, r, now);
         rc_heap_update(&rs->due, &r->due, room_due(rs, r));
     }

@@ -2,7 +2,7 @@
  *
  * Plain integers owned by the loop thread (no atomics: the HTTP handler that reads them runs
  * on the same loop). Every way a message can be dropped has its own counter, so "malformed
- * input is counted" is checkable from outside; ns_drop_names gives their metric label.
+ * input is counted" is checkable from outside; nsy_drop_names gives their metric label.
  * bytes_out counts what is handed to the PUB socket once (topic + payload); ZeroMQ then fans
  * it out to every subscriber of the topic, which the server cannot see.
  */
@@ -11,28 +11,28 @@
 
 #include <stdint.h>
 
-enum ns_drop {
-    NS_DROP_TOO_FEW_FRAMES,  /* [identity][payload]: no room frame */
-    NS_DROP_ROOM_TOO_LONG,   /* room id > 255 bytes (cannot be written in ROOM_TRANSFORM) */
-    NS_DROP_ROOM_UTF8,       /* room id not valid UTF-8 */
-    NS_DROP_EMPTY,           /* empty payload */
-    NS_DROP_UNKNOWN_TYPE,    /* type 0, 4, 5, 11..255 */
-    NS_DROP_SERVER_TYPE,     /* 2, 6, 8, 10 sent by a client */
-    NS_DROP_TRUNCATED,       /* a field runs past the end of the payload */
-    NS_DROP_UTF8,            /* a string field is not valid UTF-8 */
-    NS_DROP_UNKNOWN_SENDER,  /* RPC / NV from a ZeroMQ identity with no live client in the room */
-    NS_DROP_ROOM_LIMIT,      /* new room beyond the room limit */
-    NS_DROP_DEVICE_LIMIT,    /* new device beyond the per-room device limit */
-    NS_DROP_NUMBERS,         /* no free client number (65535 assigned and none expired) */
-    NS_DROP_NV_LIMIT,        /* new variable name beyond 20 per scope, or too many targets */
-    NS_DROP_NV_EMPTY_NAME,   /* variable with an empty name */
-    NS_DROP_NOMEM,           /* out of memory while handling a message */
-    NS_DROP__COUNT
+enum nsy_drop {
+    NSY_DROP_TOO_FEW_FRAMES,  /* [identity][payload]: no room frame */
+    NSY_DROP_ROOM_TOO_LONG,   /* room id > 255 bytes (cannot be written in ROOM_TRANSFORM) */
+    NSY_DROP_ROOM_UTF8,       /* room id not valid UTF-8 */
+    NSY_DROP_EMPTY,           /* empty payload */
+    NSY_DROP_UNKNOWN_TYPE,    /* type 0, 4, 5, 11..255 */
+    NSY_DROP_SERVER_TYPE,     /* 2, 6, 8, 10 sent by a client */
+    NSY_DROP_TRUNCATED,       /* a field runs past the end of the payload */
+    NSY_DROP_UTF8,            /* a string field is not valid UTF-8 */
+    NSY_DROP_UNKNOWN_SENDER,  /* RPC / NV from a ZeroMQ identity with no live client in the room */
+    NSY_DROP_ROOM_LIMIT,      /* new room beyond the room limit */
+    NSY_DROP_DEVICE_LIMIT,    /* new device beyond the per-room device limit */
+    NSY_DROP_NUMBERS,         /* no free client number (65535 assigned and none expired) */
+    NSY_DROP_NV_LIMIT,        /* new variable name beyond 20 per scope, or too many targets */
+    NSY_DROP_NV_EMPTY_NAME,   /* variable with an empty name */
+    NSY_DROP_NOMEM,           /* out of memory while handling a message */
+    NSY_DROP__COUNT
 };
 
-extern const char *const ns_drop_names[NS_DROP__COUNT];
+extern const char *const nsy_drop_names[NSY_DROP__COUNT];
 
-#define NS_TICK_BUCKETS 8    /* tick duration histogram: <=16us, 64us, 256us, 1ms, 4ms, 16ms, 64ms, more */
+#define NSY_TICK_BUCKETS 8    /* tick duration histogram: <=16us, 64us, 256us, 1ms, 4ms, 16ms, 64ms, more */
 
 typedef struct rc_netsync_stats {
     /* gauges */
@@ -47,7 +47,7 @@ typedef struct rc_netsync_stats {
     uint64_t nv_in;              /* GLOBAL/CLIENT_VAR_SET accepted (applied or not) */
     uint64_t joins;              /* clients that became live in a room */
     uint64_t timeouts;           /* clients removed for silence */
-    uint64_t dropped[NS_DROP__COUNT]; /* dropped messages by reason */
+    uint64_t dropped[NSY_DROP__COUNT]; /* dropped messages by reason */
     /* leniencies of the reference kept for compatibility (not errors) */
     uint64_t nvirt_clamped;      /* transforms announcing > 50 virtuals */
     uint64_t args_cut;           /* RPC whose args length overran the message */
@@ -71,7 +71,7 @@ typedef struct rc_netsync_stats {
     uint64_t tick_ns_last;       /* duration of the last tick, ns */
     uint64_t tick_ns_max;        /* longest tick, ns */
     uint64_t tick_ns_total;      /* sum of tick durations, ns */
-    uint64_t tick_hist[NS_TICK_BUCKETS]; /* tick durations, see NS_TICK_BUCKETS */
+    uint64_t tick_hist[NSY_TICK_BUCKETS]; /* tick durations, see NSY_TICK_BUCKETS */
     /* discovery */
     uint64_t discovery_udp;      /* UDP requests answered */
     uint64_t discovery_tcp;      /* TCP requests answered */

@@ -20,7 +20,7 @@
 
 #include "core/buf.h"
 #include "core/log.h"
-#include "proto/json.h"
+#include "codec/json.h"
 
 #define REC_HEADER 8          /* u32 length + u32 crc32 */
 #define REC_FIXED 17          /* u64 msg_id + u64 time_ms + u8 opcode */

@@ -1,9 +1,9 @@
 #!/bin/sh
-# Runs every unit-test binary in DIR and prints the combined closing line.
+# Runs every unit-test binary under DIR (one per module, in folders that mirror src/) and prints
+# the combined closing line.
 dir=${1:-build/sanitize/tests}
 passed=0; failed=0; broken=0
-for t in "$dir"/test_*; do
-    [ -x "$t" ] || continue
+for t in $(find "$dir" -type f -name 'test_*' -perm -u+x ! -name '*.d' | sort); do
     out=$("$t" 2>&1); rc=$?
     printf '%s\n' "$out"
     line=$(printf '%s\n' "$out" | tail -n 1)

@@ -1,0 +1,26 @@
+/* api.h — the HTTP API served next to WebSocket on the same port and loop (docs/api.md):
+ * /healthz, /status, /metrics, /api/stats, rooms, publishing, kicking clients, closing rooms.
+ *
+ * Reading endpoints are open. Backend calls — publishing, kicking, closing a room, reading a
+ * room's messages — need the key configured with --api-key (or ROOMCAST_API_KEY), sent as
+ * "Authorization: Bearer KEY". The key is compared in constant time and never logged; without
+ * a configured key those calls are refused with 403.
+ */
+#ifndef RC_API_H
+#define RC_API_H
+
+#include <stdbool.h>
+
+#include "transport/conn.h"
+#include "transport/http.h"
+
+/* rc_api_handle answers x when its path belongs to the API (returns true), or returns false
+ * without answering. */
+bool rc_api_handle(rc_conn *c, const rc_http_ctx *x);
+
+/* rc_api_decode_room percent-decodes the path segment s[0..n) into name (RC_ROOM_NAME_MAX + 1
+ * bytes, NUL-terminated) and checks it as the protocol checks room names: 1 to 255 bytes of
+ * UTF-8 without NUL. Returns the length, or -1. Allocates nothing. */
+long rc_api_decode_room(const char *s, size_t n, char *name);
+
+#endif

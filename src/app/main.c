@@ -1,0 +1,102 @@
+/* main.c — roomcast's entry point: parse flags, create the loop and server, run until
+ * SIGTERM/SIGINT, then close every client with 1001 and exit 0. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/loop.h"
+#include "app/config.h"
+#include "app/server.h"
+#include "netsync/netsync.h"
+#include "app/nsws.h"
+#include "store/store.h"
+
+static void on_stop_signal(rc_loop *loop, int signo, void *arg)
+{
+    rc_server *srv = arg;
+    if (srv->shutting_down) {
+        rc_loop_stop(loop); /* a second signal: stop waiting for clients */
+        return;
+    }
+    rc_info("%s received", strsignal(signo));
+    rc_server_shutdown(srv);
+}
+
+int main(int argc, char **argv)
+{
+    rc_config cfg;
+    rc_config_init(&cfg);
+    int r = rc_config_parse(&cfg, argc, argv);
+    if (r != 0) return r > 0 ? 0 : 2;
+    rc_log_level = (enum rc_log_level)cfg.log_level;
+    if (cfg.tool_list) return rc_store_tool_list(cfg.data_dir) == 0 ? 0 : 1;
+    if (cfg.tool_dump) return rc_store_tool_dump(cfg.data_dir, cfg.tool_dump) == 0 ? 0 : 1;
+    signal(SIGPIPE, SIG_IGN);
+
+    rc_loop *loop = rc_loop_new();
+    if (!loop) {
+        rc_error("cannot create the event loop: %s", strerror(errno));
+        return 1;
+    }
+    rc_server *srv = rc_server_new(loop, &cfg);
+    if (!srv) {
+        rc_loop_free(loop);
+        return 1;
+    }
+    if (rc_loop_signal(loop, SIGTERM, on_stop_signal, srv) < 0 ||
+        rc_loop_signal(loop, SIGINT, on_stop_signal, srv) < 0) {
+        rc_error("cannot route signals: %s", strerror(errno));
+        rc_server_free(srv);
+        rc_loop_free(loop);
+        return 1;
+    }
+    /* NetSync after the signals: libzmq starts its I/O thread here, and that thread must
+     * inherit the blocked SIGTERM/SIGINT mask or it could take the signal's default action. */
+    rc_netsync *ns = NULL;
+    rc_netsync_opts nso;
+    rc_netsync_opts_default(&nso);
+    if (cfg.netsync) {
+        nso.bind = cfg.netsync_bind ? cfg.netsync_bind : cfg.bind;
+        nso.router_port = cfg.netsync_router_port;
+        nso.pub_port = cfg.netsync_pub_port;
+        nso.discovery_port = cfg.netsync_discovery_port;
+        nso.client_timeout_ns = cfg.netsync_client_timeout;
+        nso.tick_ns = cfg.netsync_tick;
+        if (!(ns = rc_netsync_new(loop, &nso))) {
+            rc_server_free(srv);
+            rc_loop_free(loop);
+            return 1;
+        }
+        srv->netsync = ns; /* for the HTTP routes (src/netsync/nshttp.c) and /metrics */
+        if (!(srv->nsws = rc_nsws_new(srv, ns))) {
+            rc_error("out of memory");
+            rc_netsync_free(ns);
+            rc_server_free(srv);
+            rc_loop_free(loop);
+            return 1;
+        }
+    }
+    /* Tests and scripts wait for this exact line (and read the port from it with --port 0). */
+    fprintf(stderr, "roomcast: listening on http://%s:%u/\n", cfg.bind, srv->port);
+    fflush(stderr);
+    if (ns) {
+        fprintf(stderr, "roomcast: netsync router tcp://%s:%u pub tcp://%s:%u discovery %s:%u\n",
+                nso.bind, rc_netsync_router_port(ns), nso.bind, rc_netsync_pub_port(ns),
+                nso.bind, rc_netsync_discovery_port(ns));
+        fflush(stderr);
+    }
+
+    r = rc_loop_run(loop);
+    if (r < 0) rc_error("event loop failed: %s", strerror(-r));
+    rc_nsws *nsws = srv->nsws;
+    srv->nsws = NULL; /* connections closed from here on have nobody to tell */
+    rc_nsws_free(nsws);
+    srv->netsync = NULL;
+    rc_netsync_free(ns);
+    rc_server_free(srv);
+    rc_loop_free(loop);
+    rc_info("bye");
+    return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,191 @@
+/* metrics.c — histograms and the Prometheus text for GET /metrics; see metrics.h. */
+#include "app/metrics.h"
+
+#include "netsync/netsync.h"
+#include "app/nsws.h"
+#include "app/server.h"
+#include "core/textbuf.h"
+
+static void on_iteration(rc_loop *loop, uint64_t busy_ns, void *arg)
+{
+    rc_server *srv = arg;
+    rc_hist_add(&srv->metrics.iteration, busy_ns);
+}
+
+void rc_metrics_start(rc_server *srv)
+{
+    rc_loop_set_iteration_hook(srv->loop, on_iteration, srv);
+}
+
+void rc_metrics_flush_begin(rc_server *srv)
+{
+    srv->metrics.flush_now = rc_clock_ns();
+}
+
+void rc_metrics_on_sent(void *arg, uint64_t t_recv, uint32_t n)
+{
+    rc_server *srv = arg;
+    /* Inside the before-sleep flush, flush_now is fresher than the loop's clock; a write on
+     * EPOLLOUT happens in the event phase, where the loop's clock of this wake-up is. */
+    uint64_t now = rc_loop_now(srv->loop);
+    if (srv->metrics.flush_now > now) now = srv->metrics.flush_now;
+    rc_hist_add_n(&srv->metrics.delivery, now > t_recv ? now - t_recv : 0, n);
+}
+
+static void header(rc_textbuf *t, const char *name, const char *type, const char *help)
+{
+    rc_textbuf_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric(rc_textbuf *t, const char *name, const char *type, const char *help,
+                   unsigned long long v)
+{
+    header(t, name, type, help);
+    rc_textbuf_printf(t, "%s %llu\n", name, v);
+}
+
+static void histogram(rc_textbuf *t, const char *name, const char *help, const rc_hist *h)
+{
+    header(t, name, "histogram", help);
+    uint64_t cum = 0;
+    for (int k = 0; k < RC_HIST_FINITE; k++) {
+        cum += h->bucket[k];
+        /* 2^k µs written in seconds, exactly: at most 7 significant digits are needed. */
+        rc_textbuf_printf(t, "%s_bucket{le=\"%.9g\"} %llu\n", name, (double)(1u << k) * 1e-6,
+                          (unsigned long long)cum);
+    }
+    rc_textbuf_printf(t, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
+    rc_textbuf_printf(t, "%s_sum %.9f\n%s_count %llu\n", name, (double)h->sum_ns / 1e9, name,
+                      (unsigned long long)h->count);
+}
+
+/* The NetSync transport's counters (src/netsync/nsstats.h), when it is on. */
+static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns, const rc_nsws *w)
+{
+    const rc_netsync_stats *st = rc_netsync_stats_of(ns);
+    if (w) {
+        rc_nsws_counts oc = rc_nsws_counts_of(w);
+        metric(t, "roomcast_netsync_observations", "gauge",
+               "WebSocket observations of NetSync rooms (connection, room pairs).",
+               oc.observations);
+        metric(t, "roomcast_netsync_observed_rooms", "gauge",
+               "NetSync room ids with at least one WebSocket observer.", oc.rooms);
+        metric(t, "roomcast_netsync_observer_frames_total", "counter",
+               "Frames queued to WebSocket observers (events x observers).", oc.frames_out);
+    }
+    metric(t, "roomcast_netsync_clients", "gauge", "Live NetSync clients (stealth included).",
+           st->clients);
+    metric(t, "roomcast_netsync_rooms", "gauge", "NetSync rooms.", st->rooms);
+    metric(t, "roomcast_netsync_devices", "gauge",
+           "NetSync devices holding a client number (live and departed).", st->devices);
+    metric(t, "roomcast_netsync_messages_received_total", "counter",
+           "ZeroMQ messages received on the NetSync ROUTER.", st->msgs_in);
+    metric(t, "roomcast_netsync_received_bytes_total", "counter",
+           "Payload bytes received on the NetSync ROUTER.", st->bytes_in);
+    metric(t, "roomcast_netsync_transforms_received_total", "counter",
+           "CLIENT_TRANSFORM messages accepted (rate() gives transforms/s in).",
+           st->transforms_in);
+    metric(t, "roomcast_netsync_rpc_received_total", "counter", "RPCs accepted.", st->rpc_in);
+    metric(t, "roomcast_netsync_variable_sets_received_total", "counter",
+           "GLOBAL/CLIENT_VAR_SET accepted.", st->nv_in);
+    metric(t, "roomcast_netsync_joins_total", "counter", "Clients that joined a room.",
+           st->joins);
+    metric(t, "roomcast_netsync_timeouts_total", "counter", "Clients removed for silence.",
+           st->timeouts);
+    metric(t, "roomcast_netsync_messages_sent_total", "counter",
+           "Messages published on the NetSync PUB (once each; ZeroMQ fans out).", st->msgs_out);
+    metric(t, "roomcast_netsync_sent_bytes_total", "counter",
+           "Bytes published on the NetSync PUB (topic + payload, once per message).",
+           st->bytes_out);
+    metric(t, "roomcast_netsync_room_transforms_sent_total", "counter",
+           "ROOM_TRANSFORM messages published.", st->room_transforms_out);
+    metric(t, "roomcast_netsync_mappings_sent_total", "counter",
+           "DEVICE_ID_MAPPING messages published.", st->mappings_out);
+    metric(t, "roomcast_netsync_publish_errors_total", "counter", "zmq_send failures.",
+           st->publish_errors);
+    header(t, "roomcast_netsync_dropped_total", "counter",
+           "NetSync messages dropped, by reason (malformed input included).");
+    for (int i = 0; i < NSY_DROP__COUNT; i++)
+        rc_textbuf_printf(t, "roomcast_netsync_dropped_total{reason=\"%s\"} %llu\n",
+                          nsy_drop_names[i], (unsigned long long)st->dropped[i]);
+    header(t, "roomcast_netsync_tick_seconds", "histogram",
+           "Duration of one NetSync tick (timeouts, mappings, NV syncs, ROOM_TRANSFORMs).");
+    uint64_t cum = 0, lim = 16000; /* ns; the buckets of nsstats.h: 16 us, x4 each */
+    for (int b = 0; b < NSY_TICK_BUCKETS - 1; b++, lim *= 4) {
+        cum += st->tick_hist[b];
+        rc_textbuf_printf(t, "roomcast_netsync_tick_seconds_bucket{le=\"%.9g\"} %llu\n",
+                          (double)lim / 1e9, (unsigned long long)cum);
+    }
+    rc_textbuf_printf(t, "roomcast_netsync_tick_seconds_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)st->ticks);
+    rc_textbuf_printf(t, "roomcast_netsync_tick_seconds_sum %.9f\nroomcast_netsync_tick_seconds_count %llu\n",
+                      (double)st->tick_ns_total / 1e9, (unsigned long long)st->ticks);
+}
+
+int rc_metrics_render(const rc_server *srv, rc_buf *out)
+{
+    rc_textbuf t = {.buf = *out};
+    const rc_stats *s = &srv->stats;
+    const rc_metrics *m = &srv->metrics;
+
+    header(&t, "roomcast_info", "gauge", "Build information.");
+    rc_textbuf_printf(&t, "roomcast_info{version=\"%s\"} 1\n", RC_VERSION);
+    header(&t, "roomcast_uptime_seconds", "gauge", "Seconds since the server started.");
+    rc_textbuf_printf(&t, "roomcast_uptime_seconds %.3f\n",
+                      (double)(rc_loop_now(srv->loop) - srv->started) / 1e9);
+    metric(&t, "roomcast_connections", "gauge", "Open client connections (HTTP and WebSocket).",
+           srv->nconns);
+    metric(&t, "roomcast_max_connections", "gauge", "Connection limit in effect.",
+           srv->max_connections);
+    metric(&t, "roomcast_connections_total", "counter", "Connections accepted.",
+           s->connections_total);
+    metric(&t, "roomcast_rooms", "gauge", "Rooms that exist now.", srv->rooms.count);
+    metric(&t, "roomcast_messages_received_total", "counter",
+           "WebSocket data messages received from clients.", s->messages_in);
+    metric(&t, "roomcast_messages_sent_total", "counter",
+           "Room message frames queued to members (one per recipient).", s->messages_out);
+    metric(&t, "roomcast_broadcasts_total", "counter", "Messages sequenced into rooms.",
+           s->broadcasts);
+    metric(&t, "roomcast_received_bytes_total", "counter", "Bytes read from client sockets.",
+           s->bytes_in);
+    metric(&t, "roomcast_sent_bytes_total", "counter", "Bytes written to client sockets.",
+           s->bytes_out);
+    metric(&t, "roomcast_accept_errors_total", "counter", "accept() failures.",
+           s->accept_errors);
+    metric(&t, "roomcast_http_requests_total", "counter", "HTTP requests answered.",
+           m->http_requests);
+    metric(&t, "roomcast_api_publishes_total", "counter",
+           "Messages published through the HTTP API.", m->api_publishes);
+    metric(&t, "roomcast_api_kicks_total", "counter", "Clients disconnected through the API.",
+           m->api_kicks);
+    metric(&t, "roomcast_api_room_closes_total", "counter", "Rooms closed through the API.",
+           m->api_room_closes);
+    metric(&t, "roomcast_loop_iterations_total", "counter", "Event-loop iterations.",
+           rc_loop_iterations(srv->loop));
+
+    header(&t, "roomcast_disconnects_total", "counter", "Clients disconnected by the server, by reason.");
+    rc_textbuf_printf(&t,
+        "roomcast_disconnects_total{reason=\"slow_consumer\"} %llu\n"
+        "roomcast_disconnects_total{reason=\"ping_timeout\"} %llu\n"
+        "roomcast_disconnects_total{reason=\"max_connections\"} %llu\n"
+        "roomcast_disconnects_total{reason=\"handshake_timeout\"} %llu\n",
+        (unsigned long long)s->disc_slow, (unsigned long long)s->disc_ping,
+        (unsigned long long)s->disc_max_conn, (unsigned long long)s->disc_handshake);
+    metric(&t, "roomcast_slow_consumer_disconnects_total", "counter",
+           "Clients cut off for exceeding --max-pending.", s->disc_slow);
+
+    header(&t, "roomcast_errors_total", "counter", "Client faults, by kind (as in /api/stats).");
+    for (int i = 0; i < RC_ERR__COUNT; i++)
+        rc_textbuf_printf(&t, "roomcast_errors_total{kind=\"%s\"} %llu\n", rc_err_names[i],
+                          (unsigned long long)s->err[i]);
+
+    histogram(&t, "roomcast_broadcast_latency_seconds",
+              "Receipt to write: from the loop wake-up that received a message (or produced a "
+              "frame) to the last byte of its frame written to one recipient.", &m->delivery);
+    histogram(&t, "roomcast_loop_iteration_seconds",
+              "Busy time of one event-loop iteration (events, timers and the output flush).",
+              &m->iteration);
+    if (srv->netsync) netsync_metrics(&t, srv->netsync, srv->nsws);
+    *out = t.buf;
+    return t.failed ? -1 : 0;
+}

@@ -1,0 +1,71 @@
+/* http.h — the HTTP side of a connection: request framing, the WebSocket upgrade, routing to
+ * the API (src/server/api.c) and the web files (src/server/webassets.c), and responses.
+ *
+ * Requests on one connection are answered in order: keep-alive and pipelining work because
+ * every response is produced synchronously once its request (head and body) is complete.
+ * Bodies are framed by Content-Length only, capped at --max-message-size (413); a request with
+ * Transfer-Encoding is answered 501 (chunked uploads are not implemented) and a POST or PUT
+ * without Content-Length 411. Other statuses: 400 malformed, 404 unknown path, 405 wrong method
+ * (with Allow), 408 request too slow, 426 upgrade required / unsupported WebSocket version,
+ * 431 head too large, 503 full. Error bodies are JSON: {"status":N,"error":"..."}. After an
+ * error that leaves the request stream in doubt (400, 411, 413, 431, 501) the connection is
+ * closed once the answer is out.
+ */
+#ifndef RC_HTTP_H
+#define RC_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "codec/http1.h"
+#include "transport/conn.h"
+
+enum rc_http_method {
+    RC_HTTP_GET, RC_HTTP_HEAD, RC_HTTP_POST, RC_HTTP_PUT, RC_HTTP_DELETE, RC_HTTP_OPTIONS,
+    RC_HTTP_OTHER,
+};
+
+/* One complete request, as handed to a route. Every pointer points into the input buffer and
+ * is valid only until the route returns. */
+typedef struct rc_http_ctx {
+    const rc_http_request *req; /* the parsed head */
+    int method;              /* enum rc_http_method */
+    const char *path;        /* target up to '?' (not decoded) */
+    size_t path_len;
+    const char *query;       /* after '?' (not decoded), "" when absent */
+    size_t query_len;
+    const char *body;        /* Content-Length bytes of body */
+    size_t body_len;
+    bool keep_alive;         /* the connection stays open after the response */
+} rc_http_ctx;
+
+/* rc_http_on_input parses requests from p[0..n) and answers them; returns the bytes used (the
+ * rest is an incomplete request, or belongs to the WebSocket after an upgrade). */
+size_t rc_http_on_input(rc_conn *c, char *p, size_t n);
+
+/* rc_http_on_timeout handles the request / keep-alive idle timer. */
+void rc_http_on_timeout(rc_conn *c);
+
+/* rc_http_reject answers status with a JSON error body and closes the connection after it.
+ * Used by the listener to refuse connections over --max-connections (503). */
+void rc_http_reject(rc_conn *c, int status, const char *why);
+
+/* rc_http_respond queues a response with body[0..blen) (only the head for HEAD requests).
+ * extra is NULL or complete header lines ("Name: value\r\n"). */
+void rc_http_respond(rc_conn *c, const rc_http_ctx *x, int status, const char *ctype,
+                     const char *extra, const char *body, size_t blen);
+
+/* rc_http_error queues a JSON error response {"status":N,"error":"<why, JSON-escaped>"} and
+ * counts it in the stats; `close` ends the connection after it. */
+void rc_http_error(rc_conn *c, const rc_http_ctx *x, int status, const char *extra, bool close,
+                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* rc_http_respond_json answers with the JSON body built in t (a 500 if building it ran out of
+ * memory) and releases t. */
+struct rc_textbuf;
+void rc_http_respond_json(rc_conn *c, const rc_http_ctx *x, int status, struct rc_textbuf *t);
+
+/* rc_http_path_is: the request path equals s exactly. */
+bool rc_http_path_is(const rc_http_ctx *x, const char *s);
+
+#endif
