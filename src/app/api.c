@@ -2,7 +2,7 @@
  *
  * Every route answers synchronously on the loop, like a WebSocket message: a publish through
  * the API is sequenced by rc_room_publish between two client messages, never concurrently with
- * them, so API and WebSocket publishes share one msg_id order with no locking.
+ * them, so API and client publishes share one msg_id order with no locking.
  */
 #include "app/api.h"
 
@@ -12,14 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/client.h"
+#include "app/metrics.h"
+#include "app/server.h"
+#include "app/stats.h"
+#include "codec/base64.h"
 #include "codec/json.h"
 #include "codec/utf8.h"
 #include "codec/wsframe.h"
-#include "app/metrics.h"
+#include "codec/textbuf.h"
 #include "rooms/room.h"
 #include "rooms/roomproto.h"
-#include "app/server.h"
-#include "core/textbuf.h"
 
 #define ALLOW_READ "Allow: GET, HEAD\r\n"
 
@@ -83,9 +86,9 @@ static long room_arg(rc_conn *c, const rc_http_ctx *x, const char *s, size_t n, 
 /* Checks "Authorization: Bearer KEY" against --api-key, answering 401/403 when it fails.
  * Both sides are hashed first so the comparison takes the same time whatever the key's
  * length and whatever prefix matches; the key never appears in a log or a response. */
-static bool authorized(rc_conn *c, const rc_http_ctx *x)
+static bool authorized(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
-    const char *key = c->srv->cfg.api_key;
+    const char *key = srv->cfg.api_key;
     if (!key) {
         rc_http_error(c, x, 403, NULL, false,
                       "the backend API is disabled: start roomcast with --api-key KEY or "
@@ -140,9 +143,8 @@ static bool query_u64(const rc_http_ctx *x, const char *name, uint64_t *out, boo
 
 /* ---- read-only routes --------------------------------------------------------------------- */
 
-static void healthz(rc_conn *c, const rc_http_ctx *x)
+static void healthz(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
-    rc_server *srv = c->srv;
     char body[128];
     int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"uptime_s\":%.3f}\n",
                      srv->shutting_down ? "shutting_down" : "ok",
@@ -151,9 +153,8 @@ static void healthz(rc_conn *c, const rc_http_ctx *x)
                     "Cache-Control: no-store\r\n", body, (size_t)n);
 }
 
-static void status_page(rc_conn *c, const rc_http_ctx *x)
+static void status_page(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
-    rc_server *srv = c->srv;
     char body[2048];
     int n = snprintf(body, sizeof(body),
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>roomcast status</title></head>\n"
@@ -168,24 +169,25 @@ static void status_page(rc_conn *c, const rc_http_ctx *x)
         "<p><a href=\"/\">demo</a> · <a href=\"/api/stats\">/api/stats</a> · "
         "<a href=\"/api/rooms\">/api/rooms</a> · <a href=\"/metrics\">/metrics</a></p>\n"
         "</body></html>\n",
-        srv->nconns, srv->rooms.count, (unsigned long long)srv->stats.messages_in,
-        (unsigned long long)srv->stats.messages_out);
+        srv->net.nconns, rc_rooms_count(&srv->rooms),
+        (unsigned long long)srv->net.stats.messages_in,
+        (unsigned long long)srv->rooms.stats.deliveries);
     rc_http_respond(c, x, 200, "text/html; charset=utf-8", "Cache-Control: no-store\r\n", body,
                     (size_t)n);
 }
 
-static void stats(rc_conn *c, const rc_http_ctx *x)
+static void stats(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
-    char body[8192];
-    size_t n = rc_server_stats_json(c->srv, body, sizeof(body));
+    char body[16384];
+    size_t n = rc_server_stats_json(srv, body, sizeof(body));
     rc_http_respond(c, x, 200, "application/json",
                     "Cache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\n", body, n);
 }
 
-static void metrics(rc_conn *c, const rc_http_ctx *x)
+static void metrics(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
     rc_buf out = RC_BUF_INIT;
-    if (rc_metrics_render(c->srv, &out) < 0) {
+    if (rc_metrics_render(srv, &out) < 0) {
         rc_buf_release(&out);
         rc_http_error(c, x, 500, NULL, false, "out of memory");
         return;
@@ -201,18 +203,17 @@ static void room_summary(rc_textbuf *t, const rc_room *r)
                       r->json_name, r->nmembers, (unsigned long long)r->last_msg_id);
 }
 
-static void list_rooms(rc_conn *c, const rc_http_ctx *x)
+static void list_rooms(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
-    rc_rooms *rooms = &c->srv->rooms;
     rc_textbuf t = {0};
-    rc_textbuf_printf(&t, "{\"count\":%u,\"rooms\":[", rooms->count);
+    rc_textbuf_printf(&t, "{\"count\":%u,\"rooms\":[", rc_rooms_count(&srv->rooms));
+    uint32_t b = 0;
     bool first = true;
-    for (uint32_t b = 0; b < rooms->nbuckets; b++) {
-        for (const rc_room *r = rooms->buckets[b]; r; r = r->hnext) {
-            if (!first) rc_textbuf_append(&t, ",", 1);
-            first = false;
-            room_summary(&t, r);
-        }
+    for (rc_room *r = rc_rooms_next(&srv->rooms, &b, NULL); r;
+         r = rc_rooms_next(&srv->rooms, &b, r)) {
+        if (!first) rc_textbuf_append(&t, ",", 1);
+        first = false;
+        room_summary(&t, r);
     }
     rc_textbuf_printf(&t, "]}\n");
     rc_http_respond_json(c, x, 200, &t);
@@ -226,7 +227,7 @@ static void show_room(rc_conn *c, const rc_http_ctx *x, const rc_room *r)
                       (unsigned long long)r->last_msg_id);
     for (uint32_t i = 0; i < r->nmembers; i++)
         rc_textbuf_printf(&t, "%s%llu", i ? "," : "",
-                          (unsigned long long)r->members[i].conn->client_id);
+                          (unsigned long long)r->members[i].ep->client_id);
     rc_textbuf_printf(&t, "]}\n");
     rc_http_respond_json(c, x, 200, &t);
 }
@@ -238,25 +239,18 @@ static void show_room(rc_conn *c, const rc_http_ctx *x, const rc_room *r)
 
 static void base64(rc_textbuf *t, const uint8_t *p, size_t n)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char q[4];
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        q[0] = tab[v >> 18];
-        q[1] = tab[(v >> 12) & 63];
-        q[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        q[3] = i + 2 < n ? tab[v & 63] : '=';
-        rc_textbuf_append(t, q, 4);
+    if (t->failed || rc_buf_reserve(&t->buf, rc_base64_len(n)) < 0) {
+        t->failed = true;
+        return;
     }
+    rc_buf_commit(&t->buf, rc_base64_encode(p, n, rc_buf_tail(&t->buf)));
 }
 
 /* The room's kept messages after `since`, oldest first: the very frames the members got, with
  * the WebSocket header taken off. A text message is its JSON object as delivered; a binary
  * one is {"msg_id":N,"client_id":C,"binary":"<base64 payload>"}. */
-static void room_messages(rc_conn *c, const rc_http_ctx *x, const rc_room *room, const char *name)
+static void room_messages(rc_server *srv, rc_conn *c, const rc_http_ctx *x, const rc_room *room, const char *name)
 {
-    rc_server *srv = c->srv;
     uint64_t since = 0, limit = RC_API_LIMIT_DEFAULT;
     bool has_since, has_limit;
     if (!query_u64(x, "since", &since, &has_since) || !query_u64(x, "limit", &limit, &has_limit) ||
@@ -308,9 +302,8 @@ static void room_messages(rc_conn *c, const rc_http_ctx *x, const rc_room *room,
 
 /* Publishes the request body into the room exactly as a member's publish: same checks, same
  * encoder, same sequencing; the sender's client_id is 0 (the server). */
-static void publish(rc_conn *c, const rc_http_ctx *x, rc_room *room, const char *name, long nlen)
+static void publish(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *room, const char *name, long nlen)
 {
-    rc_server *srv = c->srv;
     if (!rc_utf8_valid((const uint8_t *)x->body, x->body_len)) {
         rc_http_error(c, x, 400, NULL, false, "the body must be UTF-8 JSON");
         return;
@@ -329,7 +322,7 @@ static void publish(rc_conn *c, const rc_http_ctx *x, rc_room *room, const char 
     if (t.key[RC_JK_TYPE].type == RC_JSON_STRING) {
         char type[16];
         long tl = rc_json_unescape(t.key[RC_JK_TYPE].p, t.key[RC_JK_TYPE].len, type, sizeof(type));
-        if (tl > 0 && rc_roomproto_type_reserved(type, (size_t)tl)) {
+        if (tl > 0 && rc_roomproto_type_reserved(&srv->rooms, type, (size_t)tl)) {
             rc_http_error(c, x, 400, NULL, false, "type '%.*s' is reserved for the server",
                           (int)tl, type);
             return;
@@ -353,7 +346,7 @@ static void publish(rc_conn *c, const rc_http_ctx *x, rc_room *room, const char 
         return;
     }
     uint32_t members = room->nmembers;
-    uint64_t id = rc_roomproto_publish_text(srv, room, x->body, &t, 0);
+    uint64_t id = rc_roomproto_publish_text(&srv->rooms, room, x->body, &t, 0);
     if (id == 0) {
         rc_http_error(c, x, 500, NULL, false, "out of memory");
         return;
@@ -369,9 +362,8 @@ static void publish(rc_conn *c, const rc_http_ctx *x, rc_room *room, const char 
 
 /* Closes a room: every member gets {"type":"left","room":R,"reason":"room_closed"} and is
  * removed; the connections stay open. */
-static void close_room(rc_conn *c, const rc_http_ctx *x, rc_room *room)
+static void close_room(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *room)
 {
-    rc_server *srv = c->srv;
     char note[96 + rc_json_escape_max(RC_ROOM_NAME_MAX)];
     int nl = snprintf(note, sizeof(note), "{\"type\":\"left\",\"room\":%.*s,\"reason\":\"room_closed\"}",
                       (int)room->json_len, room->json_name);
@@ -383,16 +375,15 @@ static void close_room(rc_conn *c, const rc_http_ctx *x, rc_room *room)
      * may be freed by the last leave, so it is not touched after the loop. */
     for (uint32_t n = room->nmembers; n > 0; n--) {
         rc_member m = room->members[n - 1];
-        rc_room_leave(srv, m.conn, m.mslot);
-        rc_conn_send_frame(m.conn, RC_WS_TEXT, note, (size_t)nl);
+        rc_room_leave(&srv->rooms, m.ep, m.mslot);
+        rc_endpoint_send_text(m.ep, note, (size_t)nl);
     }
     srv->metrics.api_room_closes++;
     rc_http_respond_json(c, x, 200, &out);
 }
 
-static void kick(rc_conn *c, const rc_http_ctx *x, const char *s, size_t n)
+static void kick(rc_server *srv, rc_conn *c, const rc_http_ctx *x, const char *s, size_t n)
 {
-    rc_server *srv = c->srv;
     uint64_t id = 0;
     bool ok = n > 0 && n <= 19;
     for (size_t i = 0; ok && i < n; i++) {
@@ -403,15 +394,12 @@ static void kick(rc_conn *c, const rc_http_ctx *x, const char *s, size_t n)
         rc_http_error(c, x, 400, NULL, false, "a client id is a positive integer");
         return;
     }
-    /* A linear walk: kicking is rare, and an index by id would cost every connection. */
-    rc_conn *victim = NULL;
-    for (rc_conn *k = srv->conns; k; k = k->next)
-        if (k->client_id == id && k->state == RC_CONN_WS) victim = k;
+    rc_client *victim = rc_client_find(srv, id);
     if (!victim) {
         rc_http_error(c, x, 404, NULL, false, "no connected client %llu", (unsigned long long)id);
         return;
     }
-    rc_conn_close_ws(victim, RC_WS_CLOSE_POLICY, "kicked", false);
+    victim->ep.ops->close(&victim->ep, RC_WS_CLOSE_POLICY, "kicked");
     srv->metrics.api_kicks++;
     char body[96];
     int bl = snprintf(body, sizeof(body), "{\"client_id\":%llu,\"kicked\":true}\n",
@@ -420,9 +408,8 @@ static void kick(rc_conn *c, const rc_http_ctx *x, const char *s, size_t n)
 }
 
 /* /api/rooms/{room}[/messages] */
-static void room_routes(rc_conn *c, const rc_http_ctx *x, const char *rest, size_t rlen)
+static void room_routes(rc_server *srv, rc_conn *c, const rc_http_ctx *x, const char *rest, size_t rlen)
 {
-    rc_server *srv = c->srv;
     const char *slash = memchr(rest, '/', rlen);
     size_t seg = slash ? (size_t)(slash - rest) : rlen;
     const char *sub = slash ? slash + 1 : NULL;
@@ -443,49 +430,49 @@ static void room_routes(rc_conn *c, const rc_http_ctx *x, const char *rest, size
     if (nlen < 0) return;
     rc_room *room = rc_rooms_find(&srv->rooms, name, (size_t)nlen);
     if (messages) {
-        if (!authorized(c, x)) return;
-        if (x->method == RC_HTTP_POST) publish(c, x, room, name, nlen);
-        else room_messages(c, x, room, name);
+        if (!authorized(srv, c, x)) return;
+        if (x->method == RC_HTTP_POST) publish(srv, c, x, room, name, nlen);
+        else room_messages(srv, c, x, room, name);
         return;
     }
-    if (x->method == RC_HTTP_DELETE && !authorized(c, x)) return;
+    if (x->method == RC_HTTP_DELETE && !authorized(srv, c, x)) return;
     if (!room) {
         rc_http_error(c, x, 404, NULL, false, "no room '%s' (a room exists while it has members)",
                       name);
         return;
     }
-    if (x->method == RC_HTTP_DELETE) close_room(c, x, room);
+    if (x->method == RC_HTTP_DELETE) close_room(srv, c, x, room);
     else show_room(c, x, room);
 }
 
 /* ---- routing ------------------------------------------------------------------------------ */
 
-bool rc_api_handle(rc_conn *c, const rc_http_ctx *x)
+bool rc_api_handle(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
     static const struct {
         const char *path;
-        void (*fn)(rc_conn *, const rc_http_ctx *);
+        void (*fn)(rc_server *, rc_conn *, const rc_http_ctx *);
     } reads[] = {
         {"/healthz", healthz}, {"/status", status_page}, {"/metrics", metrics},
         {"/api/stats", stats}, {"/api/rooms", list_rooms},
     };
     for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
         if (!rc_http_path_is(x, reads[i].path)) continue;
-        if (is_read(x)) reads[i].fn(c, x);
+        if (is_read(x)) reads[i].fn(srv, c, x);
         else rc_http_error(c, x, 405, ALLOW_READ, false, "method not allowed");
         return true;
     }
     const char *rest;
     size_t rlen;
     if (path_starts(x, "/api/rooms/", &rest, &rlen)) {
-        room_routes(c, x, rest, rlen);
+        room_routes(srv, c, x, rest, rlen);
         return true;
     }
     if (path_starts(x, "/api/clients/", &rest, &rlen) && !memchr(rest, '/', rlen)) {
         if (x->method != RC_HTTP_DELETE)
             rc_http_error(c, x, 405, "Allow: DELETE\r\n", false, "method not allowed");
-        else if (authorized(c, x))
-            kick(c, x, rest, rlen);
+        else if (authorized(srv, c, x))
+            kick(srv, c, x, rest, rlen);
         return true;
     }
     if (path_starts(x, "/api/", &rest, &rlen) || rc_http_path_is(x, "/api")) {

@@ -14,9 +14,11 @@
 #include "transport/conn.h"
 #include "transport/http.h"
 
+struct rc_server;
+
 /* rc_api_handle answers x when its path belongs to the API (returns true), or returns false
  * without answering. */
-bool rc_api_handle(rc_conn *c, const rc_http_ctx *x);
+bool rc_api_handle(struct rc_server *srv, rc_conn *c, const rc_http_ctx *x);
 
 /* rc_api_decode_room percent-decodes the path segment s[0..n) into name (RC_ROOM_NAME_MAX + 1
  * bytes, NUL-terminated) and checks it as the protocol checks room names: 1 to 255 bytes of

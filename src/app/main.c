@@ -5,12 +5,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app/config.h"
+#include "app/nsws.h"
+#include "app/server.h"
 #include "core/log.h"
 #include "core/loop.h"
-#include "app/config.h"
-#include "app/server.h"
 #include "netsync/netsync.h"
-#include "app/nsws.h"
 #include "store/store.h"
 
 static void on_stop_signal(rc_loop *loop, int signo, void *arg)
@@ -79,7 +79,7 @@ int main(int argc, char **argv)
         }
     }
     /* Tests and scripts wait for this exact line (and read the port from it with --port 0). */
-    fprintf(stderr, "roomcast: listening on http://%s:%u/\n", cfg.bind, srv->port);
+    fprintf(stderr, "roomcast: listening on http://%s:%u/\n", cfg.bind, srv->http.port);
     fflush(stderr);
     if (ns) {
         fprintf(stderr, "roomcast: netsync router tcp://%s:%u pub tcp://%s:%u discovery %s:%u\n",

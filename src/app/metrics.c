@@ -1,10 +1,10 @@
 /* metrics.c — histograms and the Prometheus text for GET /metrics; see metrics.h. */
 #include "app/metrics.h"
 
-#include "netsync/netsync.h"
 #include "app/nsws.h"
 #include "app/server.h"
-#include "core/textbuf.h"
+#include "codec/textbuf.h"
+#include "netsync/netsync.h"
 
 static void on_iteration(rc_loop *loop, uint64_t busy_ns, void *arg)
 {
@@ -17,18 +17,13 @@ void rc_metrics_start(rc_server *srv)
     rc_loop_set_iteration_hook(srv->loop, on_iteration, srv);
 }
 
-void rc_metrics_flush_begin(rc_server *srv)
-{
-    srv->metrics.flush_now = rc_clock_ns();
-}
-
 void rc_metrics_on_sent(void *arg, uint64_t t_recv, uint32_t n)
 {
     rc_server *srv = arg;
     /* Inside the before-sleep flush, flush_now is fresher than the loop's clock; a write on
      * EPOLLOUT happens in the event phase, where the loop's clock of this wake-up is. */
     uint64_t now = rc_loop_now(srv->loop);
-    if (srv->metrics.flush_now > now) now = srv->metrics.flush_now;
+    if (srv->net.flush_now > now) now = srv->net.flush_now;
     rc_hist_add_n(&srv->metrics.delivery, now > t_recv ? now - t_recv : 0, n);
 }
 
@@ -125,7 +120,8 @@ static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns, const rc
 int rc_metrics_render(const rc_server *srv, rc_buf *out)
 {
     rc_textbuf t = {.buf = *out};
-    const rc_stats *s = &srv->stats;
+    const rc_net_stats *s = &srv->net.stats;
+    const rc_rooms_stats *rs = &srv->rooms.stats;
     const rc_metrics *m = &srv->metrics;
 
     header(&t, "roomcast_info", "gauge", "Build information.");
@@ -134,18 +130,18 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
     rc_textbuf_printf(&t, "roomcast_uptime_seconds %.3f\n",
                       (double)(rc_loop_now(srv->loop) - srv->started) / 1e9);
     metric(&t, "roomcast_connections", "gauge", "Open client connections (HTTP and WebSocket).",
-           srv->nconns);
+           srv->net.nconns);
     metric(&t, "roomcast_max_connections", "gauge", "Connection limit in effect.",
            srv->max_connections);
     metric(&t, "roomcast_connections_total", "counter", "Connections accepted.",
            s->connections_total);
-    metric(&t, "roomcast_rooms", "gauge", "Rooms that exist now.", srv->rooms.count);
+    metric(&t, "roomcast_rooms", "gauge", "Rooms that exist now.", rc_rooms_count(&srv->rooms));
     metric(&t, "roomcast_messages_received_total", "counter",
-           "WebSocket data messages received from clients.", s->messages_in);
+           "Data messages received from clients (WebSocket, TCP, chat).", s->messages_in);
     metric(&t, "roomcast_messages_sent_total", "counter",
-           "Room message frames queued to members (one per recipient).", s->messages_out);
+           "Room message frames queued to members (one per recipient).", rs->deliveries);
     metric(&t, "roomcast_broadcasts_total", "counter", "Messages sequenced into rooms.",
-           s->broadcasts);
+           rs->broadcasts);
     metric(&t, "roomcast_received_bytes_total", "counter", "Bytes read from client sockets.",
            s->bytes_in);
     metric(&t, "roomcast_sent_bytes_total", "counter", "Bytes written to client sockets.",
@@ -175,9 +171,12 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
            "Clients cut off for exceeding --max-pending.", s->disc_slow);
 
     header(&t, "roomcast_errors_total", "counter", "Client faults, by kind (as in /api/stats).");
-    for (int i = 0; i < RC_ERR__COUNT; i++)
-        rc_textbuf_printf(&t, "roomcast_errors_total{kind=\"%s\"} %llu\n", rc_err_names[i],
+    for (int i = 0; i < RC_NERR__COUNT; i++)
+        rc_textbuf_printf(&t, "roomcast_errors_total{kind=\"%s\"} %llu\n", rc_nerr_names[i],
                           (unsigned long long)s->err[i]);
+    for (int i = 0; i < RC_RERR__COUNT; i++)
+        rc_textbuf_printf(&t, "roomcast_errors_total{kind=\"%s\"} %llu\n", rc_rerr_names[i],
+                          (unsigned long long)rs->err[i]);
 
     histogram(&t, "roomcast_broadcast_latency_seconds",
               "Receipt to write: from the loop wake-up that received a message (or produced a "

@@ -17,7 +17,6 @@
 
 #include "core/buf.h"
 #include "core/loop.h"
-#include "transport/outq.h"
 
 struct rc_server;
 
@@ -47,7 +46,6 @@ typedef struct rc_metrics {
     rc_hist delivery;        /* receipt to write: from the loop wake-up that produced a
                                 WebSocket frame to its last byte written, per recipient */
     rc_hist iteration;       /* busy time of one loop iteration (events, timers, flush) */
-    uint64_t flush_now;      /* clock read when the current before-sleep flush began, ns */
     uint64_t http_requests;  /* HTTP requests answered (upgrades included) */
     uint64_t api_publishes;  /* messages published through POST /api/rooms/{room}/messages */
     uint64_t api_kicks;      /* clients disconnected through DELETE /api/clients/{id} */
@@ -57,11 +55,9 @@ typedef struct rc_metrics {
 /* rc_metrics_start installs the loop's iteration hook for srv (at server creation). */
 void rc_metrics_start(struct rc_server *srv);
 
-/* rc_metrics_flush_begin notes the time the before-sleep flush starts (one clock read). */
-void rc_metrics_flush_begin(struct rc_server *srv);
-
-/* rc_metrics_on_sent is the output queue's rc_outq_sent_fn (arg is the server): it records the
- * delivery latency of n frames received at t_recv that were just written completely. */
+/* rc_metrics_on_sent is the connections' `sent` hook (rc_outq_sent_fn, arg is the server): it
+ * records the delivery latency of n frames received at t_recv that were just written
+ * completely. */
 void rc_metrics_on_sent(void *arg, uint64_t t_recv, uint32_t n);
 
 /* rc_metrics_render appends the Prometheus text of every metric to out. Returns 0, or -1 when

@@ -9,13 +9,14 @@
 #include "app/nshttp.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "netsync/netsync.h"
-#include "codec/json.h"
 #include "app/api.h"
 #include "app/server.h"
-#include "core/textbuf.h"
+#include "codec/json.h"
+#include "codec/textbuf.h"
+#include "netsync/netsync.h"
 
 #define NAME_MAX_CP 64           /* the bridge's limits (RB:20-25): names 1..64, values <= 1024 */
 #define VALUE_MAX_CP 1024
@@ -26,6 +27,14 @@
 typedef struct var_item {
     rc_json_span name, value; /* raw JSON literals (quotes included) */
 } var_item;
+
+/* The decoded variables of one request (about 80 KiB: allocated per request, which is rare). */
+typedef struct vars_req {
+    var_item items[MAX_VARS];                 /* the members of "vars", raw */
+    char names[MAX_VARS][NSY_STR8_MAX + 1];   /* their decoded names */
+    long name_lens[MAX_VARS];                 /* bytes of each name */
+    char value[VALUE_MAX_BYTES + 1];          /* one decoded value at a time */
+} vars_req;
 
 /* parse_vars lists the members of the "vars" object of a body rc_json_scan accepted. Returns
  * the count, -1 when "vars" is absent or not an object, -2 when there are more than
@@ -48,7 +57,7 @@ static int parse_vars(const char *body, size_t len, var_item *items)
 /* ---- POST /v1/rooms/{room}/devices/{device}/client-variables ------------------------------ */
 
 static void client_variables(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, const char *room,
-                             size_t room_len, const char *dev, size_t dev_len)
+                             size_t room_len, const char *dev, size_t dev_len, vars_req *q)
 {
     rc_json_top top;
     int jr = rc_json_scan(x->body, x->body_len, 0, &top);
@@ -56,8 +65,7 @@ static void client_variables(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, c
         rc_http_error(c, x, 422, NULL, false, "the body must be a JSON object {\"vars\":{...}}");
         return;
     }
-    static var_item items[MAX_VARS];
-    int n = parse_vars(x->body, x->body_len, items);
+    int n = parse_vars(x->body, x->body_len, q->items);
     if (n == -1) {
         rc_http_error(c, x, 422, NULL, false, "\"vars\" must be an object of name: string");
         return;
@@ -71,27 +79,25 @@ static void client_variables(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, c
         return;
     }
     /* Validate everything before applying anything (422 leaves no partial effect). */
-    static char names[MAX_VARS][NSY_STR8_MAX + 1];
-    static long name_lens[MAX_VARS];
-    static char value[VALUE_MAX_BYTES + 1];
     for (int i = 0; i < n; i++) {
-        long nl = rc_json_unescape(items[i].name.p, items[i].name.len, names[i], NSY_STR8_MAX);
-        if (nl <= 0 || nsy_utf8_prefix((const uint8_t *)names[i], (size_t)nl, NAME_MAX_CP) !=
+        long nl = rc_json_unescape(q->items[i].name.p, q->items[i].name.len, q->names[i],
+                                   NSY_STR8_MAX);
+        if (nl <= 0 || nsy_utf8_prefix((const uint8_t *)q->names[i], (size_t)nl, NAME_MAX_CP) !=
                            (size_t)nl) {
             rc_http_error(c, x, 422, NULL, false,
                           "variable %d: a name is 1 to %d characters", i + 1, NAME_MAX_CP);
             return;
         }
-        name_lens[i] = nl;
-        long vl = items[i].value.type == RC_JSON_STRING
-                      ? rc_json_unescape(items[i].value.p, items[i].value.len, value,
-                                         sizeof(value))
+        q->name_lens[i] = nl;
+        long vl = q->items[i].value.type == RC_JSON_STRING
+                      ? rc_json_unescape(q->items[i].value.p, q->items[i].value.len, q->value,
+                                         sizeof(q->value))
                       : -1;
-        if (vl < 0 || nsy_utf8_prefix((const uint8_t *)value, (size_t)vl, VALUE_MAX_CP) !=
+        if (vl < 0 || nsy_utf8_prefix((const uint8_t *)q->value, (size_t)vl, VALUE_MAX_CP) !=
                           (size_t)vl) {
             rc_http_error(c, x, 422, NULL, false,
                           "variable '%.*s': the value must be a string of at most %d characters",
-                          (int)nl, names[i], VALUE_MAX_CP);
+                          (int)nl, q->names[i], VALUE_MAX_CP);
             return;
         }
     }
@@ -115,19 +121,20 @@ static void client_variables(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, c
     else
         rc_textbuf_printf(&t, ",\"mapping\":{\"clientNo\":null},\"result\":{");
     for (int i = 0; i < n; i++) {
-        long vl = rc_json_unescape(items[i].value.p, items[i].value.len, value, sizeof(value));
+        long vl = rc_json_unescape(q->items[i].value.p, q->items[i].value.len, q->value,
+                                   sizeof(q->value));
         const char *state = "failed";
         if (known) {
             enum rc_netsync_nv res = rc_netsync_set_client_var(
-                ns, room, room_len, dev, dev_len, names[i], (size_t)name_lens[i], value,
+                ns, room, room_len, dev, dev_len, q->names[i], (size_t)q->name_lens[i], q->value,
                 (size_t)vl);
             if (res == RC_NETSYNC_NV_APPLIED || res == RC_NETSYNC_NV_UNCHANGED) state = "applied";
-        } else if (rc_netsync_queue_client_var(ns, room, room_len, dev, dev_len, names[i],
-                                               (size_t)name_lens[i], value, (size_t)vl) == 0) {
+        } else if (rc_netsync_queue_client_var(ns, room, room_len, dev, dev_len, q->names[i],
+                                               (size_t)q->name_lens[i], q->value, (size_t)vl) == 0) {
             state = "queued";
         }
         if (i) rc_textbuf_append(&t, ",", 1);
-        rc_textbuf_json_string(&t, names[i], (size_t)name_lens[i]);
+        rc_textbuf_json_string(&t, q->names[i], (size_t)q->name_lens[i]);
         rc_textbuf_printf(&t, ":{\"state\":\"%s\"}", state);
     }
     rc_textbuf_printf(&t, "}}\n");
@@ -135,9 +142,9 @@ static void client_variables(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, c
 }
 
 /* /v1/rooms/{room}/devices/{device}/client-variables */
-static void v1_routes(rc_conn *c, const rc_http_ctx *x, const char *rest, size_t rlen)
+static void v1_routes(rc_server *srv, rc_conn *c, const rc_http_ctx *x, const char *rest, size_t rlen)
 {
-    rc_netsync *ns = c->srv->netsync;
+    rc_netsync *ns = srv->netsync;
     const char *slash = memchr(rest, '/', rlen);
     static const char mid[] = "/devices/", tail[] = "/client-variables";
     size_t rseg = slash ? (size_t)(slash - rest) : rlen;
@@ -172,15 +179,21 @@ static void v1_routes(rc_conn *c, const rc_http_ctx *x, const char *rest, size_t
                       "room and device ids are 1 to 255 bytes of UTF-8, percent-encoded");
         return;
     }
-    client_variables(c, x, ns, room, (size_t)room_len, dev, (size_t)dev_len);
+    vars_req *q = malloc(sizeof(*q));
+    if (!q) {
+        rc_http_error(c, x, 500, NULL, false, "out of memory");
+        return;
+    }
+    client_variables(c, x, ns, room, (size_t)room_len, dev, (size_t)dev_len, q);
+    free(q);
 }
 
 /* ---- GET /api/netsync/rooms --------------------------------------------------------------- */
 
-static void list_rooms(rc_conn *c, const rc_http_ctx *x)
+static void list_rooms(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
-    rc_netsync *ns = c->srv->netsync;
-    uint64_t now = rc_loop_now(c->srv->loop);
+    rc_netsync *ns = srv->netsync;
+    uint64_t now = rc_loop_now(srv->loop);
     rc_textbuf t = {0};
     if (!ns) {
         rc_textbuf_printf(&t, "{\"enabled\":false,\"rooms\":[]}\n");
@@ -224,16 +237,16 @@ static void list_rooms(rc_conn *c, const rc_http_ctx *x)
 
 /* ---- routing ------------------------------------------------------------------------------ */
 
-bool rc_nshttp_handle(rc_conn *c, const rc_http_ctx *x)
+bool rc_nshttp_handle(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
     static const char v1[] = "/v1/rooms/";
     if (rc_http_path_is(x, "/api/netsync/rooms")) {
-        if (x->method == RC_HTTP_GET || x->method == RC_HTTP_HEAD) list_rooms(c, x);
+        if (x->method == RC_HTTP_GET || x->method == RC_HTTP_HEAD) list_rooms(srv, c, x);
         else rc_http_error(c, x, 405, "Allow: GET, HEAD\r\n", false, "method not allowed");
         return true;
     }
     if (x->path_len > sizeof(v1) - 1 && memcmp(x->path, v1, sizeof(v1) - 1) == 0) {
-        v1_routes(c, x, x->path + sizeof(v1) - 1, x->path_len - (sizeof(v1) - 1));
+        v1_routes(srv, c, x, x->path + sizeof(v1) - 1, x->path_len - (sizeof(v1) - 1));
         return true;
     }
     return false;

@@ -11,8 +11,10 @@
 #include "transport/conn.h"
 #include "transport/http.h"
 
+struct rc_server;
+
 /* rc_nshttp_handle answers x when its path is a NetSync route (returns true), or returns
  * false without answering. */
-bool rc_nshttp_handle(rc_conn *c, const rc_http_ctx *x);
+bool rc_nshttp_handle(struct rc_server *srv, rc_conn *c, const rc_http_ctx *x);
 
 #endif

@@ -7,129 +7,160 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "netsync/netsync.h"
-#include "codec/wsframe.h"
-#include "rooms/roomproto.h"
 #include "app/server.h"
-#include "core/textbuf.h"
+#include "codec/wsframe.h"
+#include "core/hash.h"
+#include "codec/textbuf.h"
+#include "netsync/netsync.h"
+#include "rooms/roomproto.h"
 
-/* One observed room id and the connections observing it. */
+/* One observed room id and the endpoints observing it. */
 typedef struct obs_room {
-    struct obs_room *hnext;      /* hash chain */
+    rc_hnode node;               /* in rc_nsws.rooms, by the id's hash */
     uint32_t n, cap;             /* observers used / allocated */
-    rc_conn **conns;             /* observers, in order of arrival */
+    rc_endpoint **eps;           /* observers, in order of arrival */
     uint8_t id_len;
     uint8_t id[NSY_STR8_MAX];
 } obs_room;
 
-struct rc_nsws {
-    rc_server *srv;              /* not owned */
-    rc_netsync *ns;              /* not owned */
-    obs_room **bucket;           /* room id hash table, power-of-two size */
-    uint32_t nbucket, nrooms;
-    uint64_t nobs;               /* (connection, room) pairs */
-    uint64_t frames_out;         /* frames queued to observers */
-    rc_textbuf tb;               /* JSON scratch, reused by every message */
-};
+/* An endpoint observing at least one room: how many (the per-client limit, and a quick "no"
+ * when a closing client observed nothing). */
+typedef struct obs_client {
+    rc_hnode node;               /* in rc_nsws.clients, by the endpoint's address */
+    rc_endpoint *ep;
+    uint32_t nrooms;             /* rooms it observes */
+} obs_client;
 
 #define NSY_ARGS_MAX NSY_STR16_MAX /* argumentsJson bytes */
 
+struct rc_nsws {
+    rc_server *srv;              /* not owned */
+    rc_netsync *ns;              /* not owned */
+    rc_htab rooms;               /* obs_room by id */
+    rc_htab clients;             /* obs_client by endpoint */
+    uint64_t nobs;               /* (endpoint, room) pairs */
+    uint64_t frames_out;         /* frames queued to observers */
+    rc_textbuf tb;               /* JSON scratch, reused by every message */
+    char args[NSY_ARGS_MAX + 1]; /* an RPC's decoded arguments */
+    char value[NSY_STR16_MAX + 1]; /* a variable set's decoded value */
+};
+
 /* ---- the registry ------------------------------------------------------------------------ */
 
-static uint32_t hash_id(const uint8_t *p, size_t n)
+#define room_of(x) ((obs_room *)(void *)((char *)(x) - offsetof(obs_room, node)))
+#define client_of(x) ((obs_client *)(void *)((char *)(x) - offsetof(obs_client, node)))
+
+static uint64_t ep_hash(const rc_endpoint *ep)
 {
-    uint32_t h = 2166136261u; /* FNV-1a, as the rooms themselves */
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
-    return h;
+    return rc_hash_mix((uint64_t)(uintptr_t)ep);
 }
 
-static obs_room **find_slot(rc_nsws *w, const uint8_t *id, size_t len)
+static obs_room *find_room(const rc_nsws *w, const uint8_t *id, size_t len)
 {
-    obs_room **pp = &w->bucket[hash_id(id, len) & (w->nbucket - 1)];
-    while (*pp && !((*pp)->id_len == len && memcmp((*pp)->id, id, len) == 0))
-        pp = &(*pp)->hnext;
-    return pp;
+    uint64_t h = rc_hash(id, len);
+    for (rc_hnode *n = rc_htab_chain(&w->rooms, h); n; n = n->next) {
+        obs_room *o = room_of(n);
+        if (n->hash == h && o->id_len == len && memcmp(o->id, id, len) == 0) return o;
+    }
+    return NULL;
 }
 
-static void grow_table(rc_nsws *w)
+static obs_client *find_client(const rc_nsws *w, const rc_endpoint *ep)
 {
-    uint32_t nb = w->nbucket * 2;
-    obs_room **b = calloc(nb, sizeof(*b));
-    if (!b) return; /* chains just get longer */
-    for (uint32_t i = 0; i < w->nbucket; i++) {
-        for (obs_room *o = w->bucket[i], *next; o; o = next) {
-            next = o->hnext;
-            uint32_t h = hash_id(o->id, o->id_len) & (nb - 1);
-            o->hnext = b[h];
-            b[h] = o;
+    uint64_t h = ep_hash(ep);
+    for (rc_hnode *n = rc_htab_chain(&w->clients, h); n; n = n->next)
+        if (n->hash == h && client_of(n)->ep == ep) return client_of(n);
+    return NULL;
+}
+
+static uint32_t observed_by(const rc_nsws *w, const rc_endpoint *ep)
+{
+    const obs_client *oc = find_client(w, ep);
+    return oc ? oc->nrooms : 0;
+}
+
+/* count adds delta to ep's count of observed rooms (creating or dropping its entry). -1 when
+ * out of memory. */
+static int count(rc_nsws *w, rc_endpoint *ep, int delta)
+{
+    obs_client *oc = find_client(w, ep);
+    if (!oc) {
+        if (!(oc = calloc(1, sizeof(*oc)))) return -1;
+        oc->ep = ep;
+        if (rc_htab_insert(&w->clients, &oc->node, ep_hash(ep)) < 0) {
+            free(oc);
+            return -1;
         }
     }
-    free(w->bucket);
-    w->bucket = b;
-    w->nbucket = nb;
+    oc->nrooms += (uint32_t)delta;
+    if (oc->nrooms == 0) {
+        rc_htab_remove(&w->clients, &oc->node);
+        free(oc);
+    }
+    return 0;
 }
 
-/* observe adds c to room id; 1 when added, 0 when already there, -1 when out of memory. */
-static int observe(rc_nsws *w, rc_conn *c, const uint8_t *id, size_t len)
+/* observe adds ep to room id; 1 when added, 0 when already there, -1 when out of memory. */
+static int observe(rc_nsws *w, rc_endpoint *ep, const uint8_t *id, size_t len)
 {
-    obs_room **pp = find_slot(w, id, len), *o = *pp;
+    obs_room *o = find_room(w, id, len);
     if (!o) {
         if (!(o = calloc(1, sizeof(*o)))) return -1;
         o->id_len = (uint8_t)len;
         memcpy(o->id, id, len);
-        *pp = o;
-        if (++w->nrooms > w->nbucket) grow_table(w);
+        if (rc_htab_insert(&w->rooms, &o->node, rc_hash(id, len)) < 0) {
+            free(o);
+            return -1;
+        }
     }
     for (uint32_t i = 0; i < o->n; i++)
-        if (o->conns[i] == c) return 0;
+        if (o->eps[i] == ep) return 0;
     if (o->n == o->cap) {
         uint32_t cap = o->cap ? o->cap * 2 : 4;
-        rc_conn **v = realloc(o->conns, cap * sizeof(*v));
+        rc_endpoint **v = realloc(o->eps, cap * sizeof(*v));
         if (!v) return -1;
-        o->conns = v;
+        o->eps = v;
         o->cap = cap;
     }
-    o->conns[o->n++] = c;
-    c->nsobs++;
+    if (count(w, ep, 1) < 0) return -1;
+    o->eps[o->n++] = ep;
     w->nobs++;
     return 1;
 }
 
-static void room_drop(rc_nsws *w, obs_room **pp)
+static void room_drop(rc_nsws *w, obs_room *o)
 {
-    obs_room *o = *pp;
-    *pp = o->hnext;
-    free(o->conns);
+    rc_htab_remove(&w->rooms, &o->node);
+    free(o->eps);
     free(o);
-    w->nrooms--;
 }
 
-/* unobserve removes c from *pp's room (order kept: observers see nothing of each other, but
- * a stable order keeps the fan-out deterministic). False when c was not observing it. */
-static bool unobserve(rc_nsws *w, obs_room **pp, rc_conn *c)
+/* unobserve removes ep from room o (order kept: observers see nothing of each other, but a
+ * stable order keeps the fan-out deterministic); o is freed with its last observer. False when
+ * ep was not observing it. */
+static bool unobserve(rc_nsws *w, obs_room *o, rc_endpoint *ep)
 {
-    obs_room *o = *pp;
     for (uint32_t i = 0; i < o->n; i++) {
-        if (o->conns[i] != c) continue;
-        memmove(&o->conns[i], &o->conns[i + 1], (o->n - i - 1) * sizeof(*o->conns));
+        if (o->eps[i] != ep) continue;
+        memmove(&o->eps[i], &o->eps[i + 1], (o->n - i - 1) * sizeof(*o->eps));
         o->n--;
-        c->nsobs--;
+        count(w, ep, -1);
         w->nobs--;
-        if (o->n == 0) room_drop(w, pp);
+        if (o->n == 0) room_drop(w, o);
         return true;
     }
     return false;
 }
 
-void rc_nsws_forget(rc_nsws *w, rc_conn *c)
+void rc_nsws_forget(rc_nsws *w, rc_endpoint *ep)
 {
-    for (uint32_t b = 0; b < w->nbucket && c->nsobs; b++) {
-        obs_room **pp = &w->bucket[b];
-        while (*pp) {
-            obs_room *o = *pp;
-            if (unobserve(w, pp, c) && *pp != o) continue; /* o was freed; *pp is its next */
-            pp = &o->hnext;
-        }
+    if (!find_client(w, ep)) return;
+    uint32_t b = 0;
+    rc_hnode *n = rc_htab_next(&w->rooms, &b, NULL);
+    while (n && find_client(w, ep)) {
+        rc_hnode *next = rc_htab_next(&w->rooms, &b, n); /* before n may be freed */
+        unobserve(w, room_of(n), ep);
+        n = next;
     }
 }
 
@@ -263,24 +294,20 @@ static bool encode_vars(rc_nsws *w, const nsy_room *r, bool all)
     return true;
 }
 
-/* send_scratch queues the text in w->tb as one frame to n connections. */
-static void send_scratch(rc_nsws *w, rc_conn **conns, uint32_t n)
+/* send_scratch sends the text in w->tb to n endpoints, encoded once per wire format. */
+static void send_scratch(rc_nsws *w, rc_endpoint *const *eps, uint32_t n)
 {
     rc_textbuf *t = &w->tb;
     if (t->failed) return;
-    rc_msg *m = rc_frame_new(RC_WS_TEXT, rc_buf_head(&t->buf), rc_buf_size(&t->buf));
-    if (!m) return;
-    for (uint32_t i = 0; i < n; i++) rc_conn_send(conns[i], m);
-    w->frames_out += n;
-    rc_msg_unref(m);
+    w->frames_out += rc_endpoints_send_text(eps, n, rc_buf_head(&t->buf), rc_buf_size(&t->buf));
 }
 
 /* The transport's watcher: one encoding per event, queued to every observer of the room. */
 static void on_event(void *arg, const nsy_room *r, const nsy_watch_ev *ev)
 {
     rc_nsws *w = arg;
-    if (!w->nrooms) return;
-    obs_room *o = *find_slot(w, r->id, r->id_len);
+    if (!w->rooms.count) return;
+    obs_room *o = find_room(w, r->id, r->id_len);
     if (!o) return;
     switch (ev->kind) {
     case NSY_W_STATE: encode_state(w, r->id, r->id_len, r); break;
@@ -297,116 +324,108 @@ static void on_event(void *arg, const nsy_room *r, const nsy_watch_ev *ev)
         rc_textbuf_append(&w->tb, "}", 1);
         break;
     }
-    send_scratch(w, o->conns, o->n);
+    send_scratch(w, o->eps, o->n);
 }
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
 /* get_string decodes member key of the request as a string of at most cap bytes (no NUL).
  * Returns its length; -1 when absent, -2 when not a string or too long (after answering). */
-static long get_string(rc_conn *c, const char *p, size_t n, const char *key, char *out,
-                       size_t cap, bool required)
+static long get_string(rc_nsws *w, rc_endpoint *ep, const char *p, size_t n, const char *key,
+                       char *out, size_t cap, bool required)
 {
     rc_json_span s;
     if (!rc_json_member(p, n, key, &s)) {
         if (required)
-            rc_roomproto_error(c, RC_ERR_MISSING_FIELD, "\"%s\" is required", key);
+            rc_roomproto_error(&w->srv->rooms, ep, RC_RERR_MISSING_FIELD, "\"%s\" is required",
+                               key);
         return required ? -2 : -1;
     }
     long len = s.type == RC_JSON_STRING ? rc_json_unescape(s.p, s.len, out, cap) : -1;
     if (len < 0) {
-        rc_roomproto_error(c, RC_ERR_BAD_FIELD, "\"%s\" must be a string of at most %zu bytes",
-                           key, cap);
+        rc_roomproto_error(&w->srv->rooms, ep, RC_RERR_BAD_FIELD,
+                           "\"%s\" must be a string of at most %zu bytes", key, cap);
         return -2;
     }
     return len;
 }
 
-static void reply_room(rc_conn *c, rc_nsws *w, const char *type, const char *room, size_t len,
-                       const char *extra)
+static void reply_room(rc_nsws *w, rc_endpoint *ep, const char *type, const char *room,
+                       size_t len, const char *extra)
 {
     begin(&w->tb, type, (const uint8_t *)room, len);
     if (extra) rc_textbuf_printf(&w->tb, "%s", extra);
     rc_textbuf_append(&w->tb, "}", 1);
-    send_scratch(w, &c, 1);
+    send_scratch(w, &ep, 1);
 }
 
-static void do_observe(rc_conn *c, rc_nsws *w, const char *room, size_t len)
+static int do_observe(rc_nsws *w, rc_endpoint *ep, const char *room, size_t len)
 {
-    if (c->nsobs >= c->srv->cfg.max_rooms_per_client) {
-        rc_roomproto_error(c, RC_ERR_TOO_MANY_ROOMS,
-                           "already observing %u NetSync rooms, the most a client may",
-                           c->nsobs);
-        return;
-    }
-    if (observe(w, c, (const uint8_t *)room, len) < 0) {
-        rc_conn_close_ws(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
-        return;
+    uint32_t nobs = observed_by(w, ep);
+    if (nobs >= w->srv->cfg.max_rooms_per_client)
+        return rc_roomproto_error(&w->srv->rooms, ep, RC_RERR_TOO_MANY_ROOMS,
+                                  "already observing %u NetSync rooms, the most a client may",
+                                  nobs);
+    if (observe(w, ep, (const uint8_t *)room, len) < 0) {
+        ep->ops->close(ep, RC_WS_CLOSE_INTERNAL, "out of memory");
+        return -1;
     }
     const nsy_room *r = rc_netsync_room(w->ns, room, len);
     char extra[80];
     snprintf(extra, sizeof(extra), ",\"tick_ms\":%.1f,\"exists\":%s",
              rc_netsync_tick_ns(w->ns) / 1e6, r ? "true" : "false");
-    reply_room(c, w, "netsync_observing", room, len, extra);
+    reply_room(w, ep, "netsync_observing", room, len, extra);
     /* A snapshot now, so an observer need not wait for the room's next change; afterwards
      * only what the room publishes. */
-    if (r && encode_vars(w, r, true)) send_scratch(w, &c, 1);
+    if (r && encode_vars(w, r, true)) send_scratch(w, &ep, 1);
     encode_state(w, (const uint8_t *)room, len, r);
-    send_scratch(w, &c, 1);
+    send_scratch(w, &ep, 1);
+    return 0;
 }
 
-static void do_unobserve(rc_conn *c, rc_nsws *w, const char *room, size_t len)
+static int do_unobserve(rc_nsws *w, rc_endpoint *ep, const char *room, size_t len)
 {
-    obs_room **pp = find_slot(w, (const uint8_t *)room, len);
-    if (!*pp || !unobserve(w, pp, c)) {
-        rc_roomproto_error(c, RC_ERR_NOT_MEMBER, "not observing NetSync room '%.*s'",
-                           (int)len, room);
-        return;
-    }
-    reply_room(c, w, "netsync_unobserved", room, len, NULL);
+    obs_room *o = find_room(w, (const uint8_t *)room, len);
+    if (!o || !unobserve(w, o, ep))
+        return rc_roomproto_error(&w->srv->rooms, ep, RC_RERR_NOT_MEMBER,
+                                  "not observing NetSync room '%.*s'", (int)len, room);
+    reply_room(w, ep, "netsync_unobserved", room, len, NULL);
+    return 0;
 }
 
-static void do_rpc(rc_conn *c, rc_nsws *w, const char *room, size_t rlen, const char *p,
-                   size_t n)
+static int do_rpc(rc_nsws *w, rc_endpoint *ep, const char *room, size_t rlen, const char *p,
+                  size_t n)
 {
+    rc_rooms *rooms = &w->srv->rooms;
     char name[NSY_STR8_MAX + 1];
-    static char args[NSY_ARGS_MAX + 1];
-    long nl = get_string(c, p, n, "name", name, NSY_STR8_MAX, true);
-    if (nl < 0) return;
-    if (nl == 0) {
-        rc_roomproto_error(c, RC_ERR_BAD_FIELD, "\"name\" must not be empty");
-        return;
-    }
+    long nl = get_string(w, ep, p, n, "name", name, NSY_STR8_MAX, true);
+    if (nl < 0) return -1;
+    if (nl == 0) return rc_roomproto_error(rooms, ep, RC_RERR_BAD_FIELD, "\"name\" must not be empty");
     /* argumentsJson is a string on the wire and is never parsed: a JSON string is sent as
      * its contents, an array or object as its JSON text (what Unity's RPC arguments are). */
     rc_json_span a;
     long al = 0;
     if (rc_json_member(p, n, "args", &a)) {
         if (a.type == RC_JSON_STRING) {
-            al = rc_json_unescape(a.p, a.len, args, NSY_ARGS_MAX);
+            al = rc_json_unescape(a.p, a.len, w->args, NSY_ARGS_MAX);
         } else if ((a.type == RC_JSON_ARRAY || a.type == RC_JSON_OBJECT) && a.len <= NSY_ARGS_MAX) {
-            memcpy(args, a.p, a.len);
+            memcpy(w->args, a.p, a.len);
             al = (long)a.len;
         } else {
             al = -1;
         }
-        if (al < 0) {
-            rc_roomproto_error(c, RC_ERR_BAD_FIELD,
-                               "\"args\" must be a string, array or object of at most %d bytes",
-                               NSY_ARGS_MAX);
-            return;
-        }
+        if (al < 0)
+            return rc_roomproto_error(
+                rooms, ep, RC_RERR_BAD_FIELD,
+                "\"args\" must be a string, array or object of at most %d bytes", NSY_ARGS_MAX);
     }
-    int r = rc_netsync_send_rpc(w->ns, room, rlen, 0, name, (size_t)nl, args, (size_t)al);
-    if (r == -ENOENT) {
-        rc_roomproto_error(c, RC_ERR_NO_SUCH_ROOM, "no NetSync room '%.*s'", (int)rlen, room);
-        return;
-    }
-    if (r < 0) {
-        rc_roomproto_error(c, RC_ERR_BAD_FIELD, "the RPC cannot be encoded");
-        return;
-    }
-    reply_room(c, w, "netsync_rpc_sent", room, rlen, NULL);
+    int r = rc_netsync_send_rpc(w->ns, room, rlen, 0, name, (size_t)nl, w->args, (size_t)al);
+    if (r == -ENOENT)
+        return rc_roomproto_error(rooms, ep, RC_RERR_NO_SUCH_ROOM, "no NetSync room '%.*s'",
+                                  (int)rlen, room);
+    if (r < 0) return rc_roomproto_error(rooms, ep, RC_RERR_BAD_FIELD, "the RPC cannot be encoded");
+    reply_room(w, ep, "netsync_rpc_sent", room, rlen, NULL);
+    return 0;
 }
 
 static const char *nv_result_name(enum rc_netsync_nv r)
@@ -424,30 +443,29 @@ static const char *nv_result_name(enum rc_netsync_nv r)
     return "nomem";
 }
 
-static void do_set(rc_conn *c, rc_nsws *w, const char *room, size_t rlen, const char *p,
-                   size_t n)
+static int do_set(rc_nsws *w, rc_endpoint *ep, const char *room, size_t rlen, const char *p,
+                  size_t n)
 {
     char name[NSY_STR8_MAX + 1], dev[NSY_ID_MAX + 1];
-    static char value[NSY_STR16_MAX + 1];
-    long nl = get_string(c, p, n, "name", name, NSY_STR8_MAX, true);
-    if (nl < 0) return;
-    long vl = get_string(c, p, n, "value", value, NSY_STR16_MAX, true);
-    if (vl < 0) return;
-    long dl = get_string(c, p, n, "device", dev, NSY_ID_MAX, false);
-    if (dl == -2) return;
+    long nl = get_string(w, ep, p, n, "name", name, NSY_STR8_MAX, true);
+    if (nl < 0) return -1;
+    long vl = get_string(w, ep, p, n, "value", w->value, NSY_STR16_MAX, true);
+    if (vl < 0) return -1;
+    long dl = get_string(w, ep, p, n, "device", dev, NSY_ID_MAX, false);
+    if (dl == -2) return -1;
     const char *result;
     if (dl < 0) {
         result = nv_result_name(rc_netsync_set_global_var(w->ns, room, rlen, name, (size_t)nl,
-                                                          value, (size_t)vl));
+                                                          w->value, (size_t)vl));
     } else {
         enum rc_netsync_nv r = rc_netsync_set_client_var(w->ns, room, rlen, dev, (size_t)dl,
-                                                         name, (size_t)nl, value, (size_t)vl);
+                                                         name, (size_t)nl, w->value, (size_t)vl);
         result = nv_result_name(r);
         /* Like the REST bridge: a device that has not joined yet gets the value when it does. */
         if (r == RC_NETSYNC_NV_NO_ROOM || r == RC_NETSYNC_NV_NO_DEVICE) {
             int q = nl == 0 ? -EINVAL
                             : rc_netsync_queue_client_var(w->ns, room, rlen, dev, (size_t)dl,
-                                                          name, (size_t)nl, value, (size_t)vl);
+                                                          name, (size_t)nl, w->value, (size_t)vl);
             result = q == 0 ? "queued" : q == -EINVAL ? "invalid" : "queue_full";
         }
     }
@@ -460,12 +478,8 @@ static void do_set(rc_conn *c, rc_nsws *w, const char *room, size_t rlen, const 
         rc_textbuf_json_string(t, dev, (size_t)dl);
     }
     rc_textbuf_printf(t, ",\"result\":\"%s\"}", result);
-    send_scratch(w, &c, 1);
-}
-
-bool rc_nsws_is_type(const char *type, size_t len)
-{
-    return len > 8 && memcmp(type, "netsync_", 8) == 0;
+    send_scratch(w, &ep, 1);
+    return 0;
 }
 
 static bool is(const char *type, size_t len, const char *s)
@@ -473,51 +487,46 @@ static bool is(const char *type, size_t len, const char *s)
     return len == strlen(s) && memcmp(type, s, len) == 0;
 }
 
-void rc_nsws_on_text(rc_conn *c, const char *type, size_t tl, const char *p, size_t n,
-                     const rc_json_top *t)
+int rc_nsws_request(void *arg, rc_endpoint *ep, const char *type, size_t tl, const char *p,
+                    size_t n, const rc_json_top *t)
 {
-    rc_nsws *w = c->srv->nsws;
-    if (!w) {
-        rc_roomproto_error(c, RC_ERR_NETSYNC_OFF, "the NetSync transport is off (--no-netsync)");
-        return;
-    }
+    rc_server *srv = arg;
+    rc_nsws *w = srv->nsws;
+    if (!w)
+        return rc_roomproto_error(&srv->rooms, ep, RC_RERR_NETSYNC_OFF,
+                                  "the NetSync transport is off (--no-netsync)");
     enum { OBSERVE, UNOBSERVE, RPC, SET } op;
     if (is(type, tl, "netsync_observe")) op = OBSERVE;
     else if (is(type, tl, "netsync_unobserve")) op = UNOBSERVE;
     else if (is(type, tl, "netsync_rpc")) op = RPC;
     else if (is(type, tl, "netsync_set")) op = SET;
-    else {
-        rc_roomproto_error(c, RC_ERR_RESERVED_TYPE,
-                           "unknown NetSync request '%.*s' (types netsync_* are reserved)",
-                           (int)tl, type);
-        return;
-    }
+    else
+        return rc_roomproto_error(&srv->rooms, ep, RC_RERR_RESERVED_TYPE,
+                                  "unknown NetSync request '%.*s' (types netsync_* are reserved)",
+                                  (int)tl, type);
     /* NetSync room ids: 0..255 bytes of UTF-8 (the empty id is a valid NetSync room). */
     const rc_json_span *rs = &t->key[RC_JK_ROOM];
     char room[NSY_STR8_MAX + 1];
     long rl = rs->type == RC_JSON_STRING ? rc_json_unescape(rs->p, rs->len, room, NSY_STR8_MAX)
                                          : -1;
-    if (rs->type == RC_JSON_NONE) {
-        rc_roomproto_error(c, RC_ERR_MISSING_FIELD, "\"room\" is required");
-        return;
-    }
-    if (rl < 0) {
-        rc_roomproto_error(c, RC_ERR_BAD_FIELD,
-                           "\"room\" must be a NetSync room id: at most %d bytes of UTF-8",
-                           NSY_STR8_MAX);
-        return;
-    }
+    if (rs->type == RC_JSON_NONE)
+        return rc_roomproto_error(&srv->rooms, ep, RC_RERR_MISSING_FIELD, "\"room\" is required");
+    if (rl < 0)
+        return rc_roomproto_error(&srv->rooms, ep, RC_RERR_BAD_FIELD,
+                                  "\"room\" must be a NetSync room id: at most %d bytes of UTF-8",
+                                  NSY_STR8_MAX);
     switch (op) {
-    case OBSERVE: do_observe(c, w, room, (size_t)rl); break;
-    case UNOBSERVE: do_unobserve(c, w, room, (size_t)rl); break;
-    case RPC: do_rpc(c, w, room, (size_t)rl, p, n); break;
-    case SET: do_set(c, w, room, (size_t)rl, p, n); break;
+    case OBSERVE: return do_observe(w, ep, room, (size_t)rl);
+    case UNOBSERVE: return do_unobserve(w, ep, room, (size_t)rl);
+    case RPC: return do_rpc(w, ep, room, (size_t)rl, p, n);
+    case SET: return do_set(w, ep, room, (size_t)rl, p, n);
     }
+    return -1;
 }
 
 rc_nsws_counts rc_nsws_counts_of(const rc_nsws *w)
 {
-    return (rc_nsws_counts){.observations = w->nobs, .rooms = w->nrooms,
+    return (rc_nsws_counts){.observations = w->nobs, .rooms = w->rooms.count,
                             .frames_out = w->frames_out};
 }
 
@@ -529,11 +538,6 @@ rc_nsws *rc_nsws_new(rc_server *srv, rc_netsync *ns)
     if (!w) return NULL;
     w->srv = srv;
     w->ns = ns;
-    w->nbucket = 16;
-    if (!(w->bucket = calloc(w->nbucket, sizeof(*w->bucket)))) {
-        free(w);
-        return NULL;
-    }
     rc_netsync_watch(ns, on_event, w);
     return w;
 }
@@ -542,14 +546,22 @@ void rc_nsws_free(rc_nsws *w)
 {
     if (!w) return;
     rc_netsync_watch(w->ns, NULL, NULL);
-    for (uint32_t b = 0; b < w->nbucket; b++) {
-        while (w->bucket[b]) {
-            obs_room *o = w->bucket[b];
-            for (uint32_t i = 0; i < o->n; i++) o->conns[i]->nsobs = 0;
-            room_drop(w, &w->bucket[b]);
-        }
+    uint32_t b = 0;
+    rc_hnode *n = rc_htab_next(&w->rooms, &b, NULL);
+    while (n) {
+        rc_hnode *next = rc_htab_next(&w->rooms, &b, n);
+        room_drop(w, room_of(n));
+        n = next;
     }
-    free(w->bucket);
+    b = 0;
+    n = rc_htab_next(&w->clients, &b, NULL);
+    while (n) {
+        rc_hnode *next = rc_htab_next(&w->clients, &b, n);
+        free(client_of(n));
+        n = next;
+    }
+    rc_htab_release(&w->rooms);
+    rc_htab_release(&w->clients);
     rc_textbuf_release(&w->tb);
     free(w);
 }

@@ -1,158 +1,87 @@
-/* server.c — listener, flush/free step, shutdown and counters; see server.h. */
+/* server.c — the server: listeners, routing, the before-sleep step, shutdown; see server.h. */
 #include "app/server.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
-#include "core/log.h"
-#include "transport/sock.h"
+#include "app/api.h"
+#include "app/client.h"
+#include "app/nshttp.h"
+#include "app/nsws.h"
+#include "app/webassets.h"
 #include "codec/wsframe.h"
+#include "core/log.h"
+#include "rooms/roomproto.h"
+#include "rooms/wire.h"
 #include "transport/http.h"
 
-/* Descriptors kept back from --max-connections for the listener, epoll, signalfd, the
- * reserve descriptor, logs and what later features open. */
+/* Descriptors kept back from --max-connections for the listeners, epoll, signalfd, the
+ * reserve descriptors, logs and what later features open. */
 #define RC_FD_HEADROOM 32
 
-void rc_server_flush_later(rc_server *srv, rc_conn *c)
-{
-    if (c->in_flush) return;
-    c->in_flush = true;
-    c->next_flush = srv->flush_head;
-    srv->flush_head = c;
-}
-
-/* Before-sleep: write what this iteration queued, then free what it closed. Flushing here,
- * once per iteration, is what turns many small frames for one client into one sendmsg(). */
+/* Before-sleep: write what this iteration queued, then free what it closed, and hand this
+ * iteration's log records to the writer (one wake-up per iteration, not per message). */
 static void before_sleep(rc_loop *loop, void *arg)
 {
     rc_server *srv = arg;
-    if (srv->flush_head && !srv->cfg.no_latency_metrics) rc_metrics_flush_begin(srv);
-    while (srv->flush_head) {
-        rc_conn *c = srv->flush_head;
-        srv->flush_head = c->next_flush;
-        c->in_flush = false;
-        c->next_flush = NULL;
-        rc_conn_flush(c);
-    }
-    while (srv->free_head) {
-        rc_conn *c = srv->free_head;
-        srv->free_head = c->next;
-        rc_conn_free(c);
-    }
-    /* Hand this iteration's log records to the writer: one wake-up per iteration, not per
-     * message. */
-    if (srv->store) rc_store_kick(srv->store);
-    if (srv->shutting_down && srv->nconns == 0) rc_loop_stop(loop);
+    rc_net_flush(&srv->net);
+    rc_rooms_kick(&srv->rooms);
+    if (srv->shutting_down && srv->net.nconns == 0) rc_loop_stop(loop);
 }
 
-static void on_shutdown_timer(rc_loop *loop, rc_timer *t);
+/* ---- the net's hooks ---------------------------------------------------------------------- */
 
-static void on_sweep_timer(rc_loop *loop, rc_timer *t)
+static void on_ended(void *arg, rc_conn *c)
 {
-    rc_server *srv = (rc_server *)((char *)t - offsetof(rc_server, sweep_timer));
-    rc_rooms_sweep(srv);
-    rc_timer_start(loop, t, rc_loop_now(loop) + RC_NS_PER_SEC);
+    rc_client_ended(arg, c);
 }
 
-static void on_durable(void *arg)
+/* Routes one HTTP request: the WebSocket endpoints, then NetSync's routes, the API and the
+ * web files. */
+static void on_request(void *arg, rc_conn *c, const rc_http_ctx *x)
 {
     rc_server *srv = arg;
-    rc_conn_acks_durable(srv, rc_store_durable(srv->store));
+    srv->metrics.http_requests++;
+    bool root = rc_http_path_is(x, "/"), echo = rc_http_path_is(x, "/echo");
+    if (x->upgrade) {
+        if (!root && !echo)
+            rc_http_error(c, x, 404, NULL, true, "no WebSocket endpoint at this path (use / or /echo)");
+        else if (x->method != RC_HTTP_GET)
+            rc_http_error(c, x, 405, "Allow: GET\r\n", true, "WebSocket upgrade needs GET");
+        else if (rc_http_upgrade(c, x, echo ? rc_client_echo_message : rc_client_room_message))
+            rc_client_start(srv, c, RC_WIRE_WS);
+        return;
+    }
+    if (echo) {
+        if (x->method != RC_HTTP_GET && x->method != RC_HTTP_HEAD)
+            rc_http_error(c, x, 405, "Allow: GET, HEAD\r\n", false, "method not allowed");
+        else
+            rc_http_error(c, x, 426, "Upgrade: websocket\r\n", false,
+                          "/echo is a WebSocket endpoint: upgrade required");
+        return;
+    }
+    if (rc_nshttp_handle(srv, c, x)) return; /* NetSync routes first: /api/netsync/... */
+    if (rc_api_handle(srv, c, x)) return;
+    if (rc_web_handle(srv, c, x)) return;
+    rc_http_error(c, x, 404, NULL, false, "not found");
 }
 
-/* ---- restoring rooms from the durable log ------------------------------------------------ */
-
-static void *restore_room(void *arg, const char *name, size_t len, const char *epoch)
-{
-    return rc_room_restore(arg, name, len, epoch);
-}
-
-static void restore_record(void *arg, void *vroom, uint64_t msg_id, uint64_t time_ms,
-                           uint8_t opcode, const char *payload, size_t len)
+/* A new connection on any listener: over the limit, or while shutting down, it is told so in
+ * its protocol's words (503 for HTTP) and closed. */
+static void on_accept(void *arg, rc_conn *c)
 {
     rc_server *srv = arg;
-    rc_room *room = vroom;
-    rc_msg *m = rc_frame_new(opcode, payload, len);
-    if (!m) return;
-    rc_retention r = rc_room_retention(srv);
-    rc_history_push(&room->hist, &r, msg_id, time_ms, m);
-    rc_msg_unref(m);
-    room->last_msg_id = msg_id;
-}
-
-static const char *restore_done(void *arg, void *vroom, rc_store_room *sr, bool lost)
-{
-    rc_server *srv = arg;
-    rc_room *room = vroom;
-    room->store = sr;
-    if (lost) {
-        /* Messages may be missing at the end of the log (crash, repaired tail): ids go on
-         * after the last one kept, under a new epoch, so no client mistakes the stream for
-         * the one it saw. */
-        srv->rooms_repaired++;
-        rc_epoch_new(room->epoch);
-    }
-    if (srv->cfg.history_age) {
-        rc_retention r = rc_room_retention(srv);
-        rc_history_expire(&room->hist, &r, rc_wall_ms());
-    }
-    return room->epoch;
-}
-
-static void on_accept_timer(rc_loop *loop, rc_timer *t)
-{
-    rc_server *srv = (rc_server *)((char *)t - offsetof(rc_server, accept_timer));
-    if (!srv->shutting_down) rc_io_set(loop, &srv->listen_io, RC_EV_READ);
-}
-
-/* Descriptor exhaustion: the pending connection would keep the level-triggered listener
- * ready forever. Give back the reserve descriptor, accept and close the connection (the
- * client sees a close instead of hanging), take the reserve again, and pause accepting
- * briefly so the loop cannot spin. */
-static void shed_connection(rc_server *srv)
-{
-    if (srv->reserve_fd >= 0) {
-        close(srv->reserve_fd);
-        srv->reserve_fd = -1;
-        int fd = rc_sock_accept(srv->listen_io.fd);
-        if (fd >= 0) close(fd);
-        srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    }
-    rc_io_set(srv->loop, &srv->listen_io, 0);
-    rc_timer_start(srv->loop, &srv->accept_timer, rc_loop_now(srv->loop) + 100 * RC_NS_PER_MS);
-}
-
-static void on_listen(rc_loop *loop, rc_io *io, uint32_t events)
-{
-    rc_server *srv = (rc_server *)((char *)io - offsetof(rc_server, listen_io));
-    /* A bounded batch per wake-up keeps accepting from starving established clients. */
-    for (int i = 0; i < 64; i++) {
-        int fd = rc_sock_accept(io->fd);
-        if (fd < 0) {
-            if (fd == -EAGAIN || fd == -EWOULDBLOCK) return;
-            srv->stats.accept_errors++;
-            if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
-                rc_warn("cannot accept: %s (%u connections open)", strerror(-fd), srv->nconns);
-                shed_connection(srv);
-            } else {
-                rc_warn("cannot accept: %s", strerror(-fd));
-            }
-            return;
-        }
-        rc_conn *c = rc_conn_accept(srv, fd);
-        if (!c) continue;
-        if (srv->nconns > srv->max_connections || srv->shutting_down) {
-            srv->stats.disc_max_conn++;
-            rc_http_reject(c, 503, srv->shutting_down ? "shutting down" : "too many connections");
-        }
+    if (srv->net.nconns > srv->max_connections || srv->shutting_down) {
+        srv->net.stats.disc_max_conn++;
+        rc_conn_end(c, RC_WS_CLOSE_TRY_AGAIN,
+                    srv->shutting_down ? "shutting down" : "too many connections", true);
     }
 }
+
+/* ---- life cycle --------------------------------------------------------------------------- */
 
 /* Raises the descriptor limit as far as allowed and derives the connection limit from it. */
 static uint32_t connection_limit(const rc_config *cfg)
@@ -174,6 +103,27 @@ static uint32_t connection_limit(const rc_config *cfg)
     return (uint32_t)max;
 }
 
+static void on_shutdown_timer(rc_loop *loop, rc_timer *t)
+{
+    rc_loop_stop(loop); /* clients that did not finish closing are cut by rc_server_free */
+}
+
+/* open_listener starts l for proto; false after logging why. */
+static bool open_listener(rc_server *srv, rc_listener *l, const rc_proto *proto, uint16_t port,
+                          const char *what)
+{
+    l->proto = proto;
+    l->conn_size = sizeof(rc_client);
+    l->accepted = on_accept;
+    l->arg = srv;
+    int r = rc_listener_open(l, &srv->net, srv->cfg.bind, port);
+    if (r < 0) {
+        rc_error("cannot listen on '%s:%u' (%s): %s", srv->cfg.bind, port, what, strerror(-r));
+        return false;
+    }
+    return true;
+}
+
 rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
 {
     rc_server *srv = calloc(1, sizeof(*srv));
@@ -185,41 +135,34 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     srv->loop = loop;
     srv->started = rc_loop_now(loop);
     srv->max_connections = connection_limit(cfg);
-    rc_timer_init(&srv->accept_timer, on_accept_timer);
     rc_timer_init(&srv->shutdown_timer, on_shutdown_timer);
-    rc_timer_init(&srv->sweep_timer, on_sweep_timer);
-    srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    int fd = rc_sock_listen(cfg->bind, cfg->port, 4096, &srv->port);
-    if (fd < 0) {
-        rc_error("cannot listen on '%s:%u': %s", cfg->bind, cfg->port, strerror(-fd));
+    rc_net_config nc = {
+        .max_message_size = cfg->max_message_size, .max_pending = cfg->max_pending,
+        .max_header_size = cfg->max_header_size, .ping_interval = cfg->ping_interval,
+        .ping_timeout = cfg->ping_timeout, .handshake_timeout = cfg->handshake_timeout,
+        .close_timeout = cfg->close_timeout, .no_latency_metrics = cfg->no_latency_metrics,
+        .server_name = "roomcast/" RC_VERSION,
+    };
+    rc_net_hooks hooks = {.arg = srv, .request = on_request, .ended = on_ended,
+                          .sent = rc_metrics_on_sent};
+    rc_net_init(&srv->net, loop, &nc, &hooks);
+    rc_rooms_config rcfg = {
+        .max_rooms_per_client = cfg->max_rooms_per_client, .history_size = cfg->history_size,
+        .history_bytes = cfg->history_bytes, .history_age = cfg->history_age,
+        .room_ttl = cfg->room_ttl, .idempotency_window = cfg->idempotency_window,
+    };
+    rc_rooms_init(&srv->rooms, loop, &rcfg);
+    /* netsync_* requests go to the NetSync observers (answered "netsync_off" without NetSync). */
+    rc_roomproto_set_extension(&srv->rooms, RC_NSWS_PREFIX, rc_nsws_request, srv);
+    if (!open_listener(srv, &srv->http, &rc_http_proto, cfg->port, "HTTP")) goto err;
+    if (cfg->data_dir && rc_rooms_open_store(&srv->rooms, cfg->data_dir, cfg->fsync_mode) < 0)
         goto err;
-    }
-    rc_io_init(&srv->listen_io, fd, on_listen);
-    if (rc_io_start(loop, &srv->listen_io, RC_EV_READ) < 0) {
-        close(fd);
-        rc_error("cannot watch the listening socket: %s", strerror(errno));
-        goto err;
-    }
-    if (cfg->data_dir) {
-        rc_store_loader loader = {.room = restore_room, .record = restore_record,
-                                  .done = restore_done, .arg = srv};
-        size_t seg = cfg->history_bytes / 4;
-        if (seg > (64u << 20)) seg = 64u << 20;
-        if (seg < (64u << 10)) seg = 64u << 10;
-        srv->store = rc_store_open(loop, cfg->data_dir, (enum rc_fsync)cfg->fsync_mode, seg,
-                                   &loader, on_durable, srv);
-        if (!srv->store) goto err_listen;
-    }
-    rc_timer_start(loop, &srv->sweep_timer, rc_loop_now(loop) + RC_NS_PER_SEC);
     rc_loop_set_before_sleep(loop, before_sleep, srv);
     if (!cfg->no_latency_metrics) rc_metrics_start(srv);
     return srv;
-err_listen:
-    rc_io_stop(loop, &srv->listen_io);
-    close(srv->listen_io.fd);
-    rc_rooms_release(&srv->rooms);
 err:
-    if (srv->reserve_fd >= 0) close(srv->reserve_fd);
+    rc_listener_close(&srv->http);
+    rc_rooms_release(&srv->rooms);
     free(srv);
     return NULL;
 }
@@ -227,93 +170,25 @@ err:
 void rc_server_free(rc_server *srv)
 {
     if (!srv) return;
-    while (srv->conns) rc_conn_close(srv->conns);
-    before_sleep(srv->loop, srv);
-    rc_io_stop(srv->loop, &srv->listen_io);
-    close(srv->listen_io.fd);
-    rc_timer_stop(srv->loop, &srv->accept_timer);
+    rc_net_close_all(&srv->net);
+    rc_listener_close(&srv->http);
     rc_timer_stop(srv->loop, &srv->shutdown_timer);
-    rc_timer_stop(srv->loop, &srv->sweep_timer);
-    if (srv->reserve_fd >= 0) close(srv->reserve_fd);
-    rc_store_close(srv->store); /* flushes and syncs the log, marks it clean */
-    rc_rooms_release(&srv->rooms);
+    rc_rooms_release(&srv->rooms); /* flushes and syncs the log, marks it clean */
     free(srv);
-}
-
-static void on_shutdown_timer(rc_loop *loop, rc_timer *t)
-{
-    rc_loop_stop(loop); /* clients that did not finish closing are cut by rc_server_free */
 }
 
 void rc_server_shutdown(rc_server *srv)
 {
     if (srv->shutting_down) return;
     srv->shutting_down = true;
-    rc_info("shutting down: closing %u connections", srv->nconns);
-    rc_io_set(srv->loop, &srv->listen_io, 0);
+    srv->net.shutting_down = true;
+    rc_info("shutting down: closing %u connections", srv->net.nconns);
+    rc_listener_pause(&srv->http);
     rc_conn *next;
-    for (rc_conn *c = srv->conns; c; c = next) {
+    for (rc_conn *c = srv->net.conns; c; c = next) {
         next = c->next;
-        if (c->state == RC_CONN_WS) rc_conn_close_ws(c, RC_WS_CLOSE_GOING_AWAY, "server shutdown", false);
-        else if (c->state == RC_CONN_HTTP && c->out.count == 0) rc_conn_close(c);
+        rc_conn_end(c, RC_WS_CLOSE_GOING_AWAY, "server shutdown", false);
     }
     rc_timer_start(srv->loop, &srv->shutdown_timer,
                    rc_loop_now(srv->loop) + srv->cfg.close_timeout);
-}
-
-static void appendf(char *out, size_t cap, size_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* Appends to out[*n..cap), truncating (never overflowing) when full. */
-static void appendf(char *out, size_t cap, size_t *n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(out + *n, cap - *n, fmt, ap);
-    va_end(ap);
-    if (k > 0) *n += (size_t)k < cap - *n ? (size_t)k : cap - *n - 1;
-}
-
-size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
-{
-    const rc_stats *s = &srv->stats;
-    size_t n = 0;
-#define OUT(...) appendf(out, cap, &n, __VA_ARGS__)
-    OUT("{\"version\":\"%s\",\"uptime_s\":%.3f,\"connections\":%u,\"max_connections\":%u,"
-        "\"connections_total\":%llu,\"rooms\":%u,\"messages_in\":%llu,\"messages_out\":%llu,"
-        "\"bytes_in\":%llu,\"bytes_out\":%llu,\"broadcasts\":%llu,\"accept_errors\":%llu,"
-        "\"loop_iterations\":%llu,",
-        RC_VERSION, (double)(rc_loop_now(srv->loop) - srv->started) / 1e9, srv->nconns,
-        srv->max_connections, (unsigned long long)s->connections_total, srv->rooms.count,
-        (unsigned long long)s->messages_in, (unsigned long long)s->messages_out,
-        (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
-        (unsigned long long)s->broadcasts, (unsigned long long)s->accept_errors,
-        (unsigned long long)rc_loop_iterations(srv->loop));
-    OUT("\"disconnects\":{\"slow_consumer\":%llu,\"ping_timeout\":%llu,\"max_connections\":%llu,"
-        "\"handshake_timeout\":%llu},\"errors\":{",
-        (unsigned long long)s->disc_slow, (unsigned long long)s->disc_ping,
-        (unsigned long long)s->disc_max_conn, (unsigned long long)s->disc_handshake);
-    for (int i = 0; i < RC_ERR__COUNT; i++)
-        OUT("%s\"%s\":%llu", i ? "," : "", rc_err_names[i], (unsigned long long)s->err[i]);
-    OUT("},\"history\":{\"size\":%u,\"bytes\":%zu,\"duplicates\":%llu,\"recovered\":%llu,"
-        "\"not_recovered\":%llu}",
-        srv->cfg.history_size, srv->cfg.history_bytes, (unsigned long long)s->duplicates,
-        (unsigned long long)s->recovered, (unsigned long long)s->not_recovered);
-    if (srv->store) {
-        rc_store_status st;
-        rc_store_status_get(srv->store, &st);
-        OUT(",\"storage\":{\"enabled\":true,\"ok\":%s,\"error\":\"%s\",\"fsync\":\"%s\","
-            "\"records\":%llu,\"bytes_written\":%llu,\"bytes_dropped\":%llu,\"fsyncs\":%llu,"
-            "\"backlog\":%zu,\"repaired_logs\":%llu,\"rooms_new_epoch\":%llu}",
-            st.ok ? "true" : "false", st.error ? strerror(st.error) : "",
-            rc_fsync_name(rc_store_mode(srv->store)), (unsigned long long)st.records,
-            (unsigned long long)st.bytes_written, (unsigned long long)st.bytes_dropped,
-            (unsigned long long)st.fsyncs, st.backlog, (unsigned long long)st.repaired,
-            (unsigned long long)srv->rooms_repaired);
-    } else {
-        OUT(",\"storage\":{\"enabled\":false}");
-    }
-    OUT("}\n");
-#undef OUT
-    return n;
 }

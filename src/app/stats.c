@@ -1,30 +1,69 @@
-/* stats.c — counter names; see stats.h. */
+/* stats.c — GET /api/stats; see stats.h. */
 #include "app/stats.h"
 
-const char *const rc_err_names[RC_ERR__COUNT] = {
-    [RC_ERR_HTTP_400] = "http_400",
-    [RC_ERR_HTTP_404] = "http_404",
-    [RC_ERR_HTTP_405] = "http_405",
-    [RC_ERR_HTTP_408] = "http_408",
-    [RC_ERR_HTTP_426] = "http_426",
-    [RC_ERR_HTTP_431] = "http_431",
-    [RC_ERR_HTTP_503] = "http_503",
-    [RC_ERR_HTTP_401] = "http_401",
-    [RC_ERR_HTTP_403] = "http_403",
-    [RC_ERR_HTTP_411] = "http_411",
-    [RC_ERR_HTTP_413] = "http_413",
-    [RC_ERR_HTTP_501] = "http_501",
-    [RC_ERR_WS_1002] = "ws_1002",
-    [RC_ERR_WS_1007] = "ws_1007",
-    [RC_ERR_WS_1009] = "ws_1009",
-    [RC_ERR_BAD_JSON] = "bad_json",
-    [RC_ERR_NOT_OBJECT] = "not_object",
-    [RC_ERR_MISSING_FIELD] = "missing_field",
-    [RC_ERR_BAD_FIELD] = "bad_field",
-    [RC_ERR_NOT_MEMBER] = "not_member",
-    [RC_ERR_NO_SUCH_ROOM] = "no_such_room",
-    [RC_ERR_RESERVED_TYPE] = "reserved_type",
-    [RC_ERR_TOO_MANY_ROOMS] = "too_many_rooms",
-    [RC_ERR_BAD_BINARY] = "bad_binary",
-    [RC_ERR_NETSYNC_OFF] = "netsync_off",
-};
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "app/server.h"
+
+static void appendf(char *out, size_t cap, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Appends to out[*n..cap), truncating (never overflowing) when full. */
+static void appendf(char *out, size_t cap, size_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(out + *n, cap - *n, fmt, ap);
+    va_end(ap);
+    if (k > 0) *n += (size_t)k < cap - *n ? (size_t)k : cap - *n - 1;
+}
+
+size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
+{
+    const rc_net_stats *ns = &srv->net.stats;
+    const rc_rooms_stats *rs = &srv->rooms.stats;
+    size_t n = 0;
+#define OUT(...) appendf(out, cap, &n, __VA_ARGS__)
+    OUT("{\"version\":\"%s\",\"uptime_s\":%.3f,\"connections\":%u,\"max_connections\":%u,"
+        "\"connections_total\":%llu,\"rooms\":%u,\"messages_in\":%llu,\"messages_out\":%llu,"
+        "\"bytes_in\":%llu,\"bytes_out\":%llu,\"broadcasts\":%llu,\"accept_errors\":%llu,"
+        "\"loop_iterations\":%llu,",
+        RC_VERSION, (double)(rc_loop_now(srv->loop) - srv->started) / 1e9, srv->net.nconns,
+        srv->max_connections, (unsigned long long)ns->connections_total,
+        rc_rooms_count(&srv->rooms), (unsigned long long)ns->messages_in,
+        (unsigned long long)rs->deliveries, (unsigned long long)ns->bytes_in,
+        (unsigned long long)ns->bytes_out, (unsigned long long)rs->broadcasts,
+        (unsigned long long)ns->accept_errors, (unsigned long long)rc_loop_iterations(srv->loop));
+    OUT("\"disconnects\":{\"slow_consumer\":%llu,\"ping_timeout\":%llu,\"max_connections\":%llu,"
+        "\"handshake_timeout\":%llu},\"errors\":{",
+        (unsigned long long)ns->disc_slow, (unsigned long long)ns->disc_ping,
+        (unsigned long long)ns->disc_max_conn, (unsigned long long)ns->disc_handshake);
+    for (int i = 0; i < RC_NERR__COUNT; i++)
+        OUT("%s\"%s\":%llu", i ? "," : "", rc_nerr_names[i], (unsigned long long)ns->err[i]);
+    for (int i = 0; i < RC_RERR__COUNT; i++)
+        OUT(",\"%s\":%llu", rc_rerr_names[i], (unsigned long long)rs->err[i]);
+    OUT("},\"history\":{\"size\":%u,\"bytes\":%zu,\"duplicates\":%llu,\"recovered\":%llu,"
+        "\"not_recovered\":%llu}",
+        srv->cfg.history_size, srv->cfg.history_bytes, (unsigned long long)rs->duplicates,
+        (unsigned long long)rs->recovered, (unsigned long long)rs->not_recovered);
+    rc_store *store = srv->rooms.store;
+    if (store) {
+        rc_store_status st;
+        rc_store_status_get(store, &st);
+        OUT(",\"storage\":{\"enabled\":true,\"ok\":%s,\"error\":\"%s\",\"fsync\":\"%s\","
+            "\"records\":%llu,\"bytes_written\":%llu,\"bytes_dropped\":%llu,\"fsyncs\":%llu,"
+            "\"backlog\":%zu,\"repaired_logs\":%llu,\"rooms_new_epoch\":%llu}",
+            st.ok ? "true" : "false", st.error ? strerror(st.error) : "",
+            rc_fsync_name(rc_store_mode(store)), (unsigned long long)st.records,
+            (unsigned long long)st.bytes_written, (unsigned long long)st.bytes_dropped,
+            (unsigned long long)st.fsyncs, st.backlog, (unsigned long long)st.repaired,
+            (unsigned long long)rs->repaired);
+    } else {
+        OUT(",\"storage\":{\"enabled\":false}");
+    }
+    OUT("}\n");
+#undef OUT
+    return n;
+}

@@ -65,9 +65,9 @@ static void send_file(rc_conn *c, const rc_http_ctx *x, const char *ctype, const
 /* Development mode: reads the file from --web-root on every request (blocking, on the loop:
  * acceptable for a developer's machine, which is the only place this flag is for). Returns
  * false when there is no such file. */
-static bool serve_from_disk(rc_conn *c, const rc_http_ctx *x, const char *name, size_t n)
+static bool serve_from_disk(rc_server *srv, rc_conn *c, const rc_http_ctx *x, const char *name, size_t n)
 {
-    const char *root = c->srv->cfg.web_root;
+    const char *root = srv->cfg.web_root;
     char path[4096];
     int pl = snprintf(path, sizeof(path), "%s/%.*s", root, (int)n, name);
     if (pl < 0 || (size_t)pl >= sizeof(path)) return false;
@@ -103,7 +103,7 @@ static bool serve_from_disk(rc_conn *c, const rc_http_ctx *x, const char *name, 
     return true;
 }
 
-bool rc_web_handle(rc_conn *c, const rc_http_ctx *x)
+bool rc_web_handle(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
     if (x->path_len < 1 || x->path[0] != '/') return false;
     const char *name = x->path + 1;
@@ -116,11 +116,11 @@ bool rc_web_handle(rc_conn *c, const rc_http_ctx *x)
     bool read = x->method == RC_HTTP_GET || x->method == RC_HTTP_HEAD;
     const rc_web_asset *a = find_embedded(name, n);
     if (!read) {
-        if (!a && !c->srv->cfg.web_root) return false;
+        if (!a && !srv->cfg.web_root) return false;
         rc_http_error(c, x, 405, "Allow: GET, HEAD\r\n", false, "method not allowed");
         return true;
     }
-    if (c->srv->cfg.web_root) return serve_from_disk(c, x, name, n);
+    if (srv->cfg.web_root) return serve_from_disk(srv, c, x, name, n);
     if (!a) return false;
     send_file(c, x, a->ctype, a->etag, a->data, a->len);
     return true;

@@ -17,6 +17,8 @@
 #include "transport/conn.h"
 #include "transport/http.h"
 
+struct rc_server;
+
 typedef struct rc_web_asset {
     const char *name;        /* file name, e.g. "index.html"; NULL ends the table */
     const char *ctype;       /* Content-Type */
@@ -29,6 +31,6 @@ typedef struct rc_web_asset {
 extern const rc_web_asset rc_web_assets[];
 
 /* rc_web_handle answers x when its path names a web file (returns true), or returns false. */
-bool rc_web_handle(rc_conn *c, const rc_http_ctx *x);
+bool rc_web_handle(struct rc_server *srv, rc_conn *c, const rc_http_ctx *x);
 
 #endif

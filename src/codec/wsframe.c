@@ -135,3 +135,13 @@ bool rc_ws_close_code_valid(unsigned code)
     return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
            (code >= 3000 && code <= 4999);
 }
+
+rc_msg *rc_ws_msg_new(uint8_t opcode, const void *payload, size_t len)
+{
+    size_t h = rc_ws_header_size(len);
+    rc_msg *m = rc_msg_new(h + len);
+    if (!m) return NULL;
+    rc_ws_encode_header((uint8_t *)m->data, opcode, true, len);
+    if (len) memcpy(m->data + h, payload, len);
+    return m;
+}

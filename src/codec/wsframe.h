@@ -7,7 +7,7 @@
  * control frames are final and carry at most 125 bytes, a 64-bit length has its top bit clear,
  * and — when require_mask is set, as on a server — the client masked the frame. Rules that need
  * the connection's state (continuation without a started message, message size limits) are the
- * session's job (src/server/ws.c).
+ * session's job (src/transport/ws.c).
  */
 #ifndef RC_WSFRAME_H
 #define RC_WSFRAME_H
@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+
+#include "core/msg.h"
 
 enum rc_ws_opcode {
     RC_WS_CONT = 0x0,
@@ -68,6 +70,18 @@ size_t rc_ws_encode_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len)
 
 /* rc_ws_header_size is the length rc_ws_encode_header would produce for len. */
 size_t rc_ws_header_size(uint64_t len);
+
+/* rc_ws_msg_new encodes one final, unmasked server frame with a copy of payload into a new
+ * message (one reference, the caller's); NULL when out of memory. */
+rc_msg *rc_ws_msg_new(uint8_t opcode, const void *payload, size_t len);
+
+/* rc_ws_server_header_len is the header length of a complete server frame (one encoded by
+ * rc_ws_encode_header) at p: from its length byte alone. */
+static inline size_t rc_ws_server_header_len(const void *p)
+{
+    uint8_t l = ((const uint8_t *)p)[1] & 0x7f;
+    return l == 127 ? 10 : l == 126 ? 4 : 2;
+}
 
 /* rc_ws_close_code_valid is true for a status code a peer may send in a close frame
  * (1000-1003, 1007-1014, 3000-4999). */

@@ -29,7 +29,10 @@ typedef struct rc_timer rc_timer;
  * (EPOLLRDHUP), which an edge-triggered reader needs in order to read on to the EOF. */
 enum { RC_EV_READ = EPOLLIN, RC_EV_WRITE = EPOLLOUT, RC_EV_EDGE = EPOLLET, RC_EV_HUP = EPOLLRDHUP };
 
-/* Called with the epoll events that are ready (EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP...). */
+/* Reported without being asked for: the descriptor failed, or both directions hung up. */
+enum { RC_EV_ERROR = EPOLLERR, RC_EV_HANGUP = EPOLLHUP };
+
+/* Called with the events that are ready (RC_EV_*). */
 typedef void rc_io_cb(rc_loop *loop, rc_io *io, uint32_t events);
 typedef void rc_timer_cb(rc_loop *loop, rc_timer *t);
 typedef void rc_signal_cb(rc_loop *loop, int signo, void *arg);

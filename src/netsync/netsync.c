@@ -269,7 +269,7 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     if (!(ns->pub = bind_socket(ns, ZMQ_PUB, addr, o->pub_port, &ns->pub_port))) goto err;
     /* The ROUTER's ZMQ_FD edge-triggered: while a coalescing window defers the drain it stays
      * readable, and level-triggered it would wake the loop in a spin until then. */
-    if (watch(ns, ns->router, &ns->router_io, on_router, RC_EV_READ | EPOLLET) < 0 ||
+    if (watch(ns, ns->router, &ns->router_io, on_router, RC_EV_READ | RC_EV_EDGE) < 0 ||
         watch(ns, ns->pub, &ns->pub_io, on_pub, RC_EV_READ) < 0) {
         rc_error("cannot watch the netsync sockets");
         goto err;

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ring.h"
+
 static void drop_oldest(rc_history *h)
 {
     rc_hist_entry *e = &h->ring[h->head];
-    h->bytes -= e->frame->len;
+    h->bytes -= rc_msg_size(e->frame);
     rc_msg_unref(e->frame);
     h->head = (h->head + 1) & (h->cap - 1);
     h->count--;
@@ -16,10 +18,8 @@ static void drop_oldest(rc_history *h)
 static int grow(rc_history *h)
 {
     uint32_t cap = h->cap ? h->cap * 2 : 16;
-    rc_hist_entry *ring = malloc(cap * sizeof(*ring));
+    rc_hist_entry *ring = rc_ring_regrow(h->ring, h->cap, h->head, h->count, cap, sizeof(*ring));
     if (!ring) return -1;
-    for (uint32_t i = 0; i < h->count; i++) ring[i] = h->ring[(h->head + i) & (h->cap - 1)];
-    free(h->ring);
     h->ring = ring;
     h->head = 0;
     h->cap = cap;
@@ -32,11 +32,12 @@ int rc_history_push(rc_history *h, const rc_retention *r, uint64_t msg_id, uint6
     if (r->max_count == 0) return 0;
     /* What is kept must stay a contiguous run ending at the newest message (recovery relies
      * on it), so a message that cannot be kept empties the history instead of leaving a hole. */
-    if (frame->len > r->max_bytes) {
+    size_t size = rc_msg_size(frame);
+    if (size > r->max_bytes) {
         while (h->count) drop_oldest(h);
         return 0;
     }
-    while (h->count > 0 && (h->count >= r->max_count || h->bytes + frame->len > r->max_bytes))
+    while (h->count > 0 && (h->count >= r->max_count || h->bytes + size > r->max_bytes))
         drop_oldest(h);
     if (h->count == h->cap && grow(h) < 0) {
         while (h->count) drop_oldest(h);
@@ -45,7 +46,7 @@ int rc_history_push(rc_history *h, const rc_retention *r, uint64_t msg_id, uint6
     h->ring[(h->head + h->count) & (h->cap - 1)] =
         (rc_hist_entry){.msg_id = msg_id, .time_ms = time_ms, .frame = rc_msg_ref(frame)};
     h->count++;
-    h->bytes += frame->len;
+    h->bytes += size;
     return 0;
 }
 

@@ -1,8 +1,9 @@
 /* history.h — a room's recent messages, kept after the fact so clients can catch up.
  *
- * The history holds references to the very frames that were broadcast (rc_msg), so keeping a
- * message costs one pointer and two integers, and replaying it to a reconnecting client is a
- * reference pushed onto its output queue — nothing is re-encoded. Entries are evicted from the
+ * The history holds references to the very frames that were broadcast (rc_msg, with the other
+ * wire formats it was encoded in chained to it), so keeping a message costs one pointer and two
+ * integers, and replaying it to a reconnecting client is a reference pushed onto its output
+ * queue — nothing is re-encoded. Entries are evicted from the
  * front by count, bytes and age (the retention limits), never from the middle, so what is kept
  * is always a contiguous run of msg_ids ending at the room's last message.
  */
@@ -12,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "transport/outq.h"
+#include "core/msg.h"
 
 typedef struct rc_hist_entry {
     uint64_t msg_id;         /* id of the message */
@@ -25,7 +26,7 @@ typedef struct rc_history {
     uint32_t head;           /* index of the oldest entry */
     uint32_t count;          /* entries kept */
     uint32_t cap;            /* allocated entries (power of two) */
-    size_t bytes;            /* frame bytes kept */
+    size_t bytes;            /* bytes kept: every encoding of every message (rc_msg_size) */
 } rc_history;
 
 /* Retention limits; a zero max_count disables history. */

@@ -5,50 +5,40 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/log.h"
 #include "codec/json.h"
-#include "transport/conn.h"
-#include "app/server.h"
+#include "codec/wsframe.h"
+#include "core/log.h"
+#include "rooms/wire.h"
 
-/* FNV-1a, 64-bit: room names are short and this is not exposed to hash flooding in a way
- * that matters more than the per-client room limit already bounds. */
-static uint64_t name_hash(const char *p, size_t n)
+#define room_of(n) ((rc_room *)(void *)((char *)(n) - offsetof(rc_room, node)))
+
+const char *const rc_rerr_names[RC_RERR__COUNT] = {
+    [RC_RERR_BAD_JSON] = "bad_json",
+    [RC_RERR_NOT_OBJECT] = "not_object",
+    [RC_RERR_MISSING_FIELD] = "missing_field",
+    [RC_RERR_BAD_FIELD] = "bad_field",
+    [RC_RERR_NOT_MEMBER] = "not_member",
+    [RC_RERR_NO_SUCH_ROOM] = "no_such_room",
+    [RC_RERR_RESERVED_TYPE] = "reserved_type",
+    [RC_RERR_TOO_MANY_ROOMS] = "too_many_rooms",
+    [RC_RERR_BAD_BINARY] = "bad_binary",
+    [RC_RERR_NETSYNC_OFF] = "netsync_off",
+};
+
+rc_room *rc_rooms_find(const rc_rooms *t, const char *name, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ull;
+    uint64_t h = rc_hash(name, len);
+    for (rc_hnode *n = rc_htab_chain(&t->table, h); n; n = n->next) {
+        rc_room *r = room_of(n);
+        if (n->hash == h && r->name_len == len && memcmp(r->name, name, len) == 0) return r;
     }
-    return h;
-}
-
-rc_room *rc_rooms_find(rc_rooms *t, const char *name, size_t len)
-{
-    if (t->nbuckets == 0) return NULL;
-    uint64_t h = name_hash(name, len);
-    for (rc_room *r = t->buckets[h & (t->nbuckets - 1)]; r; r = r->hnext)
-        if (r->hash == h && r->name_len == len && memcmp(r->name, name, len) == 0) return r;
     return NULL;
 }
 
-static int rooms_grow(rc_rooms *t)
+rc_room *rc_rooms_next(const rc_rooms *t, uint32_t *b, const rc_room *r)
 {
-    uint32_t n = t->nbuckets ? t->nbuckets * 2 : 64;
-    rc_room **b = calloc(n, sizeof(*b));
-    if (!b) return -1;
-    for (uint32_t i = 0; i < t->nbuckets; i++) {
-        rc_room *r = t->buckets[i];
-        while (r) {
-            rc_room *next = r->hnext;
-            r->hnext = b[r->hash & (n - 1)];
-            b[r->hash & (n - 1)] = r;
-            r = next;
-        }
-    }
-    free(t->buckets);
-    t->buckets = b;
-    t->nbuckets = n;
-    return 0;
+    rc_hnode *n = rc_htab_next(&t->table, b, r ? &r->node : NULL);
+    return n ? room_of(n) : NULL;
 }
 
 uint64_t rc_wall_ms(void)
@@ -58,21 +48,32 @@ uint64_t rc_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-rc_retention rc_room_retention(const rc_server *srv)
+static rc_retention retention(const rc_rooms *t)
 {
-    return (rc_retention){.max_count = srv->cfg.history_size,
-                          .max_bytes = srv->cfg.history_bytes,
-                          .max_age_ms = srv->cfg.history_age / RC_NS_PER_MS};
+    return (rc_retention){.max_count = t->cfg.history_size,
+                          .max_bytes = t->cfg.history_bytes,
+                          .max_age_ms = t->cfg.history_age / RC_NS_PER_MS};
+}
+
+/* The wall clock once per loop wake-up (the loop's own clock changes with each) rather than
+ * once per publish: history and log times are in ms, and a busy wake-up is shorter than that
+ * (a clock read per publish was ~1% of the server's CPU in the fanout profile). */
+static uint64_t wall_ms_now(rc_rooms *t)
+{
+    uint64_t at = rc_loop_now(t->loop);
+    if (t->wall_at != at || at == 0) {
+        t->wall_ms = rc_wall_ms();
+        t->wall_at = at;
+    }
+    return t->wall_ms;
 }
 
 static rc_room *room_create(rc_rooms *t, const char *name, size_t len)
 {
-    if (t->count >= t->nbuckets && rooms_grow(t) < 0) return NULL;
     char json[rc_json_escape_max(RC_ROOM_NAME_MAX)];
     size_t jl = rc_json_escape(name, len, json);
     rc_room *r = calloc(1, sizeof(*r) + len + 1 + jl);
     if (!r) return NULL;
-    r->hash = name_hash(name, len);
     r->name_len = (uint16_t)len;
     memcpy(r->name, name, len);
     r->name[len] = '\0';
@@ -80,10 +81,10 @@ static rc_room *room_create(rc_rooms *t, const char *name, size_t len)
     memcpy(r->json_name, json, jl);
     r->json_len = (uint16_t)jl;
     rc_epoch_new(r->epoch);
-    uint32_t b = (uint32_t)(r->hash & (t->nbuckets - 1));
-    r->hnext = t->buckets[b];
-    t->buckets[b] = r;
-    t->count++;
+    if (rc_htab_insert(&t->table, &r->node, rc_hash(name, len)) < 0) {
+        free(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -106,68 +107,148 @@ static void room_free(rc_room *room)
 }
 
 /* Deletes a room for good: its history, and its durable log's files. */
-static void room_delete(rc_server *srv, rc_room *room)
+static void room_delete(rc_rooms *t, rc_room *room)
 {
-    rc_rooms *t = &srv->rooms;
-    rc_room **pp = &t->buckets[room->hash & (t->nbuckets - 1)];
-    while (*pp != room) pp = &(*pp)->hnext;
-    *pp = room->hnext;
-    t->count--;
+    rc_htab_remove(&t->table, &room->node);
     if (room->empty_since) empty_unlink(t, room);
-    if (room->store) rc_store_room_delete(srv->store, room->store);
+    if (room->store) rc_store_room_delete(t->store, room->store);
     room_free(room);
 }
 
 /* A room whose last member left stays for its history if there is one to keep. */
-static void room_vacated(rc_server *srv, rc_room *room)
+static void room_vacated(rc_rooms *t, rc_room *room)
 {
-    if ((srv->cfg.history_size == 0 && !room->store) || srv->cfg.room_ttl == 0) {
-        room_delete(srv, room);
+    if ((t->cfg.history_size == 0 && !room->store) || t->cfg.room_ttl == 0) {
+        room_delete(t, room);
         return;
     }
-    rc_rooms *t = &srv->rooms;
-    room->empty_since = rc_loop_now(srv->loop);
+    room->empty_since = rc_loop_now(t->loop);
     room->enext = t->empty;
     if (t->empty) t->empty->eprev = room;
     t->empty = room;
 }
 
-rc_room *rc_room_restore(rc_server *srv, const char *name, size_t len, const char *epoch)
-{
-    rc_room *room = rc_rooms_find(&srv->rooms, name, len);
-    if (!room && !(room = room_create(&srv->rooms, name, len))) return NULL;
-    memcpy(room->epoch, epoch, RC_EPOCH_LEN);
-    room->epoch[RC_EPOCH_LEN] = '\0';
-    if (room->nmembers == 0 && !room->empty_since) room_vacated(srv, room);
-    return room;
-}
-
-void rc_room_new_epoch(rc_server *srv, rc_room *room)
+void rc_room_new_epoch(rc_rooms *t, rc_room *room)
 {
     rc_epoch_new(room->epoch);
-    if (room->store) rc_store_room_epoch(srv->store, room->store, room->epoch);
+    if (room->store) rc_store_room_epoch(t->store, room->store, room->epoch);
 }
 
-void rc_rooms_sweep(rc_server *srv)
+static void sweep(rc_rooms *t)
 {
-    rc_rooms *t = &srv->rooms;
-    uint64_t now = rc_loop_now(srv->loop);
-    rc_retention r = rc_room_retention(srv);
+    uint64_t now = rc_loop_now(t->loop);
+    rc_retention r = retention(t);
     uint64_t wall = rc_wall_ms();
     rc_room *next;
     for (rc_room *room = t->empty; room; room = next) {
         next = room->enext;
-        if (now - room->empty_since >= srv->cfg.room_ttl) room_delete(srv, room);
+        if (now - room->empty_since >= t->cfg.room_ttl) room_delete(t, room);
     }
-    for (uint32_t i = 0; i < t->nbuckets; i++) {
-        for (rc_room *room = t->buckets[i]; room; room = room->hnext) {
-            if (r.max_age_ms) rc_history_expire(&room->hist, &r, wall);
-            if (room->store && rc_store_room_lost(room->store)) {
-                rc_warn("room '%s': durable log lost messages; new epoch", room->name);
-                rc_room_new_epoch(srv, room);
-            }
+    uint32_t b = 0;
+    for (rc_room *room = rc_rooms_next(t, &b, NULL); room; room = rc_rooms_next(t, &b, room)) {
+        if (r.max_age_ms) rc_history_expire(&room->hist, &r, wall);
+        if (room->store && rc_store_room_lost(room->store)) {
+            rc_warn("room '%s': durable log lost messages; new epoch", room->name);
+            rc_room_new_epoch(t, room);
         }
     }
+}
+
+static void on_sweep_timer(rc_loop *loop, rc_timer *tm)
+{
+    rc_rooms *t = (rc_rooms *)(void *)((char *)tm - offsetof(rc_rooms, sweep_timer));
+    sweep(t);
+    rc_timer_start(loop, tm, rc_loop_now(loop) + RC_NS_PER_SEC);
+}
+
+void rc_rooms_init(rc_rooms *t, rc_loop *loop, const rc_rooms_config *cfg)
+{
+    *t = (rc_rooms){.cfg = *cfg, .loop = loop};
+    rc_timer_init(&t->sweep_timer, on_sweep_timer);
+    rc_timer_start(loop, &t->sweep_timer, rc_loop_now(loop) + RC_NS_PER_SEC);
+}
+
+void rc_rooms_release(rc_rooms *t)
+{
+    rc_timer_stop(t->loop, &t->sweep_timer);
+    rc_store_close(t->store); /* flushes and syncs the log, marks it clean */
+    t->store = NULL;
+    uint32_t b = 0;
+    rc_room *r = rc_rooms_next(t, &b, NULL);
+    while (r) {
+        rc_room *next = rc_rooms_next(t, &b, r); /* before r is freed */
+        room_free(r); /* at exit: the durable log keeps the room */
+        r = next;
+    }
+    rc_htab_release(&t->table);
+    t->empty = NULL;
+}
+
+void rc_rooms_kick(rc_rooms *t)
+{
+    if (t->store) rc_store_kick(t->store);
+}
+
+/* ---- restoring rooms from the durable log ------------------------------------------------ */
+
+static void *restore_room(void *arg, const char *name, size_t len, const char *epoch)
+{
+    rc_rooms *t = arg;
+    rc_room *room = rc_rooms_find(t, name, len);
+    if (!room && !(room = room_create(t, name, len))) return NULL;
+    memcpy(room->epoch, epoch, RC_EPOCH_LEN);
+    room->epoch[RC_EPOCH_LEN] = '\0';
+    if (room->nmembers == 0 && !room->empty_since) room_vacated(t, room);
+    return room;
+}
+
+static void restore_record(void *arg, void *vroom, uint64_t msg_id, uint64_t time_ms,
+                           uint8_t opcode, const char *payload, size_t len)
+{
+    rc_rooms *t = arg;
+    rc_room *room = vroom;
+    rc_msg *m = rc_ws_msg_new(opcode, payload, len);
+    if (!m) return;
+    rc_retention r = retention(t);
+    rc_history_push(&room->hist, &r, msg_id, time_ms, m);
+    rc_msg_unref(m);
+    room->last_msg_id = msg_id;
+}
+
+static const char *restore_done(void *arg, void *vroom, rc_store_room *sr, bool lost)
+{
+    rc_rooms *t = arg;
+    rc_room *room = vroom;
+    room->store = sr;
+    if (lost) {
+        /* Messages may be missing at the end of the log (crash, repaired tail): ids go on
+         * after the last one kept, under a new epoch, so no client mistakes the stream for
+         * the one it saw. */
+        t->stats.repaired++;
+        rc_epoch_new(room->epoch);
+    }
+    if (t->cfg.history_age) {
+        rc_retention r = retention(t);
+        rc_history_expire(&room->hist, &r, rc_wall_ms());
+    }
+    return room->epoch;
+}
+
+static void on_durable(void *arg)
+{
+    rc_rooms *t = arg;
+    rc_rooms_durable(t, rc_store_durable(t->store));
+}
+
+int rc_rooms_open_store(rc_rooms *t, const char *dir, int fsync_mode)
+{
+    rc_store_loader loader = {.room = restore_room, .record = restore_record,
+                              .done = restore_done, .arg = t};
+    size_t seg = t->cfg.history_bytes / 4;
+    if (seg > (64u << 20)) seg = 64u << 20;
+    if (seg < (64u << 10)) seg = 64u << 10;
+    t->store = rc_store_open(t->loop, dir, (enum rc_fsync)fsync_mode, seg, &loader, on_durable, t);
+    return t->store ? 0 : -1;
 }
 
 /* ---- idempotency keys --------------------------------------------------------------------- */
@@ -181,27 +262,27 @@ static const rc_idem_slot *idem_lookup(const rc_idem_slot *set, uint32_t nslots,
     }
 }
 
-static uint32_t idem_slots(const rc_server *srv)
+static uint32_t idem_slots(const rc_rooms *t)
 {
     uint32_t n = 16;
-    while (n < 2 * srv->cfg.idempotency_window) n *= 2;
+    while (n < 2 * t->cfg.idempotency_window) n *= 2;
     return n;
 }
 
-uint64_t rc_room_idem_find(const rc_server *srv, const rc_room *room, uint64_t h)
+uint64_t rc_room_idem_find(const rc_rooms *t, const rc_room *room, uint64_t h)
 {
-    uint32_t n = idem_slots(srv);
+    uint32_t n = idem_slots(t);
     const rc_idem_slot *s = idem_lookup(room->idem.cur, n, h);
     if (!s) s = idem_lookup(room->idem.prev, n, h);
     return s ? s->msg_id : 0;
 }
 
-void rc_room_idem_add(rc_server *srv, rc_room *room, uint64_t h, uint64_t msg_id)
+void rc_room_idem_add(rc_rooms *t, rc_room *room, uint64_t h, uint64_t msg_id)
 {
-    if (srv->cfg.idempotency_window == 0) return;
-    uint32_t n = idem_slots(srv);
+    if (t->cfg.idempotency_window == 0) return;
+    uint32_t n = idem_slots(t);
     rc_idem *d = &room->idem;
-    if (!d->cur || d->ncur >= srv->cfg.idempotency_window) {
+    if (!d->cur || d->ncur >= t->cfg.idempotency_window) {
         rc_idem_slot *fresh = calloc(n, sizeof(*fresh));
         if (!fresh) return;
         free(d->prev);
@@ -215,68 +296,56 @@ void rc_room_idem_add(rc_server *srv, rc_room *room, uint64_t h, uint64_t msg_id
     d->cur[i] = (rc_idem_slot){.hash = h, .msg_id = msg_id};
 }
 
-void rc_rooms_release(rc_rooms *t)
-{
-    for (uint32_t i = 0; i < t->nbuckets; i++) {
-        rc_room *r = t->buckets[i];
-        while (r) {
-            rc_room *next = r->hnext;
-            room_free(r); /* at exit: the durable log keeps the room */
-            r = next;
-        }
-    }
-    free(t->buckets);
-    memset(t, 0, sizeof(*t));
-}
+/* ---- membership --------------------------------------------------------------------------- */
 
-int rc_conn_room_slot(const rc_conn *c, const rc_room *room)
+int rc_endpoint_room_slot(const rc_endpoint *ep, const rc_room *room)
 {
-    for (uint32_t i = 0; i < c->nrooms; i++)
-        if (c->rooms[i].room == room) return (int)i;
+    for (uint32_t i = 0; i < ep->nrooms; i++)
+        if (ep->rooms[i].room == room) return (int)i;
     return -1;
 }
 
-int rc_room_join(rc_server *srv, rc_conn *c, const char *name, size_t len, rc_room **out)
+int rc_room_join(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, rc_room **out)
 {
-    rc_room *room = rc_rooms_find(&srv->rooms, name, len);
-    if (room && rc_conn_room_slot(c, room) >= 0) {
+    rc_room *room = rc_rooms_find(t, name, len);
+    if (room && rc_endpoint_room_slot(ep, room) >= 0) {
         *out = room;
         return RC_JOIN_ALREADY;
     }
-    if (c->nrooms >= srv->cfg.max_rooms_per_client) return RC_JOIN_LIMIT;
-    if (c->nrooms == c->caprooms) {
-        uint32_t cap = c->caprooms ? c->caprooms * 2 : 2;
-        rc_membership *m = realloc(c->rooms, cap * sizeof(*m));
+    if (ep->nrooms >= t->cfg.max_rooms_per_client) return RC_JOIN_LIMIT;
+    if (ep->nrooms == ep->caprooms) {
+        uint32_t cap = ep->caprooms ? ep->caprooms * 2 : 2;
+        rc_membership *m = realloc(ep->rooms, cap * sizeof(*m));
         if (!m) return RC_JOIN_NOMEM;
-        c->rooms = m;
-        c->caprooms = cap;
+        ep->rooms = m;
+        ep->caprooms = cap;
     }
     if (!room) {
-        if (!(room = room_create(&srv->rooms, name, len))) return RC_JOIN_NOMEM;
-        if (srv->store) room->store = rc_store_room_new(srv->store, name, len, room->epoch);
+        if (!(room = room_create(t, name, len))) return RC_JOIN_NOMEM;
+        if (t->store) room->store = rc_store_room_new(t->store, name, len, room->epoch);
     }
     if (room->nmembers == room->capmembers) {
         uint32_t cap = room->capmembers ? room->capmembers * 2 : 4;
         rc_member *m = realloc(room->members, cap * sizeof(*m));
         if (!m) {
-            if (room->nmembers == 0 && !room->empty_since) room_vacated(srv, room);
+            if (room->nmembers == 0 && !room->empty_since) room_vacated(t, room);
             return RC_JOIN_NOMEM;
         }
         room->members = m;
         room->capmembers = cap;
     }
-    if (room->empty_since) empty_unlink(&srv->rooms, room);
-    room->members[room->nmembers] = (rc_member){.conn = c, .mslot = c->nrooms};
-    c->rooms[c->nrooms] = (rc_membership){.room = room, .slot = room->nmembers};
+    if (room->empty_since) empty_unlink(t, room);
+    room->members[room->nmembers] = (rc_member){.ep = ep, .mslot = ep->nrooms, .wire = ep->wire};
+    ep->rooms[ep->nrooms] = (rc_membership){.room = room, .slot = room->nmembers};
     room->nmembers++;
-    c->nrooms++;
+    ep->nrooms++;
     *out = room;
     return RC_JOIN_OK;
 }
 
-void rc_room_leave(rc_server *srv, rc_conn *c, uint32_t mslot)
+void rc_room_leave(rc_rooms *t, rc_endpoint *ep, uint32_t mslot)
 {
-    rc_membership ms = c->rooms[mslot];
+    rc_membership ms = ep->rooms[mslot];
     rc_room *room = ms.room;
 
     /* Swap-remove from the room's member array and fix the moved member's back-pointer. */
@@ -284,77 +353,140 @@ void rc_room_leave(rc_server *srv, rc_conn *c, uint32_t mslot)
     if (ms.slot != last) {
         rc_member moved = room->members[last];
         room->members[ms.slot] = moved;
-        moved.conn->rooms[moved.mslot].slot = ms.slot;
+        moved.ep->rooms[moved.mslot].slot = ms.slot;
     }
-    /* Swap-remove from the connection's room array and fix that room's back-pointer. */
-    uint32_t clast = --c->nrooms;
-    if (mslot != clast) {
-        rc_membership moved = c->rooms[clast];
-        c->rooms[mslot] = moved;
+    /* Swap-remove from the endpoint's room array and fix that room's back-pointer. */
+    uint32_t elast = --ep->nrooms;
+    if (mslot != elast) {
+        rc_membership moved = ep->rooms[elast];
+        ep->rooms[mslot] = moved;
         moved.room->members[moved.slot].mslot = mslot;
     }
-    if (room->nmembers == 0) room_vacated(srv, room);
+    if (room->nmembers == 0) room_vacated(t, room);
 }
 
-void rc_room_leave_all(rc_server *srv, rc_conn *c)
+static void acks_release(rc_rooms *t, rc_endpoint *ep)
 {
-    while (c->nrooms > 0) rc_room_leave(srv, c, c->nrooms - 1);
-    free(c->rooms);
-    c->rooms = NULL;
-    c->caprooms = 0;
+    for (uint32_t i = 0; i < ep->nacks; i++) rc_msg_unref(ep->acks[i].msg);
+    free(ep->acks);
+    ep->acks = NULL;
+    ep->nacks = ep->capacks = 0;
+    if (ep->ack_prev) ep->ack_prev->ack_next = ep->ack_next;
+    else if (t->ack_eps == ep) t->ack_eps = ep->ack_next;
+    if (ep->ack_next) ep->ack_next->ack_prev = ep->ack_prev;
+    ep->ack_prev = ep->ack_next = NULL;
 }
 
-/* The payload of an encoded server frame (header length from its second byte). */
-static size_t frame_header_len(const rc_msg *m)
+void rc_endpoint_gone(rc_rooms *t, rc_endpoint *ep)
 {
-    uint8_t l = (uint8_t)m->data[1] & 0x7f;
-    return l == 127 ? 10 : l == 126 ? 4 : 2;
+    if (!ep->open) return;
+    ep->open = false;
+    while (ep->nrooms > 0) rc_room_leave(t, ep, ep->nrooms - 1);
+    free(ep->rooms);
+    ep->rooms = NULL;
+    ep->caprooms = 0;
+    if (ep->acks || ep->ack_prev || t->ack_eps == ep) acks_release(t, ep);
 }
 
-uint64_t rc_room_publish(rc_server *srv, rc_room *room, rc_encode_fn *encode, void *ctx)
-{
-    return rc_room_publish_lsn(srv, room, encode, ctx, NULL);
-}
+/* ---- acknowledgements after the durable log ----------------------------------------------- */
 
-/* The wall clock once per loop wake-up (the loop's own clock changes with each) rather than
- * once per publish: history and log times are in ms, and a busy wake-up is shorter than that
- * (a clock read per publish was ~1% of the server's CPU in the fanout profile). */
-static uint64_t wall_ms_now(rc_server *srv)
+void rc_endpoint_defer(rc_rooms *t, rc_endpoint *ep, uint64_t lsn, rc_msg *m)
 {
-    uint64_t at = rc_loop_now(srv->loop);
-    if (srv->wall_at != at || at == 0) {
-        srv->wall_ms = rc_wall_ms();
-        srv->wall_at = at;
+    if (ep->nacks == ep->capacks) {
+        uint32_t cap = ep->capacks ? ep->capacks * 2 : 4;
+        rc_pending_ack *a = realloc(ep->acks, cap * sizeof(*a));
+        if (!a) return; /* the ack is lost; the client will time out and resend (idempotent) */
+        ep->acks = a;
+        ep->capacks = cap;
     }
-    return srv->wall_ms;
+    if (ep->nacks == 0) {
+        ep->ack_prev = NULL;
+        ep->ack_next = t->ack_eps;
+        if (t->ack_eps) t->ack_eps->ack_prev = ep;
+        t->ack_eps = ep;
+    }
+    ep->acks[ep->nacks++] = (rc_pending_ack){.lsn = lsn, .msg = rc_msg_ref(m)};
 }
 
-uint64_t rc_room_publish_lsn(rc_server *srv, rc_room *room, rc_encode_fn *encode, void *ctx,
-                             uint64_t *lsn)
+void rc_rooms_durable(rc_rooms *t, uint64_t durable)
+{
+    rc_endpoint *next;
+    for (rc_endpoint *ep = t->ack_eps; ep; ep = next) {
+        next = ep->ack_next;
+        uint32_t i = 0;
+        while (i < ep->nacks && ep->acks[i].lsn <= durable) {
+            ep->deliver(ep, ep->acks[i].msg, false);
+            rc_msg_unref(ep->acks[i].msg);
+            i++;
+        }
+        if (i == ep->nacks) {
+            ep->nacks = 0; /* keep nothing; acks_release unlinks and frees */
+            acks_release(t, ep);
+        } else if (i > 0) {
+            memmove(ep->acks, ep->acks + i, (ep->nacks - i) * sizeof(*ep->acks));
+            ep->nacks -= i;
+        }
+    }
+}
+
+/* ---- publishing --------------------------------------------------------------------------- */
+
+uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void *ctx,
+                         uint64_t *lsn)
 {
     uint64_t id = room->last_msg_id + 1;
     rc_msg *m = encode(ctx, room, id);
     if (!m) return 0;
     room->last_msg_id = id; /* the only place a msg_id is assigned */
-    srv->stats.broadcasts++;
-    if (srv->cfg.history_size || room->store) {
-        rc_retention r = rc_room_retention(srv);
-        uint64_t now = wall_ms_now(srv);
-        if (rc_history_push(&room->hist, &r, id, now, m) < 0) rc_room_new_epoch(srv, room);
+    t->stats.broadcasts++;
+    /* Receipt time for the delivery-latency histogram: the loop clock of the wake-up that
+     * sequenced it (other encodings copy it). */
+    m->t_recv = rc_loop_now(t->loop);
+
+    /* Fan-out. Each wire format present is encoded once, on its first member; a room of
+     * WebSocket members never leaves the first slot. Members never change during this loop:
+     * deliver only queues (endpoint.h). */
+    rc_msg *enc[RC_WIRE__COUNT] = {[RC_WIRE_WS] = m};
+    const rc_member *mb = room->members;
+    uint32_t n = room->nmembers, skipped = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        rc_msg *f = enc[mb[i].wire];
+        if (!f) f = enc[mb[i].wire] = rc_wire_of(m, mb[i].wire);
+        if (f == RC_WIRE_SKIP) {
+            skipped++;
+            continue;
+        }
+        mb[i].ep->deliver(mb[i].ep, f, false);
+    }
+    t->stats.deliveries += n - skipped;
+
+    if (t->cfg.history_size || room->store) {
+        rc_retention r = retention(t);
+        uint64_t now = wall_ms_now(t);
+        if (rc_history_push(&room->hist, &r, id, now, m) < 0) rc_room_new_epoch(t, room);
         if (r.max_age_ms) rc_history_expire(&room->hist, &r, now);
         if (room->store) {
-            size_t hl = frame_header_len(m);
+            size_t hl = rc_ws_server_header_len(m->data);
             uint64_t first = rc_history_first_id(&room->hist);
-            uint64_t l = rc_store_append(srv->store, room->store, id, now,
+            uint64_t l = rc_store_append(t->store, room->store, id, now,
                                          (uint8_t)(m->data[0] & 0x0f), m->data + hl, m->len - hl,
                                          first ? first : id);
             if (lsn) *lsn = l;
         }
     }
-    /* Members never change during this loop: rc_conn_send only queues, and a member that is
-     * over its budget is marked slow and cut off later, in the flush step. */
-    for (uint32_t i = 0; i < room->nmembers; i++) rc_conn_send(room->members[i].conn, m);
-    srv->stats.messages_out += room->nmembers;
     rc_msg_unref(m);
     return id;
+}
+
+void rc_room_replay(rc_room *room, rc_endpoint *ep, uint64_t since)
+{
+    rc_history *h = &room->hist;
+    for (uint32_t i = rc_history_find(h, since); i < h->count; i++) {
+        rc_msg *m = rc_history_at(h, i)->frame;
+        size_t before = rc_msg_size(m);
+        rc_msg *f = rc_wire_of(m, ep->wire);
+        if (f == RC_WIRE_SKIP) continue;
+        h->bytes += rc_msg_size(m) - before; /* a new encoding is kept with the message */
+        ep->deliver(ep, f, true);
+    }
 }

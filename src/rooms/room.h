@@ -1,38 +1,80 @@
-/* room.h — rooms: membership, sequencing and fan-out.
+/* room.h — rooms: membership, sequencing and fan-out, for members of any transport.
  *
  * This is where the total order comes from. rc_room_publish is the one place a msg_id is
- * assigned: it takes the next id, has the caller encode the frame with it, and queues that one
- * frame to every member before returning. Because the loop is single-threaded and a join
- * queues `joined` to the joiner before it can be handed any later message, every member sees
- * `joined` first and then every message sequenced after its join, in msg_id order, with no gap.
+ * assigned: it takes the next id, has the caller encode the message with it (as its canonical
+ * WebSocket frame, rooms/wire.h), and queues it to every member before returning — encoded at
+ * most once per wire format among the members, lazily, so a room of WebSocket members pays for
+ * one frame and nothing else. Because the loop is single-threaded and a join queues `joined` to
+ * the joiner before it can be handed any later message, every member sees `joined` first and
+ * then every message sequenced after its join, in msg_id order, with no gap.
  *
- * A room is found by name in a hash table; its members are a dense array (O(1) swap-remove,
- * cache-friendly fan-out), and each connection remembers its slot in every room it is in, so
+ * Members are endpoints (rooms/endpoint.h): the room never knows what carries their bytes. A
+ * room is found by name in a hash table; its members are a dense array (O(1) swap-remove,
+ * cache-friendly fan-out), and each endpoint remembers its slot in every room it is in, so
  * leaving is O(1) too.
  *
  * A room keeps its recent messages (history.h) for clients that rejoin with "since", under an
  * epoch that changes whenever that history is lost or reset; with history enabled a room
  * outlives its last member by --room-ttl, without it the room goes with its last member.
- * With --data-dir each message is also appended to the room's durable log (store.h).
+ * With --data-dir each message is also appended to the room's durable log (store.h), and
+ * acknowledgements wait for it under --fsync always.
  */
 #ifndef RC_ROOM_H
 #define RC_ROOM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "transport/outq.h"
+#include "codec/json.h"
+#include "core/hash.h"
+#include "core/loop.h"
+#include "core/msg.h"
+#include "rooms/endpoint.h"
 #include "rooms/history.h"
 #include "store/store.h"
 
-struct rc_conn;
-struct rc_server;
-
 #define RC_ROOM_NAME_MAX 255
 
+/* Faults of the room protocol, one counter each; rc_rerr_names gives their JSON names (the
+ * `code` of the error replies). */
+enum rc_rerr {
+    RC_RERR_BAD_JSON, RC_RERR_NOT_OBJECT, RC_RERR_MISSING_FIELD, RC_RERR_BAD_FIELD,
+    RC_RERR_NOT_MEMBER, RC_RERR_NO_SUCH_ROOM, RC_RERR_RESERVED_TYPE, RC_RERR_TOO_MANY_ROOMS,
+    RC_RERR_BAD_BINARY, RC_RERR_NETSYNC_OFF,
+    RC_RERR__COUNT
+};
+extern const char *const rc_rerr_names[RC_RERR__COUNT];
+
+typedef struct rc_rooms_config {
+    uint32_t max_rooms_per_client; /* rooms one endpoint may be in */
+    uint32_t history_size;   /* messages kept per room, 0 = no history */
+    size_t history_bytes;    /* bytes of encodings kept per room */
+    uint64_t history_age;    /* ns after which a kept message expires, 0 = never */
+    uint64_t room_ttl;       /* ns a room with history outlives its last member */
+    uint32_t idempotency_window; /* idempotency keys remembered per room (at least) */
+} rc_rooms_config;
+
+typedef struct rc_rooms_stats {
+    uint64_t broadcasts;     /* messages sequenced */
+    uint64_t deliveries;     /* room frames queued to members (one per recipient) */
+    uint64_t duplicates;     /* publishes dropped as repeats of an idempotency key */
+    uint64_t recovered;      /* joins with "since" that were replayed */
+    uint64_t not_recovered;  /* joins with "since" the history could not serve */
+    uint64_t repaired;       /* rooms restored under a new epoch (possible loss) */
+    uint64_t err[RC_RERR__COUNT]; /* protocol faults by kind */
+} rc_rooms_stats;
+
+/* A handler for the room protocol's extension requests (roomproto.h): a request of type
+ * type[0..type_len) from ep, p[0..n) scanned into *scan. Returns 0 when it was accepted, -1
+ * when it was answered with an error. */
+typedef int rc_roomproto_ext_fn(void *arg, rc_endpoint *ep, const char *type, size_t type_len,
+                                const char *p, size_t n, const rc_json_top *scan);
+
 typedef struct rc_member {
-    struct rc_conn *conn;    /* the member */
-    uint32_t mslot;          /* index of this room in conn->rooms */
+    rc_endpoint *ep;         /* the member */
+    uint32_t mslot;          /* index of this room in ep->rooms */
+    uint8_t wire;            /* ep->wire, here so the fan-out reads one cache line less */
 } rc_member;
 
 /* Recently seen idempotency keys of a room: two generations of an open-addressing set of
@@ -49,8 +91,7 @@ typedef struct rc_idem {
 } rc_idem;
 
 typedef struct rc_room {
-    struct rc_room *hnext;   /* hash chain */
-    uint64_t hash;           /* hash of name */
+    rc_hnode node;           /* in the rooms' table, keyed by the name's hash */
     uint64_t last_msg_id;    /* id of the last message sequenced, 0 before the first */
     rc_member *members;      /* nmembers entries */
     uint32_t nmembers;       /* members now */
@@ -68,34 +109,52 @@ typedef struct rc_room {
 } rc_room;
 
 typedef struct rc_rooms {
-    rc_room **buckets;       /* nbuckets chains */
-    uint32_t nbuckets;       /* power of two, 0 before the first room */
-    uint32_t count;          /* rooms in the table */
+    rc_htab table;           /* every room, by name */
     rc_room *empty;          /* rooms without members, kept for their history */
+    rc_rooms_config cfg;     /* limits (copied at init) */
+    rc_loop *loop;           /* not owned */
+    rc_store *store;         /* durable log (owned), NULL without --data-dir */
+    rc_endpoint *ack_eps;    /* endpoints with acks waiting for the durable log */
+    rc_timer sweep_timer;    /* once a second: room TTLs, history age, log health */
+    uint64_t wall_ms;        /* rc_wall_ms() as read when the loop clock was wall_at */
+    uint64_t wall_at;        /* rc_loop_now() of that read, ns (0: never read) */
+    rc_rooms_stats stats;    /* counters */
+    /* The room protocol's extension (roomproto.h): requests whose type starts with ext_prefix
+     * are handed to ext. */
+    const char *ext_prefix;
+    rc_roomproto_ext_fn *ext;
+    void *ext_arg;
 } rc_rooms;
 
-/* rc_rooms_find returns the room called name[0..len), or NULL. */
-rc_room *rc_rooms_find(rc_rooms *t, const char *name, size_t len);
+/* rc_rooms_init readies an empty room set on loop and starts its sweep timer. */
+void rc_rooms_init(rc_rooms *t, rc_loop *loop, const rc_rooms_config *cfg);
 
-/* rc_rooms_release frees every room (members must already be gone: used at exit). */
+/* rc_rooms_open_store opens the durable log in dir (store.h), restoring every room it holds;
+ * acknowledgements are then sent as the log becomes durable. Returns 0, or -1 after logging
+ * why it cannot work at all. */
+int rc_rooms_open_store(rc_rooms *t, const char *dir, int fsync_mode);
+
+/* rc_rooms_release frees every room (members must already be gone: used at exit) and closes
+ * the durable log cleanly. */
 void rc_rooms_release(rc_rooms *t);
 
-/* rc_rooms_sweep deletes empty rooms whose TTL passed, expires old history and changes the
- * epoch of rooms whose durable log lost records. Called once a second. */
-void rc_rooms_sweep(struct rc_server *srv);
+/* rc_rooms_find returns the room called name[0..len), or NULL. */
+rc_room *rc_rooms_find(const rc_rooms *t, const char *name, size_t len);
 
-/* rc_room_restore creates a room from the durable log at start (no members yet). */
-rc_room *rc_room_restore(struct rc_server *srv, const char *name, size_t len, const char *epoch);
+/* rc_rooms_count is the number of rooms that exist; rc_rooms_next iterates over them (start
+ * with *b = 0 and r = NULL). */
+static inline uint32_t rc_rooms_count(const rc_rooms *t) { return t->table.count; }
+rc_room *rc_rooms_next(const rc_rooms *t, uint32_t *b, const rc_room *r);
+
+/* rc_rooms_kick hands the log records of this loop iteration to the writer (before-sleep). */
+void rc_rooms_kick(rc_rooms *t);
 
 /* rc_room_new_epoch gives room a fresh epoch (its history can no longer be trusted whole). */
-void rc_room_new_epoch(struct rc_server *srv, rc_room *room);
+void rc_room_new_epoch(rc_rooms *t, rc_room *room);
 
 /* rc_room_idem_find returns the msg_id a key hash was published as in this room, or 0. */
-uint64_t rc_room_idem_find(const struct rc_server *srv, const rc_room *room, uint64_t hash);
-void rc_room_idem_add(struct rc_server *srv, rc_room *room, uint64_t hash, uint64_t msg_id);
-
-/* rc_room_retention is the history limits the flags set (--history-size/-bytes/-age). */
-rc_retention rc_room_retention(const struct rc_server *srv);
+uint64_t rc_room_idem_find(const rc_rooms *t, const rc_room *room, uint64_t hash);
+void rc_room_idem_add(rc_rooms *t, rc_room *room, uint64_t hash, uint64_t msg_id);
 
 /* rc_wall_ms is the wall-clock time in ms since the Unix epoch. */
 uint64_t rc_wall_ms(void);
@@ -103,34 +162,47 @@ uint64_t rc_wall_ms(void);
 enum {
     RC_JOIN_OK = 0,          /* joined now */
     RC_JOIN_ALREADY = 1,     /* was already a member */
-    RC_JOIN_LIMIT = -1,      /* --max-rooms-per-client reached */
+    RC_JOIN_LIMIT = -1,      /* max_rooms_per_client reached */
     RC_JOIN_NOMEM = -2,
 };
 
-/* rc_room_join adds c to the room called name (creating it), storing the room in *out.
+/* rc_room_join adds ep to the room called name (creating it), storing the room in *out.
  * Returns one of RC_JOIN_*. */
-int rc_room_join(struct rc_server *srv, struct rc_conn *c, const char *name, size_t len,
-                 rc_room **out);
+int rc_room_join(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, rc_room **out);
 
-/* rc_room_leave removes c from the room at c->rooms[mslot], deleting the room if empty. */
-void rc_room_leave(struct rc_server *srv, struct rc_conn *c, uint32_t mslot);
+/* rc_room_leave removes ep from the room at ep->rooms[mslot], deleting the room if it has
+ * nothing to keep. */
+void rc_room_leave(rc_rooms *t, rc_endpoint *ep, uint32_t mslot);
 
-/* rc_room_leave_all removes c from every room (on close). */
-void rc_room_leave_all(struct rc_server *srv, struct rc_conn *c);
+/* rc_endpoint_room_slot returns the index of room in ep->rooms, or -1 when not a member. */
+int rc_endpoint_room_slot(const rc_endpoint *ep, const rc_room *room);
 
-/* rc_conn_room_slot returns the index of room in c->rooms, or -1 when c is not a member. */
-int rc_conn_room_slot(const struct rc_conn *c, const rc_room *room);
+/* rc_endpoint_gone takes ep out of every room and drops the acknowledgements it was owed (the
+ * owner calls it once, when ep stops being open). */
+void rc_endpoint_gone(rc_rooms *t, rc_endpoint *ep);
 
-/* Encodes the frame of a message given the msg_id it was assigned. Returns a new message
- * (one reference, handed to rc_room_publish), or NULL when out of memory. */
+/* Encodes the canonical frame of a message (a complete WebSocket text or binary frame) given
+ * the msg_id it was assigned. Returns a new message (one reference, handed to
+ * rc_room_publish), or NULL when out of memory. */
 typedef rc_msg *rc_encode_fn(void *ctx, const rc_room *room, uint64_t msg_id);
 
-/* rc_room_publish assigns the room's next msg_id, encodes the message once with it, queues
- * that frame to every member, keeps it in the history and appends it to the durable log.
- * Returns the msg_id, or 0 if encoding failed (no id is consumed then). When lsn is not NULL
- * it receives the log batch holding the message (0 without a log), for acknowledgements. */
-uint64_t rc_room_publish(struct rc_server *srv, rc_room *room, rc_encode_fn *encode, void *ctx);
-uint64_t rc_room_publish_lsn(struct rc_server *srv, rc_room *room, rc_encode_fn *encode, void *ctx,
-                             uint64_t *lsn);
+/* rc_room_publish assigns the room's next msg_id, encodes the message once with it, queues it
+ * to every member (once per wire format), keeps it in the history and appends it to the
+ * durable log. Returns the msg_id, or 0 if encoding failed (no id is consumed then). When lsn
+ * is not NULL it receives the log batch holding the message (0 without a log), for
+ * acknowledgements. */
+uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void *ctx,
+                         uint64_t *lsn);
+
+/* rc_room_replay queues to ep (a member of room) every kept message after msg_id since, in
+ * ep's wire format, outside its output budget. */
+void rc_room_replay(rc_room *room, rc_endpoint *ep, uint64_t since);
+
+/* rc_endpoint_defer queues the reply m (taking a reference) to be sent when log batch lsn is
+ * durable. */
+void rc_endpoint_defer(rc_rooms *t, rc_endpoint *ep, uint64_t lsn, rc_msg *m);
+
+/* rc_rooms_durable sends every deferred reply up to durable batch `durable`. */
+void rc_rooms_durable(rc_rooms *t, uint64_t durable);
 
 #endif

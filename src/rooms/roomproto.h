@@ -1,9 +1,16 @@
-/* roomproto.h — the room protocol spoken on "/" (docs/protocol.md): join, leave, publish of
- * JSON text and binary messages, and the error replies.
+/* roomproto.h — the room protocol (docs/protocol.md): join (with recovery), leave, publish of
+ * JSON text and binary messages, acknowledgements, idempotency keys, and the error replies.
  *
- * One JSON scan per incoming message: rc_json_scan validates the text and locates the members
- * the server needs; a publish is then encoded once — the client's bytes with "room",
- * "client_id" and "msg_id" spliced in — and the same frame is queued to every member.
+ * Transport-independent: it reads complete messages of an endpoint (a WebSocket message, a TCP
+ * line or frame) and answers through the endpoint, so every transport speaks the same protocol
+ * with the same checks. One JSON scan per incoming message: rc_json_scan validates the text and
+ * locates the members the server needs; a publish is then encoded once — the client's bytes
+ * with "room", "client_id" and "msg_id" spliced in — and handed to rc_room_publish.
+ *
+ * Types starting with a registered prefix ("netsync_", the NetSync observers) go to the
+ * extension handler of that prefix; the types the server sends (joined, left, error, ack,
+ * close) may not be published; "keepalive" is consumed without a reply on every transport
+ * (docs/tcp.md).
  */
 #ifndef RC_ROOMPROTO_H
 #define RC_ROOMPROTO_H
@@ -12,12 +19,8 @@
 #include <stdint.h>
 
 #include "codec/json.h"
-#include "transport/conn.h"
+#include "rooms/endpoint.h"
 #include "rooms/room.h"
-#include "app/stats.h"
-
-void rc_roomproto_on_text(rc_conn *c, char *p, size_t n);
-void rc_roomproto_on_binary(rc_conn *c, const uint8_t *p, size_t n);
 
 /* The members a publish may not carry: the server assigns them. Scan a message to publish
  * with rc_json_scan(p, n, RC_ROOMPROTO_CUT, &t). */
@@ -27,19 +30,30 @@ void rc_roomproto_on_binary(rc_conn *c, const uint8_t *p, size_t n);
 /* Longest "ack" token or "idempotency_key" accepted, bytes of JSON text. */
 #define RC_ACK_TOKEN_MAX 256
 
-/* rc_roomproto_publish_text sequences the JSON object p (scanned into *t with
+/* rc_roomproto_text handles one text message p[0..n) (UTF-8) of ep; rc_roomproto_binary one
+ * binary message. Return 0 when the request was accepted, -1 when it was answered with an
+ * error (transports that close after many errors in a row count these). */
+int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, char *p, size_t n);
+int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n);
+
+/* rc_roomproto_publish_text sequences the JSON object p (scanned into *scan with
  * RC_ROOMPROTO_CUT) into room as a message from client_id, through the very encoder a
  * client's publish uses (the HTTP API publishes with client_id 0). Returns the msg_id, or 0
  * when out of memory. */
-uint64_t rc_roomproto_publish_text(struct rc_server *srv, rc_room *room, const char *p,
-                                   const rc_json_top *t, uint64_t client_id);
+uint64_t rc_roomproto_publish_text(rc_rooms *t, rc_room *room, const char *p,
+                                   const rc_json_top *scan, uint64_t client_id);
 
-/* rc_roomproto_type_reserved is true for the types a publish may not use: those only the
- * server sends (joined, left, error, ack) and the NetSync observers' netsync_* requests. */
-bool rc_roomproto_type_reserved(const char *type, size_t len);
+/* rc_roomproto_type_reserved is true for the types a publish may not use. */
+bool rc_roomproto_type_reserved(const rc_rooms *t, const char *type, size_t len);
 
-/* rc_roomproto_error sends {"type":"error","code":kind,"message":...} and counts the fault. */
-void rc_roomproto_error(rc_conn *c, enum rc_err kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* rc_roomproto_set_extension hands the requests whose type starts with prefix (a static
+ * string) to fn, and reserves those types. One extension. */
+void rc_roomproto_set_extension(rc_rooms *t, const char *prefix, rc_roomproto_ext_fn *fn,
+                                void *arg);
+
+/* rc_roomproto_error sends {"type":"error","code":kind,"message":...} to ep and counts the
+ * fault. Returns -1 (what a handler returns after an error). */
+int rc_roomproto_error(rc_rooms *t, rc_endpoint *ep, enum rc_rerr kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

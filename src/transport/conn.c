@@ -1,9 +1,9 @@
 /* conn.c — connection lifecycle, reading, flushing and closing; see conn.h.
  *
- * Reading: while a connection has no partial input buffered, bytes are read into the server's
- * shared buffer and parsed in place there; only an incomplete tail (a frame or request head
- * cut by the read) is copied into the connection's own buffer. Idle connections therefore hold
- * no input memory at all, and the common case copies nothing.
+ * Reading: while a connection has no partial input buffered, bytes are read into the net's
+ * shared buffer and parsed in place there; only an incomplete tail (a frame, line or request
+ * head cut by the read) is copied into the connection's own buffer. Idle connections therefore
+ * hold no input memory at all, and the common case copies nothing.
  *
  * Connections are edge-triggered (CONN_EV). Level-triggered epoll hands every descriptor it
  * reported back to the next epoll_wait, which polls it again only to find it drained: with
@@ -17,6 +17,8 @@
 #include "transport/conn.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,97 +26,150 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "app/nsws.h"
-#include "codec/wsframe.h"
-#include "transport/http.h"
-#include "rooms/room.h"
-#include "app/server.h"
-#include "transport/ws.h"
 
-#define conn_of_timer(t) ((rc_conn *)((char *)(t) - offsetof(rc_conn, timer)))
+#define conn_of_timer(t) ((rc_conn *)(void *)((char *)(t) - offsetof(rc_conn, timer)))
 
 /* Interest flags every connection is registered with, added to READ/WRITE (see above). */
 #define CONN_EV (RC_EV_EDGE | RC_EV_HUP)
 
+const char *const rc_nerr_names[RC_NERR__COUNT] = {
+    [RC_NERR_HTTP_400] = "http_400",
+    [RC_NERR_HTTP_404] = "http_404",
+    [RC_NERR_HTTP_405] = "http_405",
+    [RC_NERR_HTTP_408] = "http_408",
+    [RC_NERR_HTTP_426] = "http_426",
+    [RC_NERR_HTTP_431] = "http_431",
+    [RC_NERR_HTTP_503] = "http_503",
+    [RC_NERR_HTTP_401] = "http_401",
+    [RC_NERR_HTTP_403] = "http_403",
+    [RC_NERR_HTTP_411] = "http_411",
+    [RC_NERR_HTTP_413] = "http_413",
+    [RC_NERR_HTTP_501] = "http_501",
+    [RC_NERR_WS_1002] = "ws_1002",
+    [RC_NERR_WS_1007] = "ws_1007",
+    [RC_NERR_WS_1009] = "ws_1009",
+    [RC_NERR_TCP_LINE_TOO_LONG] = "tcp_line_too_long",
+    [RC_NERR_TCP_BAD_UTF8] = "tcp_bad_utf8",
+    [RC_NERR_TCP_1002] = "tcp_1002",
+    [RC_NERR_TCP_1007] = "tcp_1007",
+    [RC_NERR_TCP_1009] = "tcp_1009",
+    [RC_NERR_CHAT_GARBAGE] = "chat_garbage",
+    [RC_NERR_CHAT_TOO_BIG] = "chat_too_big",
+    [RC_NERR_TOO_MANY_ERRORS] = "too_many_errors",
+};
+
 static void on_io(rc_loop *loop, rc_io *io, uint32_t events);
 static void on_timer(rc_loop *loop, rc_timer *t);
 
-rc_conn *rc_conn_accept(rc_server *srv, int fd)
+void rc_net_init(rc_net *net, rc_loop *loop, const rc_net_config *cfg, const rc_net_hooks *hooks)
 {
-    rc_conn *c = calloc(1, sizeof(*c));
+    net->loop = loop;
+    net->cfg = *cfg;
+    net->hooks = *hooks;
+}
+
+static void flush_later(rc_conn *c)
+{
+    if (c->in_flush) return;
+    c->in_flush = true;
+    c->next_flush = c->net->flush_head;
+    c->net->flush_head = c;
+}
+
+void rc_net_flush(rc_net *net)
+{
+    if (net->flush_head && net->hooks.sent && !net->cfg.no_latency_metrics)
+        net->flush_now = rc_clock_ns();
+    while (net->flush_head) {
+        rc_conn *c = net->flush_head;
+        net->flush_head = c->next_flush;
+        c->in_flush = false;
+        c->next_flush = NULL;
+        rc_conn_flush(c);
+    }
+    while (net->free_head) {
+        rc_conn *c = net->free_head;
+        net->free_head = c->next;
+        free(c);
+    }
+}
+
+void rc_net_close_all(rc_net *net)
+{
+    while (net->conns) rc_conn_close(net->conns);
+    rc_net_flush(net);
+}
+
+rc_conn *rc_conn_new(rc_net *net, int fd, size_t size, const rc_proto *proto)
+{
+    rc_conn *c = calloc(1, size);
     if (!c) {
         close(fd);
         return NULL;
     }
-    c->srv = srv;
-    c->state = RC_CONN_HTTP;
-    c->last_rx = rc_loop_now(srv->loop);
+    c->net = net;
+    c->state = RC_CONN_OPEN;
+    c->last_rx = rc_loop_now(net->loop);
     rc_io_init(&c->io, fd, on_io);
     rc_timer_init(&c->timer, on_timer);
-    if (rc_io_start(srv->loop, &c->io, RC_EV_READ | CONN_EV) < 0) {
+    if (rc_io_start(net->loop, &c->io, RC_EV_READ | CONN_EV) < 0) {
         close(fd);
         free(c);
         return NULL;
     }
-    rc_timer_start(srv->loop, &c->timer, c->last_rx + srv->cfg.handshake_timeout);
-    c->next = srv->conns;
-    if (srv->conns) srv->conns->prev = c;
-    srv->conns = c;
-    srv->nconns++;
-    srv->stats.connections_total++;
+    c->next = net->conns;
+    if (net->conns) net->conns->prev = c;
+    net->conns = c;
+    net->nconns++;
+    net->stats.connections_total++;
+    rc_conn_set_proto(c, proto);
     return c;
 }
 
-/* Queues without the budget check: close frames and final responses must go out. */
-static void queue(rc_conn *c, rc_msg *m, bool quiet)
+void rc_conn_set_proto(rc_conn *c, const rc_proto *proto)
 {
-    if ((quiet ? rc_outq_push_quiet(&c->out, m) : rc_outq_push(&c->out, m)) < 0) {
+    c->proto = proto;
+    if (proto->start) proto->start(c);
+}
+
+/* Queues without the budget check: close frames and final responses must go out. */
+static void queue_quiet(rc_conn *c, rc_msg *m)
+{
+    if (rc_outq_push_quiet(&c->out, m) < 0) {
         /* Out of memory for one pointer: this client cannot be served correctly any more. */
         rc_conn_close(c);
         return;
     }
-    rc_server_flush_later(c->srv, c);
+    flush_later(c);
 }
 
-bool rc_conn_send(rc_conn *c, rc_msg *m)
+bool rc_conn__send_slow(rc_conn *c, rc_msg *m)
 {
-    if (c->state != RC_CONN_WS && c->state != RC_CONN_HTTP) return false;
-    if (c->slow) return false;
-    /* Receipt time for the delivery-latency histogram: the loop clock of the wake-up that
-     * produced the frame (the first recipient stamps a broadcast for all of them). */
-    if (c->state == RC_CONN_WS && !m->t_recv) m->t_recv = rc_loop_now(c->srv->loop);
-    /* A single message larger than the budget still goes to a client that is keeping up. */
-    if (c->out.count > 0 && c->out.bytes + m->len > c->srv->cfg.max_pending) {
-        c->slow = true;
-        rc_server_flush_later(c->srv, c);
+    if (!m) {
+        rc_conn_close(c); /* out of memory for one pointer in the queue */
         return false;
     }
-    queue(c, m, false);
-    return true;
+    c->slow = true;
+    flush_later(c);
+    return false;
 }
 
 bool rc_conn_send_replay(rc_conn *c, rc_msg *m)
 {
-    if (c->state != RC_CONN_WS || c->slow) return false;
-    /* Quiet: the frame's t_recv is its original receipt, which would count a replay as a
-     * delivery as late as the history is old in the latency histogram. */
-    queue(c, m, true);
+    if (c->state != RC_CONN_OPEN || c->slow) return false;
+    queue_quiet(c, m);
     return true;
 }
 
-rc_msg *rc_frame_new(uint8_t opcode, const void *payload, size_t len)
+void rc_conn_send_last(rc_conn *c, rc_msg *m)
 {
-    size_t h = rc_ws_header_size(len);
-    rc_msg *m = rc_msg_new(h + len);
-    if (!m) return NULL;
-    rc_ws_encode_header((uint8_t *)m->data, opcode, true, len);
-    if (len) memcpy(m->data + h, payload, len);
-    return m;
+    if (c->state == RC_CONN_CLOSED) return;
+    queue_quiet(c, m);
 }
 
-bool rc_conn_send_frame(rc_conn *c, uint8_t opcode, const void *payload, size_t len)
+bool rc_conn_send_copy(rc_conn *c, const void *p, size_t n)
 {
-    rc_msg *m = rc_frame_new(opcode, payload, len);
+    rc_msg *m = rc_msg_copy(p, n);
     if (!m) {
         rc_conn_close(c);
         return false;
@@ -124,154 +179,96 @@ bool rc_conn_send_frame(rc_conn *c, uint8_t opcode, const void *payload, size_t 
     return ok;
 }
 
-/* leave_everything takes c out of its rooms and the NetSync rooms it observes. */
-static void leave_everything(rc_conn *c)
+void rc_conn_cut(rc_conn *c)
 {
-    rc_room_leave_all(c->srv, c);
-    if (c->nsobs && c->srv->nsws) rc_nsws_forget(c->srv->nsws, c);
+    if (c->state != RC_CONN_OPEN) return;
+    c->lost = true;
+    flush_later(c);
 }
 
-void rc_conn_close_ws(rc_conn *c, uint16_t code, const char *reason, bool fail)
+/* ended runs the owner's hook once, as the connection leaves OPEN. */
+static void ended(rc_conn *c)
 {
-    if (c->state != RC_CONN_WS) {
+    if (c->net->hooks.ended) c->net->hooks.ended(c->net->hooks.arg, c);
+}
+
+void rc_conn_end(rc_conn *c, uint16_t code, const char *reason, bool fail)
+{
+    if (c->state != RC_CONN_OPEN) {
         if (c->state == RC_CONN_CLOSING && fail) c->discard_input = true;
         return;
     }
-    uint8_t payload[RC_WS_MAX_CONTROL_PAYLOAD];
-    size_t rl = reason ? strlen(reason) : 0;
-    if (rl > sizeof(payload) - 2) rl = sizeof(payload) - 2;
-    payload[0] = (uint8_t)(code >> 8);
-    payload[1] = (uint8_t)code;
-    if (rl) memcpy(payload + 2, reason, rl);
-    rc_msg *m = rc_frame_new(RC_WS_CLOSE, payload, rl + 2);
-    if (!m) {
-        rc_conn_close(c);
-        return;
-    }
-    /* No room message may follow the close frame (RFC 6455 §5.5.1). */
-    leave_everything(c);
+    if (c->proto->end) c->proto->end(c, code, reason, fail);
+    else rc_conn_close(c);
+}
+
+void rc_conn_closing(rc_conn *c, bool discard)
+{
+    if (c->state != RC_CONN_OPEN) return;
     c->state = RC_CONN_CLOSING;
-    c->discard_input = fail;
+    ended(c);
+    if (c->state == RC_CONN_CLOSED) return;
+    c->discard_input = discard;
     c->shut_after_flush = true;
-    queue(c, m, false);
-    rc_msg_unref(m);
-    rc_timer_start(c->srv->loop, &c->timer, rc_loop_now(c->srv->loop) + c->srv->cfg.close_timeout);
-}
-
-static void acks_release(rc_conn *c)
-{
-    rc_server *srv = c->srv;
-    for (uint32_t i = 0; i < c->nacks; i++) rc_msg_unref(c->acks[i].msg);
-    free(c->acks);
-    c->acks = NULL;
-    c->nacks = c->capacks = 0;
-    if (c->ack_prev) c->ack_prev->ack_next = c->ack_next;
-    else if (srv->ack_conns == c) srv->ack_conns = c->ack_next;
-    if (c->ack_next) c->ack_next->ack_prev = c->ack_prev;
-    c->ack_prev = c->ack_next = NULL;
-}
-
-void rc_conn_defer_ack(rc_conn *c, uint64_t lsn, rc_msg *m)
-{
-    rc_server *srv = c->srv;
-    if (c->nacks == c->capacks) {
-        uint32_t cap = c->capacks ? c->capacks * 2 : 4;
-        rc_pending_ack *a = realloc(c->acks, cap * sizeof(*a));
-        if (!a) return; /* the ack is lost; the client will time out and resend (idempotent) */
-        c->acks = a;
-        c->capacks = cap;
-    }
-    if (c->nacks == 0) {
-        c->ack_prev = NULL;
-        c->ack_next = srv->ack_conns;
-        if (srv->ack_conns) srv->ack_conns->ack_prev = c;
-        srv->ack_conns = c;
-    }
-    c->acks[c->nacks++] = (rc_pending_ack){.lsn = lsn, .msg = rc_msg_ref(m)};
-}
-
-void rc_conn_acks_durable(rc_server *srv, uint64_t durable)
-{
-    rc_conn *next;
-    for (rc_conn *c = srv->ack_conns; c; c = next) {
-        next = c->ack_next;
-        uint32_t i = 0;
-        while (i < c->nacks && c->acks[i].lsn <= durable) {
-            rc_conn_send(c, c->acks[i].msg);
-            rc_msg_unref(c->acks[i].msg);
-            i++;
-        }
-        if (i == c->nacks) {
-            c->nacks = 0; /* keep nothing; acks_release unlinks and frees */
-            acks_release(c);
-        } else if (i > 0) {
-            memmove(c->acks, c->acks + i, (c->nacks - i) * sizeof(*c->acks));
-            c->nacks -= i;
-        }
-    }
+    rc_timer_start(c->net->loop, &c->timer, rc_loop_now(c->net->loop) + c->net->cfg.close_timeout);
+    flush_later(c);
 }
 
 void rc_conn_close(rc_conn *c)
 {
     if (c->state == RC_CONN_CLOSED) return;
-    rc_server *srv = c->srv;
-    if (c->nacks) acks_release(c);
-    leave_everything(c);
-    rc_io_stop(srv->loop, &c->io);
+    rc_net *net = c->net;
+    bool was_open = c->state == RC_CONN_OPEN;
+    c->state = RC_CONN_CLOSED;
+    if (was_open) ended(c);
+    rc_io_stop(net->loop, &c->io);
     close(c->io.fd);
     c->io.fd = -1;
-    rc_timer_stop(srv->loop, &c->timer);
-    c->state = RC_CONN_CLOSED;
+    rc_timer_stop(net->loop, &c->timer);
     rc_outq_release(&c->out);
     rc_buf_release(&c->in);
     rc_buf_release(&c->frag);
-    /* Move from the live list to the free list; the struct is freed at before-sleep. */
+    /* Move from the live list to the free list; the struct is freed at rc_net_flush. */
     if (c->prev) c->prev->next = c->next;
-    else srv->conns = c->next;
+    else net->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = NULL;
-    c->next = srv->free_head;
-    srv->free_head = c;
-    srv->nconns--;
+    c->next = net->free_head;
+    net->free_head = c;
+    net->nconns--;
 }
 
-void rc_conn_free(rc_conn *c)
-{
-    free(c);
-}
-
-/* Dispatches input to the protocol of the current state; a state change mid-buffer (an upgrade
- * followed by frames, a close) hands the rest to the new state's parser. Returns bytes used. */
+/* Dispatches input to the protocol; a change mid-buffer (an upgrade followed by frames, a
+ * close) hands the rest to the new protocol or state. Returns bytes used. */
 static size_t process(rc_conn *c, char *p, size_t n)
 {
     size_t used = 0;
     while (used < n) {
+        if (c->state == RC_CONN_CLOSED || c->discard_input) return n; /* dropped */
+        const rc_proto *proto = c->proto;
         uint8_t st = c->state;
-        bool discard = c->discard_input;
-        size_t k;
-        if (st == RC_CONN_HTTP) k = rc_http_on_input(c, p + used, n - used);
-        else if (st == RC_CONN_WS || (st == RC_CONN_CLOSING && !discard))
-            k = rc_ws_on_input(c, p + used, n - used);
-        else return n; /* closing for good, or closed: input is dropped */
-        used += k;
-        if (c->state == st && c->discard_input == discard) break;
+        used += proto->input(c, p + used, n - used);
+        if (c->proto == proto && c->state == st && !c->discard_input) break;
     }
     return used;
 }
 
 static void on_eof(rc_conn *c, bool reset)
 {
-    if (c->state == RC_CONN_WS) rc_debug("client %llu disconnected without a close frame",
-                                         (unsigned long long)c->client_id);
+    rc_debug("connection (%s) closed by the peer%s", c->proto->name, reset ? " (reset)" : "");
     /* A peer that only shut its sending side may still be reading the answers to what it
      * sent (an HTTP client half-closing after its request): finish writing them first, with
-     * read interest off so the readable EOF cannot spin the loop. */
-    if (!reset && c->out.count > 0 && c->state != RC_CONN_WS) {
+     * read interest off so the readable EOF cannot spin the loop. Message protocols have
+     * nobody to answer once the peer is gone. */
+    if (!reset && c->out.count > 0 && (c->state == RC_CONN_CLOSING || !c->proto->timed)) {
         c->rd_eof = true;
         c->close_received = true;
-        c->discard_input = true;
-        c->state = RC_CONN_CLOSING;
-        rc_server_flush_later(c->srv, c);
+        if (c->state == RC_CONN_OPEN) {
+            rc_conn_closing(c, true);
+        } else {
+            c->discard_input = true;
+            flush_later(c);
+        }
         return;
     }
     rc_conn_close(c);
@@ -281,13 +278,13 @@ static void on_eof(rc_conn *c, bool reset)
  * (hup) and the read may not have reached the EOF yet. */
 static bool conn_read(rc_conn *c, bool hup)
 {
-    rc_server *srv = c->srv;
+    rc_net *net = c->net;
     bool shared = rc_buf_size(&c->in) == 0;
     char *dst;
     size_t cap;
     if (shared) {
-        dst = srv->rxbuf;
-        cap = sizeof(srv->rxbuf);
+        dst = net->rxbuf;
+        cap = sizeof(net->rxbuf);
     } else {
         if (rc_buf_reserve(&c->in, 16384) < 0) {
             rc_conn_close(c);
@@ -307,8 +304,8 @@ static bool conn_read(rc_conn *c, bool hup)
         on_eof(c, true);
         return false;
     }
-    c->last_rx = rc_loop_now(srv->loop);
-    srv->stats.bytes_in += (uint64_t)r;
+    c->last_rx = rc_loop_now(net->loop);
+    net->stats.bytes_in += (uint64_t)r;
     if (shared) {
         size_t used = process(c, dst, (size_t)r);
         if (c->state != RC_CONN_CLOSED && used < (size_t)r &&
@@ -326,53 +323,58 @@ static bool conn_read(rc_conn *c, bool hup)
     if ((size_t)r == cap) {
         /* The buffer filled: more may be waiting, and edge-triggered epoll will not say so
          * again unless asked. Next wake-up, not now: the other connections come first. */
-        if (rc_io_rearm(srv->loop, &c->io) < 0) rc_conn_close(c);
+        if (rc_io_rearm(net->loop, &c->io) < 0) rc_conn_close(c);
         return false;
     }
     return hup;
 }
 
-static void cut_slow_consumer(rc_conn *c)
+static void cut_off(rc_conn *c)
 {
-    c->slow = false;
-    c->srv->stats.disc_slow++;
-    rc_info("client %llu: slow consumer (%zu bytes pending), disconnecting",
-            (unsigned long long)c->client_id, c->out.bytes);
+    rc_net *net = c->net;
+    bool slow = c->slow;
+    c->slow = c->lost = false;
+    if (slow) {
+        net->stats.disc_slow++;
+        rc_info("%s client: slow consumer (%zu bytes pending), disconnecting", c->proto->name,
+                c->out.bytes);
+    } else {
+        rc_warn("%s client: a message for it could not be encoded (out of memory), disconnecting",
+                c->proto->name);
+    }
     rc_outq_drop_unstarted(&c->out);
-    if (c->state == RC_CONN_WS) rc_conn_close_ws(c, RC_WS_CLOSE_POLICY, "slow consumer", true);
-    else rc_conn_close(c);
+    rc_conn_end(c, slow ? 1008 : 1011, slow ? "slow consumer" : "out of memory", true);
 }
 
 void rc_conn_flush(rc_conn *c)
 {
     if (c->state == RC_CONN_CLOSED) return;
-    if (c->slow) cut_slow_consumer(c);
+    if (c->slow || c->lost) cut_off(c);
     if (c->state == RC_CONN_CLOSED) return;
-    rc_server *srv = c->srv;
+    rc_net *net = c->net;
     if (c->out.count > 0) {
-        ssize_t w = rc_outq_flush_cb(&c->out, c->io.fd,
-                                     srv->cfg.no_latency_metrics ? NULL : rc_metrics_on_sent, srv);
+        rc_outq_sent_fn *sent = net->cfg.no_latency_metrics ? NULL : net->hooks.sent;
+        ssize_t w = rc_outq_flush_cb(&c->out, c->io.fd, sent, net->hooks.arg);
         if (w < 0) {
-            rc_debug("client %llu: write failed: %s", (unsigned long long)c->client_id,
-                     strerror((int)-w));
+            rc_debug("%s client: write failed: %s", c->proto->name, strerror((int)-w));
             rc_conn_close(c);
             return;
         }
-        srv->stats.bytes_out += (uint64_t)w;
+        net->stats.bytes_out += (uint64_t)w;
     }
     if (c->out.count > 0) {
         /* The socket is full: ask to be told when it drains. */
         uint32_t ev = c->rd_eof ? RC_EV_WRITE : RC_EV_READ | RC_EV_WRITE;
-        if (rc_io_set(srv->loop, &c->io, ev | CONN_EV) < 0) rc_conn_close(c);
+        if (rc_io_set(net->loop, &c->io, ev | CONN_EV) < 0) rc_conn_close(c);
         return;
     }
-    rc_io_set(srv->loop, &c->io, (c->rd_eof ? 0 : RC_EV_READ) | CONN_EV);
+    rc_io_set(net->loop, &c->io, (c->rd_eof ? 0 : RC_EV_READ) | CONN_EV);
     rc_outq_shrink(&c->out);
     if (c->shut_after_flush) {
         c->shut_after_flush = false;
         shutdown(c->io.fd, SHUT_WR);
     }
-    /* Both close frames exchanged and ours is out: the server closes TCP first (§7.1.1). */
+    /* Both sides said goodbye and ours is out: the server closes TCP first (RFC 6455 §7.1.1). */
     if (c->state == RC_CONN_CLOSING && c->close_received) rc_conn_close(c);
 }
 
@@ -380,13 +382,13 @@ static void on_io(rc_loop *loop, rc_io *io, uint32_t events)
 {
     rc_conn *c = (rc_conn *)io;
     if (c->state == RC_CONN_CLOSED) return;
-    if (events & EPOLLOUT) rc_conn_flush(c);
+    if (events & RC_EV_WRITE) rc_conn_flush(c);
     if (c->state == RC_CONN_CLOSED) return;
     /* Input only while reading is wanted (not after a half-close, see on_eof); a hang-up or an
      * error is always looked at. */
-    uint32_t want = EPOLLHUP | EPOLLERR | (c->io.events & RC_EV_READ ? EPOLLIN | EPOLLRDHUP : 0);
+    uint32_t want = RC_EV_HANGUP | RC_EV_ERROR | (c->io.events & RC_EV_READ ? RC_EV_READ | RC_EV_HUP : 0);
     if (!(events & want)) return;
-    bool hup = events & want & (EPOLLHUP | EPOLLERR | EPOLLRDHUP);
+    bool hup = events & want & (RC_EV_HANGUP | RC_EV_ERROR | RC_EV_HUP);
     /* Edge-triggered: after a shutdown no new event will come, so read on to the EOF. */
     while (conn_read(c, hup) && c->state != RC_CONN_CLOSED) {}
 }
@@ -394,10 +396,59 @@ static void on_io(rc_loop *loop, rc_io *io, uint32_t events)
 static void on_timer(rc_loop *loop, rc_timer *t)
 {
     rc_conn *c = conn_of_timer(t);
-    switch (c->state) {
-    case RC_CONN_HTTP: rc_http_on_timeout(c); break;
-    case RC_CONN_WS: rc_ws_on_keepalive(c); break;
-    case RC_CONN_CLOSING: rc_conn_close(c); break;
-    default: break;
+    if (c->state == RC_CONN_OPEN && c->proto->timer) c->proto->timer(c);
+    else if (c->state == RC_CONN_CLOSING) rc_conn_close(c); /* the close linger is over */
+}
+
+/* ---- keepalive ---------------------------------------------------------------------------- */
+
+void rc_conn_keepalive_start(rc_conn *c)
+{
+    rc_net *net = c->net;
+    c->ping_out = false;
+    rc_timer_start(net->loop, &c->timer, rc_loop_now(net->loop) + net->cfg.ping_interval);
+}
+
+/* The timer is not moved on every read (that would be a heap operation per message): it
+ * fires at the earliest moment a ping could be due and re-arms from last_rx if there was
+ * traffic meanwhile. */
+bool rc_conn_ping_due(rc_conn *c)
+{
+    rc_net *net = c->net;
+    uint64_t now = rc_loop_now(net->loop);
+    if (c->ping_out) {
+        if (c->last_rx > c->ping_sent) {
+            c->ping_out = false; /* any traffic since the ping proves the peer is there */
+        } else if (now - c->ping_sent >= net->cfg.ping_timeout) {
+            net->stats.disc_ping++;
+            rc_info("%s client: no answer to ping, disconnecting", c->proto->name);
+            rc_conn_end(c, 1011, "ping timeout", true);
+            return false;
+        } else {
+            rc_timer_start(net->loop, &c->timer, c->ping_sent + net->cfg.ping_timeout);
+            return false;
+        }
     }
+    if (now - c->last_rx >= net->cfg.ping_interval) {
+        c->ping_out = true;
+        c->ping_sent = now;
+        rc_timer_start(net->loop, &c->timer, now + net->cfg.ping_timeout);
+        return true;
+    }
+    rc_timer_start(net->loop, &c->timer, c->last_rx + net->cfg.ping_interval);
+    return false;
+}
+
+void rc_conn_tcp_keepalive(rc_conn *c)
+{
+    int one = 1;
+    int idle = (int)(c->net->cfg.ping_interval / RC_NS_PER_SEC);
+    int intvl = (int)(c->net->cfg.ping_timeout / RC_NS_PER_SEC / 3);
+    int cnt = 3;
+    if (idle < 1) idle = 1;
+    if (intvl < 1) intvl = 1;
+    setsockopt(c->io.fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(c->io.fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }

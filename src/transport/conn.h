@@ -1,15 +1,22 @@
-/* conn.h — one client connection: socket, input, output queue, and protocol state.
+/* conn.h — stream connections: socket, input, output queue, and the protocol they speak.
  *
- * A connection starts as HTTP (request heads, keep-alive), may upgrade to WebSocket (room
- * protocol on "/", echo on "/echo"), and ends through CLOSING (a close frame or final HTTP
- * response is on its way; input is read only to find the peer's close or EOF) to CLOSED.
+ * A connection belongs to an rc_net (below) and speaks one protocol at a time, given by a
+ * handler table (rc_proto): HTTP, which may hand over to WebSocket after an upgrade
+ * (transport/http.h, ws.h), or from its first byte raw TCP or the chat protocol (tcp.h,
+ * chat.h). Complete messages of the message protocols go to the connection's on_message hook,
+ * set by whoever owns the connection (the app layer), so nothing here knows about rooms.
  *
- * Lifetimes: rc_conn_close() closes the socket and leaves every room at once, but the struct is
- * freed only in the loop's before-sleep step, after the current batch of events, so an event
- * or a caller further up the stack that still holds the pointer sees state CLOSED instead of
- * freed memory. Output is never written where it is produced: rc_conn_send() queues it and
- * puts the connection on the server's flush list, and the before-sleep step writes each
- * connection's queue with one sendmsg() — the batching that makes fan-out cheap.
+ * States: OPEN (speaking its protocol) → CLOSING (its last words — a close frame, a final HTTP
+ * response, a close line — are queued; input is read only to find the peer's close or EOF) →
+ * CLOSED. The net's `ended` hook runs once, when a connection leaves OPEN, so its owner takes
+ * it out of every room before anything else could be queued to it.
+ *
+ * Lifetimes: rc_conn_close() closes the socket at once, but the struct is freed only in the
+ * before-sleep step (rc_net_flush), after the current batch of events, so an event or a caller
+ * further up the stack that still holds the pointer sees state CLOSED instead of freed memory.
+ * Output is never written where it is produced: rc_conn_send() queues it and puts the
+ * connection on the net's flush list, and rc_net_flush writes each connection's queue with one
+ * send() — the batching that makes fan-out cheap.
  */
 #ifndef RC_CONN_H
 #define RC_CONN_H
@@ -17,112 +24,230 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "codec/chatsplit.h"
+#include "codec/tcpwire.h"
+#include "codec/utf8.h"
 #include "core/buf.h"
 #include "core/loop.h"
+#include "core/msg.h"
 #include "transport/outq.h"
-#include "codec/utf8.h"
 
-struct rc_server;
-struct rc_room;
+#define RC_RXBUF_SIZE (64 * 1024)
+
+typedef struct rc_net rc_net;
+typedef struct rc_conn rc_conn;
+struct rc_http_ctx;
 
 enum rc_conn_state {
-    RC_CONN_HTTP,            /* reading HTTP request heads */
-    RC_CONN_WS,              /* WebSocket open */
-    RC_CONN_CLOSING,         /* close frame / last response queued; waiting for the peer */
-    RC_CONN_CLOSED,          /* socket closed; struct freed at the next before-sleep */
+    RC_CONN_OPEN,            /* speaking its protocol */
+    RC_CONN_CLOSING,         /* last words queued; waiting for the peer's close or EOF */
+    RC_CONN_CLOSED,          /* socket closed; struct freed at the next rc_net_flush */
 };
 
-enum rc_conn_proto {
-    RC_PROTO_ROOMS,          /* the room protocol (docs/protocol.md) */
-    RC_PROTO_ECHO,           /* echo every message back */
+/* A protocol spoken on a connection. */
+typedef struct rc_proto {
+    const char *name;        /* for logs: "http", "ws", "tcp", "chat" */
+    /* start: the connection begins speaking it (accept or upgrade): arm timers, options */
+    void (*start)(rc_conn *c);
+    /* input: parse and act on p[0..n) (OPEN, or CLOSING without discard_input); returns the
+     * bytes used, the rest being an incomplete unit kept for the next read */
+    size_t (*input)(rc_conn *c, char *p, size_t n);
+    /* timer: the connection's timer fired while OPEN */
+    void (*timer)(rc_conn *c);
+    /* end: the server ends an OPEN connection: say why in the protocol's words (a close frame,
+     * a close line, an HTTP error) and start closing; `fail` means the peer is at fault and
+     * further input is discarded unread */
+    void (*end)(rc_conn *c, uint16_t code, const char *reason, bool fail);
+    bool timed;              /* frames sent on it count in the delivery-latency histogram */
+} rc_proto;
+
+/* A complete message of a message protocol: opcode RC_WS_TEXT (p[0..n) is UTF-8) or
+ * RC_WS_BINARY. p may be modified in place. Returns 0 when it was accepted, -1 when it was
+ * answered with an error (transports that cut off clients after many errors count these). */
+typedef int rc_message_fn(rc_conn *c, uint8_t opcode, char *p, size_t n);
+
+/* Faults of clients that the transport layer sees, one counter each (rc_nerr_names). */
+enum rc_nerr {
+    RC_NERR_HTTP_400, RC_NERR_HTTP_404, RC_NERR_HTTP_405, RC_NERR_HTTP_408, RC_NERR_HTTP_426,
+    RC_NERR_HTTP_431, RC_NERR_HTTP_503, RC_NERR_HTTP_401, RC_NERR_HTTP_403, RC_NERR_HTTP_411,
+    RC_NERR_HTTP_413, RC_NERR_HTTP_501,
+    RC_NERR_WS_1002, RC_NERR_WS_1007, RC_NERR_WS_1009,
+    RC_NERR_TCP_LINE_TOO_LONG, RC_NERR_TCP_BAD_UTF8, RC_NERR_TCP_1002, RC_NERR_TCP_1007,
+    RC_NERR_TCP_1009, RC_NERR_CHAT_GARBAGE, RC_NERR_CHAT_TOO_BIG, RC_NERR_TOO_MANY_ERRORS,
+    RC_NERR__COUNT
+};
+extern const char *const rc_nerr_names[RC_NERR__COUNT];
+
+typedef struct rc_net_stats {
+    uint64_t connections_total;   /* connections accepted since start */
+    uint64_t messages_in;         /* complete data messages received (WebSocket, TCP, chat) */
+    uint64_t bytes_in;            /* bytes read from client sockets */
+    uint64_t bytes_out;           /* bytes written to client sockets */
+    uint64_t disc_slow;           /* clients cut off for exceeding --max-pending */
+    uint64_t disc_ping;           /* clients dropped for not answering a ping */
+    uint64_t disc_max_conn;       /* connections refused at --max-connections */
+    uint64_t disc_handshake;      /* connections dropped for a slow request head */
+    uint64_t accept_errors;       /* accept() failures (descriptor exhaustion included) */
+    uint64_t err[RC_NERR__COUNT]; /* client faults by kind */
+} rc_net_stats;
+
+typedef struct rc_net_config {
+    size_t max_message_size;      /* largest message (WebSocket, TCP line or frame, chat object) */
+    size_t max_pending;           /* output queued per client before it is cut off */
+    size_t max_header_size;       /* largest HTTP request head */
+    uint64_t ping_interval;       /* ns of silence before a keepalive ping */
+    uint64_t ping_timeout;        /* ns to wait for any traffic after a ping */
+    uint64_t handshake_timeout;   /* ns for a request head to arrive, and HTTP idle time */
+    uint64_t close_timeout;       /* ns to wait for the peer during a close */
+    bool no_latency_metrics;      /* do not report written frames to the `sent` hook */
+    const char *server_name;      /* the HTTP Server header, "roomcast/VERSION" */
+} rc_net_config;
+
+/* What the owner of the connections (the app layer) is told. */
+typedef struct rc_net_hooks {
+    void *arg;               /* passed to every hook */
+    /* request: a complete HTTP request to answer (transport/http.h) */
+    void (*request)(void *arg, rc_conn *c, const struct rc_http_ctx *x);
+    /* ended: c stopped being open (its last words may still be on their way out) */
+    void (*ended)(void *arg, rc_conn *c);
+    /* sent: delivery-latency samples (outq.h) */
+    rc_outq_sent_fn *sent;
+} rc_net_hooks;
+
+/* The connections of one loop. */
+struct rc_net {
+    rc_loop *loop;           /* not owned */
+    rc_net_config cfg;       /* limits and timeouts */
+    rc_net_hooks hooks;      /* the owner's callbacks */
+    rc_conn *conns;          /* every live connection, doubly linked */
+    uint32_t nconns;         /* live connections (not CLOSED) */
+    rc_conn *flush_head;     /* connections with output to write, singly linked */
+    rc_conn *free_head;      /* CLOSED connections to free at rc_net_flush */
+    uint64_t flush_now;      /* clock read when the current flush began, ns (latency) */
+    bool shutting_down;      /* no new requests are kept alive */
+    rc_net_stats stats;      /* counters */
+    char rxbuf[RC_RXBUF_SIZE]; /* shared read buffer: input is parsed in place from here */
 };
 
-/* A room this connection is in, and where the connection sits in that room's member array. */
-typedef struct rc_membership {
-    struct rc_room *room;
-    uint32_t slot;           /* index in room->members */
-} rc_membership;
-
-typedef struct rc_conn {
+struct rc_conn {
     rc_io io;                /* socket; must stay first (the loop hands back &io) */
-    struct rc_server *srv;   /* owning server */
+    rc_net *net;             /* the connections it belongs to */
+    const rc_proto *proto;   /* what it speaks now */
+    rc_message_fn *on_message; /* complete messages of a message protocol (the owner's) */
     uint8_t state;           /* enum rc_conn_state */
-    uint8_t proto;           /* enum rc_conn_proto, once upgraded */
-    bool in_flush;           /* on srv's flush list */
+    bool in_flush;           /* on the net's flush list */
     bool slow;               /* over --max-pending: to be cut off at the next flush */
+    bool lost;               /* missed a message (not encodable): to be cut off likewise */
     bool ping_out;           /* a keepalive ping is unanswered */
     bool shut_after_flush;   /* shutdown(SHUT_WR) once the output queue is empty */
     bool discard_input;      /* CLOSING: read and drop everything until EOF */
-    bool close_received;     /* the peer's close frame arrived */
+    bool close_received;     /* the peer's close (frame) arrived */
     bool rd_eof;             /* the peer shut its side: no more reading, close once flushed */
-    uint8_t msg_opcode;      /* opcode of the fragmented message in progress, 0 if none */
-    rc_utf8 utf8;            /* validator state of the fragmented text message in progress */
-    uint64_t client_id;      /* unique per server run */
+    uint8_t errors;          /* error replies in a row (TCP and chat close at a threshold) */
+    uint8_t msg_opcode;      /* WebSocket: opcode of the fragmented message in progress, or 0 */
+    rc_utf8 utf8;            /* WebSocket: validator state of that message */
     uint64_t last_rx;        /* loop time of the last bytes received, ns */
     uint64_t ping_sent;      /* loop time the outstanding ping was sent, ns */
-    size_t http_scanned;     /* resume point of the request-head parser */
     rc_timer timer;          /* handshake timeout, keepalive, or close linger */
     rc_buf in;               /* bytes received and not yet processed (partial frame/head) */
-    rc_buf frag;             /* payload of the fragmented message in progress */
+    rc_buf frag;             /* WebSocket: payload of the fragmented message in progress */
     rc_outq out;             /* queued output */
-    rc_membership *rooms;    /* rooms joined, nrooms entries */
-    uint32_t nrooms;         /* rooms joined */
-    uint32_t caprooms;       /* entries allocated in rooms */
-    uint32_t nsobs;          /* NetSync rooms observed (src/netsync/nsws.h) */
-    struct rc_pending_ack *acks; /* acknowledgements waiting for the durable log, FIFO */
-    uint32_t nacks, capacks; /* entries used / allocated in acks */
-    struct rc_conn *ack_prev, *ack_next; /* server's list of connections with nacks > 0 */
-    struct rc_conn *next_flush; /* flush list link */
-    struct rc_conn *prev, *next; /* server's list of all connections (or its free list) */
-} rc_conn;
+    union {
+        size_t http_scanned; /* HTTP: resume point of the request-head parser */
+        rc_tcpw tcp;         /* TCP: framing decoder */
+        rc_chatsplit chat;   /* chat: object splitter */
+    } dec;
+    rc_conn *next_flush;     /* flush list link */
+    rc_conn *prev, *next;    /* the net's list of live connections (or its free list) */
+};
 
-/* rc_conn_accept takes ownership of the accepted socket fd. Returns NULL (fd closed) when out
- * of memory. */
-rc_conn *rc_conn_accept(struct rc_server *srv, int fd);
+/* rc_net_init readies net (zeroed storage) on loop. */
+void rc_net_init(rc_net *net, rc_loop *loop, const rc_net_config *cfg, const rc_net_hooks *hooks);
+
+/* rc_net_flush writes what this loop iteration queued, then frees what it closed: the loop's
+ * before-sleep step. Flushing once per iteration is what turns many small frames for one
+ * client into one send(). */
+void rc_net_flush(rc_net *net);
+
+/* rc_net_close_all closes every connection at once (at exit) and frees them. */
+void rc_net_close_all(rc_net *net);
+
+/* rc_conn_new takes ownership of the accepted socket fd and starts a connection of size bytes
+ * (>= sizeof(rc_conn); the owner's struct embeds rc_conn first) speaking proto. Returns NULL
+ * (fd closed) when out of memory. */
+rc_conn *rc_conn_new(rc_net *net, int fd, size_t size, const rc_proto *proto);
+
+/* rc_conn_set_proto switches c to proto (an upgrade) and starts it. */
+void rc_conn_set_proto(rc_conn *c, const rc_proto *proto);
+
+/* rc_conn__send_slow is rc_conn_send's rare path (internal). */
+bool rc_conn__send_slow(rc_conn *c, rc_msg *m);
 
 /* rc_conn_send queues m (taking a reference) and schedules a flush. A connection that is not
- * open for output (closing for good, closed) ignores it. Returns false when the message was
- * not queued because the connection is over its --max-pending budget (it is then marked slow
- * and will be cut off) or is not open. */
-bool rc_conn_send(rc_conn *c, rc_msg *m);
+ * open ignores it. Returns false when the message was not queued because the connection is
+ * over its --max-pending budget (it is then marked slow and will be cut off) or is not open.
+ * Inline: it runs once per recipient of every broadcast. */
+static inline bool rc_conn_send(rc_conn *c, rc_msg *m)
+{
+    if (c->state != RC_CONN_OPEN || c->slow) return false;
+    /* Receipt time for the delivery-latency histogram of a reply (a broadcast has it from its
+     * room): the loop clock of the wake-up that produced it. */
+    if (!m->t_recv && c->proto->timed) m->t_recv = rc_loop_now(c->net->loop);
+    /* A single message larger than the budget still goes to a client that is keeping up. */
+    if (c->out.count > 0 && c->out.bytes + m->len > c->net->cfg.max_pending)
+        return rc_conn__send_slow(c, m);
+    if (rc_outq_push(&c->out, m) < 0) return rc_conn__send_slow(c, NULL);
+    if (!c->in_flush) {
+        c->in_flush = true;
+        c->next_flush = c->net->flush_head;
+        c->net->flush_head = c;
+    }
+    return true;
+}
 
 /* rc_conn_send_replay queues a frame from a room's history, outside the --max-pending budget
- * (the history holds it anyway; replay costs the queue a pointer). */
+ * (the history holds it anyway; replay costs the queue a pointer) and outside the latency
+ * histogram (its t_recv is its original receipt). */
 bool rc_conn_send_replay(rc_conn *c, rc_msg *m);
 
-/* rc_frame_new encodes one final, unmasked server frame with a copy of payload into a new
- * message (one reference, the caller's); NULL when out of memory. */
-rc_msg *rc_frame_new(uint8_t opcode, const void *payload, size_t len);
+/* rc_conn_send_last queues the connection's last words (a close frame, a final response):
+ * outside the budget, also while CLOSING. */
+void rc_conn_send_last(rc_conn *c, rc_msg *m);
 
-/* rc_conn_send_frame encodes and queues one frame with a copy of payload. */
-bool rc_conn_send_frame(rc_conn *c, uint8_t opcode, const void *payload, size_t len);
+/* rc_conn_send_copy queues a copy of p[0..n); false when out of memory (c is then closed). */
+bool rc_conn_send_copy(rc_conn *c, const void *p, size_t n);
 
-/* rc_conn_close_ws starts the WebSocket closing handshake with code and reason: queues the
- * close frame, stops delivering room messages, and waits (at most --close-timeout) for the
- * peer's close or EOF. When `fail` is set the connection is being failed (RFC 6455 §7.1.7):
- * further input is discarded unread. */
-void rc_conn_close_ws(rc_conn *c, uint16_t code, const char *reason, bool fail);
+/* rc_conn_cut marks c to be cut off at the next flush because a message meant for it was lost
+ * (out of memory): it would otherwise see a gap in a room's order. */
+void rc_conn_cut(rc_conn *c);
 
-/* rc_conn_close closes the socket now and leaves every room. */
+/* rc_conn_end ends an OPEN connection for a server-side reason, in its protocol's words
+ * (rc_proto.end); a connection not OPEN is left as it is. */
+void rc_conn_end(rc_conn *c, uint16_t code, const char *reason, bool fail);
+
+/* rc_conn_closing moves an OPEN connection to CLOSING: the `ended` hook runs, the write side is
+ * shut once the output is flushed, and the connection is closed at most --close-timeout later.
+ * With discard set, input is drained unread until EOF (so unread request bytes cannot turn our
+ * close into a reset that destroys the answer in flight). */
+void rc_conn_closing(rc_conn *c, bool discard);
+
+/* rc_conn_close closes the socket now (running the `ended` hook if it was OPEN). */
 void rc_conn_close(rc_conn *c);
 
-/* rc_conn_flush writes queued output (called from the server's before-sleep step and on
- * EPOLLOUT). */
+/* rc_conn_flush writes queued output (called by rc_net_flush and on writability). */
 void rc_conn_flush(rc_conn *c);
 
-/* An acknowledgement to send once the durable log has written batch lsn (--fsync always). */
-typedef struct rc_pending_ack {
-    uint64_t lsn;            /* log batch that must be durable first */
-    rc_msg *msg;             /* the encoded ack frame (a reference) */
-} rc_pending_ack;
+/* rc_conn_ping_due runs the keepalive logic shared by WebSocket and TCP when the timer fires:
+ * returns true when a ping is due now (the caller sends it in its protocol's words; the timer
+ * is then armed for the timeout), false otherwise (re-armed, or the connection was closed for
+ * not answering: code 1011 "ping timeout" through rc_conn_end). */
+bool rc_conn_ping_due(rc_conn *c);
 
-/* rc_conn_defer_ack queues m (taking a reference) to be sent when batch lsn is durable. */
-void rc_conn_defer_ack(rc_conn *c, uint64_t lsn, rc_msg *m);
+/* rc_conn_keepalive_start arms the keepalive timer (after the protocol starts). */
+void rc_conn_keepalive_start(rc_conn *c);
 
-/* rc_conn_acks_durable sends the deferred acks of every connection up to batch durable. */
-void rc_conn_acks_durable(struct rc_server *srv, uint64_t durable);
-
-/* rc_conn_free releases a CLOSED connection's memory (the server's before-sleep step). */
-void rc_conn_free(rc_conn *c);
+/* rc_conn_tcp_keepalive turns on TCP keepalive for the socket, probing after --ping-interval of
+ * silence, so a vanished peer is noticed by the kernel (for protocols that cannot ping). */
+void rc_conn_tcp_keepalive(rc_conn *c);
 
 #endif

@@ -6,14 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "codec/handshake.h"
 #include "codec/json.h"
-#include "app/api.h"
-#include "app/nshttp.h"
-#include "app/server.h"
-#include "core/textbuf.h"
-#include "app/webassets.h"
+#include "codec/wsframe.h"
+#include "core/log.h"
+#include "codec/textbuf.h"
 #include "transport/ws.h"
 
 static const char *status_text(int status)
@@ -40,35 +37,16 @@ static const char *status_text(int status)
     }
 }
 
-static void count_status(rc_server *srv, int status)
+static void count_status(rc_net *net, int status)
 {
-    switch (status) {
-    case 400: srv->stats.err[RC_ERR_HTTP_400]++; break;
-    case 401: srv->stats.err[RC_ERR_HTTP_401]++; break;
-    case 403: srv->stats.err[RC_ERR_HTTP_403]++; break;
-    case 404: srv->stats.err[RC_ERR_HTTP_404]++; break;
-    case 405: srv->stats.err[RC_ERR_HTTP_405]++; break;
-    case 408: srv->stats.err[RC_ERR_HTTP_408]++; break;
-    case 411: srv->stats.err[RC_ERR_HTTP_411]++; break;
-    case 413: srv->stats.err[RC_ERR_HTTP_413]++; break;
-    case 426: srv->stats.err[RC_ERR_HTTP_426]++; break;
-    case 431: srv->stats.err[RC_ERR_HTTP_431]++; break;
-    case 501: srv->stats.err[RC_ERR_HTTP_501]++; break;
-    case 503: srv->stats.err[RC_ERR_HTTP_503]++; break;
-    default: break;
-    }
-}
-
-/* Moves an HTTP connection to CLOSING once its last response is queued: the write side is
- * shut after the flush, and input is drained until EOF so that unread request bytes do not
- * turn our close into a reset that could destroy the response in flight. */
-static void close_after_response(rc_conn *c)
-{
-    c->state = RC_CONN_CLOSING;
-    c->discard_input = true;
-    c->shut_after_flush = true;
-    rc_timer_start(c->srv->loop, &c->timer, rc_loop_now(c->srv->loop) + c->srv->cfg.close_timeout);
-    rc_server_flush_later(c->srv, c);
+    static const struct { int status; enum rc_nerr kind; } map[] = {
+        {400, RC_NERR_HTTP_400}, {401, RC_NERR_HTTP_401}, {403, RC_NERR_HTTP_403},
+        {404, RC_NERR_HTTP_404}, {405, RC_NERR_HTTP_405}, {408, RC_NERR_HTTP_408},
+        {411, RC_NERR_HTTP_411}, {413, RC_NERR_HTTP_413}, {426, RC_NERR_HTTP_426},
+        {431, RC_NERR_HTTP_431}, {501, RC_NERR_HTTP_501}, {503, RC_NERR_HTTP_503},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (map[i].status == status) net->stats.err[map[i].kind]++;
 }
 
 /* Queues one response as one message: head and body in one allocation, one write. */
@@ -77,10 +55,10 @@ static void respond(rc_conn *c, int status, const char *ctype, const char *extra
 {
     char head[768];
     int hl = snprintf(head, sizeof(head),
-                      "HTTP/1.1 %d %s\r\nServer: roomcast/" RC_VERSION "\r\n"
+                      "HTTP/1.1 %d %s\r\nServer: %s\r\n"
                       "Content-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                      status, status_text(status), ctype, blen, extra ? extra : "",
-                      keep_alive ? "" : "Connection: close\r\n");
+                      status, status_text(status), c->net->cfg.server_name, ctype, blen,
+                      extra ? extra : "", keep_alive ? "" : "Connection: close\r\n");
     if (hl < 0 || (size_t)hl >= sizeof(head)) abort(); /* a caller passed absurd headers */
     size_t total = (size_t)hl + (head_only ? 0 : blen);
     rc_msg *m = rc_msg_new(total);
@@ -92,7 +70,10 @@ static void respond(rc_conn *c, int status, const char *ctype, const char *extra
     if (!head_only && blen) memcpy(m->data + hl, body, blen);
     rc_conn_send(c, m);
     rc_msg_unref(m);
-    if (!keep_alive && c->state == RC_CONN_HTTP) close_after_response(c);
+    /* Closing after the response: the write side is shut after the flush, and input is drained
+     * until EOF so that unread request bytes do not turn our close into a reset that could
+     * destroy the response in flight. */
+    if (!keep_alive) rc_conn_closing(c, true);
 }
 
 void rc_http_respond(rc_conn *c, const rc_http_ctx *x, int status, const char *ctype,
@@ -110,7 +91,7 @@ static void verror(rc_conn *c, int status, const char *extra, bool head_only, bo
     if ((size_t)wl >= sizeof(why)) wl = sizeof(why) - 1;
     size_t el = rc_json_escape(why, (size_t)wl, esc);
     int bl = snprintf(body, sizeof(body), "{\"status\":%d,\"error\":%.*s}\n", status, (int)el, esc);
-    count_status(c->srv, status);
+    count_status(c->net, status);
     rc_debug("http %d: %s", status, why);
     respond(c, status, "application/json", extra, body, (size_t)bl, head_only, keep_alive);
 }
@@ -136,17 +117,20 @@ void rc_http_error(rc_conn *c, const rc_http_ctx *x, int status, const char *ext
     va_end(ap);
 }
 
-void rc_http_reject(rc_conn *c, int status, const char *why)
+static void on_timeout(rc_conn *c)
 {
-    error_reply(c, status, NULL, false, "%s", why);
-}
-
-void rc_http_on_timeout(rc_conn *c)
-{
-    rc_server *srv = c->srv;
-    srv->stats.disc_handshake++;
+    c->net->stats.disc_handshake++;
     if (rc_buf_size(&c->in) > 0) error_reply(c, 408, NULL, false, "request not received in time");
     else rc_conn_close(c); /* an idle keep-alive connection, or one that never spoke */
+}
+
+/* The server ends an HTTP connection: a refused one (1013: over --max-connections, or
+ * shutting down) learns why with a 503; at shutdown an idle one just closes, and one whose
+ * answer is on its way closes after it (nothing is kept alive any more). */
+static void end(rc_conn *c, uint16_t code, const char *reason, bool fail)
+{
+    if (code == RC_WS_CLOSE_TRY_AGAIN) error_reply(c, 503, NULL, false, "%s", reason);
+    else if (code != RC_WS_CLOSE_GOING_AWAY || c->out.count == 0) rc_conn_close(c);
 }
 
 void rc_http_respond_json(rc_conn *c, const rc_http_ctx *x, int status, rc_textbuf *t)
@@ -172,49 +156,40 @@ static bool header_is(const rc_http_request *req, const char *name, const char *
     return h && h->value_len == strlen(value) && strncasecmp(h->value, value, h->value_len) == 0;
 }
 
-/* Accepts the upgrade: sends 101 and switches the connection to WebSocket. */
-static void upgrade(rc_conn *c, const rc_http_request *req, enum rc_conn_proto proto)
+bool rc_http_upgrade(rc_conn *c, const rc_http_ctx *x, rc_message_fn *on_message)
 {
-    rc_server *srv = c->srv;
+    const rc_http_request *req = x->req;
     const rc_http_header *key = rc_http_find_header(req, "Sec-WebSocket-Key");
     if (req->minor_version < 1) {
         error_reply(c, 400, NULL, false, "WebSocket needs HTTP/1.1");
-        return;
+        return false;
     }
     if (!rc_http_find_header(req, "Host")) {
         error_reply(c, 400, NULL, false, "missing Host header");
-        return;
+        return false;
     }
     if (!header_is(req, "Sec-WebSocket-Version", "13")) {
         error_reply(c, 426, "Sec-WebSocket-Version: 13\r\n", false,
                     "unsupported WebSocket version (13 is supported)");
-        return;
+        return false;
     }
     if (!key || !rc_ws_key_valid(key->value, key->value_len)) {
         error_reply(c, 400, NULL, false, "missing or invalid Sec-WebSocket-Key");
-        return;
+        return false;
     }
     char accept[RC_WS_ACCEPT_LEN + 1];
     if (rc_ws_accept(key->value, key->value_len, accept) < 0) {
         error_reply(c, 500, NULL, false, "cannot compute Sec-WebSocket-Accept");
-        return;
+        return false;
     }
     char resp[160];
     int rl = snprintf(resp, sizeof(resp),
                       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
-    rc_msg *m = rc_msg_new((size_t)rl);
-    if (!m) {
-        rc_conn_close(c);
-        return;
-    }
-    memcpy(m->data, resp, (size_t)rl);
-    rc_conn_send(c, m);
-    rc_msg_unref(m);
-    c->state = RC_CONN_WS;
-    c->proto = (uint8_t)proto;
-    c->client_id = ++srv->next_client_id;
-    rc_ws_start_keepalive(c);
+    if (!rc_conn_send_copy(c, resp, (size_t)rl)) return false;
+    c->on_message = on_message;
+    rc_conn_set_proto(c, &rc_ws_proto);
+    return true;
 }
 
 static int parse_method(const rc_http_request *req)
@@ -255,56 +230,26 @@ static int content_length(const rc_http_request *req, size_t max, size_t *len, b
     return found;
 }
 
-/* Answers one complete request. */
-static void handle_request(rc_conn *c, const rc_http_ctx *x, bool wants_ws)
-{
-    rc_server *srv = c->srv;
-    srv->metrics.http_requests++;
-    bool root = rc_http_path_is(x, "/"), echo = rc_http_path_is(x, "/echo");
-    if (wants_ws) {
-        if (!root && !echo) {
-            error_reply(c, 404, NULL, false, "no WebSocket endpoint at this path (use / or /echo)");
-        } else if (x->method != RC_HTTP_GET) {
-            error_reply(c, 405, "Allow: GET\r\n", false, "WebSocket upgrade needs GET");
-        } else {
-            upgrade(c, x->req, echo ? RC_PROTO_ECHO : RC_PROTO_ROOMS);
-        }
-        return;
-    }
-    if (echo) {
-        if (x->method != RC_HTTP_GET && x->method != RC_HTTP_HEAD)
-            rc_http_error(c, x, 405, "Allow: GET, HEAD\r\n", false, "method not allowed");
-        else
-            rc_http_error(c, x, 426, "Upgrade: websocket\r\n", false,
-                          "/echo is a WebSocket endpoint: upgrade required");
-        return;
-    }
-    if (rc_nshttp_handle(c, x)) return; /* NetSync routes first: /api/netsync/... */
-    if (rc_api_handle(c, x)) return;
-    if (rc_web_handle(c, x)) return;
-    rc_http_error(c, x, 404, NULL, false, "not found");
-}
-
 /* Parses one request at p[0..n). Returns the bytes it used (> 0) after answering it, 0 when
  * the request is not complete yet, or n after an error that ends the connection. */
 static size_t one_request(rc_conn *c, char *p, size_t n)
 {
-    rc_server *srv = c->srv;
+    rc_net *net = c->net;
     rc_http_request req;
-    int r = rc_http_parse_request(p, n, &c->http_scanned, &req);
+    int r = rc_http_parse_request(p, n, &c->dec.http_scanned, &req);
     if (r == RC_HTTP_INCOMPLETE) {
-        if (n > srv->cfg.max_header_size) {
+        if (n > net->cfg.max_header_size) {
             error_reply(c, 431, NULL, false, "request head too large");
             return n;
         }
         return 0;
     }
-    c->http_scanned = 0;
+    c->dec.http_scanned = 0;
     if (r == RC_HTTP_EBAD) {
         error_reply(c, 400, NULL, false, "malformed HTTP request");
         return n;
     }
-    if (r == RC_HTTP_ETOOMANY || (size_t)r > srv->cfg.max_header_size) {
+    if (r == RC_HTTP_ETOOMANY || (size_t)r > net->cfg.max_header_size) {
         error_reply(c, 431, NULL, false, "request head too large");
         return n;
     }
@@ -320,9 +265,9 @@ static size_t one_request(rc_conn *c, char *p, size_t n)
     }
     const rc_http_header *conn_h = rc_http_find_header(&req, "Connection");
     const rc_http_header *upg = rc_http_find_header(&req, "Upgrade");
-    bool wants_ws = upg && rc_http_has_token(upg->value, upg->value_len, "websocket") &&
-                    conn_h && rc_http_has_token(conn_h->value, conn_h->value_len, "upgrade");
-    x.keep_alive = !srv->shutting_down &&
+    x.upgrade = upg && rc_http_has_token(upg->value, upg->value_len, "websocket") &&
+                conn_h && rc_http_has_token(conn_h->value, conn_h->value_len, "upgrade");
+    x.keep_alive = !net->shutting_down &&
                    (req.minor_version >= 1
                         ? !(conn_h && rc_http_has_token(conn_h->value, conn_h->value_len, "close"))
                         : (conn_h && rc_http_has_token(conn_h->value, conn_h->value_len, "keep-alive")));
@@ -335,14 +280,14 @@ static size_t one_request(rc_conn *c, char *p, size_t n)
     }
     size_t clen = 0;
     bool too_big;
-    int has_len = content_length(&req, srv->cfg.max_message_size, &clen, &too_big);
+    int has_len = content_length(&req, net->cfg.max_message_size, &clen, &too_big);
     if (has_len < 0) {
         error_reply(c, 400, NULL, false, "invalid Content-Length");
         return n;
     }
     if (too_big) {
         error_reply(c, 413, NULL, false, "request body larger than %zu bytes",
-                    srv->cfg.max_message_size);
+                    net->cfg.max_message_size);
         return n;
     }
     if (!has_len && (x.method == RC_HTTP_POST || x.method == RC_HTTP_PUT)) {
@@ -350,29 +295,39 @@ static size_t one_request(rc_conn *c, char *p, size_t n)
                     x.method == RC_HTTP_POST ? "POST" : "PUT");
         return n;
     }
-    if (wants_ws && clen > 0) {
+    if (x.upgrade && clen > 0) {
         error_reply(c, 400, NULL, false, "a WebSocket upgrade request cannot have a body");
         return n;
     }
     if (n - head < clen) return 0; /* the body is still on its way; the head is parsed again */
     x.body = p + head;
     x.body_len = clen;
-    handle_request(c, &x, wants_ws);
+    net->hooks.request(net->hooks.arg, c, &x);
     return head + clen;
 }
 
-size_t rc_http_on_input(rc_conn *c, char *p, size_t n)
+static size_t on_input(rc_conn *c, char *p, size_t n)
 {
-    rc_server *srv = c->srv;
+    rc_net *net = c->net;
     size_t used = 0;
-    while (c->state == RC_CONN_HTTP && used < n) {
+    while (c->state == RC_CONN_OPEN && c->proto == &rc_http_proto && used < n) {
         size_t k = one_request(c, p + used, n - used);
         if (k == 0) break;
         used += k;
         /* A kept-alive connection gets a fresh idle deadline after each request. */
-        if (c->state == RC_CONN_HTTP)
-            rc_timer_start(srv->loop, &c->timer,
-                           rc_loop_now(srv->loop) + srv->cfg.handshake_timeout);
+        if (c->state == RC_CONN_OPEN && c->proto == &rc_http_proto)
+            rc_timer_start(net->loop, &c->timer,
+                           rc_loop_now(net->loop) + net->cfg.handshake_timeout);
     }
     return c->state == RC_CONN_CLOSING && c->discard_input ? n : used;
 }
+
+static void start(rc_conn *c)
+{
+    rc_net *net = c->net;
+    rc_timer_start(net->loop, &c->timer, rc_loop_now(net->loop) + net->cfg.handshake_timeout);
+}
+
+const rc_proto rc_http_proto = {
+    .name = "http", .start = start, .input = on_input, .timer = on_timeout, .end = end,
+};

@@ -1,5 +1,6 @@
-/* http.h — the HTTP side of a connection: request framing, the WebSocket upgrade, routing to
- * the API (src/server/api.c) and the web files (src/server/webassets.c), and responses.
+/* http.h — the HTTP side of a connection: request framing, responses, errors, and the
+ * WebSocket upgrade. Complete requests go to the net's `request` hook (the app layer routes
+ * them: the API, the web files, the upgrade to the room protocol).
  *
  * Requests on one connection are answered in order: keep-alive and pipelining work because
  * every response is produced synchronously once its request (head and body) is complete.
@@ -20,6 +21,9 @@
 #include "codec/http1.h"
 #include "transport/conn.h"
 
+/* rc_http_proto is what connections on the HTTP listener speak until an upgrade. */
+extern const rc_proto rc_http_proto;
+
 enum rc_http_method {
     RC_HTTP_GET, RC_HTTP_HEAD, RC_HTTP_POST, RC_HTTP_PUT, RC_HTTP_DELETE, RC_HTTP_OPTIONS,
     RC_HTTP_OTHER,
@@ -37,18 +41,14 @@ typedef struct rc_http_ctx {
     const char *body;        /* Content-Length bytes of body */
     size_t body_len;
     bool keep_alive;         /* the connection stays open after the response */
+    bool upgrade;            /* it asks for a WebSocket upgrade (Upgrade: websocket and
+                                Connection: upgrade) */
 } rc_http_ctx;
 
-/* rc_http_on_input parses requests from p[0..n) and answers them; returns the bytes used (the
- * rest is an incomplete request, or belongs to the WebSocket after an upgrade). */
-size_t rc_http_on_input(rc_conn *c, char *p, size_t n);
-
-/* rc_http_on_timeout handles the request / keep-alive idle timer. */
-void rc_http_on_timeout(rc_conn *c);
-
-/* rc_http_reject answers status with a JSON error body and closes the connection after it.
- * Used by the listener to refuse connections over --max-connections (503). */
-void rc_http_reject(rc_conn *c, int status, const char *why);
+/* rc_http_upgrade answers a WebSocket upgrade request (GET, checked by the caller): checks the
+ * handshake headers, sends 101 and switches c to WebSocket (transport/ws.h), whose complete
+ * messages then go to on_message. Returns false after answering the error (400, 426, ...). */
+bool rc_http_upgrade(rc_conn *c, const rc_http_ctx *x, rc_message_fn *on_message);
 
 /* rc_http_respond queues a response with body[0..blen) (only the head for HEAD requests).
  * extra is NULL or complete header lines ("Name: value\r\n"). */

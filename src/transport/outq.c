@@ -1,4 +1,4 @@
-/* outq.c — shared messages and output queues; see outq.h. */
+/* outq.c — output queues; see outq.h. */
 #include "transport/outq.h"
 
 #include <errno.h>
@@ -7,30 +7,13 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-rc_msg *rc_msg_new(size_t len)
-{
-    if (len > UINT32_MAX) return NULL;
-    rc_msg *m = malloc(sizeof(*m) + len);
-    if (!m) return NULL;
-    m->refs = 1;
-    m->len = (uint32_t)len;
-    m->t_recv = 0;
-    return m;
-}
-
-void rc_msg_unref(rc_msg *m)
-{
-    if (--m->refs == 0) free(m);
-}
+#include "core/ring.h"
 
 int rc__outq_grow(rc_outq *q)
 {
     uint32_t cap = q->cap ? q->cap * 2 : 8;
-    rc_msg **ring = malloc(cap * sizeof(*ring));
+    rc_msg **ring = rc_ring_regrow(q->ring, q->cap, q->head, q->count, cap, sizeof(*ring));
     if (!ring) return -1;
-    /* Unroll the ring so the queue starts at slot 0 of the new storage. */
-    for (uint32_t i = 0; i < q->count; i++) ring[i] = q->ring[(q->head + i) & (q->cap - 1)];
-    free(q->ring);
     q->ring = ring;
     q->head = 0;
     q->cap = cap;

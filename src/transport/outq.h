@@ -1,15 +1,13 @@
-/* outq.h — shared immutable messages and a per-connection output queue.
+/* outq.h — a connection's output queue of shared messages (core/msg.h).
  *
- * Encode once, send many: a broadcast is encoded into one rc_msg (the complete WebSocket frame)
- * and every recipient's queue holds a reference to it, so fan-out to N members costs N pointer
- * pushes, not N copies. A queue is a ring of message references plus the offset already sent of
- * the first one; rc_outq_flush sends as much as the socket takes, a burst of frames to one client
+ * Encode once, send many: every recipient's queue holds a reference to the one encoded
+ * broadcast. A queue is a ring of message references plus the offset already sent of the first
+ * one; rc_outq_flush sends as much as the socket takes, a burst of frames to one client
  * in one syscall: small frames are gathered into one contiguous buffer first (cheaper than one
  * iovec each, see outq.c), large ones go as their own iovec, up to RC_OUTQ_IOV per call.
  *
- * Ownership: rc_msg_new returns a message with one reference owned by the caller; rc_outq_push
- * takes a new reference of its own; whoever holds a reference drops it with rc_msg_unref.
- * Messages are single-threaded (plain counters): they never leave their loop.
+ * Ownership: rc_outq_push takes a reference of its own; the queue drops it once the message is
+ * written (or dropped).
  */
 #ifndef RC_OUTQ_H
 #define RC_OUTQ_H
@@ -18,19 +16,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/msg.h"
+
 #define RC_OUTQ_IOV 64
-
-typedef struct rc_msg {
-    uint32_t refs;           /* references held by queues and the creator */
-    uint32_t len;            /* bytes in data */
-    uint64_t t_recv;         /* monotonic ns the message that produced it was received (metrics) */
-    char data[];             /* the encoded frame */
-} rc_msg;
-
-/* rc_msg_new allocates a message of len bytes (contents uninitialised); NULL when out of memory. */
-rc_msg *rc_msg_new(size_t len);
-static inline rc_msg *rc_msg_ref(rc_msg *m) { m->refs++; return m; }
-void rc_msg_unref(rc_msg *m);
 
 typedef struct rc_outq {
     rc_msg **ring;           /* capacity `cap` slots, NULL when cap == 0; an entry's bit 0 is

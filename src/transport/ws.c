@@ -3,35 +3,62 @@
 
 #include <string.h>
 
-#include "core/log.h"
 #include "codec/utf8.h"
 #include "codec/wsframe.h"
-#include "rooms/roomproto.h"
-#include "app/server.h"
+#include "core/log.h"
+
+bool rc_ws_send(rc_conn *c, uint8_t opcode, const void *p, size_t n)
+{
+    rc_msg *m = rc_ws_msg_new(opcode, p, n);
+    if (!m) {
+        rc_conn_close(c);
+        return false;
+    }
+    bool ok = rc_conn_send(c, m);
+    rc_msg_unref(m);
+    return ok;
+}
+
+/* Starts the closing handshake (the server's `end`): queues the close frame, stops room
+ * messages (rc_conn_closing runs the `ended` hook: no room message may follow the close frame,
+ * RFC 6455 §5.5.1), and waits at most --close-timeout for the peer's close or EOF. When `fail`
+ * is set the connection is being failed (§7.1.7): further input is discarded unread. */
+static void end(rc_conn *c, uint16_t code, const char *reason, bool fail)
+{
+    uint8_t payload[RC_WS_MAX_CONTROL_PAYLOAD];
+    size_t rl = reason ? strlen(reason) : 0;
+    if (rl > sizeof(payload) - 2) rl = sizeof(payload) - 2;
+    payload[0] = (uint8_t)(code >> 8);
+    payload[1] = (uint8_t)code;
+    if (rl) memcpy(payload + 2, reason, rl);
+    rc_msg *m = rc_ws_msg_new(RC_WS_CLOSE, payload, rl + 2);
+    if (!m) {
+        rc_conn_close(c);
+        return;
+    }
+    rc_conn_closing(c, fail);
+    rc_conn_send_last(c, m);
+    rc_msg_unref(m);
+}
 
 /* Fails the connection (RFC 6455 §7.1.7) with code, counting the client's fault. */
 static void fail(rc_conn *c, uint16_t code, const char *reason)
 {
-    rc_server *srv = c->srv;
+    rc_net_stats *st = &c->net->stats;
     switch (code) {
-    case RC_WS_CLOSE_PROTOCOL: srv->stats.err[RC_ERR_WS_1002]++; break;
-    case RC_WS_CLOSE_BAD_DATA: srv->stats.err[RC_ERR_WS_1007]++; break;
-    case RC_WS_CLOSE_TOO_BIG: srv->stats.err[RC_ERR_WS_1009]++; break;
+    case RC_WS_CLOSE_PROTOCOL: st->err[RC_NERR_WS_1002]++; break;
+    case RC_WS_CLOSE_BAD_DATA: st->err[RC_NERR_WS_1007]++; break;
+    case RC_WS_CLOSE_TOO_BIG: st->err[RC_NERR_WS_1009]++; break;
     default: break;
     }
-    rc_debug("client %llu: closing %u: %s", (unsigned long long)c->client_id, code, reason);
-    rc_conn_close_ws(c, code, reason, true);
+    rc_debug("ws client: closing %u: %s", code, reason);
+    rc_conn_end(c, code, reason, true);
 }
 
 static void deliver(rc_conn *c, uint8_t opcode, char *p, size_t n)
 {
-    c->srv->stats.messages_in++;
-    if (c->proto == RC_PROTO_ECHO) {
-        rc_conn_send_frame(c, opcode, p, n);
-        return;
-    }
-    if (opcode == RC_WS_TEXT) rc_roomproto_on_text(c, p, n);
-    else rc_roomproto_on_binary(c, (const uint8_t *)p, n);
+    c->net->stats.messages_in++;
+    c->on_message(c, opcode, p, n);
 }
 
 static void on_close_frame(rc_conn *c, const uint8_t *p, size_t n)
@@ -53,9 +80,9 @@ static void on_close_frame(rc_conn *c, const uint8_t *p, size_t n)
         }
     }
     c->close_received = true;
-    if (c->state == RC_CONN_WS) {
+    if (c->state == RC_CONN_OPEN) {
         /* Echo the peer's code; flushing then closes TCP (the server closes first). */
-        rc_conn_close_ws(c, code, NULL, false);
+        rc_conn_end(c, code, NULL, false);
     } else if (c->out.count == 0) {
         rc_conn_close(c); /* the reply to our own close */
     }
@@ -63,7 +90,7 @@ static void on_close_frame(rc_conn *c, const uint8_t *p, size_t n)
 
 static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
 {
-    bool open = c->state == RC_CONN_WS; /* in CLOSING only the peer's close matters */
+    bool open = c->state == RC_CONN_OPEN; /* in CLOSING only the peer's close matters */
     switch (f->opcode) {
     case RC_WS_TEXT:
     case RC_WS_BINARY:
@@ -107,15 +134,15 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
         }
         return;
     case RC_WS_PING:
-        if (open) rc_conn_send_frame(c, RC_WS_PONG, p, n);
+        if (open) rc_ws_send(c, RC_WS_PONG, p, n);
         return;
     case RC_WS_PONG:
         /* The keepalive timer is waiting for the ping timeout; a pong is rare enough to move
          * it back to the ping interval right away, so pings keep their cadence. */
         if (open && c->ping_out) {
             c->ping_out = false;
-            rc_timer_start(c->srv->loop, &c->timer,
-                           rc_loop_now(c->srv->loop) + c->srv->cfg.ping_interval);
+            rc_timer_start(c->net->loop, &c->timer,
+                           rc_loop_now(c->net->loop) + c->net->cfg.ping_interval);
         }
         return;
     case RC_WS_CLOSE:
@@ -126,11 +153,11 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
     }
 }
 
-size_t rc_ws_on_input(rc_conn *c, char *p, size_t n)
+static size_t on_input(rc_conn *c, char *p, size_t n)
 {
-    rc_server *srv = c->srv;
+    rc_net *net = c->net;
     size_t used = 0;
-    while (used < n && (c->state == RC_CONN_WS ||
+    while (used < n && (c->state == RC_CONN_OPEN ||
                         (c->state == RC_CONN_CLOSING && !c->discard_input))) {
         rc_ws_frame f;
         int h = rc_ws_parse_header((const uint8_t *)p + used, n - used, true, &f);
@@ -149,7 +176,7 @@ size_t rc_ws_on_input(rc_conn *c, char *p, size_t n)
                 return n;
             }
             uint64_t total = f.len + (f.opcode == RC_WS_CONT ? rc_buf_size(&c->frag) : 0);
-            if (total > srv->cfg.max_message_size) {
+            if (total > net->cfg.max_message_size) {
                 fail(c, RC_WS_CLOSE_TOO_BIG, "message too big");
                 return n;
             }
@@ -166,40 +193,12 @@ size_t rc_ws_on_input(rc_conn *c, char *p, size_t n)
     return used;
 }
 
-void rc_ws_start_keepalive(rc_conn *c)
+static void on_timer(rc_conn *c)
 {
-    rc_server *srv = c->srv;
-    c->ping_out = false;
-    rc_timer_start(srv->loop, &c->timer, rc_loop_now(srv->loop) + srv->cfg.ping_interval);
+    if (rc_conn_ping_due(c)) rc_ws_send(c, RC_WS_PING, NULL, 0);
 }
 
-/* The timer is not moved on every read (that would be a heap operation per message): it
- * fires at the earliest moment a ping could be due and re-arms from last_rx if there was
- * traffic meanwhile. */
-void rc_ws_on_keepalive(rc_conn *c)
-{
-    rc_server *srv = c->srv;
-    uint64_t now = rc_loop_now(srv->loop);
-    if (c->ping_out) {
-        if (c->last_rx > c->ping_sent) {
-            c->ping_out = false; /* any traffic since the ping proves the peer is there */
-        } else if (now - c->ping_sent >= srv->cfg.ping_timeout) {
-            srv->stats.disc_ping++;
-            rc_info("client %llu: no answer to ping, disconnecting",
-                    (unsigned long long)c->client_id);
-            rc_conn_close_ws(c, RC_WS_CLOSE_INTERNAL, "ping timeout", true);
-            return;
-        } else {
-            rc_timer_start(srv->loop, &c->timer, c->ping_sent + srv->cfg.ping_timeout);
-            return;
-        }
-    }
-    if (now - c->last_rx >= srv->cfg.ping_interval) {
-        c->ping_out = true;
-        c->ping_sent = now;
-        rc_conn_send_frame(c, RC_WS_PING, NULL, 0);
-        rc_timer_start(srv->loop, &c->timer, now + srv->cfg.ping_timeout);
-    } else {
-        rc_timer_start(srv->loop, &c->timer, c->last_rx + srv->cfg.ping_interval);
-    }
-}
+const rc_proto rc_ws_proto = {
+    .name = "ws", .start = rc_conn_keepalive_start, .input = on_input, .timer = on_timer,
+    .end = end, .timed = true,
+};

@@ -1,5 +1,5 @@
 /* textbuf.c — formatted appends to a byte buffer; see textbuf.h. */
-#include "core/textbuf.h"
+#include "codec/textbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,0 +1,61 @@
+/* client.c — room clients over stream connections; see client.h. */
+#include "app/client.h"
+
+#include "app/nsws.h"
+#include "app/server.h"
+#include "codec/wsframe.h"
+#include "rooms/roomproto.h"
+#include "transport/ws.h"
+
+static void deliver(rc_endpoint *ep, rc_msg *m, bool replay)
+{
+    rc_conn *c = &rc_client_of_ep(ep)->conn;
+    if (!m) rc_conn_cut(c);
+    else if (replay) rc_conn_send_replay(c, m);
+    else rc_conn_send(c, m);
+}
+
+/* The room layer ends a client for being kicked (1008: the client did nothing wrong at the
+ * protocol level, so its close is still read) or for running out of memory (1011: failed). */
+static void close_ep(rc_endpoint *ep, uint16_t code, const char *reason)
+{
+    rc_conn_end(&rc_client_of_ep(ep)->conn, code, reason, code == RC_WS_CLOSE_INTERNAL);
+}
+
+static const rc_endpoint_ops client_ops = {.deliver = deliver, .close = close_ep};
+
+void rc_client_start(rc_server *srv, rc_conn *c, uint8_t wire)
+{
+    rc_endpoint_init(&rc_client_of(c)->ep, &client_ops, wire, ++srv->next_client_id);
+}
+
+void rc_client_ended(rc_server *srv, rc_conn *c)
+{
+    rc_endpoint *ep = &rc_client_of(c)->ep;
+    if (!ep->open) return;
+    if (srv->nsws) rc_nsws_forget(srv->nsws, ep);
+    rc_endpoint_gone(&srv->rooms, ep);
+}
+
+int rc_client_room_message(rc_conn *c, uint8_t opcode, char *p, size_t n)
+{
+    rc_server *srv = rc_server_of_net(c->net);
+    rc_endpoint *ep = &rc_client_of(c)->ep;
+    if (opcode == RC_WS_TEXT) return rc_roomproto_text(&srv->rooms, ep, p, n);
+    return rc_roomproto_binary(&srv->rooms, ep, (const uint8_t *)p, n);
+}
+
+int rc_client_echo_message(rc_conn *c, uint8_t opcode, char *p, size_t n)
+{
+    rc_ws_send(c, opcode, p, n);
+    return 0;
+}
+
+rc_client *rc_client_find(rc_server *srv, uint64_t id)
+{
+    for (rc_conn *c = srv->net.conns; c; c = c->next) {
+        rc_client *cl = rc_client_of(c);
+        if (c->state == RC_CONN_OPEN && cl->ep.open && cl->ep.client_id == id) return cl;
+    }
+    return NULL;
+}

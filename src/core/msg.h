@@ -1,0 +1,65 @@
+/* msg.h — shared immutable messages: encode once, send to many.
+ *
+ * A message is a byte string with a reference count: a broadcast is encoded into one rc_msg and
+ * every recipient's output queue holds a reference to it, so fan-out to N members costs N
+ * pointer pushes, not N copies. The same message may be wanted in several encodings (a room
+ * message goes to WebSocket and raw TCP members): `alt` chains the other encodings of the same
+ * message to the first one, each tagged with its `wire`; the first holds a reference to the
+ * next, so keeping the first (a room's history does) keeps them all, and dropping it drops them.
+ * What a wire tag means is the user's business (rooms/wire.h).
+ *
+ * Ownership: rc_msg_new returns a message with one reference owned by the caller; whoever
+ * stores a pointer takes a reference (rc_msg_ref) and drops it with rc_msg_unref. Messages are
+ * single-threaded (plain counters): they never leave their loop.
+ */
+#ifndef RC_MSG_H
+#define RC_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rc_msg {
+    uint32_t refs;           /* references held by queues, histories and the creator */
+    uint32_t len;            /* bytes in data */
+    uint64_t t_recv;         /* monotonic ns the message that produced it was received (metrics) */
+    struct rc_msg *alt;      /* the same message in another encoding (a reference), or NULL */
+    uint8_t wire;            /* which encoding data is in (rooms/wire.h), 0 unless set */
+    char data[];             /* the encoded bytes */
+} rc_msg;
+
+/* rc_msg_new allocates a message of len bytes (contents uninitialised); NULL when out of memory. */
+rc_msg *rc_msg_new(size_t len);
+
+/* rc_msg_copy is rc_msg_new with the bytes p[0..len) copied in. */
+rc_msg *rc_msg_copy(const void *p, size_t len);
+
+static inline rc_msg *rc_msg_ref(rc_msg *m)
+{
+    m->refs++;
+    return m;
+}
+
+/* rc__msg_free frees m and drops its reference to the next encoding (internal). */
+void rc__msg_free(rc_msg *m);
+
+/* Inline: it runs once per recipient of every broadcast, when the frame has been written. */
+static inline void rc_msg_unref(rc_msg *m)
+{
+    if (--m->refs == 0) rc__msg_free(m);
+}
+
+/* rc_msg_alt finds the encoding tagged wire among m and the encodings chained to it. */
+static inline rc_msg *rc_msg_alt(rc_msg *m, uint8_t wire)
+{
+    for (; m; m = m->alt)
+        if (m->wire == wire) return m;
+    return NULL;
+}
+
+/* rc_msg_add_alt chains a (taking over the caller's reference) to m's encodings. */
+void rc_msg_add_alt(rc_msg *m, rc_msg *a);
+
+/* rc_msg_size is the bytes of m and every encoding chained to it (memory accounting). */
+size_t rc_msg_size(const rc_msg *m);
+
+#endif

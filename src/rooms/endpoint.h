@@ -1,0 +1,78 @@
+/* endpoint.h — a room member, whatever carries its bytes.
+ *
+ * Rooms never see sockets. A member is an rc_endpoint embedded in whatever the transport keeps
+ * per client (a WebSocket or TCP connection, and later a ZeroMQ worker or a cluster peer): its
+ * client id, the rooms it is in, the acknowledgements it is owed, the wire format it reads
+ * (rooms/wire.h) and two operations its owner implements:
+ *
+ *   deliver  queue one frame already encoded in the endpoint's wire format. It must only queue:
+ *            it runs inside a room's fan-out, so it must not change any room's membership (a
+ *            client over its output budget is cut off later, outside the fan-out). A NULL frame
+ *            means a message meant for this endpoint could not be encoded (out of memory): the
+ *            endpoint has lost the total order and must be cut off the same way.
+ *   close    end the endpoint for a server-side reason, given as a WebSocket close code and a
+ *            reason (every transport maps the codes to its own way of saying so). It may run
+ *            synchronously and leave every room.
+ *
+ * The owner calls rc_endpoint_gone (room.h) when the endpoint stops being open, so it is out of
+ * every room before anything else can be queued to it.
+ */
+#ifndef RC_ENDPOINT_H
+#define RC_ENDPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/msg.h"
+
+typedef struct rc_endpoint rc_endpoint;
+struct rc_room;
+
+/* A room this endpoint is in, and where the endpoint sits in that room's member array. */
+typedef struct rc_membership {
+    struct rc_room *room;
+    uint32_t slot;           /* index in room->members */
+} rc_membership;
+
+/* An acknowledgement to send once the durable log has written batch lsn (--fsync always). */
+typedef struct rc_pending_ack {
+    uint64_t lsn;            /* log batch that must be durable first */
+    rc_msg *msg;             /* the encoded ack (a reference) */
+} rc_pending_ack;
+
+typedef void rc_deliver_fn(rc_endpoint *ep, rc_msg *frame, bool replay);
+
+typedef struct rc_endpoint_ops {
+    /* see above; replay marks a frame from a room's history (outside the output budget, and
+     * not a fresh delivery for the latency metrics) */
+    rc_deliver_fn *deliver;
+    void (*close)(rc_endpoint *ep, uint16_t code, const char *reason);
+} rc_endpoint_ops;
+
+struct rc_endpoint {
+    rc_deliver_fn *deliver;  /* ops->deliver, copied: it is called once per recipient */
+    uint8_t wire;            /* enum rc_wire: the encoding it reads */
+    bool open;               /* between rc_endpoint_init and rc_endpoint_gone */
+    const rc_endpoint_ops *ops; /* the owner's operations */
+    uint64_t client_id;      /* unique per server run; 0 is the server itself (HTTP API) */
+    rc_membership *rooms;    /* rooms joined, nrooms entries (owned by the room module) */
+    uint32_t nrooms;         /* rooms joined */
+    uint32_t caprooms;       /* entries allocated in rooms */
+    rc_pending_ack *acks;    /* acknowledgements waiting for the durable log, FIFO */
+    uint32_t nacks, capacks; /* entries used / allocated in acks */
+    rc_endpoint *ack_prev, *ack_next; /* the rooms' list of endpoints with nacks > 0 */
+};
+
+/* rc_endpoint_init readies ep (zeroed or released) as a member reading wire with client id id. */
+void rc_endpoint_init(rc_endpoint *ep, const rc_endpoint_ops *ops, uint8_t wire, uint64_t id);
+
+/* rc_endpoint_send_text sends the room-protocol reply json[0..n) (a JSON object) to ep alone,
+ * encoded for its wire (out of memory: ep is cut off, as deliver does with NULL). */
+void rc_endpoint_send_text(rc_endpoint *ep, const char *json, size_t n);
+
+/* rc_endpoints_send_text sends the same JSON text to n endpoints, encoded once per wire format
+ * among them (the NetSync observers' fan-out). Returns how many it went to. */
+uint32_t rc_endpoints_send_text(rc_endpoint *const *eps, uint32_t n, const char *json, size_t len);
+
+#endif

@@ -1,0 +1,169 @@
+/* wire.c — a room message in every wire format; see wire.h and docs/tcp.md. */
+#include "rooms/wire.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "codec/base64.h"
+#include "codec/json.h"
+#include "codec/tcpwire.h"
+#include "codec/wsframe.h"
+
+const char rc__wire_skip = 0;
+
+/* The payload of the canonical frame, and its opcode. */
+static const char *ws_payload(const rc_msg *ws, size_t *len, uint8_t *opcode)
+{
+    size_t h = rc_ws_server_header_len(ws->data);
+    *opcode = (uint8_t)ws->data[0] & 0x0f;
+    *len = ws->len - h;
+    return ws->data + h;
+}
+
+static rc_msg *tagged(rc_msg *m, uint8_t wire, const rc_msg *from)
+{
+    if (m) {
+        m->wire = wire;
+        m->t_recv = from ? from->t_recv : 0;
+    }
+    return m;
+}
+
+static uint64_t get_le64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | (uint8_t)p[i];
+    return v;
+}
+
+/* {"binary":"<base64>","room":R,"client_id":C,"msg_id":N}\n from the binary envelope
+ * [msg_id u64][client_id u64][room_len][room][payload]. */
+static rc_msg *line_binary(const char *p, size_t n)
+{
+    if (n < 17 || 17 + (size_t)(uint8_t)p[16] > n) return RC_WIRE_SKIP; /* never: we encoded it */
+    size_t rl = (uint8_t)p[16], pl = n - 17 - rl;
+    char room[rc_json_escape_max(255)];
+    size_t jl = rc_json_escape(p + 17, rl, room);
+    char tail[64];
+    int tl = snprintf(tail, sizeof(tail), ",\"client_id\":%llu,\"msg_id\":%llu}\n",
+                      (unsigned long long)get_le64(p + 8), (unsigned long long)get_le64(p));
+    size_t b64 = rc_base64_len(pl);
+    rc_msg *m = rc_msg_new(11 + b64 + 9 + jl + (size_t)tl);
+    if (!m) return NULL;
+    char *w = m->data;
+    memcpy(w, "{\"binary\":\"", 11);
+    w += 11;
+    w += rc_base64_encode(p + 17 + rl, pl, w);
+    memcpy(w, "\",\"room\":", 9);
+    w += 9;
+    memcpy(w, room, jl);
+    w += jl;
+    memcpy(w, tail, (size_t)tl);
+    return m;
+}
+
+/* Writes s[0..n) with control characters (C0 and DEL) turned into spaces: one message, one
+ * line, and no terminal escape sequences from a stranger. */
+static size_t put_clean(char *w, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        w[i] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
+    }
+    return n;
+}
+
+/* "[user] text\n" for the chat port. The decoded strings are never longer than their JSON
+ * literals, so the message is sized from those and trimmed. */
+static rc_msg *chat_line(const char *p, size_t n)
+{
+    rc_json_span text, user;
+    if (!rc_json_member(p, n, "text", &text) || text.type != RC_JSON_STRING) return RC_WIRE_SKIP;
+    if (!rc_json_member(p, n, "user", &user) || user.type != RC_JSON_STRING)
+        rc_json_member(p, n, "nick", &user);
+    rc_json_span cid;
+    uint64_t id = 0;
+    if (rc_json_member(p, n, "client_id", &cid)) rc_json_get_u64(&cid, &id);
+    size_t ucap = user.type == RC_JSON_STRING ? user.len : 0;
+    rc_msg *m = rc_msg_new(1 + (ucap > 32 ? ucap : 32) + 2 + text.len + 1);
+    if (!m) return NULL;
+    char *w = m->data;
+    *w++ = '[';
+    long ul = ucap ? rc_json_unescape(user.p, user.len, w, ucap) : -1;
+    if (ul >= 0) w += put_clean(w, w, (size_t)ul);
+    else w += snprintf(w, 32, "client %llu", (unsigned long long)id);
+    *w++ = ']';
+    *w++ = ' ';
+    long tl = rc_json_unescape(text.p, text.len, w, text.len);
+    if (tl < 0) {
+        rc_msg_unref(m);
+        return RC_WIRE_SKIP;
+    }
+    w += put_clean(w, w, (size_t)tl);
+    *w++ = '\n';
+    m->len = (uint32_t)(w - m->data);
+    return m;
+}
+
+static rc_msg *framed(uint8_t opcode, const char *p, size_t n)
+{
+    rc_msg *m = rc_msg_new(RC_TCPW_HEADER_LEN + n);
+    if (!m) return NULL;
+    rc_tcpw_header((uint8_t *)m->data, opcode, (uint32_t)n);
+    memcpy(m->data + RC_TCPW_HEADER_LEN, p, n);
+    return m;
+}
+
+static rc_msg *line(const char *p, size_t n)
+{
+    rc_msg *m = rc_msg_new(n + 1);
+    if (!m) return NULL;
+    memcpy(m->data, p, n);
+    m->data[n] = '\n';
+    return m;
+}
+
+rc_msg *rc_wire_encode(uint8_t wire, const rc_msg *ws)
+{
+    size_t n;
+    uint8_t op;
+    const char *p = ws_payload(ws, &n, &op);
+    rc_msg *m;
+    switch (wire) {
+    case RC_WIRE_LINE: m = op == RC_WS_TEXT ? line(p, n) : line_binary(p, n); break;
+    case RC_WIRE_FRAMED: m = framed(op, p, n); break;
+    case RC_WIRE_CHAT: m = op == RC_WS_TEXT ? chat_line(p, n) : RC_WIRE_SKIP; break;
+    default: return RC_WIRE_SKIP;
+    }
+    return m == RC_WIRE_SKIP ? m : tagged(m, wire, ws);
+}
+
+rc_msg *rc_wire_text(uint8_t wire, const char *json, size_t n)
+{
+    rc_msg *m;
+    switch (wire) {
+    case RC_WIRE_WS: m = rc_ws_msg_new(RC_WS_TEXT, json, n); break;
+    case RC_WIRE_LINE: m = line(json, n); break;
+    case RC_WIRE_FRAMED: m = framed(RC_WS_TEXT, json, n); break;
+    case RC_WIRE_CHAT:
+        /* The chat client shows lines; a reply (a room closed by the API, say) reads as a
+         * notice from the server. */
+        if ((m = rc_msg_new(11 + n + 1))) {
+            memcpy(m->data, "[roomcast] ", 11);
+            put_clean(m->data + 11, json, n);
+            m->data[11 + n] = '\n';
+        }
+        break;
+    default: return NULL;
+    }
+    return tagged(m, wire, NULL);
+}
+
+rc_msg *rc_wire_of(rc_msg *m, uint8_t wire)
+{
+    rc_msg *a = rc_msg_alt(m, wire);
+    if (a) return a;
+    a = rc_wire_encode(wire, m);
+    if (a && a != RC_WIRE_SKIP) rc_msg_add_alt(m, a);
+    return a;
+}

@@ -1,0 +1,51 @@
+/* wire.h — a room message in every wire format roomcast speaks.
+ *
+ * A room message is sequenced once and encoded first as a WebSocket frame: that frame is the
+ * canonical record, the one the history keeps, the durable log stores (its payload) and the
+ * HTTP API reads back, so a room of WebSocket members pays for nothing else. The other formats
+ * are made from it on demand, at most once per message (chained to it with rc_msg_add_alt, so
+ * the history keeps them too and a replay re-encodes nothing):
+ *
+ *   RC_WIRE_WS      the WebSocket frame itself
+ *   RC_WIRE_LINE    TCP line mode: the JSON text and '\n'; a binary message as
+ *                   {"binary":"<base64>","room":R,"client_id":C,"msg_id":N} and '\n'
+ *   RC_WIRE_FRAMED  TCP framed mode: u32 little-endian length, u8 opcode, payload
+ *   RC_WIRE_CHAT    the chat port: "[user] text\n" for a message with a string "text",
+ *                   nothing (RC_WIRE_SKIP) for anything else
+ *
+ * docs/tcp.md is the contract for the TCP and chat formats.
+ */
+#ifndef RC_WIRE_H
+#define RC_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/msg.h"
+
+enum rc_wire {
+    RC_WIRE_WS,
+    RC_WIRE_LINE,
+    RC_WIRE_FRAMED,
+    RC_WIRE_CHAT,
+    RC_WIRE__COUNT
+};
+
+/* RC_WIRE_SKIP stands for "this wire gets nothing of this message" (never dereferenced). */
+extern const char rc__wire_skip;
+#define RC_WIRE_SKIP ((rc_msg *)(uintptr_t)&rc__wire_skip)
+
+/* rc_wire_encode makes the room message whose canonical frame is ws (a complete server
+ * WebSocket text or binary frame) in format wire (not RC_WIRE_WS): a new message with one
+ * reference, tagged wire; RC_WIRE_SKIP; or NULL when out of memory. */
+rc_msg *rc_wire_encode(uint8_t wire, const rc_msg *ws);
+
+/* rc_wire_text encodes the JSON object json[0..n) (a reply of the room protocol: joined, ack,
+ * error...) for wire: a new message with one reference, or NULL when out of memory. */
+rc_msg *rc_wire_text(uint8_t wire, const char *json, size_t n);
+
+/* rc_wire_of returns m's encoding for wire, making it and chaining it to m when missing:
+ * RC_WIRE_SKIP, or NULL when out of memory. The result is borrowed from m's chain. */
+rc_msg *rc_wire_of(rc_msg *m, uint8_t wire);
+
+#endif
