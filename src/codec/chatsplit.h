@@ -50,7 +50,9 @@ void rc_chatsplit_init(rc_chatsplit *s, size_t max);
  * enum rc_chatsplit_kind and *len the same count, the item being p[0..*len). Returns 0 when more
  * input is needed (nothing consumed; call again with the same bytes followed by more), or -1
  * when the object that starts at p[0] is longer than max bytes: that is decided as soon as max
- * bytes of it have gone by without its end, and the connection is then closed. */
+ * bytes of it have gone by without its end, and the connection is then closed. The caller's
+ * input buffer must be able to hold max bytes, or a 0 result could wait for bytes that never
+ * fit. */
 long rc_chatsplit_next(rc_chatsplit *s, const char *p, size_t n, int *kind, size_t *len);
 
 #endif

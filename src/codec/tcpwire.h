@@ -1,4 +1,4 @@
-/* tcpwire.h — the wire of the raw TCP port (docs/tcp.md): preamble, lines, length-prefixed frames.
+/* tcpwire.h — the raw TCP port's wire (docs/tcp.md): preamble, lines, length-prefixed frames.
  *
  * A connection's first bytes choose its framing once: "\0RC\x01" selects framed mode (the
  * caller answers with the same four bytes), anything else selects line mode and is the start of
@@ -90,7 +90,11 @@ void rc_tcpw_init(rc_tcpw *d, size_t max);
  *
  * When line mode reports RC_TCPW_TOO_LONG it has consumed exactly the bytes that prove the
  * line too long, and no more: max + 1 bytes without '\n', or max + 2 when byte max is the '\r'
- * of a possible "\r\n" that turned out not to be one. */
+ * of a possible "\r\n" that turned out not to be one.
+ *
+ * The caller's input buffer must be able to hold RC_TCPW_HEADER_LEN + max bytes (more than
+ * the preamble or line mode's max + 2 need): with less, a 0 result could wait for bytes that
+ * never fit. */
 long rc_tcpw_next(rc_tcpw *d, const char *p, size_t n, rc_tcpw_msg *out);
 
 /* rc_tcpw_header writes the header of a frame of len payload bytes with the given opcode

@@ -50,9 +50,9 @@ static size_t chunk_rand_big(void) { return 1 + (size_t)(unit_rand() % 300); }
 
 /* drive feeds s[0..n) in reads sized by next_chunk (0: all that is left), each call getting an
  * exact-size heap copy of the unconsumed bytes (ASan catches a read past them), and checks each
- * result: consumed <= n and equal to *len, objects starting with '{' and ending with '}' or
- * ']', whitespace-only SPACE outside garbage runs, and a 0 result with bytes present only
- * inside an object. */
+ * result: consumed <= n and equal to *len; objects of at most max bytes starting with '{' and
+ * ending with '}' or ']'; garbage without '{' that stops only at one or at the end; a 0 result
+ * only inside an object, -1 only with max bytes of it in. */
 static void drive(struct run *r, const char *s, size_t n, size_t max, size_t (*next_chunk)(void))
 {
     rc_chatsplit cs;
@@ -78,7 +78,7 @@ static void drive(struct run *r, const char *s, size_t n, size_t max, size_t (*n
                     ok = len >= 2 && len <= max && b[0] == '{' &&
                          (b[len - 1] == '}' || b[len - 1] == ']') && cs.scanned == 0;
                 if (ok && kind == RC_CHATSPLIT_GARBAGE) ok = b[0] != '{' && !memchr(b, '{', len);
-                if (ok && kind != RC_CHATSPLIT_OBJECT && avail > len) ok = b[len] == '{' || kind == RC_CHATSPLIT_SPACE;
+                if (ok && kind == RC_CHATSPLIT_GARBAGE && avail > len) ok = b[len] == '{';
                 if (!ok) {
                     fprintf(stderr, "  bad item: consumed %ld of %zu, kind %d, len %zu\n", c,
                             avail, kind, len);
@@ -209,7 +209,8 @@ static bool items_are(const struct run *r, const char *s, const struct want *w, 
 
 TEST(chatsplit_back_to_back)
 {
-    static const char s[] = "{\"user\":\"ann\",\"text\":\"hi\"}{\"user\":\"bob\",\"text\":\"yo\"}{}";
+    static const char s[] = "{\"user\":\"ann\",\"text\":\"hi\"}"
+                            "{\"user\":\"bob\",\"text\":\"yo\"}{}";
     static const struct want w[] = {W(OBJ, "{\"user\":\"ann\",\"text\":\"hi\"}"),
                                     W(OBJ, "{\"user\":\"bob\",\"text\":\"yo\"}"), W(OBJ, "{}")};
     struct run r;

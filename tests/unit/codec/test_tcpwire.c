@@ -160,7 +160,8 @@ static void ref_run(struct run *r, const char *s, size_t n, size_t max)
         }
         if (!nl) break;
         bool blank = true;
-        for (size_t i = 0; i < content; i++) blank = blank && (s[pos + i] == ' ' || s[pos + i] == '\t');
+        for (size_t i = 0; i < content; i++)
+            if (s[pos + i] != ' ' && s[pos + i] != '\t') blank = false;
         if (blank)
             add_ev(r, RC_TCPW_NONE, pos, line + 1);
         else
@@ -221,8 +222,9 @@ static bool items_are(const struct run *r, const char *s, const struct want *w, 
         return false;
     }
     for (size_t i = 0; i < nw; i++) {
-        if (r->ev[i].kind != w[i].kind ||
-            (w[i].text && (r->ev[i].len != w[i].len || memcmp(s + r->ev[i].off, w[i].text, w[i].len)))) {
+        bool text_ok = !w[i].text || (r->ev[i].len == w[i].len &&
+                                      memcmp(s + r->ev[i].off, w[i].text, w[i].len) == 0);
+        if (r->ev[i].kind != w[i].kind || !text_ok) {
             fprintf(stderr, "  item %zu: kind %u '%.*s', want kind %u '%s'\n", i, r->ev[i].kind,
                     (int)r->ev[i].len, s + r->ev[i].off, w[i].kind, w[i].text ? w[i].text : "");
             return false;
