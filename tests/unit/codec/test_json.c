@@ -1016,7 +1016,7 @@ TEST(json_get_u64)
     CHECK(!b && !c && !d && !e);
 }
 
-/* Byte flips of a valid message never crash and never turn a scan into a read past n. */
+/* rc_json_member and the member walker on a message that rc_json_scan accepted. */
 TEST(json_walk_members)
 {
     static const char msg[] =
@@ -1056,40 +1056,230 @@ TEST(json_walk_members)
     CHECK(!rc_json_get_f64(&num, &d));
 }
 
+/* ---- an independent verdict for json_mutations ------------------------------------------
+ *
+ * A small, obvious recursive-descent validator written from RFC 8259 and json.h's rules, so the
+ * mutation test can demand the exact code instead of "some error": ESYNTAX or EDEPTH for
+ * invalid text, whichever the first offending byte gives (left to right, depth counted as open
+ * containers, at most RC_JSON_MAX_DEPTH); ENOTOBJECT for valid JSON that is not an object; ECUTS
+ * only for a valid object with more than RC_JSON_MAX_CUTS top-level members to cut, keys
+ * compared after unescaping. It shares no code with json.c (nor with fuzz/fuzz_json.c). */
+static const char *const jref_names[RC_JK__COUNT] = {
+    [RC_JK_TYPE] = "type", [RC_JK_ROOM] = "room", [RC_JK_CLIENT_ID] = "client_id",
+    [RC_JK_MSG_ID] = "msg_id", [RC_JK_ACK] = "ack", [RC_JK_SINCE] = "since",
+    [RC_JK_EPOCH] = "epoch", [RC_JK_IDEMPOTENCY_KEY] = "idempotency_key",
+};
+
+struct jref {
+    const char *p;
+    size_t n, i;             /* the text and the read position */
+    unsigned cut_mask;       /* keys to cut, as in rc_json_scan */
+    size_t cuts;             /* top-level members whose key is in cut_mask */
+};
+
+static int jref_at(const struct jref *r)
+{
+    return r->i < r->n ? (unsigned char)r->p[r->i] : -1;
+}
+
+static bool jref_eat(struct jref *r, int c)
+{
+    if (jref_at(r) != c) return false;
+    r->i++;
+    return true;
+}
+
+static void jref_ws(struct jref *r)
+{
+    while (jref_eat(r, ' ') || jref_eat(r, '\t') || jref_eat(r, '\n') || jref_eat(r, '\r')) {}
+}
+
+static int jref_hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static bool jref_digits(struct jref *r)
+{
+    size_t from = r->i;
+    while (jref_at(r) >= '0' && jref_at(r) <= '9') r->i++;
+    return r->i > from;
+}
+
+/* jref_string reads a string literal and decodes it into key[0..*klen) (a \u escape above
+ * U+007F becomes 0xFF: no known key has one); key may be NULL. */
+static int jref_string(struct jref *r, char *key, size_t cap, size_t *klen)
+{
+    size_t k = 0;
+    if (!jref_eat(r, '"')) return RC_JSON_ESYNTAX;
+    for (;;) {
+        int c = jref_at(r);
+        if (c < 0x20) return RC_JSON_ESYNTAX; /* the end of the text, or a control character */
+        r->i++;
+        if (c == '"') break;
+        if (c == '\\') {
+            static const char esc[] = "\"\\/bfnrt", val[] = "\"\\/\b\f\n\r\t";
+            int e = jref_at(r);
+            r->i++;
+            if (e > 0 && strchr(esc, e)) {
+                c = val[strchr(esc, e) - esc];
+            } else if (e == 'u') {
+                unsigned v = 0;
+                for (int j = 0; j < 4; j++, r->i++) {
+                    int h = jref_hexval(jref_at(r));
+                    if (h < 0) return RC_JSON_ESYNTAX;
+                    v = v * 16 + (unsigned)h;
+                }
+                c = v < 0x80 ? (int)v : 0xFF;
+            } else {
+                return RC_JSON_ESYNTAX;
+            }
+        }
+        if (key && k < cap) key[k] = (char)c;
+        k++;
+    }
+    if (klen) *klen = k;
+    return RC_JSON_OK;
+}
+
+static int jref_number(struct jref *r)
+{
+    jref_eat(r, '-');
+    if (!jref_eat(r, '0') && !jref_digits(r)) return RC_JSON_ESYNTAX;
+    if (jref_eat(r, '.') && !jref_digits(r)) return RC_JSON_ESYNTAX;
+    if (jref_eat(r, 'e') || jref_eat(r, 'E')) {
+        if (!jref_eat(r, '+')) jref_eat(r, '-');
+        if (!jref_digits(r)) return RC_JSON_ESYNTAX;
+    }
+    return RC_JSON_OK;
+}
+
+/* jref_value reads a value with `depth` containers open around it; top: it is the whole text. */
+static int jref_value(struct jref *r, int depth, bool top)
+{
+    jref_ws(r);
+    int c = jref_at(r);
+    if (c == '{' || c == '[') {
+        if (depth == RC_JSON_MAX_DEPTH) return RC_JSON_EDEPTH;
+        r->i++;
+        int close = c == '{' ? '}' : ']';
+        jref_ws(r);
+        if (jref_eat(r, close)) return RC_JSON_OK;
+        for (;;) {
+            if (c == '{') {
+                char key[32];
+                size_t klen = 0;
+                jref_ws(r);
+                int e = jref_string(r, key, sizeof key, &klen);
+                if (e) return e;
+                for (int k = 0; top && k < RC_JK__COUNT; k++)
+                    if ((r->cut_mask & RC_JK_BIT(k)) && klen == strlen(jref_names[k]) &&
+                        memcmp(key, jref_names[k], klen) == 0)
+                        r->cuts++;
+                jref_ws(r);
+                if (!jref_eat(r, ':')) return RC_JSON_ESYNTAX;
+            }
+            int e = jref_value(r, depth + 1, false);
+            if (e) return e;
+            jref_ws(r);
+            if (jref_eat(r, close)) return RC_JSON_OK;
+            if (!jref_eat(r, ',')) return RC_JSON_ESYNTAX;
+        }
+    }
+    if (c == '"') return jref_string(r, NULL, 0, NULL);
+    if (c == '-' || (c >= '0' && c <= '9')) return jref_number(r);
+    static const char *const lits[] = {"true", "false", "null"};
+    for (int k = 0; k < 3; k++) {
+        size_t l = strlen(lits[k]);
+        if (c != lits[k][0]) continue;
+        if (r->n - r->i < l || memcmp(r->p + r->i, lits[k], l) != 0) return RC_JSON_ESYNTAX;
+        r->i += l;
+        return RC_JSON_OK;
+    }
+    return RC_JSON_ESYNTAX;
+}
+
+static int jref_scan(const char *p, size_t n, unsigned cut_mask)
+{
+    struct jref r = {p, n, 0, cut_mask, 0};
+    jref_ws(&r);
+    bool object = jref_at(&r) == '{';
+    int e = jref_value(&r, 0, true);
+    if (e) return e;
+    jref_ws(&r);
+    if (r.i != n) return RC_JSON_ESYNTAX;
+    if (!object) return RC_JSON_ENOTOBJECT;
+    return r.cuts > RC_JSON_MAX_CUTS ? RC_JSON_ECUTS : RC_JSON_OK;
+}
+
+/* Random byte flips and truncations of a few messages: the scan's verdict must be the
+ * reference's, with and without members to cut, and an accepted message must splice into
+ * valid JSON. The bases are chosen so that every verdict comes up: a chat message, one with
+ * nine members to cut (ECUTS until a flip spoils a key), one nested exactly to the depth limit
+ * (EDEPTH when a flip opens one more level), and a top-level array (ENOTOBJECT). */
 TEST(json_mutations)
 {
-    static const char base[] = "{\"type\":\"chat\",\"room\":\"lobby\",\"client_id\":3,"
-                               "\"text\":\"h\\u00e9llo \\\"w\\\"\",\"n\":[1,-2.5e3,true,null],"
-                               "\"o\":{\"msg_id\":1}}";
+    static char deep[512];
+    size_t o = (size_t)sprintf(deep, "{\"a\":");
+    for (int i = 0; i < RC_JSON_MAX_DEPTH - 1; i++) deep[o++] = '[';
+    o += (size_t)sprintf(deep + o, "1,2,3,4,5,6,7,8");
+    for (int i = 0; i < RC_JSON_MAX_DEPTH - 1; i++) deep[o++] = ']';
+    deep[o++] = '}';
+    deep[o] = 0;
+    const char *const bases[] = {
+        "{\"type\":\"chat\",\"room\":\"lobby\",\"client_id\":3,"
+        "\"text\":\"h\\u00e9llo \\\"w\\\"\",\"n\":[1,-2.5e3,true,null],\"o\":{\"msg_id\":1}}",
+        "{\"msg_id\":1,\"client_id\":2,\"msg_id\":3,\"client_id\":4,\"msg\\u005fid\":5,"
+        "\"client_id\":6,\"msg_id\":7,\"client_id\":8,\"msg_id\":9,\"a\":[0]}",
+        deep,
+        "[{\"msg_id\":1},-2.5e3,\"x\",[true,false,null],0.5]",
+    };
     static const char alphabet[] = "{}[]\":,\\ \t0123456789-+.eEtrufalsn\x01\x7f";
-    char doc[sizeof base];
+    int seen[5] = {0}; /* by -code: OK, ESYNTAX, ENOTOBJECT, EDEPTH, ECUTS */
+    char doc[512];
     for (int iter = 0; iter < 50000; iter++) {
-        memcpy(doc, base, sizeof base - 1);
+        const char *base = bases[iter % 4];
+        size_t len = strlen(base);
+        memcpy(doc, base, len);
         int flips = 1 + (int)(unit_rand() % 3);
         for (int f = 0; f < flips; f++)
-            doc[unit_rand() % (sizeof base - 1)] = alphabet[unit_rand() % (sizeof alphabet - 1)];
-        size_t n = 1 + unit_rand() % (sizeof base - 1);
+            doc[unit_rand() % len] = alphabet[unit_rand() % (sizeof alphabet - 1)];
+        size_t n = unit_rand() % 2 ? len : 1 + unit_rand() % len;
         char *b = malloc(n);
         if (!b) abort();
         memcpy(b, doc, n);
         rc_json_top t;
         int r = rc_json_scan(b, n, CUT_IDS, &t);
-        if (r == RC_JSON_OK) {
+        int want = jref_scan(b, n, CUT_IDS);
+        int r0 = rc_json_scan(b, n, 0, &(rc_json_top){0});
+        int want0 = jref_scan(b, n, 0);
+        if (r != want || r0 != want0)
+            fprintf(stderr, "  '%.*s': scan %d/%d, reference %d/%d\n", (int)n, b, r, r0, want,
+                    want0);
+        if (r == RC_JSON_OK && want == RC_JSON_OK) {
             char *out = malloc(n + 32);
+            if (!out) abort();
             bool ne;
-            size_t o = rc_json_copy_open(b, &t, out, &ne);
-            if (o > n) abort();
-            if (ne) out[o++] = ',';
-            memcpy(out + o, "\"client_id\":1,\"msg_id\":2}", 25);
-            o += 25;
-            int bad = check_spliced(out, o, t.members - t.members_cut + 2);
+            size_t k = rc_json_copy_open(b, &t, out, &ne);
+            if (k > n) abort();
+            if (ne) out[k++] = ',';
+            memcpy(out + k, "\"client_id\":1,\"msg_id\":2}", 25);
+            k += 25;
+            int bad = check_spliced(out, k, t.members - t.members_cut + 2);
             free(out);
-            free(b);
             CHECK_EQ_INT(bad, 0);
-        } else {
-            free(b);
-            CHECK(r == RC_JSON_ESYNTAX || r == RC_JSON_ENOTOBJECT || r == RC_JSON_ECUTS);
         }
+        free(b);
+        CHECK_EQ_INT(r, want);
+        CHECK_EQ_INT(r0, want0);
+        seen[-r]++;
+    }
+    for (int i = 0; i < 5; i++) {
+        if (!seen[i]) fprintf(stderr, "  verdict %d never came up\n", -i);
+        CHECK(seen[i] > 0);
     }
 }
 
