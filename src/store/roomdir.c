@@ -78,7 +78,9 @@ static long list_segments(const char *dir, uint64_t **out)
         v[n++] = id;
     }
     closedir(d);
-    qsort(v, n, sizeof(*v), cmp_u64);
+    /* Not with n == 0: v is NULL then, and qsort's pointer is declared nonnull (UBSan aborts
+     * on a room directory that holds only its epoch: a room that never got a message). */
+    if (n) qsort(v, n, sizeof(*v), cmp_u64);
     *out = v;
     return (long)n;
 }
