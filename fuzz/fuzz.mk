@@ -7,10 +7,11 @@
 #   build/fuzz/fuzz_NAME build/fuzz/corpus-NAME      to keep fuzzing one target by hand
 #
 # A new target is just a new fuzz/fuzz_NAME.c (plus seeds in fuzz/corpus/NAME/): the wildcard
-# picks it up. The code under test is src/codec/, the NetSync rooms, and the core
-# buffer and heap — none of them depends on sockets or the rest of the server — compiled once with coverage instrumentation into an archive, so
+# picks it up. The code under test is src/codec/, the NetSync rooms, the core buffer and heap,
+# and the durable log's on-disk format (src/store/format.c) — none of them depends on sockets
+# or the rest of the server — compiled once with coverage instrumentation into an archive, so
 # each target links just the objects it references (handshake.o, which needs -lcrypto, only
-# ends up in the targets that call it).
+# ends up in the targets that call it; format.o needs zlib's crc32, hence -lz).
 #
 # -fno-sanitize-recover=all: by default UBSan reports and carries on, which libFuzzer would not
 # count as a crash; here undefined behaviour stops the run like an ASan error does.
@@ -22,12 +23,12 @@ FUZZ_SAN       := address,undefined
 FUZZ_BASEFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc -fno-sanitize-recover=all
 FUZZ_CFLAGS    := -fsanitize=fuzzer,$(FUZZ_SAN) $(FUZZ_BASEFLAGS)
 FUZZ_OBJFLAGS  := -fsanitize=fuzzer-no-link,$(FUZZ_SAN) $(FUZZ_BASEFLAGS)
-FUZZ_LDLIBS    := -lcrypto
+FUZZ_LDLIBS    := -lcrypto -lz
 
 FUZZ_SRC       := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_NAMES     := $(FUZZ_SRC:fuzz/fuzz_%.c=%)
 FUZZ_BINS      := $(FUZZ_NAMES:%=$(FUZZ_OUT)/fuzz_%)
-FUZZ_LIB_OBJ   := $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(sort $(wildcard src/codec/*.c) src/netsync/nsroom.c src/core/buf.c src/core/heap.c src/core/msg.c))
+FUZZ_LIB_OBJ   := $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(sort $(wildcard src/codec/*.c) src/netsync/nsroom.c src/core/buf.c src/core/heap.c src/core/msg.c src/store/format.c))
 FUZZ_LIB       := $(FUZZ_OUT)/libproto.a
 
 fuzz: $(FUZZ_BINS)

@@ -224,6 +224,16 @@ def test_restart_restores_rooms_ids_and_history(start_server, data_dir):
     assert b.recv_json()["msg_id"] == 26
 
 
+def test_room_without_messages_survives_restart(start_server, data_dir):
+    srv = start_server("--data-dir", data_dir)
+    a = RawWS.connect(srv.port)
+    a.join(rn())
+    a.close()
+    srv.stop()
+    srv2 = start_server("--data-dir", data_dir)   # its directory holds an epoch, no segment
+    assert srv2.stats()["rooms"] == 1
+
+
 def dump(data_dir, room):
     out = subprocess.run([roomcast_bin(), "--data-dir", data_dir, "--dump", room],
                          capture_output=True, text=True, timeout=30)

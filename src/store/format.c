@@ -1,0 +1,112 @@
+/* format.c — the durable log's record format and room-directory names; see format.h. */
+#include "store/format.h"
+
+#include <string.h>
+#include <zlib.h>
+
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* ---- records ------------------------------------------------------------------------------ */
+
+void rc__store_rec_head(unsigned char out[RC__STORE_REC_HEAD], uint64_t msg_id,
+                        uint64_t time_ms, uint8_t opcode, size_t payload_len)
+{
+    put32(out, (uint32_t)(RC__STORE_REC_FIXED + payload_len));
+    put32(out + 4, 0);
+    put64(out + RC__STORE_REC_HEADER, msg_id);
+    put64(out + RC__STORE_REC_HEADER + 8, time_ms);
+    out[RC__STORE_REC_HEADER + 16] = opcode;
+}
+
+void rc__store_rec_seal(unsigned char *rec, size_t size)
+{
+    put32(rec + 4, (uint32_t)crc32(0, rec + RC__STORE_REC_HEADER,
+                                   (uInt)(size - RC__STORE_REC_HEADER)));
+}
+
+uint64_t rc__store_rec_msg_id(const unsigned char *rec)
+{
+    return le64(rec + RC__STORE_REC_HEADER);
+}
+
+void rc__store_reader_init(rc__store_reader *r, uint64_t prev_id)
+{
+    r->off = 0;
+    r->prev_id = prev_id;
+}
+
+int rc__store_read(rc__store_reader *r, const unsigned char *buf, size_t n, rc__store_rec *rec)
+{
+    /* Nothing is computed from buf before it is known to hold bytes at r->off: buf may be
+     * NULL for an empty file. */
+    if (r->off >= n) return RC__STORE_MORE;
+    size_t avail = n - r->off;
+    const unsigned char *p = buf + r->off;
+    if (avail < 4) return RC__STORE_MORE;
+    uint32_t len = le32(p);
+    if (len < RC__STORE_REC_FIXED || len > RC__STORE_REC_MAX) return RC__STORE_BAD_LENGTH;
+    /* Compared as avail - HEADER, never len + HEADER: no sum that could wrap. */
+    if (avail < RC__STORE_REC_HEADER || len > avail - RC__STORE_REC_HEADER) return RC__STORE_MORE;
+    const unsigned char *body = p + RC__STORE_REC_HEADER;
+    if ((uint32_t)crc32(0, body, len) != le32(p + 4)) return RC__STORE_BAD_CRC;
+    uint64_t id = le64(body);
+    if (r->prev_id && id != r->prev_id + 1) return RC__STORE_BAD_SEQUENCE;
+    rec->msg_id = id;
+    rec->time_ms = le64(body + 8);
+    rec->opcode = body[16];
+    rec->payload = body + RC__STORE_REC_FIXED;
+    rec->len = len - RC__STORE_REC_FIXED;
+    rec->size = RC__STORE_REC_HEADER + (size_t)len;
+    r->off += rec->size;
+    r->prev_id = id;
+    return RC__STORE_RECORD;
+}
+
+/* ---- room directory names ----------------------------------------------------------------- */
+
+void rc__store_name_encode(const char *name, size_t len, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = hx[(unsigned char)name[i] >> 4];
+        out[2 * i + 1] = hx[(unsigned char)name[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+long rc__store_name_decode(const char *hex, char *out, size_t cap)
+{
+    size_t n = strlen(hex);
+    if (n == 0 || n % 2 || n / 2 > cap) return -1;
+    for (size_t i = 0; i < n / 2; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = hex[2 * i + (size_t)k];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0) return -1;
+            v = v * 16 + d;
+        }
+        out[i] = (char)v;
+    }
+    return (long)(n / 2);
+}

@@ -1,0 +1,101 @@
+/* format.h — the durable log's on-disk formats: records in a segment file, and the name of a
+ * room's directory. Internal to src/store/ (prefix rc__store_); no I/O, no allocation, no
+ * dependency beyond zlib's crc32, so it is unit-tested and fuzzed on its own.
+ *
+ * A segment file is a sequence of records, nothing else (no file header):
+ *
+ *   u32 length | u32 crc32 | u64 msg_id | u64 time_ms | u8 opcode | payload
+ *
+ * all little-endian. `length` counts the bytes from msg_id to the end of the payload
+ * (RC__STORE_REC_FIXED + payload length) and lies in [RC__STORE_REC_FIXED, RC__STORE_REC_MAX];
+ * `crc32` is zlib's CRC-32 of the same bytes. Within a room the msg_ids of consecutive records
+ * are consecutive (n, n + 1, ...), across segment files too.
+ *
+ * Records are read with rc__store_read, which validates one record at a time over the bytes
+ * of a segment read so far. Its invariants, relied on by start-up repair (roomdir.c):
+ *   - it never reads outside buf[0..n) and never allocates;
+ *   - r->off only moves forward, past whole valid records: buf[0..r->off) is the valid
+ *     prefix, and reading buf[0..r->off) again gives the same records;
+ *   - a call with more bytes of the same file picks up where it stopped ("need more" is a
+ *     promise that nothing so far is wrong), so a file can be read in pieces of any size;
+ *   - at the end of a file, RC__STORE_MORE with r->off < n means a torn tail (a record cut
+ *     short), any RC__STORE_BAD_* a corrupt one; either way the file is good up to r->off.
+ *
+ * Room directories are named by the room name in lowercase hex (two digits a byte), so every
+ * room name (any 1..255 bytes) has a distinct directory name that is safe on any filesystem.
+ */
+#ifndef RC_STORE_FORMAT_H
+#define RC_STORE_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RC__STORE_REC_HEADER 8   /* u32 length + u32 crc32 */
+#define RC__STORE_REC_FIXED 17   /* u64 msg_id + u64 time_ms + u8 opcode */
+#define RC__STORE_REC_HEAD (RC__STORE_REC_HEADER + RC__STORE_REC_FIXED) /* bytes before payload */
+#define RC__STORE_REC_MAX (64u << 20) /* largest `length`; a longer one is corruption */
+
+#define RC__STORE_NAME_MAX 255                            /* longest room name, bytes */
+#define RC__STORE_NAME_HEX_SIZE (2 * RC__STORE_NAME_MAX + 1) /* its hex form with the NUL */
+
+/* One record as read: the pointers point into the buffer given to rc__store_read. */
+typedef struct rc__store_rec {
+    uint64_t msg_id;                /* the message's id in its room */
+    uint64_t time_ms;               /* when it was sequenced, ms since the epoch (wall clock) */
+    uint8_t opcode;                 /* WebSocket opcode it was sent with (1 text, 2 binary) */
+    const unsigned char *payload;   /* its payload bytes, inside the buffer */
+    size_t len;                     /* payload length, bytes */
+    size_t size;                    /* whole record on disk, bytes (RC__STORE_REC_HEAD + len) */
+} rc__store_rec;
+
+/* rc__store_rec_head writes the RC__STORE_REC_HEAD bytes that precede a payload of
+ * payload_len bytes, with the crc32 field zero: the event loop only copies, the writer thread
+ * computes the checksum with rc__store_rec_seal once the payload follows. payload_len must be
+ * at most RC__STORE_REC_MAX - RC__STORE_REC_FIXED for the record to read back. */
+void rc__store_rec_head(unsigned char out[RC__STORE_REC_HEAD], uint64_t msg_id,
+                        uint64_t time_ms, uint8_t opcode, size_t payload_len);
+
+/* rc__store_rec_seal fills in the crc32 field of the complete record rec[0..size). */
+void rc__store_rec_seal(unsigned char *rec, size_t size);
+
+/* rc__store_rec_msg_id is the msg_id of the record starting at rec (at least
+ * RC__STORE_REC_HEAD bytes). */
+uint64_t rc__store_rec_msg_id(const unsigned char *rec);
+
+/* The reader's whole state: two numbers, so it can be copied, reset, and resumed. */
+typedef struct rc__store_reader {
+    size_t off;          /* end of the valid prefix: where the next record starts, bytes */
+    uint64_t prev_id;    /* msg_id of the last record accepted; 0: none, any id may come next */
+} rc__store_reader;
+
+/* rc__store_reader_init starts reading a segment whose first record must follow prev_id (the
+ * last msg_id of the room's previous segment), or, with 0, may have any msg_id. As on disk
+ * before this module existed, a record with msg_id 0 (roomcast numbers from 1) also leaves
+ * the next one unconstrained. */
+void rc__store_reader_init(rc__store_reader *r, uint64_t prev_id);
+
+enum rc__store_read_result {
+    RC__STORE_RECORD = 1,         /* *rec is the record at the old r->off; r->off moved past it */
+    RC__STORE_MORE = 0,           /* buf[r->off..n) is empty or the start of a record: need more */
+    RC__STORE_BAD_LENGTH = -1,    /* its length field is outside [REC_FIXED, REC_MAX] */
+    RC__STORE_BAD_CRC = -2,       /* its bytes do not match its crc32 */
+    RC__STORE_BAD_SEQUENCE = -3,  /* its msg_id is not r->prev_id + 1 */
+};
+
+/* rc__store_read reads the record at buf[r->off..n), where buf[0..n) is the segment's content
+ * so far (the same bytes on every call, n never smaller). On RC__STORE_RECORD it fills *rec
+ * and advances r; otherwise r and *rec are left alone, so a BAD result repeats and MORE can
+ * be retried with more bytes. A bad length is reported as soon as the length field is in,
+ * a bad checksum or sequence once the whole record is. */
+int rc__store_read(rc__store_reader *r, const unsigned char *buf, size_t n, rc__store_rec *rec);
+
+/* rc__store_name_encode writes the directory name of room name[0..len) (len at most
+ * RC__STORE_NAME_MAX) to out: 2 * len lowercase hex digits and a NUL. */
+void rc__store_name_encode(const char *name, size_t len, char *out);
+
+/* rc__store_name_decode turns the directory name hex (NUL-terminated) back into the room name
+ * in out[0..cap). Returns its length, or -1 if hex is not a room directory: empty, odd length,
+ * anything but lowercase hex digits, or a name longer than cap. */
+long rc__store_name_decode(const char *hex, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,174 @@
+/* roomdir.c — the files of the data directory: segment names and listing, reading (and
+ * repairing) a room's segments, small files replaced atomically; see roomdir.h. */
+#include "store/roomdir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "store/format.h"
+
+int rc__store_write_file(const char *path, const char *data, size_t len, bool sync)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    ssize_t w = write(fd, data, len);
+    int err = w == (ssize_t)len ? 0 : (w < 0 ? errno : ENOSPC);
+    if (!err && sync && fsync(fd) < 0) err = errno;
+    close(fd);
+    if (!err && rename(tmp, path) < 0) err = errno;
+    if (err) unlink(tmp);
+    return -err;
+}
+
+int rc__store_remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? 0 : -errno;
+    struct dirent *e;
+    char p[PATH_MAX + 300];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    return rmdir(dir) < 0 ? -errno : 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Lists the segments of a room directory, ascending. Returns the count or -errno. */
+static long list_segments(const char *dir, uint64_t **out)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -errno;
+    uint64_t *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l != 24 || strcmp(e->d_name + 20, ".log") != 0) continue;
+        char *end;
+        unsigned long long id = strtoull(e->d_name, &end, 10);
+        if (end != e->d_name + 20) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            uint64_t *nv = realloc(v, cap * sizeof(*v));
+            if (!nv) {
+                free(v);
+                closedir(d);
+                return -ENOMEM;
+            }
+            v = nv;
+        }
+        v[n++] = id;
+    }
+    closedir(d);
+    /* Not with n == 0: v is NULL then, and qsort's pointer is declared nonnull (UBSan aborts
+     * on a room directory that holds only its epoch: a room that never got a message). */
+    if (n) qsort(v, n, sizeof(*v), cmp_u64);
+    *out = v;
+    return (long)n;
+}
+
+void rc__store_seg_path(char *out, size_t cap, const char *dir, uint64_t first)
+{
+    snprintf(out, cap, "%s/%020llu.log", dir, (unsigned long long)first);
+}
+
+bool rc__store_read_epoch(const char *room_dir, char out[RC_EPOCH_LEN + 2])
+{
+    char p[PATH_MAX + 8];
+    out[0] = '\0';
+    snprintf(p, sizeof(p), "%s/epoch", room_dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return false;
+    bool got = fgets(out, RC_EPOCH_LEN + 2, f) != NULL;
+    fclose(f);
+    return got;
+}
+
+/* A segment is read whole into memory and validated by format.c's reader: the writer rotates
+ * segments at its segment_max (at most 64 MiB, plus one batch), and reading happens only at
+ * start-up and in the tools, so reading in pieces would buy nothing but code. */
+int rc__store_read_room(const char *dir, bool readonly, rc__store_record_fn *fn, void *arg,
+                        uint64_t **segs, size_t *nsegs, size_t *last_size)
+{
+    uint64_t *v = NULL;
+    long n = list_segments(dir, &v);
+    if (n < 0) return (int)n;
+    uint64_t prev = 0;
+    int repaired = 0;
+    size_t keep = (size_t)n, lastsz = 0;
+    for (size_t i = 0; i < (size_t)n && !repaired; i++) {
+        char p[PATH_MAX + 32];
+        rc__store_seg_path(p, sizeof(p), dir, v[i]);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            free(v);
+            return -errno;
+        }
+        struct stat sb;
+        fstat(fd, &sb);
+        size_t size = (size_t)sb.st_size;
+        unsigned char *data = size ? malloc(size) : NULL;
+        size_t got = 0;
+        while (data && got < size) {
+            ssize_t r = read(fd, data + got, size - got);
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        close(fd);
+        if (size && (!data || got != size)) {
+            free(data);
+            free(v);
+            return -EIO;
+        }
+        /* The room's msg_ids run on across its segments: each goes on from the last. */
+        rc__store_reader rd;
+        rc__store_reader_init(&rd, prev);
+        rc__store_rec rec;
+        while (rc__store_read(&rd, data, size, &rec) == RC__STORE_RECORD)
+            fn(arg, rec.msg_id, rec.time_ms, rec.opcode, (const char *)rec.payload, rec.len);
+        prev = rd.prev_id;
+        size_t off = rd.off;
+        free(data);
+        lastsz = off;
+        if (off < size) {
+            repaired = 1;
+            keep = off > 0 ? i + 1 : i;
+            if (!readonly) {
+                rc_warn("log '%s': invalid record at byte %zu of %zu: truncating", p, off, size);
+                if (off > 0) {
+                    if (truncate(p, (off_t)off) < 0) rc_warn("cannot truncate '%s': %s", p, strerror(errno));
+                } else {
+                    unlink(p);
+                }
+                for (size_t k = i + 1; k < (size_t)n; k++) {
+                    char q[PATH_MAX + 32];
+                    rc__store_seg_path(q, sizeof(q), dir, v[k]);
+                    rc_warn("log '%s': after a damaged segment: removing", q);
+                    unlink(q);
+                }
+            }
+        }
+    }
+    *segs = v;
+    *nsegs = keep;
+    if (last_size) *last_size = keep == (size_t)n ? lastsz : (keep ? lastsz : 0);
+    return repaired;
+}

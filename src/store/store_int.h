@@ -1,0 +1,95 @@
+/* store_int.h — what store.c (the store object, restore) and writer.c (the batches and the
+ * writer thread) share: the two structs behind store.h's handles and the functions each side
+ * calls in the other. Internal to src/store/ (prefix rc__store_). Which thread may touch a
+ * field is written next to it; "writer" fields are also used by rc_store_open before the
+ * thread starts and by rc_store_close after it is joined.
+ */
+#ifndef RC_STORE_INT_H
+#define RC_STORE_INT_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/loop.h"
+#include "store/store.h"
+
+/* Longest data directory path accepted: room paths add "/rooms/" and up to 510 hex digits. */
+#define RC__STORE_DIR_MAX 3072
+
+struct rc_store_room {
+    /* Written by the loop before OP_NEW, then read-only. */
+    char dir[PATH_MAX];      /* the room's directory */
+    /* Writer-side state. */
+    char epoch[RC_EPOCH_LEN + 1]; /* epoch to write when epoch_dirty */
+    bool dir_ready;          /* directory and epoch file exist */
+    bool epoch_dirty;        /* epoch file must be rewritten */
+    int fd;                  /* current segment, -1 when not open */
+    size_t seg_size;         /* bytes of the current segment known to be good */
+    uint64_t *segs;          /* first msg_id of each segment on disk, ascending */
+    size_t nsegs, capsegs;   /* entries used and allocated in segs */
+    uint64_t first_kept;     /* latest retention bound from the loop */
+    bool need_fsync;         /* written since the last fsync */
+    rc_buf wbuf;             /* records not yet written */
+    rc_store_room *touched_next; /* writer's list of rooms with pending bytes */
+    bool touched;            /* on that list */
+    rc_store_room *all_prev, *all_next; /* every room the writer knows */
+    atomic_bool lost;        /* the writer dropped records: the loop changes the epoch */
+};
+
+struct rc_store {
+    char dir[RC__STORE_DIR_MAX]; /* data directory */
+    enum rc_fsync mode;      /* when the writer fsyncs (--fsync) */
+    size_t segment_max;      /* rotate segments beyond this size, bytes */
+    rc_loop *loop;           /* the loop that owns the store */
+    rc_io efd_io;            /* eventfd the writer signals */
+    void (*on_durable)(void *arg); /* called on the loop when durable() moved */
+    void *arg;               /* for on_durable */
+    pthread_t thread;        /* the writer */
+    pthread_mutex_t mu;      /* guards handoff, handoff_seq, stop */
+    pthread_cond_t cv;       /* signalled on handoff and stop */
+    /* Loop only: appended without a lock, handed over at each kick. */
+    rc_buf filling;          /* ops appended by the loop since the last kick */
+    /* Guarded by mu. */
+    rc_buf handoff;          /* ops handed to the writer, not yet taken */
+    uint64_t handoff_seq;    /* batch number of the last handed-off batch */
+    bool stop;               /* the writer should finish what it has and exit */
+    /* Loop only. */
+    uint64_t seq;            /* batches handed off */
+    /* Writer → loop. */
+    _Atomic uint64_t durable; /* highest batch written (and synced per mode) */
+    _Atomic uint64_t bytes_written, records, bytes_dropped, fsyncs, repaired; /* rc_store_status */
+    _Atomic int error;       /* errno of the last failure, 0 once writing works again */
+    _Atomic size_t backlog;  /* bytes waiting for the writer after its last pass */
+    /* Writer only. */
+    rc_store_room *all;      /* every room */
+    rc_store_room *touched;  /* rooms with bytes to write */
+};
+
+/* ---- store.c ---- */
+
+/* rc__store_room_alloc returns a new room handle for directory dir, not yet linked. */
+rc_store_room *rc__store_room_alloc(const char *dir);
+
+/* rc__store_room_link adds sr to the writer's list of every room (st->all). */
+void rc__store_room_link(rc_store *st, rc_store_room *sr);
+
+/* rc__store_room_free closes sr's segment, unlinks it from st->all and frees it. */
+void rc__store_room_free(rc_store *st, rc_store_room *sr);
+
+/* ---- writer.c ---- */
+
+/* rc__store_set_error records errno err as the store's state, logging it when it changed. */
+void rc__store_set_error(rc_store *st, int err, const char *what, const char *path);
+
+/* rc__store_touch puts sr on the list of rooms the writer's next pass writes. */
+void rc__store_touch(rc_store *st, rc_store_room *sr);
+
+/* rc__store_writer_main is the writer thread (arg: the rc_store). It runs until st->stop is
+ * set and everything handed off before is written. */
+void *rc__store_writer_main(void *arg);
+
+#endif

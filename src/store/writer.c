@@ -1,0 +1,391 @@
+/* writer.c — the durable log's batches and its writer thread; see store.h ("Threads").
+ *
+ * Loop side: every operation (a record, a new room, a new epoch, a deleted room) is appended
+ * to the loop's own batch without a lock or a syscall (rc_store_append does not even compute
+ * the checksum), and rc_store_kick hands the batch over under the mutex once per loop
+ * iteration. Writer side: the thread applies a batch to its rooms, writes each touched room's
+ * records with one write(), rotates segments and drops the ones retention no longer needs,
+ * fsyncs per --fsync, and reports the highest batch on disk through the eventfd. A failure
+ * keeps the room's bytes (up to ROOM_BACKLOG_MAX) and the thread retries at least once a
+ * second; bytes it has to give up flag the room as lost.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "store/format.h"
+#include "store/roomdir.h"
+
+#define ROOM_BACKLOG_MAX (16u << 20) /* unwritten bytes kept per room while the disk fails */
+
+enum op_kind { OP_RECORD, OP_NEW, OP_EPOCH, OP_DELETE };
+
+/* An operation from the loop to the writer, followed in the batch by its data. */
+struct op {
+    uint8_t kind;            /* enum op_kind */
+    rc_store_room *sr;       /* the room */
+    uint64_t first_kept;     /* OP_RECORD: oldest msg_id still retained */
+    uint32_t len;            /* bytes of data following this header */
+};
+
+/* ---- the writer thread -------------------------------------------------------------------- */
+
+void rc__store_set_error(rc_store *st, int err, const char *what, const char *path)
+{
+    int old = atomic_exchange(&st->error, err);
+    if (old != err) rc_error("durable log: cannot %s '%s': %s", what, path, strerror(err));
+}
+
+void rc__store_touch(rc_store *st, rc_store_room *sr)
+{
+    if (sr->touched) return;
+    sr->touched = true;
+    sr->touched_next = st->touched;
+    st->touched = sr;
+}
+
+static bool ensure_dir(rc_store *st, rc_store_room *sr)
+{
+    if (!sr->dir_ready) {
+        char rooms[PATH_MAX];
+        snprintf(rooms, sizeof(rooms), "%s/rooms", st->dir);
+        mkdir(st->dir, 0755);
+        mkdir(rooms, 0755);
+        if (mkdir(sr->dir, 0755) < 0 && errno != EEXIST) {
+            rc__store_set_error(st, errno, "create", sr->dir);
+            return false;
+        }
+        sr->dir_ready = true;
+    }
+    if (sr->epoch_dirty) {
+        char p[PATH_MAX + 8], line[RC_EPOCH_LEN + 2];
+        snprintf(p, sizeof(p), "%s/epoch", sr->dir);
+        snprintf(line, sizeof(line), "%s\n", sr->epoch);
+        int r = rc__store_write_file(p, line, strlen(line), st->mode != RC_FSYNC_NO);
+        if (r < 0) {
+            rc__store_set_error(st, -r, "write", p);
+            return false;
+        }
+        sr->epoch_dirty = false;
+    }
+    return true;
+}
+
+static int open_segment(rc_store *st, rc_store_room *sr, uint64_t first)
+{
+    char p[PATH_MAX + 32];
+    rc__store_seg_path(p, sizeof(p), sr->dir, first);
+    int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc__store_set_error(st, errno, "open", p);
+        return -1;
+    }
+    if (sr->nsegs == 0 || sr->segs[sr->nsegs - 1] != first) {
+        if (sr->nsegs == sr->capsegs) {
+            size_t cap = sr->capsegs ? sr->capsegs * 2 : 8;
+            uint64_t *v = realloc(sr->segs, cap * sizeof(*v));
+            if (!v) {
+                close(fd);
+                return -1;
+            }
+            sr->segs = v;
+            sr->capsegs = cap;
+        }
+        sr->segs[sr->nsegs++] = first;
+        sr->seg_size = 0;
+    }
+    sr->fd = fd;
+    return 0;
+}
+
+/* Deletes segments whose messages are all older than first_kept (never the current one). */
+static void trim_segments(rc_store_room *sr)
+{
+    size_t drop = 0;
+    while (drop + 1 < sr->nsegs && sr->segs[drop + 1] <= sr->first_kept) drop++;
+    for (size_t i = 0; i < drop; i++) {
+        char p[PATH_MAX + 32];
+        rc__store_seg_path(p, sizeof(p), sr->dir, sr->segs[i]);
+        unlink(p);
+    }
+    if (drop) {
+        memmove(sr->segs, sr->segs + drop, (sr->nsegs - drop) * sizeof(*sr->segs));
+        sr->nsegs -= drop;
+    }
+}
+
+/* Writes a room's pending records. Returns true when nothing is left pending. */
+static bool write_room(rc_store *st, rc_store_room *sr)
+{
+    if (rc_buf_size(&sr->wbuf) == 0) return true;
+    if (!ensure_dir(st, sr)) goto failed;
+    uint64_t first_id = rc__store_rec_msg_id((const unsigned char *)rc_buf_head(&sr->wbuf));
+    if (sr->fd >= 0 && sr->seg_size > 0 && sr->seg_size + rc_buf_size(&sr->wbuf) > st->segment_max) {
+        if (st->mode != RC_FSYNC_NO && sr->need_fsync) fsync(sr->fd);
+        close(sr->fd);
+        sr->fd = -1;
+        sr->need_fsync = false;
+        sr->seg_size = 0;
+        if (open_segment(st, sr, first_id) < 0) goto failed;
+        trim_segments(sr);
+    }
+    if (sr->fd < 0) {
+        uint64_t first = sr->nsegs && sr->seg_size > 0 ? sr->segs[sr->nsegs - 1] : first_id;
+        if (open_segment(st, sr, first) < 0) goto failed;
+    }
+    while (rc_buf_size(&sr->wbuf) > 0) {
+        ssize_t w = write(sr->fd, rc_buf_head(&sr->wbuf), rc_buf_size(&sr->wbuf));
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            int err = errno;
+            /* Cut off whatever part of a record made it, so the file ends on a record. */
+            if (ftruncate(sr->fd, (off_t)sr->seg_size) < 0) {}
+            close(sr->fd);
+            sr->fd = -1;
+            char p[PATH_MAX + 32];
+            rc__store_seg_path(p, sizeof(p), sr->dir, sr->nsegs ? sr->segs[sr->nsegs - 1] : first_id);
+            rc__store_set_error(st, err, "write", p);
+            goto failed;
+        }
+        if ((size_t)w < rc_buf_size(&sr->wbuf)) {
+            /* A short write means the device is full; treat it as a failure of the rest. */
+            if (ftruncate(sr->fd, (off_t)sr->seg_size) < 0) {}
+            close(sr->fd);
+            sr->fd = -1;
+            rc__store_set_error(st, ENOSPC, "write", sr->dir);
+            goto failed;
+        }
+        sr->seg_size += (size_t)w;
+        atomic_fetch_add(&st->bytes_written, (uint64_t)w);
+        rc_buf_consume(&sr->wbuf, (size_t)w);
+        sr->need_fsync = true;
+    }
+    return true;
+failed:
+    if (rc_buf_size(&sr->wbuf) > ROOM_BACKLOG_MAX) {
+        atomic_fetch_add(&st->bytes_dropped, rc_buf_size(&sr->wbuf));
+        rc_buf_release(&sr->wbuf);
+        atomic_store(&sr->lost, true);
+        return true;
+    }
+    return false;
+}
+
+/* Applies one batch of operations. */
+static void apply_batch(rc_store *st, rc_buf *b)
+{
+    char *p = rc_buf_head(b), *end = p + rc_buf_size(b);
+    while (p < end) {
+        struct op o;
+        memcpy(&o, p, sizeof(o));
+        char *data = p + sizeof(o);
+        p = data + o.len;
+        rc_store_room *sr = o.sr;
+        switch (o.kind) {
+        case OP_NEW:
+            rc__store_room_link(st, sr);
+            memcpy(sr->epoch, data, RC_EPOCH_LEN);
+            sr->epoch[RC_EPOCH_LEN] = '\0';
+            sr->epoch_dirty = true;
+            rc__store_touch(st, sr);
+            break;
+        case OP_EPOCH:
+            memcpy(sr->epoch, data, RC_EPOCH_LEN);
+            sr->epoch_dirty = true;
+            rc__store_touch(st, sr);
+            break;
+        case OP_RECORD:
+            rc__store_rec_seal((unsigned char *)data, o.len);
+            if (rc_buf_append(&sr->wbuf, data, o.len) < 0) {
+                atomic_fetch_add(&st->bytes_dropped, o.len);
+                atomic_store(&sr->lost, true);
+            }
+            sr->first_kept = o.first_kept;
+            atomic_fetch_add(&st->records, 1);
+            rc__store_touch(st, sr);
+            break;
+        case OP_DELETE:
+            if (sr->touched) {
+                /* Unlink from the touched list before freeing. */
+                rc_store_room **pp = &st->touched;
+                while (*pp && *pp != sr) pp = &(*pp)->touched_next;
+                if (*pp) *pp = sr->touched_next;
+            }
+            if (sr->fd >= 0) {
+                close(sr->fd);
+                sr->fd = -1;
+            }
+            rc__store_remove_tree(sr->dir);
+            rc__store_room_free(st, sr);
+            break;
+        }
+    }
+    rc_buf_reset(b);
+}
+
+static bool flush_touched(rc_store *st)
+{
+    bool ok = true;
+    rc_store_room *keep = NULL, *sr = st->touched;
+    st->touched = NULL;
+    size_t backlog = 0;
+    while (sr) {
+        rc_store_room *next = sr->touched_next;
+        sr->touched = false;
+        bool done = write_room(st, sr) && (sr->epoch_dirty ? ensure_dir(st, sr) : true);
+        if (!done) {
+            ok = false;
+            backlog += rc_buf_size(&sr->wbuf);
+            sr->touched_next = keep;
+            sr->touched = true;
+            keep = sr;
+        }
+        sr = next;
+    }
+    st->touched = keep;
+    atomic_store(&st->backlog, backlog);
+    return ok;
+}
+
+static bool sync_all(rc_store *st)
+{
+    bool ok = true;
+    for (rc_store_room *sr = st->all; sr; sr = sr->all_next) {
+        if (!sr->need_fsync || sr->fd < 0) continue;
+        if (fsync(sr->fd) < 0) {
+            rc__store_set_error(st, errno, "fsync", sr->dir);
+            ok = false;
+            continue;
+        }
+        sr->need_fsync = false;
+        atomic_fetch_add(&st->fsyncs, 1);
+    }
+    return ok;
+}
+
+void *rc__store_writer_main(void *arg)
+{
+    rc_store *st = arg;
+    rc_buf work = RC_BUF_INIT;
+    uint64_t last_sync = rc_clock_ns();
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        while (!st->stop && rc_buf_size(&st->handoff) == 0) {
+            /* Wake at least once a second: everysec fsync and retries after failures. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            if (pthread_cond_timedwait(&st->cv, &st->mu, &ts) == ETIMEDOUT) break;
+        }
+        rc_buf tmp = work;
+        work = st->handoff;
+        st->handoff = tmp;
+        uint64_t seq = st->handoff_seq;
+        bool stop = st->stop;
+        pthread_mutex_unlock(&st->mu);
+
+        apply_batch(st, &work);
+        bool ok = flush_touched(st);
+        uint64_t now = rc_clock_ns();
+        if (st->mode == RC_FSYNC_ALWAYS || stop ||
+            (st->mode == RC_FSYNC_EVERYSEC && now - last_sync >= RC_NS_PER_SEC)) {
+            ok = sync_all(st) && ok;
+            last_sync = now;
+        }
+        if (ok && st->touched == NULL) {
+            if (atomic_load(&st->error)) {
+                atomic_store(&st->error, 0);
+                rc_info("durable log: writing again");
+            }
+            if (atomic_load(&st->durable) != seq) {
+                atomic_store(&st->durable, seq);
+                uint64_t one = 1;
+                if (write(st->efd_io.fd, &one, sizeof(one)) < 0) {}
+            }
+        }
+        pthread_mutex_lock(&st->mu);
+        if (stop && rc_buf_size(&st->handoff) == 0) break;
+    }
+    pthread_mutex_unlock(&st->mu);
+    rc_buf_release(&work);
+    return NULL;
+}
+
+/* ---- loop side ---------------------------------------------------------------------------- */
+
+/* Appends an operation to the loop's private batch: no lock, no syscall. */
+static void post(rc_store *st, uint8_t kind, rc_store_room *sr, uint64_t first_kept,
+                 const void *a, size_t alen, const void *b, size_t blen)
+{
+    struct op o = {.kind = kind, .sr = sr, .first_kept = first_kept, .len = (uint32_t)(alen + blen)};
+    if (rc_buf_reserve(&st->filling, sizeof(o) + alen + blen) == 0) {
+        char *w = rc_buf_tail(&st->filling);
+        memcpy(w, &o, sizeof(o));
+        if (alen) memcpy(w + sizeof(o), a, alen);
+        if (blen) memcpy(w + sizeof(o) + alen, b, blen);
+        rc_buf_commit(&st->filling, sizeof(o) + alen + blen);
+    } else {
+        atomic_fetch_add(&st->bytes_dropped, alen + blen);
+        if (sr) atomic_store(&sr->lost, true);
+    }
+}
+
+rc_store_room *rc_store_room_new(rc_store *st, const char *name, size_t len, const char *epoch)
+{
+    char hex[RC__STORE_NAME_HEX_SIZE], dir[PATH_MAX];
+    rc__store_name_encode(name, len, hex);
+    snprintf(dir, sizeof(dir), "%s/rooms/%s", st->dir, hex);
+    rc_store_room *sr = rc__store_room_alloc(dir);
+    if (!sr) return NULL;
+    post(st, OP_NEW, sr, 0, epoch, RC_EPOCH_LEN, NULL, 0);
+    return sr;
+}
+
+void rc_store_room_epoch(rc_store *st, rc_store_room *sr, const char *epoch)
+{
+    post(st, OP_EPOCH, sr, 0, epoch, RC_EPOCH_LEN, NULL, 0);
+}
+
+void rc_store_room_delete(rc_store *st, rc_store_room *sr)
+{
+    post(st, OP_DELETE, sr, 0, NULL, 0, NULL, 0);
+}
+
+uint64_t rc_store_append(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
+                         uint8_t opcode, const void *payload, size_t len, uint64_t first_kept)
+{
+    /* The checksum is left to the writer thread: the loop only copies. */
+    unsigned char h[RC__STORE_REC_HEAD];
+    rc__store_rec_head(h, msg_id, time_ms, opcode, len);
+    post(st, OP_RECORD, sr, first_kept, h, sizeof(h), payload, len);
+    return st->seq + 1;
+}
+
+void rc_store_kick(rc_store *st)
+{
+    if (rc_buf_size(&st->filling) == 0) return;
+    pthread_mutex_lock(&st->mu);
+    {
+        /* Append to what the writer has not taken yet, or hand over the whole buffer. */
+        if (rc_buf_size(&st->handoff) == 0) {
+            rc_buf tmp = st->handoff;
+            st->handoff = st->filling;
+            st->filling = tmp;
+        } else if (rc_buf_append(&st->handoff, rc_buf_head(&st->filling),
+                                 rc_buf_size(&st->filling)) == 0) {
+            rc_buf_reset(&st->filling);
+        }
+        st->seq++;
+        st->handoff_seq = st->seq;
+        pthread_cond_signal(&st->cv);
+    }
+    pthread_mutex_unlock(&st->mu);
+}
