@@ -19,6 +19,7 @@
 #include "codec/utf8.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "rooms/room.h"
 #include "store/store.h"
 
 /* ---- the table ---------------------------------------------------------------------------- */
@@ -80,6 +81,18 @@ const rc_config_option rc_config_options[] = {
     {.name = "web-root", .type = RC_OPT_STRING, FIELD(web_root), .metavar = "DIR",
      .help = "serve the web client and demo from DIR instead of the copies built in (for "
              "development)"},
+
+    /* Raw TCP and chat listeners */
+    {.name = "tcp-port", .section = RC_SEC_TCP, .type = RC_OPT_OFF_PORT, FIELD(tcp_port),
+     .def = -1, .metavar = "N",
+     .help = "raw TCP listener: the room protocol as newline-delimited JSON or "
+             "length-prefixed frames (docs/tcp.md); 0 picks a free one"},
+    {.name = "chat-port", .section = RC_SEC_TCP, .type = RC_OPT_OFF_PORT, FIELD(chat_port),
+     .def = -1, .metavar = "N",
+     .help = "chat listener for the seed chat client: bare JSON objects in, [user] text "
+             "lines out (docs/tcp.md); 0 picks a free one"},
+    {.name = "chat-room", .section = RC_SEC_TCP, .type = RC_OPT_ROOM, FIELD(chat_room),
+     .def_str = "chat", .metavar = "NAME", .help = "room the chat port's clients are in"},
 
     /* NetSync */
     {.name = "no-netsync", .section = RC_SEC_NETSYNC, .type = RC_OPT_SWITCH, FIELD(netsync),
@@ -148,6 +161,7 @@ const char *rc_config_section_title(enum rc_opt_section s)
 {
     static const char *const titles[RC_SEC_COUNT] = {
         [RC_SEC_SERVER] = "",
+        [RC_SEC_TCP] = "Raw TCP and chat listeners (off unless a port is given, see docs/tcp.md):",
         [RC_SEC_NETSYNC] = ("NetSync (STYLY NetSync-compatible ZeroMQ transport, see "
                             "docs/netsync.md):"),
         [RC_SEC_HISTORY] = "History and durability:",
@@ -182,6 +196,11 @@ static void store_int(rc_config *cfg, const rc_config_option *o, int v)
     *(int *)field(cfg, o) = v;
 }
 
+static void store_i32(rc_config *cfg, const rc_config_option *o, int32_t v)
+{
+    *(int32_t *)field(cfg, o) = v;
+}
+
 static void store_str(rc_config *cfg, const rc_config_option *o, const char *s)
 {
     *(const char **)field(cfg, o) = s;
@@ -193,13 +212,15 @@ void rc_config_init(rc_config *cfg)
     for (size_t i = 0; i < NOPTIONS; i++) {
         const rc_config_option *o = &rc_config_options[i];
         switch (o->type) {
-        case RC_OPT_STRING: store_str(cfg, o, o->def_str); break;
+        case RC_OPT_STRING:
+        case RC_OPT_ROOM: store_str(cfg, o, o->def_str); break;
         case RC_OPT_SWITCH:
         case RC_OPT_ENUM: store_int(cfg, o, (int)o->def); break;
         case RC_OPT_UINT:
         case RC_OPT_BYTES:
         case RC_OPT_SECONDS:
         case RC_OPT_PORT: store_uint(cfg, o, (uint64_t)o->def); break;
+        case RC_OPT_OFF_PORT: store_i32(cfg, o, (int32_t)o->def); break;
         case RC_OPT_HELP:
         case RC_OPT_VERSION: break;
         }
@@ -278,6 +299,22 @@ static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
         }
         store_str(cfg, o, *arg || !(o->flags & RC_OPT_EMPTY_NULL) ? arg : NULL);
         return 0;
+    case RC_OPT_ROOM: {
+        size_t len = strlen(arg);
+        if (len >= 1 && len <= RC_ROOM_NAME_MAX && rc_utf8_valid((const uint8_t *)arg, len)) {
+            store_str(cfg, o, arg);
+            return 0;
+        }
+        what = "room name";
+        if (len >= 1 && len <= RC_ROOM_NAME_MAX)
+            snprintf(rulebuf, sizeof rulebuf, "1 to %d bytes of UTF-8; not UTF-8",
+                     RC_ROOM_NAME_MAX);
+        else
+            snprintf(rulebuf, sizeof rulebuf, "1 to %d bytes of UTF-8; %zu bytes",
+                     RC_ROOM_NAME_MAX, len);
+        rule = rulebuf;
+        break;
+    }
     case RC_OPT_SWITCH:
         store_int(cfg, o, !o->def);
         return 0;
@@ -313,6 +350,18 @@ static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
         }
         what = "port";
         rule = "0..65535, 0 picks a free one";
+        break;
+    case RC_OPT_OFF_PORT:
+        if (strcmp(arg, "off") == 0 || strcmp(arg, "-1") == 0) {
+            store_i32(cfg, o, -1);
+            return 0;
+        }
+        if (parse_uint(arg, 0, 65535, &v) == 0) {
+            store_i32(cfg, o, (int32_t)v);
+            return 0;
+        }
+        what = "port";
+        rule = "0..65535, 0 picks a free one, or off";
         break;
     case RC_OPT_ENUM: {
         int i = parse_enum(o->names, arg);
@@ -422,12 +471,17 @@ static void format_default(const rc_config_option *o, char *buf, size_t n)
     }
     switch (o->type) {
     case RC_OPT_STRING:
+    case RC_OPT_ROOM:
         if (o->def_str) snprintf(buf, n, "(default%c%s)", NBSP, o->def_str);
         break;
     case RC_OPT_UINT:
     case RC_OPT_BYTES:
     case RC_OPT_PORT: snprintf(buf, n, "(default%c%lld)", NBSP, (long long)o->def); break;
     case RC_OPT_SECONDS: snprintf(buf, n, "(default%c%g)", NBSP, (double)o->def / 1e9); break;
+    case RC_OPT_OFF_PORT:
+        if (o->def < 0) snprintf(buf, n, "(default%coff)", NBSP);
+        else snprintf(buf, n, "(default%c%lld)", NBSP, (long long)o->def);
+        break;
     case RC_OPT_ENUM: snprintf(buf, n, "(default%c%s)", NBSP, o->names[o->def]); break;
     case RC_OPT_SWITCH:
     case RC_OPT_HELP:

@@ -46,6 +46,13 @@ typedef struct rc_config {
                                      ROOMCAST_API_KEY); NULL: those calls are refused. Never logged */
     const char *web_root;         /* serve web/ files from this directory instead of the copies
                                      built into the binary (development); NULL: built-in */
+    /* Raw TCP and chat listeners (docs/tcp.md) */
+    int32_t tcp_port;             /* raw TCP listener (room protocol as JSON lines or frames):
+                                     -1 = off (default), 0 = pick a free one, else the port */
+    int32_t chat_port;            /* chat listener for the seed chat client: -1 = off
+                                     (default), 0 = pick a free one, else the port */
+    const char *chat_room;        /* room the chat port's clients are in: 1..255 bytes of
+                                     UTF-8 ("chat") */
     /* NetSync (STYLY NetSync-compatible ZeroMQ transport, src/netsync/) */
     int netsync;                  /* 1 = enabled (default), 0 = --no-netsync */
     const char *netsync_bind;     /* address of the three NetSync ports, NULL = same as bind */
@@ -75,12 +82,14 @@ void rc_config_usage(FILE *f);
 /* The type of a flag's value, which also fixes the type of the field it sets. */
 enum rc_opt_type {
     RC_OPT_STRING,   /* const char *: the argument as is (see RC_OPT_NONEMPTY, _EMPTY_NULL) */
+    RC_OPT_ROOM,     /* const char *: a room name, 1..RC_ROOM_NAME_MAX bytes of UTF-8 */
     RC_OPT_SWITCH,   /* int; takes no value: the flag sets the field to !default */
     RC_OPT_UINT,     /* an unsigned integer field of any width: decimal, min..max */
     RC_OPT_BYTES,    /* size_t, a number of bytes: parsed as RC_OPT_UINT (no k/M suffixes) */
     RC_OPT_SECONDS,  /* uint64_t ns, given in seconds: > 0 and at most a year, fractions
                         allowed (RC_OPT_ZERO_OFF also takes "0") */
     RC_OPT_PORT,     /* uint16_t: 0..65535, 0 = pick a free one */
+    RC_OPT_OFF_PORT, /* int32_t: "off" or -1 = off, else a port as RC_OPT_PORT */
     RC_OPT_ENUM,     /* int: the index of the argument in names */
     RC_OPT_HELP,     /* -h, --help: no field, prints rc_config_usage */
     RC_OPT_VERSION,  /* -V, --version: no field, prints the version */
@@ -96,6 +105,7 @@ enum {
 /* The groups of `--help`, in the order they are printed. */
 enum rc_opt_section {
     RC_SEC_SERVER,   /* the HTTP/WebSocket server (no title) */
+    RC_SEC_TCP,      /* raw TCP and chat listeners */
     RC_SEC_NETSYNC,  /* NetSync transport */
     RC_SEC_HISTORY,  /* history, durability and their tools */
     RC_SEC_INFO,     /* -h, -V (no title) */
@@ -112,9 +122,9 @@ typedef struct rc_config_option {
     size_t offset;           /* offsetof(rc_config, field) (unused by HELP, VERSION) */
     size_t size;             /* sizeof the field (0 for HELP, VERSION) */
     uint64_t min, max;       /* RC_OPT_UINT, RC_OPT_BYTES: accepted range, inclusive */
-    int64_t def;             /* default of a numeric field: the value (ns for SECONDS, the
-                                index into names for ENUM) */
-    const char *def_str;     /* default of a STRING field (NULL: unset) */
+    int64_t def;             /* default of a numeric field: the value (ns for SECONDS, -1 for
+                                an OFF_PORT that is off, the index into names for ENUM) */
+    const char *def_str;     /* default of a STRING or ROOM field (NULL: unset) */
     const char *const *names; /* RC_OPT_ENUM: the accepted values, NULL-terminated */
     const char *metavar;     /* the value in --help ("N", "SEC"); NULL when there is none */
     const char *help;        /* --help text, without the default */

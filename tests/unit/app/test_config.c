@@ -146,7 +146,8 @@ TEST(table_rows_match_their_fields)
         const rc_config_option *o = &rc_config_options[i];
         uint64_t width_max = o->size >= 8 ? UINT64_MAX : (1ull << (8 * o->size)) - 1;
         switch (o->type) {
-        case RC_OPT_STRING: CHECK_EQ_INT(o->size, sizeof(const char *)); break;
+        case RC_OPT_STRING:
+        case RC_OPT_ROOM: CHECK_EQ_INT(o->size, sizeof(const char *)); break;
         case RC_OPT_SWITCH: CHECK_EQ_INT(o->size, sizeof(int)); break;
         case RC_OPT_ENUM: {
             CHECK_EQ_INT(o->size, sizeof(int));
@@ -170,6 +171,10 @@ TEST(table_rows_match_their_fields)
         case RC_OPT_PORT:
             CHECK_EQ_INT(o->size, sizeof(uint16_t));
             CHECK(o->def >= 0 && o->def <= 65535);
+            break;
+        case RC_OPT_OFF_PORT:
+            CHECK_EQ_INT(o->size, sizeof(int32_t));
+            CHECK(o->def >= -1 && o->def <= 65535);
             break;
         case RC_OPT_HELP:
         case RC_OPT_VERSION: CHECK(o->short_name); break;
@@ -276,6 +281,9 @@ TEST(defaults)
     CHECK_EQ_INT(c.tool_list, 0);
     CHECK(c.api_key == NULL);
     CHECK(c.web_root == NULL);
+    CHECK_EQ_INT(c.tcp_port, -1);
+    CHECK_EQ_INT(c.chat_port, -1);
+    CHECK_STR(c.chat_room, "chat");
     CHECK_EQ_INT(c.netsync, 1);
     CHECK(c.netsync_bind == NULL);
     CHECK_EQ_INT(c.netsync_router_port, 5555);
@@ -457,6 +465,58 @@ TEST(type_enum)
     CHECK(strstr(err_buf, "no, everysec, always")); /* the choices are listed */
 }
 
+/* ---- the new listeners -------------------------------------------------------------------- */
+
+TEST(tcp_and_chat_ports)
+{
+    CHECK_SETS("--tcp-port", "0", tcp_port, 0);
+    CHECK_SETS("--tcp-port", "1", tcp_port, 1);
+    CHECK_SETS("--tcp-port", "65535", tcp_port, 65535);
+    CHECK_SETS("--tcp-port", "off", tcp_port, -1);
+    CHECK_SETS("--tcp-port", "-1", tcp_port, -1);
+    CHECK_SETS("--chat-port", "8082", chat_port, 8082);
+    CHECK_SETS("--chat-port", "off", chat_port, -1);
+    CHECK_REFUSED("--tcp-port", "65536");
+    CHECK_REFUSED("--tcp-port", "70000");
+    CHECK_REFUSED("--tcp-port", "-2");
+    CHECK_REFUSED("--tcp-port", "");
+    CHECK_REFUSED("--tcp-port", "on");
+    CHECK_REFUSED("--chat-port", "99999");
+    rc_config c;
+    CHECK_EQ_INT(PARSE(&c, "--tcp-port", "70000"), -1);
+    CHECK(strstr(err_buf, "0..65535"));
+    /* one does not turn on the other */
+    CHECK_EQ_INT(PARSE(&c, "--tcp-port", "0"), 0);
+    CHECK_EQ_INT(c.chat_port, -1);
+}
+
+TEST(chat_room_name)
+{
+    char longest[RC_ROOM_NAME_MAX + 2];
+    memset(longest, 'r', sizeof longest);
+    longest[RC_ROOM_NAME_MAX] = '\0';
+    rc_config c;
+    CHECK_EQ_INT(PARSE(&c, "--chat-room", "lobby"), 0);
+    CHECK_STR(c.chat_room, "lobby");
+    CHECK_EQ_INT(PARSE(&c, "--chat-room=caf\xc3\xa9 \xf0\x9f\x92\xac"), 0); /* UTF-8 */
+    CHECK_STR(c.chat_room, "caf\xc3\xa9 \xf0\x9f\x92\xac");
+    CHECK_EQ_INT(PARSE(&c, "--chat-room", longest), 0);
+    CHECK_EQ_INT(strlen(c.chat_room), RC_ROOM_NAME_MAX);
+    longest[RC_ROOM_NAME_MAX] = 'r';
+    longest[RC_ROOM_NAME_MAX + 1] = '\0';
+    CHECK_REFUSED("--chat-room", longest);
+    CHECK(strstr(err_buf, "256 bytes"));
+    CHECK_REFUSED("--chat-room", "");
+    /* Not UTF-8: the message shows the bytes escaped. */
+    CHECK_EQ_INT(PARSE(&c, "--chat-room", "a\xff"), -1);
+    CHECK(strstr(err_buf, "'a\\xff' for --chat-room") && strstr(err_buf, "not UTF-8"));
+    CHECK_EQ_INT(PARSE(&c, "--chat-room=\xc0\xaf"), -1); /* overlong '/' */
+    CHECK(strstr(err_buf, "'\\xc0\\xaf'"));
+    CHECK_EQ_INT(PARSE(&c, "--chat-room", "\xed\xa0\x80"), -1); /* a surrogate */
+    CHECK_EQ_INT(PARSE(&c, "--chat-room", "caf\xc3"), -1);        /* cut short */
+    CHECK(strstr(err_buf, "'caf\\xc3'"));
+}
+
 TEST(messages_escape_unprintable_bytes)
 {
     rc_config c;
@@ -476,11 +536,15 @@ TEST(messages_escape_unprintable_bytes)
 TEST(many_flags_at_once)
 {
     rc_config c;
-    CHECK_EQ_INT(PARSE(&c, "--bind", "0.0.0.0", "--port=9000", "--log-level=debug",
+    CHECK_EQ_INT(PARSE(&c, "--bind", "0.0.0.0", "--port=9000", "--tcp-port", "9001",
+                       "--chat-port=9002", "--chat-room", "hall", "--log-level=debug",
                        "--room-ttl", "0", "--no-netsync", "--port", "9003"),
                  0);
     CHECK_STR(c.bind, "0.0.0.0");
     CHECK_EQ_INT(c.port, 9003); /* the last one wins */
+    CHECK_EQ_INT(c.tcp_port, 9001);
+    CHECK_EQ_INT(c.chat_port, 9002);
+    CHECK_STR(c.chat_room, "hall");
     CHECK_EQ_INT(c.log_level, RC_LOG_DEBUG);
     CHECK_EQ_INT(c.room_ttl, 0);
     CHECK_EQ_INT(c.netsync, 0);
@@ -490,9 +554,9 @@ TEST(many_flags_at_once)
 TEST(unique_prefixes_still_work)
 {
     rc_config c;
-    CHECK_EQ_INT(PARSE(&c, "--max-conn", "7", "--history-b", "9"), 0);
+    CHECK_EQ_INT(PARSE(&c, "--max-conn", "7", "--chat-r", "x"), 0);
     CHECK_EQ_INT(c.max_connections, 7);
-    CHECK_EQ_INT(c.history_bytes, 9);
+    CHECK_STR(c.chat_room, "x");
     CHECK_EQ_INT(PARSE(&c, "--max", "7"), -1); /* ambiguous */
     CHECK(strstr(err_buf, "ambiguous"));
 }
@@ -576,7 +640,8 @@ TEST(help_states_defaults)
         "--port N                    listen port; 0 picks a free one (default 8080)",
         "(default 127.0.0.1)", "(default 1048576)", "(default 0.05)", "(default everysec)",
         "(default info)", "(default: never)", "(default: --bind)", "(default 300)",
-        NULL,
+        "--tcp-port N", "--chat-port N", "--chat-room NAME", "(default chat)", "(default off)",
+        "docs/tcp.md", NULL,
     };
     int ok = 1;
     for (int i = 0; want[i]; i++)
@@ -623,6 +688,8 @@ int main(int argc, char **argv)
     RUN(type_seconds_room_ttl_zero);
     RUN(type_port);
     RUN(type_enum);
+    RUN(tcp_and_chat_ports);
+    RUN(chat_room_name);
     RUN(messages_escape_unprintable_bytes);
     RUN(many_flags_at_once);
     RUN(unique_prefixes_still_work);
