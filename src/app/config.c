@@ -1,4 +1,12 @@
-/* config.c — defaults and command-line parsing; see config.h. */
+/* config.c — the flag table, and the defaults, parser and --help that are read from it; see
+ * config.h.
+ *
+ * Each flag is one row of rc_config_options (the idea of Redis's standardConfig table): the
+ * enum/option-table/switch/help/default that a getopt_long program writes five times are
+ * derived here from that row. The parser is still getopt_long, fed an option array built
+ * from the table, so `--flag value`, `--flag=value`, unique prefixes, `--` and the permuting
+ * of operands behave as before.
+ */
 #include "app/config.h"
 
 #include <errno.h>
@@ -8,313 +16,528 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/utf8.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "rooms/room.h"
 #include "store/store.h"
+
+/* ---- the table ---------------------------------------------------------------------------- */
+
+/* ENUM values; a value's index is the enum constant (checked against rc_log_parse_level and
+ * rc_fsync_parse by tests/unit/app/test_config.c). */
+static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const fsync_names[] = {"no", "everysec", "always", NULL};
+
+#define FIELD(f) .offset = offsetof(rc_config, f), .size = sizeof(((rc_config *)0)->f)
+#define SECONDS(s) ((int64_t)((s) * RC_NS_PER_SEC))
+#define MS(ms) ((int64_t)((ms) * RC_NS_PER_MS))
+
+/* The longest duration a flag takes, in seconds. */
+#define MAX_SECONDS (86400.0 * 365)
+
+/* Rows are listed in --help order; a section's rows are contiguous. */
+const rc_config_option rc_config_options[] = {
+    /* The HTTP/WebSocket server */
+    {.name = "bind", .type = RC_OPT_STRING, FIELD(bind), .def_str = "127.0.0.1",
+     .metavar = "ADDR", .help = "listen address"},
+    {.name = "port", .type = RC_OPT_PORT, FIELD(port), .def = 8080,
+     .metavar = "N", .help = "listen port; 0 picks a free one"},
+    {.name = "max-connections", .type = RC_OPT_UINT, FIELD(max_connections),
+     .max = UINT32_MAX, .def = 0, .def_help = "as many as the file-descriptor limit allows",
+     .metavar = "N", .help = "client connections at most"},
+    {.name = "max-message-size", .type = RC_OPT_BYTES, FIELD(max_message_size),
+     .max = 1ull << 31, .def = 1 << 20,
+     .metavar = "BYTES", .help = "largest message accepted; larger ones close 1009"},
+    {.name = "max-pending", .type = RC_OPT_BYTES, FIELD(max_pending),
+     .max = 1ull << 40, .def = 1 << 20, .metavar = "BYTES",
+     .help = "output queued for one client before it is disconnected as a slow consumer, "
+             "close 1008"},
+    {.name = "max-header-size", .type = RC_OPT_BYTES, FIELD(max_header_size),
+     .min = 256, .max = 1 << 20, .def = 8192,
+     .metavar = "BYTES", .help = "largest HTTP request head; larger ones get 431"},
+    {.name = "max-rooms-per-client", .type = RC_OPT_UINT, FIELD(max_rooms_per_client),
+     .min = 1, .max = 1 << 20, .def = 64,
+     .metavar = "N", .help = "rooms one connection may join"},
+    {.name = "ping-interval", .type = RC_OPT_SECONDS, FIELD(ping_interval), .def = SECONDS(5),
+     .metavar = "SEC", .help = "ping a client after this much silence"},
+    {.name = "ping-timeout", .type = RC_OPT_SECONDS, FIELD(ping_timeout), .def = SECONDS(5),
+     .metavar = "SEC", .help = "drop a client that stays silent this long after a ping"},
+    {.name = "handshake-timeout", .type = RC_OPT_SECONDS, FIELD(handshake_timeout),
+     .def = SECONDS(10), .metavar = "SEC",
+     .help = "time for an HTTP request head to arrive, and idle time of a keep-alive HTTP "
+             "connection"},
+    {.name = "close-timeout", .type = RC_OPT_SECONDS, FIELD(close_timeout), .def = SECONDS(2),
+     .metavar = "SEC", .help = "time to wait for a peer to finish a close"},
+    {.name = "log-level", .type = RC_OPT_ENUM, FIELD(log_level), .names = log_level_names,
+     .def = RC_LOG_INFO, .metavar = "LEVEL", .help = "error, warn, info or debug"},
+    {.name = "no-latency-metrics", .type = RC_OPT_SWITCH, FIELD(no_latency_metrics), .def = 0,
+     .help = "do not measure the latency and loop-time histograms of /metrics (counters "
+             "stay; for measuring their cost)"},
+    {.name = "api-key", .type = RC_OPT_STRING, .flags = RC_OPT_NONEMPTY, FIELD(api_key),
+     .def_help = "none, backend calls are refused", .metavar = "KEY",
+     .help = "key for the backend HTTP API (Authorization: Bearer KEY); the environment "
+             "variable ROOMCAST_API_KEY is read when the flag is absent"},
+    {.name = "web-root", .type = RC_OPT_STRING, FIELD(web_root), .metavar = "DIR",
+     .help = "serve the web client and demo from DIR instead of the copies built in (for "
+             "development)"},
+
+    /* Raw TCP and chat listeners */
+    {.name = "tcp-port", .section = RC_SEC_TCP, .type = RC_OPT_OFF_PORT, FIELD(tcp_port),
+     .def = -1, .metavar = "N",
+     .help = "raw TCP listener: the room protocol as newline-delimited JSON or "
+             "length-prefixed frames (docs/tcp.md); 0 picks a free one"},
+    {.name = "chat-port", .section = RC_SEC_TCP, .type = RC_OPT_OFF_PORT, FIELD(chat_port),
+     .def = -1, .metavar = "N",
+     .help = "chat listener for the seed chat client: bare JSON objects in, [user] text "
+             "lines out (docs/tcp.md); 0 picks a free one"},
+    {.name = "chat-room", .section = RC_SEC_TCP, .type = RC_OPT_ROOM, FIELD(chat_room),
+     .def_str = "chat", .metavar = "NAME", .help = "room the chat port's clients are in"},
+
+    /* NetSync */
+    {.name = "no-netsync", .section = RC_SEC_NETSYNC, .type = RC_OPT_SWITCH, FIELD(netsync),
+     .def = 1, .help = "do not open the NetSync ports"},
+    {.name = "netsync-bind", .section = RC_SEC_NETSYNC, .type = RC_OPT_STRING,
+     FIELD(netsync_bind), .def_help = "--bind",
+     .metavar = "ADDR", .help = "address of the NetSync ports"},
+    {.name = "netsync-router-port", .section = RC_SEC_NETSYNC, .type = RC_OPT_PORT,
+     FIELD(netsync_router_port), .def = 5555,
+     .metavar = "N", .help = "ROUTER port for clients' DEALER; 0 picks a free one"},
+    {.name = "netsync-pub-port", .section = RC_SEC_NETSYNC, .type = RC_OPT_PORT,
+     FIELD(netsync_pub_port), .def = 5556,
+     .metavar = "N", .help = "PUB port for clients' SUB; 0 picks a free one"},
+    {.name = "netsync-discovery-port", .section = RC_SEC_NETSYNC, .type = RC_OPT_PORT,
+     FIELD(netsync_discovery_port), .def = 9999,
+     .metavar = "N", .help = "UDP and TCP discovery port; 0 picks a free one"},
+    {.name = "netsync-client-timeout", .section = RC_SEC_NETSYNC, .type = RC_OPT_SECONDS,
+     FIELD(netsync_client_timeout), .def = SECONDS(1),
+     .metavar = "SEC", .help = "a client without transforms this long leaves its room"},
+    {.name = "netsync-tick", .section = RC_SEC_NETSYNC, .type = RC_OPT_SECONDS,
+     FIELD(netsync_tick), .def = MS(50),
+     .metavar = "SEC", .help = "broadcast period of a changed room"},
+
+    /* History and durability */
+    {.name = "history-size", .section = RC_SEC_HISTORY, .type = RC_OPT_UINT,
+     FIELD(history_size), .max = 1u << 24, .def = 1000, .metavar = "N",
+     .help = "messages each room keeps for clients that rejoin with \"since\"; 0 disables "
+             "history"},
+    {.name = "history-bytes", .section = RC_SEC_HISTORY, .type = RC_OPT_BYTES,
+     FIELD(history_bytes), .max = 1ull << 40, .def = 1 << 20,
+     .metavar = "BYTES", .help = "bytes of messages each room keeps"},
+    /* 0 ("never") is the default but not a value the flag takes: as before the table. */
+    {.name = "history-age", .section = RC_SEC_HISTORY, .type = RC_OPT_SECONDS,
+     FIELD(history_age), .def = 0, .def_help = "never",
+     .metavar = "SEC", .help = "drop kept messages older than this"},
+    {.name = "room-ttl", .section = RC_SEC_HISTORY, .type = RC_OPT_SECONDS,
+     .flags = RC_OPT_ZERO_OFF, FIELD(room_ttl), .def = SECONDS(300), .metavar = "SEC",
+     .help = "keep a room and its history this long after its last member leaves; 0: the "
+             "room goes with its last member"},
+    {.name = "idempotency-window", .section = RC_SEC_HISTORY, .type = RC_OPT_UINT,
+     FIELD(idempotency_window), .max = 1u << 24, .def = 1000,
+     .metavar = "N", .help = "idempotency keys remembered per room"},
+    {.name = "data-dir", .section = RC_SEC_HISTORY, .type = RC_OPT_STRING,
+     .flags = RC_OPT_EMPTY_NULL, FIELD(data_dir), .def_help = "memory only",
+     .metavar = "DIR",
+     .help = "keep an append-only log per room in DIR and restore rooms from it at start"},
+    {.name = "fsync", .section = RC_SEC_HISTORY, .type = RC_OPT_ENUM, FIELD(fsync_mode),
+     .names = fsync_names, .def = RC_FSYNC_EVERYSEC,
+     .metavar = "no|everysec|always", .help = "when the log is synced to disk"},
+    {.name = "list-rooms", .section = RC_SEC_HISTORY, .type = RC_OPT_SWITCH, FIELD(tool_list),
+     .def = 0, .help = "with --data-dir: print its rooms as JSON lines, exit"},
+    {.name = "dump", .section = RC_SEC_HISTORY, .type = RC_OPT_STRING, FIELD(tool_dump),
+     .metavar = "ROOM", .help = "with --data-dir: print ROOM's log as JSON lines, exit"},
+
+    /* Information */
+    {.name = "help", .short_name = 'h', .section = RC_SEC_INFO, .type = RC_OPT_HELP,
+     .help = "this text"},
+    {.name = "version", .short_name = 'V', .section = RC_SEC_INFO, .type = RC_OPT_VERSION,
+     .help = "print the version"},
+};
+
+#define NOPTIONS (sizeof rc_config_options / sizeof rc_config_options[0])
+const size_t rc_config_noptions = NOPTIONS;
+
+const char *rc_config_section_title(enum rc_opt_section s)
+{
+    static const char *const titles[RC_SEC_COUNT] = {
+        [RC_SEC_SERVER] = "",
+        [RC_SEC_TCP] = "Raw TCP and chat listeners (off unless a port is given, see docs/tcp.md):",
+        [RC_SEC_NETSYNC] = ("NetSync (STYLY NetSync-compatible ZeroMQ transport, see "
+                            "docs/netsync.md):"),
+        [RC_SEC_HISTORY] = "History and durability:",
+        [RC_SEC_INFO] = "",
+    };
+    return (unsigned)s < RC_SEC_COUNT ? titles[s] : "";
+}
+
+/* ---- storing values ----------------------------------------------------------------------- */
+
+static void *field(rc_config *cfg, const rc_config_option *o)
+{
+    return (char *)cfg + o->offset;
+}
+
+/* store_uint writes v to an unsigned field of o->size bytes; v fits (checked by the caller
+ * against o->max, and by the unit tests against the field's width). */
+static void store_uint(rc_config *cfg, const rc_config_option *o, uint64_t v)
+{
+    void *p = field(cfg, o);
+    switch (o->size) {
+    case 1: *(uint8_t *)p = (uint8_t)v; break;
+    case 2: *(uint16_t *)p = (uint16_t)v; break;
+    case 4: *(uint32_t *)p = (uint32_t)v; break;
+    case 8: *(uint64_t *)p = v; break;
+    default: abort(); /* a row whose field is no integer: the table is broken */
+    }
+}
+
+static void store_int(rc_config *cfg, const rc_config_option *o, int v)
+{
+    *(int *)field(cfg, o) = v;
+}
+
+static void store_i32(rc_config *cfg, const rc_config_option *o, int32_t v)
+{
+    *(int32_t *)field(cfg, o) = v;
+}
+
+static void store_str(rc_config *cfg, const rc_config_option *o, const char *s)
+{
+    *(const char **)field(cfg, o) = s;
+}
 
 void rc_config_init(rc_config *cfg)
 {
-    *cfg = (rc_config){
-        .bind = "127.0.0.1",
-        .port = 8080,
-        .max_connections = 0, /* 0: as many as the descriptor limit allows */
-        .max_message_size = 1 << 20,
-        .max_pending = 1 << 20,
-        .max_header_size = 8192,
-        .max_rooms_per_client = 64,
-        .ping_interval = 5 * RC_NS_PER_SEC,
-        .ping_timeout = 5 * RC_NS_PER_SEC,
-        .handshake_timeout = 10 * RC_NS_PER_SEC,
-        .close_timeout = 2 * RC_NS_PER_SEC,
-        .log_level = RC_LOG_INFO,
-        .history_size = 1000,
-        .history_bytes = 1 << 20,
-        .history_age = 0,
-        .room_ttl = 300 * RC_NS_PER_SEC,
-        .idempotency_window = 1000,
-        .netsync = 1,
-        .netsync_router_port = 5555,
-        .netsync_pub_port = 5556,
-        .netsync_discovery_port = 9999,
-        .netsync_client_timeout = RC_NS_PER_SEC,
-        .netsync_tick = 50 * RC_NS_PER_MS,
-        .data_dir = NULL,
-        .fsync_mode = RC_FSYNC_EVERYSEC,
-    };
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const rc_config_option *o = &rc_config_options[i];
+        switch (o->type) {
+        case RC_OPT_STRING:
+        case RC_OPT_ROOM: store_str(cfg, o, o->def_str); break;
+        case RC_OPT_SWITCH:
+        case RC_OPT_ENUM: store_int(cfg, o, (int)o->def); break;
+        case RC_OPT_UINT:
+        case RC_OPT_BYTES:
+        case RC_OPT_SECONDS:
+        case RC_OPT_PORT: store_uint(cfg, o, (uint64_t)o->def); break;
+        case RC_OPT_OFF_PORT: store_i32(cfg, o, (int32_t)o->def); break;
+        case RC_OPT_HELP:
+        case RC_OPT_VERSION: break;
+        }
+    }
     /* The environment is the better place for a secret: argv is visible to every local user. */
     const char *key = getenv("ROOMCAST_API_KEY");
     cfg->api_key = key && *key ? key : NULL;
 }
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-        "usage: roomcast [options]\n"
-        "\n"
-        "A real-time room messaging server: WebSocket clients join rooms, and every message\n"
-        "published to a room reaches every member in one total order (per-room msg_id).\n"
-        "\n"
-        "  --bind ADDR                 listen address (default 127.0.0.1)\n"
-        "  --port N                    listen port; 0 picks a free one (default 8080)\n"
-        "  --max-connections N         client connections at most (default: as many as the\n"
-        "                              file-descriptor limit allows)\n"
-        "  --max-message-size BYTES    largest message accepted; larger ones close 1009\n"
-        "                              (default 1048576)\n"
-        "  --max-pending BYTES         output queued for one client before it is disconnected\n"
-        "                              as a slow consumer, close 1008 (default 1048576)\n"
-        "  --max-header-size BYTES     largest HTTP request head; larger ones get 431\n"
-        "                              (default 8192)\n"
-        "  --max-rooms-per-client N    rooms one connection may join (default 64)\n"
-        "  --ping-interval SEC         ping a client after this much silence (default 5)\n"
-        "  --ping-timeout SEC          drop a client that stays silent this long after a\n"
-        "                              ping (default 5)\n"
-        "  --handshake-timeout SEC     time for an HTTP request head to arrive, and idle\n"
-        "                              time of a keep-alive HTTP connection (default 10)\n"
-        "  --close-timeout SEC         time to wait for a peer to finish a close (default 2)\n"
-        "  --log-level LEVEL           error, warn, info or debug (default info)\n"
-        "  --no-latency-metrics        do not measure the latency and loop-time histograms of\n"
-        "                              /metrics (counters stay; for measuring their cost)\n"
-        "\n"
-        "NetSync (STYLY NetSync-compatible ZeroMQ transport, see docs/netsync.md):\n"
-        "  --no-netsync                do not open the NetSync ports\n"
-        "  --netsync-bind ADDR         address of the NetSync ports (default: --bind)\n"
-        "  --netsync-router-port N     ROUTER port for clients' DEALER; 0 picks a free one\n"
-        "                              (default 5555)\n"
-        "  --netsync-pub-port N        PUB port for clients' SUB; 0 picks (default 5556)\n"
-        "  --netsync-discovery-port N  UDP and TCP discovery port; 0 picks (default 9999)\n"
-        "  --netsync-client-timeout SEC  a client without transforms this long leaves its\n"
-        "                              room (default 1)\n"
-        "  --netsync-tick SEC          broadcast period of a changed room (default 0.05)\n"
-        "\n"
-        "History and durability:\n"
-        "  --history-size N            messages each room keeps for clients that rejoin\n"
-        "                              with \"since\"; 0 disables history (default 1000)\n"
-        "  --history-bytes BYTES       bytes of messages each room keeps (default 1048576)\n"
-        "  --history-age SEC           drop kept messages older than this (default: never)\n"
-        "  --room-ttl SEC              keep a room and its history this long after its last\n"
-        "                              member leaves (default 300)\n"
-        "  --idempotency-window N      idempotency keys remembered per room (default 1000)\n"
-        "  --data-dir DIR              keep an append-only log per room in DIR and restore\n"
-        "                              rooms from it at start (default: memory only)\n"
-        "  --fsync no|everysec|always  when the log is synced to disk (default everysec)\n"
-        "  --list-rooms                with --data-dir: print its rooms as JSON lines, exit\n"
-        "  --dump ROOM                 with --data-dir: print ROOM's log as JSON lines, exit\n"
-        "  --api-key KEY               key for the backend HTTP API (Authorization: Bearer\n"
-        "                              KEY); the environment variable ROOMCAST_API_KEY is\n"
-        "                              read when the flag is absent (default: none, backend\n"
-        "                              calls are refused)\n"
-        "  --web-root DIR              serve the web client and demo from DIR instead of\n"
-        "                              the copies built in (for development)\n"
-        "  -h, --help                  this text\n"
-        "  -V, --version               print the version\n");
-}
+/* ---- parsing values ----------------------------------------------------------------------- */
 
-static int parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out)
+/* parse_uint reads a decimal integer in min..max. A leading '-' is refused rather than
+ * wrapped around by strtoull. */
+static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v > max) {
-        fprintf(stderr, "roomcast: invalid value '%s' for %s\n", s, opt);
-        return -1;
-    }
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max) return -1;
     *out = v;
     return 0;
 }
 
-static int parse_seconds(const char *opt, const char *s, uint64_t *ns)
+/* parse_seconds reads a duration in seconds, > 0 and at most MAX_SECONDS, into ns. */
+static int parse_seconds(const char *s, uint64_t *ns)
 {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v <= 0 || v > 86400.0 * 365) {
-        fprintf(stderr, "roomcast: invalid duration '%s' for %s (seconds > 0)\n", s, opt);
-        return -1;
-    }
+    if (errno || end == s || *end || !isfinite(v) || v <= 0 || v > MAX_SECONDS) return -1;
     *ns = (uint64_t)(v * 1e9);
     return 0;
 }
 
-enum {
-    OPT_BIND = 256, OPT_PORT, OPT_MAX_CONN, OPT_MAX_MSG, OPT_MAX_PENDING, OPT_MAX_HEADER,
-    OPT_MAX_ROOMS, OPT_PING_INTERVAL, OPT_PING_TIMEOUT, OPT_HANDSHAKE_TIMEOUT,
-    OPT_CLOSE_TIMEOUT, OPT_LOG_LEVEL, OPT_NO_LAT_METRICS,
-    OPT_HISTORY_SIZE, OPT_HISTORY_BYTES, OPT_HISTORY_AGE, OPT_ROOM_TTL, OPT_IDEM_WINDOW,
-    OPT_DATA_DIR, OPT_FSYNC, OPT_LIST_ROOMS, OPT_DUMP,
-    OPT_API_KEY, OPT_WEB_ROOT,
-    OPT_NO_NETSYNC, OPT_NS_BIND, OPT_NS_ROUTER_PORT, OPT_NS_PUB_PORT, OPT_NS_DISC_PORT,
-    OPT_NS_CLIENT_TIMEOUT, OPT_NS_TICK,
-};
+static int parse_enum(const char *const *names, const char *s)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(s, names[i]) == 0) return i;
+    return -1;
+}
+
+/* join_names writes "a, b, c" into buf. */
+static void join_names(const char *const *names, char *buf, size_t n)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; names[i] && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%s", i ? ", " : "", names[i]);
+}
+
+/* put_quoted writes s between single quotes, with control bytes, and every byte of a text that
+ * is not UTF-8, as \xHH: a bad argument must not garble the terminal or a log reader. */
+static void put_quoted(FILE *f, const char *s)
+{
+    int utf8 = rc_utf8_valid((const uint8_t *)s, strlen(s));
+    fputc('\'', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f || (*p >= 0x80 && !utf8)) fprintf(f, "\\x%02x", *p);
+        else fputc(*p, f);
+    }
+    fputc('\'', f);
+}
+
+/* set_value parses arg for row o into cfg, or prints why it cannot (quoting the value and the
+ * flag) and returns -1. */
+static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
+{
+    const char *what = "value", *rule = NULL;
+    char rulebuf[160];
+    uint64_t v;
+    switch (o->type) {
+    case RC_OPT_STRING:
+        if (!*arg && (o->flags & RC_OPT_NONEMPTY)) {
+            rule = "must not be empty";
+            break;
+        }
+        store_str(cfg, o, *arg || !(o->flags & RC_OPT_EMPTY_NULL) ? arg : NULL);
+        return 0;
+    case RC_OPT_ROOM: {
+        size_t len = strlen(arg);
+        if (len >= 1 && len <= RC_ROOM_NAME_MAX && rc_utf8_valid((const uint8_t *)arg, len)) {
+            store_str(cfg, o, arg);
+            return 0;
+        }
+        what = "room name";
+        if (len >= 1 && len <= RC_ROOM_NAME_MAX)
+            snprintf(rulebuf, sizeof rulebuf, "1 to %d bytes of UTF-8; not UTF-8",
+                     RC_ROOM_NAME_MAX);
+        else
+            snprintf(rulebuf, sizeof rulebuf, "1 to %d bytes of UTF-8; %zu bytes",
+                     RC_ROOM_NAME_MAX, len);
+        rule = rulebuf;
+        break;
+    }
+    case RC_OPT_SWITCH:
+        store_int(cfg, o, !o->def);
+        return 0;
+    case RC_OPT_UINT:
+    case RC_OPT_BYTES:
+        if (parse_uint(arg, o->min, o->max, &v) == 0) {
+            store_uint(cfg, o, v);
+            return 0;
+        }
+        snprintf(rulebuf, sizeof rulebuf, "%s %llu..%llu",
+                 o->type == RC_OPT_BYTES ? "bytes," : "an integer", (unsigned long long)o->min,
+                 (unsigned long long)o->max);
+        rule = rulebuf;
+        break;
+    case RC_OPT_SECONDS:
+        if ((o->flags & RC_OPT_ZERO_OFF) && strcmp(arg, "0") == 0) {
+            store_uint(cfg, o, 0);
+            return 0;
+        }
+        if (parse_seconds(arg, &v) == 0) {
+            store_uint(cfg, o, v);
+            return 0;
+        }
+        what = "duration";
+        snprintf(rulebuf, sizeof rulebuf, "%sseconds > 0 up to %.0f",
+                 o->flags & RC_OPT_ZERO_OFF ? "0, or " : "", MAX_SECONDS);
+        rule = rulebuf;
+        break;
+    case RC_OPT_PORT:
+        if (parse_uint(arg, 0, 65535, &v) == 0) {
+            store_uint(cfg, o, v);
+            return 0;
+        }
+        what = "port";
+        rule = "0..65535, 0 picks a free one";
+        break;
+    case RC_OPT_OFF_PORT:
+        if (strcmp(arg, "off") == 0 || strcmp(arg, "-1") == 0) {
+            store_i32(cfg, o, -1);
+            return 0;
+        }
+        if (parse_uint(arg, 0, 65535, &v) == 0) {
+            store_i32(cfg, o, (int32_t)v);
+            return 0;
+        }
+        what = "port";
+        rule = "0..65535, 0 picks a free one, or off";
+        break;
+    case RC_OPT_ENUM: {
+        int i = parse_enum(o->names, arg);
+        if (i >= 0) {
+            store_int(cfg, o, i);
+            return 0;
+        }
+        join_names(o->names, rulebuf, sizeof rulebuf);
+        rule = rulebuf;
+        break;
+    }
+    case RC_OPT_HELP:
+    case RC_OPT_VERSION: abort(); /* handled by rc_config_parse */
+    }
+    if (!*arg && o->type == RC_OPT_STRING) {
+        fprintf(stderr, "roomcast: --%s %s\n", o->name, rule);
+    } else {
+        fprintf(stderr, "roomcast: invalid %s ", what);
+        put_quoted(stderr, arg);
+        fprintf(stderr, " for --%s (%s)\n", o->name, rule);
+    }
+    return -1;
+}
+
+/* ---- the parser --------------------------------------------------------------------------- */
+
+/* getopt_long reports a long flag as OPT_BASE + its row, a short one as its letter. */
+#define OPT_BASE 256
+
+static int takes_value(const rc_config_option *o)
+{
+    return o->type != RC_OPT_SWITCH && o->type != RC_OPT_HELP && o->type != RC_OPT_VERSION;
+}
 
 int rc_config_parse(rc_config *cfg, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"bind", required_argument, NULL, OPT_BIND},
-        {"port", required_argument, NULL, OPT_PORT},
-        {"max-connections", required_argument, NULL, OPT_MAX_CONN},
-        {"max-message-size", required_argument, NULL, OPT_MAX_MSG},
-        {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
-        {"max-header-size", required_argument, NULL, OPT_MAX_HEADER},
-        {"max-rooms-per-client", required_argument, NULL, OPT_MAX_ROOMS},
-        {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
-        {"ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT},
-        {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
-        {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"no-latency-metrics", no_argument, NULL, OPT_NO_LAT_METRICS},
-        {"history-size", required_argument, NULL, OPT_HISTORY_SIZE},
-        {"history-bytes", required_argument, NULL, OPT_HISTORY_BYTES},
-        {"history-age", required_argument, NULL, OPT_HISTORY_AGE},
-        {"room-ttl", required_argument, NULL, OPT_ROOM_TTL},
-        {"idempotency-window", required_argument, NULL, OPT_IDEM_WINDOW},
-        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-        {"fsync", required_argument, NULL, OPT_FSYNC},
-        {"list-rooms", no_argument, NULL, OPT_LIST_ROOMS},
-        {"dump", required_argument, NULL, OPT_DUMP},
-        {"api-key", required_argument, NULL, OPT_API_KEY},
-        {"web-root", required_argument, NULL, OPT_WEB_ROOT},
-        {"no-netsync", no_argument, NULL, OPT_NO_NETSYNC},
-        {"netsync-bind", required_argument, NULL, OPT_NS_BIND},
-        {"netsync-router-port", required_argument, NULL, OPT_NS_ROUTER_PORT},
-        {"netsync-pub-port", required_argument, NULL, OPT_NS_PUB_PORT},
-        {"netsync-discovery-port", required_argument, NULL, OPT_NS_DISC_PORT},
-        {"netsync-client-timeout", required_argument, NULL, OPT_NS_CLIENT_TIMEOUT},
-        {"netsync-tick", required_argument, NULL, OPT_NS_TICK},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
-    uint64_t v;
+    struct option opts[NOPTIONS + 1];
+    char shorts[2 * NOPTIONS + 1];
+    size_t ns = 0;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const rc_config_option *o = &rc_config_options[i];
+        opts[i] = (struct option){o->name, takes_value(o) ? required_argument : no_argument,
+                                  NULL, OPT_BASE + (int)i};
+        if (o->short_name) {
+            shorts[ns++] = o->short_name;
+            if (takes_value(o)) shorts[ns++] = ':';
+        }
+    }
+    opts[NOPTIONS] = (struct option){NULL, 0, NULL, 0};
+    shorts[ns] = '\0';
+
+    /* 0, not 1: glibc then also forgets the state of an earlier scan (a half-read "-hV"),
+     * which matters when rc_config_parse runs more than once in a process (unit tests). */
+    optind = 0;
     int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
-        const char *name = optind > 1 ? argv[optind - 1] : "option";
-        switch (c) {
-        case OPT_BIND: cfg->bind = optarg; break;
-        case OPT_PORT:
-            if (parse_u64("--port", optarg, 65535, &v) < 0) return -1;
-            cfg->port = (uint16_t)v;
-            break;
-        case OPT_MAX_CONN:
-            if (parse_u64("--max-connections", optarg, UINT32_MAX, &v) < 0) return -1;
-            cfg->max_connections = (uint32_t)v;
-            break;
-        case OPT_MAX_MSG:
-            if (parse_u64("--max-message-size", optarg, 1ull << 31, &v) < 0) return -1;
-            cfg->max_message_size = v;
-            break;
-        case OPT_MAX_PENDING:
-            if (parse_u64("--max-pending", optarg, 1ull << 40, &v) < 0) return -1;
-            cfg->max_pending = v;
-            break;
-        case OPT_MAX_HEADER:
-            if (parse_u64("--max-header-size", optarg, 1 << 20, &v) < 0 || v < 256) {
-                fprintf(stderr, "roomcast: --max-header-size must be 256..1048576\n");
-                return -1;
-            }
-            cfg->max_header_size = v;
-            break;
-        case OPT_MAX_ROOMS:
-            if (parse_u64("--max-rooms-per-client", optarg, 1 << 20, &v) < 0 || v == 0) {
-                fprintf(stderr, "roomcast: --max-rooms-per-client must be at least 1\n");
-                return -1;
-            }
-            cfg->max_rooms_per_client = (uint32_t)v;
-            break;
-        case OPT_PING_INTERVAL:
-            if (parse_seconds("--ping-interval", optarg, &cfg->ping_interval) < 0) return -1;
-            break;
-        case OPT_PING_TIMEOUT:
-            if (parse_seconds("--ping-timeout", optarg, &cfg->ping_timeout) < 0) return -1;
-            break;
-        case OPT_HANDSHAKE_TIMEOUT:
-            if (parse_seconds("--handshake-timeout", optarg, &cfg->handshake_timeout) < 0)
-                return -1;
-            break;
-        case OPT_CLOSE_TIMEOUT:
-            if (parse_seconds("--close-timeout", optarg, &cfg->close_timeout) < 0) return -1;
-            break;
-        case OPT_LOG_LEVEL:
-            if ((cfg->log_level = rc_log_parse_level(optarg)) < 0) {
-                fprintf(stderr, "roomcast: invalid log level '%s' (error, warn, info, debug)\n",
-                        optarg);
-                return -1;
-            }
-            break;
-        case OPT_API_KEY:
-            if (!*optarg) {
-                fprintf(stderr, "roomcast: --api-key must not be empty\n");
-                return -1;
-            }
-            cfg->api_key = optarg;
-            break;
-        case OPT_WEB_ROOT: cfg->web_root = optarg; break;
-        case OPT_HISTORY_SIZE:
-            if (parse_u64("--history-size", optarg, 1u << 24, &v) < 0) return -1;
-            cfg->history_size = (uint32_t)v;
-            break;
-        case OPT_HISTORY_BYTES:
-            if (parse_u64("--history-bytes", optarg, 1ull << 40, &v) < 0) return -1;
-            cfg->history_bytes = v;
-            break;
-        case OPT_HISTORY_AGE:
-            if (parse_seconds("--history-age", optarg, &cfg->history_age) < 0) return -1;
-            break;
-        case OPT_ROOM_TTL:
-            if (strcmp(optarg, "0") == 0) cfg->room_ttl = 0;
-            else if (parse_seconds("--room-ttl", optarg, &cfg->room_ttl) < 0) return -1;
-            break;
-        case OPT_IDEM_WINDOW:
-            if (parse_u64("--idempotency-window", optarg, 1u << 24, &v) < 0) return -1;
-            cfg->idempotency_window = (uint32_t)v;
-            break;
-        case OPT_DATA_DIR: cfg->data_dir = *optarg ? optarg : NULL; break;
-        case OPT_FSYNC:
-            if ((cfg->fsync_mode = rc_fsync_parse(optarg)) < 0) {
-                fprintf(stderr, "roomcast: invalid --fsync '%s' (no, everysec, always)\n", optarg);
-                return -1;
-            }
-            break;
-        case OPT_LIST_ROOMS: cfg->tool_list = 1; break;
-        case OPT_NO_LAT_METRICS: cfg->no_latency_metrics = 1; break;
-        case OPT_DUMP: cfg->tool_dump = optarg; break;
-        case OPT_NO_NETSYNC: cfg->netsync = 0; break;
-        case OPT_NS_BIND: cfg->netsync_bind = optarg; break;
-        case OPT_NS_ROUTER_PORT:
-            if (parse_u64("--netsync-router-port", optarg, 65535, &v) < 0) return -1;
-            cfg->netsync_router_port = (uint16_t)v;
-            break;
-        case OPT_NS_PUB_PORT:
-            if (parse_u64("--netsync-pub-port", optarg, 65535, &v) < 0) return -1;
-            cfg->netsync_pub_port = (uint16_t)v;
-            break;
-        case OPT_NS_DISC_PORT:
-            if (parse_u64("--netsync-discovery-port", optarg, 65535, &v) < 0) return -1;
-            cfg->netsync_discovery_port = (uint16_t)v;
-            break;
-        case OPT_NS_CLIENT_TIMEOUT:
-            if (parse_seconds("--netsync-client-timeout", optarg, &cfg->netsync_client_timeout) < 0)
-                return -1;
-            break;
-        case OPT_NS_TICK:
-            if (parse_seconds("--netsync-tick", optarg, &cfg->netsync_tick) < 0) return -1;
-            break;
-        case 'h': usage(stdout); return 1;
-        case 'V': printf("roomcast %s\n", RC_VERSION); return 1;
-        default:
-            (void)name;
+    while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
+        const rc_config_option *o = NULL;
+        if (c >= OPT_BASE && c < OPT_BASE + (int)NOPTIONS) {
+            o = &rc_config_options[c - OPT_BASE];
+        } else if (c != '?') {
+            for (size_t i = 0; i < NOPTIONS; i++)
+                if (rc_config_options[i].short_name == c) o = &rc_config_options[i];
+        }
+        if (!o) { /* getopt_long has said what is wrong */
             fprintf(stderr, "Try 'roomcast --help'.\n");
             return -1;
         }
+        if (o->type == RC_OPT_HELP) {
+            rc_config_usage(stdout);
+            return 1;
+        }
+        if (o->type == RC_OPT_VERSION) {
+            printf("roomcast %s\n", RC_VERSION);
+            return 1;
+        }
+        if (set_value(cfg, o, takes_value(o) ? optarg : NULL) < 0) return -1;
     }
     if ((cfg->tool_list || cfg->tool_dump) && !cfg->data_dir) {
         fprintf(stderr, "roomcast: --list-rooms and --dump need --data-dir\n");
         return -1;
     }
     if (optind < argc) {
-        fprintf(stderr, "roomcast: unexpected argument '%s'\nTry 'roomcast --help'.\n",
-                argv[optind]);
+        fprintf(stderr, "roomcast: unexpected argument ");
+        put_quoted(stderr, argv[optind]);
+        fprintf(stderr, "\nTry 'roomcast --help'.\n");
         return -1;
     }
     return 0;
+}
+
+/* ---- --help ------------------------------------------------------------------------------- */
+
+#define HELP_COL 30   /* the column where help texts start */
+#define HELP_WIDTH 88 /* longest line, unless one word is longer */
+
+/* NBSP joins two words of a --help text that must stay on one line: "(default" and what
+ * follows it. Printed as a space. */
+#define NBSP '\x01'
+
+/* format_default writes what --help says about o's default into buf ("" for nothing). */
+static void format_default(const rc_config_option *o, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    if (o->def_help) {
+        snprintf(buf, n, "(default:%c%s)", NBSP, o->def_help);
+        return;
+    }
+    switch (o->type) {
+    case RC_OPT_STRING:
+    case RC_OPT_ROOM:
+        if (o->def_str) snprintf(buf, n, "(default%c%s)", NBSP, o->def_str);
+        break;
+    case RC_OPT_UINT:
+    case RC_OPT_BYTES:
+    case RC_OPT_PORT: snprintf(buf, n, "(default%c%lld)", NBSP, (long long)o->def); break;
+    case RC_OPT_SECONDS: snprintf(buf, n, "(default%c%g)", NBSP, (double)o->def / 1e9); break;
+    case RC_OPT_OFF_PORT:
+        if (o->def < 0) snprintf(buf, n, "(default%coff)", NBSP);
+        else snprintf(buf, n, "(default%c%lld)", NBSP, (long long)o->def);
+        break;
+    case RC_OPT_ENUM: snprintf(buf, n, "(default%c%s)", NBSP, o->names[o->def]); break;
+    case RC_OPT_SWITCH:
+    case RC_OPT_HELP:
+    case RC_OPT_VERSION: break;
+    }
+}
+
+/* print_wrapped prints the words of text from column col on, breaking lines before
+ * HELP_WIDTH and indenting continuation lines to HELP_COL. Ends the line. */
+static void print_wrapped(FILE *f, const char *text, int col)
+{
+    int first = 1;
+    for (const char *p = text; *p;) {
+        while (*p == ' ') p++;
+        int len = (int)strcspn(p, " ");
+        if (!len) break;
+        if (!first && col + 1 + len > HELP_WIDTH) {
+            fprintf(f, "\n%*s", HELP_COL, "");
+            col = HELP_COL;
+            first = 1;
+        }
+        if (!first) fputc(' ', f);
+        for (int i = 0; i < len; i++) fputc(p[i] == NBSP ? ' ' : p[i], f);
+        col += len + !first;
+        first = 0;
+        p += len;
+    }
+    fputc('\n', f);
+}
+
+void rc_config_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: roomcast [options]\n"
+        "\n"
+        "A real-time room messaging server: WebSocket clients join rooms, and every message\n"
+        "published to a room reaches every member in one total order (per-room msg_id).\n"
+        "\n");
+    int section = rc_config_options[0].section;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const rc_config_option *o = &rc_config_options[i];
+        if (o->section != section) {
+            const char *title = rc_config_section_title(o->section);
+            fprintf(f, "\n%s%s", title, *title ? "\n" : "");
+            section = o->section;
+        }
+        char left[96], def[160], text[640];
+        int n;
+        if (o->short_name) n = snprintf(left, sizeof left, "-%c, --%s", o->short_name, o->name);
+        else n = snprintf(left, sizeof left, "--%s", o->name);
+        if (o->metavar) n += snprintf(left + n, sizeof left - (size_t)n, " %s", o->metavar);
+        format_default(o, def, sizeof def);
+        snprintf(text, sizeof text, "%s%s%s", o->help, *def ? " " : "", def);
+        /* A flag too long for the column pushes its text right, two spaces after it. */
+        int col = 2 + n + 2 <= HELP_COL ? HELP_COL : 2 + n + 2;
+        fprintf(f, "  %-*s", col - 2, left);
+        print_wrapped(f, text, col);
+    }
 }

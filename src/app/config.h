@@ -1,42 +1,58 @@
 /* config.h — roomcast's settings and their command-line flags.
  *
- * Every flag is listed by `roomcast --help`; README.md documents them. Durations are given in
- * seconds on the command line (fractions allowed) and kept in nanoseconds.
+ * Every setting is one row of rc_config_options (config.c): the row names the flag, the type
+ * and limits of its value, the rc_config field it sets, its default and its --help text.
+ * rc_config_init, rc_config_parse and rc_config_usage all read that table, so a new flag is a
+ * new field here plus one row there. README.md and docs/ describe the flags for users.
+ *
+ * Durations are given in seconds on the command line (fractions allowed) and kept in
+ * nanoseconds. Strings point into argv (or at static defaults) and are never freed.
  */
 #ifndef RC_CONFIG_H
 #define RC_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct rc_config {
     const char *bind;             /* listen address (default 127.0.0.1) */
     uint16_t port;                /* listen port, 0 = pick a free one (default 8080) */
-    uint32_t max_connections;     /* open client connections at most (default: fd limit) */
+    uint32_t max_connections;     /* open client connections at most, 0 = as many as the
+                                     descriptor limit allows (default 0) */
     size_t max_message_size;      /* largest WebSocket message accepted, bytes (1 MiB) */
-    size_t max_pending;           /* output queued per client before it is cut off (1 MiB) */
+    size_t max_pending;           /* output queued per client before it is cut off, bytes
+                                     (1 MiB) */
     size_t max_header_size;       /* largest HTTP request head, bytes (8 KiB) */
     uint32_t max_rooms_per_client; /* rooms one connection may be in (64) */
     uint64_t ping_interval;       /* ns of silence before the server pings (5 s) */
     uint64_t ping_timeout;        /* ns to wait for any traffic after a ping (5 s) */
     uint64_t handshake_timeout;   /* ns for a request head to arrive, and HTTP idle (10 s) */
     uint64_t close_timeout;       /* ns to wait for the peer during a close (2 s) */
-    int log_level;                /* enum rc_log_level */
-    int no_latency_metrics;       /* --no-latency-metrics: skip the histogram hooks (to measure
-                                   * what they cost; counters stay) */
+    int log_level;                /* enum rc_log_level (info) */
+    int no_latency_metrics;       /* 1 = --no-latency-metrics: skip the histogram hooks (to
+                                     measure what they cost; counters stay) (0) */
     uint32_t history_size;        /* messages kept per room for recovery, 0 = none (1000) */
     size_t history_bytes;         /* frame bytes kept per room (1 MiB) */
     uint64_t history_age;         /* ns after which a kept message expires, 0 = never (0) */
-    uint64_t room_ttl;            /* ns a room with history outlives its last member (300 s) */
+    uint64_t room_ttl;            /* ns a room with history outlives its last member,
+                                     0 = it goes with its last member (300 s) */
     uint32_t idempotency_window;  /* idempotency keys remembered per room (at least) (1000) */
     const char *data_dir;         /* durable log directory, NULL = in memory only */
     int fsync_mode;               /* enum rc_fsync (everysec) */
-    const char *tool_dump;        /* --dump ROOM: print a room's log and exit */
-    int tool_list;                /* --list-rooms: print the rooms of --data-dir and exit */
+    const char *tool_dump;        /* --dump ROOM: print a room's log and exit; NULL = no */
+    int tool_list;                /* 1 = --list-rooms: print the rooms of --data-dir and exit */
     const char *api_key;          /* bearer key for backend HTTP calls (--api-key or env
                                      ROOMCAST_API_KEY); NULL: those calls are refused. Never logged */
     const char *web_root;         /* serve web/ files from this directory instead of the copies
                                      built into the binary (development); NULL: built-in */
+    /* Raw TCP and chat listeners (docs/tcp.md) */
+    int32_t tcp_port;             /* raw TCP listener (room protocol as JSON lines or frames):
+                                     -1 = off (default), 0 = pick a free one, else the port */
+    int32_t chat_port;            /* chat listener for the seed chat client: -1 = off
+                                     (default), 0 = pick a free one, else the port */
+    const char *chat_room;        /* room the chat port's clients are in: 1..255 bytes of
+                                     UTF-8 ("chat") */
     /* NetSync (STYLY NetSync-compatible ZeroMQ transport, src/netsync/) */
     int netsync;                  /* 1 = enabled (default), 0 = --no-netsync */
     const char *netsync_bind;     /* address of the three NetSync ports, NULL = same as bind */
@@ -47,12 +63,80 @@ typedef struct rc_config {
     uint64_t netsync_tick;        /* ns between broadcasts of a changed room (50 ms) */
 } rc_config;
 
-/* rc_config_init fills in the defaults. */
+/* rc_config_init fills in the defaults of every row of the table, then takes the API key from
+ * the environment variable ROOMCAST_API_KEY when it is set and not empty. */
 void rc_config_init(rc_config *cfg);
 
-/* rc_config_parse applies argv to cfg. Returns 0 to go on, 1 when the program should exit
- * successfully (--help, --version), -1 after printing an error to stderr. */
+/* rc_config_parse applies argv to cfg: `--flag value` or `--flag=value` (a unique prefix of a
+ * flag also works, as with any getopt_long program), -h/--help, -V/--version. Returns 0 to go
+ * on, 1 when the program should exit successfully (--help and --version print to stdout), -1
+ * after printing an error to stderr. Settings of cfg that argv does not name are left alone.
+ * Not thread-safe (getopt's globals). */
 int rc_config_parse(rc_config *cfg, int argc, char **argv);
+
+/* rc_config_usage writes the --help text, generated from the table, to f. */
+void rc_config_usage(FILE *f);
+
+/* ---- the flag table ----------------------------------------------------------------------- */
+
+/* The type of a flag's value, which also fixes the type of the field it sets. */
+enum rc_opt_type {
+    RC_OPT_STRING,   /* const char *: the argument as is (see RC_OPT_NONEMPTY, _EMPTY_NULL) */
+    RC_OPT_ROOM,     /* const char *: a room name, 1..RC_ROOM_NAME_MAX bytes of UTF-8 */
+    RC_OPT_SWITCH,   /* int; takes no value: the flag sets the field to !default */
+    RC_OPT_UINT,     /* an unsigned integer field of any width: decimal, min..max */
+    RC_OPT_BYTES,    /* size_t, a number of bytes: parsed as RC_OPT_UINT (no k/M suffixes) */
+    RC_OPT_SECONDS,  /* uint64_t ns, given in seconds: > 0 and at most a year, fractions
+                        allowed (RC_OPT_ZERO_OFF also takes "0") */
+    RC_OPT_PORT,     /* uint16_t: 0..65535, 0 = pick a free one */
+    RC_OPT_OFF_PORT, /* int32_t: "off" or -1 = off, else a port as RC_OPT_PORT */
+    RC_OPT_ENUM,     /* int: the index of the argument in names */
+    RC_OPT_HELP,     /* -h, --help: no field, prints rc_config_usage */
+    RC_OPT_VERSION,  /* -V, --version: no field, prints the version */
+};
+
+/* Modifiers (rc_config_option.flags). */
+enum {
+    RC_OPT_NONEMPTY = 1,   /* RC_OPT_STRING: "" is refused */
+    RC_OPT_EMPTY_NULL = 2, /* RC_OPT_STRING: "" leaves the field NULL (unset) */
+    RC_OPT_ZERO_OFF = 4,   /* RC_OPT_SECONDS: exactly "0" is accepted and stored as 0 */
+};
+
+/* The groups of `--help`, in the order they are printed. */
+enum rc_opt_section {
+    RC_SEC_SERVER,   /* the HTTP/WebSocket server (no title) */
+    RC_SEC_TCP,      /* raw TCP and chat listeners */
+    RC_SEC_NETSYNC,  /* NetSync transport */
+    RC_SEC_HISTORY,  /* history, durability and their tools */
+    RC_SEC_INFO,     /* -h, -V (no title) */
+    RC_SEC_COUNT,
+};
+
+/* One row of the table: everything about one flag. */
+typedef struct rc_config_option {
+    const char *name;        /* long flag without "--"; also the key a config file would use */
+    char short_name;         /* short flag letter, 0 = none */
+    uint8_t type;            /* enum rc_opt_type */
+    uint8_t flags;           /* RC_OPT_NONEMPTY | RC_OPT_EMPTY_NULL | RC_OPT_ZERO_OFF */
+    uint8_t section;         /* enum rc_opt_section: where --help lists the flag */
+    size_t offset;           /* offsetof(rc_config, field) (unused by HELP, VERSION) */
+    size_t size;             /* sizeof the field (0 for HELP, VERSION) */
+    uint64_t min, max;       /* RC_OPT_UINT, RC_OPT_BYTES: accepted range, inclusive */
+    int64_t def;             /* default of a numeric field: the value (ns for SECONDS, -1 for
+                                an OFF_PORT that is off, the index into names for ENUM) */
+    const char *def_str;     /* default of a STRING or ROOM field (NULL: unset) */
+    const char *const *names; /* RC_OPT_ENUM: the accepted values, NULL-terminated */
+    const char *metavar;     /* the value in --help ("N", "SEC"); NULL when there is none */
+    const char *help;        /* --help text, without the default */
+    const char *def_help;    /* how --help states the default, for when the value alone would
+                                mislead ("never" for 0); NULL: derived from def/def_str */
+} rc_config_option;
+
+extern const rc_config_option rc_config_options[];
+extern const size_t rc_config_noptions;
+
+/* rc_config_section_title is the heading --help prints above section s ("" for none). */
+const char *rc_config_section_title(enum rc_opt_section s);
 
 #define RC_VERSION "0.1.0"
 

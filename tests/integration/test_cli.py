@@ -10,7 +10,7 @@ from conftest import if_supported, roomcast_bin
 DOCUMENTED = ["--bind", "--port", "--max-connections", "--max-message-size", "--max-pending",
               "--max-rooms-per-client", "--ping-interval", "--ping-timeout",
               "--handshake-timeout", "--max-header-size", "--close-timeout", "--log-level",
-              "--help", "--version"]
+              "--tcp-port", "--chat-port", "--chat-room", "--help", "--version"]
 
 
 def run_bin(*args, timeout=10):
@@ -53,7 +53,14 @@ def test_version():
     ["--bind", "not-an-address"],
     ["--max-rooms-per-client", "99999999999999999999999"],
     ["positional"],
-], ids=lambda a: " ".join(a))
+    ["--tcp-port", "70000"],
+    ["--tcp-port", "-2"],
+    ["--chat-port", "65536"],
+    ["--chat-port", "abc"],
+    ["--chat-room", ""],
+    ["--chat-room", "r" * 256],
+    ["--chat-room", "caf\udcc3"],  # the bytes caf\xc3 (surrogateescape): not UTF-8
+], ids=lambda a: " ".join(a)[:40])
 def test_bad_arguments_fail_cleanly(args):
     try:
         p = run_bin("--bind", "127.0.0.1", "--port", "0", *if_supported("--no-netsync"), *args,
@@ -81,3 +88,40 @@ def test_port_in_use_fails_cleanly():
     assert p.returncode > 0, p
     assert p.stderr.strip()
     no_sanitizer_report(p)
+
+
+@pytest.mark.parametrize("args,flag,value", [
+    (["--tcp-port", "70000"], "--tcp-port", "'70000'"),
+    (["--tcp-port=70000"], "--tcp-port", "'70000'"),
+    (["--chat-port", "x"], "--chat-port", "'x'"),
+    (["--chat-room", ""], "--chat-room", "''"),
+    (["--chat-room=" + "r" * 256], "--chat-room", "256 bytes"),
+    (["--chat-room", "caf\udcc3"], "--chat-room", "'caf\\xc3'"),  # shown escaped
+], ids=lambda a: " ".join(a)[:40] if isinstance(a, list) else None)
+def test_listener_flags_refused_with_a_clear_message(args, flag, value):
+    p = run_bin(*args)
+    assert p.returncode == 2, p
+    first = p.stderr.splitlines()[0]
+    assert flag in first and value in first, first
+    assert not p.stdout
+    no_sanitizer_report(p)
+
+
+def test_help_lists_the_listener_flags_with_defaults():
+    p = run_bin("--help")
+    assert p.returncode == 0, p
+    lines = p.stdout.splitlines()
+
+    def help_of(flag):
+        i = next(i for i, l in enumerate(lines) if l.lstrip().startswith(flag + " "))
+        block = [lines[i]]  # the flag's line and its continuation lines
+        for l in lines[i + 1:]:
+            if not l.startswith(" " * 10):
+                break
+            block.append(l)
+        return " ".join(" ".join(block).split())
+
+    assert "(default off)" in help_of("--tcp-port")
+    assert "docs/tcp.md" in help_of("--tcp-port")
+    assert "(default off)" in help_of("--chat-port")
+    assert "(default chat)" in help_of("--chat-room")
