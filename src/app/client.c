@@ -1,10 +1,18 @@
 /* client.c — room clients over stream connections; see client.h. */
 #include "app/client.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "app/nsws.h"
 #include "app/server.h"
+#include "codec/json.h"
 #include "codec/wsframe.h"
+#include "core/log.h"
 #include "rooms/roomproto.h"
+#include "rooms/wire.h"
+#include "transport/chat.h"
+#include "transport/tcp.h"
 #include "transport/ws.h"
 
 static void deliver(rc_endpoint *ep, rc_msg *m, bool replay)
@@ -37,7 +45,7 @@ void rc_client_ended(rc_server *srv, rc_conn *c)
     rc_endpoint_gone(&srv->rooms, ep);
 }
 
-int rc_client_room_message(rc_conn *c, uint8_t opcode, char *p, size_t n)
+int rc_client_room_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
 {
     rc_server *srv = rc_server_of_net(c->net);
     rc_endpoint *ep = &rc_client_of(c)->ep;
@@ -45,7 +53,72 @@ int rc_client_room_message(rc_conn *c, uint8_t opcode, char *p, size_t n)
     return rc_roomproto_binary(&srv->rooms, ep, (const uint8_t *)p, n);
 }
 
-int rc_client_echo_message(rc_conn *c, uint8_t opcode, char *p, size_t n)
+int rc_client_tcp_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
+{
+    /* The framing is chosen by the client's first bytes, so before its first message (and so
+     * before it can join a room, where members keep their wire) it is known. */
+    rc_client_of(c)->ep.wire = rc_tcp_framed(c) ? RC_WIRE_FRAMED : RC_WIRE_LINE;
+    return rc_client_room_message(c, opcode, p, n);
+}
+
+bool rc_client_join_chat(rc_server *srv, rc_conn *c)
+{
+    const char *name = srv->cfg.chat_room;
+    rc_room *room;
+    int r = rc_room_join(&srv->rooms, &rc_client_of(c)->ep, name, strlen(name), &room);
+    if (r == RC_JOIN_OK || r == RC_JOIN_ALREADY) return true;
+    rc_warn("chat client: cannot join room '%s'", name);
+    rc_conn_end(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
+    return false;
+}
+
+int rc_client_chat_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
+{
+    rc_server *srv = rc_server_of_net(c->net);
+    rc_rooms *rooms = &srv->rooms;
+    rc_endpoint *ep = &rc_client_of(c)->ep;
+    rc_json_top q;
+    if (rc_json_scan(p, n, 0, &q) != RC_JSON_OK) {
+        rooms->stats.err[RC_RERR_BAD_JSON]++;
+        return rc_chat_error(c, "not a JSON object");
+    }
+    rc_json_span user, text;
+    if (!rc_json_member(p, n, "user", &user) || user.type != RC_JSON_STRING ||
+        !rc_json_member(p, n, "text", &text) || text.type != RC_JSON_STRING) {
+        rooms->stats.err[RC_RERR_MISSING_FIELD]++;
+        return rc_chat_error(c, "a message is {\"user\":\"...\",\"text\":\"...\"}");
+    }
+    /* In the room from the first byte; back in it after the API closed it. */
+    if (ep->nrooms == 0 && !rc_client_join_chat(srv, c)) return -1;
+    /* The strings are copied as the client wrote them: valid JSON string literals already. */
+    static const char a[] = "{\"type\":\"chat\",\"user\":", b[] = ",\"text\":";
+    size_t len = sizeof(a) - 1 + user.len + sizeof(b) - 1 + text.len + 1;
+    char *msg = malloc(len);
+    if (!msg) {
+        rc_conn_end(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
+        return -1;
+    }
+    char *w = msg;
+    memcpy(w, a, sizeof(a) - 1);
+    w += sizeof(a) - 1;
+    memcpy(w, user.p, user.len);
+    w += user.len;
+    memcpy(w, b, sizeof(b) - 1);
+    w += sizeof(b) - 1;
+    memcpy(w, text.p, text.len);
+    w += text.len;
+    *w = '}';
+    if (rc_json_scan(msg, len, RC_ROOMPROTO_CUT, &q) != RC_JSON_OK) abort(); /* built valid */
+    uint64_t id = rc_roomproto_publish_text(rooms, ep->rooms[0].room, msg, &q, ep->client_id);
+    free(msg);
+    if (id == 0) {
+        rc_conn_end(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
+        return -1;
+    }
+    return 0;
+}
+
+int rc_client_echo_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
 {
     rc_ws_send(c, opcode, p, n);
     return 0;

@@ -10,6 +10,7 @@
 #ifndef RC_CLIENT_H
 #define RC_CLIENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "rooms/endpoint.h"
@@ -31,9 +32,17 @@ void rc_client_start(struct rc_server *srv, rc_conn *c, uint8_t wire);
 /* rc_client_ended is the net's `ended` hook: c leaves every room and observation. */
 void rc_client_ended(struct rc_server *srv, rc_conn *c);
 
-/* Message handlers (rc_message_fn) for the transports. */
-int rc_client_room_message(rc_conn *c, uint8_t opcode, char *p, size_t n);
-int rc_client_echo_message(rc_conn *c, uint8_t opcode, char *p, size_t n);
+/* rc_client_join_chat puts the chat-port client c in the chat room (--chat-room). False when
+ * out of memory (c is then being closed). */
+bool rc_client_join_chat(struct rc_server *srv, rc_conn *c);
+
+/* Message handlers (rc_message_fn) for the transports: the room protocol over WebSocket
+ * ("/") and over the TCP port, echo ("/echo"), and the seed chat protocol: an object
+ * {"user":U,"text":T} becomes the publish {"type":"chat","user":U,"text":T} in the chat room. */
+int rc_client_room_message(rc_conn *c, uint8_t opcode, const char *p, size_t n);
+int rc_client_tcp_message(rc_conn *c, uint8_t opcode, const char *p, size_t n);
+int rc_client_echo_message(rc_conn *c, uint8_t opcode, const char *p, size_t n);
+int rc_client_chat_message(rc_conn *c, uint8_t opcode, const char *p, size_t n);
 
 /* rc_client_find returns the open room client with id, or NULL (a linear walk: kicking is rare,
  * and an index by id would cost every connection). */

@@ -78,7 +78,13 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    /* Tests and scripts wait for this exact line (and read the port from it with --port 0). */
+    /* Tests and scripts wait for the "listening on http" line (and read the ports from these
+     * lines with port 0), so it comes last. */
+    if (cfg.tcp_port >= 0)
+        fprintf(stderr, "roomcast: tcp listening on %s:%u\n", cfg.bind, srv->tcp.port);
+    if (cfg.chat_port >= 0)
+        fprintf(stderr, "roomcast: chat listening on %s:%u (room '%s')\n", cfg.bind,
+                srv->chat.port, cfg.chat_room);
     fprintf(stderr, "roomcast: listening on http://%s:%u/\n", cfg.bind, srv->http.port);
     fflush(stderr);
     if (ns) {

@@ -16,7 +16,9 @@
 #include "core/log.h"
 #include "rooms/roomproto.h"
 #include "rooms/wire.h"
+#include "transport/chat.h"
 #include "transport/http.h"
+#include "transport/tcp.h"
 
 /* Descriptors kept back from --max-connections for the listeners, epoll, signalfd, the
  * reserve descriptors, logs and what later features open. */
@@ -71,14 +73,33 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *x)
 
 /* A new connection on any listener: over the limit, or while shutting down, it is told so in
  * its protocol's words (503 for HTTP) and closed. */
-static void on_accept(void *arg, rc_conn *c)
+static bool admit(rc_server *srv, rc_conn *c)
 {
-    rc_server *srv = arg;
-    if (srv->net.nconns > srv->max_connections || srv->shutting_down) {
-        srv->net.stats.disc_max_conn++;
-        rc_conn_end(c, RC_WS_CLOSE_TRY_AGAIN,
-                    srv->shutting_down ? "shutting down" : "too many connections", true);
-    }
+    if (srv->net.nconns <= srv->max_connections && !srv->shutting_down) return true;
+    srv->net.stats.disc_max_conn++;
+    rc_conn_end(c, RC_WS_CLOSE_TRY_AGAIN,
+                srv->shutting_down ? "shutting down" : "too many connections", true);
+    return false;
+}
+
+static void on_accept_http(void *arg, rc_conn *c)
+{
+    admit(arg, c); /* a room client once it upgrades (on_request) */
+}
+
+static void on_accept_tcp(void *arg, rc_conn *c)
+{
+    if (!admit(arg, c)) return;
+    rc_client_start(arg, c, RC_WIRE_LINE); /* or framed: decided by its first bytes */
+    c->on_message = rc_client_tcp_message;
+}
+
+static void on_accept_chat(void *arg, rc_conn *c)
+{
+    if (!admit(arg, c)) return;
+    rc_client_start(arg, c, RC_WIRE_CHAT);
+    c->on_message = rc_client_chat_message;
+    rc_client_join_chat(arg, c);
 }
 
 /* ---- life cycle --------------------------------------------------------------------------- */
@@ -110,11 +131,11 @@ static void on_shutdown_timer(rc_loop *loop, rc_timer *t)
 
 /* open_listener starts l for proto; false after logging why. */
 static bool open_listener(rc_server *srv, rc_listener *l, const rc_proto *proto, uint16_t port,
-                          const char *what)
+                          void (*accepted)(void *, rc_conn *), const char *what)
 {
     l->proto = proto;
     l->conn_size = sizeof(rc_client);
-    l->accepted = on_accept;
+    l->accepted = accepted;
     l->arg = srv;
     int r = rc_listener_open(l, &srv->net, srv->cfg.bind, port);
     if (r < 0) {
@@ -154,7 +175,12 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     rc_rooms_init(&srv->rooms, loop, &rcfg);
     /* netsync_* requests go to the NetSync observers (answered "netsync_off" without NetSync). */
     rc_roomproto_set_extension(&srv->rooms, RC_NSWS_PREFIX, rc_nsws_request, srv);
-    if (!open_listener(srv, &srv->http, &rc_http_proto, cfg->port, "HTTP")) goto err;
+    if (!open_listener(srv, &srv->http, &rc_http_proto, cfg->port, on_accept_http, "HTTP") ||
+        (cfg->tcp_port >= 0 && !open_listener(srv, &srv->tcp, &rc_tcp_proto,
+                                               (uint16_t)cfg->tcp_port, on_accept_tcp, "TCP")) ||
+        (cfg->chat_port >= 0 && !open_listener(srv, &srv->chat, &rc_chat_proto,
+                                                (uint16_t)cfg->chat_port, on_accept_chat, "chat")))
+        goto err;
     if (cfg->data_dir && rc_rooms_open_store(&srv->rooms, cfg->data_dir, cfg->fsync_mode) < 0)
         goto err;
     rc_loop_set_before_sleep(loop, before_sleep, srv);
@@ -162,6 +188,8 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     return srv;
 err:
     rc_listener_close(&srv->http);
+    rc_listener_close(&srv->tcp);
+    rc_listener_close(&srv->chat);
     rc_rooms_release(&srv->rooms);
     free(srv);
     return NULL;
@@ -172,6 +200,8 @@ void rc_server_free(rc_server *srv)
     if (!srv) return;
     rc_net_close_all(&srv->net);
     rc_listener_close(&srv->http);
+    rc_listener_close(&srv->tcp);
+    rc_listener_close(&srv->chat);
     rc_timer_stop(srv->loop, &srv->shutdown_timer);
     rc_rooms_release(&srv->rooms); /* flushes and syncs the log, marks it clean */
     free(srv);
@@ -184,6 +214,8 @@ void rc_server_shutdown(rc_server *srv)
     srv->net.shutting_down = true;
     rc_info("shutting down: closing %u connections", srv->net.nconns);
     rc_listener_pause(&srv->http);
+    rc_listener_pause(&srv->tcp);
+    rc_listener_pause(&srv->chat);
     rc_conn *next;
     for (rc_conn *c = srv->net.conns; c; c = next) {
         next = c->next;

@@ -311,7 +311,7 @@ static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, const rc_json_to
     return 0;
 }
 
-int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, char *p, size_t n)
+int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n)
 {
     rc_json_top q;
     switch (rc_json_scan(p, n, RC_ROOMPROTO_CUT, &q)) {

@@ -33,7 +33,7 @@
 /* rc_roomproto_text handles one text message p[0..n) (UTF-8) of ep; rc_roomproto_binary one
  * binary message. Return 0 when the request was accepted, -1 when it was answered with an
  * error (transports that close after many errors in a row count these). */
-int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, char *p, size_t n);
+int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n);
 int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n);
 
 /* rc_roomproto_publish_text sequences the JSON object p (scanned into *scan with

@@ -62,9 +62,9 @@ typedef struct rc_proto {
 } rc_proto;
 
 /* A complete message of a message protocol: opcode RC_WS_TEXT (p[0..n) is UTF-8) or
- * RC_WS_BINARY. p may be modified in place. Returns 0 when it was accepted, -1 when it was
- * answered with an error (transports that cut off clients after many errors count these). */
-typedef int rc_message_fn(rc_conn *c, uint8_t opcode, char *p, size_t n);
+ * RC_WS_BINARY. Returns 0 when it was accepted, -1 when it was answered with an error
+ * (transports that cut off clients after many errors in a row count these). */
+typedef int rc_message_fn(rc_conn *c, uint8_t opcode, const char *p, size_t n);
 
 /* Faults of clients that the transport layer sees, one counter each (rc_nerr_names). */
 enum rc_nerr {
