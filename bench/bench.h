@@ -6,6 +6,7 @@
  *   hist.c      log-linear latency histogram
  *   proc.c      /proc readers (server CPU and RSS), own CPU, clocks, raising RLIMIT_NOFILE
  *   conn.c      the epoll loop and client WebSocket connections (handshake, frames, masking)
+ *   tcp.c       client connections to the raw TCP port (docs/tcp.md): line and framed modes
  *   msg.c       the JSON subset the room protocol needs: building publishes, scanning replies
  *   report.c    one result: the JSON line and the readable table
  *   rooms.c     fanout, pingpong and slow: rooms of clients publishing and validating order
@@ -22,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <netinet/in.h>
+#include <sys/types.h>
 
 /* ---- histogram (hist.c) ------------------------------------------------------------------ */
 
@@ -77,17 +79,33 @@ void rb_buf_release(struct rb_buf *b);
 
 /* ---- connections and the loop (conn.c) --------------------------------------------------- */
 
+/* How a connection talks to the server. The scenarios do not care: they send and receive whole
+ * JSON messages through the same calls whatever the wire. */
+enum rb_transport {
+    RB_TR_WS,       /* WebSocket (RFC 6455) on the HTTP port */
+    RB_TR_LINE,     /* raw TCP port, line mode: one JSON object per '\n'-terminated line */
+    RB_TR_FRAMED,   /* raw TCP port, framed mode: preamble 00 52 43 01, then u32 LE length,
+                     * u8 opcode (WebSocket's), payload */
+    RB_TR__COUNT
+};
+
+/* Name of a transport as the command line spells it: "ws", "line", "framed". */
+const char *rb_transport_name(enum rb_transport tr);
+
 enum rb_state {
     RB_IDLE,        /* not started, or finished and closed */
     RB_CONNECTING,  /* non-blocking connect() in progress */
-    RB_HANDSHAKE,   /* upgrade request sent, waiting for 101 */
-    RB_OPEN,        /* WebSocket open */
-    RB_CLOSING,     /* we sent a close frame, waiting for the server's close or EOF */
+    RB_HANDSHAKE,   /* WebSocket: upgrade request sent, waiting for 101; framed TCP: preamble
+                     * sent, waiting for the server's (line mode has no handshake) */
+    RB_OPEN,        /* open: messages flow */
+    RB_CLOSING,     /* we sent a close (frame, or our EOF in line mode), waiting for the
+                     * server's close or EOF */
 };
 
 /* Why a connection ended, passed to the closed callback. */
 enum rb_end {
-    RB_END_CLOSE_FRAME, /* the server sent a close frame (code in close_code) */
+    RB_END_CLOSE_FRAME, /* the server sent a close frame, or a close line in line mode (code in
+                         * close_code) */
     RB_END_EOF,         /* TCP EOF without a close frame */
     RB_END_ERROR,       /* connect/read/write error, bad handshake or a malformed frame */
 };
@@ -106,6 +124,7 @@ struct rb_handler {
 struct rb_conn {
     int fd;                    /* socket, -1 when not connected */
     enum rb_state state;       /* see enum rb_state */
+    enum rb_transport tr;      /* the wire, fixed by rb_conn_start */
     const struct rb_handler *h;/* callbacks */
     void *user;                /* the scenario's object for this connection */
     uint32_t mask;             /* masking key for frames we send (fixed per connection) */
@@ -114,8 +133,9 @@ struct rb_conn {
     bool detached;             /* paused and hung up: removed from epoll until resumed */
     bool dirty;                /* on the loop's flush list */
     bool close_sent;           /* our close frame is queued */
+    bool shut_pending;         /* line mode: shut our write side once out is flushed */
     int close_code;            /* code of the server's close frame, 0 if none */
-    char accept[32];           /* expected Sec-WebSocket-Accept, NUL-terminated */
+    char accept[32];           /* WebSocket: expected Sec-WebSocket-Accept, NUL-terminated */
     struct rb_buf in;          /* partial frame or handshake bytes carried between reads */
     struct rb_buf out;         /* bytes waiting for the socket */
     struct rb_buf frag;        /* a fragmented message being reassembled */
@@ -124,7 +144,8 @@ struct rb_conn {
 };
 
 struct rb_target {
-    struct sockaddr_in addr;   /* server address */
+    struct sockaddr_in addr;   /* server address: the HTTP/WebSocket port */
+    struct sockaddr_in tcp;    /* the raw TCP port (docs/tcp.md); sin_port 0 when not given */
     char host[64];             /* Host header value */
 };
 
@@ -132,12 +153,17 @@ int rb_loop_init(void);
 /* Spread source addresses over 127.0.0.0/8 so one process can hold more connections than one
  * address has ephemeral ports: connection n binds to 127.0.(n / 250 % 250).(n % 250 + 1). */
 uint32_t rb_src_addr(uint32_t n);
-/* Start connecting; 0 or -errno. src_ip is in host byte order, 0 for "let the kernel pick". */
+/* Start connecting over transport tr (WebSocket to t->addr, the others to t->tcp); 0 or
+ * -errno. src_ip is in host byte order, 0 for "let the kernel pick". The open callback runs
+ * once messages may be sent: after the upgrade (WebSocket), the server's preamble (framed), or
+ * connect() (line). */
 int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb_target *t,
-                  uint32_t src_ip, int rcvbuf);
-/* Queue one text message; masked and framed here. Flushed after the current loop turn. */
+                  enum rb_transport tr, uint32_t src_ip, int rcvbuf);
+/* Queue one text message (a JSON object without '\n'): a masked text frame, a line, or a text
+ * frame of the TCP port. Flushed after the current loop turn. */
 void rb_conn_send_text(struct rb_conn *c, const char *p, size_t n);
-/* Queue a close frame with this code; the connection ends on the server's close or EOF. */
+/* Queue a close with this code (line mode has none: our write side is shut once the output is
+ * flushed); the connection ends on the server's close or EOF. */
 void rb_conn_send_close(struct rb_conn *c, int code);
 /* Close the socket now without any WebSocket close (abort). No callback. */
 void rb_conn_abort(struct rb_conn *c);
@@ -159,6 +185,19 @@ extern uint64_t rb_frame_errors;   /* malformed frames from the server (protocol
  * was 4% of the generator's CPU in the fanout profile). */
 extern uint64_t rb_rx_ns;
 
+/* Internal to conn.c and tcp.c: the loop's parts the TCP transport needs, and its hooks. */
+void rb__conn_end(struct rb_conn *c, enum rb_end why, const char *err);
+void rb__conn_dirty(struct rb_conn *c);
+bool rb__conn_flush(struct rb_conn *c);
+void rb__conn_open(struct rb_conn *c);
+/* What a TCP connection queues before anything else (the framed preamble, or nothing). */
+void rb__tcp_start(struct rb_conn *c);
+/* Parse bytes p[0..n) of a TCP connection: preamble, lines or frames, dispatched to the
+ * handler. Returns the bytes consumed, -1 if the connection ended. */
+ssize_t rb__tcp_input(struct rb_conn *c, const char *p, size_t n);
+void rb__tcp_put_text(struct rb_conn *c, const char *p, size_t n);
+void rb__tcp_put_close(struct rb_conn *c, int code);
+
 /* ---- the room protocol's JSON subset (msg.c) --------------------------------------------- */
 
 /* Members of a server message the generator looks at. Absent numbers are -1. */
@@ -166,6 +205,7 @@ struct rb_msg {
     const char *type; size_t type_len;   /* "type" string (not unescaped) */
     const char *room; size_t room_len;   /* "room" string */
     const char *code; size_t code_len;   /* "code" string (errors) */
+    int64_t close_code;                  /* "code" number (a close line of the TCP port) */
     int64_t client_id;                   /* "client_id" */
     int64_t msg_id;                      /* "msg_id" */
     int64_t last_msg_id;                 /* "last_msg_id" */
@@ -227,6 +267,9 @@ void rb_result_print(const struct rb_result *r, bool quiet);
 
 struct rb_opts {
     struct rb_target target;  /* where the server listens */
+    /* rooms engine: member k of a room uses transports[k % ntransports] */
+    enum rb_transport transports[RB_TR__COUNT * 2];
+    uint32_t ntransports;     /* at least 1 (default: WebSocket only) */
     const char *server;       /* label for reports */
     int pid;                  /* server pid for /proc, 0 = unknown */
     bool quiet;               /* no table on stderr */

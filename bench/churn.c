@@ -144,7 +144,8 @@ static void start(struct session *x)
     x->gen++;
     x->st = S_NEW;
     x->t_start = rb_now_ns();
-    int rc = rb_conn_start(&x->conn, &chandler, &C.o->target, rb_src_addr((uint32_t)C.src++), 0);
+    int rc = rb_conn_start(&x->conn, &chandler, &C.o->target, RB_TR_WS,
+                           rb_src_addr((uint32_t)C.src++), 0);
     if (rc < 0) {
         C.r->errors++;
         rb_result_fail(C.r, "connect: %s", strerror(-rc));

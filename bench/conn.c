@@ -1,5 +1,9 @@
 /* conn.c — the generator's epoll loop and its client side of RFC 6455.
  *
+ * Connections to roomcast's raw TCP port share the loop, the buffers and the flush list; only
+ * their wire differs, and that lives in tcp.c (each WebSocket entry point below hands a TCP
+ * connection over with one test of c->tr, so the WebSocket path costs what it did).
+ *
  * One loop, level-triggered, no threads: every connection is a struct rb_conn owned by a
  * scenario, registered with data.ptr pointing at it. Writes are never issued from callbacks:
  * rb_conn_send_* appends to the connection's output buffer and puts it on a flush list, and the
@@ -154,6 +158,21 @@ static void mark_dirty(struct rb_conn *c)
     }
 }
 
+void rb__conn_dirty(struct rb_conn *c)
+{
+    mark_dirty(c);
+}
+
+const char *rb_transport_name(enum rb_transport tr)
+{
+    switch (tr) {
+    case RB_TR_WS: return "ws";
+    case RB_TR_LINE: return "line";
+    case RB_TR_FRAMED: return "framed";
+    default: return "?";
+    }
+}
+
 static void compute_accept(const char *key, char out[32])
 {
     static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -166,15 +185,17 @@ static void compute_accept(const char *key, char out[32])
 }
 
 int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb_target *t,
-                  uint32_t src_ip, int rcvbuf)
+                  enum rb_transport tr, uint32_t src_ip, int rcvbuf)
 {
     rb_buf_release(&c->in);
     rb_buf_release(&c->out);
     rb_buf_release(&c->frag);
     c->h = h;
+    c->tr = tr;
     c->state = RB_CONNECTING;
     c->paused = false;
     c->close_sent = false;
+    c->shut_pending = false;
     c->close_code = 0;
     c->detached = false;
     c->errmsg[0] = 0;
@@ -200,7 +221,8 @@ int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb
             return -e;
         }
     }
-    if (connect(fd, (const struct sockaddr *)&t->addr, sizeof(t->addr)) != 0 &&
+    const struct sockaddr_in *to = tr == RB_TR_WS ? &t->addr : &t->tcp;
+    if (connect(fd, (const struct sockaddr *)to, sizeof(*to)) != 0 &&
         errno != EINPROGRESS) {
         int e = errno;
         close(fd);
@@ -217,6 +239,10 @@ int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb
         return -err;
     }
     c->events = EPOLLOUT;
+    if (tr != RB_TR_WS) {
+        rb__tcp_start(c);
+        return 0;
+    }
 
     /* The upgrade request goes out once connect() completes. */
     unsigned char nonce[16];
@@ -252,7 +278,7 @@ static void conn_release(struct rb_conn *c)
 }
 
 /* Close the fd and tell the owner. */
-static void conn_end(struct rb_conn *c, enum rb_end why, const char *err)
+void rb__conn_end(struct rb_conn *c, enum rb_end why, const char *err)
 {
     if (c->fd < 0)
         return;
@@ -328,6 +354,10 @@ void rb_conn_send_text(struct rb_conn *c, const char *p, size_t n)
 {
     if (c->state != RB_OPEN)
         return;
+    if (c->tr != RB_TR_WS) {
+        rb__tcp_put_text(c, p, n);
+        return;
+    }
     put_frame(c, 0x1, p, n);
 }
 
@@ -335,6 +365,10 @@ void rb_conn_send_close(struct rb_conn *c, int code)
 {
     if (c->state != RB_OPEN || c->close_sent)
         return;
+    if (c->tr != RB_TR_WS) {
+        rb__tcp_put_close(c, code);
+        return;
+    }
     char b[2] = {(char)(code >> 8), (char)code};
     put_frame(c, 0x8, b, 2);
     c->close_sent = true;
@@ -342,7 +376,7 @@ void rb_conn_send_close(struct rb_conn *c, int code)
 }
 
 /* Write what is queued; false if the connection ended. */
-static bool conn_flush(struct rb_conn *c)
+bool rb__conn_flush(struct rb_conn *c)
 {
     while (c->out.len > c->out.off) {
         ssize_t n = send(c->fd, c->out.data + c->out.off, c->out.len - c->out.off,
@@ -355,12 +389,17 @@ static bool conn_flush(struct rb_conn *c)
             break;
         char e[64];
         snprintf(e, sizeof(e), "write: %s", strerror(errno));
-        conn_end(c, RB_END_ERROR, e);
+        rb__conn_end(c, RB_END_ERROR, e);
         return false;
     }
     /* Large buffers are returned once empty so idle connections stay small. */
     if (c->out.len == 0 && c->out.cap > 65536)
         rb_buf_release(&c->out);
+    if (c->shut_pending && c->out.len == c->out.off) {
+        /* Line mode's close: our EOF, once everything before it is written. */
+        c->shut_pending = false;
+        shutdown(c->fd, SHUT_WR);
+    }
     update_events(c);
     return true;
 }
@@ -386,7 +425,7 @@ static ssize_t parse_frames(struct rb_conn *c, const char *p, size_t n)
         uint64_t len = h[1] & 0x7f;
         if ((h[0] & 0x70) || (h[1] & 0x80)) {   /* RSV bits or a masked server frame */
             rb_frame_errors++;
-            conn_end(c, RB_END_ERROR, "bad frame header from server");
+            rb__conn_end(c, RB_END_ERROR, "bad frame header from server");
             return -1;
         }
         if (len == 126) {
@@ -404,7 +443,7 @@ static ssize_t parse_frames(struct rb_conn *c, const char *p, size_t n)
         }
         if (len > (64u << 20)) {
             rb_frame_errors++;
-            conn_end(c, RB_END_ERROR, "frame larger than 64 MiB");
+            rb__conn_end(c, RB_END_ERROR, "frame larger than 64 MiB");
             return -1;
         }
         if (n - pos < hl + len)
@@ -416,7 +455,7 @@ static ssize_t parse_frames(struct rb_conn *c, const char *p, size_t n)
         case 0x2:
             if (c->frag.len) {
                 rb_frame_errors++;
-                conn_end(c, RB_END_ERROR, "new message inside a fragmented one");
+                rb__conn_end(c, RB_END_ERROR, "new message inside a fragmented one");
                 return -1;
             }
             if (fin) {
@@ -429,7 +468,7 @@ static ssize_t parse_frames(struct rb_conn *c, const char *p, size_t n)
         case 0x0:
             if (!c->frag.len) {
                 rb_frame_errors++;
-                conn_end(c, RB_END_ERROR, "continuation without a message");
+                rb__conn_end(c, RB_END_ERROR, "continuation without a message");
                 return -1;
             }
             rb_buf_append(&c->frag, pl, (size_t)len);
@@ -446,14 +485,14 @@ static ssize_t parse_frames(struct rb_conn *c, const char *p, size_t n)
                 char b[2] = {pl[0], pl[1]};
                 put_frame(c, 0x8, b, len >= 2 ? 2 : 0);
                 c->close_sent = true;
-                conn_flush(c);
+                rb__conn_flush(c);
             }
-            conn_end(c, RB_END_CLOSE_FRAME, NULL);
+            rb__conn_end(c, RB_END_CLOSE_FRAME, NULL);
             return -1;
         case 0x9:
             if (len > 125 || !fin) {
                 rb_frame_errors++;
-                conn_end(c, RB_END_ERROR, "bad ping");
+                rb__conn_end(c, RB_END_ERROR, "bad ping");
                 return -1;
             }
             if (c->state == RB_OPEN)
@@ -463,7 +502,7 @@ static ssize_t parse_frames(struct rb_conn *c, const char *p, size_t n)
             break;
         default:
             rb_frame_errors++;
-            conn_end(c, RB_END_ERROR, "reserved opcode from server");
+            rb__conn_end(c, RB_END_ERROR, "reserved opcode from server");
             return -1;
         }
     }
@@ -508,24 +547,36 @@ static ssize_t parse_handshake(struct rb_conn *c, const char *p, size_t n)
     return (ssize_t)hlen;
 }
 
+void rb__conn_open(struct rb_conn *c)
+{
+    c->state = RB_OPEN;
+    if (c->h && c->h->open)
+        c->h->open(c);
+}
+
 /* Handle bytes p[0..n) read from the socket; `own` says p is c->in rather than scratch. */
 static void conn_input(struct rb_conn *c, const char *p, size_t n, bool own)
 {
     size_t used = 0;
+    if (c->tr != RB_TR_WS) {
+        ssize_t k = rb__tcp_input(c, p, n);
+        if (k < 0)
+            return;
+        used = (size_t)k;
+        goto keep;
+    }
     if (c->state == RB_HANDSHAKE) {
         ssize_t h = parse_handshake(c, p, n);
         if (h < 0) {
             char e[64];
             snprintf(e, sizeof(e), "%s", c->errmsg[0] ? c->errmsg : "bad handshake");
-            conn_end(c, RB_END_ERROR, e);
+            rb__conn_end(c, RB_END_ERROR, e);
             return;
         }
         if (h == 0)
             goto keep;
         used = (size_t)h;
-        c->state = RB_OPEN;
-        if (c->h && c->h->open)
-            c->h->open(c);
+        rb__conn_open(c);
         if (c->fd < 0)
             return;
     }
@@ -565,11 +616,11 @@ static void conn_readable(struct rb_conn *c)
                 return;
             char e[64];
             snprintf(e, sizeof(e), "read: %s", strerror(errno));
-            conn_end(c, RB_END_ERROR, e);
+            rb__conn_end(c, RB_END_ERROR, e);
             return;
         }
         if (n == 0) {
-            conn_end(c, c->state == RB_HANDSHAKE ? RB_END_ERROR : RB_END_EOF, "EOF in handshake");
+            rb__conn_end(c, c->state == RB_HANDSHAKE ? RB_END_ERROR : RB_END_EOF, "EOF in handshake");
             return;
         }
         rb_rx_ns = rb_now_ns();
@@ -593,12 +644,19 @@ static void conn_writable(struct rb_conn *c)
         if (err) {
             char e[64];
             snprintf(e, sizeof(e), "connect: %s", strerror(err));
-            conn_end(c, RB_END_ERROR, e);
+            rb__conn_end(c, RB_END_ERROR, e);
             return;
         }
-        c->state = RB_HANDSHAKE;
+        if (c->tr == RB_TR_LINE) {
+            /* No handshake: messages may go out now. */
+            rb__conn_open(c);
+            if (c->fd < 0)
+                return;
+        } else {
+            c->state = RB_HANDSHAKE;
+        }
     }
-    conn_flush(c);
+    rb__conn_flush(c);
 }
 
 /* Write every connection that queued output. Ending a connection while flushing cannot put
@@ -610,7 +668,7 @@ static void flush_dirty(void)
         dirty_head = c->next_dirty;
         c->dirty = false;
         if (c->fd >= 0 && c->state != RB_CONNECTING)
-            conn_flush(c);
+            rb__conn_flush(c);
     }
 }
 

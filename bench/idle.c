@@ -149,7 +149,8 @@ void rb_run_idle(const struct rb_opts *o, struct rb_result *r)
             struct iconn *x = &I.c[started];
             x->conn.fd = -1;
             x->room = started / rs;
-            int rc = rb_conn_start(&x->conn, &ihandler, &o->target, rb_src_addr(started), 0);
+            int rc = rb_conn_start(&x->conn, &ihandler, &o->target, RB_TR_WS,
+                                   rb_src_addr(started), 0);
             started++;
             if (rc < 0) {
                 I.failed++;

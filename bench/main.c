@@ -18,12 +18,19 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: roomcast-bench fanout|pingpong|idle|churn|slow --port N [options]\n"
+    fputs("usage: roomcast-bench fanout|fanout-tcp|fanout-mixed|fanout-framed|pingpong|idle|churn|"
+          "slow\n"
+          "                      --port N [--tcp-port N] [options]\n"
           "common:  --host ADDR (127.0.0.1)  --server-pid PID  --label NAME  --quiet\n"
           "         --spin (busy-poll instead of sleeping: servers never pay to wake us)\n"
           "fanout:  --rooms R (100) --clients C (10) --size BYTES (100) --window W (4)\n"
           "         --rate HZ (0 = flat out) --messages M (0 = until --duration)\n"
           "         --duration S (3) --drain S (10)\n"
+          "         --transport LIST (ws): member k of a room uses the k-th (mod its length) of\n"
+          "         ws, line, framed (line and framed: the raw TCP port, docs/tcp.md, which\n"
+          "         --tcp-port names); fanout-tcp = fanout --transport line, fanout-mixed =\n"
+          "         --transport ws,line (half of each room on each), fanout-framed = framed;\n"
+          "         pingpong and slow take --transport too\n"
           "pingpong: fanout with one room of one client and a window of 1 (--duration 3)\n"
           "slow:    one busy room (--clients 10 --size 1000 --window 4 --duration 2) measured\n"
           "         without, then with, one extra member that never reads (--stuck-rcvbuf 4096)\n"
@@ -46,6 +53,32 @@ static double num_arg(const char *opt, const char *v)
     return d;
 }
 
+/* "ws,line" -> o->transports; 0, or -1 after saying what is wrong. */
+static int parse_transports(const char *list, struct rb_opts *o)
+{
+    o->ntransports = 0;
+    const char *p = list;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        enum rb_transport tr = RB_TR__COUNT;
+        for (int t = 0; t < RB_TR__COUNT; t++)
+            if (n == strlen(rb_transport_name(t)) && !memcmp(p, rb_transport_name(t), n))
+                tr = t;
+        if (n == 3 && !memcmp(p, "tcp", 3))
+            tr = RB_TR_LINE;   /* "tcp" alone means the TCP port's default, line mode */
+        size_t cap = sizeof(o->transports) / sizeof(o->transports[0]);
+        if (tr == RB_TR__COUNT || o->ntransports == cap) {
+            fprintf(stderr, "roomcast-bench: --transport wants up to %zu of ws, line (tcp), "
+                            "framed, comma-separated; got '%s'\n", cap, list);
+            return -1;
+        }
+        o->transports[o->ntransports++] = tr;
+        if (!p[n])
+            return 0;
+        p += n + 1;
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -53,7 +86,15 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *sc = argv[1];
-    bool rooms_sc = !strcmp(sc, "fanout") || !strcmp(sc, "pingpong") || !strcmp(sc, "slow");
+    const char *transports = "ws";
+    if (!strcmp(sc, "fanout-tcp"))
+        transports = "line";
+    else if (!strcmp(sc, "fanout-mixed"))
+        transports = "ws,line";
+    else if (!strcmp(sc, "fanout-framed"))
+        transports = "framed";
+    bool fanout_sc = !strncmp(sc, "fanout", 6) && (!sc[6] || strcmp(transports, "ws"));
+    bool rooms_sc = fanout_sc || !strcmp(sc, "pingpong") || !strcmp(sc, "slow");
     if (!rooms_sc && strcmp(sc, "idle") && strcmp(sc, "churn")) {
         fprintf(stderr, "roomcast-bench: unknown scenario '%s'\n", sc);
         usage(stderr);
@@ -62,7 +103,7 @@ int main(int argc, char **argv)
 
     struct rb_opts o = {0};
     const char *host = "127.0.0.1";
-    long port = 0;
+    long port = 0, tcp_port = 0;
     o.server = "server";
     o.rooms = 100;
     o.clients = 10;
@@ -102,6 +143,8 @@ int main(int argc, char **argv)
         i++;
         if (!strcmp(a, "--host")) host = v;
         else if (!strcmp(a, "--port")) port = (long)num_arg(a, v);
+        else if (!strcmp(a, "--tcp-port")) tcp_port = (long)num_arg(a, v);
+        else if (!strcmp(a, "--transport")) transports = v;
         else if (!strcmp(a, "--server-pid")) o.pid = (int)num_arg(a, v);
         else if (!strcmp(a, "--label")) o.server = v;
         else if (!strcmp(a, "--rooms")) o.rooms = (uint32_t)num_arg(a, v);
@@ -134,12 +177,27 @@ int main(int argc, char **argv)
                         "--messages or --duration\n");
         return 2;
     }
+    if (parse_transports(transports, &o) != 0)
+        return 2;
+    bool need_tcp = false;
+    for (uint32_t i = 0; i < o.ntransports; i++)
+        need_tcp |= o.transports[i] != RB_TR_WS;
+    if (need_tcp && !rooms_sc) {
+        fprintf(stderr, "roomcast-bench: %s speaks WebSocket only (--transport ws)\n", sc);
+        return 2;
+    }
+    if (need_tcp && (tcp_port <= 0 || tcp_port > 65535)) {
+        fprintf(stderr, "roomcast-bench: --transport %s needs --tcp-port\n", transports);
+        return 2;
+    }
     o.target.addr.sin_family = AF_INET;
     o.target.addr.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, host, &o.target.addr.sin_addr) != 1) {
         fprintf(stderr, "roomcast-bench: --host must be an IPv4 address, got '%s'\n", host);
         return 2;
     }
+    o.target.tcp = o.target.addr;
+    o.target.tcp.sin_port = htons((uint16_t)tcp_port);
     snprintf(o.target.host, sizeof(o.target.host), "%s:%ld", host, port);
 
     signal(SIGPIPE, SIG_IGN);
@@ -154,7 +212,7 @@ int main(int argc, char **argv)
 
     struct rb_result *r = calloc(1, sizeof(*r));
     rb_result_init(r, sc, o.server, o.pid);
-    if (!strcmp(sc, "fanout") || !strcmp(sc, "pingpong"))
+    if (fanout_sc || !strcmp(sc, "pingpong"))
         rb_run_rooms(&o, r, 0);
     else if (!strcmp(sc, "slow"))
         rb_run_slow(&o, r);

@@ -195,7 +195,7 @@ int rb_msg_scan(const char *p, size_t n, struct rb_msg *m)
     const char *e = p + n;
     m->type = m->room = m->code = NULL;
     m->type_len = m->room_len = m->code_len = 0;
-    m->client_id = m->msg_id = m->last_msg_id = m->s = m->q = m->t = -1;
+    m->client_id = m->msg_id = m->last_msg_id = m->s = m->q = m->t = m->close_code = -1;
     if (scan_delivery(p, e, m))
         return 0;
     /* scan_delivery may have filled some members before it gave up. */
@@ -248,9 +248,13 @@ int rb_msg_scan(const char *p, size_t n, struct rb_msg *m)
             } else if (str && memcmp(k, "room", 4) == 0) {
                 m->room = v + 1;
                 m->room_len = (size_t)(ve - v - 2);
-            } else if (str && memcmp(k, "code", 4) == 0) {
-                m->code = v + 1;
-                m->code_len = (size_t)(ve - v - 2);
+            } else if (memcmp(k, "code", 4) == 0) {
+                if (str) {
+                    m->code = v + 1;
+                    m->code_len = (size_t)(ve - v - 2);
+                } else {
+                    m->close_code = iv;   /* a close line of the TCP port */
+                }
             }
             break;
         case 6:

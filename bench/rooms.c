@@ -18,6 +18,11 @@
  *     losses = expected - distinct delivered, summed over members.
  * pingpong is this engine with one room, one client and a window of one; slow runs it twice,
  * without and with one extra member per room that never reads (rooms.c:rb_run_slow).
+ *
+ * Members need not share a wire: member k of every room connects over
+ * o->transports[k % o->ntransports] (fanout-tcp: all on the TCP port's line mode; fanout-mixed:
+ * WebSocket and line mode alternately, so half of each room is on each), and the checks above
+ * are the same whatever the mix: one total order per room across wires is the point.
  */
 #include "bench.h"
 
@@ -383,6 +388,11 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
         for (uint32_t i = 0; i < E.nrooms; i++)
             E.pub[E.npub++] = &E.rooms[i].m[k];
 
+    char trs[64] = "";
+    for (uint32_t t = 0; t < o->ntransports; t++)
+        snprintf(trs + strlen(trs), sizeof(trs) - strlen(trs), "%s%s", t ? "," : "",
+                 rb_transport_name(o->transports[t]));
+    rb_result_str(r, "transport", trs);
     rb_result_num(r, "rooms", o->rooms);
     rb_result_num(r, "clients", o->clients);
     rb_result_num(r, "size", o->size);
@@ -404,7 +414,8 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
         while (E.started < total && E.started - E.joined - E.setup_failed < conc) {
             uint32_t i = E.started++;
             struct member *m = &E.rooms[i / E.per_room].m[i % E.per_room];
-            int rc = rb_conn_start(&m->conn, &handler, &o->target, rb_src_addr(i),
+            int rc = rb_conn_start(&m->conn, &handler, &o->target,
+                                   o->transports[m->slot % o->ntransports], rb_src_addr(i),
                                    m->stuck ? o->stuck_rcvbuf : 0);
             if (rc < 0) {
                 rb_result_fail(r, "connect: %s", strerror(-rc));
