@@ -4,6 +4,9 @@
 #   bench/run.sh [options] [SCENARIO... | all]      (no scenario: all)
 #
 #   scenarios  fanout       100 rooms x 10 clients, 100-byte messages, flat out (window 4)
+#              fanout-tcp   the same with every client on the raw TCP port, line mode
+#              fanout-mixed the same with half of each room on WebSocket, half on TCP lines
+#              fanout-framed  the same with every client on the TCP port's framed mode
 #              fanout-30hz  34 rooms x 10 clients at 30 Hz each: ~100,000 deliveries/s, the
 #                           latency target (p99 < 1 ms) and the NetSync case
 #              pingpong     one client, one message in flight
@@ -16,7 +19,9 @@
 #   options    --quick          smoke run: small sizes, one round, roomcast (+ ceiling) only;
 #                               fails only if a run fails or a correctness counter is non-zero
 #              --rounds N       rounds per scenario (default 3; idle always 1)
-#              --servers LIST   comma-separated subset of roomcast,ceiling,python,node
+#              --servers LIST   comma-separated subset of roomcast,ceiling,python,node,
+#                               py-selectors,py-selectors-seed (default: all but the last,
+#                               which is the selectors peer writing the seed's way)
 #              --out FILE       also keep the JSON lines in FILE (default: a temp file)
 #              --deps           install the peers' dependencies and exit
 #
@@ -34,9 +39,11 @@ O=${O:-build}
 BENCH=$ROOT/$O/roomcast-bench
 CEILING=$ROOT/$O/bench-ceiling
 ROOMCAST=${ROOMCAST_BIN:-$ROOT/$O/roomcast}
-PYTHON=/usr/bin/python3   # Debian's, which has python3-websockets; not pyenv's
+PYTHON=/usr/bin/python3   # Debian's, which has python3-websockets; not pyenv's (the selectors
+                          # peer needs nothing but the standard library)
 PEERS=$ROOT/bench/peers
 
+ALL_SCENARIOS=(fanout fanout-tcp fanout-mixed fanout-framed fanout-30hz pingpong pingpong-1cpu churn slow idle)
 quick=0
 rounds=3
 servers=""
@@ -50,8 +57,9 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift ;;
     --deps) deps_only=1 ;;
     -h|--help) sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
-    all) scenarios+=(fanout fanout-30hz pingpong pingpong-1cpu churn slow idle) ;;
-    fanout|fanout-30hz|pingpong|pingpong-1cpu|churn|slow|idle) scenarios+=("$1") ;;
+    all) scenarios+=("${ALL_SCENARIOS[@]}") ;;
+    fanout|fanout-tcp|fanout-mixed|fanout-framed|fanout-30hz|pingpong|pingpong-1cpu|churn|slow|idle)
+        scenarios+=("$1") ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -85,7 +93,7 @@ if [ "${deps_only:-0}" = 1 ]; then
     exit $?
 fi
 # No scenario named: all of them (so `bench/run.sh --quick` is the whole smoke run).
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(fanout fanout-30hz pingpong pingpong-1cpu churn slow idle)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=("${ALL_SCENARIOS[@]}")
 
 make -s -C "$ROOT" O="$O" "$O/roomcast-bench" "$O/bench-ceiling" >&2 || exit 2
 if [ ! -x "$ROOMCAST" ]; then
@@ -96,6 +104,9 @@ fi
 # servers do not fight over their fixed default ports. Everything else is roomcast's defaults.
 ROOMCAST_EXTRA=""
 if "$ROOMCAST" --help 2>&1 | grep -q -- --no-netsync; then ROOMCAST_EXTRA="--no-netsync"; fi
+# The raw TCP port (docs/tcp.md) is on for every scenario: an idle listener costs nothing, and
+# one server process then serves WebSocket and TCP members alike (fanout-mixed needs both).
+if "$ROOMCAST" --help 2>&1 | grep -q -- --tcp-port; then ROOMCAST_EXTRA+=" --tcp-port 0"; fi
 
 if [ -z "$servers" ]; then
     if [ $quick = 1 ]; then
@@ -105,6 +116,7 @@ if [ -z "$servers" ]; then
         servers=roomcast,ceiling
         if have_python; then servers+=,python; else echo "run.sh: no python3-websockets: skipping the Python peer" >&2; fi
         if have_node; then servers+=,node; else echo "run.sh: no node/ws: skipping the Node peer" >&2; fi
+        if [ -x "$PYTHON" ]; then servers+=,py-selectors; fi
     fi
 fi
 IFS=, read -r -a server_list <<<"$servers"
@@ -118,7 +130,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 work=$(mktemp -d /tmp/roomcast-bench.XXXXXX)
 results=${out:-$work/results.jsonl}
 : >"$results"
-declare -A PID PORT
+declare -A PID PORT TPORT
 cleanup() {
     for s in "${!PID[@]}"; do kill "${PID[$s]}" 2>/dev/null; done
     wait 2>/dev/null
@@ -135,6 +147,10 @@ start_server() { # NAME -> PID[NAME], PORT[NAME]
     roomcast) "${PIN[@]}" "$ROOMCAST" --bind 127.0.0.1 --port 0 --log-level warn $ROOMCAST_EXTRA 2>"$log" & ;;
     ceiling)  "${PIN[@]}" "$CEILING" --bind 127.0.0.1 --port 0 2>"$log" & ;;
     python)   "${PIN[@]}" "$PYTHON" "$PEERS/py_server.py" --bind 127.0.0.1 --port 0 2>"$log" & ;;
+    py-selectors) "${PIN[@]}" "$PYTHON" "$PEERS/py_tcp_server.py" --bind 127.0.0.1 --port 0 \
+                      --tcp-port 0 2>"$log" & ;;
+    py-selectors-seed) "${PIN[@]}" "$PYTHON" "$PEERS/py_tcp_server.py" --bind 127.0.0.1 --port 0 \
+                      --tcp-port 0 --seed-writes 2>"$log" & ;;
     node)     "${PIN[@]}" node "$PEERS/node_server.mjs" --bind 127.0.0.1 --port 0 2>"$log" & ;;
     *) echo "run.sh: unknown server '$name'" >&2; return 1 ;;
     esac
@@ -153,6 +169,8 @@ start_server() { # NAME -> PID[NAME], PORT[NAME]
         return 1
     fi
     PORT[$name]=$port
+    # The raw TCP port, for servers that have one (printed before the HTTP line).
+    TPORT[$name]=$(sed -n 's|.*tcp listening on [0-9.]*:\([0-9]*\).*|\1|p' "$log" | head -1)
 }
 
 stop_server() {
@@ -160,23 +178,29 @@ stop_server() {
     [ -n "${PID[$name]:-}" ] || return 0
     kill "${PID[$name]}" 2>/dev/null
     wait "${PID[$name]}" 2>/dev/null
-    unset "PID[$name]" "PORT[$name]"
+    unset "PID[$name]" "PORT[$name]" "TPORT[$name]"
 }
 
-# Which servers can run a scenario: the ceiling only relays (no leave, no limits).
+# Which servers can run a scenario: the ceiling only relays (no leave, no limits); the
+# WebSocket-only peers have no TCP port; the selectors peer runs the fanout comparisons (it has
+# no framed mode).
 runs_on() { # SCENARIO SERVER
     case "$2" in
     ceiling) case "$1" in fanout|fanout-30hz|pingpong*) return 0 ;; *) return 1 ;; esac ;;
+    python|node) case "$1" in fanout-tcp|fanout-mixed|fanout-framed) return 1 ;; *) return 0 ;; esac ;;
+    py-selectors*) case "$1" in fanout|fanout-tcp|fanout-mixed) return 0 ;; *) return 1 ;; esac ;;
     *) return 0 ;;
     esac
 }
+needs_tcp() { case "$1" in fanout-tcp|fanout-mixed|fanout-framed) return 0 ;; *) return 1 ;; esac; }
 
 # Generator arguments per scenario (full, then quick).
 scenario_args() { # SCENARIO SERVER
     local sc=$1 srv=$2
     if [ $quick = 1 ]; then
         case "$sc" in
-        fanout)      echo "fanout --rooms 10 --clients 5 --duration 0.5 --drain 5" ;;
+        fanout|fanout-tcp|fanout-mixed|fanout-framed)
+                     echo "$sc --rooms 10 --clients 6 --duration 0.5 --drain 5" ;;
         fanout-30hz) echo "fanout --rooms 5 --clients 5 --rate 30 --duration 0.5 --drain 5" ;;
         pingpong*)   echo "pingpong --duration 0.5" ;;
         churn)       echo "churn --concurrency 8 --duration 0.5" ;;
@@ -188,7 +212,8 @@ scenario_args() { # SCENARIO SERVER
         return
     fi
     case "$sc" in
-    fanout)      echo "fanout --rooms 100 --clients 10 --size 100 --window 4 --duration 3 --drain 10" ;;
+    fanout|fanout-tcp|fanout-mixed|fanout-framed)
+                 echo "$sc --rooms 100 --clients 10 --size 100 --window 4 --duration 3 --drain 10" ;;
     fanout-30hz) echo "fanout --rooms 34 --clients 10 --size 100 --rate 30 --duration 3 --drain 5" ;;
     pingpong*)   echo "pingpong --duration 2" ;;
     churn)       echo "churn --concurrency 64 --duration 3" ;;
@@ -208,7 +233,13 @@ for sc in "${scenarios[@]}"; do
     active=()
     for s in "${server_list[@]}"; do
         runs_on "$sc" "$s" || continue
-        if start_server "$s"; then active+=("$s"); else failures=$((failures + 1)); fi
+        if ! start_server "$s"; then failures=$((failures + 1)); continue; fi
+        if needs_tcp "$sc" && [ -z "${TPORT[$s]:-}" ]; then
+            echo "run.sh: $s has no raw TCP port: skipping $sc for it" >&2
+            stop_server "$s"
+            continue
+        fi
+        active+=("$s")
     done
     echo "== $sc: ${active[*]} ($n round(s))" >&2
     for ((r = 0; r < n; r++)); do
@@ -216,7 +247,9 @@ for sc in "${scenarios[@]}"; do
         for ((j = 0; j < k; j++)); do
             s=${active[$(((j + r) % k))]}
             read -r -a args <<<"$(scenario_args "$sc" "$s")"
-            line=$(timeout 300 "${PIN[@]}" "$BENCH" "${args[@]}" --port "${PORT[$s]}" \
+            tcp=()
+            if [ -n "${TPORT[$s]:-}" ]; then tcp=(--tcp-port "${TPORT[$s]}"); fi
+            line=$(timeout 300 "${PIN[@]}" "$BENCH" "${args[@]}" --port "${PORT[$s]}" "${tcp[@]}" \
                        --server-pid "${PID[$s]}" --label "$s" --quiet)
             rc=$?
             if [ -z "$line" ]; then
@@ -248,7 +281,7 @@ done
 import json, statistics, sys
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-order = ["roomcast", "ceiling", "python", "node"]
+order = ["roomcast", "ceiling", "python", "node", "py-selectors", "py-selectors-seed"]
 
 def med(rs, key):
     v = [r[key] for r in rs if isinstance(r.get(key), (int, float))]
@@ -288,7 +321,13 @@ COLS = {
     "idle": [("conns", "joined", 1), ("B/conn", "rss_per_conn_bytes", 0), ("RSS KiB", "rss_loaded_kb", 0),
              ("connects/s", "connects_per_s", 1), ("sample deliv", "deliveries", 1)],
 }
+# The fanout shape over other wires reports exactly what fanout reports.
+for sc in ("fanout-tcp", "fanout-mixed", "fanout-framed"):
+    COLS[sc] = COLS["fanout"]
 RATIO = {"fanout": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
+         "fanout-tcp": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
+         "fanout-mixed": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
+         "fanout-framed": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "fanout-30hz": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "pingpong": ("deliveries_per_s", "rt/s x rc"),
          "pingpong-1cpu": ("deliveries_per_s", "rt/s x rc"),
@@ -333,6 +372,28 @@ for sc in scen:
             print("  " + " ".join(t).rstrip())
             continue
         print("  " + "  ".join(str(x).rjust(w[i]) if i else str(x).ljust(w[i]) for i, x in enumerate(t)))
+
+# One room, every transport: the fanout shape's server CPU per delivery side by side, as a
+# multiple of roomcast's over WebSocket (the headline of fanout-tcp and fanout-mixed).
+fan = [sc for sc in ("fanout", "fanout-tcp", "fanout-mixed", "fanout-framed") if sc in scen]
+if len(fan) > 1:
+    key = "server_cpu_ns_per_delivery"
+    ok = lambda sc, s: [r for r in rows if r["scenario"] == sc and r["server"] == s and r.get("ok")]
+    base = med(ok("fanout", "roomcast"), key)
+    servers = [s for s in order if any(r["server"] == s for r in rows if r["scenario"] in fan)]
+    head = ["server"] + fan
+    table = []
+    for s in servers:
+        line = [s]
+        for sc in fan:
+            v = med(ok(sc, s), key)
+            line.append("-" if v is None else fmt(v) + (f" ({v / base:.2f})" if base else ""))
+        table.append(line)
+    w = [max(len(t[i]) for t in [head] + table) for i in range(len(head))]
+    print("\nfanout by transport  (server CPU ns per delivery, medians of the ok rounds; in parentheses "
+          "as a multiple of roomcast's over WebSocket)")
+    for t in [head] + table:
+        print("  " + "  ".join(x.rjust(w[i]) if i else x.ljust(w[i]) for i, x in enumerate(t)))
 PY
 
 if [ -n "$out" ]; then echo "results: $results" >&2; fi
