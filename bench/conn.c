@@ -620,7 +620,8 @@ static void conn_readable(struct rb_conn *c)
             return;
         }
         if (n == 0) {
-            rb__conn_end(c, c->state == RB_HANDSHAKE ? RB_END_ERROR : RB_END_EOF, "EOF in handshake");
+            rb__conn_end(c, c->state == RB_HANDSHAKE ? RB_END_ERROR : RB_END_EOF,
+                         "EOF in handshake");
             return;
         }
         rb_rx_ns = rb_now_ns();

@@ -43,7 +43,8 @@ PYTHON=/usr/bin/python3   # Debian's, which has python3-websockets; not pyenv's 
                           # peer needs nothing but the standard library)
 PEERS=$ROOT/bench/peers
 
-ALL_SCENARIOS=(fanout fanout-tcp fanout-mixed fanout-framed fanout-30hz pingpong pingpong-1cpu churn slow idle)
+ALL_SCENARIOS=(fanout fanout-tcp fanout-mixed fanout-framed fanout-30hz pingpong pingpong-1cpu churn
+               slow idle)
 quick=0
 rounds=3
 servers=""
@@ -181,18 +182,19 @@ stop_server() {
     unset "PID[$name]" "PORT[$name]" "TPORT[$name]"
 }
 
+needs_tcp() { case "$1" in fanout-tcp|fanout-mixed|fanout-framed) return 0 ;; *) return 1 ;; esac; }
+
 # Which servers can run a scenario: the ceiling only relays (no leave, no limits); the
 # WebSocket-only peers have no TCP port; the selectors peer runs the fanout comparisons (it has
 # no framed mode).
 runs_on() { # SCENARIO SERVER
     case "$2" in
     ceiling) case "$1" in fanout|fanout-30hz|pingpong*) return 0 ;; *) return 1 ;; esac ;;
-    python|node) case "$1" in fanout-tcp|fanout-mixed|fanout-framed) return 1 ;; *) return 0 ;; esac ;;
+    python|node) ! needs_tcp "$1" ;;
     py-selectors*) case "$1" in fanout|fanout-tcp|fanout-mixed) return 0 ;; *) return 1 ;; esac ;;
     *) return 0 ;;
     esac
 }
-needs_tcp() { case "$1" in fanout-tcp|fanout-mixed|fanout-framed) return 0 ;; *) return 1 ;; esac; }
 
 # Generator arguments per scenario (full, then quick).
 scenario_args() { # SCENARIO SERVER
@@ -213,7 +215,8 @@ scenario_args() { # SCENARIO SERVER
     fi
     case "$sc" in
     fanout|fanout-tcp|fanout-mixed|fanout-framed)
-                 echo "$sc --rooms 100 --clients 10 --size 100 --window 4 --duration 3 --drain 10" ;;
+                 echo "$sc --rooms 100 --clients 10 --size 100 --window 4 --duration 3" \
+                      "--drain 10" ;;
     fanout-30hz) echo "fanout --rooms 34 --clients 10 --size 100 --rate 30 --duration 3 --drain 5" ;;
     pingpong*)   echo "pingpong --duration 2" ;;
     churn)       echo "churn --concurrency 64 --duration 3" ;;
@@ -390,8 +393,8 @@ if len(fan) > 1:
             line.append("-" if v is None else fmt(v) + (f" ({v / base:.2f})" if base else ""))
         table.append(line)
     w = [max(len(t[i]) for t in [head] + table) for i in range(len(head))]
-    print("\nfanout by transport  (server CPU ns per delivery, medians of the ok rounds; in parentheses "
-          "as a multiple of roomcast's over WebSocket)")
+    print("\nfanout by transport  (server CPU ns per delivery, medians of the ok rounds; "
+          "in parentheses as a multiple of roomcast's over WebSocket)")
     for t in [head] + table:
         print("  " + "  ".join(x.rjust(w[i]) if i else x.ljust(w[i]) for i, x in enumerate(t)))
 PY
