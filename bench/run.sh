@@ -103,11 +103,15 @@ if [ ! -x "$ROOMCAST" ]; then
 fi
 # The comparison is over WebSocket: roomcast's NetSync (ZeroMQ) ports stay closed, so parallel
 # servers do not fight over their fixed default ports. Everything else is roomcast's defaults.
+# --help is read once into a variable: `roomcast --help | grep -q` under pipefail fails whenever
+# grep exits at its match before roomcast has written the rest (SIGPIPE), which dropped
+# --tcp-port from one run out of three.
+ROOMCAST_HELP=$("$ROOMCAST" --help 2>&1)
 ROOMCAST_EXTRA=""
-if "$ROOMCAST" --help 2>&1 | grep -q -- --no-netsync; then ROOMCAST_EXTRA="--no-netsync"; fi
+if grep -q -- --no-netsync <<<"$ROOMCAST_HELP"; then ROOMCAST_EXTRA="--no-netsync"; fi
 # The raw TCP port (docs/tcp.md) is on for every scenario: an idle listener costs nothing, and
 # one server process then serves WebSocket and TCP members alike (fanout-mixed needs both).
-if "$ROOMCAST" --help 2>&1 | grep -q -- --tcp-port; then ROOMCAST_EXTRA+=" --tcp-port 0"; fi
+if grep -q -- --tcp-port <<<"$ROOMCAST_HELP"; then ROOMCAST_EXTRA+=" --tcp-port 0"; fi
 
 if [ -z "$servers" ]; then
     if [ $quick = 1 ]; then
