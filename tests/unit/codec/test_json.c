@@ -1,4 +1,4 @@
-/* test_json.c — unit tests for src/proto/json.c.
+/* test_json.c — unit tests for src/codec/json.c.
  *
  * Every document is copied into a heap buffer of exactly its length before scanning, so
  * AddressSanitizer catches any read past n (the scanner must never rely on a terminator).
