@@ -19,14 +19,7 @@ static void say(rc_conn *c, const char *what, const char *why, bool last)
         n = sizeof(line) - 1;
         line[n - 1] = '\n';
     }
-    rc_msg *m = rc_msg_copy(line, (size_t)n);
-    if (!m) {
-        rc_conn_close(c);
-        return;
-    }
-    if (last) rc_conn_send_last(c, m);
-    else rc_conn_send(c, m);
-    rc_msg_unref(m);
+    rc_conn_give(c, rc_msg_copy(line, (size_t)n), last);
 }
 
 int rc_chat_error(rc_conn *c, const char *why)

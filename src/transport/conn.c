@@ -167,16 +167,22 @@ void rc_conn_send_last(rc_conn *c, rc_msg *m)
     queue_quiet(c, m);
 }
 
-bool rc_conn_send_copy(rc_conn *c, const void *p, size_t n)
+bool rc_conn_give(rc_conn *c, rc_msg *m, bool last)
 {
-    rc_msg *m = rc_msg_copy(p, n);
     if (!m) {
         rc_conn_close(c);
         return false;
     }
-    bool ok = rc_conn_send(c, m);
+    bool ok = true;
+    if (last) rc_conn_send_last(c, m);
+    else ok = rc_conn_send(c, m);
     rc_msg_unref(m);
     return ok;
+}
+
+bool rc_conn_send_copy(rc_conn *c, const void *p, size_t n)
+{
+    return rc_conn_give(c, rc_msg_copy(p, n), false);
 }
 
 void rc_conn_cut(rc_conn *c)

@@ -214,7 +214,13 @@ bool rc_conn_send_replay(rc_conn *c, rc_msg *m);
  * outside the budget, also while CLOSING. */
 void rc_conn_send_last(rc_conn *c, rc_msg *m);
 
-/* rc_conn_send_copy queues a copy of p[0..n); false when out of memory (c is then closed). */
+/* rc_conn_give queues m, a message made for c alone, and drops the caller's reference: the end
+ * of "make a reply, send it". A NULL m (making it ran out of memory) closes c, which can no
+ * longer be served correctly. `last` queues it as rc_conn_send_last does. Returns whether it
+ * was queued. */
+bool rc_conn_give(rc_conn *c, rc_msg *m, bool last);
+
+/* rc_conn_send_copy queues a copy of p[0..n) (rc_conn_give of rc_msg_copy). */
 bool rc_conn_send_copy(rc_conn *c, const void *p, size_t n);
 
 /* rc_conn_cut marks c to be cut off at the next flush because a message meant for it was lost
