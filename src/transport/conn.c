@@ -54,6 +54,7 @@ const char *const rc_nerr_names[RC_NERR__COUNT] = {
     [RC_NERR_TCP_1007] = "tcp_1007",
     [RC_NERR_TCP_1009] = "tcp_1009",
     [RC_NERR_CHAT_GARBAGE] = "chat_garbage",
+    [RC_NERR_CHAT_BAD_OBJECT] = "chat_bad_object",
     [RC_NERR_CHAT_TOO_BIG] = "chat_too_big",
     [RC_NERR_TOO_MANY_ERRORS] = "too_many_errors",
 };
