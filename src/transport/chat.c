@@ -108,4 +108,5 @@ static void start(rc_conn *c)
 
 const rc_proto rc_chat_proto = {
     .name = "chat", .start = start, .input = on_input, .end = end, .timed = true,
+    .half_close = true,
 };

@@ -264,10 +264,9 @@ static void on_eof(rc_conn *c, bool reset)
 {
     rc_debug("connection (%s) closed by the peer%s", c->proto->name, reset ? " (reset)" : "");
     /* A peer that only shut its sending side may still be reading the answers to what it
-     * sent (an HTTP client half-closing after its request): finish writing them first, with
-     * read interest off so the readable EOF cannot spin the loop. Message protocols have
-     * nobody to answer once the peer is gone. */
-    if (!reset && c->out.count > 0 && (c->state == RC_CONN_CLOSING || !c->proto->timed)) {
+     * sent (an HTTP client half-closing after its request, `nc -N`): finish writing them
+     * first, with read interest off so the readable EOF cannot spin the loop. */
+    if (!reset && c->out.count > 0 && (c->state == RC_CONN_CLOSING || c->proto->half_close)) {
         c->rd_eof = true;
         c->close_received = true;
         if (c->state == RC_CONN_OPEN) {

@@ -59,6 +59,9 @@ typedef struct rc_proto {
      * further input is discarded unread */
     void (*end)(rc_conn *c, uint16_t code, const char *reason, bool fail);
     bool timed;              /* frames sent on it count in the delivery-latency histogram */
+    bool half_close;         /* a peer that shut its sending side may still be reading: what is
+                                queued for it is written before the connection closes (HTTP,
+                                TCP, chat; a WebSocket peer owes a close frame instead) */
 } rc_proto;
 
 /* A complete message of a message protocol: opcode RC_WS_TEXT (p[0..n) is UTF-8) or

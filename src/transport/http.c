@@ -327,4 +327,5 @@ static void start(rc_conn *c)
 
 const rc_proto rc_http_proto = {
     .name = "http", .start = start, .input = on_input, .timer = on_timeout, .end = end,
+    .half_close = true,
 };

@@ -161,5 +161,5 @@ static void start(rc_conn *c)
 
 const rc_proto rc_tcp_proto = {
     .name = "tcp", .start = start, .input = on_input, .timer = on_timer, .end = end,
-    .timed = true,
+    .timed = true, .half_close = true,
 };
