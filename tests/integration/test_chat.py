@@ -336,6 +336,67 @@ def test_chat_client_is_not_pinged_out(start_server):
         assert srv.stats()["disconnects"]["ping_timeout"] == 0
 
 
+def test_kick_via_api(server):
+    with Room(server, nchat=2) as r:
+        a, b = r.chats
+        victim = r.chat_ids[0]
+        status, doc = api(server, "DELETE", f"/api/clients/{victim}", key=KEY)
+        assert status == 200 and doc == {"client_id": victim, "kicked": True}, doc
+        # one of the two gets the closing line and EOF; the other stays
+        b.say("bob", "who is left?")
+        lines = {}
+        for c in (a, b):
+            first = c.recv_line()
+            if first.startswith("[roomcast] closing: "):
+                assert first == "[roomcast] closing: kicked", first
+                assert c.expect_eof() == b""
+                lines["kicked"] = c
+            else:
+                assert first == "[bob] who is left?", first
+                lines["kept"] = c
+        assert set(lines) == {"kicked", "kept"}, lines
+        wait_members(server, "chat", 2)
+
+
+def test_slow_chat_consumer_is_cut_off(start_server):
+    srv = start_server("--chat-port", "0", "--max-pending", "65536", "--ping-interval", "60",
+                       "--close-timeout", "30")
+    slow = ChatClient.connect(srv.chat_port, rcvbuf=4096)    # never reads until the end
+    reader = ChatClient.connect(srv.chat_port)
+    ws = RawWS.connect(srv.port)
+    try:
+        ws.join("chat")
+        wait_members(srv, "chat", 3)
+        pad = "p" * 1000
+        sent, cut_at = 0, None
+        while sent < 20000:
+            for _ in range(20):
+                ws.send_json({"type": "chat", "user": "ws", "text": f"{sent} {pad}"})
+                sent += 1
+            for i in range(sent - 20, sent):
+                assert ws.recv_json()["text"] == f"{i} {pad}"
+                assert reader.recv_line() == f"[ws] {i} {pad}"
+            if cut_at is None and sent % 200 == 0:
+                if srv.stats()["disconnects"]["slow_consumer"] >= 1:
+                    cut_at = sent
+            if cut_at is not None and sent >= cut_at + 200:
+                break
+        assert cut_at is not None, f"no slow_consumer disconnect after {sent} messages"
+        got = []
+        while True:
+            line = slow.recv_line(timeout=30)
+            if line.startswith("[roomcast] "):
+                assert line == "[roomcast] closing: slow consumer", line
+                break
+            got.append(line)
+        assert got == [f"[ws] {i} {pad}" for i in range(len(got))] and len(got) < sent
+        assert slow.expect_eof() == b""
+        assert srv.stats()["disconnects"]["slow_consumer"] == 1
+    finally:
+        for c in (slow, reader, ws):
+            c.close()
+
+
 def test_shutdown_line(start_server):
     srv = start_server("--chat-port", "0")
     a = ChatClient.connect(srv.chat_port)

@@ -10,6 +10,7 @@ import base64
 import json
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import threading
@@ -206,6 +207,7 @@ def test_line_protocol_errors_keep_the_connection(server, bystanders):
              "no_such_room"),
             (b'{"type":"say","ack":"' + b"a" * 300 + b'"}', "bad_field"),
             (b'{"type":"say","idempotency_key":5}', "bad_field"),
+            (b'{"type":"netsync_observe","room":"x"}', "netsync_off"),   # --no-netsync
         ]
         for line, code in cases:
             c.send_line(line)
@@ -451,6 +453,34 @@ def test_framed_faults_close_with_a_code(server, bystanders, name, data, code, c
     bystanders.check()
 
 
+def test_tcp_faults_in_metrics(server, bystanders):
+    """The TCP faults are counted in /metrics too, under the names /api/stats uses."""
+    with LineClient.connect(server.tcp_port) as c:
+        c.send_line(padded_line(MAX + 1))
+        c.expect_error("line_too_long")
+        c.send_line(b"\xff")
+        c.expect_error("bad_utf8")
+    for data, code in ((FramedClient.frame(0x3), 1002), (FramedClient.frame(OP_TEXT, b"\xff"), 1007),
+                       (struct.pack("<IB", MAX + 1, OP_TEXT), 1009)):
+        with FramedClient.connect(server.tcp_port) as f:
+            f.send(data)
+            f.expect_close(code)
+    stats = server.stats()["errors"]
+    status, body = api(server, "GET", "/metrics")
+    assert status == 200
+    metrics = {}
+    for ln in body.decode().splitlines():
+        if ln.startswith('roomcast_errors_total{kind="'):
+            kind, _, value = ln[len('roomcast_errors_total{kind="'):].partition('"} ')
+            metrics[kind] = int(value)
+    for kind in ("tcp_line_too_long", "tcp_bad_utf8", "tcp_1002", "tcp_1007", "tcp_1009",
+                 "too_many_errors"):
+        assert kind in metrics, f"/metrics has no errors_total for {kind}"
+        assert metrics[kind] == stats[kind] and stats[kind] >= (kind != "too_many_errors"), \
+            (kind, metrics[kind], stats[kind])
+    bystanders.check()
+
+
 def test_framed_frame_of_exactly_max_is_accepted(server):
     with FramedClient.connect(server.tcp_port) as f:
         room = new_room()
@@ -629,11 +659,16 @@ def test_kick_via_api_closes_with_1008(server):
 def test_half_closed_client_still_gets_its_answers(server):
     """A client that sends its requests and at once shuts down its sending side (what
     `printf ... | nc -N` and scripts do) is owed the answers to what it sent: joined, the echo of
-    its publish, its ack; then the server closes. The half-close must not discard them."""
+    its publish, its ack; then the server closes. The half-close must not discard them.
+
+    TCP_CORK makes the requests and the FIN leave in one segment, as they do from a fast
+    `printf | nc -N`, so the server sees both in one wake-up (without it the outcome depends on
+    timing)."""
     room = new_room("halfclose")
     with LineClient.connect(server.tcp_port) as watcher:
         watcher.join(room)
         with LineClient.connect(server.tcp_port) as c:
+            c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
             c.send_lines([{"type": "join", "room": room},
                           {"type": "chat", "text": "fire and forget", "ack": "h1"}])
             c.shutdown_write()
@@ -643,6 +678,7 @@ def test_half_closed_client_still_gets_its_answers(server):
         assert [m["type"] for m in got] == ["joined", "chat", "ack"], \
             f"answers lost after the client's half-close: got {got}"
         with FramedClient.connect(server.tcp_port) as f:
+            f.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
             f.send_json({"type": "join", "room": room})
             f.send_binary(room, b"half")
             f.shutdown_write()
