@@ -6,12 +6,11 @@ lines; 16 errors in a row or an oversized object close the connection."""
 import json
 import signal
 import time
-import uuid
 
 import pytest
 
 from conftest import OP_BINARY as WS_BINARY, RawWS, Server, assert_only_errors, stats_delta
-from rawtcp import ApiPublisher, ChatClient, api, dumps, envelope, room_info, room_path, wait_members
+from rawtcp import ChatClient, api, dumps, envelope, room_info, room_path, wait_members
 
 KEY = "chat-test-key-0123456789"
 MAX = 1024

@@ -18,10 +18,10 @@ KEY = "mixed-test-key-0123456789"
 OP_TEXT, OP_BINARY, OP_PING, OP_PONG = 0x1, 0x2, 0x9, 0xA
 
 
-def start(start_server):
+def start(start_server, *flags):
     room = f"mixed-{uuid.uuid4().hex[:8]}"
     srv = start_server("--tcp-port", "0", "--chat-port", "0", "--chat-room", room,
-                       "--api-key", KEY)
+                       "--api-key", KEY, *flags)
     return srv, room
 
 
@@ -39,7 +39,8 @@ class Member:
             self.ws = await ws_connect(srv.ws_url, max_queue=None)
         else:
             port = srv.chat_port if self.kind == "chat" else srv.tcp_port
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port,
+                                                                     limit=4 * 1024 * 1024)
             if self.kind == "framed":
                 self.writer.write(PREAMBLE)
                 got = await asyncio.wait_for(self.reader.readexactly(4), IO_TIMEOUT)
@@ -319,3 +320,37 @@ def test_late_joiners_recover_over_each_transport(start_server):
         want = everything[sinces[kind]:]
         assert [canonical(m) for m in got] == [canonical(m) for m in want], \
             f"the late {kind} member recovered different messages"
+
+
+def test_large_messages_reach_every_transport(start_server):
+    """Messages far larger than a socket buffer (written in many pieces, read in many pieces)
+    arrive whole on every transport, in order. (--max-pending above their sum: all three may
+    be queued for a member at once.)"""
+    srv, room = start(start_server, "--max-pending", str(8 * 1024 * 1024))
+
+    async def main():
+        members = await open_members(srv, room, [("ws", 1), ("line", 1), ("framed", 1),
+                                                 ("chat", 1)])
+        ws, line, framed, chat = members
+        try:
+            big_text = "".join(chr(0x41 + i % 26) for i in range(600_000)) + " ✓"
+            big_bin = bytes((i * 7) & 0xFF for i in range(900_000))
+            readers = asyncio.gather(*(collect(m, 3) for m in (ws, line, framed)),
+                                     collect_chat(chat, f"[ws] {big_text[::-1]}"))
+            await line.send_json({"type": "chat", "user": "big", "text": big_text})
+            await framed.send_binary(room, big_bin)
+            await ws.send_json({"type": "chat", "user": "ws", "text": big_text[::-1]})
+            views = await asyncio.wait_for(readers, 60)
+            return views, big_text, big_bin, line.client_id, framed.client_id
+        finally:
+            for m in members:
+                await m.close()
+
+    (v_ws, v_line, v_framed, v_chat), big_text, big_bin, line_id, framed_id = \
+        run(main(), timeout=120)
+    for view in (v_ws, v_line, v_framed):
+        assert [canonical(m) for m in view] == [canonical(m) for m in v_ws]
+    assert v_ws[0][3]["text"] == big_text and v_ws[0][3]["client_id"] == line_id
+    assert v_ws[1][0] == "b" and v_ws[1][2:] == (framed_id, big_bin)
+    assert v_ws[2][3]["text"] == big_text[::-1]
+    assert v_chat == [f"[big] {big_text}", f"[ws] {big_text[::-1]}"]

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import IO_TIMEOUT, OP_BINARY as WS_BINARY, RawWS, Server, assert_only_errors
 from rawtcp import (KEEPALIVE, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FramedClient,
-                    LineClient, api, dumps, envelope, parse_envelope, room_info)
+                    LineClient, api, dumps, envelope, parse_envelope, room_info, room_path)
 
 KEY = "tcp-test-key-0123456789"
 MAX = 1024   # --max-message-size: the longest line / largest frame payload
@@ -620,19 +620,37 @@ def test_shutdown_sends_close_1001(start_server):
     room = new_room()
     line = LineClient.connect(srv.tcp_port)
     framed = FramedClient.connect(srv.tcp_port)
-    idle = LineClient.connect(srv.tcp_port)    # not in a room, not even its framing chosen
+    partial = LineClient.connect(srv.tcp_port)  # in the middle of a line
     try:
         line.join(room)
         framed.join(room)
+        partial.join(room)
+        partial.send(b'{"type":"unfinish')
         srv.wait_connections(3)
         srv.signal(signal.SIGTERM)
         line.expect_close(1001)
         framed.expect_close(1001)
-        idle.expect_close(1001)
+        partial.expect_close(1001)
         srv.assert_clean_exit(srv.wait_exit())
     finally:
-        for c in (line, framed, idle):
+        for c in (line, framed, partial):
             c.close()
+
+
+def test_api_room_close_removes_tcp_members(server):
+    room = new_room()
+    with LineClient.connect(server.tcp_port) as line, FramedClient.connect(server.tcp_port) as f:
+        line.join(room)
+        f.join(room)
+        status, doc = api(server, "DELETE", room_path(room), key=KEY)
+        assert status == 200 and doc["members_removed"] == 2, doc
+        for c in (line, f):
+            assert c.recv_json() == {"type": "left", "room": room, "reason": "room_closed"}
+        # still connected, no longer members
+        line.send_line({"type": "x", "room": room})
+        line.expect_error("not_member")
+        f.send_json({"type": "x", "room": room})
+        f.expect_error("not_member")
 
 
 def test_kick_via_api_closes_with_1008(server):
