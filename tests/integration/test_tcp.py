@@ -14,13 +14,15 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
 
 from conftest import IO_TIMEOUT, OP_BINARY as WS_BINARY, RawWS, Server, assert_only_errors
-from rawtcp import (KEEPALIVE, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FramedClient,
-                    LineClient, api, dumps, envelope, parse_envelope, room_info, room_path)
+from rawtcp import (KEEPALIVE, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ChatClient,
+                    FramedClient, LineClient, api, dumps, envelope, parse_envelope, room_info,
+                    room_path)
 
 KEY = "tcp-test-key-0123456789"
 MAX = 1024   # --max-message-size: the longest line / largest frame payload
@@ -526,7 +528,7 @@ def test_keepalive_and_ping_timeout(start_server):
 
         def answer_line():
             try:
-                for _ in range(4):
+                for _ in range(3):
                     assert answering.recv_raw(keepalives=True) == '{"type":"keepalive"}'
                     answering.send_line(KEEPALIVE)
             except Exception as e:   # reported below
@@ -534,7 +536,7 @@ def test_keepalive_and_ping_timeout(start_server):
 
         def answer_framed():
             try:
-                for _ in range(4):
+                for _ in range(3):
                     op, payload = answering_f.recv_frame()
                     assert op == OP_PING, (op, payload)
                     answering_f.send_frame(OP_PONG, payload)
@@ -628,9 +630,9 @@ def test_shutdown_sends_close_1001(start_server):
         partial.send(b'{"type":"unfinish')
         srv.wait_connections(3)
         srv.signal(signal.SIGTERM)
-        line.expect_close(1001)
-        framed.expect_close(1001)
-        partial.expect_close(1001)
+        for c in (line, framed, partial):
+            c.expect_close(1001)
+            c.close()      # our end: the server need not wait --close-timeout for it
         srv.assert_clean_exit(srv.wait_exit())
     finally:
         for c in (line, framed, partial):
@@ -668,6 +670,55 @@ def test_kick_via_api_closes_with_1008(server):
         status, _ = api(server, "DELETE", f"/api/clients/{cf}", key=KEY)
         assert status == 404
         assert room_info(server, room)["members"] == 0
+
+
+def test_server_closes_after_close_timeout_if_the_client_does_not(start_server):
+    """After its close line the server shuts its side down and waits at most --close-timeout
+    for the client's end; a client that keeps its socket open is then closed anyway."""
+    srv = start_server("--tcp-port", "0", "--api-key", KEY, "--close-timeout", "0.5")
+    line = LineClient.connect(srv.tcp_port)
+    framed = FramedClient.connect(srv.tcp_port)
+    try:
+        ids = [line.join(new_room())["client_id"], framed.join(new_room())["client_id"]]
+        for cid in ids:
+            assert api(srv, "DELETE", f"/api/clients/{cid}", key=KEY)[0] == 200
+        line.expect_close(1008, "kicked")
+        framed.expect_close(1008, "kicked")
+        # both sockets stay open on our side: the server must let go of them by itself
+        srv.wait_connections(0)
+    finally:
+        line.close()
+        framed.close()
+
+
+def test_server_turns_on_tcp_keepalive(start_server):
+    """docs/tcp.md: "The server also turns on TCP keepalive" on the TCP and chat ports (seen
+    from outside as the keepalive timer of the server's sockets in `ss -o`)."""
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("ss (iproute2) is not installed")
+    srv = start_server("--tcp-port", "0", "--chat-port", "0")
+    with LineClient.connect(srv.tcp_port) as line, FramedClient.connect(srv.tcp_port) as f, \
+            ChatClient.connect(srv.chat_port):
+        line.join(new_room())
+        f.join(new_room())
+        srv.wait_connections(3)
+        for port in (srv.tcp_port, srv.chat_port):
+            # ss shows one timer per socket: while sent data awaits its ACK that is the
+            # retransmission timer ("on"), so look again until the sockets are idle
+            deadline = time.monotonic() + IO_TIMEOUT
+            while True:
+                out = subprocess.run([ss, "-tnoH", "state", "established",
+                                      f"( sport = :{port} )"],
+                                     capture_output=True, text=True, timeout=10).stdout
+                rows = out.strip().splitlines()
+                assert len(rows) == (2 if port == srv.tcp_port else 1), out
+                if all("timer:(keepalive" in r for r in rows):
+                    break
+                assert time.monotonic() < deadline and all("timer:(on" in r or "keepalive" in r
+                                                           for r in rows), \
+                    f"no TCP keepalive on the server's sockets:\n{out}"
+                time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------------------------
