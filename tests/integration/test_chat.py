@@ -167,6 +167,22 @@ def test_nul_is_a_control_character_too(server):
         assert got == ["[nul user] t", "[z] x end", "[z] marker"], got
 
 
+def test_text_with_a_lone_surrogate_escape_is_still_shown(server):
+    """"\ud800" is a JSON string the server accepts and delivers to WebSocket members; the chat
+    port receives "every message of the room that has a string text" (docs/tcp.md), so it must
+    show it (with whatever stands in for the unpaired surrogate), not silently drop it."""
+    with Room(server, nchat=1) as r:
+        (c,) = r.chats
+        r.ws.send_text('{"type":"chat","user":"s","text":"\\ud800 lone"}')
+        r.ws_next()
+        r.ws.send_json({"type": "chat", "user": "s", "text": "marker"})
+        r.ws_next()
+        got = [c.recv_line()]
+        while got[-1] != "[s] marker":
+            got.append(c.recv_line())
+        assert len(got) == 2 and got[0].startswith("[s] ") and got[0].endswith(" lone"), got
+
+
 def test_messages_without_text_and_binary_are_not_shown(server):
     with Room(server, nchat=1) as r:
         (c,) = r.chats

@@ -98,6 +98,38 @@ def test_line_join_publish_leave(server):
         b.expect_error("not_member")   # in no room at all
 
 
+def test_multi_line_json_reaches_line_members_on_one_line(server):
+    """JSON may hold newlines between its tokens (pretty-printed JSON from a WebSocket or framed
+    client, or a backend's POST body). Published messages are forwarded as sent, but a line
+    member must still get one JSON object per line (docs/tcp.md: "Everything the server sends
+    is one JSON object per line"): the message must not arrive cut into several lines."""
+    room = new_room("pretty")
+    pretty = '{\n  "type": "pretty",\r\n  "n": [\n    1,\n    2\n  ]\n}'
+    with LineClient.connect(server.tcp_port) as line, FramedClient.connect(server.tcp_port) as f:
+        ws = RawWS.connect(server.port)
+        try:
+            line.join(room)
+            f.join(room)
+            ws.join(room)
+            ws.send_text(pretty)
+            f.send_frame(OP_TEXT, pretty.encode())
+            status, doc = api(server, "POST", room_path(room, "/messages"), pretty.encode(),
+                              key=KEY)
+            assert status == 200, doc
+            for msg_id in (1, 2, 3):
+                seen_ws = json.loads(ws.recv_json_raw())
+                assert seen_ws["msg_id"] == msg_id and seen_ws["n"] == [1, 2], seen_ws
+                raw = line.recv_raw()
+                try:
+                    got = json.loads(raw)
+                except ValueError:
+                    raise AssertionError(f"message {msg_id} reached the line member cut into "
+                                         f"lines; the first is {raw!r}")
+                assert got == seen_ws, (got, seen_ws)
+        finally:
+            ws.close()
+
+
 def test_line_acks_and_idempotency_keys(server):
     room = new_room()
     with LineClient.connect(server.tcp_port) as a, LineClient.connect(server.tcp_port) as b:
@@ -339,11 +371,20 @@ def test_sixteen_errors_in_a_row_close_the_connection(server, bystanders):
                                               + ["not_member"]), codes
         msg = c.expect_close(1008, "too many errors")
         assert msg == {"type": "close", "code": 1008, "reason": "too many errors"}
+    # framed mode: 16 error frames, then a close frame
+    with FramedClient.connect(server.tcp_port) as f:
+        f.send(b"".join(FramedClient.frame(OP_TEXT, b"[]") for _ in range(8)) +
+               b"".join(FramedClient.frame(OP_BINARY, b"\x05ab") for _ in range(8)))
+        for _ in range(8):
+            f.expect_error("not_object")
+        for _ in range(8):
+            f.expect_error("bad_binary")
+        f.expect_close(1008, "too many errors")
     after = server.stats()
-    assert_only_errors(before, after, errors_bad_json=33, errors_not_object=3,
+    assert_only_errors(before, after, errors_not_object=11, errors_bad_binary=8,
+                       errors_too_many_errors=2, errors_bad_json=33,
                        errors_reserved_type=3, errors_tcp_bad_utf8=3,
-                       errors_tcp_line_too_long=3, errors_not_member=1,
-                       errors_too_many_errors=1)
+                       errors_tcp_line_too_long=3, errors_not_member=1)
     bystanders.check()
 
 
