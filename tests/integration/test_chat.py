@@ -82,6 +82,25 @@ def test_objects_in_lines_out_and_what_websocket_sees(server):
         assert msg["client_id"] in r.chat_ids and msg["client_id"] != ann
 
 
+def test_only_user_and_text_are_published(server):
+    """Whatever else the object carries (a reserved type, another room, client_id, msg_id, ack,
+    idempotency_key), the room gets {"type":"chat","user":..,"text":..} from this client in the
+    chat room; whitespace inside the object does not matter."""
+    with Room(server, nchat=1) as r:
+        (c,) = r.chats
+        c.send(b'{"type":"ack","room":"other","client_id":5,"msg_id":9,"user":"a","text":"b",'
+               b'"ack":1,"idempotency_key":"k"}')
+        raw, msg = r.ws_next()
+        assert msg["client_id"] == r.chat_ids[0]
+        assert raw == ('{"type":"chat","user":"a","text":"b","room":"chat",'
+                       f'"client_id":{r.chat_ids[0]},"msg_id":{msg["msg_id"]}}}')
+        assert c.recv_line() == "[a] b"
+        c.send(b'{ "user" : "sp" ,\n "text" : "aced"\r\n}')
+        raw, msg = r.ws_next()
+        assert raw.startswith('{"type":"chat","user":"sp","text":"aced","room":"chat",'), raw
+        assert c.recv_line() == "[sp] aced"
+
+
 def test_object_framing(server):
     """Objects split across writes, byte by byte, one and a half per read, back to back, with
     whitespace between them, and strings holding braces, quotes and escapes."""

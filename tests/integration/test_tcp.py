@@ -606,12 +606,13 @@ def test_keepalive_and_ping_timeout(start_server):
             c.close()
 
 
-def test_slow_tcp_consumer_is_cut_off_others_get_everything(start_server):
+@pytest.mark.parametrize("kind", ["line", "framed"])
+def test_slow_tcp_consumer_is_cut_off_others_get_everything(start_server, kind):
     pending = 131072
     srv = start_server("--tcp-port", "0", "--max-pending", str(pending), "--ping-interval", "60",
                        "--close-timeout", "30")
     room = new_room("slow")
-    slow = LineClient.connect(srv.tcp_port, rcvbuf=4096)
+    slow = (LineClient if kind == "line" else FramedClient).connect(srv.tcp_port, rcvbuf=4096)
     slow.join(room)                 # ... and never reads again until the end
     pub = LineClient.connect(srv.tcp_port)
     reader = LineClient.connect(srv.tcp_port)
@@ -640,13 +641,21 @@ def test_slow_tcp_consumer_is_cut_off_others_get_everything(start_server):
             if cut_at is not None and sent >= cut_at + 300:
                 break
         assert cut_at is not None, f"no slow_consumer disconnect after {sent} messages of 2 KB"
-        # the slow member: a gap-free prefix of the room, then the close line, then EOF
+        # the slow member: a gap-free prefix of the room, then the close line (or frame) with
+        # 1008 "slow consumer", then EOF
         ids = []
         while True:
-            msg = slow.recv_json(timeout=30)
-            if msg.get("type") == "close":
-                assert msg == {"type": "close", "code": 1008, "reason": "slow consumer"}, msg
-                break
+            if kind == "line":
+                msg = slow.recv_json(timeout=30)
+                if msg.get("type") == "close":
+                    assert msg == {"type": "close", "code": 1008, "reason": "slow consumer"}, msg
+                    break
+            else:
+                op, payload = slow.recv_message(timeout=30)
+                if op == OP_CLOSE:
+                    assert payload == struct.pack("!H", 1008) + b"slow consumer", payload
+                    break
+                msg = json.loads(payload)
             ids.append(msg["msg_id"])
         assert ids == list(range(1, len(ids) + 1)) and len(ids) < sent, (ids[:3], ids[-3:])
         assert slow.expect_eof() == b""
