@@ -10,7 +10,6 @@ of hanging it; none of them measures time. EOF or a reset while reading raises
 ``ConnectionGone``.
 """
 
-import base64
 import json
 import socket
 import struct
@@ -414,7 +413,3 @@ def wait_members(srv, room, n, timeout=IO_TIMEOUT):
             return info
         time.sleep(0.02)
     raise AssertionError(f"room {room!r} never had {n} members; last: {info}")
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
