@@ -4,7 +4,9 @@
 #   make DEBUG=1                  -O0 -g3                  -> build/debug/roomcast
 #   make SANITIZE=address,undefined                        -> build/sanitize/roomcast
 #   make CC=clang                 any of the above with clang
-#   make run                      install build deps, build, start on 127.0.0.1:8080
+#   make run                      install build deps, build, start on 127.0.0.1: HTTP and
+#                                 WebSocket 8080, raw TCP 8081, chat 8082 (PORT=, TCP_PORT=,
+#                                 CHAT_PORT= change them; off closes TCP or chat)
 #   make test                     install test deps, build, unit (ASan+UBSan) + integration
 #   make fuzz                     libFuzzer targets (clang)  -> build/fuzz/
 #   make bench                    side-by-side benchmark (see bench/README.md)
@@ -83,9 +85,15 @@ unit-bins: $(UNIT_BIN)
 -include fuzz/fuzz.mk
 -include bench/netsync_sim.mk
 
+# make run PORT=N TCP_PORT=N|off CHAT_PORT=N|off
+PORT      ?= 8080
+TCP_PORT  ?= 8081
+CHAT_PORT ?= 8082
+
 run: deps-build all
 	@mkdir -p data
-	./$(BIN) --bind 127.0.0.1 --port 8080 --data-dir data
+	./$(BIN) --bind 127.0.0.1 --port $(PORT) --tcp-port $(TCP_PORT) --chat-port $(CHAT_PORT) \
+	    --data-dir data
 
 deps-build:
 	@scripts/deps.sh build

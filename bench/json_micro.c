@@ -18,7 +18,7 @@
  * Build and run (from the repository root; libjansson-dev must be installed):
  *
  *   mkdir -p build
- *   cc -O2 -Isrc bench/json_micro.c src/proto/json.c -ljansson -o build/json_micro
+ *   cc -O2 -Isrc bench/json_micro.c src/codec/json.c -ljansson -o build/json_micro
  *   build/json_micro
  *
  * Not part of `make`: it needs libjansson, which roomcast itself does not link.

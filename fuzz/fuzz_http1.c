@@ -1,4 +1,4 @@
-/* fuzz_http1.c — libFuzzer target for src/proto/http1.c.
+/* fuzz_http1.c — libFuzzer target for src/codec/http1.c.
  *
  * The input is a request head as a client might send it. Checked on every input:
  *   - the whole-buffer answer is one of the documented values, and on success every returned

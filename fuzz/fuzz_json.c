@@ -1,4 +1,4 @@
-/* fuzz_json.c — libFuzzer target for src/proto/json.c.
+/* fuzz_json.c — libFuzzer target for src/codec/json.c.
  *
  * The input is scanned as a client message. Two independent implementations must agree:
  *

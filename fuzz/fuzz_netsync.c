@@ -1,4 +1,4 @@
-/* fuzz_netsync.c — libFuzzer target for src/netsync/nsproto.c.
+/* fuzz_netsync.c — libFuzzer target for src/codec/nsproto.c.
  *
  * The input is one payload as a NetSync client would send it. Checked on every input:
  *   - the server->client checker and every client->server parser run on it without reading

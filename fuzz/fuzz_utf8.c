@@ -1,4 +1,4 @@
-/* fuzz_utf8.c — libFuzzer target for src/proto/utf8.c.
+/* fuzz_utf8.c — libFuzzer target for src/codec/utf8.c.
  *
  * Three answers must agree on every input: the validator on the whole buffer, the validator
  * fed in pseudo-random pieces (derived from the input, so a crash reproduces), and a slow

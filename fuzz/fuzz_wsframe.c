@@ -1,4 +1,4 @@
-/* fuzz_wsframe.c — libFuzzer target for src/proto/wsframe.c.
+/* fuzz_wsframe.c — libFuzzer target for src/codec/wsframe.c.
  *
  * Input layout: byte 0 holds options (bit 0: require_mask; the rest choose where the payload
  * is split), the remaining bytes are what a peer sent. Checked on every input:

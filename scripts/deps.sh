@@ -2,7 +2,7 @@
 # Installs what roomcast needs on Debian 12, and nothing that is already there.
 #   scripts/deps.sh build   compiler, make, OpenSSL headers
 #   scripts/deps.sh test    build + clang/libFuzzer, Python websockets/pytest, node + npm ws,
-#                           chromium + npm playwright-core (browser test)
+#                           chromium + npm playwright-core (browser test), netcat-openbsd (nc)
 # Idempotent and quick when everything is present: it only asks dpkg what is missing.
 set -eu
 what=${1:-build}
@@ -15,6 +15,8 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
 fi
 # The browser test drives Debian's chromium (never a downloaded one) with npm playwright-core.
 if [ "$what" = test ]; then pkgs="$pkgs chromium"; fi
+# nc (netcat-openbsd) is a client of the raw TCP port in tests/integration/test_tcp.py.
+if [ "$what" = test ]; then pkgs="$pkgs netcat-openbsd"; fi
 
 missing=""
 for p in $pkgs; do

@@ -1,5 +1,5 @@
 /* embed.c — build-time generator: writes the files named on the command line (those of web/)
- * as a C source defining rc_web_assets[] (src/server/webassets.h), so the server carries its
+ * as a C source defining rc_web_assets[] (src/app/webassets.h), so the server carries its
  * web client and demo inside the binary and needs no files at run time.
  *
  *   embed web/index.html web/roomcast.js > build/gen/webassets_data.c

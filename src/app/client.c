@@ -11,7 +11,6 @@
 #include "core/log.h"
 #include "rooms/roomproto.h"
 #include "rooms/wire.h"
-#include "transport/chat.h"
 #include "transport/tcp.h"
 #include "transport/ws.h"
 
@@ -75,43 +74,12 @@ bool rc_client_join_chat(rc_server *srv, rc_conn *c)
 int rc_client_chat_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
 {
     rc_server *srv = rc_server_of_net(c->net);
-    rc_rooms *rooms = &srv->rooms;
     rc_endpoint *ep = &rc_client_of(c)->ep;
-    rc_json_top q;
-    if (rc_json_scan(p, n, 0, &q) != RC_JSON_OK) {
-        rooms->stats.err[RC_RERR_BAD_JSON]++;
-        return rc_chat_error(c, "not a JSON object");
-    }
-    rc_json_span user, text;
-    if (!rc_json_member(p, n, "user", &user) || user.type != RC_JSON_STRING ||
-        !rc_json_member(p, n, "text", &text) || text.type != RC_JSON_STRING) {
-        rooms->stats.err[RC_RERR_MISSING_FIELD]++;
-        return rc_chat_error(c, "a message is {\"user\":\"...\",\"text\":\"...\"}");
-    }
     /* In the room from the first byte; back in it after the API closed it. */
     if (ep->nrooms == 0 && !rc_client_join_chat(srv, c)) return -1;
-    /* The strings are copied as the client wrote them: valid JSON string literals already. */
-    static const char a[] = "{\"type\":\"chat\",\"user\":", b[] = ",\"text\":";
-    size_t len = sizeof(a) - 1 + user.len + sizeof(b) - 1 + text.len + 1;
-    char *msg = malloc(len);
-    if (!msg) {
-        rc_conn_end(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
-        return -1;
-    }
-    char *w = msg;
-    memcpy(w, a, sizeof(a) - 1);
-    w += sizeof(a) - 1;
-    memcpy(w, user.p, user.len);
-    w += user.len;
-    memcpy(w, b, sizeof(b) - 1);
-    w += sizeof(b) - 1;
-    memcpy(w, text.p, text.len);
-    w += text.len;
-    *w = '}';
-    if (rc_json_scan(msg, len, RC_ROOMPROTO_CUT, &q) != RC_JSON_OK) abort(); /* built valid */
-    uint64_t id = rc_roomproto_publish_text(rooms, ep->rooms[0].room, msg, &q, ep->client_id);
-    free(msg);
-    if (id == 0) {
+    rc_json_top q;
+    if (rc_json_scan(p, n, RC_ROOMPROTO_CUT, &q) != RC_JSON_OK) abort(); /* chat.c made it */
+    if (rc_roomproto_publish_text(&srv->rooms, ep->rooms[0].room, p, &q, ep->client_id) == 0) {
         rc_conn_end(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
         return -1;
     }

@@ -69,7 +69,7 @@ int main(int argc, char **argv)
             rc_loop_free(loop);
             return 1;
         }
-        srv->netsync = ns; /* for the HTTP routes (src/netsync/nshttp.c) and /metrics */
+        srv->netsync = ns; /* for the HTTP routes (src/app/nshttp.c) and /metrics */
         if (!(srv->nsws = rc_nsws_new(srv, ns))) {
             rc_error("out of memory");
             rc_netsync_free(ns);

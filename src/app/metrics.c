@@ -3,6 +3,7 @@
 
 #include "app/nsws.h"
 #include "app/server.h"
+#include "app/stats.h"
 #include "codec/textbuf.h"
 #include "netsync/netsync.h"
 
@@ -131,6 +132,13 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
                       (double)(rc_loop_now(srv->loop) - srv->started) / 1e9);
     metric(&t, "roomcast_connections", "gauge", "Open client connections (HTTP and WebSocket).",
            srv->net.nconns);
+    uint32_t by[RC_TRANSPORTS];
+    rc_server_count_transports(srv, by);
+    header(&t, "roomcast_connections_by_transport", "gauge",
+           "Open client connections by what they speak (http, ws, tcp, chat).");
+    for (int i = 0; i < RC_TRANSPORTS; i++)
+        rc_textbuf_printf(&t, "roomcast_connections_by_transport{transport=\"%s\"} %u\n",
+                          rc_transport_names[i], by[i]);
     metric(&t, "roomcast_max_connections", "gauge", "Connection limit in effect.",
            srv->max_connections);
     metric(&t, "roomcast_connections_total", "counter", "Connections accepted.",

@@ -20,6 +20,18 @@ static void appendf(char *out, size_t cap, size_t *n, const char *fmt, ...)
     if (k > 0) *n += (size_t)k < cap - *n ? (size_t)k : cap - *n - 1;
 }
 
+const char *const rc_transport_names[RC_TRANSPORTS] = {"http", "ws", "tcp", "chat"};
+
+/* A walk over the connections: counting them by protocol as they come and go would cost every
+ * connection, and this runs only when someone asks. */
+void rc_server_count_transports(const rc_server *srv, uint32_t out[RC_TRANSPORTS])
+{
+    memset(out, 0, RC_TRANSPORTS * sizeof(*out));
+    for (const rc_conn *c = srv->net.conns; c; c = c->next)
+        for (int i = 0; i < RC_TRANSPORTS; i++)
+            if (strcmp(c->proto->name, rc_transport_names[i]) == 0) out[i]++;
+}
+
 size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
 {
     const rc_net_stats *ns = &srv->net.stats;
@@ -36,6 +48,12 @@ size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
         (unsigned long long)rs->deliveries, (unsigned long long)ns->bytes_in,
         (unsigned long long)ns->bytes_out, (unsigned long long)rs->broadcasts,
         (unsigned long long)ns->accept_errors, (unsigned long long)rc_loop_iterations(srv->loop));
+    uint32_t by[RC_TRANSPORTS];
+    rc_server_count_transports(srv, by);
+    OUT("\"connections_by_transport\":{");
+    for (int i = 0; i < RC_TRANSPORTS; i++)
+        OUT("%s\"%s\":%u", i ? "," : "", rc_transport_names[i], by[i]);
+    OUT("},");
     OUT("\"disconnects\":{\"slow_consumer\":%llu,\"ping_timeout\":%llu,\"max_connections\":%llu,"
         "\"handshake_timeout\":%llu},\"errors\":{",
         (unsigned long long)ns->disc_slow, (unsigned long long)ns->disc_ping,

@@ -9,8 +9,14 @@
 #define RC_STATS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct rc_server;
+
+/* The open connections by what they speak now: "http", "ws", "tcp", "chat". */
+enum { RC_TRANSPORTS = 4 };
+extern const char *const rc_transport_names[RC_TRANSPORTS];
+void rc_server_count_transports(const struct rc_server *srv, uint32_t out[RC_TRANSPORTS]);
 
 /* rc_server_stats_json renders the counters as a JSON object into out (cap bytes, >= 8192);
  * returns the length written (truncated, never overflowing, if cap is too small). */

@@ -504,7 +504,9 @@ static size_t rc__utf8_put(char *out, unsigned cp)
 /* rc_json_unescape checks the literal as strictly as the scanner does, so it can also be used
  * on text that did not come from rc_json_scan. Decoded NUL is refused because the callers
  * keep room names and the like in C strings. */
-long rc_json_unescape(const char *raw, size_t len, char *out, size_t cap)
+/* unescape decodes a string literal; lossy lets NUL through and turns lone surrogates into
+ * U+FFFD instead of refusing them (see json.h). */
+static long unescape(const char *raw, size_t len, char *out, size_t cap, bool lossy)
 {
     if (len < 2 || raw[0] != '"' || raw[len - 1] != '"') return -1;
     const uc *s = (const uc *)raw + 1, *const e = (const uc *)raw + len - 1;
@@ -537,16 +539,21 @@ long rc_json_unescape(const char *raw, size_t len, char *out, size_t cap)
             int cp;
             if (e - s < 6 || (cp = rc__json_hex4(s + 2)) < 0) return -1;
             s += 6;
-            if (cp >= 0xDC00 && cp <= 0xDFFF) return -1; /* low surrogate first */
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (cp >= 0xDC00 && cp <= 0xDFFF) { /* low surrogate first */
+                if (!lossy) return -1;
+                cp = 0xFFFD;
+            } else if (cp >= 0xD800 && cp <= 0xDBFF) {
                 int lo;
                 if (e - s < 6 || s[0] != '\\' || s[1] != 'u' ||
-                    (lo = rc__json_hex4(s + 2)) < 0xDC00 || lo > 0xDFFF)
-                    return -1;
-                s += 6;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    (lo = rc__json_hex4(s + 2)) < 0xDC00 || lo > 0xDFFF) {
+                    if (!lossy) return -1;
+                    cp = 0xFFFD; /* whatever follows is decoded on its own */
+                } else {
+                    s += 6;
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                }
             }
-            if (cp == 0) return -1;
+            if (cp == 0 && !lossy) return -1;
             char u[4];
             size_t k = rc__utf8_put(u, (unsigned)cp);
             if (k > cap - o) return -1;
@@ -562,6 +569,16 @@ long rc_json_unescape(const char *raw, size_t len, char *out, size_t cap)
         s += 2;
     }
     return (long)o;
+}
+
+long rc_json_unescape(const char *raw, size_t len, char *out, size_t cap)
+{
+    return unescape(raw, len, out, cap, false);
+}
+
+long rc_json_unescape_lossy(const char *raw, size_t len, char *out, size_t cap)
+{
+    return unescape(raw, len, out, cap, true);
 }
 
 size_t rc_json_escape(const char *s, size_t n, char *out)

@@ -93,6 +93,12 @@ size_t rc_json_copy_open(const char *p, const rc_json_top *t, char *out, bool *n
  * literal, or decodes to a lone surrogate or a NUL byte. */
 long rc_json_unescape(const char *raw, size_t len, char *out, size_t cap);
 
+/* rc_json_unescape_lossy is rc_json_unescape for text that is shown, not interpreted (the chat
+ * port's lines): a \u0000 decodes to a NUL byte and a lone surrogate to U+FFFD instead of
+ * failing; -1 only for what is not a string literal or does not fit. The result is never
+ * longer than the literal. */
+long rc_json_unescape_lossy(const char *raw, size_t len, char *out, size_t cap);
+
 /* rc_json_escape writes s[0..n) (UTF-8) as a JSON string literal with quotes into out, which
  * must have room for rc_json_escape_max(n) bytes. Returns the bytes written. Escapes '"', '\\'
  * and control characters; everything else is copied as is. */

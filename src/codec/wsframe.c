@@ -12,6 +12,8 @@
  */
 #include "codec/wsframe.h"
 
+#include "codec/utf8.h"
+
 #include <string.h>
 
 /* Opcodes RFC 6455 defines: 0 (continuation), 1 (text), 2 (binary), 8 (close), 9 (ping),
@@ -144,4 +146,24 @@ rc_msg *rc_ws_msg_new(uint8_t opcode, const void *payload, size_t len)
     rc_ws_encode_header((uint8_t *)m->data, opcode, true, len);
     if (len) memcpy(m->data + h, payload, len);
     return m;
+}
+
+size_t rc_ws_close_payload(uint8_t *out, uint16_t code, const char *reason)
+{
+    size_t rl = reason ? strnlen(reason, RC_WS_MAX_CONTROL_PAYLOAD - 2) : 0;
+    out[0] = (uint8_t)(code >> 8);
+    out[1] = (uint8_t)code;
+    if (rl) memcpy(out + 2, reason, rl);
+    return rl + 2;
+}
+
+int rc_ws_close_parse(const uint8_t *p, size_t n, uint16_t *code)
+{
+    *code = RC_WS_CLOSE_NORMAL;
+    if (n == 0) return 0;
+    if (n == 1) return -RC_WS_CLOSE_PROTOCOL;
+    *code = (uint16_t)(p[0] << 8 | p[1]);
+    if (!rc_ws_close_code_valid(*code)) return -RC_WS_CLOSE_PROTOCOL;
+    if (!rc_utf8_valid(p + 2, n - 2)) return -RC_WS_CLOSE_BAD_DATA;
+    return 0;
 }

@@ -83,6 +83,16 @@ static inline size_t rc_ws_server_header_len(const void *p)
     return l == 127 ? 10 : l == 126 ? 4 : 2;
 }
 
+/* rc_ws_close_payload writes the payload of a close frame — code, big-endian, then the reason
+ * (NULL for none) cut to fit — into out (RC_WS_MAX_CONTROL_PAYLOAD bytes) and returns its
+ * length. */
+size_t rc_ws_close_payload(uint8_t *out, uint16_t code, const char *reason);
+
+/* rc_ws_close_parse checks the payload of a peer's close frame: 0 with *code its status code
+ * (RC_WS_CLOSE_NORMAL when it has none), or a negative close code: -1002 for a 1-byte payload
+ * or an invalid code, -1007 for a reason that is not UTF-8. */
+int rc_ws_close_parse(const uint8_t *p, size_t n, uint16_t *code);
+
 /* rc_ws_close_code_valid is true for a status code a peer may send in a close frame
  * (1000-1003, 1007-1014, 3000-4999). */
 bool rc_ws_close_code_valid(unsigned code);

@@ -296,7 +296,7 @@ void rc_netsync_free(rc_netsync *ns)
     if (ns->router) zmq_close(ns->router);
     if (ns->pub) zmq_close(ns->pub);
     if (ns->zctx) zmq_ctx_term(ns->zctx);
-    if (ns->rooms.bucket) nsy_rooms_release(&ns->rooms);
+    nsy_rooms_release(&ns->rooms); /* a no-op on the zeroed rooms of a failed start */
     while (ns->pending) {
         nsy_pending *q = ns->pending;
         ns->pending = q->next;

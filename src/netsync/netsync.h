@@ -62,7 +62,7 @@ const nsy_room *rc_netsync_rooms(const rc_netsync *ns);
 const nsy_room *rc_netsync_room(const rc_netsync *ns, const void *room, size_t room_len);
 
 /* rc_netsync_watch makes cb see what every room publishes (one watcher: the WebSocket
- * observers, src/netsync/nsws.h); NULL stops it. rc_netsync_tick_ns is the cadence. */
+ * observers, src/app/nsws.h); NULL stops it. rc_netsync_tick_ns is the cadence. */
 void rc_netsync_watch(rc_netsync *ns, nsy_watch *cb, void *arg);
 uint64_t rc_netsync_tick_ns(const rc_netsync *ns);
 

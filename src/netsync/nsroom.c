@@ -42,11 +42,10 @@ void nsy_params_default(nsy_params *p)
     };
 }
 
+/* Device ids hash into the room's own index table (rc_hash, the one hash). */
 static uint32_t hash_bytes(const uint8_t *p, size_t n)
 {
-    uint32_t h = 2166136261u; /* FNV-1a: short keys, no need for anything stronger */
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
-    return h;
+    return (uint32_t)rc_hash(p, n);
 }
 
 static void watch(nsy_rooms *rs, const nsy_room *r, const nsy_watch_ev *ev)
@@ -67,32 +66,21 @@ static void publish(nsy_rooms *rs, const nsy_room *r, const rc_buf *b)
 int nsy_rooms_init(nsy_rooms *rs, const nsy_params *p, rc_netsync_stats *st, nsy_publish *pub,
                   void *arg)
 {
-    *rs = (nsy_rooms){.p = *p, .st = st, .publish = pub, .publish_arg = arg, .nbucket = 64,
+    *rs = (nsy_rooms){.p = *p, .st = st, .publish = pub, .publish_arg = arg,
                      .wake = UINT64_MAX};
-    rs->bucket = calloc(rs->nbucket, sizeof(*rs->bucket));
-    return rs->bucket ? 0 : -1;
+    return 0;
 }
+
+#define room_of_node(n) ((nsy_room *)(void *)((char *)(n) - offsetof(nsy_room, node)))
 
 nsy_room *nsy_room_find(const nsy_rooms *rs, const uint8_t *id, size_t len)
 {
-    for (nsy_room *r = rs->bucket[hash_bytes(id, len) & (rs->nbucket - 1)]; r; r = r->hnext)
-        if (r->id_len == len && memcmp(r->id, id, len) == 0) return r;
-    return NULL;
-}
-
-static void rooms_rehash(nsy_rooms *rs)
-{
-    uint32_t nb = rs->nbucket * 2;
-    nsy_room **b = calloc(nb, sizeof(*b));
-    if (!b) return; /* chains just get longer */
-    for (nsy_room *r = rs->head; r; r = r->next) {
-        uint32_t h = hash_bytes(r->id, r->id_len) & (nb - 1);
-        r->hnext = b[h];
-        b[h] = r;
+    uint64_t h = rc_hash(id, len);
+    for (rc_hnode *n = rc_htab_chain(&rs->table, h); n; n = n->next) {
+        nsy_room *r = room_of_node(n);
+        if (n->hash == h && r->id_len == len && memcmp(r->id, id, len) == 0) return r;
     }
-    free(rs->bucket);
-    rs->bucket = b;
-    rs->nbucket = nb;
+    return NULL;
 }
 
 /* ---- rooms by due time --------------------------------------------------------------------
@@ -127,10 +115,12 @@ static nsy_room *room_new(nsy_rooms *rs, const uint8_t *id, size_t len, uint64_t
     /* Due at once (its heap key is now): the first mapping and broadcast go out without
      * waiting, also when the first client is stealth and so never makes the room dirty. */
     r->created = r->last_expiry = r->last_house = now;
-    if (rs->nrooms >= rs->nbucket) rooms_rehash(rs);
-    uint32_t h = hash_bytes(id, len) & (rs->nbucket - 1);
-    r->hnext = rs->bucket[h];
-    rs->bucket[h] = r;
+    if (rc_htab_insert(&rs->table, &r->node, rc_hash(id, len)) < 0) {
+        rc_heap_remove(&rs->due, &r->due);
+        free(r);
+        rs->st->dropped[NSY_DROP_NOMEM]++;
+        return NULL;
+    }
     r->prev = rs->tail;
     if (rs->tail) rs->tail->next = r; else rs->head = r;
     rs->tail = r;
@@ -148,9 +138,7 @@ static void vtab_release(nsy_vtab *t)
 
 static void room_free(nsy_rooms *rs, nsy_room *r)
 {
-    nsy_room **pp = &rs->bucket[hash_bytes(r->id, r->id_len) & (rs->nbucket - 1)];
-    while (*pp != r) pp = &(*pp)->hnext;
-    *pp = r->hnext;
+    rc_htab_remove(&rs->table, &r->node);
     if (r->prev) r->prev->next = r->next; else rs->head = r->next;
     if (r->next) r->next->prev = r->prev; else rs->tail = r->prev;
     rs->nrooms--;
@@ -174,8 +162,7 @@ static void room_free(nsy_rooms *rs, nsy_room *r)
 void nsy_rooms_release(nsy_rooms *rs)
 {
     while (rs->head) room_free(rs, rs->head);
-    free(rs->bucket);
-    rs->bucket = NULL;
+    rc_htab_release(&rs->table);
     rc_heap_release(&rs->due);
     rc_buf_release(&rs->out);
 }

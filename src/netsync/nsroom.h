@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/hash.h"
 #include "core/heap.h"
 #include "codec/nsproto.h"
 #include "netsync/nsstats.h"
@@ -113,8 +114,8 @@ typedef struct nsy_vtab {
 
 typedef struct nsy_room nsy_room;
 struct nsy_room {
+    rc_hnode node;               /* in the rooms' table, by the id's hash */
     nsy_room *next, *prev;        /* all rooms, creation order */
-    nsy_room *hnext;              /* hash chain */
     uint8_t id[NSY_STR8_MAX];     /* room id = topic */
     uint8_t id_len;
     bool dirty;                  /* a transform/join/leave since the last ROOM_TRANSFORM */
@@ -150,8 +151,7 @@ typedef struct nsy_rooms {
     nsy_watch *watch;             /* observer of what is published, NULL when none */
     void *watch_arg;
     nsy_room *head, *tail;        /* all rooms */
-    nsy_room **bucket;            /* room id hash table */
-    uint32_t nbucket;            /* power of two */
+    rc_htab table;               /* rooms by id */
     uint32_t nrooms;
     rc_heap due;                 /* rooms by due time (per-room cadence) */
     uint64_t wake;               /* earliest loop ns a room is due (UINT64_MAX: none) */

@@ -89,13 +89,13 @@ static rc_msg *chat_line(const char *p, size_t n)
     if (!m) return NULL;
     char *w = m->data;
     *w++ = '[';
-    long ul = ucap ? rc_json_unescape(user.p, user.len, w, ucap) : -1;
+    long ul = ucap ? rc_json_unescape_lossy(user.p, user.len, w, ucap) : -1;
     if (ul >= 0) w += put_clean(w, w, (size_t)ul);
     else w += snprintf(w, 32, "client %llu", (unsigned long long)id);
     *w++ = ']';
     *w++ = ' ';
-    long tl = rc_json_unescape(text.p, text.len, w, text.len);
-    if (tl < 0) {
+    long tl = rc_json_unescape_lossy(text.p, text.len, w, text.len);
+    if (tl < 0) { /* never: the text is a string literal of a scanned message */
         rc_msg_unref(m);
         return RC_WIRE_SKIP;
     }
@@ -114,12 +114,17 @@ static rc_msg *framed(uint8_t opcode, const char *p, size_t n)
     return m;
 }
 
+/* JSON text and '\n'. JSON may be pretty-printed over several lines, but a line member reads
+ * one object per line: a CR or LF in valid JSON text is whitespace between tokens (strings
+ * cannot hold them raw), so it becomes a space. */
 static rc_msg *line(const char *p, size_t n)
 {
     rc_msg *m = rc_msg_new(n + 1);
     if (!m) return NULL;
     memcpy(m->data, p, n);
     m->data[n] = '\n';
+    for (char *q = m->data; (q = memchr(q, '\n', n - (size_t)(q - m->data))); q++) *q = ' ';
+    for (char *q = m->data; (q = memchr(q, '\r', n - (size_t)(q - m->data))); q++) *q = ' ';
     return m;
 }
 

@@ -2,9 +2,11 @@
 #include "transport/chat.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "codec/chatsplit.h"
+#include "codec/json.h"
 #include "codec/utf8.h"
 #include "codec/wsframe.h"
 #include "transport/tcp.h"
@@ -19,20 +21,53 @@ static void say(rc_conn *c, const char *what, const char *why, bool last)
         n = sizeof(line) - 1;
         line[n - 1] = '\n';
     }
-    rc_msg *m = rc_msg_copy(line, (size_t)n);
-    if (!m) {
-        rc_conn_close(c);
-        return;
-    }
-    if (last) rc_conn_send_last(c, m);
-    else rc_conn_send(c, m);
-    rc_msg_unref(m);
+    rc_conn_give(c, rc_msg_copy(line, (size_t)n), last);
 }
 
-int rc_chat_error(rc_conn *c, const char *why)
+/* An error line, counted; returns -1 (a request answered with an error, tcp.h). */
+static int error(rc_conn *c, enum rc_nerr kind, const char *why)
 {
+    c->net->stats.err[kind]++;
     say(c, "error", why, false);
     return -1;
+}
+
+/* One object from the client: {"user":U,"text":T} (other members are ignored) becomes the
+ * publish {"type":"chat","user":U,"text":T}, the strings copied as the client wrote them
+ * (valid JSON string literals already). */
+static int on_object(rc_conn *c, const char *p, size_t n)
+{
+    rc_json_top q;
+    rc_json_span user, text;
+    if (!rc_utf8_valid((const uint8_t *)p, n))
+        return error(c, RC_NERR_CHAT_BAD_OBJECT, "the message is not UTF-8");
+    if (rc_json_scan(p, n, 0, &q) != RC_JSON_OK)
+        return error(c, RC_NERR_CHAT_BAD_OBJECT, "not a JSON object");
+    if (!rc_json_member(p, n, "user", &user) || user.type != RC_JSON_STRING ||
+        !rc_json_member(p, n, "text", &text) || text.type != RC_JSON_STRING)
+        return error(c, RC_NERR_CHAT_BAD_OBJECT,
+                     "a message is {\"user\":\"...\",\"text\":\"...\"}");
+    static const char a[] = "{\"type\":\"chat\",\"user\":", b[] = ",\"text\":";
+    size_t len = sizeof(a) - 1 + user.len + sizeof(b) - 1 + text.len + 1;
+    char *msg = malloc(len);
+    if (!msg) {
+        rc_conn_end(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
+        return -1;
+    }
+    char *w = msg;
+    memcpy(w, a, sizeof(a) - 1);
+    w += sizeof(a) - 1;
+    memcpy(w, user.p, user.len);
+    w += user.len;
+    memcpy(w, b, sizeof(b) - 1);
+    w += sizeof(b) - 1;
+    memcpy(w, text.p, text.len);
+    w += text.len;
+    *w = '}';
+    c->net->stats.messages_in++;
+    int r = c->on_message(c, RC_WS_TEXT, msg, len);
+    free(msg);
+    return r;
 }
 
 static void end(rc_conn *c, uint16_t code, const char *reason, bool fail)
@@ -56,17 +91,11 @@ static size_t on_input(rc_conn *c, char *p, size_t n)
         }
         const char *obj = p + used;
         used += (size_t)k;
-        if (kind == RC_CHATSPLIT_GARBAGE) {
-            c->net->stats.err[RC_NERR_CHAT_GARBAGE]++;
-            rc_tcp_count_reply(c, rc_chat_error(c, "expected a JSON object like "
-                                                   "{\"user\":\"ann\",\"text\":\"hi\"}"));
-        } else if (kind == RC_CHATSPLIT_OBJECT) {
-            c->net->stats.messages_in++;
-            int r = rc_utf8_valid((const uint8_t *)obj, len)
-                        ? c->on_message(c, RC_WS_TEXT, obj, len)
-                        : rc_chat_error(c, "the message is not UTF-8");
-            rc_tcp_count_reply(c, r);
-        }
+        if (kind == RC_CHATSPLIT_GARBAGE)
+            rc_tcp_count_reply(c, error(c, RC_NERR_CHAT_GARBAGE, "expected a JSON object like "
+                                                                 "{\"user\":\"ann\",\"text\":\"hi\"}"));
+        else if (kind == RC_CHATSPLIT_OBJECT)
+            rc_tcp_count_reply(c, on_object(c, obj, len));
     }
     return c->state == RC_CONN_OPEN ? used : n;
 }
@@ -79,4 +108,5 @@ static void start(rc_conn *c)
 
 const rc_proto rc_chat_proto = {
     .name = "chat", .start = start, .input = on_input, .end = end, .timed = true,
+    .half_close = true,
 };

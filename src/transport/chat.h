@@ -1,9 +1,10 @@
 /* chat.h — the chat port: the protocol of the reactor chat server roomcast grew from
  * (docs/tcp.md, "The chat port"), so that seed's chat client works unchanged.
  *
- * Its clients send bare JSON objects back to back; codec/chatsplit.h finds where each ends,
- * and each complete object goes to the connection's on_message hook as a text message (the app
- * layer publishes it into the chat room). What they receive are lines (rooms/wire.h,
+ * Its clients send bare JSON objects back to back, {"user":U,"text":T}; codec/chatsplit.h finds
+ * where each ends, this module checks it, and hands the connection's on_message hook the
+ * publish it stands for, {"type":"chat","user":U,"text":T} (the app layer publishes it into the
+ * chat room). What they receive are lines (rooms/wire.h,
  * RC_WIRE_CHAT); this module adds the server's own lines: errors ("[roomcast] error: ...") and
  * the reason it closes ("[roomcast] closing: ..."). The seed client cannot answer a ping, so
  * only TCP keepalive looks after idle connections.
@@ -15,9 +16,5 @@
 
 /* rc_chat_proto is what connections on the chat listener speak. */
 extern const rc_proto rc_chat_proto;
-
-/* rc_chat_error sends "[roomcast] error: <why>\n" to c and counts it toward the errors in a
- * row that close a client (tcp.h); returns -1, a message handler's error result. */
-int rc_chat_error(rc_conn *c, const char *why);
 
 #endif

@@ -54,6 +54,7 @@ const char *const rc_nerr_names[RC_NERR__COUNT] = {
     [RC_NERR_TCP_1007] = "tcp_1007",
     [RC_NERR_TCP_1009] = "tcp_1009",
     [RC_NERR_CHAT_GARBAGE] = "chat_garbage",
+    [RC_NERR_CHAT_BAD_OBJECT] = "chat_bad_object",
     [RC_NERR_CHAT_TOO_BIG] = "chat_too_big",
     [RC_NERR_TOO_MANY_ERRORS] = "too_many_errors",
 };
@@ -167,16 +168,22 @@ void rc_conn_send_last(rc_conn *c, rc_msg *m)
     queue_quiet(c, m);
 }
 
-bool rc_conn_send_copy(rc_conn *c, const void *p, size_t n)
+bool rc_conn_give(rc_conn *c, rc_msg *m, bool last)
 {
-    rc_msg *m = rc_msg_copy(p, n);
     if (!m) {
         rc_conn_close(c);
         return false;
     }
-    bool ok = rc_conn_send(c, m);
+    bool ok = true;
+    if (last) rc_conn_send_last(c, m);
+    else ok = rc_conn_send(c, m);
     rc_msg_unref(m);
     return ok;
+}
+
+bool rc_conn_send_copy(rc_conn *c, const void *p, size_t n)
+{
+    return rc_conn_give(c, rc_msg_copy(p, n), false);
 }
 
 void rc_conn_cut(rc_conn *c)
@@ -257,10 +264,9 @@ static void on_eof(rc_conn *c, bool reset)
 {
     rc_debug("connection (%s) closed by the peer%s", c->proto->name, reset ? " (reset)" : "");
     /* A peer that only shut its sending side may still be reading the answers to what it
-     * sent (an HTTP client half-closing after its request): finish writing them first, with
-     * read interest off so the readable EOF cannot spin the loop. Message protocols have
-     * nobody to answer once the peer is gone. */
-    if (!reset && c->out.count > 0 && (c->state == RC_CONN_CLOSING || !c->proto->timed)) {
+     * sent (an HTTP client half-closing after its request, `nc -N`): finish writing them
+     * first, with read interest off so the readable EOF cannot spin the loop. */
+    if (!reset && c->out.count > 0 && (c->state == RC_CONN_CLOSING || c->proto->half_close)) {
         c->rd_eof = true;
         c->close_received = true;
         if (c->state == RC_CONN_OPEN) {

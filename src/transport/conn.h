@@ -59,6 +59,9 @@ typedef struct rc_proto {
      * further input is discarded unread */
     void (*end)(rc_conn *c, uint16_t code, const char *reason, bool fail);
     bool timed;              /* frames sent on it count in the delivery-latency histogram */
+    bool half_close;         /* a peer that shut its sending side may still be reading: what is
+                                queued for it is written before the connection closes (HTTP,
+                                TCP, chat; a WebSocket peer owes a close frame instead) */
 } rc_proto;
 
 /* A complete message of a message protocol: opcode RC_WS_TEXT (p[0..n) is UTF-8) or
@@ -73,7 +76,8 @@ enum rc_nerr {
     RC_NERR_HTTP_413, RC_NERR_HTTP_501,
     RC_NERR_WS_1002, RC_NERR_WS_1007, RC_NERR_WS_1009,
     RC_NERR_TCP_LINE_TOO_LONG, RC_NERR_TCP_BAD_UTF8, RC_NERR_TCP_1002, RC_NERR_TCP_1007,
-    RC_NERR_TCP_1009, RC_NERR_CHAT_GARBAGE, RC_NERR_CHAT_TOO_BIG, RC_NERR_TOO_MANY_ERRORS,
+    RC_NERR_TCP_1009, RC_NERR_CHAT_GARBAGE, RC_NERR_CHAT_BAD_OBJECT, RC_NERR_CHAT_TOO_BIG,
+    RC_NERR_TOO_MANY_ERRORS,
     RC_NERR__COUNT
 };
 extern const char *const rc_nerr_names[RC_NERR__COUNT];
@@ -214,7 +218,13 @@ bool rc_conn_send_replay(rc_conn *c, rc_msg *m);
  * outside the budget, also while CLOSING. */
 void rc_conn_send_last(rc_conn *c, rc_msg *m);
 
-/* rc_conn_send_copy queues a copy of p[0..n); false when out of memory (c is then closed). */
+/* rc_conn_give queues m, a message made for c alone, and drops the caller's reference: the end
+ * of "make a reply, send it". A NULL m (making it ran out of memory) closes c, which can no
+ * longer be served correctly. `last` queues it as rc_conn_send_last does. Returns whether it
+ * was queued. */
+bool rc_conn_give(rc_conn *c, rc_msg *m, bool last);
+
+/* rc_conn_send_copy queues a copy of p[0..n) (rc_conn_give of rc_msg_copy). */
 bool rc_conn_send_copy(rc_conn *c, const void *p, size_t n);
 
 /* rc_conn_cut marks c to be cut off at the next flush because a message meant for it was lost

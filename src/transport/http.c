@@ -62,14 +62,11 @@ static void respond(rc_conn *c, int status, const char *ctype, const char *extra
     if (hl < 0 || (size_t)hl >= sizeof(head)) abort(); /* a caller passed absurd headers */
     size_t total = (size_t)hl + (head_only ? 0 : blen);
     rc_msg *m = rc_msg_new(total);
-    if (!m) {
-        rc_conn_close(c);
-        return;
+    if (m) {
+        memcpy(m->data, head, (size_t)hl);
+        if (!head_only && blen) memcpy(m->data + hl, body, blen);
     }
-    memcpy(m->data, head, (size_t)hl);
-    if (!head_only && blen) memcpy(m->data + hl, body, blen);
-    rc_conn_send(c, m);
-    rc_msg_unref(m);
+    if (!rc_conn_give(c, m, false) && c->state == RC_CONN_CLOSED) return;
     /* Closing after the response: the write side is shut after the flush, and input is drained
      * until EOF so that unread request bytes do not turn our close into a reset that could
      * destroy the response in flight. */
@@ -330,4 +327,5 @@ static void start(rc_conn *c)
 
 const rc_proto rc_http_proto = {
     .name = "http", .start = start, .input = on_input, .timer = on_timeout, .end = end,
+    .half_close = true,
 };

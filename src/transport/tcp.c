@@ -10,19 +10,14 @@
 #include "codec/wsframe.h"
 #include "core/log.h"
 
-/* Sends a frame (framed mode) of opcode with payload p[0..n). */
-static void send_frame(rc_conn *c, uint8_t opcode, const void *p, size_t n, bool last)
+/* A frame (framed mode) of opcode with payload p[0..n), or NULL when out of memory. */
+static rc_msg *frame(uint8_t opcode, const void *p, size_t n)
 {
     rc_msg *m = rc_msg_new(RC_TCPW_HEADER_LEN + n);
-    if (!m) {
-        rc_conn_close(c);
-        return;
-    }
+    if (!m) return NULL;
     rc_tcpw_header((uint8_t *)m->data, opcode, (uint32_t)n);
     if (n) memcpy(m->data + RC_TCPW_HEADER_LEN, p, n);
-    if (last) rc_conn_send_last(c, m);
-    else rc_conn_send(c, m);
-    rc_msg_unref(m);
+    return m;
 }
 
 /* Sends {"type":"error","code":code,"message":why} (line mode) or as a text frame. */
@@ -33,8 +28,8 @@ static void send_error(rc_conn *c, enum rc_nerr kind, const char *code, const ch
     int n = snprintf(out, sizeof(out), "{\"type\":\"error\",\"code\":\"%s\",\"message\":%.*s}%s",
                      code, (int)el, esc, rc_tcp_framed(c) ? "" : "\n");
     c->net->stats.err[kind]++;
-    if (rc_tcp_framed(c)) send_frame(c, RC_WS_TEXT, out, (size_t)n, false);
-    else rc_conn_send_copy(c, out, (size_t)n);
+    rc_conn_give(c, rc_tcp_framed(c) ? frame(RC_WS_TEXT, out, (size_t)n)
+                                      : rc_msg_copy(out, (size_t)n), false);
     rc_tcp_count_reply(c, -1);
 }
 
@@ -54,29 +49,20 @@ void rc_tcp_count_reply(rc_conn *c, int result)
  * shut after the flush and the client's EOF is awaited (input is no longer read). */
 static void end(rc_conn *c, uint16_t code, const char *reason, bool fail)
 {
-    if (!reason) reason = "";
-    size_t rl = strnlen(reason, RC_WS_MAX_CONTROL_PAYLOAD - 2);
+    rc_msg *m;
     if (rc_tcp_framed(c)) {
         uint8_t payload[RC_WS_MAX_CONTROL_PAYLOAD];
-        payload[0] = (uint8_t)(code >> 8);
-        payload[1] = (uint8_t)code;
-        memcpy(payload + 2, reason, rl);
-        rc_conn_closing(c, true);
-        send_frame(c, RC_WS_CLOSE, payload, rl + 2, true);
-        return;
-    }
-    char esc[rc_json_escape_max(RC_WS_MAX_CONTROL_PAYLOAD)], out[sizeof(esc) + 64];
-    size_t el = rc_json_escape(reason, rl, esc);
-    int n = snprintf(out, sizeof(out), "{\"type\":\"close\",\"code\":%u,\"reason\":%.*s}\n",
-                     (unsigned)code, (int)el, esc);
-    rc_msg *m = rc_msg_copy(out, (size_t)n);
-    if (!m) {
-        rc_conn_close(c);
-        return;
+        m = frame(RC_WS_CLOSE, payload, rc_ws_close_payload(payload, code, reason));
+    } else {
+        if (!reason) reason = "";
+        char esc[rc_json_escape_max(RC_WS_MAX_CONTROL_PAYLOAD)], out[sizeof(esc) + 64];
+        size_t el = rc_json_escape(reason, strnlen(reason, RC_WS_MAX_CONTROL_PAYLOAD), esc);
+        int n = snprintf(out, sizeof(out), "{\"type\":\"close\",\"code\":%u,\"reason\":%.*s}\n",
+                         (unsigned)code, (int)el, esc);
+        m = rc_msg_copy(out, (size_t)n);
     }
     rc_conn_closing(c, true);
-    rc_conn_send_last(c, m);
-    rc_msg_unref(m);
+    rc_conn_give(c, m, true);
 }
 
 /* A framed fault: counted, and the connection is closed with code, as WebSocket does. */
@@ -92,17 +78,11 @@ static void fail(rc_conn *c, uint16_t code, const char *reason)
 /* A close frame from the client: answered with its code, then the server closes. */
 static void on_close_frame(rc_conn *c, const uint8_t *p, size_t n)
 {
-    uint16_t code = RC_WS_CLOSE_NORMAL;
-    if (n == 1) {
-        fail(c, RC_WS_CLOSE_PROTOCOL, "close frame with a 1-byte payload");
+    uint16_t code;
+    int r = rc_ws_close_parse(p, n, &code);
+    if (r < 0) {
+        fail(c, (uint16_t)-r, "invalid close frame");
         return;
-    }
-    if (n >= 2) {
-        code = (uint16_t)(p[0] << 8 | p[1]);
-        if (!rc_ws_close_code_valid(code)) {
-            fail(c, RC_WS_CLOSE_PROTOCOL, "invalid close code");
-            return;
-        }
     }
     c->close_received = true;
     rc_conn_end(c, code, NULL, false);
@@ -156,7 +136,7 @@ static size_t on_input(rc_conn *c, char *p, size_t n)
             rc_tcp_count_reply(c, c->on_message(c, RC_WS_BINARY, m.p, m.len));
             break;
         case RC_TCPW_CLOSE: on_close_frame(c, (const uint8_t *)m.p, m.len); break;
-        case RC_TCPW_PING: send_frame(c, RC_WS_PONG, m.p, m.len, false); break;
+        case RC_TCPW_PING: rc_conn_give(c, frame(RC_WS_PONG, m.p, m.len), false); break;
         case RC_TCPW_PONG: break; /* any input is proof of life (last_rx) */
         default: break;
         }
@@ -168,8 +148,8 @@ static void on_timer(rc_conn *c)
 {
     if (!rc_conn_ping_due(c)) return;
     static const char line[] = "{\"type\":\"keepalive\"}\n";
-    if (rc_tcp_framed(c)) send_frame(c, RC_WS_PING, NULL, 0, false);
-    else rc_conn_send_copy(c, line, sizeof(line) - 1);
+    rc_conn_give(c, rc_tcp_framed(c) ? frame(RC_WS_PING, NULL, 0)
+                                      : rc_msg_copy(line, sizeof(line) - 1), false);
 }
 
 static void start(rc_conn *c)
@@ -181,5 +161,5 @@ static void start(rc_conn *c)
 
 const rc_proto rc_tcp_proto = {
     .name = "tcp", .start = start, .input = on_input, .timer = on_timer, .end = end,
-    .timed = true,
+    .timed = true, .half_close = true,
 };

@@ -9,14 +9,7 @@
 
 bool rc_ws_send(rc_conn *c, uint8_t opcode, const void *p, size_t n)
 {
-    rc_msg *m = rc_ws_msg_new(opcode, p, n);
-    if (!m) {
-        rc_conn_close(c);
-        return false;
-    }
-    bool ok = rc_conn_send(c, m);
-    rc_msg_unref(m);
-    return ok;
+    return rc_conn_give(c, rc_ws_msg_new(opcode, p, n), false);
 }
 
 /* Starts the closing handshake (the server's `end`): queues the close frame, stops room
@@ -26,19 +19,9 @@ bool rc_ws_send(rc_conn *c, uint8_t opcode, const void *p, size_t n)
 static void end(rc_conn *c, uint16_t code, const char *reason, bool fail)
 {
     uint8_t payload[RC_WS_MAX_CONTROL_PAYLOAD];
-    size_t rl = reason ? strlen(reason) : 0;
-    if (rl > sizeof(payload) - 2) rl = sizeof(payload) - 2;
-    payload[0] = (uint8_t)(code >> 8);
-    payload[1] = (uint8_t)code;
-    if (rl) memcpy(payload + 2, reason, rl);
-    rc_msg *m = rc_ws_msg_new(RC_WS_CLOSE, payload, rl + 2);
-    if (!m) {
-        rc_conn_close(c);
-        return;
-    }
+    size_t n = rc_ws_close_payload(payload, code, reason);
     rc_conn_closing(c, fail);
-    rc_conn_send_last(c, m);
-    rc_msg_unref(m);
+    rc_conn_give(c, rc_ws_msg_new(RC_WS_CLOSE, payload, n), true);
 }
 
 /* Fails the connection (RFC 6455 §7.1.7) with code, counting the client's fault. */
@@ -63,21 +46,12 @@ static void deliver(rc_conn *c, uint8_t opcode, char *p, size_t n)
 
 static void on_close_frame(rc_conn *c, const uint8_t *p, size_t n)
 {
-    uint16_t code = RC_WS_CLOSE_NORMAL;
-    if (n == 1) {
-        fail(c, RC_WS_CLOSE_PROTOCOL, "close frame with a 1-byte payload");
+    uint16_t code;
+    int r = rc_ws_close_parse(p, n, &code);
+    if (r < 0) {
+        fail(c, (uint16_t)-r, r == -RC_WS_CLOSE_BAD_DATA ? "close reason is not UTF-8"
+                                                         : "invalid close frame");
         return;
-    }
-    if (n >= 2) {
-        code = (uint16_t)(p[0] << 8 | p[1]);
-        if (!rc_ws_close_code_valid(code)) {
-            fail(c, RC_WS_CLOSE_PROTOCOL, "invalid close code");
-            return;
-        }
-        if (!rc_utf8_valid(p + 2, n - 2)) {
-            fail(c, RC_WS_CLOSE_BAD_DATA, "close reason is not UTF-8");
-            return;
-        }
     }
     c->close_received = true;
     if (c->state == RC_CONN_OPEN) {

@@ -7,7 +7,9 @@ Run with Debian's interpreter (python3-pytest, python3-websockets 10.4):
 What lives here:
 
 * ``Server``: one roomcast process started with ``--port 0``; the port is parsed from its
-  ``roomcast: listening on http://127.0.0.1:PORT/`` line. ``stop()`` sends SIGTERM and the
+  ``roomcast: listening on http://127.0.0.1:PORT/`` line (and ``tcp_port``/``chat_port`` from
+  the lines ``--tcp-port 0``/``--chat-port 0`` print before it; clients for those ports are in
+  ``rawtcp.py``). ``stop()`` sends SIGTERM and the
   fixtures assert exit status 0 (under ASan a leak or a sanitizer report makes it non-zero) and
   show the server's stderr when it is not.
 * ``RawWS``: a byte-level WebSocket client (handshake, masked/unmasked frames, any opcode, RSV
@@ -41,6 +43,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 LISTEN_RE = re.compile(r"roomcast: listening on http://127\.0\.0\.1:(\d+)/")
+# Printed before the http line when --tcp-port / --chat-port are given (docs/tcp.md).
+TCP_LISTEN_RE = re.compile(r"roomcast: tcp listening on 127\.0\.0\.1:(\d+)\n")
+CHAT_LISTEN_RE = re.compile(r"roomcast: chat listening on 127\.0\.0\.1:(\d+) \(room '(.*)'\)\n")
 
 # Generous bounds that only exist so that a broken server makes a test fail instead of hang.
 START_TIMEOUT = 10.0
@@ -51,6 +56,9 @@ STATS_ERROR_KEYS = (
     "http_400", "http_404", "http_405", "http_408", "http_426", "http_431", "http_503",
     "ws_1002", "ws_1007", "ws_1009", "bad_json", "not_object", "missing_field", "bad_field",
     "not_member", "no_such_room", "reserved_type", "too_many_rooms", "bad_binary", "netsync_off",
+    # the raw TCP and chat ports (docs/tcp.md)
+    "tcp_line_too_long", "tcp_bad_utf8", "tcp_1002", "tcp_1007", "tcp_1009", "chat_garbage",
+    "chat_bad_object", "chat_too_big", "too_many_errors",
 )
 STATS_DISCONNECT_KEYS = ("slow_consumer", "ping_timeout", "max_connections", "handshake_timeout")
 STATS_TOP_KEYS = ("connections", "connections_total", "rooms", "messages_in", "messages_out",
@@ -121,6 +129,19 @@ class Server:
         self.host = "127.0.0.1"
         self.signaled = False
         self.port = self._wait_port()
+        # --tcp-port / --chat-port listeners (None when off); their lines precede the http one
+        err = self.stderr()
+        m = TCP_LISTEN_RE.search(err)
+        self.tcp_port = int(m.group(1)) if m else None
+        m = CHAT_LISTEN_RE.search(err)
+        self.chat_port = int(m.group(1)) if m else None
+        self.chat_room = m.group(2) if m else None
+        for flag, port in (("--tcp-port", self.tcp_port), ("--chat-port", self.chat_port)):
+            if flag in self.flags and not port:
+                self.proc.kill()
+                self.proc.wait()
+                pytest.fail(f"{flag} given but no listening line for it before the http one\n"
+                            f"argv: {self.argv}\nstderr:\n{err}", pytrace=False)
         self.returncode = None
 
     def _wait_port(self):

@@ -1,4 +1,4 @@
-/* Tests src/proto/handshake.c: Sec-WebSocket-Key validation and Sec-WebSocket-Accept. */
+/* Tests src/codec/handshake.c: Sec-WebSocket-Key validation and Sec-WebSocket-Accept. */
 #include "codec/handshake.h"
 
 #include "unit.h"

@@ -1,4 +1,4 @@
-/* test_http1.c — tests for src/proto/http1.c: a real upgrade request field by field, line-end
+/* test_http1.c — tests for src/codec/http1.c: a real upgrade request field by field, line-end
  * and blank-line leniency, a table of malformed heads, the header limit, and resumption:
  * every head, valid or not, is also fed as a growing buffer split at every point and in random
  * steps, and must give exactly the whole-buffer answer once complete and INCOMPLETE before.

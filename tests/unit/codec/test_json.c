@@ -1,4 +1,4 @@
-/* test_json.c — unit tests for src/proto/json.c.
+/* test_json.c — unit tests for src/codec/json.c.
  *
  * Every document is copied into a heap buffer of exactly its length before scanning, so
  * AddressSanitizer catches any read past n (the scanner must never rely on a terminator).
@@ -912,6 +912,27 @@ static size_t esc(const char *s, size_t n, char *out)
     return r;
 }
 
+TEST(json_unescape_lossy)
+{
+    char out[32];
+    /* what the strict decoder refuses, the lossy one shows */
+    CHECK_EQ_INT(rc_json_unescape("\"a\\u0000b\"", 10, out, sizeof(out)), -1);
+    CHECK_EQ_INT(rc_json_unescape_lossy("\"a\\u0000b\"", 10, out, sizeof(out)), 3);
+    CHECK_MEM(out, 3, "a\0b", 3);
+    CHECK_EQ_INT(rc_json_unescape("\"\\ud800x\"", 9, out, sizeof(out)), -1);
+    CHECK_EQ_INT(rc_json_unescape_lossy("\"\\ud800x\"", 9, out, sizeof(out)), 4);
+    CHECK_MEM(out, 4, "\xef\xbf\xbdx", 4);
+    /* a lone high surrogate before an escape: U+FFFD, then the escape on its own */
+    CHECK_EQ_INT(rc_json_unescape_lossy("\"\\ud800\\u0041\"", 14, out, sizeof(out)), 4);
+    CHECK_MEM(out, 4, "\xef\xbf\xbd" "A", 4);
+    CHECK_EQ_INT(rc_json_unescape_lossy("\"\\udc00\"", 8, out, sizeof(out)), 3); /* low first */
+    /* a pair is still a pair; a bad literal is still refused */
+    CHECK_EQ_INT(rc_json_unescape_lossy("\"\\ud83d\\ude00\"", 14, out, sizeof(out)), 4);
+    CHECK_MEM(out, 4, "\xf0\x9f\x98\x80", 4);
+    CHECK_EQ_INT(rc_json_unescape_lossy("\"\\q\"", 5, out, sizeof(out)), -1);
+    CHECK_EQ_INT(rc_json_unescape_lossy("\"abc\"", 5, out, 2), -1);
+}
+
 TEST(json_escape)
 {
     char out[512];
@@ -1305,6 +1326,7 @@ int main(int argc, char **argv)
     RUN(json_string_fast_paths);
     RUN(json_number_fast_paths);
     RUN(json_unescape);
+    RUN(json_unescape_lossy);
     RUN(json_escape);
     RUN(json_escape_round_trip);
     RUN(json_get_u64);

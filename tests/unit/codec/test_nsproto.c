@@ -1,4 +1,4 @@
-/* test_nsproto.c — tests for src/netsync/nsproto.c: every message type, every truncation of
+/* test_nsproto.c — tests for src/codec/nsproto.c: every message type, every truncation of
  * every message, length overruns (lenient only for the final string), nVirt clamping, stealth
  * detection, float bit-exactness through parse+re-encode, UTF-8 checks, str8/str16 limits, and
  * strict validation of what the encoders emit; NV UTF-8/overrun cases and seeded mutations

@@ -1,4 +1,4 @@
-/* test_utf8.c — tests for src/proto/utf8.c.
+/* test_utf8.c — tests for src/codec/utf8.c.
  *
  * Besides a table of the classic boundary cases, the validator is compared with a slow
  * reference written from RFC 3629's definitions (decode the code point, then check range,

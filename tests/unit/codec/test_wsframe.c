@@ -1,4 +1,4 @@
-/* test_wsframe.c — tests for src/proto/wsframe.c: header parsing at every length-encoding
+/* test_wsframe.c — tests for src/codec/wsframe.c: header parsing at every length-encoding
  * boundary and on every prefix, every protocol error (including that it is reported as soon
  * as the offending byte is in), unmasking against a byte-by-byte reference at every key phase
  * and alignment and in pieces, header encoding round trips, and close-code validity.

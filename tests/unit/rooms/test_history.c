@@ -1,4 +1,4 @@
-/* Tests src/server/history.c: retention by count, bytes and age, contiguity, lookup. */
+/* Tests src/rooms/history.c: retention by count, bytes and age, contiguity, lookup. */
 #include "rooms/history.h"
 
 #include "unit.h"

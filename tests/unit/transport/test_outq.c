@@ -1,4 +1,4 @@
-/* Tests src/net/outq.c: shared references, batched flushing with partial writes, dropping. */
+/* Tests src/transport/outq.c: shared references, batched flushing with partial writes, dropping. */
 #include "transport/outq.h"
 
 #include <errno.h>

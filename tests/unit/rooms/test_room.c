@@ -1,0 +1,345 @@
+/* Tests src/rooms/room.c with endpoints that record what they are handed: one msg_id order,
+ * one encoding per wire format shared by every member that reads it (no allocation per
+ * recipient), the history keeping those encodings for replay, membership bookkeeping, and
+ * acknowledgements released by the durable log's progress. */
+#include "rooms/room.h"
+
+#include "codec/wsframe.h"
+#include "rooms/roomproto.h"
+#include "rooms/wire.h"
+#include "unit.h"
+
+#define MAX_GOT 64
+
+/* A member that keeps a reference to every frame it is handed. */
+typedef struct fake {
+    rc_endpoint ep;
+    rc_msg *got[MAX_GOT];    /* frames delivered, in order (references) */
+    bool replayed[MAX_GOT];  /* delivered as a replay */
+    int n;                   /* frames delivered */
+    int lost;                /* NULL deliveries (cut off) */
+    int closed;              /* close() calls */
+} fake;
+
+#define fake_of(e) ((fake *)(void *)((char *)(e) - offsetof(fake, ep)))
+
+static void fake_deliver(rc_endpoint *ep, rc_msg *m, bool replay)
+{
+    fake *f = fake_of(ep);
+    if (!m) {
+        f->lost++;
+        return;
+    }
+    if (f->n < MAX_GOT) {
+        f->replayed[f->n] = replay;
+        f->got[f->n++] = rc_msg_ref(m);
+    }
+}
+
+static void fake_close(rc_endpoint *ep, uint16_t code, const char *reason)
+{
+    fake_of(ep)->closed++;
+}
+
+static const rc_endpoint_ops fake_ops = {.deliver = fake_deliver, .close = fake_close};
+
+static void fake_init(fake *f, uint8_t wire, uint64_t id)
+{
+    memset(f, 0, sizeof(*f));
+    rc_endpoint_init(&f->ep, &fake_ops, wire, id);
+}
+
+static void fake_clear(fake *f)
+{
+    for (int i = 0; i < f->n; i++) rc_msg_unref(f->got[i]);
+    f->n = 0;
+}
+
+static void fake_release(rc_rooms *t, fake *f)
+{
+    rc_endpoint_gone(t, &f->ep);
+    fake_clear(f);
+}
+
+static rc_loop *loop;
+
+static void rooms_init(rc_rooms *t, uint32_t history)
+{
+    rc_rooms_config cfg = {.max_rooms_per_client = 8, .history_size = history,
+                           .history_bytes = 1 << 20, .room_ttl = history ? RC_NS_PER_SEC : 0,
+                           .idempotency_window = 16};
+    rc_rooms_init(t, loop, &cfg);
+}
+
+static rc_room *join(rc_rooms *t, fake *f, const char *name)
+{
+    rc_room *room = NULL;
+    int r = rc_room_join(t, &f->ep, name, strlen(name), &room);
+    return r == RC_JOIN_OK || r == RC_JOIN_ALREADY ? room : NULL;
+}
+
+/* Publishes the JSON object json as client `from` (as the HTTP API and the room protocol do). */
+static uint64_t publish(rc_rooms *t, rc_room *room, const char *json, uint64_t from)
+{
+    rc_json_top q;
+    if (rc_json_scan(json, strlen(json), RC_ROOMPROTO_CUT, &q) != RC_JSON_OK) return 0;
+    return rc_roomproto_publish_text(t, room, json, &q, from);
+}
+
+/* The payload of a WebSocket frame, as a string view. */
+static const char *ws_payload(const rc_msg *m, size_t *len)
+{
+    size_t h = rc_ws_server_header_len(m->data);
+    *len = m->len - h;
+    return m->data + h;
+}
+
+TEST(websocket_room_shares_one_frame)
+{
+    rc_rooms t;
+    rooms_init(&t, 0);
+    fake f[5];
+    rc_room *room = NULL;
+    for (int i = 0; i < 5; i++) {
+        fake_init(&f[i], RC_WIRE_WS, (uint64_t)i + 1);
+        room = join(&t, &f[i], "lobby");
+        CHECK(room != NULL);
+    }
+    CHECK_EQ_INT(room->nmembers, 5);
+    CHECK_EQ_INT(publish(&t, room, "{\"type\":\"chat\",\"text\":\"a\"}", 3), 1);
+    CHECK_EQ_INT(publish(&t, room, "{\"type\":\"chat\",\"text\":\"b\"}", 3), 2);
+    for (int i = 0; i < 5; i++) {
+        CHECK_EQ_INT(f[i].n, 2);
+        CHECK(f[i].got[0] == f[0].got[0]); /* the same frame, by reference */
+        CHECK(f[i].got[1] == f[0].got[1]);
+        CHECK(f[i].got[0]->alt == NULL);   /* and nothing else was encoded */
+    }
+    size_t n;
+    const char *p = ws_payload(f[0].got[1], &n);
+    static const char want[] = "{\"type\":\"chat\",\"text\":\"b\",\"room\":\"lobby\",\"client_id\":3,"
+                               "\"msg_id\":2}";
+    CHECK_MEM(p, n, want, sizeof(want) - 1);
+    CHECK_EQ_INT(t.stats.broadcasts, 2);
+    CHECK_EQ_INT(t.stats.deliveries, 10);
+    for (int i = 0; i < 5; i++) fake_release(&t, &f[i]);
+    CHECK_EQ_INT(rc_rooms_count(&t), 0); /* no history: the room went with its last member */
+    rc_rooms_release(&t);
+}
+
+TEST(mixed_room_encodes_once_per_wire)
+{
+    rc_rooms t;
+    rooms_init(&t, 0);
+    uint8_t wires[] = {RC_WIRE_LINE, RC_WIRE_WS, RC_WIRE_FRAMED, RC_WIRE_CHAT, RC_WIRE_LINE,
+                       RC_WIRE_CHAT, RC_WIRE_WS};
+    enum { N = sizeof(wires) };
+    fake f[N];
+    rc_room *room = NULL;
+    for (int i = 0; i < N; i++) {
+        fake_init(&f[i], wires[i], (uint64_t)i + 1);
+        room = join(&t, &f[i], "mixed");
+    }
+    CHECK_EQ_INT(publish(&t, room, "{\"type\":\"chat\",\"user\":\"ann\",\"text\":\"hi\"}", 2), 1);
+    for (int i = 0; i < N; i++) CHECK_EQ_INT(f[i].n, 1);
+    /* members of one wire share one frame; the wires differ */
+    CHECK(f[0].got[0] == f[4].got[0]);
+    CHECK(f[3].got[0] == f[5].got[0]);
+    CHECK(f[1].got[0] == f[6].got[0]);
+    CHECK(f[0].got[0] != f[1].got[0] && f[2].got[0] != f[1].got[0]);
+    rc_msg *ws = f[1].got[0];
+    CHECK_EQ_INT(ws->wire, RC_WIRE_WS);
+    CHECK(rc_msg_alt(ws, RC_WIRE_LINE) == f[0].got[0]); /* chained to the canonical frame */
+    CHECK(rc_msg_alt(ws, RC_WIRE_FRAMED) == f[2].got[0]);
+    CHECK(rc_msg_alt(ws, RC_WIRE_CHAT) == f[3].got[0]);
+    size_t n;
+    const char *p = ws_payload(ws, &n);
+    /* line: the same JSON and '\n' */
+    CHECK_EQ_INT(f[0].got[0]->len, n + 1);
+    CHECK(memcmp(f[0].got[0]->data, p, n) == 0 && f[0].got[0]->data[n] == '\n');
+    /* framed: u32 LE length, opcode 1, the same JSON */
+    const uint8_t *fr = (const uint8_t *)f[2].got[0]->data;
+    CHECK_EQ_INT(fr[0] | fr[1] << 8 | fr[2] << 16 | (uint32_t)fr[3] << 24, n);
+    CHECK_EQ_INT(fr[4], RC_WS_TEXT);
+    CHECK(memcmp(fr + 5, p, n) == 0);
+    /* chat: [user] text */
+    CHECK_MEM(f[3].got[0]->data, f[3].got[0]->len, "[ann] hi\n", 9);
+    /* every member saw the same msg_id; deliveries count each recipient once */
+    CHECK_EQ_INT(t.stats.deliveries, N);
+    for (int i = 0; i < N; i++) fake_release(&t, &f[i]);
+    rc_rooms_release(&t);
+}
+
+TEST(chat_members_skip_messages_without_text)
+{
+    rc_rooms t;
+    rooms_init(&t, 0);
+    fake chat, line;
+    fake_init(&chat, RC_WIRE_CHAT, 1);
+    fake_init(&line, RC_WIRE_LINE, 2);
+    rc_room *room = join(&t, &chat, "r");
+    join(&t, &line, "r");
+    CHECK_EQ_INT(publish(&t, room, "{\"type\":\"move\",\"x\":1}", 2), 1);
+    CHECK_EQ_INT(publish(&t, room, "{\"type\":\"chat\",\"nick\":\"bo\",\"text\":\"a\\nb\"}", 2), 2);
+    CHECK_EQ_INT(publish(&t, room, "{\"text\":\"anon\"}", 7), 3);
+    CHECK_EQ_INT(line.n, 3);
+    CHECK_EQ_INT(chat.n, 2); /* the move is not shown; no gap to see on a terminal */
+    CHECK_MEM(chat.got[0]->data, chat.got[0]->len, "[bo] a b\n", 9);
+    CHECK_MEM(chat.got[1]->data, chat.got[1]->len, "[client 7] anon\n", 16);
+    CHECK_EQ_INT(t.stats.deliveries, 5);
+    fake_release(&t, &chat);
+    fake_release(&t, &line);
+    rc_rooms_release(&t);
+}
+
+TEST(binary_to_line_members_is_base64_json)
+{
+    rc_rooms t;
+    rooms_init(&t, 0);
+    fake ws, line;
+    fake_init(&ws, RC_WIRE_WS, 4);
+    fake_init(&line, RC_WIRE_LINE, 5);
+    join(&t, &ws, "b\"x");
+    join(&t, &line, "b\"x");
+    static const uint8_t env[] = {3, 'b', '"', 'x', 0, 1, 0xff};
+    CHECK_EQ_INT(rc_roomproto_binary(&t, &ws.ep, env, sizeof(env)), 0);
+    CHECK_EQ_INT(line.n, 1);
+    static const char want[] = "{\"binary\":\"AAH/\",\"room\":\"b\\\"x\",\"client_id\":4,"
+                               "\"msg_id\":1}\n";
+    CHECK_MEM(line.got[0]->data, line.got[0]->len, want, sizeof(want) - 1);
+    fake_release(&t, &ws);
+    fake_release(&t, &line);
+    rc_rooms_release(&t);
+}
+
+TEST(replay_reuses_kept_encodings)
+{
+    rc_rooms t;
+    rooms_init(&t, 100);
+    fake a, b, late_line, late_chat;
+    fake_init(&a, RC_WIRE_WS, 1);
+    fake_init(&b, RC_WIRE_LINE, 2);
+    rc_room *room = join(&t, &a, "h");
+    join(&t, &b, "h");
+    for (int i = 0; i < 4; i++) CHECK(publish(&t, room, "{\"text\":\"t\"}", 1) != 0);
+    size_t sum = 0;
+    for (uint32_t i = 0; i < room->hist.count; i++)
+        sum += rc_msg_size(rc_history_at(&room->hist, i)->frame);
+    CHECK_EQ_INT(room->hist.bytes, sum); /* the line encodings count as kept bytes */
+    /* a late line member replays from msg_id 1: the very frames b got, nothing re-encoded */
+    fake_init(&late_line, RC_WIRE_LINE, 3);
+    join(&t, &late_line, "h");
+    rc_room_replay(room, &late_line.ep, 1);
+    CHECK_EQ_INT(late_line.n, 3);
+    for (int i = 0; i < 3; i++) {
+        CHECK(late_line.got[i] == b.got[i + 1]);
+        CHECK(late_line.replayed[i]);
+    }
+    /* a chat member replays: its encoding is made now, kept, and counted */
+    fake_init(&late_chat, RC_WIRE_CHAT, 4);
+    join(&t, &late_chat, "h");
+    rc_room_replay(room, &late_chat.ep, 0);
+    CHECK_EQ_INT(late_chat.n, 4);
+    sum = 0;
+    for (uint32_t i = 0; i < room->hist.count; i++)
+        sum += rc_msg_size(rc_history_at(&room->hist, i)->frame);
+    CHECK_EQ_INT(room->hist.bytes, sum);
+    CHECK(rc_msg_alt(rc_history_at(&room->hist, 0)->frame, RC_WIRE_CHAT) == late_chat.got[0]);
+    fake_release(&t, &a);
+    fake_release(&t, &b);
+    fake_release(&t, &late_line);
+    fake_release(&t, &late_chat);
+    CHECK_EQ_INT(rc_rooms_count(&t), 1); /* kept for its history (room TTL) */
+    rc_rooms_release(&t);
+}
+
+TEST(membership_bookkeeping)
+{
+    rc_rooms t;
+    rooms_init(&t, 0);
+    fake f[4];
+    const char *names[] = {"r1", "r2", "r3"};
+    for (int i = 0; i < 4; i++) {
+        fake_init(&f[i], RC_WIRE_WS, (uint64_t)i + 1);
+        for (int r = 0; r < 3; r++) CHECK(join(&t, &f[i], names[r]) != NULL);
+    }
+    CHECK_EQ_INT(rc_room_join(&t, &f[0].ep, "r1", 2, &(rc_room *){NULL}), RC_JOIN_ALREADY);
+    /* leave from the middle, in a different order per endpoint: back-pointers stay exact */
+    rc_room_leave(&t, &f[1].ep, 1);
+    rc_room_leave(&t, &f[2].ep, 0);
+    rc_endpoint_gone(&t, &f[3].ep);
+    for (int i = 0; i < 4; i++) {
+        const rc_endpoint *ep = &f[i].ep;
+        for (uint32_t k = 0; k < ep->nrooms; k++) {
+            const rc_room *room = ep->rooms[k].room;
+            CHECK(room->members[ep->rooms[k].slot].ep == ep);
+            CHECK_EQ_INT(room->members[ep->rooms[k].slot].mslot, k);
+        }
+    }
+    CHECK_EQ_INT(rc_rooms_find(&t, "r1", 2)->nmembers, 2);
+    CHECK_EQ_INT(rc_rooms_find(&t, "r2", 2)->nmembers, 2);
+    CHECK_EQ_INT(rc_rooms_find(&t, "r3", 2)->nmembers, 3);
+    /* the member limit */
+    fake g;
+    fake_init(&g, RC_WIRE_WS, 9);
+    char name[16];
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof(name), "x%d", i);
+        CHECK(join(&t, &g, name) != NULL);
+    }
+    CHECK_EQ_INT(rc_room_join(&t, &g.ep, "x9", 2, &(rc_room *){NULL}), RC_JOIN_LIMIT);
+    fake_release(&t, &g);
+    for (int i = 0; i < 4; i++) fake_release(&t, &f[i]);
+    CHECK_EQ_INT(rc_rooms_count(&t), 0);
+    rc_rooms_release(&t);
+}
+
+TEST(deferred_acks_follow_the_log)
+{
+    rc_rooms t;
+    rooms_init(&t, 0);
+    fake a, b;
+    fake_init(&a, RC_WIRE_LINE, 1);
+    fake_init(&b, RC_WIRE_WS, 2);
+    rc_msg *m1 = rc_wire_text(a.ep.wire, "{\"n\":1}", 7);
+    rc_msg *m2 = rc_wire_text(a.ep.wire, "{\"n\":2}", 7);
+    rc_msg *m3 = rc_wire_text(b.ep.wire, "{\"n\":3}", 7);
+    rc_endpoint_defer(&t, &a.ep, 5, m1);
+    rc_endpoint_defer(&t, &a.ep, 9, m2);
+    rc_endpoint_defer(&t, &b.ep, 7, m3);
+    rc_rooms_durable(&t, 6);
+    CHECK_EQ_INT(a.n, 1);
+    CHECK(a.got[0] == m1);
+    CHECK_EQ_INT(b.n, 0);
+    rc_rooms_durable(&t, 9);
+    CHECK_EQ_INT(a.n, 2);
+    CHECK(a.got[1] == m2);
+    CHECK_EQ_INT(b.n, 1);
+    CHECK(t.ack_eps == NULL); /* nobody is owed anything any more */
+    /* an endpoint that goes drops what it was owed */
+    rc_endpoint_defer(&t, &b.ep, 20, m3);
+    rc_endpoint_gone(&t, &b.ep);
+    rc_rooms_durable(&t, 30);
+    CHECK_EQ_INT(b.n, 1);
+    rc_msg_unref(m1);
+    rc_msg_unref(m2);
+    rc_msg_unref(m3);
+    fake_release(&t, &a);
+    fake_release(&t, &b);
+    rc_rooms_release(&t);
+}
+
+int main(int argc, char **argv)
+{
+    UNIT_MAIN_BEGIN(argc, argv);
+    loop = rc_loop_new();
+    if (!loop) return 2;
+    RUN(websocket_room_shares_one_frame);
+    RUN(mixed_room_encodes_once_per_wire);
+    RUN(chat_members_skip_messages_without_text);
+    RUN(binary_to_line_members_is_base64_json);
+    RUN(replay_reuses_kept_encodings);
+    RUN(membership_bookkeeping);
+    RUN(deferred_acks_follow_the_log);
+    rc_loop_free(loop);
+    UNIT_MAIN_END("test_room");
+}
