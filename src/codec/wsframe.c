@@ -138,13 +138,26 @@ bool rc_ws_close_code_valid(unsigned code)
            (code >= 3000 && code <= 4999);
 }
 
-rc_msg *rc_ws_msg_new(uint8_t opcode, const void *payload, size_t len)
+rc_msg *rc_ws_msg_alloc(uint8_t opcode, size_t len)
 {
     size_t h = rc_ws_header_size(len);
-    rc_msg *m = rc_msg_new(h + len);
+    if (len > UINT32_MAX - h - 1) return NULL;
+    rc_msg *m = rc_msg_new(h + len + 1);
     if (!m) return NULL;
+    m->len = (uint32_t)(h + len); /* the newline after it is not part of the frame */
     rc_ws_encode_header((uint8_t *)m->data, opcode, true, len);
-    if (len) memcpy(m->data + h, payload, len);
+    m->data[h + len] = '\n';
+    if (opcode == RC_WS_TEXT) {
+        m->sub_off = (uint32_t)h;
+        m->sub_len = (uint32_t)len + 1;
+    }
+    return m;
+}
+
+rc_msg *rc_ws_msg_new(uint8_t opcode, const void *payload, size_t len)
+{
+    rc_msg *m = rc_ws_msg_alloc(opcode, len);
+    if (m && len) memcpy(m->data + rc_ws_server_header_len(m->data), payload, len);
     return m;
 }
 

@@ -71,8 +71,14 @@ size_t rc_ws_encode_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len)
 /* rc_ws_header_size is the length rc_ws_encode_header would produce for len. */
 size_t rc_ws_header_size(uint64_t len);
 
-/* rc_ws_msg_new encodes one final, unmasked server frame with a copy of payload into a new
- * message (one reference, the caller's); NULL when out of memory. */
+/* rc_ws_msg_alloc makes a new message (one reference, the caller's) holding the header of one
+ * final, unmasked server frame with a payload of len bytes, which the caller writes at
+ * data + header length; NULL when out of memory. A newline is kept after the frame, outside
+ * it, and a text frame's sub range (core/msg.h) is its payload and that newline: the frame as a
+ * line of the TCP port, for free (rooms/wire.h). */
+rc_msg *rc_ws_msg_alloc(uint8_t opcode, size_t len);
+
+/* rc_ws_msg_new is rc_ws_msg_alloc with a copy of payload written in. */
 rc_msg *rc_ws_msg_new(uint8_t opcode, const void *payload, size_t len);
 
 /* rc_ws_server_header_len is the header length of a complete server frame (one encoded by

@@ -13,6 +13,7 @@ rc_msg *rc_msg_new(size_t len)
     m->len = (uint32_t)len;
     m->t_recv = 0;
     m->alt = NULL;
+    m->sub_off = m->sub_len = 0;
     m->wire = 0;
     return m;
 }

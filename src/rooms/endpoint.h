@@ -5,7 +5,9 @@
  * client id, the rooms it is in, the acknowledgements it is owed, the wire format it reads
  * (rooms/wire.h) and two operations its owner implements:
  *
- *   deliver  queue one frame already encoded in the endpoint's wire format. It must only queue:
+ *   deliver  queue one frame already encoded in the endpoint's wire format (a message pointer
+ *            that may stand for a sub range of a message, core/msg.h: read it with
+ *            rc_msg_bytes, hold it with rc_msg_ref/unref). It must only queue:
  *            it runs inside a room's fan-out, so it must not change any room's membership (a
  *            client over its output budget is cut off later, outside the fan-out). A NULL frame
  *            means a message meant for this endpoint could not be encoded (out of memory): the

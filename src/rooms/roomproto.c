@@ -211,11 +211,9 @@ static rc_msg *encode_text(void *vctx, const rc_room *room, uint64_t msg_id)
     int il = (int)format_ids(ids, x->client_id, msg_id);
     size_t room_part = x->has_room ? 0 : 7 + (size_t)room->json_len + 1;
     size_t plen = body + (nonempty ? 1 : 0) + room_part + (size_t)il;
-    size_t hl = rc_ws_header_size(plen);
-    rc_msg *m = rc_msg_new(hl + plen);
+    rc_msg *m = rc_ws_msg_alloc(RC_WS_TEXT, plen);
     if (!m) return NULL;
-    rc_ws_encode_header((uint8_t *)m->data, RC_WS_TEXT, true, plen);
-    char *w = m->data + hl;
+    char *w = m->data + rc_ws_header_size(plen);
     bool ne;
     size_t k = rc_json_copy_open(x->p, q, w, &ne);
     if (k != body || ne != nonempty) abort(); /* the scanner and this arithmetic disagree */
@@ -360,11 +358,9 @@ static rc_msg *encode_binary(void *vctx, const rc_room *room, uint64_t msg_id)
 {
     const struct bin_pub *x = vctx;
     size_t plen = 17 + room->name_len + x->len;
-    size_t hl = rc_ws_header_size(plen);
-    rc_msg *m = rc_msg_new(hl + plen);
+    rc_msg *m = rc_ws_msg_alloc(RC_WS_BINARY, plen);
     if (!m) return NULL;
-    rc_ws_encode_header((uint8_t *)m->data, RC_WS_BINARY, true, plen);
-    char *w = m->data + hl;
+    char *w = m->data + rc_ws_header_size(plen);
     put_le64(w, msg_id);
     put_le64(w + 8, x->client_id);
     w[16] = (char)room->name_len;

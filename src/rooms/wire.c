@@ -166,6 +166,13 @@ rc_msg *rc_wire_text(uint8_t wire, const char *json, size_t n)
 
 rc_msg *rc_wire_of(rc_msg *m, uint8_t wire)
 {
+    /* A text frame made by rc_ws_msg_alloc is a line already: its payload and the newline kept
+     * after it, unless the JSON was pretty-printed over several lines. */
+    if (wire == RC_WIRE_LINE && m->sub_len) {
+        const char *p = m->data + m->sub_off;
+        size_t n = m->sub_len - 1;
+        if (!memchr(p, '\n', n) && !memchr(p, '\r', n)) return rc_msg_sub(m);
+    }
     rc_msg *a = rc_msg_alt(m, wire);
     if (a) return a;
     a = rc_wire_encode(wire, m);

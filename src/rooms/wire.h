@@ -7,8 +7,9 @@
  * the history keeps them too and a replay re-encodes nothing):
  *
  *   RC_WIRE_WS      the WebSocket frame itself
- *   RC_WIRE_LINE    TCP line mode: the JSON text and '\n'; a binary message as
- *                   {"binary":"<base64>","room":R,"client_id":C,"msg_id":N} and '\n'
+ *   RC_WIRE_LINE    TCP line mode: the JSON text and '\n' — usually no encoding at all but
+ *                   the frame's own sub range (codec/wsframe.h, rc_ws_msg_alloc); a binary
+ *                   message as {"binary":"<base64>","room":R,"client_id":C,"msg_id":N} and '\n'
  *   RC_WIRE_FRAMED  TCP framed mode: u32 little-endian length, u8 opcode, payload
  *   RC_WIRE_CHAT    the chat port: "[user] text\n" for a message with a string "text",
  *                   nothing (RC_WIRE_SKIP) for anything else

@@ -27,19 +27,19 @@ static void advance(rc_outq *q, size_t n, rc_outq_sent_fn *sent, void *arg)
     uint32_t run_n = 0;
     q->bytes -= n;
     while (n > 0) {
-        rc_msg *e = q->ring[q->head], *m = rc__outq_msg(e);
-        size_t left = m->len - q->head_off;
+        rc_msg *e = q->ring[q->head], *m = rc__outq_msg(e), *b = rc_msg_base(m);
+        size_t left = rc_msg_len(m) - q->head_off;
         if (n < left) {
             q->head_off += (uint32_t)n;
             break;
         }
         n -= left;
-        if (sent && m->t_recv && !((uintptr_t)e & RC_OUTQ_QUIET)) {
-            if (run_n && m->t_recv != run_t) {
+        if (sent && b->t_recv && !((uintptr_t)e & RC_OUTQ_QUIET)) {
+            if (run_n && b->t_recv != run_t) {
                 sent(arg, run_t, run_n);
                 run_n = 0;
             }
-            run_t = m->t_recv;
+            run_t = b->t_recv;
             run_n++;
         }
         rc_msg_unref(m);
@@ -79,10 +79,10 @@ ssize_t rc_outq_flush_cb(rc_outq *q, int fd, rc_outq_sent_fn *sent, void *arg)
         int n = 0;
         size_t want = 0, staged = 0;
         for (uint32_t i = 0; i < q->count; i++) {
-            rc_msg *m = rc__outq_msg(q->ring[(q->head + i) & (q->cap - 1)]);
-            size_t off = i == 0 ? q->head_off : 0;
-            const char *p = m->data + off;
-            size_t len = m->len - off;
+            size_t off = i == 0 ? q->head_off : 0, len;
+            const char *p = rc_msg_bytes(rc__outq_msg(q->ring[(q->head + i) & (q->cap - 1)]), &len);
+            p += off;
+            len -= off;
             if (len <= STAGE_FRAME_MAX) {
                 if (staged + len > STAGE_SIZE) break;
                 /* Extend the last iovec when it ends where the staged bytes do. */
@@ -130,7 +130,7 @@ void rc_outq_drop_unstarted(rc_outq *q)
     uint32_t keep = (q->count > 0 && q->head_off > 0) ? 1 : 0;
     for (uint32_t i = keep; i < q->count; i++) {
         rc_msg *m = rc__outq_msg(q->ring[(q->head + i) & (q->cap - 1)]);
-        q->bytes -= m->len;
+        q->bytes -= rc_msg_len(m);
         rc_msg_unref(m);
     }
     q->count = keep;

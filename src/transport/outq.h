@@ -33,8 +33,8 @@ typedef struct rc_outq {
 /* rc__outq_grow doubles the ring (internal to rc_outq_push). 0, or -1 when out of memory. */
 int rc__outq_grow(rc_outq *q);
 
-/* A ring entry is an rc_msg pointer (malloc-aligned, so bit 0 is free) that may carry
- * RC_OUTQ_QUIET: the frame is not reported to the sent callback. */
+/* A ring entry is a message pointer (which may stand for a sub range, core/msg.h) that may
+ * also carry RC_OUTQ_QUIET in bit 0: the frame is not reported to the sent callback. */
 #define RC_OUTQ_QUIET ((uintptr_t)1)
 static inline rc_msg *rc__outq_msg(const rc_msg *e)
 {
@@ -46,7 +46,7 @@ static inline int rc__outq_push(rc_outq *q, rc_msg *m, uintptr_t tag)
     if (q->count == q->cap && rc__outq_grow(q) < 0) return -1;
     q->ring[(q->head + q->count) & (q->cap - 1)] = (rc_msg *)((uintptr_t)rc_msg_ref(m) | tag);
     q->count++;
-    q->bytes += m->len;
+    q->bytes += rc_msg_len(m);
     return 0;
 }
 

@@ -148,14 +148,17 @@ TEST(mixed_room_encodes_once_per_wire)
     CHECK(f[0].got[0] != f[1].got[0] && f[2].got[0] != f[1].got[0]);
     rc_msg *ws = f[1].got[0];
     CHECK_EQ_INT(ws->wire, RC_WIRE_WS);
-    CHECK(rc_msg_alt(ws, RC_WIRE_LINE) == f[0].got[0]); /* chained to the canonical frame */
-    CHECK(rc_msg_alt(ws, RC_WIRE_FRAMED) == f[2].got[0]);
+    /* the line is the frame itself, seen through its sub range: no copy, nothing chained */
+    CHECK(f[0].got[0] == rc_msg_sub(ws));
+    CHECK(rc_msg_alt(ws, RC_WIRE_LINE) == NULL);
+    CHECK(rc_msg_alt(ws, RC_WIRE_FRAMED) == f[2].got[0]); /* the others are chained to it */
     CHECK(rc_msg_alt(ws, RC_WIRE_CHAT) == f[3].got[0]);
-    size_t n;
+    size_t n, ln;
     const char *p = ws_payload(ws, &n);
     /* line: the same JSON and '\n' */
-    CHECK_EQ_INT(f[0].got[0]->len, n + 1);
-    CHECK(memcmp(f[0].got[0]->data, p, n) == 0 && f[0].got[0]->data[n] == '\n');
+    const char *lp = rc_msg_bytes(f[0].got[0], &ln);
+    CHECK_EQ_INT(ln, n + 1);
+    CHECK(memcmp(lp, p, n) == 0 && lp[n] == '\n');
     /* framed: u32 LE length, opcode 1, the same JSON */
     const uint8_t *fr = (const uint8_t *)f[2].got[0]->data;
     CHECK_EQ_INT(fr[0] | fr[1] << 8 | fr[2] << 16 | (uint32_t)fr[3] << 24, n);
@@ -166,6 +169,26 @@ TEST(mixed_room_encodes_once_per_wire)
     /* every member saw the same msg_id; deliveries count each recipient once */
     CHECK_EQ_INT(t.stats.deliveries, N);
     for (int i = 0; i < N; i++) fake_release(&t, &f[i]);
+    rc_rooms_release(&t);
+}
+
+TEST(pretty_printed_json_is_one_line)
+{
+    rc_rooms t;
+    rooms_init(&t, 0);
+    fake line;
+    fake_init(&line, RC_WIRE_LINE, 1);
+    rc_room *room = join(&t, &line, "p");
+    CHECK_EQ_INT(publish(&t, room, "{\n  \"type\": \"x\",\r\n  \"s\": \"a b\"\n}", 1), 1);
+    CHECK_EQ_INT(line.n, 1);
+    size_t n;
+    const char *p = rc_msg_bytes(line.got[0], &n);
+    CHECK(rc_msg_base(line.got[0]) == line.got[0]); /* a copy, not the frame's range */
+    CHECK(memchr(p, '\n', n) == p + n - 1 && !memchr(p, '\r', n));
+    static const char want[] = "{   \"type\": \"x\",    \"s\": \"a b\" ,\"room\":\"p\",\"client_id\":1,"
+                               "\"msg_id\":1}\n";
+    CHECK_MEM(p, n, want, sizeof(want) - 1);
+    fake_release(&t, &line);
     rc_rooms_release(&t);
 }
 
@@ -335,6 +358,7 @@ int main(int argc, char **argv)
     if (!loop) return 2;
     RUN(websocket_room_shares_one_frame);
     RUN(mixed_room_encodes_once_per_wire);
+    RUN(pretty_printed_json_is_one_line);
     RUN(chat_members_skip_messages_without_text);
     RUN(binary_to_line_members_is_base64_json);
     RUN(replay_reuses_kept_encodings);
