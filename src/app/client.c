@@ -14,12 +14,20 @@
 #include "transport/tcp.h"
 #include "transport/ws.h"
 
-static void deliver(rc_endpoint *ep, rc_msg *m, bool replay)
+/* Once per recipient of every broadcast: one queue push (rc_conn_send is inline). */
+static void deliver(rc_endpoint *ep, rc_msg *m)
 {
-    rc_conn *c = &rc_client_of_ep(ep)->conn;
-    if (!m) rc_conn_cut(c);
-    else if (replay) rc_conn_send_replay(c, m);
-    else rc_conn_send(c, m);
+    rc_conn_send(&rc_client_of_ep(ep)->conn, m);
+}
+
+static void replay(rc_endpoint *ep, rc_msg *m)
+{
+    rc_conn_send_replay(&rc_client_of_ep(ep)->conn, m);
+}
+
+static void lost(rc_endpoint *ep)
+{
+    rc_conn_cut(&rc_client_of_ep(ep)->conn);
 }
 
 /* The room layer ends a client for being kicked (1008: the client did nothing wrong at the
@@ -29,7 +37,8 @@ static void close_ep(rc_endpoint *ep, uint16_t code, const char *reason)
     rc_conn_end(&rc_client_of_ep(ep)->conn, code, reason, code == RC_WS_CLOSE_INTERNAL);
 }
 
-static const rc_endpoint_ops client_ops = {.deliver = deliver, .close = close_ep};
+static const rc_endpoint_ops client_ops = {.deliver = deliver, .replay = replay, .lost = lost,
+                                           .close = close_ep};
 
 void rc_client_start(rc_server *srv, rc_conn *c, uint8_t wire)
 {

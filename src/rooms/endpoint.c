@@ -18,7 +18,7 @@ void rc_endpoint_init(rc_endpoint *ep, const rc_endpoint_ops *ops, uint8_t wire,
 void rc_endpoint_send_text(rc_endpoint *ep, const char *json, size_t n)
 {
     rc_msg *m = rc_wire_text(ep->wire, json, n);
-    ep->deliver(ep, m, false);
+    rc_endpoint_give(ep, m);
     if (m) rc_msg_unref(m);
 }
 
@@ -28,7 +28,7 @@ uint32_t rc_endpoints_send_text(rc_endpoint *const *eps, uint32_t n, const char 
     for (uint32_t i = 0; i < n; i++) {
         uint8_t w = eps[i]->wire;
         if (!enc[w]) enc[w] = rc_wire_text(w, json, len);
-        eps[i]->deliver(eps[i], enc[w], false);
+        rc_endpoint_give(eps[i], enc[w]);
     }
     for (int w = 0; w < RC_WIRE__COUNT; w++)
         if (enc[w]) rc_msg_unref(enc[w]);

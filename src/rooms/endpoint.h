@@ -3,15 +3,17 @@
  * Rooms never see sockets. A member is an rc_endpoint embedded in whatever the transport keeps
  * per client (a WebSocket or TCP connection, and later a ZeroMQ worker or a cluster peer): its
  * client id, the rooms it is in, the acknowledgements it is owed, the wire format it reads
- * (rooms/wire.h) and two operations its owner implements:
+ * (rooms/wire.h) and the operations its owner implements:
  *
  *   deliver  queue one frame already encoded in the endpoint's wire format (a message pointer
  *            that may stand for a sub range of a message, core/msg.h: read it with
- *            rc_msg_bytes, hold it with rc_msg_ref/unref). It must only queue:
- *            it runs inside a room's fan-out, so it must not change any room's membership (a
- *            client over its output budget is cut off later, outside the fan-out). A NULL frame
- *            means a message meant for this endpoint could not be encoded (out of memory): the
- *            endpoint has lost the total order and must be cut off the same way.
+ *            rc_msg_bytes, hold it with rc_msg_ref/unref). It must only queue: it runs inside
+ *            a room's fan-out, so it must not change any room's membership (a client over its
+ *            output budget is cut off later, outside the fan-out).
+ *   replay   the same for a frame from a room's history (outside the output budget, and not a
+ *            fresh delivery for the latency metrics).
+ *   lost     a message meant for this endpoint could not be encoded (out of memory): it has
+ *            lost the total order and must be cut off, later, as deliver would.
  *   close    end the endpoint for a server-side reason, given as a WebSocket close code and a
  *            reason (every transport maps the codes to its own way of saying so). It may run
  *            synchronously and leave every room.
@@ -43,12 +45,12 @@ typedef struct rc_pending_ack {
     rc_msg *msg;             /* the encoded ack (a reference) */
 } rc_pending_ack;
 
-typedef void rc_deliver_fn(rc_endpoint *ep, rc_msg *frame, bool replay);
+typedef void rc_deliver_fn(rc_endpoint *ep, rc_msg *frame);
 
 typedef struct rc_endpoint_ops {
-    /* see above; replay marks a frame from a room's history (outside the output budget, and
-     * not a fresh delivery for the latency metrics) */
-    rc_deliver_fn *deliver;
+    rc_deliver_fn *deliver;  /* see above */
+    rc_deliver_fn *replay;
+    void (*lost)(rc_endpoint *ep);
     void (*close)(rc_endpoint *ep, uint16_t code, const char *reason);
 } rc_endpoint_ops;
 
@@ -65,6 +67,14 @@ struct rc_endpoint {
     uint32_t nacks, capacks; /* entries used / allocated in acks */
     rc_endpoint *ack_prev, *ack_next; /* the rooms' list of endpoints with nacks > 0 */
 };
+
+/* rc_endpoint_give delivers m, a frame made for ep, or reports it lost when making it failed
+ * (m NULL). */
+static inline void rc_endpoint_give(rc_endpoint *ep, rc_msg *m)
+{
+    if (m) ep->deliver(ep, m);
+    else ep->ops->lost(ep);
+}
 
 /* rc_endpoint_init readies ep (zeroed or released) as a member reading wire with client id id. */
 void rc_endpoint_init(rc_endpoint *ep, const rc_endpoint_ops *ops, uint8_t wire, uint64_t id);

@@ -415,7 +415,7 @@ void rc_rooms_durable(rc_rooms *t, uint64_t durable)
         next = ep->ack_next;
         uint32_t i = 0;
         while (i < ep->nacks && ep->acks[i].lsn <= durable) {
-            ep->deliver(ep, ep->acks[i].msg, false);
+            ep->deliver(ep, ep->acks[i].msg);
             rc_msg_unref(ep->acks[i].msg);
             i++;
         }
@@ -456,7 +456,8 @@ uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void 
             skipped++;
             continue;
         }
-        mb[i].ep->deliver(mb[i].ep, f, false);
+        if (!f) mb[i].ep->ops->lost(mb[i].ep);
+        else mb[i].ep->deliver(mb[i].ep, f);
     }
     t->stats.deliveries += n - skipped;
 
@@ -486,7 +487,11 @@ void rc_room_replay(rc_room *room, rc_endpoint *ep, uint64_t since)
         size_t before = rc_msg_size(m);
         rc_msg *f = rc_wire_of(m, ep->wire);
         if (f == RC_WIRE_SKIP) continue;
+        if (!f) {
+            ep->ops->lost(ep);
+            return;
+        }
         h->bytes += rc_msg_size(m) - before; /* a new encoding is kept with the message */
-        ep->deliver(ep, f, true);
+        ep->ops->replay(ep, f);
     }
 }

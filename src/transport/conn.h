@@ -197,11 +197,12 @@ static inline bool rc_conn_send(rc_conn *c, rc_msg *m)
     /* Receipt time for the delivery-latency histogram of a reply (a broadcast has it from its
      * room): the loop clock of the wake-up that produced it. */
     rc_msg *b = rc_msg_base(m);
+    size_t len = (uintptr_t)m & RC_MSG_SUB ? b->sub_len : b->len;
     if (!b->t_recv && c->proto->timed) b->t_recv = rc_loop_now(c->net->loop);
     /* A single message larger than the budget still goes to a client that is keeping up. */
-    if (c->out.count > 0 && c->out.bytes + rc_msg_len(m) > c->net->cfg.max_pending)
+    if (c->out.count > 0 && c->out.bytes + len > c->net->cfg.max_pending)
         return rc_conn__send_slow(c, m);
-    if (rc_outq_push(&c->out, m) < 0) return rc_conn__send_slow(c, NULL);
+    if (rc__outq_push_len(&c->out, m, len, 0) < 0) return rc_conn__send_slow(c, NULL);
     if (!c->in_flush) {
         c->in_flush = true;
         c->next_flush = c->net->flush_head;

@@ -41,13 +41,20 @@ static inline rc_msg *rc__outq_msg(const rc_msg *e)
     return (rc_msg *)((uintptr_t)e & ~RC_OUTQ_QUIET);
 }
 
-static inline int rc__outq_push(rc_outq *q, rc_msg *m, uintptr_t tag)
+/* rc__outq_push_len queues m, whose length (rc_msg_len) the caller already knows. */
+static inline int rc__outq_push_len(rc_outq *q, rc_msg *m, size_t len, uintptr_t tag)
 {
     if (q->count == q->cap && rc__outq_grow(q) < 0) return -1;
-    q->ring[(q->head + q->count) & (q->cap - 1)] = (rc_msg *)((uintptr_t)rc_msg_ref(m) | tag);
+    rc_msg_base(m)->refs++;
+    q->ring[(q->head + q->count) & (q->cap - 1)] = (rc_msg *)((uintptr_t)m | tag);
     q->count++;
-    q->bytes += rc_msg_len(m);
+    q->bytes += len;
     return 0;
+}
+
+static inline int rc__outq_push(rc_outq *q, rc_msg *m, uintptr_t tag)
+{
+    return rc__outq_push_len(q, m, rc_msg_len(m), tag);
 }
 
 /* rc_outq_push queues a reference to m. Returns 0, or -1 when out of memory (not queued).

@@ -23,17 +23,28 @@ typedef struct fake {
 
 #define fake_of(e) ((fake *)(void *)((char *)(e) - offsetof(fake, ep)))
 
-static void fake_deliver(rc_endpoint *ep, rc_msg *m, bool replay)
+static void record(rc_endpoint *ep, rc_msg *m, bool replay)
 {
     fake *f = fake_of(ep);
-    if (!m) {
-        f->lost++;
-        return;
-    }
     if (f->n < MAX_GOT) {
         f->replayed[f->n] = replay;
         f->got[f->n++] = rc_msg_ref(m);
     }
+}
+
+static void fake_deliver(rc_endpoint *ep, rc_msg *m)
+{
+    record(ep, m, false);
+}
+
+static void fake_replay(rc_endpoint *ep, rc_msg *m)
+{
+    record(ep, m, true);
+}
+
+static void fake_lost(rc_endpoint *ep)
+{
+    fake_of(ep)->lost++;
 }
 
 static void fake_close(rc_endpoint *ep, uint16_t code, const char *reason)
@@ -41,7 +52,8 @@ static void fake_close(rc_endpoint *ep, uint16_t code, const char *reason)
     fake_of(ep)->closed++;
 }
 
-static const rc_endpoint_ops fake_ops = {.deliver = fake_deliver, .close = fake_close};
+static const rc_endpoint_ops fake_ops = {.deliver = fake_deliver, .replay = fake_replay,
+                                         .lost = fake_lost, .close = fake_close};
 
 static void fake_init(fake *f, uint8_t wire, uint64_t id)
 {
