@@ -47,6 +47,7 @@ static const char *const ref_names[RC_JK__COUNT] = {
     [RC_JK_TYPE] = "type", [RC_JK_ROOM] = "room", [RC_JK_CLIENT_ID] = "client_id",
     [RC_JK_MSG_ID] = "msg_id", [RC_JK_ACK] = "ack", [RC_JK_SINCE] = "since",
     [RC_JK_EPOCH] = "epoch", [RC_JK_IDEMPOTENCY_KEY] = "idempotency_key",
+    [RC_JK_SESSION] = "session",
 };
 
 struct ref {
@@ -56,6 +57,7 @@ struct ref {
     size_t members, members_cut;
     size_t koff[RC_JK__COUNT], klen[RC_JK__COUNT]; /* last top-level value of each key */
     enum rc_json_type ktype[RC_JK__COUNT];
+    unsigned dups;                /* known keys seen more than once at the top level */
 };
 
 static int ref_peek(const struct ref *r)
@@ -224,6 +226,7 @@ static int ref_object(struct ref *r, int depth, int top)
             for (int k = 0; k < RC_JK__COUNT; k++) {
                 if (len != (long)strlen(ref_names[k]) || memcmp(name, ref_names[k], (size_t)len))
                     continue;
+                if (r->ktype[k] != RC_JSON_NONE) r->dups |= RC_JK_BIT(k);
                 r->koff[k] = vstart;
                 r->klen[k] = r->i - vstart;
                 switch (r->p[vstart]) {
@@ -330,6 +333,7 @@ static void compare_with_ref(const uc *p, size_t n, unsigned mask, int got,
     CHECK(t->members == r.members);
     CHECK(t->members_cut == r.members_cut);
     CHECK(t->ncut == t->members_cut);
+    CHECK(t->dups == r.dups);
     CHECK(p[t->open] == '{' && p[t->close] == '}' && t->open < t->close && t->close < n);
     for (int k = 0; k < RC_JK__COUNT; k++) {
         const rc_json_span *s = &t->key[k];

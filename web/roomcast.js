@@ -15,7 +15,8 @@
 //   hit by every client at the same instant);
 // - rejoins every room after a reconnect, sending "since" (the last msg_id it saw) and "epoch"
 //   (from the room's last "joined"), so a server that keeps history replays what was missed;
-//   "recovered": false in the answer means it could not, and the gap is reported;
+//   "recovered": false in the answer means it could not, and the gap is reported; it also
+//   presents the "session" the server gave it, so idempotency keys it resends are recognised;
 // - checks that every room's msg_ids arrive in order without gaps, drops duplicates, and
 //   reports gaps through onGap / the "gap" event;
 // - queues publishes made while disconnected (up to maxQueued per room) and sends them once
@@ -90,6 +91,8 @@ export class RoomcastClient extends Emitter {
     this.resume = opts.resume ?? true;
     this.rooms = new Map();    // name -> Room
     this.clientId = null;      // this connection's client_id (from "joined")
+    this.session = null;       // the session token of "joined", presented again after a
+                               // reconnect so that resent idempotency keys are recognised
     this.state = "idle";       // idle | connecting | open | reconnecting | closed
     this.attempt = 0;          // failed attempts since the last good connection
     this.reconnects = 0;       // successful reconnects so far
@@ -193,6 +196,7 @@ export class RoomcastClient extends Emitter {
 
   _sendJoin(room) {
     const msg = { type: "join", room: room.name };
+    if (this.session) msg.session = this.session;
     if (this.resume && room.lastMsgId > 0) {
       msg.since = room.lastMsgId;
       if (room.epoch != null) msg.epoch = room.epoch;
@@ -246,6 +250,7 @@ export class RoomcastClient extends Emitter {
   _onJoined(room, msg) {
     if (!room) return;
     this.clientId = msg.client_id;
+    if (msg.session) this.session = msg.session;
     const had = room.lastMsgId;
     const sameEpoch = room.epoch == null || msg.epoch == null || msg.epoch === room.epoch;
     if (had > 0) {

@@ -319,6 +319,18 @@ static void publish(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *r
                       r == RC_JSON_EDEPTH ? " (nested too deeply)" : "");
         return;
     }
+    if (t.dups) {
+        rc_http_error(c, x, 400, NULL, false, "\"%s\" appears more than once in the body",
+                      rc_roomproto_dup_name(t.dups));
+        return;
+    }
+    const rc_json_span *key = &t.key[RC_JK_IDEMPOTENCY_KEY];
+    if (key->type != RC_JSON_NONE && !rc_roomproto_key_valid(key)) {
+        rc_http_error(c, x, 400, NULL, false,
+                      "\"idempotency_key\" must be a non-empty string of at most %d bytes",
+                      RC_ACK_TOKEN_MAX);
+        return;
+    }
     if (t.key[RC_JK_TYPE].type == RC_JSON_STRING) {
         char type[16];
         long tl = rc_json_unescape(t.key[RC_JK_TYPE].p, t.key[RC_JK_TYPE].len, type, sizeof(type));
@@ -346,17 +358,25 @@ static void publish(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *r
         return;
     }
     uint32_t members = room->nmembers;
-    uint64_t id = rc_roomproto_publish_text(&srv->rooms, room, x->body, &t, 0);
+    /* The API's idempotency keys are scoped to the API key that was presented. */
+    uint64_t khash = 0;
+    if (key->type != RC_JSON_NONE) {
+        unsigned char digest[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)srv->cfg.api_key, strlen(srv->cfg.api_key), digest);
+        khash = rc_roomproto_key_hash(digest, key);
+    }
+    bool dup;
+    uint64_t id = rc_roomproto_publish_text(&srv->rooms, room, x->body, &t, 0, khash, &dup, NULL);
     if (id == 0) {
         rc_http_error(c, x, 500, NULL, false, "out of memory");
         return;
     }
-    srv->metrics.api_publishes++;
+    if (!dup) srv->metrics.api_publishes++;
     rc_textbuf out = {0};
     rc_textbuf_printf(&out, "{\"room\":");
     rc_textbuf_json_string(&out, name, (size_t)nlen);
-    rc_textbuf_printf(&out, ",\"msg_id\":%llu,\"client_id\":0,\"members\":%u}\n",
-                      (unsigned long long)id, members);
+    rc_textbuf_printf(&out, ",\"msg_id\":%llu,\"client_id\":0,\"members\":%u%s}\n",
+                      (unsigned long long)id, members, dup ? ",\"duplicate\":true" : "");
     rc_http_respond_json(c, x, 200, &out);
 }
 

@@ -88,7 +88,9 @@ int rc_client_chat_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
     if (ep->nrooms == 0 && !rc_client_join_chat(srv, c)) return -1;
     rc_json_top q;
     if (rc_json_scan(p, n, RC_ROOMPROTO_CUT, &q) != RC_JSON_OK) abort(); /* chat.c made it */
-    if (rc_roomproto_publish_text(&srv->rooms, ep->rooms[0].room, p, &q, ep->client_id) == 0) {
+    bool dup;
+    if (rc_roomproto_publish_text(&srv->rooms, ep->rooms[0].room, p, &q, ep->client_id, 0, &dup,
+                                  NULL) == 0) {
         rc_conn_end(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
         return -1;
     }

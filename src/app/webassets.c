@@ -71,7 +71,9 @@ static bool serve_from_disk(rc_server *srv, rc_conn *c, const rc_http_ctx *x, co
     char path[4096];
     int pl = snprintf(path, sizeof(path), "%s/%.*s", root, (int)n, name);
     if (pl < 0 || (size_t)pl >= sizeof(path)) return false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: opening a FIFO (or a device) would otherwise block the whole loop until a
+     * writer appears; only regular files are served, and they never block on open. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return false;
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > RC_WEB_FILE_MAX) {

@@ -249,6 +249,9 @@ static int rc__json_key(const uc *raw, size_t rawlen, unsigned esc)
     case 6:
         if (!memcmp(k, "msg_id", 6)) return RC_JK_MSG_ID;
         break;
+    case 7:
+        if (!memcmp(k, "session", 7)) return RC_JK_SESSION;
+        break;
     case 9:
         if (!memcmp(k, "client_id", 9)) return RC_JK_CLIENT_ID;
         break;
@@ -292,6 +295,7 @@ int rc_json_scan(const char *p, size_t n, unsigned cut_mask, rc_json_top *t)
 
     memset(t->key, 0, sizeof t->key);
     t->ncut = t->members = t->members_cut = 0;
+    t->dups = 0;
     t->open = t->close = 0;
 
     RC__SKIP_WS(s, e);
@@ -411,6 +415,7 @@ member: /* a top-level key is expected at s; whitespace already skipped, s < e *
 member_end: /* the value of the top-level member ended just before s */
     if (key >= 0) {
         rc_json_span *sp = &t->key[key];
+        if (sp->type != RC_JSON_NONE) t->dups |= RC_JK_BIT(key);
         sp->p = (const char *)vstart;
         sp->len = (size_t)(s - vstart);
         sp->type = rc__json_type(*vstart);

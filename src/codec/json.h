@@ -5,7 +5,9 @@
  * in. rc_json_scan validates the whole text (RFC 8259: strict grammar, no trailing commas,
  * no leading zeros, valid escapes, no raw control characters in strings; the text is already
  * known to be UTF-8), checks that the top level is an object, and records for each known key
- * its last occurrence at the top level. Keys are compared after unescaping, so "\u0074ype" is
+ * its last occurrence at the top level, and which of them occur more than once (a caller that
+ * reads a key should refuse an object that repeats it: a receiver whose parser keeps the first
+ * occurrence would read something else). Keys are compared after unescaping, so "\u0074ype" is
  * "type". Members whose key is in cut_mask are recorded as byte ranges to leave out when the
  * object is copied (each range includes one adjacent comma so the copy stays valid JSON).
  * Nesting deeper than RC_JSON_MAX_DEPTH is rejected; scanning is iterative, not recursive.
@@ -41,6 +43,7 @@ enum rc_json_key {
     RC_JK_SINCE,             /* "since" */
     RC_JK_EPOCH,             /* "epoch" */
     RC_JK_IDEMPOTENCY_KEY,   /* "idempotency_key" */
+    RC_JK_SESSION,           /* "session" */
     RC_JK__COUNT
 };
 #define RC_JK_BIT(k) (1u << (k))
@@ -70,6 +73,7 @@ typedef struct rc_json_top {
     size_t ncut;             /* entries used in cut[] */
     size_t members;          /* top-level members in the input */
     size_t members_cut;      /* of which are covered by cut[] */
+    unsigned dups;           /* RC_JK_BIT of each known key that occurs more than once */
     size_t open;             /* offset of the top-level '{' */
     size_t close;            /* offset of the matching '}' */
 } rc_json_top;

@@ -18,15 +18,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-static inline uint64_t rc_hash(const void *p, size_t n)
+/* rc_hash_more goes on hashing p[0..n) after h (a hash of what came before). */
+static inline uint64_t rc_hash_more(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *s = p;
-    uint64_t h = 14695981039346656037ull;
     for (size_t i = 0; i < n; i++) {
         h ^= s[i];
         h *= 1099511628211ull;
     }
     return h;
+}
+
+static inline uint64_t rc_hash(const void *p, size_t n)
+{
+    return rc_hash_more(14695981039346656037ull, p, n);
 }
 
 /* rc_hash_mix spreads every input bit over the result (the finaliser of MurmurHash3). */

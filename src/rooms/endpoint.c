@@ -2,6 +2,7 @@
 #include "rooms/endpoint.h"
 
 #include <string.h>
+#include <sys/random.h>
 
 #include "rooms/wire.h"
 
@@ -13,6 +14,23 @@ void rc_endpoint_init(rc_endpoint *ep, const rc_endpoint_ops *ops, uint8_t wire,
     ep->wire = wire;
     ep->client_id = id;
     ep->open = true;
+}
+
+const uint8_t *rc_endpoint_session(rc_endpoint *ep)
+{
+    if (!ep->has_session) {
+        /* A session is a secret: it scopes the idempotency keys of whoever holds it, so it
+         * must not be guessable. getrandom() only fails before the kernel's pool is
+         * initialised, long before a client can connect; should it fail, the token is
+         * still unique per endpoint (its address and id), only not secret. */
+        if (getrandom(ep->session, sizeof(ep->session), 0) != (ssize_t)sizeof(ep->session)) {
+            uint64_t a = (uint64_t)(uintptr_t)ep, b = ep->client_id;
+            memcpy(ep->session, &a, 8);
+            memcpy(ep->session + 8, &b, 8);
+        }
+        ep->has_session = true;
+    }
+    return ep->session;
 }
 
 void rc_endpoint_send_text(rc_endpoint *ep, const char *json, size_t n)

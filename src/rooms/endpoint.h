@@ -31,6 +31,9 @@
 #include "core/msg.h"
 
 typedef struct rc_endpoint rc_endpoint;
+
+/* Bytes of a session token (sent as twice as many hex digits). */
+#define RC_SESSION_LEN 16
 struct rc_room;
 
 /* A room this endpoint is in, and where the endpoint sits in that room's member array. */
@@ -66,6 +69,8 @@ struct rc_endpoint {
     rc_pending_ack *acks;    /* acknowledgements waiting for the durable log, FIFO */
     uint32_t nacks, capacks; /* entries used / allocated in acks */
     rc_endpoint *ack_prev, *ack_next; /* the rooms' list of endpoints with nacks > 0 */
+    bool has_session;        /* session holds a token (made at its first join, or presented) */
+    uint8_t session[RC_SESSION_LEN]; /* the scope of its idempotency keys (roomproto.h) */
 };
 
 /* rc_endpoint_give delivers m, a frame made for ep, or reports it lost when making it failed
@@ -78,6 +83,10 @@ static inline void rc_endpoint_give(rc_endpoint *ep, rc_msg *m)
 
 /* rc_endpoint_init readies ep (zeroed or released) as a member reading wire with client id id. */
 void rc_endpoint_init(rc_endpoint *ep, const rc_endpoint_ops *ops, uint8_t wire, uint64_t id);
+
+/* rc_endpoint_session is ep's session token, made (random, from the kernel) the first time it
+ * is asked for. */
+const uint8_t *rc_endpoint_session(rc_endpoint *ep);
 
 /* rc_endpoint_send_text sends the room-protocol reply json[0..n) (a JSON object) to ep alone,
  * encoded for its wire (out of memory: ep is cut off, as deliver does with NULL). */

@@ -23,6 +23,9 @@ const char *const rc_rerr_names[RC_RERR__COUNT] = {
     [RC_RERR_TOO_MANY_ROOMS] = "too_many_rooms",
     [RC_RERR_BAD_BINARY] = "bad_binary",
     [RC_RERR_NETSYNC_OFF] = "netsync_off",
+    [RC_RERR_DUPLICATE_KEY] = "duplicate_key",
+    [RC_RERR_ROOM_LIMIT] = "room_limit",
+    [RC_RERR_RATE_LIMITED] = "rate_limited",
 };
 
 rc_room *rc_rooms_find(const rc_rooms *t, const char *name, size_t len)
@@ -432,7 +435,7 @@ void rc_rooms_durable(rc_rooms *t, uint64_t durable)
 /* ---- publishing --------------------------------------------------------------------------- */
 
 uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void *ctx,
-                         uint64_t *lsn)
+                         uint64_t key, uint64_t *lsn)
 {
     uint64_t id = room->last_msg_id + 1;
     rc_msg *m = encode(ctx, room, id);

@@ -41,7 +41,8 @@
 enum rc_rerr {
     RC_RERR_BAD_JSON, RC_RERR_NOT_OBJECT, RC_RERR_MISSING_FIELD, RC_RERR_BAD_FIELD,
     RC_RERR_NOT_MEMBER, RC_RERR_NO_SUCH_ROOM, RC_RERR_RESERVED_TYPE, RC_RERR_TOO_MANY_ROOMS,
-    RC_RERR_BAD_BINARY, RC_RERR_NETSYNC_OFF,
+    RC_RERR_BAD_BINARY, RC_RERR_NETSYNC_OFF, RC_RERR_DUPLICATE_KEY, RC_RERR_ROOM_LIMIT,
+    RC_RERR_RATE_LIMITED,
     RC_RERR__COUNT
 };
 extern const char *const rc_rerr_names[RC_RERR__COUNT];
@@ -188,11 +189,11 @@ typedef rc_msg *rc_encode_fn(void *ctx, const rc_room *room, uint64_t msg_id);
 
 /* rc_room_publish assigns the room's next msg_id, encodes the message once with it, queues it
  * to every member (once per wire format), keeps it in the history and appends it to the
- * durable log. Returns the msg_id, or 0 if encoding failed (no id is consumed then). When lsn
+ * durable log, with its idempotency key hash (0: none) so the key survives a restart. Returns the msg_id, or 0 if encoding failed (no id is consumed then). When lsn
  * is not NULL it receives the log batch holding the message (0 without a log), for
  * acknowledgements. */
 uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void *ctx,
-                         uint64_t *lsn);
+                         uint64_t key, uint64_t *lsn);
 
 /* rc_room_replay queues to ep (a member of room) every kept message after msg_id since, in
  * ep's wire format, outside its output budget. */

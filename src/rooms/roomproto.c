@@ -51,11 +51,38 @@ static long room_name(rc_rooms *t, rc_endpoint *ep, const rc_json_span *s, char 
 
 /* In what follows `t` is the rooms and `q` the request's scan. */
 
+/* Decodes a session token (RC_SESSION_LEN bytes as lower- or upper-case hex). */
+static bool session_parse(const rc_json_span *s, uint8_t out[RC_SESSION_LEN])
+{
+    if (s->type != RC_JSON_STRING || s->len != 2 + 2 * RC_SESSION_LEN) return false;
+    for (int i = 0; i < RC_SESSION_LEN; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = s->p[1 + 2 * i + k];
+            int d = c >= '0' && c <= '9' ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (d < 0) return false;
+            v = v * 16 + d;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return true;
+}
+
 static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
 {
     char name[RC_ROOM_NAME_MAX + 1];
     long len = room_name(t, ep, &q->key[RC_JK_ROOM], name);
     if (len < 0) return -1;
+    /* A client that reconnects presents the session it was given, and so keeps the scope of
+     * its idempotency keys: what it resends is recognised. */
+    const rc_json_span *ss = &q->key[RC_JK_SESSION];
+    uint8_t session[RC_SESSION_LEN];
+    if (ss->type != RC_JSON_NONE && !session_parse(ss, session))
+        return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD,
+                                  "\"session\" must be the %d hex digits a \"joined\" gave",
+                                  2 * RC_SESSION_LEN);
     rc_room *room;
     int r = rc_room_join(t, ep, name, (size_t)len, &room);
     if (r == RC_JOIN_LIMIT)
@@ -84,13 +111,20 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
         if (recovered) t->stats.recovered++;
         else t->stats.not_recovered++;
     }
+    if (ss->type != RC_JSON_NONE) {
+        memcpy(ep->session, session, RC_SESSION_LEN);
+        ep->has_session = true;
+    }
+    char hex[2 * RC_SESSION_LEN + 1];
+    const uint8_t *sb = rc_endpoint_session(ep);
+    for (int i = 0; i < RC_SESSION_LEN; i++) snprintf(hex + 2 * i, 3, "%02x", sb[i]);
     /* Queued now, before any later message of the room can be queued to this member. */
-    char out[192 + rc_json_escape_max(RC_ROOM_NAME_MAX)];
+    char out[256 + rc_json_escape_max(RC_ROOM_NAME_MAX)];
     int n = snprintf(out, sizeof(out),
                      "{\"type\":\"joined\",\"room\":%.*s,\"client_id\":%llu,\"last_msg_id\":%llu,"
-                     "\"epoch\":\"%s\"%s}",
+                     "\"epoch\":\"%s\",\"session\":\"%s\"%s}",
                      (int)room->json_len, room->json_name, (unsigned long long)ep->client_id,
-                     (unsigned long long)room->last_msg_id, room->epoch,
+                     (unsigned long long)room->last_msg_id, room->epoch, hex,
                      !want ? "" : recovered ? ",\"recovered\":true" : ",\"recovered\":false");
     rc_endpoint_send_text(ep, out, (size_t)n);
     /* The kept frames themselves, by reference: nothing is re-encoded, and since this runs
@@ -235,12 +269,39 @@ static bool type_is(const char *type, size_t tl, const char *s)
 }
 
 uint64_t rc_roomproto_publish_text(rc_rooms *t, rc_room *room, const char *p,
-                                   const rc_json_top *scan, uint64_t client_id)
+                                   const rc_json_top *scan, uint64_t client_id, uint64_t khash,
+                                   bool *duplicate, uint64_t *lsn)
 {
+    *duplicate = false;
+    if (lsn) *lsn = 0;
+    if (khash) {
+        uint64_t seen = rc_room_idem_find(t, room, khash);
+        if (seen) {
+            /* Already sequenced: the room does not see it twice; the sender learns its id. */
+            t->stats.duplicates++;
+            *duplicate = true;
+            return seen;
+        }
+    }
     struct text_pub x = {.p = p, .q = scan,
                          .has_room = scan->key[RC_JK_ROOM].type != RC_JSON_NONE,
                          .client_id = client_id};
-    return rc_room_publish(t, room, encode_text, &x, NULL);
+    uint64_t id = rc_room_publish(t, room, encode_text, &x, khash, lsn);
+    if (id && khash) rc_room_idem_add(t, room, khash, id);
+    return id;
+}
+
+bool rc_roomproto_key_valid(const rc_json_span *key)
+{
+    return key->type == RC_JSON_STRING && key->len >= 3 && key->len <= RC_ACK_TOKEN_MAX;
+}
+
+uint64_t rc_roomproto_key_hash(const uint8_t scope[RC_SESSION_LEN], const rc_json_span *key)
+{
+    /* The key's JSON text within its sender's scope: another sender's identical key is another
+     * key. A false match needs two keys of one scope colliding within one room's window. */
+    uint64_t h = rc_hash_mix(rc_hash_more(rc_hash(scope, RC_SESSION_LEN), key->p, key->len));
+    return h ? h : 1; /* 0 means "no key" */
 }
 
 static bool is_ext(const rc_rooms *t, const char *type, size_t len)
@@ -280,33 +341,44 @@ static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, const rc_json_to
                                   RC_ACK_TOKEN_MAX);
     uint64_t khash = 0;
     if (key->type != RC_JSON_NONE) {
-        if (key->type != RC_JSON_STRING || key->len < 3 || key->len > RC_ACK_TOKEN_MAX)
+        if (!rc_roomproto_key_valid(key))
             return rc_roomproto_error(
                 t, ep, RC_RERR_BAD_FIELD,
                 "\"idempotency_key\" must be a non-empty string of at most %d bytes",
                 RC_ACK_TOKEN_MAX);
-        /* Keys are compared by a 64-bit hash of their JSON text: a false match needs two keys
-         * colliding within one room's window. 0 means "no key". */
-        khash = rc_hash_mix(rc_hash(key->p, key->len));
-        if (!khash) khash = 1;
-        uint64_t seen = rc_room_idem_find(t, room, khash);
-        if (seen) {
-            /* Already sequenced: the room does not see it twice; the sender learns its id. */
-            t->stats.duplicates++;
-            if (ack->type != RC_JSON_NONE) send_ack(t, ep, ack, room, seen, true, 0);
-            return 0;
-        }
+        khash = rc_roomproto_key_hash(rc_endpoint_session(ep), key);
     }
-    struct text_pub x = {.p = p, .q = q, .has_room = has_room, .client_id = ep->client_id};
-    uint64_t lsn = 0;
-    uint64_t id = rc_room_publish(t, room, encode_text, &x, &lsn);
+    bool dup;
+    uint64_t lsn;
+    uint64_t id = rc_roomproto_publish_text(t, room, p, q, ep->client_id, khash, &dup, &lsn);
     if (id == 0) {
         ep->ops->close(ep, RC_WS_CLOSE_INTERNAL, "out of memory");
         return -1;
     }
-    if (khash) rc_room_idem_add(t, room, khash, id);
-    if (ack->type != RC_JSON_NONE) send_ack(t, ep, ack, room, id, false, lsn);
+    if (ack->type != RC_JSON_NONE) send_ack(t, ep, ack, room, id, dup, lsn);
     return 0;
+}
+
+const char *rc_roomproto_dup_name(unsigned dups)
+{
+    static const char *const names[RC_JK__COUNT] = {
+        [RC_JK_TYPE] = "type", [RC_JK_ROOM] = "room", [RC_JK_CLIENT_ID] = "client_id",
+        [RC_JK_MSG_ID] = "msg_id", [RC_JK_ACK] = "ack", [RC_JK_SINCE] = "since",
+        [RC_JK_EPOCH] = "epoch", [RC_JK_IDEMPOTENCY_KEY] = "idempotency_key",
+        [RC_JK_SESSION] = "session",
+    };
+    for (int k = 0; k < RC_JK__COUNT; k++)
+        if (dups & RC_JK_BIT(k)) return names[k];
+    return "?";
+}
+
+/* An object that repeats a member the server reads or adds is refused: the server reads the
+ * last occurrence, and a receiver whose parser keeps the first would read something else (a
+ * forged "type", another "room"). */
+static int duplicate_key(rc_rooms *t, rc_endpoint *ep, unsigned dups)
+{
+    return rc_roomproto_error(t, ep, RC_RERR_DUPLICATE_KEY, "\"%s\" appears more than once",
+                              rc_roomproto_dup_name(dups));
 }
 
 int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n)
@@ -324,6 +396,7 @@ int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n)
                                   "too many duplicate client_id/msg_id members");
     default: return rc_roomproto_error(t, ep, RC_RERR_BAD_JSON, "invalid JSON");
     }
+    if (q.dups) return duplicate_key(t, ep, q.dups);
 
     char type[24];
     long tl = -1;
@@ -383,7 +456,7 @@ int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n
     rc_room *room = target_room(t, ep, (const char *)p + 1, rl ? (long)rl : -1);
     if (!room) return -1;
     struct bin_pub x = {.payload = p + 1 + rl, .len = n - 1 - rl, .client_id = ep->client_id};
-    if (rc_room_publish(t, room, encode_binary, &x, NULL) == 0) {
+    if (rc_room_publish(t, room, encode_binary, &x, 0, NULL) == 0) {
         ep->ops->close(ep, RC_WS_CLOSE_INTERNAL, "out of memory");
         return -1;
     }

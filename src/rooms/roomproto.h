@@ -38,10 +38,24 @@ int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n
 
 /* rc_roomproto_publish_text sequences the JSON object p (scanned into *scan with
  * RC_ROOMPROTO_CUT) into room as a message from client_id, through the very encoder a
- * client's publish uses (the HTTP API publishes with client_id 0). Returns the msg_id, or 0
- * when out of memory. */
+ * client's publish uses (the HTTP API publishes with client_id 0, the chat port for its
+ * clients) — unless its idempotency key hash khash (0: none) was seen in the room: then
+ * nothing is sequenced, *duplicate is set and the earlier msg_id returned. Returns the msg_id,
+ * or 0 when out of memory; *lsn (may be NULL) gets the log batch holding the message. */
 uint64_t rc_roomproto_publish_text(rc_rooms *t, rc_room *room, const char *p,
-                                   const rc_json_top *scan, uint64_t client_id);
+                                   const rc_json_top *scan, uint64_t client_id, uint64_t khash,
+                                   bool *duplicate, uint64_t *lsn);
+
+/* Idempotency keys are remembered per sender: an rc_endpoint's session (a client presenting
+ * its session after a reconnect keeps its keys), the API key for the HTTP API. A key is a
+ * string of 1 to RC_ACK_TOKEN_MAX - 2 bytes (rc_roomproto_key_valid); rc_roomproto_key_hash
+ * is what a room remembers it by. */
+bool rc_roomproto_key_valid(const rc_json_span *key);
+uint64_t rc_roomproto_key_hash(const uint8_t scope[RC_SESSION_LEN], const rc_json_span *key);
+
+/* rc_roomproto_dup_name is the name of a member rc_json_scan found repeated (the first of the
+ * keys in dups, a mask of RC_JK_BIT): what an error about it quotes. */
+const char *rc_roomproto_dup_name(unsigned dups);
 
 /* rc_roomproto_type_reserved is true for the types a publish may not use. */
 bool rc_roomproto_type_reserved(const rc_rooms *t, const char *type, size_t len);

@@ -58,7 +58,8 @@ STATS_ERROR_KEYS = (
     "not_member", "no_such_room", "reserved_type", "too_many_rooms", "bad_binary", "netsync_off",
     # the raw TCP and chat ports (docs/tcp.md)
     "tcp_line_too_long", "tcp_bad_utf8", "tcp_1002", "tcp_1007", "tcp_1009", "chat_garbage",
-    "chat_bad_object", "chat_too_big", "too_many_errors",
+    "chat_bad_object", "chat_too_big", "too_many_errors", "duplicate_key", "room_limit",
+    "rate_limited",
 )
 STATS_DISCONNECT_KEYS = ("slow_consumer", "ping_timeout", "max_connections", "handshake_timeout")
 STATS_TOP_KEYS = ("connections", "connections_total", "rooms", "messages_in", "messages_out",
@@ -617,8 +618,8 @@ class RawWS:
         assert "client_id" not in msg and "msg_id" not in msg, msg
         return msg
 
-    def join(self, room, timeout=IO_TIMEOUT):
-        self.send_json({"type": "join", "room": room})
+    def join(self, room, timeout=IO_TIMEOUT, **extra):
+        self.send_json({"type": "join", "room": room, **extra})
         msg = self.recv_json(timeout)
         assert msg.get("type") == "joined" and msg.get("room") == room, msg
         return msg

@@ -407,6 +407,19 @@ def test_web_root_serves_from_disk(start_server, tmp_path):
     assert call(srv, "GET", "/missing.js")[0] == 404
 
 
+def test_web_root_fifo_does_not_hang_the_server(start_server, tmp_path):
+    """A FIFO (or any non-regular file) in --web-root is not served: opening it must not
+    block the loop, which would stop every client."""
+    import os
+    os.mkfifo(tmp_path / "x.txt")
+    (tmp_path / "ok.txt").write_text("fine")
+    srv = start_server("--web-root", str(tmp_path))
+    assert call(srv, "GET", "/x.txt")[0] == 404
+    status, _, body = call(srv, "GET", "/ok.txt")
+    assert status == 200 and body == b"fine"
+    assert call(srv, "GET", "/healthz")[0] == 200
+
+
 def test_websocket_upgrade_on_root_still_joins_rooms(api):
     async def main():
         ws = await ws_connect(api.ws_url)
@@ -414,3 +427,37 @@ def test_websocket_upgrade_on_root_still_joins_rooms(api):
         assert j["client_id"] > 0
         await ws.close()
     run(main())
+
+
+def test_publish_idempotency_key(api):
+    """POST .../messages treats idempotency_key like a member's publish: the second POST with
+    the same key is not sequenced again and answers the first msg_id with duplicate:true. The
+    API's keys are its own scope: a WebSocket client using the same key is not suppressed."""
+    async def main():
+        ws = await ws_connect(api.ws_url)
+        await ws_join(ws, "idem-api")
+        path = room_path("idem-api", "/messages")
+        s1, _, d1 = call(api, "POST", path, {"type": "order", "idempotency_key": "order-1"}, AUTH)
+        s2, _, d2 = call(api, "POST", path, {"type": "order", "idempotency_key": "order-1"}, AUTH)
+        assert s1 == 200 and s2 == 200, (d1, d2)
+        assert d2["msg_id"] == d1["msg_id"] and d2.get("duplicate") is True and "duplicate" not in d1
+        first = await ws_recv_json(ws)
+        assert first["msg_id"] == d1["msg_id"] and "idempotency_key" not in first
+        # a client's own key "order-1" is another key
+        await ws.send(json.dumps({"type": "mine", "idempotency_key": "order-1"}))
+        mine = await ws_recv_json(ws)
+        assert mine["type"] == "mine" and mine["msg_id"] == d1["msg_id"] + 1
+        s3, _, d3 = call(api, "POST", path, {"type": "o", "idempotency_key": 5}, AUTH)
+        assert s3 == 400 and "idempotency_key" in d3["error"]
+        await ws.close()
+    run(main())
+
+
+@pytest.mark.parametrize("body,key", [
+    (b'{"type":"joined","type":"chat"}', "type"),
+    (b'{"type":"x","room":"dup-api","room":"other"}', "room"),
+    (b'{"type":"x","msg_id":1,"msg_id":2}', "msg_id"),
+])
+def test_publish_refuses_repeated_server_members(api, body, key):
+    status, _, doc = call(api, "POST", room_path("dup-api", "/messages"), body, AUTH)
+    assert status == 400 and key in doc["error"], doc

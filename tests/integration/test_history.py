@@ -182,16 +182,17 @@ def test_ack_and_idempotency_key(start_server):
     srv = start_server()
     room = rn()
     a = RawWS.connect(srv.port)
-    a.join(room)
+    session = a.join(room)["session"]
     b = RawWS.connect(srv.port)
     b.join(room)
     a.send_json({"type": "m", "ack": "t1", "idempotency_key": "k-1", "x": 1})
     m = a.recv_json()
     assert m["msg_id"] == 1 and "ack" not in m and "idempotency_key" not in m and m["x"] == 1
     assert a.recv_json() == {"type": "ack", "ref": "t1", "room": room, "msg_id": 1}
-    # A resend with the same key (e.g. after a reconnect) is not sequenced again.
+    # A resend with the same key after a reconnect (the new connection presents its session)
+    # is not sequenced again.
     a2 = RawWS.connect(srv.port)
-    a2.join(room)
+    assert a2.join(room, session=session)["session"] == session
     a2.send_json({"type": "m", "ack": {"n": 2}, "idempotency_key": "k-1", "x": 1})
     assert a2.recv_json() == {"type": "ack", "ref": {"n": 2}, "room": room, "msg_id": 1,
                               "duplicate": True}
@@ -203,6 +204,43 @@ def test_ack_and_idempotency_key(start_server):
     assert a.recv_json()["msg_id"] == 2
     a.send_json({"type": "m", "ack": "x" * 300})
     a.expect_error("bad_field")
+
+
+def test_idempotency_keys_are_the_senders_own(start_server):
+    """One client cannot suppress another's message by using the same key: keys are scoped
+    to the sender (its session), so B's "order-1" is not A's. A, reconnecting with its
+    session, is still recognised."""
+    srv = start_server()
+    room = rn()
+    a = RawWS.connect(srv.port)
+    sa = a.join(room)["session"]
+    b = RawWS.connect(srv.port)
+    sb = b.join(room)["session"]
+    assert sa != sb and len(sa) == 32 and int(sa, 16) >= 0
+    b.send_json({"type": "chat", "idempotency_key": "order-1", "who": "b"})
+    assert b.recv_json()["msg_id"] == 1
+    assert a.recv_json()["who"] == "b"
+    a.send_json({"type": "chat", "idempotency_key": "order-1", "who": "a", "ack": 1})
+    m = a.recv_json()
+    assert m["who"] == "a" and m["msg_id"] == 2
+    assert a.recv_json() == {"type": "ack", "ref": 1, "room": room, "msg_id": 2}
+    assert b.recv_json()["who"] == "a"
+    # B's own resend is still B's duplicate (msg 1), not A's msg 2
+    b.send_json({"type": "chat", "idempotency_key": "order-1", "who": "b", "ack": "again"})
+    assert b.recv_json() == {"type": "ack", "ref": "again", "room": room, "msg_id": 1,
+                             "duplicate": True}
+    # A after a reconnect, presenting its session: recognised
+    a.close()
+    a2 = RawWS.connect(srv.port)
+    a2.join(room, session=sa)
+    a2.send_json({"type": "chat", "idempotency_key": "order-1", "who": "a", "ack": 2})
+    assert a2.recv_json() == {"type": "ack", "ref": 2, "room": room, "msg_id": 2,
+                              "duplicate": True}
+    # a malformed session is refused, and the connection goes on
+    a3 = RawWS.connect(srv.port)
+    a3.send_json({"type": "join", "room": room, "session": "zz"})
+    a3.expect_error("bad_field")
+    assert srv.stats()["history"]["duplicates"] == 2
 
 
 def test_restart_restores_rooms_ids_and_history(start_server, data_dir):

@@ -208,12 +208,37 @@ def test_publish_with_whitespace(server, client):
 def test_client_supplied_ids_are_removed(server, client):
     room = room_name()
     me = client.join(room)["client_id"]
-    client.send_text('{"client_id":999,"type":"spoof","msg_id":12345,"k":"v","msg_id":7}')
+    client.send_text('{"client_id":999,"type":"spoof","msg_id":12345,"k":"v"}')
     raw = client.recv_json_raw()
     pairs = ordered(raw)
     assert [k for k, _ in pairs] == ["type", "k", "room", "client_id", "msg_id"], raw
     doc = dict(pairs)
     assert doc["client_id"] == me and doc["msg_id"] == 1
+
+
+@pytest.mark.parametrize("text,key", [
+    ('{"type":"joined","type":"chat","x":1}', "type"),
+    ('{"type":"chat","room":"public","room":"secret"}', "room"),
+    ('{"type":"m","msg_id":1,"msg_id":2}', "msg_id"),
+    ('{"type":"m","client_id":1,"client_id":2}', "client_id"),
+    ('{"type":"m","ack":1,"ack":2}', "ack"),
+    ('{"type":"m","idempotency_key":"a1","idempotency_key":"a2"}', "idempotency_key"),
+    ('{"type":"join","room":"a","room":"b"}', "room"),
+    ('{"type":"netsync_observe","room":"a","room":"b"}', "room"),
+])
+def test_repeated_server_members_are_refused(server, client, text, key):
+    """An object that repeats a member the server reads or adds is refused, not forwarded: the
+    server reads the last copy, and a receiver whose parser keeps the first would read a forged
+    "joined" or another room. Nothing is sequenced, and the connection stays usable."""
+    room = room_name()
+    client.join(room)
+    before = server.stats()["errors"]["duplicate_key"]
+    client.send_text(text.replace('"public"', json.dumps(room)).replace('"secret"', json.dumps(room)))
+    err = client.expect_error("duplicate_key")
+    assert key in err["message"], err
+    assert server.stats()["errors"]["duplicate_key"] == before + 1
+    client.send_json({"type": "ok"})
+    assert client.recv_json()["msg_id"] == 1   # nothing was sequenced before it
 
 
 def test_publish_without_type(server, client):

@@ -95,7 +95,8 @@ static uint64_t publish(rc_rooms *t, rc_room *room, const char *json, uint64_t f
 {
     rc_json_top q;
     if (rc_json_scan(json, strlen(json), RC_ROOMPROTO_CUT, &q) != RC_JSON_OK) return 0;
-    return rc_roomproto_publish_text(t, room, json, &q, from);
+    bool dup;
+    return rc_roomproto_publish_text(t, room, json, &q, from, 0, &dup, NULL);
 }
 
 /* The payload of a WebSocket frame, as a string view. */
