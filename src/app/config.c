@@ -59,6 +59,14 @@ const rc_config_option rc_config_options[] = {
     {.name = "max-rooms-per-client", .type = RC_OPT_UINT, FIELD(max_rooms_per_client),
      .min = 1, .max = 1 << 20, .def = 64,
      .metavar = "N", .help = "rooms one connection may join"},
+    {.name = "max-rooms", .type = RC_OPT_UINT, FIELD(max_rooms), .max = 1u << 30,
+     .def = 100000, .metavar = "N",
+     .help = "rooms that may exist at once (they outlive their members by --room-ttl); a join "
+             "that would create one more is refused; 0: no limit"},
+    {.name = "room-create-rate", .type = RC_OPT_UINT, FIELD(room_create_rate), .max = 1u << 20,
+     .def = 20, .metavar = "N",
+     .help = "rooms one connection may create per second, after a first burst of "
+             "--max-rooms-per-client plus one second's worth; 0: no limit"},
     {.name = "ping-interval", .type = RC_OPT_SECONDS, FIELD(ping_interval), .def = SECONDS(5),
      .metavar = "SEC", .help = "ping a client after this much silence"},
     {.name = "ping-timeout", .type = RC_OPT_SECONDS, FIELD(ping_timeout), .def = SECONDS(5),
@@ -132,6 +140,10 @@ const rc_config_option rc_config_options[] = {
      .flags = RC_OPT_ZERO_OFF, FIELD(room_ttl), .def = SECONDS(300), .metavar = "SEC",
      .help = "keep a room and its history this long after its last member leaves; 0: the "
              "room goes with its last member"},
+    {.name = "history-memory", .section = RC_SEC_HISTORY, .type = RC_OPT_BYTES,
+     FIELD(history_memory), .max = 1ull << 44, .def = 256 << 20, .metavar = "BYTES",
+     .help = "bytes the histories of all rooms keep together; past it the histories of rooms "
+             "without members go first, then the oldest messages; 0: no limit"},
     {.name = "idempotency-window", .section = RC_SEC_HISTORY, .type = RC_OPT_UINT,
      FIELD(idempotency_window), .max = 1u << 24, .def = 1000,
      .metavar = "N", .help = "idempotency keys remembered per room"},

@@ -38,6 +38,11 @@ typedef struct rc_config {
     uint64_t room_ttl;            /* ns a room with history outlives its last member,
                                      0 = it goes with its last member (300 s) */
     uint32_t idempotency_window;  /* idempotency keys remembered per room (at least) (1000) */
+    size_t history_memory;        /* bytes all rooms' histories keep together, 0 = no limit
+                                     (256 MiB) */
+    uint32_t max_rooms;           /* rooms that may exist at once, 0 = no limit (100000) */
+    uint32_t room_create_rate;    /* rooms one connection may create per second, 0 = no limit
+                                     (20) */
     const char *data_dir;         /* durable log directory, NULL = in memory only */
     int fsync_mode;               /* enum rc_fsync (everysec) */
     const char *tool_dump;        /* --dump ROOM: print a room's log and exit; NULL = no */

@@ -150,6 +150,10 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
            "Room message frames queued to members (one per recipient).", rs->deliveries);
     metric(&t, "roomcast_broadcasts_total", "counter", "Messages sequenced into rooms.",
            rs->broadcasts);
+    metric(&t, "roomcast_history_bytes", "gauge",
+           "Bytes the rooms' histories keep (limit: --history-memory).", srv->rooms.hist_bytes);
+    metric(&t, "roomcast_history_evicted_total", "counter",
+           "Kept messages dropped to stay within --history-memory.", rs->evicted);
     metric(&t, "roomcast_received_bytes_total", "counter", "Bytes read from client sockets.",
            s->bytes_in);
     metric(&t, "roomcast_sent_bytes_total", "counter", "Bytes written to client sockets.",

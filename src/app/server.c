@@ -171,6 +171,8 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         .max_rooms_per_client = cfg->max_rooms_per_client, .history_size = cfg->history_size,
         .history_bytes = cfg->history_bytes, .history_age = cfg->history_age,
         .room_ttl = cfg->room_ttl, .idempotency_window = cfg->idempotency_window,
+        .history_memory = cfg->history_memory, .max_rooms = cfg->max_rooms,
+        .create_rate = cfg->room_create_rate,
     };
     rc_rooms_init(&srv->rooms, loop, &rcfg);
     /* netsync_* requests go to the NetSync observers (answered "netsync_off" without NetSync). */

@@ -63,9 +63,12 @@ size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
     for (int i = 0; i < RC_RERR__COUNT; i++)
         OUT(",\"%s\":%llu", rc_rerr_names[i], (unsigned long long)rs->err[i]);
     OUT("},\"history\":{\"size\":%u,\"bytes\":%zu,\"duplicates\":%llu,\"recovered\":%llu,"
-        "\"not_recovered\":%llu}",
+        "\"not_recovered\":%llu,\"memory\":%zu,\"memory_limit\":%zu,\"evicted\":%llu,"
+        "\"evicted_bytes\":%llu}",
         srv->cfg.history_size, srv->cfg.history_bytes, (unsigned long long)rs->duplicates,
-        (unsigned long long)rs->recovered, (unsigned long long)rs->not_recovered);
+        (unsigned long long)rs->recovered, (unsigned long long)rs->not_recovered,
+        srv->rooms.hist_bytes, srv->cfg.history_memory, (unsigned long long)rs->evicted,
+        (unsigned long long)rs->evicted_bytes);
     rc_store *store = srv->rooms.store;
     if (store) {
         rc_store_status st;

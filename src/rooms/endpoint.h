@@ -69,6 +69,8 @@ struct rc_endpoint {
     rc_pending_ack *acks;    /* acknowledgements waiting for the durable log, FIFO */
     uint32_t nacks, capacks; /* entries used / allocated in acks */
     rc_endpoint *ack_prev, *ack_next; /* the rooms' list of endpoints with nacks > 0 */
+    uint64_t create_tat;     /* room creations' rate limit: loop ns its allowance is spent to
+                                (GCRA's theoretical arrival time, room.c) */
     bool has_session;        /* session holds a token (made at its first join, or presented) */
     uint8_t session[RC_SESSION_LEN]; /* the scope of its idempotency keys (roomproto.h) */
 };

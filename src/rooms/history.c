@@ -50,6 +50,11 @@ int rc_history_push(rc_history *h, const rc_retention *r, uint64_t msg_id, uint6
     return 0;
 }
 
+void rc_history_drop_first(rc_history *h)
+{
+    drop_oldest(h);
+}
+
 void rc_history_expire(rc_history *h, const rc_retention *r, uint64_t now_ms)
 {
     if (r->max_age_ms == 0) return;

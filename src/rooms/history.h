@@ -41,6 +41,9 @@ typedef struct rc_retention {
 int rc_history_push(rc_history *h, const rc_retention *r, uint64_t msg_id, uint64_t time_ms,
                     rc_msg *frame);
 
+/* rc_history_drop_first drops the oldest entry (h must not be empty). */
+void rc_history_drop_first(rc_history *h);
+
 /* rc_history_expire drops entries older than the age limit at now_ms. */
 void rc_history_expire(rc_history *h, const rc_retention *r, uint64_t now_ms);
 

@@ -83,6 +83,7 @@ static rc_room *room_create(rc_rooms *t, const char *name, size_t len)
     r->json_name = r->name + len + 1;
     memcpy(r->json_name, json, jl);
     r->json_len = (uint16_t)jl;
+    rc_heap_node_init(&r->aged);
     rc_epoch_new(r->epoch);
     if (rc_htab_insert(&t->table, &r->node, rc_hash(name, len)) < 0) {
         free(r);
@@ -96,12 +97,15 @@ static void empty_unlink(rc_rooms *t, rc_room *room)
     if (room->eprev) room->eprev->enext = room->enext;
     else t->empty = room->enext;
     if (room->enext) room->enext->eprev = room->eprev;
+    else t->empty_tail = room->eprev;
     room->eprev = room->enext = NULL;
     room->empty_since = 0;
 }
 
-static void room_free(rc_room *room)
+static void room_free(rc_rooms *t, rc_room *room)
 {
+    t->hist_bytes -= room->hist.bytes;
+    if (rc_heap_contains(&room->aged)) rc_heap_remove(&t->aged, &room->aged);
     rc_history_release(&room->hist);
     free(room->idem.cur);
     free(room->idem.prev);
@@ -115,7 +119,7 @@ static void room_delete(rc_rooms *t, rc_room *room)
     rc_htab_remove(&t->table, &room->node);
     if (room->empty_since) empty_unlink(t, room);
     if (room->store) rc_store_room_delete(t->store, room->store);
-    room_free(room);
+    room_free(t, room);
 }
 
 /* A room whose last member left stays for its history if there is one to keep. */
@@ -128,6 +132,7 @@ static void room_vacated(rc_rooms *t, rc_room *room)
     room->empty_since = rc_loop_now(t->loop);
     room->enext = t->empty;
     if (t->empty) t->empty->eprev = room;
+    else t->empty_tail = room;
     t->empty = room;
 }
 
@@ -135,6 +140,65 @@ void rc_room_new_epoch(rc_rooms *t, rc_room *room)
 {
     rc_epoch_new(room->epoch);
     if (room->store) rc_store_room_epoch(t->store, room->store, room->epoch);
+}
+
+/* ---- the memory budget of the histories -------------------------------------------------
+ *
+ * Every change to a room's history goes through kept(): it keeps rc_rooms.hist_bytes the sum of
+ * every history's bytes and puts a room that starts keeping messages into `aged`. Past
+ * --history-memory, evict() drops kept messages until the histories are back under 90 % of it
+ * (so that it runs seldom): first the whole history of the rooms without members, the one
+ * empty the longest first — nobody is reading those — then the oldest messages of any room.
+ * Dropping from the front keeps a history a contiguous run, so a client that then rejoins with
+ * an old `since` is told recovered:false, as for any history it outlived. */
+
+static uint64_t head_time(const rc_room *room)
+{
+    return rc_history_at(&room->hist, 0)->time_ms;
+}
+
+/* kept accounts for a change of room's history that made it `before` bytes before. */
+static void kept(rc_rooms *t, rc_room *room, size_t before)
+{
+    t->hist_bytes = t->hist_bytes - before + room->hist.bytes;
+    /* Out of memory for the heap: the room is just not evicted by age. */
+    if (room->hist.count && !rc_heap_contains(&room->aged))
+        rc_heap_push(&t->aged, &room->aged, head_time(room));
+}
+
+static void evict_first(rc_rooms *t, rc_room *room)
+{
+    size_t before = room->hist.bytes;
+    rc_history_drop_first(&room->hist);
+    t->stats.evicted++;
+    t->stats.evicted_bytes += before - room->hist.bytes;
+    t->hist_bytes -= before - room->hist.bytes;
+}
+
+static void evict(rc_rooms *t)
+{
+    size_t target = t->cfg.history_memory - t->cfg.history_memory / 10;
+    for (rc_room *room = t->empty_tail; room && t->hist_bytes > target; room = room->eprev)
+        while (room->hist.count && t->hist_bytes > target) evict_first(t, room);
+    while (t->hist_bytes > target) {
+        rc_heap_node *top = rc_heap_top(&t->aged);
+        if (!top) break;
+        rc_room *room = (rc_room *)(void *)((char *)top - offsetof(rc_room, aged));
+        if (room->hist.count == 0) {
+            rc_heap_remove(&t->aged, top);
+        } else if (top->key < head_time(room)) {
+            rc_heap_update(&t->aged, top, head_time(room)); /* the key was a lower bound */
+        } else {
+            evict_first(t, room);
+            if (room->hist.count) rc_heap_update(&t->aged, top, head_time(room));
+            else rc_heap_remove(&t->aged, top);
+        }
+    }
+}
+
+static void over_budget(rc_rooms *t)
+{
+    if (t->cfg.history_memory && t->hist_bytes > t->cfg.history_memory) evict(t);
 }
 
 static void sweep(rc_rooms *t)
@@ -149,7 +213,11 @@ static void sweep(rc_rooms *t)
     }
     uint32_t b = 0;
     for (rc_room *room = rc_rooms_next(t, &b, NULL); room; room = rc_rooms_next(t, &b, room)) {
-        if (r.max_age_ms) rc_history_expire(&room->hist, &r, wall);
+        if (r.max_age_ms) {
+            size_t before = room->hist.bytes;
+            rc_history_expire(&room->hist, &r, wall);
+            kept(t, room, before);
+        }
         if (room->store && rc_store_room_lost(room->store)) {
             rc_warn("room '%s': durable log lost messages; new epoch", room->name);
             rc_room_new_epoch(t, room);
@@ -180,11 +248,12 @@ void rc_rooms_release(rc_rooms *t)
     rc_room *r = rc_rooms_next(t, &b, NULL);
     while (r) {
         rc_room *next = rc_rooms_next(t, &b, r); /* before r is freed */
-        room_free(r); /* at exit: the durable log keeps the room */
+        room_free(t, r); /* at exit: the durable log keeps the room */
         r = next;
     }
     rc_htab_release(&t->table);
-    t->empty = NULL;
+    rc_heap_release(&t->aged);
+    t->empty = t->empty_tail = NULL;
 }
 
 void rc_rooms_kick(rc_rooms *t)
@@ -213,7 +282,9 @@ static void restore_record(void *arg, void *vroom, uint64_t msg_id, uint64_t tim
     rc_msg *m = rc_ws_msg_new(opcode, payload, len);
     if (!m) return;
     rc_retention r = retention(t);
+    size_t before = room->hist.bytes;
     rc_history_push(&room->hist, &r, msg_id, time_ms, m);
+    kept(t, room, before);
     rc_msg_unref(m);
     room->last_msg_id = msg_id;
 }
@@ -232,8 +303,11 @@ static const char *restore_done(void *arg, void *vroom, rc_store_room *sr, bool 
     }
     if (t->cfg.history_age) {
         rc_retention r = retention(t);
+        size_t before = room->hist.bytes;
         rc_history_expire(&room->hist, &r, rc_wall_ms());
+        kept(t, room, before);
     }
+    over_budget(t);
     return room->epoch;
 }
 
@@ -324,7 +398,20 @@ int rc_room_join(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, rc_
         ep->caprooms = cap;
     }
     if (!room) {
+        /* Rooms outlive their members (--room-ttl): what one client may create is bounded. */
+        if (t->cfg.max_rooms && rc_rooms_count(t) >= t->cfg.max_rooms) return RC_JOIN_ROOM_LIMIT;
+        /* A rate with a burst (the generic cell rate algorithm): create_rate rooms a second,
+         * after a burst of max_rooms_per_client plus one second's worth, so a client joining
+         * all its rooms at start-up, or moving between rooms, is never held back. */
+        uint64_t now = rc_loop_now(t->loop), tat = 0;
+        if (t->cfg.create_rate) {
+            uint64_t step = RC_NS_PER_SEC / t->cfg.create_rate;
+            uint64_t burst = (uint64_t)t->cfg.max_rooms_per_client + t->cfg.create_rate;
+            tat = (ep->create_tat > now ? ep->create_tat : now) + step;
+            if (tat - now > step * burst) return RC_JOIN_RATE;
+        }
         if (!(room = room_create(t, name, len))) return RC_JOIN_NOMEM;
+        ep->create_tat = tat;
         if (t->store) room->store = rc_store_room_new(t->store, name, len, room->epoch);
     }
     if (room->nmembers == room->capmembers) {
@@ -467,8 +554,11 @@ uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void 
     if (t->cfg.history_size || room->store) {
         rc_retention r = retention(t);
         uint64_t now = wall_ms_now(t);
+        size_t before = room->hist.bytes;
         if (rc_history_push(&room->hist, &r, id, now, m) < 0) rc_room_new_epoch(t, room);
         if (r.max_age_ms) rc_history_expire(&room->hist, &r, now);
+        kept(t, room, before);
+        over_budget(t);
         if (room->store) {
             size_t hl = rc_ws_server_header_len(m->data);
             uint64_t first = rc_history_first_id(&room->hist);
@@ -482,7 +572,7 @@ uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void 
     return id;
 }
 
-void rc_room_replay(rc_room *room, rc_endpoint *ep, uint64_t since)
+void rc_room_replay(rc_rooms *t, rc_room *room, rc_endpoint *ep, uint64_t since)
 {
     rc_history *h = &room->hist;
     for (uint32_t i = rc_history_find(h, since); i < h->count; i++) {
@@ -494,7 +584,10 @@ void rc_room_replay(rc_room *room, rc_endpoint *ep, uint64_t since)
             ep->ops->lost(ep);
             return;
         }
-        h->bytes += rc_msg_size(m) - before; /* a new encoding is kept with the message */
+        /* a new encoding is kept with the message */
+        size_t hb = h->bytes;
+        h->bytes += rc_msg_size(m) - before;
+        kept(t, room, hb);
         ep->ops->replay(ep, f);
     }
 }

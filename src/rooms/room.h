@@ -28,6 +28,7 @@
 
 #include "codec/json.h"
 #include "core/hash.h"
+#include "core/heap.h"
 #include "core/loop.h"
 #include "core/msg.h"
 #include "rooms/endpoint.h"
@@ -54,6 +55,10 @@ typedef struct rc_rooms_config {
     uint64_t history_age;    /* ns after which a kept message expires, 0 = never */
     uint64_t room_ttl;       /* ns a room with history outlives its last member */
     uint32_t idempotency_window; /* idempotency keys remembered per room (at least) */
+    size_t history_memory;   /* bytes all histories together may keep, 0 = no limit */
+    uint32_t max_rooms;      /* rooms that may exist at once, 0 = no limit */
+    uint32_t create_rate;    /* rooms one endpoint may create per second (after a burst of
+                                max_rooms_per_client + create_rate), 0 = no limit */
 } rc_rooms_config;
 
 typedef struct rc_rooms_stats {
@@ -63,6 +68,8 @@ typedef struct rc_rooms_stats {
     uint64_t recovered;      /* joins with "since" that were replayed */
     uint64_t not_recovered;  /* joins with "since" the history could not serve */
     uint64_t repaired;       /* rooms restored under a new epoch (possible loss) */
+    uint64_t evicted;        /* kept messages dropped to stay within history_memory */
+    uint64_t evicted_bytes;  /* their bytes */
     uint64_t err[RC_RERR__COUNT]; /* protocol faults by kind */
 } rc_rooms_stats;
 
@@ -98,6 +105,8 @@ typedef struct rc_room {
     uint32_t nmembers;       /* members now */
     uint32_t capmembers;     /* entries allocated */
     rc_history hist;         /* recent messages */
+    rc_heap_node aged;       /* in rc_rooms.aged while it keeps messages: a lower bound of
+                                the time of its oldest one (heads only get newer) */
     rc_idem idem;            /* recent idempotency keys */
     rc_store_room *store;    /* durable log of the room, NULL without --data-dir */
     uint64_t empty_since;    /* loop ns the last member left, 0 while it has members */
@@ -111,7 +120,10 @@ typedef struct rc_room {
 
 typedef struct rc_rooms {
     rc_htab table;           /* every room, by name */
-    rc_room *empty;          /* rooms without members, kept for their history */
+    rc_room *empty;          /* rooms without members, kept for their history, newest first */
+    rc_room *empty_tail;     /* the one empty the longest */
+    size_t hist_bytes;       /* bytes every room's history keeps (rc_history.bytes summed) */
+    rc_heap aged;            /* rooms with kept messages, by the age of their oldest */
     rc_rooms_config cfg;     /* limits (copied at init) */
     rc_loop *loop;           /* not owned */
     rc_store *store;         /* durable log (owned), NULL without --data-dir */
@@ -165,6 +177,8 @@ enum {
     RC_JOIN_ALREADY = 1,     /* was already a member */
     RC_JOIN_LIMIT = -1,      /* max_rooms_per_client reached */
     RC_JOIN_NOMEM = -2,
+    RC_JOIN_ROOM_LIMIT = -3, /* the room would be one more than max_rooms */
+    RC_JOIN_RATE = -4,       /* the endpoint creates rooms faster than create_rate */
 };
 
 /* rc_room_join adds ep to the room called name (creating it), storing the room in *out.
@@ -197,7 +211,7 @@ uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void 
 
 /* rc_room_replay queues to ep (a member of room) every kept message after msg_id since, in
  * ep's wire format, outside its output budget. */
-void rc_room_replay(rc_room *room, rc_endpoint *ep, uint64_t since);
+void rc_room_replay(rc_rooms *t, rc_room *room, rc_endpoint *ep, uint64_t since);
 
 /* rc_endpoint_defer queues the reply m (taking a reference) to be sent when log batch lsn is
  * durable. */

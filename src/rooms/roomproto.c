@@ -89,6 +89,15 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
         return rc_roomproto_error(t, ep, RC_RERR_TOO_MANY_ROOMS,
                                   "already in %u rooms, the most a client may join",
                                   t->cfg.max_rooms_per_client);
+    if (r == RC_JOIN_ROOM_LIMIT)
+        return rc_roomproto_error(t, ep, RC_RERR_ROOM_LIMIT,
+                                  "the server holds %u rooms, the most it may; join an existing one",
+                                  t->cfg.max_rooms);
+    if (r == RC_JOIN_RATE)
+        return rc_roomproto_error(t, ep, RC_RERR_RATE_LIMITED,
+                                  "a client may create %u rooms a second (after its first %u)",
+                                  t->cfg.create_rate,
+                                  t->cfg.max_rooms_per_client + t->cfg.create_rate);
     if (r == RC_JOIN_NOMEM) {
         rc_warn("out of memory joining room");
         ep->ops->close(ep, RC_WS_CLOSE_INTERNAL, "out of memory");
@@ -131,7 +140,7 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
      * before the loop can sequence anything else, the seam has no gap and no duplicate. Replay
      * bypasses the pending budget (the frames are already held by the history); live messages
      * after it count as usual. */
-    if (recovered) rc_room_replay(room, ep, since);
+    if (recovered) rc_room_replay(t, room, ep, since);
     return 0;
 }
 

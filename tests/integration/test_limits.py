@@ -210,3 +210,76 @@ def test_descriptor_exhaustion_no_spin_no_crash(start_server):
     finally:
         for c in clients:
             c.close()
+
+
+def test_room_creation_rate_and_room_limit(start_server):
+    """One client cannot create rooms without bound (rooms outlive their members): after a
+    burst of --max-rooms-per-client plus one second's worth it may create --room-create-rate
+    new rooms a second
+    (rate_limited), and at most --max-rooms exist (room_limit); joining rooms that exist is
+    never limited."""
+    srv = start_server("--room-create-rate", "2", "--max-rooms-per-client", "4",
+                       "--max-rooms", "8", "--room-ttl", "0")
+    a = RawWS.connect(srv.port)
+    t0 = time.monotonic()
+    joined = limited = 0
+    for i in range(20):        # join/leave churn: every join creates a room
+        a.send_json({"type": "join", "room": f"churn-{i}"})
+        r = a.recv_json()
+        if r["type"] == "joined":
+            joined += 1
+            a.send_json({"type": "leave", "room": f"churn-{i}"})
+            assert a.recv_json()["type"] == "left"
+        else:
+            assert r["code"] == "rate_limited", r
+            limited += 1
+    elapsed = time.monotonic() - t0
+    # a burst of 4 + 2, then 2 a second
+    assert limited > 0 and 6 <= joined <= 6 + 2 * elapsed + 1, (joined, limited, elapsed)
+    assert srv.stats()["errors"]["rate_limited"] == limited
+    # --max-rooms: two clients fill the server, the next new room is refused
+    b, c = RawWS.connect(srv.port), RawWS.connect(srv.port)
+    for i in range(4):
+        b.join(f"fill-b{i}")
+        c.join(f"fill-c{i}")
+    assert srv.stats()["rooms"] == 8
+    d = RawWS.connect(srv.port)
+    d.send_json({"type": "join", "room": "one-too-many"})
+    d.expect_error("room_limit")
+    d.join("fill-b0")          # an existing room: fine
+    assert srv.stats()["errors"]["room_limit"] == 1
+
+
+def test_history_memory_budget(start_server):
+    """One client filling many rooms with history cannot make the server keep it all: past
+    --history-memory the histories of rooms without members go first (counted), and what is
+    kept stays under the budget; the live room keeps its newest messages."""
+    srv = start_server("--history-memory", "400000", "--room-create-rate", "0")
+    filler = RawWS.connect(srv.port)
+    pad = "x" * 1000
+    for r in range(10):
+        room = f"mem-{r}"
+        filler.join(room)
+        for _ in range(60):
+            filler.send_json({"type": "m", "pad": pad, "room": room})
+        for _ in range(60):
+            filler.recv_json()
+        filler.send_json({"type": "leave", "room": room})
+        assert filler.recv_json()["type"] == "left"
+    live = RawWS.connect(srv.port)
+    epoch = live.join("mem-live")["epoch"]
+    for i in range(100):
+        live.send_json({"type": "m", "pad": pad, "i": i})
+    last = [live.recv_json() for _ in range(100)][-1]["msg_id"]
+    hist = srv.stats()["history"]
+    assert hist["memory"] <= 400000 and hist["memory_limit"] == 400000, hist
+    assert hist["evicted"] > 0 and hist["evicted_bytes"] > hist["evicted"] * 1000, hist
+    # the empty rooms went first: the live room can still replay its recent messages
+    again = RawWS.connect(srv.port)
+    j = again.join("mem-live", since=last - 10, epoch=epoch)
+    assert j["recovered"] is True
+    assert [again.recv_json()["i"] for _ in range(10)] == list(range(90, 100))
+    # an early empty room has nothing left to replay
+    old = RawWS.connect(srv.port)
+    j = old.join("mem-0", since=1, epoch=j["epoch"])
+    assert j["recovered"] is False

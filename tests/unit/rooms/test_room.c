@@ -264,7 +264,7 @@ TEST(replay_reuses_kept_encodings)
     /* a late line member replays from msg_id 1: the very frames b got, nothing re-encoded */
     fake_init(&late_line, RC_WIRE_LINE, 3);
     join(&t, &late_line, "h");
-    rc_room_replay(room, &late_line.ep, 1);
+    rc_room_replay(&t, room, &late_line.ep, 1);
     CHECK_EQ_INT(late_line.n, 3);
     for (int i = 0; i < 3; i++) {
         CHECK(late_line.got[i] == b.got[i + 1]);
@@ -273,7 +273,7 @@ TEST(replay_reuses_kept_encodings)
     /* a chat member replays: its encoding is made now, kept, and counted */
     fake_init(&late_chat, RC_WIRE_CHAT, 4);
     join(&t, &late_chat, "h");
-    rc_room_replay(room, &late_chat.ep, 0);
+    rc_room_replay(&t, room, &late_chat.ep, 0);
     CHECK_EQ_INT(late_chat.n, 4);
     sum = 0;
     for (uint32_t i = 0; i < room->hist.count; i++)
@@ -285,6 +285,97 @@ TEST(replay_reuses_kept_encodings)
     fake_release(&t, &late_line);
     fake_release(&t, &late_chat);
     CHECK_EQ_INT(rc_rooms_count(&t), 1); /* kept for its history (room TTL) */
+    rc_rooms_release(&t);
+}
+
+static size_t sum_histories(const rc_rooms *t)
+{
+    size_t sum = 0;
+    uint32_t b = 0;
+    for (rc_room *r = rc_rooms_next(t, &b, NULL); r; r = rc_rooms_next(t, &b, r)) {
+        size_t room_sum = 0;
+        for (uint32_t i = 0; i < r->hist.count; i++)
+            room_sum += rc_msg_size(rc_history_at(&r->hist, i)->frame);
+        if (room_sum != r->hist.bytes) return (size_t)-1;
+        sum += room_sum;
+    }
+    return sum;
+}
+
+TEST(history_memory_budget)
+{
+    rc_rooms t;
+    rc_rooms_config cfg = {.max_rooms_per_client = 64, .history_size = 1000,
+                           .history_bytes = 1 << 20, .room_ttl = 60 * RC_NS_PER_SEC,
+                           .history_memory = 20000};
+    rc_rooms_init(&t, loop, &cfg);
+    fake gone, stay;
+    fake_init(&gone, RC_WIRE_WS, 1);
+    fake_init(&stay, RC_WIRE_WS, 2);
+    rc_room *old = join(&t, &gone, "old"), *live = join(&t, &stay, "live");
+    char msg[128];
+    snprintf(msg, sizeof(msg), "{\"pad\":\"%080d\"}", 0);
+    for (int i = 0; i < 40; i++) CHECK(publish(&t, old, msg, 1));
+    fake_release(&t, &gone); /* "old" is empty now, kept for its history */
+    CHECK(rc_rooms_find(&t, "old", 3) == old && old->hist.count == 40);
+    size_t per = old->hist.bytes / 40;
+    /* the live room's messages push the total over the budget: the empty room goes first */
+    int n = 0;
+    while (t.stats.evicted == 0 && n < 1000) {
+        CHECK(publish(&t, live, msg, 2));
+        n++;
+    }
+    CHECK(t.stats.evicted > 0);
+    CHECK(old->hist.count < 40 && live->hist.count == (uint32_t)n);
+    CHECK(t.hist_bytes <= cfg.history_memory && t.hist_bytes == sum_histories(&t));
+    /* once the empty room has nothing left, the oldest messages of the live one go */
+    for (int i = 0; i < 400; i++) CHECK(publish(&t, live, msg, 2));
+    CHECK_EQ_INT(old->hist.count, 0);
+    CHECK(t.hist_bytes <= cfg.history_memory && t.hist_bytes == sum_histories(&t));
+    CHECK(live->hist.count > 0 && live->hist.count * per <= cfg.history_memory);
+    /* still one contiguous run ending at the newest message */
+    CHECK_EQ_INT(rc_history_at(&live->hist, live->hist.count - 1)->msg_id, live->last_msg_id);
+    CHECK_EQ_INT(rc_history_first_id(&live->hist), live->last_msg_id - live->hist.count + 1);
+    /* messages differ by the digits of their msg_id */
+    CHECK(t.stats.evicted_bytes >= t.stats.evicted * (per - 4));
+    CHECK(t.stats.evicted_bytes <= t.stats.evicted * (per + 4));
+    fake_release(&t, &stay);
+    rc_rooms_release(&t);
+}
+
+TEST(room_creation_limits)
+{
+    rc_rooms t;
+    rc_rooms_config cfg = {.max_rooms_per_client = 3, .max_rooms = 4, .create_rate = 1};
+    rc_rooms_init(&t, loop, &cfg);
+    fake a, b, c;
+    fake_init(&a, RC_WIRE_WS, 1);
+    fake_init(&b, RC_WIRE_WS, 2);
+    fake_init(&c, RC_WIRE_WS, 3);
+    rc_room *r;
+    /* a burst of max_rooms_per_client + create_rate (4), then create_rate a second:
+     * join/leave churn is held */
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a1", 2, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a2", 2, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a3", 2, &r), RC_JOIN_OK);
+    while (a.ep.nrooms) rc_room_leave(&t, &a.ep, 0); /* no history: the rooms go */
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a4", 2, &r), RC_JOIN_OK);
+    rc_room_leave(&t, &a.ep, 0);
+    CHECK_EQ_INT(rc_rooms_count(&t), 0);
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a5", 2, &r), RC_JOIN_RATE);
+    /* every endpoint has its own allowance; joining a room that exists is never limited */
+    CHECK_EQ_INT(rc_room_join(&t, &b.ep, "x1", 2, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &b.ep, "x2", 2, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &b.ep, "x3", 2, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "x1", 2, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &c.ep, "x4", 2, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_rooms_count(&t), 4);
+    CHECK_EQ_INT(rc_room_join(&t, &c.ep, "x5", 2, &r), RC_JOIN_ROOM_LIMIT); /* 4 at most */
+    a.ep.create_tat -= 3 * RC_NS_PER_SEC; /* as if three seconds had passed */
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a5", 2, &r), RC_JOIN_ROOM_LIMIT);
+    fake_release(&t, &a);
+    fake_release(&t, &b);
+    fake_release(&t, &c);
     rc_rooms_release(&t);
 }
 
@@ -375,6 +466,8 @@ int main(int argc, char **argv)
     RUN(chat_members_skip_messages_without_text);
     RUN(binary_to_line_members_is_base64_json);
     RUN(replay_reuses_kept_encodings);
+    RUN(history_memory_budget);
+    RUN(room_creation_limits);
     RUN(membership_bookkeeping);
     RUN(deferred_acks_follow_the_log);
     rc_loop_free(loop);
