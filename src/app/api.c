@@ -180,8 +180,7 @@ static void stats(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
     char body[16384];
     size_t n = rc_server_stats_json(srv, body, sizeof(body));
-    rc_http_respond(c, x, 200, "application/json",
-                    "Cache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\n", body, n);
+    rc_http_respond(c, x, 200, "application/json", "Cache-Control: no-store\r\n", body, n);
 }
 
 static void metrics(rc_server *srv, rc_conn *c, const rc_http_ctx *x)

@@ -86,6 +86,10 @@ const rc_config_option rc_config_options[] = {
      .def_help = "none, backend calls are refused", .metavar = "KEY",
      .help = "key for the backend HTTP API (Authorization: Bearer KEY); the environment "
              "variable ROOMCAST_API_KEY is read when the flag is absent"},
+    {.name = "cors-origins", .type = RC_OPT_STRING, FIELD(cors_origins), .def_str = "*",
+     .metavar = "LIST",
+     .help = "origins whose pages may fetch the web client and the public endpoints "
+             "(comma-separated, or * for any; empty: none)"},
     {.name = "web-root", .type = RC_OPT_STRING, FIELD(web_root), .metavar = "DIR",
      .help = "serve the web client and demo from DIR instead of the copies built in (for "
              "development)"},

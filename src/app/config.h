@@ -49,6 +49,8 @@ typedef struct rc_config {
     int tool_list;                /* 1 = --list-rooms: print the rooms of --data-dir and exit */
     const char *api_key;          /* bearer key for backend HTTP calls (--api-key or env
                                      ROOMCAST_API_KEY); NULL: those calls are refused. Never logged */
+    const char *cors_origins;     /* origins allowed to fetch the web files and the public
+                                     endpoints: "*", a comma-separated list, or "" (none) */
     const char *web_root;         /* serve web/ files from this directory instead of the copies
                                      built into the binary (development); NULL: built-in */
     /* Raw TCP and chat listeners (docs/tcp.md) */

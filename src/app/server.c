@@ -41,12 +41,57 @@ static void on_ended(void *arg, rc_conn *c)
     rc_client_ended(arg, c);
 }
 
+/* ---- CORS -------------------------------------------------------------------------------
+ * A page on another origin may load roomcast.js and read the public endpoints (the web files,
+ * /healthz, /status, /metrics, /api/stats, the room listings): reading is what they are for.
+ * Calls that need the API key get no CORS headers: a browser must not hold that key. */
+
+static bool public_path(const rc_http_ctx *x)
+{
+    static const char msgs[] = "/messages";
+    if (x->path_len >= 4 && memcmp(x->path, "/v1/", 4) == 0) return false; /* REST bridge */
+    return !(x->path_len > sizeof(msgs) - 1 &&
+             memcmp(x->path + x->path_len - (sizeof(msgs) - 1), msgs, sizeof(msgs) - 1) == 0);
+}
+
+/* The Access-Control-Allow-Origin lines for x's Origin into buf (empty when not allowed). */
+static const char *cors_headers(const rc_server *srv, const rc_http_ctx *x, char *buf, size_t cap)
+{
+    const char *list = srv->cfg.cors_origins;
+    if (!list || !*list || !public_path(x)) return NULL;
+    if (strcmp(list, "*") == 0) return "Access-Control-Allow-Origin: *\r\n";
+    const rc_http_header *o = rc_http_find_header(x->req, "Origin");
+    if (!o || o->value_len == 0 || o->value_len > 200) return NULL;
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == o->value_len && memcmp(p, o->value, n) == 0) {
+            snprintf(buf, cap, "Access-Control-Allow-Origin: %.*s\r\nVary: Origin\r\n",
+                     (int)n, p);
+            return buf;
+        }
+        p += n + (end ? 1 : 0);
+    }
+    return NULL;
+}
+
 /* Routes one HTTP request: the WebSocket endpoints, then NetSync's routes, the API and the
  * web files. */
-static void on_request(void *arg, rc_conn *c, const rc_http_ctx *x)
+static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
 {
     rc_server *srv = arg;
     srv->metrics.http_requests++;
+    char cors[320];
+    rc_http_ctx y = *req, *x = &y;
+    y.headers = cors_headers(srv, req, cors, sizeof(cors));
+    if (x->method == RC_HTTP_OPTIONS && y.headers) {
+        /* A preflight for a public endpoint: reads only, and the one header a reader sends. */
+        rc_http_respond(c, x, 204, "text/plain",
+                        "Access-Control-Allow-Methods: GET, HEAD\r\n"
+                        "Access-Control-Allow-Headers: If-None-Match\r\n"
+                        "Access-Control-Max-Age: 600\r\n", "", 0);
+        return;
+    }
     bool root = rc_http_path_is(x, "/"), echo = rc_http_path_is(x, "/echo");
     if (x->upgrade) {
         if (!root && !echo)

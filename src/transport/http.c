@@ -18,6 +18,7 @@ static const char *status_text(int status)
     switch (status) {
     case 101: return "Switching Protocols";
     case 200: return "OK";
+    case 204: return "No Content";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -51,14 +52,16 @@ static void count_status(rc_net *net, int status)
 
 /* Queues one response as one message: head and body in one allocation, one write. */
 static void respond(rc_conn *c, int status, const char *ctype, const char *extra,
-                    const char *body, size_t blen, bool head_only, bool keep_alive)
+                    const char *headers, const char *body, size_t blen, bool head_only,
+                    bool keep_alive)
 {
-    char head[768];
+    char head[1024];
     int hl = snprintf(head, sizeof(head),
                       "HTTP/1.1 %d %s\r\nServer: %s\r\n"
-                      "Content-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                      "Content-Type: %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
                       status, status_text(status), c->net->cfg.server_name, ctype, blen,
-                      extra ? extra : "", keep_alive ? "" : "Connection: close\r\n");
+                      extra ? extra : "", headers ? headers : "",
+                      keep_alive ? "" : "Connection: close\r\n");
     if (hl < 0 || (size_t)hl >= sizeof(head)) abort(); /* a caller passed absurd headers */
     size_t total = (size_t)hl + (head_only ? 0 : blen);
     rc_msg *m = rc_msg_new(total);
@@ -76,11 +79,12 @@ static void respond(rc_conn *c, int status, const char *ctype, const char *extra
 void rc_http_respond(rc_conn *c, const rc_http_ctx *x, int status, const char *ctype,
                      const char *extra, const char *body, size_t blen)
 {
-    respond(c, status, ctype, extra, body, blen, x->method == RC_HTTP_HEAD, x->keep_alive);
+    respond(c, status, ctype, extra, x->headers, body, blen, x->method == RC_HTTP_HEAD,
+            x->keep_alive);
 }
 
-static void verror(rc_conn *c, int status, const char *extra, bool head_only, bool keep_alive,
-                   const char *fmt, va_list ap)
+static void verror(rc_conn *c, int status, const char *extra, const char *headers,
+                   bool head_only, bool keep_alive, const char *fmt, va_list ap)
 {
     char why[512], esc[rc_json_escape_max(sizeof(why))], body[sizeof(esc) + 64];
     int wl = vsnprintf(why, sizeof(why), fmt, ap);
@@ -90,7 +94,8 @@ static void verror(rc_conn *c, int status, const char *extra, bool head_only, bo
     int bl = snprintf(body, sizeof(body), "{\"status\":%d,\"error\":%.*s}\n", status, (int)el, esc);
     count_status(c->net, status);
     rc_debug("http %d: %s", status, why);
-    respond(c, status, "application/json", extra, body, (size_t)bl, head_only, keep_alive);
+    respond(c, status, "application/json", extra, headers, body, (size_t)bl, head_only,
+            keep_alive);
 }
 
 static void error_reply(rc_conn *c, int status, const char *extra, bool keep_alive,
@@ -101,7 +106,7 @@ static void error_reply(rc_conn *c, int status, const char *extra, bool keep_ali
 {
     va_list ap;
     va_start(ap, fmt);
-    verror(c, status, extra, false, keep_alive, fmt, ap);
+    verror(c, status, extra, NULL, false, keep_alive, fmt, ap);
     va_end(ap);
 }
 
@@ -110,7 +115,8 @@ void rc_http_error(rc_conn *c, const rc_http_ctx *x, int status, const char *ext
 {
     va_list ap;
     va_start(ap, fmt);
-    verror(c, status, extra, x->method == RC_HTTP_HEAD, x->keep_alive && !close, fmt, ap);
+    verror(c, status, extra, x->headers, x->method == RC_HTTP_HEAD, x->keep_alive && !close, fmt,
+           ap);
     va_end(ap);
 }
 

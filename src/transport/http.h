@@ -43,6 +43,8 @@ typedef struct rc_http_ctx {
     bool keep_alive;         /* the connection stays open after the response */
     bool upgrade;            /* it asks for a WebSocket upgrade (Upgrade: websocket and
                                 Connection: upgrade) */
+    const char *headers;     /* header lines every response to it carries, or NULL: the
+                                request hook may set them on its copy before routing (CORS) */
 } rc_http_ctx;
 
 /* rc_http_upgrade answers a WebSocket upgrade request (GET, checked by the caller): checks the

@@ -461,3 +461,26 @@ def test_publish_idempotency_key(api):
 def test_publish_refuses_repeated_server_members(api, body, key):
     status, _, doc = call(api, "POST", room_path("dup-api", "/messages"), body, AUTH)
     assert status == 400 and key in doc["error"], doc
+
+
+def test_cors_for_the_web_client_and_public_endpoints(start_server):
+    """A page on another origin can import roomcast.js and read the public endpoints (the
+    README's `import ... from "http://127.0.0.1:8080/roomcast.js"`); calls that need the API key
+    get no CORS headers; --cors-origins narrows the origins."""
+    srv = start_server("--api-key", KEY)
+    origin = "Origin: http://game.example\r\n"
+    for path in ("/roomcast.js", "/healthz", "/api/stats", "/api/rooms", "/metrics"):
+        status, headers, _ = call(srv, "GET", path, None, origin)
+        assert status == 200 and headers.get("access-control-allow-origin") == "*", (path, headers)
+    status, headers, _ = call(srv, "OPTIONS", "/roomcast.js", None,
+                              origin + "Access-Control-Request-Method: GET\r\n")
+    assert status == 204 and headers["access-control-allow-origin"] == "*"
+    assert "GET" in headers["access-control-allow-methods"]
+    status, headers, _ = call(srv, "GET", room_path("r", "/messages"), None, origin + AUTH)
+    assert "access-control-allow-origin" not in headers
+    narrow = start_server("--cors-origins", "http://a.example,http://b.example")
+    _, headers, _ = call(narrow, "GET", "/healthz", None, "Origin: http://b.example\r\n")
+    assert headers.get("access-control-allow-origin") == "http://b.example"
+    assert "origin" in headers.get("vary", "").lower()
+    _, headers, _ = call(narrow, "GET", "/healthz", None, "Origin: http://evil.example\r\n")
+    assert "access-control-allow-origin" not in headers
