@@ -143,7 +143,8 @@ int rc__store_read_room(const char *dir, bool readonly, rc__store_record_fn *fn,
         rc__store_reader_init(&rd, prev);
         rc__store_rec rec;
         while (rc__store_read(&rd, data, size, &rec) == RC__STORE_RECORD)
-            fn(arg, rec.msg_id, rec.time_ms, rec.opcode, (const char *)rec.payload, rec.len);
+            fn(arg, rec.msg_id, rec.time_ms, rec.opcode, rec.key, (const char *)rec.payload,
+               rec.len);
         prev = rd.prev_id;
         size_t off = rd.off;
         free(data);

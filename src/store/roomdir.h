@@ -34,8 +34,9 @@ void rc__store_seg_path(char *out, size_t cap, const char *dir, uint64_t first);
  * is no file or nothing in it. */
 bool rc__store_read_epoch(const char *room_dir, char out[RC_EPOCH_LEN + 2]);
 
+/* A record as read back: key is its idempotency key hash, 0 when it has none (format.h). */
 typedef void rc__store_record_fn(void *arg, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
-                                 const char *payload, size_t len);
+                                 uint64_t key, const char *payload, size_t len);
 
 /* rc__store_read_room reads the segments of room directory dir in order, calling fn for each
  * valid record. At the first invalid one (torn, corrupt, or out of sequence) it stops; unless

@@ -94,10 +94,12 @@ struct load_ctx {
 };
 
 static void load_record(void *arg, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
-                        const char *payload, size_t len)
+                        uint64_t key, const char *payload, size_t len)
 {
     struct load_ctx *x = arg;
-    x->loader->record(x->loader->arg, x->room, msg_id, time_ms, opcode, payload, len);
+    const rc_store_loader *l = x->loader;
+    if (l->record_key) l->record_key(l->arg, x->room, msg_id, time_ms, opcode, key, payload, len);
+    else if (l->record) l->record(l->arg, x->room, msg_id, time_ms, opcode, payload, len);
 }
 
 /* Restores every room of the data directory through loader, repairing damaged tails (see

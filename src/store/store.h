@@ -4,9 +4,11 @@
  *   DIR/clean                      present only while no server runs after a clean exit
  *   DIR/rooms/<hex(room)>/epoch    the room's epoch (text)
  *   DIR/rooms/<hex(room)>/<first msg_id, 20 digits>.log   segments, oldest first
- * A record is  u32 length | u32 crc32 | u64 msg_id | u64 time_ms | u8 opcode | payload
+ * A record is  u32 length | u32 crc32 | u64 msg_id | u64 time_ms | u8 opcode | [u64 key] | payload
  * (little-endian; length counts from msg_id to the end; crc32 covers the same bytes), so a torn
- * or corrupt tail is recognised on start, truncated and logged, never fatal.
+ * or corrupt tail is recognised on start, truncated and logged, never fatal. The key is the
+ * hash of the message's idempotency key, present when the opcode byte's high bit is set
+ * (format.h); records written before keys existed have no key and read as they did.
  *
  * Threads: the loop appends records to a batch of its own (no lock, no syscall, no checksum);
  * at each before-sleep it hands the batch to one writer thread under a mutex, and the writer
@@ -39,6 +41,13 @@ typedef struct rc_store_room rc_store_room;
 typedef struct rc_store_loader {
     /* A room: return an opaque pointer passed to `record` and `done`, NULL to skip it. */
     void *(*room)(void *arg, const char *name, size_t len, const char *epoch);
+    /* A record of the room, oldest first: key is the hash of its idempotency key as given to
+     * rc_store_append_key, 0 when it had none (so the loop can refill its window of keys and
+     * a resend after a restart is still recognised). */
+    void (*record_key)(void *arg, void *room, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
+                       uint64_t key, const char *payload, size_t len);
+    /* Bridge for callers written before keys were stored: used only when record_key is NULL,
+     * the same without the key. To be removed once src/rooms sets record_key. */
     void (*record)(void *arg, void *room, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
                    const char *payload, size_t len);
     /* End of the room's records: its store handle (for appends), and whether its history may
@@ -80,9 +89,18 @@ void rc_store_room_delete(rc_store *st, rc_store_room *sr);
 /* rc_store_room_lost is true (once) when the writer dropped records of the room. */
 bool rc_store_room_lost(rc_store_room *sr);
 
-/* rc_store_append queues one record. first_kept is the oldest msg_id still retained: segments
- * entirely older are deleted when the writer rotates. Returns the batch sequence number that
- * will contain it (compare with rc_store_durable). */
+/* rc_store_append_key queues one record: the message msg_id of the room, sequenced at time_ms
+ * (wall clock, ms), sent with WebSocket opcode (below 0x80), its payload[0..len), and key, the
+ * 64-bit hash of its idempotency key (0: it had none; stored only when not 0, and given back to
+ * the loader's record_key on the next start). first_kept is the oldest msg_id still retained:
+ * segments entirely older are deleted when the writer rotates. Returns the batch sequence
+ * number that will contain it (compare with rc_store_durable). */
+uint64_t rc_store_append_key(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
+                             uint8_t opcode, const void *payload, size_t len, uint64_t first_kept,
+                             uint64_t key);
+
+/* rc_store_append is rc_store_append_key without a key: a bridge for callers written before
+ * keys were stored, to be removed once src/rooms passes keys. */
 uint64_t rc_store_append(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
                          uint8_t opcode, const void *payload, size_t len, uint64_t first_kept);
 
@@ -101,7 +119,10 @@ int rc_fsync_parse(const char *s);
 void rc_epoch_new(char out[RC_EPOCH_LEN + 1]);
 
 /* Tooling (`roomcast --data-dir DIR --list-rooms` / `--dump ROOM`), printing JSON lines to
- * stdout: read-only, never repairs. Return 0, or -1 after printing the problem to stderr. */
+ * stdout: read-only, never repairs. Return 0, or -1 after printing the problem to stderr.
+ * --dump prints a record as {"msg_id":N,"time_ms":T,["key":"<16 hex digits>",]"type":"text",
+ * "data":<payload>} or with "type":"binary","data_base64":"..."; "key" (the idempotency key
+ * hash) only for records that have one. */
 int rc_store_tool_list(const char *dir);
 int rc_store_tool_dump(const char *dir, const char *room);
 

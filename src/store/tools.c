@@ -22,7 +22,7 @@ struct tool_ctx {
 };
 
 static void tool_record(void *arg, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
-                        const char *payload, size_t len)
+                        uint64_t key, const char *payload, size_t len)
 {
     struct tool_ctx *x = arg;
     if (!x->count) x->first = msg_id;
@@ -30,15 +30,18 @@ static void tool_record(void *arg, uint64_t msg_id, uint64_t time_ms, uint8_t op
     x->last = msg_id;
     x->bytes += len;
     if (!x->dump) return;
+    /* "key" only on records that have one, so a record without reads as it always did. */
+    char keyf[32] = "";
+    if (key) snprintf(keyf, sizeof(keyf), "\"key\":\"%016llx\",", (unsigned long long)key);
     if (opcode == 1) {
-        printf("{\"msg_id\":%llu,\"time_ms\":%llu,\"type\":\"text\",\"data\":%.*s}\n",
-               (unsigned long long)msg_id, (unsigned long long)time_ms, (int)len, payload);
+        printf("{\"msg_id\":%llu,\"time_ms\":%llu,%s\"type\":\"text\",\"data\":%.*s}\n",
+               (unsigned long long)msg_id, (unsigned long long)time_ms, keyf, (int)len, payload);
     } else {
         char *b64 = malloc(4 * (len / 3 + 1) + 1);
         if (!b64) return;
         EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)payload, (int)len);
-        printf("{\"msg_id\":%llu,\"time_ms\":%llu,\"type\":\"binary\",\"data_base64\":\"%s\"}\n",
-               (unsigned long long)msg_id, (unsigned long long)time_ms, b64);
+        printf("{\"msg_id\":%llu,\"time_ms\":%llu,%s\"type\":\"binary\",\"data_base64\":\"%s\"}\n",
+               (unsigned long long)msg_id, (unsigned long long)time_ms, keyf, b64);
         free(b64);
     }
 }
