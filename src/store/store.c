@@ -54,11 +54,14 @@ void rc_epoch_new(char out[RC_EPOCH_LEN + 1])
 
 /* ---- room handles ------------------------------------------------------------------------- */
 
-rc_store_room *rc__store_room_alloc(const char *dir)
+rc_store_room *rc__store_room_alloc(const rc_store *st, const char *name, size_t len)
 {
     rc_store_room *sr = calloc(1, sizeof(*sr));
     if (!sr) return NULL;
-    snprintf(sr->dir, sizeof(sr->dir), "%s", dir);
+    rc__store_dirname(name, len, sr->dirname);
+    snprintf(sr->dir, sizeof(sr->dir), "%s/rooms/%s", st->dir, sr->dirname);
+    memcpy(sr->name, name, len);
+    sr->name_len = len;
     sr->fd = -1;
     return sr;
 }
@@ -114,13 +117,22 @@ static void load_rooms(rc_store *st, const rc_store_loader *loader, bool unclean
     struct dirent *e;
     unsigned nrooms = 0;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char name[RC__STORE_NAME_MAX + 1];
-        long nl = rc__store_name_decode(e->d_name, name, RC__STORE_NAME_MAX);
         char rdir[PATH_MAX];
         if (snprintf(rdir, sizeof(rdir), "%s/%s", rooms, e->d_name) >= (int)sizeof(rdir)) continue;
+        if (e->d_name[0] == '.') {
+            /* A room directory half created or half deleted when the server stopped. */
+            if (rc__store_is_leftover(e->d_name)) {
+                rc_warn("data directory: removing '%s' (left by an interrupted create or delete)",
+                        rdir);
+                rc__store_remove_tree(rdir);
+            }
+            continue;
+        }
+        char name[RC__STORE_NAME_MAX];
+        const char *why;
+        long nl = rc__store_room_name(rooms, e->d_name, name, &why);
         if (nl <= 0) {
-            rc_warn("data directory: ignoring '%s' (not a room directory)", rdir);
+            rc_warn("data directory: ignoring '%s' (%s)", rdir, why ? why : "not a room directory");
             continue;
         }
         char epoch[RC_EPOCH_LEN + 2];
@@ -133,7 +145,7 @@ static void load_rooms(rc_store *st, const rc_store_loader *loader, bool unclean
         struct load_ctx x = {.loader = loader};
         x.room = loader->room(loader->arg, name, (size_t)nl, epoch);
         if (!x.room) continue;
-        rc_store_room *sr = rc__store_room_alloc(rdir);
+        rc_store_room *sr = rc__store_room_alloc(st, name, (size_t)nl);
         uint64_t *segs = NULL;
         size_t nsegs = 0, last_size = 0;
         int r = rc__store_read_room(rdir, false, load_record, &x, &segs, &nsegs, &last_size);

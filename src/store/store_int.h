@@ -15,14 +15,19 @@
 
 #include "core/buf.h"
 #include "core/loop.h"
+#include "store/format.h"
 #include "store/store.h"
 
-/* Longest data directory path accepted: room paths add "/rooms/" and up to 510 hex digits. */
+/* Longest data directory path accepted: room paths add "/rooms/", ".new-", a directory name of
+ * at most 254 characters and a file name, and must fit PATH_MAX. */
 #define RC__STORE_DIR_MAX 3072
 
 struct rc_store_room {
     /* Written by the loop before OP_NEW, then read-only. */
-    char dir[PATH_MAX];      /* the room's directory */
+    char dir[PATH_MAX];      /* the room's directory: DIR/rooms/<dirname> */
+    char dirname[RC__STORE_DIRNAME_SIZE]; /* its name under DIR/rooms (format.h) */
+    char name[RC__STORE_NAME_MAX]; /* the room's name, written into a hashed directory */
+    size_t name_len;         /* its length, bytes */
     /* Writer-side state. */
     char epoch[RC_EPOCH_LEN + 1]; /* epoch to write when epoch_dirty */
     bool dir_ready;          /* directory and epoch file exist */
@@ -71,8 +76,9 @@ struct rc_store {
 
 /* ---- store.c ---- */
 
-/* rc__store_room_alloc returns a new room handle for directory dir, not yet linked. */
-rc_store_room *rc__store_room_alloc(const char *dir);
+/* rc__store_room_alloc returns a new handle for room name[0..len) of st (its directory named
+ * by rc__store_dirname), not yet linked. */
+rc_store_room *rc__store_room_alloc(const rc_store *st, const char *name, size_t len);
 
 /* rc__store_room_link adds sr to the writer's list of every room (st->all). */
 void rc__store_room_link(rc_store *st, rc_store_room *sr);

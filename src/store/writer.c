@@ -59,8 +59,10 @@ static bool ensure_dir(rc_store *st, rc_store_room *sr)
         snprintf(rooms, sizeof(rooms), "%s/rooms", st->dir);
         mkdir(st->dir, 0755);
         mkdir(rooms, 0755);
-        if (mkdir(sr->dir, 0755) < 0 && errno != EEXIST) {
-            rc__store_set_error(st, errno, "create", sr->dir);
+        int r = rc__store_create_room_dir(rooms, sr->dirname, sr->name, sr->name_len,
+                                          st->mode != RC_FSYNC_NO);
+        if (r < 0) {
+            rc__store_set_error(st, -r, "create", sr->dir);
             return false;
         }
         sr->dir_ready = true;
@@ -223,7 +225,12 @@ static void apply_batch(rc_store *st, rc_buf *b)
                 close(sr->fd);
                 sr->fd = -1;
             }
-            rc__store_remove_tree(sr->dir);
+            {
+                char rooms[PATH_MAX];
+                snprintf(rooms, sizeof(rooms), "%s/rooms", st->dir);
+                int r = rc__store_remove_room(rooms, sr->dirname);
+                if (r < 0) rc_warn("durable log: cannot remove '%s': %s", sr->dir, strerror(-r));
+            }
             rc__store_room_free(st, sr);
             break;
         }
@@ -340,10 +347,7 @@ static void post(rc_store *st, uint8_t kind, rc_store_room *sr, uint64_t first_k
 
 rc_store_room *rc_store_room_new(rc_store *st, const char *name, size_t len, const char *epoch)
 {
-    char hex[RC__STORE_NAME_HEX_SIZE], dir[PATH_MAX];
-    rc__store_name_encode(name, len, hex);
-    snprintf(dir, sizeof(dir), "%s/rooms/%s", st->dir, hex);
-    rc_store_room *sr = rc__store_room_alloc(dir);
+    rc_store_room *sr = rc__store_room_alloc(st, name, len);
     if (!sr) return NULL;
     post(st, OP_NEW, sr, 0, epoch, RC_EPOCH_LEN, NULL, 0);
     return sr;

@@ -2,6 +2,7 @@
 (--data-dir): restarts, kill -9 with --fsync always, damaged logs, full and read-only disks,
 retention, and the --list-rooms / --dump tooling."""
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -361,6 +362,59 @@ def test_tooling_lists_and_dumps(start_server, data_dir):
     bad = subprocess.run([roomcast_bin(), "--data-dir", data_dir, "--dump", "nope"],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and "no room" in bad.stderr
+
+
+def list_rooms(data_dir):
+    out = subprocess.run([roomcast_bin(), "--data-dir", data_dir, "--list-rooms"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()], out.stderr
+
+
+def test_long_room_names_survive_restart(start_server, data_dir):
+    """Room names up to 255 bytes: their log directory is named by a hash of the name (the
+    hex of the name would be too long a file name) and holds the name."""
+    srv = start_server("--data-dir", data_dir)
+    names = ["L" * 255, "\u00e9" * 127, "x" * 128, "s" * 127]   # 255, 254, 128, 127 bytes
+    epochs = {}
+    for name in names:
+        a = RawWS.connect(srv.port)
+        epochs[name] = a.join(name)["epoch"]
+        publish(a, 3)
+        a.close()
+    srv.stop()
+    assert "durable log: cannot" not in srv.stderr()
+    srv2 = start_server("--data-dir", data_dir)
+    assert srv2.stats()["rooms"] == len(names)
+    for name in names:
+        b = RawWS.connect(srv2.port)
+        b.send_json({"type": "join", "room": name, "since": 1, "epoch": epochs[name]})
+        j = b.recv_json()
+        assert j["type"] == "joined" and j["recovered"] is True and j["last_msg_id"] == 3, j
+        assert [b.recv_json()["msg_id"] for _ in range(2)] == [2, 3]
+        b.close()
+    srv2.stop()
+    rooms, _ = list_rooms(data_dir)
+    assert sorted(r["room"] for r in rooms) == sorted(names)
+    assert all(r["messages"] == 3 for r in rooms)
+    for name in names:
+        assert [r["msg_id"] for r in dump(data_dir, name)] == [1, 2, 3]
+    # The 127-byte name keeps its hex directory, as before long names were supported.
+    assert os.path.isdir(os.path.join(data_dir, "rooms", ("s" * 127).encode().hex()))
+
+    # A hashed directory whose name file does not hash back is reported and skipped.
+    hashed = os.path.join(data_dir, "rooms", "sha256-" + hashlib.sha256(b"x" * 128).hexdigest())
+    with open(os.path.join(hashed, "name"), "wb") as f:
+        f.write(b"y" * 128)
+    rooms, err = list_rooms(data_dir)
+    assert sorted(r["room"] for r in rooms) == sorted(n for n in names if n != "x" * 128)
+    assert "not trusted" in err
+    bad = subprocess.run([roomcast_bin(), "--data-dir", data_dir, "--dump", "x" * 128],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "not trusted" in bad.stderr
+    srv3 = start_server("--data-dir", data_dir)
+    assert srv3.stats()["rooms"] == len(names) - 1
+    assert "not trusted" in srv3.stderr()
 
 
 def log_record(msg_id, time_ms, opcode, payload, key=0):

@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "core/loop.h"
+#include "store/format.h"
 #include "store/store.h"
 
 #include <dirent.h>
@@ -77,6 +78,13 @@ static const rc_store_loader loader = {.room = l_room, .record_key = l_record_ke
                                        .record = l_record, .done = l_done};
 static const rc_store_loader old_loader = {.room = l_room, .record = l_record, .done = l_done};
 
+static struct lroom *find_loaded(const char *name, size_t len)
+{
+    for (size_t i = 0; i < nloaded; i++)
+        if (loaded[i].len == len && memcmp(loaded[i].name, name, len) == 0) return &loaded[i];
+    return NULL;
+}
+
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 static char tmpl[64];
@@ -104,6 +112,32 @@ static rc_store *open_with(rc_loop *loop, const char *dir, enum rc_fsync mode,
 static rc_store *open_store(rc_loop *loop, const char *dir, enum rc_fsync mode)
 {
     return open_with(loop, dir, mode, &loader);
+}
+
+static void name_of(char *out, size_t len, int seed)
+{
+    for (size_t i = 0; i < len; i++) out[i] = (char)('a' + (seed + (int)i) % 26);
+}
+
+static bool exists(const char *dir, const char *rel)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", dir, rel);
+    return access(p, F_OK) == 0;
+}
+
+/* One room name[0..len) with records 1..n ("r<i>") written and the store closed. */
+static rc_store_room *add_room(rc_store *st, const char *name, size_t len, int n)
+{
+    char epoch[RC_EPOCH_LEN + 1];
+    rc_epoch_new(epoch);
+    rc_store_room *sr = rc_store_room_new(st, name, len, epoch);
+    for (int i = 1; i <= n; i++) {
+        char payload[16];
+        int pl = snprintf(payload, sizeof(payload), "r%d", i);
+        rc_store_append_key(st, sr, (uint64_t)i, 1000, 1, payload, (size_t)pl, 1, 0);
+    }
+    return sr;
 }
 
 /* ---- tests -------------------------------------------------------------------------------- */
@@ -155,10 +189,149 @@ TEST(test_keys_restored)
     remove_all(dir);
 }
 
+/* Every valid room name (1..255 bytes) is stored and restored, the longest ones included:
+ * their directory cannot be named after the name's hex (510 characters), so it is named by
+ * the name's SHA-256 and holds the name. Short names keep their hex directory. */
+TEST(test_long_names_restored)
+{
+    const char *dir = new_dir();
+    CHECK(dir != NULL);
+    rc_loop *loop = rc_loop_new();
+    rc_store *st = open_store(loop, dir, RC_FSYNC_EVERYSEC);
+    CHECK(st != NULL);
+    static const size_t lens[] = {1, 126, 127, 128, 200, 255};
+    char names[6][255];
+    char epoch[RC_EPOCH_LEN + 1];
+    rc_epoch_new(epoch);
+    for (int i = 0; i < 6; i++) {
+        name_of(names[i], lens[i], i);
+        rc_store_room *sr = rc_store_room_new(st, names[i], lens[i], epoch);
+        CHECK(sr != NULL);
+        rc_store_append(st, sr, 1, 1000, 1, "one", 3, 1);
+        rc_store_append(st, sr, 2, 1001, 2, "two", 3, 1);
+    }
+    rc_store_kick(st);
+    rc_store_close(st);
+    CHECK(exists(dir, "rooms/61"));  /* "a": hex, as before */
+    CHECK(exists(dir, "clean"));     /* nothing failed */
+
+    st = open_store(loop, dir, RC_FSYNC_EVERYSEC);
+    CHECK(st != NULL);
+    rc_store_close(st);
+    rc_loop_free(loop);
+    CHECK_EQ_INT(nloaded, 6);
+    for (int i = 0; i < 6; i++) {
+        struct lroom *r = find_loaded(names[i], lens[i]);
+        CHECK(r != NULL);
+        CHECK_EQ_INT(r->nrecs, 2);
+        CHECK(r->ids[0] == 1 && r->ids[1] == 2);
+        CHECK(strcmp(r->data[1], "two") == 0);
+        CHECK(strcmp(r->epoch, epoch) == 0);
+        CHECK(!r->lost);
+    }
+    remove_all(dir);
+}
+
+/* A hashed directory whose name file is missing, or names another room, is reported and
+ * skipped, and never written into: a room of that name cannot take it over. */
+TEST(test_untrusted_hashed_dir)
+{
+    const char *dir = new_dir();
+    CHECK(dir != NULL);
+    rc_loop *loop = rc_loop_new();
+    char name[200], other[200], dn[RC__STORE_DIRNAME_SIZE], odn[RC__STORE_DIRNAME_SIZE];
+    name_of(name, sizeof(name), 3);
+    name_of(other, sizeof(other), 4);
+    rc__store_dirname(name, sizeof(name), dn);
+    rc__store_dirname(other, sizeof(other), odn);
+    rc_store *st = open_store(loop, dir, RC_FSYNC_NO);
+    add_room(st, name, sizeof(name), 3);
+    rc_store_kick(st);
+    rc_store_close(st);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "test \"$(cat '%s/rooms/%s/name')\" = '%.200s'", dir, dn, name);
+    CHECK(system(cmd) == 0);
+
+    for (int damage = 0; damage < 3; damage++) {
+        /* 0: name file gone; 1: another room's name in it; 2: empty. */
+        snprintf(cmd, sizeof(cmd), "cd '%s/rooms/%s' && rm -f name%s", dir, dn,
+                 damage == 1 ? " && printf other > name" : damage == 2 ? " && : > name" : "");
+        CHECK(system(cmd) == 0);
+        st = open_store(loop, dir, RC_FSYNC_NO);
+        CHECK(st != NULL);
+        CHECK_EQ_INT(nloaded, 0);
+        /* The room comes back to life: it must not adopt the untrusted directory. */
+        add_room(st, name, sizeof(name), 1);
+        add_room(st, other, sizeof(other), 1);
+        rc_store_kick(st);
+        rc_store_close(st);
+        CHECK(!exists(dir, "clean")); /* the failure to create it was an error */
+        st = open_store(loop, dir, RC_FSYNC_NO);
+        rc_store_close(st);
+        CHECK_EQ_INT(nloaded, 1);     /* "other" only */
+        CHECK(find_loaded(other, sizeof(other)) != NULL);
+        /* The three old records are still there, untouched (for an operator to look at). */
+        snprintf(cmd, sizeof(cmd), "test $(cat '%s/rooms/%s'/*.log | wc -c) -eq 81", dir, dn);
+        CHECK(system(cmd) == 0);
+        snprintf(cmd, sizeof(cmd), "rm -r '%s/rooms/%s'", dir, odn);
+        CHECK(system(cmd) == 0);
+    }
+    /* Given its name back, the directory is trusted again: the room has its three records. */
+    snprintf(cmd, sizeof(cmd), "printf '%%s' '%.200s' > '%s/rooms/%s/name'", name, dir, dn);
+    CHECK(system(cmd) == 0);
+    st = open_store(loop, dir, RC_FSYNC_NO);
+    rc_store_close(st);
+    rc_loop_free(loop);
+    CHECK_EQ_INT(nloaded, 1);
+    CHECK_EQ_INT(loaded[0].nrecs, 3);
+    remove_all(dir);
+}
+
+/* Deleting rooms removes their directories, hex and hashed alike; directories a crash left
+ * half created or half deleted are removed at start and never loaded. */
+TEST(test_delete_and_leftovers)
+{
+    const char *dir = new_dir();
+    CHECK(dir != NULL);
+    rc_loop *loop = rc_loop_new();
+    char lname[255];
+    name_of(lname, sizeof(lname), 9);
+    rc_store *st = open_store(loop, dir, RC_FSYNC_EVERYSEC);
+    rc_store_room *a = add_room(st, "short", 5, 2);
+    rc_store_room *b = add_room(st, lname, sizeof(lname), 2);
+    add_room(st, "kept", 4, 1);
+    rc_store_kick(st);
+    for (int w = 0; w < 500 && !exists(dir, "rooms/6b657074/00000000000000000001.log"); w++)
+        usleep(10000);
+    rc_store_room_delete(st, a);
+    rc_store_room_delete(st, b);
+    rc_store_kick(st);
+    rc_store_close(st);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "test $(ls -A '%s/rooms' | tr '\\n' ' ') = 6b657074", dir);
+    CHECK(system(cmd) == 0);
+
+    /* Leftovers: a creation and a deletion cut short. */
+    snprintf(cmd, sizeof(cmd), "cd '%s/rooms' && mkdir .new-sha256-00 .del-73686f7274 && "
+             "touch .new-sha256-00/name .del-73686f7274/00000000000000000001.log", dir);
+    CHECK(system(cmd) == 0);
+    st = open_store(loop, dir, RC_FSYNC_EVERYSEC);
+    rc_store_close(st);
+    rc_loop_free(loop);
+    CHECK_EQ_INT(nloaded, 1);
+    CHECK(find_loaded("kept", 4) != NULL);
+    snprintf(cmd, sizeof(cmd), "test $(ls -A '%s/rooms' | tr '\\n' ' ') = 6b657074", dir);
+    CHECK(system(cmd) == 0);
+    remove_all(dir);
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
     rc_log_level = RC_LOG_WARN; /* the store's "restored" and "durable log in" lines */
     RUN(test_keys_restored);
+    RUN(test_long_names_restored);
+    RUN(test_untrusted_hashed_dir);
+    RUN(test_delete_and_leftovers);
     UNIT_MAIN_END("test_store");
 }
