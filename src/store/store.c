@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,7 +76,7 @@ void rc__store_room_link(rc_store *st, rc_store_room *sr)
 
 void rc__store_room_free(rc_store *st, rc_store_room *sr)
 {
-    if (sr->fd >= 0) close(sr->fd);
+    rc__store_seg_forget(st, sr);
     if (sr->all_prev) sr->all_prev->all_next = sr->all_next;
     else if (st->all == sr) st->all = sr->all_next;
     if (sr->all_next) sr->all_next->all_prev = sr->all_prev;
@@ -180,6 +181,18 @@ static void load_rooms(rc_store *st, const rc_store_loader *loader, bool unclean
 
 /* ---- open, close, status ------------------------------------------------------------------ */
 
+/* How many segments the writer may keep open: RC_STORE_FD_MAX, or an eighth of the descriptor
+ * limit when that is lower (at least 4), so that the log never takes the descriptors the
+ * server needs for connections whatever the limit. */
+static size_t fd_bound(void)
+{
+    struct rlimit rl;
+    size_t n = RC_STORE_FD_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 8 < n)
+        n = rl.rlim_cur / 8;
+    return n < 4 ? 4 : n;
+}
+
 static void on_eventfd(rc_loop *loop, rc_io *io, uint32_t events)
 {
     rc_store *st = (rc_store *)((char *)io - offsetof(rc_store, efd_io));
@@ -200,6 +213,7 @@ rc_store *rc_store_open(rc_loop *loop, const char *dir, enum rc_fsync mode, size
     snprintf(st->dir, sizeof(st->dir), "%s", dir);
     st->mode = mode;
     st->segment_max = segment_max < 4096 ? 4096 : segment_max;
+    st->fd_max = fd_bound();
     st->loop = loop;
     st->on_durable = on_durable;
     st->arg = arg;

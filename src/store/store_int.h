@@ -32,12 +32,15 @@ struct rc_store_room {
     char epoch[RC_EPOCH_LEN + 1]; /* epoch to write when epoch_dirty */
     bool dir_ready;          /* directory and epoch file exist */
     bool epoch_dirty;        /* epoch file must be rewritten */
-    int fd;                  /* current segment, -1 when not open */
+    int fd;                  /* current segment, -1 when not open (writer.c: at most
+                              * st->fd_max rooms have one open) */
+    uint8_t seg_list;        /* the writer list seg_prev/seg_next link sr into (RC__SEG_*) */
+    rc_store_room *seg_prev, *seg_next; /* open segments in use order, or unsynced ones */
     size_t seg_size;         /* bytes of the current segment known to be good */
     uint64_t *segs;          /* first msg_id of each segment on disk, ascending */
     size_t nsegs, capsegs;   /* entries used and allocated in segs */
     uint64_t first_kept;     /* latest retention bound from the loop */
-    bool need_fsync;         /* written since the last fsync */
+    bool need_fsync;         /* current segment written since its last fsync */
     rc_buf wbuf;             /* records not yet written */
     rc_store_room *touched_next; /* writer's list of rooms with pending bytes */
     bool touched;            /* on that list */
@@ -72,7 +75,14 @@ struct rc_store {
     /* Writer only. */
     rc_store_room *all;      /* every room */
     rc_store_room *touched;  /* rooms with bytes to write */
+    rc_store_room *open_head, *open_tail; /* rooms with an open segment, last written first */
+    size_t nopen;            /* their count */
+    size_t fd_max;           /* most segments open at once (store.h: RC_STORE_FD_MAX) */
+    rc_store_room *unsynced; /* rooms whose segment was closed with bytes not fsynced */
 };
+
+/* Which writer list a room's seg_prev/seg_next link it into (writer.c, "open segments"). */
+enum { RC__SEG_NONE, RC__SEG_OPEN, RC__SEG_UNSYNCED };
 
 /* ---- store.c ---- */
 
@@ -90,6 +100,10 @@ void rc__store_room_free(rc_store *st, rc_store_room *sr);
 
 /* rc__store_set_error records errno err as the store's state, logging it when it changed. */
 void rc__store_set_error(rc_store *st, int err, const char *what, const char *path);
+
+/* rc__store_seg_forget closes sr's segment without syncing it and takes sr off the writer's
+ * segment lists (before sr is freed). */
+void rc__store_seg_forget(rc_store *st, rc_store_room *sr);
 
 /* rc__store_touch puts sr on the list of rooms the writer's next pass writes. */
 void rc__store_touch(rc_store *st, rc_store_room *sr);

@@ -4,8 +4,9 @@
  * to the loop's own batch without a lock or a syscall (rc_store_append does not even compute
  * the checksum), and rc_store_kick hands the batch over under the mutex once per loop
  * iteration. Writer side: the thread applies a batch to its rooms, writes each touched room's
- * records with one write(), rotates segments and drops the ones retention no longer needs,
- * fsyncs per --fsync, and reports the highest batch on disk through the eventfd. A failure
+ * records with one write() (keeping a bounded number of segments open: "open segments"
+ * below), rotates segments and drops the ones retention no longer needs, fsyncs per --fsync,
+ * and reports the highest batch on disk through the eventfd. A failure
  * keeps the room's bytes (up to ROOM_BACKLOG_MAX) and the thread retries at least once a
  * second; bytes it has to give up flag the room as lost.
  */
@@ -81,30 +82,119 @@ static bool ensure_dir(rc_store *st, rc_store_room *sr)
     return true;
 }
 
-static int open_segment(rc_store *st, rc_store_room *sr, uint64_t first)
+/* ---- open segments: a bounded cache ------------------------------------------------------
+ *
+ * A room keeps its current segment open between batches, so a busy room costs one write() a
+ * batch, not an open() and a close() as well. But rooms outlive their members (--room-ttl) and
+ * one client can publish into hundreds of them: a descriptor per room would let the log use up
+ * RLIMIT_NOFILE and leave the server unable to accept connections or write its own logs. So
+ * at most st->fd_max segments are open (RC_STORE_FD_MAX, store.h), kept most recently written
+ * first; opening one more closes the least recently written, fsynced first unless --fsync no
+ * (so closing never loses what the next sync would have covered). A segment closed with bytes
+ * not fsynced (--fsync no, or a failed fsync) puts its room on the unsynced list, and the next
+ * sync reopens it to fsync it. The two lists share the rooms' seg_prev/seg_next links: a room
+ * is on one of them at most (sr->seg_list says which).
+ */
+
+static void seg_unlink(rc_store *st, rc_store_room *sr)
 {
+    if (sr->seg_list == RC__SEG_NONE) return;
+    bool open = sr->seg_list == RC__SEG_OPEN;
+    if (sr->seg_prev) sr->seg_prev->seg_next = sr->seg_next;
+    else if (open) st->open_head = sr->seg_next;
+    else st->unsynced = sr->seg_next;
+    if (sr->seg_next) sr->seg_next->seg_prev = sr->seg_prev;
+    else if (open) st->open_tail = sr->seg_prev;
+    if (open) st->nopen--;
+    sr->seg_prev = sr->seg_next = NULL;
+    sr->seg_list = RC__SEG_NONE;
+}
+
+/* Puts sr at the head of a list: RC__SEG_OPEN (most recently written) or RC__SEG_UNSYNCED. */
+static void seg_push(rc_store *st, rc_store_room *sr, uint8_t list)
+{
+    rc_store_room **head = list == RC__SEG_OPEN ? &st->open_head : &st->unsynced;
+    sr->seg_prev = NULL;
+    sr->seg_next = *head;
+    if (*head) (*head)->seg_prev = sr;
+    else if (list == RC__SEG_OPEN) st->open_tail = sr;
+    *head = sr;
+    sr->seg_list = list;
+    if (list == RC__SEG_OPEN) st->nopen++;
+}
+
+/* Closes sr's segment, if open. Bytes in it not fsynced yet leave sr on the unsynced list. */
+static void seg_close(rc_store *st, rc_store_room *sr)
+{
+    if (sr->fd < 0) return;
+    seg_unlink(st, sr);
+    close(sr->fd);
+    sr->fd = -1;
+    if (sr->need_fsync) seg_push(st, sr, RC__SEG_UNSYNCED);
+}
+
+void rc__store_seg_forget(rc_store *st, rc_store_room *sr)
+{
+    seg_close(st, sr);
+    seg_unlink(st, sr);
+}
+
+static bool sync_room(rc_store *st, rc_store_room *sr);
+
+/* Opens segment first of sr (creating it with create), closing the least recently written
+ * segment first when st->fd_max are open. Returns 0, or -1 after recording the error. */
+static int seg_open(rc_store *st, rc_store_room *sr, uint64_t first, bool create)
+{
+    if (st->nopen >= st->fd_max && st->open_tail) {
+        rc_store_room *lru = st->open_tail;
+        if (st->mode != RC_FSYNC_NO) sync_room(st, lru); /* on failure it is left unsynced */
+        seg_close(st, lru);
+    }
     char p[PATH_MAX + 32];
     rc__store_seg_path(p, sizeof(p), sr->dir, first);
-    int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
     if (fd < 0) {
         rc__store_set_error(st, errno, "open", p);
         return -1;
     }
-    if (sr->nsegs == 0 || sr->segs[sr->nsegs - 1] != first) {
-        if (sr->nsegs == sr->capsegs) {
-            size_t cap = sr->capsegs ? sr->capsegs * 2 : 8;
-            uint64_t *v = realloc(sr->segs, cap * sizeof(*v));
-            if (!v) {
-                close(fd);
-                return -1;
-            }
-            sr->segs = v;
-            sr->capsegs = cap;
-        }
+    seg_unlink(st, sr); /* off the unsynced list, if it was there */
+    seg_push(st, sr, RC__SEG_OPEN);
+    sr->fd = fd;
+    return 0;
+}
+
+/* Fsyncs sr's current segment if it has bytes not synced yet, reopening it if it was closed
+ * since (never creating it: a segment that vanished has nothing left to sync). */
+static bool sync_room(rc_store *st, rc_store_room *sr)
+{
+    if (!sr->need_fsync) return true;
+    if (sr->fd < 0 && (sr->nsegs == 0 || seg_open(st, sr, sr->segs[sr->nsegs - 1], false) < 0))
+        return false;
+    if (fsync(sr->fd) < 0) {
+        rc__store_set_error(st, errno, "fsync", sr->dir);
+        return false;
+    }
+    sr->need_fsync = false;
+    atomic_fetch_add(&st->fsyncs, 1);
+    return true;
+}
+
+/* Opens the segment of sr that starts at msg_id first, adding it to sr's segments if new. */
+static int open_segment(rc_store *st, rc_store_room *sr, uint64_t first)
+{
+    bool fresh = sr->nsegs == 0 || sr->segs[sr->nsegs - 1] != first;
+    if (fresh && sr->nsegs == sr->capsegs) {
+        size_t cap = sr->capsegs ? sr->capsegs * 2 : 8;
+        uint64_t *v = realloc(sr->segs, cap * sizeof(*v));
+        if (!v) return -1;
+        sr->segs = v;
+        sr->capsegs = cap;
+    }
+    if (seg_open(st, sr, first, true) < 0) return -1;
+    if (fresh) {
         sr->segs[sr->nsegs++] = first;
         sr->seg_size = 0;
     }
-    sr->fd = fd;
     return 0;
 }
 
@@ -130,11 +220,12 @@ static bool write_room(rc_store *st, rc_store_room *sr)
     if (rc_buf_size(&sr->wbuf) == 0) return true;
     if (!ensure_dir(st, sr)) goto failed;
     uint64_t first_id = rc__store_rec_msg_id((const unsigned char *)rc_buf_head(&sr->wbuf));
-    if (sr->fd >= 0 && sr->seg_size > 0 && sr->seg_size + rc_buf_size(&sr->wbuf) > st->segment_max) {
-        if (st->mode != RC_FSYNC_NO && sr->need_fsync) fsync(sr->fd);
-        close(sr->fd);
-        sr->fd = -1;
+    if (sr->nsegs && sr->seg_size > 0 && sr->seg_size + rc_buf_size(&sr->wbuf) > st->segment_max) {
+        /* Rotate. The full segment is synced first (per --fsync): once closed, nothing would
+         * sync it, and under `always` its last records may not be acknowledged yet. */
+        if (st->mode != RC_FSYNC_NO && !sync_room(st, sr)) goto failed;
         sr->need_fsync = false;
+        seg_close(st, sr);
         sr->seg_size = 0;
         if (open_segment(st, sr, first_id) < 0) goto failed;
         trim_segments(sr);
@@ -142,6 +233,9 @@ static bool write_room(rc_store *st, rc_store_room *sr)
     if (sr->fd < 0) {
         uint64_t first = sr->nsegs && sr->seg_size > 0 ? sr->segs[sr->nsegs - 1] : first_id;
         if (open_segment(st, sr, first) < 0) goto failed;
+    } else if (st->open_head != sr) {
+        seg_unlink(st, sr); /* most recently written now */
+        seg_push(st, sr, RC__SEG_OPEN);
     }
     while (rc_buf_size(&sr->wbuf) > 0) {
         ssize_t w = write(sr->fd, rc_buf_head(&sr->wbuf), rc_buf_size(&sr->wbuf));
@@ -150,8 +244,7 @@ static bool write_room(rc_store *st, rc_store_room *sr)
             int err = errno;
             /* Cut off whatever part of a record made it, so the file ends on a record. */
             if (ftruncate(sr->fd, (off_t)sr->seg_size) < 0) {}
-            close(sr->fd);
-            sr->fd = -1;
+            seg_close(st, sr);
             char p[PATH_MAX + 32];
             rc__store_seg_path(p, sizeof(p), sr->dir, sr->nsegs ? sr->segs[sr->nsegs - 1] : first_id);
             rc__store_set_error(st, err, "write", p);
@@ -160,8 +253,7 @@ static bool write_room(rc_store *st, rc_store_room *sr)
         if ((size_t)w < rc_buf_size(&sr->wbuf)) {
             /* A short write means the device is full; treat it as a failure of the rest. */
             if (ftruncate(sr->fd, (off_t)sr->seg_size) < 0) {}
-            close(sr->fd);
-            sr->fd = -1;
+            seg_close(st, sr);
             rc__store_set_error(st, ENOSPC, "write", sr->dir);
             goto failed;
         }
@@ -221,10 +313,7 @@ static void apply_batch(rc_store *st, rc_buf *b)
                 while (*pp && *pp != sr) pp = &(*pp)->touched_next;
                 if (*pp) *pp = sr->touched_next;
             }
-            if (sr->fd >= 0) {
-                close(sr->fd);
-                sr->fd = -1;
-            }
+            rc__store_seg_forget(st, sr);
             {
                 char rooms[PATH_MAX];
                 snprintf(rooms, sizeof(rooms), "%s/rooms", st->dir);
@@ -262,18 +351,26 @@ static bool flush_touched(rc_store *st)
     return ok;
 }
 
+/* Fsyncs every segment with bytes not synced yet: the open ones, then those closed since
+ * (reopened one at a time: a reopen may close another, already synced, segment). */
 static bool sync_all(rc_store *st)
 {
     bool ok = true;
-    for (rc_store_room *sr = st->all; sr; sr = sr->all_next) {
-        if (!sr->need_fsync || sr->fd < 0) continue;
-        if (fsync(sr->fd) < 0) {
-            rc__store_set_error(st, errno, "fsync", sr->dir);
+    for (rc_store_room *sr = st->open_head; sr; sr = sr->seg_next)
+        if (!sync_room(st, sr)) ok = false;
+    /* Taken off as a whole: rooms whose sync fails here go back on for the next time, and
+     * nothing pushed meanwhile is visited twice. */
+    rc_store_room *list = st->unsynced;
+    st->unsynced = NULL;
+    while (list) {
+        rc_store_room *sr = list;
+        list = sr->seg_next;
+        sr->seg_prev = sr->seg_next = NULL;
+        sr->seg_list = RC__SEG_NONE;
+        if (!sync_room(st, sr)) {
             ok = false;
-            continue;
+            if (sr->fd < 0) seg_push(st, sr, RC__SEG_UNSYNCED);
         }
-        sr->need_fsync = false;
-        atomic_fetch_add(&st->fsyncs, 1);
     }
     return ok;
 }

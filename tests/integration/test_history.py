@@ -18,7 +18,7 @@ import zlib
 import pytest
 import websockets
 
-from conftest import RawWS, roomcast_bin, run
+from conftest import RawWS, http_exchange, roomcast_bin, run
 
 
 def rn():
@@ -415,6 +415,39 @@ def test_long_room_names_survive_restart(start_server, data_dir):
     srv3 = start_server("--data-dir", data_dir)
     assert srv3.stats()["rooms"] == len(names) - 1
     assert "not trusted" in srv3.stderr()
+
+
+def test_many_logged_rooms_under_a_low_descriptor_limit(start_server, data_dir):
+    """Rooms outlive their members (--room-ttl) and each has a log: one client publishing into
+    400 of them must not use up a 256-descriptor limit. The log keeps a bounded number of
+    segments open, so the server still accepts connections and answers /healthz, and every
+    message is on disk."""
+    srv = start_server("--data-dir", data_dir, "--max-rooms-per-client", "1000",
+                       "--fsync", "always", rlimit_nofile=256)
+    a = RawWS.connect(srv.port)
+    rooms = [f"fd-{i}" for i in range(400)]
+    for r in rooms:
+        assert a.join(r)["type"] == "joined"
+    for i, r in enumerate(rooms):
+        a.send_json({"type": "m", "room": r, "ack": i})
+    # Each message comes back, and is acknowledged once it is on disk (--fsync always).
+    got = [a.recv_json() for _ in range(2 * len(rooms))]
+    assert sorted(m["ref"] for m in got if m["type"] == "ack") == list(range(len(rooms)))
+    assert all(m["msg_id"] == 1 for m in got)
+    st = srv.stats()
+    assert st["storage"]["ok"], st["storage"]
+    status, _h, body = http_exchange(
+        srv.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    others = [RawWS.connect(srv.port) for _ in range(40)]
+    for i, c in enumerate(others):
+        assert c.join(rooms[i])["last_msg_id"] == 1
+    for c in others:
+        c.close()
+    a.close()
+    srv.stop()
+    listed, _ = list_rooms(data_dir)
+    assert len(listed) == 400 and all(r["messages"] == 1 for r in listed)
 
 
 def log_record(msg_id, time_ms, opcode, payload, key=0):

@@ -114,6 +114,31 @@ static rc_store *open_store(rc_loop *loop, const char *dir, enum rc_fsync mode)
     return open_with(loop, dir, mode, &loader);
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits (up to 10 s) until batch lsn is durable for every room. */
+static bool wait_durable(rc_store *st, uint64_t lsn)
+{
+    for (int w = 0; w < 1000 && rc_store_durable(st) < lsn; w++) sleep_ms(10);
+    return rc_store_durable(st) >= lsn;
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the DIR's own */
+}
+
 static void name_of(char *out, size_t len, int seed)
 {
     for (size_t i = 0; i < len; i++) out[i] = (char)('a' + (seed + (int)i) % 26);
@@ -325,6 +350,54 @@ TEST(test_delete_and_leftovers)
     remove_all(dir);
 }
 
+/* Many rooms written, under every --fsync mode: the writer never has more than
+ * RC_STORE_FD_MAX segments open, and every record is on disk in the end (segments closed to
+ * make room are reopened when written again). */
+TEST(test_fd_bound)
+{
+    for (int mode = RC_FSYNC_NO; mode <= RC_FSYNC_ALWAYS; mode++) {
+        const char *dir = new_dir();
+        CHECK(dir != NULL);
+        rc_loop *loop = rc_loop_new();
+        int before = count_fds();
+        rc_store *st = open_store(loop, dir, (enum rc_fsync)mode);
+        CHECK(st != NULL);
+        char epoch[RC_EPOCH_LEN + 1];
+        rc_epoch_new(epoch);
+        static rc_store_room *srs[MAX_ROOMS];
+        for (int round = 0; round < 3; round++) {
+            uint64_t lsn = 0;
+            for (int i = 0; i < MAX_ROOMS; i++) {
+                char name[16];
+                int n = snprintf(name, sizeof(name), "room-%d", i);
+                if (round == 0) srs[i] = rc_store_room_new(st, name, (size_t)n, epoch);
+                lsn = rc_store_append_key(st, srs[i], (uint64_t)round + 1, 1, 1, name, (size_t)n,
+                                          1, 0);
+                if (i % 100 == 99) rc_store_kick(st); /* several batches a round */
+            }
+            rc_store_kick(st);
+            CHECK(wait_durable(st, lsn));
+            /* The store's eventfd, and at most the bound of segments. */
+            CHECK(count_fds() - before <= 1 + RC_STORE_FD_MAX);
+        }
+        rc_store_status stat;
+        rc_store_status_get(st, &stat);
+        CHECK(stat.ok);
+        rc_store_close(st);
+        CHECK_EQ_INT(count_fds(), before);
+        CHECK(exists(dir, "clean"));
+        st = open_store(loop, dir, (enum rc_fsync)mode);
+        rc_store_close(st);
+        rc_loop_free(loop);
+        CHECK_EQ_INT(nloaded, MAX_ROOMS);
+        for (size_t i = 0; i < nloaded; i++) {
+            CHECK_EQ_INT(loaded[i].nrecs, 3);
+            CHECK(loaded[i].ids[0] == 1 && loaded[i].ids[2] == 3);
+        }
+        remove_all(dir);
+    }
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
@@ -333,5 +406,6 @@ int main(int argc, char **argv)
     RUN(test_long_names_restored);
     RUN(test_untrusted_hashed_dir);
     RUN(test_delete_and_leftovers);
+    RUN(test_fd_bound);
     UNIT_MAIN_END("test_store");
 }
