@@ -95,8 +95,12 @@ int rc__store_create_room_dir(const char *rooms, const char *dirname, const char
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s/%s", rooms, dirname);
-    if (!rc__store_dirname_hashed(dirname))
-        return mkdir(dir, 0755) < 0 && errno != EEXIST ? -errno : 0;
+    if (!rc__store_dirname_hashed(dirname)) {
+        if (mkdir(dir, 0755) == 0) return 0;
+        if (errno != EEXIST) return -errno;
+        struct stat sb; /* something that is not a directory cannot be used as one */
+        return stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
+    }
     char tmp[PATH_MAX], p[PATH_MAX + 8];
     snprintf(tmp, sizeof(tmp), "%s/" RC__STORE_NEW_PREFIX "%s", rooms, dirname);
     snprintf(p, sizeof(p), "%s/" RC__STORE_NAME_FILE, tmp);

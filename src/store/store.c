@@ -63,6 +63,7 @@ rc_store_room *rc__store_room_alloc(const rc_store *st, const char *name, size_t
     snprintf(sr->dir, sizeof(sr->dir), "%s/rooms/%s", st->dir, sr->dirname);
     memcpy(sr->name, name, len);
     sr->name_len = len;
+    sr->st = (rc_store *)st;
     sr->fd = -1;
     return sr;
 }
@@ -285,6 +286,15 @@ void rc_store_close(rc_store *st)
 uint64_t rc_store_durable(const rc_store *st)
 {
     return atomic_load(&((rc_store *)st)->durable);
+}
+
+uint64_t rc_store_room_durable(const rc_store_room *sr)
+{
+    rc_store_room *r = (rc_store_room *)sr;
+    /* st->passed first, then the room's flag: see writer.c, "durability, room by room". */
+    uint64_t passed = atomic_load(&r->st->passed);
+    if (atomic_load(&r->behind)) return atomic_load(&r->durable);
+    return passed;
 }
 
 void rc_store_status_get(rc_store *st, rc_store_status *out)

@@ -1,9 +1,13 @@
 /* store.h — the durable log: an append-only file per room, written off the event loop.
  *
- * Layout under the data directory:
- *   DIR/clean                      present only while no server runs after a clean exit
- *   DIR/rooms/<hex(room)>/epoch    the room's epoch (text)
- *   DIR/rooms/<hex(room)>/<first msg_id, 20 digits>.log   segments, oldest first
+ * Layout under the data directory (roomdir.h has the details):
+ *   DIR/clean                         present only while no server runs after a clean exit
+ *   DIR/rooms/<dirname>/epoch         the room's epoch (text)
+ *   DIR/rooms/<dirname>/name          the room's name, in a hashed directory only
+ *   DIR/rooms/<dirname>/<first msg_id, 20 digits>.log   segments, oldest first
+ * <dirname> is the room name in lowercase hex for names up to 127 bytes (as always), and
+ * "sha256-" with the hex SHA-256 of the name for longer ones (up to 255 bytes), whose hex would
+ * not fit a file name; such a directory is trusted only if its name file hashes back to it.
  * A record is  u32 length | u32 crc32 | u64 msg_id | u64 time_ms | u8 opcode | [u64 key] | payload
  * (little-endian; length counts from msg_id to the end; crc32 covers the same bytes), so a torn
  * or corrupt tail is recognised on start, truncated and logged, never fatal. The key is the
@@ -12,14 +16,17 @@
  *
  * Threads: the loop appends records to a batch of its own (no lock, no syscall, no checksum);
  * at each before-sleep it hands the batch to one writer thread under a mutex, and the writer
- * computes the checksums, writes each room's records with one write() and, depending on --fsync, calls fsync: `no` never (the kernel decides), `everysec`
- * once a second, `always` after every batch before it reports the batch durable. The writer
- * reports progress through an eventfd watched by the loop: rc_store_durable() is the highest
- * batch sequence number known to be on disk, which is when acknowledgements are sent under
- * `always`. Failures (disk full, read-only or vanished directory) never stop the loop: the
- * writer keeps the unwritten bytes (bounded), reports the error through rc_store_status, and
- * retries every second; if it had to drop bytes, the room is flagged so the loop changes its
- * epoch (clients then know its history has a hole).
+ * computes the checksums, writes each room's records with one write() and, depending on
+ * --fsync, calls fsync: `no` never (the kernel decides; and once at close), `everysec` once a
+ * second, `always` after every batch before it reports the batch durable. It keeps at most
+ * RC_STORE_FD_MAX segment files open, however many rooms there are. The writer reports
+ * progress through an eventfd watched by the loop (on_durable), room by room:
+ * rc_store_room_durable() is the highest batch sequence number through which a room's records
+ * are on disk, which is when acknowledgements are sent under `always`. Failures (disk full,
+ * read-only or vanished directory) never stop the loop, and one room's failure does not hold
+ * back the others: the writer keeps the room's unwritten bytes (bounded), reports the error
+ * through rc_store_status, and retries every second; if it had to drop bytes, the room is
+ * flagged so the loop changes its epoch (clients then know its history has a hole).
  */
 #ifndef RC_STORE_H
 #define RC_STORE_H
@@ -76,7 +83,10 @@ typedef struct rc_store_status {
 
 /* rc_store_open creates the directory if needed, loads every room through loader, and starts
  * the writer. NULL (after logging why) only when it cannot work at all (e.g. no thread); an
- * unwritable directory gives a store in the failed state that keeps retrying. */
+ * unwritable directory gives a store in the failed state that keeps retrying. on_durable(arg)
+ * is called on the loop whenever durability moved: the writer finished a batch, or a room
+ * that was behind caught up (see rc_store_room_durable); it may be called when nothing that
+ * the caller waits for moved. */
 rc_store *rc_store_open(rc_loop *loop, const char *dir, enum rc_fsync mode, size_t segment_max,
                         const rc_store_loader *loader, void (*on_durable)(void *arg), void *arg);
 
@@ -113,7 +123,21 @@ uint64_t rc_store_append(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint6
 /* rc_store_kick hands the records appended so far to the writer (called at before-sleep). */
 void rc_store_kick(rc_store *st);
 
-/* rc_store_durable is the highest batch sequence number written (and, per --fsync, synced). */
+/* rc_store_room_durable is the highest batch sequence number through which the room's records
+ * are durable: written, and under --fsync always fsynced as well. A room with nothing pending
+ * in a batch is durable through it, so a healthy room keeps up with the writer batch by batch;
+ * a room whose writes (or, under always, fsyncs) fail stays where it was, holding back no
+ * other room, until its records are written. A record appended with rc_store_append_key is
+ * durable once this reaches the number that call returned (acknowledgements under --fsync
+ * always wait for that). Records the writer had to drop after failures (the room is then
+ * flagged, rc_store_room_lost) do not hold it back. Loop thread; sr must not have been
+ * deleted (after rc_store_room_delete the handle is gone: settle what waits on it first). */
+uint64_t rc_store_room_durable(const rc_store_room *sr);
+
+/* rc_store_durable is the highest batch sequence number through which every room is durable,
+ * the least rc_store_room_durable of all rooms: one failing room holds it back for all, so
+ * what waits on one room should use rc_store_room_durable. Kept for callers that need the
+ * whole log, and for src/rooms until its acknowledgements wait per room. */
 uint64_t rc_store_durable(const rc_store *st);
 
 void rc_store_status_get(rc_store *st, rc_store_status *out);

@@ -46,6 +46,11 @@ struct rc_store_room {
     bool touched;            /* on that list */
     rc_store_room *all_prev, *all_next; /* every room the writer knows */
     atomic_bool lost;        /* the writer dropped records: the loop changes the epoch */
+    rc_store *st;            /* its store (set at allocation, read-only) */
+    /* Writer → loop (writer.c, "durability, room by room"). */
+    atomic_bool behind;      /* some records not durable after the last pass */
+    _Atomic uint64_t durable; /* while behind: batch through which it is durable */
+    rc_store_room *behind_next; /* writer's list of rooms behind */
 };
 
 struct rc_store {
@@ -68,7 +73,8 @@ struct rc_store {
     /* Loop only. */
     uint64_t seq;            /* batches handed off */
     /* Writer → loop. */
-    _Atomic uint64_t durable; /* highest batch written (and synced per mode) */
+    _Atomic uint64_t passed; /* last batch done: every room not behind is durable through it */
+    _Atomic uint64_t durable; /* every room is durable through it (<= passed) */
     _Atomic uint64_t bytes_written, records, bytes_dropped, fsyncs, repaired; /* rc_store_status */
     _Atomic int error;       /* errno of the last failure, 0 once writing works again */
     _Atomic size_t backlog;  /* bytes waiting for the writer after its last pass */
@@ -79,6 +85,7 @@ struct rc_store {
     size_t nopen;            /* their count */
     size_t fd_max;           /* most segments open at once (store.h: RC_STORE_FD_MAX) */
     rc_store_room *unsynced; /* rooms whose segment was closed with bytes not fsynced */
+    rc_store_room *behind;   /* rooms with records not durable (writer.c) */
 };
 
 /* Which writer list a room's seg_prev/seg_next link it into (writer.c, "open segments"). */

@@ -53,6 +53,9 @@ void rc__store_touch(rc_store *st, rc_store_room *sr)
     st->touched = sr;
 }
 
+static void dir_lost(rc_store *st, rc_store_room *sr);
+
+/* Makes sure the room's directory exists and holds its current epoch. */
 static bool ensure_dir(rc_store *st, rc_store_room *sr)
 {
     if (!sr->dir_ready) {
@@ -75,11 +78,76 @@ static bool ensure_dir(rc_store *st, rc_store_room *sr)
         int r = rc__store_write_file(p, line, strlen(line), st->mode != RC_FSYNC_NO);
         if (r < 0) {
             rc__store_set_error(st, -r, "write", p);
+            if (r == -ENOENT || r == -ENOTDIR) dir_lost(st, sr);
             return false;
         }
         sr->epoch_dirty = false;
     }
     return true;
+}
+
+/* ---- durability, room by room -------------------------------------------------------------
+ *
+ * A room is "behind" when, after a pass, some of its records are not durable: not written
+ * (its directory is unusable, the disk is full), or under --fsync always not fsynced. Its
+ * durability then stays where it was at the end of the last pass (st->passed: it was not
+ * behind then) while every other room moves on with each batch; once its records are all
+ * written (and synced) it leaves the behind list and follows st->passed again. Stores and
+ * loads are ordered so that the loop, reading st->passed before sr->behind
+ * (rc_store_room_durable), never sees a value the room has not reached: a room is marked
+ * behind before st->passed moves past its frozen value, and unmarked only once it has caught
+ * up with the batch st->passed is about to take.
+ */
+
+static void mark_behind(rc_store *st, rc_store_room *sr)
+{
+    if (atomic_load(&sr->behind)) return;
+    atomic_store(&sr->durable, atomic_load(&st->passed));
+    atomic_store(&sr->behind, true);
+    sr->behind_next = st->behind;
+    st->behind = sr;
+}
+
+static void unlink_behind(rc_store *st, rc_store_room *sr)
+{
+    if (!atomic_load(&sr->behind)) return;
+    rc_store_room **pp = &st->behind;
+    while (*pp && *pp != sr) pp = &(*pp)->behind_next;
+    if (*pp) *pp = sr->behind_next;
+    sr->behind_next = NULL;
+    atomic_store(&sr->behind, false);
+}
+
+/* After the pass over batch seq: rooms that caught up leave the behind list, then st->passed
+ * and st->durable (every room: the least of the behind rooms' values) are published. Returns
+ * whether anything moved, i.e. whether the loop should look again. */
+static bool settle(rc_store *st, uint64_t seq)
+{
+    bool moved = false;
+    uint64_t all = seq;
+    rc_store_room **pp = &st->behind;
+    while (*pp) {
+        rc_store_room *sr = *pp;
+        if (rc_buf_size(&sr->wbuf) == 0 && !(st->mode == RC_FSYNC_ALWAYS && sr->need_fsync)) {
+            *pp = sr->behind_next;
+            sr->behind_next = NULL;
+            atomic_store(&sr->behind, false);
+            moved = true;
+            continue;
+        }
+        uint64_t d = atomic_load(&sr->durable);
+        if (d < all) all = d;
+        pp = &sr->behind_next;
+    }
+    if (atomic_load(&st->passed) != seq) {
+        atomic_store(&st->passed, seq);
+        moved = true;
+    }
+    if (atomic_load(&st->durable) != all) {
+        atomic_store(&st->durable, all);
+        moved = true;
+    }
+    return moved;
 }
 
 /* ---- open segments: a bounded cache ------------------------------------------------------
@@ -142,7 +210,7 @@ void rc__store_seg_forget(rc_store *st, rc_store_room *sr)
 static bool sync_room(rc_store *st, rc_store_room *sr);
 
 /* Opens segment first of sr (creating it with create), closing the least recently written
- * segment first when st->fd_max are open. Returns 0, or -1 after recording the error. */
+ * segment first when st->fd_max are open. Returns 0, or -errno after recording the error. */
 static int seg_open(rc_store *st, rc_store_room *sr, uint64_t first, bool create)
 {
     if (st->nopen >= st->fd_max && st->open_tail) {
@@ -154,8 +222,9 @@ static int seg_open(rc_store *st, rc_store_room *sr, uint64_t first, bool create
     rc__store_seg_path(p, sizeof(p), sr->dir, first);
     int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
     if (fd < 0) {
-        rc__store_set_error(st, errno, "open", p);
-        return -1;
+        int err = errno;
+        rc__store_set_error(st, err, "open", p);
+        return -err;
     }
     seg_unlink(st, sr); /* off the unsynced list, if it was there */
     seg_push(st, sr, RC__SEG_OPEN);
@@ -168,10 +237,22 @@ static int seg_open(rc_store *st, rc_store_room *sr, uint64_t first, bool create
 static bool sync_room(rc_store *st, rc_store_room *sr)
 {
     if (!sr->need_fsync) return true;
-    if (sr->fd < 0 && (sr->nsegs == 0 || seg_open(st, sr, sr->segs[sr->nsegs - 1], false) < 0))
-        return false;
+    if (sr->fd < 0) {
+        int r = sr->nsegs ? seg_open(st, sr, sr->segs[sr->nsegs - 1], false) : -ENOENT;
+        if (r == -ENOENT || r == -ENOTDIR) {
+            /* The segment is gone, and its bytes that were never synced with it. */
+            atomic_store(&sr->lost, true);
+            dir_lost(st, sr);
+            return false;
+        }
+        if (r < 0) {
+            if (st->mode == RC_FSYNC_ALWAYS) mark_behind(st, sr);
+            return false;
+        }
+    }
     if (fsync(sr->fd) < 0) {
         rc__store_set_error(st, errno, "fsync", sr->dir);
+        if (st->mode == RC_FSYNC_ALWAYS) mark_behind(st, sr);
         return false;
     }
     sr->need_fsync = false;
@@ -179,18 +260,36 @@ static bool sync_room(rc_store *st, rc_store_room *sr)
     return true;
 }
 
-/* Opens the segment of sr that starts at msg_id first, adding it to sr's segments if new. */
+/* The room's directory vanished, or something else stands in its place (ENOENT, ENOTDIR):
+ * what was in it is gone. Start afresh: the directory is made again with its epoch (and name)
+ * on the next attempt, and the next segment is named after the first record it gets. */
+static void dir_lost(rc_store *st, rc_store_room *sr)
+{
+    sr->need_fsync = false;
+    rc__store_seg_forget(st, sr);
+    sr->dir_ready = false;
+    sr->epoch_dirty = true;
+    sr->nsegs = 0;
+    sr->seg_size = 0;
+}
+
+/* Opens the segment of sr that starts at msg_id first, adding it to sr's segments if new.
+ * Returns 0 or -errno. */
 static int open_segment(rc_store *st, rc_store_room *sr, uint64_t first)
 {
     bool fresh = sr->nsegs == 0 || sr->segs[sr->nsegs - 1] != first;
     if (fresh && sr->nsegs == sr->capsegs) {
         size_t cap = sr->capsegs ? sr->capsegs * 2 : 8;
         uint64_t *v = realloc(sr->segs, cap * sizeof(*v));
-        if (!v) return -1;
+        if (!v) return -ENOMEM;
         sr->segs = v;
         sr->capsegs = cap;
     }
-    if (seg_open(st, sr, first, true) < 0) return -1;
+    int r = seg_open(st, sr, first, true);
+    if (r < 0) {
+        if (r == -ENOENT || r == -ENOTDIR) dir_lost(st, sr);
+        return r;
+    }
     if (fresh) {
         sr->segs[sr->nsegs++] = first;
         sr->seg_size = 0;
@@ -314,6 +413,7 @@ static void apply_batch(rc_store *st, rc_buf *b)
                 if (*pp) *pp = sr->touched_next;
             }
             rc__store_seg_forget(st, sr);
+            unlink_behind(st, sr);
             {
                 char rooms[PATH_MAX];
                 snprintf(rooms, sizeof(rooms), "%s/rooms", st->dir);
@@ -337,6 +437,7 @@ static bool flush_touched(rc_store *st)
         rc_store_room *next = sr->touched_next;
         sr->touched = false;
         bool done = write_room(st, sr) && (sr->epoch_dirty ? ensure_dir(st, sr) : true);
+        if (rc_buf_size(&sr->wbuf) > 0) mark_behind(st, sr);
         if (!done) {
             ok = false;
             backlog += rc_buf_size(&sr->wbuf);
@@ -404,16 +505,13 @@ void *rc__store_writer_main(void *arg)
             ok = sync_all(st) && ok;
             last_sync = now;
         }
-        if (ok && st->touched == NULL) {
-            if (atomic_load(&st->error)) {
-                atomic_store(&st->error, 0);
-                rc_info("durable log: writing again");
-            }
-            if (atomic_load(&st->durable) != seq) {
-                atomic_store(&st->durable, seq);
-                uint64_t one = 1;
-                if (write(st->efd_io.fd, &one, sizeof(one)) < 0) {}
-            }
+        if (settle(st, seq)) {
+            uint64_t one = 1;
+            if (write(st->efd_io.fd, &one, sizeof(one)) < 0) {}
+        }
+        if (ok && st->touched == NULL && st->behind == NULL && atomic_load(&st->error)) {
+            atomic_store(&st->error, 0);
+            rc_info("durable log: writing again");
         }
         pthread_mutex_lock(&st->mu);
         if (stop && rc_buf_size(&st->handoff) == 0) break;

@@ -109,6 +109,14 @@ static rc_store *open_with(rc_loop *loop, const char *dir, enum rc_fsync mode,
     return rc_store_open(loop, dir, mode, 1 << 20, l, NULL, NULL);
 }
 
+/* A store with 4 KiB segments (the smallest), calling on_durable(arg). */
+static rc_store *open_small(rc_loop *loop, const char *dir, enum rc_fsync mode,
+                            void (*on_durable)(void *), void *arg)
+{
+    nloaded = 0;
+    return rc_store_open(loop, dir, mode, 4096, &loader, on_durable, arg);
+}
+
 static rc_store *open_store(rc_loop *loop, const char *dir, enum rc_fsync mode)
 {
     return open_with(loop, dir, mode, &loader);
@@ -125,6 +133,13 @@ static bool wait_durable(rc_store *st, uint64_t lsn)
 {
     for (int w = 0; w < 1000 && rc_store_durable(st) < lsn; w++) sleep_ms(10);
     return rc_store_durable(st) >= lsn;
+}
+
+/* Waits (up to ms) until room sr is durable through lsn. */
+static bool wait_room(const rc_store_room *sr, uint64_t lsn, int ms)
+{
+    for (int w = 0; w < ms / 10 && rc_store_room_durable(sr) < lsn; w++) sleep_ms(10);
+    return rc_store_room_durable(sr) >= lsn;
 }
 
 static int count_fds(void)
@@ -398,6 +413,129 @@ TEST(test_fd_bound)
     }
 }
 
+/* One room's directory is unusable — a file stands where it would be, or (after it was
+ * written) it is replaced by a file and the room must open a new segment: the other room's
+ * records still become durable batch after batch, under every --fsync mode, while the failing
+ * room's durability stays put (and the whole store's with it). Once the obstacle is gone, the
+ * failing room catches up, and all its records are on disk. */
+TEST(test_room_failure_is_isolated)
+{
+    for (int late = 0; late < 2; late++) {
+        for (int mode = RC_FSYNC_NO; mode <= RC_FSYNC_ALWAYS; mode++) {
+            const char *dir = new_dir();
+            CHECK(dir != NULL);
+            rc_loop *loop = rc_loop_new();
+            rc_store *st = open_small(loop, dir, (enum rc_fsync)mode, NULL, NULL);
+            CHECK(st != NULL);
+            char epoch[RC_EPOCH_LEN + 1], cmd[512];
+            rc_epoch_new(epoch);
+            static char big[3000];
+            memset(big, 'B', sizeof(big));
+            if (!late) { /* "bad" is hex 626164 */
+                snprintf(cmd, sizeof(cmd), "mkdir -p '%s/rooms' && touch '%s/rooms/626164'", dir, dir);
+                CHECK(system(cmd) == 0);
+            }
+            rc_store_room *bad = rc_store_room_new(st, "bad", 3, epoch);
+            rc_store_room *good = rc_store_room_new(st, "good", 4, epoch);
+            uint64_t id = 1, lb = 0, lg = 0, stuck = 0;
+            if (late) {
+                lb = rc_store_append_key(st, bad, id, 1, 2, big, sizeof(big), 1, 0);
+                rc_store_append_key(st, good, id++, 1, 1, "g", 1, 1, 0);
+                rc_store_kick(st);
+                CHECK(wait_room(bad, lb, 5000));
+                stuck = rc_store_room_durable(bad);
+                snprintf(cmd, sizeof(cmd), "cd '%s/rooms' && rm -r 626164 && touch 626164", dir);
+                CHECK(system(cmd) == 0);
+            }
+            for (int round = 0; round < 4; round++, id++) {
+                /* 3000 bytes more: the bad room must open a new segment (4 KiB each). */
+                lb = rc_store_append_key(st, bad, id, 1, 2, big, sizeof(big), 1, 0);
+                lg = rc_store_append_key(st, good, id, 1, 1, "g", 1, 1, 0);
+                rc_store_kick(st);
+                CHECK(wait_room(good, lg, 5000));
+                CHECK(rc_store_room_durable(bad) < lb);
+                if (late) CHECK(rc_store_room_durable(bad) >= stuck);
+                CHECK(rc_store_durable(st) < lb); /* the whole store waits for "bad" */
+            }
+            rc_store_status stat;
+            rc_store_status_get(st, &stat);
+            CHECK(!stat.ok && stat.error != 0);
+            /* The obstacle goes: "bad" catches up within the writer's retry (a second). */
+            snprintf(cmd, sizeof(cmd), "rm -f '%s/rooms/626164'", dir);
+            CHECK(system(cmd) == 0);
+            CHECK(wait_room(bad, lb, 5000));
+            CHECK(wait_durable(st, lb));
+            rc_store_status_get(st, &stat);
+            CHECK(stat.ok);
+            rc_store_close(st);
+            st = open_store(loop, dir, RC_FSYNC_NO);
+            rc_store_close(st);
+            rc_loop_free(loop);
+            struct lroom *b = find_loaded("bad", 3), *g = find_loaded("good", 4);
+            CHECK(b != NULL && g != NULL);
+            CHECK_EQ_INT(g->nrecs, 4 + late);
+            /* Everything "bad" had not written is there; what it had written before its
+             * directory went is gone with the directory. */
+            CHECK_EQ_INT(b->nrecs, 4);
+            CHECK(b->ids[0] == 1 + (uint64_t)late && b->ids[3] == 4 + (uint64_t)late);
+            remove_all(dir);
+        }
+    }
+}
+
+/* The same seen from the loop: on_durable fires as the healthy room's batches are written,
+ * while the other room fails. */
+struct dur_ctx {
+    rc_loop *loop;           /* to stop */
+    rc_store_room *good;     /* the room waited on */
+    uint64_t lsn;            /* the batch waited for */
+    int calls;               /* on_durable calls */
+};
+
+static void on_dur(void *arg)
+{
+    struct dur_ctx *x = arg;
+    x->calls++;
+    if (x->good && rc_store_room_durable(x->good) >= x->lsn) rc_loop_stop(x->loop);
+}
+
+static void on_timeout(rc_loop *loop, rc_timer *t)
+{
+    rc_loop_stop(loop);
+}
+
+TEST(test_on_durable_per_room)
+{
+    const char *dir = new_dir();
+    CHECK(dir != NULL);
+    rc_loop *loop = rc_loop_new();
+    struct dur_ctx x = {.loop = loop};
+    rc_store *st = open_small(loop, dir, RC_FSYNC_ALWAYS, on_dur, &x);
+    CHECK(st != NULL);
+    char epoch[RC_EPOCH_LEN + 1], cmd[512];
+    rc_epoch_new(epoch);
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s/rooms' && touch '%s/rooms/626164'", dir, dir);
+    CHECK(system(cmd) == 0);
+    rc_store_room *bad = rc_store_room_new(st, "bad", 3, epoch);
+    x.good = rc_store_room_new(st, "good", 4, epoch);
+    rc_timer t;
+    rc_timer_init(&t, on_timeout);
+    for (uint64_t id = 1; id <= 3; id++) {
+        rc_store_append_key(st, bad, id, 1, 1, "b", 1, 1, 0);
+        x.lsn = rc_store_append_key(st, x.good, id, 1, 1, "g", 1, 1, 0);
+        rc_store_kick(st);
+        rc_timer_start(loop, &t, rc_loop_now(loop) + 5 * RC_NS_PER_SEC);
+        rc_loop_run(loop);
+        rc_timer_stop(loop, &t);
+        CHECK(rc_store_room_durable(x.good) >= x.lsn);
+        CHECK(rc_store_room_durable(bad) < x.lsn);
+    }
+    CHECK(x.calls >= 3);
+    rc_store_close(st);
+    rc_loop_free(loop);
+    remove_all(dir);
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
@@ -407,5 +545,7 @@ int main(int argc, char **argv)
     RUN(test_untrusted_hashed_dir);
     RUN(test_delete_and_leftovers);
     RUN(test_fd_bound);
+    RUN(test_room_failure_is_isolated);
+    RUN(test_on_durable_per_room);
     UNIT_MAIN_END("test_store");
 }
