@@ -59,7 +59,7 @@ struct rc_store {
     size_t segment_max;      /* rotate segments beyond this size, bytes */
     rc_loop *loop;           /* the loop that owns the store */
     rc_io efd_io;            /* eventfd the writer signals */
-    void (*on_durable)(void *arg); /* called on the loop when durable() moved */
+    void (*on_durable)(void *arg); /* called on the loop when durability moved (store.h) */
     void *arg;               /* for on_durable */
     pthread_t thread;        /* the writer */
     pthread_mutex_t mu;      /* guards handoff, handoff_seq, stop */
