@@ -6,16 +6,19 @@
  * and the tails after them). Checked on every file:
  *   - read from an exact-size copy, the reader never reads outside it (ASan), and each
  *     record it returns lies inside the file, starts where the previous one ended, has the
- *     length, CRC-32 (zlib's, recomputed here), fields and msg_id sequence that the bytes say;
+ *     length, CRC-32 (zlib's, recomputed here), fields, idempotency key (present exactly when
+ *     the opcode byte's high bit is set, never 0) and msg_id sequence that the bytes say;
  *   - it stops with "need more" or a bad-record result that the bytes justify (checked here
  *     independently), and asking again gives the same answer without moving;
  *   - the valid prefix it reports, copied alone, re-reads to the same records and ends clean;
- *   - re-encoding the records (rc__store_rec_head + payload + rc__store_rec_seal) reproduces
- *     the valid prefix byte for byte;
+ *   - re-encoding the records (rc__store_rec_head with their keys + payload +
+ *     rc__store_rec_seal) reproduces the valid prefix byte for byte;
  *   - fed to one reader a byte at a time, and in exact-size pieces, the file reads the same;
  *   - started after the first record's predecessor id, it reads the same.
  * The input is also a room-directory name: decoding it either fails for a reason checked
- * here, or gives a name that encodes back to exactly the input.
+ * here, or gives a name that encodes back to exactly the input; and it is a room name (its
+ * first 255 bytes at most), whose directory name is checked: short, a plain file name, the hex
+ * of the name up to 127 bytes (decoding back to it), "sha256-" and 64 hex digits beyond.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -75,15 +78,21 @@ static void read_checked(const uint8_t *buf, size_t n, uint64_t prev_id, struct 
             break;
         }
         const uint8_t *p = buf + start;
+        bool keyed = p[24] & RC__STORE_OP_KEYED;
+        size_t head = keyed ? RC__STORE_REC_HEAD_MAX : RC__STORE_REC_HEAD;
         if (o->count >= max) abort();
         if (r.off <= start || r.off > n || rec.size != r.off - start) abort();
-        if (rec.size != RC__STORE_REC_HEAD + rec.len) abort();
-        if (rec.payload != p + RC__STORE_REC_HEAD) abort();
-        if (get32(p) != RC__STORE_REC_FIXED + rec.len || get32(p) > RC__STORE_REC_MAX) abort();
+        if (rec.size != head + rec.len) abort();
+        if (rec.payload != p + head) abort();
+        if (get32(p) != head - RC__STORE_REC_HEADER + rec.len || get32(p) > RC__STORE_REC_MAX)
+            abort();
         if ((uint32_t)crc32(0, p + RC__STORE_REC_HEADER, (uInt)(rec.size - RC__STORE_REC_HEADER)) !=
             get32(p + 4))
             abort();
-        if (rec.msg_id != get64(p + 8) || rec.time_ms != get64(p + 16) || rec.opcode != p[24])
+        if (rec.msg_id != get64(p + 8) || rec.time_ms != get64(p + 16) ||
+            rec.opcode != (p[24] & 0x7f))
+            abort();
+        if (keyed ? rec.key == 0 || rec.key != get64(p + RC__STORE_REC_HEAD) : rec.key != 0)
             abort();
         if (prev && rec.msg_id != prev + 1) abort();
         if (r.prev_id != rec.msg_id) abort();
@@ -100,6 +109,10 @@ static void read_checked(const uint8_t *buf, size_t n, uint64_t prev_id, struct 
     uint32_t len = avail >= 4 ? get32(p) : 0;
     bool len_ok = len >= RC__STORE_REC_FIXED && len <= RC__STORE_REC_MAX;
     bool whole = avail >= 4 && len_ok && (uint64_t)len + RC__STORE_REC_HEADER <= avail;
+    bool crc_ok = whole && (uint32_t)crc32(0, p + RC__STORE_REC_HEADER, len) == get32(p + 4);
+    bool key_ok = whole && (!(p[24] & RC__STORE_OP_KEYED) ||
+                            (len >= RC__STORE_REC_FIXED + RC__STORE_REC_KEY &&
+                             get64(p + RC__STORE_REC_HEAD) != 0));
     switch (o->result) {
     case RC__STORE_MORE:
         if (avail >= 4 && (!len_ok || whole)) abort();
@@ -108,10 +121,13 @@ static void read_checked(const uint8_t *buf, size_t n, uint64_t prev_id, struct 
         if (avail < 4 || len_ok) abort();
         break;
     case RC__STORE_BAD_CRC:
-        if (!whole || (uint32_t)crc32(0, p + RC__STORE_REC_HEADER, len) == get32(p + 4)) abort();
+        if (!whole || crc_ok) abort();
+        break;
+    case RC__STORE_BAD_KEY:
+        if (!crc_ok || key_ok) abort();
         break;
     case RC__STORE_BAD_SEQUENCE:
-        if (!whole || (uint32_t)crc32(0, p + RC__STORE_REC_HEADER, len) != get32(p + 4)) abort();
+        if (!crc_ok || !key_ok) abort();
         if (!prev || get64(p + 8) == prev + 1) abort();
         break;
     default:
@@ -186,8 +202,13 @@ static void check_file(const uint8_t *buf, size_t n)
     size_t w = 0;
     while (rc__store_read(&r, prefix, o.off, &rec) == RC__STORE_RECORD) {
         if (w + rec.size > o.off) abort();
-        rc__store_rec_head(enc + w, rec.msg_id, rec.time_ms, rec.opcode, rec.len);
-        if (rec.len) memcpy(enc + w + RC__STORE_REC_HEAD, rec.payload, rec.len);
+        /* Headed in a scratch buffer: a keyless record's RC__STORE_REC_HEAD_MAX bytes could
+         * reach past the end of enc. */
+        unsigned char h[RC__STORE_REC_HEAD_MAX];
+        size_t hl = rc__store_rec_head(h, rec.msg_id, rec.time_ms, rec.opcode, rec.key, rec.len);
+        if (hl + rec.len != rec.size) abort();
+        memcpy(enc + w, h, hl);
+        if (rec.len) memcpy(enc + w + hl, rec.payload, rec.len);
         rc__store_rec_seal(enc + w, rec.size);
         w += rec.size;
     }
@@ -262,6 +283,28 @@ static void check_name(const uint8_t *data, size_t size)
         if (strcmp(back, hex) != 0) abort();
     }
     free(hex);
+
+    /* The input as a room name: its directory name. */
+    size_t len = size < RC__STORE_NAME_MAX ? size : RC__STORE_NAME_MAX;
+    if (len == 0) return;
+    char dn[RC__STORE_DIRNAME_SIZE];
+    memset(dn, 0x55, sizeof(dn));
+    rc__store_dirname((const char *)data, len, dn);
+    size_t dl = strnlen(dn, sizeof(dn));
+    if (dl == sizeof(dn) || dl == 0 || dn[0] == '.') abort();
+    for (size_t i = 0; i < dl; i++)
+        if (!lower_hex(dn[i]) && !(i < 7 && len > RC__STORE_NAME_HEX_MAX)) abort();
+    bool hashed = rc__store_dirname_hashed(dn);
+    if (len <= RC__STORE_NAME_HEX_MAX) {
+        char back[RC__STORE_NAME_MAX];
+        if (hashed || dl != 2 * len) abort();
+        if (rc__store_name_decode(dn, back, RC__STORE_NAME_HEX_MAX) != (long)len) abort();
+        if (memcmp(back, data, len) != 0) abort();
+    } else {
+        if (!hashed || dl != RC__STORE_HASHED_LEN || memcmp(dn, "sha256-", 7) != 0) abort();
+        char back[RC__STORE_NAME_MAX];
+        if (rc__store_name_decode(dn, back, RC__STORE_NAME_MAX) != -1) abort();
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

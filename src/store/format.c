@@ -1,6 +1,8 @@
 /* format.c — the durable log's record format and room-directory names; see format.h. */
 #include "store/format.h"
 
+#include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -28,14 +30,18 @@ static void put32(unsigned char *p, uint32_t v)
 
 /* ---- records ------------------------------------------------------------------------------ */
 
-void rc__store_rec_head(unsigned char out[RC__STORE_REC_HEAD], uint64_t msg_id,
-                        uint64_t time_ms, uint8_t opcode, size_t payload_len)
+size_t rc__store_rec_head(unsigned char out[RC__STORE_REC_HEAD_MAX], uint64_t msg_id,
+                          uint64_t time_ms, uint8_t opcode, uint64_t key, size_t payload_len)
 {
-    put32(out, (uint32_t)(RC__STORE_REC_FIXED + payload_len));
+    size_t keylen = key ? RC__STORE_REC_KEY : 0;
+    put32(out, (uint32_t)(RC__STORE_REC_FIXED + keylen + payload_len));
     put32(out + 4, 0);
     put64(out + RC__STORE_REC_HEADER, msg_id);
     put64(out + RC__STORE_REC_HEADER + 8, time_ms);
-    out[RC__STORE_REC_HEADER + 16] = opcode;
+    out[RC__STORE_REC_HEADER + 16] = (uint8_t)((opcode & ~RC__STORE_OP_KEYED) |
+                                               (key ? RC__STORE_OP_KEYED : 0));
+    if (key) put64(out + RC__STORE_REC_HEAD, key);
+    return RC__STORE_REC_HEAD + keylen;
 }
 
 void rc__store_rec_seal(unsigned char *rec, size_t size)
@@ -69,13 +75,24 @@ int rc__store_read(rc__store_reader *r, const unsigned char *buf, size_t n, rc__
     if (avail < RC__STORE_REC_HEADER || len > avail - RC__STORE_REC_HEADER) return RC__STORE_MORE;
     const unsigned char *body = p + RC__STORE_REC_HEADER;
     if ((uint32_t)crc32(0, body, len) != le32(p + 4)) return RC__STORE_BAD_CRC;
+    /* The key flag is checked before the sequence: a record that is not well formed says
+     * nothing about its msg_id. A keyed record holding key 0 would encode two ways. */
+    uint32_t fixed = RC__STORE_REC_FIXED;
+    uint64_t key = 0;
+    if (body[16] & RC__STORE_OP_KEYED) {
+        if (len < RC__STORE_REC_FIXED + RC__STORE_REC_KEY) return RC__STORE_BAD_KEY;
+        key = le64(body + RC__STORE_REC_FIXED);
+        if (key == 0) return RC__STORE_BAD_KEY;
+        fixed += RC__STORE_REC_KEY;
+    }
     uint64_t id = le64(body);
     if (r->prev_id && id != r->prev_id + 1) return RC__STORE_BAD_SEQUENCE;
     rec->msg_id = id;
     rec->time_ms = le64(body + 8);
-    rec->opcode = body[16];
-    rec->payload = body + RC__STORE_REC_FIXED;
-    rec->len = len - RC__STORE_REC_FIXED;
+    rec->opcode = body[16] & (uint8_t)~RC__STORE_OP_KEYED;
+    rec->key = key;
+    rec->payload = body + fixed;
+    rec->len = len - fixed;
     rec->size = RC__STORE_REC_HEADER + (size_t)len;
     r->off += rec->size;
     r->prev_id = id;
@@ -84,9 +101,10 @@ int rc__store_read(rc__store_reader *r, const unsigned char *buf, size_t n, rc__
 
 /* ---- room directory names ----------------------------------------------------------------- */
 
+static const char hx[] = "0123456789abcdef";
+
 void rc__store_name_encode(const char *name, size_t len, char *out)
 {
-    static const char hx[] = "0123456789abcdef";
     for (size_t i = 0; i < len; i++) {
         out[2 * i] = hx[(unsigned char)name[i] >> 4];
         out[2 * i + 1] = hx[(unsigned char)name[i] & 15];
@@ -109,4 +127,30 @@ long rc__store_name_decode(const char *hex, char *out, size_t cap)
         out[i] = (char)v;
     }
     return (long)(n / 2);
+}
+
+void rc__store_dirname(const char *name, size_t len, char out[RC__STORE_DIRNAME_SIZE])
+{
+    if (len <= RC__STORE_NAME_HEX_MAX) {
+        rc__store_name_encode(name, len, out);
+        return;
+    }
+    /* SHA-256, not a fast 64-bit hash: two names in one directory would mix two rooms'
+     * histories, so a collision must be out of reach even of someone choosing names. */
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(name, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) abort();
+    memcpy(out, RC__STORE_HASHED_PREFIX, sizeof(RC__STORE_HASHED_PREFIX) - 1);
+    rc__store_name_encode((const char *)md, 32, out + sizeof(RC__STORE_HASHED_PREFIX) - 1);
+}
+
+bool rc__store_dirname_hashed(const char *dirname)
+{
+    size_t pl = sizeof(RC__STORE_HASHED_PREFIX) - 1;
+    if (strncmp(dirname, RC__STORE_HASHED_PREFIX, pl) != 0) return false;
+    size_t i = pl;
+    for (; dirname[i]; i++)
+        if (!((dirname[i] >= '0' && dirname[i] <= '9') || (dirname[i] >= 'a' && dirname[i] <= 'f')))
+            return false;
+    return i == RC__STORE_HASHED_LEN;
 }

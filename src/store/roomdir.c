@@ -45,6 +45,101 @@ int rc__store_remove_tree(const char *dir)
     return rmdir(dir) < 0 ? -errno : 0;
 }
 
+long rc__store_read_name(const char *room_dir, char out[RC__STORE_NAME_MAX])
+{
+    char p[PATH_MAX + 8];
+    snprintf(p, sizeof(p), "%s/" RC__STORE_NAME_FILE, room_dir);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    /* One byte more than a name may have, to tell a longer file from a full-length name. */
+    char buf[RC__STORE_NAME_MAX + 1];
+    size_t got = 0;
+    while (got < sizeof(buf)) {
+        ssize_t r = read(fd, buf + got, sizeof(buf) - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got == 0 || got > RC__STORE_NAME_MAX) return -1;
+    memcpy(out, buf, got);
+    return (long)got;
+}
+
+long rc__store_room_name(const char *rooms, const char *dirname, char out[RC__STORE_NAME_MAX],
+                         const char **why)
+{
+    *why = NULL;
+    long nl = rc__store_name_decode(dirname, out, RC__STORE_NAME_HEX_MAX);
+    if (nl > 0) return nl;
+    if (!rc__store_dirname_hashed(dirname)) return -1;
+    char rdir[PATH_MAX];
+    snprintf(rdir, sizeof(rdir), "%s/%s", rooms, dirname);
+    nl = rc__store_read_name(rdir, out);
+    if (nl < 0) {
+        *why = "no valid " RC__STORE_NAME_FILE " file: not trusted";
+        return -1;
+    }
+    /* The name must lead back here: a name file copied, edited or damaged is not believed. */
+    char back[RC__STORE_DIRNAME_SIZE];
+    rc__store_dirname(out, (size_t)nl, back);
+    if (strcmp(back, dirname) != 0) {
+        *why = "its " RC__STORE_NAME_FILE " file does not hash to the directory's name: not trusted";
+        return -1;
+    }
+    return nl;
+}
+
+int rc__store_create_room_dir(const char *rooms, const char *dirname, const char *name,
+                              size_t len, bool sync)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/%s", rooms, dirname);
+    if (!rc__store_dirname_hashed(dirname)) {
+        if (mkdir(dir, 0755) == 0) return 0;
+        if (errno != EEXIST) return -errno;
+        struct stat sb; /* something that is not a directory cannot be used as one */
+        return stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
+    }
+    char tmp[PATH_MAX], p[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s/" RC__STORE_NEW_PREFIX "%s", rooms, dirname);
+    snprintf(p, sizeof(p), "%s/" RC__STORE_NAME_FILE, tmp);
+    rc__store_remove_tree(tmp); /* a previous attempt's */
+    if (mkdir(tmp, 0755) < 0) return -errno;
+    int r = rc__store_write_file(p, name, len, sync);
+    if (r == 0 && rename(tmp, dir) < 0) {
+        r = -errno;
+        if (r == -EEXIST || r == -ENOTEMPTY) {
+            /* Already there: fine if it is this room's (its name file says so), never a
+             * directory whose name cannot be checked. */
+            char have[RC__STORE_NAME_MAX];
+            long hl = rc__store_read_name(dir, have);
+            r = hl == (long)len && memcmp(have, name, len) == 0 ? 0 : -EEXIST;
+        }
+    }
+    rc__store_remove_tree(tmp); /* on success it is gone already: nothing to do */
+    return r;
+}
+
+int rc__store_remove_room(const char *rooms, const char *dirname)
+{
+    char dir[PATH_MAX], del[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/%s", rooms, dirname);
+    snprintf(del, sizeof(del), "%s/" RC__STORE_DEL_PREFIX "%s", rooms, dirname);
+    rc__store_remove_tree(del); /* an earlier deletion's, cut short */
+    if (rename(dir, del) < 0) {
+        if (errno == ENOENT) return 0;
+        return rc__store_remove_tree(dir); /* cannot rename: delete in place, as before */
+    }
+    return rc__store_remove_tree(del);
+}
+
+bool rc__store_is_leftover(const char *entry)
+{
+    return strncmp(entry, RC__STORE_NEW_PREFIX, sizeof(RC__STORE_NEW_PREFIX) - 1) == 0 ||
+           strncmp(entry, RC__STORE_DEL_PREFIX, sizeof(RC__STORE_DEL_PREFIX) - 1) == 0;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -143,7 +238,8 @@ int rc__store_read_room(const char *dir, bool readonly, rc__store_record_fn *fn,
         rc__store_reader_init(&rd, prev);
         rc__store_rec rec;
         while (rc__store_read(&rd, data, size, &rec) == RC__STORE_RECORD)
-            fn(arg, rec.msg_id, rec.time_ms, rec.opcode, (const char *)rec.payload, rec.len);
+            fn(arg, rec.msg_id, rec.time_ms, rec.opcode, rec.key, (const char *)rec.payload,
+               rec.len);
         prev = rd.prev_id;
         size_t off = rd.off;
         free(data);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,11 +55,15 @@ void rc_epoch_new(char out[RC_EPOCH_LEN + 1])
 
 /* ---- room handles ------------------------------------------------------------------------- */
 
-rc_store_room *rc__store_room_alloc(const char *dir)
+rc_store_room *rc__store_room_alloc(const rc_store *st, const char *name, size_t len)
 {
     rc_store_room *sr = calloc(1, sizeof(*sr));
     if (!sr) return NULL;
-    snprintf(sr->dir, sizeof(sr->dir), "%s", dir);
+    rc__store_dirname(name, len, sr->dirname);
+    snprintf(sr->dir, sizeof(sr->dir), "%s/rooms/%s", st->dir, sr->dirname);
+    memcpy(sr->name, name, len);
+    sr->name_len = len;
+    sr->st = (rc_store *)st;
     sr->fd = -1;
     return sr;
 }
@@ -72,7 +77,7 @@ void rc__store_room_link(rc_store *st, rc_store_room *sr)
 
 void rc__store_room_free(rc_store *st, rc_store_room *sr)
 {
-    if (sr->fd >= 0) close(sr->fd);
+    rc__store_seg_forget(st, sr);
     if (sr->all_prev) sr->all_prev->all_next = sr->all_next;
     else if (st->all == sr) st->all = sr->all_next;
     if (sr->all_next) sr->all_next->all_prev = sr->all_prev;
@@ -94,10 +99,12 @@ struct load_ctx {
 };
 
 static void load_record(void *arg, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
-                        const char *payload, size_t len)
+                        uint64_t key, const char *payload, size_t len)
 {
     struct load_ctx *x = arg;
-    x->loader->record(x->loader->arg, x->room, msg_id, time_ms, opcode, payload, len);
+    const rc_store_loader *l = x->loader;
+    if (l->record_key) l->record_key(l->arg, x->room, msg_id, time_ms, opcode, key, payload, len);
+    else if (l->record) l->record(l->arg, x->room, msg_id, time_ms, opcode, payload, len);
 }
 
 /* Restores every room of the data directory through loader, repairing damaged tails (see
@@ -112,13 +119,22 @@ static void load_rooms(rc_store *st, const rc_store_loader *loader, bool unclean
     struct dirent *e;
     unsigned nrooms = 0;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char name[RC__STORE_NAME_MAX + 1];
-        long nl = rc__store_name_decode(e->d_name, name, RC__STORE_NAME_MAX);
         char rdir[PATH_MAX];
         if (snprintf(rdir, sizeof(rdir), "%s/%s", rooms, e->d_name) >= (int)sizeof(rdir)) continue;
+        if (e->d_name[0] == '.') {
+            /* A room directory half created or half deleted when the server stopped. */
+            if (rc__store_is_leftover(e->d_name)) {
+                rc_warn("data directory: removing '%s' (left by an interrupted create or delete)",
+                        rdir);
+                rc__store_remove_tree(rdir);
+            }
+            continue;
+        }
+        char name[RC__STORE_NAME_MAX];
+        const char *why;
+        long nl = rc__store_room_name(rooms, e->d_name, name, &why);
         if (nl <= 0) {
-            rc_warn("data directory: ignoring '%s' (not a room directory)", rdir);
+            rc_warn("data directory: ignoring '%s' (%s)", rdir, why ? why : "not a room directory");
             continue;
         }
         char epoch[RC_EPOCH_LEN + 2];
@@ -131,7 +147,7 @@ static void load_rooms(rc_store *st, const rc_store_loader *loader, bool unclean
         struct load_ctx x = {.loader = loader};
         x.room = loader->room(loader->arg, name, (size_t)nl, epoch);
         if (!x.room) continue;
-        rc_store_room *sr = rc__store_room_alloc(rdir);
+        rc_store_room *sr = rc__store_room_alloc(st, name, (size_t)nl);
         uint64_t *segs = NULL;
         size_t nsegs = 0, last_size = 0;
         int r = rc__store_read_room(rdir, false, load_record, &x, &segs, &nsegs, &last_size);
@@ -166,6 +182,18 @@ static void load_rooms(rc_store *st, const rc_store_loader *loader, bool unclean
 
 /* ---- open, close, status ------------------------------------------------------------------ */
 
+/* How many segments the writer may keep open: RC_STORE_FD_MAX, or an eighth of the descriptor
+ * limit when that is lower (at least 4), so that the log never takes the descriptors the
+ * server needs for connections whatever the limit. */
+static size_t fd_bound(void)
+{
+    struct rlimit rl;
+    size_t n = RC_STORE_FD_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 8 < n)
+        n = rl.rlim_cur / 8;
+    return n < 4 ? 4 : n;
+}
+
 static void on_eventfd(rc_loop *loop, rc_io *io, uint32_t events)
 {
     rc_store *st = (rc_store *)((char *)io - offsetof(rc_store, efd_io));
@@ -186,6 +214,7 @@ rc_store *rc_store_open(rc_loop *loop, const char *dir, enum rc_fsync mode, size
     snprintf(st->dir, sizeof(st->dir), "%s", dir);
     st->mode = mode;
     st->segment_max = segment_max < 4096 ? 4096 : segment_max;
+    st->fd_max = fd_bound();
     st->loop = loop;
     st->on_durable = on_durable;
     st->arg = arg;
@@ -257,6 +286,15 @@ void rc_store_close(rc_store *st)
 uint64_t rc_store_durable(const rc_store *st)
 {
     return atomic_load(&((rc_store *)st)->durable);
+}
+
+uint64_t rc_store_room_durable(const rc_store_room *sr)
+{
+    rc_store_room *r = (rc_store_room *)sr;
+    /* st->passed first, then the room's flag: see writer.c, "durability, room by room". */
+    uint64_t passed = atomic_load(&r->st->passed);
+    if (atomic_load(&r->behind)) return atomic_load(&r->durable);
+    return passed;
 }
 
 void rc_store_status_get(rc_store *st, rc_store_status *out)

@@ -1,23 +1,32 @@
 /* store.h — the durable log: an append-only file per room, written off the event loop.
  *
- * Layout under the data directory:
- *   DIR/clean                      present only while no server runs after a clean exit
- *   DIR/rooms/<hex(room)>/epoch    the room's epoch (text)
- *   DIR/rooms/<hex(room)>/<first msg_id, 20 digits>.log   segments, oldest first
- * A record is  u32 length | u32 crc32 | u64 msg_id | u64 time_ms | u8 opcode | payload
+ * Layout under the data directory (roomdir.h has the details):
+ *   DIR/clean                         present only while no server runs after a clean exit
+ *   DIR/rooms/<dirname>/epoch         the room's epoch (text)
+ *   DIR/rooms/<dirname>/name          the room's name, in a hashed directory only
+ *   DIR/rooms/<dirname>/<first msg_id, 20 digits>.log   segments, oldest first
+ * <dirname> is the room name in lowercase hex for names up to 127 bytes (as always), and
+ * "sha256-" with the hex SHA-256 of the name for longer ones (up to 255 bytes), whose hex would
+ * not fit a file name; such a directory is trusted only if its name file hashes back to it.
+ * A record is  u32 length | u32 crc32 | u64 msg_id | u64 time_ms | u8 opcode | [u64 key] | payload
  * (little-endian; length counts from msg_id to the end; crc32 covers the same bytes), so a torn
- * or corrupt tail is recognised on start, truncated and logged, never fatal.
+ * or corrupt tail is recognised on start, truncated and logged, never fatal. The key is the
+ * hash of the message's idempotency key, present when the opcode byte's high bit is set
+ * (format.h); records written before keys existed have no key and read as they did.
  *
  * Threads: the loop appends records to a batch of its own (no lock, no syscall, no checksum);
  * at each before-sleep it hands the batch to one writer thread under a mutex, and the writer
- * computes the checksums, writes each room's records with one write() and, depending on --fsync, calls fsync: `no` never (the kernel decides), `everysec`
- * once a second, `always` after every batch before it reports the batch durable. The writer
- * reports progress through an eventfd watched by the loop: rc_store_durable() is the highest
- * batch sequence number known to be on disk, which is when acknowledgements are sent under
- * `always`. Failures (disk full, read-only or vanished directory) never stop the loop: the
- * writer keeps the unwritten bytes (bounded), reports the error through rc_store_status, and
- * retries every second; if it had to drop bytes, the room is flagged so the loop changes its
- * epoch (clients then know its history has a hole).
+ * computes the checksums, writes each room's records with one write() and, depending on
+ * --fsync, calls fsync: `no` never (the kernel decides; and once at close), `everysec` once a
+ * second, `always` after every batch before it reports the batch durable. It keeps at most
+ * RC_STORE_FD_MAX segment files open, however many rooms there are. The writer reports
+ * progress through an eventfd watched by the loop (on_durable), room by room:
+ * rc_store_room_durable() is the highest batch sequence number through which a room's records
+ * are on disk, which is when acknowledgements are sent under `always`. Failures (disk full,
+ * read-only or vanished directory) never stop the loop, and one room's failure does not hold
+ * back the others: the writer keeps the room's unwritten bytes (bounded), reports the error
+ * through rc_store_status, and retries every second; if it had to drop bytes, the room is
+ * flagged so the loop changes its epoch (clients then know its history has a hole).
  */
 #ifndef RC_STORE_H
 #define RC_STORE_H
@@ -32,6 +41,12 @@ enum rc_fsync { RC_FSYNC_NO, RC_FSYNC_EVERYSEC, RC_FSYNC_ALWAYS };
 
 #define RC_EPOCH_LEN 16
 
+/* The writer keeps at most this many segment files open (least recently written closed
+ * first, reopened on demand), or an eighth of RLIMIT_NOFILE when that is lower (at least 4):
+ * however many rooms there are, the log holds at most this many descriptors plus its eventfd
+ * and, briefly, one more while it replaces an epoch or name file or deletes a room. */
+#define RC_STORE_FD_MAX 64
+
 typedef struct rc_store rc_store;
 typedef struct rc_store_room rc_store_room;
 
@@ -39,6 +54,13 @@ typedef struct rc_store_room rc_store_room;
 typedef struct rc_store_loader {
     /* A room: return an opaque pointer passed to `record` and `done`, NULL to skip it. */
     void *(*room)(void *arg, const char *name, size_t len, const char *epoch);
+    /* A record of the room, oldest first: key is the hash of its idempotency key as given to
+     * rc_store_append_key, 0 when it had none (so the loop can refill its window of keys and
+     * a resend after a restart is still recognised). */
+    void (*record_key)(void *arg, void *room, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
+                       uint64_t key, const char *payload, size_t len);
+    /* Bridge for callers written before keys were stored: used only when record_key is NULL,
+     * the same without the key. To be removed once src/rooms sets record_key. */
     void (*record)(void *arg, void *room, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
                    const char *payload, size_t len);
     /* End of the room's records: its store handle (for appends), and whether its history may
@@ -61,7 +83,10 @@ typedef struct rc_store_status {
 
 /* rc_store_open creates the directory if needed, loads every room through loader, and starts
  * the writer. NULL (after logging why) only when it cannot work at all (e.g. no thread); an
- * unwritable directory gives a store in the failed state that keeps retrying. */
+ * unwritable directory gives a store in the failed state that keeps retrying. on_durable(arg)
+ * is called on the loop whenever durability moved: the writer finished a batch, or a room
+ * that was behind caught up (see rc_store_room_durable); it may be called when nothing that
+ * the caller waits for moved. */
 rc_store *rc_store_open(rc_loop *loop, const char *dir, enum rc_fsync mode, size_t segment_max,
                         const rc_store_loader *loader, void (*on_durable)(void *arg), void *arg);
 
@@ -80,16 +105,39 @@ void rc_store_room_delete(rc_store *st, rc_store_room *sr);
 /* rc_store_room_lost is true (once) when the writer dropped records of the room. */
 bool rc_store_room_lost(rc_store_room *sr);
 
-/* rc_store_append queues one record. first_kept is the oldest msg_id still retained: segments
- * entirely older are deleted when the writer rotates. Returns the batch sequence number that
- * will contain it (compare with rc_store_durable). */
+/* rc_store_append_key queues one record: the message msg_id of the room, sequenced at time_ms
+ * (wall clock, ms), sent with WebSocket opcode (below 0x80), its payload[0..len), and key, the
+ * 64-bit hash of its idempotency key (0: it had none; stored only when not 0, and given back to
+ * the loader's record_key on the next start). first_kept is the oldest msg_id still retained:
+ * segments entirely older are deleted when the writer rotates. Returns the batch sequence
+ * number that will contain it (compare with rc_store_durable). */
+uint64_t rc_store_append_key(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
+                             uint8_t opcode, const void *payload, size_t len, uint64_t first_kept,
+                             uint64_t key);
+
+/* rc_store_append is rc_store_append_key without a key: a bridge for callers written before
+ * keys were stored, to be removed once src/rooms passes keys. */
 uint64_t rc_store_append(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
                          uint8_t opcode, const void *payload, size_t len, uint64_t first_kept);
 
 /* rc_store_kick hands the records appended so far to the writer (called at before-sleep). */
 void rc_store_kick(rc_store *st);
 
-/* rc_store_durable is the highest batch sequence number written (and, per --fsync, synced). */
+/* rc_store_room_durable is the highest batch sequence number through which the room's records
+ * are durable: written, and under --fsync always fsynced as well. A room with nothing pending
+ * in a batch is durable through it, so a healthy room keeps up with the writer batch by batch;
+ * a room whose writes (or, under always, fsyncs) fail stays where it was, holding back no
+ * other room, until its records are written. A record appended with rc_store_append_key is
+ * durable once this reaches the number that call returned (acknowledgements under --fsync
+ * always wait for that). Records the writer had to drop after failures (the room is then
+ * flagged, rc_store_room_lost) do not hold it back. Loop thread; sr must not have been
+ * deleted (after rc_store_room_delete the handle is gone: settle what waits on it first). */
+uint64_t rc_store_room_durable(const rc_store_room *sr);
+
+/* rc_store_durable is the highest batch sequence number through which every room is durable,
+ * the least rc_store_room_durable of all rooms: one failing room holds it back for all, so
+ * what waits on one room should use rc_store_room_durable. Kept for callers that need the
+ * whole log, and for src/rooms until its acknowledgements wait per room. */
 uint64_t rc_store_durable(const rc_store *st);
 
 void rc_store_status_get(rc_store *st, rc_store_status *out);
@@ -101,7 +149,10 @@ int rc_fsync_parse(const char *s);
 void rc_epoch_new(char out[RC_EPOCH_LEN + 1]);
 
 /* Tooling (`roomcast --data-dir DIR --list-rooms` / `--dump ROOM`), printing JSON lines to
- * stdout: read-only, never repairs. Return 0, or -1 after printing the problem to stderr. */
+ * stdout: read-only, never repairs. Return 0, or -1 after printing the problem to stderr.
+ * --dump prints a record as {"msg_id":N,"time_ms":T,["key":"<16 hex digits>",]"type":"text",
+ * "data":<payload>} or with "type":"binary","data_base64":"..."; "key" (the idempotency key
+ * hash) only for records that have one. */
 int rc_store_tool_list(const char *dir);
 int rc_store_tool_dump(const char *dir, const char *room);
 

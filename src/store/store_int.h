@@ -15,29 +15,42 @@
 
 #include "core/buf.h"
 #include "core/loop.h"
+#include "store/format.h"
 #include "store/store.h"
 
-/* Longest data directory path accepted: room paths add "/rooms/" and up to 510 hex digits. */
+/* Longest data directory path accepted: room paths add "/rooms/", ".new-", a directory name of
+ * at most 254 characters and a file name, and must fit PATH_MAX. */
 #define RC__STORE_DIR_MAX 3072
 
 struct rc_store_room {
     /* Written by the loop before OP_NEW, then read-only. */
-    char dir[PATH_MAX];      /* the room's directory */
+    char dir[PATH_MAX];      /* the room's directory: DIR/rooms/<dirname> */
+    char dirname[RC__STORE_DIRNAME_SIZE]; /* its name under DIR/rooms (format.h) */
+    char name[RC__STORE_NAME_MAX]; /* the room's name, written into a hashed directory */
+    size_t name_len;         /* its length, bytes */
     /* Writer-side state. */
     char epoch[RC_EPOCH_LEN + 1]; /* epoch to write when epoch_dirty */
     bool dir_ready;          /* directory and epoch file exist */
     bool epoch_dirty;        /* epoch file must be rewritten */
-    int fd;                  /* current segment, -1 when not open */
+    int fd;                  /* current segment, -1 when not open (writer.c: at most
+                              * st->fd_max rooms have one open) */
+    uint8_t seg_list;        /* the writer list seg_prev/seg_next link sr into (RC__SEG_*) */
+    rc_store_room *seg_prev, *seg_next; /* open segments in use order, or unsynced ones */
     size_t seg_size;         /* bytes of the current segment known to be good */
     uint64_t *segs;          /* first msg_id of each segment on disk, ascending */
     size_t nsegs, capsegs;   /* entries used and allocated in segs */
     uint64_t first_kept;     /* latest retention bound from the loop */
-    bool need_fsync;         /* written since the last fsync */
+    bool need_fsync;         /* current segment written since its last fsync */
     rc_buf wbuf;             /* records not yet written */
     rc_store_room *touched_next; /* writer's list of rooms with pending bytes */
     bool touched;            /* on that list */
     rc_store_room *all_prev, *all_next; /* every room the writer knows */
     atomic_bool lost;        /* the writer dropped records: the loop changes the epoch */
+    rc_store *st;            /* its store (set at allocation, read-only) */
+    /* Writer → loop (writer.c, "durability, room by room"). */
+    atomic_bool behind;      /* some records not durable after the last pass */
+    _Atomic uint64_t durable; /* while behind: batch through which it is durable */
+    rc_store_room *behind_next; /* writer's list of rooms behind */
 };
 
 struct rc_store {
@@ -46,7 +59,7 @@ struct rc_store {
     size_t segment_max;      /* rotate segments beyond this size, bytes */
     rc_loop *loop;           /* the loop that owns the store */
     rc_io efd_io;            /* eventfd the writer signals */
-    void (*on_durable)(void *arg); /* called on the loop when durable() moved */
+    void (*on_durable)(void *arg); /* called on the loop when durability moved (store.h) */
     void *arg;               /* for on_durable */
     pthread_t thread;        /* the writer */
     pthread_mutex_t mu;      /* guards handoff, handoff_seq, stop */
@@ -60,19 +73,29 @@ struct rc_store {
     /* Loop only. */
     uint64_t seq;            /* batches handed off */
     /* Writer → loop. */
-    _Atomic uint64_t durable; /* highest batch written (and synced per mode) */
+    _Atomic uint64_t passed; /* last batch done: every room not behind is durable through it */
+    _Atomic uint64_t durable; /* every room is durable through it (<= passed) */
     _Atomic uint64_t bytes_written, records, bytes_dropped, fsyncs, repaired; /* rc_store_status */
     _Atomic int error;       /* errno of the last failure, 0 once writing works again */
     _Atomic size_t backlog;  /* bytes waiting for the writer after its last pass */
     /* Writer only. */
     rc_store_room *all;      /* every room */
     rc_store_room *touched;  /* rooms with bytes to write */
+    rc_store_room *open_head, *open_tail; /* rooms with an open segment, last written first */
+    size_t nopen;            /* their count */
+    size_t fd_max;           /* most segments open at once (store.h: RC_STORE_FD_MAX) */
+    rc_store_room *unsynced; /* rooms whose segment was closed with bytes not fsynced */
+    rc_store_room *behind;   /* rooms with records not durable (writer.c) */
 };
+
+/* Which writer list a room's seg_prev/seg_next link it into (writer.c, "open segments"). */
+enum { RC__SEG_NONE, RC__SEG_OPEN, RC__SEG_UNSYNCED };
 
 /* ---- store.c ---- */
 
-/* rc__store_room_alloc returns a new room handle for directory dir, not yet linked. */
-rc_store_room *rc__store_room_alloc(const char *dir);
+/* rc__store_room_alloc returns a new handle for room name[0..len) of st (its directory named
+ * by rc__store_dirname), not yet linked. */
+rc_store_room *rc__store_room_alloc(const rc_store *st, const char *name, size_t len);
 
 /* rc__store_room_link adds sr to the writer's list of every room (st->all). */
 void rc__store_room_link(rc_store *st, rc_store_room *sr);
@@ -84,6 +107,10 @@ void rc__store_room_free(rc_store *st, rc_store_room *sr);
 
 /* rc__store_set_error records errno err as the store's state, logging it when it changed. */
 void rc__store_set_error(rc_store *st, int err, const char *what, const char *path);
+
+/* rc__store_seg_forget closes sr's segment without syncing it and takes sr off the writer's
+ * segment lists (before sr is freed). */
+void rc__store_seg_forget(rc_store *st, rc_store_room *sr);
 
 /* rc__store_touch puts sr on the list of rooms the writer's next pass writes. */
 void rc__store_touch(rc_store *st, rc_store_room *sr);

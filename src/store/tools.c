@@ -22,7 +22,7 @@ struct tool_ctx {
 };
 
 static void tool_record(void *arg, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
-                        const char *payload, size_t len)
+                        uint64_t key, const char *payload, size_t len)
 {
     struct tool_ctx *x = arg;
     if (!x->count) x->first = msg_id;
@@ -30,26 +30,28 @@ static void tool_record(void *arg, uint64_t msg_id, uint64_t time_ms, uint8_t op
     x->last = msg_id;
     x->bytes += len;
     if (!x->dump) return;
+    /* "key" only on records that have one, so a record without reads as it always did. */
+    char keyf[32] = "";
+    if (key) snprintf(keyf, sizeof(keyf), "\"key\":\"%016llx\",", (unsigned long long)key);
     if (opcode == 1) {
-        printf("{\"msg_id\":%llu,\"time_ms\":%llu,\"type\":\"text\",\"data\":%.*s}\n",
-               (unsigned long long)msg_id, (unsigned long long)time_ms, (int)len, payload);
+        printf("{\"msg_id\":%llu,\"time_ms\":%llu,%s\"type\":\"text\",\"data\":%.*s}\n",
+               (unsigned long long)msg_id, (unsigned long long)time_ms, keyf, (int)len, payload);
     } else {
         char *b64 = malloc(4 * (len / 3 + 1) + 1);
         if (!b64) return;
         EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)payload, (int)len);
-        printf("{\"msg_id\":%llu,\"time_ms\":%llu,\"type\":\"binary\",\"data_base64\":\"%s\"}\n",
-               (unsigned long long)msg_id, (unsigned long long)time_ms, b64);
+        printf("{\"msg_id\":%llu,\"time_ms\":%llu,%s\"type\":\"binary\",\"data_base64\":\"%s\"}\n",
+               (unsigned long long)msg_id, (unsigned long long)time_ms, keyf, b64);
         free(b64);
     }
 }
 
-static int tool_room(const char *dir, const char *hex, bool dump)
+/* Prints the room in directory rooms/dirname, named name[0..nl). */
+static int tool_room(const char *dir, const char *dirname, const char *name, long nl, bool dump)
 {
-    char rdir[PATH_MAX], name[RC__STORE_NAME_MAX + 1], esc[rc_json_escape_max(RC__STORE_NAME_MAX)];
+    char rdir[PATH_MAX], esc[rc_json_escape_max(RC__STORE_NAME_MAX)];
     char epoch[RC_EPOCH_LEN + 2];
-    long nl = rc__store_name_decode(hex, name, RC__STORE_NAME_MAX);
-    if (nl <= 0) return 0;
-    snprintf(rdir, sizeof(rdir), "%s/rooms/%s", dir, hex);
+    snprintf(rdir, sizeof(rdir), "%s/rooms/%s", dir, dirname);
     rc__store_read_epoch(rdir, epoch);
     epoch[strcspn(epoch, "\n")] = '\0';
     struct tool_ctx x = {.dump = dump};
@@ -82,8 +84,19 @@ int rc_store_tool_list(const char *dir)
     }
     struct dirent *e;
     int rc = 0;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.' && tool_room(dir, e->d_name, false) < 0) rc = -1;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char name[RC__STORE_NAME_MAX];
+        const char *why;
+        long nl = rc__store_room_name(rooms, e->d_name, name, &why);
+        if (nl <= 0) {
+            /* Reported, as the server does at start, and left out: never listed under a name
+             * that cannot be checked. */
+            if (why) fprintf(stderr, "roomcast: skipping '%s/%s': %s\n", rooms, e->d_name, why);
+            continue;
+        }
+        if (tool_room(dir, e->d_name, name, nl, false) < 0) rc = -1;
+    }
     closedir(d);
     return rc;
 }
@@ -95,12 +108,21 @@ int rc_store_tool_dump(const char *dir, const char *room)
         fprintf(stderr, "roomcast: invalid room name '%s'\n", room);
         return -1;
     }
-    char hex[RC__STORE_NAME_HEX_SIZE], rdir[PATH_MAX];
-    rc__store_name_encode(room, len, hex);
-    snprintf(rdir, sizeof(rdir), "%s/rooms/%s", dir, hex);
+    char dirname[RC__STORE_DIRNAME_SIZE], rooms[PATH_MAX], rdir[PATH_MAX + RC__STORE_DIRNAME_SIZE];
+    rc__store_dirname(room, len, dirname);
+    snprintf(rooms, sizeof(rooms), "%s/rooms", dir);
+    snprintf(rdir, sizeof(rdir), "%s/%s", rooms, dirname);
     if (access(rdir, F_OK) < 0) {
         fprintf(stderr, "roomcast: no room '%s' in '%s'\n", room, dir);
         return -1;
     }
-    return tool_room(dir, hex, true);
+    char name[RC__STORE_NAME_MAX];
+    const char *why;
+    long nl = rc__store_room_name(rooms, dirname, name, &why);
+    if (nl <= 0 || (size_t)nl != len || memcmp(name, room, len) != 0) {
+        fprintf(stderr, "roomcast: room '%s': directory '%s' %s\n", room, rdir,
+                why ? why : "does not hold it");
+        return -1;
+    }
+    return tool_room(dir, dirname, name, nl, true);
 }

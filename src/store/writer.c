@@ -4,8 +4,9 @@
  * to the loop's own batch without a lock or a syscall (rc_store_append does not even compute
  * the checksum), and rc_store_kick hands the batch over under the mutex once per loop
  * iteration. Writer side: the thread applies a batch to its rooms, writes each touched room's
- * records with one write(), rotates segments and drops the ones retention no longer needs,
- * fsyncs per --fsync, and reports the highest batch on disk through the eventfd. A failure
+ * records with one write() (keeping a bounded number of segments open: "open segments"
+ * below), rotates segments and drops the ones retention no longer needs, fsyncs per --fsync,
+ * and reports the highest batch on disk through the eventfd. A failure
  * keeps the room's bytes (up to ROOM_BACKLOG_MAX) and the thread retries at least once a
  * second; bytes it has to give up flag the room as lost.
  */
@@ -52,6 +53,9 @@ void rc__store_touch(rc_store *st, rc_store_room *sr)
     st->touched = sr;
 }
 
+static void dir_lost(rc_store *st, rc_store_room *sr);
+
+/* Makes sure the room's directory exists and holds its current epoch. */
 static bool ensure_dir(rc_store *st, rc_store_room *sr)
 {
     if (!sr->dir_ready) {
@@ -59,8 +63,10 @@ static bool ensure_dir(rc_store *st, rc_store_room *sr)
         snprintf(rooms, sizeof(rooms), "%s/rooms", st->dir);
         mkdir(st->dir, 0755);
         mkdir(rooms, 0755);
-        if (mkdir(sr->dir, 0755) < 0 && errno != EEXIST) {
-            rc__store_set_error(st, errno, "create", sr->dir);
+        int r = rc__store_create_room_dir(rooms, sr->dirname, sr->name, sr->name_len,
+                                          st->mode != RC_FSYNC_NO);
+        if (r < 0) {
+            rc__store_set_error(st, -r, "create", sr->dir);
             return false;
         }
         sr->dir_ready = true;
@@ -72,6 +78,7 @@ static bool ensure_dir(rc_store *st, rc_store_room *sr)
         int r = rc__store_write_file(p, line, strlen(line), st->mode != RC_FSYNC_NO);
         if (r < 0) {
             rc__store_set_error(st, -r, "write", p);
+            if (r == -ENOENT || r == -ENOTDIR) dir_lost(st, sr);
             return false;
         }
         sr->epoch_dirty = false;
@@ -79,30 +86,214 @@ static bool ensure_dir(rc_store *st, rc_store_room *sr)
     return true;
 }
 
-static int open_segment(rc_store *st, rc_store_room *sr, uint64_t first)
+/* ---- durability, room by room -------------------------------------------------------------
+ *
+ * A room is "behind" when, after a pass, some of its records are not durable: not written
+ * (its directory is unusable, the disk is full), or under --fsync always not fsynced. Its
+ * durability then stays where it was at the end of the last pass (st->passed: it was not
+ * behind then) while every other room moves on with each batch; once its records are all
+ * written (and synced) it leaves the behind list and follows st->passed again. Stores and
+ * loads are ordered so that the loop, reading st->passed before sr->behind
+ * (rc_store_room_durable), never sees a value the room has not reached: a room is marked
+ * behind before st->passed moves past its frozen value, and unmarked only once it has caught
+ * up with the batch st->passed is about to take.
+ */
+
+static void mark_behind(rc_store *st, rc_store_room *sr)
 {
+    if (atomic_load(&sr->behind)) return;
+    atomic_store(&sr->durable, atomic_load(&st->passed));
+    atomic_store(&sr->behind, true);
+    sr->behind_next = st->behind;
+    st->behind = sr;
+}
+
+static void unlink_behind(rc_store *st, rc_store_room *sr)
+{
+    if (!atomic_load(&sr->behind)) return;
+    rc_store_room **pp = &st->behind;
+    while (*pp && *pp != sr) pp = &(*pp)->behind_next;
+    if (*pp) *pp = sr->behind_next;
+    sr->behind_next = NULL;
+    atomic_store(&sr->behind, false);
+}
+
+/* After the pass over batch seq: rooms that caught up leave the behind list, then st->passed
+ * and st->durable (every room: the least of the behind rooms' values) are published. Returns
+ * whether anything moved, i.e. whether the loop should look again. */
+static bool settle(rc_store *st, uint64_t seq)
+{
+    bool moved = false;
+    uint64_t all = seq;
+    rc_store_room **pp = &st->behind;
+    while (*pp) {
+        rc_store_room *sr = *pp;
+        if (rc_buf_size(&sr->wbuf) == 0 && !(st->mode == RC_FSYNC_ALWAYS && sr->need_fsync)) {
+            *pp = sr->behind_next;
+            sr->behind_next = NULL;
+            atomic_store(&sr->behind, false);
+            moved = true;
+            continue;
+        }
+        uint64_t d = atomic_load(&sr->durable);
+        if (d < all) all = d;
+        pp = &sr->behind_next;
+    }
+    if (atomic_load(&st->passed) != seq) {
+        atomic_store(&st->passed, seq);
+        moved = true;
+    }
+    if (atomic_load(&st->durable) != all) {
+        atomic_store(&st->durable, all);
+        moved = true;
+    }
+    return moved;
+}
+
+/* ---- open segments: a bounded cache ------------------------------------------------------
+ *
+ * A room keeps its current segment open between batches, so a busy room costs one write() a
+ * batch, not an open() and a close() as well. But rooms outlive their members (--room-ttl) and
+ * one client can publish into hundreds of them: a descriptor per room would let the log use up
+ * RLIMIT_NOFILE and leave the server unable to accept connections or write its own logs. So
+ * at most st->fd_max segments are open (RC_STORE_FD_MAX, store.h), kept most recently written
+ * first; opening one more closes the least recently written, fsynced first unless --fsync no
+ * (so closing never loses what the next sync would have covered). A segment closed with bytes
+ * not fsynced (--fsync no, or a failed fsync) puts its room on the unsynced list, and the next
+ * sync reopens it to fsync it. The two lists share the rooms' seg_prev/seg_next links: a room
+ * is on one of them at most (sr->seg_list says which).
+ */
+
+static void seg_unlink(rc_store *st, rc_store_room *sr)
+{
+    if (sr->seg_list == RC__SEG_NONE) return;
+    bool open = sr->seg_list == RC__SEG_OPEN;
+    if (sr->seg_prev) sr->seg_prev->seg_next = sr->seg_next;
+    else if (open) st->open_head = sr->seg_next;
+    else st->unsynced = sr->seg_next;
+    if (sr->seg_next) sr->seg_next->seg_prev = sr->seg_prev;
+    else if (open) st->open_tail = sr->seg_prev;
+    if (open) st->nopen--;
+    sr->seg_prev = sr->seg_next = NULL;
+    sr->seg_list = RC__SEG_NONE;
+}
+
+/* Puts sr at the head of a list: RC__SEG_OPEN (most recently written) or RC__SEG_UNSYNCED. */
+static void seg_push(rc_store *st, rc_store_room *sr, uint8_t list)
+{
+    rc_store_room **head = list == RC__SEG_OPEN ? &st->open_head : &st->unsynced;
+    sr->seg_prev = NULL;
+    sr->seg_next = *head;
+    if (*head) (*head)->seg_prev = sr;
+    else if (list == RC__SEG_OPEN) st->open_tail = sr;
+    *head = sr;
+    sr->seg_list = list;
+    if (list == RC__SEG_OPEN) st->nopen++;
+}
+
+/* Closes sr's segment, if open. Bytes in it not fsynced yet leave sr on the unsynced list. */
+static void seg_close(rc_store *st, rc_store_room *sr)
+{
+    if (sr->fd < 0) return;
+    seg_unlink(st, sr);
+    close(sr->fd);
+    sr->fd = -1;
+    if (sr->need_fsync) seg_push(st, sr, RC__SEG_UNSYNCED);
+}
+
+void rc__store_seg_forget(rc_store *st, rc_store_room *sr)
+{
+    seg_close(st, sr);
+    seg_unlink(st, sr);
+}
+
+static bool sync_room(rc_store *st, rc_store_room *sr);
+
+/* Opens segment first of sr (creating it with create), closing the least recently written
+ * segment first when st->fd_max are open. Returns 0, or -errno after recording the error. */
+static int seg_open(rc_store *st, rc_store_room *sr, uint64_t first, bool create)
+{
+    if (st->nopen >= st->fd_max && st->open_tail) {
+        rc_store_room *lru = st->open_tail;
+        if (st->mode != RC_FSYNC_NO) sync_room(st, lru); /* on failure it is left unsynced */
+        seg_close(st, lru);
+    }
     char p[PATH_MAX + 32];
     rc__store_seg_path(p, sizeof(p), sr->dir, first);
-    int fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
     if (fd < 0) {
-        rc__store_set_error(st, errno, "open", p);
-        return -1;
+        int err = errno;
+        rc__store_set_error(st, err, "open", p);
+        return -err;
     }
-    if (sr->nsegs == 0 || sr->segs[sr->nsegs - 1] != first) {
-        if (sr->nsegs == sr->capsegs) {
-            size_t cap = sr->capsegs ? sr->capsegs * 2 : 8;
-            uint64_t *v = realloc(sr->segs, cap * sizeof(*v));
-            if (!v) {
-                close(fd);
-                return -1;
-            }
-            sr->segs = v;
-            sr->capsegs = cap;
+    seg_unlink(st, sr); /* off the unsynced list, if it was there */
+    seg_push(st, sr, RC__SEG_OPEN);
+    sr->fd = fd;
+    return 0;
+}
+
+/* Fsyncs sr's current segment if it has bytes not synced yet, reopening it if it was closed
+ * since (never creating it: a segment that vanished has nothing left to sync). */
+static bool sync_room(rc_store *st, rc_store_room *sr)
+{
+    if (!sr->need_fsync) return true;
+    if (sr->fd < 0) {
+        int r = sr->nsegs ? seg_open(st, sr, sr->segs[sr->nsegs - 1], false) : -ENOENT;
+        if (r == -ENOENT || r == -ENOTDIR) {
+            /* The segment is gone, and its bytes that were never synced with it. */
+            atomic_store(&sr->lost, true);
+            dir_lost(st, sr);
+            return false;
         }
+        if (r < 0) {
+            if (st->mode == RC_FSYNC_ALWAYS) mark_behind(st, sr);
+            return false;
+        }
+    }
+    if (fsync(sr->fd) < 0) {
+        rc__store_set_error(st, errno, "fsync", sr->dir);
+        if (st->mode == RC_FSYNC_ALWAYS) mark_behind(st, sr);
+        return false;
+    }
+    sr->need_fsync = false;
+    atomic_fetch_add(&st->fsyncs, 1);
+    return true;
+}
+
+/* The room's directory vanished, or something else stands in its place (ENOENT, ENOTDIR):
+ * what was in it is gone. Start afresh: the directory is made again with its epoch (and name)
+ * on the next attempt, and the next segment is named after the first record it gets. */
+static void dir_lost(rc_store *st, rc_store_room *sr)
+{
+    sr->need_fsync = false;
+    rc__store_seg_forget(st, sr);
+    sr->dir_ready = false;
+    sr->epoch_dirty = true;
+    sr->nsegs = 0;
+    sr->seg_size = 0;
+}
+
+/* Opens the segment of sr that starts at msg_id first, adding it to sr's segments if new.
+ * Returns 0 or -errno. */
+static int open_segment(rc_store *st, rc_store_room *sr, uint64_t first)
+{
+    bool fresh = sr->nsegs == 0 || sr->segs[sr->nsegs - 1] != first;
+    if (fresh && sr->nsegs == sr->capsegs) {
+        size_t cap = sr->capsegs ? sr->capsegs * 2 : 8;
+        uint64_t *v = realloc(sr->segs, cap * sizeof(*v));
+        if (!v) return -ENOMEM;
+        sr->segs = v;
+        sr->capsegs = cap;
+    }
+    int r = seg_open(st, sr, first, true);
+    if (r < 0) {
+        if (r == -ENOENT || r == -ENOTDIR) dir_lost(st, sr);
+        return r;
+    }
+    if (fresh) {
         sr->segs[sr->nsegs++] = first;
         sr->seg_size = 0;
     }
-    sr->fd = fd;
     return 0;
 }
 
@@ -128,11 +319,12 @@ static bool write_room(rc_store *st, rc_store_room *sr)
     if (rc_buf_size(&sr->wbuf) == 0) return true;
     if (!ensure_dir(st, sr)) goto failed;
     uint64_t first_id = rc__store_rec_msg_id((const unsigned char *)rc_buf_head(&sr->wbuf));
-    if (sr->fd >= 0 && sr->seg_size > 0 && sr->seg_size + rc_buf_size(&sr->wbuf) > st->segment_max) {
-        if (st->mode != RC_FSYNC_NO && sr->need_fsync) fsync(sr->fd);
-        close(sr->fd);
-        sr->fd = -1;
+    if (sr->nsegs && sr->seg_size > 0 && sr->seg_size + rc_buf_size(&sr->wbuf) > st->segment_max) {
+        /* Rotate. The full segment is synced first (per --fsync): once closed, nothing would
+         * sync it, and under `always` its last records may not be acknowledged yet. */
+        if (st->mode != RC_FSYNC_NO && !sync_room(st, sr)) goto failed;
         sr->need_fsync = false;
+        seg_close(st, sr);
         sr->seg_size = 0;
         if (open_segment(st, sr, first_id) < 0) goto failed;
         trim_segments(sr);
@@ -140,6 +332,9 @@ static bool write_room(rc_store *st, rc_store_room *sr)
     if (sr->fd < 0) {
         uint64_t first = sr->nsegs && sr->seg_size > 0 ? sr->segs[sr->nsegs - 1] : first_id;
         if (open_segment(st, sr, first) < 0) goto failed;
+    } else if (st->open_head != sr) {
+        seg_unlink(st, sr); /* most recently written now */
+        seg_push(st, sr, RC__SEG_OPEN);
     }
     while (rc_buf_size(&sr->wbuf) > 0) {
         ssize_t w = write(sr->fd, rc_buf_head(&sr->wbuf), rc_buf_size(&sr->wbuf));
@@ -148,8 +343,7 @@ static bool write_room(rc_store *st, rc_store_room *sr)
             int err = errno;
             /* Cut off whatever part of a record made it, so the file ends on a record. */
             if (ftruncate(sr->fd, (off_t)sr->seg_size) < 0) {}
-            close(sr->fd);
-            sr->fd = -1;
+            seg_close(st, sr);
             char p[PATH_MAX + 32];
             rc__store_seg_path(p, sizeof(p), sr->dir, sr->nsegs ? sr->segs[sr->nsegs - 1] : first_id);
             rc__store_set_error(st, err, "write", p);
@@ -158,8 +352,7 @@ static bool write_room(rc_store *st, rc_store_room *sr)
         if ((size_t)w < rc_buf_size(&sr->wbuf)) {
             /* A short write means the device is full; treat it as a failure of the rest. */
             if (ftruncate(sr->fd, (off_t)sr->seg_size) < 0) {}
-            close(sr->fd);
-            sr->fd = -1;
+            seg_close(st, sr);
             rc__store_set_error(st, ENOSPC, "write", sr->dir);
             goto failed;
         }
@@ -219,11 +412,14 @@ static void apply_batch(rc_store *st, rc_buf *b)
                 while (*pp && *pp != sr) pp = &(*pp)->touched_next;
                 if (*pp) *pp = sr->touched_next;
             }
-            if (sr->fd >= 0) {
-                close(sr->fd);
-                sr->fd = -1;
+            rc__store_seg_forget(st, sr);
+            unlink_behind(st, sr);
+            {
+                char rooms[PATH_MAX];
+                snprintf(rooms, sizeof(rooms), "%s/rooms", st->dir);
+                int r = rc__store_remove_room(rooms, sr->dirname);
+                if (r < 0) rc_warn("durable log: cannot remove '%s': %s", sr->dir, strerror(-r));
             }
-            rc__store_remove_tree(sr->dir);
             rc__store_room_free(st, sr);
             break;
         }
@@ -241,6 +437,7 @@ static bool flush_touched(rc_store *st)
         rc_store_room *next = sr->touched_next;
         sr->touched = false;
         bool done = write_room(st, sr) && (sr->epoch_dirty ? ensure_dir(st, sr) : true);
+        if (rc_buf_size(&sr->wbuf) > 0) mark_behind(st, sr);
         if (!done) {
             ok = false;
             backlog += rc_buf_size(&sr->wbuf);
@@ -255,18 +452,26 @@ static bool flush_touched(rc_store *st)
     return ok;
 }
 
+/* Fsyncs every segment with bytes not synced yet: the open ones, then those closed since
+ * (reopened one at a time: a reopen may close another, already synced, segment). */
 static bool sync_all(rc_store *st)
 {
     bool ok = true;
-    for (rc_store_room *sr = st->all; sr; sr = sr->all_next) {
-        if (!sr->need_fsync || sr->fd < 0) continue;
-        if (fsync(sr->fd) < 0) {
-            rc__store_set_error(st, errno, "fsync", sr->dir);
+    for (rc_store_room *sr = st->open_head; sr; sr = sr->seg_next)
+        if (!sync_room(st, sr)) ok = false;
+    /* Taken off as a whole: rooms whose sync fails here go back on for the next time, and
+     * nothing pushed meanwhile is visited twice. */
+    rc_store_room *list = st->unsynced;
+    st->unsynced = NULL;
+    while (list) {
+        rc_store_room *sr = list;
+        list = sr->seg_next;
+        sr->seg_prev = sr->seg_next = NULL;
+        sr->seg_list = RC__SEG_NONE;
+        if (!sync_room(st, sr)) {
             ok = false;
-            continue;
+            if (sr->fd < 0) seg_push(st, sr, RC__SEG_UNSYNCED);
         }
-        sr->need_fsync = false;
-        atomic_fetch_add(&st->fsyncs, 1);
     }
     return ok;
 }
@@ -300,16 +505,13 @@ void *rc__store_writer_main(void *arg)
             ok = sync_all(st) && ok;
             last_sync = now;
         }
-        if (ok && st->touched == NULL) {
-            if (atomic_load(&st->error)) {
-                atomic_store(&st->error, 0);
-                rc_info("durable log: writing again");
-            }
-            if (atomic_load(&st->durable) != seq) {
-                atomic_store(&st->durable, seq);
-                uint64_t one = 1;
-                if (write(st->efd_io.fd, &one, sizeof(one)) < 0) {}
-            }
+        if (settle(st, seq)) {
+            uint64_t one = 1;
+            if (write(st->efd_io.fd, &one, sizeof(one)) < 0) {}
+        }
+        if (ok && st->touched == NULL && st->behind == NULL && atomic_load(&st->error)) {
+            atomic_store(&st->error, 0);
+            rc_info("durable log: writing again");
         }
         pthread_mutex_lock(&st->mu);
         if (stop && rc_buf_size(&st->handoff) == 0) break;
@@ -340,10 +542,7 @@ static void post(rc_store *st, uint8_t kind, rc_store_room *sr, uint64_t first_k
 
 rc_store_room *rc_store_room_new(rc_store *st, const char *name, size_t len, const char *epoch)
 {
-    char hex[RC__STORE_NAME_HEX_SIZE], dir[PATH_MAX];
-    rc__store_name_encode(name, len, hex);
-    snprintf(dir, sizeof(dir), "%s/rooms/%s", st->dir, hex);
-    rc_store_room *sr = rc__store_room_alloc(dir);
+    rc_store_room *sr = rc__store_room_alloc(st, name, len);
     if (!sr) return NULL;
     post(st, OP_NEW, sr, 0, epoch, RC_EPOCH_LEN, NULL, 0);
     return sr;
@@ -359,14 +558,21 @@ void rc_store_room_delete(rc_store *st, rc_store_room *sr)
     post(st, OP_DELETE, sr, 0, NULL, 0, NULL, 0);
 }
 
+uint64_t rc_store_append_key(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
+                             uint8_t opcode, const void *payload, size_t len, uint64_t first_kept,
+                             uint64_t key)
+{
+    /* The checksum is left to the writer thread: the loop only copies. */
+    unsigned char h[RC__STORE_REC_HEAD_MAX];
+    size_t hl = rc__store_rec_head(h, msg_id, time_ms, opcode, key, len);
+    post(st, OP_RECORD, sr, first_kept, h, hl, payload, len);
+    return st->seq + 1;
+}
+
 uint64_t rc_store_append(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
                          uint8_t opcode, const void *payload, size_t len, uint64_t first_kept)
 {
-    /* The checksum is left to the writer thread: the loop only copies. */
-    unsigned char h[RC__STORE_REC_HEAD];
-    rc__store_rec_head(h, msg_id, time_ms, opcode, len);
-    post(st, OP_RECORD, sr, first_kept, h, sizeof(h), payload, len);
-    return st->seq + 1;
+    return rc_store_append_key(st, sr, msg_id, time_ms, opcode, payload, len, first_kept, 0);
 }
 
 void rc_store_kick(rc_store *st)

@@ -2,20 +2,23 @@
 (--data-dir): restarts, kill -9 with --fsync always, damaged logs, full and read-only disks,
 retention, and the --list-rooms / --dump tooling."""
 import asyncio
+import hashlib
 import json
 import os
 import random
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
 import uuid
+import zlib
 
 import pytest
 import websockets
 
-from conftest import RawWS, roomcast_bin, run
+from conftest import RawWS, http_exchange, roomcast_bin, run
 
 
 def rn():
@@ -397,6 +400,124 @@ def test_tooling_lists_and_dumps(start_server, data_dir):
     bad = subprocess.run([roomcast_bin(), "--data-dir", data_dir, "--dump", "nope"],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and "no room" in bad.stderr
+
+
+def list_rooms(data_dir):
+    out = subprocess.run([roomcast_bin(), "--data-dir", data_dir, "--list-rooms"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()], out.stderr
+
+
+def test_long_room_names_survive_restart(start_server, data_dir):
+    """Room names up to 255 bytes: their log directory is named by a hash of the name (the
+    hex of the name would be too long a file name) and holds the name."""
+    srv = start_server("--data-dir", data_dir)
+    names = ["L" * 255, "\u00e9" * 127, "x" * 128, "s" * 127]   # 255, 254, 128, 127 bytes
+    epochs = {}
+    for name in names:
+        a = RawWS.connect(srv.port)
+        epochs[name] = a.join(name)["epoch"]
+        publish(a, 3)
+        a.close()
+    srv.stop()
+    assert "durable log: cannot" not in srv.stderr()
+    srv2 = start_server("--data-dir", data_dir)
+    assert srv2.stats()["rooms"] == len(names)
+    for name in names:
+        b = RawWS.connect(srv2.port)
+        b.send_json({"type": "join", "room": name, "since": 1, "epoch": epochs[name]})
+        j = b.recv_json()
+        assert j["type"] == "joined" and j["recovered"] is True and j["last_msg_id"] == 3, j
+        assert [b.recv_json()["msg_id"] for _ in range(2)] == [2, 3]
+        b.close()
+    srv2.stop()
+    rooms, _ = list_rooms(data_dir)
+    assert sorted(r["room"] for r in rooms) == sorted(names)
+    assert all(r["messages"] == 3 for r in rooms)
+    for name in names:
+        assert [r["msg_id"] for r in dump(data_dir, name)] == [1, 2, 3]
+    # The 127-byte name keeps its hex directory, as before long names were supported.
+    assert os.path.isdir(os.path.join(data_dir, "rooms", ("s" * 127).encode().hex()))
+
+    # A hashed directory whose name file does not hash back is reported and skipped.
+    hashed = os.path.join(data_dir, "rooms", "sha256-" + hashlib.sha256(b"x" * 128).hexdigest())
+    with open(os.path.join(hashed, "name"), "wb") as f:
+        f.write(b"y" * 128)
+    rooms, err = list_rooms(data_dir)
+    assert sorted(r["room"] for r in rooms) == sorted(n for n in names if n != "x" * 128)
+    assert "not trusted" in err
+    bad = subprocess.run([roomcast_bin(), "--data-dir", data_dir, "--dump", "x" * 128],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "not trusted" in bad.stderr
+    srv3 = start_server("--data-dir", data_dir)
+    assert srv3.stats()["rooms"] == len(names) - 1
+    assert "not trusted" in srv3.stderr()
+
+
+def test_many_logged_rooms_under_a_low_descriptor_limit(start_server, data_dir):
+    """Rooms outlive their members (--room-ttl) and each has a log: one client publishing into
+    400 of them must not use up a 256-descriptor limit. The log keeps a bounded number of
+    segments open, so the server still accepts connections and answers /healthz, and every
+    message is on disk."""
+    srv = start_server("--data-dir", data_dir, "--max-rooms-per-client", "1000",
+                       "--fsync", "always", rlimit_nofile=256)
+    a = RawWS.connect(srv.port)
+    rooms = [f"fd-{i}" for i in range(400)]
+    for r in rooms:
+        assert a.join(r)["type"] == "joined"
+    for i, r in enumerate(rooms):
+        a.send_json({"type": "m", "room": r, "ack": i})
+    # Each message comes back, and is acknowledged once it is on disk (--fsync always).
+    got = [a.recv_json() for _ in range(2 * len(rooms))]
+    assert sorted(m["ref"] for m in got if m["type"] == "ack") == list(range(len(rooms)))
+    assert all(m["msg_id"] == 1 for m in got)
+    st = srv.stats()
+    assert st["storage"]["ok"], st["storage"]
+    status, _h, body = http_exchange(
+        srv.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    others = [RawWS.connect(srv.port) for _ in range(40)]
+    for i, c in enumerate(others):
+        assert c.join(rooms[i])["last_msg_id"] == 1
+    for c in others:
+        c.close()
+    a.close()
+    srv.stop()
+    listed, _ = list_rooms(data_dir)
+    assert len(listed) == 400 and all(r["messages"] == 1 for r in listed)
+
+
+def log_record(msg_id, time_ms, opcode, payload, key=0):
+    """One record of a segment file as src/store/format.h describes it, built apart from the
+    server: with a key, the opcode byte's high bit and the key's 8 bytes before the payload."""
+    body = struct.pack("<QQB", msg_id, time_ms, opcode | (0x80 if key else 0))
+    if key:
+        body += struct.pack("<Q", key)
+    body += payload
+    return struct.pack("<II", len(body), zlib.crc32(body)) + body
+
+
+def test_dump_prints_idempotency_key_hashes(start_server, data_dir):
+    room = "keyed"
+    d = os.path.join(data_dir, "rooms", room.encode().hex())
+    os.makedirs(d)
+    with open(os.path.join(d, "epoch"), "w") as f:
+        f.write("0123456789abcdef\n")
+    with open(os.path.join(d, "%020d.log" % 1), "wb") as f:
+        f.write(log_record(1, 1000, 1, b'{"a":1}')      # as written before keys existed
+                + log_record(2, 1001, 1, b'{"b":2}', key=0x0123456789ABCDEF)
+                + log_record(3, 1002, 2, b"\x00\x01", key=0xFEDCBA9876543210))
+    recs = dump(data_dir, room)
+    assert recs[0] == {"msg_id": 1, "time_ms": 1000, "type": "text", "data": {"a": 1}}
+    assert recs[1] == {"msg_id": 2, "time_ms": 1001, "key": "0123456789abcdef", "type": "text",
+                       "data": {"b": 2}}
+    assert recs[2] == {"msg_id": 3, "time_ms": 1002, "key": "fedcba9876543210", "type": "binary",
+                       "data_base64": "AAE="}
+    # The server restores the room from the same records.
+    srv = start_server("--data-dir", data_dir)
+    a = RawWS.connect(srv.port)
+    assert a.join(room)["last_msg_id"] == 3
 
 
 def try_mount(*args):

@@ -2,7 +2,9 @@
  * pins the on-disk format), round trips of records and of segments, every way a record can be
  * torn (every prefix) or corrupt (bad length at its boundaries, every single-bit flip, a
  * broken sequence, garbage after the end), byte-by-byte and random-piece resumption in
- * exact-size buffers (so ASan sees any read past n), and the room-directory name codec.
+ * exact-size buffers (so ASan sees any read past n), records with an idempotency key (a second
+ * golden record, old records beside new ones, every malformed key), and the room-directory
+ * names (hex for short names, SHA-256 for long ones).
  */
 #include "unit.h"
 
@@ -12,14 +14,20 @@
 #include <stdint.h>
 #include <zlib.h>
 
-/* A record as written, built from format.h's encoder. */
+/* A record as written, built from format.h's encoder, with an idempotency key hash (0: none). */
+static size_t encode_key(unsigned char *out, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
+                         uint64_t key, const void *payload, size_t len)
+{
+    size_t h = rc__store_rec_head(out, msg_id, time_ms, opcode, key, len);
+    if (len) memcpy(out + h, payload, len);
+    rc__store_rec_seal(out, h + len);
+    return h + len;
+}
+
 static size_t encode(unsigned char *out, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
                      const void *payload, size_t len)
 {
-    rc__store_rec_head(out, msg_id, time_ms, opcode, len);
-    if (len) memcpy(out + RC__STORE_REC_HEAD, payload, len);
-    rc__store_rec_seal(out, RC__STORE_REC_HEAD + len);
-    return RC__STORE_REC_HEAD + len;
+    return encode_key(out, msg_id, time_ms, opcode, 0, payload, len);
 }
 
 /* A segment of n records with ids first.. and payloads of varying sizes (0 among them). */
@@ -80,11 +88,12 @@ TEST(test_golden_record)
     CHECK(rc__store_rec_msg_id(out) == 0x0102030405060708ull);
 
     /* The head alone leaves the crc32 at zero for the writer thread to fill in. */
-    unsigned char h[RC__STORE_REC_HEAD];
-    rc__store_rec_head(h, 0x0102030405060708ull, 0x1122334455667788ull, 1, 2);
+    unsigned char h[RC__STORE_REC_HEAD_MAX];
+    CHECK_EQ_INT(rc__store_rec_head(h, 0x0102030405060708ull, 0x1122334455667788ull, 1, 0, 2),
+                 RC__STORE_REC_HEAD);
     CHECK_MEM(h, 4, golden, 4);
     CHECK(h[4] == 0 && h[5] == 0 && h[6] == 0 && h[7] == 0);
-    CHECK_MEM(h + 8, sizeof(h) - 8, golden + 8, sizeof(h) - 8);
+    CHECK_MEM(h + 8, RC__STORE_REC_HEAD - 8, golden + 8, RC__STORE_REC_HEAD - 8);
 
     rc__store_reader r;
     rc__store_reader_init(&r, 0);
@@ -92,6 +101,7 @@ TEST(test_golden_record)
     CHECK_EQ_INT(rc__store_read(&r, golden, sizeof(golden), &rec), RC__STORE_RECORD);
     CHECK(rec.msg_id == 0x0102030405060708ull && rec.time_ms == 0x1122334455667788ull);
     CHECK_EQ_INT(rec.opcode, 1);
+    CHECK(rec.key == 0);
     CHECK_EQ_INT(rec.len, 2);
     CHECK(rec.payload == golden + RC__STORE_REC_HEAD);
     CHECK_EQ_INT(rec.size, sizeof(golden));
@@ -100,19 +110,165 @@ TEST(test_golden_record)
     CHECK_EQ_INT(rc__store_read(&r, golden, sizeof(golden), &rec), RC__STORE_MORE);
 }
 
+/* A record with an idempotency key: the opcode's high bit, then the key hash before the
+ * payload. Pinned by bytes computed apart from roomcast (Python's struct and zlib.crc32). */
+TEST(test_golden_keyed_record)
+{
+    static const unsigned char golden[] = {
+        0x1b, 0x00, 0x00, 0x00, 0x28, 0x47, 0xb6, 0x6a, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03,
+        0x02, 0x01, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x81, 0x18, 0x07, 0xf6,
+        0xe5, 0xd4, 0xc3, 0xb2, 0xa1, 0x68, 0x69,
+    };
+    unsigned char out[64];
+    memset(out, 0xEE, sizeof(out));
+    size_t n = encode_key(out, 0x0102030405060708ull, 0x1122334455667788ull, 1,
+                          0xa1b2c3d4e5f60718ull, "hi", 2);
+    CHECK_EQ_INT(n, sizeof(golden));
+    CHECK_MEM(out, n, golden, sizeof(golden));
+    CHECK_EQ_INT(out[n], 0xEE);
+    CHECK(rc__store_rec_msg_id(out) == 0x0102030405060708ull);
+    /* An opcode with the flag's bit set does not change the encoding: the key alone sets it. */
+    unsigned char h[RC__STORE_REC_HEAD_MAX];
+    CHECK_EQ_INT(rc__store_rec_head(h, 0x0102030405060708ull, 0x1122334455667788ull, 0x81,
+                                    0xa1b2c3d4e5f60718ull, 2),
+                 RC__STORE_REC_HEAD_MAX);
+    CHECK_MEM(h + 8, sizeof(h) - 8, golden + 8, sizeof(h) - 8);
+    CHECK_EQ_INT(rc__store_rec_head(h, 1, 2, 0x81, 0, 2), RC__STORE_REC_HEAD);
+    CHECK_EQ_INT(h[24], 1);
+
+    rc__store_reader r;
+    rc__store_reader_init(&r, 0);
+    rc__store_rec rec;
+    CHECK_EQ_INT(rc__store_read(&r, golden, sizeof(golden), &rec), RC__STORE_RECORD);
+    CHECK(rec.msg_id == 0x0102030405060708ull && rec.time_ms == 0x1122334455667788ull);
+    CHECK_EQ_INT(rec.opcode, 1);
+    CHECK(rec.key == 0xa1b2c3d4e5f60718ull);
+    CHECK_EQ_INT(rec.len, 2);
+    CHECK(rec.payload == golden + RC__STORE_REC_HEAD_MAX);
+    CHECK_EQ_INT(rec.size, sizeof(golden));
+    CHECK_EQ_INT(r.off, sizeof(golden));
+}
+
+/* Records with and without keys side by side in one segment, as a log written before keys
+ * existed and continued after: each reads back with its own key (0 for none). */
+TEST(test_keys_mixed)
+{
+    unsigned char buf[4096];
+    size_t off = 0, ends[20];
+    for (int i = 0; i < 20; i++) {
+        char payload[40];
+        size_t len = (size_t)(i * 5) % sizeof(payload);
+        memset(payload, 'a' + i, len);
+        uint64_t key = i % 3 == 0 ? 0 : i % 3 == 1 ? (uint64_t)i * 0x9E3779B97F4A7C15ull : UINT64_MAX;
+        off += encode_key(buf + off, 100 + (uint64_t)i, 5, i % 2 ? 2 : 1, key, payload, len);
+        ends[i] = off;
+    }
+    rc__store_reader r;
+    rc__store_reader_init(&r, 99);
+    rc__store_rec rec;
+    for (int i = 0; i < 20; i++) {
+        CHECK_EQ_INT(rc__store_read(&r, buf, off, &rec), RC__STORE_RECORD);
+        uint64_t key = i % 3 == 0 ? 0 : i % 3 == 1 ? (uint64_t)i * 0x9E3779B97F4A7C15ull : UINT64_MAX;
+        CHECK(rec.msg_id == 100 + (uint64_t)i && rec.key == key);
+        CHECK_EQ_INT(rec.opcode, i % 2 ? 2 : 1);
+        CHECK_EQ_INT(rec.len, (size_t)(i * 5) % 40);
+        CHECK_EQ_INT(rec.size, (key ? RC__STORE_REC_HEAD_MAX : RC__STORE_REC_HEAD) + rec.len);
+        for (size_t k = 0; k < rec.len; k++) CHECK(rec.payload[k] == 'a' + i);
+        CHECK_EQ_INT(r.off, ends[i]);
+    }
+    CHECK_EQ_INT(rc__store_read(&r, buf, off, &rec), RC__STORE_MORE);
+    /* Every prefix: whole records read, the rest is "need more". */
+    for (size_t k = 0; k <= off; k++) {
+        struct readout o;
+        read_all(buf, k, 0, &o);
+        size_t whole = 0;
+        while (whole < 20 && ends[whole] <= k) whole++;
+        CHECK_EQ_INT(o.result, RC__STORE_MORE);
+        CHECK_EQ_INT(o.count, whole);
+    }
+}
+
+/* The key flag on a record too short to hold a key, or holding key 0 (which has its own,
+ * unflagged encoding), is corruption: found after the checksum, before the sequence. */
+TEST(test_bad_key)
+{
+    unsigned char buf[256];
+    size_t first = encode(buf, 1, 0, 1, "ok", 2);
+    for (uint32_t extra = 0; extra < RC__STORE_REC_KEY; extra++) {
+        /* length 17 + extra: flag set, fewer than 8 bytes after the opcode */
+        unsigned char *p = buf + first;
+        size_t n = encode(p, 2, 0, 1, "abcdefg", extra);
+        p[24] |= RC__STORE_OP_KEYED;
+        rc__store_rec_seal(p, n);
+        struct readout o;
+        read_all(buf, first + n, 0, &o);
+        CHECK_EQ_INT(o.count, 1);
+        CHECK_EQ_INT(o.off, first);
+        CHECK_EQ_INT(o.result, RC__STORE_BAD_KEY);
+        for (size_t k = first; k < first + n; k++) { /* torn: still "need more" */
+            read_all(buf, k, 0, &o);
+            CHECK_EQ_INT(o.result, RC__STORE_MORE);
+        }
+    }
+    /* Key 0 with the flag, with and without a payload. */
+    for (size_t len = 0; len < 3; len++) {
+        unsigned char *p = buf + first;
+        size_t n = encode_key(p, 2, 0, 1, 1, "xyz", len);
+        memset(p + RC__STORE_REC_HEAD, 0, RC__STORE_REC_KEY);
+        rc__store_rec_seal(p, n);
+        struct readout o;
+        read_all(buf, first + n, 0, &o);
+        CHECK_EQ_INT(o.count, 1);
+        CHECK_EQ_INT(o.result, RC__STORE_BAD_KEY);
+    }
+    /* A bad key is found before a bad sequence (msg_id 9 after 1). */
+    size_t n = encode(buf + first, 9, 0, 1, "abc", 3);
+    buf[first + 24] |= RC__STORE_OP_KEYED;
+    rc__store_rec_seal(buf + first, n);
+    struct readout o;
+    read_all(buf, first + n, 0, &o);
+    CHECK_EQ_INT(o.result, RC__STORE_BAD_KEY);
+    /* ... and after a bad checksum. */
+    buf[first + 5] ^= 1;
+    read_all(buf, first + n, 0, &o);
+    CHECK_EQ_INT(o.result, RC__STORE_BAD_CRC);
+}
+
+/* No single-bit flip in a keyed record gets it accepted. */
+TEST(test_keyed_bit_flip)
+{
+    unsigned char buf[512];
+    size_t a = encode_key(buf, 1, 0, 1, 77, "first", 5);
+    size_t b = a + encode_key(buf + a, 2, 0, 2, 0x8000000000000001ull, "second", 6);
+    size_t n = b + encode_key(buf + b, 3, 0, 1, 5, "third", 5);
+    for (size_t i = a; i < b; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            buf[i] ^= (unsigned char)(1 << bit);
+            struct readout o;
+            read_all(buf, n, 0, &o);
+            buf[i] ^= (unsigned char)(1 << bit);
+            CHECK_EQ_INT(o.count, 1);
+            CHECK_EQ_INT(o.off, a);
+            CHECK(o.result != RC__STORE_RECORD);
+        }
+    }
+}
+
 TEST(test_round_trip)
 {
     static unsigned char buf[8192];
     static const size_t lens[] = {0, 1, 2, 17, 255, 256, 1000, 4000};
-    static const uint8_t ops[] = {1, 2, 0, 255};
+    static const uint8_t ops[] = {1, 2, 0, 0x7f}; /* the opcode has seven bits (format.h) */
     static const uint64_t ids[] = {1, 2, 0x7FFFFFFFFFFFFFFEull, UINT64_MAX - 1};
+    static const uint64_t keys[] = {0, 1, 0x8000000000000000ull, UINT64_MAX, 0, 42};
     for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
         for (size_t j = 0; j < sizeof(ops); j++) {
             unsigned char payload[4000];
             for (size_t k = 0; k < lens[i]; k++) payload[k] = (unsigned char)(k * 31 + j);
             uint64_t id = ids[(i + j) % 4], t = UINT64_MAX - i;
-            size_t n = encode(buf, id, t, ops[j], payload, lens[i]);
-            CHECK_EQ_INT(n, RC__STORE_REC_HEAD + lens[i]);
+            uint64_t key = keys[(i + 2 * j) % 6];
+            size_t n = encode_key(buf, id, t, ops[j], key, payload, lens[i]);
+            CHECK_EQ_INT(n, (key ? RC__STORE_REC_HEAD_MAX : RC__STORE_REC_HEAD) + lens[i]);
             CHECK_EQ_INT(crc32(0, buf + 8, (uInt)(n - 8)),
                          (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 |
                              (uint32_t)buf[7] << 24);
@@ -120,7 +276,7 @@ TEST(test_round_trip)
             rc__store_reader_init(&r, id - 1);
             rc__store_rec rec;
             CHECK_EQ_INT(rc__store_read(&r, buf, n, &rec), RC__STORE_RECORD);
-            CHECK(rec.msg_id == id && rec.time_ms == t && rec.opcode == ops[j]);
+            CHECK(rec.msg_id == id && rec.time_ms == t && rec.opcode == ops[j] && rec.key == key);
             CHECK_MEM(rec.payload, rec.len, payload, lens[i]);
             CHECK_EQ_INT(rec.size, n);
             CHECK_EQ_INT(r.off, n);
@@ -209,7 +365,7 @@ TEST(test_max_length)
     unsigned char *buf = calloc(1, RC__STORE_REC_HEAD + len);
     CHECK(buf != NULL);
     size_t n = RC__STORE_REC_HEAD + len;
-    rc__store_rec_head(buf, 1, 2, 2, len);
+    rc__store_rec_head(buf, 1, 2, 2, 0, len);
     rc__store_rec_seal(buf, n);
     rc__store_reader r;
     rc__store_reader_init(&r, 0);
@@ -414,10 +570,77 @@ TEST(test_name_rejects)
     CHECK_EQ_INT(rc__store_name_decode(hex, back, RC__STORE_NAME_MAX), -1);
 }
 
+static bool is_lower_hex(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f'))) return false;
+    return true;
+}
+
+/* Names up to 127 bytes keep their hex directory (what existing data directories hold); longer
+ * ones get "sha256-" and the SHA-256 of the name (vectors from Python's hashlib). */
+TEST(test_dirname)
+{
+    char out[RC__STORE_DIRNAME_SIZE], hex[RC__STORE_NAME_HEX_SIZE];
+    char name[RC__STORE_NAME_MAX];
+    for (size_t len = 1; len <= RC__STORE_NAME_MAX; len++) {
+        for (size_t i = 0; i < len; i++) name[i] = (char)(i * 7 + 3);
+        rc__store_dirname(name, len, out);
+        CHECK(strlen(out) < RC__STORE_DIRNAME_SIZE);
+        CHECK(strlen(out) <= 255);          /* NAME_MAX */
+        CHECK(strchr(out, '/') == NULL && out[0] != '.');
+        if (len <= RC__STORE_NAME_HEX_MAX) {
+            rc__store_name_encode(name, len, hex);
+            CHECK(strcmp(out, hex) == 0);
+            CHECK(!rc__store_dirname_hashed(out));
+            char back[RC__STORE_NAME_MAX];
+            CHECK_EQ_INT(rc__store_name_decode(out, back, RC__STORE_NAME_HEX_MAX), (long)len);
+        } else {
+            CHECK_EQ_INT(strlen(out), RC__STORE_HASHED_LEN);
+            CHECK(strncmp(out, "sha256-", 7) == 0 && is_lower_hex(out + 7));
+            CHECK(rc__store_dirname_hashed(out));
+            char back[RC__STORE_NAME_MAX];
+            CHECK_EQ_INT(rc__store_name_decode(out, back, RC__STORE_NAME_MAX), -1);
+        }
+    }
+    /* The 255-byte name of the loop above, then 128 times 'a'. */
+    CHECK(strcmp(out, "sha256-3c8af6e36699077166f180b277f93992e354c66a63a3541ef18d61524eac85e9") == 0);
+    memset(name, 'a', 128);
+    rc__store_dirname(name, 128, out);
+    CHECK(strcmp(out, "sha256-6836cf13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73e") == 0);
+    /* A one-byte difference is a different directory. */
+    name[127] = 'b';
+    rc__store_dirname(name, 128, hex);
+    CHECK(strcmp(out, hex) != 0);
+    rc__store_dirname(name, 127, out);
+    CHECK_EQ_INT(strlen(out), 254);
+}
+
+TEST(test_dirname_hashed_form)
+{
+    static const char *good = "sha256-6836cf13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73e";
+    CHECK(rc__store_dirname_hashed(good));
+    static const char *bad[] = {
+        "", "sha256-", "sha256", "616263",
+        "sha256-6836cf13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73",   /* 63 */
+        "sha256-6836cf13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73e0", /* 65 */
+        "sha256-6836CF13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73e",  /* upper */
+        "sha256-6836cf13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73g",
+        "Sha256-6836cf13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73e",
+        "sha512-6836cf13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73e",
+        ".sha256-6836cf13bac400e9105071cd6af47084dfacad4e5e302c94bfed24e013afb73e",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) CHECK(!rc__store_dirname_hashed(bad[i]));
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
     RUN(test_golden_record);
+    RUN(test_golden_keyed_record);
+    RUN(test_keys_mixed);
+    RUN(test_bad_key);
+    RUN(test_keyed_bit_flip);
     RUN(test_round_trip);
     RUN(test_empty);
     RUN(test_torn_every_prefix);
@@ -430,5 +653,7 @@ int main(int argc, char **argv)
     RUN(test_resume);
     RUN(test_name_round_trip);
     RUN(test_name_rejects);
+    RUN(test_dirname);
+    RUN(test_dirname_hashed_form);
     UNIT_MAIN_END("test_format");
 }
