@@ -16,13 +16,16 @@
 #include "core/log.h"
 #include "rooms/roomproto.h"
 #include "rooms/wire.h"
+#include "store/store.h"
 #include "transport/chat.h"
 #include "transport/http.h"
 #include "transport/tcp.h"
 
 /* Descriptors kept back from --max-connections for the listeners, epoll, signalfd, the
- * reserve descriptors, logs and what later features open. */
-#define RC_FD_HEADROOM 32
+ * reserve descriptors, the NetSync sockets, the durable log's open segments (at most
+ * RC_STORE_FD_MAX) and what later features open: however many clients there are, the server
+ * can still accept (and shed) connections, answer /healthz and write its log. */
+#define RC_FD_HEADROOM (32 + RC_STORE_FD_MAX)
 
 /* Before-sleep: write what this iteration queued, then free what it closed, and hand this
  * iteration's log records to the writer (one wake-up per iteration, not per message). */

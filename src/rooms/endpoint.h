@@ -42,8 +42,10 @@ typedef struct rc_membership {
     uint32_t slot;           /* index in room->members */
 } rc_membership;
 
-/* An acknowledgement to send once the durable log has written batch lsn (--fsync always). */
+/* An acknowledgement to send once the room's durable log has written batch lsn (--fsync
+ * always). */
 typedef struct rc_pending_ack {
+    struct rc_room *room;    /* the room whose log holds the message */
     uint64_t lsn;            /* log batch that must be durable first */
     rc_msg *msg;             /* the encoded ack (a reference) */
 } rc_pending_ack;

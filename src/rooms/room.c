@@ -113,9 +113,13 @@ static void room_free(rc_rooms *t, rc_room *room)
     free(room);
 }
 
+static void acks_of_room_dropped(rc_rooms *t, const rc_room *room);
+
 /* Deletes a room for good: its history, and its durable log's files. */
 static void room_delete(rc_rooms *t, rc_room *room)
 {
+    /* Acknowledgements still waiting on its log are dropped with it: its records go too. */
+    if (room->store) acks_of_room_dropped(t, room);
     rc_htab_remove(&t->table, &room->node);
     if (room->empty_since) empty_unlink(t, room);
     if (room->store) rc_store_room_delete(t->store, room->store);
@@ -275,10 +279,12 @@ static void *restore_room(void *arg, const char *name, size_t len, const char *e
 }
 
 static void restore_record(void *arg, void *vroom, uint64_t msg_id, uint64_t time_ms,
-                           uint8_t opcode, const char *payload, size_t len)
+                           uint8_t opcode, uint64_t key, const char *payload, size_t len)
 {
     rc_rooms *t = arg;
     rc_room *room = vroom;
+    /* The window of idempotency keys outlives a restart: a resend is still recognised. */
+    if (key) rc_room_idem_add(t, room, key, msg_id);
     rc_msg *m = rc_ws_msg_new(opcode, payload, len);
     if (!m) return;
     rc_retention r = retention(t);
@@ -313,8 +319,7 @@ static const char *restore_done(void *arg, void *vroom, rc_store_room *sr, bool 
 
 static void on_durable(void *arg)
 {
-    rc_rooms *t = arg;
-    rc_rooms_durable(t, rc_store_durable(t->store));
+    rc_rooms_durable(arg);
 }
 
 int rc_rooms_open_store(rc_rooms *t, const char *dir, int fsync_mode)
@@ -480,7 +485,12 @@ void rc_endpoint_gone(rc_rooms *t, rc_endpoint *ep)
 
 /* ---- acknowledgements after the durable log ----------------------------------------------- */
 
-void rc_endpoint_defer(rc_rooms *t, rc_endpoint *ep, uint64_t lsn, rc_msg *m)
+bool rc_room_durable(const rc_rooms *t, const rc_room *room, uint64_t lsn)
+{
+    return !lsn || !room->store || rc_store_room_durable(room->store) >= lsn;
+}
+
+void rc_endpoint_defer(rc_rooms *t, rc_endpoint *ep, rc_room *room, uint64_t lsn, rc_msg *m)
 {
     if (ep->nacks == ep->capacks) {
         uint32_t cap = ep->capacks ? ep->capacks * 2 : 4;
@@ -495,27 +505,54 @@ void rc_endpoint_defer(rc_rooms *t, rc_endpoint *ep, uint64_t lsn, rc_msg *m)
         if (t->ack_eps) t->ack_eps->ack_prev = ep;
         t->ack_eps = ep;
     }
-    ep->acks[ep->nacks++] = (rc_pending_ack){.lsn = lsn, .msg = rc_msg_ref(m)};
+    ep->acks[ep->nacks++] = (rc_pending_ack){.room = room, .lsn = lsn, .msg = rc_msg_ref(m)};
 }
 
-void rc_rooms_durable(rc_rooms *t, uint64_t durable)
+typedef bool ack_test(const rc_rooms *t, const rc_pending_ack *a, const void *arg);
+
+/* settle sends (send) or drops the pending acks of ep that pass done(), keeping the others in
+ * order; an endpoint left owing nothing leaves the list. */
+static void settle(rc_rooms *t, rc_endpoint *ep, ack_test *done, const void *arg, bool send)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < ep->nacks; i++) {
+        rc_pending_ack *a = &ep->acks[i];
+        if (!done(t, a, arg)) {
+            ep->acks[k++] = *a;
+            continue;
+        }
+        if (send) ep->deliver(ep, a->msg);
+        rc_msg_unref(a->msg);
+    }
+    ep->nacks = k;
+    if (k == 0) acks_release(t, ep);
+}
+
+static bool is_durable(const rc_rooms *t, const rc_pending_ack *a, const void *arg)
+{
+    return rc_room_durable(t, a->room, a->lsn);
+}
+
+static bool of_room(const rc_rooms *t, const rc_pending_ack *a, const void *room)
+{
+    return a->room == room;
+}
+
+void rc_rooms_durable(rc_rooms *t)
 {
     rc_endpoint *next;
     for (rc_endpoint *ep = t->ack_eps; ep; ep = next) {
         next = ep->ack_next;
-        uint32_t i = 0;
-        while (i < ep->nacks && ep->acks[i].lsn <= durable) {
-            ep->deliver(ep, ep->acks[i].msg);
-            rc_msg_unref(ep->acks[i].msg);
-            i++;
-        }
-        if (i == ep->nacks) {
-            ep->nacks = 0; /* keep nothing; acks_release unlinks and frees */
-            acks_release(t, ep);
-        } else if (i > 0) {
-            memmove(ep->acks, ep->acks + i, (ep->nacks - i) * sizeof(*ep->acks));
-            ep->nacks -= i;
-        }
+        settle(t, ep, is_durable, NULL, true);
+    }
+}
+
+static void acks_of_room_dropped(rc_rooms *t, const rc_room *room)
+{
+    rc_endpoint *next;
+    for (rc_endpoint *ep = t->ack_eps; ep; ep = next) {
+        next = ep->ack_next;
+        settle(t, ep, of_room, room, false);
     }
 }
 
@@ -564,7 +601,7 @@ uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void 
             uint64_t first = rc_history_first_id(&room->hist);
             uint64_t l = rc_store_append(t->store, room->store, id, now,
                                          (uint8_t)(m->data[0] & 0x0f), m->data + hl, m->len - hl,
-                                         first ? first : id);
+                                         first ? first : id, key);
             if (lsn) *lsn = l;
         }
     }

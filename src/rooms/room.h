@@ -213,11 +213,16 @@ uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void 
  * ep's wire format, outside its output budget. */
 void rc_room_replay(rc_rooms *t, rc_room *room, rc_endpoint *ep, uint64_t since);
 
-/* rc_endpoint_defer queues the reply m (taking a reference) to be sent when log batch lsn is
- * durable. */
-void rc_endpoint_defer(rc_rooms *t, rc_endpoint *ep, uint64_t lsn, rc_msg *m);
+/* rc_room_durable is true when the log of room holds batch lsn durably (and always without a
+ * log, or when lsn is 0). */
+bool rc_room_durable(const rc_rooms *t, const rc_room *room, uint64_t lsn);
 
-/* rc_rooms_durable sends every deferred reply up to durable batch `durable`. */
-void rc_rooms_durable(rc_rooms *t, uint64_t durable);
+/* rc_endpoint_defer queues the reply m (taking a reference) to be sent when batch lsn of room's
+ * log is durable. */
+void rc_endpoint_defer(rc_rooms *t, rc_endpoint *ep, rc_room *room, uint64_t lsn, rc_msg *m);
+
+/* rc_rooms_durable sends every deferred reply whose room's log has made it durable: room by
+ * room, so a room whose log fails holds back only its own acknowledgements. */
+void rc_rooms_durable(rc_rooms *t);
 
 #endif

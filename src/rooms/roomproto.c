@@ -186,7 +186,7 @@ static rc_room *target_room(rc_rooms *t, rc_endpoint *ep, const char *name, long
 
 /* Sends {"type":"ack","ref":<token>,"room":R,"msg_id":N} — at once, or under --fsync always
  * once the log batch lsn holding the message is on disk. */
-static void send_ack(rc_rooms *t, rc_endpoint *ep, const rc_json_span *token, const rc_room *room,
+static void send_ack(rc_rooms *t, rc_endpoint *ep, const rc_json_span *token, rc_room *room,
                      uint64_t id, bool duplicate, uint64_t lsn)
 {
     char out[96 + RC_ACK_TOKEN_MAX + rc_json_escape_max(RC_ROOM_NAME_MAX)];
@@ -194,10 +194,10 @@ static void send_ack(rc_rooms *t, rc_endpoint *ep, const rc_json_span *token, co
                      (int)token->len, token->p, (int)room->json_len, room->json_name,
                      (unsigned long long)id, duplicate ? ",\"duplicate\":true" : "");
     if (lsn && t->store && rc_store_mode(t->store) == RC_FSYNC_ALWAYS &&
-        rc_store_durable(t->store) < lsn) {
+        !rc_room_durable(t, room, lsn)) {
         rc_msg *m = rc_wire_text(ep->wire, out, (size_t)n);
         if (!m) return;
-        rc_endpoint_defer(t, ep, lsn, m);
+        rc_endpoint_defer(t, ep, room, lsn, m);
         rc_msg_unref(m);
         return;
     }

@@ -103,8 +103,7 @@ static void load_record(void *arg, uint64_t msg_id, uint64_t time_ms, uint8_t op
 {
     struct load_ctx *x = arg;
     const rc_store_loader *l = x->loader;
-    if (l->record_key) l->record_key(l->arg, x->room, msg_id, time_ms, opcode, key, payload, len);
-    else if (l->record) l->record(l->arg, x->room, msg_id, time_ms, opcode, payload, len);
+    l->record(l->arg, x->room, msg_id, time_ms, opcode, key, payload, len);
 }
 
 /* Restores every room of the data directory through loader, repairing damaged tails (see

@@ -55,14 +55,10 @@ typedef struct rc_store_loader {
     /* A room: return an opaque pointer passed to `record` and `done`, NULL to skip it. */
     void *(*room)(void *arg, const char *name, size_t len, const char *epoch);
     /* A record of the room, oldest first: key is the hash of its idempotency key as given to
-     * rc_store_append_key, 0 when it had none (so the loop can refill its window of keys and
-     * a resend after a restart is still recognised). */
-    void (*record_key)(void *arg, void *room, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
-                       uint64_t key, const char *payload, size_t len);
-    /* Bridge for callers written before keys were stored: used only when record_key is NULL,
-     * the same without the key. To be removed once src/rooms sets record_key. */
+     * rc_store_append, 0 when it had none (so the loop can refill its window of keys and a
+     * resend after a restart is still recognised). */
     void (*record)(void *arg, void *room, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
-                   const char *payload, size_t len);
+                   uint64_t key, const char *payload, size_t len);
     /* End of the room's records: its store handle (for appends), and whether its history may
      * have lost messages (unclean shutdown or a repaired tail), in which case the loop picks a
      * new epoch. Returns the epoch the room goes on with (recorded if it changed). */
@@ -105,20 +101,15 @@ void rc_store_room_delete(rc_store *st, rc_store_room *sr);
 /* rc_store_room_lost is true (once) when the writer dropped records of the room. */
 bool rc_store_room_lost(rc_store_room *sr);
 
-/* rc_store_append_key queues one record: the message msg_id of the room, sequenced at time_ms
- * (wall clock, ms), sent with WebSocket opcode (below 0x80), its payload[0..len), and key, the
- * 64-bit hash of its idempotency key (0: it had none; stored only when not 0, and given back to
- * the loader's record_key on the next start). first_kept is the oldest msg_id still retained:
+/* rc_store_append queues one record: the message msg_id of the room, sequenced at time_ms (wall
+ * clock, ms), sent with WebSocket opcode (below 0x80), its payload[0..len), and key, the 64-bit
+ * hash of its idempotency key (0: it had none; stored only when not 0, and given back to the
+ * loader's record on the next start). first_kept is the oldest msg_id still retained:
  * segments entirely older are deleted when the writer rotates. Returns the batch sequence
- * number that will contain it (compare with rc_store_durable). */
-uint64_t rc_store_append_key(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
-                             uint8_t opcode, const void *payload, size_t len, uint64_t first_kept,
-                             uint64_t key);
-
-/* rc_store_append is rc_store_append_key without a key: a bridge for callers written before
- * keys were stored, to be removed once src/rooms passes keys. */
+ * number that will contain it (compare with rc_store_room_durable). */
 uint64_t rc_store_append(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
-                         uint8_t opcode, const void *payload, size_t len, uint64_t first_kept);
+                         uint8_t opcode, const void *payload, size_t len, uint64_t first_kept,
+                         uint64_t key);
 
 /* rc_store_kick hands the records appended so far to the writer (called at before-sleep). */
 void rc_store_kick(rc_store *st);
@@ -127,7 +118,7 @@ void rc_store_kick(rc_store *st);
  * are durable: written, and under --fsync always fsynced as well. A room with nothing pending
  * in a batch is durable through it, so a healthy room keeps up with the writer batch by batch;
  * a room whose writes (or, under always, fsyncs) fail stays where it was, holding back no
- * other room, until its records are written. A record appended with rc_store_append_key is
+ * other room, until its records are written. A record appended with rc_store_append is
  * durable once this reaches the number that call returned (acknowledgements under --fsync
  * always wait for that). Records the writer had to drop after failures (the room is then
  * flagged, rc_store_room_lost) do not hold it back. Loop thread; sr must not have been
@@ -136,8 +127,8 @@ uint64_t rc_store_room_durable(const rc_store_room *sr);
 
 /* rc_store_durable is the highest batch sequence number through which every room is durable,
  * the least rc_store_room_durable of all rooms: one failing room holds it back for all, so
- * what waits on one room should use rc_store_room_durable. Kept for callers that need the
- * whole log, and for src/rooms until its acknowledgements wait per room. */
+ * what waits on one room should use rc_store_room_durable. For callers that need the whole
+ * log (tests, tools). */
 uint64_t rc_store_durable(const rc_store *st);
 
 void rc_store_status_get(rc_store *st, rc_store_status *out);

@@ -558,7 +558,7 @@ void rc_store_room_delete(rc_store *st, rc_store_room *sr)
     post(st, OP_DELETE, sr, 0, NULL, 0, NULL, 0);
 }
 
-uint64_t rc_store_append_key(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
+uint64_t rc_store_append(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
                              uint8_t opcode, const void *payload, size_t len, uint64_t first_kept,
                              uint64_t key)
 {
@@ -567,12 +567,6 @@ uint64_t rc_store_append_key(rc_store *st, rc_store_room *sr, uint64_t msg_id, u
     size_t hl = rc__store_rec_head(h, msg_id, time_ms, opcode, key, len);
     post(st, OP_RECORD, sr, first_kept, h, hl, payload, len);
     return st->seq + 1;
-}
-
-uint64_t rc_store_append(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint64_t time_ms,
-                         uint8_t opcode, const void *payload, size_t len, uint64_t first_kept)
-{
-    return rc_store_append_key(st, sr, msg_id, time_ms, opcode, payload, len, first_kept, 0);
 }
 
 void rc_store_kick(rc_store *st)

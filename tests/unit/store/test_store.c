@@ -48,8 +48,8 @@ static void *l_room(void *arg, const char *name, size_t len, const char *epoch)
     return r;
 }
 
-static void l_record_key(void *arg, void *room, uint64_t msg_id, uint64_t time_ms,
-                         uint8_t opcode, uint64_t key, const char *payload, size_t len)
+static void l_record(void *arg, void *room, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
+                     uint64_t key, const char *payload, size_t len)
 {
     struct lroom *r = room;
     if (r->nrecs == MAX_RECS) return;
@@ -57,13 +57,6 @@ static void l_record_key(void *arg, void *room, uint64_t msg_id, uint64_t time_m
     r->keys[r->nrecs] = key;
     memcpy(r->data[r->nrecs], payload, len < 15 ? len : 15);
     r->nrecs++;
-}
-
-/* The bridge for loaders written before keys: no key, everything else the same. */
-static void l_record(void *arg, void *room, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
-                     const char *payload, size_t len)
-{
-    l_record_key(arg, room, msg_id, time_ms, opcode, 0xDEAD, payload, len);
 }
 
 static const char *l_done(void *arg, void *room, rc_store_room *sr, bool lost)
@@ -74,9 +67,7 @@ static const char *l_done(void *arg, void *room, rc_store_room *sr, bool lost)
     return r->epoch;
 }
 
-static const rc_store_loader loader = {.room = l_room, .record_key = l_record_key,
-                                       .record = l_record, .done = l_done};
-static const rc_store_loader old_loader = {.room = l_room, .record = l_record, .done = l_done};
+static const rc_store_loader loader = {.room = l_room, .record = l_record, .done = l_done};
 
 static struct lroom *find_loaded(const char *name, size_t len)
 {
@@ -175,7 +166,7 @@ static rc_store_room *add_room(rc_store *st, const char *name, size_t len, int n
     for (int i = 1; i <= n; i++) {
         char payload[16];
         int pl = snprintf(payload, sizeof(payload), "r%d", i);
-        rc_store_append_key(st, sr, (uint64_t)i, 1000, 1, payload, (size_t)pl, 1, 0);
+        rc_store_append(st, sr, (uint64_t)i, 1000, 1, payload, (size_t)pl, 1, 0);
     }
     return sr;
 }
@@ -199,10 +190,8 @@ TEST(test_keys_restored)
     for (int i = 0; i < 5; i++) {
         char payload[16];
         int n = snprintf(payload, sizeof(payload), "p%d", i);
-        if (i == 4)
-            rc_store_append(st, sr, 5, 1000, 2, payload, (size_t)n, 1); /* the bridge: no key */
-        else
-            rc_store_append_key(st, sr, (uint64_t)i + 1, 1000, 1, payload, (size_t)n, 1, keys[i]);
+        rc_store_append(st, sr, (uint64_t)i + 1, 1000, (uint8_t)(i == 4 ? 2 : 1), payload,
+                        (size_t)n, 1, keys[i]);
     }
     rc_store_kick(st);
     rc_store_close(st);
@@ -220,11 +209,6 @@ TEST(test_keys_restored)
         CHECK(strcmp(loaded[0].data[i], payload) == 0);
     }
 
-    st = open_with(loop, dir, RC_FSYNC_ALWAYS, &old_loader);
-    CHECK(st != NULL);
-    rc_store_close(st);
-    CHECK_EQ_INT(loaded[0].nrecs, 5);
-    for (int i = 0; i < 5; i++) CHECK(loaded[0].keys[i] == 0xDEAD && loaded[0].ids[i] == (uint64_t)i + 1);
     rc_loop_free(loop);
     remove_all(dir);
 }
@@ -247,8 +231,8 @@ TEST(test_long_names_restored)
         name_of(names[i], lens[i], i);
         rc_store_room *sr = rc_store_room_new(st, names[i], lens[i], epoch);
         CHECK(sr != NULL);
-        rc_store_append(st, sr, 1, 1000, 1, "one", 3, 1);
-        rc_store_append(st, sr, 2, 1001, 2, "two", 3, 1);
+        rc_store_append(st, sr, 1, 1000, 1, "one", 3, 1, 0);
+        rc_store_append(st, sr, 2, 1001, 2, "two", 3, 1, 0);
     }
     rc_store_kick(st);
     rc_store_close(st);
@@ -386,7 +370,7 @@ TEST(test_fd_bound)
                 char name[16];
                 int n = snprintf(name, sizeof(name), "room-%d", i);
                 if (round == 0) srs[i] = rc_store_room_new(st, name, (size_t)n, epoch);
-                lsn = rc_store_append_key(st, srs[i], (uint64_t)round + 1, 1, 1, name, (size_t)n,
+                lsn = rc_store_append(st, srs[i], (uint64_t)round + 1, 1, 1, name, (size_t)n,
                                           1, 0);
                 if (i % 100 == 99) rc_store_kick(st); /* several batches a round */
             }
@@ -439,8 +423,8 @@ TEST(test_room_failure_is_isolated)
             rc_store_room *good = rc_store_room_new(st, "good", 4, epoch);
             uint64_t id = 1, lb = 0, lg = 0, stuck = 0;
             if (late) {
-                lb = rc_store_append_key(st, bad, id, 1, 2, big, sizeof(big), 1, 0);
-                rc_store_append_key(st, good, id++, 1, 1, "g", 1, 1, 0);
+                lb = rc_store_append(st, bad, id, 1, 2, big, sizeof(big), 1, 0);
+                rc_store_append(st, good, id++, 1, 1, "g", 1, 1, 0);
                 rc_store_kick(st);
                 CHECK(wait_room(bad, lb, 5000));
                 stuck = rc_store_room_durable(bad);
@@ -449,8 +433,8 @@ TEST(test_room_failure_is_isolated)
             }
             for (int round = 0; round < 4; round++, id++) {
                 /* 3000 bytes more: the bad room must open a new segment (4 KiB each). */
-                lb = rc_store_append_key(st, bad, id, 1, 2, big, sizeof(big), 1, 0);
-                lg = rc_store_append_key(st, good, id, 1, 1, "g", 1, 1, 0);
+                lb = rc_store_append(st, bad, id, 1, 2, big, sizeof(big), 1, 0);
+                lg = rc_store_append(st, good, id, 1, 1, "g", 1, 1, 0);
                 rc_store_kick(st);
                 CHECK(wait_room(good, lg, 5000));
                 CHECK(rc_store_room_durable(bad) < lb);
@@ -521,8 +505,8 @@ TEST(test_on_durable_per_room)
     rc_timer t;
     rc_timer_init(&t, on_timeout);
     for (uint64_t id = 1; id <= 3; id++) {
-        rc_store_append_key(st, bad, id, 1, 1, "b", 1, 1, 0);
-        x.lsn = rc_store_append_key(st, x.good, id, 1, 1, "g", 1, 1, 0);
+        rc_store_append(st, bad, id, 1, 1, "b", 1, 1, 0);
+        x.lsn = rc_store_append(st, x.good, id, 1, 1, "g", 1, 1, 0);
         rc_store_kick(st);
         rc_timer_start(loop, &t, rc_loop_now(loop) + 5 * RC_NS_PER_SEC);
         rc_loop_run(loop);
