@@ -154,6 +154,22 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
            "Bytes the rooms' histories keep (limit: --history-memory).", srv->rooms.hist_bytes);
     metric(&t, "roomcast_history_evicted_total", "counter",
            "Kept messages dropped to stay within --history-memory.", rs->evicted);
+    metric(&t, "roomcast_conflated_total", "counter",
+           "Queued messages dropped for a newer one with the same state key (conflate).",
+           rs->conflated);
+    metric(&t, "roomcast_presence_events_total", "counter",
+           "Presence events and batches queued to members.", rs->presence_events);
+    metric(&t, "roomcast_history_joins_total", "counter", "Joins that asked for history.",
+           rs->history_joins);
+    metric(&t, "roomcast_state_joins_total", "counter", "Joins that asked for the room state.",
+           rs->state_joins);
+    metric(&t, "roomcast_sessions", "gauge", "Sessions remembered (held or idle).",
+           srv->rooms.sessions.table.count);
+    metric(&t, "roomcast_sessions_reclaimed_total", "counter",
+           "Sessions taken back by a new connection.", srv->rooms.sessions.reclaimed);
+    metric(&t, "roomcast_sessions_replaced_total", "counter",
+           "Connections closed because a new one took their session.",
+           srv->rooms.sessions.replaced);
     metric(&t, "roomcast_received_bytes_total", "counter", "Bytes read from client sockets.",
            s->bytes_in);
     metric(&t, "roomcast_sent_bytes_total", "counter", "Bytes written to client sockets.",
