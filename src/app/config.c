@@ -19,6 +19,7 @@
 #include "codec/utf8.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "netsync/netsync.h"
 #include "rooms/room.h"
 #include "store/store.h"
 
@@ -144,6 +145,13 @@ const rc_config_option rc_config_options[] = {
     {.name = "netsync-tick", .section = RC_SEC_NETSYNC, .type = RC_OPT_SECONDS,
      FIELD(netsync_tick), .def = MS(50),
      .metavar = "SEC", .help = "broadcast period of a changed room"},
+    {.name = "netsync-max-message-size", .section = RC_SEC_NETSYNC, .type = RC_OPT_BYTES,
+     FIELD(netsync_max_message_size), .min = RC_NETSYNC_MAX_MESSAGE_MIN,
+     .max = RC_NETSYNC_MAX_MESSAGE_MAX, .def = RC_NETSYNC_MAX_MESSAGE_DEFAULT,
+     .metavar = "BYTES",
+     .help = "largest message a NetSync client may send, room id aside (one frame, or all "
+             "its frames together); a client that sends more is disconnected (the largest "
+             "legal one is 65806 bytes)"},
 
     /* History and durability */
     {.name = "history-size", .section = RC_SEC_HISTORY, .type = RC_OPT_UINT,

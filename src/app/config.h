@@ -73,6 +73,9 @@ typedef struct rc_config {
     uint16_t netsync_discovery_port; /* UDP+TCP discovery port, 0 = pick a free one (9999) */
     uint64_t netsync_client_timeout; /* ns without a transform before a client leaves (1 s) */
     uint64_t netsync_tick;        /* ns between broadcasts of a changed room (50 ms) */
+    size_t netsync_max_message_size; /* largest message a NetSync client may send, room id
+                                     aside (a frame, or a message's frames together), bytes
+                                     (RC_NETSYNC_MAX_MESSAGE_DEFAULT, 128 KiB) */
 } rc_config;
 
 /* rc_config_init fills in the defaults of every row of the table, then takes the API key from
