@@ -53,7 +53,10 @@ uint64_t rb_now_ns(void); /* CLOCK_MONOTONIC */
 
 struct rb_proc_sample {
     bool ok;          /* the process existed and /proc could be read */
-    double cpu_s;     /* utime + stime of the whole process (all threads), seconds */
+    double cpu_s;     /* utime + stime of the whole process (all threads), seconds: 10 ms ticks */
+    double run_s;     /* time on CPU of its live threads from /proc/PID/task/TID/schedstat, in ns
+                       * (the scheduler's sum_exec_runtime): exact, so short intervals (a few
+                       * thousand joins) can be measured; -1 when unavailable */
     long rss_kb;      /* VmRSS */
     long hwm_kb;      /* VmHWM: peak RSS */
 };

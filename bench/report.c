@@ -132,6 +132,8 @@ void rb_result_print(const struct rb_result *r, bool quiet)
     double rate = r->wall_s > 0 ? (double)r->deliveries / r->wall_s : 0;
     double ns_per = srv && r->deliveries ? cpu * 1e9 / (double)r->deliveries : NAN;
     double per_cpu = srv && cpu > 0 ? (double)r->deliveries / cpu : NAN;
+    bool sched = srv && r->srv0.run_s >= 0 && r->srv1.run_s >= 0;
+    double run = sched ? r->srv1.run_s - r->srv0.run_s : NAN;
     double us = 1e3;
     bool ok = rb_result_ok(r);
 
@@ -152,6 +154,9 @@ void rb_result_print(const struct rb_result *r, bool quiet)
     json_num("server_cpu_ns_per_delivery", ns_per);
     json_num("deliveries_per_server_cpu_s", per_cpu);
     json_num("server_cpu_pct", srv && r->wall_s > 0 ? 100 * cpu / r->wall_s : NAN);
+    /* The same from the scheduler's ns account (proc.c): exact where ticks are coarse. */
+    json_num("server_run_s", run);
+    json_num("server_run_ns_per_delivery", sched && r->deliveries ? run * 1e9 / (double)r->deliveries : NAN);
     json_num("server_rss_kb", srv ? (double)r->srv1.rss_kb : NAN);
     json_num("server_hwm_kb", srv ? (double)r->srv1.hwm_kb : NAN);
     json_num("bench_cpu_s", r->bench_cpu_s);
