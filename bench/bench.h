@@ -138,6 +138,7 @@ struct rb_conn {
     bool close_sent;           /* our close frame is queued */
     bool shut_pending;         /* line mode: shut our write side once out is flushed */
     int close_code;            /* code of the server's close frame, 0 if none */
+    uint64_t rx_bytes;         /* bytes read from the server (all of them: frames, lines) */
     char accept[32];           /* WebSocket: expected Sec-WebSocket-Accept, NUL-terminated */
     struct rb_buf in;          /* partial frame or handshake bytes carried between reads */
     struct rb_buf out;         /* bytes waiting for the socket */
@@ -203,11 +204,18 @@ void rb__tcp_put_close(struct rb_conn *c, int code);
 
 /* ---- the room protocol's JSON subset (msg.c) --------------------------------------------- */
 
+/* A JSON value inside a scanned message: p[0..n), NULL when absent. */
+struct rb_span {
+    const char *p;
+    size_t n;
+};
+
 /* Members of a server message the generator looks at. Absent numbers are -1. */
 struct rb_msg {
     const char *type; size_t type_len;   /* "type" string (not unescaped) */
     const char *room; size_t room_len;   /* "room" string */
     const char *code; size_t code_len;   /* "code" string (errors) */
+    const char *event; size_t event_len; /* "event" string (presence) */
     int64_t close_code;                  /* "code" number (a close line of the TCP port) */
     int64_t client_id;                   /* "client_id" */
     int64_t msg_id;                      /* "msg_id" */
@@ -215,6 +223,15 @@ struct rb_msg {
     int64_t s;                           /* "s": sender's slot in its room (ours) */
     int64_t q;                           /* "q": sender's sequence number (ours) */
     int64_t t;                           /* "t": send time, CLOCK_MONOTONIC ns (ours) */
+    /* Issue 12's server messages (docs/protocol.md: late joiners, state, conflation,
+     * presence); only the general scan fills them, deliveries never carry them. */
+    int64_t after_msg_id;                /* "after_msg_id" (presence) */
+    int64_t replay_from;                 /* "replay_from" (joined with "history") */
+    int64_t member_count;                /* "member_count" (joined, presence batches) */
+    struct rb_span members;              /* "members":[ids] (joined with "presence") */
+    struct rb_span msg_ids;              /* "msg_ids":[ids] (conflated) */
+    struct rb_span messages;             /* "messages":[objects] (state) */
+    struct rb_span joined_ids, left_ids; /* "joined":[ids], "left":[ids] (presence batches) */
 };
 
 /* Scan one JSON object; 0 on success, -1 if it is not a well-formed object. */
@@ -222,12 +239,24 @@ int rb_msg_scan(const char *p, size_t n, struct rb_msg *m);
 bool rb_msg_is(const char *s, size_t n, const char *lit);
 /* Build a publish of exactly `size` bytes when size is large enough (padding in "p"). */
 size_t rb_msg_publish(char *dst, size_t cap, size_t size, uint32_t s, uint64_t q, uint64_t t);
+/* Iterate over the elements of an array span: *it starts at NULL; each call stores the next
+ * element's span in *el and returns true, false at the end (or if malformed: *bad set). */
+bool rb_msg_array_next(struct rb_span arr, const char **it, struct rb_span *el, bool *bad);
+/* The non-negative integer an element spells, or -1. */
+int64_t rb_msg_int(struct rb_span el);
+/* A publish with "state_key":"KEY" (skey NULL: none) placed before the padding; the text is
+ * still exactly `size` bytes when size allows it. */
+size_t rb_msg_publish_key(char *dst, size_t cap, size_t size, uint32_t s, uint64_t q, uint64_t t,
+                          const char *skey);
 size_t rb_msg_join(char *dst, size_t cap, const char *room);
+/* A join with more members: extra is raw JSON members with a leading comma, e.g.
+ * ",\"presence\":true,\"history\":100" (NULL or "": a plain join). */
+size_t rb_msg_join_ext(char *dst, size_t cap, const char *room, const char *extra);
 size_t rb_msg_leave(char *dst, size_t cap, const char *room);
 
 /* ---- one scenario result (report.c) ------------------------------------------------------ */
 
-#define RB_MAX_EXTRA 40
+#define RB_MAX_EXTRA 120
 
 struct rb_extra {
     char key[40];       /* JSON member name */
@@ -285,6 +314,24 @@ struct rb_opts {
     double rate;              /* messages/s per client, 0 = flat out */
     double duration;          /* s: stop publishing after this long, 0 = no limit */
     double drain;             /* s: wait this long for deliveries after publishing stopped */
+    /* rooms engine, issue 12's features (docs/protocol.md). Member k of a room joins with
+     * "presence":true when presence_every && k % presence_every == presence_every - 1 (1: all
+     * members, 2: every second one), and with "conflate":true likewise by conflate_every. */
+    uint32_t presence_every;
+    uint32_t conflate_every;
+    uint32_t state_keys;      /* N > 0: publishes carry "state_key":"k<s mod N>" (s: the sender's
+                               * slot, so N >= clients is one key per sender) */
+    uint32_t keys_per_sender; /* P > 1: "k<s mod N>.<q mod P>", each sender cycling through P
+                               * keys: with P >= the window no two messages of one key are ever
+                               * in flight, so a reader that keeps up has nothing to conflate */
+    /* Run after the rooms engine's measured interval, before it closes its connections, with
+     * every member still joined and validating (join-cost). */
+    void (*after)(const struct rb_opts *o, struct rb_result *r);
+    /* join-cost (joincost.c): the modes, comma-separated (each a '+'-joined set of plain,
+     * history:N, state, presence), joiners at once, seconds per mode */
+    const char *modes;
+    uint32_t joiners;
+    double mode_time;
     /* idle */
     uint32_t conns;           /* N idle connections, 0 = as many as the fd limit allows */
     uint32_t room_size;       /* members per idle room */
@@ -299,5 +346,24 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck);
 void rb_run_idle(const struct rb_opts *o, struct rb_result *r);
 void rb_run_churn(const struct rb_opts *o, struct rb_result *r);
 void rb_run_slow(const struct rb_opts *o, struct rb_result *r);
+void rb_run_joincost(const struct rb_opts *o, struct rb_result *r);
+
+/* What join-cost reads and checks of the rooms engine's room 0 while its hook runs (rooms.c). */
+const char *rb_rooms_name(uint32_t room);
+int64_t rb_rooms_last_id(uint32_t room);  /* its last msg_id (base + published) */
+uint32_t rb_rooms_live(uint32_t room);    /* members still connected and joined */
+/* The message the room's members saw under msg_id, as (s, q), checked against what a joiner
+ * got (a replay, a state entry): false when they disagree or it was never seen. */
+bool rb_rooms_agrees(uint32_t room, int64_t msg_id, int64_t s, int64_t q);
+/* The state the room must hold: the msg_ids of each key's latest message, ascending (the
+ * caller frees *ids); their count. */
+uint32_t rb_rooms_state_ids(uint32_t room, int64_t **ids);
+/* Totals over the members of the room: presence events received (join + leave events and
+ * batches), and bytes read from the server. */
+uint64_t rb_rooms_presence_events(uint32_t room);
+uint64_t rb_rooms_rx_bytes(uint32_t room);
+/* Checks every presence-asking member's picture of the membership against `expect`, after
+ * waiting up to wait_s for presence to settle; returns the members that disagree. */
+uint32_t rb_rooms_presence_check(uint32_t room, int64_t expect, double wait_s);
 
 #endif

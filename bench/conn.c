@@ -625,6 +625,7 @@ static void conn_readable(struct rb_conn *c)
             return;
         }
         rb_rx_ns = rb_now_ns();
+        c->rx_bytes += (uint64_t)n;
         if (own) {
             c->in.len += (size_t)n;
             conn_input(c, c->in.data + c->in.off, c->in.len - c->in.off, true);

@@ -19,7 +19,7 @@
 static void usage(FILE *f)
 {
     fputs("usage: roomcast-bench fanout|fanout-tcp|fanout-mixed|fanout-framed|pingpong|idle|churn|"
-          "slow\n"
+          "slow|join-cost\n"
           "                      --port N [--tcp-port N] [options]\n"
           "common:  --host ADDR (127.0.0.1)  --server-pid PID  --label NAME  --quiet\n"
           "         --spin (busy-poll instead of sleeping: servers never pay to wake us)\n"
@@ -31,12 +31,23 @@ static void usage(FILE *f)
           "         --tcp-port names); fanout-tcp = fanout --transport line, fanout-mixed =\n"
           "         --transport ws,line (half of each room on each), fanout-framed = framed;\n"
           "         pingpong and slow take --transport too\n"
+          "         issue 12 (docs/protocol.md): --presence all|half|none (members join with\n"
+          "         \"presence\":true: all, every second one, none), --conflate all|half|none\n"
+          "         (\"conflate\":true likewise), --state-keys N (publishes carry\n"
+          "         \"state_key\":\"k<slot mod N>\"; N >= clients: one key per sender),\n"
+          "         --keys-per-sender P (\"k<slot mod N>.<q mod P>\": with P >= the window no\n"
+          "         two messages of a key are in flight, so readers that keep up never conflate)\n"
           "pingpong: fanout with one room of one client and a window of 1 (--duration 3)\n"
           "slow:    one busy room (--clients 10 --size 1000 --window 4 --duration 2) measured\n"
           "         without, then with, one extra member that never reads (--stuck-rcvbuf 4096)\n"
           "idle:    --conns N (0 = as many as RLIMIT_NOFILE allows) --room-size 20 --sample 100\n"
           "         --idle-time S (6: longer than the default ping interval)\n"
-          "churn:   --concurrency K (64) --duration S (3)\n",
+          "churn:   --concurrency K (64) --duration S (3)\n"
+          "join-cost: one room of --clients (1000) members, each publishing --messages (1) with\n"
+          "         --state-keys (100), then --joiners (4) extra clients join and leave it again\n"
+          "         for --mode-time S (2) per mode of --modes (plain,history:100,history:1000,\n"
+          "         state,presence; '+' combines: history:100+state); --presence etc. as above\n"
+          "         apply to the members\n",
           f);
 }
 
@@ -51,6 +62,19 @@ static double num_arg(const char *opt, const char *v)
         exit(2);
     }
     return d;
+}
+
+/* all|half|none -> 1, 2, 0 (member k takes part when k % every == every - 1). */
+static uint32_t every_arg(const char *opt, const char *v)
+{
+    if (!strcmp(v, "all"))
+        return 1;
+    if (!strcmp(v, "half"))
+        return 2;
+    if (!strcmp(v, "none"))
+        return 0;
+    fprintf(stderr, "roomcast-bench: %s wants all, half or none, got '%s'\n", opt, v);
+    exit(2);
 }
 
 /* "ws,line" -> o->transports; 0, or -1 after saying what is wrong. */
@@ -94,7 +118,8 @@ int main(int argc, char **argv)
     else if (!strcmp(sc, "fanout-framed"))
         transports = "framed";
     bool fanout_sc = !strncmp(sc, "fanout", 6) && (!sc[6] || strcmp(transports, "ws"));
-    bool rooms_sc = fanout_sc || !strcmp(sc, "pingpong") || !strcmp(sc, "slow");
+    bool joincost_sc = !strcmp(sc, "join-cost");
+    bool rooms_sc = fanout_sc || !strcmp(sc, "pingpong") || !strcmp(sc, "slow") || joincost_sc;
     if (!rooms_sc && strcmp(sc, "idle") && strcmp(sc, "churn")) {
         fprintf(stderr, "roomcast-bench: unknown scenario '%s'\n", sc);
         usage(stderr);
@@ -124,7 +149,18 @@ int main(int argc, char **argv)
         o.drain = 15;
     } else if (!strcmp(sc, "churn")) {
         o.concurrency = 64;
+    } else if (joincost_sc) {
+        o.rooms = 1;
+        o.clients = 1000;
+        o.messages = 1;
+        o.window = 1;
+        o.duration = 0;
+        o.drain = 30;
+        o.state_keys = 100;
     }
+    o.modes = "plain,history:100,history:1000,state,presence";
+    o.joiners = 4;
+    o.mode_time = 2;
 
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -161,6 +197,13 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--idle-time")) o.idle_time = num_arg(a, v);
         else if (!strcmp(a, "--concurrency")) o.concurrency = (uint32_t)num_arg(a, v);
         else if (!strcmp(a, "--stuck-rcvbuf")) o.stuck_rcvbuf = (int)num_arg(a, v);
+        else if (!strcmp(a, "--presence")) o.presence_every = every_arg(a, v);
+        else if (!strcmp(a, "--conflate")) o.conflate_every = every_arg(a, v);
+        else if (!strcmp(a, "--state-keys")) o.state_keys = (uint32_t)num_arg(a, v);
+        else if (!strcmp(a, "--keys-per-sender")) o.keys_per_sender = (uint32_t)num_arg(a, v);
+        else if (!strcmp(a, "--modes")) o.modes = v;
+        else if (!strcmp(a, "--joiners")) o.joiners = (uint32_t)num_arg(a, v);
+        else if (!strcmp(a, "--mode-time")) o.mode_time = num_arg(a, v);
         else {
             fprintf(stderr, "roomcast-bench: unknown option '%s'\n", a);
             usage(stderr);
@@ -216,6 +259,8 @@ int main(int argc, char **argv)
         rb_run_rooms(&o, r, 0);
     else if (!strcmp(sc, "slow"))
         rb_run_slow(&o, r);
+    else if (joincost_sc)
+        rb_run_joincost(&o, r);
     else if (!strcmp(sc, "idle"))
         rb_run_idle(&o, r);
     else

@@ -167,7 +167,8 @@ static bool take_u(const char **pp, const char *e, int64_t *v)
 #define TAKE(lit) take(&p, e, lit, sizeof(lit) - 1)
 
 /* The delivery exactly as roomcast and the ceiling write it (and Node's JSON.stringify):
- * {"type":"b","s":S,"q":Q,"t":T,"p":"…","room":"…","client_id":C,"msg_id":M}. Every byte is
+ * {"type":"b","s":S,"q":Q,"t":T,"p":"…","room":"…","client_id":C,"msg_id":M}, with
+ * "state_key":"…" before "p" when the generator keyed it (--state-keys). Every byte is
  * checked; anything else, spacing included, returns false and goes through the general scan,
  * which accepts everything this accepts with the same result. This is most of the generator's
  * receive path, so it had to be cheaper than a general JSON scan (bench/RESULTS.md). */
@@ -175,8 +176,11 @@ static bool scan_delivery(const char *p, const char *e, struct rb_msg *m)
 {
     const char *room, *room_end;
     if (!TAKE("{\"type\":\"b\",\"s\":") || !take_u(&p, e, &m->s) || !TAKE(",\"q\":") ||
-        !take_u(&p, e, &m->q) || !TAKE(",\"t\":") || !take_u(&p, e, &m->t) ||
-        !TAKE(",\"p\":") || p >= e || *p != '"' || !(p = skip_string(p, e)) ||
+        !take_u(&p, e, &m->q) || !TAKE(",\"t\":") || !take_u(&p, e, &m->t))
+        return false;
+    if (TAKE(",\"state_key\":") && (p >= e || *p != '"' || !(p = skip_string(p, e))))
+        return false;
+    if (!TAKE(",\"p\":") || p >= e || *p != '"' || !(p = skip_string(p, e)) ||
         !TAKE(",\"room\":") || p >= e || *p != '"' || !(room_end = skip_string(room = p, e)))
         return false;
     p = room_end;
@@ -198,6 +202,10 @@ int rb_msg_scan(const char *p, size_t n, struct rb_msg *m)
     m->client_id = m->msg_id = m->last_msg_id = m->s = m->q = m->t = m->close_code = -1;
     if (scan_delivery(p, e, m))
         return 0;
+    m->event = NULL;
+    m->event_len = 0;
+    m->after_msg_id = m->replay_from = m->member_count = -1;
+    m->members = m->msg_ids = m->messages = m->joined_ids = m->left_ids = (struct rb_span){0};
     /* scan_delivery may have filled some members before it gave up. */
     m->s = m->q = m->t = m->client_id = m->msg_id = -1;
     p = skip_ws(p, e);
@@ -230,7 +238,8 @@ int rb_msg_scan(const char *p, size_t n, struct rb_msg *m)
             ve = scan_scalar(v, e, &iv);
         if (!ve)
             return -1;
-        bool str = *v == '"';
+        bool str = *v == '"', arr = *v == '[';
+        struct rb_span span = {v, (size_t)(ve - v)};
         /* Dispatch on length first: most keys are rejected by one comparison. */
         switch (kl) {
         case 1:
@@ -255,11 +264,31 @@ int rb_msg_scan(const char *p, size_t n, struct rb_msg *m)
                 } else {
                     m->close_code = iv;   /* a close line of the TCP port */
                 }
+            } else if (arr && memcmp(k, "left", 4) == 0) {
+                m->left_ids = span;
+            }
+            break;
+        case 5:
+            if (str && memcmp(k, "event", 5) == 0) {
+                m->event = v + 1;
+                m->event_len = (size_t)(ve - v - 2);
             }
             break;
         case 6:
             if (memcmp(k, "msg_id", 6) == 0)
                 m->msg_id = iv;
+            else if (arr && memcmp(k, "joined", 6) == 0)
+                m->joined_ids = span;
+            break;
+        case 7:
+            if (arr && memcmp(k, "members", 7) == 0)
+                m->members = span;
+            else if (arr && memcmp(k, "msg_ids", 7) == 0)
+                m->msg_ids = span;
+            break;
+        case 8:
+            if (arr && memcmp(k, "messages", 8) == 0)
+                m->messages = span;
             break;
         case 9:
             if (memcmp(k, "client_id", 9) == 0)
@@ -268,6 +297,14 @@ int rb_msg_scan(const char *p, size_t n, struct rb_msg *m)
         case 11:
             if (memcmp(k, "last_msg_id", 11) == 0)
                 m->last_msg_id = iv;
+            else if (memcmp(k, "replay_from", 11) == 0)
+                m->replay_from = iv;
+            break;
+        case 12:
+            if (memcmp(k, "after_msg_id", 12) == 0)
+                m->after_msg_id = iv;
+            else if (memcmp(k, "member_count", 12) == 0)
+                m->member_count = iv;
             break;
         default:
             break;
@@ -281,6 +318,45 @@ int rb_msg_scan(const char *p, size_t n, struct rb_msg *m)
             return -1;
         p = skip_ws(p + 1, e);
     }
+}
+
+bool rb_msg_array_next(struct rb_span arr, const char **it, struct rb_span *el, bool *bad)
+{
+    const char *e = arr.p + arr.n, *p = *it;
+    if (!arr.p || arr.n < 2 || arr.p[0] != '[') {
+        *bad = arr.p != NULL;
+        return false;
+    }
+    if (!p) {
+        p = skip_ws(arr.p + 1, e);
+        if (p < e && *p == ']')
+            return false;
+    } else {
+        p = skip_ws(p, e);
+        if (p < e && *p == ']')
+            return false;
+        if (p >= e || *p != ',') {
+            *bad = true;
+            return false;
+        }
+        p = skip_ws(p + 1, e);
+    }
+    const char *ve = skip_value(p, e, 1);
+    if (!ve) {
+        *bad = true;
+        return false;
+    }
+    el->p = p;
+    el->n = (size_t)(ve - p);
+    *it = ve;
+    return true;
+}
+
+int64_t rb_msg_int(struct rb_span el)
+{
+    int64_t v;
+    const char *e = scan_scalar(el.p, el.p + el.n, &v);
+    return e == el.p + el.n ? v : -1;
 }
 
 static char *put_u64(char *d, uint64_t v)
@@ -305,15 +381,29 @@ static char *put_str(char *d, const char *s)
 
 size_t rb_msg_publish(char *dst, size_t cap, size_t size, uint32_t s, uint64_t q, uint64_t t)
 {
+    return rb_msg_publish_key(dst, cap, size, s, q, t, NULL);
+}
+
+size_t rb_msg_publish_key(char *dst, size_t cap, size_t size, uint32_t s, uint64_t q, uint64_t t,
+                          const char *skey)
+{
     /* {"type":"b","s":S,"q":Q,"t":T,"p":"xxxx"}: the padding makes the text exactly `size`
-     * bytes long when size allows it, so "100-byte messages" means 100 bytes of JSON. */
-    char head[96], *d = head;
+     * bytes long when size allows it, so "100-byte messages" means 100 bytes of JSON. A state
+     * key (plain ASCII the caller chose, at most 64 bytes) goes before "p". */
+    char head[192], *d = head;
     d = put_str(d, "{\"type\":\"b\",\"s\":");
     d = put_u64(d, s);
     d = put_str(d, ",\"q\":");
     d = put_u64(d, q);
     d = put_str(d, ",\"t\":");
     d = put_u64(d, t);
+    if (skey) {
+        d = put_str(d, ",\"state_key\":\"");
+        size_t kl = strnlen(skey, 64);
+        memcpy(d, skey, kl);
+        d += kl;
+        *d++ = '"';
+    }
     d = put_str(d, ",\"p\":\"");
     size_t hl = (size_t)(d - head), tail = 2; /* "} */
     size_t pad = size > hl + tail ? size - hl - tail : 0;
@@ -327,12 +417,20 @@ size_t rb_msg_publish(char *dst, size_t cap, size_t size, uint32_t s, uint64_t q
 
 size_t rb_msg_join(char *dst, size_t cap, const char *room)
 {
+    return rb_msg_join_ext(dst, cap, room, NULL);
+}
+
+size_t rb_msg_join_ext(char *dst, size_t cap, const char *room, const char *extra)
+{
     char *d = dst;
-    if (strlen(room) + 32 > cap)
+    if (strlen(room) + (extra ? strlen(extra) : 0) + 32 > cap)
         return 0;
     d = put_str(d, "{\"type\":\"join\",\"room\":\"");
     d = put_str(d, room);
-    d = put_str(d, "\"}");
+    d = put_str(d, "\"");
+    if (extra)
+        d = put_str(d, extra);
+    d = put_str(d, "}");
     return (size_t)(d - dst);
 }
 

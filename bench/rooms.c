@@ -19,6 +19,16 @@
  * pingpong is this engine with one room, one client and a window of one; slow runs it twice,
  * without and with one extra member per room that never reads (rooms.c:rb_run_slow).
  *
+ * Issue 12's features (docs/protocol.md) are options of the same engine: members may join with
+ * "presence":true (joined lists the members, then presence events arrive, each checked to sit
+ * exactly between two msg_ids, and every such member's picture of the room must match the real
+ * membership), publishes may carry a "state_key" (one per sender slot, or fewer), and members
+ * may join with "conflate":true. A conflating member may get {"type":"conflated","msg_ids":[...]}
+ * instead of some keyed messages: the ids it names must not have been delivered, are not
+ * delivered afterwards (a duplicate otherwise), and count in the gap checks as if delivered; a
+ * sender's q may then jump over them, but only by as many as were announced, and losses are
+ * what was neither delivered nor announced.
+ *
  * Members need not share a wire: member k of every room connects over
  * o->transports[k % o->ntransports] (fanout-tcp: all on the TCP port's line mode; fanout-mixed:
  * WebSocket and line mode alternately, so half of each room is on each), and the checks above
@@ -38,6 +48,8 @@ struct member {
     struct room *room;       /* the room this client joins */
     uint32_t slot;           /* index in room->m, the "s" of its messages */
     bool stuck;              /* joins, then never reads */
+    bool presence;           /* joined with "presence":true */
+    bool conflate;           /* joined with "conflate":true */
     bool joined;             /* got its joined */
     bool dead;               /* connection ended */
     int64_t client_id;       /* from joined */
@@ -46,6 +58,10 @@ struct member {
     uint64_t sent;           /* own messages published */
     uint64_t acked;          /* own messages that came back */
     uint64_t received;       /* distinct room messages received */
+    uint64_t conflated;      /* msg_ids announced as conflated (never to be delivered) */
+    uint64_t q_skipped;      /* sender q numbers jumped over (must stay <= conflated) */
+    int64_t view;            /* presence: members it was told the room has */
+    uint64_t pres_events;    /* presence events and batches received */
     uint64_t *next_q;        /* per sender slot: the q expected next */
     uint64_t *seen;          /* bitmap of msg_id - join_last - 1 already received */
     size_t seen_words;       /* size of seen in 64-bit words */
@@ -74,6 +90,9 @@ static struct {
     bool publishing;         /* the measured interval has started */
     uint64_t deadline;       /* stop publishing at this time (0 = no limit) */
     uint64_t total_unique;   /* distinct deliveries to readers */
+    uint64_t total_conflated;/* msg_ids announced as conflated to readers */
+    uint64_t notices;        /* conflated notices received */
+    uint64_t pres_events;    /* presence events received by members */
     uint64_t last_delivery;  /* time of the latest delivery */
     uint64_t lag_max;        /* rate mode: worst lateness of a scheduled send, ns */
     struct rb_hist lag;      /* rate mode: lateness of every scheduled send, ns */
@@ -90,7 +109,14 @@ static const struct rb_handler handler = {on_open, on_text, on_closed};
 
 static void publish(struct member *m, uint64_t t)
 {
-    size_t n = rb_msg_publish(E.buf, sizeof(E.buf), E.o->size, m->slot, m->sent, t);
+    char key[48];
+    if (E.o->state_keys && E.o->keys_per_sender > 1)
+        snprintf(key, sizeof(key), "k%u.%llu", m->slot % E.o->state_keys,
+                 (unsigned long long)(m->sent % E.o->keys_per_sender));
+    else if (E.o->state_keys)
+        snprintf(key, sizeof(key), "k%u", m->slot % E.o->state_keys);
+    size_t n = rb_msg_publish_key(E.buf, sizeof(E.buf), E.o->size, m->slot, m->sent, t,
+                                  E.o->state_keys ? key : NULL);
     rb_conn_send_text(&m->conn, E.buf, n);
     m->sent++;
     m->room->published++;
@@ -109,8 +135,17 @@ static bool may_publish(const struct member *m, uint64_t now)
 static void on_open(struct rb_conn *c)
 {
     struct member *m = (struct member *)c;
-    size_t n = rb_msg_join(E.buf, sizeof(E.buf), m->room->name);
+    char extra[64];
+    snprintf(extra, sizeof(extra), "%s%s", m->presence ? ",\"presence\":true" : "",
+             m->conflate ? ",\"conflate\":true" : "");
+    size_t n = rb_msg_join_ext(E.buf, sizeof(E.buf), m->room->name, extra);
     rb_conn_send_text(c, E.buf, n);
+}
+
+static bool is_seen(const struct member *m, uint64_t rel)
+{
+    size_t w = (size_t)(rel / 64);
+    return w < m->seen_words && (m->seen[w] >> (rel % 64) & 1);
 }
 
 static void set_seen(struct member *m, uint64_t rel, bool *was)
@@ -201,11 +236,17 @@ static void delivery(struct member *m, const struct rb_msg *g)
     bool was;
     set_seen(m, (uint64_t)(g->msg_id - m->join_last - 1), &was);
     if (was) {
-        r->duplicates++;
+        r->duplicates++;           /* delivered twice, or delivered after being conflated */
         return;
     }
-    if (g->msg_id != m->last_id + 1)
+    if (g->msg_id <= m->last_id)
         r->order_violations++;
+    /* A gap is allowed only over msg_ids announced as conflated before. */
+    for (int64_t id = m->last_id + 1; id < g->msg_id; id++)
+        if (!is_seen(m, (uint64_t)(id - m->join_last - 1))) {
+            r->order_violations++;
+            break;
+        }
     m->last_id = g->msg_id;
     if (g->msg_id <= rm->base ||
         !room_agrees(rm, (uint64_t)(g->msg_id - rm->base - 1),
@@ -220,7 +261,10 @@ static void delivery(struct member *m, const struct rb_msg *g)
     else if ((uint64_t)g->q < m->next_q[g->s])
         r->order_violations++;     /* an earlier message of this sender arrived late */
     else {
-        r->order_violations++;     /* the sender's messages arrived out of order */
+        /* Jumping over the sender's messages is conflation's doing, or disorder. */
+        m->q_skipped += (uint64_t)g->q - m->next_q[g->s];
+        if (m->q_skipped > m->conflated)
+            r->order_violations++; /* the sender's messages arrived out of order */
         m->next_q[g->s] = (uint64_t)g->q + 1;
     }
     m->received++;
@@ -229,9 +273,120 @@ static void delivery(struct member *m, const struct rb_msg *g)
     E.last_delivery = now;
     rb_hist_add(&r->lat, now > (uint64_t)g->t ? now - (uint64_t)g->t : 0);
     if (snd == m) {
-        m->acked++;
-        if (E.o->rate <= 0 && may_publish(m, now))
+        /* Own messages conflated in its own queue come back as the later one that replaced
+         * them: each frees its place in the window too. */
+        uint64_t freed = (uint64_t)g->q + 1 > m->acked ? (uint64_t)g->q + 1 - m->acked : 0;
+        m->acked += freed;
+        while (freed-- && E.o->rate <= 0 && may_publish(m, now))
             publish(m, now);
+    }
+}
+
+/* {"type":"conflated","room":R,"msg_ids":[...]}: ids this member will not get. */
+static void conflated_notice(struct member *m, const struct rb_msg *g)
+{
+    struct rb_result *r = E.r;
+    struct room *rm = m->room;
+    E.notices++;
+    if (!m->conflate || !m->joined || !E.publishing || m->stuck) {
+        r->order_violations++;     /* only a conflating member, and only while messages flow */
+        return;
+    }
+    if (!g->room || g->room_len != rm->name_len || memcmp(g->room, rm->name, g->room_len))
+        r->order_violations++;
+    const char *it = NULL;
+    struct rb_span el;
+    bool bad = false;
+    uint64_t n = 0;
+    while (rb_msg_array_next(g->msg_ids, &it, &el, &bad)) {
+        int64_t id = rb_msg_int(el);
+        n++;
+        /* Not yet delivered, and sequenced already (announced ids precede the message that
+         * replaced them, so they are at most the room's last id). */
+        if (id <= m->last_id || id <= m->join_last ||
+            id > rm->base + (int64_t)rm->published) {
+            r->order_violations++;
+            continue;
+        }
+        bool was;
+        set_seen(m, (uint64_t)(id - m->join_last - 1), &was);
+        if (was) {
+            r->duplicates++;
+            continue;
+        }
+        m->conflated++;
+        E.total_conflated++;
+    }
+    if (bad || !n) {
+        r->errors++;
+        rb_result_fail(r, "malformed conflated notice");
+    }
+}
+
+/* Presence events: placed exactly in the stream (every msg_id up to after_msg_id accounted
+ * for, none after it delivered yet), about the member's own room, and applied to its picture
+ * of the membership. */
+static void presence_event(struct member *m, const struct rb_msg *g)
+{
+    struct rb_result *r = E.r;
+    struct room *rm = m->room;
+    if (m->stuck)
+        return;                    /* closing: leaves are expected, not checked */
+    m->pres_events++;
+    E.pres_events++;
+    if (!m->presence || !m->joined) {
+        r->order_violations++;     /* asked for nothing, or before joined */
+        return;
+    }
+    if (!g->room || g->room_len != rm->name_len || memcmp(g->room, rm->name, g->room_len))
+        r->order_violations++;
+    int64_t a = g->after_msg_id;
+    if (a < 0 || a < m->last_id || a > rm->base + (int64_t)rm->published)
+        r->order_violations++;
+    else
+        for (int64_t id = m->last_id + 1; id <= a; id++)
+            if (id > m->join_last && !is_seen(m, (uint64_t)(id - m->join_last - 1))) {
+                r->order_violations++;   /* told before a message it follows */
+                break;
+            }
+    if (rb_msg_is(g->event, g->event_len, "join")) {
+        m->view++;
+        if (g->client_id < 0 || g->client_id == m->client_id)
+            r->order_violations++;       /* nobody hears of its own join */
+    } else if (rb_msg_is(g->event, g->event_len, "leave")) {
+        m->view--;
+        if (g->client_id < 0)
+            r->order_violations++;
+    } else if (rb_msg_is(g->event, g->event_len, "batch")) {
+        if (g->member_count < 0)
+            r->order_violations++;
+        m->view = g->member_count;
+    } else {
+        r->errors++;
+        rb_result_fail(r, "unknown presence event: %.*s", (int)g->event_len,
+                       g->event ? g->event : "");
+    }
+}
+
+/* joined of a member that asked for presence: "members" (its own id among them) or, above the
+ * server's --presence-limit, "member_count". */
+static void presence_joined(struct member *m, const struct rb_msg *g)
+{
+    if (g->member_count >= 0) {
+        m->view = g->member_count;
+        return;
+    }
+    const char *it = NULL;
+    struct rb_span el;
+    bool bad = false, self = false;
+    m->view = 0;
+    while (rb_msg_array_next(g->members, &it, &el, &bad)) {
+        m->view++;
+        self |= rb_msg_int(el) == g->client_id;
+    }
+    if (bad || !g->members.p || !self) {
+        E.r->errors++;
+        rb_result_fail(E.r, "joined with presence: no members list with its own id");
     }
 }
 
@@ -246,6 +401,10 @@ static void on_text(struct rb_conn *c, const char *p, size_t n)
     }
     if (g.type_len == 1 && g.type[0] == 'b') {
         delivery(m, &g);
+    } else if (rb_msg_is(g.type, g.type_len, "conflated")) {
+        conflated_notice(m, &g);
+    } else if (rb_msg_is(g.type, g.type_len, "presence")) {
+        presence_event(m, &g);
     } else if (rb_msg_is(g.type, g.type_len, "joined")) {
         if (m->joined) /* a second joined for one join */
             E.r->errors++;
@@ -258,6 +417,8 @@ static void on_text(struct rb_conn *c, const char *p, size_t n)
             rb_result_fail(E.r, "joined without client_id or last_msg_id");
         }
         E.joined++;
+        if (m->presence)
+            presence_joined(m, &g);
         if (m->stuck)
             rb_conn_pause(c, true);
     } else if (rb_msg_is(g.type, g.type_len, "error")) {
@@ -310,6 +471,40 @@ static uint64_t expected_unique(void)
         x += E.rooms[r].published * readers;
     }
     return x;
+}
+
+/* Every presence-asking reader's picture of its room against the members still connected.
+ * Above the server's --presence-limit changes come as a batch once a second, so a picture may
+ * lag by up to a second: wait (bounded) for them to agree before counting those that do not. */
+static void check_views(struct rb_result *r)
+{
+    uint64_t until = rb_now_ns() + 2500000000ull;
+    for (;;) {
+        uint32_t off = 0;
+        for (uint32_t i = 0; i < E.nrooms; i++) {
+            struct room *rm = &E.rooms[i];
+            int64_t live = 0;
+            for (uint32_t k = 0; k < rm->n; k++)
+                live += !rm->m[k].dead && rm->m[k].joined;
+            for (uint32_t k = 0; k < rm->n; k++) {
+                struct member *m = &rm->m[k];
+                if (m->presence && !m->stuck && !m->dead && m->view != live) {
+                    off++;
+                    if (rb_now_ns() > until)
+                        rb_result_fail(r, "presence: %s/%u counts %lld members, the room has "
+                                          "%lld", rm->name, k, (long long)m->view,
+                                       (long long)live);
+                }
+            }
+        }
+        if (!off)
+            return;
+        if (rb_now_ns() > until) {
+            r->order_violations += off;
+            return;
+        }
+        rb_loop_once(20000000);
+    }
 }
 
 static void free_all(void)
@@ -379,6 +574,10 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
             m->room = rm;
             m->slot = k;
             m->stuck = k >= o->clients;
+            m->presence = !m->stuck && o->presence_every &&
+                          k % o->presence_every == o->presence_every - 1;
+            m->conflate = !m->stuck && o->conflate_every &&
+                          k % o->conflate_every == o->conflate_every - 1;
             m->next_q = calloc(rm->n, sizeof(uint64_t));
         }
     }
@@ -406,6 +605,14 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
         rb_result_num(r, "duration", o->duration);
     if (stuck)
         rb_result_num(r, "stuck", stuck);
+    if (o->presence_every)
+        rb_result_num(r, "presence_every", o->presence_every);
+    if (o->conflate_every)
+        rb_result_num(r, "conflate_every", o->conflate_every);
+    if (o->state_keys)
+        rb_result_num(r, "state_keys", o->state_keys);
+    if (o->state_keys && o->keys_per_sender > 1)
+        rb_result_num(r, "keys_per_sender", o->keys_per_sender);
 
     /* Setup: connect and join, a bounded number at a time (listen backlogs are small). */
     uint32_t total = E.nrooms * E.per_room, conc = o->concurrency ? o->concurrency : 256;
@@ -490,7 +697,7 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
         if (publishing_done(now) && (o->rate <= 0 || slot >= slots_max || E.deadline)) {
             if (!stop_at)
                 stop_at = now;
-            if (E.total_unique >= expected_unique())
+            if (E.total_unique + E.total_conflated >= expected_unique())
                 break;
             if (now - stop_at > drain_ns) {
                 rb_result_fail(r, "deliveries still missing %.1f s after publishing stopped",
@@ -516,8 +723,8 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
             if (m->stuck || !m->joined)
                 continue;
             uint64_t want = (uint64_t)(rm->base - m->join_last) + rm->published;
-            if (m->received < want)
-                r->losses += want - m->received;
+            if (m->received + m->conflated < want)
+                r->losses += want - m->received - m->conflated;
         }
     }
     if (o->rate > 0) {
@@ -526,6 +733,16 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
     }
     rb_result_num(r, "server_msgs_in_per_s",
                   r->wall_s > 0 ? (double)r->published / r->wall_s : 0);
+    if (o->conflate_every) {
+        rb_result_num(r, "conflated", (double)E.total_conflated);
+        rb_result_num(r, "conflated_notices", (double)E.notices);
+    }
+    if (o->presence_every) {
+        rb_result_num(r, "presence_events", (double)E.pres_events);
+        check_views(r);
+    }
+    if (o->after && !r->failed)
+        o->after(o, r);
 
     if (stuck) {
         /* Did the server cut the stuck readers off? Read them now: a connection the server
@@ -583,4 +800,99 @@ void rb_run_slow(const struct rb_opts *o, struct rb_result *r)
             cut = r->extra[i].num >= o->rooms;
     if (!cut)
         rb_result_fail(r, "the stuck reader was not cut off");
+}
+
+/* ---- what join-cost reads while its hook runs (bench.h) ---------------------------------- */
+
+const char *rb_rooms_name(uint32_t room)
+{
+    return E.rooms[room].name;
+}
+
+int64_t rb_rooms_last_id(uint32_t room)
+{
+    return E.rooms[room].base + (int64_t)E.rooms[room].published;
+}
+
+uint32_t rb_rooms_live(uint32_t room)
+{
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < E.rooms[room].n; k++)
+        n += !E.rooms[room].m[k].dead && E.rooms[room].m[k].joined;
+    return n;
+}
+
+bool rb_rooms_agrees(uint32_t room, int64_t msg_id, int64_t s, int64_t q)
+{
+    struct room *rm = &E.rooms[room];
+    if (msg_id <= rm->base || s < 0 || q < 0)
+        return false;
+    uint64_t idx = (uint64_t)(msg_id - rm->base - 1);
+    return idx < rm->order_cap && rm->order[idx] == (((uint64_t)s << 40) | (uint64_t)q) + 1;
+}
+
+uint32_t rb_rooms_state_ids(uint32_t room, int64_t **ids)
+{
+    struct room *rm = &E.rooms[room];
+    uint32_t per = E.o->keys_per_sender > 1 ? E.o->keys_per_sender : 1;
+    uint32_t nk = E.o->state_keys * per, n = 0;
+    *ids = NULL;
+    if (!nk)
+        return 0;
+    /* key of msg_id base+1+i is "k<s mod N>[.<q mod P>]": the latest id of each key, then
+     * sorted (they are found newest first, so reversing sorts them). */
+    bool *have = calloc(nk, sizeof(bool));
+    int64_t *v = calloc(nk, sizeof(int64_t));
+    for (uint64_t i = rm->published; i-- > 0 && n < nk;) {
+        uint64_t e = i < rm->order_cap ? rm->order[i] : 0;
+        if (!e)
+            continue;                /* never seen: the caller finds the difference */
+        uint64_t sq = e - 1;
+        uint32_t key = (uint32_t)((sq >> 40) % E.o->state_keys) * per +
+                       (uint32_t)((sq & ((1ull << 40) - 1)) % per);
+        if (!have[key]) {
+            have[key] = true;
+            v[n++] = rm->base + 1 + (int64_t)i;
+        }
+    }
+    for (uint32_t a = 0, b = n ? n - 1 : 0; a < b; a++, b--) {
+        int64_t t = v[a];
+        v[a] = v[b];
+        v[b] = t;
+    }
+    free(have);
+    *ids = v;
+    return n;
+}
+
+uint64_t rb_rooms_presence_events(uint32_t room)
+{
+    uint64_t n = 0;
+    for (uint32_t k = 0; k < E.rooms[room].n; k++)
+        n += E.rooms[room].m[k].pres_events;
+    return n;
+}
+
+uint64_t rb_rooms_rx_bytes(uint32_t room)
+{
+    uint64_t n = 0;
+    for (uint32_t k = 0; k < E.rooms[room].n; k++)
+        n += E.rooms[room].m[k].conn.rx_bytes;
+    return n;
+}
+
+uint32_t rb_rooms_presence_check(uint32_t room, int64_t expect, double wait_s)
+{
+    struct room *rm = &E.rooms[room];
+    uint64_t until = rb_now_ns() + (uint64_t)(wait_s * 1e9);
+    for (;;) {
+        uint32_t off = 0;
+        for (uint32_t k = 0; k < rm->n; k++) {
+            struct member *m = &rm->m[k];
+            off += m->presence && !m->dead && m->view != expect;
+        }
+        if (!off || rb_now_ns() > until)
+            return off;
+        rb_loop_once(20000000);
+    }
 }
