@@ -16,6 +16,13 @@
 #              churn        connect -> join -> publish -> leave -> close, 64 at a time
 #              slow         one busy room without, then with, a member that never reads
 #              idle         as many joined idle connections as the fd limit allows
+#              fanout-features  fanout with issue 12's features in use (roomcast only): every
+#                           member joins with "presence" and "conflate", every publish carries
+#                           a "state_key" (4 per sender, so nothing is conflated for readers that
+#                           keep up)
+#              join-cost    one room of 1,000 members, 1,000 messages, 100 state keys; then 16
+#                           clients join and leave it, 2 s per join mode (plain, history:100,
+#                           history:1000, state, presence): server CPU per join (roomcast only)
 #   options    --quick          smoke run: small sizes, one round, roomcast (+ ceiling) only;
 #                               fails only if a run fails or a correctness counter is non-zero
 #              --rounds N       rounds per scenario (default 3; idle always 1)
@@ -44,7 +51,7 @@ PYTHON=/usr/bin/python3   # Debian's, which has python3-websockets; not pyenv's 
 PEERS=$ROOT/bench/peers
 
 ALL_SCENARIOS=(fanout fanout-tcp fanout-mixed fanout-framed fanout-30hz pingpong pingpong-1cpu churn
-               slow idle)
+               slow idle fanout-features join-cost)
 quick=0
 rounds=3
 servers=""
@@ -59,7 +66,8 @@ while [ $# -gt 0 ]; do
     --deps) deps_only=1 ;;
     -h|--help) sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     all) scenarios+=("${ALL_SCENARIOS[@]}") ;;
-    fanout|fanout-tcp|fanout-mixed|fanout-framed|fanout-30hz|pingpong|pingpong-1cpu|churn|slow|idle)
+    fanout|fanout-tcp|fanout-mixed|fanout-framed|fanout-30hz|pingpong|pingpong-1cpu|churn|slow|idle|\
+    fanout-features|join-cost)
         scenarios+=("$1") ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -192,6 +200,8 @@ needs_tcp() { case "$1" in fanout-tcp|fanout-mixed|fanout-framed) return 0 ;; *)
 # WebSocket-only peers have no TCP port; the selectors peer runs the fanout comparisons (it has
 # no framed mode).
 runs_on() { # SCENARIO SERVER
+    # issue 12's features (presence, state, conflation, history joins) are roomcast's own
+    case "$1" in fanout-features|join-cost) [ "$2" = roomcast ]; return ;; esac
     case "$2" in
     ceiling) case "$1" in fanout|fanout-30hz|pingpong*) return 0 ;; *) return 1 ;; esac ;;
     python|node) ! needs_tcp "$1" ;;
@@ -214,6 +224,10 @@ scenario_args() { # SCENARIO SERVER
         # --max-pending together hold, so the cut-off happens however slow the machine is.
         slow)        echo "slow --messages 1000 --duration 0 --drain 10" ;;
         idle)        echo "idle --conns 300 --idle-time 0.2 --sample 10" ;;
+        fanout-features) echo "fanout --rooms 10 --clients 6 --duration 0.5 --drain 5 --presence all" \
+                              "--conflate all --state-keys 6 --keys-per-sender 4" ;;
+        join-cost)   echo "join-cost --clients 200 --joiners 4 --mode-time 0.2 --presence half" \
+                          "--modes plain,history:100,history:1000+state+presence" ;;
         esac
         return
     fi
@@ -228,6 +242,10 @@ scenario_args() { # SCENARIO SERVER
     # only makes the run longer.
     slow)        if [ "$srv" = python ]; then echo "slow --duration 2 --drain 3"; else echo "slow --duration 2 --drain 10"; fi ;;
     idle)        echo "idle --idle-time 6" ;;
+    fanout-features) echo "fanout --rooms 100 --clients 10 --size 100 --window 4 --duration 3" \
+                          "--drain 10 --presence all --conflate all --state-keys 10 --keys-per-sender 4" ;;
+    join-cost)   echo "join-cost --clients 1000 --messages 1 --state-keys 100 --joiners 16" \
+                      "--mode-time 2 --modes plain,history:100,history:1000,state,presence" ;;
     esac
 }
 
@@ -262,7 +280,8 @@ for sc in "${scenarios[@]}"; do
             if [ -z "$line" ]; then
                 line="{\"scenario\":\"$sc\",\"server\":\"$s\",\"ok\":false,\"failure\":\"generator exit $rc\"}"
             fi
-            # The bench scenario is fanout for fanout-30hz: label it with the harness name.
+            # The bench scenario is fanout for fanout-30hz and fanout-features: label it with
+            # the harness name.
             line=$(printf '%s' "$line" | sed "s/^{\"scenario\":\"[a-z0-9-]*\"/{\"scenario\":\"$sc\"/")
             printf '%s\n' "$line" >>"$results"
             if [ $rc -ne 0 ] || ! grep -q '"ok":true' <<<"$line"; then
@@ -329,12 +348,13 @@ COLS = {
              ("connects/s", "connects_per_s", 1), ("sample deliv", "deliveries", 1)],
 }
 # The fanout shape over other wires reports exactly what fanout reports.
-for sc in ("fanout-tcp", "fanout-mixed", "fanout-framed"):
+for sc in ("fanout-tcp", "fanout-mixed", "fanout-framed", "fanout-features"):
     COLS[sc] = COLS["fanout"]
 RATIO = {"fanout": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "fanout-tcp": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "fanout-mixed": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "fanout-framed": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
+         "fanout-features": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "fanout-30hz": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "pingpong": ("deliveries_per_s", "rt/s x rc"),
          "pingpong-1cpu": ("deliveries_per_s", "rt/s x rc"),
@@ -349,6 +369,33 @@ for r in rows:
 bad = 0
 for sc in scen:
     rs = [r for r in rows if r["scenario"] == sc]
+    if sc == "join-cost":
+        # One row per join mode: what one join (and its leave) costs, medians over rounds.
+        ok = [r for r in rs if r.get("ok")]
+        c = [sum(r.get(k, 0) or 0 for r in rs) for k in ("order_violations", "losses", "duplicates", "errors")]
+        print(f"\njoin-cost  (roomcast, {len(ok)}/{len(rs)} ok, order/loss/dup/err "
+              + "/".join(str(int(x)) for x in c) + "; medians over rounds; per join = per join and"
+              " its leave)")
+        for r in rs:
+            if not r.get("ok"):
+                print("  failure: " + str(r.get("failure")))
+        if not ok:
+            continue
+        r0 = ok[0]
+        print(f"  room: {r0.get('room_members')} members, last_msg_id {r0.get('room_last_msg_id')},"
+              f" {r0.get('room_state_keys')} state keys; {r0.get('joiners')} joiners;"
+              f" server background {fmt(med(ok, 'idle_srv_us_per_s'))} us CPU/s")
+        head = ["mode", "joins", "srv us/join", "B to joiner", "replayed", "state msgs",
+                "member events/join", "p50 us", "gen us/join"]
+        table = []
+        for m in r0.get("modes", "").split(","):
+            k = m.replace(":", "_").replace("+", "_")
+            table.append([m] + [fmt(med(ok, k + "_" + x)) for x in
+                                ("n", "us", "B", "replayed", "state_msgs", "ev", "p50_us", "gen_us")])
+        w = [max(len(t[i]) for t in [head] + table) for i in range(len(head))]
+        for t in [head] + table:
+            print("  " + "  ".join(x.rjust(w[i]) if i else x.ljust(w[i]) for i, x in enumerate(t)))
+        continue
     servers = [s for s in order if any(r["server"] == s for r in rs)]
     servers += sorted({r["server"] for r in rs} - set(servers))
     cols = COLS.get(sc, [])
