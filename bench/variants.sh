@@ -49,7 +49,7 @@ for round in $(seq "$rounds"); do
         "$bin" --port 0 --tcp-port 0 --log-level warn --no-netsync ${flags//\{DATA\}/$tmp/data} \
             2> "$tmp/srv.log" &
         pid=$!
-        for _ in $(seq 100); do grep -q 'listening on http' "$tmp/srv.log" && break; sleep 0.05; done
+        for _ in $(seq 100); do grep -qs "listening on http" "$tmp/srv.log" && break; sleep 0.05; done
         port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/srv.log" | cut -d: -f3)
         tport=$(sed -n 's|.*tcp listening on [0-9.]*:\([0-9]*\).*|\1|p' "$tmp/srv.log" | head -1)
         # shellcheck disable=SC2086
