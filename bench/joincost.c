@@ -215,8 +215,13 @@ static void j_text(struct rb_conn *c, const char *p, size_t n)
         on_state(x, &g);
     } else if (rb_msg_is(g.type, g.type_len, "presence")) {
         /* other joiners coming and going; only a joiner that asked, about its room, in place */
-        if (!J.mode->presence || !x->got_joined || !my_room(&g) || g.after_msg_id != J.last)
-            bad("join-cost: presence event a joiner did not ask for%s", "");
+        if (!J.mode->presence || !x->got_joined || !my_room(&g) || g.after_msg_id != J.last) {
+            char d[160];
+            snprintf(d, sizeof(d), " (%s, after %llu joins): %.*s",
+                     !J.mode->presence ? "not asked for" : !x->got_joined ? "before joined" :
+                     "out of place", (unsigned long long)J.cycles, (int)(n < 90 ? n : 90), p);
+            bad("join-cost: presence event a joiner did not expect%s", d);
+        }
         J.jevents++;
     } else if (rb_msg_is(g.type, g.type_len, "left")) {
         if (x->st != J_LEAVING || !my_room(&g)) {
