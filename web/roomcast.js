@@ -111,6 +111,7 @@ export class Room extends Emitter {
     this._queue = [];          // publishes waiting for the room to be joined (entries)
     this._unacked = [];        // keyed/acked publishes sent on this connection, not yet acked
     this._joinSent = false;    // a join is on its way on the current connection
+    this._joinSession = false; // ... and it carries the session
     this._seen = false;        // joined at least once: rejoins send since/epoch
     this._joinLast = 0;        // last_msg_id of the current join (the end of any replay)
     this._ignoreState = false; // the current join recovered: its state snapshot is redundant
@@ -358,9 +359,11 @@ export class RoomcastClient extends Emitter {
     const msg = { type: "join", room: room.name };
     // The session goes in the first join of a connection only: the server refuses it once the
     // connection has an identity (bad_field).
+    room._joinSession = false;
     if (this.session && !this._identified && !this._sessionSent) {
       msg.session = this.session;
       this._sessionSent = true;
+      room._joinSession = true;
     }
     if (this.resume && room._seen) {
       msg.since = room.lastMsgId;
@@ -571,6 +574,12 @@ export class RoomcastClient extends Emitter {
       // room stays unjoined; join() again retries, and so does every reconnect.
       room._joinSent = false;
       if (!this._identified) this._sessionSent = false;
+      // A session the server cannot read (a stored token gone bad) would refuse every join:
+      // drop it and join as a new member.
+      if (msg.code === "bad_field" && room._joinSession && this.state === "open") {
+        this.session = null;
+        this._sendJoin(room);
+      }
     } else if (room && this._leaving.get(room.name) === room) {
       this._leaving.delete(room.name);     // a leave the server did not take
       this._failRoom(room, "room_closed");

@@ -461,3 +461,20 @@ test("a throwing handler does not stop delivery; its exception is rethrown in a 
   assert.deepEqual(rethrown, ["app bug"]);
   rc.close();
 });
+
+test("a session the server refuses as bad_field is dropped and the join sent again without it", async () => {
+  const rc = client({ session: "not-a-session" });
+  const room = rc.join("r");
+  await tick();
+  const ws = FakeWS.last();
+  ws.open();
+  assert.equal(ws.take()[0].session, "not-a-session");
+  ws.recv({ type: "error", code: "bad_field", room: "r", message: "bad session" });
+  const again = ws.take();
+  assert.deepEqual(again, [{ type: "join", room: "r" }]);
+  assert.equal(rc.session, null);
+  ws.recv({ type: "error", code: "bad_field", room: "r", message: "still" });
+  assert.deepEqual(ws.take(), [], "no second retry");
+  assert.equal(room.joined, false);
+  rc.close();
+});
