@@ -393,14 +393,14 @@ export class RoomcastClient extends Emitter {
     }
     // A keyed publish asks for an ack even when the caller did not: the ack is how the client
     // knows it need not resend after a reconnect.
-    const entry = { room, data: null, ref: null, key, resolve: null, reject: null };
+    const ref = wantAck || key != null ? this._nextRef++ : null;
+    const entry = { room, data: encodeOutgoing(room.name, msg, ref, key), ref, key,
+                    resolve: null, reject: null };
     let promise = null;
-    if (wantAck || key != null) {
-      entry.ref = this._nextRef++;
-      this._pending.set(entry.ref, entry);
+    if (ref != null) {
+      this._pending.set(ref, entry);
       if (wantAck) promise = new Promise((res, rej) => { entry.resolve = res; entry.reject = rej; });
     }
-    entry.data = encodeOutgoing(room.name, msg, entry.ref, key);
     if (room.joined && this._send(entry.data)) {
       if (entry.ref != null) room._unacked.push(entry);
       return promise ?? true;

@@ -478,3 +478,12 @@ test("a session the server refuses as bad_field is dropped and the join sent aga
   assert.equal(room.joined, false);
   rc.close();
 });
+
+test("a message that is not an object throws TypeError and leaves nothing behind", async () => {
+  const { rc, room, ws } = await joined();
+  assert.throws(() => room.publish("text", { ack: true }), TypeError);
+  assert.throws(() => room.publish([1, 2]), TypeError);
+  assert.equal(rc._pending.size, 0);
+  assert.deepEqual(ws.take(), []);
+  rc.close();
+});
