@@ -282,8 +282,10 @@ describe("roomcast.js: issue 12's protocol", () => {
     for (let i = 1; i <= 10; i++) room.publish({ type: "m", i });
     await room.publish({ type: "m", i: 11 }, { ack: true });
     const late = client(srv.url);
-    const [lr, j] = await joinRoom(late, "c-history", { history: 4 });
-    const rec = record(lr);
+    // the replay follows joined at once: record from the join on
+    const rec = { ids: [], gaps: [] };
+    const [lr, j] = await joinRoom(late, "c-history", { history: 4, onMessage: (m) => rec.ids.push(m.msg_id),
+                                                       onGap: (g) => rec.gaps.push(g) });
     assert.equal(j.replay_from, 8);
     assert.equal(lr.replayFrom, 8);
     room.publish({ type: "m", i: 12 });
