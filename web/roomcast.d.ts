@@ -131,7 +131,8 @@ export interface StateInfo {
 export interface ConflatedInfo {
   type: "conflated";
   room: string;
-  state_key: string;
+  /** The key, when the server names it (roomcast's notice may gather several keys' ids). */
+  state_key?: string;
   msg_ids: number[];
 }
 

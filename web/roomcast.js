@@ -656,8 +656,9 @@ export class RoomcastClient extends Emitter {
   }
 
   // from..to were not received: drop the ids announced as conflated, and report the rest as
-  // gaps — at once, or in a conflate room after conflateGrace ms (the "conflated" notice comes
-  // just before the newer message of its key, which may be after later messages of others).
+  // gaps — at once, or in a conflate room after conflateGrace ms: roomcast puts a "conflated"
+  // notice where the dropped message was, but the protocol only promises it before the newer
+  // message of its key, which may come after later messages of other keys.
   _missing(room, from, to) {
     const ranges = [];
     if (room._skip.size === 0) {
