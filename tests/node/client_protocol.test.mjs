@@ -487,3 +487,18 @@ test("a message that is not an object throws TypeError and leaves nothing behind
   assert.deepEqual(ws.take(), []);
   rc.close();
 });
+
+test("conflation as roomcast sends it: one notice in the first dropped message's place, naming later ids too", async () => {
+  const { rc, room, ws } = await joined("r", { conflate: true }, {}, { conflateGrace: 20 });
+  const got = [], gaps = [];
+  room.on("message", (m) => got.push(m.msg_id));
+  room.on("gap", (g) => gaps.push(g));
+  ws.recv(msg(1));
+  ws.recv({ type: "conflated", room: "r", msg_ids: [2, 5, 6] });
+  for (const id of [3, 4, 7, 8]) ws.recv(msg(id));
+  await sleep(60);
+  assert.deepEqual(got, [1, 3, 4, 7, 8]);
+  assert.deepEqual(gaps, []);
+  assert.equal(room.conflated, 3);
+  rc.close();
+});
