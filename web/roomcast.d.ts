@@ -269,6 +269,8 @@ export class Room extends Emitter<RoomEvents> {
   /** true: sent now; false: queued until the room is joined, or refused (room left: an
    *  "error" event with code room_closed). */
   publish(msg: JsonObject | ArrayBuffer | ArrayBufferView, opts?: PublishOptions & { ack?: false }): boolean;
+  /** ack known only at run time: one or the other. */
+  publish(msg: JsonObject, opts: PublishOptions): boolean | Promise<AckResult>;
   /** Leaves the room; nothing of it is delivered afterwards. */
   leave(): void;
 }

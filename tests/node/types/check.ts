@@ -32,7 +32,9 @@ const lobby = rc.join("lobby", {
 const sent: boolean = lobby.publish({ type: "chat", text: "hi" });
 const sentBin: boolean = lobby.publish(new Uint8Array([1, 2, 3]));
 const keyed: boolean = lobby.publish({ type: "pos", x: 1 }, { key: rc.newKey() });
-void sent; void sentBin; void keyed;
+const wantAck: boolean = Math.random() > 0.5;
+const either: boolean | Promise<AckResult> = lobby.publish({ type: "m" }, { ack: wantAck });
+void sent; void sentBin; void keyed; void either;
 
 async function acks(): Promise<number> {
   try {
