@@ -219,7 +219,7 @@ class Client:
         self.client_id: int | None = None       # from the last "joined"
         self.rooms: dict[str, Room] = {}
         self.status = "idle"                    # idle|connecting|open|reconnecting|closed
-        self.attempt = 0                        # failed attempts since the last connection
+        self.attempt = 0                        # failed attempts since a good connection
         self.reconnects = 0                     # connections after the first
         self.close_code: int | None = None      # of the last connection that ended
         self.close_reason: str | None = None
@@ -420,7 +420,9 @@ class Client:
         self._joins.clear()
         if self._gen > 1:
             self.reconnects += 1
-        self.attempt = 0
+        loop = asyncio.get_running_loop()
+        opened_at = loop.time()
+        got_data = False
         self._set_status("open")
         assert self._opened is not None
         self._opened.set()
@@ -431,12 +433,19 @@ class Client:
                     await self._send_join(room)
             while True:
                 data = await transport.recv()
+                if not got_data:
+                    got_data = True
+                    self.attempt = 0   # the server answers: a good connection
                 self._dispatch(data)
         except TransportClosed as e:
             code, reason = e.code, e.reason
         except asyncio.CancelledError:
             await transport.close(1000, "bye")
             raise
+        # A connection that carried something, or lived a while, resets the backoff; one
+        # closed at once (a TCP accept and nothing more) does not.
+        if loop.time() - opened_at >= self.max_delay:
+            self.attempt = 0
         if code == ABNORMAL and self._close_hint is not None:
             code, reason = self._close_hint
         return code, reason
@@ -526,6 +535,10 @@ class Client:
                 await t.send_text(data)
             else:
                 await t.send_binary(data)
+        # Writes rarely block, so a loop of publishes would otherwise never let this client's
+        # reader run: the server would queue its own messages back to it until it cut it as a
+        # slow consumer. One turn of the event loop per message keeps the reader going.
+        await asyncio.sleep(0)
 
     async def _send_join(self, room: Room) -> None:
         if room._join_sent_gen == self._gen or self._transport is None:
