@@ -357,3 +357,41 @@ def test_user_types_that_look_like_notices_are_messages():
         h.feed({"type": "state", "room": "lobby", "client_id": 3, "msg_id": 2, "messages": []})
         assert h.ids() == [1, 2] and r.members == {7} and not h.events
     harness_run(t)
+
+
+def test_a_write_that_fails_keeps_the_queue_in_order():
+    """A publish whose write fails (the connection died before the reader noticed) waits at
+    the head of its room's queue; the flush stops instead of spinning."""
+    async def t():
+        h = Harness()
+        r = h.room()
+        h.joined(last=0)
+        r.joined = False                               # lost: publishes queue up
+        for i in range(3):
+            await r.publish({"type": "q", "i": i})
+        failing = FakeTransport()
+
+        async def broken(text: str) -> None:
+            raise roomcast.TransportClosed(1006, "gone")
+        failing.send_text = broken  # type: ignore[method-assign]
+        h.client._transport = failing  # type: ignore[assignment]
+        r.joined = True
+        await asyncio.wait_for(h.client._flush(r), 1)
+        assert [json.loads(o.data)["i"] for o in r._queue] == [0, 1, 2]
+        assert not any(o.sent for o in r._queue)
+        h.client._transport = FakeTransport()  # type: ignore[assignment]
+        await h.client._flush(r)
+        sent = [json.loads(x)["i"] for x in h.client._transport.sent]  # type: ignore[union-attr]
+        assert sent == [0, 1, 2] and not r._queue
+    run(t())
+
+
+def test_urls_and_sessions_are_checked_up_front():
+    for bad in ("http://127.0.0.1:1/", "127.0.0.1:8080", "udp://x:1"):
+        with pytest.raises(ValueError):
+            roomcast.Client(bad)
+    with pytest.raises(ValueError):
+        roomcast.Client("ws://127.0.0.1:1/", session="abc")
+    assert roomcast.Client("tcp://127.0.0.1:1").binary_ok is False
+    assert roomcast.Client("tcp://127.0.0.1:1", framed=True).binary_ok is True
+    assert roomcast.Client("ws://127.0.0.1:1/").binary_ok is True

@@ -202,6 +202,8 @@ class Client:
                  on_error: Handler | None = None) -> None:
         if session is not None and not _SESSION_RE.match(session):
             raise ValueError("a session is the 32 hex digits a 'joined' gave")
+        if not url.startswith(("ws://", "wss://", "tcp://")):
+            raise ValueError(f"unsupported URL {url!r}: use ws://, wss:// or tcp://HOST:PORT")
         self.url = url
         self.reconnect = reconnect
         self.min_delay = min_delay
@@ -313,7 +315,7 @@ class Client:
                         on_joined=on_joined, on_left=on_left)
         r = Room(self, room, history=history, state=state, presence=presence,
                  conflate=conflate, buffer=buffer, since=since, epoch=epoch, handlers=handlers)
-        r._join_future = asyncio.get_running_loop().create_future()
+        r._join_future = _future()
         self.rooms[room] = r
         self._start()
         if self.status == "open":
@@ -469,15 +471,17 @@ class Client:
             if not out.sent:
                 continue
             out.sent = False
-            if out.key is not None:
+            if out.key is not None and not out.room.closed:
                 resend.setdefault(out.room, []).append(out)
                 continue
             del self._acks[ref]
             if out.future is not None and not out.future.done():
                 out.future.set_exception(ConnectionLost(
                     "connection_lost", "the connection was lost before the ack; the message "
-                    "may or may not have been sequenced (publish with an idempotency_key to "
-                    "have it resent)", room=out.room.name, ref=ref))
+                    "may or may not have been sequenced" + (
+                        " (the room was left: it is not resent)" if out.room.closed else
+                        " (publish with an idempotency_key to have it resent)"),
+                    room=out.room.name, ref=ref))
         for room, outs in resend.items():
             room._queue.extendleft(reversed(outs))
         self._call(self.on_close, code, reason)
@@ -601,8 +605,7 @@ class Client:
                 obj["ack"] = ref
             if key is not None:
                 obj["idempotency_key"] = key
-            fut: asyncio.Future[Ack] | None = (
-                asyncio.get_running_loop().create_future() if ack else None)
+            fut: asyncio.Future[Ack] | None = _future() if ack else None
             out = _Out(room, _dumps(obj), key=key, ref=ref, future=fut)
             if ref is not None:
                 self._acks[ref] = out
@@ -629,17 +632,21 @@ class Client:
             else:
                 self._route_error(err, room)
 
-    async def _write(self, out: _Out) -> None:
+    async def _write(self, out: _Out) -> bool:
+        """Writes one publish; False when the connection is gone (the publish then waits at
+        the head of its room's queue for the rejoin)."""
         try:
             out.sent = True
             await self._send(out.data)
+            return True
         except TransportClosed:
-            # Not written: it goes out after the rejoin (unless the lost connection's
+            # Not written: it goes out first after the rejoin (unless the lost connection's
             # bookkeeping took it already, keyed, for the resend).
             if out.sent:
                 out.sent = False
                 if out not in out.room._queue:
-                    self._enqueue(out)
+                    out.room._queue.appendleft(out)
+            return False
 
     async def _flush(self, room: Room) -> None:
         """Sends what waited for the room's rejoin, in publish order."""
@@ -648,8 +655,8 @@ class Client:
         room._flushing = True
         try:
             while room._queue and room.joined and self._transport is not None:
-                out = room._queue.popleft()
-                await self._write(out)
+                if not await self._write(room._queue.popleft()):
+                    break
         finally:
             room._flushing = False
 
@@ -1015,6 +1022,14 @@ class Client:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("roomcast: callback task failed", exc_info=task.exception())
+
+
+def _future() -> asyncio.Future[Any]:
+    """A future whose exception counts as retrieved: a caller that stopped waiting (a timeout)
+    must not make asyncio log it."""
+    fut = asyncio.get_running_loop().create_future()
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return fut
 
 
 def _hashable(v: Any) -> bool:
