@@ -48,6 +48,9 @@ static const char *const ref_names[RC_JK__COUNT] = {
     [RC_JK_MSG_ID] = "msg_id", [RC_JK_ACK] = "ack", [RC_JK_SINCE] = "since",
     [RC_JK_EPOCH] = "epoch", [RC_JK_IDEMPOTENCY_KEY] = "idempotency_key",
     [RC_JK_SESSION] = "session",
+    [RC_JK_HISTORY] = "history", [RC_JK_STATE] = "state", [RC_JK_PRESENCE] = "presence",
+    [RC_JK_CONFLATE] = "conflate", [RC_JK_STATE_KEY] = "state_key",
+    [RC_JK_STATE_DELETE] = "state_delete",
 };
 
 struct ref {

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what roomcast needs on Debian 12, and nothing that is already there.
-#   scripts/deps.sh build   compiler, make, OpenSSL headers
+#   scripts/deps.sh build   compiler, make, the OpenSSL, zlib and ZeroMQ headers
 #   scripts/deps.sh test    build + clang/libFuzzer, Python websockets/pytest, node + npm ws,
 #                           chromium + npm playwright-core (browser test), netcat-openbsd (nc),
 #                           pip/venv/setuptools/wheel (the Python client's install test)
@@ -8,7 +8,7 @@
 set -eu
 what=${1:-build}
 
-pkgs="gcc make libc6-dev libssl-dev libzmq3-dev"
+pkgs="gcc make libc6-dev libssl-dev zlib1g-dev libzmq3-dev"
 if [ "$what" = test ] || [ "$what" = bench ]; then
     pkgs="$pkgs clang libclang-rt-14-dev python3 python3-websockets python3-pytest python3-zmq curl"
     command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"

@@ -23,6 +23,7 @@
 #include "codec/textbuf.h"
 #include "rooms/room.h"
 #include "rooms/roomproto.h"
+#include "rooms/state.h"
 
 #define ALLOW_READ "Allow: GET, HEAD\r\n"
 
@@ -318,9 +319,9 @@ static void publish(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *r
                       r == RC_JSON_EDEPTH ? " (nested too deeply)" : "");
         return;
     }
-    if (t.dups) {
+    if (t.dups & RC_ROOMPROTO_PUBLISH_KEYS) {
         rc_http_error(c, x, 400, NULL, false, "\"%s\" appears more than once in the body",
-                      rc_roomproto_dup_name(t.dups));
+                      rc_roomproto_dup_name(t.dups & RC_ROOMPROTO_PUBLISH_KEYS));
         return;
     }
     const rc_json_span *key = &t.key[RC_JK_IDEMPOTENCY_KEY];
@@ -356,6 +357,13 @@ static void publish(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *r
                       "no room '%s' (a room exists while it has members)", name);
         return;
     }
+    rc_statekey sk;
+    char why[512];
+    int sr = rc_roomproto_state_check(&srv->rooms, room, &t, x->body_len, &sk, why, sizeof(why));
+    if (sr == RC_STATE_BAD || sr == RC_STATE_FULL) {
+        rc_http_error(c, x, sr == RC_STATE_FULL ? 409 : 400, NULL, false, "%s", why);
+        return;
+    }
     uint32_t members = room->nmembers;
     /* The API's idempotency keys are scoped to the API key that was presented. */
     uint64_t khash = 0;
@@ -365,7 +373,8 @@ static void publish(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *r
         khash = rc_roomproto_key_hash(digest, key);
     }
     bool dup;
-    uint64_t id = rc_roomproto_publish_text(&srv->rooms, room, x->body, &t, 0, khash, &dup, NULL);
+    uint64_t id = rc_roomproto_publish_text(&srv->rooms, room, x->body, &t, 0, khash,
+                                            sr == RC_STATE_OK ? &sk : NULL, &dup, NULL);
     if (id == 0) {
         rc_http_error(c, x, 500, NULL, false, "out of memory");
         return;
@@ -394,7 +403,7 @@ static void close_room(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room
      * may be freed by the last leave, so it is not touched after the loop. */
     for (uint32_t n = room->nmembers; n > 0; n--) {
         rc_member m = room->members[n - 1];
-        rc_room_leave(&srv->rooms, m.ep, m.mslot);
+        rc_room_leave(&srv->rooms, m.ep, m.mslot, RC_LEAVE_QUIET);
         rc_endpoint_send_text(m.ep, note, (size_t)nl);
     }
     srv->metrics.api_room_closes++;
@@ -413,16 +422,36 @@ static void kick(rc_server *srv, rc_conn *c, const rc_http_ctx *x, const char *s
         rc_http_error(c, x, 400, NULL, false, "a client id is a positive integer");
         return;
     }
-    rc_client *victim = rc_client_find(srv, id);
-    if (!victim) {
-        rc_http_error(c, x, 404, NULL, false, "no connected client %llu", (unsigned long long)id);
+    uint64_t ban = 0;
+    bool banning = false;
+    if (!query_u64(x, "ban", &ban, &banning) || (banning && (ban == 0 || ban > 366 * 86400))) {
+        rc_http_error(c, x, 400, NULL, false, "ban is a number of seconds, 1 to 31622400");
         return;
     }
-    victim->ep.ops->close(&victim->ep, RC_WS_CLOSE_POLICY, "kicked");
-    srv->metrics.api_kicks++;
-    char body[96];
-    int bl = snprintf(body, sizeof(body), "{\"client_id\":%llu,\"kicked\":true}\n",
-                      (unsigned long long)id);
+    rc_client *victim = rc_client_find(srv, id);
+    /* A ban holds the client's session: joins presenting it are refused until it expires. The
+     * session of a client that is gone but still remembered (--session-ttl) can be banned too. */
+    rc_session *se = victim ? victim->ep.sess : NULL;
+    if (!victim && banning) se = rc_sessions_of_client(&srv->rooms.sessions, id);
+    if (!victim && !se) {
+        rc_http_error(c, x, 404, NULL, false, "no connected client %llu%s", (unsigned long long)id,
+                      banning ? " and no session of it remembered" : "");
+        return;
+    }
+    if (banning && se)
+        rc_sessions_ban(&srv->rooms.sessions, se,
+                        rc_loop_now(srv->loop) + ban * RC_NS_PER_SEC);
+    if (victim) {
+        rc_endpoint_end(&srv->rooms, &victim->ep, RC_LEAVE_KICKED, RC_WS_CLOSE_POLICY, "kicked");
+        srv->metrics.api_kicks++;
+    }
+    char body[160];
+    int bl = snprintf(body, sizeof(body), "{\"client_id\":%llu,\"kicked\":%s",
+                      (unsigned long long)id, victim ? "true" : "false");
+    if (banning)
+        bl += snprintf(body + bl, sizeof(body) - (size_t)bl, ",\"banned\":%s,\"ban_seconds\":%llu",
+                       se ? "true" : "false", (unsigned long long)ban);
+    bl += snprintf(body + bl, sizeof(body) - (size_t)bl, "}\n");
     rc_http_respond(c, x, 200, "application/json", "Cache-Control: no-store\r\n", body, (size_t)bl);
 }
 

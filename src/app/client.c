@@ -37,12 +37,28 @@ static void close_ep(rc_endpoint *ep, uint16_t code, const char *reason)
     rc_conn_end(&rc_client_of_ep(ep)->conn, code, reason, code == RC_WS_CLOSE_INTERNAL);
 }
 
+static long find(rc_endpoint *ep, uint64_t ckey, uint8_t mark)
+{
+    rc_conn *c = &rc_client_of_ep(ep)->conn;
+    return c->state == RC_CONN_OPEN ? rc_outq_find(&c->out, ckey, mark) : -1;
+}
+
+static rc_msg *at(rc_endpoint *ep, long pos)
+{
+    return rc_outq_at(&rc_client_of_ep(ep)->conn.out, pos);
+}
+
+static void set(rc_endpoint *ep, long pos, rc_msg *m)
+{
+    rc_outq_set(&rc_client_of_ep(ep)->conn.out, pos, m);
+}
+
 static const rc_endpoint_ops client_ops = {.deliver = deliver, .replay = replay, .lost = lost,
-                                           .close = close_ep};
+                                           .close = close_ep, .find = find, .at = at, .set = set};
 
 void rc_client_start(rc_server *srv, rc_conn *c, uint8_t wire)
 {
-    rc_endpoint_init(&rc_client_of(c)->ep, &client_ops, wire, ++srv->next_client_id);
+    rc_endpoint_init(&rc_client_of(c)->ep, &client_ops, wire, rc_server_new_client_id(srv));
 }
 
 void rc_client_ended(rc_server *srv, rc_conn *c)
@@ -50,6 +66,11 @@ void rc_client_ended(rc_server *srv, rc_conn *c)
     rc_endpoint *ep = &rc_client_of(c)->ep;
     if (!ep->open) return;
     if (srv->nsws) rc_nsws_forget(srv->nsws, ep);
+    /* Presence tells a client that said goodbye (a close frame, or EOF on a stream) from one
+     * the server lost or cut off. */
+    if (ep->end_reason == RC_LEAVE_DROPPED && (c->close_received || c->rd_eof) && !c->slow &&
+        !c->lost)
+        ep->end_reason = RC_LEAVE_CLOSED;
     rc_endpoint_gone(&srv->rooms, ep);
 }
 
@@ -73,7 +94,7 @@ bool rc_client_join_chat(rc_server *srv, rc_conn *c)
 {
     const char *name = srv->cfg.chat_room;
     rc_room *room;
-    int r = rc_room_join(&srv->rooms, &rc_client_of(c)->ep, name, strlen(name), &room);
+    int r = rc_room_join(&srv->rooms, &rc_client_of(c)->ep, name, strlen(name), 0, &room);
     if (r == RC_JOIN_OK || r == RC_JOIN_ALREADY) return true;
     rc_warn("chat client: cannot join room '%s'", name);
     rc_conn_end(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
@@ -89,7 +110,7 @@ int rc_client_chat_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
     rc_json_top q;
     if (rc_json_scan(p, n, RC_ROOMPROTO_CUT, &q) != RC_JSON_OK) abort(); /* chat.c made it */
     bool dup;
-    if (rc_roomproto_publish_text(&srv->rooms, ep->rooms[0].room, p, &q, ep->client_id, 0, &dup,
+    if (rc_roomproto_publish_text(&srv->rooms, ep->rooms[0].room, p, &q, ep->client_id, 0, NULL, &dup,
                                   NULL) == 0) {
         rc_conn_end(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
         return -1;

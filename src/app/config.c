@@ -19,6 +19,7 @@
 #include "codec/utf8.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "netsync/netsync.h"
 #include "rooms/room.h"
 #include "store/store.h"
 
@@ -67,6 +68,23 @@ const rc_config_option rc_config_options[] = {
      .def = 20, .metavar = "N",
      .help = "rooms one connection may create per second, after a first burst of "
              "--max-rooms-per-client plus one second's worth; 0: no limit"},
+    {.name = "session-ttl", .type = RC_OPT_SECONDS, FIELD(session_ttl), .def = SECONDS(300),
+     .metavar = "SEC",
+     .help = "remember a client's session (its client_id, for a reconnect that presents it) "
+             "this long after its connection closed"},
+    {.name = "max-sessions", .type = RC_OPT_UINT, FIELD(max_sessions), .max = 1u << 26,
+     .def = 100000, .metavar = "N",
+     .help = "sessions remembered after their connection closed, at most (the oldest are "
+             "forgotten first)"},
+    {.name = "presence-limit", .type = RC_OPT_UINT, FIELD(presence_limit), .max = 1u << 20,
+     .def = 100, .metavar = "N",
+     .help = "in rooms above this many members, presence is a batch once a second and joined "
+             "gives a member count instead of the list"},
+    {.name = "max-state-keys", .type = RC_OPT_UINT, FIELD(max_state_keys), .max = 1u << 24,
+     .def = 1000, .metavar = "N", .help = "state keys one room may hold"},
+    {.name = "max-state-bytes", .type = RC_OPT_BYTES, FIELD(max_state_bytes), .max = 1ull << 32,
+     .def = 512 << 10, .metavar = "BYTES",
+     .help = "bytes of state (keys and their messages) one room may hold"},
     {.name = "ping-interval", .type = RC_OPT_SECONDS, FIELD(ping_interval), .def = SECONDS(5),
      .metavar = "SEC", .help = "ping a client after this much silence"},
     {.name = "ping-timeout", .type = RC_OPT_SECONDS, FIELD(ping_timeout), .def = SECONDS(5),
@@ -127,6 +145,13 @@ const rc_config_option rc_config_options[] = {
     {.name = "netsync-tick", .section = RC_SEC_NETSYNC, .type = RC_OPT_SECONDS,
      FIELD(netsync_tick), .def = MS(50),
      .metavar = "SEC", .help = "broadcast period of a changed room"},
+    {.name = "netsync-max-message-size", .section = RC_SEC_NETSYNC, .type = RC_OPT_BYTES,
+     FIELD(netsync_max_message_size), .min = RC_NETSYNC_MAX_MESSAGE_MIN,
+     .max = RC_NETSYNC_MAX_MESSAGE_MAX, .def = RC_NETSYNC_MAX_MESSAGE_DEFAULT,
+     .metavar = "BYTES",
+     .help = "largest message a NetSync client may send, room id aside (one frame, or all "
+             "its frames together); a client that sends more is disconnected (the largest "
+             "legal one is 65806 bytes)"},
 
     /* History and durability */
     {.name = "history-size", .section = RC_SEC_HISTORY, .type = RC_OPT_UINT,

@@ -43,6 +43,11 @@ typedef struct rc_config {
     uint32_t max_rooms;           /* rooms that may exist at once, 0 = no limit (100000) */
     uint32_t room_create_rate;    /* rooms one connection may create per second, 0 = no limit
                                      (20) */
+    uint64_t session_ttl;         /* ns a session outlives its connection (300 s) */
+    uint32_t max_sessions;        /* released sessions remembered at most (100000) */
+    uint32_t presence_limit;      /* rooms above this many members batch presence (100) */
+    uint32_t max_state_keys;      /* state keys per room (1000) */
+    size_t max_state_bytes;       /* bytes of state per room (512 KiB) */
     const char *data_dir;         /* durable log directory, NULL = in memory only */
     int fsync_mode;               /* enum rc_fsync (everysec) */
     const char *tool_dump;        /* --dump ROOM: print a room's log and exit; NULL = no */
@@ -68,6 +73,9 @@ typedef struct rc_config {
     uint16_t netsync_discovery_port; /* UDP+TCP discovery port, 0 = pick a free one (9999) */
     uint64_t netsync_client_timeout; /* ns without a transform before a client leaves (1 s) */
     uint64_t netsync_tick;        /* ns between broadcasts of a changed room (50 ms) */
+    size_t netsync_max_message_size; /* largest message a NetSync client may send, room id
+                                     aside (a frame, or a message's frames together), bytes
+                                     (RC_NETSYNC_MAX_MESSAGE_DEFAULT, 128 KiB) */
 } rc_config;
 
 /* rc_config_init fills in the defaults of every row of the table, then takes the API key from

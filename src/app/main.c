@@ -64,6 +64,7 @@ int main(int argc, char **argv)
         nso.discovery_port = cfg.netsync_discovery_port;
         nso.client_timeout_ns = cfg.netsync_client_timeout;
         nso.tick_ns = cfg.netsync_tick;
+        nso.max_message_size = cfg.netsync_max_message_size;
         if (!(ns = rc_netsync_new(loop, &nso))) {
             rc_server_free(srv);
             rc_loop_free(loop);

@@ -104,6 +104,22 @@ static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns, const rc
     for (int i = 0; i < NSY_DROP__COUNT; i++)
         rc_textbuf_printf(t, "roomcast_netsync_dropped_total{reason=\"%s\"} %llu\n",
                           nsy_drop_names[i], (unsigned long long)st->dropped[i]);
+    header(t, "roomcast_netsync_connections", "gauge",
+           "Open connections of the NetSync ZeroMQ sockets (router: DEALERs, pub: SUBs).");
+    for (int k = 0; k < NSY_SOCK__COUNT; k++)
+        rc_textbuf_printf(t, "roomcast_netsync_connections{socket=\"%s\"} %llu\n",
+                          nsy_sock_names[k], (unsigned long long)st->peers[k]);
+    header(t, "roomcast_netsync_disconnects_total", "counter",
+           "Connections of the NetSync ZeroMQ sockets that ended, by socket and reason (peer "
+           "closed, handshake failed, protocol: dropped during the handshake without a reason, "
+           "too_big, subscription_limit, unknown).");
+    for (int k = 0; k < NSY_SOCK__COUNT; k++)
+        for (int g = 0; g < NSY_GONE__COUNT; g++)
+            rc_textbuf_printf(t,
+                              "roomcast_netsync_disconnects_total{socket=\"%s\",reason=\"%s\"} "
+                              "%llu\n",
+                              nsy_sock_names[k], nsy_gone_names[g],
+                              (unsigned long long)st->peers_gone[k][g]);
     header(t, "roomcast_netsync_tick_seconds", "histogram",
            "Duration of one NetSync tick (timeouts, mappings, NV syncs, ROOM_TRANSFORMs).");
     uint64_t cum = 0, lim = 16000; /* ns; the buckets of nsstats.h: 16 us, x4 each */
@@ -154,6 +170,22 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
            "Bytes the rooms' histories keep (limit: --history-memory).", srv->rooms.hist_bytes);
     metric(&t, "roomcast_history_evicted_total", "counter",
            "Kept messages dropped to stay within --history-memory.", rs->evicted);
+    metric(&t, "roomcast_conflated_total", "counter",
+           "Queued messages dropped for a newer one with the same state key (conflate).",
+           rs->conflated);
+    metric(&t, "roomcast_presence_events_total", "counter",
+           "Presence events and batches queued to members.", rs->presence_events);
+    metric(&t, "roomcast_history_joins_total", "counter", "Joins that asked for history.",
+           rs->history_joins);
+    metric(&t, "roomcast_state_joins_total", "counter", "Joins that asked for the room state.",
+           rs->state_joins);
+    metric(&t, "roomcast_sessions", "gauge", "Sessions remembered (held or idle).",
+           srv->rooms.sessions.table.count);
+    metric(&t, "roomcast_sessions_reclaimed_total", "counter",
+           "Sessions taken back by a new connection.", srv->rooms.sessions.reclaimed);
+    metric(&t, "roomcast_sessions_replaced_total", "counter",
+           "Connections closed because a new one took their session.",
+           srv->rooms.sessions.replaced);
     metric(&t, "roomcast_received_bytes_total", "counter", "Bytes read from client sockets.",
            s->bytes_in);
     metric(&t, "roomcast_sent_bytes_total", "counter", "Bytes written to client sockets.",

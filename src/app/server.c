@@ -220,7 +220,9 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         .history_bytes = cfg->history_bytes, .history_age = cfg->history_age,
         .room_ttl = cfg->room_ttl, .idempotency_window = cfg->idempotency_window,
         .history_memory = cfg->history_memory, .max_rooms = cfg->max_rooms,
-        .create_rate = cfg->room_create_rate,
+        .create_rate = cfg->room_create_rate, .presence_limit = cfg->presence_limit,
+        .max_state_keys = cfg->max_state_keys, .max_state_bytes = cfg->max_state_bytes,
+        .session_ttl = cfg->session_ttl, .max_idle_sessions = cfg->max_sessions,
     };
     rc_rooms_init(&srv->rooms, loop, &rcfg);
     /* netsync_* requests go to the NetSync observers (answered "netsync_off" without NetSync). */
@@ -233,6 +235,9 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         goto err;
     if (cfg->data_dir && rc_rooms_open_store(&srv->rooms, cfg->data_dir, cfg->fsync_mode) < 0)
         goto err;
+    /* Client ids go on from the last run's: a restored room never sees an id twice. */
+    if (cfg->data_dir && rc_store_ids_load(cfg->data_dir, &srv->id_mark) < 0) goto err;
+    srv->next_client_id = srv->id_mark;
     rc_loop_set_before_sleep(loop, before_sleep, srv);
     if (!cfg->no_latency_metrics) rc_metrics_start(srv);
     return srv;
@@ -243,6 +248,22 @@ err:
     rc_rooms_release(&srv->rooms);
     free(srv);
     return NULL;
+}
+
+/* Ids are reserved in blocks: the mark on disk is moved a block ahead (one fsync per
+ * RC_ID_BLOCK connections), so a crash loses at most the rest of a block, never an id. */
+#define RC_ID_BLOCK 65536
+
+uint64_t rc_server_new_client_id(rc_server *srv)
+{
+    uint64_t id = ++srv->next_client_id;
+    if (srv->cfg.data_dir && id >= srv->id_mark) {
+        /* Should the write fail, ids still go up within this run; the next run would reuse
+         * some (logged). */
+        srv->id_mark = id + RC_ID_BLOCK;
+        rc_store_ids_save(srv->cfg.data_dir, srv->id_mark);
+    }
+    return id;
 }
 
 void rc_server_free(rc_server *srv)

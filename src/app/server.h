@@ -35,6 +35,8 @@ typedef struct rc_server {
     struct rc_nsws *nsws;    /* its WebSocket observers (set by main.c), NULL without it */
     rc_metrics metrics;      /* latency histograms and API counters (GET /metrics) */
     uint64_t next_client_id; /* last client id handed out */
+    uint64_t id_mark;        /* with --data-dir: ids below it are reserved in the data
+                                directory (rc_server_new_client_id) */
     uint64_t started;        /* loop time at start, ns */
     bool shutting_down;      /* SIGTERM/SIGINT received */
     rc_timer shutdown_timer; /* deadline for clients to finish closing at shutdown */
@@ -46,6 +48,10 @@ typedef struct rc_server {
 /* rc_server_new binds the listeners and prepares the server on loop. NULL after logging the
  * reason when it cannot start. */
 rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg);
+
+/* rc_server_new_client_id hands out the next client id: unique for the run, and with
+ * --data-dir for every run on that directory. */
+uint64_t rc_server_new_client_id(rc_server *srv);
 void rc_server_free(rc_server *srv);
 
 /* rc_server_shutdown closes every client (WebSocket 1001) and stops the loop once they are

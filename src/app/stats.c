@@ -69,6 +69,14 @@ size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
         (unsigned long long)rs->recovered, (unsigned long long)rs->not_recovered,
         srv->rooms.hist_bytes, srv->cfg.history_memory, (unsigned long long)rs->evicted,
         (unsigned long long)rs->evicted_bytes);
+    const rc_sessions *ss = &srv->rooms.sessions;
+    OUT(",\"sessions\":{\"remembered\":%u,\"idle\":%u,\"reclaimed\":%llu,\"replaced\":%llu,"
+        "\"refused_banned\":%llu},\"rooms_features\":{\"history_joins\":%llu,"
+        "\"state_joins\":%llu,\"presence_events\":%llu,\"conflated\":%llu}",
+        ss->table.count, ss->nidle, (unsigned long long)ss->reclaimed,
+        (unsigned long long)ss->replaced, (unsigned long long)ss->refused,
+        (unsigned long long)rs->history_joins, (unsigned long long)rs->state_joins,
+        (unsigned long long)rs->presence_events, (unsigned long long)rs->conflated);
     rc_store *store = srv->rooms.store;
     if (store) {
         rc_store_status st;

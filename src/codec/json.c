@@ -218,6 +218,15 @@ static inline const uc *rc__json_number(const uc *s, const uc *e)
     return s;
 }
 
+const char *const rc_json_key_names[RC_JK__COUNT] = {
+    [RC_JK_TYPE] = "type", [RC_JK_ROOM] = "room", [RC_JK_CLIENT_ID] = "client_id",
+    [RC_JK_MSG_ID] = "msg_id", [RC_JK_ACK] = "ack", [RC_JK_SINCE] = "since",
+    [RC_JK_EPOCH] = "epoch", [RC_JK_IDEMPOTENCY_KEY] = "idempotency_key",
+    [RC_JK_SESSION] = "session", [RC_JK_HISTORY] = "history", [RC_JK_STATE] = "state",
+    [RC_JK_PRESENCE] = "presence", [RC_JK_CONFLATE] = "conflate",
+    [RC_JK_STATE_KEY] = "state_key", [RC_JK_STATE_DELETE] = "state_delete",
+};
+
 /* rc__json_key maps a raw key (with quotes) to an rc_json_key, or -1. esc says whether the
  * key contains a backslash; only then is it decoded, and only when it is short enough that it
  * could decode to one of the names (at most 15 bytes, six raw bytes per decoded byte). */
@@ -245,15 +254,25 @@ static int rc__json_key(const uc *raw, size_t rawlen, unsigned esc)
     case 5:
         if (!memcmp(k, "since", 5)) return RC_JK_SINCE;
         if (!memcmp(k, "epoch", 5)) return RC_JK_EPOCH;
+        if (!memcmp(k, "state", 5)) return RC_JK_STATE;
         break;
     case 6:
         if (!memcmp(k, "msg_id", 6)) return RC_JK_MSG_ID;
         break;
     case 7:
         if (!memcmp(k, "session", 7)) return RC_JK_SESSION;
+        if (!memcmp(k, "history", 7)) return RC_JK_HISTORY;
+        break;
+    case 8:
+        if (!memcmp(k, "presence", 8)) return RC_JK_PRESENCE;
+        if (!memcmp(k, "conflate", 8)) return RC_JK_CONFLATE;
         break;
     case 9:
         if (!memcmp(k, "client_id", 9)) return RC_JK_CLIENT_ID;
+        if (!memcmp(k, "state_key", 9)) return RC_JK_STATE_KEY;
+        break;
+    case 12:
+        if (!memcmp(k, "state_delete", 12)) return RC_JK_STATE_DELETE;
         break;
     case 15:
         if (!memcmp(k, "idempotency_key", 15)) return RC_JK_IDEMPOTENCY_KEY;

@@ -44,9 +44,18 @@ enum rc_json_key {
     RC_JK_EPOCH,             /* "epoch" */
     RC_JK_IDEMPOTENCY_KEY,   /* "idempotency_key" */
     RC_JK_SESSION,           /* "session" */
+    RC_JK_HISTORY,           /* "history" */
+    RC_JK_STATE,             /* "state" */
+    RC_JK_PRESENCE,          /* "presence" */
+    RC_JK_CONFLATE,          /* "conflate" */
+    RC_JK_STATE_KEY,         /* "state_key" */
+    RC_JK_STATE_DELETE,      /* "state_delete" */
     RC_JK__COUNT
 };
 #define RC_JK_BIT(k) (1u << (k))
+
+/* rc_json_key_names[k] is the member name of known key k. */
+extern const char *const rc_json_key_names[RC_JK__COUNT];
 
 enum {
     RC_JSON_OK = 0,

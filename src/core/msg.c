@@ -14,7 +14,8 @@ rc_msg *rc_msg_new(size_t len)
     m->t_recv = 0;
     m->alt = NULL;
     m->sub_off = m->sub_len = 0;
-    m->wire = 0;
+    m->wire = m->mark = 0;
+    m->ckey = m->id = 0;
     return m;
 }
 

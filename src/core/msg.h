@@ -34,6 +34,9 @@ typedef struct rc_msg {
     uint32_t sub_off;        /* the range a RC_MSG_SUB pointer stands for: data[sub_off..] */
     uint32_t sub_len;        /* its bytes, 0 when the message has none */
     uint8_t wire;            /* which encoding data is in (rooms/wire.h), 0 unless set */
+    uint8_t mark;            /* the user's tag (rooms: a conflation notice), 0 unless set */
+    uint64_t ckey;           /* the user's key (rooms: the conflation key), 0 unless set */
+    uint64_t id;             /* the user's number (rooms: the msg_id), 0 unless set */
     char data[];             /* the encoded bytes */
 } rc_msg;
 

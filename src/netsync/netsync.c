@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "netsync/nsdisc.h"
+#include "netsync/nspeers.h"
 #include "codec/utf8.h"
 
 #define container_of(p, T, m) ((T *)(void *)((char *)(p) - offsetof(T, m)))
@@ -46,13 +47,17 @@ struct rc_netsync {
     rc_loop *loop;               /* not owned */
     void *zctx;                  /* ZeroMQ context (one I/O thread) */
     void *router;                /* uplink: [identity][roomId][payload] */
-    void *pub;                   /* downlink: [roomId][payload] */
+    void *pub;                   /* downlink: [roomId][payload]; an XPUB (see pub_drain) */
     rc_io router_io;             /* the ROUTER's ZMQ_FD (owned by libzmq, never closed here) */
     rc_io pub_io;                /* the PUB's ZMQ_FD: subscriptions and pipe commands */
     rc_timer tick;               /* the broadcast tick, armed while any room exists */
     rc_timer drain_more;         /* continues a drain (budget used up, or coalescing) */
+    rc_timer pub_more;           /* continues a drain of the PUB (budget used up) */
     uint64_t last_drain;         /* loop ns of the last drain */
     uint64_t tick_ns;            /* tick period */
+    size_t max_message;          /* largest ROUTER message, bytes (frames after the room id) */
+    bool router_pending;         /* the last drain stopped on its budget */
+    nsy_peers peers;             /* the sockets' connections: size limits, why they end */
     uint16_t router_port, pub_port;
     nsy_disc disc;                /* discovery sockets */
     nsy_rooms rooms;              /* the rooms */
@@ -75,6 +80,7 @@ void rc_netsync_opts_default(rc_netsync_opts *o)
         .client_timeout_ns = RC_NS_PER_SEC,
         .mapping_ns = RC_NS_PER_SEC,
         .server_name = "STYLY-NetSync-Server",
+        .max_message_size = RC_NETSYNC_MAX_MESSAGE_DEFAULT,
     };
 }
 
@@ -86,9 +92,11 @@ static void zpublish(void *arg, const uint8_t *topic, size_t tlen, const uint8_t
                      size_t len)
 {
     rc_netsync *ns = arg;
-    if (zmq_send(ns->pub, topic, tlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(ns->pub, msg, len, ZMQ_DONTWAIT) < 0)
-        ns->st.publish_errors++;
+    nsy_peers_pub_begin(&ns->peers);
+    bool failed = zmq_send(ns->pub, topic, tlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+                  zmq_send(ns->pub, msg, len, ZMQ_DONTWAIT) < 0;
+    nsy_peers_pub_end(&ns->peers);
+    if (failed) ns->st.publish_errors++;
 }
 
 /* ---- input ------------------------------------------------------------------------------- */
@@ -127,9 +135,14 @@ static bool router_readable(rc_netsync *ns)
     return zmq_getsockopt(ns->router, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN);
 }
 
+static void pub_drain(rc_netsync *ns);
+
 /* drain receives until ZMQ_EVENTS shows no input. ZMQ_FD is edge-like: it only signals that
  * the socket's state changed, so stopping while a message is still queued would leave it
- * there until the next unrelated wake-up. Frames after the third are received and dropped. */
+ * there until the next unrelated wake-up. Frames after the third are received and dropped.
+ * libzmq limits each frame (ZMQ_MAXMSGSIZE) but not their number: a message whose frames
+ * after the room id together exceed the limit is dropped here and its sender cut off, as
+ * libzmq does for one frame (nspeers.h checks the messages that never end). */
 static void drain(rc_netsync *ns)
 {
     zmq_msg_t parts[3], extra;
@@ -137,25 +150,44 @@ static void drain(rc_netsync *ns)
     zmq_msg_init(&extra);
     int budget = NSY_DRAIN_BUDGET;
     ns->last_drain = rc_loop_now(ns->loop);
+    ns->router_pending = false;
     while (router_readable(ns)) {
         if (budget-- == 0) {
             rc_timer_start(ns->loop, &ns->drain_more, rc_loop_now(ns->loop));
+            ns->router_pending = true;
             break;
         }
-        int nparts = 0, more = 1;
+        int nparts = 0, more = 1, srcfd = -1;
+        size_t bytes = 0;
+        uint64_t wire = 0;
         while (more) {
             zmq_msg_t *m = nparts < 3 ? &parts[nparts] : &extra;
             if (zmq_msg_recv(m, ns->router, ZMQ_DONTWAIT) < 0) break; /* EAGAIN: no message */
+            if (nparts > 0) { /* frame 0 is the identity the ROUTER added */
+                size_t n = zmq_msg_size(m);
+                if (nparts > 1) bytes += n; /* after the room id */
+                wire += nsy_frame_wire(n);
+                if (srcfd < 0) srcfd = nsy_peers_srcfd(m);
+            }
             nparts++;
             more = zmq_msg_more(m);
         }
         if (nparts == 0) continue;
         ns->st.msgs_in++;
+        nsy_peers_read(&ns->peers, NSY_SOCK_ROUTER, srcfd, wire);
+        if (bytes > ns->max_message) {
+            ns->st.dropped[NSY_DROP_TOO_BIG]++;
+            nsy_peers_cut(&ns->peers, NSY_SOCK_ROUTER, srcfd, NSY_GONE_TOO_BIG);
+            continue;
+        }
         handle(ns, parts, nparts);
     }
     for (int i = 0; i < 3; i++) zmq_msg_close(&parts[i]);
     zmq_msg_close(&extra);
     arm_tick(ns);
+    /* Publishing (an RPC, above, or the tick) lets libzmq process the PUB's commands, which
+     * consumes its ZMQ_FD signal: look for subscriptions that came in meanwhile. */
+    pub_drain(ns);
 }
 
 static void on_router(rc_loop *loop, rc_io *io, uint32_t events)
@@ -173,15 +205,73 @@ static void on_drain_more(rc_loop *loop, rc_timer *t)
     drain(container_of(t, rc_netsync, drain_more));
 }
 
-/* The PUB socket receives no messages, but its ZMQ_FD signals pending commands (new
- * subscribers, subscriptions, closed pipes); reading ZMQ_EVENTS processes them and clears
- * the signal, which a level-triggered registration needs to not spin. */
+/* The PUB socket is an XPUB with ZMQ_XPUB_VERBOSER, which hands every subscription and cancel
+ * ("\x01topic", "\x00topic") to roomcast and otherwise publishes exactly like a PUB (a SUB
+ * accepts either). libzmq keeps every subscription in its trie whatever the owner does, so the
+ * bound is per connection: nsy_peers_subscribed cuts a SUB beyond NSY_SUBS_PER_PEER live
+ * subscriptions, which frees them (and nspeers' watchdog one that streams them). Its ZMQ_FD
+ * also signals pending commands (new subscribers, closed pipes); receiving until there is
+ * nothing processes them and clears the signal, which the level-triggered registration needs
+ * to not spin. Every call on the PUB is within nsy_peers_pub_begin/end. pub_drain_budget reads
+ * what is pending, budgeted like drain; false when some is left. */
+static bool pub_drain_budget(rc_netsync *ns)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    bool done = false;
+    for (int budget = NSY_DRAIN_BUDGET; budget > 0; budget--) {
+        nsy_peers_pub_begin(&ns->peers);
+        int rc = zmq_msg_recv(&m, ns->pub, ZMQ_DONTWAIT);
+        nsy_peers_pub_end(&ns->peers);
+        if (rc < 0) {
+            done = true;
+            break;
+        }
+        int fd = nsy_peers_srcfd(&m), more = zmq_msg_more(&m);
+        const uint8_t *d = zmq_msg_data(&m);
+        size_t n = zmq_msg_size(&m);
+        uint64_t wire = nsy_frame_wire(n);
+        bool sub = !more && n >= 1 && d[0] <= 1, on = sub && d[0] == 1;
+        while (more) { /* an XSUB's message */
+            nsy_peers_pub_begin(&ns->peers);
+            rc = zmq_msg_recv(&m, ns->pub, ZMQ_DONTWAIT);
+            nsy_peers_pub_end(&ns->peers);
+            if (rc < 0) break;
+            wire += nsy_frame_wire(zmq_msg_size(&m));
+            more = zmq_msg_more(&m);
+        }
+        nsy_peers_read(&ns->peers, NSY_SOCK_PUB, fd, wire);
+        if (sub) nsy_peers_subscribed(&ns->peers, fd, on);
+    }
+    zmq_msg_close(&m);
+    if (!done && !rc_timer_armed(&ns->pub_more))
+        rc_timer_start(ns->loop, &ns->pub_more, rc_loop_now(ns->loop));
+    return done;
+}
+
+static void pub_drain(rc_netsync *ns)
+{
+    if (!rc_timer_armed(&ns->pub_more)) pub_drain_budget(ns);
+}
+
 static void on_pub(rc_loop *loop, rc_io *io, uint32_t events)
 {
-    rc_netsync *ns = container_of(io, rc_netsync, pub_io);
-    int ev = 0;
-    size_t sz = sizeof(ev);
-    zmq_getsockopt(ns->pub, ZMQ_EVENTS, &ev, &sz);
+    pub_drain_budget(container_of(io, rc_netsync, pub_io));
+}
+
+static void on_pub_more(rc_loop *loop, rc_timer *t)
+{
+    pub_drain_budget(container_of(t, rc_netsync, pub_more));
+}
+
+/* Before a scan of nspeers' multipart check: every complete message must have been read, or
+ * it would count as part of one in progress. A drain now replaces a coalescing wait. */
+static bool flush_inputs(void *arg)
+{
+    rc_netsync *ns = arg;
+    rc_timer_stop(ns->loop, &ns->drain_more);
+    drain(ns);
+    return !ns->router_pending && !rc_timer_armed(&ns->pub_more);
 }
 
 static void on_tick(rc_loop *loop, rc_timer *t)
@@ -207,8 +297,10 @@ static void on_tick(rc_loop *loop, rc_timer *t)
 
 /* ---- set-up ------------------------------------------------------------------------------ */
 
-static void *bind_socket(rc_netsync *ns, int type, const char *addr, uint16_t port,
-                         uint16_t *bound)
+/* bind_socket opens a socket of type, caps and watches its input (nsy_peers_watch: before the
+ * bind, which copies the options into the listener) and binds it. */
+static void *bind_socket(rc_netsync *ns, int type, enum nsy_sock which, uint64_t limit,
+                         const char *addr, uint16_t port, uint16_t *bound)
 {
     void *s = zmq_socket(ns->zctx, type);
     if (!s) return NULL;
@@ -216,6 +308,18 @@ static void *bind_socket(rc_netsync *ns, int type, const char *addr, uint16_t po
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
     bool v6 = strchr(addr, ':') != NULL;
     if (v6) zmq_setsockopt(s, ZMQ_IPV6, &one, sizeof(one));
+    if (type == ZMQ_XPUB) {
+        /* What libzmq queues for roomcast from one SUB while roomcast is not reading (a SUB
+         * sends a subscription or two). It does not bound one read: libzmq applies
+         * subscriptions in a loop that lasts while the peer keeps them coming (nspeers.h). */
+        int hwm = NSY_SUBS_PER_PEER;
+        zmq_setsockopt(s, ZMQ_XPUB_VERBOSER, &one, sizeof(one));
+        zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    }
+    if (nsy_peers_watch(&ns->peers, which, s, limit) < 0) {
+        zmq_close(s);
+        return NULL;
+    }
     char ep[300], port_s[8];
     if (port)
         snprintf(port_s, sizeof(port_s), "%u", port);
@@ -251,10 +355,12 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     if (!ns) return NULL;
     ns->loop = loop;
     ns->tick_ns = o->tick_ns;
+    ns->max_message = o->max_message_size;
     rc_io_init(&ns->router_io, -1, on_router);
     rc_io_init(&ns->pub_io, -1, on_pub);
     rc_timer_init(&ns->tick, on_tick);
     rc_timer_init(&ns->drain_more, on_drain_more);
+    rc_timer_init(&ns->pub_more, on_pub_more);
     nsy_params p;
     nsy_params_default(&p);
     p.tick_ns = o->tick_ns;
@@ -264,9 +370,12 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     if (nsy_rooms_init(&ns->rooms, &p, &ns->st, zpublish, ns) < 0) goto err;
     const char *addr = strcmp(o->bind, "0.0.0.0") == 0 ? "*" : o->bind;
     if (!(ns->zctx = zmq_ctx_new())) goto err;
-    if (!(ns->router = bind_socket(ns, ZMQ_ROUTER, addr, o->router_port, &ns->router_port)))
+    if (nsy_peers_init(&ns->peers, loop, ns->zctx, &ns->st, flush_inputs, ns) < 0) goto err;
+    if (!(ns->router = bind_socket(ns, ZMQ_ROUTER, NSY_SOCK_ROUTER, o->max_message_size, addr,
+                                   o->router_port, &ns->router_port)) ||
+        !(ns->pub = bind_socket(ns, ZMQ_XPUB, NSY_SOCK_PUB, RC_NETSYNC_PUB_MAX_INBOUND, addr,
+                                o->pub_port, &ns->pub_port)))
         goto err;
-    if (!(ns->pub = bind_socket(ns, ZMQ_PUB, addr, o->pub_port, &ns->pub_port))) goto err;
     /* The ROUTER's ZMQ_FD edge-triggered: while a coalescing window defers the drain it stays
      * readable, and level-triggered it would wake the loop in a spin until then. */
     if (watch(ns, ns->router, &ns->router_io, on_router, RC_EV_READ | RC_EV_EDGE) < 0 ||
@@ -291,10 +400,12 @@ void rc_netsync_free(rc_netsync *ns)
     nsy_disc_stop(&ns->disc);
     rc_timer_stop(ns->loop, &ns->tick);
     rc_timer_stop(ns->loop, &ns->drain_more);
+    rc_timer_stop(ns->loop, &ns->pub_more);
     if (ns->router_io.fd >= 0) rc_io_stop(ns->loop, &ns->router_io);
     if (ns->pub_io.fd >= 0) rc_io_stop(ns->loop, &ns->pub_io);
     if (ns->router) zmq_close(ns->router);
     if (ns->pub) zmq_close(ns->pub);
+    nsy_peers_release(&ns->peers); /* its sockets too: zmq_ctx_term waits for every socket */
     if (ns->zctx) zmq_ctx_term(ns->zctx);
     nsy_rooms_release(&ns->rooms); /* a no-op on the zeroed rooms of a failed start */
     while (ns->pending) {

@@ -8,7 +8,11 @@
  * edges), with a capped batch per wake-up and a zero-delay rc_timer to continue, so a flood
  * on the ROUTER cannot starve WebSocket clients. One rc_timer drives the tick (every tick_ns
  * while any room exists): timeouts, coalesced mappings, NV syncs, and one encoded
- * ROOM_TRANSFORM per room published once. libzmq's own I/O thread is the only other thread.
+ * ROOM_TRANSFORM per room published once. libzmq's own I/O thread is the only other thread,
+ * with nspeers' watchdog, which acts only while this thread is stuck inside libzmq. Input is
+ * limited: frames and messages to opts.max_message_size on the ROUTER, to
+ * RC_NETSYNC_PUB_MAX_INBOUND on the PUB, subscriptions per SUB, messages that never end; a
+ * peer over a limit is disconnected and counted (nspeers.h, docs/netsync.md "Limits").
  *
  * The rooms (src/netsync/nsroom.h) are readable through rc_netsync_rooms() for the HTTP API
  * and WebSocket observers, which can also inject RPCs and variable sets with the functions
@@ -26,6 +30,37 @@
 
 typedef struct rc_netsync rc_netsync;
 
+/* The largest message a v0.6 client sends (wire spec §2, §3.1), in the frame sizes ZeroMQ
+ * limits (ZMQ_MAXMSGSIZE counts one frame; [roomId][payload] is two):
+ *   CLIENT_VAR_SET   1 type + 2 sender + 2 target + (1 + 255) name + (2 + 65535) value
+ *                    + 8 timestamp                                              = 65 806
+ *   GLOBAL_VAR_SET   the same without the target                                = 65 804
+ *   RPC              1 + 2 sender + (1 + 255) function + (2 + 65535) arguments  = 65 796
+ *   CLIENT_TRANSFORM 1 + (1 + 255) deviceId + 96 + 1 nVirt + 255 * 24 virtuals  =  6 474
+ *                    (nVirt is a u8; more than 50 is legal input, clamped when read)
+ *   room id frame    at most 255 (longer ids are dropped: room_too_long)
+ *   ZMTP READY       6 + (1 + 11 + 4 + 6) Socket-Type + (1 + 8 + 4 + 255) Identity = 296
+ * so the payload frame of a CLIENT_VAR_SET is the largest legal frame. */
+#define RC_NETSYNC_LARGEST_MESSAGE 65806
+
+/* The default cap on a frame received by the ROUTER (--netsync-max-message-size): twice the
+ * largest legal message. The margin admits what the reference accepts beyond the layouts —
+ * trailing bytes after the last field are ignored (spec §2), so a client may append some, as
+ * a later protocol revision could — without reaching sizes that matter: libzmq allocates a
+ * frame's whole announced size when its header arrives, so each connection can make the
+ * server hold up to this much per frame in progress. The flag's minimum, 8 KiB, keeps the
+ * largest transform and the handshake; RPC and variables up to the limit are then refused. */
+#define RC_NETSYNC_MAX_MESSAGE_DEFAULT (128 * 1024)
+#define RC_NETSYNC_MAX_MESSAGE_MIN 8192
+#define RC_NETSYNC_MAX_MESSAGE_MAX (16 * 1024 * 1024)
+
+/* The cap on a frame received by the PUB socket, which only hears from SUBs: a subscription is
+ * 1 + topic bytes (ZMTP 3.0) or a 10 + topic SUBSCRIBE command (3.1), and a topic longer than a
+ * room id (255) matches nothing; a SUB's READY is at most 6 + 19 + 268 = 293 (as above, with
+ * "SUB"), a PING at most 23. 512 leaves room for all of them and keeps each subscription under
+ * 512 bytes (libzmq stores about 30 bytes of memory per subscribed byte). */
+#define RC_NETSYNC_PUB_MAX_INBOUND 512
+
 typedef struct rc_netsync_opts {
     const char *bind;            /* address for all three ports: IPv4, IPv6 or "*" */
     uint16_t router_port;        /* ROUTER (clients' DEALER), 0 = pick a free port (5555) */
@@ -36,6 +71,9 @@ typedef struct rc_netsync_opts {
     uint64_t client_timeout_ns;  /* silence before a client leaves (1 s) */
     uint64_t mapping_ns;         /* periodic DEVICE_ID_MAPPING for late subscribers (1 s) */
     const char *server_name;     /* discovery name ("STYLY-NetSync-Server") */
+    size_t max_message_size;     /* largest message the ROUTER takes, room id aside (each
+                                    frame, and the frames after the room id together), bytes;
+                                    a peer sending more is disconnected (128 KiB) */
 } rc_netsync_opts;
 
 /* rc_netsync_opts_default fills in the defaults above (bind "127.0.0.1"). */

@@ -25,6 +25,9 @@ const char *const nsy_drop_names[NSY_DROP__COUNT] = {
     [NSY_DROP_NV_LIMIT] = "nv_limit",
     [NSY_DROP_NV_EMPTY_NAME] = "nv_empty_name",
     [NSY_DROP_NOMEM] = "nomem",
+    [NSY_DROP_TOO_BIG] = "too_big",
+    [NSY_DROP_SUB_TOO_BIG] = "subscription_too_big",
+    [NSY_DROP_SUB_LIMIT] = "subscription_limit",
 };
 
 void nsy_params_default(nsy_params *p)

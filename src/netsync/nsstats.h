@@ -27,10 +27,37 @@ enum nsy_drop {
     NSY_DROP_NV_LIMIT,        /* new variable name beyond 20 per scope, or too many targets */
     NSY_DROP_NV_EMPTY_NAME,   /* variable with an empty name */
     NSY_DROP_NOMEM,           /* out of memory while handling a message */
+    NSY_DROP_TOO_BIG,         /* ROUTER message over --netsync-max-message-size (one frame, or
+                                 its frames together): its peer is disconnected */
+    NSY_DROP_SUB_TOO_BIG,     /* PUB: a subscription or command frame over RC_NETSYNC_PUB_MAX_INBOUND,
+                                 or a multipart message piling up: its peer is disconnected */
+    NSY_DROP_SUB_LIMIT,       /* PUB: a subscription beyond NSY_SUBS_PER_PEER on one connection:
+                                 its peer is disconnected */
     NSY_DROP__COUNT
 };
 
 extern const char *const nsy_drop_names[NSY_DROP__COUNT];
+
+/* The ZeroMQ sockets whose connections are counted (src/netsync/nspeers.h). */
+enum nsy_sock { NSY_SOCK_ROUTER, NSY_SOCK_PUB, NSY_SOCK__COUNT };
+
+/* Why a connection of a ZeroMQ socket ended. */
+enum nsy_gone {
+    NSY_GONE_PEER,            /* the peer closed it */
+    NSY_GONE_HANDSHAKE,       /* the ZMTP handshake failed and libzmq said so (bad greeting or
+                                 READY, peer gone or silent during it) */
+    NSY_GONE_PROTOCOL,        /* libzmq dropped it during the handshake without a reason, and
+                                 before roomcast could look: a peer that is not ZMTP 3, or a
+                                 frame over the limit sent without waiting for the handshake */
+    NSY_GONE_TOO_BIG,         /* cut for a message over the size limit (libzmq: one frame;
+                                 roomcast: the frames of one message) */
+    NSY_GONE_SUB_LIMIT,       /* cut by roomcast: too many subscriptions (PUB) */
+    NSY_GONE_UNKNOWN,         /* roomcast could not look (no descriptor for a duplicate) */
+    NSY_GONE__COUNT
+};
+
+extern const char *const nsy_sock_names[NSY_SOCK__COUNT];
+extern const char *const nsy_gone_names[NSY_GONE__COUNT];
 
 #define NSY_TICK_BUCKETS 8    /* tick duration histogram: <=16us, 64us, 256us, 1ms, 4ms, 16ms, 64ms, more */
 
@@ -77,6 +104,9 @@ typedef struct rc_netsync_stats {
     uint64_t discovery_tcp;      /* TCP requests answered */
     uint64_t discovery_bad;      /* requests ignored (wrong text) or connections timed out */
     uint64_t discovery_refused;  /* TCP connections closed at once (too many open) */
+    /* connections of the ZeroMQ sockets (nspeers.h) */
+    uint64_t peers[NSY_SOCK__COUNT]; /* open now */
+    uint64_t peers_gone[NSY_SOCK__COUNT][NSY_GONE__COUNT]; /* ended, by reason */
 } rc_netsync_stats;
 
 #endif

@@ -17,6 +17,10 @@
  *   close    end the endpoint for a server-side reason, given as a WebSocket close code and a
  *            reason (every transport maps the codes to its own way of saying so). It may run
  *            synchronously and leave every room.
+ *   find, at, set   (optional) edit the frames queued and not yet started, for conflation
+ *            (room.c): find the last one whose message has a conflation key and mark
+ *            (rc_msg.ckey, rc_msg.mark), read one, replace or remove one (transport/outq.h's
+ *            rc_outq_find, rc_outq_at and rc_outq_set have the exact contract).
  *
  * The owner calls rc_endpoint_gone (room.h) when the endpoint stops being open, so it is out of
  * every room before anything else can be queued to it.
@@ -52,17 +56,33 @@ typedef struct rc_pending_ack {
 
 typedef void rc_deliver_fn(rc_endpoint *ep, rc_msg *frame);
 
+/* Why a member leaves a room: what presence events say (docs/protocol.md). An endpoint's owner
+ * sets end_reason before rc_endpoint_gone when it knows better than "dropped". */
+enum rc_leave {
+    RC_LEAVE_DROPPED = 0,    /* the server lost it: no answer to pings, a reset, too slow */
+    RC_LEAVE_CLOSED,         /* it closed its connection */
+    RC_LEAVE_LEFT,           /* it sent leave */
+    RC_LEAVE_KICKED,         /* the HTTP API kicked it */
+    RC_LEAVE_REPLACED,       /* a new connection took its session */
+    RC_LEAVE_QUIET,          /* the room itself is going (no presence event) */
+    RC_LEAVE__COUNT
+};
+
 typedef struct rc_endpoint_ops {
     rc_deliver_fn *deliver;  /* see above */
     rc_deliver_fn *replay;
     void (*lost)(rc_endpoint *ep);
     void (*close)(rc_endpoint *ep, uint16_t code, const char *reason);
+    long (*find)(rc_endpoint *ep, uint64_t ckey, uint8_t mark);
+    rc_msg *(*at)(rc_endpoint *ep, long pos);
+    void (*set)(rc_endpoint *ep, long pos, rc_msg *m);
 } rc_endpoint_ops;
 
 struct rc_endpoint {
     rc_deliver_fn *deliver;  /* ops->deliver, copied: it is called once per recipient */
     uint8_t wire;            /* enum rc_wire: the encoding it reads */
     bool open;               /* between rc_endpoint_init and rc_endpoint_gone */
+    uint8_t end_reason;      /* enum rc_leave: why it is going, once it is */
     const rc_endpoint_ops *ops; /* the owner's operations */
     uint64_t client_id;      /* unique per server run; 0 is the server itself (HTTP API) */
     rc_membership *rooms;    /* rooms joined, nrooms entries (owned by the room module) */
@@ -74,7 +94,9 @@ struct rc_endpoint {
     uint64_t create_tat;     /* room creations' rate limit: loop ns its allowance is spent to
                                 (GCRA's theoretical arrival time, room.c) */
     bool has_session;        /* session holds a token (made at its first join, or presented) */
-    uint8_t session[RC_SESSION_LEN]; /* the scope of its idempotency keys (roomproto.h) */
+    uint8_t session[RC_SESSION_LEN]; /* its identity across reconnects and the scope of its
+                                        idempotency keys (roomproto.h) */
+    struct rc_session *sess; /* its entry in the rooms' session table (session.h), or NULL */
 };
 
 /* rc_endpoint_give delivers m, a frame made for ep, or reports it lost when making it failed

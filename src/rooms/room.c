@@ -1,6 +1,7 @@
 /* room.c — rooms, membership, sequencing and fan-out; see room.h. */
 #include "rooms/room.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -8,6 +9,8 @@
 #include "codec/json.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
+#include "rooms/presence.h"
+#include "rooms/state.h"
 #include "rooms/wire.h"
 
 #define room_of(n) ((rc_room *)(void *)((char *)(n) - offsetof(rc_room, node)))
@@ -26,6 +29,8 @@ const char *const rc_rerr_names[RC_RERR__COUNT] = {
     [RC_RERR_DUPLICATE_KEY] = "duplicate_key",
     [RC_RERR_ROOM_LIMIT] = "room_limit",
     [RC_RERR_RATE_LIMITED] = "rate_limited",
+    [RC_RERR_STATE_FULL] = "state_full",
+    [RC_RERR_BANNED] = "banned",
 };
 
 rc_room *rc_rooms_find(const rc_rooms *t, const char *name, size_t len)
@@ -106,6 +111,8 @@ static void room_free(rc_rooms *t, rc_room *room)
 {
     t->hist_bytes -= room->hist.bytes;
     if (rc_heap_contains(&room->aged)) rc_heap_remove(&t->aged, &room->aged);
+    rc_presence_room_gone(t, room);
+    rc_state_free(room);
     rc_history_release(&room->hist);
     free(room->idem.cur);
     free(room->idem.prev);
@@ -222,6 +229,7 @@ static void sweep(rc_rooms *t)
             rc_history_expire(&room->hist, &r, wall);
             kept(t, room, before);
         }
+        if (room->state) rc_state_snapshot_maybe(t, room, false);
         if (room->store && rc_store_room_lost(room->store)) {
             rc_warn("room '%s': durable log lost messages; new epoch", room->name);
             rc_room_new_epoch(t, room);
@@ -233,12 +241,15 @@ static void on_sweep_timer(rc_loop *loop, rc_timer *tm)
 {
     rc_rooms *t = (rc_rooms *)(void *)((char *)tm - offsetof(rc_rooms, sweep_timer));
     sweep(t);
+    rc_presence_flush(t);
+    rc_sessions_sweep(&t->sessions, rc_loop_now(loop));
     rc_timer_start(loop, tm, rc_loop_now(loop) + RC_NS_PER_SEC);
 }
 
 void rc_rooms_init(rc_rooms *t, rc_loop *loop, const rc_rooms_config *cfg)
 {
     *t = (rc_rooms){.cfg = *cfg, .loop = loop};
+    rc_sessions_init(&t->sessions, cfg->session_ttl, cfg->max_idle_sessions);
     rc_timer_init(&t->sweep_timer, on_sweep_timer);
     rc_timer_start(loop, &t->sweep_timer, rc_loop_now(loop) + RC_NS_PER_SEC);
 }
@@ -246,6 +257,9 @@ void rc_rooms_init(rc_rooms *t, rc_loop *loop, const rc_rooms_config *cfg)
 void rc_rooms_release(rc_rooms *t)
 {
     rc_timer_stop(t->loop, &t->sweep_timer);
+    uint32_t sb = 0;
+    for (rc_room *r = rc_rooms_next(t, &sb, NULL); r; r = rc_rooms_next(t, &sb, r))
+        if (r->state) rc_state_snapshot_maybe(t, r, true);
     rc_store_close(t->store); /* flushes and syncs the log, marks it clean */
     t->store = NULL;
     uint32_t b = 0;
@@ -257,6 +271,7 @@ void rc_rooms_release(rc_rooms *t)
     }
     rc_htab_release(&t->table);
     rc_heap_release(&t->aged);
+    rc_sessions_release(&t->sessions);
     t->empty = t->empty_tail = NULL;
 }
 
@@ -278,6 +293,11 @@ static void *restore_room(void *arg, const char *name, size_t len, const char *e
     return room;
 }
 
+static void restore_state(void *arg, void *vroom, const char *blob, size_t len)
+{
+    rc_state_load(arg, vroom, blob, len);
+}
+
 static void restore_record(void *arg, void *vroom, uint64_t msg_id, uint64_t time_ms,
                            uint8_t opcode, uint64_t key, const char *payload, size_t len)
 {
@@ -287,6 +307,7 @@ static void restore_record(void *arg, void *vroom, uint64_t msg_id, uint64_t tim
     if (key) rc_room_idem_add(t, room, key, msg_id);
     rc_msg *m = rc_ws_msg_new(opcode, payload, len);
     if (!m) return;
+    rc_state_replay(t, room, msg_id, time_ms, opcode, payload, len, m);
     rc_retention r = retention(t);
     size_t before = room->hist.bytes;
     rc_history_push(&room->hist, &r, msg_id, time_ms, m);
@@ -324,8 +345,8 @@ static void on_durable(void *arg)
 
 int rc_rooms_open_store(rc_rooms *t, const char *dir, int fsync_mode)
 {
-    rc_store_loader loader = {.room = restore_room, .record = restore_record,
-                              .done = restore_done, .arg = t};
+    rc_store_loader loader = {.room = restore_room, .state = restore_state,
+                              .record = restore_record, .done = restore_done, .arg = t};
     size_t seg = t->cfg.history_bytes / 4;
     if (seg > (64u << 20)) seg = 64u << 20;
     if (seg < (64u << 10)) seg = 64u << 10;
@@ -387,10 +408,21 @@ int rc_endpoint_room_slot(const rc_endpoint *ep, const rc_room *room)
     return -1;
 }
 
-int rc_room_join(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, rc_room **out)
+/* set_flags gives member mb of room the flags f, keeping the room's counts. */
+static void set_flags(rc_room *room, rc_member *mb, uint8_t f)
+{
+    room->npresence += !!(f & RC_MEMBER_PRESENCE) - !!(mb->flags & RC_MEMBER_PRESENCE);
+    room->nconflate += !!(f & RC_MEMBER_CONFLATE) - !!(mb->flags & RC_MEMBER_CONFLATE);
+    mb->flags = f;
+}
+
+int rc_room_join(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, uint8_t flags,
+                 rc_room **out)
 {
     rc_room *room = rc_rooms_find(t, name, len);
-    if (room && rc_endpoint_room_slot(ep, room) >= 0) {
+    int slot = room ? rc_endpoint_room_slot(ep, room) : -1;
+    if (slot >= 0) {
+        set_flags(room, rc_room_member(room, ep, slot), flags);
         *out = room;
         return RC_JOIN_ALREADY;
     }
@@ -431,17 +463,20 @@ int rc_room_join(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, rc_
     }
     if (room->empty_since) empty_unlink(t, room);
     room->members[room->nmembers] = (rc_member){.ep = ep, .mslot = ep->nrooms, .wire = ep->wire};
+    set_flags(room, &room->members[room->nmembers], flags);
     ep->rooms[ep->nrooms] = (rc_membership){.room = room, .slot = room->nmembers};
     room->nmembers++;
     ep->nrooms++;
+    rc_presence_join(t, room, ep);
     *out = room;
     return RC_JOIN_OK;
 }
 
-void rc_room_leave(rc_rooms *t, rc_endpoint *ep, uint32_t mslot)
+void rc_room_leave(rc_rooms *t, rc_endpoint *ep, uint32_t mslot, int reason)
 {
     rc_membership ms = ep->rooms[mslot];
     rc_room *room = ms.room;
+    set_flags(room, &room->members[ms.slot], 0);
 
     /* Swap-remove from the room's member array and fix the moved member's back-pointer. */
     uint32_t last = --room->nmembers;
@@ -457,6 +492,7 @@ void rc_room_leave(rc_rooms *t, rc_endpoint *ep, uint32_t mslot)
         ep->rooms[mslot] = moved;
         moved.room->members[moved.slot].mslot = mslot;
     }
+    rc_presence_leave(t, room, ep, reason);
     if (room->nmembers == 0) room_vacated(t, room);
 }
 
@@ -476,11 +512,21 @@ void rc_endpoint_gone(rc_rooms *t, rc_endpoint *ep)
 {
     if (!ep->open) return;
     ep->open = false;
-    while (ep->nrooms > 0) rc_room_leave(t, ep, ep->nrooms - 1);
+    while (ep->nrooms > 0) rc_room_leave(t, ep, ep->nrooms - 1, ep->end_reason);
+    rc_sessions_drop(&t->sessions, ep, rc_loop_now(t->loop));
     free(ep->rooms);
     ep->rooms = NULL;
     ep->caprooms = 0;
     if (ep->acks || ep->ack_prev || t->ack_eps == ep) acks_release(t, ep);
+}
+
+void rc_endpoint_end(rc_rooms *t, rc_endpoint *ep, int reason, uint16_t code, const char *text)
+{
+    /* Out of the rooms now, whenever its owner gets to close it: a kicked or replaced client
+     * must not see one more message, and presence says why it went. */
+    ep->end_reason = (uint8_t)reason;
+    while (ep->nrooms > 0) rc_room_leave(t, ep, ep->nrooms - 1, reason);
+    ep->ops->close(ep, code, text);
 }
 
 /* ---- acknowledgements after the durable log ----------------------------------------------- */
@@ -558,12 +604,117 @@ static void acks_of_room_dropped(rc_rooms *t, const rc_room *room)
 
 /* ---- publishing --------------------------------------------------------------------------- */
 
+/* ---- conflation ----------------------------------------------------------------------------
+ *
+ * A keyed message carries its conflation key (a hash of the room and the state key) and msg_id
+ * in its rc_msg, and so do its other encodings. Queuing one to a member that joined with
+ * "conflate", the member's unsent earlier message with that key (there is at most one) is
+ * dropped and a notice takes its place: {"type":"conflated","room":R,"msg_ids":[...]} naming
+ * what the member will not see, exactly where it would have seen it, so its gap check runs in
+ * order. A later drop adds its id to the last notice still queued before it (up to
+ * NOTICE_IDS), so a stalled member's queue shrinks instead of filling with notices. */
+
+#define NOTICE_MARK 1
+#define NOTICE_IDS 64
+
+static uint64_t room_tag(const rc_room *room)
+{
+    uint64_t h = rc_hash_mix((uint64_t)(uintptr_t)room);
+    return h ? h : 1;
+}
+
+static uint64_t conflation_key(const rc_room *room, const struct rc_statekey *sk)
+{
+    uint64_t h = rc_hash_mix(rc_hash_more(room_tag(room), sk->key, sk->len));
+    return h ? h : 1;
+}
+
+/* A notice for wire naming the ids of old (a notice, or NULL) and then id. */
+static rc_msg *notice(const rc_room *room, uint8_t wire, const rc_msg *old, uint64_t id)
+{
+    char out[128 + rc_json_escape_max(RC_ROOM_NAME_MAX) + NOTICE_IDS * 21];
+    int n = snprintf(out, sizeof(out), "{\"type\":\"conflated\",\"room\":%.*s,\"msg_ids\":[",
+                     (int)room->json_len, room->json_name);
+    uint32_t count = 1;
+    if (old) {
+        size_t ol;
+        const char *ob = rc_msg_bytes(old, &ol);
+        const char *ids = memmem(ob, ol, "\"msg_ids\":[", 11);
+        const char *end = ids ? memchr(ids + 11, ']', ol - (size_t)(ids + 11 - ob)) : NULL;
+        if (!end) return NULL;
+        memcpy(out + n, ids + 11, (size_t)(end - ids - 11));
+        n += (int)(end - ids - 11);
+        out[n++] = ',';
+        count += (uint32_t)rc_msg_base(old)->id;
+    }
+    n += snprintf(out + n, sizeof(out) - (size_t)n, "%llu]}", (unsigned long long)id);
+    rc_msg *m = rc_wire_text(wire, out, (size_t)n);
+    if (m) {
+        m->mark = NOTICE_MARK;
+        m->ckey = room_tag(room);
+        m->id = count;
+    }
+    return m;
+}
+
+static void conflate(rc_rooms *t, const rc_room *room, rc_endpoint *ep, uint64_t ckey)
+{
+    if (!ep->ops->find) return;
+    long i = ep->ops->find(ep, ckey, 0);
+    if (i < 0) return;
+    uint64_t old_id = rc_msg_base(ep->ops->at(ep, i))->id;
+    long j = ep->ops->find(ep, room_tag(room), NOTICE_MARK);
+    if (j >= 0 && j < i && rc_msg_base(ep->ops->at(ep, j))->id < NOTICE_IDS) {
+        rc_msg *n = notice(room, ep->wire, ep->ops->at(ep, j), old_id);
+        if (n) {
+            ep->ops->set(ep, j, n);
+            ep->ops->set(ep, i, NULL);
+            rc_msg_unref(n);
+            t->stats.conflated++;
+            return;
+        }
+    }
+    rc_msg *n = notice(room, ep->wire, NULL, old_id);
+    if (!n) return; /* out of memory: nothing is dropped */
+    ep->ops->set(ep, i, n);
+    rc_msg_unref(n);
+    t->stats.conflated++;
+}
+
+/* The fan-out of a keyed message to a room with conflating members. */
+static uint32_t fan_out_conflating(rc_rooms *t, const rc_room *room, rc_msg **enc, rc_msg *m)
+{
+    const rc_member *mb = room->members;
+    uint32_t n = room->nmembers, skipped = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        rc_msg *f = enc[mb[i].wire];
+        if (!f) f = enc[mb[i].wire] = rc_wire_of(m, mb[i].wire);
+        if (f == RC_WIRE_SKIP) {
+            skipped++;
+            continue;
+        }
+        if (!f) {
+            mb[i].ep->ops->lost(mb[i].ep);
+            continue;
+        }
+        if (mb[i].flags & RC_MEMBER_CONFLATE) conflate(t, room, mb[i].ep, m->ckey);
+        mb[i].ep->deliver(mb[i].ep, f);
+    }
+    return skipped;
+}
+
+/* ---- publishing --------------------------------------------------------------------------- */
+
 uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void *ctx,
-                         uint64_t key, uint64_t *lsn)
+                         uint64_t key, const struct rc_statekey *sk, uint64_t *lsn)
 {
     uint64_t id = room->last_msg_id + 1;
     rc_msg *m = encode(ctx, room, id);
     if (!m) return 0;
+    if (sk) {
+        m->ckey = conflation_key(room, sk);
+        m->id = id;
+    }
     room->last_msg_id = id; /* the only place a msg_id is assigned */
     t->stats.broadcasts++;
     /* Receipt time for the delivery-latency histogram: the loop clock of the wake-up that
@@ -576,6 +727,7 @@ uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void 
     rc_msg *enc[RC_WIRE__COUNT] = {[RC_WIRE_WS] = m};
     const rc_member *mb = room->members;
     uint32_t n = room->nmembers, skipped = 0;
+    if (sk && room->nconflate) n = 0, skipped = fan_out_conflating(t, room, enc, m);
     for (uint32_t i = 0; i < n; i++) {
         rc_msg *f = enc[mb[i].wire];
         if (!f) f = enc[mb[i].wire] = rc_wire_of(m, mb[i].wire);
@@ -586,11 +738,13 @@ uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void 
         if (!f) mb[i].ep->ops->lost(mb[i].ep);
         else mb[i].ep->deliver(mb[i].ep, f);
     }
-    t->stats.deliveries += n - skipped;
+    t->stats.deliveries += room->nmembers - skipped;
 
+    uint64_t now = 0;
+    if (sk) rc_state_apply(t, room, sk, id, now = wall_ms_now(t), m);
     if (t->cfg.history_size || room->store) {
         rc_retention r = retention(t);
-        uint64_t now = wall_ms_now(t);
+        now = wall_ms_now(t);
         size_t before = room->hist.bytes;
         if (rc_history_push(&room->hist, &r, id, now, m) < 0) rc_room_new_epoch(t, room);
         if (r.max_age_ms) rc_history_expire(&room->hist, &r, now);
@@ -599,9 +753,15 @@ uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void 
         if (room->store) {
             size_t hl = rc_ws_server_header_len(m->data);
             uint64_t first = rc_history_first_id(&room->hist);
+            if (!first) first = id;
+            /* the log also keeps what the state needs since its last snapshot (state.h) */
+            if (room->state) {
+                uint64_t need = rc_state_log_needs(room);
+                if (need < first) first = need;
+            }
             uint64_t l = rc_store_append(t->store, room->store, id, now,
                                          (uint8_t)(m->data[0] & 0x0f), m->data + hl, m->len - hl,
-                                         first ? first : id, key);
+                                         first, key);
             if (lsn) *lsn = l;
         }
     }

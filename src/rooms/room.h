@@ -33,6 +33,7 @@
 #include "core/msg.h"
 #include "rooms/endpoint.h"
 #include "rooms/history.h"
+#include "rooms/session.h"
 #include "store/store.h"
 
 #define RC_ROOM_NAME_MAX 255
@@ -43,7 +44,7 @@ enum rc_rerr {
     RC_RERR_BAD_JSON, RC_RERR_NOT_OBJECT, RC_RERR_MISSING_FIELD, RC_RERR_BAD_FIELD,
     RC_RERR_NOT_MEMBER, RC_RERR_NO_SUCH_ROOM, RC_RERR_RESERVED_TYPE, RC_RERR_TOO_MANY_ROOMS,
     RC_RERR_BAD_BINARY, RC_RERR_NETSYNC_OFF, RC_RERR_DUPLICATE_KEY, RC_RERR_ROOM_LIMIT,
-    RC_RERR_RATE_LIMITED,
+    RC_RERR_RATE_LIMITED, RC_RERR_STATE_FULL, RC_RERR_BANNED,
     RC_RERR__COUNT
 };
 extern const char *const rc_rerr_names[RC_RERR__COUNT];
@@ -59,6 +60,11 @@ typedef struct rc_rooms_config {
     uint32_t max_rooms;      /* rooms that may exist at once, 0 = no limit */
     uint32_t create_rate;    /* rooms one endpoint may create per second (after a burst of
                                 max_rooms_per_client + create_rate), 0 = no limit */
+    uint32_t presence_limit; /* above this many members, presence is batched once a second */
+    uint32_t max_state_keys; /* state keys one room may hold */
+    size_t max_state_bytes;  /* bytes of state (keys and messages) one room may hold */
+    uint64_t session_ttl;    /* ns a session outlives its last connection */
+    uint32_t max_idle_sessions; /* released sessions remembered at most */
 } rc_rooms_config;
 
 typedef struct rc_rooms_stats {
@@ -70,6 +76,10 @@ typedef struct rc_rooms_stats {
     uint64_t repaired;       /* rooms restored under a new epoch (possible loss) */
     uint64_t evicted;        /* kept messages dropped to stay within history_memory */
     uint64_t evicted_bytes;  /* their bytes */
+    uint64_t conflated;      /* queued messages dropped for a newer one with their state key */
+    uint64_t presence_events; /* presence events queued to members (batches count once each) */
+    uint64_t history_joins;  /* joins that asked for "history" */
+    uint64_t state_joins;    /* joins that asked for "state" */
     uint64_t err[RC_RERR__COUNT]; /* protocol faults by kind */
 } rc_rooms_stats;
 
@@ -79,11 +89,21 @@ typedef struct rc_rooms_stats {
 typedef int rc_roomproto_ext_fn(void *arg, rc_endpoint *ep, const char *type, size_t type_len,
                                 const char *p, size_t n, const rc_json_top *scan);
 
+/* What a member asked for when it joined (docs/protocol.md). */
+enum {
+    RC_MEMBER_PRESENCE = 1,  /* presence events */
+    RC_MEMBER_CONFLATE = 2,  /* latest-wins for keyed messages it has not read yet */
+};
+
 typedef struct rc_member {
     rc_endpoint *ep;         /* the member */
     uint32_t mslot;          /* index of this room in ep->rooms */
     uint8_t wire;            /* ep->wire, here so the fan-out reads one cache line less */
+    uint8_t flags;           /* RC_MEMBER_* (in what was padding: the entry stays 16 bytes) */
 } rc_member;
+
+struct rc_presence_batch;
+struct rc_room_state;
 
 /* Recently seen idempotency keys of a room: two generations of an open-addressing set of
  * key hashes; when the current one fills, it becomes the previous one and the oldest is
@@ -104,6 +124,10 @@ typedef struct rc_room {
     rc_member *members;      /* nmembers entries */
     uint32_t nmembers;       /* members now */
     uint32_t capmembers;     /* entries allocated */
+    uint32_t npresence;      /* members with RC_MEMBER_PRESENCE */
+    uint32_t nconflate;      /* members with RC_MEMBER_CONFLATE */
+    struct rc_presence_batch *pbatch; /* presence changes not yet told (big rooms), or NULL */
+    struct rc_room_state *state; /* the latest message of each state key (state.h), or NULL */
     rc_history hist;         /* recent messages */
     rc_heap_node aged;       /* in rc_rooms.aged while it keeps messages: a lower bound of
                                 the time of its oldest one (heads only get newer) */
@@ -132,6 +156,11 @@ typedef struct rc_rooms {
     uint64_t wall_ms;        /* rc_wall_ms() as read when the loop clock was wall_at */
     uint64_t wall_at;        /* rc_loop_now() of that read, ns (0: never read) */
     rc_rooms_stats stats;    /* counters */
+    rc_sessions sessions;    /* clients' identities across connections */
+    struct rc_presence_batch *pbatches; /* rooms with presence changes to batch */
+    /* The request being answered, while rc_roomproto_text runs: error replies name its room
+     * and ack token (raw JSON text), when it had them. */
+    const rc_json_span *req_room, *req_ref;
     /* The room protocol's extension (roomproto.h): requests whose type starts with ext_prefix
      * are handed to ext. */
     const char *ext_prefix;
@@ -181,33 +210,51 @@ enum {
     RC_JOIN_RATE = -4,       /* the endpoint creates rooms faster than create_rate */
 };
 
-/* rc_room_join adds ep to the room called name (creating it), storing the room in *out.
- * Returns one of RC_JOIN_*. */
-int rc_room_join(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, rc_room **out);
+/* rc_room_join adds ep to the room called name (creating it) with flags (RC_MEMBER_*; a member
+ * joining again gets the new flags), storing the room in *out; the members that asked for
+ * presence hear of it. Returns one of RC_JOIN_*. */
+int rc_room_join(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, uint8_t flags,
+                 rc_room **out);
 
-/* rc_room_leave removes ep from the room at ep->rooms[mslot], deleting the room if it has
- * nothing to keep. */
-void rc_room_leave(rc_rooms *t, rc_endpoint *ep, uint32_t mslot);
+/* rc_room_leave removes ep from the room at ep->rooms[mslot] for reason (enum rc_leave),
+ * telling the members that asked for presence, and deletes the room if it has nothing to
+ * keep. */
+void rc_room_leave(rc_rooms *t, rc_endpoint *ep, uint32_t mslot, int reason);
+
+/* rc_room_member is ep's entry in room (ep must be a member). */
+static inline rc_member *rc_room_member(rc_room *room, const rc_endpoint *ep, int mslot)
+{
+    return &room->members[ep->rooms[mslot].slot];
+}
 
 /* rc_endpoint_room_slot returns the index of room in ep->rooms, or -1 when not a member. */
 int rc_endpoint_room_slot(const rc_endpoint *ep, const rc_room *room);
 
-/* rc_endpoint_gone takes ep out of every room and drops the acknowledgements it was owed (the
- * owner calls it once, when ep stops being open). */
+/* rc_endpoint_gone takes ep out of every room (for ep->end_reason), releases its session and
+ * drops the acknowledgements it was owed (the owner calls it once, when ep stops being open). */
 void rc_endpoint_gone(rc_rooms *t, rc_endpoint *ep);
+
+/* rc_endpoint_end ends ep for a server-side reason (RC_LEAVE_KICKED, RC_LEAVE_REPLACED): out
+ * of every room at once, telling presence why, then closed by its owner with code and text. */
+void rc_endpoint_end(rc_rooms *t, rc_endpoint *ep, int reason, uint16_t code, const char *text);
 
 /* Encodes the canonical frame of a message (a complete WebSocket text or binary frame) given
  * the msg_id it was assigned. Returns a new message (one reference, handed to
  * rc_room_publish), or NULL when out of memory. */
 typedef rc_msg *rc_encode_fn(void *ctx, const rc_room *room, uint64_t msg_id);
 
+struct rc_statekey;
+
 /* rc_room_publish assigns the room's next msg_id, encodes the message once with it, queues it
  * to every member (once per wire format), keeps it in the history and appends it to the
- * durable log, with its idempotency key hash (0: none) so the key survives a restart. Returns the msg_id, or 0 if encoding failed (no id is consumed then). When lsn
- * is not NULL it receives the log batch holding the message (0 without a log), for
+ * durable log, with its idempotency key hash (0: none) so the key survives a restart. A
+ * message with a state key sk (NULL: none; state.h, already admitted) becomes that key's
+ * value, and replaces an unsent earlier message of the key queued to a member that joined
+ * with "conflate". Returns the msg_id, or 0 if encoding failed (no id is consumed then). When
+ * lsn is not NULL it receives the log batch holding the message (0 without a log), for
  * acknowledgements. */
 uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void *ctx,
-                         uint64_t key, uint64_t *lsn);
+                         uint64_t key, const struct rc_statekey *sk, uint64_t *lsn);
 
 /* rc_room_replay queues to ep (a member of room) every kept message after msg_id since, in
  * ep's wire format, outside its output budget. */

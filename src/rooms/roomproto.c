@@ -12,12 +12,24 @@
 #include "codec/wsframe.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "codec/textbuf.h"
 #include "rooms/room.h"
+#include "rooms/state.h"
 #include "rooms/wire.h"
+
+/* The members each request reads: one of them repeated is refused (duplicate_key), others are
+ * the client's business. */
+#define JOIN_KEYS (RC_JK_BIT(RC_JK_TYPE) | RC_JK_BIT(RC_JK_ROOM) | RC_JK_BIT(RC_JK_SINCE) | \
+                   RC_JK_BIT(RC_JK_EPOCH) | RC_JK_BIT(RC_JK_SESSION) | RC_JK_BIT(RC_JK_HISTORY) | \
+                   RC_JK_BIT(RC_JK_STATE) | RC_JK_BIT(RC_JK_PRESENCE) | RC_JK_BIT(RC_JK_CONFLATE))
+#define LEAVE_KEYS (RC_JK_BIT(RC_JK_TYPE) | RC_JK_BIT(RC_JK_ROOM))
+#define EXT_KEYS (RC_JK_BIT(RC_JK_TYPE) | RC_JK_BIT(RC_JK_ROOM) | RC_JK_BIT(RC_JK_CLIENT_ID) | \
+                  RC_JK_BIT(RC_JK_MSG_ID) | RC_JK_BIT(RC_JK_ACK))
 
 int rc_roomproto_error(rc_rooms *t, rc_endpoint *ep, enum rc_rerr kind, const char *fmt, ...)
 {
-    char text[512], esc[rc_json_escape_max(sizeof(text))], out[sizeof(esc) + 96];
+    char text[512], esc[rc_json_escape_max(sizeof(text))];
+    char out[sizeof(esc) + 128 + rc_json_escape_max(RC_ROOM_NAME_MAX) + RC_ACK_TOKEN_MAX];
     va_list ap;
     va_start(ap, fmt);
     int tl = vsnprintf(text, sizeof(text), fmt, ap);
@@ -25,8 +37,16 @@ int rc_roomproto_error(rc_rooms *t, rc_endpoint *ep, enum rc_rerr kind, const ch
     if (tl < 0) tl = 0;
     if ((size_t)tl >= sizeof(text)) tl = sizeof(text) - 1;
     size_t el = rc_json_escape(text, (size_t)tl, esc);
-    int n = snprintf(out, sizeof(out), "{\"type\":\"error\",\"code\":\"%s\",\"message\":%.*s}",
+    int n = snprintf(out, sizeof(out), "{\"type\":\"error\",\"code\":\"%s\",\"message\":%.*s",
                      rc_rerr_names[kind], (int)el, esc);
+    /* Tied to the request: its room and its ack token, as the client wrote them (a room name
+     * too long to be one is left out). */
+    const rc_json_span *room = t->req_room, *ref = t->req_ref;
+    if (room && room->type == RC_JSON_STRING && room->len <= rc_json_escape_max(RC_ROOM_NAME_MAX))
+        n += snprintf(out + n, sizeof(out) - (size_t)n, ",\"room\":%.*s", (int)room->len, room->p);
+    if (ref && ref->type != RC_JSON_NONE && ref->len <= RC_ACK_TOKEN_MAX)
+        n += snprintf(out + n, sizeof(out) - (size_t)n, ",\"ref\":%.*s", (int)ref->len, ref->p);
+    out[n++] = '}';
     t->stats.err[kind]++;
     rc_endpoint_send_text(ep, out, (size_t)n);
     return -1;
@@ -70,21 +90,83 @@ static bool session_parse(const rc_json_span *s, uint8_t out[RC_SESSION_LEN])
     return true;
 }
 
+/* Reads an optional boolean member of a join into *on. False after answering bad_field. */
+static bool flag(rc_rooms *t, rc_endpoint *ep, const rc_json_span *s, const char *name, bool *on)
+{
+    *on = s->type == RC_JSON_TRUE;
+    if (s->type == RC_JSON_NONE || s->type == RC_JSON_TRUE || s->type == RC_JSON_FALSE)
+        return true;
+    rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD, "\"%s\" must be true or false", name);
+    return false;
+}
+
+/* A connection's first join presents the session token of an earlier connection: it takes the
+ * session's client_id back, and a connection still holding it is replaced (out of its rooms at
+ * once, then closed), so one player is never two members. A token the server does not know
+ * (expired, or from before a restart) is adopted with this connection's own client_id, which
+ * keeps the scope of its idempotency keys. Returns -1 after answering banned. */
+static int claim_session(rc_rooms *t, rc_endpoint *ep, const uint8_t token[RC_SESSION_LEN])
+{
+    uint64_t now = rc_loop_now(t->loop);
+    rc_session *se = rc_sessions_find(&t->sessions, token);
+    if (se && rc_sessions_banned(se, now)) {
+        t->sessions.refused++;
+        return rc_roomproto_error(t, ep, RC_RERR_BANNED, "this session is banned for %llu more s",
+                                  (unsigned long long)((se->banned_until - now) / RC_NS_PER_SEC + 1));
+    }
+    memcpy(ep->session, token, RC_SESSION_LEN);
+    ep->has_session = true;
+    if (!se) {
+        rc_sessions_add(&t->sessions, ep);
+        return 0;
+    }
+    rc_endpoint *old = se->holder;
+    rc_sessions_hold(&t->sessions, se, ep);
+    ep->client_id = se->client_id;
+    if (old && old != ep) {
+        t->sessions.replaced++;
+        rc_endpoint_end(t, old, RC_LEAVE_REPLACED, RC_WS_CLOSE_POLICY,
+                        "replaced by a new connection");
+    }
+    return 0;
+}
+
 static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
 {
     char name[RC_ROOM_NAME_MAX + 1];
     long len = room_name(t, ep, &q->key[RC_JK_ROOM], name);
     if (len < 0) return -1;
-    /* A client that reconnects presents the session it was given, and so keeps the scope of
-     * its idempotency keys: what it resends is recognised. */
+    /* Everything is checked before anything changes: a refused join has no effect. */
     const rc_json_span *ss = &q->key[RC_JK_SESSION];
     uint8_t session[RC_SESSION_LEN];
     if (ss->type != RC_JSON_NONE && !session_parse(ss, session))
         return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD,
                                   "\"session\" must be the %d hex digits a \"joined\" gave",
                                   2 * RC_SESSION_LEN);
+    if (ss->type != RC_JSON_NONE && ep->has_session &&
+        memcmp(session, ep->session, RC_SESSION_LEN) != 0)
+        return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD,
+                                  "a session is presented in a connection's first join only");
+    bool presence, conflate, want_state;
+    if (!flag(t, ep, &q->key[RC_JK_PRESENCE], "presence", &presence) ||
+        !flag(t, ep, &q->key[RC_JK_CONFLATE], "conflate", &conflate) ||
+        !flag(t, ep, &q->key[RC_JK_STATE], "state", &want_state))
+        return -1;
+    const rc_json_span *hs = &q->key[RC_JK_HISTORY];
+    uint64_t hist_n = 0;
+    if (hs->type != RC_JSON_NONE && !rc_json_get_u64(hs, &hist_n))
+        return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD,
+                                  "\"history\" must be a non-negative integer");
+    if (ss->type != RC_JSON_NONE && !ep->has_session && claim_session(t, ep, session) < 0)
+        return -1;
+    if (!ep->sess) {
+        rc_endpoint_session(ep);
+        rc_sessions_add(&t->sessions, ep); /* out of memory: it just cannot be reclaimed */
+    }
+
     rc_room *room;
-    int r = rc_room_join(t, ep, name, (size_t)len, &room);
+    uint8_t flags = (presence ? RC_MEMBER_PRESENCE : 0) | (conflate ? RC_MEMBER_CONFLATE : 0);
+    int r = rc_room_join(t, ep, name, (size_t)len, flags, &room);
     if (r == RC_JOIN_LIMIT)
         return rc_roomproto_error(t, ep, RC_RERR_TOO_MANY_ROOMS,
                                   "already in %u rooms, the most a client may join",
@@ -107,40 +189,74 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
      * the messages after it, when the history still reaches back that far in the same epoch. */
     const rc_json_span *since_s = &q->key[RC_JK_SINCE], *epoch_s = &q->key[RC_JK_EPOCH];
     bool want = since_s->type != RC_JSON_NONE;
-    uint64_t since = 0;
+    uint64_t since = 0, first = rc_history_first_id(&room->hist), last = room->last_msg_id;
     bool recovered = false;
     if (want) {
         char ep_text[RC_EPOCH_LEN + 2];
         long el = epoch_s->type == RC_JSON_STRING
                       ? rc_json_unescape(epoch_s->p, epoch_s->len, ep_text, sizeof(ep_text)) : -1;
-        uint64_t first = rc_history_first_id(&room->hist);
         recovered = rc_json_get_u64(since_s, &since) && el == RC_EPOCH_LEN &&
-                    memcmp(ep_text, room->epoch, RC_EPOCH_LEN) == 0 && since <= room->last_msg_id &&
-                    (since == room->last_msg_id || (first && first <= since + 1));
+                    memcmp(ep_text, room->epoch, RC_EPOCH_LEN) == 0 && since <= last &&
+                    (since == last || (first && first <= since + 1));
         if (recovered) t->stats.recovered++;
         else t->stats.not_recovered++;
     }
-    if (ss->type != RC_JSON_NONE) {
-        memcpy(ep->session, session, RC_SESSION_LEN);
-        ep->has_session = true;
+    /* A late joiner's catch-up: the last hist_n messages kept, when recovery did not apply. */
+    uint64_t replay_after = recovered ? since : last;
+    if (!recovered && hs->type != RC_JSON_NONE) {
+        t->stats.history_joins++;
+        if (hist_n && first) {
+            uint64_t start = hist_n >= last ? 1 : last - hist_n + 1;
+            replay_after = (start < first ? first : start) - 1;
+        }
     }
+
     char hex[2 * RC_SESSION_LEN + 1];
-    const uint8_t *sb = rc_endpoint_session(ep);
-    for (int i = 0; i < RC_SESSION_LEN; i++) snprintf(hex + 2 * i, 3, "%02x", sb[i]);
+    for (int i = 0; i < RC_SESSION_LEN; i++) snprintf(hex + 2 * i, 3, "%02x", ep->session[i]);
+    rc_textbuf out = {0};
+    rc_textbuf_printf(&out,
+                      "{\"type\":\"joined\",\"room\":%.*s,\"client_id\":%llu,\"last_msg_id\":%llu,"
+                      "\"epoch\":\"%s\",\"session\":\"%s\"%s",
+                      (int)room->json_len, room->json_name, (unsigned long long)ep->client_id,
+                      (unsigned long long)last, room->epoch, hex,
+                      !want ? "" : recovered ? ",\"recovered\":true" : ",\"recovered\":false");
+    if (hs->type != RC_JSON_NONE)
+        rc_textbuf_printf(&out, ",\"replay_from\":%llu", (unsigned long long)replay_after + 1);
+    if (presence && room->nmembers > t->cfg.presence_limit) {
+        rc_textbuf_printf(&out, ",\"member_count\":%u", room->nmembers);
+    } else if (presence) {
+        rc_textbuf_printf(&out, ",\"members\":[");
+        for (uint32_t i = 0; i < room->nmembers; i++)
+            rc_textbuf_printf(&out, "%s%llu", i ? "," : "",
+                              (unsigned long long)room->members[i].ep->client_id);
+        rc_textbuf_append(&out, "]", 1);
+    }
+    rc_textbuf_append(&out, "}", 1);
+    if (want_state) {
+        /* Its own message after `joined` (and the replay, so that a client applying both ends
+         * with the state): every key's latest message, all at or before last_msg_id. */
+        t->stats.state_joins++;
+        rc_textbuf_append(&out, "\n", 1);
+        rc_state_render(room, &out);
+    }
+    if (out.failed) {
+        rc_textbuf_release(&out);
+        rc_warn("out of memory answering a join");
+        ep->ops->close(ep, RC_WS_CLOSE_INTERNAL, "out of memory");
+        return -1;
+    }
     /* Queued now, before any later message of the room can be queued to this member. */
-    char out[256 + rc_json_escape_max(RC_ROOM_NAME_MAX)];
-    int n = snprintf(out, sizeof(out),
-                     "{\"type\":\"joined\",\"room\":%.*s,\"client_id\":%llu,\"last_msg_id\":%llu,"
-                     "\"epoch\":\"%s\",\"session\":\"%s\"%s}",
-                     (int)room->json_len, room->json_name, (unsigned long long)ep->client_id,
-                     (unsigned long long)room->last_msg_id, room->epoch, hex,
-                     !want ? "" : recovered ? ",\"recovered\":true" : ",\"recovered\":false");
-    rc_endpoint_send_text(ep, out, (size_t)n);
+    const char *text = rc_buf_head(&out.buf);
+    size_t tl = rc_buf_size(&out.buf);
+    const char *nl = want_state ? memchr(text, '\n', tl) : NULL;
+    rc_endpoint_send_text(ep, text, nl ? (size_t)(nl - text) : tl);
     /* The kept frames themselves, by reference: nothing is re-encoded, and since this runs
      * before the loop can sequence anything else, the seam has no gap and no duplicate. Replay
      * bypasses the pending budget (the frames are already held by the history); live messages
      * after it count as usual. */
-    if (recovered) rc_room_replay(t, room, ep, since);
+    if (replay_after < last) rc_room_replay(t, room, ep, replay_after);
+    if (nl) rc_endpoint_send_text(ep, nl + 1, tl - (size_t)(nl + 1 - text));
+    rc_textbuf_release(&out);
     return 0;
 }
 
@@ -157,7 +273,7 @@ static int do_leave(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
     char out[64 + rc_json_escape_max(RC_ROOM_NAME_MAX)];
     int n = snprintf(out, sizeof(out), "{\"type\":\"left\",\"room\":%.*s}", (int)room->json_len,
                      room->json_name);
-    rc_room_leave(t, ep, (uint32_t)slot); /* may free room */
+    rc_room_leave(t, ep, (uint32_t)slot, RC_LEAVE_LEFT); /* may free room */
     rc_endpoint_send_text(ep, out, (size_t)n);
     return 0;
 }
@@ -279,7 +395,7 @@ static bool type_is(const char *type, size_t tl, const char *s)
 
 uint64_t rc_roomproto_publish_text(rc_rooms *t, rc_room *room, const char *p,
                                    const rc_json_top *scan, uint64_t client_id, uint64_t khash,
-                                   bool *duplicate, uint64_t *lsn)
+                                   const rc_statekey *sk, bool *duplicate, uint64_t *lsn)
 {
     *duplicate = false;
     if (lsn) *lsn = 0;
@@ -295,7 +411,7 @@ uint64_t rc_roomproto_publish_text(rc_rooms *t, rc_room *room, const char *p,
     struct text_pub x = {.p = p, .q = scan,
                          .has_room = scan->key[RC_JK_ROOM].type != RC_JSON_NONE,
                          .client_id = client_id};
-    uint64_t id = rc_room_publish(t, room, encode_text, &x, khash, lsn);
+    uint64_t id = rc_room_publish(t, room, encode_text, &x, khash, sk, lsn);
     if (id && khash) rc_room_idem_add(t, room, khash, id);
     return id;
 }
@@ -322,7 +438,7 @@ static bool is_ext(const rc_rooms *t, const char *type, size_t len)
 bool rc_roomproto_type_reserved(const rc_rooms *t, const char *type, size_t len)
 {
     static const char *const server_types[] = {"joined", "left", "error", "ack", "close",
-                                               "keepalive"};
+                                               "keepalive", "state", "presence", "conflated"};
     for (size_t i = 0; i < sizeof(server_types) / sizeof(server_types[0]); i++)
         if (type_is(type, len, server_types[i])) return true;
     return is_ext(t, type, len);
@@ -336,7 +452,25 @@ void rc_roomproto_set_extension(rc_rooms *t, const char *prefix, rc_roomproto_ex
     t->ext_arg = arg;
 }
 
-static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, const rc_json_top *q)
+int rc_roomproto_state_check(const rc_rooms *t, const rc_room *room, const rc_json_top *q,
+                             size_t n, rc_statekey *sk, char *why, size_t whylen)
+{
+    const char *w;
+    int r = rc_state_parse(q, sk, &w);
+    if (r == RC_STATE_BAD) snprintf(why, whylen, "%s", w);
+    /* the frame will be the text, "room", "client_id" and "msg_id" at most this much more */
+    if (r == RC_STATE_OK && rc_state_admit(t, room, sk, n + 64 + room->json_len) != RC_STATE_OK) {
+        snprintf(why, whylen,
+                 "room '%s' holds %u state keys (%zu bytes), the most it may (%u keys, %zu bytes): "
+                 "delete a key first",
+                 room->name, rc_state_count(room), rc_state_bytes(room), t->cfg.max_state_keys,
+                 t->cfg.max_state_bytes);
+        return RC_STATE_FULL;
+    }
+    return r;
+}
+
+static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, size_t pn, const rc_json_top *q)
 {
     char name[RC_ROOM_NAME_MAX + 1];
     long len = -1;
@@ -357,9 +491,15 @@ static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, const rc_json_to
                 RC_ACK_TOKEN_MAX);
         khash = rc_roomproto_key_hash(rc_endpoint_session(ep), key);
     }
+    rc_statekey sk;
+    char why[256 + RC_ROOM_NAME_MAX];
+    int sr = rc_roomproto_state_check(t, room, q, pn, &sk, why, sizeof(why));
+    if (sr == RC_STATE_BAD) return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD, "%s", why);
+    if (sr == RC_STATE_FULL) return rc_roomproto_error(t, ep, RC_RERR_STATE_FULL, "%s", why);
     bool dup;
     uint64_t lsn;
-    uint64_t id = rc_roomproto_publish_text(t, room, p, q, ep->client_id, khash, &dup, &lsn);
+    uint64_t id = rc_roomproto_publish_text(t, room, p, q, ep->client_id, khash,
+                                            sr == RC_STATE_OK ? &sk : NULL, &dup, &lsn);
     if (id == 0) {
         ep->ops->close(ep, RC_WS_CLOSE_INTERNAL, "out of memory");
         return -1;
@@ -370,14 +510,8 @@ static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, const rc_json_to
 
 const char *rc_roomproto_dup_name(unsigned dups)
 {
-    static const char *const names[RC_JK__COUNT] = {
-        [RC_JK_TYPE] = "type", [RC_JK_ROOM] = "room", [RC_JK_CLIENT_ID] = "client_id",
-        [RC_JK_MSG_ID] = "msg_id", [RC_JK_ACK] = "ack", [RC_JK_SINCE] = "since",
-        [RC_JK_EPOCH] = "epoch", [RC_JK_IDEMPOTENCY_KEY] = "idempotency_key",
-        [RC_JK_SESSION] = "session",
-    };
     for (int k = 0; k < RC_JK__COUNT; k++)
-        if (dups & RC_JK_BIT(k)) return names[k];
+        if (dups & RC_JK_BIT(k)) return rc_json_key_names[k];
     return "?";
 }
 
@@ -389,6 +523,8 @@ static int duplicate_key(rc_rooms *t, rc_endpoint *ep, unsigned dups)
     return rc_roomproto_error(t, ep, RC_RERR_DUPLICATE_KEY, "\"%s\" appears more than once",
                               rc_roomproto_dup_name(dups));
 }
+
+static int dispatch(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const rc_json_top *q);
 
 int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n)
 {
@@ -405,23 +541,39 @@ int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n)
                                   "too many duplicate client_id/msg_id members");
     default: return rc_roomproto_error(t, ep, RC_RERR_BAD_JSON, "invalid JSON");
     }
-    if (q.dups) return duplicate_key(t, ep, q.dups);
+    t->req_room = &q.key[RC_JK_ROOM];
+    t->req_ref = &q.key[RC_JK_ACK];
+    int r = dispatch(t, ep, p, n, &q);
+    t->req_room = t->req_ref = NULL;
+    return r;
+}
 
+static int dispatch(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const rc_json_top *q)
+{
+    if (q->dups & RC_JK_BIT(RC_JK_TYPE)) return duplicate_key(t, ep, q->dups);
     char type[24];
     long tl = -1;
-    if (q.key[RC_JK_TYPE].type == RC_JSON_STRING)
-        tl = rc_json_unescape(q.key[RC_JK_TYPE].p, q.key[RC_JK_TYPE].len, type, sizeof(type));
+    if (q->key[RC_JK_TYPE].type == RC_JSON_STRING)
+        tl = rc_json_unescape(q->key[RC_JK_TYPE].p, q->key[RC_JK_TYPE].len, type, sizeof(type));
     if (tl > 0) {
         size_t l = (size_t)tl;
-        if (type_is(type, l, "join")) return do_join(t, ep, &q);
-        if (type_is(type, l, "leave")) return do_leave(t, ep, &q);
+        if (type_is(type, l, "join"))
+            return q->dups & JOIN_KEYS ? duplicate_key(t, ep, q->dups & JOIN_KEYS)
+                                       : do_join(t, ep, q);
+        if (type_is(type, l, "leave"))
+            return q->dups & LEAVE_KEYS ? duplicate_key(t, ep, q->dups & LEAVE_KEYS)
+                                        : do_leave(t, ep, q);
         if (type_is(type, l, "keepalive")) return 0; /* proof of life; the transport saw it */
-        if (is_ext(t, type, l) && t->ext) return t->ext(t->ext_arg, ep, type, l, p, n, &q);
+        if (is_ext(t, type, l) && t->ext)
+            return q->dups & EXT_KEYS ? duplicate_key(t, ep, q->dups & EXT_KEYS)
+                                      : t->ext(t->ext_arg, ep, type, l, p, n, q);
         if (rc_roomproto_type_reserved(t, type, l))
             return rc_roomproto_error(t, ep, RC_RERR_RESERVED_TYPE,
                                       "type '%.*s' is reserved for the server", (int)tl, type);
     }
-    return publish(t, ep, p, &q);
+    if (q->dups & RC_ROOMPROTO_PUBLISH_KEYS)
+        return duplicate_key(t, ep, q->dups & RC_ROOMPROTO_PUBLISH_KEYS);
+    return publish(t, ep, p, n, q);
 }
 
 struct bin_pub {
@@ -462,10 +614,15 @@ int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n
     if (rl && (!rc_utf8_valid(p + 1, rl) || memchr(p + 1, 0, rl)))
         return rc_roomproto_error(t, ep, RC_RERR_BAD_BINARY,
                                   "binary message: room name is not UTF-8 without NUL");
+    char lit[rc_json_escape_max(255)];
+    rc_json_span rs = {.p = lit, .len = rc_json_escape((const char *)p + 1, rl, lit),
+                       .type = RC_JSON_STRING};
+    if (rl) t->req_room = &rs;
     rc_room *room = target_room(t, ep, (const char *)p + 1, rl ? (long)rl : -1);
+    t->req_room = NULL;
     if (!room) return -1;
     struct bin_pub x = {.payload = p + 1 + rl, .len = n - 1 - rl, .client_id = ep->client_id};
-    if (rc_room_publish(t, room, encode_binary, &x, 0, NULL) == 0) {
+    if (rc_room_publish(t, room, encode_binary, &x, 0, NULL, NULL) == 0) {
         ep->ops->close(ep, RC_WS_CLOSE_INTERNAL, "out of memory");
         return -1;
     }

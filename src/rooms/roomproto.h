@@ -22,10 +22,16 @@
 #include "rooms/endpoint.h"
 #include "rooms/room.h"
 
+struct rc_statekey;
+
 /* The members a publish may not carry: the server assigns them. Scan a message to publish
  * with rc_json_scan(p, n, RC_ROOMPROTO_CUT, &t). */
 #define RC_ROOMPROTO_CUT (RC_JK_BIT(RC_JK_CLIENT_ID) | RC_JK_BIT(RC_JK_MSG_ID) | \
                           RC_JK_BIT(RC_JK_ACK) | RC_JK_BIT(RC_JK_IDEMPOTENCY_KEY))
+
+/* The members a publish reads: one of them repeated is refused (duplicate_key). */
+#define RC_ROOMPROTO_PUBLISH_KEYS (RC_JK_BIT(RC_JK_TYPE) | RC_JK_BIT(RC_JK_ROOM) | RC_ROOMPROTO_CUT | \
+                                   RC_JK_BIT(RC_JK_STATE_KEY) | RC_JK_BIT(RC_JK_STATE_DELETE))
 
 /* Longest "ack" token or "idempotency_key" accepted, bytes of JSON text. */
 #define RC_ACK_TOKEN_MAX 256
@@ -39,12 +45,18 @@ int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n
 /* rc_roomproto_publish_text sequences the JSON object p (scanned into *scan with
  * RC_ROOMPROTO_CUT) into room as a message from client_id, through the very encoder a
  * client's publish uses (the HTTP API publishes with client_id 0, the chat port for its
- * clients) — unless its idempotency key hash khash (0: none) was seen in the room: then
- * nothing is sequenced, *duplicate is set and the earlier msg_id returned. Returns the msg_id,
+ * clients), with its state key sk (NULL: none; see rc_roomproto_state_check) — unless its
+ * idempotency key hash khash (0: none) was seen in the room: then nothing is sequenced, *duplicate is set and the earlier msg_id returned. Returns the msg_id,
  * or 0 when out of memory; *lsn (may be NULL) gets the log batch holding the message. */
 uint64_t rc_roomproto_publish_text(rc_rooms *t, rc_room *room, const char *p,
                                    const rc_json_top *scan, uint64_t client_id, uint64_t khash,
-                                   bool *duplicate, uint64_t *lsn);
+                                   const struct rc_statekey *sk, bool *duplicate, uint64_t *lsn);
+
+/* rc_roomproto_state_check reads the state key of a publish p[0..n) scanned into *q for room
+ * into *sk and checks that the room can take it: RC_STATE_OK (publish with sk), RC_STATE_NONE
+ * (no key: publish with NULL), RC_STATE_BAD or RC_STATE_FULL with the reason in why. */
+int rc_roomproto_state_check(const rc_rooms *t, const rc_room *room, const rc_json_top *q,
+                             size_t n, struct rc_statekey *sk, char *why, size_t whylen);
 
 /* Idempotency keys are remembered per sender: an rc_endpoint's session (a client presenting
  * its session after a reconnect keeps its keys), the API key for the HTTP API. A key is a

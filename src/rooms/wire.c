@@ -25,6 +25,9 @@ static rc_msg *tagged(rc_msg *m, uint8_t wire, const rc_msg *from)
     if (m) {
         m->wire = wire;
         m->t_recv = from ? from->t_recv : 0;
+        /* a room message's other encodings keep its conflation key and msg_id */
+        m->ckey = from ? from->ckey : 0;
+        m->id = from ? from->id : 0;
     }
     return m;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "core/log.h"
 #include "store/format.h"
@@ -28,6 +29,94 @@ int rc__store_write_file(const char *path, const char *data, size_t len, bool sy
     if (!err && rename(tmp, path) < 0) err = errno;
     if (err) unlink(tmp);
     return -err;
+}
+
+static void le32_put(unsigned char *w, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) w[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t le32_get(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int rc_store_ids_load(const char *dir, uint64_t *mark)
+{
+    char p[PATH_MAX + 16], text[32];
+    snprintf(p, sizeof(p), "%s/client_ids", dir);
+    *mark = 0;
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return 0;
+        rc_error("cannot read '%s': %s", p, strerror(errno));
+        return -1;
+    }
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    char *end;
+    if (n > 0) text[n] = '\0';
+    unsigned long long v = n > 0 ? strtoull(text, &end, 10) : 0;
+    if (n <= 0 || end == text || (*end && *end != '\n')) {
+        rc_error("'%s' is not a number: remove it only if no client id of an earlier run "
+                 "matters any more",
+                 p);
+        return -1;
+    }
+    *mark = v;
+    return 0;
+}
+
+int rc_store_ids_save(const char *dir, uint64_t mark)
+{
+    char p[PATH_MAX + 16], text[32];
+    snprintf(p, sizeof(p), "%s/client_ids", dir);
+    int n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)mark);
+    int r = rc__store_write_file(p, text, (size_t)n, true);
+    if (r < 0) rc_error("cannot write '%s': %s", p, strerror(-r));
+    return r < 0 ? -1 : 0;
+}
+
+int rc__store_write_state(const char *path, const char *blob, size_t len, bool sync)
+{
+    if (len > UINT32_MAX - 12) return -EFBIG;
+    unsigned char *f = malloc(12 + len);
+    if (!f) return -ENOMEM;
+    memcpy(f, "RCS1", 4);
+    le32_put(f + 4, (uint32_t)crc32(0, (const unsigned char *)blob, (uInt)len));
+    le32_put(f + 8, (uint32_t)len);
+    if (len) memcpy(f + 12, blob, len);
+    int r = rc__store_write_file(path, (const char *)f, 12 + len, sync);
+    free(f);
+    return r;
+}
+
+int rc__store_read_state(const char *room_dir, rc_buf *out)
+{
+    char p[PATH_MAX + 8];
+    snprintf(p, sizeof(p), "%s/state", room_dir);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? 0 : -1;
+    struct stat stb;
+    int r = -1;
+    if (fstat(fd, &stb) == 0 && stb.st_size >= 12 && (uint64_t)stb.st_size <= UINT32_MAX &&
+        rc_buf_reserve(out, (size_t)stb.st_size) == 0) {
+        size_t want = (size_t)stb.st_size, got = 0;
+        while (got < want) {
+            ssize_t n = read(fd, rc_buf_tail(out) + got, want - got);
+            if (n <= 0) break;
+            got += (size_t)n;
+        }
+        const unsigned char *h = (const unsigned char *)rc_buf_tail(out);
+        if (got == want && memcmp(h, "RCS1", 4) == 0 && le32_get(h + 8) == want - 12 &&
+            (uint32_t)crc32(0, h + 12, (uInt)(want - 12)) == le32_get(h + 4)) {
+            rc_buf_commit(out, want);
+            rc_buf_consume(out, 12);
+            r = 1;
+        }
+    }
+    close(fd);
+    return r;
 }
 
 int rc__store_remove_tree(const char *dir)

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "store/format.h"
 #include "store/store.h"
 
@@ -32,6 +33,12 @@
  * so a reader sees the old content or the new, never a mix; with sync, fsyncs it first.
  * Returns 0 or -errno. */
 int rc__store_write_file(const char *path, const char *data, size_t len, bool sync);
+
+/* A state file is "RCS1", u32 crc32 of the blob, u32 its length, then the blob (little-endian):
+ * rc__store_write_state writes one like rc__store_write_file; rc__store_read_state reads the
+ * blob of room_dir/state into *out: 1, 0 when there is none, -1 when it is damaged. */
+int rc__store_write_state(const char *path, const char *blob, size_t len, bool sync);
+int rc__store_read_state(const char *room_dir, rc_buf *out);
 
 /* rc__store_remove_tree deletes dir and the files in it (a room directory has no
  * subdirectories). Returns 0 (also when dir does not exist) or -errno. */

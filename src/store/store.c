@@ -82,6 +82,7 @@ void rc__store_room_free(rc_store *st, rc_store_room *sr)
     else if (st->all == sr) st->all = sr->all_next;
     if (sr->all_next) sr->all_next->all_prev = sr->all_prev;
     rc_buf_release(&sr->wbuf);
+    rc_buf_release(&sr->state);
     free(sr->segs);
     free(sr);
 }
@@ -147,6 +148,16 @@ static void load_rooms(rc_store *st, const rc_store_loader *loader, bool unclean
         x.room = loader->room(loader->arg, name, (size_t)nl, epoch);
         if (!x.room) continue;
         rc_store_room *sr = rc__store_room_alloc(st, name, (size_t)nl);
+        if (loader->state) {
+            rc_buf blob = {0};
+            int sr_r = rc__store_read_state(rdir, &blob);
+            if (sr_r < 0) rc_warn("log '%s': state snapshot damaged, ignored", rdir);
+            if (sr_r > 0) loader->state(loader->arg, x.room, rc_buf_head(&blob), rc_buf_size(&blob));
+            /* the writer keeps it, to write it again should the directory have to be made
+             * again */
+            if (sr_r > 0 && sr) sr->state = blob;
+            else rc_buf_release(&blob);
+        }
         uint64_t *segs = NULL;
         size_t nsegs = 0, last_size = 0;
         int r = rc__store_read_room(rdir, false, load_record, &x, &segs, &nsegs, &last_size);

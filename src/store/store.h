@@ -5,6 +5,7 @@
  *   DIR/rooms/<dirname>/epoch         the room's epoch (text)
  *   DIR/rooms/<dirname>/name          the room's name, in a hashed directory only
  *   DIR/rooms/<dirname>/<first msg_id, 20 digits>.log   segments, oldest first
+ *   DIR/rooms/<dirname>/state         the room's last state snapshot (rc_store_room_state)
  * <dirname> is the room name in lowercase hex for names up to 127 bytes (as always), and
  * "sha256-" with the hex SHA-256 of the name for longer ones (up to 255 bytes), whose hex would
  * not fit a file name; such a directory is trusted only if its name file hashes back to it.
@@ -59,6 +60,9 @@ typedef struct rc_store_loader {
      * resend after a restart is still recognised). */
     void (*record)(void *arg, void *room, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
                    uint64_t key, const char *payload, size_t len);
+    /* The room's state snapshot, the blob last given to rc_store_room_state, before its
+     * records (NULL: the caller keeps no state; a damaged snapshot is logged and skipped). */
+    void (*state)(void *arg, void *room, const char *blob, size_t len);
     /* End of the room's records: its store handle (for appends), and whether its history may
      * have lost messages (unclean shutdown or a repaired tail), in which case the loop picks a
      * new epoch. Returns the epoch the room goes on with (recorded if it changed). */
@@ -111,6 +115,13 @@ uint64_t rc_store_append(rc_store *st, rc_store_room *sr, uint64_t msg_id, uint6
                          uint8_t opcode, const void *payload, size_t len, uint64_t first_kept,
                          uint64_t key);
 
+/* rc_store_room_state replaces the room's state snapshot with blob[0..len) (opaque to the
+ * log; the rooms' state.c). The writer writes it whole (a temporary file renamed over the
+ * old one, fsynced unless --fsync no) before the records of the same batch, so it is on disk
+ * before any segment the caller stops needing because of it is deleted; the loader gives it
+ * back before the room's records. */
+void rc_store_room_state(rc_store *st, rc_store_room *sr, const void *blob, size_t len);
+
 /* rc_store_kick hands the records appended so far to the writer (called at before-sleep). */
 void rc_store_kick(rc_store *st);
 
@@ -135,6 +146,13 @@ void rc_store_status_get(rc_store *st, rc_store_status *out);
 enum rc_fsync rc_store_mode(const rc_store *st);
 const char *rc_fsync_name(enum rc_fsync m);
 int rc_fsync_parse(const char *s);
+
+/* The client id mark: DIR/client_ids holds a number no client id handed out reaches, so ids
+ * are never reused across restarts. rc_store_ids_load reads it (0 when absent; -1 when it
+ * exists but cannot be read); rc_store_ids_save replaces it (written through a temporary file
+ * and fsynced: it is written once per block of ids). 0 or -1, after logging. */
+int rc_store_ids_load(const char *dir, uint64_t *mark);
+int rc_store_ids_save(const char *dir, uint64_t mark);
 
 /* rc_epoch_new writes a fresh random epoch (RC_EPOCH_LEN hex digits + NUL). */
 void rc_epoch_new(char out[RC_EPOCH_LEN + 1]);

@@ -32,6 +32,8 @@ struct rc_store_room {
     char epoch[RC_EPOCH_LEN + 1]; /* epoch to write when epoch_dirty */
     bool dir_ready;          /* directory and epoch file exist */
     bool epoch_dirty;        /* epoch file must be rewritten */
+    rc_buf state;            /* the room's state snapshot, as last given */
+    bool state_dirty;        /* the state file must be rewritten */
     int fd;                  /* current segment, -1 when not open (writer.c: at most
                               * st->fd_max rooms have one open) */
     uint8_t seg_list;        /* the writer list seg_prev/seg_next link sr into (RC__SEG_*) */

@@ -27,7 +27,7 @@
 
 #define ROOM_BACKLOG_MAX (16u << 20) /* unwritten bytes kept per room while the disk fails */
 
-enum op_kind { OP_RECORD, OP_NEW, OP_EPOCH, OP_DELETE };
+enum op_kind { OP_RECORD, OP_NEW, OP_EPOCH, OP_DELETE, OP_STATE };
 
 /* An operation from the loop to the writer, followed in the batch by its data. */
 struct op {
@@ -82,6 +82,18 @@ static bool ensure_dir(rc_store *st, rc_store_room *sr)
             return false;
         }
         sr->epoch_dirty = false;
+    }
+    if (sr->state_dirty) {
+        char p[PATH_MAX + 8];
+        snprintf(p, sizeof(p), "%s/state", sr->dir);
+        int r = rc__store_write_state(p, rc_buf_head(&sr->state), rc_buf_size(&sr->state),
+                                      st->mode != RC_FSYNC_NO);
+        if (r < 0) {
+            rc__store_set_error(st, -r, "write", p);
+            if (r == -ENOENT || r == -ENOTDIR) dir_lost(st, sr);
+            return false;
+        }
+        sr->state_dirty = false;
     }
     return true;
 }
@@ -269,6 +281,7 @@ static void dir_lost(rc_store *st, rc_store_room *sr)
     rc__store_seg_forget(st, sr);
     sr->dir_ready = false;
     sr->epoch_dirty = true;
+    sr->state_dirty = rc_buf_size(&sr->state) > 0;
     sr->nsegs = 0;
     sr->seg_size = 0;
 }
@@ -316,8 +329,9 @@ static void trim_segments(rc_store_room *sr)
 /* Writes a room's pending records. Returns true when nothing is left pending. */
 static bool write_room(rc_store *st, rc_store_room *sr)
 {
-    if (rc_buf_size(&sr->wbuf) == 0) return true;
+    if (rc_buf_size(&sr->wbuf) == 0 && !sr->state_dirty) return true;
     if (!ensure_dir(st, sr)) goto failed;
+    if (rc_buf_size(&sr->wbuf) == 0) return true; /* a state snapshot alone */
     uint64_t first_id = rc__store_rec_msg_id((const unsigned char *)rc_buf_head(&sr->wbuf));
     if (sr->nsegs && sr->seg_size > 0 && sr->seg_size + rc_buf_size(&sr->wbuf) > st->segment_max) {
         /* Rotate. The full segment is synced first (per --fsync): once closed, nothing would
@@ -403,6 +417,18 @@ static void apply_batch(rc_store *st, rc_buf *b)
             }
             sr->first_kept = o.first_kept;
             atomic_fetch_add(&st->records, 1);
+            rc__store_touch(st, sr);
+            break;
+        case OP_STATE:
+            rc_buf_reset(&sr->state);
+            if (rc_buf_append(&sr->state, data, o.len) < 0) {
+                /* the older snapshot stays; segments it needs may go: the state may come
+                 * back incomplete after a restart */
+                atomic_fetch_add(&st->bytes_dropped, o.len);
+                atomic_store(&sr->lost, true);
+                break;
+            }
+            sr->state_dirty = true;
             rc__store_touch(st, sr);
             break;
         case OP_DELETE:
@@ -551,6 +577,11 @@ rc_store_room *rc_store_room_new(rc_store *st, const char *name, size_t len, con
 void rc_store_room_epoch(rc_store *st, rc_store_room *sr, const char *epoch)
 {
     post(st, OP_EPOCH, sr, 0, epoch, RC_EPOCH_LEN, NULL, 0);
+}
+
+void rc_store_room_state(rc_store *st, rc_store_room *sr, const void *blob, size_t len)
+{
+    post(st, OP_STATE, sr, 0, blob, len, NULL, 0);
 }
 
 void rc_store_room_delete(rc_store *st, rc_store_room *sr)

@@ -136,6 +136,39 @@ void rc_outq_drop_unstarted(rc_outq *q)
     q->count = keep;
 }
 
+long rc_outq_find(const rc_outq *q, uint64_t ckey, uint8_t mark)
+{
+    uint32_t first = (q->count > 0 && q->head_off > 0) ? 1 : 0;
+    uint32_t low = q->count > RC_OUTQ_FIND_MAX ? q->count - RC_OUTQ_FIND_MAX : 0;
+    if (low < first) low = first;
+    for (uint32_t i = q->count; i-- > low;) {
+        const rc_msg *b = rc_msg_base(rc__outq_msg(q->ring[(q->head + i) & (q->cap - 1)]));
+        if (b->ckey == ckey && b->mark == mark) return (long)i;
+    }
+    return -1;
+}
+
+rc_msg *rc_outq_at(const rc_outq *q, long pos)
+{
+    return rc__outq_msg(q->ring[(q->head + (uint32_t)pos) & (q->cap - 1)]);
+}
+
+void rc_outq_set(rc_outq *q, long pos, rc_msg *m)
+{
+    uint32_t mask = q->cap - 1, at = (q->head + (uint32_t)pos) & mask;
+    rc_msg *old = rc__outq_msg(q->ring[at]);
+    q->bytes -= rc_msg_len(old);
+    rc_msg_unref(old);
+    if (m) {
+        q->ring[at] = (rc_msg *)((uintptr_t)rc_msg_ref(m) | RC_OUTQ_QUIET);
+        q->bytes += rc_msg_len(m);
+        return;
+    }
+    for (uint32_t i = (uint32_t)pos; i + 1 < q->count; i++)
+        q->ring[(q->head + i) & mask] = q->ring[(q->head + i + 1) & mask];
+    q->count--;
+}
+
 void rc_outq_release(rc_outq *q)
 {
     for (uint32_t i = 0; i < q->count; i++)

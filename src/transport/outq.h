@@ -86,6 +86,17 @@ ssize_t rc_outq_flush_cb(rc_outq *q, int fd, rc_outq_sent_fn *sent, void *arg);
  * completed to keep the stream valid). Used when a slow consumer is cut off. */
 void rc_outq_drop_unstarted(rc_outq *q);
 
+/* Editing frames not yet started, for conflation (rooms/room.c): positions count from the
+ * head; the first frame, when partly sent, is never found or changed. rc_outq_find returns the
+ * position of the last such frame whose message (rc_msg_base) has ckey and mark, looking at no
+ * more than RC_OUTQ_FIND_MAX frames from the tail, or -1. rc_outq_at is the frame at pos.
+ * rc_outq_set replaces it with m (taking a reference; not a fresh delivery for the sent
+ * callback), or removes it when m is NULL, keeping the order of the others. */
+#define RC_OUTQ_FIND_MAX 4096
+long rc_outq_find(const rc_outq *q, uint64_t ckey, uint8_t mark);
+rc_msg *rc_outq_at(const rc_outq *q, long pos);
+void rc_outq_set(rc_outq *q, long pos, rc_msg *m);
+
 /* rc_outq_release drops every reference and frees the ring. */
 void rc_outq_release(rc_outq *q);
 

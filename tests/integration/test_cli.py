@@ -60,6 +60,9 @@ def test_version():
     ["--chat-room", ""],
     ["--chat-room", "r" * 256],
     ["--chat-room", "caf\udcc3"],  # the bytes caf\xc3 (surrogateescape): not UTF-8
+    ["--netsync-max-message-size", "8191"],      # below the largest transform and handshake
+    ["--netsync-max-message-size", "16777217"],
+    ["--netsync-max-message-size", "64k"],
 ], ids=lambda a: " ".join(a)[:40])
 def test_bad_arguments_fail_cleanly(args):
     try:
@@ -125,3 +128,13 @@ def test_help_lists_the_listener_flags_with_defaults():
     assert "docs/tcp.md" in help_of("--tcp-port")
     assert "(default off)" in help_of("--chat-port")
     assert "(default chat)" in help_of("--chat-room")
+
+
+def test_help_states_the_netsync_message_limit():
+    p = run_bin("--help")
+    assert p.returncode == 0, p
+    text = " ".join(p.stdout.split())
+    if "--netsync-max-message-size" not in text:
+        pytest.skip("a binary from before the flag")
+    flag = text[text.index("--netsync-max-message-size"):][:400]
+    assert "(default 131072)" in flag and "65806" in flag, flag

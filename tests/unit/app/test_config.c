@@ -291,6 +291,7 @@ TEST(defaults)
     CHECK_EQ_INT(c.netsync_discovery_port, 9999);
     CHECK_EQ_INT(c.netsync_client_timeout, RC_NS_PER_SEC);
     CHECK_EQ_INT(c.netsync_tick, 50 * RC_NS_PER_MS);
+    CHECK_EQ_INT(c.netsync_max_message_size, 128 * 1024);
 }
 
 TEST(no_arguments_keep_the_defaults)
@@ -395,6 +396,13 @@ TEST(type_bytes_limits)
     CHECK_REFUSED("--max-header-size", "255");
     CHECK_REFUSED("--max-header-size", "1048577");
     CHECK_REFUSED("--max-header-size", "-1");
+    /* NetSync: never below the largest transform and handshake, never near libzmq's own */
+    CHECK_SETS("--netsync-max-message-size", "8192", netsync_max_message_size, 8192);
+    CHECK_SETS("--netsync-max-message-size", "65806", netsync_max_message_size, 65806);
+    CHECK_SETS("--netsync-max-message-size", "16777216", netsync_max_message_size, 1 << 24);
+    CHECK_REFUSED("--netsync-max-message-size", "8191");
+    CHECK_REFUSED("--netsync-max-message-size", "16777217");
+    CHECK_REFUSED("--netsync-max-message-size", "0");
     rc_config c;
     CHECK_EQ_INT(PARSE(&c, "--max-header-size", "10"), -1);
     CHECK(strstr(err_buf, "256..1048576"));

@@ -431,6 +431,33 @@ TEST(json_keys_basic)
     free(k.buf);
 }
 
+/* Every known key is found under its name, also written with escapes, and a near miss is
+ * not. */
+TEST(json_keys_every_name)
+{
+    for (int i = 0; i < RC_JK__COUNT; i++) {
+        const char *name = rc_json_key_names[i];
+        CHECK(name != NULL);
+        char doc[128], esc[128];
+        snprintf(doc, sizeof doc, "{\"x\":1,\"%s\":7}", name);
+        struct kept k = scan_keep(doc, 0);
+        CHECK_EQ_INT(k.r, RC_JSON_OK);
+        CHECK(span_is(&k.t.key[i], "7", RC_JSON_NUMBER));
+        free(k.buf);
+        /* the first letter as \u00XX */
+        snprintf(esc, sizeof esc, "{\"\\u%04x%s\":8}", (unsigned)name[0], name + 1);
+        k = scan_keep(esc, 0);
+        CHECK_EQ_INT(k.r, RC_JSON_OK);
+        CHECK(span_is(&k.t.key[i], "8", RC_JSON_NUMBER));
+        free(k.buf);
+        snprintf(doc, sizeof doc, "{\"%sx\":1}", name);
+        k = scan_keep(doc, 0);
+        CHECK_EQ_INT(k.r, RC_JSON_OK);
+        for (int j = 0; j < RC_JK__COUNT; j++) CHECK_EQ_INT(k.t.key[j].type, RC_JSON_NONE);
+        free(k.buf);
+    }
+}
+
 TEST(json_keys_types)
 {
     struct kept k = scan_keep("{\"ack\" : {\"a\":[1]} ,\"since\":[1, 2],\"epoch\":true,"
@@ -1089,6 +1116,9 @@ static const char *const jref_names[RC_JK__COUNT] = {
     [RC_JK_TYPE] = "type", [RC_JK_ROOM] = "room", [RC_JK_CLIENT_ID] = "client_id",
     [RC_JK_MSG_ID] = "msg_id", [RC_JK_ACK] = "ack", [RC_JK_SINCE] = "since",
     [RC_JK_EPOCH] = "epoch", [RC_JK_IDEMPOTENCY_KEY] = "idempotency_key",
+    [RC_JK_SESSION] = "session", [RC_JK_HISTORY] = "history", [RC_JK_STATE] = "state",
+    [RC_JK_PRESENCE] = "presence", [RC_JK_CONFLATE] = "conflate",
+    [RC_JK_STATE_KEY] = "state_key", [RC_JK_STATE_DELETE] = "state_delete",
 };
 
 struct jref {
@@ -1314,6 +1344,7 @@ int main(int argc, char **argv)
     RUN(json_prefixes_are_invalid);
     RUN(json_depth);
     RUN(json_keys_basic);
+    RUN(json_keys_every_name);
     RUN(json_keys_types);
     RUN(json_keys_escaped);
     RUN(json_keys_not_matching);

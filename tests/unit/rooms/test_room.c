@@ -86,7 +86,7 @@ static void rooms_init(rc_rooms *t, uint32_t history)
 static rc_room *join(rc_rooms *t, fake *f, const char *name)
 {
     rc_room *room = NULL;
-    int r = rc_room_join(t, &f->ep, name, strlen(name), &room);
+    int r = rc_room_join(t, &f->ep, name, strlen(name), 0, &room);
     return r == RC_JOIN_OK || r == RC_JOIN_ALREADY ? room : NULL;
 }
 
@@ -96,7 +96,7 @@ static uint64_t publish(rc_rooms *t, rc_room *room, const char *json, uint64_t f
     rc_json_top q;
     if (rc_json_scan(json, strlen(json), RC_ROOMPROTO_CUT, &q) != RC_JSON_OK) return 0;
     bool dup;
-    return rc_roomproto_publish_text(t, room, json, &q, from, 0, &dup, NULL);
+    return rc_roomproto_publish_text(t, room, json, &q, from, 0, NULL, &dup, NULL);
 }
 
 /* The payload of a WebSocket frame, as a string view. */
@@ -355,24 +355,24 @@ TEST(room_creation_limits)
     rc_room *r;
     /* a burst of max_rooms_per_client + create_rate (4), then create_rate a second:
      * join/leave churn is held */
-    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a1", 2, &r), RC_JOIN_OK);
-    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a2", 2, &r), RC_JOIN_OK);
-    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a3", 2, &r), RC_JOIN_OK);
-    while (a.ep.nrooms) rc_room_leave(&t, &a.ep, 0); /* no history: the rooms go */
-    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a4", 2, &r), RC_JOIN_OK);
-    rc_room_leave(&t, &a.ep, 0);
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a1", 2, 0, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a2", 2, 0, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a3", 2, 0, &r), RC_JOIN_OK);
+    while (a.ep.nrooms) rc_room_leave(&t, &a.ep, 0, RC_LEAVE_LEFT); /* no history: the rooms go */
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a4", 2, 0, &r), RC_JOIN_OK);
+    rc_room_leave(&t, &a.ep, 0, RC_LEAVE_LEFT);
     CHECK_EQ_INT(rc_rooms_count(&t), 0);
-    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a5", 2, &r), RC_JOIN_RATE);
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a5", 2, 0, &r), RC_JOIN_RATE);
     /* every endpoint has its own allowance; joining a room that exists is never limited */
-    CHECK_EQ_INT(rc_room_join(&t, &b.ep, "x1", 2, &r), RC_JOIN_OK);
-    CHECK_EQ_INT(rc_room_join(&t, &b.ep, "x2", 2, &r), RC_JOIN_OK);
-    CHECK_EQ_INT(rc_room_join(&t, &b.ep, "x3", 2, &r), RC_JOIN_OK);
-    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "x1", 2, &r), RC_JOIN_OK);
-    CHECK_EQ_INT(rc_room_join(&t, &c.ep, "x4", 2, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &b.ep, "x1", 2, 0, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &b.ep, "x2", 2, 0, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &b.ep, "x3", 2, 0, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "x1", 2, 0, &r), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &c.ep, "x4", 2, 0, &r), RC_JOIN_OK);
     CHECK_EQ_INT(rc_rooms_count(&t), 4);
-    CHECK_EQ_INT(rc_room_join(&t, &c.ep, "x5", 2, &r), RC_JOIN_ROOM_LIMIT); /* 4 at most */
+    CHECK_EQ_INT(rc_room_join(&t, &c.ep, "x5", 2, 0, &r), RC_JOIN_ROOM_LIMIT); /* 4 at most */
     a.ep.create_tat -= 3 * RC_NS_PER_SEC; /* as if three seconds had passed */
-    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a5", 2, &r), RC_JOIN_ROOM_LIMIT);
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "a5", 2, 0, &r), RC_JOIN_ROOM_LIMIT);
     fake_release(&t, &a);
     fake_release(&t, &b);
     fake_release(&t, &c);
@@ -389,10 +389,10 @@ TEST(membership_bookkeeping)
         fake_init(&f[i], RC_WIRE_WS, (uint64_t)i + 1);
         for (int r = 0; r < 3; r++) CHECK(join(&t, &f[i], names[r]) != NULL);
     }
-    CHECK_EQ_INT(rc_room_join(&t, &f[0].ep, "r1", 2, &(rc_room *){NULL}), RC_JOIN_ALREADY);
+    CHECK_EQ_INT(rc_room_join(&t, &f[0].ep, "r1", 2, 0, &(rc_room *){NULL}), RC_JOIN_ALREADY);
     /* leave from the middle, in a different order per endpoint: back-pointers stay exact */
-    rc_room_leave(&t, &f[1].ep, 1);
-    rc_room_leave(&t, &f[2].ep, 0);
+    rc_room_leave(&t, &f[1].ep, 1, RC_LEAVE_LEFT);
+    rc_room_leave(&t, &f[2].ep, 0, RC_LEAVE_LEFT);
     rc_endpoint_gone(&t, &f[3].ep);
     for (int i = 0; i < 4; i++) {
         const rc_endpoint *ep = &f[i].ep;
@@ -413,7 +413,7 @@ TEST(membership_bookkeeping)
         snprintf(name, sizeof(name), "x%d", i);
         CHECK(join(&t, &g, name) != NULL);
     }
-    CHECK_EQ_INT(rc_room_join(&t, &g.ep, "x9", 2, &(rc_room *){NULL}), RC_JOIN_LIMIT);
+    CHECK_EQ_INT(rc_room_join(&t, &g.ep, "x9", 2, 0, &(rc_room *){NULL}), RC_JOIN_LIMIT);
     fake_release(&t, &g);
     for (int i = 0; i < 4; i++) fake_release(&t, &f[i]);
     CHECK_EQ_INT(rc_rooms_count(&t), 0);
