@@ -121,8 +121,9 @@ Methods and attributes:
   - ``on_state(snapshot)``: the ``{"type":"state",...}`` message;
   - ``on_presence(event)``: ``{"type":"presence","event":"join"|"leave"|"batch",...}``, after
     ``room.members`` was updated;
-  - ``on_conflated(notice)``: ``{"type":"conflated","state_key":K,"msg_ids":[...]}`` — ids
-    dropped by latest-wins delivery (they are not gaps);
+  - ``on_conflated(notice)``: ``{"type":"conflated","room":R,"msg_ids":[...]}`` — ids
+    dropped by latest-wins delivery (they are not gaps; a notice may name ids of several
+    keys, and arrives where the first of them would have);
   - ``on_error(error)``: a ``RoomcastError`` about this room (see *Errors*);
   - ``on_joined(joined)``: every ``joined`` of the room, rejoins included;
   - ``on_left(left)``: the room was left, or removed by the server (``reason``).

@@ -575,10 +575,10 @@ class Client:
     async def _publish(self, room: Room, msg: Mapping[str, Any] | bytes | bytearray | memoryview,
                        *, ack: bool, key: str | bool | None,
                        timeout: float | None) -> Ack | None:
-        if room.closed or self.rooms.get(room.name) is not room:
-            raise ClientClosed("closed", f"room {room.name!r} was left", room=room.name)
         if self._fatal is not None:
             raise self._fatal
+        if room.closed or self.rooms.get(room.name) is not room:
+            raise ClientClosed("closed", f"room {room.name!r} was left", room=room.name)
         if isinstance(msg, (bytes, bytearray, memoryview)):
             if ack or key:
                 raise ValueError("a binary message carries no ack and no idempotency key")
