@@ -198,7 +198,7 @@ def test_server_restart_with_data_dir_recovers_and_recognises_keys(tmp_path, kin
             for i in range(1, 4):
                 await ra.publish({"type": "n", "i": i}, ack=True)
             await until(lambda: ra.last_msg_id == 4, what="own messages")
-            epoch = ra.epoch
+            epoch, old_cid = ra.epoch, a.client_id
             await asyncio.to_thread(srv.stop)
             await until(lambda: not ra.joined, what="the close to be seen")
             assert closes[0][0] == 1001
@@ -207,6 +207,8 @@ def test_server_restart_with_data_dir_recovers_and_recognises_keys(tmp_path, kin
             servers.append(srv)
             await until(lambda: ra.joined, timeout=20, what="the rejoin")
             assert ra.recovered is True and ra.epoch == epoch and ra.gaps == 0
+            # the restarted server did not know the session: a new client_id, never an old one
+            assert a.client_id is not None and a.client_id > old_cid
             again = await ra.publish({"type": "n", "i": 0}, ack=True, idempotency_key="before")
             assert again == roomcast.Ack("durable", first.msg_id, duplicate=True)
             nxt = await ra.publish({"type": "n", "i": 4}, ack=True)

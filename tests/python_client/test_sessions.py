@@ -78,13 +78,14 @@ def test_a_new_client_presenting_a_session_keeps_its_keys(server):
     run(main())
 
 
-def test_a_new_connection_of_the_session_replaces_the_old_one(server):
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_new_connection_of_the_session_replaces_the_old_one(server, kind):
     async def main():
-        async with client_for(server, "ws") as a:
-            ra = await a.join("replace")
+        async with client_for(server, kind) as a:
+            ra = await a.join(f"replace-{kind}")
             cid = a.client_id
             async with client_for(server, "ws", session=a.session) as a2:
-                await a2.join("replace")
+                await a2.join(f"replace-{kind}")
                 assert a2.client_id == cid
                 await asyncio.wait_for(a.wait_closed(), 10)
                 assert a.status == "closed" and a.reconnects == 0
