@@ -135,11 +135,17 @@ def test_presence_keeps_the_members(server, kind):
 
     async def main():
         events: list[dict[str, Any]] = []
+        syncs: list[dict[str, Any]] = []
         quiet: list[Any] = []
+
+        def on_presence(e: dict[str, Any], r: Any) -> None:
+            (syncs if e["event"] == "sync" else events).append(e)
+
         async with client_for(server, kind) as a, client_for(server, "ws") as bystander:
-            ra = await a.join(room_name, presence=True,
-                              on_presence=lambda e, r: events.append(e))
+            ra = await a.join(room_name, presence=True, on_presence=on_presence)
             assert ra.members == {a.client_id} and ra.member_count == 1
+            assert syncs == [{"type": "presence", "room": room_name, "event": "sync",
+                              "members": [a.client_id], "member_count": 1}]
             rq = await bystander.join(room_name, on_presence=lambda e, r: quiet.append(e))
             await until(lambda: len(events) == 1, what="the bystander's join")
             async with client_for(server, "ws") as b:

@@ -101,8 +101,10 @@ Methods and attributes:
   ``msg_id`` order, each once: ``dict`` for JSON (with the server's ``room``, ``client_id``,
   ``msg_id``) and :class:`BinaryMessage` for binary (also when the TCP line mode carried it as
   base64). When joined with ``state=True`` the ``{"type":"state","last_msg_id":L,
-  "messages":[...]}`` snapshot comes first (after ``joined``, before any message after L) and
-  again after each rejoin. Iteration ends when the room is left or the client closes.
+  "messages":[...]}`` snapshot comes after ``joined`` (and after the replay of a history join),
+  before any message after L; again after each rejoin that was not recovered (a recovered one
+  replays every message the snapshot stands for). Iteration ends when the room is left or the
+  client closes.
   ``room.pending()`` is how many are buffered.
 * ``await room.leave()`` sends ``leave`` and waits for ``left``; nothing of the room is
   delivered afterwards.
@@ -120,7 +122,10 @@ Methods and attributes:
   - ``on_gap(gap)``: a :class:`Gap` — messages this client will never see;
   - ``on_state(snapshot)``: the ``{"type":"state",...}`` message;
   - ``on_presence(event)``: ``{"type":"presence","event":"join"|"leave"|"batch",...}``, after
-    ``room.members`` was updated;
+    ``room.members`` was updated; and at every (re)join a client-made
+    ``{"type":"presence","event":"sync","members":[...]|None,"member_count":N}`` with the
+    members the server listed (so a view fed by these events alone forgets those that left
+    while the client was away);
   - ``on_conflated(notice)``: ``{"type":"conflated","room":R,"msg_ids":[...]}`` — ids
     dropped by latest-wins delivery (they are not gaps; a notice may name ids of several
     keys, and arrives where the first of them would have);

@@ -834,6 +834,13 @@ class Client:
             room.state = {}
         room.joined = True
         self._call(room.on_joined, msg, room)
+        if room.want_presence and (room.members is not None or room.member_count is not None):
+            # The members as of this (re)join, as one event: a view fed by on_presence alone
+            # then forgets those that left while this client was away.
+            self._call(room.on_presence, {
+                "type": "presence", "room": room.name, "event": "sync",
+                "members": sorted(room.members) if room.members is not None else None,
+                "member_count": room.member_count}, room)
         if room._join_future is not None and not room._join_future.done():
             room._join_future.set_result(None)
         if room._queue:
@@ -921,6 +928,10 @@ class Client:
             log.warning("roomcast: %s%s", err, f" (room {room.name!r})" if room else "")
 
     def _on_state(self, room: Room, msg: dict[str, Any]) -> None:
+        # The snapshot follows joined and its replay. After a recovered rejoin the replay
+        # brought every message it stands for: it is redundant and not delivered.
+        if room.recovered is True:
+            return
         messages = msg.get("messages")
         snapshot: dict[str, dict[str, Any]] = {}
         if isinstance(messages, list):
