@@ -122,7 +122,7 @@ def run(coro: Awaitable[Any], timeout: float = 120) -> Any:
     return asyncio.run(bounded())
 
 
-async def until(pred: Callable[[], bool], timeout: float = IO_TIMEOUT, what: str = "condition",
+async def until(pred: Callable[[], object], timeout: float = IO_TIMEOUT, what: str = "condition",
                 step: float = 0.01) -> None:
     """Waits until pred() is true; fails after timeout."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Literal, Optional, overload
 
 from ._transport import ABNORMAL, Transport, TransportClosed, open_transport
 from ._types import (Ack, BinaryMessage, ClientClosed, ConnectionLost, Gap, Message,
@@ -124,6 +124,21 @@ class Room:
         return self.client.client_id
 
     # -- publishing and leaving ------------------------------------------------------------------
+
+    @overload
+    async def publish(self, msg: Mapping[str, Any] | bytes | bytearray | memoryview, *,
+                      ack: Literal[True], idempotency_key: str | bool | None = None,
+                      timeout: float | None = None) -> Ack: ...
+
+    @overload
+    async def publish(self, msg: Mapping[str, Any] | bytes | bytearray | memoryview, *,
+                      ack: Literal[False] = False, idempotency_key: str | bool | None = None,
+                      timeout: float | None = None) -> None: ...
+
+    @overload
+    async def publish(self, msg: Mapping[str, Any] | bytes | bytearray | memoryview, *,
+                      ack: bool, idempotency_key: str | bool | None = None,
+                      timeout: float | None = None) -> Ack | None: ...
 
     async def publish(self, msg: Mapping[str, Any] | bytes | bytearray | memoryview, *,
                       ack: bool = False, idempotency_key: str | bool | None = None,
@@ -865,7 +880,8 @@ class Client:
             self._call(room.on_left, msg, room)
 
     def _on_ack(self, msg: dict[str, Any]) -> None:
-        out = self._acks.pop(msg.get("ref"), None) if _hashable(msg.get("ref")) else None
+        ref = msg.get("ref")
+        out = self._acks.pop(ref, None) if isinstance(ref, int) else None
         if out is None:
             return
         if out.future is not None and not out.future.done():
@@ -881,7 +897,7 @@ class Client:
                             room=msg.get("room") if isinstance(msg.get("room"), str) else None,
                             ref=ref, data=msg)
         # 1. an error naming a publish's ref fails that publish
-        out = self._acks.pop(ref, None) if ref is not None and _hashable(ref) else None
+        out = self._acks.pop(ref, None) if isinstance(ref, int) else None
         if out is not None:
             if out.future is not None and not out.future.done():
                 out.future.set_exception(err)
@@ -1041,14 +1057,6 @@ def _future() -> asyncio.Future[Any]:
     fut = asyncio.get_running_loop().create_future()
     fut.add_done_callback(lambda f: f.cancelled() or f.exception())
     return fut
-
-
-def _hashable(v: Any) -> bool:
-    try:
-        hash(v)
-    except TypeError:
-        return False
-    return True
 
 
 def _runs(lo: int, hi: int, skip: set[int]) -> list[tuple[int, int]]:

@@ -65,28 +65,28 @@ class _WebSocketTransport:
         return TransportClosed(ABNORMAL, str(e))
 
     async def send_text(self, text: str) -> None:
-        import websockets
+        from websockets.exceptions import ConnectionClosed
         try:
             await self._ws.send(text)
-        except websockets.ConnectionClosed as e:
+        except ConnectionClosed as e:
             raise self._closed(e) from None
         except OSError as e:
             raise TransportClosed(ABNORMAL, str(e)) from None
 
     async def send_binary(self, data: bytes) -> None:
-        import websockets
+        from websockets.exceptions import ConnectionClosed
         try:
             await self._ws.send(data)
-        except websockets.ConnectionClosed as e:
+        except ConnectionClosed as e:
             raise self._closed(e) from None
         except OSError as e:
             raise TransportClosed(ABNORMAL, str(e)) from None
 
     async def recv(self) -> str | bytes:
-        import websockets
+        from websockets.exceptions import ConnectionClosed
         try:
             data = await self._ws.recv()
-        except websockets.ConnectionClosed as e:
+        except ConnectionClosed as e:
             raise self._closed(e) from None
         except OSError as e:
             raise TransportClosed(ABNORMAL, str(e)) from None
