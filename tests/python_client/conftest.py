@@ -11,9 +11,10 @@ Run with Debian's interpreter:
   always add ``--tcp-port 0``, so every server has both ports.
 * ``Proxy``: a TCP relay in the test's own event loop between a client and the server, which
   the test steers: ``cut()`` resets every relayed connection, ``block()`` refuses new ones,
-  ``mute()`` discards what the server sends on the connections open now (acks get lost), ``pause()`` stops reading from
-  the server (so the server's queue to that client fills). It is how the tests lose
-  connections and messages deterministically, without hooks in the client.
+  ``mute()`` discards what the server sends on the connections open now (acks get lost),
+  ``pause()`` stops reading from the server (so the server's queue to that client fills). It
+  is how the tests lose connections and messages deterministically, without hooks in the
+  client.
 * ``run(coro)``: each test is a plain function running one coroutine in a fresh loop.
 """
 

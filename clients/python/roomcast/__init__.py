@@ -28,28 +28,31 @@ API reference
 raw TCP port (``--tcp-port``) in line mode (newline-delimited JSON); ``framed=True`` selects
 the TCP port's framed mode instead, which can also send binary messages. Options:
 
-==================  =========  ===============================================================
-option              default    meaning
-==================  =========  ===============================================================
-``reconnect``       ``True``   reconnect after the connection is lost
-``min_delay``       ``0.25``   first reconnect delay (s); then doubled each failed attempt ...
-``max_delay``       ``10.0``   ... up to this; each delay is scaled by a random factor in
-                               [0.5, 1) (jitter: a restarted server is not hit by every client
-                               at the same instant)
-``max_queued``      ``1000``   publishes kept per room while disconnected (the oldest is
-                               dropped beyond it; its ack fails with ``queue_full``)
-``resume``          ``True``   rejoin with ``since``/``epoch`` (recovery) after a reconnect
-``session``         ``None``   a session token to present on the first join (one a previous
-                               ``joined`` gave, kept by the application across restarts)
-``framed``          ``False``  ``tcp://`` only: framed mode instead of line mode
-``connect_timeout`` ``10.0``   bound on one connection attempt (s)
-``ping_interval``   ``20.0``   WebSocket pings (s) that detect a dead connection; ``None``: off
-``max_message_size``64 MiB     the largest message accepted from the server
-``on_open``         ``None``   ``on_open(reconnect: bool)`` after each connection opens
-``on_close``        ``None``   ``on_close(code: int, reason: str)`` after each one ends
-``on_error``        ``None``   ``on_error(error: RoomcastError, room: Room | None)`` for errors
-                               no room handler took (see *Errors*)
-==================  =========  ===============================================================
+======================  =========  ===========================================================
+option                  default    meaning
+======================  =========  ===========================================================
+``reconnect``           ``True``   reconnect after the connection is lost
+``min_delay``           ``0.25``   first reconnect delay (s); then doubled each failed
+                                   attempt ...
+``max_delay``           ``10.0``   ... up to this; each delay is scaled by a random factor in
+                                   [0.5, 1) (jitter: a restarted server is not hit by every
+                                   client at the same instant)
+``max_queued``          ``1000``   publishes kept per room while disconnected (the oldest is
+                                   dropped beyond it; its ack fails with ``queue_full``)
+``resume``              ``True``   rejoin with ``since``/``epoch`` (recovery) after a
+                                   reconnect
+``session``             ``None``   a session token to present on the first join (one a
+                                   previous ``joined`` gave, kept by the application)
+``framed``              ``False``  ``tcp://`` only: framed mode instead of line mode
+``connect_timeout``     ``10.0``   bound on one connection attempt (s)
+``ping_interval``       ``20.0``   WebSocket pings (s) that detect a dead connection;
+                                   ``None``: off
+``max_message_size``    64 MiB     the largest message accepted from the server
+``on_open``             ``None``   ``on_open(reconnect: bool)`` after each connection opens
+``on_close``            ``None``   ``on_close(code: int, reason: str)`` after each one ends
+``on_error``            ``None``   ``on_error(error: RoomcastError, room: Room | None)`` for
+                                   errors no room handler took (see *Errors*)
+======================  =========  ===========================================================
 
 Every callback here and on rooms may be a plain function or a coroutine function (run as a
 task); an exception in one is logged (logger ``roomcast``) and does not stop the client.
