@@ -478,6 +478,9 @@ static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, size_t pn, const
     if (has_room && (len = room_name(t, ep, &q->key[RC_JK_ROOM], name)) < 0) return -1;
     rc_room *room = target_room(t, ep, name, len);
     if (!room) return -1;
+    /* errors about it name the room it went to, also when the client left that implicit */
+    rc_json_span rs = {.p = room->json_name, .len = room->json_len, .type = RC_JSON_STRING};
+    if (!has_room && t->req_room) t->req_room = &rs;
     const rc_json_span *ack = &q->key[RC_JK_ACK], *key = &q->key[RC_JK_IDEMPOTENCY_KEY];
     if (ack->type != RC_JSON_NONE && ack->len > RC_ACK_TOKEN_MAX)
         return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD, "\"ack\" token longer than %d bytes",

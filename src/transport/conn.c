@@ -277,6 +277,7 @@ static void on_eof(rc_conn *c, bool reset)
         }
         return;
     }
+    c->rd_eof = !reset; /* for the ended hook: the peer said goodbye (presence: "closed") */
     rc_conn_close(c);
 }
 
