@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import socket
+import struct
 import sys
 import time
 from typing import Any, Awaitable, Callable
@@ -193,10 +194,18 @@ class Proxy:
         return len(self._pipes)
 
     def cut(self) -> None:
-        """Resets every relayed connection (both sides see a reset or EOF)."""
-        for cw, sw in list(self._pipes):
-            cw.transport.abort()
-            sw.transport.abort()
+        """Resets every relayed connection: both sides get a TCP RST (SO_LINGER 0), as when a
+        network path dies, so the server counts the client as dropped, not as closed."""
+        for pipe in list(self._pipes):
+            for w in pipe:
+                sock = w.get_extra_info("socket")
+                if sock is not None:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
+                    except OSError:
+                        pass
+                w.transport.abort()
         self._pipes.clear()
 
     def block(self) -> None:
