@@ -824,12 +824,11 @@ class Client:
         had = room.last_msg_id
         if room.epoch is None and not room._resume:
             room.last_msg_id = base                      # the room's first join
-        elif room.epoch is not None and epoch is not None and epoch != room.epoch \
+        elif (room.epoch is not None and epoch is not None and epoch != room.epoch) \
                 or last < had:
             # A new stream (the room was reset, the server lost its history): ids start over.
             self._gap(room, Gap(room.name, had + 1, None, "new_epoch"))
             room.last_msg_id = base
-            room._skip.clear()
         elif recovered is True:
             pass  # the server replays had+1 .. last_msg_id next: nothing is lost
         elif base > had:
@@ -837,6 +836,7 @@ class Client:
             room.last_msg_id = base
         # else: the history replay overlaps what was delivered; the order check drops the rest
         room._resume = False
+        room._skip.clear()   # conflation notices were about the previous connection's queue
         if epoch is not None:
             room.epoch = epoch
         if isinstance(msg.get("members"), list):
