@@ -2,6 +2,8 @@
  *
  * Layout under the data directory (roomdir.h has the details):
  *   DIR/clean                         present only while no server runs after a clean exit
+ *   DIR/lock                          flock()ed by the server that has the directory open
+ *   DIR/client_ids                    a mark client ids have not reached (rc_store_ids_load)
  *   DIR/rooms/<dirname>/epoch         the room's epoch (text)
  *   DIR/rooms/<dirname>/name          the room's name, in a hashed directory only
  *   DIR/rooms/<dirname>/<first msg_id, 20 digits>.log   segments, oldest first

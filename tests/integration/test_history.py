@@ -655,3 +655,16 @@ def test_retention_removes_old_segments(start_server, data_dir):
     assert recs[-1]["msg_id"] == 1500 and len(recs) >= 200
     ids = [r["msg_id"] for r in recs]
     assert ids == list(range(ids[0], 1501))
+
+
+def test_one_server_per_data_directory(start_server, data_dir):
+    """A second server on a data directory in use refuses to start (two would interleave
+    records in the same segments); once the first is gone, the directory is free again."""
+    srv = start_server("--data-dir", data_dir)
+    p = subprocess.run([roomcast_bin(), "--port", "0", "--no-netsync", "--tcp-port", "off",
+                        "--chat-port", "off", "--data-dir", data_dir],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 and "is in use by another roomcast" in p.stderr, p.stderr
+    srv.stop()
+    srv2 = start_server("--data-dir", data_dir)
+    assert srv2.stats()["storage"]["enabled"] is True

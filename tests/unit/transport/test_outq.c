@@ -197,6 +197,53 @@ TEST(write_error_reported)
     close(sv[0]);
 }
 
+/* Conflation's edits: find the last unstarted frame with a key and mark, replace one in
+ * place, remove one keeping the order; a partly sent head is never found. */
+TEST(find_set_remove)
+{
+    rc_outq q = {0};
+    const char *texts[] = {"aa", "bbb", "cccc", "dd"};
+    rc_msg *m[4];
+    for (int i = 0; i < 4; i++) {
+        m[i] = msg_of(texts[i]);
+        m[i]->ckey = i == 3 ? 7 : (uint64_t)(i + 5); /* keys 5, 6, 7, 7 */
+        rc_outq_push(&q, m[i]);
+    }
+    CHECK_EQ_INT(q.bytes, 11);
+    CHECK_EQ_INT(rc_outq_find(&q, 7, 0), 3);  /* the last one */
+    CHECK_EQ_INT(rc_outq_find(&q, 5, 0), 0);
+    CHECK_EQ_INT(rc_outq_find(&q, 5, 1), -1); /* another mark */
+    CHECK_EQ_INT(rc_outq_find(&q, 9, 0), -1);
+    rc_msg *n = msg_of("N");
+    n->mark = 1;
+    rc_outq_set(&q, 1, n);                    /* "bbb" -> "N" */
+    CHECK_EQ_INT(q.bytes, 9);
+    CHECK(rc_msg_base(rc_outq_at(&q, 1)) == n);
+    CHECK_EQ_INT(rc_outq_find(&q, 0, 1), 1);
+    CHECK_EQ_INT(m[1]->refs, 1);              /* the queue's reference went */
+    CHECK_EQ_INT(n->refs, 2);
+    rc_outq_set(&q, 2, NULL);                 /* "cccc" removed */
+    CHECK_EQ_INT(q.count, 3);
+    CHECK_EQ_INT(q.bytes, 5);
+    CHECK(rc_msg_base(rc_outq_at(&q, 2)) == m[3]);
+    int sv[2];
+    CHECK_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    char got[64];
+    CHECK_EQ_INT(flush_all(&q, sv, got, sizeof(got), 5), 5);
+    CHECK_MEM(got, 5, "aaNdd", 5);
+    /* a partly sent head is out of reach */
+    rc_outq_push(&q, m[0]);
+    rc_outq_push(&q, m[0]);
+    q.head_off = 1;
+    CHECK_EQ_INT(rc_outq_find(&q, 5, 0), 1);
+    q.head_off = 0;
+    rc_outq_release(&q);
+    for (int i = 0; i < 4; i++) rc_msg_unref(m[i]);
+    rc_msg_unref(n);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
@@ -206,5 +253,6 @@ int main(int argc, char **argv)
     RUN(quiet_frames_are_sent_not_sampled);
     RUN(drop_unstarted_keeps_partial_head);
     RUN(write_error_reported);
+    RUN(find_set_remove);
     UNIT_MAIN_END("test_outq");
 }
