@@ -266,8 +266,9 @@ export class Room extends Emitter<RoomEvents> {
   /** With ack: a Promise of the ack, rejected with a RoomcastError. Binary data takes neither
    *  ack nor key (TypeError). */
   publish(msg: JsonObject, opts: PublishOptions & { ack: true }): Promise<AckResult>;
-  /** true: sent now; false: queued until the room is joined, or refused (room left: an
-   *  "error" event with code room_closed). */
+  /** true: sent now; false: queued until the room is joined, or refused (an "error" event
+   *  says why: room_closed for a room that was left; closed, replaced or kicked for a client
+   *  that stopped). */
   publish(msg: JsonObject | ArrayBuffer | ArrayBufferView, opts?: PublishOptions & { ack?: false }): boolean;
   /** ack known only at run time: one or the other. */
   publish(msg: JsonObject, opts: PublishOptions): boolean | Promise<AckResult>;

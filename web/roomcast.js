@@ -123,7 +123,8 @@ export class Room extends Emitter {
 
   /** Publishes a JSON object (or binary data: ArrayBuffer / typed array) to this room.
    *  Without opts.ack: returns true when sent now, false when queued for after the (re)join or
-   *  refused (room left: an "error" event with code room_closed is emitted).
+   *  refused (an "error" event says why: room_closed for a room that was left; closed,
+   *  replaced or kicked for a client that stopped).
    *  With opts.ack: returns a Promise of { msg_id, duplicate, room, ref, key }, rejected with a
    *  RoomcastError. opts.key: an idempotency key (a string, or true for a new one); a publish
    *  with ack gets a new key unless key is false. Keyed publishes are resent after a reconnect
@@ -385,9 +386,13 @@ export class RoomcastClient extends Emitter {
     if (binary && (wantAck || key != null)) {
       throw new TypeError("roomcast: binary messages carry neither ack nor idempotency key");
     }
-    if (room.closed) {
-      const err = { type: "error", code: "room_closed", room: room.name, local: true,
-                    message: `room '${room.name}' was left; join it again to publish` };
+    // Refused, not thrown: a room that was left, or a client that stopped for good (close(),
+    // replaced, kicked) until connect().
+    const refused = room.closed ? ["room_closed", `room '${room.name}' was left; join it again to publish`]
+      : this.state === "closed" ? [this.closeInfo?.by ?? "closed", `the client is closed (${this.closeInfo?.by ?? "closed"}); connect() again to publish`]
+      : null;
+    if (refused) {
+      const err = { type: "error", code: refused[0], room: room.name, local: true, message: refused[1] };
       this._emitError(err, room);
       return wantAck ? Promise.reject(new RoomcastError(err)) : false;
     }
@@ -532,12 +537,11 @@ export class RoomcastClient extends Emitter {
       room.emit("presence", sync, room);
       this.emit("presence", sync, room);
     }
-    for (const e of room._queue.splice(0)) {
-      if (this._send(e.data)) {
-        if (e.ref != null) room._unacked.push(e);
-      } else {
-        room._queue.push(e);
-      }
+    // The queue in order; a send that fails (the connection is going) leaves it and the rest
+    // queued, in order, for the next join.
+    while (room._queue.length && this._send(room._queue[0].data)) {
+      const e = room._queue.shift();
+      if (e.ref != null) room._unacked.push(e);
     }
   }
 

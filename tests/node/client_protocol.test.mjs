@@ -242,6 +242,30 @@ test("closed as replaced (1008): no reconnect, 'replaced' emitted, waiting acks 
   assert.equal(rc.state, "closed");
   assert.equal(rc.closeInfo.by, "replaced");
   assert.deepEqual(events, [["close", false], ["replaced", 1008]]);
+  // publishing afterwards is refused with the reason, not queued for ever
+  const errs = [];
+  room.on("error", (e) => errs.push(e.code));
+  assert.equal(room.publish({ type: "m" }), false);
+  await assert.rejects(room.publish({ type: "m" }, { ack: true }), (e) => e.code === "replaced" && e.local);
+  assert.deepEqual(errs, ["replaced", "replaced"]);
+  assert.equal(room.queued, 0);
+});
+
+test("after close(), publish is refused with code closed; connect() makes it work again", async () => {
+  const { rc, room } = await joined();
+  rc.close();
+  const errs = [];
+  rc.on("error", (e) => errs.push(e.code));
+  assert.equal(room.publish({ type: "m" }), false);
+  assert.deepEqual(errs, ["closed"]);
+  rc.connect();
+  const ws = FakeWS.last();
+  ws.open();
+  assert.equal(ws.take()[0].type, "join");
+  assert.equal(room.publish({ type: "m", n: 1 }), false, "queued until joined");
+  ws.recv({ type: "joined", room: "r", client_id: 7, last_msg_id: 0, epoch: "e1", recovered: true });
+  assert.deepEqual(ws.take().map((m) => m.n), [1]);
+  rc.close();
 });
 
 test("kicked (1008 kicked): no reconnect, 'kicked' emitted; other 1008s reconnect", async () => {
