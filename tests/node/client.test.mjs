@@ -277,6 +277,24 @@ describe("roomcast.js: issue 12's protocol", () => {
     assert.equal(other.state, "open", "the newer one is left alone");
   });
 
+  test("banned: kicked with ?ban, the client stops; its session presented again is refused on the room", async () => {
+    const rc = client(srv.url);
+    await joinRoom(rc, "c-ban");
+    const kicked = new Promise((r) => rc.on("kicked", r));
+    const res = await fetch(`${srv.http}/api/clients/${rc.clientId}?ban=60`,
+                            { method: "DELETE", headers: { Authorization: `Bearer ${API_KEY}` } });
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).banned, true);
+    await withTimeout(kicked, 10000, "kicked");
+    assert.equal(rc.state, "closed");
+    const again = client(srv.url, { session: rc.session });
+    const room = again.join("c-ban");
+    const err = await withTimeout(new Promise((r) => room.on("error", r)), 10000, "banned");
+    assert.deepEqual([err.code, err.room], ["banned", "c-ban"]);
+    assert.equal(room.joined, false);
+    assert.equal(again.session, rc.session, "a banned session is not thrown away by the client");
+  });
+
   test("history: a late joiner gets the last N messages, then live, without a gap", async () => {
     const pub = client(srv.url);
     const [room] = await joinRoom(pub, "c-history");
