@@ -46,8 +46,9 @@ enum rc_fsync { RC_FSYNC_NO, RC_FSYNC_EVERYSEC, RC_FSYNC_ALWAYS };
 
 /* The writer keeps at most this many segment files open (least recently written closed
  * first, reopened on demand), or an eighth of RLIMIT_NOFILE when that is lower (at least 4):
- * however many rooms there are, the log holds at most this many descriptors plus its eventfd
- * and, briefly, one more while it replaces an epoch or name file or deletes a room. */
+ * however many rooms there are, the log holds at most this many descriptors plus its eventfd,
+ * its directory lock and, briefly, one more while it replaces an epoch, name or state file or
+ * deletes a room. */
 #define RC_STORE_FD_MAX 64
 
 typedef struct rc_store rc_store;
