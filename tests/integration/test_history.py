@@ -382,8 +382,24 @@ def test_kill9_with_fsync_always_keeps_every_acknowledged_message(start_server, 
     srv.proc.wait()
     srv.returncode = 0                  # killed on purpose: nothing to judge
     records = {r["msg_id"]: r for r in dump(data_dir, room)}
+
+    def evidence():
+        """What the data directory holds and what the server said, for a failure."""
+        files = []
+        for root, _dirs, names in os.walk(data_dir):
+            for n in sorted(names):
+                p = os.path.join(root, n)
+                files.append(f"{os.path.relpath(p, data_dir)} {os.path.getsize(p)}")
+        ids = sorted(records)
+        again = subprocess.run([roomcast_bin(), "--data-dir", data_dir, "--dump", room],
+                               capture_output=True, text=True, timeout=30)
+        return (f"\nfiles: {files}\nrecords: {len(ids)} from {ids[:1]} to {ids[-1:]}\n"
+                f"dump stderr: {again.stderr[-2000:]}\n"
+                f"server stderr tail:\n{srv.stderr_tail(40)}")
+
     for ref, msg_id in acked.items():
-        assert msg_id in records, f"acknowledged {ref} (msg_id {msg_id}) missing after kill -9"
+        assert msg_id in records, \
+            f"acknowledged {ref} (msg_id {msg_id}) missing after kill -9" + evidence()
         k, i = ref.split("-")
         assert records[msg_id]["data"]["k"] == int(k) and records[msg_id]["data"]["i"] == int(i)
     last = max(records)
