@@ -39,7 +39,7 @@ SRC      := $(sort $(filter-out src/app/main.c,$(wildcard src/*/*.c)))
 OBJ      := $(SRC:%.c=$(O)/obj/%.o)
 # web/ (client library and demo) is compiled into the binary: tools/embed writes the files as
 # C arrays into a generated source that joins the library like any other object.
-WEB_FILES := $(sort $(wildcard web/*.html web/*.js web/*.css web/*.svg web/*.ico))
+WEB_FILES := $(sort $(wildcard web/*.html web/*.js web/*.ts web/*.css web/*.svg web/*.ico))
 WEB_GEN  := $(O)/gen/webassets_data.c
 OBJ      += $(O)/obj/gen/webassets_data.o
 LIB      := $(O)/libroomcast.a

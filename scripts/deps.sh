@@ -2,7 +2,8 @@
 # Installs what roomcast needs on Debian 12, and nothing that is already there.
 #   scripts/deps.sh build   compiler, make, the OpenSSL, zlib and ZeroMQ headers
 #   scripts/deps.sh test    build + clang/libFuzzer, Python websockets/pytest, node + npm ws,
-#                           chromium + npm playwright-core (browser test), netcat-openbsd (nc)
+#                           chromium + npm playwright-core (browser test), netcat-openbsd (nc),
+#                           pip/venv/setuptools/wheel (the Python client's install test)
 # Idempotent and quick when everything is present: it only asks dpkg what is missing.
 set -eu
 what=${1:-build}
@@ -17,6 +18,8 @@ fi
 if [ "$what" = test ]; then pkgs="$pkgs chromium"; fi
 # nc (netcat-openbsd) is a client of the raw TCP port in tests/integration/test_tcp.py.
 if [ "$what" = test ]; then pkgs="$pkgs netcat-openbsd"; fi
+# tests/python_client/test_install.py installs clients/python offline into a venv.
+if [ "$what" = test ]; then pkgs="$pkgs python3-pip python3-venv python3-setuptools python3-wheel"; fi
 
 missing=""
 for p in $pkgs; do

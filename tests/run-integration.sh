@@ -4,8 +4,9 @@
 #   tests/run-integration.sh SAN_BIN OPT_BIN
 #
 #   SAN_BIN  the ASan+UBSan build (build/sanitize/roomcast): pytest (python3-websockets and raw
-#            sockets, tests/integration) and node's test runner (npm ws, tests/node) run against
-#            it; every server they start must exit 0 on SIGTERM, so leaks and UB fail the run.
+#            sockets, tests/integration; the Python client package, tests/python_client) and
+#            node's test runner (npm ws, tests/node) run against it; every server they start
+#            must exit 0 on SIGTERM, so leaks and UB fail the run.
 #   OPT_BIN  the optimised build (build/roomcast): reserved for the benchmark smoke run (see the
 #            marked place below).
 #
@@ -61,6 +62,11 @@ export PYTHONDONTWRITEBYTECODE=1
 echo "== integration (pytest, python websockets + raw sockets) against $SAN_BIN"
 step pytest env ROOMCAST_BIN="$SAN_BIN" timeout 900 "$PYTHON" -m pytest -p no:cacheprovider -q -rfE \
     "$ROOT/tests/integration"
+
+echo
+echo "== Python client (pytest, clients/python/roomcast over WebSocket and TCP) against $SAN_BIN"
+step python-client env ROOMCAST_BIN="$SAN_BIN" PYTHONPATH="$ROOT/clients/python" timeout 600 \
+    "$PYTHON" -m pytest -p no:cacheprovider -q -rfE "$ROOT/tests/python_client"
 
 echo
 echo "== integration (pytest, pyzmq NetSync clients) against $SAN_BIN"

@@ -25,6 +25,7 @@ static const char *content_type(const char *name)
         {".ico", "image/x-icon"},
         {".json", "application/json"},
         {".txt", "text/plain; charset=utf-8"},
+        {".ts", "text/plain; charset=utf-8"}, /* TypeScript declarations, to read */
     };
     const char *dot = strrchr(name, '.');
     for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)

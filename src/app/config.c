@@ -85,6 +85,10 @@ const rc_config_option rc_config_options[] = {
     {.name = "max-state-bytes", .type = RC_OPT_BYTES, FIELD(max_state_bytes), .max = 1ull << 32,
      .def = 512 << 10, .metavar = "BYTES",
      .help = "bytes of state (keys and their messages) one room may hold"},
+    {.name = "state-memory", .type = RC_OPT_BYTES, FIELD(state_memory), .max = 1ull << 44,
+     .def = 256 << 20, .metavar = "BYTES",
+     .help = "bytes the states of all rooms may hold together (a new key or a bigger value "
+             "beyond it is refused); 0: no limit"},
     {.name = "ping-interval", .type = RC_OPT_SECONDS, FIELD(ping_interval), .def = SECONDS(5),
      .metavar = "SEC", .help = "ping a client after this much silence"},
     {.name = "ping-timeout", .type = RC_OPT_SECONDS, FIELD(ping_timeout), .def = SECONDS(5),

@@ -48,6 +48,7 @@ typedef struct rc_config {
     uint32_t presence_limit;      /* rooms above this many members batch presence (100) */
     uint32_t max_state_keys;      /* state keys per room (1000) */
     size_t max_state_bytes;       /* bytes of state per room (512 KiB) */
+    size_t state_memory;          /* bytes of state of all rooms, 0 = no limit (256 MiB) */
     const char *data_dir;         /* durable log directory, NULL = in memory only */
     int fsync_mode;               /* enum rc_fsync (everysec) */
     const char *tool_dump;        /* --dump ROOM: print a room's log and exit; NULL = no */

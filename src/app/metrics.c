@@ -179,6 +179,9 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
            rs->history_joins);
     metric(&t, "roomcast_state_joins_total", "counter", "Joins that asked for the room state.",
            rs->state_joins);
+    metric(&t, "roomcast_state_bytes", "gauge",
+           "Bytes the states of all rooms hold (keys and messages; --state-memory).",
+           srv->rooms.state_bytes);
     metric(&t, "roomcast_sessions", "gauge", "Sessions remembered (held or idle).",
            srv->rooms.sessions.table.count);
     metric(&t, "roomcast_sessions_reclaimed_total", "counter",

@@ -222,6 +222,7 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         .history_memory = cfg->history_memory, .max_rooms = cfg->max_rooms,
         .create_rate = cfg->room_create_rate, .presence_limit = cfg->presence_limit,
         .max_state_keys = cfg->max_state_keys, .max_state_bytes = cfg->max_state_bytes,
+        .state_memory = cfg->state_memory,
         .session_ttl = cfg->session_ttl, .max_idle_sessions = cfg->max_sessions,
     };
     rc_rooms_init(&srv->rooms, loop, &rcfg);

@@ -71,10 +71,12 @@ size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
         (unsigned long long)rs->evicted_bytes);
     const rc_sessions *ss = &srv->rooms.sessions;
     OUT(",\"sessions\":{\"remembered\":%u,\"idle\":%u,\"reclaimed\":%llu,\"replaced\":%llu,"
-        "\"refused_banned\":%llu},\"rooms_features\":{\"history_joins\":%llu,"
+        "\"refused_banned\":%llu},\"state\":{\"memory\":%zu,\"memory_limit\":%zu},"
+        "\"rooms_features\":{\"history_joins\":%llu,"
         "\"state_joins\":%llu,\"presence_events\":%llu,\"conflated\":%llu}",
         ss->table.count, ss->nidle, (unsigned long long)ss->reclaimed,
         (unsigned long long)ss->replaced, (unsigned long long)ss->refused,
+        srv->rooms.state_bytes, srv->cfg.state_memory,
         (unsigned long long)rs->history_joins, (unsigned long long)rs->state_joins,
         (unsigned long long)rs->presence_events, (unsigned long long)rs->conflated);
     rc_store *store = srv->rooms.store;

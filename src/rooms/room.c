@@ -112,7 +112,7 @@ static void room_free(rc_rooms *t, rc_room *room)
     t->hist_bytes -= room->hist.bytes;
     if (rc_heap_contains(&room->aged)) rc_heap_remove(&t->aged, &room->aged);
     rc_presence_room_gone(t, room);
-    rc_state_free(room);
+    rc_state_free(t, room);
     rc_history_release(&room->hist);
     free(room->idem.cur);
     free(room->idem.prev);

@@ -63,6 +63,7 @@ typedef struct rc_rooms_config {
     uint32_t presence_limit; /* above this many members, presence is batched once a second */
     uint32_t max_state_keys; /* state keys one room may hold */
     size_t max_state_bytes;  /* bytes of state (keys and messages) one room may hold */
+    size_t state_memory;     /* bytes the states of all rooms may hold together, 0 = no limit */
     uint64_t session_ttl;    /* ns a session outlives its last connection */
     uint32_t max_idle_sessions; /* released sessions remembered at most */
 } rc_rooms_config;
@@ -147,6 +148,7 @@ typedef struct rc_rooms {
     rc_room *empty;          /* rooms without members, kept for their history, newest first */
     rc_room *empty_tail;     /* the one empty the longest */
     size_t hist_bytes;       /* bytes every room's history keeps (rc_history.bytes summed) */
+    size_t state_bytes;      /* bytes every room's state holds (state.c) */
     rc_heap aged;            /* rooms with kept messages, by the age of their oldest */
     rc_rooms_config cfg;     /* limits (copied at init) */
     rc_loop *loop;           /* not owned */

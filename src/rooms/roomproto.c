@@ -460,11 +460,15 @@ int rc_roomproto_state_check(const rc_rooms *t, const rc_room *room, const rc_js
     if (r == RC_STATE_BAD) snprintf(why, whylen, "%s", w);
     /* the frame will be the text, "room", "client_id" and "msg_id" at most this much more */
     if (r == RC_STATE_OK && rc_state_admit(t, room, sk, n + 64 + room->json_len) != RC_STATE_OK) {
-        snprintf(why, whylen,
-                 "room '%s' holds %u state keys (%zu bytes), the most it may (%u keys, %zu bytes): "
-                 "delete a key first",
-                 room->name, rc_state_count(room), rc_state_bytes(room), t->cfg.max_state_keys,
-                 t->cfg.max_state_bytes);
+        if (t->cfg.state_memory && t->state_bytes + n > t->cfg.state_memory)
+            snprintf(why, whylen, "the server holds %zu bytes of room state, about the most it "
+                     "may (--state-memory)", t->state_bytes);
+        else
+            snprintf(why, whylen,
+                     "room '%s' holds %u state keys (%zu bytes), the most it may (%u keys, %zu "
+                     "bytes): delete a key first",
+                     room->name, rc_state_count(room), rc_state_bytes(room),
+                     t->cfg.max_state_keys, t->cfg.max_state_bytes);
         return RC_STATE_FULL;
     }
     return r;

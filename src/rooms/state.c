@@ -81,22 +81,26 @@ int rc_state_admit(const rc_rooms *t, const rc_room *room, const rc_statekey *k,
     size_t want = k->len + msg_bytes;
     if (!e && (s ? s->count : 0) >= t->cfg.max_state_keys) return RC_STATE_FULL;
     /* A value that grows past the bound is refused too, or replacing could take a room's
-     * state to max_state_keys times the largest message. */
+     * state to max_state_keys times the largest message. Rooms outlive their members, so
+     * all of them together have a bound as well (--state-memory), as their histories do. */
     if (want > old && now - old + want > t->cfg.max_state_bytes) return RC_STATE_FULL;
+    if (want > old && t->cfg.state_memory && t->state_bytes - old + want > t->cfg.state_memory)
+        return RC_STATE_FULL;
     return RC_STATE_OK;
 }
 
-static void entry_free(rc_room_state *s, rc_state_entry *e)
+static void entry_free(rc_rooms *t, rc_room_state *s, rc_state_entry *e)
 {
     s->bytes -= entry_bytes(e->klen, e->frame);
+    t->state_bytes -= entry_bytes(e->klen, e->frame);
     s->count--;
     rc_htab_remove(&s->table, &e->node);
     rc_msg_unref(e->frame);
     free(e);
 }
 
-static void set(rc_room *room, const char *key, size_t klen, uint64_t msg_id, uint64_t time_ms,
-                rc_msg *frame, bool del)
+static void set(rc_rooms *t, rc_room *room, const char *key, size_t klen, uint64_t msg_id,
+                uint64_t time_ms, rc_msg *frame, bool del)
 {
     rc_room_state *s = room->state;
     if (!s) {
@@ -108,11 +112,12 @@ static void set(rc_room *room, const char *key, size_t klen, uint64_t msg_id, ui
     s->last_change = msg_id;
     rc_state_entry *e = find(s, key, klen);
     if (del) {
-        if (e) entry_free(s, e);
+        if (e) entry_free(t, s, e);
         return;
     }
     if (e) {
         s->bytes -= entry_bytes(e->klen, e->frame);
+        t->state_bytes -= entry_bytes(e->klen, e->frame);
         rc_msg_unref(e->frame);
     } else {
         if (!(e = malloc(sizeof(*e) + klen))) {
@@ -132,13 +137,13 @@ static void set(rc_room *room, const char *key, size_t klen, uint64_t msg_id, ui
     e->time_ms = time_ms;
     e->frame = rc_msg_ref(frame);
     s->bytes += entry_bytes(klen, frame);
+    t->state_bytes += entry_bytes(klen, frame);
 }
 
 void rc_state_apply(rc_rooms *t, rc_room *room, const rc_statekey *k, uint64_t msg_id,
                     uint64_t time_ms, rc_msg *frame)
 {
-    (void)t;
-    set(room, k->key, k->len, msg_id, time_ms, frame, k->del);
+    set(t, room, k->key, k->len, msg_id, time_ms, frame, k->del);
 }
 
 uint32_t rc_state_count(const rc_room *room)
@@ -151,10 +156,11 @@ size_t rc_state_bytes(const rc_room *room)
     return room->state ? room->state->bytes : 0;
 }
 
-void rc_state_free(rc_room *room)
+void rc_state_free(rc_rooms *t, rc_room *room)
 {
     rc_room_state *s = room->state;
     if (!s) return;
+    t->state_bytes -= s->bytes;
     uint32_t b = 0;
     rc_hnode *n = rc_htab_next(&s->table, &b, NULL);
     while (n) {
@@ -247,6 +253,7 @@ void rc_state_snapshot_maybe(rc_rooms *t, rc_room *room, bool force)
 }
 
 struct load_ctx {
+    rc_rooms *t;
     rc_room *room;
 };
 
@@ -256,14 +263,13 @@ static void load_entry(void *arg, uint64_t msg_id, uint64_t time_ms, const char 
     struct load_ctx *x = arg;
     rc_msg *frame = rc_ws_msg_new(RC_WS_TEXT, p, plen);
     if (!frame) return;
-    set(x->room, key, klen, msg_id, time_ms, frame, false);
+    set(x->t, x->room, key, klen, msg_id, time_ms, frame, false);
     rc_msg_unref(frame);
 }
 
 void rc_state_load(rc_rooms *t, rc_room *room, const char *blob, size_t len)
 {
-    (void)t;
-    struct load_ctx x = {.room = room};
+    struct load_ctx x = {.t = t, .room = room};
     uint64_t upto;
     if (rc_state_blob_read(blob, len, &upto, load_entry, &x) < 0) {
         rc_warn("room '%s': state snapshot malformed; state restored from the log only",
@@ -277,7 +283,6 @@ void rc_state_load(rc_rooms *t, rc_room *room, const char *blob, size_t len)
 void rc_state_replay(rc_rooms *t, rc_room *room, uint64_t msg_id, uint64_t time_ms,
                      uint8_t opcode, const char *p, size_t len, rc_msg *frame)
 {
-    (void)t;
     if (opcode != RC_WS_TEXT || (room->state && msg_id <= room->state->snap_upto)) return;
     /* Only keyed messages change the state; a cheap test first, the scan only for them. */
     if (len < 12 || (!memmem(p, len, "state_", 6) && !memmem(p, len, "\\u", 2))) return;
@@ -286,5 +291,5 @@ void rc_state_replay(rc_rooms *t, rc_room *room, uint64_t msg_id, uint64_t time_
     rc_statekey k;
     const char *why;
     if (rc_state_parse(&q, &k, &why) != RC_STATE_OK) return;
-    set(room, k.key, k.len, msg_id, time_ms, frame, k.del);
+    set(t, room, k.key, k.len, msg_id, time_ms, frame, k.del);
 }

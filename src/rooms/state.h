@@ -67,7 +67,7 @@ uint32_t rc_state_count(const rc_room *room);
 size_t rc_state_bytes(const rc_room *room);
 
 /* rc_state_free drops the room's state. */
-void rc_state_free(rc_room *room);
+void rc_state_free(rc_rooms *t, rc_room *room);
 
 /* ---- with a durable log ---- */
 

@@ -10,11 +10,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -234,6 +236,22 @@ rc_store *rc_store_open(rc_loop *loop, const char *dir, enum rc_fsync mode, size
     char p[PATH_MAX + 16];
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
         rc__store_set_error(st, errno, "create data directory", dir);
+    /* One server per data directory: two would interleave records in the same segments. An
+     * advisory lock, so the kernel drops it with the process, however it ends. */
+    snprintf(p, sizeof(p), "%s/lock", dir);
+    st->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (st->lock_fd >= 0 && flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(st->lock_fd);
+        free(st);
+        if (e == EWOULDBLOCK)
+            rc_error("data directory '%s' is in use by another roomcast; give each server its "
+                     "own --data-dir",
+                     dir);
+        else
+            rc_error("data directory '%s': cannot lock: %s", dir, strerror(e));
+        return NULL;
+    }
     snprintf(p, sizeof(p), "%s/clean", dir);
     bool clean = access(p, F_OK) == 0;
     load_rooms(st, loader, !clean);
@@ -264,6 +282,7 @@ err_fd:
     close(efd);
 err:
     rc_error("durable log: cannot start: %s", strerror(errno));
+    if (st->lock_fd >= 0) close(st->lock_fd);
     free(st);
     return NULL;
 }
@@ -290,6 +309,7 @@ void rc_store_close(rc_store *st)
     rc_buf_release(&st->handoff);
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
+    if (st->lock_fd >= 0) close(st->lock_fd); /* last: the directory is consistent now */
     free(st);
 }
 

@@ -2,6 +2,8 @@
  *
  * Layout under the data directory (roomdir.h has the details):
  *   DIR/clean                         present only while no server runs after a clean exit
+ *   DIR/lock                          flock()ed by the server that has the directory open
+ *   DIR/client_ids                    a mark client ids have not reached (rc_store_ids_load)
  *   DIR/rooms/<dirname>/epoch         the room's epoch (text)
  *   DIR/rooms/<dirname>/name          the room's name, in a hashed directory only
  *   DIR/rooms/<dirname>/<first msg_id, 20 digits>.log   segments, oldest first
@@ -44,8 +46,9 @@ enum rc_fsync { RC_FSYNC_NO, RC_FSYNC_EVERYSEC, RC_FSYNC_ALWAYS };
 
 /* The writer keeps at most this many segment files open (least recently written closed
  * first, reopened on demand), or an eighth of RLIMIT_NOFILE when that is lower (at least 4):
- * however many rooms there are, the log holds at most this many descriptors plus its eventfd
- * and, briefly, one more while it replaces an epoch or name file or deletes a room. */
+ * however many rooms there are, the log holds at most this many descriptors plus its eventfd,
+ * its directory lock and, briefly, one more while it replaces an epoch, name or state file or
+ * deletes a room. */
 #define RC_STORE_FD_MAX 64
 
 typedef struct rc_store rc_store;

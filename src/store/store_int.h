@@ -57,6 +57,7 @@ struct rc_store_room {
 
 struct rc_store {
     char dir[RC__STORE_DIR_MAX]; /* data directory */
+    int lock_fd;             /* DIR/lock, flock()ed for as long as the store is open */
     enum rc_fsync mode;      /* when the writer fsyncs (--fsync) */
     size_t segment_max;      /* rotate segments beyond this size, bytes */
     rc_loop *loop;           /* the loop that owns the store */

@@ -12,73 +12,21 @@
 //   variable through the server, and is saved as build/test-output/netsync.png.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawn } from "node:child_process";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, "../..");
-const BIN = path.resolve(REPO, process.env.ROOMCAST_BIN ?? "build/sanitize/roomcast");
-const OUT = path.join(REPO, "build/test-output");
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-
-// Flags that keep parallel servers from colliding: the NetSync transport listens on fixed
-// ports by default, so it is switched off when the binary has it.
-const EXTRA_FLAGS = execFileSync(BIN, ["--help"], { encoding: "utf8" }).includes("--no-netsync")
-  ? ["--no-netsync"] : [];
-
-// One roomcast process. Its stderr is collected; stop() demands exit status 0 (the sanitizer
-// build fails the status on leaks and UB).
-class Server {
-  static async start(port = 0, flags = EXTRA_FLAGS) {
-    const s = new Server();
-    s.stderr = "";
-    s.proc = spawn(BIN, ["--bind", "127.0.0.1", "--port", String(port), "--log-level", "warn",
-                              ...flags],
-                   { stdio: ["ignore", "ignore", "pipe"] });
-    s.exited = new Promise((resolve) => s.proc.on("exit", (code, sig) => resolve({ code, sig })));
-    s.port = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`roomcast did not start:\n${s.stderr}`)), 10000);
-      s.proc.stderr.on("data", (d) => {
-        s.stderr += d;
-        const m = /roomcast: listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(s.stderr);
-        if (m) { clearTimeout(timer); resolve(Number(m[1])); }
-      });
-      s.proc.on("exit", (code) => { clearTimeout(timer); reject(new Error(`roomcast exited ${code}:\n${s.stderr}`)); });
-    });
-    return s;
-  }
-
-  async stop() {
-    this.proc.kill("SIGTERM");
-    const { code, sig } = await this.exited;
-    assert.equal(code, 0, `roomcast exited with ${code ?? sig}\n${this.stderr.slice(-3000)}`);
-  }
-}
+import { HERE, OUT, Server, launchBrowser, waitFor } from "./harness.mjs";
 
 let browser, server, profile;
 
 before(async () => {
-  mkdirSync(OUT, { recursive: true });
-  profile = mkdtempSync(path.join(tmpdir(), "roomcast-chromium-"));
   server = await Server.start();
-  // launchPersistentContext is how a user-data-dir is given; every test gets fresh pages.
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1280, height: 800 },
-  });
+  ({ browser, profile } = await launchBrowser());
 });
 
 after(async () => {
   await browser?.close();
   if (server) await server.stop();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  profile?.remove();
 });
 
 // A page with the client library loaded from the server, joined to `room`. Everything it
@@ -102,9 +50,6 @@ async function clientPage(port, room) {
   }, { room });
   return page;
 }
-
-const waitFor = (page, fn, arg, timeout = 15000) =>
-  page.waitForFunction(fn, arg, { timeout, polling: 50 });
 
 test("two pages in one room exchange messages in the same order", async () => {
   const a = await clientPage(server.port, "browser-order");

@@ -304,6 +304,31 @@ def test_state_bounds(start_server):
     assert srv.stats()["errors"]["state_full"] == 2
 
 
+def test_state_memory_bounds_all_rooms_together(start_server):
+    """One client moving through rooms (which outlive it) cannot fill the server's memory with
+    state: past --state-memory a new key is refused in any room; deleting frees it."""
+    srv = start_server("--state-memory", "20000", "--max-state-bytes", "8192")
+    a = RawWS.connect(srv.port)
+    refused, rooms = 0, []
+    for r in range(10):
+        room = rn()
+        rooms.append(room)
+        a.join(room)
+        a.send_json({"type": "m", "room": room, "state_key": "k", "pad": "x" * 4000})
+        m = a.recv_json()
+        if m["type"] == "error":
+            assert m["code"] == "state_full" and "--state-memory" in m["message"], m
+            refused += 1
+        a.send_json({"type": "leave", "room": room})
+        assert a.recv_json()["type"] == "left"
+    st = srv.stats()["state"]
+    assert refused >= 5 and st["memory"] <= 20000 and st["memory_limit"] == 20000, (refused, st)
+    a.join(rooms[0])
+    a.send_json({"type": "m", "room": rooms[0], "state_key": "k", "state_delete": True})
+    a.recv_json()
+    assert srv.stats()["state"]["memory"] < st["memory"]
+
+
 def test_state_outlives_history_and_restarts(start_server, tmp_path):
     data = str(tmp_path / "data")
     srv = start_server("--data-dir", data, "--history-size", "5")
