@@ -75,7 +75,7 @@ static int by_client(const void *a, const void *b)
 /* Sends room's batch: the net effect of its changes. A member's changes alternate (it cannot
  * join twice without leaving), so an even number of them cancels out and an odd number has
  * the effect of the first. */
-static void batch_send(rc_rooms *t, rc_presence_batch *b)
+static void batch_send(rc_rooms *t, rc_presence_batch *b, const rc_endpoint *except)
 {
     rc_room *room = b->room;
     if (room->npresence == 0 || b->n == 0) {
@@ -101,13 +101,16 @@ static void batch_send(rc_rooms *t, rc_presence_batch *b)
                       (unsigned long long)room->last_msg_id);
     batch_free(t, b);
     if (out.failed) rc_warn("room '%s': out of memory for a presence batch", room->name);
-    else tell(t, room, NULL, rc_buf_head(&out.buf), rc_buf_size(&out.buf));
+    else tell(t, room, except, rc_buf_head(&out.buf), rc_buf_size(&out.buf));
     rc_textbuf_release(&out);
 }
 
-/* Gathers one change of a big room. */
-static void gather(rc_rooms *t, rc_room *room, uint64_t client_id, bool join)
+/* Gathers one change of a big room. A batch that fills up is sent at once, but not to a
+ * member whose join filled it: that member is in the room already but has not been sent its
+ * `joined` yet, and its member_count there counts what the batch says. */
+static void gather(rc_rooms *t, rc_room *room, const rc_endpoint *ep, bool join)
 {
+    uint64_t client_id = ep->client_id;
     rc_presence_batch *b = room->pbatch;
     if (!b) {
         if (!(b = calloc(1, sizeof(*b)))) return;
@@ -125,7 +128,7 @@ static void gather(rc_rooms *t, rc_room *room, uint64_t client_id, bool join)
         b->cap = cap;
     }
     b->ch[b->n] = (struct change){.client_id = client_id, .seq = b->n, .join = join};
-    if (++b->n >= BATCH_MAX) batch_send(t, b);
+    if (++b->n >= BATCH_MAX) batch_send(t, b, join ? ep : NULL);
 }
 
 /* One change: gathered in a room above the limit (`size` is the room's size with the member
@@ -134,10 +137,10 @@ static void change(rc_rooms *t, rc_room *room, const rc_endpoint *ep, uint32_t s
 {
     if (room->npresence == 0 && !room->pbatch) return;
     if (size > t->cfg.presence_limit) {
-        gather(t, room, ep->client_id, reason < 0);
+        gather(t, room, ep, reason < 0);
         return;
     }
-    if (room->pbatch) batch_send(t, room->pbatch);
+    if (room->pbatch) batch_send(t, room->pbatch, reason < 0 ? ep : NULL);
     if (room->npresence == 0) return;
     char out[192 + rc_json_escape_max(RC_ROOM_NAME_MAX)];
     int n;
@@ -169,7 +172,7 @@ void rc_presence_leave(rc_rooms *t, rc_room *room, const rc_endpoint *ep, int re
 
 void rc_presence_flush(rc_rooms *t)
 {
-    while (t->pbatches) batch_send(t, t->pbatches);
+    while (t->pbatches) batch_send(t, t->pbatches, NULL);
 }
 
 void rc_presence_room_gone(rc_rooms *t, rc_room *room)

@@ -456,6 +456,44 @@ TEST(deferred_acks_follow_the_log)
     rc_rooms_release(&t);
 }
 
+/* A big room's presence batch that fills up (65,536 changes) is sent at once — but not to the
+ * member whose join filled it: that member has not been sent its `joined` yet (join-cost in
+ * bench/ caught it receiving the batch first). */
+TEST(full_presence_batch_skips_the_joiner)
+{
+    rc_rooms t;
+    rooms_init(&t, 0);
+    t.cfg.presence_limit = 1;
+    fake a, b, c;
+    fake_init(&a, RC_WIRE_WS, 1);
+    fake_init(&b, RC_WIRE_WS, 2);
+    fake_init(&c, RC_WIRE_WS, 3);
+    rc_room *room = NULL;
+    CHECK_EQ_INT(rc_room_join(&t, &a.ep, "big", 3, RC_MEMBER_PRESENCE, &room), RC_JOIN_OK);
+    CHECK_EQ_INT(rc_room_join(&t, &c.ep, "big", 3, 0, &room), RC_JOIN_OK); /* change 1 */
+    int sent_at = -1;
+    /* b's joins are the even changes, so the 65,536th is one of them */
+    for (int i = 0; i < 40000 && sent_at < 0; i++) {
+        CHECK_EQ_INT(rc_room_join(&t, &b.ep, "big", 3, RC_MEMBER_PRESENCE, &room), RC_JOIN_OK);
+        if (a.n > 0) {
+            sent_at = i;
+            break;
+        }
+        rc_room_leave(&t, &b.ep, 0, RC_LEAVE_LEFT);
+    }
+    CHECK_EQ_INT(sent_at, 32767);
+    CHECK_EQ_INT(a.n, 1);
+    CHECK_EQ_INT(b.n, 0);
+    size_t len;
+    const char *p = ws_payload(a.got[0], &len);
+    const char *want = "\"event\":\"batch\",\"joined\":[2,3],\"left\":[]";
+    CHECK(memmem(p, len, want, strlen(want)) != NULL);
+    fake_release(&t, &a);
+    fake_release(&t, &b);
+    fake_release(&t, &c);
+    rc_rooms_release(&t);
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
@@ -471,6 +509,7 @@ int main(int argc, char **argv)
     RUN(room_creation_limits);
     RUN(membership_bookkeeping);
     RUN(deferred_acks_follow_the_log);
+    RUN(full_presence_batch_skips_the_joiner);
     rc_loop_free(loop);
     UNIT_MAIN_END("test_room");
 }
