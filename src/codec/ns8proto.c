@@ -124,6 +124,7 @@ void ns8_body_copy_relay(const ns8_body *b, uint8_t *dst)
 
 int ns8_parse_hello(const uint8_t *p, size_t n, ns8_hello *out)
 {
+    if (n == 0) return NS8_E_EMPTY; /* p[0], the type, is required */
     rd r = {p, n, 1};
     int rc = rd_version(&r);
     if (rc) return rc;
@@ -134,6 +135,7 @@ int ns8_parse_hello(const uint8_t *p, size_t n, ns8_hello *out)
 
 int ns8_parse_pose(const uint8_t *p, size_t n, ns8_pose *out)
 {
+    if (n == 0) return NS8_E_EMPTY; /* p[0], the type, is required */
     rd r = {p, n, 1};
     int rc = rd_version(&r);
     if (rc || (rc = rd_str(&r, false, &out->device_id))) return rc;
@@ -144,6 +146,7 @@ int ns8_parse_pose(const uint8_t *p, size_t n, ns8_pose *out)
 
 int ns8_parse_object_pose(const uint8_t *p, size_t n, ns8_object_pose *out)
 {
+    if (n == 0) return NS8_E_EMPTY; /* p[0], the type, is required */
     rd r = {p, n, 1};
     int rc = rd_version(&r);
     if (rc || (rc = rd_str(&r, false, &out->device_id))) return rc;
@@ -156,6 +159,7 @@ int ns8_parse_object_pose(const uint8_t *p, size_t n, ns8_object_pose *out)
 
 int ns8_parse_own_req(const uint8_t *p, size_t n, ns8_own_req *out)
 {
+    if (n == 0) return NS8_E_EMPTY; /* p[0], the type, is required */
     rd r = {p, n, 1};
     int rc = rd_version(&r);
     if (rc || (rc = rd_str(&r, false, &out->device_id))) return rc;
@@ -165,6 +169,7 @@ int ns8_parse_own_req(const uint8_t *p, size_t n, ns8_own_req *out)
 
 int ns8_parse_rpc(const uint8_t *p, size_t n, ns8_rpc *out)
 {
+    if (n == 0) return NS8_E_EMPTY; /* p[0], the type, is required */
     rd r = {p, n, 1};
     int rc;
     if (!rd_u16(&r, &out->sender)) return NS8_E_TRUNCATED;
@@ -177,6 +182,7 @@ int ns8_parse_rpc(const uint8_t *p, size_t n, ns8_rpc *out)
 
 int ns8_parse_global_var_set(const uint8_t *p, size_t n, ns8_var_set *out)
 {
+    if (n == 0) return NS8_E_EMPTY; /* p[0], the type, is required */
     rd r = {p, n, 1};
     int rc;
     out->target = 0;
@@ -189,6 +195,7 @@ int ns8_parse_global_var_set(const uint8_t *p, size_t n, ns8_var_set *out)
 
 int ns8_parse_client_var_set(const uint8_t *p, size_t n, ns8_var_set *out)
 {
+    if (n == 0) return NS8_E_EMPTY; /* p[0], the type, is required */
     rd r = {p, n, 1};
     int rc;
     if (!rd_u16(&r, &out->sender)) return NS8_E_TRUNCATED;
@@ -200,6 +207,7 @@ int ns8_parse_client_var_set(const uint8_t *p, size_t n, ns8_var_set *out)
 
 int ns8_parse_var_clear(const uint8_t *p, size_t n, ns8_var_clear *out)
 {
+    if (n == 0) return NS8_E_EMPTY; /* p[0], the type, is required */
     rd r = {p, n, 1};
     int rc;
     if (!rd_u16(&r, &out->sender)) return NS8_E_TRUNCATED;
