@@ -1101,18 +1101,23 @@ static void expire(nsr8_rooms *rs, nsr8_room *r, uint64_t now)
 
 static uint64_t min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
+/* after: when `gap` has passed since `last` (0 = never happened: at once). */
+static uint64_t after(uint64_t last, uint64_t gap) { return last ? last + gap : 0; }
+/* elapsed: has `gap` passed since `last` (never = yes)? */
+static bool elapsed(uint64_t now, uint64_t last, uint64_t gap) { return !last || now - last >= gap; }
+
 static uint64_t room_due(const nsr8_rooms *rs, const nsr8_room *r)
 {
     const nsr8_params *p = &rs->p;
     uint64_t due = UINT64_MAX;
     if (r->npresent) due = min64(due, r->last_sweep + p->cleanup_ns);
-    if (r->mapping_dirty) due = min64(due, r->last_mapping ? r->last_mapping + p->mapping_debounce_ns : 0);
+    if (r->mapping_dirty) due = min64(due, after(r->last_mapping, p->mapping_debounce_ns));
     if (r->npend) due = min64(due, r->pend_since + p->nv_flush_ns);
-    if (r->dirty) due = min64(due, r->last_pose_bcast + p->bcast_ns);
-    else if (r->npresent) due = min64(due, r->last_pose_bcast + p->idle_ns);
+    if (r->dirty) due = min64(due, after(r->last_pose_bcast, p->bcast_ns));
+    else if (r->npresent) due = min64(due, after(r->last_pose_bcast, p->idle_ns));
     if (r->nobj_posed) {
-        if (r->obj_dirty) due = min64(due, r->last_obj_bcast + p->bcast_ns);
-        else if (r->npresent) due = min64(due, r->last_obj_bcast + p->idle_ns);
+        if (r->obj_dirty) due = min64(due, after(r->last_obj_bcast, p->bcast_ns));
+        else if (r->npresent) due = min64(due, after(r->last_obj_bcast, p->idle_ns));
     }
     if (r->ndev > r->npresent) due = min64(due, r->last_expiry + p->expiry_sweep_ns);
     if (!r->npresent) due = min64(due, r->empty_since + p->empty_room_ns);
@@ -1131,14 +1136,14 @@ uint64_t nsr8_tick(nsr8_rooms *rs, uint64_t now)
             continue;
         }
         if (r->npresent && now - r->last_sweep >= p->cleanup_ns) sweep(rs, r, now);
-        if (r->mapping_dirty && (!r->last_mapping || now - r->last_mapping >= p->mapping_debounce_ns))
+        if (r->mapping_dirty && elapsed(now, r->last_mapping, p->mapping_debounce_ns))
             send_mapping(rs, r, now);
         if (r->npend && now - r->pend_since >= p->nv_flush_ns) nv_flush(rs, r);
-        if ((r->dirty && now - r->last_pose_bcast >= p->bcast_ns) ||
-            (r->npresent && now - r->last_pose_bcast >= p->idle_ns))
+        if ((r->dirty && elapsed(now, r->last_pose_bcast, p->bcast_ns)) ||
+            (r->npresent && elapsed(now, r->last_pose_bcast, p->idle_ns)))
             send_room_pose(rs, r, now);
-        if (r->nobj_posed && ((r->obj_dirty && now - r->last_obj_bcast >= p->bcast_ns) ||
-                              (r->npresent && now - r->last_obj_bcast >= p->idle_ns)))
+        if (r->nobj_posed && ((r->obj_dirty && elapsed(now, r->last_obj_bcast, p->bcast_ns)) ||
+                              (r->npresent && elapsed(now, r->last_obj_bcast, p->idle_ns))))
             send_room_objects(rs, r, now);
         if (r->ndev > r->npresent && now - r->last_expiry >= p->expiry_sweep_ns)
             expire(rs, r, now);
