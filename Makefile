@@ -6,7 +6,7 @@
 #   make CC=clang                 any of the above with clang
 #   make run                      install build deps, build, start on 127.0.0.1: HTTP and
 #                                 WebSocket 8080, raw TCP 8081, chat 8082, NetSync 5555,
-#                                 5556 and 9999, durable log in data/ (the variables that
+#                                 5556, 5557 and 9999, durable log in data/ (the variables that
 #                                 change them are listed at the rule, below)
 #   make test                     install test deps, build, unit (ASan+UBSan) + integration
 #   make fuzz                     libFuzzer targets (clang)  -> build/fuzz/
@@ -87,7 +87,8 @@ unit-bins: $(UNIT_BIN)
 -include bench/netsync_sim.mk
 
 # make run [PORT=N] [TCP_PORT=N|off] [CHAT_PORT=N|off] [NETSYNC=on|off]
-#          [NETSYNC_ROUTER_PORT=N] [NETSYNC_PUB_PORT=N] [NETSYNC_DISCOVERY_PORT=N] [DATA_DIR=DIR]
+#          [NETSYNC_ROUTER_PORT=N] [NETSYNC_PUB_PORT=N] [NETSYNC_DISCOVERY_PORT=N]
+#          [NETSYNC_POSE_PORT=N] [DATA_DIR=DIR]
 # Each port is passed to the roomcast flag of the same name (README, "Configuration"); 0 picks
 # a free one; NETSYNC=off is --no-netsync. The durable log goes to data/, or to data-PORT/ when
 # PORT is not 8080: roomcast does not lock its data directory, so two servers given the same
@@ -99,12 +100,14 @@ NETSYNC   ?= on
 NETSYNC_ROUTER_PORT    ?= 5555
 NETSYNC_PUB_PORT       ?= 5556
 NETSYNC_DISCOVERY_PORT ?= 9999
+NETSYNC_POSE_PORT      ?= 5557
 DATA_DIR  ?= $(if $(filter 8080,$(PORT)),data,data-$(PORT))
 
 RUN_NETSYNC_off := --no-netsync
 RUN_NETSYNC_on  := --netsync-router-port $(NETSYNC_ROUTER_PORT) \
                    --netsync-pub-port $(NETSYNC_PUB_PORT) \
-                   --netsync-discovery-port $(NETSYNC_DISCOVERY_PORT)
+                   --netsync-discovery-port $(NETSYNC_DISCOVERY_PORT) \
+                   --netsync-pose-port $(NETSYNC_POSE_PORT)
 
 run: deps-build all
 	$(if $(filter-out on off,$(NETSYNC)),$(error NETSYNC must be on or off, not '$(NETSYNC)'))

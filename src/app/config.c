@@ -29,6 +29,7 @@
  * rc_fsync_parse by tests/unit/app/test_config.c). */
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const fsync_names[] = {"no", "everysec", "always", NULL};
+static const char *const tcp_disc_names[] = {"v06", "v8", NULL}; /* enum rc_netsync_tcp_disc */
 
 #define FIELD(f) .offset = offsetof(rc_config, f), .size = sizeof(((rc_config *)0)->f)
 #define SECONDS(s) ((int64_t)((s) * RC_NS_PER_SEC))
@@ -136,13 +137,28 @@ const rc_config_option rc_config_options[] = {
      .metavar = "ADDR", .help = "address of the NetSync ports"},
     {.name = "netsync-router-port", .section = RC_SEC_NETSYNC, .type = RC_OPT_PORT,
      FIELD(netsync_router_port), .def = 5555,
-     .metavar = "N", .help = "ROUTER port for clients' DEALER; 0 picks a free one"},
+     .metavar = "N", .help = "control ROUTER port for clients' DEALER (protocol 8: the "
+                             "control lane and unicast downlink); 0 picks a free one"},
+    {.name = "netsync-pose-port", .section = RC_SEC_NETSYNC, .type = RC_OPT_PORT,
+     FIELD(netsync_pose_port), .def = 5557,
+     .metavar = "N", .help = "transform (pose) ROUTER port of protocol-8 clients; 0 picks a "
+                             "free one"},
     {.name = "netsync-pub-port", .section = RC_SEC_NETSYNC, .type = RC_OPT_PORT,
      FIELD(netsync_pub_port), .def = 5556,
      .metavar = "N", .help = "PUB port for clients' SUB; 0 picks a free one"},
     {.name = "netsync-discovery-port", .section = RC_SEC_NETSYNC, .type = RC_OPT_PORT,
      FIELD(netsync_discovery_port), .def = 9999,
      .metavar = "N", .help = "UDP and TCP discovery port; 0 picks a free one"},
+    {.name = "netsync-tcp-discovery", .section = RC_SEC_NETSYNC, .type = RC_OPT_ENUM,
+     FIELD(netsync_tcp_discovery), .names = tcp_disc_names, .def = RC_NETSYNC_TCP_DISC_V06,
+     .metavar = "v06|v8",
+     .help = "the one reply of TCP discovery: v06 (STYLY-NETSYNC|router|pub|name) or v8 "
+             "(STYLY-NETSYNC3|control|transform|pub|rest|name); UDP answers every format"},
+    {.name = "netsync-max-pending", .section = RC_SEC_NETSYNC, .type = RC_OPT_BYTES,
+     FIELD(netsync_max_pending), .min = 64 << 10, .max = 1ull << 32,
+     .def = RC_NETSYNC_UNICAST_MAX_BYTES_DEFAULT, .metavar = "BYTES",
+     .help = "control messages queued for one protocol-8 client before it is disconnected "
+             "as a slow consumer"},
     {.name = "netsync-client-timeout", .section = RC_SEC_NETSYNC, .type = RC_OPT_SECONDS,
      FIELD(netsync_client_timeout), .def = SECONDS(1),
      .metavar = "SEC", .help = "a client without transforms this long leaves its room"},

@@ -69,7 +69,10 @@ typedef struct rc_config {
     /* NetSync (STYLY NetSync-compatible ZeroMQ transport, src/netsync/) */
     int netsync;                  /* 1 = enabled (default), 0 = --no-netsync */
     const char *netsync_bind;     /* address of the three NetSync ports, NULL = same as bind */
-    uint16_t netsync_router_port; /* ROUTER port, 0 = pick a free one (5555) */
+    uint16_t netsync_router_port; /* control ROUTER port, 0 = pick a free one (5555) */
+    uint16_t netsync_pose_port;   /* transform (pose) ROUTER port, 0 = pick (5557) */
+    int netsync_tcp_discovery;    /* enum rc_netsync_tcp_disc: TCP discovery reply (v06) */
+    size_t netsync_max_pending;   /* unicast bytes queued for one NetSync peer (4 MiB) */
     uint16_t netsync_pub_port;    /* PUB port, 0 = pick a free one (5556) */
     uint16_t netsync_discovery_port; /* UDP+TCP discovery port, 0 = pick a free one (9999) */
     uint64_t netsync_client_timeout; /* ns without a transform before a client leaves (1 s) */

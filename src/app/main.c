@@ -60,6 +60,10 @@ int main(int argc, char **argv)
     if (cfg.netsync) {
         nso.bind = cfg.netsync_bind ? cfg.netsync_bind : cfg.bind;
         nso.router_port = cfg.netsync_router_port;
+        nso.pose_port = cfg.netsync_pose_port;
+        nso.tcp_discovery = (enum rc_netsync_tcp_disc)cfg.netsync_tcp_discovery;
+        nso.unicast_max_bytes = cfg.netsync_max_pending;
+        nso.rest_port = srv->http.port; /* the REST bridge is served by the HTTP listener */
         nso.pub_port = cfg.netsync_pub_port;
         nso.discovery_port = cfg.netsync_discovery_port;
         nso.client_timeout_ns = cfg.netsync_client_timeout;
@@ -89,9 +93,12 @@ int main(int argc, char **argv)
     fprintf(stderr, "roomcast: listening on http://%s:%u/\n", cfg.bind, srv->http.port);
     fflush(stderr);
     if (ns) {
-        fprintf(stderr, "roomcast: netsync router tcp://%s:%u pub tcp://%s:%u discovery %s:%u\n",
+        /* pose last: scripts match the line's start, as before protocol 8 */
+        fprintf(stderr,
+                "roomcast: netsync router tcp://%s:%u pub tcp://%s:%u discovery %s:%u "
+                "pose tcp://%s:%u\n",
                 nso.bind, rc_netsync_router_port(ns), nso.bind, rc_netsync_pub_port(ns),
-                nso.bind, rc_netsync_discovery_port(ns));
+                nso.bind, rc_netsync_discovery_port(ns), nso.bind, rc_netsync_pose_port(ns));
         fflush(stderr);
     }
 

@@ -78,6 +78,45 @@ static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns, const rc
            "ZeroMQ messages received on the NetSync ROUTER.", st->msgs_in);
     metric(t, "roomcast_netsync_received_bytes_total", "counter",
            "Payload bytes received on the NetSync ROUTER.", st->bytes_in);
+    metric(t, "roomcast_netsync_pose_messages_received_total", "counter",
+           "ZeroMQ messages received on the NetSync pose (transform) ROUTER.", st->pose_msgs_in);
+    metric(t, "roomcast_netsync_pose_received_bytes_total", "counter",
+           "Payload bytes received on the NetSync pose ROUTER.", st->pose_bytes_in);
+    metric(t, "roomcast_netsync_v8_messages_total", "counter",
+           "Messages handed to the protocol-8 engine.", st->v8_in);
+    header(t, "roomcast_netsync_unsupported_messages_total", "counter",
+           "Messages of NetSync clients of an unsupported protocol version, by version.");
+    for (int v = 0; v < 256; v++)
+        if (st->unsupported[v])
+            rc_textbuf_printf(t, "roomcast_netsync_unsupported_messages_total{version=\"%d\"} "
+                              "%llu\n", v, (unsigned long long)st->unsupported[v]);
+    metric(t, "roomcast_netsync_version_replies_total", "counter",
+           "DEVICE_ID_MAPPINGs with roomcast's version sent to unsupported clients.",
+           st->version_replies);
+    metric(t, "roomcast_netsync_identities", "gauge",
+           "Routing identities remembered (generation, connection, unicast queue).",
+           st->idents);
+    metric(t, "roomcast_netsync_identities_evicted_total", "counter",
+           "Routing-identity records evicted at the bound.", st->idents_evicted);
+    metric(t, "roomcast_netsync_unicast_sent_total", "counter",
+           "Unicast messages handed to the control ROUTER.", st->unicast_out);
+    metric(t, "roomcast_netsync_unicast_sent_bytes_total", "counter",
+           "Bytes of unicast messages (room + payload).", st->unicast_bytes_out);
+    metric(t, "roomcast_netsync_unicast_queued", "gauge",
+           "Unicast messages waiting in per-peer queues.", st->unicast_queued);
+    metric(t, "roomcast_netsync_unicast_queued_bytes", "gauge",
+           "Bytes waiting in per-peer unicast queues.", st->unicast_queued_bytes);
+    metric(t, "roomcast_netsync_unicast_deferred_total", "counter",
+           "Unicast messages that met a full pipe (EAGAIN) and waited.", st->unicast_deferred);
+    metric(t, "roomcast_netsync_unicast_superseded_total", "counter",
+           "Queued mappings replaced by a newer one of the same room.", st->unicast_superseded);
+    metric(t, "roomcast_netsync_unicast_slow_consumers_total", "counter",
+           "NetSync peers disconnected with a full unicast queue.", st->unicast_slow);
+    header(t, "roomcast_netsync_unicast_dropped_total", "counter",
+           "Unicast messages dropped, by reason.");
+    for (int i = 0; i < NSY_UCDROP__COUNT; i++)
+        rc_textbuf_printf(t, "roomcast_netsync_unicast_dropped_total{reason=\"%s\"} %llu\n",
+                          nsy_ucdrop_names[i], (unsigned long long)st->unicast_dropped[i]);
     metric(t, "roomcast_netsync_transforms_received_total", "counter",
            "CLIENT_TRANSFORM messages accepted (rate() gives transforms/s in).",
            st->transforms_in);
@@ -105,14 +144,15 @@ static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns, const rc
         rc_textbuf_printf(t, "roomcast_netsync_dropped_total{reason=\"%s\"} %llu\n",
                           nsy_drop_names[i], (unsigned long long)st->dropped[i]);
     header(t, "roomcast_netsync_connections", "gauge",
-           "Open connections of the NetSync ZeroMQ sockets (router: DEALERs, pub: SUBs).");
+           "Open connections of the NetSync ZeroMQ sockets (router: control DEALERs, pub: "
+           "SUBs, pose: transform DEALERs).");
     for (int k = 0; k < NSY_SOCK__COUNT; k++)
         rc_textbuf_printf(t, "roomcast_netsync_connections{socket=\"%s\"} %llu\n",
                           nsy_sock_names[k], (unsigned long long)st->peers[k]);
     header(t, "roomcast_netsync_disconnects_total", "counter",
            "Connections of the NetSync ZeroMQ sockets that ended, by socket and reason (peer "
            "closed, handshake failed, protocol: dropped during the handshake without a reason, "
-           "too_big, subscription_limit, unknown).");
+           "too_big, subscription_limit, unknown, slow_consumer).");
     for (int k = 0; k < NSY_SOCK__COUNT; k++)
         for (int g = 0; g < NSY_GONE__COUNT; g++)
             rc_textbuf_printf(t,

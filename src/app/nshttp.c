@@ -202,10 +202,13 @@ static void list_rooms(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
     }
     const rc_netsync_stats *st = rc_netsync_stats_of(ns);
     rc_textbuf_printf(&t,
-                      "{\"enabled\":true,\"clients\":%llu,\"transformsIn\":%llu,"
-                      "\"bytesOut\":%llu,\"rooms\":[",
+                      "{\"enabled\":true,\"ports\":{\"router\":%u,\"pose\":%u,\"pub\":%u,"
+                      "\"discovery\":%u},\"clients\":%llu,\"transformsIn\":%llu,"
+                      "\"bytesOut\":%llu,\"unicastQueued\":%llu,\"rooms\":[",
+                      rc_netsync_router_port(ns), rc_netsync_pose_port(ns),
+                      rc_netsync_pub_port(ns), rc_netsync_discovery_port(ns),
                       (unsigned long long)st->clients, (unsigned long long)st->transforms_in,
-                      (unsigned long long)st->bytes_out);
+                      (unsigned long long)st->bytes_out, (unsigned long long)st->unicast_queued);
     bool first = true;
     for (const nsy_room *r = rc_netsync_rooms(ns); r; r = r->next) {
         double age = now > r->created ? (double)(now - r->created) / 1e9 : 0;

@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "netsync/nsdisc.h"
+#include "netsync/nsident.h"
 #include "netsync/nspeers.h"
 #include "codec/utf8.h"
 
@@ -21,7 +22,7 @@
 #define NSY_DRAIN_BUDGET 2048
 
 /* Input is drained at most once per NSY_COALESCE_NS: an edge on the ROUTER's ZMQ_FD that comes
- * sooner arms drain_more for the end of the window instead. Each client's transforms arrive
+ * sooner arms the ROUTER's `more` timer for the end of the window instead. Each client's transforms arrive
  * one by one, so draining on every edge meant a wake-up of this thread (epoll_wait, the
  * mailbox eventfd, ZMQ_EVENTS) and an eventfd write by libzmq's I/O thread per message;
  * while the window is open libzmq queues its commands without signalling, so both threads
@@ -43,22 +44,40 @@ typedef struct nsy_pending {
 #define NSY_PENDING_MAX 4096
 #define NSY_PENDING_TTL (60 * RC_NS_PER_SEC)
 
+/* One uplink ROUTER: the control one ([identity][roomId][payload] up, unicast down) or the
+ * pose one (protocol 8's transform lane, uplink only). */
+typedef struct nsy_router {
+    rc_netsync *ns;              /* owner */
+    void *z;                     /* the ROUTER */
+    rc_io io;                    /* its ZMQ_FD (owned by libzmq, never closed here) */
+    rc_timer more;               /* continues a drain (budget used up, or coalescing) */
+    uint64_t last_drain;         /* loop ns of the last drain */
+    bool pending;                /* the last drain stopped on its budget */
+    enum nsy_sock sock;          /* which socket, for nspeers */
+    enum nsy_lane lane;          /* which lane its messages are */
+    uint16_t port;               /* bound port */
+} nsy_router;
+
 struct rc_netsync {
     rc_loop *loop;               /* not owned */
     void *zctx;                  /* ZeroMQ context (one I/O thread) */
-    void *router;                /* uplink: [identity][roomId][payload] */
+    nsy_router ctl;              /* control ROUTER */
+    nsy_router pose;             /* pose ROUTER */
     void *pub;                   /* downlink: [roomId][payload]; an XPUB (see pub_drain) */
-    rc_io router_io;             /* the ROUTER's ZMQ_FD (owned by libzmq, never closed here) */
     rc_io pub_io;                /* the PUB's ZMQ_FD: subscriptions and pipe commands */
     rc_timer tick;               /* the broadcast tick, armed while any room exists */
-    rc_timer drain_more;         /* continues a drain (budget used up, or coalescing) */
     rc_timer pub_more;           /* continues a drain of the PUB (budget used up) */
-    uint64_t last_drain;         /* loop ns of the last drain */
+    rc_timer uc_retry;           /* back-off retry of blocked unicast peers */
+    rc_timer ident_sweep;        /* expires routing-identity records, while any exist */
+    uint64_t uc_backoff;         /* current back-off of uc_retry, ns */
     uint64_t tick_ns;            /* tick period */
     size_t max_message;          /* largest ROUTER message, bytes (frames after the room id) */
-    bool router_pending;         /* the last drain stopped on its budget */
     nsy_peers peers;             /* the sockets' connections: size limits, why they end */
-    uint16_t router_port, pub_port;
+    uint16_t pub_port;
+    nsy_idents idents;           /* routing-identity records and unicast queues */
+    rc_netsync_classify_fn *classify; /* the classifier (never NULL) */
+    rc_netsync_v8_fn *v8;        /* protocol-8 engine, NULL: none */
+    void *v8_arg;                /* its argument */
     nsy_disc disc;                /* discovery sockets */
     nsy_rooms rooms;              /* the rooms */
     rc_netsync_stats st;         /* counters */
@@ -73,6 +92,8 @@ void rc_netsync_opts_default(rc_netsync_opts *o)
     *o = (rc_netsync_opts){
         .bind = "127.0.0.1",
         .router_port = 5555,
+        .pose_port = 5557,
+        .unicast_max_bytes = RC_NETSYNC_UNICAST_MAX_BYTES_DEFAULT,
         .pub_port = 5556,
         .discovery_port = 9999,
         .tick_ns = 50 * RC_NS_PER_MS,
@@ -99,6 +120,112 @@ static void zpublish(void *arg, const uint8_t *topic, size_t tlen, const uint8_t
     if (failed) ns->st.publish_errors++;
 }
 
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+rc_netsync_class rc_netsync_classify_builtin(const uint8_t *p, size_t n, enum nsy_lane lane)
+{
+    rc_netsync_class c = {RC_NETSYNC_GEN_UNKNOWN, 0};
+    if (n >= 1 && p[0] == 1) c.gen = RC_NETSYNC_GEN_V06; /* CLIENT_TRANSFORM: v0.6 only */
+    if (n < 2) return c;
+    uint8_t t = p[0], v = p[1];
+    /* v0.6 clients never send types >= 11 (spec v8 §9), so a version byte there is one */
+    if ((t == 11 || t == 13 || t == 15 || t == 19) && v == 8) {
+        c.gen = RC_NETSYNC_GEN_V8;
+        c.version = v;
+    } else if ((t == 19 && v == 7) || (t == 11 && v >= 2 && v <= 7)) {
+        c.gen = RC_NETSYNC_GEN_UNSUPPORTED;
+        c.version = v;
+    }
+    return c;
+}
+
+/* version_reply answers a client of an unsupported protocol version with what makes its
+ * version check fail clearly: a DEVICE_ID_MAPPING carrying roomcast's server version and no
+ * devices (v0.8+ clients compare major.minor on their first mapping and disconnect with a
+ * version error, spec v8 §4.3; they take control downlink from the ROUTER, §9). At most one
+ * per identity per RC_NETSYNC_VERSION_REPLY_NS: such a client keeps sending. */
+static void version_reply(rc_netsync *ns, nsy_ident *r, const uint8_t *ident, size_t ident_len,
+                          const uint8_t *room, size_t room_len, uint64_t now)
+{
+    if (!r || (r->last_reply && now - r->last_reply < RC_NETSYNC_VERSION_REPLY_NS)) return;
+    if (room_len > NSY_STR8_MAX) return;
+    r->last_reply = now;
+    static const uint8_t mapping[] = {6, RC_NETSYNC_SERVER_MAJOR, RC_NETSYNC_SERVER_MINOR,
+                                      RC_NETSYNC_SERVER_PATCH, 0, 0}; /* u16 count 0 */
+    if (rc_netsync_unicast(ns, ident, ident_len, room, room_len, mapping, sizeof(mapping)) == 0)
+        ns->st.version_replies++;
+}
+
+static void handle(rc_netsync *ns, enum nsy_lane lane, int srcfd, zmq_msg_t *parts, int nparts)
+{
+    if (nparts < 3) {
+        ns->st.dropped[NSY_DROP_TOO_FEW_FRAMES]++;
+        return;
+    }
+    if (nparts > 3) ns->st.extra_frames++;
+    const uint8_t *ident = zmq_msg_data(&parts[0]), *room = zmq_msg_data(&parts[1]);
+    const uint8_t *p = zmq_msg_data(&parts[2]);
+    size_t ident_len = zmq_msg_size(&parts[0]), room_len = zmq_msg_size(&parts[1]);
+    size_t n = zmq_msg_size(&parts[2]);
+    uint64_t now = rc_loop_now(ns->loop);
+    if (lane == NSY_LANE_POSE) ns->st.pose_bytes_in += n; else ns->st.bytes_in += n;
+    if (ident_len > NSY_ID_MAX) ident_len = NSY_ID_MAX; /* libzmq caps routing ids at 255 */
+    rc_netsync_class c = n ? ns->classify(p, n, lane)
+                           : (rc_netsync_class){RC_NETSYNC_GEN_UNKNOWN, 0};
+    /* NULL only when out of memory: the message is then classified on its own */
+    nsy_ident *r = ident_len ? nsy_idents_touch(&ns->idents, lane, ident, ident_len, now) : NULL;
+    if (r && !rc_timer_armed(&ns->ident_sweep))
+        rc_timer_start(ns->loop, &ns->ident_sweep, now + RC_NETSYNC_IDENT_TTL_NS);
+    if (r && lane == NSY_LANE_CONTROL && srcfd >= 0 && (r->fd != srcfd || !r->conn)) {
+        r->fd = srcfd;
+        r->conn = nsy_peers_serial(&ns->peers, NSY_SOCK_ROUTER, srcfd);
+    }
+    if (c.gen == RC_NETSYNC_GEN_UNKNOWN) {
+        c.gen = r && r->gen ? (enum rc_netsync_gen)r->gen : RC_NETSYNC_GEN_V06;
+        c.version = r ? r->version : 0;
+    } else if (r && c.gen != RC_NETSYNC_GEN_INVALID) {
+        r->gen = (uint8_t)c.gen;
+        r->version = c.version;
+    }
+    switch (c.gen) {
+    case RC_NETSYNC_GEN_V06:
+        if (lane == NSY_LANE_POSE) {
+            ns->st.dropped[NSY_DROP_WRONG_LANE]++; /* v0.6 has one lane, the control one */
+            return;
+        }
+        nsy_rooms_input(&ns->rooms, ident, ident_len, room, room_len, p, n, now);
+        return;
+    case RC_NETSYNC_GEN_V8:
+        if (!ns->v8) {
+            ns->st.dropped[NSY_DROP_V8_UNHANDLED]++;
+            return;
+        }
+        ns->st.v8_in++;
+        ns->v8(ns->v8_arg, lane, ident, ident_len, room, room_len, p, n, now);
+        return;
+    case RC_NETSYNC_GEN_UNSUPPORTED:
+        ns->st.unsupported[c.version]++;
+        ns->st.dropped[NSY_DROP_UNSUPPORTED]++;
+        /* only the control DEALER reads downlink: nothing to answer on the pose lane */
+        if (lane == NSY_LANE_CONTROL)
+            version_reply(ns, r, ident, ident_len, room, room_len, now);
+        return;
+    case RC_NETSYNC_GEN_UNKNOWN: /* not after the fallback above */
+    case RC_NETSYNC_GEN_INVALID:
+        break;
+    }
+    ns->st.dropped[NSY_DROP_INVALID]++;
+}
+
+static void on_ident_sweep(rc_loop *loop, rc_timer *t)
+{
+    rc_netsync *ns = container_of(t, rc_netsync, ident_sweep);
+    uint64_t now = rc_loop_now(loop);
+    nsy_idents_expire(&ns->idents, now);
+    if (ns->idents.oldest) /* the next record to reach its TTL */
+        rc_timer_start(loop, t, ns->idents.oldest->last_seen + RC_NETSYNC_IDENT_TTL_NS);
+}
+
 /* ---- input ------------------------------------------------------------------------------- */
 
 /* arm_tick points the tick timer at the earliest room that is due (input may have made a
@@ -112,49 +239,33 @@ static void arm_tick(rc_netsync *ns)
         rc_timer_start(ns->loop, &ns->tick, wake);
 }
 
-static void handle(rc_netsync *ns, zmq_msg_t *parts, int nparts)
-{
-    if (nparts < 3) {
-        ns->st.dropped[NSY_DROP_TOO_FEW_FRAMES]++;
-        return;
-    }
-    if (nparts > 3) ns->st.extra_frames++;
-    const uint8_t *ident = zmq_msg_data(&parts[0]), *room = zmq_msg_data(&parts[1]);
-    const uint8_t *p = zmq_msg_data(&parts[2]);
-    size_t ident_len = zmq_msg_size(&parts[0]), room_len = zmq_msg_size(&parts[1]);
-    size_t n = zmq_msg_size(&parts[2]);
-    ns->st.bytes_in += n;
-    if (ident_len > NSY_ID_MAX) ident_len = NSY_ID_MAX; /* libzmq caps routing ids at 255 */
-    nsy_rooms_input(&ns->rooms, ident, ident_len, room, room_len, p, n, rc_loop_now(ns->loop));
-}
-
-static bool router_readable(rc_netsync *ns)
+static bool router_readable(const nsy_router *rt)
 {
     int ev = 0;
     size_t sz = sizeof(ev);
-    return zmq_getsockopt(ns->router, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN);
+    return zmq_getsockopt(rt->z, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN);
 }
 
 static void pub_drain(rc_netsync *ns);
 
-/* drain receives until ZMQ_EVENTS shows no input. ZMQ_FD is edge-like: it only signals that
- * the socket's state changed, so stopping while a message is still queued would leave it
+/* drain_router receives until ZMQ_EVENTS shows no input. ZMQ_FD is edge-like: it only signals
+ * that the socket's state changed, so stopping while a message is still queued would leave it
  * there until the next unrelated wake-up. Frames after the third are received and dropped.
  * libzmq limits each frame (ZMQ_MAXMSGSIZE) but not their number: a message whose frames
  * after the room id together exceed the limit is dropped here and its sender cut off, as
  * libzmq does for one frame (nspeers.h checks the messages that never end). */
-static void drain(rc_netsync *ns)
+static void drain_router(rc_netsync *ns, nsy_router *rt)
 {
     zmq_msg_t parts[3], extra;
     for (int i = 0; i < 3; i++) zmq_msg_init(&parts[i]);
     zmq_msg_init(&extra);
     int budget = NSY_DRAIN_BUDGET;
-    ns->last_drain = rc_loop_now(ns->loop);
-    ns->router_pending = false;
-    while (router_readable(ns)) {
+    rt->last_drain = rc_loop_now(ns->loop);
+    rt->pending = false;
+    while (router_readable(rt)) {
         if (budget-- == 0) {
-            rc_timer_start(ns->loop, &ns->drain_more, rc_loop_now(ns->loop));
-            ns->router_pending = true;
+            rc_timer_start(ns->loop, &rt->more, rc_loop_now(ns->loop));
+            rt->pending = true;
             break;
         }
         int nparts = 0, more = 1, srcfd = -1;
@@ -162,7 +273,7 @@ static void drain(rc_netsync *ns)
         uint64_t wire = 0;
         while (more) {
             zmq_msg_t *m = nparts < 3 ? &parts[nparts] : &extra;
-            if (zmq_msg_recv(m, ns->router, ZMQ_DONTWAIT) < 0) break; /* EAGAIN: no message */
+            if (zmq_msg_recv(m, rt->z, ZMQ_DONTWAIT) < 0) break; /* EAGAIN: no message */
             if (nparts > 0) { /* frame 0 is the identity the ROUTER added */
                 size_t n = zmq_msg_size(m);
                 if (nparts > 1) bytes += n; /* after the room id */
@@ -173,36 +284,85 @@ static void drain(rc_netsync *ns)
             more = zmq_msg_more(m);
         }
         if (nparts == 0) continue;
-        ns->st.msgs_in++;
-        nsy_peers_read(&ns->peers, NSY_SOCK_ROUTER, srcfd, wire);
+        if (rt->lane == NSY_LANE_POSE) ns->st.pose_msgs_in++; else ns->st.msgs_in++;
+        nsy_peers_read(&ns->peers, rt->sock, srcfd, wire);
         if (bytes > ns->max_message) {
             ns->st.dropped[NSY_DROP_TOO_BIG]++;
-            nsy_peers_cut(&ns->peers, NSY_SOCK_ROUTER, srcfd, NSY_GONE_TOO_BIG);
+            nsy_peers_cut(&ns->peers, rt->sock, srcfd, NSY_GONE_TOO_BIG);
             continue;
         }
-        handle(ns, parts, nparts);
+        handle(ns, rt->lane, srcfd, parts, nparts);
     }
     for (int i = 0; i < 3; i++) zmq_msg_close(&parts[i]);
     zmq_msg_close(&extra);
+}
+
+/* flush_unicast retries the peers whose queue met EAGAIN. libzmq's activate_write for a pipe
+ * arrives through the control ROUTER's ZMQ_FD (so on_router gets here), but any call on the
+ * socket may consume that edge first, so while peers stay blocked a back-off timer retries
+ * too (1 ms doubling to 64 ms; a retry is one zmq_send per blocked peer). */
+#define NSY_UC_BACKOFF_MIN (1 * RC_NS_PER_MS)
+#define NSY_UC_BACKOFF_MAX (64 * RC_NS_PER_MS)
+
+static void flush_unicast(rc_netsync *ns)
+{
+    if (!ns->idents.blocked) return;
+    if (nsy_idents_flush(&ns->idents, NSY_DRAIN_BUDGET)) {
+        ns->uc_backoff = 0;
+        rc_timer_stop(ns->loop, &ns->uc_retry);
+        return;
+    }
+    if (!rc_timer_armed(&ns->uc_retry)) {
+        ns->uc_backoff = ns->uc_backoff ? ns->uc_backoff * 2 : NSY_UC_BACKOFF_MIN;
+        if (ns->uc_backoff > NSY_UC_BACKOFF_MAX) ns->uc_backoff = NSY_UC_BACKOFF_MAX;
+        rc_timer_start(ns->loop, &ns->uc_retry, rc_loop_now(ns->loop) + ns->uc_backoff);
+    }
+}
+
+/* after_io follows every drain: what it did may have made rooms due, and every send it made
+ * may have consumed a socket's edge (retry unicast, look at the PUB). */
+static void after_io(rc_netsync *ns)
+{
     arm_tick(ns);
+    flush_unicast(ns);
     /* Publishing (an RPC, above, or the tick) lets libzmq process the PUB's commands, which
      * consumes its ZMQ_FD signal: look for subscriptions that came in meanwhile. */
     pub_drain(ns);
 }
 
-static void on_router(rc_loop *loop, rc_io *io, uint32_t events)
+/* drain reads both ROUTERs now (after sends, which may have consumed their edges). */
+static void drain(rc_netsync *ns)
 {
-    rc_netsync *ns = container_of(io, rc_netsync, router_io);
-    uint64_t now = rc_loop_now(loop);
-    if (now - ns->last_drain >= NSY_COALESCE_NS)
-        drain(ns);
-    else if (!rc_timer_armed(&ns->drain_more))
-        rc_timer_start(loop, &ns->drain_more, ns->last_drain + NSY_COALESCE_NS);
+    drain_router(ns, &ns->ctl);
+    drain_router(ns, &ns->pose);
+    after_io(ns);
 }
 
-static void on_drain_more(rc_loop *loop, rc_timer *t)
+static void on_router(rc_loop *loop, rc_io *io, uint32_t events)
 {
-    drain(container_of(t, rc_netsync, drain_more));
+    nsy_router *rt = container_of(io, nsy_router, io);
+    uint64_t now = rc_loop_now(loop);
+    if (now - rt->last_drain >= NSY_COALESCE_NS) {
+        drain_router(rt->ns, rt);
+        after_io(rt->ns);
+    } else if (!rc_timer_armed(&rt->more)) {
+        rc_timer_start(loop, &rt->more, rt->last_drain + NSY_COALESCE_NS);
+    }
+}
+
+static void on_router_more(rc_loop *loop, rc_timer *t)
+{
+    nsy_router *rt = container_of(t, nsy_router, more);
+    drain_router(rt->ns, rt);
+    after_io(rt->ns);
+}
+
+static void on_uc_retry(rc_loop *loop, rc_timer *t)
+{
+    rc_netsync *ns = container_of(t, rc_netsync, uc_retry);
+    flush_unicast(ns);
+    /* the sends may have consumed the ROUTER's read edge */
+    if (!rc_timer_armed(&ns->ctl.more)) rc_timer_start(loop, &ns->ctl.more, rc_loop_now(loop));
 }
 
 /* The PUB socket is an XPUB with ZMQ_XPUB_VERBOSER, which hands every subscription and cancel
@@ -269,9 +429,10 @@ static void on_pub_more(rc_loop *loop, rc_timer *t)
 static bool flush_inputs(void *arg)
 {
     rc_netsync *ns = arg;
-    rc_timer_stop(ns->loop, &ns->drain_more);
+    rc_timer_stop(ns->loop, &ns->ctl.more);
+    rc_timer_stop(ns->loop, &ns->pose.more);
     drain(ns);
-    return !ns->router_pending && !rc_timer_armed(&ns->pub_more);
+    return !ns->ctl.pending && !ns->pose.pending && !rc_timer_armed(&ns->pub_more);
 }
 
 static void on_tick(rc_loop *loop, rc_timer *t)
@@ -308,6 +469,12 @@ static void *bind_socket(rc_netsync *ns, int type, enum nsy_sock which, uint64_t
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
     bool v6 = strchr(addr, ':') != NULL;
     if (v6) zmq_setsockopt(s, ZMQ_IPV6, &one, sizeof(one));
+    if (which == NSY_SOCK_ROUTER) {
+        /* Unicast downlink: a send to an identity the ROUTER does not know fails with
+         * EHOSTUNREACH, and one to a full pipe with EAGAIN, instead of being dropped silently
+         * (nsident.h keeps the message and retries). */
+        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+    }
     if (type == ZMQ_XPUB) {
         /* What libzmq queues for roomcast from one SUB while roomcast is not reading (a SUB
          * sends a subscription or two). It does not bound one read: libzmq applies
@@ -349,6 +516,43 @@ static int watch(rc_netsync *ns, void *s, rc_io *io, rc_io_cb *cb, uint32_t even
     return rc_io_start(ns->loop, io, events);
 }
 
+/* zunicast is nsident's way to the control ROUTER: the identity frame is the one that
+ * fails (EHOSTUNREACH, EAGAIN) under ROUTER_MANDATORY; once it is taken, the message is
+ * libzmq's and the next frames cannot fail for want of room. */
+static int zunicast(void *arg, const uint8_t *id, size_t id_len, const uint8_t *room,
+                    size_t room_len, const uint8_t *p, size_t n)
+{
+    rc_netsync *ns = arg;
+    if (zmq_send(ns->ctl.z, id, id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) return -zmq_errno();
+    if (zmq_send(ns->ctl.z, room, room_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(ns->ctl.z, p, n, ZMQ_DONTWAIT) < 0)
+        return -zmq_errno();
+    return 0;
+}
+
+/* slow_consumer cuts the connection a slow consumer last spoke on, if it is still that one. */
+static void slow_consumer(void *arg, const nsy_ident *who)
+{
+    rc_netsync *ns = arg;
+    if (who->conn && nsy_peers_serial(&ns->peers, NSY_SOCK_ROUTER, who->fd) == who->conn)
+        nsy_peers_cut(&ns->peers, NSY_SOCK_ROUTER, who->fd, NSY_GONE_SLOW);
+}
+
+static void router_init(rc_netsync *ns, nsy_router *rt, enum nsy_sock sock, enum nsy_lane lane)
+{
+    *rt = (nsy_router){.ns = ns, .sock = sock, .lane = lane};
+    rc_io_init(&rt->io, -1, on_router);
+    rc_timer_init(&rt->more, on_router_more);
+}
+
+static void router_close(rc_netsync *ns, nsy_router *rt)
+{
+    rc_timer_stop(ns->loop, &rt->more);
+    if (rt->io.fd >= 0) rc_io_stop(ns->loop, &rt->io);
+    if (rt->z) zmq_close(rt->z);
+    rt->z = NULL;
+}
+
 rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
 {
     rc_netsync *ns = calloc(1, sizeof(*ns));
@@ -356,11 +560,19 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     ns->loop = loop;
     ns->tick_ns = o->tick_ns;
     ns->max_message = o->max_message_size;
-    rc_io_init(&ns->router_io, -1, on_router);
+    ns->classify = rc_netsync_classify_builtin;
+    router_init(ns, &ns->ctl, NSY_SOCK_ROUTER, NSY_LANE_CONTROL);
+    router_init(ns, &ns->pose, NSY_SOCK_POSE, NSY_LANE_POSE);
     rc_io_init(&ns->pub_io, -1, on_pub);
     rc_timer_init(&ns->tick, on_tick);
-    rc_timer_init(&ns->drain_more, on_drain_more);
     rc_timer_init(&ns->pub_more, on_pub_more);
+    rc_timer_init(&ns->uc_retry, on_uc_retry);
+    rc_timer_init(&ns->ident_sweep, on_ident_sweep);
+    nsy_idents_init(&ns->idents, &ns->st, RC_NETSYNC_IDENT_MAX, RC_NETSYNC_IDENT_TTL_NS,
+                    RC_NETSYNC_UNICAST_MAX_MSGS,
+                    o->unicast_max_bytes ? o->unicast_max_bytes
+                                         : RC_NETSYNC_UNICAST_MAX_BYTES_DEFAULT,
+                    zunicast, slow_consumer, ns);
     nsy_params p;
     nsy_params_default(&p);
     p.tick_ns = o->tick_ns;
@@ -371,20 +583,25 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     const char *addr = strcmp(o->bind, "0.0.0.0") == 0 ? "*" : o->bind;
     if (!(ns->zctx = zmq_ctx_new())) goto err;
     if (nsy_peers_init(&ns->peers, loop, ns->zctx, &ns->st, flush_inputs, ns) < 0) goto err;
-    if (!(ns->router = bind_socket(ns, ZMQ_ROUTER, NSY_SOCK_ROUTER, o->max_message_size, addr,
-                                   o->router_port, &ns->router_port)) ||
+    if (!(ns->ctl.z = bind_socket(ns, ZMQ_ROUTER, NSY_SOCK_ROUTER, o->max_message_size, addr,
+                                  o->router_port, &ns->ctl.port)) ||
+        !(ns->pose.z = bind_socket(ns, ZMQ_ROUTER, NSY_SOCK_POSE, o->max_message_size, addr,
+                                   o->pose_port, &ns->pose.port)) ||
         !(ns->pub = bind_socket(ns, ZMQ_XPUB, NSY_SOCK_PUB, RC_NETSYNC_PUB_MAX_INBOUND, addr,
                                 o->pub_port, &ns->pub_port)))
         goto err;
-    /* The ROUTER's ZMQ_FD edge-triggered: while a coalescing window defers the drain it stays
+    /* The ROUTERs' ZMQ_FD edge-triggered: while a coalescing window defers the drain it stays
      * readable, and level-triggered it would wake the loop in a spin until then. */
-    if (watch(ns, ns->router, &ns->router_io, on_router, RC_EV_READ | RC_EV_EDGE) < 0 ||
+    if (watch(ns, ns->ctl.z, &ns->ctl.io, on_router, RC_EV_READ | RC_EV_EDGE) < 0 ||
+        watch(ns, ns->pose.z, &ns->pose.io, on_router, RC_EV_READ | RC_EV_EDGE) < 0 ||
         watch(ns, ns->pub, &ns->pub_io, on_pub, RC_EV_READ) < 0) {
         rc_error("cannot watch the netsync sockets");
         goto err;
     }
-    if (nsy_disc_start(&ns->disc, loop, o->bind, o->discovery_port, ns->router_port,
-                      ns->pub_port, o->server_name, &ns->st) < 0)
+    nsy_disc_ports ports = {.control = ns->ctl.port, .pose = ns->pose.port,
+                            .pub = ns->pub_port, .rest = o->rest_port};
+    if (nsy_disc_start(&ns->disc, loop, o->bind, o->discovery_port, &ports, o->server_name,
+                       o->tcp_discovery == RC_NETSYNC_TCP_DISC_V8, &ns->st) < 0)
         goto err;
     /* Messages may have arrived between bind and watch: the edge is gone, look now. */
     drain(ns);
@@ -399,15 +616,17 @@ void rc_netsync_free(rc_netsync *ns)
     if (!ns) return;
     nsy_disc_stop(&ns->disc);
     rc_timer_stop(ns->loop, &ns->tick);
-    rc_timer_stop(ns->loop, &ns->drain_more);
     rc_timer_stop(ns->loop, &ns->pub_more);
-    if (ns->router_io.fd >= 0) rc_io_stop(ns->loop, &ns->router_io);
+    rc_timer_stop(ns->loop, &ns->uc_retry);
+    rc_timer_stop(ns->loop, &ns->ident_sweep);
+    router_close(ns, &ns->ctl);
+    router_close(ns, &ns->pose);
     if (ns->pub_io.fd >= 0) rc_io_stop(ns->loop, &ns->pub_io);
-    if (ns->router) zmq_close(ns->router);
     if (ns->pub) zmq_close(ns->pub);
     nsy_peers_release(&ns->peers); /* its sockets too: zmq_ctx_term waits for every socket */
     if (ns->zctx) zmq_ctx_term(ns->zctx);
     nsy_rooms_release(&ns->rooms); /* a no-op on the zeroed rooms of a failed start */
+    nsy_idents_release(&ns->idents);
     while (ns->pending) {
         nsy_pending *q = ns->pending;
         ns->pending = q->next;
@@ -416,9 +635,58 @@ void rc_netsync_free(rc_netsync *ns)
     free(ns);
 }
 
-uint16_t rc_netsync_router_port(const rc_netsync *ns) { return ns->router_port; }
+uint16_t rc_netsync_router_port(const rc_netsync *ns) { return ns->ctl.port; }
+uint16_t rc_netsync_pose_port(const rc_netsync *ns) { return ns->pose.port; }
 uint16_t rc_netsync_pub_port(const rc_netsync *ns) { return ns->pub_port; }
 uint16_t rc_netsync_discovery_port(const rc_netsync *ns) { return ns->disc.port; }
+void rc_netsync_set_rest_port(rc_netsync *ns, uint16_t port) { nsy_disc_set_rest_port(&ns->disc, port); }
+
+/* ---- protocol 8 API ---------------------------------------------------------------------- */
+
+void rc_netsync_set_classifier(rc_netsync *ns, rc_netsync_classify_fn *fn)
+{
+    ns->classify = fn ? fn : rc_netsync_classify_builtin;
+}
+
+void rc_netsync_set_v8_handler(rc_netsync *ns, rc_netsync_v8_fn *fn, void *arg)
+{
+    ns->v8 = fn;
+    ns->v8_arg = arg;
+}
+
+int rc_netsync_unicast(rc_netsync *ns, const void *ident, size_t ident_len, const void *room,
+                       size_t room_len, const void *payload, size_t len)
+{
+    uint64_t now = rc_loop_now(ns->loop);
+    int rc = nsy_idents_unicast(&ns->idents, ident, ident_len, room, room_len, payload, len,
+                                now);
+    if (!rc_timer_armed(&ns->ident_sweep))
+        rc_timer_start(ns->loop, &ns->ident_sweep, now + RC_NETSYNC_IDENT_TTL_NS);
+    if (ns->idents.blocked && !rc_timer_armed(&ns->uc_retry))
+        flush_unicast(ns); /* arms the back-off retry */
+    /* A send lets libzmq process the ROUTER's commands, which may consume its read edge:
+     * look again at the end of this loop turn (not now: we may be inside a drain). */
+    if (!rc_timer_armed(&ns->ctl.more)) rc_timer_start(ns->loop, &ns->ctl.more, now);
+    return rc;
+}
+
+bool rc_netsync_connected(const rc_netsync *ns, const void *ident, size_t ident_len)
+{
+    if (ident_len == 0 || ident_len > NSY_IDENT_MAX_LEN) return false;
+    const nsy_ident *r = nsy_idents_find(&ns->idents, NSY_LANE_CONTROL, ident, ident_len);
+    return r && r->conn && nsy_peers_serial(&ns->peers, NSY_SOCK_ROUTER, r->fd) == r->conn;
+}
+
+void rc_netsync_publish(rc_netsync *ns, const void *topic, size_t topic_len, const void *payload,
+                        size_t len)
+{
+    zpublish(ns, topic, topic_len, payload, len);
+    ns->st.msgs_out++;
+    ns->st.bytes_out += topic_len + len;
+}
+
+void rc_netsync_count_wrong_lane(rc_netsync *ns) { ns->st.dropped[NSY_DROP_WRONG_LANE]++; }
+
 const rc_netsync_stats *rc_netsync_stats_of(const rc_netsync *ns) { return &ns->st; }
 const nsy_room *rc_netsync_rooms(const rc_netsync *ns) { return ns->rooms.head; }
 uint64_t rc_netsync_tick_ns(const rc_netsync *ns) { return ns->tick_ns; }

@@ -21,6 +21,7 @@
 #ifndef RC_NETSYNC_H
 #define RC_NETSYNC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,11 +62,27 @@ typedef struct rc_netsync rc_netsync;
  * 512 bytes (libzmq stores about 30 bytes of memory per subscribed byte). */
 #define RC_NETSYNC_PUB_MAX_INBOUND 512
 
+/* What TCP discovery answers (one reply per connection, so one format; UDP sends all). */
+enum rc_netsync_tcp_disc {
+    RC_NETSYNC_TCP_DISC_V06,     /* STYLY-NETSYNC|router|pub|name (the default) */
+    RC_NETSYNC_TCP_DISC_V8,      /* STYLY-NETSYNC3|control|transform|pub|rest|name */
+};
+
+/* Per-peer unicast queue bounds (nsident.h "Slow consumer"). */
+#define RC_NETSYNC_UNICAST_MAX_BYTES_DEFAULT (4u << 20)
+#define RC_NETSYNC_UNICAST_MAX_MSGS 16384
+
 typedef struct rc_netsync_opts {
-    const char *bind;            /* address for all three ports: IPv4, IPv6 or "*" */
-    uint16_t router_port;        /* ROUTER (clients' DEALER), 0 = pick a free port (5555) */
+    const char *bind;            /* address for all the ports: IPv4, IPv6 or "*" */
+    uint16_t router_port;        /* control ROUTER (clients' DEALER), 0 = pick a free port (5555) */
+    uint16_t pose_port;          /* transform (pose) ROUTER, protocol 8, 0 = pick (5557) */
     uint16_t pub_port;           /* PUB (clients' SUB), 0 = pick (5556) */
     uint16_t discovery_port;     /* UDP + TCP discovery, 0 = pick (9999) */
+    uint16_t rest_port;          /* REST bridge port announced by STYLY-NETSYNC3 discovery
+                                    (the HTTP port; 0 until known) */
+    enum rc_netsync_tcp_disc tcp_discovery; /* format of the TCP discovery reply (v06) */
+    size_t unicast_max_bytes;    /* bytes queued for one peer before it is disconnected as a
+                                    slow consumer (4 MiB) */
     uint64_t tick_ns;            /* broadcast cadence of dirty rooms (50 ms) */
     uint64_t idle_ns;            /* re-broadcast of unchanged rooms (0.5 s) */
     uint64_t client_timeout_ns;  /* silence before a client leaves (1 s) */
@@ -79,15 +96,20 @@ typedef struct rc_netsync_opts {
 /* rc_netsync_opts_default fills in the defaults above (bind "127.0.0.1"). */
 void rc_netsync_opts_default(rc_netsync_opts *o);
 
-/* rc_netsync_new binds the three ports and attaches them to loop. NULL after logging the
+/* rc_netsync_new binds the four ports and attaches them to loop. NULL after logging the
  * reason. rc_netsync_free closes everything (pending output is dropped: linger 0). */
 rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o);
 void rc_netsync_free(rc_netsync *ns);
 
 /* The ports actually bound (useful with port 0). */
 uint16_t rc_netsync_router_port(const rc_netsync *ns);
+uint16_t rc_netsync_pose_port(const rc_netsync *ns);
 uint16_t rc_netsync_pub_port(const rc_netsync *ns);
 uint16_t rc_netsync_discovery_port(const rc_netsync *ns);
+
+/* rc_netsync_set_rest_port changes the REST port STYLY-NETSYNC3 discovery announces (the HTTP
+ * port by default; a dedicated REST listener started later sets its own). */
+void rc_netsync_set_rest_port(rc_netsync *ns, uint16_t port);
 
 /* rc_netsync_stats_of returns the live counters (valid until rc_netsync_free). */
 const rc_netsync_stats *rc_netsync_stats_of(const rc_netsync *ns);
@@ -147,5 +169,102 @@ int rc_netsync_queue_client_var(rc_netsync *ns, const void *room, size_t room_le
                                 size_t name_len, const void *value, size_t value_len);
 size_t rc_netsync_queued(const rc_netsync *ns, const void *room, size_t room_len,
                          const void *device, size_t device_len);
+
+/* ---- protocol 8 (wire spec netsync-protocol-v8.md) ---------------------------------------
+ *
+ * Lanes. A v8 client has two DEALERs: control (the ROUTER on router_port: HELLO, RPC, NV,
+ * ownership, and the unicast downlink) and transform (the pose ROUTER on pose_port: CLIENT_POSE,
+ * OBJECT_POSE). Both are drained alike (same limits, same nspeers accounting) and every message
+ * is handed on with its lane.
+ *
+ * Dispatch. Each message is classified by a classifier (built in, or registered by the codec);
+ * each routing identity (per lane) keeps the generation it last announced in a bounded,
+ * expiring record (nsident.h). A message that announces nothing (RC_NETSYNC_GEN_UNKNOWN: RPC,
+ * NV and other types that both generations use) follows its identity's record, v0.6 when
+ * there is none, as before protocol 8 existed:
+ *   V06          control lane: the v0.6 rooms (nsroom.h); pose lane: dropped (wrong_lane)
+ *   V8           the registered v8 handler; none registered: dropped (v8_unhandled)
+ *   UNSUPPORTED  counted by version (unsupported[]) and dropped; on the control lane the
+ *                sender is answered (at most once per RC_NETSYNC_VERSION_REPLY_NS) with a
+ *                DEVICE_ID_MAPPING of version 0.16.3 and no devices, on the ROUTER, so that
+ *                its version check fails with a clear message instead of waiting forever
+ *   INVALID      dropped (invalid)
+ */
+enum rc_netsync_gen {
+    RC_NETSYNC_GEN_UNKNOWN = 0,  /* the message does not say: follow the identity's record */
+    RC_NETSYNC_GEN_V06,          /* v0.6.x / v0.7.x wire format (no version byte) */
+    RC_NETSYNC_GEN_V8,           /* protocol 8 */
+    RC_NETSYNC_GEN_UNSUPPORTED,  /* another protocol version (in .version) */
+    RC_NETSYNC_GEN_INVALID,      /* malformed for every generation */
+};
+
+typedef struct rc_netsync_class {
+    enum rc_netsync_gen gen;
+    uint8_t version;             /* the version announced (UNSUPPORTED, V8) */
+} rc_netsync_class;
+
+/* A classifier looks at a payload frame (n >= 1 bytes) and its lane; it must not keep p. */
+typedef rc_netsync_class rc_netsync_classify_fn(const uint8_t *p, size_t n, enum nsy_lane lane);
+
+/* The built-in classifier, used until another is set: type 1 → V06; types 11, 13, 15, 19
+ * (the client messages with a version byte) with version 8 → V8; type 19 with version 7 and
+ * type 11 with 2..7 → UNSUPPORTED(version) (v0.8 … v0.15 clients, spec v8 §9); else UNKNOWN. */
+rc_netsync_class rc_netsync_classify_builtin(const uint8_t *p, size_t n, enum nsy_lane lane);
+
+/* rc_netsync_set_classifier replaces the classifier (NULL: the built-in one). */
+void rc_netsync_set_classifier(rc_netsync *ns, rc_netsync_classify_fn *fn);
+
+/* The v8 handler gets every message classified V8 (or UNKNOWN from a v8 identity), with its
+ * lane, the sender's routing identity (<= 255 bytes), the room frame and the payload frame.
+ * None of the pointers outlives the call. It may call rc_netsync_unicast/publish. */
+typedef void rc_netsync_v8_fn(void *arg, enum nsy_lane lane, const uint8_t *ident,
+                              size_t ident_len, const uint8_t *room, size_t room_len,
+                              const uint8_t *p, size_t n, uint64_t now);
+
+/* rc_netsync_set_v8_handler registers the protocol-8 engine (fn NULL: none; v8 messages are
+ * then counted and dropped). */
+void rc_netsync_set_v8_handler(rc_netsync *ns, rc_netsync_v8_fn *fn, void *arg);
+
+/* rc_netsync_unicast sends [room][payload] to the control DEALER whose routing identity is
+ * ident, through the ROUTER (ROUTER_MANDATORY). Room and payload are copied. Each identity
+ * has its own bounded queue, sent in order; a full pipe (EAGAIN) makes the message wait and
+ * be retried when libzmq has room again; nothing else waits for it. A queued DEVICE_ID_MAPPING
+ * is replaced by a newer one for the same room. Returns
+ *   0              sent, or queued behind earlier messages
+ *   -EHOSTUNREACH  the ROUTER has no such peer (disconnected): dropped, with its queue
+ *   -ENOBUFS       slow consumer: the queue was full (opts.unicast_max_bytes or
+ *                  RC_NETSYNC_UNICAST_MAX_MSGS); the peer is disconnected and its queue and
+ *                  this message dropped (see src/netsync/nsident.h for why)
+ *   -EINVAL        ident empty or > 255 bytes, room > 255 bytes;  -ENOMEM
+ * Everything is counted (unicast_* in nsstats.h). */
+int rc_netsync_unicast(rc_netsync *ns, const void *ident, size_t ident_len, const void *room,
+                       size_t room_len, const void *payload, size_t len);
+
+/* rc_netsync_connected says whether the control-lane peer ident is connected, as far as the
+ * transport knows: true when its last message came over a TCP connection that libzmq has not
+ * reported closed since (nspeers' monitor; a connection number, not a descriptor number, so a
+ * reused descriptor does not count) and no send to it has met EHOSTUNREACH since. False for an
+ * identity never heard from, or forgotten (records are kept RC_NETSYNC_IDENT_TTL_NS after the
+ * last message, at most RC_NETSYNC_IDENT_MAX of them). A true answer can be out of date by the
+ * time libzmq's I/O thread reports a close (microseconds to one loop turn). */
+bool rc_netsync_connected(const rc_netsync *ns, const void *ident, size_t ident_len);
+
+/* rc_netsync_publish publishes [topic][payload] on the PUB (never blocks; the PUB drops at its
+ * high-water mark) — for ROOM_POSE / ROOM_OBJECTS of the v8 engine. */
+void rc_netsync_publish(rc_netsync *ns, const void *topic, size_t topic_len, const void *payload,
+                        size_t len);
+
+/* rc_netsync_count_wrong_lane counts a message the v8 engine dropped for its lane (the
+ * counter is shared with the v0.6 path's). */
+void rc_netsync_count_wrong_lane(rc_netsync *ns);
+
+#define RC_NETSYNC_VERSION_REPLY_NS (1000 * RC_NS_PER_MS)
+#define RC_NETSYNC_IDENT_TTL_NS (60 * RC_NS_PER_SEC)
+#define RC_NETSYNC_IDENT_MAX 65536
+
+/* roomcast's NetSync server version, sent in DEVICE_ID_MAPPING (spec v8 §4.3, §7). */
+#define RC_NETSYNC_SERVER_MAJOR 0
+#define RC_NETSYNC_SERVER_MINOR 16
+#define RC_NETSYNC_SERVER_PATCH 3
 
 #endif

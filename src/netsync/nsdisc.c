@@ -58,7 +58,8 @@ static void on_conn_read(rc_loop *loop, rc_io *io, uint32_t events)
     while (b > a && is_py_space((uint8_t)buf[b - 1])) b--;
     if (b - a == sizeof(NSY_DISC_REQUEST) - 1 && memcmp(buf + a, NSY_DISC_REQUEST, b - a) == 0) {
         /* ~50 bytes into a fresh socket's empty send buffer: it fits, or the peer is gone */
-        (void)send(io->fd, d->reply, d->reply_len + 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)send(io->fd, d->reply[d->tcp_format], d->reply_len[d->tcp_format] + 1,
+                   MSG_DONTWAIT | MSG_NOSIGNAL);
         d->st->discovery_tcp++;
     } else {
         d->st->discovery_bad++;
@@ -119,8 +120,9 @@ static void on_udp(rc_loop *loop, rc_io *io, uint32_t events)
         if (n < 0) return;
         if ((size_t)n == sizeof(NSY_DISC_REQUEST) - 1 &&
             memcmp(buf, NSY_DISC_REQUEST, (size_t)n) == 0) {
-            (void)sendto(io->fd, d->reply, d->reply_len, MSG_DONTWAIT, (struct sockaddr *)&from,
-                         fl);
+            for (int f = 0; f < NSY_DISC_FORMATS; f++) /* v0.6 first, as before v8 */
+                (void)sendto(io->fd, d->reply[f], d->reply_len[f], MSG_DONTWAIT,
+                             (struct sockaddr *)&from, fl);
             d->st->discovery_udp++;
         } else {
             d->st->discovery_bad++;
@@ -158,19 +160,45 @@ static uint16_t bound_port(int fd)
                                           : ((struct sockaddr_in *)&sa)->sin_port);
 }
 
-int nsy_disc_start(nsy_disc *d, rc_loop *loop, const char *addr, uint16_t port,
-                  uint16_t router_port, uint16_t pub_port, const char *name,
-                  rc_netsync_stats *st)
+/* format_replies writes the three replies from d->ports and d->name (each fits: five ports
+ * and a name of at most NSY_DISC_NAME_MAX bytes are under 160). */
+static void format_replies(nsy_disc *d)
 {
-    *d = (nsy_disc){.loop = loop, .st = st};
+    const nsy_disc_ports *p = &d->ports;
+    int n[NSY_DISC_FORMATS];
+    n[0] = snprintf(d->reply[0], sizeof(d->reply[0]) - 1, "STYLY-NETSYNC|%u|%u|%s", p->control,
+                    p->pub, d->name);
+    n[1] = snprintf(d->reply[1], sizeof(d->reply[1]) - 1, "STYLY-NETSYNC2|%u|%u|%u|%s",
+                    p->control, p->pose, p->pub, d->name);
+    n[2] = snprintf(d->reply[2], sizeof(d->reply[2]) - 1, "STYLY-NETSYNC3|%u|%u|%u|%u|%s",
+                    p->control, p->pose, p->pub, p->rest, d->name);
+    for (int f = 0; f < NSY_DISC_FORMATS; f++) {
+        d->reply_len[f] = (size_t)n[f];
+        d->reply[f][n[f]] = '\n';
+    }
+}
+
+void nsy_disc_set_rest_port(nsy_disc *d, uint16_t rest)
+{
+    d->ports.rest = rest;
+    format_replies(d);
+}
+
+int nsy_disc_start(nsy_disc *d, rc_loop *loop, const char *addr, uint16_t port,
+                   const nsy_disc_ports *ports, const char *name, bool tcp_v8,
+                   rc_netsync_stats *st)
+{
+    *d = (nsy_disc){.loop = loop, .st = st, .ports = *ports, .tcp_format = tcp_v8 ? 2 : 0};
     rc_io_init(&d->udp_io, -1, on_udp);
     rc_io_init(&d->tcp_io, -1, on_accept);
     rc_timer_init(&d->accept_timer, on_accept_timer);
-    int n = snprintf(d->reply, sizeof(d->reply) - 1, "STYLY-NETSYNC|%u|%u|%s", router_port,
-                     pub_port, name);
-    if (n < 0 || (size_t)n >= sizeof(d->reply) - 1) return -EINVAL;
-    d->reply_len = (size_t)n;
-    d->reply[n] = '\n';
+    if (strlen(name) > NSY_DISC_NAME_MAX || strchr(name, '|')) {
+        rc_error("netsync server name '%s' is longer than %d bytes or holds a '|'", name,
+                 NSY_DISC_NAME_MAX);
+        return -EINVAL;
+    }
+    strcpy(d->name, name);
+    format_replies(d);
 
     struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICHOST, .ai_socktype = SOCK_DGRAM};
     struct addrinfo *ai = NULL;

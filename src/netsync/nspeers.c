@@ -21,6 +21,7 @@
 const char *const nsy_sock_names[NSY_SOCK__COUNT] = {
     [NSY_SOCK_ROUTER] = "router",
     [NSY_SOCK_PUB] = "pub",
+    [NSY_SOCK_POSE] = "pose",
 };
 
 const char *const nsy_gone_names[NSY_GONE__COUNT] = {
@@ -30,12 +31,14 @@ const char *const nsy_gone_names[NSY_GONE__COUNT] = {
     [NSY_GONE_TOO_BIG] = "too_big",
     [NSY_GONE_SUB_LIMIT] = "subscription_limit",
     [NSY_GONE_UNKNOWN] = "unknown",
+    [NSY_GONE_SLOW] = "slow_consumer",
 };
 
 /* What a cut or a drop of each socket counts as. */
 static const enum nsy_drop too_big_drop[NSY_SOCK__COUNT] = {
     [NSY_SOCK_ROUTER] = NSY_DROP_TOO_BIG,
     [NSY_SOCK_PUB] = NSY_DROP_SUB_TOO_BIG,
+    [NSY_SOCK_POSE] = NSY_DROP_TOO_BIG,
 };
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
@@ -43,6 +46,7 @@ static const enum nsy_drop too_big_drop[NSY_SOCK__COUNT] = {
 static const char *const monitor_endpoint[NSY_SOCK__COUNT] = {
     [NSY_SOCK_ROUTER] = "inproc://roomcast-netsync-monitor-router",
     [NSY_SOCK_PUB] = "inproc://roomcast-netsync-monitor-pub",
+    [NSY_SOCK_POSE] = "inproc://roomcast-netsync-monitor-pose",
 };
 #define EVENTS                                                                                \
     (ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |     \
@@ -67,6 +71,7 @@ struct nsy_peer {
     uint8_t dup_failed;          /* dup() failed for want of descriptors: reason unknown */
     uint8_t have_base;           /* multipart check: base/base_at are set */
     uint32_t subs;               /* live subscriptions (PUB) */
+    uint64_t serial;             /* this connection's number (nsy_peers_serial), never 0 */
     uint64_t accepted_at;        /* loop ns of ZMQ_EVENT_ACCEPTED */
     uint64_t delivered;          /* wire bytes (payload and frame headers) roomcast has read */
     uint64_t msgs;               /* messages roomcast has read */
@@ -150,7 +155,7 @@ static void on_accepted(nsy_watched *w, int fd, bool dup_it)
         p->st->peers_gone[w->sock][NSY_GONE_UNKNOWN]++;
     }
     *c = (nsy_peer){.dupfd = -1, .live = 1, .accepted_at = rc_loop_now(p->loop),
-                    .safe_received = UINT64_MAX};
+                    .safe_received = UINT64_MAX, .serial = ++p->serials};
     if (dup_it) {
         c->dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         if (c->dupfd < 0 && errno != EBADF) c->dup_failed = 1; /* EMFILE: cannot look */
@@ -565,6 +570,14 @@ void nsy_peers_subscribed(nsy_peers *p, int fd, bool on)
         p->st->dropped[NSY_DROP_SUB_LIMIT]++;
         cut(w, c, NSY_GONE_SUB_LIMIT);
     }
+}
+
+uint64_t nsy_peers_serial(const nsy_peers *p, enum nsy_sock s, int fd)
+{
+    const nsy_watched *w = &p->w[s];
+    if (fd < 0 || (size_t)fd >= w->cap) return 0;
+    const nsy_peer *c = &w->peer[fd];
+    return c->live && !c->cut ? c->serial : 0;
 }
 
 bool nsy_peers_cut(nsy_peers *p, enum nsy_sock s, int fd, enum nsy_gone why)

@@ -111,7 +111,8 @@ struct nsy_peers {
     rc_netsync_stats *st;        /* counters (not owned) */
     nsy_peers_flush_cb *flush;   /* reads the sockets before a scan */
     void *flush_arg;             /* its argument */
-    nsy_watched w[NSY_SOCK__COUNT]; /* the ROUTER and the PUB */
+    nsy_watched w[NSY_SOCK__COUNT]; /* the control ROUTER, the PUB, the pose ROUTER */
+    uint64_t serials;            /* connections accepted so far (the last serial given) */
     size_t nlive;                /* connections of both sockets */
     pthread_mutex_t lock;        /* held by roomcast's thread but during calls on the PUB */
     pthread_t watchdog;          /* see above */
@@ -154,6 +155,12 @@ void nsy_peers_subscribed(nsy_peers *p, int fd, bool on);
  * watchdog may act in between; see above). */
 void nsy_peers_pub_begin(nsy_peers *p);
 void nsy_peers_pub_end(nsy_peers *p);
+
+/* nsy_peers_serial is the number roomcast gave connection fd of socket s when libzmq
+ * accepted it (1, 2, ... over all sockets), or 0 when fd is not a live connection or roomcast
+ * has cut it. A descriptor number is reused by the next connection; a serial never is, so
+ * (fd, serial) recorded from a message tells later whether that connection still exists. */
+uint64_t nsy_peers_serial(const nsy_peers *p, enum nsy_sock s, int fd);
 
 /* nsy_peers_cut disconnects connection fd of socket s for reason why (counted now, not again
  * when libzmq reports the disconnect). Returns false when fd is not a connection roomcast can

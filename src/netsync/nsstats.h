@@ -33,13 +33,39 @@ enum nsy_drop {
                                  or a multipart message piling up: its peer is disconnected */
     NSY_DROP_SUB_LIMIT,       /* PUB: a subscription beyond NSY_SUBS_PER_PEER on one connection:
                                  its peer is disconnected */
+    NSY_DROP_WRONG_LANE,      /* a message on the lane its generation does not use (v0.6 on
+                                 the pose ROUTER, v8 control messages there) */
+    NSY_DROP_V8_UNHANDLED,    /* a protocol-8 message while no v8 engine is registered */
+    NSY_DROP_UNSUPPORTED,     /* from a client of an unsupported protocol version (counted per
+                                 version in unsupported[]) */
+    NSY_DROP_INVALID,         /* the classifier found it malformed for every generation */
     NSY_DROP__COUNT
 };
 
 extern const char *const nsy_drop_names[NSY_DROP__COUNT];
 
 /* The ZeroMQ sockets whose connections are counted (src/netsync/nspeers.h). */
-enum nsy_sock { NSY_SOCK_ROUTER, NSY_SOCK_PUB, NSY_SOCK__COUNT };
+enum nsy_sock {
+    NSY_SOCK_ROUTER,          /* control ROUTER (--netsync-router-port), "router" in metrics */
+    NSY_SOCK_PUB,             /* PUB */
+    NSY_SOCK_POSE,            /* transform (pose) ROUTER (--netsync-pose-port) */
+    NSY_SOCK__COUNT
+};
+
+/* The lane a ROUTER message arrived on (protocol 8 splits the uplink in two, spec v8 §1). */
+enum nsy_lane { NSY_LANE_CONTROL, NSY_LANE_POSE, NSY_LANE__COUNT };
+
+/* Why queued unicast messages were dropped (nsident.h). */
+enum nsy_ucdrop {
+    NSY_UCDROP_UNREACHABLE,   /* EHOSTUNREACH: the peer disconnected; its queue is dropped */
+    NSY_UCDROP_SLOW,          /* the peer's queue was full: disconnected, queue dropped */
+    NSY_UCDROP_EVICTED,       /* its identity record was evicted at the record bound */
+    NSY_UCDROP_ERROR,         /* another zmq_send failure */
+    NSY_UCDROP__COUNT
+};
+
+extern const char *const nsy_ucdrop_names[NSY_UCDROP__COUNT];
+extern const char *const nsy_lane_names[NSY_LANE__COUNT];
 
 /* Why a connection of a ZeroMQ socket ended. */
 enum nsy_gone {
@@ -53,6 +79,7 @@ enum nsy_gone {
                                  roomcast: the frames of one message) */
     NSY_GONE_SUB_LIMIT,       /* cut by roomcast: too many subscriptions (PUB) */
     NSY_GONE_UNKNOWN,         /* roomcast could not look (no descriptor for a duplicate) */
+    NSY_GONE_SLOW,            /* cut by roomcast: its unicast queue was full (nsident.h) */
     NSY_GONE__COUNT
 };
 
@@ -67,8 +94,15 @@ typedef struct rc_netsync_stats {
     uint64_t rooms;              /* rooms */
     uint64_t devices;            /* devices holding a number (live + departed, not expired) */
     /* input */
-    uint64_t msgs_in;            /* ZeroMQ messages received on the ROUTER */
+    uint64_t msgs_in;            /* ZeroMQ messages received on the control ROUTER */
     uint64_t bytes_in;           /* their payload bytes */
+    uint64_t pose_msgs_in;       /* ZeroMQ messages received on the pose ROUTER */
+    uint64_t pose_bytes_in;      /* their payload bytes */
+    uint64_t v8_in;              /* messages handed to the protocol-8 engine */
+    uint64_t unsupported[256];   /* messages of unsupported clients, by announced version */
+    uint64_t version_replies;    /* DEVICE_ID_MAPPINGs sent to them (rate-limited) */
+    uint64_t idents;             /* gauge: routing-identity records (nsident.h) */
+    uint64_t idents_evicted;     /* records evicted at the bound before their time */
     uint64_t transforms_in;      /* CLIENT_TRANSFORM accepted */
     uint64_t rpc_in;             /* RPC accepted */
     uint64_t nv_in;              /* GLOBAL/CLIENT_VAR_SET accepted (applied or not) */
@@ -93,6 +127,15 @@ typedef struct rc_netsync_stats {
     uint64_t syncs_out;          /* GLOBAL/CLIENT_VAR_SYNC published */
     uint64_t rpc_out;            /* RPC published */
     uint64_t publish_errors;     /* zmq_send failures (never blocks: PUB drops at HWM itself) */
+    /* unicast on the control ROUTER (nsident.h) */
+    uint64_t unicast_out;        /* messages handed to the ROUTER */
+    uint64_t unicast_bytes_out;  /* their room + payload bytes */
+    uint64_t unicast_queued;     /* gauge: messages waiting in per-peer queues */
+    uint64_t unicast_queued_bytes; /* gauge: their bytes */
+    uint64_t unicast_deferred;   /* messages that met EAGAIN and waited */
+    uint64_t unicast_superseded; /* queued mappings replaced by a newer one of the same room */
+    uint64_t unicast_slow;       /* peers disconnected as slow consumers */
+    uint64_t unicast_dropped[NSY_UCDROP__COUNT]; /* messages dropped, by reason */
     /* ticks */
     uint64_t ticks;              /* tick timer runs */
     uint64_t tick_ns_last;       /* duration of the last tick, ns */

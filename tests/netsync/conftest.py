@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 NS_RE = re.compile(r"roomcast: netsync router tcp://(\S+):(\d+) pub tcp://\S+:(\d+) "
                    r"discovery \S+:(\d+)")
+POSE_RE = re.compile(r"roomcast: netsync router .* pose tcp://\S+:(\d+)")
 HTTP_RE = re.compile(r"roomcast: listening on http://\S+:(\d+)/")
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 20.0
@@ -53,11 +54,11 @@ class NSServer:
         args = [roomcast_bin(), "--port", "0"]
         if netsync:
             args += ["--netsync-router-port", "0", "--netsync-pub-port", "0",
-                     "--netsync-discovery-port", "0"]
+                     "--netsync-discovery-port", "0", "--netsync-pose-port", "0"]
         args += [str(f) for f in flags]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.errf,
                                      cwd=tempfile.gettempdir())
-        self.router_port = self.pub_port = self.disc_port = None
+        self.router_port = self.pub_port = self.disc_port = self.pose_port = None
         deadline = time.monotonic() + START_TIMEOUT
         want_ns = netsync
         while time.monotonic() < deadline:
@@ -69,6 +70,8 @@ class NSServer:
                     self.host = m.group(1)
                     self.router_port, self.pub_port, self.disc_port = (
                         int(m.group(2)), int(m.group(3)), int(m.group(4)))
+                    p = POSE_RE.search(text)
+                    self.pose_port = int(p.group(1)) if p else None
                 return
             if self.proc.poll() is not None:
                 break

@@ -483,18 +483,28 @@ def expect_reply(server):
     return f"STYLY-NETSYNC|{server.router_port}|{server.pub_port}|STYLY-NetSync-Server"
 
 
+def expect_udp_replies(server):
+    """One datagram per client generation (v0.6, v0.15-0.16.3, HEAD), in this order."""
+    name = "STYLY-NetSync-Server"
+    return [expect_reply(server),
+            f"STYLY-NETSYNC2|{server.router_port}|{server.pose_port}|{server.pub_port}|{name}",
+            f"STYLY-NETSYNC3|{server.router_port}|{server.pose_port}|{server.pub_port}|"
+            f"{server.http_port}|{name}"]
+
+
 def test_discovery_udp_exact(server):
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.settimeout(2)
     try:
         u.sendto(b"STYLY-NETSYNC-DISCOVER\n", ("127.0.0.1", server.disc_port))
         u.sendto(b"STYLY-NETSYNC-DISCOVER", ("127.0.0.1", server.disc_port))
-        data, _ = u.recvfrom(1024)
-        assert data == expect_reply(server).encode()
+        for want in expect_udp_replies(server):
+            data, _ = u.recvfrom(1024)
+            assert data == want.encode()
         u.settimeout(0.3)
         try:
             extra = u.recvfrom(1024)
-            raise AssertionError(f"unexpected second reply {extra!r}")
+            raise AssertionError(f"unexpected fourth reply {extra!r}")
         except socket.timeout:
             pass
     finally:
