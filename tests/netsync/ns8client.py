@@ -61,11 +61,15 @@ DECISIONS = {
     "ownership_request_steals": True,
     # a pose with trailing bytes: "strip" (relayed without them), "drop", or None = either
     "pose_trailing": None,
+    # a pose with another live device's deviceId from another pose DEALER is refused too
+    "pose_lane_bound_to_device": True,
 }
 
 # Counters of dropped input: Prometheus lines at GET /metrics (today's
 # roomcast_netsync_dropped_total{reason="..."}). Tests only assert that the total grows.
 DROPPED_METRIC = "roomcast_netsync_dropped_total"
+# where clients of unsupported generations (HELLO v7, CLIENT_POSE v2..6) are counted
+UNSUPPORTED_METRIC = DROPPED_METRIC
 
 # ============================================================================================
 # Encoding (client -> server), little-endian
@@ -474,11 +478,16 @@ def metrics(server):
     return out
 
 
-def dropped_total(server):
+def counter_total(server, name):
+    """Sum of every labelled line of metric ``name`` (None without /metrics)."""
     m = metrics(server)
     if m is None:
         return None
-    return sum(v for k, v in m.items() if k.startswith(DROPPED_METRIC))
+    return sum(v for k, v in m.items() if k == name or k.startswith(name + "{"))
+
+
+def dropped_total(server):
+    return counter_total(server, DROPPED_METRIC)
 
 
 def discover_udp(port, timeout=1.5, payload=b"STYLY-NETSYNC-DISCOVER"):
