@@ -85,7 +85,8 @@ def wait_pose_with(c, want, timeout=T_IDLE):
 
 def marker_rpc(sender, *receivers, name="marker"):
     """Send an RPC to everyone and return, for each receiver, the control messages it got
-    before the marker (order-based proof that something earlier was *not* delivered)."""
+    before the marker (order-based proof that something earlier was *not* delivered).
+    Only messages sent earlier on the *sender's* control DEALER are ordered before it."""
     tag = uniq(name)
     sender.rpc(name, tag)
     out = []
@@ -286,7 +287,7 @@ def test_rpc_everyone_listed_unknown_and_sender_rewritten(steady8, ctx):
     assert m == ("rpc", a.no, "A", [b.no], "ToB", "[1]")
     a.rpc("ToNobody", "[]", targets=[99])
     a.rpc("ToBC", "[2]", targets=[b.no, c.no])
-    before = marker_rpc(b, a, b, c)
+    before = marker_rpc(a, a, b, c)          # same DEALER as the RPCs above: ordered after them
     assert not [m for m in before[0] if m[0] == "rpc"], "A got an RPC addressed to others"
     assert [m[4] for m in before[1] if m[0] == "rpc"] == ["ToBC"]
     assert [m[4] for m in before[2] if m[0] == "rpc"] == ["ToBC"]
