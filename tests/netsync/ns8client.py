@@ -14,7 +14,6 @@ Everything an implementer may name or decide differently is in the first section
 """
 
 import os
-import re
 import socket
 import struct
 import time
@@ -508,4 +507,4 @@ def discover_udp(port, timeout=1.5, payload=b"STYLY-NETSYNC-DISCOVER"):
         u.close()
 
 
-NS_LINE = re.compile(r"roomcast: netsync .*")
+

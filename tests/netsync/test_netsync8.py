@@ -10,7 +10,6 @@ NETSYNC8_SERVER=reference (see reference.py); the defect-fix tests are expected 
 """
 
 import random
-import struct
 import time
 
 import pytest

@@ -13,9 +13,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
-import textwrap
-import time
 
 import pytest
 import zmq
