@@ -28,9 +28,10 @@ import zmq
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-NS_RE = re.compile(r"roomcast: netsync router tcp://(\S+):(\d+) pub tcp://\S+:(\d+) "
-                   r"discovery \S+:(\d+)")
-POSE_RE = re.compile(r"roomcast: netsync router .* pose tcp://\S+:(\d+)")
+NS_RE = re.compile(r"roomcast: netsync router tcp://(\S+):(\d+) (?:\S+ \S+ )*?pub tcp://\S+:(\d+) "
+                   r"(?:\S+ \S+ )*?discovery \S+:(\d+)")
+# protocol 8's pose (transform) ROUTER, wherever the netsync line prints it
+POSE_RE = re.compile(r"roomcast: netsync .*\bpose tcp://\S+:(\d+)")
 HTTP_RE = re.compile(r"roomcast: listening on http://\S+:(\d+)/")
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 20.0
@@ -61,10 +62,14 @@ class NSServer:
         self.router_port = self.pub_port = self.disc_port = self.pose_port = None
         deadline = time.monotonic() + START_TIMEOUT
         want_ns = netsync
+        want_pose = "--netsync-pose-port" in args
         while time.monotonic() < deadline:
             text = self.stderr()
             m = NS_RE.search(text)
-            if HTTP_RE.search(text) and (m or not want_ns):
+            pm = POSE_RE.search(text)
+            if pm:
+                self.pose_port = int(pm.group(1))
+            if HTTP_RE.search(text) and (m or not want_ns) and (pm or not want_pose):
                 self.http_port = int(HTTP_RE.search(text).group(1))
                 if m:
                     self.host = m.group(1)
