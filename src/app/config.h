@@ -76,6 +76,11 @@ typedef struct rc_config {
     uint16_t netsync_pub_port;    /* PUB port, 0 = pick a free one (5556) */
     uint16_t netsync_discovery_port; /* UDP+TCP discovery port, 0 = pick a free one (9999) */
     uint64_t netsync_client_timeout; /* ns without a transform before a client leaves (1 s) */
+    uint64_t netsync_v8_client_timeout; /* protocol 8, ns (5 s) */
+    uint64_t netsync_v8_pose_tick;   /* protocol 8: ROOM_POSE period of a dirty room, ns (0.1 s) */
+    uint64_t netsync_v8_idle;        /* protocol 8: idle re-broadcast, ns (2 s) */
+    uint64_t netsync_v8_mapping;     /* protocol 8: mapping debounce, ns (0.5 s) */
+    uint64_t netsync_v8_nv_flush;    /* protocol 8: NV window, ns (0.1 s) */
     uint64_t netsync_tick;        /* ns between broadcasts of a changed room (50 ms) */
     size_t netsync_max_message_size; /* largest message a NetSync client may send, room id
                                      aside (a frame, or a message's frames together), bytes

@@ -67,6 +67,11 @@ int main(int argc, char **argv)
         nso.pub_port = cfg.netsync_pub_port;
         nso.discovery_port = cfg.netsync_discovery_port;
         nso.client_timeout_ns = cfg.netsync_client_timeout;
+        nso.v8_client_timeout_ns = cfg.netsync_v8_client_timeout;
+        nso.v8_bcast_ns = cfg.netsync_v8_pose_tick;
+        nso.v8_idle_ns = cfg.netsync_v8_idle;
+        nso.v8_mapping_ns = cfg.netsync_v8_mapping;
+        nso.v8_nv_flush_ns = cfg.netsync_v8_nv_flush;
         nso.tick_ns = cfg.netsync_tick;
         nso.max_message_size = cfg.netsync_max_message_size;
         if (!(ns = rc_netsync_new(loop, &nso))) {

@@ -12,6 +12,8 @@
 #include "core/log.h"
 #include "netsync/nsdisc.h"
 #include "netsync/nsident.h"
+#include "netsync/ns8room.h"
+#include "codec/ns8proto.h"
 #include "netsync/nspeers.h"
 #include "codec/utf8.h"
 
@@ -75,9 +77,9 @@ struct rc_netsync {
     nsy_peers peers;             /* the sockets' connections: size limits, why they end */
     uint16_t pub_port;
     nsy_idents idents;           /* routing-identity records and unicast queues */
-    rc_netsync_classify_fn *classify; /* the classifier (never NULL) */
-    rc_netsync_v8_fn *v8;        /* protocol-8 engine, NULL: none */
-    void *v8_arg;                /* its argument */
+    nsr8_rooms rooms8;           /* protocol 8's rooms */
+    nsr8_stats st8;              /* their counters */
+    rc_timer tick8;              /* their timer: armed at nsr8_next_deadline */
     nsy_disc disc;                /* discovery sockets */
     nsy_rooms rooms;              /* the rooms */
     rc_netsync_stats st;         /* counters */
@@ -122,23 +124,6 @@ static void zpublish(void *arg, const uint8_t *topic, size_t tlen, const uint8_t
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
-rc_netsync_class rc_netsync_classify_builtin(const uint8_t *p, size_t n, enum nsy_lane lane)
-{
-    rc_netsync_class c = {RC_NETSYNC_GEN_UNKNOWN, 0};
-    if (n >= 1 && p[0] == 1) c.gen = RC_NETSYNC_GEN_V06; /* CLIENT_TRANSFORM: v0.6 only */
-    if (n < 2) return c;
-    uint8_t t = p[0], v = p[1];
-    /* v0.6 clients never send types >= 11 (spec v8 §9), so a version byte there is one */
-    if ((t == 11 || t == 13 || t == 15 || t == 19) && v == 8) {
-        c.gen = RC_NETSYNC_GEN_V8;
-        c.version = v;
-    } else if ((t == 19 && v == 7) || (t == 11 && v >= 2 && v <= 7)) {
-        c.gen = RC_NETSYNC_GEN_UNSUPPORTED;
-        c.version = v;
-    }
-    return c;
-}
-
 /* version_reply answers a client of an unsupported protocol version with what makes its
  * version check fail clearly: a DEVICE_ID_MAPPING carrying roomcast's server version and no
  * devices (v0.8+ clients compare major.minor on their first mapping and disconnect with a
@@ -156,8 +141,16 @@ static void version_reply(rc_netsync *ns, nsy_ident *r, const uint8_t *ident, si
         ns->st.version_replies++;
 }
 
-static void handle(rc_netsync *ns, enum nsy_lane lane, int srcfd, zmq_msg_t *parts, int nparts)
+static void arm_tick8(rc_netsync *ns);
+
+/* The v0.6 message types (spec v0.6 §3): an identity known to speak v0.6 sends these straight
+ * to the v0.6 path, which keeps the reference's leniencies (a final string may overrun,
+ * trailing bytes are ignored) that the strict classifier would refuse. */
+static bool v06_type(uint8_t t) { return t >= 1 && t <= 10; }
+
+static void handle(rc_netsync *ns, nsy_router *rt, int srcfd, zmq_msg_t *parts, int nparts)
 {
+    enum nsy_lane lane = rt->lane;
     if (nparts < 3) {
         ns->st.dropped[NSY_DROP_TOO_FEW_FRAMES]++;
         return;
@@ -170,49 +163,70 @@ static void handle(rc_netsync *ns, enum nsy_lane lane, int srcfd, zmq_msg_t *par
     uint64_t now = rc_loop_now(ns->loop);
     if (lane == NSY_LANE_POSE) ns->st.pose_bytes_in += n; else ns->st.bytes_in += n;
     if (ident_len > NSY_ID_MAX) ident_len = NSY_ID_MAX; /* libzmq caps routing ids at 255 */
-    rc_netsync_class c = n ? ns->classify(p, n, lane)
-                           : (rc_netsync_class){RC_NETSYNC_GEN_UNKNOWN, 0};
     /* NULL only when out of memory: the message is then classified on its own */
     nsy_ident *r = ident_len ? nsy_idents_touch(&ns->idents, lane, ident, ident_len, now) : NULL;
     if (r && !rc_timer_armed(&ns->ident_sweep))
         rc_timer_start(ns->loop, &ns->ident_sweep, now + RC_NETSYNC_IDENT_TTL_NS);
-    if (r && lane == NSY_LANE_CONTROL && srcfd >= 0 && (r->fd != srcfd || !r->conn)) {
+    if (r && srcfd >= 0 && (r->fd != srcfd || !r->conn)) {
         r->fd = srcfd;
-        r->conn = nsy_peers_serial(&ns->peers, NSY_SOCK_ROUTER, srcfd);
+        r->conn = nsy_peers_serial(&ns->peers, rt->sock, srcfd);
     }
-    if (c.gen == RC_NETSYNC_GEN_UNKNOWN) {
-        c.gen = r && r->gen ? (enum rc_netsync_gen)r->gen : RC_NETSYNC_GEN_V06;
-        c.version = r ? r->version : 0;
-    } else if (r && c.gen != RC_NETSYNC_GEN_INVALID) {
-        r->gen = (uint8_t)c.gen;
-        r->version = c.version;
+    enum ns8_lane l8 = lane == NSY_LANE_POSE ? NS8_LANE_TRANSFORM : NS8_LANE_CONTROL;
+    if (n && lane == NSY_LANE_CONTROL && v06_type(p[0]) && r && r->gen == RC_NETSYNC_GEN_V06 &&
+        p[0] != 1) {
+        nsy_rooms_input(&ns->rooms, ident, ident_len, room, room_len, p, n, now);
+        return;
     }
+    ns8_class c;
+    ns8_msg m;
+    enum ns8_gen hint = !r ? NS8_GEN_INVALID
+                        : r->gen == RC_NETSYNC_GEN_V06 ? NS8_GEN_V06
+                        : r->gen == RC_NETSYNC_GEN_V8  ? NS8_GEN_V8
+                                                       : NS8_GEN_INVALID;
+    ns8_classify(l8, p, n, hint, &c, &m);
     switch (c.gen) {
-    case RC_NETSYNC_GEN_V06:
+    case NS8_GEN_V06:
         if (lane == NSY_LANE_POSE) {
             ns->st.dropped[NSY_DROP_WRONG_LANE]++; /* v0.6 has one lane, the control one */
             return;
         }
+        if (r) r->gen = RC_NETSYNC_GEN_V06;
         nsy_rooms_input(&ns->rooms, ident, ident_len, room, room_len, p, n, now);
         return;
-    case RC_NETSYNC_GEN_V8:
-        if (!ns->v8) {
-            ns->st.dropped[NSY_DROP_V8_UNHANDLED]++;
-            return;
-        }
+    case NS8_GEN_V8:
         ns->st.v8_in++;
-        ns->v8(ns->v8_arg, lane, ident, ident_len, room, room_len, p, n, now);
+        if (c.err == NS8_OK) {
+            if (r) r->gen = RC_NETSYNC_GEN_V8;
+            nsr8_on_msg(&ns->rooms8, l8, ident, ident_len, room, room_len, &m, now);
+        } else {
+            nsr8_input(&ns->rooms8, l8, ident, ident_len, room, room_len, p, n, now); /* counts */
+        }
+        arm_tick8(ns);
         return;
-    case RC_NETSYNC_GEN_UNSUPPORTED:
+    case NS8_GEN_UNSUPPORTED:
+        if (r) {
+            r->gen = RC_NETSYNC_GEN_UNSUPPORTED;
+            r->version = c.version;
+        }
         ns->st.unsupported[c.version]++;
         ns->st.dropped[NSY_DROP_UNSUPPORTED]++;
         /* only the control DEALER reads downlink: nothing to answer on the pose lane */
         if (lane == NSY_LANE_CONTROL)
             version_reply(ns, r, ident, ident_len, room, room_len, now);
         return;
-    case RC_NETSYNC_GEN_UNKNOWN: /* not after the fallback above */
-    case RC_NETSYNC_GEN_INVALID:
+    case NS8_GEN_INVALID:
         break;
+    }
+    if (n && lane == NSY_LANE_CONTROL && (v06_type(p[0]) || p[0] == 0 || p[0] > 19)) {
+        /* what the v0.6 path always counted (unknown type, truncated, bad UTF-8, ...) it
+         * still counts, by the same names */
+        nsy_rooms_input(&ns->rooms, ident, ident_len, room, room_len, p, n, now);
+        return;
+    }
+    if (n && p[0] >= 11 && p[0] <= 19) {
+        ns->st.v8_in++;
+        nsr8_input(&ns->rooms8, l8, ident, ident_len, room, room_len, p, n, now); /* counts */
+        return;
     }
     ns->st.dropped[NSY_DROP_INVALID]++;
 }
@@ -291,7 +305,7 @@ static void drain_router(rc_netsync *ns, nsy_router *rt)
             nsy_peers_cut(&ns->peers, rt->sock, srcfd, NSY_GONE_TOO_BIG);
             continue;
         }
-        handle(ns, rt->lane, srcfd, parts, nparts);
+        handle(ns, rt, srcfd, parts, nparts);
     }
     for (int i = 0; i < 3; i++) zmq_msg_close(&parts[i]);
     zmq_msg_close(&extra);
@@ -456,6 +470,68 @@ static void on_tick(rc_loop *loop, rc_timer *t)
     drain(ns);
 }
 
+/* ---- protocol 8's rooms ------------------------------------------------------------------ */
+
+static void on_tick8(rc_loop *loop, rc_timer *t)
+{
+    rc_netsync *ns = container_of(t, rc_netsync, tick8);
+    nsr8_tick(&ns->rooms8, rc_loop_now(loop));
+    arm_tick8(ns);
+    /* Sending touched libzmq; check the ROUTERs in case their read edges were consumed. */
+    drain(ns);
+}
+
+/* arm_tick8 points the v8 timer at the rooms' next deadline (input may have brought it
+ * forward: a new room's first broadcast goes out at once). */
+static void arm_tick8(rc_netsync *ns)
+{
+    uint64_t wake = nsr8_next_deadline(&ns->rooms8), now = rc_loop_now(ns->loop);
+    if (wake == UINT64_MAX) {
+        rc_timer_stop(ns->loop, &ns->tick8);
+        return;
+    }
+    if (wake < now) wake = now;
+    if (!rc_timer_armed(&ns->tick8) || wake != rc_timer_due(&ns->tick8))
+        rc_timer_start(ns->loop, &ns->tick8, wake);
+}
+
+static void v8_unicast(void *arg, const uint8_t *ident, size_t ident_len, const uint8_t *room,
+                       size_t room_len, const uint8_t *payload, size_t len)
+{
+    rc_netsync_unicast(arg, ident, ident_len, room, room_len, payload, len);
+}
+
+static void v8_publish(void *arg, const uint8_t *topic, size_t topic_len, const uint8_t *payload,
+                       size_t len)
+{
+    rc_netsync *ns = arg;
+    zpublish(ns, topic, topic_len, payload, len);
+    ns->st.msgs_out++;
+    ns->st.bytes_out += topic_len + len;
+}
+
+/* The engine's "is this identity still there?" (the hijack rule, ns8room.h): per lane, from
+ * the connection the identity's last message came over (nspeers' connection numbers). */
+static bool v8_connected(void *arg, enum ns8_lane lane, const uint8_t *ident, size_t ident_len)
+{
+    rc_netsync *ns = arg;
+    if (ident_len == 0 || ident_len > NSY_IDENT_MAX_LEN) return false;
+    bool pose = lane == NS8_LANE_TRANSFORM;
+    const nsy_ident *r = nsy_idents_find(&ns->idents, pose ? NSY_LANE_POSE : NSY_LANE_CONTROL,
+                                         ident, ident_len);
+    return r && r->conn &&
+           nsy_peers_serial(&ns->peers, pose ? NSY_SOCK_POSE : NSY_SOCK_ROUTER, r->fd) == r->conn;
+}
+
+nsr8_rooms *rc_netsync_rooms8(rc_netsync *ns) { return &ns->rooms8; }
+const nsr8_stats *rc_netsync_stats8(const rc_netsync *ns) { return &ns->st8; }
+
+void rc_netsync_rooms8_changed(rc_netsync *ns)
+{
+    arm_tick8(ns);
+    flush_unicast(ns);
+}
+
 /* ---- set-up ------------------------------------------------------------------------------ */
 
 /* bind_socket opens a socket of type, caps and watches its input (nsy_peers_watch: before the
@@ -560,7 +636,6 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     ns->loop = loop;
     ns->tick_ns = o->tick_ns;
     ns->max_message = o->max_message_size;
-    ns->classify = rc_netsync_classify_builtin;
     router_init(ns, &ns->ctl, NSY_SOCK_ROUTER, NSY_LANE_CONTROL);
     router_init(ns, &ns->pose, NSY_SOCK_POSE, NSY_LANE_POSE);
     rc_io_init(&ns->pub_io, -1, on_pub);
@@ -568,6 +643,7 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     rc_timer_init(&ns->pub_more, on_pub_more);
     rc_timer_init(&ns->uc_retry, on_uc_retry);
     rc_timer_init(&ns->ident_sweep, on_ident_sweep);
+    rc_timer_init(&ns->tick8, on_tick8);
     nsy_idents_init(&ns->idents, &ns->st, RC_NETSYNC_IDENT_MAX, RC_NETSYNC_IDENT_TTL_NS,
                     RC_NETSYNC_UNICAST_MAX_MSGS,
                     o->unicast_max_bytes ? o->unicast_max_bytes
@@ -580,6 +656,19 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     p.idle_ns = o->idle_ns;
     p.mapping_ns = o->mapping_ns;
     if (nsy_rooms_init(&ns->rooms, &p, &ns->st, zpublish, ns) < 0) goto err;
+    nsr8_params p8;
+    nsr8_params_default(&p8);
+    if (o->v8_client_timeout_ns) p8.client_timeout_ns = o->v8_client_timeout_ns;
+    if (o->v8_bcast_ns) p8.bcast_ns = o->v8_bcast_ns;
+    if (o->v8_idle_ns) p8.idle_ns = o->v8_idle_ns;
+    if (o->v8_mapping_ns) p8.mapping_debounce_ns = o->v8_mapping_ns;
+    if (o->v8_nv_flush_ns) p8.nv_flush_ns = o->v8_nv_flush_ns;
+    p8.version[0] = RC_NETSYNC_SERVER_MAJOR;
+    p8.version[1] = RC_NETSYNC_SERVER_MINOR;
+    p8.version[2] = RC_NETSYNC_SERVER_PATCH;
+    nsr8_io io8 = {.unicast = v8_unicast, .publish = v8_publish, .connected = v8_connected,
+                   .arg = ns};
+    if (nsr8_rooms_init(&ns->rooms8, &p8, &ns->st8, &io8) < 0) goto err;
     const char *addr = strcmp(o->bind, "0.0.0.0") == 0 ? "*" : o->bind;
     if (!(ns->zctx = zmq_ctx_new())) goto err;
     if (nsy_peers_init(&ns->peers, loop, ns->zctx, &ns->st, flush_inputs, ns) < 0) goto err;
@@ -619,6 +708,7 @@ void rc_netsync_free(rc_netsync *ns)
     rc_timer_stop(ns->loop, &ns->pub_more);
     rc_timer_stop(ns->loop, &ns->uc_retry);
     rc_timer_stop(ns->loop, &ns->ident_sweep);
+    rc_timer_stop(ns->loop, &ns->tick8);
     router_close(ns, &ns->ctl);
     router_close(ns, &ns->pose);
     if (ns->pub_io.fd >= 0) rc_io_stop(ns->loop, &ns->pub_io);
@@ -626,6 +716,7 @@ void rc_netsync_free(rc_netsync *ns)
     nsy_peers_release(&ns->peers); /* its sockets too: zmq_ctx_term waits for every socket */
     if (ns->zctx) zmq_ctx_term(ns->zctx);
     nsy_rooms_release(&ns->rooms); /* a no-op on the zeroed rooms of a failed start */
+    nsr8_rooms_release(&ns->rooms8);
     nsy_idents_release(&ns->idents);
     while (ns->pending) {
         nsy_pending *q = ns->pending;
@@ -642,17 +733,6 @@ uint16_t rc_netsync_discovery_port(const rc_netsync *ns) { return ns->disc.port;
 void rc_netsync_set_rest_port(rc_netsync *ns, uint16_t port) { nsy_disc_set_rest_port(&ns->disc, port); }
 
 /* ---- protocol 8 API ---------------------------------------------------------------------- */
-
-void rc_netsync_set_classifier(rc_netsync *ns, rc_netsync_classify_fn *fn)
-{
-    ns->classify = fn ? fn : rc_netsync_classify_builtin;
-}
-
-void rc_netsync_set_v8_handler(rc_netsync *ns, rc_netsync_v8_fn *fn, void *arg)
-{
-    ns->v8 = fn;
-    ns->v8_arg = arg;
-}
 
 int rc_netsync_unicast(rc_netsync *ns, const void *ident, size_t ident_len, const void *room,
                        size_t room_len, const void *payload, size_t len)
@@ -676,16 +756,6 @@ bool rc_netsync_connected(const rc_netsync *ns, const void *ident, size_t ident_
     const nsy_ident *r = nsy_idents_find(&ns->idents, NSY_LANE_CONTROL, ident, ident_len);
     return r && r->conn && nsy_peers_serial(&ns->peers, NSY_SOCK_ROUTER, r->fd) == r->conn;
 }
-
-void rc_netsync_publish(rc_netsync *ns, const void *topic, size_t topic_len, const void *payload,
-                        size_t len)
-{
-    zpublish(ns, topic, topic_len, payload, len);
-    ns->st.msgs_out++;
-    ns->st.bytes_out += topic_len + len;
-}
-
-void rc_netsync_count_wrong_lane(rc_netsync *ns) { ns->st.dropped[NSY_DROP_WRONG_LANE]++; }
 
 const rc_netsync_stats *rc_netsync_stats_of(const rc_netsync *ns) { return &ns->st; }
 const nsy_room *rc_netsync_rooms(const rc_netsync *ns) { return ns->rooms.head; }

@@ -86,6 +86,12 @@ typedef struct rc_netsync_opts {
     uint64_t tick_ns;            /* broadcast cadence of dirty rooms (50 ms) */
     uint64_t idle_ns;            /* re-broadcast of unchanged rooms (0.5 s) */
     uint64_t client_timeout_ns;  /* silence before a client leaves (1 s) */
+    /* protocol 8's cadences (spec v8 §4.11; 0 = the spec's default): */
+    uint64_t v8_client_timeout_ns; /* silence before a v8 entry is removed (5 s) */
+    uint64_t v8_bcast_ns;        /* min gap of a dirty room's ROOM_POSE/ROOM_OBJECTS (0.1 s) */
+    uint64_t v8_idle_ns;         /* re-broadcast of an unchanged room (2 s) */
+    uint64_t v8_mapping_ns;      /* min gap between two mappings of a room (0.5 s) */
+    uint64_t v8_nv_flush_ns;     /* network-variable window (0.1 s) */
     uint64_t mapping_ns;         /* periodic DEVICE_ID_MAPPING for late subscribers (1 s) */
     const char *server_name;     /* discovery name ("STYLY-NetSync-Server") */
     size_t max_message_size;     /* largest message the ROUTER takes, room id aside (each
@@ -177,53 +183,36 @@ size_t rc_netsync_queued(const rc_netsync *ns, const void *room, size_t room_len
  * OBJECT_POSE). Both are drained alike (same limits, same nspeers accounting) and every message
  * is handed on with its lane.
  *
- * Dispatch. Each message is classified by a classifier (built in, or registered by the codec);
- * each routing identity (per lane) keeps the generation it last announced in a bounded,
- * expiring record (nsident.h). A message that announces nothing (RC_NETSYNC_GEN_UNKNOWN: RPC,
- * NV and other types that both generations use) follows its identity's record, v0.6 when
- * there is none, as before protocol 8 existed:
+ * Dispatch. Each message is classified by ns8_classify (src/codec/ns8proto.h: strict,
+ * whole-message parses, so the types both generations use — 3, 7, 9 — are told apart by
+ * their layouts); each routing identity (per lane) keeps the generation it last announced in
+ * a bounded, expiring record (nsident.h), which is the classifier's hint for the rare message
+ * that parses both ways, and which sends an identity already known to speak v0.6 straight to
+ * the v0.6 path (whose leniencies, spec v0.6 §2, v0.6 clients may rely on):
  *   V06          control lane: the v0.6 rooms (nsroom.h); pose lane: dropped (wrong_lane)
- *   V8           the registered v8 handler; none registered: dropped (v8_unhandled)
+ *   V8           the protocol-8 rooms (ns8room.h), which count their own drops (ns8_*)
  *   UNSUPPORTED  counted by version (unsupported[]) and dropped; on the control lane the
  *                sender is answered (at most once per RC_NETSYNC_VERSION_REPLY_NS) with a
  *                DEVICE_ID_MAPPING of version 0.16.3 and no devices, on the ROUTER, so that
  *                its version check fails with a clear message instead of waiting forever
- *   INVALID      dropped (invalid)
+ *   INVALID      the v0.6 path for what has a v0.6 type (it counts it as it always did),
+ *                the v8 rooms' counters for the v8 types, else dropped (invalid)
  */
 enum rc_netsync_gen {
-    RC_NETSYNC_GEN_UNKNOWN = 0,  /* the message does not say: follow the identity's record */
+    RC_NETSYNC_GEN_UNKNOWN = 0,  /* nothing announced yet */
     RC_NETSYNC_GEN_V06,          /* v0.6.x / v0.7.x wire format (no version byte) */
     RC_NETSYNC_GEN_V8,           /* protocol 8 */
-    RC_NETSYNC_GEN_UNSUPPORTED,  /* another protocol version (in .version) */
-    RC_NETSYNC_GEN_INVALID,      /* malformed for every generation */
+    RC_NETSYNC_GEN_UNSUPPORTED,  /* another protocol version */
 };
 
-typedef struct rc_netsync_class {
-    enum rc_netsync_gen gen;
-    uint8_t version;             /* the version announced (UNSUPPORTED, V8) */
-} rc_netsync_class;
-
-/* A classifier looks at a payload frame (n >= 1 bytes) and its lane; it must not keep p. */
-typedef rc_netsync_class rc_netsync_classify_fn(const uint8_t *p, size_t n, enum nsy_lane lane);
-
-/* The built-in classifier, used until another is set: type 1 → V06; types 11, 13, 15, 19
- * (the client messages with a version byte) with version 8 → V8; type 19 with version 7 and
- * type 11 with 2..7 → UNSUPPORTED(version) (v0.8 … v0.15 clients, spec v8 §9); else UNKNOWN. */
-rc_netsync_class rc_netsync_classify_builtin(const uint8_t *p, size_t n, enum nsy_lane lane);
-
-/* rc_netsync_set_classifier replaces the classifier (NULL: the built-in one). */
-void rc_netsync_set_classifier(rc_netsync *ns, rc_netsync_classify_fn *fn);
-
-/* The v8 handler gets every message classified V8 (or UNKNOWN from a v8 identity), with its
- * lane, the sender's routing identity (<= 255 bytes), the room frame and the payload frame.
- * None of the pointers outlives the call. It may call rc_netsync_unicast/publish. */
-typedef void rc_netsync_v8_fn(void *arg, enum nsy_lane lane, const uint8_t *ident,
-                              size_t ident_len, const uint8_t *room, size_t room_len,
-                              const uint8_t *p, size_t n, uint64_t now);
-
-/* rc_netsync_set_v8_handler registers the protocol-8 engine (fn NULL: none; v8 messages are
- * then counted and dropped). */
-void rc_netsync_set_v8_handler(rc_netsync *ns, rc_netsync_v8_fn *fn, void *arg);
+/* rc_netsync_rooms8 gives the protocol-8 rooms (read them, and the REST bridge writes
+ * variables through ns8room.h's functions; call rc_netsync_rooms8_changed afterwards so the
+ * rooms' timer follows). rc_netsync_stats8 is their counters. */
+struct nsr8_rooms;
+struct nsr8_stats;
+struct nsr8_rooms *rc_netsync_rooms8(rc_netsync *ns);
+const struct nsr8_stats *rc_netsync_stats8(const rc_netsync *ns);
+void rc_netsync_rooms8_changed(rc_netsync *ns);
 
 /* rc_netsync_unicast sends [room][payload] to the control DEALER whose routing identity is
  * ident, through the ROUTER (ROUTER_MANDATORY). Room and payload are copied. Each identity
@@ -248,15 +237,6 @@ int rc_netsync_unicast(rc_netsync *ns, const void *ident, size_t ident_len, cons
  * last message, at most RC_NETSYNC_IDENT_MAX of them). A true answer can be out of date by the
  * time libzmq's I/O thread reports a close (microseconds to one loop turn). */
 bool rc_netsync_connected(const rc_netsync *ns, const void *ident, size_t ident_len);
-
-/* rc_netsync_publish publishes [topic][payload] on the PUB (never blocks; the PUB drops at its
- * high-water mark) — for ROOM_POSE / ROOM_OBJECTS of the v8 engine. */
-void rc_netsync_publish(rc_netsync *ns, const void *topic, size_t topic_len, const void *payload,
-                        size_t len);
-
-/* rc_netsync_count_wrong_lane counts a message the v8 engine dropped for its lane (the
- * counter is shared with the v0.6 path's). */
-void rc_netsync_count_wrong_lane(rc_netsync *ns);
 
 #define RC_NETSYNC_VERSION_REPLY_NS (1000 * RC_NS_PER_MS)
 #define RC_NETSYNC_IDENT_TTL_NS (60 * RC_NS_PER_SEC)

@@ -29,7 +29,6 @@ const char *const nsy_drop_names[NSY_DROP__COUNT] = {
     [NSY_DROP_SUB_TOO_BIG] = "subscription_too_big",
     [NSY_DROP_SUB_LIMIT] = "subscription_limit",
     [NSY_DROP_WRONG_LANE] = "wrong_lane",
-    [NSY_DROP_V8_UNHANDLED] = "v8_unhandled",
     [NSY_DROP_UNSUPPORTED] = "unsupported_version",
     [NSY_DROP_INVALID] = "invalid",
 };

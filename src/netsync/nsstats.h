@@ -35,10 +35,9 @@ enum nsy_drop {
                                  its peer is disconnected */
     NSY_DROP_WRONG_LANE,      /* a message on the lane its generation does not use (v0.6 on
                                  the pose ROUTER, v8 control messages there) */
-    NSY_DROP_V8_UNHANDLED,    /* a protocol-8 message while no v8 engine is registered */
     NSY_DROP_UNSUPPORTED,     /* from a client of an unsupported protocol version (counted per
                                  version in unsupported[]) */
-    NSY_DROP_INVALID,         /* the classifier found it malformed for every generation */
+    NSY_DROP_INVALID,         /* malformed for every generation, with no v0.6 or v8 type */
     NSY_DROP__COUNT
 };
 

@@ -29,11 +29,11 @@ import zmq
 # -client-timeout/-tick; v8 ones are assumed to follow the same naming).
 FLAGS = {
     "pose_port": "--netsync-pose-port",               # 0 = pick, printed in the startup log
-    "client_timeout": "--netsync-client-timeout",     # v8 default 5 s
-    "idle_interval": "--netsync-idle-interval",       # v8 default 2.0 s (not passed by default)
-    "pose_rate_tick": "--netsync-pose-tick",          # v8 default 0.1 s (not passed by default)
-    "mapping_debounce": "--netsync-mapping-debounce",  # v8 default 0.5 s (not passed by default)
-    "nv_flush": "--netsync-nv-flush",                 # v8 default 0.1 s (not passed by default)
+    "client_timeout": "--netsync-v8-client-timeout",  # v8 default 5 s
+    "idle_interval": "--netsync-v8-idle-interval",       # v8 default 2.0 s (not passed by default)
+    "pose_rate_tick": "--netsync-v8-pose-tick",          # v8 default 0.1 s (not passed by default)
+    "mapping_debounce": "--netsync-v8-mapping-debounce",  # v8 default 0.5 s (not passed by default)
+    "nv_flush": "--netsync-v8-nv-flush",                 # v8 default 0.1 s (not passed by default)
 }
 
 # Spec defaults (§4.11) - tests derive generous deadlines from these.
