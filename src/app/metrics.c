@@ -6,6 +6,7 @@
 #include "app/stats.h"
 #include "codec/textbuf.h"
 #include "netsync/netsync.h"
+#include "netsync/ns8room.h"
 
 static void on_iteration(rc_loop *loop, uint64_t busy_ns, void *arg)
 {
@@ -143,6 +144,34 @@ static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns, const rc
     for (int i = 0; i < NSY_DROP__COUNT; i++)
         rc_textbuf_printf(t, "roomcast_netsync_dropped_total{reason=\"%s\"} %llu\n",
                           nsy_drop_names[i], (unsigned long long)st->dropped[i]);
+    /* protocol 8's rooms (src/netsync/ns8room.h) */
+    const nsr8_stats *s8 = rc_netsync_stats8(ns);
+    metric(t, "roomcast_netsync_v8_rooms", "gauge", "Protocol-8 rooms.", s8->rooms);
+    metric(t, "roomcast_netsync_v8_clients", "gauge",
+           "Protocol-8 room entries (stealth included).", s8->clients);
+    metric(t, "roomcast_netsync_v8_devices", "gauge",
+           "Protocol-8 devices holding a client number (present and departed).", s8->devices);
+    metric(t, "roomcast_netsync_v8_joins_total", "counter", "Protocol-8 entries created.",
+           s8->joins);
+    metric(t, "roomcast_netsync_v8_timeouts_total", "counter",
+           "Protocol-8 entries removed for silence.", s8->timeouts);
+    metric(t, "roomcast_netsync_v8_reconnects_total", "counter",
+           "Protocol-8 devices whose routing identity was replaced by a reconnect.",
+           s8->reconnects);
+    metric(t, "roomcast_netsync_v8_poses_received_total", "counter",
+           "CLIENT_POSE messages accepted.", s8->poses_in);
+    metric(t, "roomcast_netsync_v8_pose_trailing_total", "counter",
+           "Poses with bytes after their body (never relayed).", s8->pose_trailing);
+    metric(t, "roomcast_netsync_v8_unicasts_total", "counter",
+           "Protocol-8 control messages sent to one client.", s8->unicasts);
+    metric(t, "roomcast_netsync_v8_publishes_total", "counter",
+           "ROOM_POSE and ROOM_OBJECTS messages published.", s8->publishes);
+    header(t, "roomcast_netsync_v8_dropped_total", "counter",
+           "Protocol-8 messages dropped, by reason (malformed input, wrong lane, a deviceId "
+           "held by another connection, limits).");
+    for (int i = 0; i < NSR8_DROP__COUNT; i++)
+        rc_textbuf_printf(t, "roomcast_netsync_v8_dropped_total{reason=\"%s\"} %llu\n",
+                          nsr8_drop_names[i], (unsigned long long)s8->dropped[i]);
     header(t, "roomcast_netsync_connections", "gauge",
            "Open connections of the NetSync ZeroMQ sockets (router: control DEALERs, pub: "
            "SUBs, pose: transform DEALERs).");

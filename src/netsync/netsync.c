@@ -217,6 +217,10 @@ static void handle(rc_netsync *ns, nsy_router *rt, int srcfd, zmq_msg_t *parts, 
     case NS8_GEN_INVALID:
         break;
     }
+    if (n && lane == NSY_LANE_POSE && (c.err == NS8_E_LANE || v06_type(p[0]))) {
+        ns->st.dropped[NSY_DROP_WRONG_LANE]++; /* the pose lane carries poses only */
+        return;
+    }
     if (n && lane == NSY_LANE_CONTROL && (v06_type(p[0]) || p[0] == 0 || p[0] > 19)) {
         /* what the v0.6 path always counted (unknown type, truncated, bad UTF-8, ...) it
          * still counts, by the same names */

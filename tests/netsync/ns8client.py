@@ -67,6 +67,7 @@ DECISIONS = {
 # Counters of dropped input: Prometheus lines at GET /metrics (today's
 # roomcast_netsync_dropped_total{reason="..."}). Tests only assert that the total grows.
 DROPPED_METRIC = "roomcast_netsync_dropped_total"
+DROPPED_METRIC_V8 = "roomcast_netsync_v8_dropped_total"
 # where clients of unsupported generations (HELLO v7, CLIENT_POSE v2..6) are counted
 UNSUPPORTED_METRIC = DROPPED_METRIC
 
@@ -486,7 +487,10 @@ def counter_total(server, name):
 
 
 def dropped_total(server):
-    return counter_total(server, DROPPED_METRIC)
+    """Both generations' drop counters (roomcast keeps protocol 8's in their own family)."""
+    a = counter_total(server, DROPPED_METRIC)
+    b = counter_total(server, DROPPED_METRIC_V8)
+    return None if a is None and b is None else (a or 0) + (b or 0)
 
 
 def discover_udp(port, timeout=1.5, payload=b"STYLY-NETSYNC-DISCOVER"):

@@ -247,7 +247,7 @@ def test_timeout_departure_releases_objects_and_rejoin_keeps_number(server8, ctx
     a.pose(ba), b.pose(bb)
     b.own(OP_REQUEST, 0xB0B)
     assert a.ctl_until(lambda m: m == ("changed", 0xB0B, b.no, 0), T_NV)
-    assert wait_pose_with(a, {1: ba, 2: bb})
+    assert wait_pose_with(a, {a.no: ba, b.no: bb})  # HELLOs race: numbers by arrival
     b.close()                                                   # silent from now on
     limit = FAST["client_timeout"] + 2 * ST["cleanup_interval"] + T_MAP + 3
     deadline = time.monotonic() + limit
@@ -255,18 +255,18 @@ def test_timeout_departure_releases_objects_and_rejoin_keeps_number(server8, ctx
     while time.monotonic() < deadline and not (gone_pose and gone_map and released):
         a.pose(ba)                                              # A stays alive
         m = a.recv_pub(0.05)
-        if m and m[0] == "pose" and list(pose_entries(m)) == [1]:
+        if m and m[0] == "pose" and list(pose_entries(m)) == [a.no]:
             gone_pose = True
         for m in a.drain_ctl(0.05):
-            if m[0] == "map" and mapping_devs(m) == {"stay": (1, 0)}:
+            if m[0] == "map" and mapping_devs(m) == {"stay": (a.no, 0)}:
                 gone_map = True
-            if m == ("changed", 0xB0B, 0, 2):
+            if m == ("changed", 0xB0B, 0, b.no):
                 released = True
     assert gone_pose, "timed-out client still in ROOM_POSE"
     assert gone_map, "timed-out client still in DEVICE_ID_MAPPING"
     assert released, "objects of the timed-out client not released (CHANGED new 0)"
     b2 = Client8(ctx, server8, room, "leave")
-    assert b2.number() == 2, "re-join did not keep the number"
+    assert b2.number() == b.no, "re-join did not keep the number"
     a.close(), b2.close()
 
 
@@ -567,6 +567,9 @@ def test_fix_no_pose_leak_between_rooms(server8, ctx):
     b.pose(bb)
     time.sleep(0.3)
     a.pose(ba)
+    # ROOM_POSEs published before A's first pose (count 0 for a HELLO-only room) may still be
+    # queued: from the first one that shows A on, every one must show A and only A
+    assert wait_pose_with(a, {1: ba})
     b.close()                                       # B times out while A stays
     end = time.monotonic() + FAST["client_timeout"] + 2 * ST["cleanup_interval"] + 2
     n = 0
@@ -671,7 +674,11 @@ def test_fix_room_id_over_255_bytes_refused(steady8, ctx):
     long_room = "L" * 256
     lo = Client8(ctx, steady8, long_room, "long")
     lo.pose(make_body())
-    edge = Client8(ctx, steady8, "E" * 255, "edge")             # 255 bytes: a valid room
+    # 255 bytes is a valid room id, but libzmq 4.3.4 (Debian 12) garbles a ZMTP 3.1 SUBSCRIBE
+    # command longer than 255 bytes (10 + topic: it registers an empty subscription that then
+    # matches nothing), so a pyzmq SUB cannot follow rooms over 245 bytes; the longest a
+    # libzmq client can use is the edge tested here (docs/netsync.md, "Room ids")
+    edge = Client8(ctx, steady8, "E" * 245, "edge")
     assert edge.number() == 1
     assert lo.recv_ctl(T_MAP) is None, "a room id > 255 bytes was served"
     assert lo.recv_pub(T_IDLE / 2) is None
@@ -683,7 +690,7 @@ def test_fix_room_id_over_255_bytes_refused(steady8, ctx):
     assert gsyncs(w) == ("gsync", [("still", "ok", w.no)])
     edge.pose(make_body(seed=8))
     m = edge.pub_until(lambda m: m[0] == "pose" and m[3], T_IDLE)
-    assert m and m[1] == "E" * 255
+    assert m and m[1] == "E" * 245
     for x in (w, lo, edge):
         x.close()
 
@@ -765,7 +772,7 @@ def test_v06_rpc_args_multiple_of_256_is_not_a_v8_rpc(steady8, ctx):
     conftest.wait_sub()
     a.send_transform(), b.send_transform()
     na = a.number()
-    args = ("[" + '"x",' * 63 + '"xx"]').encode()
+    args = ("[" + '"x",' * 62 + '"xxxx"]').encode()
     assert len(args) == 256 and args[0:1] == b"["
     a.send(conftest.rpc(na, "Fire", args))
     m = b.recv_until(lambda m: m[0] == "rpc")
