@@ -11,6 +11,8 @@ what=${1:-build}
 pkgs="gcc make libc6-dev libssl-dev zlib1g-dev libzmq3-dev"
 if [ "$what" = test ] || [ "$what" = bench ]; then
     pkgs="$pkgs clang libclang-rt-14-dev python3 python3-websockets python3-pytest python3-zmq curl"
+    # NetSync's own Python clients (tests/netsync/test_reference_clients.py) import these
+    pkgs="$pkgs python3-loguru python3-msgpack python3-psutil python3-fastapi python3-uvicorn"
     command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
     command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
 fi
