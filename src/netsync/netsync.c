@@ -148,6 +148,24 @@ static void arm_tick8(rc_netsync *ns);
  * trailing bytes are ignored) that the strict classifier would refuse. */
 static bool v06_type(uint8_t t) { return t >= 1 && t <= 10; }
 
+/* A room id is used by one generation at a time (docs/netsync.md, "One room, one
+ * generation"): v0.6 clients take their mappings, RPCs and variables from the PUB topic that
+ * is the room id, and a v8 client on that topic would take them for its own (Unity feeds the
+ * last payload of the room's topic to its v8 deserializer: a v0.6 DEVICE_ID_MAPPING read as
+ * a v8 one fails its version check). So while a room has members of one generation, messages
+ * of the other for that room id are dropped and counted (generation_conflict). */
+static bool v06_in_use(const rc_netsync *ns, const uint8_t *room, size_t len)
+{
+    const nsy_room *r = nsy_room_find(&ns->rooms, room, len);
+    return r && r->nlive > 0;
+}
+
+static bool v8_in_use(rc_netsync *ns, const uint8_t *room, size_t len)
+{
+    const nsr8_room *r = nsr8_room_find(&ns->rooms8, room, len);
+    return r && r->npresent > 0;
+}
+
 static void handle(rc_netsync *ns, nsy_router *rt, int srcfd, zmq_msg_t *parts, int nparts)
 {
     enum nsy_lane lane = rt->lane;
@@ -191,10 +209,19 @@ static void handle(rc_netsync *ns, nsy_router *rt, int srcfd, zmq_msg_t *parts, 
             return;
         }
         if (r) r->gen = RC_NETSYNC_GEN_V06;
+        if (v8_in_use(ns, room, room_len) && !v06_in_use(ns, room, room_len)) {
+            ns->st.dropped[NSY_DROP_GENERATION]++;
+            return;
+        }
         nsy_rooms_input(&ns->rooms, ident, ident_len, room, room_len, p, n, now);
         return;
     case NS8_GEN_V8:
         ns->st.v8_in++;
+        if (c.err == NS8_OK && v06_in_use(ns, room, room_len) && !v8_in_use(ns, room, room_len)) {
+            if (r) r->gen = RC_NETSYNC_GEN_V8;
+            ns->st.dropped[NSY_DROP_GENERATION]++;
+            return;
+        }
         if (c.err == NS8_OK) {
             if (r) r->gen = RC_NETSYNC_GEN_V8;
             nsr8_on_msg(&ns->rooms8, l8, ident, ident_len, room, room_len, &m, now);

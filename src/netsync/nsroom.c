@@ -30,6 +30,7 @@ const char *const nsy_drop_names[NSY_DROP__COUNT] = {
     [NSY_DROP_SUB_LIMIT] = "subscription_limit",
     [NSY_DROP_WRONG_LANE] = "wrong_lane",
     [NSY_DROP_UNSUPPORTED] = "unsupported_version",
+    [NSY_DROP_GENERATION] = "generation_conflict",
     [NSY_DROP_INVALID] = "invalid",
 };
 

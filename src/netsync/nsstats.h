@@ -37,6 +37,7 @@ enum nsy_drop {
                                  the pose ROUTER, v8 control messages there) */
     NSY_DROP_UNSUPPORTED,     /* from a client of an unsupported protocol version (counted per
                                  version in unsupported[]) */
+    NSY_DROP_GENERATION,      /* the room is in use by clients of the other generation */
     NSY_DROP_INVALID,         /* malformed for every generation, with no v0.6 or v8 type */
     NSY_DROP__COUNT
 };

@@ -53,8 +53,9 @@ DECISIONS = {
     # version bytes sent to unsupported generations (HELLO v7, CLIENT_POSE v2..6): must fail their
     # major.minor check; the brief says 00 10 03
     "unsupported_mapping_version": (0, 16),
-    # can a v0.6 client and a v8 client share one room? None = undecided (test skipped)
-    "mixed_rooms": None,
+    # can a v0.6 client and a v8 client share one room? No (docs/netsync.md, "One room, one
+    # generation"): v0.6 control messages on the room's PUB topic would reach v8 clients
+    "mixed_rooms": False,
     # ownership request (op 2) on an object owned by another client: True = granted (reference),
     # False = rejected with OWNERSHIP_REJECTED
     "ownership_request_steals": True,

@@ -738,6 +738,45 @@ def test_v06_and_v8_share_a_room(steady8, ctx):
     old.close(), new.close()
 
 
+def test_one_room_one_generation(steady8, ctx):
+    """While a room has members of one generation, the other generation's clients are kept
+    out of it (counted generation_conflict) — v0.6 mappings, RPCs and variables on the room's
+    PUB topic would otherwise reach the v8 clients subscribed to it — and other rooms are
+    unaffected; once the room is free, the other generation may use it."""
+    if REFERENCE:
+        pytest.skip("the reference serves v8 only")
+    import conftest
+    room = uniq("onegen")
+    new = joined(ctx, steady8, room, "new")[0]
+    before = n8.metrics(steady8).get('roomcast_netsync_dropped_total{reason="generation_conflict"}', 0)
+    old = conftest.Client(ctx, steady8, room, "old")
+    conftest.wait_sub()
+    for _ in range(3):
+        old.send_transform()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        m = n8.metrics(steady8)
+        if m.get('roomcast_netsync_dropped_total{reason="generation_conflict"}', 0) >= before + 3:
+            break
+        time.sleep(0.05)
+    assert m.get('roomcast_netsync_dropped_total{reason="generation_conflict"}', 0) >= before + 3
+    b = make_body(seed=5)
+    new.pose(b)
+    m = wait_pose_with(new, {new.no: b})
+    assert m and set(pose_entries(m)) == {new.no}
+    # the v8 client's stream stayed v8 only (its decoder fails on anything else) and nobody
+    # numbered the v0.6 device
+    assert all(x[0] in ("pose", "objects") for x in new.pub_log)
+    assert all("old" not in mapping_devs(x) for x in new.ctl_log if x[0] == "map")
+    # a room of its own serves the v0.6 client as always
+    old2 = conftest.Client(ctx, steady8, uniq("onegen6"), "old")
+    conftest.wait_sub()
+    old2.send_transform()
+    assert old2.number() == 1
+    old2.close()
+    old.close(), new.close()
+
+
 @pytest.mark.parametrize("first", ["hello7", "pose5", "pose2"])
 def test_unsupported_generation_gets_failing_mapping(steady8, ctx, first):
     if REFERENCE:
