@@ -378,7 +378,7 @@ static float quat_yaw(const float q[4])
 }
 
 /* put_lit appends a string literal (its length counted by the compiler, not by hand). */
-#define put_lit(t, s) rc_textbuf_append((t), (s), sizeof(s) - 1)
+#define put_lit(t, s) rc_textbuf_append((t), "" s, sizeof(s) - 1) /* "" s: literals only */
 
 static void put_vec(rc_textbuf *t, const float *v, int n)
 {
@@ -829,7 +829,8 @@ static int do_rooms(rc_nsws *w, rc_endpoint *ep)
     put_lit(t, "{\"type\":\"netsync_rooms\",\"rooms\":[");
     bool first = true;
     for (const nsy_room *r = rc_netsync_rooms(w->ns); r; r = r->next) {
-        put_lit(t, first ? "{\"room\":" : ",{\"room\":");
+        if (!first) put_lit(t, ",");
+        put_lit(t, "{\"room\":");
         first = false;
         rc_textbuf_json_string(t, (const char *)r->id, r->id_len);
         rc_textbuf_printf(t, ",\"protocol\":6,\"clients\":%u,\"visible\":%u,\"devices\":%u}",
@@ -839,7 +840,8 @@ static int do_rooms(rc_nsws *w, rc_endpoint *ep)
         uint32_t visible = 0;
         for (uint32_t i = 0; i < r->ndev; i++)
             visible += r->dev[i].present && !r->dev[i].stealth && r->dev[i].has_pose;
-        put_lit(t, first ? "{\"room\":" : ",{\"room\":");
+        if (!first) put_lit(t, ",");
+        put_lit(t, "{\"room\":");
         first = false;
         rc_textbuf_json_string(t, (const char *)r->id, r->id_len);
         rc_textbuf_printf(t,
