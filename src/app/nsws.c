@@ -8,10 +8,12 @@
 #include <string.h>
 
 #include "app/server.h"
+#include "codec/ns8proto.h"
+#include "codec/textbuf.h"
 #include "codec/wsframe.h"
 #include "core/hash.h"
-#include "codec/textbuf.h"
 #include "netsync/netsync.h"
+#include "netsync/ns8room.h"
 #include "rooms/roomproto.h"
 
 /* One observed room id and the endpoints observing it. */
@@ -19,6 +21,13 @@ typedef struct obs_room {
     rc_hnode node;               /* in rc_nsws.rooms, by the id's hash */
     uint32_t n, cap;             /* observers used / allocated */
     rc_endpoint **eps;           /* observers, in order of arrival */
+    /* Protocol 8 has no watch hook: its rooms are sampled (sample8) and a sample is sent
+     * only when it differs from the last one sent (or idle_ns passed), so these remember
+     * what the observers of this id last got. */
+    bool had8;                   /* the last v8 sample found the room */
+    uint64_t sig8;               /* hash of the last v8 state sent (time_ms excluded) */
+    uint64_t vsig8;              /* hash of the last v8 variables sent */
+    uint64_t sent8_at;           /* loop ns of the last v8 state sent */
     uint8_t id_len;
     uint8_t id[NSY_STR8_MAX];
 } obs_room;
@@ -40,6 +49,7 @@ struct rc_nsws {
     rc_htab clients;             /* obs_client by endpoint */
     uint64_t nobs;               /* (endpoint, room) pairs */
     uint64_t frames_out;         /* frames queued to observers */
+    rc_timer sample8;            /* samples the observed v8 rooms; armed while rooms.count */
     rc_textbuf tb;               /* JSON scratch, reused by every message */
     char args[NSY_ARGS_MAX + 1]; /* an RPC's decoded arguments */
     char value[NSY_STR16_MAX + 1]; /* a variable set's decoded value */
@@ -100,6 +110,8 @@ static int count(rc_nsws *w, rc_endpoint *ep, int delta)
     return 0;
 }
 
+static void arm_sample8(rc_nsws *w);
+
 /* observe adds ep to room id; 1 when added, 0 when already there, -1 when out of memory. */
 static int observe(rc_nsws *w, rc_endpoint *ep, const uint8_t *id, size_t len)
 {
@@ -125,6 +137,7 @@ static int observe(rc_nsws *w, rc_endpoint *ep, const uint8_t *id, size_t len)
     if (count(w, ep, 1) < 0) return -1;
     o->eps[o->n++] = ep;
     w->nobs++;
+    arm_sample8(w);
     return 1;
 }
 
@@ -166,14 +179,10 @@ void rc_nsws_forget(rc_nsws *w, rc_endpoint *ep)
 
 /* ---- encoding ---------------------------------------------------------------------------- */
 
-/* put_float writes a float32 as the shortest of %.7g / %.9g that reads back to the same
+/* put_f32 writes a float32 as the shortest of %.7g / %.9g that reads back to the same
  * value (so 1.1f is 1.1, not 1.10000002), and null for NaN and infinities, which JSON lacks. */
-static void put_float(rc_textbuf *t, const uint8_t *le)
+static void put_f32(rc_textbuf *t, float f)
 {
-    uint32_t bits = (uint32_t)le[0] | (uint32_t)le[1] << 8 | (uint32_t)le[2] << 16 |
-                    (uint32_t)le[3] << 24;
-    float f;
-    memcpy(&f, &bits, sizeof(f));
     if (!isfinite(f)) {
         rc_textbuf_append(t, "null", 4);
         return;
@@ -182,6 +191,16 @@ static void put_float(rc_textbuf *t, const uint8_t *le)
     int n = snprintf(s, sizeof(s), "%.7g", (double)f);
     if (strtof(s, NULL) != f) n = snprintf(s, sizeof(s), "%.9g", (double)f);
     rc_textbuf_append(t, s, (size_t)n);
+}
+
+/* put_float writes the little-endian float32 at le (v0.6 transforms are raw wire floats). */
+static void put_float(rc_textbuf *t, const uint8_t *le)
+{
+    uint32_t bits = (uint32_t)le[0] | (uint32_t)le[1] << 8 | (uint32_t)le[2] << 16 |
+                    (uint32_t)le[3] << 24;
+    float f;
+    memcpy(&f, &bits, sizeof(f));
+    put_f32(t, f);
 }
 
 static void put_transform(rc_textbuf *t, const uint8_t *p)
@@ -327,6 +346,269 @@ static void on_event(void *arg, const nsy_room *r, const nsy_watch_ev *ev)
     send_scratch(w, o->eps, o->n);
 }
 
+/* ---- protocol 8 rooms: sampled, decoded for display ------------------------------------- */
+
+/* Protocol 8 rooms have no watch callback (ns8room.h stays pure and knows no observers), so
+ * the observed ids are sampled on one timer at the v8 rooms' own broadcast cadence
+ * (nsr8_params.bcast_ns, 0.1 s): each tick costs one hash lookup per observed id and, for an
+ * id that is a v8 room, one JSON encoding, sent only when it differs from the last one sent to
+ * that id's observers or when idle_ns (2 s) passed — the ROOM_POSE rule, so an observer sees
+ * what a v8 client would, no more often. The timer runs only while some id is observed.
+ *
+ * Poses are decoded for display only (ns8_decode_body): relaying never decodes. Hands and
+ * objects are sent in world coordinates (the wire's hands are head-relative), with the
+ * quaternion and the yaw a top-down view needs. See docs/netsync.md, "Protocol 8 rooms". */
+
+/* quat_mul is the Hamilton product a x b (x, y, z, w), Unity's Quaternion operator *. */
+static void quat_mul(const float a[4], const float b[4], float out[4])
+{
+    out[0] = a[3] * b[0] + a[0] * b[3] + a[1] * b[2] - a[2] * b[1];
+    out[1] = a[3] * b[1] - a[0] * b[2] + a[1] * b[3] + a[2] * b[0];
+    out[2] = a[3] * b[2] + a[0] * b[1] - a[1] * b[0] + a[2] * b[3];
+    out[3] = a[3] * b[3] - a[0] * b[0] - a[1] * b[1] - a[2] * b[2];
+}
+
+/* quat_yaw is the heading of q in degrees: the angle from +z toward +x of q's forward (+z)
+ * vector projected on the floor, Unity's Euler y for an upright rotation (-180..180). */
+static float quat_yaw(const float q[4])
+{
+    float fx = 2 * (q[0] * q[2] + q[3] * q[1]);
+    float fz = 1 - 2 * (q[0] * q[0] + q[1] * q[1]);
+    return (float)(atan2((double)fx, (double)fz) * (180.0 / M_PI));
+}
+
+/* put_lit appends a string literal (its length counted by the compiler, not by hand). */
+#define put_lit(t, s) rc_textbuf_append((t), "" s, sizeof(s) - 1) /* "" s: literals only */
+
+static void put_vec(rc_textbuf *t, const float *v, int n)
+{
+    put_lit(t, "[");
+    for (int i = 0; i < n; i++) {
+        if (i) put_lit(t, ",");
+        put_f32(t, v[i]);
+    }
+    put_lit(t, "]");
+}
+
+/* put_part writes {"pos":[x,y,z],"rot":[x,y,z,w],"yaw":deg}. */
+static void put_part(rc_textbuf *t, const float pos[3], const float rot[4])
+{
+    put_lit(t, "{\"pos\":");
+    put_vec(t, pos, 3);
+    put_lit(t, ",\"rot\":");
+    put_vec(t, rot, 4);
+    put_lit(t, ",\"yaw\":");
+    put_f32(t, quat_yaw(rot));
+    put_lit(t, "}");
+}
+
+/* put_hand writes a hand in world coordinates: the wire has (hand - head) in world axes and
+ * inverse(head) x hand (§3.3), so position = head + rel and rotation = head x rel. */
+static void put_hand(rc_textbuf *t, const ns8_pose_view *v, const float rel_pos[3],
+                     const float rel_rot[4])
+{
+    float pos[3], rot[4];
+    for (int i = 0; i < 3; i++) pos[i] = v->head_pos[i] + rel_pos[i];
+    quat_mul(v->head_rot, rel_rot, rot);
+    put_part(t, pos, rot);
+}
+
+/* encode_pose8 writes one visible entry of a v8 room. */
+static void encode_pose8(rc_textbuf *t, const nsr8_dev *d)
+{
+    ns8_pose_view v;
+    rc_textbuf_printf(t, "{\"no\":%u,\"device\":", d->no);
+    rc_textbuf_json_string(t, (const char *)d->id, d->id_len);
+    rc_textbuf_printf(t, ",\"poses\":%llu", (unsigned long long)d->poses);
+    if (ns8_decode_body(d->body, d->body_len, &v) != NS8_OK) {
+        /* cannot happen (the room keeps parsed bodies only); said rather than hidden */
+        put_lit(t, ",\"undecodable\":true}");
+        return;
+    }
+    rc_textbuf_printf(t, ",\"seq\":%u,\"flags\":%u,\"head\":", v.seq, v.flags);
+    if (v.has_head) put_part(t, v.head_pos, v.head_rot);
+    else put_lit(t, "null");
+    put_lit(t, ",\"right\":");
+    if (v.has_right) put_hand(t, &v, v.right_pos, v.right_rot);
+    else put_lit(t, "null");
+    put_lit(t, ",\"left\":");
+    if (v.has_left) put_hand(t, &v, v.left_pos, v.left_rot);
+    else put_lit(t, "null");
+    put_lit(t, ",\"physical\":");
+    if (v.has_physical) {
+        put_lit(t, "{\"pos\":");
+        put_vec(t, v.physical, 3);
+        put_lit(t, ",\"yaw\":");
+        put_f32(t, v.physical[3]);
+        /* MovingFloorLocal: local to the moving floor; else the XR-origin delta (§3.3) */
+        rc_textbuf_printf(t, ",\"local\":%s}", v.flags & NS8_F_FLOOR_LOCAL ? "true" : "false");
+    } else {
+        put_lit(t, "null");
+    }
+    rc_textbuf_printf(t, ",\"virtual\":%u}", v.nvirt);
+}
+
+/* encode_state8 renders a v8 room (NULL: none of that id) as netsync_state with
+ * "protocol":8, time_ms last so that the text before it identifies the content (sample8). */
+static void encode_state8(rc_nsws *w, const uint8_t *id, size_t len, const nsr8_room *r)
+{
+    rc_textbuf *t = &w->tb;
+    begin(t, "netsync_state", id, len);
+    rc_textbuf_printf(t, ",\"protocol\":8,\"exists\":%s", r ? "true" : "false");
+    if (!r) {
+        put_lit(t, ",\"members\":[],\"clients\":[],\"stealth\":[],\"objects\":[]");
+        return;
+    }
+    rc_textbuf_printf(t, ",\"poses_in\":%llu,\"broadcasts\":%llu,\"devices\":%u,\"members\":[",
+                      (unsigned long long)r->poses_in, (unsigned long long)r->pose_bcasts,
+                      r->ndev);
+    for (uint32_t i = 0; i < r->ndev; i++) {
+        const nsr8_dev *d = &r->dev[i];
+        rc_textbuf_printf(t, "%s{\"no\":%u,\"device\":", i ? "," : "", d->no);
+        rc_textbuf_json_string(t, (const char *)d->id, d->id_len);
+        rc_textbuf_printf(t, ",\"present\":%s,\"stealth\":%s}", d->present ? "true" : "false",
+                          d->stealth ? "true" : "false");
+    }
+    /* visible = what ROOM_POSE lists: present, not stealth, with a pose */
+    put_lit(t, "],\"clients\":[");
+    bool first = true;
+    for (uint32_t i = 0; i < r->ndev; i++) {
+        const nsr8_dev *d = &r->dev[i];
+        if (!d->present || d->stealth || !d->has_pose) continue;
+        if (!first) put_lit(t, ",");
+        first = false;
+        encode_pose8(t, d);
+    }
+    /* stealth entries: who they are, never where */
+    put_lit(t, "],\"stealth\":[");
+    first = true;
+    for (uint32_t i = 0; i < r->ndev; i++) {
+        const nsr8_dev *d = &r->dev[i];
+        if (!d->present || !d->stealth) continue;
+        rc_textbuf_printf(t, "%s{\"no\":%u,\"device\":", first ? "" : ",", d->no);
+        first = false;
+        rc_textbuf_json_string(t, (const char *)d->id, d->id_len);
+        rc_textbuf_printf(t, ",\"poses\":%llu}", (unsigned long long)d->poses);
+    }
+    put_lit(t, "],\"objects\":[");
+    for (uint32_t i = 0; i < r->nobj; i++) {
+        const nsr8_obj *o = &r->obj[i];
+        rc_textbuf_printf(t, "%s{\"id\":%u,\"owner\":%u", i ? "," : "", o->id, o->owner);
+        if (o->has_pose) {
+            ns8_object_view v;
+            ns8_decode_object(o->body, &v);
+            rc_textbuf_printf(t, ",\"seq\":%u,\"pos\":", o->seq);
+            put_vec(t, v.pos, 3);
+            put_lit(t, ",\"rot\":");
+            put_vec(t, v.rot, 4);
+            put_lit(t, ",\"yaw\":");
+            put_f32(t, quat_yaw(v.rot));
+        } else {
+            /* registered by an ownership request, never posed: not in ROOM_OBJECTS either */
+            put_lit(t, ",\"seq\":null,\"pos\":null,\"rot\":null,\"yaw\":null");
+        }
+        put_lit(t, "}");
+    }
+    put_lit(t, "]");
+}
+
+/* end_state8 closes a state begun by encode_state8 with the sampling time. */
+static void end_state8(rc_nsws *w)
+{
+    rc_textbuf_printf(&w->tb, ",\"time_ms\":%.3f}", rc_loop_now(w->srv->loop) / 1e6);
+}
+
+static void encode_vtab8(rc_textbuf *t, const nsr8_vtab *v)
+{
+    for (uint32_t i = 0; i < v->n; i++) {
+        const nsr8_var *x = &v->v[i];
+        rc_textbuf_append(t, i ? ",{\"name\":" : "{\"name\":", i ? 9 : 8);
+        rc_textbuf_json_string(t, (const char *)x->name, x->name_len);
+        put_lit(t, ",\"value\":");
+        rc_textbuf_json_string(t, (const char *)x->value, x->value_len);
+        rc_textbuf_printf(t, ",\"writer\":%u}", x->writer);
+    }
+}
+
+/* encode_vars8 renders every variable of a v8 room as netsync_vars, always "full" (a sample
+ * cannot tell which changed); client variables are keyed by deviceId on protocol 8, so each
+ * list carries the device and its number (target 0: no number in the room). v8 variables have
+ * no timestamp. False when the room has none. */
+static bool encode_vars8(rc_nsws *w, const nsr8_room *r)
+{
+    bool any = r->globals.n > 0;
+    for (uint32_t i = 0; i < r->ncvs && !any; i++) any = r->cvs[i].vars.n > 0;
+    if (!any) return false;
+    rc_textbuf *t = &w->tb;
+    begin(t, "netsync_vars", r->id, r->id_len);
+    put_lit(t, ",\"protocol\":8,\"full\":true,\"globals\":[");
+    encode_vtab8(t, &r->globals);
+    put_lit(t, "],\"clients\":[");
+    bool first = true;
+    for (uint32_t i = 0; i < r->ncvs; i++) {
+        const nsr8_cvdev *c = &r->cvs[i];
+        if (!c->vars.n) continue;
+        const nsr8_dev *d = nsr8_dev_find(r, c->id, c->id_len);
+        rc_textbuf_printf(t, "%s{\"target\":%u,\"device\":", first ? "" : ",", d ? d->no : 0);
+        first = false;
+        rc_textbuf_json_string(t, (const char *)c->id, c->id_len);
+        put_lit(t, ",\"vars\":[");
+        encode_vtab8(t, &c->vars);
+        put_lit(t, "]}");
+    }
+    put_lit(t, "]}");
+    return true;
+}
+
+static const nsr8_room *room8(const rc_nsws *w, const uint8_t *id, size_t len)
+{
+    return nsr8_room_find(rc_netsync_rooms8(w->ns), id, len);
+}
+
+static uint64_t scratch_hash(const rc_nsws *w)
+{
+    return rc_hash(rc_buf_head(&w->tb.buf), rc_buf_size(&w->tb.buf));
+}
+
+static void arm_sample8(rc_nsws *w)
+{
+    if (w->rooms.count && !rc_timer_armed(&w->sample8))
+        rc_timer_start(w->srv->loop, &w->sample8,
+                       rc_loop_now(w->srv->loop) + rc_netsync_rooms8(w->ns)->p.bcast_ns);
+}
+
+/* sample8_room sends one observed id's v8 state and variables when they changed. */
+static void sample8_room(rc_nsws *w, obs_room *o, uint64_t now)
+{
+    const nsr8_room *r = room8(w, o->id, o->id_len);
+    if (!r && !o->had8) return; /* not a v8 room, and it was not one at the last sample */
+    if (r && encode_vars8(w, r)) {
+        uint64_t h = scratch_hash(w);
+        if (h != o->vsig8) send_scratch(w, o->eps, o->n);
+        o->vsig8 = h;
+    }
+    encode_state8(w, o->id, o->id_len, r);
+    uint64_t h = scratch_hash(w);
+    if (h != o->sig8 || now - o->sent8_at >= rc_netsync_rooms8(w->ns)->p.idle_ns) {
+        end_state8(w);
+        send_scratch(w, o->eps, o->n);
+        o->sig8 = h;
+        o->sent8_at = now;
+    }
+    o->had8 = r != NULL;
+    if (!r) o->vsig8 = 0; /* a re-created room's variables are news */
+}
+
+static void on_sample8(rc_loop *loop, rc_timer *tm)
+{
+    rc_nsws *w = (rc_nsws *)(void *)((char *)tm - offsetof(rc_nsws, sample8));
+    uint64_t now = rc_loop_now(loop);
+    uint32_t b = 0;
+    for (rc_hnode *n = rc_htab_next(&w->rooms, &b, NULL); n; n = rc_htab_next(&w->rooms, &b, n))
+        sample8_room(w, room_of(n), now);
+    arm_sample8(w);
+}
+
 /* ---- requests ---------------------------------------------------------------------------- */
 
 /* get_string decodes member key of the request as a string of at most cap bytes (no NUL).
@@ -371,15 +653,29 @@ static int do_observe(rc_nsws *w, rc_endpoint *ep, const char *room, size_t len)
         return -1;
     }
     const nsy_room *r = rc_netsync_room(w->ns, room, len);
-    char extra[80];
-    snprintf(extra, sizeof(extra), ",\"tick_ms\":%.1f,\"exists\":%s",
-             rc_netsync_tick_ns(w->ns) / 1e6, r ? "true" : "false");
+    const nsr8_room *r8 = room8(w, (const uint8_t *)room, len);
+    char extra[120];
+    int k = snprintf(extra, sizeof(extra), ",\"tick_ms\":%.1f,\"exists\":%s",
+                     rc_netsync_tick_ns(w->ns) / 1e6, r || r8 ? "true" : "false");
+    /* Only a v8 room adds to the reply, so v0.6 observers see what they always saw. */
+    if (r8)
+        snprintf(extra + k, sizeof(extra) - (size_t)k, ",\"protocol\":8,\"sample_ms\":%.1f",
+                 rc_netsync_rooms8(w->ns)->p.bcast_ns / 1e6);
     reply_room(w, ep, "netsync_observing", room, len, extra);
     /* A snapshot now, so an observer need not wait for the room's next change; afterwards
-     * only what the room publishes. */
+     * only what the room publishes (v0.6) or what changed at a sample (v8). When a v0.6 and
+     * a v8 room share the id, the observer gets both streams, told apart by "protocol". */
     if (r && encode_vars(w, r, true)) send_scratch(w, &ep, 1);
-    encode_state(w, (const uint8_t *)room, len, r);
-    send_scratch(w, &ep, 1);
+    if (r || !r8) {
+        encode_state(w, (const uint8_t *)room, len, r);
+        send_scratch(w, &ep, 1);
+    }
+    if (r8) {
+        if (encode_vars8(w, r8)) send_scratch(w, &ep, 1);
+        encode_state8(w, (const uint8_t *)room, len, r8);
+        end_state8(w);
+        send_scratch(w, &ep, 1);
+    }
     return 0;
 }
 
@@ -443,6 +739,43 @@ static const char *nv_result_name(enum rc_netsync_nv r)
     return "nomem";
 }
 
+static const char *nv8_result_name(enum nsr8_nv_result r)
+{
+    switch (r) {
+    case NSR8_NV_APPLIED: return "applied";
+    case NSR8_NV_UNCHANGED: return "unchanged";
+    case NSR8_NV_LIMIT: return "limit";
+    case NSR8_NV_EMPTY_NAME:
+    case NSR8_NV_BAD: return "invalid";
+    case NSR8_NV_NOMEM: break;
+    }
+    return "nomem";
+}
+
+/* set8 sets a variable of a v8 room (only when no v0.6 room has that id) as the operator,
+ * like the REST bridge does: written at once, synced to the room's clients (a device without
+ * a number yet gets its variables when it joins, from the device-keyed store, so there is no
+ * "queued" on protocol 8). w->value[0..vl) holds the value. */
+static const char *set8(rc_nsws *w, const char *room, size_t rlen, const char *dev,
+                        size_t dl, const char *name, size_t nl, size_t vl)
+{
+    nsr8_rooms *rs = rc_netsync_rooms8(w->ns);
+    uint64_t now = rc_loop_now(w->srv->loop);
+    enum nsr8_nv_result r;
+    if (!dev) {
+        r = nsr8_gvar_set(rs, (const uint8_t *)room, rlen, (const uint8_t *)name, nl,
+                          (const uint8_t *)w->value, vl, now);
+    } else {
+        r = nsr8_cvar_set(rs, (const uint8_t *)room, rlen, (const uint8_t *)dev, dl,
+                          (const uint8_t *)name, nl, (const uint8_t *)w->value,
+                          vl, now);
+        if (r == NSR8_NV_APPLIED)
+            nsr8_cvar_commit(rs, (const uint8_t *)room, rlen, (const uint8_t *)dev, dl);
+    }
+    rc_netsync_rooms8_changed(w->ns); /* the rooms' timer and the unicast queues follow */
+    return nv8_result_name(r);
+}
+
 static int do_set(rc_nsws *w, rc_endpoint *ep, const char *room, size_t rlen, const char *p,
                   size_t n)
 {
@@ -454,7 +787,10 @@ static int do_set(rc_nsws *w, rc_endpoint *ep, const char *room, size_t rlen, co
     long dl = get_string(w, ep, p, n, "device", dev, NSY_ID_MAX, false);
     if (dl == -2) return -1;
     const char *result;
-    if (dl < 0) {
+    if (!rc_netsync_room(w->ns, room, rlen) && room8(w, (const uint8_t *)room, rlen)) {
+        result = set8(w, room, rlen, dl < 0 ? NULL : dev, (size_t)(dl < 0 ? 0 : dl), name,
+                      (size_t)nl, (size_t)vl);
+    } else if (dl < 0) {
         result = nv_result_name(rc_netsync_set_global_var(w->ns, room, rlen, name, (size_t)nl,
                                                           w->value, (size_t)vl));
     } else {
@@ -482,6 +818,42 @@ static int do_set(rc_nsws *w, rc_endpoint *ep, const char *room, size_t rlen, co
     return 0;
 }
 
+/* do_rooms lists the rooms of both generations, for views that pick a room (the page polls
+ * it): v0.6 rooms first, then v8 rooms, each in creation order and marked with "protocol".
+ * "clients" counts entries (stealth included), "visible" those a client would see. */
+static int do_rooms(rc_nsws *w, rc_endpoint *ep)
+{
+    rc_textbuf *t = &w->tb;
+    rc_buf_reset(&t->buf);
+    t->failed = false;
+    put_lit(t, "{\"type\":\"netsync_rooms\",\"rooms\":[");
+    bool first = true;
+    for (const nsy_room *r = rc_netsync_rooms(w->ns); r; r = r->next) {
+        if (!first) put_lit(t, ",");
+        put_lit(t, "{\"room\":");
+        first = false;
+        rc_textbuf_json_string(t, (const char *)r->id, r->id_len);
+        rc_textbuf_printf(t, ",\"protocol\":6,\"clients\":%u,\"visible\":%u,\"devices\":%u}",
+                          r->nlive, r->nvisible, r->ndev);
+    }
+    for (const nsr8_room *r = rc_netsync_rooms8(w->ns)->head; r; r = r->next) {
+        uint32_t visible = 0;
+        for (uint32_t i = 0; i < r->ndev; i++)
+            visible += r->dev[i].present && !r->dev[i].stealth && r->dev[i].has_pose;
+        if (!first) put_lit(t, ",");
+        put_lit(t, "{\"room\":");
+        first = false;
+        rc_textbuf_json_string(t, (const char *)r->id, r->id_len);
+        rc_textbuf_printf(t,
+                          ",\"protocol\":8,\"clients\":%u,\"visible\":%u,\"devices\":%u,"
+                          "\"objects\":%u}",
+                          r->npresent, visible, r->ndev, r->nobj);
+    }
+    put_lit(t, "]}");
+    send_scratch(w, &ep, 1);
+    return 0;
+}
+
 static bool is(const char *type, size_t len, const char *s)
 {
     return len == strlen(s) && memcmp(type, s, len) == 0;
@@ -500,6 +872,7 @@ int rc_nsws_request(void *arg, rc_endpoint *ep, const char *type, size_t tl, con
     else if (is(type, tl, "netsync_unobserve")) op = UNOBSERVE;
     else if (is(type, tl, "netsync_rpc")) op = RPC;
     else if (is(type, tl, "netsync_set")) op = SET;
+    else if (is(type, tl, "netsync_rooms")) return do_rooms(w, ep); /* no "room" */
     else
         return rc_roomproto_error(&srv->rooms, ep, RC_RERR_RESERVED_TYPE,
                                   "unknown NetSync request '%.*s' (types netsync_* are reserved)",
@@ -538,6 +911,7 @@ rc_nsws *rc_nsws_new(rc_server *srv, rc_netsync *ns)
     if (!w) return NULL;
     w->srv = srv;
     w->ns = ns;
+    rc_timer_init(&w->sample8, on_sample8);
     rc_netsync_watch(ns, on_event, w);
     return w;
 }
@@ -546,6 +920,7 @@ void rc_nsws_free(rc_nsws *w)
 {
     if (!w) return;
     rc_netsync_watch(w->ns, NULL, NULL);
+    rc_timer_stop(w->srv->loop, &w->sample8);
     uint32_t b = 0;
     rc_hnode *n = rc_htab_next(&w->rooms, &b, NULL);
     while (n) {

@@ -13,6 +13,12 @@
  * one hash lookup per event. An observer that cannot keep up is cut off by the usual
  * --max-pending rule.
  *
+ * Protocol-8 rooms (ns8room.h) have no watch callback: the observed ids are sampled on one
+ * timer at the v8 broadcast cadence while anything is observed, and a v8 room's state
+ * ("protocol":8: members, decoded head/hands/physical, objects) and variables are sent when
+ * they changed since the last sample sent, or after the v8 idle interval. {"type":
+ * "netsync_rooms"} lists the rooms of both generations. v0.6 messages are unchanged.
+ *
  * Observed rooms are kept by id, not by nsy_room, so a room can be observed before its first
  * headset connects and across its deletion and re-creation. This module counts the rooms each
  * endpoint observes (at most --max-rooms-per-client) in a table of its own; rc_nsws_forget

@@ -319,3 +319,262 @@ def test_room_gone_and_observer_churn(ctx, server):
         await keep.close()
         b.close()
     run(go())
+
+
+# ---- protocol 8 rooms (docs/netsync.md, "Observers" -> "Protocol 8 rooms") ----------------
+#
+# v8 clients from ns8client.py; the observer's JSON is checked against values computed here
+# from the spec (§2 smallest-three, §3.3 body, §4.7 objects), in float32 like the server.
+
+import numpy as np  # noqa: E402  (float32 arithmetic, to know the server's exact floats)
+
+import ns8client as n8  # noqa: E402
+
+F32 = np.float32
+
+
+def pack_q(q):
+    """Smallest-three packing of a unit quaternion (x, y, z, w) (§2)."""
+    big = max(range(4), key=lambda i: abs(q[i]))
+    if q[big] < 0:
+        q = [-c for c in q]
+    packed, shift = big << 30, 20
+    for i in range(4):
+        if i == big:
+            continue
+        v = round((q[i] + 0.70710677) / 1.41421354 * 1023)
+        packed |= max(0, min(1023, v)) << shift
+        shift -= 10
+    return packed
+
+
+def unpack_q(packed):
+    """The server's decode (ns8_quat_decode), step by step in float32."""
+    big, shift, q, s = packed >> 30, 20, [F32(0)] * 4, F32(0)
+    for i in range(4):
+        if i == big:
+            continue
+        v = (packed >> shift) & 0x3FF
+        shift -= 10
+        q[i] = F32(-0.70710677) + F32(1.41421354) * F32(v) / F32(1023.0)
+        s = s + q[i] * q[i]
+    q[big] = np.sqrt(F32(1) - s if s < 1 else F32(0))
+    norm = np.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3])
+    return [float(c / norm) for c in q]
+
+
+def i24(v):
+    return struct.pack("<i", v)[:3]
+
+
+def cm(v):
+    return float(F32(v) * F32(0.01))
+
+
+def half_cm(v):
+    return float(F32(v) * F32(0.005))
+
+
+def qmul(a, b):
+    return [a[3] * b[0] + a[0] * b[3] + a[1] * b[2] - a[2] * b[1],
+            a[3] * b[1] - a[0] * b[2] + a[1] * b[3] + a[2] * b[0],
+            a[3] * b[2] + a[0] * b[1] - a[1] * b[0] + a[2] * b[3],
+            a[3] * b[3] - a[0] * b[0] - a[1] * b[1] - a[2] * b[2]]
+
+
+def yaw_of(q):
+    return math.degrees(math.atan2(2 * (q[0] * q[2] + q[3] * q[1]),
+                                   1 - 2 * (q[0] * q[0] + q[1] * q[1])))
+
+
+S45 = math.sin(math.pi / 4)
+HEAD = (150, 160, -275)                    # cm
+HEAD_Q = pack_q([0.0, S45, 0.0, S45])      # 90° about y: facing +x
+RIGHT = (40, -60, 20)                      # 0.5 cm units, relative to the head
+RIGHT_Q = pack_q([0.0, 0.0, 0.0, 1.0])
+LEFT = (-40, -60, 20)
+LEFT_Q = pack_q([0.0, -0.3826834, 0.0, 0.9238795])   # -45° about y
+PHYS = (120, 0, -250, 900)                 # cm, cm, cm, 0.1°
+
+
+def known_body(seq=7, moved=0):
+    """A full body (physical local to a moving floor, head, both hands, 3 virtuals)."""
+    flags = n8.F_PHYS | n8.F_HEAD | n8.F_RIGHT | n8.F_LEFT | n8.F_VIRT | n8.F_MOVING
+    out = struct.pack("<HBB", seq, flags, n8.ENC_MOVING)
+    out += struct.pack("<4h", *PHYS)
+    out += b"".join(i24(v) for v in (HEAD[0] + moved, HEAD[1], HEAD[2])) + struct.pack("<I", HEAD_Q)
+    out += struct.pack("<3hI", *RIGHT, RIGHT_Q) + struct.pack("<3hI", *LEFT, LEFT_Q)
+    out += bytes([3]) + bytes(30)
+    return out
+
+
+OBJ_POS = (-200, 85, 310)                  # cm
+OBJ_Q = pack_q([0.0, 1.0, 0.0, 0.0])       # 180° about y
+
+
+def obj_body():
+    return b"".join(i24(v) for v in OBJ_POS) + struct.pack("<I", OBJ_Q)
+
+
+def g32(v):
+    """JSON floats (shortest text that reads back as the float32) as float32 values."""
+    return [f32(x) for x in v]
+
+
+def approx(got, want, tol=1e-6):
+    return len(got) == len(want) and all(abs(g - w) <= tol for g, w in zip(got, want))
+
+
+def v8_state(pred=lambda m: True):
+    return lambda m: m["type"] == "netsync_state" and m.get("protocol") == 8 and pred(m)
+
+
+def joined8(ctx, server, room, dev, body_bytes=None, stealth=False):
+    c = n8.Client8(ctx, server, room, dev, stealth=stealth)
+    wait_sub()
+    c.pose(n8.STEALTH_POSE_BODY if stealth else (body_bytes or known_body()))
+    c.number()
+    return c
+
+
+def test_v8_room_decoded_for_observers(ctx, steady_server):
+    async def go():
+        ws = await ws_connect(steady_server)
+        m = await request(ws, {"type": "netsync_observe", "room": "v8a"}, "netsync_observing")
+        assert m == {"type": "netsync_observing", "room": "v8a", "tick_ms": 50.0,
+                     "exists": False}
+        a = await asyncio.to_thread(joined8, ctx, steady_server, "v8a", "headset-a")
+        cam = await asyncio.to_thread(joined8, ctx, steady_server, "v8a", "cam", None, True)
+        m = await recv_until(ws, v8_state(lambda m: m["clients"] and m["stealth"]))
+        assert m["exists"] is True and m["devices"] == 2 and m["poses_in"] >= 1
+        assert m["members"] == [{"no": a.no, "device": "headset-a", "present": True,
+                                 "stealth": False},
+                                {"no": cam.no, "device": "cam", "present": True,
+                                 "stealth": True}]
+        # stealth: named, never placed
+        assert m["stealth"] == [{"no": cam.no, "device": "cam",
+                                 "poses": m["stealth"][0]["poses"]}]
+        assert [c["device"] for c in m["clients"]] == ["headset-a"]
+        c = m["clients"][0]
+        assert c["no"] == a.no and c["seq"] == 7 and c["virtual"] == 3 and c["poses"] >= 1
+        head_q = unpack_q(HEAD_Q)
+        assert g32(c["head"]["pos"]) == [cm(v) for v in HEAD]
+        assert g32(c["head"]["rot"]) == head_q
+        assert abs(c["head"]["yaw"] - 90) < 0.2
+        for side, rel, q in (("right", RIGHT, RIGHT_Q), ("left", LEFT, LEFT_Q)):
+            want = [float(F32(cm(h)) + F32(half_cm(r))) for h, r in zip(HEAD, rel)]
+            assert g32(c[side]["pos"]) == want, side
+            assert approx(c[side]["rot"], qmul(head_q, unpack_q(q))), side
+            assert abs(c[side]["yaw"] - yaw_of(c[side]["rot"])) < 1e-3
+        assert abs(c["left"]["yaw"] - 45) < 0.3
+        ph = c["physical"]
+        assert g32(ph["pos"]) == [cm(v) for v in PHYS[:3]] and ph["local"] is True
+        assert f32(ph["yaw"]) == float(F32(PHYS[3]) * F32(0.1))
+
+        # a second observer gets the v8 marker in its reply and a snapshot at once
+        ws2 = await ws_connect(steady_server)
+        m = await request(ws2, {"type": "netsync_observe", "room": "v8a"}, "netsync_observing")
+        assert m == {"type": "netsync_observing", "room": "v8a", "tick_ms": 50.0,
+                     "exists": True, "protocol": 8, "sample_ms": 100.0}
+        m = await recv_until(ws2, lambda m: m["type"] == "netsync_state")
+        assert m["protocol"] == 8 and [c["device"] for c in m["clients"]] == ["headset-a"]
+
+        # a move reaches the observers; an unchanged room is not re-sent at every sample
+        a.pose(known_body(seq=8, moved=100))
+        m = await recv_until(ws, v8_state(lambda m: m["clients"]
+                                          and m["clients"][0]["seq"] == 8))
+        assert f32(m["clients"][0]["head"]["pos"][0]) == cm(HEAD[0] + 100)
+        n = 0
+        with pytest.raises(asyncio.TimeoutError):
+            while True:
+                await recv_until(ws2, v8_state(), timeout=1.0)
+                n += 1
+        assert n <= 2, f"{n} states for one change"   # the move, at most one idle resend
+        for w in (ws, ws2):
+            await w.close()
+        a.close()
+        cam.close()
+    run(go())
+
+
+def test_v8_objects_and_variables(ctx, steady_server):
+    async def go():
+        a = await asyncio.to_thread(joined8, ctx, steady_server, "v8b", "owner-dev")
+        ws = await ws_connect(steady_server)
+        await request(ws, {"type": "netsync_observe", "room": "v8b"}, "netsync_observing")
+        m = await recv_until(ws, v8_state())
+        assert m["objects"] == []
+        a.obj_pose(4242, 3, obj_body())
+        a.own(n8.OP_REQUEST, 99)           # registered by a request: owned, never posed
+        a.gvar("phase", "intro")
+        # the two lanes are separate connections: either message may reach the room first,
+        # and the variables may come in a sample before or after the objects
+        seen = {}
+        while not ("vars" in seen and len(seen.get("state", {"objects": []})["objects"]) == 2):
+            m = await recv_until(ws, lambda m: m["type"] in ("netsync_state", "netsync_vars"))
+            seen["vars" if m["type"] == "netsync_vars" else "state"] = m
+        objs = {o["id"]: o for o in seen["state"]["objects"]}
+        o = objs[4242]
+        assert (o["id"], o["owner"], o["seq"]) == (4242, a.no, 3)
+        assert g32(o["pos"]) == [cm(v) for v in OBJ_POS]
+        assert g32(o["rot"]) == unpack_q(OBJ_Q) and abs(abs(o["yaw"]) - 180) < 0.2
+        assert objs[99] == {"id": 99, "owner": a.no, "seq": None, "pos": None,
+                            "rot": None, "yaw": None}
+        assert seen["vars"] == {"type": "netsync_vars", "room": "v8b", "protocol": 8, "full": True,
+                     "globals": [{"name": "phase", "value": "intro", "writer": a.no}],
+                     "clients": []}
+
+        # the observer sets variables of the v8 room like the REST bridge does
+        m = await request(ws, {"type": "netsync_set", "room": "v8b", "name": "phase",
+                               "value": "finale"}, "netsync_set_result")
+        assert m == {"type": "netsync_set_result", "room": "v8b", "name": "phase",
+                     "result": "applied"}
+        got = await asyncio.to_thread(a.ctl_until, lambda m: m[0] == "gsync", 3)
+        assert got, "no GLOBAL_VAR_SYNC after the observer's set"
+        m = await request(ws, {"type": "netsync_set", "room": "v8b", "device": "owner-dev",
+                               "name": "seat", "value": "B7"}, "netsync_set_result")
+        assert m["result"] == "applied"
+        m = await recv_until(ws, lambda m: m["type"] == "netsync_vars" and m["clients"])
+        assert m["globals"] == [{"name": "phase", "value": "finale", "writer": 0}]
+        assert m["clients"] == [{"target": a.no, "device": "owner-dev",
+                                 "vars": [{"name": "seat", "value": "B7", "writer": 0}]}]
+        await ws.close()
+        a.close()
+    run(go())
+
+
+def test_v8_departure_and_room_list(ctx):
+    s = NSServer("--netsync-v8-client-timeout", "0.5", "--netsync-client-timeout", 10)
+    try:
+        async def go():
+            old = await asyncio.to_thread(joined, ctx, s, "gen6", "old-headset")
+            a = await asyncio.to_thread(joined8, ctx, s, "gen8", "leaver")
+            b = await asyncio.to_thread(joined8, ctx, s, "gen8", "stayer")
+            ws = await ws_connect(s)
+            m = await request(ws, {"type": "netsync_rooms"}, "netsync_rooms")
+            assert m == {"type": "netsync_rooms", "rooms": [
+                {"room": "gen6", "protocol": 6, "clients": 1, "visible": 1, "devices": 1},
+                {"room": "gen8", "protocol": 8, "clients": 2, "visible": 2, "devices": 2,
+                 "objects": 0}]}
+            await request(ws, {"type": "netsync_observe", "room": "gen8"}, "netsync_observing")
+            await recv_until(ws, v8_state(lambda m: len(m["clients"]) == 2))
+            a.close()                          # silent: timed out after 0.5 s
+            stop = time.monotonic() + 3
+
+            def keep_b():
+                while time.monotonic() < stop:
+                    b.pose(known_body())
+                    time.sleep(0.1)
+            keeper = asyncio.create_task(asyncio.to_thread(keep_b))
+            m = await recv_until(ws, v8_state(lambda m: len(m["clients"]) == 1))
+            assert m["clients"][0]["device"] == "stayer"
+            assert {x["device"]: x["present"] for x in m["members"]} == \
+                {"leaver": False, "stayer": True}
+            await keeper
+            await ws.close()
+            old.close()
+            b.close()
+        run(go())
+    finally:
+        err = s.stderr()
+        assert s.stop() == 0, err[-3000:]
