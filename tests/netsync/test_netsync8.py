@@ -719,25 +719,6 @@ def test_v06_and_v8_clients_on_one_server(steady8, ctx):
     old.close(), new.close()
 
 
-@pytest.mark.skipif(DECISIONS["mixed_rooms"] is not True,
-                    reason="undecided/no: can v0.6 and v8 clients share a room (DECISIONS)")
-def test_v06_and_v8_share_a_room(steady8, ctx):
-    import conftest
-    room = uniq("mixed")
-    new = joined(ctx, steady8, room, "new")[0]
-    old = conftest.Client(ctx, steady8, room, "old")
-    conftest.wait_sub()
-    old.send_transform()
-    new.pose(make_body())
-    m = old.recv_until(lambda m: m[0] == "map" and len(m[1]) == 2)
-    assert m and {d for _, _, d in m[1]} == {"new", "old"}
-    m = new.ctl_until(lambda m: m[0] == "map" and len(m[2]) == 2, T_MAP)
-    assert m and set(mapping_devs(m)) == {"new", "old"}
-    assert old.recv_until(lambda m: m[0] == "rt" and len(m[2]) == 2)
-    assert new.pub_until(lambda m: m[0] == "pose" and len(m[3]) == 2, T_IDLE)
-    old.close(), new.close()
-
-
 def test_one_room_one_generation(steady8, ctx):
     """While a room has members of one generation, the other generation's clients are kept
     out of it (counted generation_conflict) — v0.6 mappings, RPCs and variables on the room's
