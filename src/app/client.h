@@ -21,6 +21,8 @@ struct rc_server;
 typedef struct rc_client {
     rc_conn conn;            /* the connection; must stay first (listeners allocate clients) */
     rc_endpoint ep;          /* its membership of rooms, once it speaks a room protocol */
+    bool rest_only;          /* accepted on --netsync-rest-port: HTTP for the NetSync REST
+                                bridge only (never upgraded, never a room member) */
 } rc_client;
 
 #define rc_client_of(c) ((rc_client *)(c))

@@ -188,6 +188,16 @@ const rc_config_option rc_config_options[] = {
      .help = "largest message a NetSync client may send, room id aside (one frame, or all "
              "its frames together); a client that sends more is disconnected (the largest "
              "legal one is 65806 bytes)"},
+    /* The REST bridge of NetSync's server (src/app/nshttp.c): its own port and its CORS. */
+    {.name = "netsync-rest-port", .section = RC_SEC_NETSYNC, .type = RC_OPT_OFF_PORT,
+     FIELD(netsync_rest_port), .def = -1, .metavar = "N",
+     .help = "a second HTTP listener serving only NetSync's REST bridge (GET /, /v1/rooms/..., "
+             "/logs/export), as the reference's port 8800, and announced by STYLY-NETSYNC3 "
+             "discovery; 0 picks a free one; the routes stay on --port too"},
+    {.name = "netsync-rest-cors", .section = RC_SEC_NETSYNC, .type = RC_OPT_STRING,
+     FIELD(netsync_rest_cors), .def_str = "*", .metavar = "ORIGINS",
+     .help = "origins whose pages may call the REST bridge (comma-separated: the matching "
+             "Origin is echoed; * for any, as the reference; empty: none)"},
 
     /* History and durability */
     {.name = "history-size", .section = RC_SEC_HISTORY, .type = RC_OPT_UINT,

@@ -85,6 +85,10 @@ typedef struct rc_config {
     size_t netsync_max_message_size; /* largest message a NetSync client may send, room id
                                      aside (a frame, or a message's frames together), bytes
                                      (RC_NETSYNC_MAX_MESSAGE_DEFAULT, 128 KiB) */
+    int32_t netsync_rest_port;    /* dedicated REST bridge listener: -1 = off (default), 0 =
+                                     pick a free one, else the port (the reference's 8800) */
+    const char *netsync_rest_cors; /* origins allowed to call the REST bridge: "*" (default),
+                                     a comma-separated list, or "" (none) */
 } rc_config;
 
 /* rc_config_init fills in the defaults of every row of the table, then takes the API key from

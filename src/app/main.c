@@ -63,7 +63,9 @@ int main(int argc, char **argv)
         nso.pose_port = cfg.netsync_pose_port;
         nso.tcp_discovery = (enum rc_netsync_tcp_disc)cfg.netsync_tcp_discovery;
         nso.unicast_max_bytes = cfg.netsync_max_pending;
-        nso.rest_port = srv->http.port; /* the REST bridge is served by the HTTP listener */
+        /* STYLY-NETSYNC3 announces the dedicated REST port when there is one, else the HTTP
+         * port (which serves the same bridge routes under /v1/rooms/...). */
+        nso.rest_port = cfg.netsync_rest_port >= 0 ? srv->rest.port : srv->http.port;
         nso.pub_port = cfg.netsync_pub_port;
         nso.discovery_port = cfg.netsync_discovery_port;
         nso.client_timeout_ns = cfg.netsync_client_timeout;
@@ -95,6 +97,8 @@ int main(int argc, char **argv)
     if (cfg.chat_port >= 0)
         fprintf(stderr, "roomcast: chat listening on %s:%u (room '%s')\n", cfg.bind,
                 srv->chat.port, cfg.chat_room);
+    if (ns && cfg.netsync_rest_port >= 0)
+        fprintf(stderr, "roomcast: netsync rest http://%s:%u/\n", cfg.bind, srv->rest.port);
     fprintf(stderr, "roomcast: listening on http://%s:%u/\n", cfg.bind, srv->http.port);
     fflush(stderr);
     if (ns) {

@@ -47,7 +47,9 @@ static void on_ended(void *arg, rc_conn *c)
 /* ---- CORS -------------------------------------------------------------------------------
  * A page on another origin may load roomcast.js and read the public endpoints (the web files,
  * /healthz, /status, /metrics, /api/stats, the room listings): reading is what they are for.
- * Calls that need the API key get no CORS headers: a browser must not hold that key. */
+ * Calls that need the API key get no CORS headers: a browser must not hold that key.
+ * NetSync's REST bridge (no key, like its reference) has its own list, --netsync-rest-cors:
+ * browser tools on another origin read and write variables through it, on either port. */
 
 static bool public_path(const rc_http_ctx *x)
 {
@@ -57,11 +59,11 @@ static bool public_path(const rc_http_ctx *x)
              memcmp(x->path + x->path_len - (sizeof(msgs) - 1), msgs, sizeof(msgs) - 1) == 0);
 }
 
-/* The Access-Control-Allow-Origin lines for x's Origin into buf (empty when not allowed). */
-static const char *cors_headers(const rc_server *srv, const rc_http_ctx *x, char *buf, size_t cap)
+/* The Access-Control-Allow-Origin lines for x's Origin under the origin list `list` ("*", a
+ * comma-separated list, or empty) into buf; NULL when not allowed. */
+static const char *cors_allow(const char *list, const rc_http_ctx *x, char *buf, size_t cap)
 {
-    const char *list = srv->cfg.cors_origins;
-    if (!list || !*list || !public_path(x)) return NULL;
+    if (!list || !*list) return NULL;
     if (strcmp(list, "*") == 0) return "Access-Control-Allow-Origin: *\r\n";
     const rc_http_header *o = rc_http_find_header(x->req, "Origin");
     if (!o || o->value_len == 0 || o->value_len > 200) return NULL;
@@ -78,6 +80,31 @@ static const char *cors_headers(const rc_server *srv, const rc_http_ctx *x, char
     return NULL;
 }
 
+/* The CORS lines for x: the bridge's list for REST bridge requests, the public list for the
+ * public endpoints, none otherwise. */
+static const char *cors_headers(const rc_server *srv, const rc_http_ctx *x, bool bridge,
+                                char *buf, size_t cap)
+{
+    if (bridge) return cors_allow(srv->cfg.netsync_rest_cors, x, buf, cap);
+    return public_path(x) ? cors_allow(srv->cfg.cors_origins, x, buf, cap) : NULL;
+}
+
+/* A CORS preflight for the REST bridge (OPTIONS with Access-Control-Request-Method): the
+ * reference's methods, headers and max-age (FastAPI's CORSMiddleware as rest_bridge.py sets
+ * it up), 204 without body. An origin outside the list is refused with 400, as Starlette
+ * does, so a misconfigured tool learns why instead of seeing a bare 405. */
+static void bridge_preflight(rc_conn *c, const rc_http_ctx *x)
+{
+    if (!x->headers) {
+        rc_http_error(c, x, 400, NULL, false, "Disallowed CORS origin");
+        return;
+    }
+    rc_http_respond(c, x, 204, "text/plain",
+                    "Access-Control-Allow-Methods: GET, POST, PUT, DELETE, OPTIONS\r\n"
+                    "Access-Control-Allow-Headers: Content-Type, Authorization\r\n"
+                    "Access-Control-Max-Age: 3600\r\n", "", 0);
+}
+
 /* Routes one HTTP request: the WebSocket endpoints, then NetSync's routes, the API and the
  * web files. */
 static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
@@ -86,8 +113,19 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
     srv->metrics.http_requests++;
     char cors[320];
     rc_http_ctx y = *req, *x = &y;
-    y.headers = cors_headers(srv, req, cors, sizeof(cors));
-    if (x->method == RC_HTTP_OPTIONS && y.headers) {
+    bool rest_port = rc_client_of(c)->rest_only;
+    bool bridge = rest_port || rc_nshttp_is_bridge(x);
+    y.headers = cors_headers(srv, req, bridge, cors, sizeof(cors));
+    if (bridge && x->method == RC_HTTP_OPTIONS &&
+        rc_http_find_header(x->req, "Access-Control-Request-Method")) {
+        bridge_preflight(c, x);
+        return;
+    }
+    if (rest_port) { /* the dedicated port: nothing but the bridge (and its GET /) */
+        rc_nshttp_rest_request(srv, c, x);
+        return;
+    }
+    if (x->method == RC_HTTP_OPTIONS && y.headers && !bridge) {
         /* A preflight for a public endpoint: reads only, and the one header a reader sends. */
         rc_http_respond(c, x, 204, "text/plain",
                         "Access-Control-Allow-Methods: GET, HEAD\r\n"
@@ -148,6 +186,12 @@ static void on_accept_chat(void *arg, rc_conn *c)
     rc_client_start(arg, c, RC_WIRE_CHAT);
     c->on_message = rc_client_chat_message;
     rc_client_join_chat(arg, c);
+}
+
+static void on_accept_rest(void *arg, rc_conn *c)
+{
+    if (!admit(arg, c)) return;
+    rc_client_of(c)->rest_only = true; /* routed to the REST bridge only (on_request) */
 }
 
 /* ---- life cycle --------------------------------------------------------------------------- */
@@ -234,6 +278,12 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         (cfg->chat_port >= 0 && !open_listener(srv, &srv->chat, &rc_chat_proto,
                                                 (uint16_t)cfg->chat_port, on_accept_chat, "chat")))
         goto err;
+    /* The REST bridge's own port: the same HTTP transport and connections (same limits,
+     * timeouts and flush), only routed differently. Without NetSync there is no bridge. */
+    if (cfg->netsync_rest_port >= 0 && cfg->netsync &&
+        !open_listener(srv, &srv->rest, &rc_http_proto, (uint16_t)cfg->netsync_rest_port,
+                       on_accept_rest, "NetSync REST"))
+        goto err;
     if (cfg->data_dir && rc_rooms_open_store(&srv->rooms, cfg->data_dir, cfg->fsync_mode) < 0)
         goto err;
     /* Client ids go on from the last run's: a restored room never sees an id twice. */
@@ -246,6 +296,7 @@ err:
     rc_listener_close(&srv->http);
     rc_listener_close(&srv->tcp);
     rc_listener_close(&srv->chat);
+    rc_listener_close(&srv->rest);
     rc_rooms_release(&srv->rooms);
     free(srv);
     return NULL;
@@ -274,6 +325,7 @@ void rc_server_free(rc_server *srv)
     rc_listener_close(&srv->http);
     rc_listener_close(&srv->tcp);
     rc_listener_close(&srv->chat);
+    rc_listener_close(&srv->rest);
     rc_timer_stop(srv->loop, &srv->shutdown_timer);
     rc_rooms_release(&srv->rooms); /* flushes and syncs the log, marks it clean */
     free(srv);
@@ -288,6 +340,7 @@ void rc_server_shutdown(rc_server *srv)
     rc_listener_pause(&srv->http);
     rc_listener_pause(&srv->tcp);
     rc_listener_pause(&srv->chat);
+    rc_listener_pause(&srv->rest);
     rc_conn *next;
     for (rc_conn *c = srv->net.conns; c; c = next) {
         next = c->next;

@@ -30,6 +30,8 @@ typedef struct rc_server {
     rc_listener http;        /* --port: HTTP, the API, WebSocket */
     rc_listener tcp;         /* --tcp-port: the room protocol over raw TCP (unless off) */
     rc_listener chat;        /* --chat-port: the seed chat protocol (unless off) */
+    rc_listener rest;        /* --netsync-rest-port: HTTP for NetSync's REST bridge only
+                                (unless off; never with --no-netsync) */
     uint32_t max_connections; /* effective limit after the descriptor limit */
     struct rc_netsync *netsync; /* NetSync transport (set by main.c), NULL with --no-netsync */
     struct rc_nsws *nsws;    /* its WebSocket observers (set by main.c), NULL without it */

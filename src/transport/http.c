@@ -29,6 +29,7 @@ static const char *status_text(int status)
     case 409: return "Conflict";
     case 411: return "Length Required";
     case 413: return "Content Too Large";
+    case 422: return "Unprocessable Content";
     case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -45,6 +46,7 @@ static void count_status(rc_net *net, int status)
         {404, RC_NERR_HTTP_404}, {405, RC_NERR_HTTP_405}, {408, RC_NERR_HTTP_408},
         {411, RC_NERR_HTTP_411}, {413, RC_NERR_HTTP_413}, {426, RC_NERR_HTTP_426},
         {431, RC_NERR_HTTP_431}, {501, RC_NERR_HTTP_501}, {503, RC_NERR_HTTP_503},
+        {409, RC_NERR_HTTP_409}, {422, RC_NERR_HTTP_422},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (map[i].status == status) net->stats.err[map[i].kind]++;
@@ -134,6 +136,14 @@ static void end(rc_conn *c, uint16_t code, const char *reason, bool fail)
 {
     if (code == RC_WS_CLOSE_TRY_AGAIN) error_reply(c, 503, NULL, false, "%s", reason);
     else if (code != RC_WS_CLOSE_GOING_AWAY || c->out.count == 0) rc_conn_close(c);
+}
+
+void rc_http_error_body(rc_conn *c, const rc_http_ctx *x, int status, const char *extra,
+                        const char *body, size_t blen)
+{
+    count_status(c->net, status);
+    rc_debug("http %d: %.*s", status, (int)(blen < 200 ? blen : 200), body);
+    rc_http_respond(c, x, status, "application/json", extra, body, blen);
 }
 
 void rc_http_respond_json(rc_conn *c, const rc_http_ctx *x, int status, rc_textbuf *t)

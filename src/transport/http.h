@@ -62,6 +62,12 @@ void rc_http_respond(rc_conn *c, const rc_http_ctx *x, int status, const char *c
 void rc_http_error(rc_conn *c, const rc_http_ctx *x, int status, const char *extra, bool close,
                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* rc_http_error_body queues an error response whose JSON body the caller built (another
+ * server's error shape: the NetSync REST bridge answers {"detail":...} as its reference does)
+ * and counts it like rc_http_error. The connection stays open (keep-alive permitting). */
+void rc_http_error_body(rc_conn *c, const rc_http_ctx *x, int status, const char *extra,
+                        const char *body, size_t blen);
+
 /* rc_http_respond_json answers with the JSON body built in t (a 500 if building it ran out of
  * memory) and releases t. */
 struct rc_textbuf;
