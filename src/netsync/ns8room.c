@@ -1165,6 +1165,23 @@ static bool rest_args_ok(const uint8_t *room, size_t room_len, const uint8_t *a,
            rc_utf8_valid(a, alen);
 }
 
+/* An operator's write or delete wins over clients' writes of the same variable still waiting
+ * in the NV window (as the reference's REST bridge does): drop them. name NULL: every pending
+ * write of scope cv. */
+static void pend_drop(nsr8_room *r, int32_t cv, const uint8_t *name, size_t nl)
+{
+    uint32_t w = 0;
+    for (uint32_t i = 0; i < r->npend; i++) {
+        nsr8_pend *p = &r->pend[i];
+        if (p->cv == cv && (!name || same(p->name, p->name_len, name, nl))) {
+            free(p->value);
+            continue;
+        }
+        r->pend[w++] = *p;
+    }
+    r->npend = w;
+}
+
 enum nsr8_nv_result nsr8_cvar_set(nsr8_rooms *rs, const uint8_t *room, size_t room_len,
                                   const uint8_t *dev, size_t dev_len, const uint8_t *name,
                                   size_t name_len, const uint8_t *value, size_t value_len,
@@ -1180,6 +1197,7 @@ enum nsr8_nv_result nsr8_cvar_set(nsr8_rooms *rs, const uint8_t *room, size_t ro
     enum nsr8_nv_result res = NSR8_NV_NOMEM;
     if (cv >= 0) {
         cut(rs, name, &name_len, value, &value_len);
+        pend_drop(r, cv, name, name_len);
         res = vtab_set(&r->cvs[cv].vars, rs->p.max_client_vars, name, name_len, value,
                        value_len, 0);
         if (res == NSR8_NV_APPLIED) r->cvs[cv].dirty = true;
@@ -1224,6 +1242,7 @@ unsigned nsr8_cvar_delete(nsr8_rooms *rs, const uint8_t *room, size_t room_len,
     nsr8_room *r = nsr8_room_find(rs, room, room_len);
     int32_t cv = r ? cv_find(r, dev, dev_len) : -1;
     if (cv < 0) return 0;
+    pend_drop(r, cv, name, name_len);
     nsr8_vtab *t = &r->cvs[cv].vars;
     unsigned k = 0;
     uint32_t w = 0;
@@ -1253,6 +1272,7 @@ enum nsr8_nv_result nsr8_gvar_set(nsr8_rooms *rs, const uint8_t *room, size_t ro
     nsr8_room *r = room_get(rs, room, room_len, now);
     if (!r) return NSR8_NV_NOMEM;
     cut(rs, name, &name_len, value, &value_len);
+    pend_drop(r, -1, name, name_len);
     enum nsr8_nv_result res =
         vtab_set(&r->globals, rs->p.max_global_vars, name, name_len, value, value_len, 0);
     count_result(rs, res);

@@ -505,6 +505,22 @@ TEST(rest_bridge)
     CHECK_EQ_INT(nsr8_gvar_set(&F.rs, r, 1, (const uint8_t *)"g", 1, (const uint8_t *)"1", 1,
                                now_ns), NSR8_NV_APPLIED);
     CHECK_EQ_INT(count(false, NULL, NS8_GLOBAL_VAR_SYNC), 2);
+    /* an operator's write wins over a client's write of the same variable still waiting in
+     * the NV window (it would otherwise overwrite it at the flush) */
+    ns8_enc_global_var_set(enc(), 0, "A", 1, "g", 1, "client", 6);
+    send_(NS8_LANE_CONTROL, "a", "r");
+    ns8_enc_client_var_set(enc(), 0, "A", 1, 2, "k", 1, "client", 6);
+    send_(NS8_LANE_CONTROL, "a", "r");
+    CHECK_EQ_INT(nsr8_gvar_set(&F.rs, r, 1, (const uint8_t *)"g", 1, (const uint8_t *)"op", 2,
+                               now_ns), NSR8_NV_APPLIED);
+    CHECK_EQ_INT(nsr8_cvar_set(&F.rs, r, 1, d, 1, (const uint8_t *)"k", 1,
+                               (const uint8_t *)"op", 2, now_ns), NSR8_NV_APPLIED);
+    nsr8_cvar_commit(&F.rs, r, 1, d, 1);
+    go(ms() + 500);
+    v = nsr8_var_find(nsr8_gvars(&F.rs, r, 1), (const uint8_t *)"g", 1);
+    CHECK(v && v->value_len == 2 && memcmp(v->value, "op", 2) == 0 && v->writer == 0);
+    v = nsr8_var_find(nsr8_cvars(&F.rs, r, 1, d, 1), (const uint8_t *)"k", 1);
+    CHECK(v && v->value_len == 2 && memcmp(v->value, "op", 2) == 0 && v->writer == 0);
     CHECK_EQ_INT(invalid, 0);
 }
 
