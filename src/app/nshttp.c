@@ -737,7 +737,7 @@ static void list_rooms(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
         rc_textbuf_printf(&t, "{\"roomId\":");
         rc_textbuf_json_string(&t, (const char *)r->id, r->id_len);
         rc_textbuf_printf(&t,
-                          ",\"clients\":%u,\"visible\":%u,\"transformsIn\":%llu,"
+                          ",\"protocol\":6,\"clients\":%u,\"visible\":%u,\"transformsIn\":%llu,"
                           "\"broadcasts\":%llu,\"ageSec\":%.3f,"
                           "\"transformsPerSec\":%.1f,\"broadcastsPerSec\":%.1f,\"devices\":[",
                           r->nlive, r->nvisible, (unsigned long long)r->transforms_in,
@@ -751,6 +751,34 @@ static void list_rooms(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
             rc_textbuf_json_string(&t, (const char *)d->id, d->id_len);
             rc_textbuf_printf(&t, ",\"clientNo\":%u,\"live\":%s,\"stealth\":%s}", d->no,
                               d->live ? "true" : "false", d->stealth ? "true" : "false");
+        }
+        rc_textbuf_printf(&t, "]}");
+    }
+    /* protocol 8's rooms, in the same list (a room id is used by one generation at a time) */
+    for (const nsr8_room *r = rc_netsync_rooms8(ns)->head; r; r = r->next) {
+        double age = now > r->created ? (double)(now - r->created) / 1e9 : 0;
+        uint32_t visible = 0;
+        for (uint32_t i = 0; i < r->ndev; i++)
+            visible += r->dev[i].present && !r->dev[i].stealth && r->dev[i].has_pose;
+        if (!first) rc_textbuf_append(&t, ",", 1);
+        first = false;
+        rc_textbuf_printf(&t, "{\"roomId\":");
+        rc_textbuf_json_string(&t, (const char *)r->id, r->id_len);
+        rc_textbuf_printf(&t,
+                          ",\"protocol\":8,\"clients\":%u,\"visible\":%u,\"posesIn\":%llu,"
+                          "\"broadcasts\":%llu,\"objects\":%u,\"ageSec\":%.3f,"
+                          "\"posesPerSec\":%.1f,\"broadcastsPerSec\":%.1f,\"devices\":[",
+                          r->npresent, visible, (unsigned long long)r->poses_in,
+                          (unsigned long long)r->pose_bcasts, r->nobj, age,
+                          age > 0 ? (double)r->poses_in / age : 0.0,
+                          age > 0 ? (double)r->pose_bcasts / age : 0.0);
+        for (uint32_t i = 0; i < r->ndev; i++) {
+            const nsr8_dev *d = &r->dev[i];
+            if (i) rc_textbuf_append(&t, ",", 1);
+            rc_textbuf_printf(&t, "{\"deviceId\":");
+            rc_textbuf_json_string(&t, (const char *)d->id, d->id_len);
+            rc_textbuf_printf(&t, ",\"clientNo\":%u,\"live\":%s,\"stealth\":%s}", d->no,
+                              d->present ? "true" : "false", d->stealth ? "true" : "false");
         }
         rc_textbuf_printf(&t, "]}");
     }

@@ -11,6 +11,7 @@ import http.client
 import json
 import random
 import re
+import time
 import urllib.parse
 
 import pytest
@@ -388,3 +389,30 @@ def test_v06_body_reaches_v06_rooms_only(ctx, srv):
     st, _, r = req(srv.http_port, "POST", cpath(room, "dev-8"), {"vars": {}})
     assert st == 400 and "error" in r                           # the v0.6 shape
     a.close()
+
+
+def test_rooms_listing_has_both_generations(srv, ctx):
+    """GET /api/netsync/rooms lists protocol-8 rooms beside v0.6 ones, marked by protocol."""
+    import conftest
+    r8, r6 = uniq("list8"), uniq("list6")
+    a = joined(ctx, srv, r8, "dev-a")
+    a.pose(n8.make_body(seed=4))
+    old = conftest.Client(ctx, srv, r6, "old")
+    conftest.wait_sub()
+    old.send_transform()
+    assert old.number() == 1
+    rooms = {}
+    for _ in range(50):
+        st, _, b = req(srv.http_port, "GET", "/api/netsync/rooms")
+        assert st == 200
+        rooms = {r["roomId"]: r for r in b["rooms"]}
+        if r8 in rooms and rooms[r8]["visible"] == 1 and r6 in rooms:
+            break
+        time.sleep(0.05)
+    assert rooms[r6]["protocol"] == 6 and rooms[r6]["clients"] == 1
+    v8 = rooms[r8]
+    assert v8["protocol"] == 8 and v8["clients"] == 1 and v8["visible"] == 1
+    assert v8["devices"] == [{"deviceId": "dev-a", "clientNo": a.no, "live": True,
+                              "stealth": False}]
+    assert v8["posesIn"] >= 1
+    a.close(), old.close()
