@@ -710,6 +710,17 @@ static void logs_export(rc_conn *c, const rc_http_ctx *x)
 
 /* ---- GET /api/netsync/rooms --------------------------------------------------------------- */
 
+/* One entry of a room's "devices" list (i: its index, for the comma). */
+static void device_json(rc_textbuf *t, uint32_t i, const uint8_t *id, size_t id_len,
+                        uint16_t no, bool live, bool stealth)
+{
+    if (i) rc_textbuf_append(t, ",", 1);
+    rc_textbuf_printf(t, "{\"deviceId\":");
+    rc_textbuf_json_string(t, (const char *)id, id_len);
+    rc_textbuf_printf(t, ",\"clientNo\":%u,\"live\":%s,\"stealth\":%s}", no,
+                      live ? "true" : "false", stealth ? "true" : "false");
+}
+
 static void list_rooms(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
     rc_netsync *ns = srv->netsync;
@@ -744,14 +755,9 @@ static void list_rooms(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
                           (unsigned long long)r->bcasts, age,
                           age > 0 ? (double)r->transforms_in / age : 0.0,
                           age > 0 ? (double)r->bcasts / age : 0.0);
-        for (uint32_t i = 0; i < r->ndev; i++) {
-            const nsy_dev *d = &r->dev[i];
-            if (i) rc_textbuf_append(&t, ",", 1);
-            rc_textbuf_printf(&t, "{\"deviceId\":");
-            rc_textbuf_json_string(&t, (const char *)d->id, d->id_len);
-            rc_textbuf_printf(&t, ",\"clientNo\":%u,\"live\":%s,\"stealth\":%s}", d->no,
-                              d->live ? "true" : "false", d->stealth ? "true" : "false");
-        }
+        for (uint32_t i = 0; i < r->ndev; i++)
+            device_json(&t, i, r->dev[i].id, r->dev[i].id_len, r->dev[i].no, r->dev[i].live,
+                        r->dev[i].stealth);
         rc_textbuf_printf(&t, "]}");
     }
     /* protocol 8's rooms, in the same list (a room id is used by one generation at a time) */
@@ -772,14 +778,9 @@ static void list_rooms(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
                           (unsigned long long)r->pose_bcasts, r->nobj, age,
                           age > 0 ? (double)r->poses_in / age : 0.0,
                           age > 0 ? (double)r->pose_bcasts / age : 0.0);
-        for (uint32_t i = 0; i < r->ndev; i++) {
-            const nsr8_dev *d = &r->dev[i];
-            if (i) rc_textbuf_append(&t, ",", 1);
-            rc_textbuf_printf(&t, "{\"deviceId\":");
-            rc_textbuf_json_string(&t, (const char *)d->id, d->id_len);
-            rc_textbuf_printf(&t, ",\"clientNo\":%u,\"live\":%s,\"stealth\":%s}", d->no,
-                              d->present ? "true" : "false", d->stealth ? "true" : "false");
-        }
+        for (uint32_t i = 0; i < r->ndev; i++)
+            device_json(&t, i, r->dev[i].id, r->dev[i].id_len, r->dev[i].no, r->dev[i].present,
+                        r->dev[i].stealth);
         rc_textbuf_printf(&t, "]}");
     }
     rc_textbuf_printf(&t, "]}\n");
