@@ -139,7 +139,7 @@ test("the demo page works and looks right (screenshot)", async () => {
 
 test("the NetSync venue view draws a live room and sets a variable", async () => {
   const ns = await Server.start(0, ["--netsync-router-port", "0", "--netsync-pub-port", "0",
-                                    "--netsync-discovery-port", "0"]);
+                                    "--netsync-discovery-port", "0", "--netsync-pose-port", "0"]);
   const router = Number(/netsync router tcp:\/\/\S+:(\d+)/.exec(ns.stderr)?.[1] ??
     await new Promise((resolve) => ns.proc.stderr.on("data", () => {
       const m = /netsync router tcp:\/\/\S+:(\d+)/.exec(ns.stderr);
