@@ -84,7 +84,7 @@ def test_ws_errors(start_broker, ctx, workers, service, code, flags):
     the name had workers before, then it waits like any request); timeout: no reply within
     --request-timeout; too_large: body over --broker-max-message."""
     b = start_broker(*flags)
-    start_worker(workers, MdpWorker, b.worker_url and ctx, b.worker_url, "s0", service="slow")
+    start_worker(workers, MdpWorker, ctx, b.worker_url, "s0", service="slow")
     start_worker(workers, MdpWorker, ctx, b.worker_url, "b0", service="big")
     b.wait_workers("slow", 1)
     body = "sleep:30" if service == "slow" else "x" * 100
