@@ -326,6 +326,7 @@ class MdpWorker(_Worker):
         self.liveness_max = liveness
         self.reconnect = reconnect
         self.sock = None
+        self.inject = []            # commands a test wants sent from the worker's own thread
 
     def send(self, cmd, *parts):
         self.sock.send_multipart([b"", S.MDPW, cmd, *parts])
@@ -342,6 +343,8 @@ class MdpWorker(_Worker):
         liveness = self.liveness_max
         next_hb = time.monotonic() + self.heartbeat
         while self.running:
+            while self.inject:                      # ZeroMQ sockets are not thread-safe
+                self.send(*self.inject.pop(0))
             if self.sock.poll(int(self.heartbeat * 1000)):
                 frames = self.sock.recv_multipart()
                 self.received.append(frames)

@@ -10,8 +10,7 @@ import pytest
 import zmq
 
 import settings as S
-from conftest import (MdpClient, MdpWorker, PppWorker, req_client, start_worker, wait_until,
-                      worker_process)
+from conftest import MdpClient, MdpWorker, start_worker, wait_until, worker_process
 
 pytestmark = pytest.mark.roomcast_only
 EXPIRY = S.TEST_HEARTBEAT * S.TEST_LIVENESS

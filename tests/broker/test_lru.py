@@ -2,12 +2,9 @@
 answer [client][""][reply]; REQ clients on the client port (docs/broker.md, "The seed's LRU
 queue"). These tests also run against the Python peer (BROKER_UNDER_TEST=python)."""
 
-import os
 import subprocess
 import threading
 import time
-
-import zmq
 
 import settings as S
 from conftest import (PYTHON, LruWorker, req_client, start_worker, wait_until)

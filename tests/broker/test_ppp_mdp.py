@@ -167,8 +167,7 @@ def test_mdp_worker_disconnect_mid_request_is_retried(broker, ctx, workers):
 def test_mdp_worker_reconnects_after_disconnect(broker, ctx, workers):
     w = start_worker(workers, MdpWorker, ctx, broker.worker_url, "m0", service="echo")
     broker.wait_workers("echo", 1)
-    w.sock  # the worker's own socket; make the broker disconnect it with a second READY
-    w.send(S.W_READY, b"echo")
+    w.inject.append((S.W_READY, b"echo"))     # a second READY: the broker must DISCONNECT
     wait_until(lambda: w.disconnects >= 1, what="DISCONNECT after a second READY")
     broker.wait_workers("echo", 1)
     assert MdpClient(ctx, broker).request("echo", b"again") == [S.MDPC, b"echo", b"m0:again"]

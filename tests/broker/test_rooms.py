@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 import settings as S
-from conftest import LineClient, wait_until
+from conftest import LineClient
 
 pytestmark = pytest.mark.roomcast_only
 
