@@ -67,8 +67,9 @@ def test_ppp_silent_worker_expires(broker, ctx, workers):
     assert not [f for f in w.received if b"x" in f], "a dead worker got a request"
 
 
-def test_ppp_worker_reannounces_after_losing_broker(start_broker, ctx, workers):
-    """RFC 6: a worker that loses the broker re-sends READY; the broker serves it again."""
+def test_ppp_repeated_ready_registers_once(start_broker, ctx, workers):
+    """RFC 6: a worker that loses the broker re-sends READY; a READY from a known worker must
+    re-register it, not add a second entry."""
     b = start_broker()
     w = start_worker(workers, PppWorker, ctx, b.worker_url, "p0")
     b.wait_workers(S.DEFAULT_SERVICE, 1)
