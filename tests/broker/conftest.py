@@ -83,7 +83,8 @@ class Broker:
                     "--worker-port", "0", "--client-port", "0"]
         else:
             argv = [roomcast_bin(), "--bind", "127.0.0.1", "--port", "0", S.F_TCP_PORT, "0",
-                    S.F_WORKER_PORT, "0", S.F_CLIENT_PORT, "0", S.F_BIND, "127.0.0.1"]
+                    S.F_WORKER_PORT, "0", S.F_CLIENT_PORT, "0", S.F_BIND, "127.0.0.1",
+                    "--no-netsync"]                 # NetSync's default ports are not ours
             if test_flags:
                 argv += [str(f) for f in S.TEST_FLAGS if str(f) not in flags]
             argv += flags
