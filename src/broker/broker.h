@@ -110,8 +110,9 @@ static inline void brk_origin_init(brk_origin *o, const brk_origin_ops *ops, voi
 typedef struct brk_callbacks {
     void *arg;
     void (*send_worker)(void *arg, const mdp_frame *frames, size_t n);
-    /* The broker forgot this worker after sending it DISCONNECT (MDP) or because it had to
-     * (protocol error without a DISCONNECT command); the socket layer may drop its state. */
+    /* The broker forgot this worker: it sent it DISCONNECT (MDP), the worker sent DISCONNECT,
+     * or it missed its heartbeats; the socket layer may drop its state for the identity. Not
+     * called for brk_worker_gone (the socket layer already knows). May be NULL. */
     void (*disconnect_worker)(void *arg, mdp_frame identity);
     /* A reply for the ZeroMQ client port (requests made through brk_client_input); frames[0]
      * is the client's identity. NULL when there is no client port. */
@@ -154,6 +155,8 @@ typedef struct brk_stats {
     uint64_t workers_expired;    /* declared dead for missing heartbeats */
     uint64_t workers_gone;       /* ended by brk_worker_gone / DISCONNECT from the worker */
     uint64_t moved;              /* sticky keys released because their worker died */
+    uint64_t unknown_service;    /* requests failed no_service for a service never seen */
+    uint64_t mmi;                /* MMI requests answered */
 } brk_stats;
 
 typedef struct brk_req brk_req;
@@ -193,6 +196,7 @@ struct brk_worker {
     brk_req *sq_head, *sq_tail;  /* sticky requests waiting for this worker, FIFO */
     uint32_t sqlen;              /* their number */
     uint32_t nsticky;            /* sticky keys bound to it */
+    struct brk_sticky *sticky_head; /* those keys (broker-private list) */
     uint64_t served;             /* replies delivered */
     uint64_t registered;         /* loop ns of READY */
     uint64_t last_heard;         /* loop ns of its last message */
