@@ -239,6 +239,15 @@ const rc_config_option rc_config_options[] = {
      .metavar = "BYTES",
      .help = "largest message on the broker ports (one frame, or all its frames together); "
              "a larger frame disconnects its peer, a larger message is dropped and counted"},
+    {.name = "room-service", .section = RC_SEC_BROKER, .type = RC_OPT_STRING,
+     .flags = RC_OPT_NONEMPTY | RC_OPT_APPEND, FIELD(room_service), .metavar = "PATTERN=SERVICE",
+     .help = "publishes into rooms matching the glob PATTERN go to SERVICE as requests, and "
+             "the messages of its replies are broadcast (authoritative rooms); repeatable, "
+             "the first matching pattern wins"},
+    {.name = "broker-at-most-once", .section = RC_SEC_BROKER, .type = RC_OPT_STRING,
+     .flags = RC_OPT_NONEMPTY | RC_OPT_APPEND, FIELD(broker_at_most_once), .metavar = "SERVICE",
+     .help = "a request of SERVICE whose worker dies fails with worker_lost instead of being "
+             "retried once; repeatable"},
 
     /* History and durability */
     {.name = "history-size", .section = RC_SEC_HISTORY, .type = RC_OPT_UINT,
@@ -425,6 +434,16 @@ static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
         if (!*arg && (o->flags & RC_OPT_NONEMPTY)) {
             rule = "must not be empty";
             break;
+        }
+        if ((o->flags & RC_OPT_APPEND) && *(const char **)field(cfg, o)) {
+            /* Repeated: the rows so far, '\n', this one (kept for the process's life, as
+             * argv is). */
+            const char *old = *(const char **)field(cfg, o);
+            char *joined = malloc(strlen(old) + strlen(arg) + 2);
+            if (!joined) abort();
+            sprintf(joined, "%s\n%s", old, arg);
+            store_str(cfg, o, joined);
+            return 0;
         }
         store_str(cfg, o, *arg || !(o->flags & RC_OPT_EMPTY_NULL) ? arg : NULL);
         return 0;

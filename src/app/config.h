@@ -105,6 +105,10 @@ typedef struct rc_config {
     uint32_t broker_liveness;     /* heartbeat intervals missed before a worker is dead (3) */
     size_t broker_max_message;    /* largest message on the broker ports (each frame, and the
                                      frames together), bytes (1 MiB) */
+    const char *room_service;     /* --room-service PATTERN=SERVICE rows, '\n'-separated
+                                     (repeatable), NULL = none */
+    const char *broker_at_most_once; /* --broker-at-most-once SERVICE rows, '\n'-separated
+                                     (repeatable), NULL = none */
 } rc_config;
 
 /* rc_config_init fills in the defaults of every row of the table, then takes the API key from
@@ -144,6 +148,7 @@ enum {
     RC_OPT_NONEMPTY = 1,   /* RC_OPT_STRING: "" is refused */
     RC_OPT_EMPTY_NULL = 2, /* RC_OPT_STRING: "" leaves the field NULL (unset) */
     RC_OPT_ZERO_OFF = 4,   /* RC_OPT_SECONDS: exactly "0" is accepted and stored as 0 */
+    RC_OPT_APPEND = 8,     /* RC_OPT_STRING: repeatable, the values joined with '\n' */
 };
 
 /* The groups of `--help`, in the order they are printed. */

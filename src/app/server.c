@@ -11,6 +11,7 @@
 #include "app/client.h"
 #include "app/nshttp.h"
 #include "app/nsws.h"
+#include "app/services.h"
 #include "app/webassets.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
@@ -272,6 +273,8 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     rc_rooms_init(&srv->rooms, loop, &rcfg);
     /* netsync_* requests go to the NetSync observers (answered "netsync_off" without NetSync). */
     rc_roomproto_set_extension(&srv->rooms, RC_NSWS_PREFIX, rc_nsws_request, srv);
+    /* "request" messages and room services (the broker itself is set by main.c). */
+    if (!(srv->services = rc_services_new(srv))) goto err;
     if (!open_listener(srv, &srv->http, &rc_http_proto, cfg->port, on_accept_http, "HTTP") ||
         (cfg->tcp_port >= 0 && !open_listener(srv, &srv->tcp, &rc_tcp_proto,
                                                (uint16_t)cfg->tcp_port, on_accept_tcp, "TCP")) ||
@@ -297,6 +300,7 @@ err:
     rc_listener_close(&srv->tcp);
     rc_listener_close(&srv->chat);
     rc_listener_close(&srv->rest);
+    rc_services_free(srv->services);
     rc_rooms_release(&srv->rooms);
     free(srv);
     return NULL;
@@ -322,6 +326,8 @@ void rc_server_free(rc_server *srv)
 {
     if (!srv) return;
     rc_net_close_all(&srv->net);
+    rc_services_free(srv->services); /* after the clients, before main.c frees the broker */
+    srv->services = NULL;
     rc_listener_close(&srv->http);
     rc_listener_close(&srv->tcp);
     rc_listener_close(&srv->chat);

@@ -22,6 +22,7 @@
 struct rc_netsync;
 struct rc_nsws;
 struct rc_zbroker;
+struct rc_services;
 
 typedef struct rc_server {
     rc_config cfg;           /* settings (copied at creation) */
@@ -38,6 +39,8 @@ typedef struct rc_server {
     struct rc_nsws *nsws;    /* its WebSocket observers (set by main.c), NULL without it */
     struct rc_zbroker *broker; /* worker broker (set by main.c), NULL without
                                   --broker-worker-port */
+    struct rc_services *services; /* requests of this server's clients to the broker and
+                                     room services (app/services.h) */
     rc_metrics metrics;      /* latency histograms and API counters (GET /metrics) */
     uint64_t next_client_id; /* last client id handed out */
     uint64_t id_mark;        /* with --data-dir: ids below it are reserved in the data

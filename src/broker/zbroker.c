@@ -47,6 +47,8 @@ struct rc_zbroker {
     zb_gone *gone;               /* deferred worker ends */
     size_t ngone, capgone;       /* used / allocated */
     rc_zbroker_stats st;         /* counters */
+    void (*moved_fn)(void *, mdp_frame, mdp_frame); /* the app's on_moved (room services) */
+    void *moved_arg;             /* its argument */
 };
 
 /* ---- frames ------------------------------------------------------------------------------ */
@@ -212,8 +214,16 @@ static void send_client(void *arg, const mdp_frame *frames, size_t n)
 
 static void on_moved(void *arg, mdp_frame service, mdp_frame key)
 {
-    /* Room services (sticky keys) are the app's, which replaces this callback when it has
-     * them; requests from ZeroMQ clients carry no sticky key. */
+    /* Room services (sticky keys) are the app's (rc_zbroker_set_moved); requests from ZeroMQ
+     * clients carry no sticky key. */
+    rc_zbroker *zb = arg;
+    if (zb->moved_fn) zb->moved_fn(zb->moved_arg, service, key);
+}
+
+void rc_zbroker_set_moved(rc_zbroker *zb, void (*fn)(void *, mdp_frame, mdp_frame), void *arg)
+{
+    zb->moved_fn = fn;
+    zb->moved_arg = arg;
 }
 
 /* ---- input ------------------------------------------------------------------------------- */

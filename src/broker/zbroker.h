@@ -53,6 +53,10 @@ const brk_broker *rc_zbroker_core_c(const rc_zbroker *zb);
  * re-arm the timer and handle what the core's callbacks deferred. */
 void rc_zbroker_touched(rc_zbroker *zb);
 
+/* rc_zbroker_set_moved routes the core's on_moved (a sticky key's worker died) to fn(arg,
+ * service, key): the room services of app/services.c. Same rules as brk_callbacks.on_moved. */
+void rc_zbroker_set_moved(rc_zbroker *zb, void (*fn)(void *, mdp_frame, mdp_frame), void *arg);
+
 /* The bound ports (0: that port is off) and endpoints ("" when off). */
 uint16_t rc_zbroker_worker_port(const rc_zbroker *zb);
 uint16_t rc_zbroker_client_port(const rc_zbroker *zb);
