@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include "app/api.h"
+#include "app/brkhttp.h"
 #include "app/client.h"
 #include "app/nshttp.h"
 #include "app/nsws.h"
@@ -153,6 +154,7 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
         return;
     }
     if (rc_nshttp_handle(srv, c, x)) return; /* NetSync routes first: /api/netsync/... */
+    if (rc_brkhttp_handle(srv, c, x)) return; /* before the API's catch-all /api/ 404 */
     if (rc_api_handle(srv, c, x)) return;
     if (rc_web_handle(srv, c, x)) return;
     rc_http_error(c, x, 404, NULL, false, "not found");
