@@ -8,6 +8,7 @@
 #include "app/config.h"
 #include "app/nsws.h"
 #include "app/server.h"
+#include "app/services.h"
 #include "broker/zbroker.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -125,6 +126,7 @@ int main(int argc, char **argv)
             return 1;
         }
         srv->broker = zb; /* for GET /api/services and /metrics */
+        rc_services_attach(srv->services); /* at-most-once marks, room services' on_moved */
     } else if (cfg.broker_client_port >= 0) {
         rc_warn("--broker-client-port without --broker-worker-port: the broker stays off");
     }

@@ -217,9 +217,12 @@ static rc_svc_client *client_state(rc_services *s, rc_client *cl);
 static void send_error(rc_endpoint *ep, const char *id, size_t idlen, const char *code,
                        const char *msg)
 {
-    char out[256 + RC_SVC_ID_MAX];
+    char esc[rc_json_escape_max(200)];
+    size_t ml = strlen(msg);
+    size_t el = rc_json_escape(msg, ml < 200 ? ml : 200, esc);
+    char out[sizeof(esc) + 96 + RC_SVC_ID_MAX];
     int n = snprintf(out, sizeof(out), "{\"type\":\"error\",\"id\":%.*s,\"code\":\"%s\","
-                     "\"message\":\"%s\"}", (int)idlen, id, code, msg);
+                     "\"message\":%.*s}", (int)idlen, id, code, (int)el, esc);
     rc_endpoint_send_text(ep, out, (size_t)n);
 }
 
