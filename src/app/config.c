@@ -439,8 +439,11 @@ static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
             /* Repeated: the rows so far, '\n', this one (kept for the process's life, as
              * argv is). */
             const char *old = *(const char **)field(cfg, o);
+            static char *kept[64]; /* reachable: the joined rows live as long as argv */
+            static size_t nkept;
             char *joined = malloc(strlen(old) + strlen(arg) + 2);
-            if (!joined) abort();
+            if (!joined || nkept == sizeof(kept) / sizeof(kept[0])) abort();
+            kept[nkept++] = joined;
             sprintf(joined, "%s\n%s", old, arg);
             store_str(cfg, o, joined);
             return 0;
