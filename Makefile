@@ -6,7 +6,8 @@
 #   make CC=clang                 any of the above with clang
 #   make run                      install build deps, build, start on 127.0.0.1: HTTP and
 #                                 WebSocket 8080, raw TCP 8081, chat 8082, NetSync 5555,
-#                                 5556, 5557 and 9999, durable log in data/ (the variables that
+#                                 5556, 5557 and 9999, broker workers 5560 and clients
+#                                 5559, durable log in data/ (the variables that
 #                                 change them are listed at the rule, below)
 #   make test                     install test deps, build, unit (ASan+UBSan) + integration
 #   make fuzz                     libFuzzer targets (clang)  -> build/fuzz/
@@ -88,9 +89,10 @@ unit-bins: $(UNIT_BIN)
 
 # make run [PORT=N] [TCP_PORT=N|off] [CHAT_PORT=N|off] [NETSYNC=on|off]
 #          [NETSYNC_ROUTER_PORT=N] [NETSYNC_PUB_PORT=N] [NETSYNC_DISCOVERY_PORT=N]
-#          [NETSYNC_POSE_PORT=N] [DATA_DIR=DIR]
+#          [NETSYNC_POSE_PORT=N] [BROKER=on|off] [BROKER_WORKER_PORT=N]
+#          [BROKER_CLIENT_PORT=N] [DATA_DIR=DIR]
 # Each port is passed to the roomcast flag of the same name (README, "Configuration"); 0 picks
-# a free one; NETSYNC=off is --no-netsync. The durable log goes to data/, or to data-PORT/ when
+# a free one; NETSYNC=off is --no-netsync, BROKER=off leaves the worker broker's ports closed. The durable log goes to data/, or to data-PORT/ when
 # PORT is not 8080: roomcast does not lock its data directory, so two servers given the same
 # one would write into the same logs.
 PORT      ?= 8080
@@ -101,6 +103,9 @@ NETSYNC_ROUTER_PORT    ?= 5555
 NETSYNC_PUB_PORT       ?= 5556
 NETSYNC_DISCOVERY_PORT ?= 9999
 NETSYNC_POSE_PORT      ?= 5557
+BROKER    ?= on
+BROKER_WORKER_PORT     ?= 5560
+BROKER_CLIENT_PORT     ?= 5559
 DATA_DIR  ?= $(if $(filter 8080,$(PORT)),data,data-$(PORT))
 
 RUN_NETSYNC_off := --no-netsync
@@ -109,11 +114,16 @@ RUN_NETSYNC_on  := --netsync-router-port $(NETSYNC_ROUTER_PORT) \
                    --netsync-discovery-port $(NETSYNC_DISCOVERY_PORT) \
                    --netsync-pose-port $(NETSYNC_POSE_PORT)
 
+RUN_BROKER_off :=
+RUN_BROKER_on  := --broker-worker-port $(BROKER_WORKER_PORT) \
+                  --broker-client-port $(BROKER_CLIENT_PORT)
+
 run: deps-build all
 	$(if $(filter-out on off,$(NETSYNC)),$(error NETSYNC must be on or off, not '$(NETSYNC)'))
+	$(if $(filter-out on off,$(BROKER)),$(error BROKER must be on or off, not '$(BROKER)'))
 	@mkdir -p '$(DATA_DIR)'
 	./$(BIN) --bind 127.0.0.1 --port $(PORT) --tcp-port $(TCP_PORT) --chat-port $(CHAT_PORT) \
-	    $(RUN_NETSYNC_$(NETSYNC)) --data-dir '$(DATA_DIR)'
+	    $(RUN_NETSYNC_$(NETSYNC)) $(RUN_BROKER_$(BROKER)) --data-dir '$(DATA_DIR)'
 
 deps-build:
 	@scripts/deps.sh build

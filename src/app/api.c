@@ -15,6 +15,7 @@
 #include "app/client.h"
 #include "app/metrics.h"
 #include "app/server.h"
+#include "app/services.h"
 #include "app/stats.h"
 #include "codec/base64.h"
 #include "codec/json.h"
@@ -87,7 +88,7 @@ static long room_arg(rc_conn *c, const rc_http_ctx *x, const char *s, size_t n, 
 /* Checks "Authorization: Bearer KEY" against --api-key, answering 401/403 when it fails.
  * Both sides are hashed first so the comparison takes the same time whatever the key's
  * length and whatever prefix matches; the key never appears in a log or a response. */
-static bool authorized(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
+bool rc_api_authorized(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
     const char *key = srv->cfg.api_key;
     if (!key) {
@@ -478,12 +479,12 @@ static void room_routes(rc_server *srv, rc_conn *c, const rc_http_ctx *x, const 
     if (nlen < 0) return;
     rc_room *room = rc_rooms_find(&srv->rooms, name, (size_t)nlen);
     if (messages) {
-        if (!authorized(srv, c, x)) return;
+        if (!rc_api_authorized(srv, c, x)) return;
         if (x->method == RC_HTTP_POST) publish(srv, c, x, room, name, nlen);
         else room_messages(srv, c, x, room, name);
         return;
     }
-    if (x->method == RC_HTTP_DELETE && !authorized(srv, c, x)) return;
+    if (x->method == RC_HTTP_DELETE && !rc_api_authorized(srv, c, x)) return;
     if (!room) {
         rc_http_error(c, x, 404, NULL, false, "no room '%s' (a room exists while it has members)",
                       name);
@@ -519,10 +520,11 @@ bool rc_api_handle(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
     if (path_starts(x, "/api/clients/", &rest, &rlen) && !memchr(rest, '/', rlen)) {
         if (x->method != RC_HTTP_DELETE)
             rc_http_error(c, x, 405, "Allow: DELETE\r\n", false, "method not allowed");
-        else if (authorized(srv, c, x))
+        else if (rc_api_authorized(srv, c, x))
             kick(srv, c, x, rest, rlen);
         return true;
     }
+    if (rc_services_http(srv, c, x)) return true; /* POST /api/services/{service} */
     if (path_starts(x, "/api/", &rest, &rlen) || rc_http_path_is(x, "/api")) {
         rc_http_error(c, x, 404, NULL, false, "no such API endpoint (see docs/api.md)");
         return true;

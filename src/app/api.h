@@ -25,4 +25,9 @@ bool rc_api_handle(struct rc_server *srv, rc_conn *c, const rc_http_ctx *x);
  * UTF-8 without NUL. Returns the length, or -1. Allocates nothing. */
 long rc_api_decode_room(const char *s, size_t n, char *name);
 
+/* rc_api_authorized checks x's "Authorization: Bearer KEY" against --api-key, answering
+ * 401/403 when it fails (every /api write route, and POST /api/services/{service}). */
+struct rc_server;
+bool rc_api_authorized(struct rc_server *srv, rc_conn *c, const rc_http_ctx *x);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include "app/nsws.h"
 #include "app/server.h"
+#include "app/services.h"
 #include "codec/json.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
@@ -64,6 +65,8 @@ void rc_client_start(rc_server *srv, rc_conn *c, uint8_t wire)
 void rc_client_ended(rc_server *srv, rc_conn *c)
 {
     rc_endpoint *ep = &rc_client_of(c)->ep;
+    /* Its requests (WebSocket, TCP, or a waiting HTTP exchange) are cancelled. */
+    if (srv->services) rc_services_client_gone(srv->services, rc_client_of(c));
     if (!ep->open) return;
     if (srv->nsws) rc_nsws_forget(srv->nsws, ep);
     /* Presence tells a client that said goodbye (a close frame, or EOF on a stream) from one

@@ -23,6 +23,7 @@ typedef struct rc_client {
     rc_endpoint ep;          /* its membership of rooms, once it speaks a room protocol */
     bool rest_only;          /* accepted on --netsync-rest-port: HTTP for the NetSync REST
                                 bridge only (never upgraded, never a room member) */
+    struct rc_svc_client *svc; /* its worker-broker requests (app/services.c), or NULL */
 } rc_client;
 
 #define rc_client_of(c) ((rc_client *)(c))

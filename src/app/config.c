@@ -199,6 +199,56 @@ const rc_config_option rc_config_options[] = {
      .help = "origins whose pages may call the REST bridge (comma-separated: the matching "
              "Origin is echoed; * for any, as the reference; empty: none)"},
 
+    /* Worker broker (src/broker/, docs/broker.md). Request/room-service flags of the broker
+     * go in this section too. */
+    {.name = "broker-worker-port", .section = RC_SEC_BROKER, .type = RC_OPT_OFF_PORT,
+     FIELD(broker_worker_port), .def = -1, .metavar = "N",
+     .help = "ZeroMQ ROUTER port for workers (seed REQ, Paranoid Pirate and MDP/0.1 workers); "
+             "0 picks a free one"},
+    {.name = "broker-client-port", .section = RC_SEC_BROKER, .type = RC_OPT_OFF_PORT,
+     FIELD(broker_client_port), .def = -1, .metavar = "N",
+     .help = "ZeroMQ ROUTER port for clients (seed REQ and MDP/0.1 clients); 0 picks a free "
+             "one"},
+    {.name = "broker-bind", .section = RC_SEC_BROKER, .type = RC_OPT_STRING,
+     .flags = RC_OPT_EMPTY_NULL, FIELD(broker_bind), .def_help = "--bind", .metavar = "ADDR",
+     .help = "address of the broker ports"},
+    {.name = "broker-default-service", .section = RC_SEC_BROKER, .type = RC_OPT_STRING,
+     .flags = RC_OPT_NONEMPTY, FIELD(broker_default_service), .def_str = "default",
+     .metavar = "NAME",
+     .help = "service of workers whose protocol names none (seed, Paranoid Pirate) and of "
+             "requests that name none"},
+    {.name = "request-timeout", .section = RC_SEC_BROKER, .type = RC_OPT_SECONDS,
+     FIELD(request_timeout), .def = SECONDS(5), .metavar = "SEC",
+     .help = "a request not answered this long after it arrived (waiting for a worker "
+             "included) fails with timeout"},
+    {.name = "service-queue", .section = RC_SEC_BROKER, .type = RC_OPT_UINT,
+     FIELD(service_queue), .min = 1, .max = 1u << 24, .def = 1000, .metavar = "N",
+     .help = "requests one service holds while no worker is idle; beyond it a request fails "
+             "with overloaded"},
+    /* 0 (each protocol's guide default) is the default but not a value the flag takes. */
+    {.name = "broker-heartbeat", .section = RC_SEC_BROKER, .type = RC_OPT_SECONDS,
+     FIELD(broker_heartbeat), .def = 0,
+     .def_help = "1 for Paranoid Pirate, 2.5 for MDP, as the ZeroMQ guide's workers",
+     .metavar = "SEC", .help = "heartbeat interval, both ways, of Paranoid Pirate and MDP "
+                               "workers"},
+    {.name = "broker-liveness", .section = RC_SEC_BROKER, .type = RC_OPT_UINT,
+     FIELD(broker_liveness), .min = 1, .max = 100, .def = 3, .metavar = "N",
+     .help = "heartbeat intervals a worker may miss before it is declared dead"},
+    {.name = "broker-max-message", .section = RC_SEC_BROKER, .type = RC_OPT_BYTES,
+     FIELD(broker_max_message), .min = 1024, .max = 256u << 20, .def = 1 << 20,
+     .metavar = "BYTES",
+     .help = "largest message on the broker ports (one frame, or all its frames together); "
+             "a larger frame disconnects its peer, a larger message is dropped and counted"},
+    {.name = "room-service", .section = RC_SEC_BROKER, .type = RC_OPT_STRING,
+     .flags = RC_OPT_NONEMPTY | RC_OPT_APPEND, FIELD(room_service), .metavar = "PATTERN=SERVICE",
+     .help = "publishes into rooms matching the glob PATTERN go to SERVICE as requests, and "
+             "the messages of its replies are broadcast (authoritative rooms); repeatable, "
+             "the first matching pattern wins"},
+    {.name = "broker-at-most-once", .section = RC_SEC_BROKER, .type = RC_OPT_STRING,
+     .flags = RC_OPT_NONEMPTY | RC_OPT_APPEND, FIELD(broker_at_most_once), .metavar = "SERVICE",
+     .help = "a request of SERVICE whose worker dies fails with worker_lost instead of being "
+             "retried once; repeatable"},
+
     /* History and durability */
     {.name = "history-size", .section = RC_SEC_HISTORY, .type = RC_OPT_UINT,
      FIELD(history_size), .max = 1u << 24, .def = 1000, .metavar = "N",
@@ -251,6 +301,7 @@ const char *rc_config_section_title(enum rc_opt_section s)
         [RC_SEC_TCP] = "Raw TCP and chat listeners (off unless a port is given, see docs/tcp.md):",
         [RC_SEC_NETSYNC] = ("NetSync (STYLY NetSync-compatible ZeroMQ transport, see "
                             "docs/netsync.md):"),
+        [RC_SEC_BROKER] = "Worker broker (off unless a port is given, see docs/broker.md):",
         [RC_SEC_HISTORY] = "History and durability:",
         [RC_SEC_INFO] = "",
     };
@@ -383,6 +434,19 @@ static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
         if (!*arg && (o->flags & RC_OPT_NONEMPTY)) {
             rule = "must not be empty";
             break;
+        }
+        if ((o->flags & RC_OPT_APPEND) && *(const char **)field(cfg, o)) {
+            /* Repeated: the rows so far, '\n', this one (kept for the process's life, as
+             * argv is). */
+            const char *old = *(const char **)field(cfg, o);
+            static char *kept[64]; /* reachable: the joined rows live as long as argv */
+            static size_t nkept;
+            char *joined = malloc(strlen(old) + strlen(arg) + 2);
+            if (!joined || nkept == sizeof(kept) / sizeof(kept[0])) abort();
+            kept[nkept++] = joined;
+            sprintf(joined, "%s\n%s", old, arg);
+            store_str(cfg, o, joined);
+            return 0;
         }
         store_str(cfg, o, *arg || !(o->flags & RC_OPT_EMPTY_NULL) ? arg : NULL);
         return 0;

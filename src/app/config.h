@@ -89,6 +89,26 @@ typedef struct rc_config {
                                      pick a free one, else the port (the reference's 8800) */
     const char *netsync_rest_cors; /* origins allowed to call the REST bridge: "*" (default),
                                      a comma-separated list, or "" (none) */
+    /* Worker broker (ZeroMQ workers and clients, src/broker/; docs/broker.md) */
+    int32_t broker_worker_port;   /* ROUTER for workers: -1 = off (default), 0 = pick a free
+                                     one, else the port */
+    int32_t broker_client_port;   /* ROUTER for ZeroMQ clients (seed REQ, MDP): -1 = off
+                                     (default), 0 = pick, else the port */
+    const char *broker_bind;      /* address of the broker ports, NULL = same as bind */
+    const char *broker_default_service; /* service of workers and requests that name none
+                                     ("default") */
+    uint64_t request_timeout;     /* ns a request may wait and run before it fails with
+                                     timeout (5 s) */
+    uint32_t service_queue;       /* requests one service holds waiting for a worker (1000) */
+    uint64_t broker_heartbeat;    /* ns between heartbeats both ways (Paranoid Pirate, MDP);
+                                     0 = the guide's: PPP 1 s, MDP 2.5 s (0) */
+    uint32_t broker_liveness;     /* heartbeat intervals missed before a worker is dead (3) */
+    size_t broker_max_message;    /* largest message on the broker ports (each frame, and the
+                                     frames together), bytes (1 MiB) */
+    const char *room_service;     /* --room-service PATTERN=SERVICE rows, '\n'-separated
+                                     (repeatable), NULL = none */
+    const char *broker_at_most_once; /* --broker-at-most-once SERVICE rows, '\n'-separated
+                                     (repeatable), NULL = none */
 } rc_config;
 
 /* rc_config_init fills in the defaults of every row of the table, then takes the API key from
@@ -128,6 +148,7 @@ enum {
     RC_OPT_NONEMPTY = 1,   /* RC_OPT_STRING: "" is refused */
     RC_OPT_EMPTY_NULL = 2, /* RC_OPT_STRING: "" leaves the field NULL (unset) */
     RC_OPT_ZERO_OFF = 4,   /* RC_OPT_SECONDS: exactly "0" is accepted and stored as 0 */
+    RC_OPT_APPEND = 8,     /* RC_OPT_STRING: repeatable, the values joined with '\n' */
 };
 
 /* The groups of `--help`, in the order they are printed. */
@@ -135,6 +156,7 @@ enum rc_opt_section {
     RC_SEC_SERVER,   /* the HTTP/WebSocket server (no title) */
     RC_SEC_TCP,      /* raw TCP and chat listeners */
     RC_SEC_NETSYNC,  /* NetSync transport */
+    RC_SEC_BROKER,   /* worker broker */
     RC_SEC_HISTORY,  /* history, durability and their tools */
     RC_SEC_INFO,     /* -h, -V (no title) */
     RC_SEC_COUNT,

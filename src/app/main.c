@@ -8,6 +8,8 @@
 #include "app/config.h"
 #include "app/nsws.h"
 #include "app/server.h"
+#include "app/services.h"
+#include "broker/zbroker.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "netsync/netsync.h"
@@ -22,6 +24,26 @@ static void on_stop_signal(rc_loop *loop, int signo, void *arg)
     }
     rc_info("%s received", strsignal(signo));
     rc_server_shutdown(srv);
+}
+
+/* start_broker maps the flags onto the broker's options and starts it (NULL: logged). */
+static rc_zbroker *start_broker(rc_loop *loop, const rc_config *cfg)
+{
+    rc_zbroker_opts o = {
+        .bind = cfg->broker_bind ? cfg->broker_bind : cfg->bind,
+        .worker_port = cfg->broker_worker_port,
+        .client_port = cfg->broker_client_port,
+        .max_message = cfg->broker_max_message,
+    };
+    brk_params_default(&o.params);
+    o.params.default_service = cfg->broker_default_service;
+    o.params.request_timeout_ns = cfg->request_timeout;
+    o.params.queue_max = cfg->service_queue;
+    o.params.liveness = cfg->broker_liveness;
+    o.params.max_body = cfg->broker_max_message;
+    if (cfg->broker_heartbeat) /* else each protocol keeps the guide's interval */
+        o.params.ppp_heartbeat_ns = o.params.mdp_heartbeat_ns = cfg->broker_heartbeat;
+    return rc_zbroker_new(loop, &o);
 }
 
 int main(int argc, char **argv)
@@ -90,6 +112,24 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    /* The broker after the signals too (its own ZeroMQ context and I/O thread). */
+    rc_zbroker *zb = NULL;
+    if (cfg.broker_worker_port >= 0) {
+        if (!(zb = start_broker(loop, &cfg))) {
+            rc_nsws *w = srv->nsws;
+            srv->nsws = NULL;
+            rc_nsws_free(w);
+            srv->netsync = NULL;
+            rc_netsync_free(ns);
+            rc_server_free(srv);
+            rc_loop_free(loop);
+            return 1;
+        }
+        srv->broker = zb; /* for GET /api/services and /metrics */
+        rc_services_attach(srv->services); /* at-most-once marks, room services' on_moved */
+    } else if (cfg.broker_client_port >= 0) {
+        rc_warn("--broker-client-port without --broker-worker-port: the broker stays off");
+    }
     /* Tests and scripts wait for the "listening on http" line (and read the ports from these
      * lines with port 0), so it comes last. */
     if (cfg.tcp_port >= 0)
@@ -111,6 +151,13 @@ int main(int argc, char **argv)
         fflush(stderr);
     }
 
+    if (zb) {
+        fprintf(stderr, "roomcast: broker workers %s clients %s\n",
+                rc_zbroker_worker_endpoint(zb),
+                rc_zbroker_client_port(zb) ? rc_zbroker_client_endpoint(zb) : "off");
+        fflush(stderr);
+    }
+
     r = rc_loop_run(loop);
     if (r < 0) rc_error("event loop failed: %s", strerror(-r));
     rc_nsws *nsws = srv->nsws;
@@ -118,6 +165,8 @@ int main(int argc, char **argv)
     rc_nsws_free(nsws);
     srv->netsync = NULL;
     rc_netsync_free(ns);
+    srv->broker = NULL;
+    rc_zbroker_free(zb);
     rc_server_free(srv);
     rc_loop_free(loop);
     rc_info("bye");

@@ -1,6 +1,7 @@
 /* metrics.c — histograms and the Prometheus text for GET /metrics; see metrics.h. */
 #include "app/metrics.h"
 
+#include "app/brkhttp.h"
 #include "app/nsws.h"
 #include "app/server.h"
 #include "app/stats.h"
@@ -301,6 +302,7 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
               "Busy time of one event-loop iteration (events, timers and the output flush).",
               &m->iteration);
     if (srv->netsync) netsync_metrics(&t, srv->netsync, srv->nsws);
+    if (srv->broker) rc_brkhttp_metrics(&t, srv->broker);
     *out = t.buf;
     return t.failed ? -1 : 0;
 }

@@ -8,9 +8,11 @@
 #include <sys/resource.h>
 
 #include "app/api.h"
+#include "app/brkhttp.h"
 #include "app/client.h"
 #include "app/nshttp.h"
 #include "app/nsws.h"
+#include "app/services.h"
 #include "app/webassets.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
@@ -152,6 +154,7 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
         return;
     }
     if (rc_nshttp_handle(srv, c, x)) return; /* NetSync routes first: /api/netsync/... */
+    if (rc_brkhttp_handle(srv, c, x)) return; /* before the API's catch-all /api/ 404 */
     if (rc_api_handle(srv, c, x)) return;
     if (rc_web_handle(srv, c, x)) return;
     rc_http_error(c, x, 404, NULL, false, "not found");
@@ -272,6 +275,8 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     rc_rooms_init(&srv->rooms, loop, &rcfg);
     /* netsync_* requests go to the NetSync observers (answered "netsync_off" without NetSync). */
     rc_roomproto_set_extension(&srv->rooms, RC_NSWS_PREFIX, rc_nsws_request, srv);
+    /* "request" messages and room services (the broker itself is set by main.c). */
+    if (!(srv->services = rc_services_new(srv))) goto err;
     if (!open_listener(srv, &srv->http, &rc_http_proto, cfg->port, on_accept_http, "HTTP") ||
         (cfg->tcp_port >= 0 && !open_listener(srv, &srv->tcp, &rc_tcp_proto,
                                                (uint16_t)cfg->tcp_port, on_accept_tcp, "TCP")) ||
@@ -297,6 +302,7 @@ err:
     rc_listener_close(&srv->tcp);
     rc_listener_close(&srv->chat);
     rc_listener_close(&srv->rest);
+    rc_services_free(srv->services);
     rc_rooms_release(&srv->rooms);
     free(srv);
     return NULL;
@@ -322,6 +328,8 @@ void rc_server_free(rc_server *srv)
 {
     if (!srv) return;
     rc_net_close_all(&srv->net);
+    rc_services_free(srv->services); /* after the clients, before main.c frees the broker */
+    srv->services = NULL;
     rc_listener_close(&srv->http);
     rc_listener_close(&srv->tcp);
     rc_listener_close(&srv->chat);

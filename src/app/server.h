@@ -21,6 +21,8 @@
 
 struct rc_netsync;
 struct rc_nsws;
+struct rc_zbroker;
+struct rc_services;
 
 typedef struct rc_server {
     rc_config cfg;           /* settings (copied at creation) */
@@ -35,6 +37,10 @@ typedef struct rc_server {
     uint32_t max_connections; /* effective limit after the descriptor limit */
     struct rc_netsync *netsync; /* NetSync transport (set by main.c), NULL with --no-netsync */
     struct rc_nsws *nsws;    /* its WebSocket observers (set by main.c), NULL without it */
+    struct rc_zbroker *broker; /* worker broker (set by main.c), NULL without
+                                  --broker-worker-port */
+    struct rc_services *services; /* requests of this server's clients to the broker and
+                                     room services (app/services.h) */
     rc_metrics metrics;      /* latency histograms and API counters (GET /metrics) */
     uint64_t next_client_id; /* last client id handed out */
     uint64_t id_mark;        /* with --data-dir: ids below it are reserved in the data

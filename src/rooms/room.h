@@ -90,6 +90,13 @@ typedef struct rc_rooms_stats {
 typedef int rc_roomproto_ext_fn(void *arg, rc_endpoint *ep, const char *type, size_t type_len,
                                 const char *p, size_t n, const rc_json_top *scan);
 
+/* The room-service hook (roomproto.h, rc_roomproto_set_services): a publish of ep into room,
+ * p[0..n) scanned into *scan. Returns RC_ROOMPROTO_NOT_SERVED when no service rules the room
+ * (the publish goes on as usual), else 0 (taken) or -1 (answered with an error). */
+typedef int rc_roomproto_svc_fn(void *arg, rc_endpoint *ep, struct rc_room *room,
+                                const char *p, size_t n, const rc_json_top *scan);
+#define RC_ROOMPROTO_NOT_SERVED 1
+
 /* What a member asked for when it joined (docs/protocol.md). */
 enum {
     RC_MEMBER_PRESENCE = 1,  /* presence events */
@@ -168,6 +175,11 @@ typedef struct rc_rooms {
     const char *ext_prefix;
     rc_roomproto_ext_fn *ext;
     void *ext_arg;
+    /* The worker broker (roomproto.h, rc_roomproto_set_services): "request" messages go to
+     * request; publishes (text and binary) are offered to service first. NULL: none. */
+    rc_roomproto_ext_fn *request;
+    rc_roomproto_svc_fn *service;
+    void *svc_arg;
 } rc_rooms;
 
 /* rc_rooms_init readies an empty room set on loop and starts its sweep timer. */

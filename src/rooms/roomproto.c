@@ -438,7 +438,8 @@ static bool is_ext(const rc_rooms *t, const char *type, size_t len)
 bool rc_roomproto_type_reserved(const rc_rooms *t, const char *type, size_t len)
 {
     static const char *const server_types[] = {"joined", "left", "error", "ack", "close",
-                                               "keepalive", "state", "presence", "conflated"};
+                                               "keepalive", "state", "presence", "conflated",
+                                               "request", "reply", "room_service"};
     for (size_t i = 0; i < sizeof(server_types) / sizeof(server_types[0]); i++)
         if (type_is(type, len, server_types[i])) return true;
     return is_ext(t, type, len);
@@ -450,6 +451,14 @@ void rc_roomproto_set_extension(rc_rooms *t, const char *prefix, rc_roomproto_ex
     t->ext_prefix = prefix;
     t->ext = fn;
     t->ext_arg = arg;
+}
+
+void rc_roomproto_set_services(rc_rooms *t, rc_roomproto_ext_fn *request,
+                               rc_roomproto_svc_fn *service, void *arg)
+{
+    t->request = request;
+    t->service = service;
+    t->svc_arg = arg;
 }
 
 int rc_roomproto_state_check(const rc_rooms *t, const rc_room *room, const rc_json_top *q,
@@ -485,6 +494,12 @@ static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, size_t pn, const
     /* errors about it name the room it went to, also when the client left that implicit */
     rc_json_span rs = {.p = room->json_name, .len = room->json_len, .type = RC_JSON_STRING};
     if (!has_room && t->req_room) t->req_room = &rs;
+    /* An authoritative room: its service decides what is sequenced (no ack: nothing of the
+     * sender's is given a msg_id). One pointer test for every other room. */
+    if (t->service) {
+        int r = t->service(t->svc_arg, ep, room, p, pn, q);
+        if (r != RC_ROOMPROTO_NOT_SERVED) return r;
+    }
     const rc_json_span *ack = &q->key[RC_JK_ACK], *key = &q->key[RC_JK_IDEMPOTENCY_KEY];
     if (ack->type != RC_JSON_NONE && ack->len > RC_ACK_TOKEN_MAX)
         return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD, "\"ack\" token longer than %d bytes",
@@ -571,6 +586,8 @@ static int dispatch(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const
             return q->dups & LEAVE_KEYS ? duplicate_key(t, ep, q->dups & LEAVE_KEYS)
                                         : do_leave(t, ep, q);
         if (type_is(type, l, "keepalive")) return 0; /* proof of life; the transport saw it */
+        if (type_is(type, l, "request") && t->request)
+            return t->request(t->svc_arg, ep, type, l, p, n, q);
         if (is_ext(t, type, l) && t->ext)
             return q->dups & EXT_KEYS ? duplicate_key(t, ep, q->dups & EXT_KEYS)
                                       : t->ext(t->ext_arg, ep, type, l, p, n, q);
@@ -628,6 +645,9 @@ int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n
     rc_room *room = target_room(t, ep, (const char *)p + 1, rl ? (long)rl : -1);
     t->req_room = NULL;
     if (!room) return -1;
+    /* A room service reads JSON messages; a binary one could not be handed to it. */
+    if (t->service && t->service(t->svc_arg, ep, room, NULL, 0, NULL) != RC_ROOMPROTO_NOT_SERVED)
+        return -1;
     struct bin_pub x = {.payload = p + 1 + rl, .len = n - 1 - rl, .client_id = ep->client_id};
     if (rc_room_publish(t, room, encode_binary, &x, 0, NULL, NULL) == 0) {
         ep->ops->close(ep, RC_WS_CLOSE_INTERNAL, "out of memory");

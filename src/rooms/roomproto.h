@@ -77,6 +77,12 @@ bool rc_roomproto_type_reserved(const rc_rooms *t, const char *type, size_t len)
 void rc_roomproto_set_extension(rc_rooms *t, const char *prefix, rc_roomproto_ext_fn *fn,
                                 void *arg);
 
+/* rc_roomproto_set_services hands "request" messages to request and offers every member's
+ * publish to service (the worker broker's room services, app/services.h) before it is
+ * sequenced; either may be NULL. "request", "reply" and "room_service" are reserved types. */
+void rc_roomproto_set_services(rc_rooms *t, rc_roomproto_ext_fn *request,
+                               rc_roomproto_svc_fn *service, void *arg);
+
 /* rc_roomproto_error sends {"type":"error","code":kind,"message":...} to ep and counts the
  * fault. Returns -1 (what a handler returns after an error). */
 int rc_roomproto_error(rc_rooms *t, rc_endpoint *ep, enum rc_rerr kind, const char *fmt, ...)

@@ -147,6 +147,8 @@ struct rc_conn {
     bool discard_input;      /* CLOSING: read and drop everything until EOF */
     bool close_received;     /* the peer's close (frame) arrived */
     bool rd_eof;             /* the peer shut its side: no more reading, close once flushed */
+    bool http_waiting;       /* HTTP: a response was deferred (rc_http_defer): no further
+                                request is read until it is sent */
     uint8_t errors;          /* error replies in a row (TCP and chat close at a threshold) */
     uint8_t msg_opcode;      /* WebSocket: opcode of the fragmented message in progress, or 0 */
     rc_utf8 utf8;            /* WebSocket: validator state of that message */

@@ -35,6 +35,7 @@ static const char *status_text(int status)
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
     default: return "Error";
     }
 }
@@ -124,6 +125,11 @@ void rc_http_error(rc_conn *c, const rc_http_ctx *x, int status, const char *ext
 
 static void on_timeout(rc_conn *c)
 {
+    if (c->http_waiting) { /* the deferred answer has its own deadline */
+        rc_timer_start(c->net->loop, &c->timer,
+                       rc_loop_now(c->net->loop) + c->net->cfg.handshake_timeout);
+        return;
+    }
     c->net->stats.disc_handshake++;
     if (rc_buf_size(&c->in) > 0) error_reply(c, 408, NULL, false, "request not received in time");
     else rc_conn_close(c); /* an idle keep-alive connection, or one that never spoke */
@@ -323,7 +329,14 @@ static size_t on_input(rc_conn *c, char *p, size_t n)
 {
     rc_net *net = c->net;
     size_t used = 0;
-    while (c->state == RC_CONN_OPEN && c->proto == &rc_http_proto && used < n) {
+    /* Pipelined input waiting for a deferred answer is bounded like one request. */
+    if (c->http_waiting && n > net->cfg.max_header_size + net->cfg.max_message_size) {
+        c->http_waiting = false;
+        error_reply(c, 413, NULL, false, "too much pipelined input behind a pending request");
+        return n;
+    }
+    while (c->state == RC_CONN_OPEN && c->proto == &rc_http_proto && used < n &&
+           !c->http_waiting) {
         size_t k = one_request(c, p + used, n - used);
         if (k == 0) break;
         used += k;
@@ -333,6 +346,46 @@ static size_t on_input(rc_conn *c, char *p, size_t n)
                            rc_loop_now(net->loop) + net->cfg.handshake_timeout);
     }
     return c->state == RC_CONN_CLOSING && c->discard_input ? n : used;
+}
+
+void rc_http_defer(rc_conn *c, const rc_http_ctx *x, rc_http_later *l)
+{
+    l->method = x->method;
+    l->keep_alive = x->keep_alive;
+    snprintf(l->headers, sizeof(l->headers), "%s", x->headers ? x->headers : "");
+    c->http_waiting = true;
+}
+
+/* Runs the requests that arrived while a response was deferred (they are in c->in: on_input
+ * returned without using them). A request that upgrades leaves the rest to the next read. */
+static void resume(rc_conn *c)
+{
+    size_t n = rc_buf_size(&c->in);
+    if (c->state != RC_CONN_OPEN || n == 0) return;
+    size_t used = on_input(c, rc_buf_head(&c->in), n);
+    if (c->state != RC_CONN_CLOSED) rc_buf_consume(&c->in, used);
+}
+
+void rc_http_respond_later(rc_conn *c, const rc_http_later *l, int status, const char *ctype,
+                           const char *body, size_t blen)
+{
+    c->http_waiting = false;
+    if (c->state != RC_CONN_OPEN) return;
+    respond(c, status, ctype, "Cache-Control: no-store\r\n", l->headers[0] ? l->headers : NULL,
+            body, blen, l->method == RC_HTTP_HEAD, l->keep_alive);
+    resume(c);
+}
+
+void rc_http_error_later(rc_conn *c, const rc_http_later *l, int status, const char *fmt, ...)
+{
+    c->http_waiting = false;
+    if (c->state != RC_CONN_OPEN) return;
+    va_list ap;
+    va_start(ap, fmt);
+    verror(c, status, NULL, l->headers[0] ? l->headers : NULL, l->method == RC_HTTP_HEAD,
+           l->keep_alive, fmt, ap);
+    va_end(ap);
+    resume(c);
 }
 
 static void start(rc_conn *c)

@@ -73,6 +73,29 @@ void rc_http_error_body(rc_conn *c, const rc_http_ctx *x, int status, const char
 struct rc_textbuf;
 void rc_http_respond_json(rc_conn *c, const rc_http_ctx *x, int status, struct rc_textbuf *t);
 
+/* A response sent later (rc_http_defer): what of the request the response needs, copied. */
+typedef struct rc_http_later {
+    int method;              /* enum rc_http_method of the request */
+    bool keep_alive;         /* its keep_alive */
+    char headers[384];       /* its headers lines (CORS), "" when none */
+} rc_http_later;
+
+/* rc_http_defer: the route answers x later, from the loop (the worker broker's
+ * POST /api/services/{service}), through rc_http_respond_later with *l. Until then nothing
+ * more is read from c's buffered input (pipelined requests wait, in order), and the idle
+ * timeout does not apply: the caller guarantees an answer (its own deadline). If c ends
+ * first, the net's `ended` hook runs as usual and the caller must forget c. */
+void rc_http_defer(rc_conn *c, const rc_http_ctx *x, rc_http_later *l);
+
+/* rc_http_respond_later sends the deferred response and resumes the requests that arrived
+ * meanwhile. */
+void rc_http_respond_later(rc_conn *c, const rc_http_later *l, int status, const char *ctype,
+                           const char *body, size_t blen);
+
+/* rc_http_error_later is rc_http_error for a deferred response. */
+void rc_http_error_later(rc_conn *c, const rc_http_later *l, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* rc_http_path_is: the request path equals s exactly. */
 bool rc_http_path_is(const rc_http_ctx *x, const char *s);
 

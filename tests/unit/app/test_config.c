@@ -214,10 +214,10 @@ TEST(table_names_and_help)
 TEST(table_covers_every_field)
 {
     size_t n = 0;
-    const rc_config_option *f[64];
+    const rc_config_option *f[128];
     for (size_t i = 0; i < rc_config_noptions; i++)
         if (rc_config_options[i].size) f[n++] = &rc_config_options[i];
-    CHECK(n > 0 && n < 64);
+    CHECK(n > 0 && n < 128);
     for (size_t i = 1; i < n; i++) /* insertion sort by offset */
         for (size_t j = i; j > 0 && f[j - 1]->offset > f[j]->offset; j--) {
             const rc_config_option *t = f[j];

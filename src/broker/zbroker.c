@@ -1,0 +1,374 @@
+/* zbroker.c — the worker broker's ROUTERs on the loop; see zbroker.h. */
+#include "broker/zbroker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "core/hash.h"
+#include "core/log.h"
+
+#define container_of(p, T, m) ((T *)(void *)((char *)(p) - offsetof(T, m)))
+
+/* Frames of the largest message the core sends or accepts: the identity, the protocol's
+ * fixed frames, the body. */
+#define MAX_FRAMES (1 + MDP_ENC_FIXED + BRK_MAX_FRAMES)
+
+/* A worker connection: the identity its messages carried. In two tables: by connection
+ * serial (zsock's gone reports a serial) and by identity (a newer connection takes the
+ * identity over). */
+typedef struct zb_conn {
+    rc_hnode by_conn;            /* in zb->conns, hash of conn */
+    rc_hnode by_id;              /* in zb->ids, hash of the identity; only while bound */
+    uint64_t conn;               /* zsock connection serial */
+    bool bound;                  /* the identity's current connection */
+    uint8_t id_len;              /* identity bytes */
+    uint8_t id[MDP_ID_MAX];      /* routing identity */
+} zb_conn;
+
+/* An identity whose end the core must hear of once its current call has returned (its
+ * callbacks may not call back into it). */
+typedef struct zb_gone {
+    uint8_t id_len;
+    uint8_t id[MDP_ID_MAX];
+} zb_gone;
+
+struct rc_zbroker {
+    rc_loop *loop;               /* not owned */
+    void *zctx;                  /* the ZeroMQ context of both sockets */
+    rc_zsock *workers;           /* the worker ROUTER */
+    rc_zsock *clients;           /* the client ROUTER, NULL when off */
+    brk_broker core;             /* the state machine */
+    bool core_ready;             /* brk_init succeeded */
+    rc_timer tick;               /* armed at brk_next_deadline */
+    rc_htab conns;               /* zb_conn by serial */
+    rc_htab ids;                 /* zb_conn by identity (bound ones) */
+    zb_gone *gone;               /* deferred worker ends */
+    size_t ngone, capgone;       /* used / allocated */
+    rc_zbroker_stats st;         /* counters */
+    void (*moved_fn)(void *, mdp_frame, mdp_frame); /* the app's on_moved (room services) */
+    void *moved_arg;             /* its argument */
+};
+
+/* ---- frames ------------------------------------------------------------------------------ */
+
+static size_t to_mdp(const rc_zmsg *m, mdp_frame *out)
+{
+    for (size_t i = 0; i < m->n; i++) out[i] = mdp_frame_of(m->f[i].data, m->f[i].len);
+    return m->n;
+}
+
+static int send_frames(rc_zbroker *zb, rc_zsock *zs, const mdp_frame *f, size_t n)
+{
+    rc_zframe out[MAX_FRAMES];
+    if (n > MAX_FRAMES) return -EMSGSIZE;
+    for (size_t i = 0; i < n; i++) out[i] = (rc_zframe){f[i].p, f[i].len};
+    int rc = rc_zsock_send(zs, out, n);
+    if (rc < 0) zb->st.send_dropped++;
+    return rc;
+}
+
+/* ---- worker connections ------------------------------------------------------------------ */
+
+static uint64_t conn_hash(uint64_t conn) { return rc_hash_mix(conn); }
+
+static zb_conn *conn_find(rc_zbroker *zb, uint64_t conn)
+{
+    uint64_t h = conn_hash(conn);
+    for (rc_hnode *n = rc_htab_chain(&zb->conns, h); n; n = n->next) {
+        zb_conn *c = container_of(n, zb_conn, by_conn);
+        if (n->hash == h && c->conn == conn) return c;
+    }
+    return NULL;
+}
+
+static zb_conn *id_find(rc_zbroker *zb, const uint8_t *id, size_t len)
+{
+    uint64_t h = rc_hash(id, len);
+    for (rc_hnode *n = rc_htab_chain(&zb->ids, h); n; n = n->next) {
+        zb_conn *c = container_of(n, zb_conn, by_id);
+        if (n->hash == h && c->id_len == len && memcmp(c->id, id, len) == 0) return c;
+    }
+    return NULL;
+}
+
+static void conn_unbind(rc_zbroker *zb, zb_conn *c)
+{
+    if (!c->bound) return;
+    rc_htab_remove(&zb->ids, &c->by_id);
+    c->bound = false;
+}
+
+static void conn_free(rc_zbroker *zb, zb_conn *c)
+{
+    conn_unbind(zb, c);
+    rc_htab_remove(&zb->conns, &c->by_conn);
+    free(c);
+}
+
+/* remember records that identity id spoke over connection conn (conn 0: unknown, e.g. the
+ * monitor has not seen it; then only EHOSTUNREACH or heartbeats can end the worker). */
+static void remember(rc_zbroker *zb, uint64_t conn, mdp_frame id)
+{
+    if (!conn || id.len == 0 || id.len > MDP_ID_MAX) return;
+    zb_conn *c = conn_find(zb, conn);
+    if (c && c->bound && c->id_len == id.len && memcmp(c->id, id.p, id.len) == 0) return;
+    if (!c) {
+        if (!(c = calloc(1, sizeof(*c)))) return; /* out of memory: untracked (as conn 0) */
+        c->conn = conn;
+        if (rc_htab_insert(&zb->conns, &c->by_conn, conn_hash(conn)) < 0) {
+            free(c);
+            return;
+        }
+    }
+    /* A ROUTER connection keeps its identity for life; a different one on the same serial
+     * cannot happen, but would be the newest word, so take it. */
+    conn_unbind(zb, c);
+    zb_conn *old = id_find(zb, id.p, id.len);
+    if (old) conn_unbind(zb, old); /* the identity moved to this newer connection */
+    memcpy(c->id, id.p, id.len);
+    c->id_len = (uint8_t)id.len;
+    if (rc_htab_insert(&zb->ids, &c->by_id, rc_hash(c->id, c->id_len)) == 0) c->bound = true;
+}
+
+static void defer_gone(rc_zbroker *zb, const uint8_t *id, size_t len)
+{
+    if (len == 0 || len > MDP_ID_MAX) return;
+    for (size_t i = 0; i < zb->ngone; i++)
+        if (zb->gone[i].id_len == len && memcmp(zb->gone[i].id, id, len) == 0) return;
+    if (zb->ngone == zb->capgone) {
+        size_t cap = zb->capgone ? zb->capgone * 2 : 8;
+        zb_gone *n = realloc(zb->gone, cap * sizeof(*n));
+        if (!n) return; /* out of memory: heartbeats or the request deadline cover it */
+        zb->gone = n;
+        zb->capgone = cap;
+    }
+    zb->gone[zb->ngone].id_len = (uint8_t)len;
+    memcpy(zb->gone[zb->ngone].id, id, len);
+    zb->ngone++;
+}
+
+/* ---- the core's timer and deferred work -------------------------------------------------- */
+
+/* settle hands the deferred worker ends to the core (each call may defer more: its retries
+ * send to other workers, which may be unreachable too), then points the timer at the core's
+ * next deadline. Called after every call into the core. */
+static void settle(rc_zbroker *zb)
+{
+    uint64_t now = rc_loop_now(zb->loop);
+    for (size_t i = 0; i < zb->ngone; i++) {
+        zb_gone g = zb->gone[i];
+        zb_conn *c = id_find(zb, g.id, g.id_len);
+        if (c) conn_unbind(zb, c);
+        brk_worker_gone(&zb->core, mdp_frame_of(g.id, g.id_len), now);
+    }
+    zb->ngone = 0;
+    uint64_t due = brk_next_deadline(&zb->core);
+    if (due == UINT64_MAX) {
+        rc_timer_stop(zb->loop, &zb->tick);
+        return;
+    }
+    if (due < now) due = now;
+    if (!rc_timer_armed(&zb->tick) || rc_timer_due(&zb->tick) != due)
+        rc_timer_start(zb->loop, &zb->tick, due);
+}
+
+static void on_tick(rc_loop *loop, rc_timer *t)
+{
+    rc_zbroker *zb = container_of(t, rc_zbroker, tick);
+    brk_tick(&zb->core, rc_loop_now(loop));
+    settle(zb);
+}
+
+void rc_zbroker_touched(rc_zbroker *zb) { settle(zb); }
+
+/* ---- the core's output ------------------------------------------------------------------- */
+
+static void send_worker(void *arg, const mdp_frame *frames, size_t n)
+{
+    rc_zbroker *zb = arg;
+    if (send_frames(zb, zb->workers, frames, n) == -EHOSTUNREACH) {
+        /* libzmq has dropped the peer (its monitor event may still be on the way) */
+        zb->st.worker_unreachable++;
+        defer_gone(zb, frames[0].p, frames[0].len);
+    }
+}
+
+static void disconnect_worker(void *arg, mdp_frame identity)
+{
+    /* The core has forgotten the worker after DISCONNECT; the connection stays until the
+     * worker closes it (an MDP worker reconnects on a new socket). Its end then finds no
+     * worker in the core, which ignores unknown identities. */
+    rc_zbroker *zb = arg;
+    zb_conn *c = id_find(zb, identity.p, identity.len);
+    if (c) conn_unbind(zb, c);
+}
+
+static void send_client(void *arg, const mdp_frame *frames, size_t n)
+{
+    rc_zbroker *zb = arg;
+    /* EHOSTUNREACH: the client left before its reply (counted by zsock); nothing to do */
+    if (zb->clients) send_frames(zb, zb->clients, frames, n);
+}
+
+static void on_moved(void *arg, mdp_frame service, mdp_frame key)
+{
+    /* Room services (sticky keys) are the app's (rc_zbroker_set_moved); requests from ZeroMQ
+     * clients carry no sticky key. */
+    rc_zbroker *zb = arg;
+    if (zb->moved_fn) zb->moved_fn(zb->moved_arg, service, key);
+}
+
+void rc_zbroker_set_moved(rc_zbroker *zb, void (*fn)(void *, mdp_frame, mdp_frame), void *arg)
+{
+    zb->moved_fn = fn;
+    zb->moved_arg = arg;
+}
+
+/* ---- input ------------------------------------------------------------------------------- */
+
+static void on_worker_msg(rc_zsock *zs, const rc_zmsg *m, void *arg)
+{
+    rc_zbroker *zb = arg;
+    mdp_frame f[MAX_FRAMES];
+    size_t n = to_mdp(m, f); /* zsock delivers at most MAX_FRAMES frames */
+    remember(zb, m->conn, f[0]);
+    brk_worker_input(&zb->core, f, n, rc_loop_now(zb->loop));
+    settle(zb);
+}
+
+static void on_worker_gone(rc_zsock *zs, uint64_t conn, void *arg)
+{
+    rc_zbroker *zb = arg;
+    zb_conn *c = conn_find(zb, conn);
+    if (!c) return; /* a connection that never sent a message */
+    if (c->bound) {
+        zb->st.worker_conn_gone++;
+        defer_gone(zb, c->id, c->id_len);
+    }
+    conn_free(zb, c);
+    settle(zb);
+}
+
+static void on_client_msg(rc_zsock *zs, const rc_zmsg *m, void *arg)
+{
+    rc_zbroker *zb = arg;
+    mdp_frame f[MAX_FRAMES];
+    size_t n = to_mdp(m, f);
+    brk_client_input(&zb->core, f, n, rc_loop_now(zb->loop));
+    settle(zb);
+}
+
+/* ---- set-up ------------------------------------------------------------------------------ */
+
+static rc_zsock *open_port(rc_zbroker *zb, const rc_zbroker_opts *o, uint16_t port,
+                           const char *name, rc_zsock_msg_cb *on_msg, rc_zsock_gone_cb *on_gone)
+{
+    rc_zsock_opts zo = {
+        .zctx = zb->zctx,
+        .bind = o->bind,
+        .port = port,
+        .max_frame = o->max_message,
+        .max_frames = MAX_FRAMES,
+        .max_bytes = o->max_message,
+        /* The broker answers within microseconds; a coalescing window would only add
+         * latency (NetSync uses one for its stream of small transforms). */
+        .coalesce_ns = 0,
+        .name = name,
+        .on_msg = on_msg,
+        .on_gone = on_gone,
+        .arg = zb,
+    };
+    return rc_zsock_new(zb->loop, &zo);
+}
+
+rc_zbroker *rc_zbroker_new(rc_loop *loop, const rc_zbroker_opts *o)
+{
+    if (o->worker_port < 0) return NULL;
+    rc_zbroker *zb = calloc(1, sizeof(*zb));
+    if (!zb) {
+        rc_error("out of memory");
+        return NULL;
+    }
+    zb->loop = loop;
+    rc_timer_init(&zb->tick, on_tick);
+    brk_callbacks cb = {.arg = zb, .send_worker = send_worker,
+                        .disconnect_worker = disconnect_worker,
+                        .send_client = o->client_port >= 0 ? send_client : NULL,
+                        .on_moved = on_moved};
+    if (brk_init(&zb->core, &o->params, &cb, rc_loop_now(loop)) < 0) {
+        rc_error("cannot start the broker: invalid default service '%s'",
+                 o->params.default_service ? o->params.default_service : "");
+        goto err;
+    }
+    zb->core_ready = true;
+    if (!(zb->zctx = zmq_ctx_new())) {
+        rc_error("cannot create a ZeroMQ context: %s", zmq_strerror(zmq_errno()));
+        goto err;
+    }
+    if (!(zb->workers = open_port(zb, o, (uint16_t)o->worker_port, "broker workers",
+                                  on_worker_msg, on_worker_gone)))
+        goto err;
+    if (o->client_port >= 0 &&
+        !(zb->clients = open_port(zb, o, (uint16_t)o->client_port, "broker clients",
+                                  on_client_msg, NULL)))
+        goto err;
+    settle(zb);
+    return zb;
+err:
+    rc_zbroker_free(zb);
+    return NULL;
+}
+
+void rc_zbroker_free(rc_zbroker *zb)
+{
+    if (!zb) return;
+    rc_timer_stop(zb->loop, &zb->tick);
+    rc_zsock_free(zb->workers);
+    rc_zsock_free(zb->clients);
+    if (zb->zctx) zmq_ctx_term(zb->zctx);
+    if (zb->core_ready) brk_release(&zb->core);
+    uint32_t b = 0;
+    rc_hnode *n = rc_htab_next(&zb->conns, &b, NULL);
+    while (n) {
+        rc_hnode *next = rc_htab_next(&zb->conns, &b, n);
+        free(container_of(n, zb_conn, by_conn));
+        n = next;
+    }
+    rc_htab_release(&zb->conns);
+    rc_htab_release(&zb->ids);
+    free(zb->gone);
+    free(zb);
+}
+
+brk_broker *rc_zbroker_core(rc_zbroker *zb) { return &zb->core; }
+const brk_broker *rc_zbroker_core_c(const rc_zbroker *zb) { return &zb->core; }
+uint16_t rc_zbroker_worker_port(const rc_zbroker *zb) { return rc_zsock_port(zb->workers); }
+
+uint16_t rc_zbroker_client_port(const rc_zbroker *zb)
+{
+    return zb->clients ? rc_zsock_port(zb->clients) : 0;
+}
+
+const char *rc_zbroker_worker_endpoint(const rc_zbroker *zb)
+{
+    return rc_zsock_endpoint(zb->workers);
+}
+
+const char *rc_zbroker_client_endpoint(const rc_zbroker *zb)
+{
+    return zb->clients ? rc_zsock_endpoint(zb->clients) : "";
+}
+
+const rc_zsock_stats *rc_zbroker_worker_stats(const rc_zbroker *zb)
+{
+    return rc_zsock_stats_of(zb->workers);
+}
+
+const rc_zsock_stats *rc_zbroker_client_stats(const rc_zbroker *zb)
+{
+    return zb->clients ? rc_zsock_stats_of(zb->clients) : NULL;
+}
+
+const rc_zbroker_stats *rc_zbroker_stats_of(const rc_zbroker *zb) { return &zb->st; }
