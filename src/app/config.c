@@ -221,6 +221,11 @@ const rc_config_option rc_config_options[] = {
      FIELD(request_timeout), .def = SECONDS(5), .metavar = "SEC",
      .help = "a request not answered this long after it arrived (waiting for a worker "
              "included) fails with timeout"},
+    {.name = "service-grace", .section = RC_SEC_BROKER, .type = RC_OPT_SECONDS,
+     FIELD(service_grace), .def = SECONDS(30), .metavar = "SEC",
+     .help = "a service without workers still queues requests this long after its last "
+             "worker left, and every service does this long after start-up (workers may not "
+             "have connected yet); otherwise a request for it fails with no_service at once"},
     {.name = "service-queue", .section = RC_SEC_BROKER, .type = RC_OPT_UINT,
      FIELD(service_queue), .min = 1, .max = 1u << 24, .def = 1000, .metavar = "N",
      .help = "requests one service holds while no worker is idle; beyond it a request fails "

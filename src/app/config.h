@@ -97,6 +97,8 @@ typedef struct rc_config {
     const char *broker_bind;      /* address of the broker ports, NULL = same as bind */
     const char *broker_default_service; /* service of workers and requests that name none
                                      ("default") */
+    uint64_t service_grace;       /* ns a service without workers still queues (and
+                                   * every service after start-up): --service-grace */
     uint64_t request_timeout;     /* ns a request may wait and run before it fails with
                                      timeout (5 s) */
     uint32_t service_queue;       /* requests one service holds waiting for a worker (1000) */

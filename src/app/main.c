@@ -38,6 +38,7 @@ static rc_zbroker *start_broker(rc_loop *loop, const rc_config *cfg)
     brk_params_default(&o.params);
     o.params.default_service = cfg->broker_default_service;
     o.params.request_timeout_ns = cfg->request_timeout;
+    o.params.service_grace_ns = cfg->service_grace;
     o.params.queue_max = cfg->service_queue;
     o.params.liveness = cfg->broker_liveness;
     o.params.max_body = cfg->broker_max_message;

@@ -20,6 +20,8 @@ F_MAX_MESSAGE = "--broker-max-message"           # bytes, whole request/reply bo
 F_ROOM_SERVICE = "--room-service"                # PATTERN=SERVICE, repeatable
 F_AT_MOST_ONCE = "--broker-at-most-once"         # decision: SERVICE, repeatable
 F_TCP_PORT = "--tcp-port"
+F_SERVICE_GRACE = "--service-grace"          # seconds; decision: default 30
+F_API_KEY = "--api-key"                      # POST /api/services/* needs it (Bearer)
 
 DEFAULT_SERVICE = "default"
 DEFAULTS = {                                     # decision: documented defaults
@@ -72,9 +74,14 @@ ERR_TIMEOUT = "timeout"
 ERR_WORKER_LOST = "worker_lost"
 ERR_OVERLOADED = "overloaded"
 ERR_TOO_LARGE = "too_large"
-# decision: a JSON "body" goes to the worker as its compact JSON text (UTF-8); a reply that
-# parses as JSON comes back as "body", anything else as "body_b64" (standard base64). A
-# request may carry "body_b64" instead of "body" to send bytes.
+# decision: a JSON "body" goes to the worker as its JSON text exactly as the client wrote it
+# (UTF-8, no re-serialisation: byte-faithful and cheaper); a reply that parses as JSON comes
+# back as "body", anything else as "body_b64" (standard base64). A request carries "body_b64"
+# instead of "body" to send bytes (the workers' b"sleep:S" is such a body: as "body" the
+# worker would get the JSON string '"sleep:S"'). decision: no binary WebSocket request frames
+# (binary frames are the rooms' binary envelope); bytes go as "body_b64".
+# decision: no_service at once for a name no worker ever served, once --service-grace has
+# passed since start-up (during it every name queues: workers may not have connected yet).
 BODY_B64 = "body_b64"
 ROOM_SERVICE_MOVED = {"type": "room_service", "state": "moved"}
 
@@ -84,6 +91,7 @@ HTTP_SERVICES_PATH = "/api/services"
 HTTP_TIMEOUT_STATUS = 504
 HTTP_UNAVAILABLE_STATUS = 503     # overloaded, or no worker and queue refused
 HTTP_TOO_LARGE_STATUS = 413       # decision
+TEST_API_KEY = "broker-tests-key"  # the HTTP tests' server runs with --api-key
 
 # -- /metrics and GET /api/services counters (decision: names) ------------------------------
 METRIC_PREFIX = "roomcast_broker_"

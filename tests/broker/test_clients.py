@@ -4,6 +4,7 @@ WebSocket, TCP and HTTP clients"). roomcast only."""
 
 import base64
 import json
+import time
 
 import pytest
 import websockets
@@ -19,6 +20,15 @@ def _reply_of(m, rid):
     return m.get("id") == rid and m.get("type") in ("reply", "error")
 
 
+def _b64(raw):
+    """A request body of raw bytes (the test workers' b"sleep:S" must arrive as is; as "body"
+    it would be the JSON string '"sleep:S"')."""
+    return base64.b64encode(raw).decode()
+
+
+AUTH = (f"Authorization: Bearer {S.TEST_API_KEY}",)
+
+
 @pytest.fixture
 def echo(broker, ctx, workers):
     start_worker(workers, MdpWorker, ctx, broker.worker_url, "e0", service="echo")
@@ -29,13 +39,13 @@ def echo(broker, ctx, workers):
 def test_ws_request_reply_json_body(echo):
     async def go():
         async with websockets.connect(ws_url(echo)) as ws:
-            await ws.send(json.dumps({"type": "request", "service": "echo", "id": 7,
-                                      "body": {"a": 1}}))
+            await ws.send('{"type":"request","service":"echo","id":7,"body":{"a": 1,  "b":[ ]}}')
             return await ws_recv_json(ws, lambda m: _reply_of(m, 7))
     m = ws_run(go())
-    # the worker gets the compact JSON text and answers e0:<it>, which is not JSON: body_b64
+    # the worker gets the JSON text as the client wrote it (decision: no re-serialisation)
+    # and answers e0:<it>, which is not JSON: body_b64
     assert m["type"] == "reply", m
-    assert base64.b64decode(m[S.BODY_B64]) == b'e0:{"a":1}', m
+    assert base64.b64decode(m[S.BODY_B64]) == b'e0:{"a": 1,  "b":[ ]}', m
 
 
 def test_ws_request_ids_any_json(echo):
@@ -75,24 +85,28 @@ def test_ws_json_reply_body(broker, ctx):
 
 
 @pytest.mark.parametrize("service,code,flags", [
-    ("nosuch", S.ERR_NO_SERVICE, ()),
+    ("nosuch", S.ERR_NO_SERVICE, (S.F_SERVICE_GRACE, 0.2)),
     ("slow", S.ERR_TIMEOUT, ()),
-    ("big", S.ERR_TOO_LARGE, (S.F_MAX_MESSAGE, 64)),
+    ("big", S.ERR_TOO_LARGE, (S.F_MAX_MESSAGE, 1024)),   # the flag's minimum
 ])
 def test_ws_errors(start_broker, ctx, workers, service, code, flags):
     """no_service: no worker ever registered the name (decision: answered at once, unless
     the name had workers before, then it waits like any request); timeout: no reply within
-    --request-timeout; too_large: body over --broker-max-message."""
+    --request-timeout; too_large: body over --broker-max-message. Every name queues during the
+    first --service-grace after start-up (workers may not have connected yet): the no_service
+    case runs with a short grace and asks after it."""
     b = start_broker(*flags)
     start_worker(workers, MdpWorker, ctx, b.worker_url, "s0", service="slow")
     start_worker(workers, MdpWorker, ctx, b.worker_url, "b0", service="big")
     b.wait_workers("slow", 1)
-    body = "sleep:30" if service == "slow" else "x" * 100
+    body = b"sleep:30" if service == "slow" else b"x" * 2000
+    if service == "nosuch":
+        time.sleep(0.3)
 
     async def go():
         async with websockets.connect(ws_url(b)) as ws:
             await ws.send(json.dumps({"type": "request", "service": service, "id": 1,
-                                      "body": body}))
+                                      S.BODY_B64: _b64(body)}))
             return await ws_recv_json(ws, lambda m: _reply_of(m, 1),
                                       timeout=S.TEST_REQUEST_TIMEOUT + 5)
     m = ws_run(go())
@@ -108,7 +122,7 @@ def test_ws_overloaded(start_broker, ctx, workers):
         async with websockets.connect(ws_url(b)) as ws:
             for i in range(3):   # 1 in flight, 1 queued, 1 refused
                 await ws.send(json.dumps({"type": "request", "service": "slow", "id": i,
-                                          "body": "sleep:2"}))
+                                          S.BODY_B64: _b64(b"sleep:2")}))
             return await ws_recv_json(ws, lambda m: m.get("type") == "error")
     m = ws_run(go())
     assert m.get("code") == S.ERR_OVERLOADED and m.get("id") == 2, m
@@ -122,7 +136,7 @@ def test_ws_worker_lost_at_most_once(start_broker, ctx):
     async def go():
         async with websockets.connect(ws_url(b)) as ws:
             await ws.send(json.dumps({"type": "request", "service": "once", "id": 9,
-                                      "body": "sleep:30"}))
+                                      S.BODY_B64: _b64(b"sleep:30")}))
             wait_until(lambda: any(w.get("state") == "busy"
                                    for w in (b.service("once") or {}).get("workers", [])),
                        what="the victim to take the request")
@@ -134,20 +148,6 @@ def test_ws_worker_lost_at_most_once(start_broker, ctx):
         p.kill()
         p.wait(5)
     assert m.get("type") == "error" and m.get("code") == S.ERR_WORKER_LOST, m
-
-
-def test_ws_binary_frame_request(echo):
-    """decision: a binary WebSocket frame [0xB0][id_len u8][id utf-8][service_len u8][service]
-    [body] is a request; the reply comes back as a binary frame [0xB1][id_len][id][body]."""
-    async def go():
-        async with websockets.connect(ws_url(echo)) as ws:
-            await ws.send(b"\xb0" + bytes([2]) + b"r1" + bytes([4]) + b"echo" + b"\x00\x01")
-            while True:
-                raw = await ws.recv()
-                if isinstance(raw, bytes):
-                    return raw
-    raw = ws_run(go())
-    assert raw == b"\xb1" + bytes([2]) + b"r1" + b"e0:\x00\x01", raw
 
 
 def test_tcp_line_request(echo):
@@ -168,30 +168,48 @@ def test_request_without_service_goes_to_default(broker, ctx, workers):
     c.close()
 
 
-def test_http_post_service(echo):
-    status, hdrs, body = http(echo, "POST", S.HTTP_SERVICE_PATH.format(service="echo"),
-                              b"\x00raw bytes")
+@pytest.fixture
+def echo_key(start_broker, ctx, workers):
+    """decision: POST /api/services/* is an /api write: it needs --api-key's Bearer key."""
+    b = start_broker(S.F_API_KEY, S.TEST_API_KEY)
+    start_worker(workers, MdpWorker, ctx, b.worker_url, "e0", service="echo")
+    b.wait_workers("echo", 1)
+    return b
+
+
+def test_http_post_service(echo_key):
+    path = S.HTTP_SERVICE_PATH.format(service="echo")
+    status, hdrs, body = http(echo_key, "POST", path, b"\x00raw bytes", headers=AUTH)
     assert status == 200 and body == b"e0:\x00raw bytes", (status, body)
+    status, _, _ = http(echo_key, "POST", path, b"x")
+    assert status == 401, f"no key -> 401, got {status}"
+    status, _, _ = http(echo_key, "POST", path, b"x", headers=("Authorization: Bearer nope",))
+    assert status == 401, f"wrong key -> 401 (as every /api write), got {status}"
 
 
 def test_http_post_errors(start_broker, ctx, workers):
-    b = start_broker(S.F_REQUEST_TIMEOUT, 1)
+    b = start_broker(S.F_REQUEST_TIMEOUT, 1, S.F_SERVICE_GRACE, 0.2, S.F_API_KEY, S.TEST_API_KEY,
+                     test_flags=False)
     start_worker(workers, MdpWorker, ctx, b.worker_url, "s0", service="slow")
     b.wait_workers("slow", 1)
-    st, _, _ = http(b, "POST", S.HTTP_SERVICE_PATH.format(service="slow"), b"sleep:30")
+    st, _, _ = http(b, "POST", S.HTTP_SERVICE_PATH.format(service="slow"), b"sleep:30",
+                    headers=AUTH)
     assert st == S.HTTP_TIMEOUT_STATUS, f"timeout -> {S.HTTP_TIMEOUT_STATUS}, got {st}"
-    st, _, _ = http(b, "POST", S.HTTP_SERVICE_PATH.format(service="nosuch"), b"x")
+    time.sleep(0.3)     # past --service-grace: an unknown name fails at once
+    st, _, _ = http(b, "POST", S.HTTP_SERVICE_PATH.format(service="nosuch"), b"x", headers=AUTH)
     assert st == S.HTTP_UNAVAILABLE_STATUS, f"no worker -> {S.HTTP_UNAVAILABLE_STATUS}, got {st}"
 
 
-def test_http_does_not_block_the_loop(echo, ctx, workers):
+def test_http_does_not_block_the_loop(echo_key, ctx, workers):
     """A slow HTTP request does not delay WebSocket traffic."""
     import threading
+    echo = echo_key
     start_worker(workers, MdpWorker, ctx, echo.worker_url, "s0", service="slow")
     echo.wait_workers("slow", 1)
-    t = threading.Thread(target=http, args=(echo, "POST", "/api/services/slow", b"sleep:2"))
+    t = threading.Thread(target=http, args=(echo, "POST", "/api/services/slow", b"sleep:2"),
+                         kwargs={"headers": AUTH})
     t.start()
-    st, _, body = http(echo, "POST", "/api/services/echo", b"fast", timeout=1.0)
+    st, _, body = http(echo, "POST", "/api/services/echo", b"fast", timeout=1.0, headers=AUTH)
     assert st == 200 and body == b"e0:fast"
     t.join(5)
 
