@@ -210,6 +210,42 @@ int rc_services_publish_call(rc_services *s, const char *body, size_t n, char *o
     return status;
 }
 
+/* RCPUB01 on the worker port: [room][message JSON]([sender name]) from any worker-port socket.
+ * The same checks and sequencing as roomcast.publish; the room name is taken as bytes (no JSON
+ * escaping). The optional name is accepted but not shown: the message is the server's
+ * (client_id 0), as every message a worker or service publishes. */
+int rc_services_worker_publish(void *arg, mdp_frame room, mdp_frame msg, mdp_frame name,
+                               char *out, size_t cap, size_t *outlen)
+{
+    rc_services *s = arg;
+    (void)name;
+    s->st.publish_calls++;
+    const char *why;
+    int status = 400;
+    rc_room *r = NULL;
+    if (room.len == 0 || room.len > RC_ROOM_NAME_MAX || memchr(room.p, 0, room.len) ||
+        !rc_utf8_valid(room.p, room.len)) {
+        why = "the room must be a UTF-8 name of 1..255 bytes";
+    } else if (!(r = rc_rooms_find(&s->srv->rooms, (const char *)room.p, room.len))) {
+        status = 404;
+        why = "no such room";
+    } else if (!rc_utf8_valid(msg.p, msg.len)) {
+        why = "a message must be a JSON object";
+    } else {
+        uint64_t id = publish_as_server(s, r, (const char *)msg.p, msg.len, &why);
+        if (id) {
+            *outlen = (size_t)snprintf(out, cap, "%llu", (unsigned long long)id);
+            return 200;
+        }
+        if (strcmp(why, "out of memory") == 0) status = 503;
+    }
+    size_t n = strlen(why);
+    if (n > cap) n = cap;
+    memcpy(out, why, n);
+    *outlen = n;
+    return status;
+}
+
 /* ---- JSON requests from WebSocket and TCP clients ------------------------------------------ */
 
 static rc_svc_client *client_state(rc_services *s, rc_client *cl);
@@ -781,6 +817,7 @@ void rc_services_attach(rc_services *s)
     brk_broker *b = core(s);
     if (!b) return;
     rc_zbroker_set_moved(s->srv->broker, rc_services_on_moved, s);
+    rc_zbroker_set_publish(s->srv->broker, rc_services_worker_publish, s);
     const char *spec = s->srv->cfg.broker_at_most_once;
     for (const char *p = spec; p && *p;) {
         const char *end = strchr(p, '\n');

@@ -72,6 +72,16 @@ bool rc_services_http(struct rc_server *srv, rc_conn *c, const rc_http_ctx *x);
 int rc_services_publish_call(rc_services *s, const char *body, size_t n, char *out, size_t cap,
                              size_t *outlen);
 
+/* rc_services_worker_publish is RCPUB01 on the worker port ([""][RCPUB01][room][message]
+ * ([name]) from any socket there, docs/broker.md "Workers publish into rooms"): publishes the
+ * JSON object `msg` in room `room` as roomcast.publish does (client_id 0; `name` is accepted and
+ * ignored) and writes the answer's last frame into out (cap >= 256): the msg_id in decimal, or
+ * the reason. Returns the status: 200, 400 (not a JSON object, bad room name, reserved type),
+ * 404 (no such room) or 503 (out of memory). arg is the rc_services (the zbroker's hook:
+ * rc_zbroker_set_publish). */
+int rc_services_worker_publish(void *arg, mdp_frame room, mdp_frame msg, mdp_frame name,
+                               char *out, size_t cap, size_t *outlen);
+
 /* rc_services_on_moved is the broker's on_moved (brk_callbacks): the room `key` of room
  * service `service` lost its worker. */
 void rc_services_on_moved(void *arg, mdp_frame service, mdp_frame key);

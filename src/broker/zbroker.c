@@ -2,6 +2,7 @@
 #include "broker/zbroker.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -49,6 +50,8 @@ struct rc_zbroker {
     rc_zbroker_stats st;         /* counters */
     void (*moved_fn)(void *, mdp_frame, mdp_frame); /* the app's on_moved (room services) */
     void *moved_arg;             /* its argument */
+    rc_zbroker_publish_fn *pub_fn; /* the app's RCPUB01 (workers publish into rooms) */
+    void *pub_arg;               /* its argument */
 };
 
 /* ---- frames ------------------------------------------------------------------------------ */
@@ -226,6 +229,35 @@ void rc_zbroker_set_moved(rc_zbroker *zb, void (*fn)(void *, mdp_frame, mdp_fram
     zb->moved_arg = arg;
 }
 
+void rc_zbroker_set_publish(rc_zbroker *zb, rc_zbroker_publish_fn *fn, void *arg)
+{
+    zb->pub_fn = fn;
+    zb->pub_arg = arg;
+}
+
+/* [id][""][RCPUB01][room][message]([name]) -> [id][""][RCPUB01][status][msg_id or reason];
+ * never reaches the core (a publisher need not be a worker). */
+static bool rcpub(rc_zbroker *zb, const mdp_frame *f, size_t n)
+{
+    if (!zb->pub_fn || n < 3 || f[1].len != 0 || f[2].len != 7 || memcmp(f[2].p, "RCPUB01", 7))
+        return false;
+    char buf[512];
+    size_t len = 0;
+    int st = 400;
+    if (n == 5 || n == 6) {
+        st = zb->pub_fn(zb->pub_arg, f[3], f[4], n == 6 ? f[5] : mdp_frame_of(NULL, 0), buf,
+                        sizeof(buf), &len);
+    } else {
+        len = (size_t)snprintf(buf, sizeof(buf), "expected [\"\"][RCPUB01][room][message]([name])");
+    }
+    char code[4];
+    snprintf(code, sizeof(code), "%03u", (unsigned)st % 1000u);
+    mdp_frame out[5] = {f[0], mdp_frame_of(NULL, 0), f[2], mdp_frame_of(code, 3),
+                        mdp_frame_of(buf, len)};
+    send_frames(zb, zb->workers, out, 5);
+    return true;
+}
+
 /* ---- input ------------------------------------------------------------------------------- */
 
 static void on_worker_msg(rc_zsock *zs, const rc_zmsg *m, void *arg)
@@ -233,6 +265,7 @@ static void on_worker_msg(rc_zsock *zs, const rc_zmsg *m, void *arg)
     rc_zbroker *zb = arg;
     mdp_frame f[MAX_FRAMES];
     size_t n = to_mdp(m, f); /* zsock delivers at most MAX_FRAMES frames */
+    if (rcpub(zb, f, n)) return;
     remember(zb, m->conn, f[0]);
     brk_worker_input(&zb->core, f, n, rc_loop_now(zb->loop));
     settle(zb);

@@ -57,6 +57,15 @@ void rc_zbroker_touched(rc_zbroker *zb);
  * service, key): the room services of app/services.c. Same rules as brk_callbacks.on_moved. */
 void rc_zbroker_set_moved(rc_zbroker *zb, void (*fn)(void *, mdp_frame, mdp_frame), void *arg);
 
+/* rc_zbroker_set_publish: messages [""][RCPUB01][room][message]([name]) on the worker port
+ * (workers publish into rooms, docs/broker.md) go to fn instead of the core; fn writes the
+ * answer's last frame (msg_id or reason, at most cap bytes) and returns the status (200, 400,
+ * 404, 503), sent back as [""][RCPUB01][status][text]. Without fn they are the core's
+ * (malformed). fn is app/services.c's rc_services_worker_publish. */
+typedef int rc_zbroker_publish_fn(void *arg, mdp_frame room, mdp_frame msg, mdp_frame name,
+                                  char *out, size_t cap, size_t *outlen);
+void rc_zbroker_set_publish(rc_zbroker *zb, rc_zbroker_publish_fn *fn, void *arg);
+
 /* The bound ports (0: that port is off) and endpoints ("" when off). */
 uint16_t rc_zbroker_worker_port(const rc_zbroker *zb);
 uint16_t rc_zbroker_client_port(const rc_zbroker *zb);

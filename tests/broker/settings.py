@@ -64,7 +64,9 @@ MMI_FOUND, MMI_NOT_FOUND, MMI_NOT_IMPLEMENTED = b"200", b"404", b"501"
 
 # -- roomcast's own extension on the worker port: publishing into rooms (decision) ---------
 # A publisher (any socket, DEALER or REQ) sends [""][RCPUB][room][body] (optionally a 5th part:
-# the sender name shown as client_id); roomcast answers [""][RCPUB][status][msg_id or reason].
+# the sender name, accepted; decision: not shown, the message's client_id is 0 like every
+# message the server side publishes); roomcast answers [""][RCPUB][status][msg_id or reason].
+# The message is checked as roomcast.publish checks it (a JSON object, no server-reserved type).
 RCPUB = b"RCPUB01"
 PUB_OK, PUB_NO_ROOM, PUB_BAD = b"200", b"404", b"400"
 

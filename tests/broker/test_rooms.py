@@ -28,7 +28,9 @@ def test_worker_publishes_into_room(broker, ctx):
     a.send({"type": "chat", "text": "first"})
     m1, _ = b.recv_until(lambda m: m.get("type") == "chat")
     p = publisher(ctx, broker)
-    p.send_multipart([b"", S.RCPUB, b"arena", b'{"type":"state","tick":1}', b"game"])
+    # "state" would be refused (400): a type reserved for the server's own messages, for
+    # workers as for members (docs/protocol.md)
+    p.send_multipart([b"", S.RCPUB, b"arena", b'{"type":"game_state","tick":1}', b"game"])
     ack = p.recv_multipart() if p.poll(3000) else None
     assert ack and ack[:3] == [b"", S.RCPUB, S.PUB_OK], f"publish ack expected: {ack}"
     for c in (a, b):
