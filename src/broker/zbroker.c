@@ -2,6 +2,7 @@
 #include "broker/zbroker.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -269,7 +270,13 @@ static rc_zsock *open_port(rc_zbroker *zb, const rc_zbroker_opts *o, uint16_t po
         .zctx = zb->zctx,
         .bind = o->bind,
         .port = port,
-        .max_frame = o->max_message,
+        /* libzmq drops the connection of a peer announcing a frame over ZMQ_MAXMSGSIZE,
+         * silently; a message over max_message in all is read and dropped here instead, and
+         * counted (malformed too_large). So the per-frame cap is twice the message limit: a
+         * request somewhat too large is counted, a grossly oversized frame still never gets
+         * buffered. */
+        .max_frame = o->max_message && o->max_message <= SIZE_MAX / 2 ? 2 * o->max_message
+                                                                      : o->max_message,
         .max_frames = MAX_FRAMES,
         .max_bytes = o->max_message,
         /* The broker answers within microseconds; a coalescing window would only add
