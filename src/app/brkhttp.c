@@ -83,15 +83,18 @@ static void service_json(rc_textbuf *t, const brk_broker *b, const brk_service *
     bool first = true;
     for (const brk_worker *w = brk_worker_next(b, NULL); w; w = brk_worker_next(b, w)) {
         if (w->svc != s) continue;
-        rc_textbuf_printf(t, "%s{\"identity\":", first ? "" : ",");
+        /* "name": the routing identity (docs/broker.md) */
+        rc_textbuf_printf(t, "%s{\"name\":", first ? "" : ",");
         first = false;
         printable_json(t, w->id, w->id_len);
         rc_textbuf_printf(t,
-                          ",\"protocol\":\"%s\",\"state\":\"%s\",\"last_heard_s\":%.3f,"
-                          "\"registered_s\":%.3f,\"served\":%llu,\"sticky_queue\":%u}",
+                          ",\"protocol\":\"%s\",\"state\":\"%s\",\"last_heartbeat_ms\":%llu,"
+                          "\"registered_ms\":%llu,\"served\":%llu,\"sticky_queue\":%u}",
                           proto_name(w->proto), w->busy ? "busy" : "idle",
-                          (double)(now > w->last_heard ? now - w->last_heard : 0) / 1e9,
-                          (double)(now > w->registered ? now - w->registered : 0) / 1e9,
+                          (unsigned long long)((now > w->last_heard ? now - w->last_heard : 0) /
+                                               1000000),
+                          (unsigned long long)((now > w->registered ? now - w->registered : 0) /
+                                               1000000),
                           (unsigned long long)w->served, w->sqlen);
     }
     rc_textbuf_printf(t, "]}");

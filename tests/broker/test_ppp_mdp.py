@@ -85,7 +85,7 @@ def test_ppp_repeated_ready_registers_once(start_broker, ctx, workers):
         time.sleep(0.05)
         raw.send(S.PPP_HEARTBEAT)
     svc = b.service(S.DEFAULT_SERVICE)
-    ids = [x["identity"] for x in svc["workers"]]
+    ids = [x["name"] for x in svc["workers"]]
     assert len(ids) == 2 and len(set(ids)) == 2, f"a repeated READY must not register twice: {svc}"
     raw.close(0)
 
