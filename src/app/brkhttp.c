@@ -138,21 +138,36 @@ static void list_services(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
     const rc_zbroker_stats *zs = rc_zbroker_stats_of(zb);
     rc_textbuf_printf(&t,
                       "}},\"counters\":{\"unexpected_commands\":%llu,\"bad_address\":%llu,"
-                      "\"late_unknown\":%llu,\"mmi_service_rejected\":%llu,"
+                      "\"late_unknown\":%llu,\"unknown_service\":%llu,\"mmi\":%llu,"
+                      "\"mmi_service_rejected\":%llu,"
                       "\"workers_expired\":%llu,\"workers_gone\":%llu,\"moved\":%llu,"
                       "\"worker_connections_closed\":%llu,\"worker_unreachable\":%llu,"
-                      "\"send_dropped\":%llu},\"connections\":{\"workers\":",
+                      "\"send_dropped\":%llu,\"malformed\":{",
                       (unsigned long long)st->unexpected, (unsigned long long)st->bad_address,
                       (unsigned long long)st->late_unknown,
+                      (unsigned long long)st->unknown_service, (unsigned long long)st->mmi,
                       (unsigned long long)st->mmi_service_rejected,
                       (unsigned long long)st->workers_expired,
                       (unsigned long long)st->workers_gone, (unsigned long long)st->moved,
                       (unsigned long long)zs->worker_conn_gone,
                       (unsigned long long)zs->worker_unreachable,
                       (unsigned long long)zs->send_dropped);
-    conn_json(&t, rc_zbroker_worker_stats(zb));
+    /* The same kinds summed over both ports, plus the socket layer's: messages over the
+     * size or frame limits (oversized) and replies for clients no longer connected
+     * (unknown_client). One flat object, for a quick look and for tests. */
+    const rc_zsock_stats *wp = rc_zbroker_worker_stats(zb), *cp = rc_zbroker_client_stats(zb);
+    for (int i = 1; i < MDP_ERR_COUNT; i++)
+        rc_textbuf_printf(&t, "\"%s\":%llu,", mdp_err_name(-i),
+                          (unsigned long long)(st->bad_worker[i] + st->bad_client[i]));
+    uint64_t oversized = wp->dropped[RC_ZSOCK_DROP_FRAMES] + wp->dropped[RC_ZSOCK_DROP_BYTES];
+    if (cp) oversized += cp->dropped[RC_ZSOCK_DROP_FRAMES] + cp->dropped[RC_ZSOCK_DROP_BYTES];
+    rc_textbuf_printf(&t, "\"oversized\":%llu,\"unknown_client\":%llu}},\"connections\":{"
+                          "\"workers\":",
+                      (unsigned long long)oversized,
+                      (unsigned long long)(cp ? cp->send_unreachable : 0));
+    conn_json(&t, wp);
     rc_textbuf_printf(&t, ",\"clients\":");
-    conn_json(&t, rc_zbroker_client_stats(zb));
+    conn_json(&t, cp);
     rc_textbuf_printf(&t, "}}\n");
     rc_http_respond_json(c, x, 200, &t);
 }
@@ -247,6 +262,9 @@ void rc_brkhttp_metrics(rc_textbuf *t, const rc_zbroker *zb)
            "Replies naming a request their worker does not hold.", st->bad_address);
     scalar(t, "roomcast_broker_late_unknown_total", "counter",
            "Replies from unknown workers whose request is gone too.", st->late_unknown);
+    scalar(t, "roomcast_broker_unknown_service_total", "counter",
+           "Requests failed no_service for a service never seen.", st->unknown_service);
+    scalar(t, "roomcast_broker_mmi_total", "counter", "MMI requests answered.", st->mmi);
     scalar(t, "roomcast_broker_workers_expired_total", "counter",
            "Workers declared dead for missing heartbeats.", st->workers_expired);
     scalar(t, "roomcast_broker_workers_gone_total", "counter",
