@@ -153,18 +153,21 @@ static void list_services(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
                       (unsigned long long)zs->worker_unreachable,
                       (unsigned long long)zs->send_dropped);
     /* The same kinds summed over both ports, plus the socket layer's: messages over the
-     * size or frame limits (oversized) and replies for clients no longer connected
-     * (unknown_client). One flat object, for a quick look and for tests. */
+     * size or frame limits and requests refused too_large (oversized), and replies naming no
+     * request the worker holds or for clients no longer connected (unknown_client). One flat
+     * object, for a quick look and for tests. */
     const rc_zsock_stats *wp = rc_zbroker_worker_stats(zb), *cp = rc_zbroker_client_stats(zb);
     for (int i = 1; i < MDP_ERR_COUNT; i++)
         rc_textbuf_printf(&t, "\"%s\":%llu,", mdp_err_name(-i),
                           (unsigned long long)(st->bad_worker[i] + st->bad_client[i]));
     uint64_t oversized = wp->dropped[RC_ZSOCK_DROP_FRAMES] + wp->dropped[RC_ZSOCK_DROP_BYTES];
     if (cp) oversized += cp->dropped[RC_ZSOCK_DROP_FRAMES] + cp->dropped[RC_ZSOCK_DROP_BYTES];
+    for (const brk_service *s = brk_service_next(b, NULL); s; s = brk_service_next(b, s))
+        oversized += s->st.failed[BRK_TOO_LARGE];
     rc_textbuf_printf(&t, "\"oversized\":%llu,\"unknown_client\":%llu}},\"connections\":{"
                           "\"workers\":",
                       (unsigned long long)oversized,
-                      (unsigned long long)(cp ? cp->send_unreachable : 0));
+                      (unsigned long long)(st->bad_address + (cp ? cp->send_unreachable : 0)));
     conn_json(&t, wp);
     rc_textbuf_printf(&t, ",\"clients\":");
     conn_json(&t, cp);

@@ -237,8 +237,8 @@ const rc_config_option rc_config_options[] = {
     {.name = "broker-max-message", .section = RC_SEC_BROKER, .type = RC_OPT_BYTES,
      FIELD(broker_max_message), .min = 1024, .max = 256u << 20, .def = 1 << 20,
      .metavar = "BYTES",
-     .help = "largest message on the broker ports (one frame, or all its frames together); "
-             "a larger frame disconnects its peer, a larger message is dropped and counted"},
+     .help = "largest request or reply body; a larger request fails too_large (counted); "
+             "a frame over twice this disconnects its peer"},
 
     /* History and durability */
     {.name = "history-size", .section = RC_SEC_HISTORY, .type = RC_OPT_UINT,

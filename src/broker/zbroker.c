@@ -259,9 +259,13 @@ static rc_zsock *open_port(rc_zbroker *zb, const rc_zbroker_opts *o, uint16_t po
         .zctx = zb->zctx,
         .bind = o->bind,
         .port = port,
-        .max_frame = o->max_message,
+        /* Twice the limit plus room for the protocol's frames: a request somewhat over the
+         * limit reaches the core, which fails it too_large and counts it, instead of libzmq
+         * cutting the connection without a word (it does that only past this bound, which
+         * still caps what one frame in progress can make the server hold). */
+        .max_frame = 2 * o->max_message + 4096,
         .max_frames = MAX_FRAMES,
-        .max_bytes = o->max_message,
+        .max_bytes = 2 * o->max_message + 4096,
         /* The broker answers within microseconds; a coalescing window would only add
          * latency (NetSync uses one for its stream of small transforms). */
         .coalesce_ns = 0,
