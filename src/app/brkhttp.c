@@ -136,15 +136,21 @@ static void list_services(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
         rc_textbuf_printf(&t, "%s\"%s\":%llu", i > 1 ? "," : "", mdp_err_name(-i),
                           (unsigned long long)st->bad_client[i]);
     const rc_zbroker_stats *zs = rc_zbroker_stats_of(zb);
+    /* Every reply dropped as late, whoever sent it: the services' own count (timed out,
+     * cancelled, retried elsewhere) and those from workers already forgotten. */
+    uint64_t late = st->late_unknown;
+    for (const brk_service *s = brk_service_next(b, NULL); s; s = brk_service_next(b, s))
+        late += s->st.late_dropped;
     rc_textbuf_printf(&t,
                       "}},\"counters\":{\"unexpected_commands\":%llu,\"bad_address\":%llu,"
-                      "\"late_unknown\":%llu,\"unknown_service\":%llu,\"mmi\":%llu,"
+                      "\"late_unknown\":%llu,\"late_replies\":%llu,\"unknown_service\":%llu,"
+                      "\"mmi\":%llu,"
                       "\"mmi_service_rejected\":%llu,"
                       "\"workers_expired\":%llu,\"workers_gone\":%llu,\"moved\":%llu,"
                       "\"worker_connections_closed\":%llu,\"worker_unreachable\":%llu,"
                       "\"send_dropped\":%llu,\"malformed\":{",
                       (unsigned long long)st->unexpected, (unsigned long long)st->bad_address,
-                      (unsigned long long)st->late_unknown,
+                      (unsigned long long)st->late_unknown, (unsigned long long)late,
                       (unsigned long long)st->unknown_service, (unsigned long long)st->mmi,
                       (unsigned long long)st->mmi_service_rejected,
                       (unsigned long long)st->workers_expired,
