@@ -225,6 +225,11 @@ const rc_config_option rc_config_options[] = {
      FIELD(service_queue), .min = 1, .max = 1u << 24, .def = 1000, .metavar = "N",
      .help = "requests one service holds while no worker is idle; beyond it a request fails "
              "with overloaded"},
+    {.name = "broker-at-most-once", .section = RC_SEC_BROKER, .type = RC_OPT_STRING,
+     .flags = RC_OPT_EMPTY_NULL, FIELD(broker_at_most_once), .def_help = "none",
+     .metavar = "LIST",
+     .help = "services (comma-separated) whose requests are not retried when their worker "
+             "dies: they fail with worker_lost"},
     /* 0 (each protocol's guide default) is the default but not a value the flag takes. */
     {.name = "broker-heartbeat", .section = RC_SEC_BROKER, .type = RC_OPT_SECONDS,
      FIELD(broker_heartbeat), .def = 0,

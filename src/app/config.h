@@ -103,6 +103,8 @@ typedef struct rc_config {
     uint64_t broker_heartbeat;    /* ns between heartbeats both ways (Paranoid Pirate, MDP);
                                      0 = the guide's: PPP 1 s, MDP 2.5 s (0) */
     uint32_t broker_liveness;     /* heartbeat intervals missed before a worker is dead (3) */
+    const char *broker_at_most_once; /* comma-separated services whose requests are not
+                                     retried when their worker dies (worker_lost), NULL: none */
     size_t broker_max_message;    /* largest request/reply body, bytes; the broker's sockets
                                      take frames up to twice it (1 MiB) */
 } rc_config;

@@ -38,6 +38,7 @@ typedef struct rc_zbroker_opts {
                                     that larger bodies are refused by the core (too_large,
                                     counted); a frame past that cuts its connection */
     brk_params params;           /* the core's settings (brk_params_default, then changes) */
+    const char *at_most_once;    /* comma-separated at-most-once services, NULL: none */
 } rc_zbroker_opts;
 
 /* rc_zbroker_new creates the core and binds the ports (a context of its own, one I/O
