@@ -290,6 +290,9 @@ void rc_brkhttp_metrics(rc_textbuf *t, const rc_zbroker *zb)
            "Replies naming a request their worker does not hold.", st->bad_address);
     scalar(t, "roomcast_broker_late_unknown_total", "counter",
            "Replies from unknown workers whose request is gone too.", st->late_unknown);
+    scalar(t, "roomcast_broker_unknown_service_total", "counter",
+           "Requests failed no_service for a service never seen.", st->unknown_service);
+    scalar(t, "roomcast_broker_mmi_total", "counter", "MMI requests answered.", st->mmi);
     scalar(t, "roomcast_broker_workers_expired_total", "counter",
            "Workers declared dead for missing heartbeats.", st->workers_expired);
     scalar(t, "roomcast_broker_workers_gone_total", "counter",

@@ -310,6 +310,15 @@ rc_zbroker *rc_zbroker_new(rc_loop *loop, const rc_zbroker_opts *o)
         goto err;
     }
     zb->core_ready = true;
+    for (const char *p = o->at_most_once; p && *p;) {
+        size_t len = strcspn(p, ",\n"); /* --broker-at-most-once repeats join with '\n' */
+        if (len && brk_service_set_at_most_once(&zb->core, mdp_frame_of(p, len), true) < 0) {
+            rc_error("cannot mark service '%.*s' at-most-once (1 to %d bytes)", (int)len, p,
+                     MDP_SERVICE_MAX);
+            goto err;
+        }
+        p += len + (p[len] != '\0');
+    }
     if (!(zb->zctx = zmq_ctx_new())) {
         rc_error("cannot create a ZeroMQ context: %s", zmq_strerror(zmq_errno()));
         goto err;
