@@ -83,18 +83,73 @@ static void service_json(rc_textbuf *t, const brk_broker *b, const brk_service *
     bool first = true;
     for (const brk_worker *w = brk_worker_next(b, NULL); w; w = brk_worker_next(b, w)) {
         if (w->svc != s) continue;
-        rc_textbuf_printf(t, "%s{\"identity\":", first ? "" : ",");
+        /* "name": the routing identity (docs/broker.md) */
+        rc_textbuf_printf(t, "%s{\"name\":", first ? "" : ",");
         first = false;
         printable_json(t, w->id, w->id_len);
         rc_textbuf_printf(t,
-                          ",\"protocol\":\"%s\",\"state\":\"%s\",\"last_heard_s\":%.3f,"
-                          "\"registered_s\":%.3f,\"served\":%llu,\"sticky_queue\":%u}",
+                          ",\"protocol\":\"%s\",\"state\":\"%s\",\"last_heartbeat_ms\":%llu,"
+                          "\"registered_ms\":%llu,\"served\":%llu,\"sticky_queue\":%u}",
                           proto_name(w->proto), w->busy ? "busy" : "idle",
-                          (double)(now > w->last_heard ? now - w->last_heard : 0) / 1e9,
-                          (double)(now > w->registered ? now - w->registered : 0) / 1e9,
+                          (unsigned long long)((now > w->last_heard ? now - w->last_heard : 0) /
+                                               1000000),
+                          (unsigned long long)((now > w->registered ? now - w->registered : 0) /
+                                               1000000),
                           (unsigned long long)w->served, w->sqlen);
     }
     rc_textbuf_printf(t, "]}");
+}
+
+/* late_replies is every reply dropped as late: from a live worker whose request timed out or
+ * was cancelled (per service), and from a worker already forgotten (broker-wide). */
+static unsigned long long late_replies(const brk_broker *b)
+{
+    unsigned long long n = b->st.late_unknown;
+    for (const brk_service *s = brk_service_next(b, NULL); s; s = brk_service_next(b, s))
+        n += s->st.late_dropped;
+    return n;
+}
+
+/* malformed_port writes one port's malformed-input counters by kind: the core's parse errors
+ * (mdp_err_name) and the socket layer's drops before the core (rc_zsock_drop_names). */
+static void malformed_port(rc_textbuf *t, const uint64_t *bad, const rc_zsock_stats *zs)
+{
+    rc_textbuf_append(t, "{", 1);
+    for (int i = 1; i < MDP_ERR_COUNT; i++)
+        rc_textbuf_printf(t, "%s\"%s\":%llu", i > 1 ? "," : "", mdp_err_name(-i),
+                          (unsigned long long)bad[i]);
+    for (int d = 0; d < RC_ZSOCK_DROP__COUNT; d++)
+        rc_textbuf_printf(t, ",\"%s\":%llu", rc_zsock_drop_names[d],
+                          (unsigned long long)(zs ? zs->dropped[d] : 0));
+    rc_textbuf_append(t, "}", 1);
+}
+
+/* counters_json writes the broker-wide counters (docs/broker.md, "Counters"). */
+static void counters_json(rc_textbuf *t, const rc_zbroker *zb)
+{
+    const brk_broker *b = rc_zbroker_core_c(zb);
+    const brk_stats *st = &b->st;
+    const rc_zbroker_stats *zs = rc_zbroker_stats_of(zb);
+    rc_textbuf_printf(t, "{\"malformed\":{\"worker\":");
+    malformed_port(t, st->bad_worker, rc_zbroker_worker_stats(zb));
+    rc_textbuf_printf(t, ",\"client\":");
+    malformed_port(t, st->bad_client, rc_zbroker_client_stats(zb));
+    rc_textbuf_printf(t,
+                      "},\"late_replies\":%llu,\"late_unknown\":%llu,"
+                      "\"unexpected_commands\":%llu,\"bad_address\":%llu,"
+                      "\"mmi_service_rejected\":%llu,\"unknown_service\":%llu,\"mmi\":%llu,"
+                      "\"workers_expired\":%llu,\"workers_gone\":%llu,\"moved\":%llu,"
+                      "\"worker_connections_closed\":%llu,\"worker_unreachable\":%llu,"
+                      "\"send_dropped\":%llu}",
+                      late_replies(b), (unsigned long long)st->late_unknown,
+                      (unsigned long long)st->unexpected, (unsigned long long)st->bad_address,
+                      (unsigned long long)st->mmi_service_rejected,
+                      (unsigned long long)st->unknown_service, (unsigned long long)st->mmi,
+                      (unsigned long long)st->workers_expired,
+                      (unsigned long long)st->workers_gone, (unsigned long long)st->moved,
+                      (unsigned long long)zs->worker_conn_gone,
+                      (unsigned long long)zs->worker_unreachable,
+                      (unsigned long long)zs->send_dropped);
 }
 
 static void list_services(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
@@ -126,30 +181,9 @@ static void list_services(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
         first = false;
         service_json(&t, b, s, now);
     }
-    const brk_stats *st = &b->st;
-    rc_textbuf_printf(&t, "],\"malformed\":{\"worker\":{");
-    for (int i = 1; i < MDP_ERR_COUNT; i++)
-        rc_textbuf_printf(&t, "%s\"%s\":%llu", i > 1 ? "," : "", mdp_err_name(-i),
-                          (unsigned long long)st->bad_worker[i]);
-    rc_textbuf_printf(&t, "},\"client\":{");
-    for (int i = 1; i < MDP_ERR_COUNT; i++)
-        rc_textbuf_printf(&t, "%s\"%s\":%llu", i > 1 ? "," : "", mdp_err_name(-i),
-                          (unsigned long long)st->bad_client[i]);
-    const rc_zbroker_stats *zs = rc_zbroker_stats_of(zb);
-    rc_textbuf_printf(&t,
-                      "}},\"counters\":{\"unexpected_commands\":%llu,\"bad_address\":%llu,"
-                      "\"late_unknown\":%llu,\"mmi_service_rejected\":%llu,"
-                      "\"workers_expired\":%llu,\"workers_gone\":%llu,\"moved\":%llu,"
-                      "\"worker_connections_closed\":%llu,\"worker_unreachable\":%llu,"
-                      "\"send_dropped\":%llu},\"connections\":{\"workers\":",
-                      (unsigned long long)st->unexpected, (unsigned long long)st->bad_address,
-                      (unsigned long long)st->late_unknown,
-                      (unsigned long long)st->mmi_service_rejected,
-                      (unsigned long long)st->workers_expired,
-                      (unsigned long long)st->workers_gone, (unsigned long long)st->moved,
-                      (unsigned long long)zs->worker_conn_gone,
-                      (unsigned long long)zs->worker_unreachable,
-                      (unsigned long long)zs->send_dropped);
+    rc_textbuf_printf(&t, "],\"counters\":");
+    counters_json(&t, zb);
+    rc_textbuf_printf(&t, ",\"connections\":{\"workers\":");
     conn_json(&t, rc_zbroker_worker_stats(zb));
     rc_textbuf_printf(&t, ",\"clients\":");
     conn_json(&t, rc_zbroker_client_stats(zb));
@@ -234,19 +268,31 @@ void rc_brkhttp_metrics(rc_textbuf *t, const rc_zbroker *zb)
         svc_sample(t, "roomcast_broker_late_replies_total", s, "", s->st.late_dropped);
     const brk_stats *st = &b->st;
     header(t, "roomcast_broker_malformed_total", "counter",
-           "Malformed messages on the broker ports, by port and kind.");
+           "Malformed messages the broker core dropped, by port and kind (messages the socket "
+           "layer dropped first are in roomcast_broker_dropped_total).");
     for (int i = 1; i < MDP_ERR_COUNT; i++)
         rc_textbuf_printf(t, "roomcast_broker_malformed_total{port=\"worker\",kind=\"%s\"} %llu\n",
                           mdp_err_name(-i), (unsigned long long)st->bad_worker[i]);
     for (int i = 1; i < MDP_ERR_COUNT; i++)
         rc_textbuf_printf(t, "roomcast_broker_malformed_total{port=\"client\",kind=\"%s\"} %llu\n",
                           mdp_err_name(-i), (unsigned long long)st->bad_client[i]);
+    scalar(t, "roomcast_broker_late_replies_unknown_total", "counter",
+           "Late replies from workers already forgotten (included in no service's "
+           "roomcast_broker_late_replies_total).", st->late_unknown);
+    scalar(t, "roomcast_broker_unknown_service_total", "counter",
+           "Requests failed no_service for a service never seen.", st->unknown_service);
+    scalar(t, "roomcast_broker_mmi_total", "counter", "MMI (RFC 8) requests answered.", st->mmi);
+    scalar(t, "roomcast_broker_mmi_service_rejected_total", "counter",
+           "MDP workers that tried to register an mmi.* service.", st->mmi_service_rejected);
     scalar(t, "roomcast_broker_unexpected_commands_total", "counter",
            "Valid but unexpected worker commands (MDP workers get DISCONNECT).", st->unexpected);
     scalar(t, "roomcast_broker_bad_address_total", "counter",
            "Replies naming a request their worker does not hold.", st->bad_address);
     scalar(t, "roomcast_broker_late_unknown_total", "counter",
            "Replies from unknown workers whose request is gone too.", st->late_unknown);
+    scalar(t, "roomcast_broker_unknown_service_total", "counter",
+           "Requests failed no_service for a service never seen.", st->unknown_service);
+    scalar(t, "roomcast_broker_mmi_total", "counter", "MMI requests answered.", st->mmi);
     scalar(t, "roomcast_broker_workers_expired_total", "counter",
            "Workers declared dead for missing heartbeats.", st->workers_expired);
     scalar(t, "roomcast_broker_workers_gone_total", "counter",

@@ -242,8 +242,8 @@ const rc_config_option rc_config_options[] = {
     {.name = "broker-max-message", .section = RC_SEC_BROKER, .type = RC_OPT_BYTES,
      FIELD(broker_max_message), .min = 1024, .max = 256u << 20, .def = 1 << 20,
      .metavar = "BYTES",
-     .help = "largest message on the broker ports (one frame, or all its frames together); "
-             "a larger frame disconnects its peer, a larger message is dropped and counted"},
+     .help = "largest request or reply body; a larger request fails too_large (counted); "
+             "a frame over twice this disconnects its peer"},
     {.name = "room-service", .section = RC_SEC_BROKER, .type = RC_OPT_STRING,
      .flags = RC_OPT_NONEMPTY | RC_OPT_APPEND, FIELD(room_service), .metavar = "PATTERN=SERVICE",
      .help = "publishes into rooms matching the glob PATTERN go to SERVICE as requests, and "
@@ -252,7 +252,7 @@ const rc_config_option rc_config_options[] = {
     {.name = "broker-at-most-once", .section = RC_SEC_BROKER, .type = RC_OPT_STRING,
      .flags = RC_OPT_NONEMPTY | RC_OPT_APPEND, FIELD(broker_at_most_once), .metavar = "SERVICE",
      .help = "a request of SERVICE whose worker dies fails with worker_lost instead of being "
-             "retried once; repeatable"},
+             "retried once; repeatable, or several names separated by commas"},
 
     /* History and durability */
     {.name = "history-size", .section = RC_SEC_HISTORY, .type = RC_OPT_UINT,

@@ -105,8 +105,8 @@ typedef struct rc_config {
     uint64_t broker_heartbeat;    /* ns between heartbeats both ways (Paranoid Pirate, MDP);
                                      0 = the guide's: PPP 1 s, MDP 2.5 s (0) */
     uint32_t broker_liveness;     /* heartbeat intervals missed before a worker is dead (3) */
-    size_t broker_max_message;    /* largest message on the broker ports (each frame, and the
-                                     frames together), bytes (1 MiB) */
+    size_t broker_max_message;    /* largest request/reply body, bytes; the broker's sockets
+                                     take frames up to twice it (1 MiB) */
     const char *room_service;     /* --room-service PATTERN=SERVICE rows, '\n'-separated
                                      (repeatable), NULL = none */
     const char *broker_at_most_once; /* --broker-at-most-once SERVICE rows, '\n'-separated

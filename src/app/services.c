@@ -818,14 +818,7 @@ void rc_services_attach(rc_services *s)
     if (!b) return;
     rc_zbroker_set_moved(s->srv->broker, rc_services_on_moved, s);
     rc_zbroker_set_publish(s->srv->broker, rc_services_worker_publish, s);
-    const char *spec = s->srv->cfg.broker_at_most_once;
-    for (const char *p = spec; p && *p;) {
-        const char *end = strchr(p, '\n');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (n && brk_service_set_at_most_once(b, frame_of(p, n), true) < 0)
-            rc_warn("--broker-at-most-once '%.*s': not a service name", (int)n, p);
-        p += n + (end ? 1 : 0);
-    }
+    /* --broker-at-most-once is applied by zbroker when it starts the core */
 }
 
 void rc_services_free(rc_services *s)

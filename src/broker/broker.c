@@ -513,7 +513,11 @@ static void worker_reply(brk_broker *b, brk_worker *w, const mdp_msg *m, uint64_
     }
     uint64_t t = get_token(m->addr);
     if (t == 0 || t != w->token) {
+        /* A reply for another request than the one it holds. An MDP worker gets DISCONNECT
+         * (a valid but unexpected command, RFC 7; its request is retried once like any lost
+         * worker's); the others, which have no such command, are counted and keep theirs. */
         b->st.bad_address++;
+        if (w->proto == MDP_PROTO_MDP) disconnect(b, w, m->identity, now);
         return;
     }
     if (m->nbody > BRK_MAX_FRAMES) {

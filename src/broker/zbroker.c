@@ -2,6 +2,7 @@
 #include "broker/zbroker.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,7 +303,13 @@ static rc_zsock *open_port(rc_zbroker *zb, const rc_zbroker_opts *o, uint16_t po
         .zctx = zb->zctx,
         .bind = o->bind,
         .port = port,
-        .max_frame = o->max_message,
+        /* libzmq drops the connection of a peer announcing a frame over ZMQ_MAXMSGSIZE,
+         * silently; a message over max_message in all is read and dropped here instead, and
+         * counted (malformed too_large). So the per-frame cap is twice the message limit: a
+         * request somewhat too large is counted, a grossly oversized frame still never gets
+         * buffered. */
+        .max_frame = o->max_message && o->max_message <= SIZE_MAX / 2 ? 2 * o->max_message
+                                                                      : o->max_message,
         .max_frames = MAX_FRAMES,
         .max_bytes = o->max_message,
         /* The broker answers within microseconds; a coalescing window would only add
@@ -336,6 +343,15 @@ rc_zbroker *rc_zbroker_new(rc_loop *loop, const rc_zbroker_opts *o)
         goto err;
     }
     zb->core_ready = true;
+    for (const char *p = o->at_most_once; p && *p;) {
+        size_t len = strcspn(p, ",\n"); /* --broker-at-most-once repeats join with '\n' */
+        if (len && brk_service_set_at_most_once(&zb->core, mdp_frame_of(p, len), true) < 0) {
+            rc_error("cannot mark service '%.*s' at-most-once (1 to %d bytes)", (int)len, p,
+                     MDP_SERVICE_MAX);
+            goto err;
+        }
+        p += len + (p[len] != '\0');
+    }
     if (!(zb->zctx = zmq_ctx_new())) {
         rc_error("cannot create a ZeroMQ context: %s", zmq_strerror(zmq_errno()));
         goto err;

@@ -33,8 +33,12 @@ typedef struct rc_zbroker_opts {
     const char *bind;            /* address of both ports: IPv4, IPv6 or "*" */
     int32_t worker_port;         /* -1: no worker port (then no broker), 0: pick a free one */
     int32_t client_port;         /* -1: no ZeroMQ client port, 0: pick a free one */
-    size_t max_message;          /* largest frame, and all frames of a message together */
+    size_t max_message;          /* largest body (the core's max_body); the sockets take
+                                    frames and messages up to 2 * max_message + 4 KiB so
+                                    that larger bodies are refused by the core (too_large,
+                                    counted); a frame past that cuts its connection */
     brk_params params;           /* the core's settings (brk_params_default, then changes) */
+    const char *at_most_once;    /* at-most-once services, separated by ',' or '\n', NULL: none */
 } rc_zbroker_opts;
 
 /* rc_zbroker_new creates the core and binds the ports (a context of its own, one I/O

@@ -15,6 +15,7 @@
 #include "netsync/ns8room.h"
 #include "codec/ns8proto.h"
 #include "netsync/nspeers.h"
+#include "transport/zsock.h"
 #include "codec/utf8.h"
 
 #define container_of(p, T, m) ((T *)(void *)((char *)(p) - offsetof(T, m)))
@@ -47,17 +48,14 @@ typedef struct nsy_pending {
 #define NSY_PENDING_TTL (60 * RC_NS_PER_SEC)
 
 /* One uplink ROUTER: the control one ([identity][roomId][payload] up, unicast down) or the
- * pose one (protocol 8's transform lane, uplink only). */
+ * pose one (protocol 8's transform lane, uplink only). The socket, its drain, coalescing and
+ * edge rules are rc_zsock's (src/transport/zsock.h); nspeers adds its own monitor and ZAP
+ * barrier through zsock's configure hook. */
 typedef struct nsy_router {
     rc_netsync *ns;              /* owner */
-    void *z;                     /* the ROUTER */
-    rc_io io;                    /* its ZMQ_FD (owned by libzmq, never closed here) */
-    rc_timer more;               /* continues a drain (budget used up, or coalescing) */
-    uint64_t last_drain;         /* loop ns of the last drain */
-    bool pending;                /* the last drain stopped on its budget */
+    rc_zsock *zs;                /* the ROUTER on the loop */
     enum nsy_sock sock;          /* which socket, for nspeers */
     enum nsy_lane lane;          /* which lane its messages are */
-    uint16_t port;               /* bound port */
 } nsy_router;
 
 struct rc_netsync {
@@ -166,7 +164,8 @@ static bool v8_in_use(rc_netsync *ns, const uint8_t *room, size_t len)
     return r && r->npresent > 0;
 }
 
-static void handle(rc_netsync *ns, nsy_router *rt, int srcfd, zmq_msg_t *parts, int nparts)
+static void handle(rc_netsync *ns, nsy_router *rt, int srcfd, const rc_zframe *parts,
+                   size_t nparts)
 {
     enum nsy_lane lane = rt->lane;
     if (nparts < 3) {
@@ -174,10 +173,10 @@ static void handle(rc_netsync *ns, nsy_router *rt, int srcfd, zmq_msg_t *parts, 
         return;
     }
     if (nparts > 3) ns->st.extra_frames++;
-    const uint8_t *ident = zmq_msg_data(&parts[0]), *room = zmq_msg_data(&parts[1]);
-    const uint8_t *p = zmq_msg_data(&parts[2]);
-    size_t ident_len = zmq_msg_size(&parts[0]), room_len = zmq_msg_size(&parts[1]);
-    size_t n = zmq_msg_size(&parts[2]);
+    const uint8_t *ident = parts[0].data, *room = parts[1].data;
+    const uint8_t *p = parts[2].data;
+    size_t ident_len = parts[0].len, room_len = parts[1].len;
+    size_t n = parts[2].len;
     uint64_t now = rc_loop_now(ns->loop);
     if (lane == NSY_LANE_POSE) ns->st.pose_bytes_in += n; else ns->st.bytes_in += n;
     if (ident_len > NSY_ID_MAX) ident_len = NSY_ID_MAX; /* libzmq caps routing ids at 255 */
@@ -284,62 +283,26 @@ static void arm_tick(rc_netsync *ns)
         rc_timer_start(ns->loop, &ns->tick, wake);
 }
 
-static bool router_readable(const nsy_router *rt)
-{
-    int ev = 0;
-    size_t sz = sizeof(ev);
-    return zmq_getsockopt(rt->z, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN);
-}
-
 static void pub_drain(rc_netsync *ns);
 
-/* drain_router receives until ZMQ_EVENTS shows no input. ZMQ_FD is edge-like: it only signals
- * that the socket's state changed, so stopping while a message is still queued would leave it
- * there until the next unrelated wake-up. Frames after the third are received and dropped.
- * libzmq limits each frame (ZMQ_MAXMSGSIZE) but not their number: a message whose frames
- * after the room id together exceed the limit is dropped here and its sender cut off, as
- * libzmq does for one frame (nspeers.h checks the messages that never end). */
-static void drain_router(rc_netsync *ns, nsy_router *rt)
+/* on_router_msg takes one message of a ROUTER (zsock drains until ZMQ_EVENTS shows no input,
+ * NSY_DRAIN_BUDGET per wake-up, and delivers up to 3 frames: frames after the third are read
+ * and dropped). libzmq limits each frame (ZMQ_MAXMSGSIZE) but not their number: a message
+ * whose frames after the room id together exceed the limit is dropped here and its sender cut
+ * off, as libzmq does for one frame (nspeers.h checks the messages that never end). */
+static void on_router_msg(rc_zsock *zs, const rc_zmsg *m, void *arg)
 {
-    zmq_msg_t parts[3], extra;
-    for (int i = 0; i < 3; i++) zmq_msg_init(&parts[i]);
-    zmq_msg_init(&extra);
-    int budget = NSY_DRAIN_BUDGET;
-    rt->last_drain = rc_loop_now(ns->loop);
-    rt->pending = false;
-    while (router_readable(rt)) {
-        if (budget-- == 0) {
-            rc_timer_start(ns->loop, &rt->more, rc_loop_now(ns->loop));
-            rt->pending = true;
-            break;
-        }
-        int nparts = 0, more = 1, srcfd = -1;
-        size_t bytes = 0;
-        uint64_t wire = 0;
-        while (more) {
-            zmq_msg_t *m = nparts < 3 ? &parts[nparts] : &extra;
-            if (zmq_msg_recv(m, rt->z, ZMQ_DONTWAIT) < 0) break; /* EAGAIN: no message */
-            if (nparts > 0) { /* frame 0 is the identity the ROUTER added */
-                size_t n = zmq_msg_size(m);
-                if (nparts > 1) bytes += n; /* after the room id */
-                wire += nsy_frame_wire(n);
-                if (srcfd < 0) srcfd = nsy_peers_srcfd(m);
-            }
-            nparts++;
-            more = zmq_msg_more(m);
-        }
-        if (nparts == 0) continue;
-        if (rt->lane == NSY_LANE_POSE) ns->st.pose_msgs_in++; else ns->st.msgs_in++;
-        nsy_peers_read(&ns->peers, rt->sock, srcfd, wire);
-        if (bytes > ns->max_message) {
-            ns->st.dropped[NSY_DROP_TOO_BIG]++;
-            nsy_peers_cut(&ns->peers, rt->sock, srcfd, NSY_GONE_TOO_BIG);
-            continue;
-        }
-        handle(ns, rt, srcfd, parts, nparts);
+    nsy_router *rt = arg;
+    rc_netsync *ns = rt->ns;
+    if (rt->lane == NSY_LANE_POSE) ns->st.pose_msgs_in++; else ns->st.msgs_in++;
+    nsy_peers_read(&ns->peers, rt->sock, m->fd, m->wire);
+    size_t bytes = m->nparts > 1 ? m->bytes - m->f[1].len : 0; /* after the room id */
+    if (bytes > ns->max_message) {
+        ns->st.dropped[NSY_DROP_TOO_BIG]++;
+        nsy_peers_cut(&ns->peers, rt->sock, m->fd, NSY_GONE_TOO_BIG);
+        return;
     }
-    for (int i = 0; i < 3; i++) zmq_msg_close(&parts[i]);
-    zmq_msg_close(&extra);
+    handle(ns, rt, m->fd, m->f, m->nparts);
 }
 
 /* flush_unicast retries the peers whose queue met EAGAIN. libzmq's activate_write for a pipe
@@ -375,30 +338,17 @@ static void after_io(rc_netsync *ns)
     pub_drain(ns);
 }
 
-/* drain reads both ROUTERs now (after sends, which may have consumed their edges). */
-static void drain(rc_netsync *ns)
+/* drain reads both ROUTERs now (after sends, which may have consumed their edges); every
+ * drain ends in after_io (on_router_drained). False when a budget ran out. */
+static bool drain(rc_netsync *ns)
 {
-    drain_router(ns, &ns->ctl);
-    drain_router(ns, &ns->pose);
-    after_io(ns);
+    bool done = rc_zsock_drain(ns->ctl.zs);
+    return rc_zsock_drain(ns->pose.zs) && done;
 }
 
-static void on_router(rc_loop *loop, rc_io *io, uint32_t events)
+static void on_router_drained(rc_zsock *zs, void *arg)
 {
-    nsy_router *rt = container_of(io, nsy_router, io);
-    uint64_t now = rc_loop_now(loop);
-    if (now - rt->last_drain >= NSY_COALESCE_NS) {
-        drain_router(rt->ns, rt);
-        after_io(rt->ns);
-    } else if (!rc_timer_armed(&rt->more)) {
-        rc_timer_start(loop, &rt->more, rt->last_drain + NSY_COALESCE_NS);
-    }
-}
-
-static void on_router_more(rc_loop *loop, rc_timer *t)
-{
-    nsy_router *rt = container_of(t, nsy_router, more);
-    drain_router(rt->ns, rt);
+    nsy_router *rt = arg;
     after_io(rt->ns);
 }
 
@@ -407,7 +357,7 @@ static void on_uc_retry(rc_loop *loop, rc_timer *t)
     rc_netsync *ns = container_of(t, rc_netsync, uc_retry);
     flush_unicast(ns);
     /* the sends may have consumed the ROUTER's read edge */
-    if (!rc_timer_armed(&ns->ctl.more)) rc_timer_start(loop, &ns->ctl.more, rc_loop_now(loop));
+    rc_zsock_look(ns->ctl.zs);
 }
 
 /* The PUB socket is an XPUB with ZMQ_XPUB_VERBOSER, which hands every subscription and cancel
@@ -474,10 +424,8 @@ static void on_pub_more(rc_loop *loop, rc_timer *t)
 static bool flush_inputs(void *arg)
 {
     rc_netsync *ns = arg;
-    rc_timer_stop(ns->loop, &ns->ctl.more);
-    rc_timer_stop(ns->loop, &ns->pose.more);
-    drain(ns);
-    return !ns->ctl.pending && !ns->pose.pending && !rc_timer_armed(&ns->pub_more);
+    bool done = drain(ns);
+    return done && !rc_timer_armed(&ns->pub_more);
 }
 
 static void on_tick(rc_loop *loop, rc_timer *t)
@@ -565,7 +513,10 @@ void rc_netsync_rooms8_changed(rc_netsync *ns)
 
 /* ---- set-up ------------------------------------------------------------------------------ */
 
-/* bind_socket opens a socket of type, caps and watches its input (nsy_peers_watch: before the
+/* bind_socket opens the XPUB (the ROUTERs are rc_zsock, router_open; zsock sets
+ * ROUTER_MANDATORY, which the unicast downlink needs: a send to an identity the ROUTER does
+ * not know fails with EHOSTUNREACH, one to a full pipe with EAGAIN, and nsident.h keeps the
+ * message and retries), caps and watches its input (nsy_peers_watch: before the
  * bind, which copies the options into the listener) and binds it. */
 static void *bind_socket(rc_netsync *ns, int type, enum nsy_sock which, uint64_t limit,
                          const char *addr, uint16_t port, uint16_t *bound)
@@ -576,12 +527,6 @@ static void *bind_socket(rc_netsync *ns, int type, enum nsy_sock which, uint64_t
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
     bool v6 = strchr(addr, ':') != NULL;
     if (v6) zmq_setsockopt(s, ZMQ_IPV6, &one, sizeof(one));
-    if (which == NSY_SOCK_ROUTER) {
-        /* Unicast downlink: a send to an identity the ROUTER does not know fails with
-         * EHOSTUNREACH, and one to a full pipe with EAGAIN, instead of being dropped silently
-         * (nsident.h keeps the message and retries). */
-        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
-    }
     if (type == ZMQ_XPUB) {
         /* What libzmq queues for roomcast from one SUB while roomcast is not reading (a SUB
          * sends a subscription or two). It does not bound one read: libzmq applies
@@ -630,11 +575,8 @@ static int zunicast(void *arg, const uint8_t *id, size_t id_len, const uint8_t *
                     size_t room_len, const uint8_t *p, size_t n)
 {
     rc_netsync *ns = arg;
-    if (zmq_send(ns->ctl.z, id, id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) return -zmq_errno();
-    if (zmq_send(ns->ctl.z, room, room_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(ns->ctl.z, p, n, ZMQ_DONTWAIT) < 0)
-        return -zmq_errno();
-    return 0;
+    rc_zframe f[3] = {{id, id_len}, {room, room_len}, {p, n}};
+    return rc_zsock_send(ns->ctl.zs, f, 3);
 }
 
 /* slow_consumer cuts the connection a slow consumer last spoke on, if it is still that one. */
@@ -648,16 +590,40 @@ static void slow_consumer(void *arg, const nsy_ident *who)
 static void router_init(rc_netsync *ns, nsy_router *rt, enum nsy_sock sock, enum nsy_lane lane)
 {
     *rt = (nsy_router){.ns = ns, .sock = sock, .lane = lane};
-    rc_io_init(&rt->io, -1, on_router);
-    rc_timer_init(&rt->more, on_router_more);
+}
+
+/* configure_router is zsock's hook before the bind: nspeers caps the frames and starts its
+ * monitor and ZAP barrier (it must see the socket before it binds). */
+static int configure_router(void *z, void *arg)
+{
+    nsy_router *rt = arg;
+    return nsy_peers_watch(&rt->ns->peers, rt->sock, z, rt->ns->max_message);
+}
+
+static int router_open(rc_netsync *ns, nsy_router *rt, const char *addr, uint16_t port)
+{
+    rc_zsock_opts zo = {
+        .zctx = ns->zctx,
+        .bind = addr,
+        .port = port,
+        .max_frame = ns->max_message,
+        .max_frames = 3,       /* [identity][room][payload]; more are counted, not kept */
+        .truncate = true,
+        .budget = NSY_DRAIN_BUDGET,
+        .coalesce_ns = NSY_COALESCE_NS,
+        .name = "netsync",     /* "cannot bind netsync 'tcp://...': ..." as before */
+        .on_msg = on_router_msg,
+        .on_drained = on_router_drained,
+        .configure = configure_router,
+        .arg = rt,
+    };
+    return (rt->zs = rc_zsock_new(ns->loop, &zo)) ? 0 : -1;
 }
 
 static void router_close(rc_netsync *ns, nsy_router *rt)
 {
-    rc_timer_stop(ns->loop, &rt->more);
-    if (rt->io.fd >= 0) rc_io_stop(ns->loop, &rt->io);
-    if (rt->z) zmq_close(rt->z);
-    rt->z = NULL;
+    rc_zsock_free(rt->zs);
+    rt->zs = NULL;
 }
 
 rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
@@ -703,22 +669,17 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     const char *addr = strcmp(o->bind, "0.0.0.0") == 0 ? "*" : o->bind;
     if (!(ns->zctx = zmq_ctx_new())) goto err;
     if (nsy_peers_init(&ns->peers, loop, ns->zctx, &ns->st, flush_inputs, ns) < 0) goto err;
-    if (!(ns->ctl.z = bind_socket(ns, ZMQ_ROUTER, NSY_SOCK_ROUTER, o->max_message_size, addr,
-                                  o->router_port, &ns->ctl.port)) ||
-        !(ns->pose.z = bind_socket(ns, ZMQ_ROUTER, NSY_SOCK_POSE, o->max_message_size, addr,
-                                   o->pose_port, &ns->pose.port)) ||
+    if (router_open(ns, &ns->ctl, addr, o->router_port) < 0 ||
+        router_open(ns, &ns->pose, addr, o->pose_port) < 0 ||
         !(ns->pub = bind_socket(ns, ZMQ_XPUB, NSY_SOCK_PUB, RC_NETSYNC_PUB_MAX_INBOUND, addr,
                                 o->pub_port, &ns->pub_port)))
         goto err;
-    /* The ROUTERs' ZMQ_FD edge-triggered: while a coalescing window defers the drain it stays
-     * readable, and level-triggered it would wake the loop in a spin until then. */
-    if (watch(ns, ns->ctl.z, &ns->ctl.io, on_router, RC_EV_READ | RC_EV_EDGE) < 0 ||
-        watch(ns, ns->pose.z, &ns->pose.io, on_router, RC_EV_READ | RC_EV_EDGE) < 0 ||
-        watch(ns, ns->pub, &ns->pub_io, on_pub, RC_EV_READ) < 0) {
+    if (watch(ns, ns->pub, &ns->pub_io, on_pub, RC_EV_READ) < 0) {
         rc_error("cannot watch the netsync sockets");
         goto err;
     }
-    nsy_disc_ports ports = {.control = ns->ctl.port, .pose = ns->pose.port,
+    nsy_disc_ports ports = {.control = rc_zsock_port(ns->ctl.zs),
+                            .pose = rc_zsock_port(ns->pose.zs),
                             .pub = ns->pub_port, .rest = o->rest_port};
     if (nsy_disc_start(&ns->disc, loop, o->bind, o->discovery_port, &ports, o->server_name,
                        o->tcp_discovery == RC_NETSYNC_TCP_DISC_V8, &ns->st) < 0)
@@ -757,8 +718,8 @@ void rc_netsync_free(rc_netsync *ns)
     free(ns);
 }
 
-uint16_t rc_netsync_router_port(const rc_netsync *ns) { return ns->ctl.port; }
-uint16_t rc_netsync_pose_port(const rc_netsync *ns) { return ns->pose.port; }
+uint16_t rc_netsync_router_port(const rc_netsync *ns) { return rc_zsock_port(ns->ctl.zs); }
+uint16_t rc_netsync_pose_port(const rc_netsync *ns) { return rc_zsock_port(ns->pose.zs); }
 uint16_t rc_netsync_pub_port(const rc_netsync *ns) { return ns->pub_port; }
 uint16_t rc_netsync_discovery_port(const rc_netsync *ns) { return ns->disc.port; }
 void rc_netsync_set_rest_port(rc_netsync *ns, uint16_t port) { nsy_disc_set_rest_port(&ns->disc, port); }
@@ -777,7 +738,7 @@ int rc_netsync_unicast(rc_netsync *ns, const void *ident, size_t ident_len, cons
         flush_unicast(ns); /* arms the back-off retry */
     /* A send lets libzmq process the ROUTER's commands, which may consume its read edge:
      * look again at the end of this loop turn (not now: we may be inside a drain). */
-    if (!rc_timer_armed(&ns->ctl.more)) rc_timer_start(ns->loop, &ns->ctl.more, now);
+    rc_zsock_look(ns->ctl.zs);
     return rc;
 }
 

@@ -38,6 +38,7 @@ struct rc_zsock {
     uint64_t last_drain;         /* loop ns of the last drain */
     bool in_drain;               /* inside pump(): a send is looked after by pump itself */
     bool sent;                   /* a send happened inside pump() */
+    bool truncate;               /* opts.truncate */
     zmq_msg_t *parts;            /* max_frames messages, reused by every receive */
     rc_zframe *frames;           /* max_frames views of parts, handed to on_msg */
     size_t max_frames;           /* entries of parts */
@@ -51,6 +52,7 @@ struct rc_zsock {
     size_t ngone, capgone;       /* entries used / allocated */
     rc_zsock_msg_cb *on_msg;
     rc_zsock_gone_cb *on_gone;
+    rc_zsock_drained_cb *on_drained;
     void *arg;
     const char *name;            /* for logs */
     uint16_t port;               /* bound port */
@@ -163,19 +165,28 @@ static bool drain_router(rc_zsock *zs, unsigned budget)
             break;
         }
         size_t n = 0, bytes = 0;
+        uint64_t wire = 0;
         int more = 1, srcfd = -1;
         while (more) {
             zmq_msg_t *m = n < zs->max_frames ? &zs->parts[n] : &extra;
             if (zmq_msg_recv(m, zs->z, ZMQ_DONTWAIT) < 0) break;
-            if (n > 0) bytes += zmq_msg_size(m);
-            if (n > 0 && srcfd < 0) srcfd = zmq_msg_get(m, ZMQ_SRCFD);
+            if (n > 0) {
+                size_t len = zmq_msg_size(m);
+                bytes += len;
+                wire += len + (len > 255 ? 9 : 2); /* ZMTP 3: flags and a 1- or 8-byte size */
+                if (srcfd < 0) srcfd = zmq_msg_get(m, ZMQ_SRCFD);
+            }
             n++;
             more = zmq_msg_more(m);
         }
         if (n == 0) continue;
+        size_t nparts = n;
         if (n > zs->max_frames) {
-            zs->st.dropped[RC_ZSOCK_DROP_FRAMES]++;
-            continue;
+            if (!zs->truncate) {
+                zs->st.dropped[RC_ZSOCK_DROP_FRAMES]++;
+                continue;
+            }
+            n = zs->max_frames;
         }
         if (zs->max_bytes && bytes > zs->max_bytes) {
             zs->st.dropped[RC_ZSOCK_DROP_BYTES]++;
@@ -185,7 +196,8 @@ static bool drain_router(rc_zsock *zs, unsigned budget)
         rc_zframe *f = zs->frames;
         for (size_t i = 0; i < n; i++)
             f[i] = (rc_zframe){zmq_msg_data(&zs->parts[i]), zmq_msg_size(&zs->parts[i])};
-        rc_zmsg msg = {.f = f, .n = n, .conn = c ? c->serial : 0};
+        rc_zmsg msg = {.f = f, .n = n, .nparts = nparts, .bytes = bytes, .wire = wire,
+                       .fd = srcfd, .conn = c ? c->serial : 0};
         zs->st.msgs_in++;
         zs->st.bytes_in += bytes;
         zs->on_msg(zs, &msg, zs->arg);
@@ -196,7 +208,7 @@ static bool drain_router(rc_zsock *zs, unsigned budget)
 
 /* pump reads the monitor (so that every message's connection is known), the ROUTER, then
  * reports the connections that ended, after their last readable messages. */
-static void pump(rc_zsock *zs)
+static bool pump(rc_zsock *zs)
 {
     zs->in_drain = true;
     zs->sent = false;
@@ -205,10 +217,12 @@ static void pump(rc_zsock *zs)
     zs->sent = false; /* the drain looked at ZMQ_EVENTS after the callbacks' sends */
     for (size_t i = 0; i < zs->ngone; i++) zs->on_gone(zs, zs->gone[i], zs->arg);
     zs->ngone = 0;
+    if (zs->on_drained) zs->on_drained(zs, zs->arg);
     zs->in_drain = false;
     /* A send from on_gone may have consumed the read edge after the drain's last look. */
     if ((!done || zs->sent) && !rc_timer_armed(&zs->more))
         rc_timer_start(zs->loop, &zs->more, rc_loop_now(zs->loop));
+    return done;
 }
 
 static void on_router(rc_loop *loop, rc_io *io, uint32_t events)
@@ -235,9 +249,17 @@ static void on_more(rc_loop *loop, rc_timer *t)
     pump(container_of(t, rc_zsock, more));
 }
 
-void rc_zsock_drain(rc_zsock *zs)
+bool rc_zsock_drain(rc_zsock *zs)
 {
-    if (!zs->in_drain) pump(zs);
+    return zs->in_drain ? true : pump(zs);
+}
+
+void rc_zsock_look(rc_zsock *zs)
+{
+    if (zs->in_drain)
+        zs->sent = true;
+    else if (!rc_timer_armed(&zs->more))
+        rc_timer_start(zs->loop, &zs->more, rc_loop_now(zs->loop));
 }
 
 /* ---- output ------------------------------------------------------------------------------ */
@@ -290,7 +312,8 @@ rc_zsock *rc_zsock_new(rc_loop *loop, const rc_zsock_opts *o)
     *zs = (rc_zsock){.loop = loop, .max_frames = max_frames, .max_bytes = o->max_bytes,
                      .budget = o->budget ? o->budget : DEFAULT_BUDGET,
                      .coalesce_ns = o->coalesce_ns, .on_msg = o->on_msg, .on_gone = o->on_gone,
-                     .arg = o->arg, .name = name};
+                     .on_drained = o->on_drained, .truncate = o->truncate, .arg = o->arg,
+                     .name = name};
     rc_io_init(&zs->io, -1, on_router);
     rc_io_init(&zs->mon_io, -1, on_monitor);
     rc_timer_init(&zs->more, on_more);
@@ -329,6 +352,7 @@ rc_zsock *rc_zsock_new(rc_loop *loop, const rc_zsock_opts *o)
             goto err;
         }
     }
+    if (o->configure && o->configure(zs->z, o->arg) < 0) goto err; /* logged by it */
     if (zmq_bind(zs->z, ep) < 0) {
         rc_error("cannot bind %s '%s': %s", name, ep, zmq_strerror(zmq_errno()));
         goto err;

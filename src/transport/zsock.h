@@ -3,8 +3,9 @@
  *
  * libzmq does its I/O on its own thread and tells the owner of a socket only that the socket's
  * state changed: ZMQ_FD becomes readable on an edge, and ZMQ_EVENTS says whether a message is
- * waiting. The rules that follow from this (learnt in src/netsync/netsync.c, which still has
- * its own copy; it can move onto this module later) are kept here once:
+ * waiting. The rules that follow from this (learnt in src/netsync/netsync.c, whose two
+ * ROUTERs now run on this module, as do the worker broker's, src/broker/zbroker.c) are kept
+ * here once:
  *
  *  - ZMQ_FD is registered edge-triggered and drained until ZMQ_EVENTS shows no input; at most
  *    `budget` messages per wake-up, then a zero-delay timer continues, so one flooding peer
@@ -29,7 +30,10 @@
  *    Residual race (documented, not closed): if a connection dies and another takes its
  *    descriptor number within the few microseconds between two reads of the monitor, the new
  *    connection's first messages can carry the old serial. nspeers.h closes it with a ZAP
- *    barrier; the broker's peers re-announce themselves, so it is left open here.
+ *    barrier (NetSync installs it through `configure` and leaves on_gone NULL); the broker's
+ *    peers re-announce themselves, so it is left open here.
+ *  - The XPUB of NetSync (subscriptions, nspeers' watchdog) is not a ROUTER and stays in
+ *    netsync.c.
  *
  * Everything is called on the loop's thread. The context is the caller's (one I/O thread is
  * enough; the monitor endpoints are unique per rc_zsock within it).
@@ -54,14 +58,25 @@ typedef struct rc_zframe {
 /* A received message. f[0] is the routing identity the ROUTER added. */
 typedef struct rc_zmsg {
     const rc_zframe *f;          /* frames, f[0..n) */
-    size_t n;                    /* number of frames, >= 1 */
-    uint64_t conn;               /* serial of the connection it came over, 0 if unknown */
+    size_t n;                    /* frames delivered, >= 1 */
+    size_t nparts;               /* frames received: > n only with opts.truncate */
+    size_t bytes;                /* payload bytes of every frame received but the identity */
+    uint64_t wire;               /* what those frames took on the wire (ZMTP 3 headers
+                                    included), for accounting per connection */
+    int fd;                      /* libzmq's descriptor of its connection (ZMQ_SRCFD), -1 */
+    uint64_t conn;               /* serial of the connection it came over, 0 if unknown
+                                    (always 0 without on_gone: no monitor) */
 } rc_zmsg;
 
 /* msg: one complete message. gone: connection `conn` ended (the peer closed it, or libzmq
  * dropped it, e.g. for a frame over the limit). Both may send on the socket. */
 typedef void rc_zsock_msg_cb(rc_zsock *zs, const rc_zmsg *m, void *arg);
 typedef void rc_zsock_gone_cb(rc_zsock *zs, uint64_t conn, void *arg);
+/* drained: a drain has ended (after its messages and ends were delivered); the owner's
+ * follow-up work goes here. configure: the ROUTER before its bind, for options of the
+ * owner's own (a ZAP domain, a monitor of its own); returns 0 or -errno. */
+typedef void rc_zsock_drained_cb(rc_zsock *zs, void *arg);
+typedef int rc_zsock_configure_cb(void *zsocket, void *arg);
 
 /* Why a received message was dropped before the callback. */
 enum rc_zsock_drop {
@@ -92,6 +107,8 @@ typedef struct rc_zsock_opts {
     uint16_t port;               /* 0 = pick a free one */
     size_t max_frame;            /* ZMQ_MAXMSGSIZE: largest frame, bytes (0 = no limit) */
     size_t max_frames;           /* most frames of one message, identity included (>= 1) */
+    bool truncate;               /* a message with more frames is delivered with its first
+                                    max_frames (m->nparts says how many it had), not dropped */
     size_t max_bytes;            /* most bytes of one message, identity excluded (0 = none) */
     int sndhwm;                  /* messages queued per peer before sends meet EAGAIN
                                     (0 = libzmq's default, 1000) */
@@ -100,7 +117,9 @@ typedef struct rc_zsock_opts {
     const char *name;            /* for log lines ("broker workers") */
     rc_zsock_msg_cb *on_msg;     /* required */
     rc_zsock_gone_cb *on_gone;   /* optional: NULL = no monitor socket */
-    void *arg;                   /* passed to both */
+    rc_zsock_drained_cb *on_drained; /* optional */
+    rc_zsock_configure_cb *configure; /* optional */
+    void *arg;                   /* passed to all of them */
 } rc_zsock_opts;
 
 /* rc_zsock_new opens a ROUTER (linger 0, ROUTER_MANDATORY so sends to unknown peers fail
@@ -129,10 +148,16 @@ bool rc_zsock_conn_live(const rc_zsock *zs, uint64_t conn);
 
 const rc_zsock_stats *rc_zsock_stats_of(const rc_zsock *zs);
 
-/* rc_zsock_drain reads what is waiting now (the callbacks run); for callers that touched the
- * socket from outside a callback and want to be sure no edge is lost. Normally not needed:
- * sends arm a look of their own. */
-void rc_zsock_drain(rc_zsock *zs);
+/* rc_zsock_drain reads what is waiting now (the callbacks run), even inside a coalescing
+ * window; for callers that touched the socket from outside a callback and want to be sure
+ * no edge is lost (sends through rc_zsock_send arm a look of their own). Returns false when
+ * the budget ran out with messages left (a zero-delay timer continues), true otherwise. A
+ * no-op returning true when called from inside the socket's own callbacks. */
+bool rc_zsock_drain(rc_zsock *zs);
+
+/* rc_zsock_look arms a zero-delay look at the socket (end of this loop turn): for an owner
+ * that touched the socket's libzmq state without rc_zsock_send. */
+void rc_zsock_look(rc_zsock *zs);
 
 /* rc_zframe_str is a frame of a NUL-terminated string (for building messages). */
 static inline rc_zframe rc_zframe_str(const char *s)

@@ -85,8 +85,11 @@ class Broker:
             argv = [roomcast_bin(), "--bind", "127.0.0.1", "--port", "0", S.F_TCP_PORT, "0",
                     S.F_WORKER_PORT, "0", S.F_CLIENT_PORT, "0", S.F_BIND, "127.0.0.1",
                     "--no-netsync"]                 # NetSync's default ports are not ours
-            if test_flags:
-                argv += [str(f) for f in S.TEST_FLAGS if str(f) not in flags]
+            if test_flags:  # (flag, value) pairs; a test's own value of a flag wins
+                tf = [str(f) for f in S.TEST_FLAGS]
+                for i in range(0, len(tf), 2):
+                    if tf[i] not in flags:
+                        argv += tf[i:i + 2]
             argv += flags
         self.argv = argv
         env = dict(os.environ)
@@ -217,12 +220,15 @@ def workers():
 
 # --------------------------------------------------------------------------------------------
 # Workers (threads). Each replies name + b":" + request; a request b"sleep:S" sleeps S seconds
-# first; b"noreply" is never answered (the worker goes silent for it, heartbeats continue).
+# first (b"sleep:S:NAME": only the worker named NAME sleeps, the others answer at once);
+# b"noreply" is never answered (the worker goes silent for it, heartbeats continue).
 # --------------------------------------------------------------------------------------------
 
 def answer(name, body):
     if body.startswith(b"sleep:"):
-        time.sleep(float(body[6:].split(b":")[0]))
+        parts = body[6:].split(b":")
+        if len(parts) < 2 or parts[1] == name.encode():   # b"sleep:S:NAME": only NAME sleeps
+            time.sleep(float(parts[0]))
     return name.encode() + b":" + body
 
 

@@ -97,6 +97,20 @@ TEST_API_KEY = "broker-tests-key"  # the HTTP tests' server runs with --api-key
 
 # -- /metrics and GET /api/services counters (decision: names) ------------------------------
 METRIC_PREFIX = "roomcast_broker_"
-MALFORMED_KINDS = ("frame_count", "unknown_command", "empty_frame", "oversized", "unknown_service",
-                   "unknown_client", "bad_header")
+# GET /api/services: "counters" -> "malformed" -> port ("worker" | "client") -> kind -> count.
+# The kinds are the codec's parse errors (mdp_err_name) and the socket layer's drops before the
+# core (a message over --broker-max-message: "too_large"; over the frame limit:
+# "too_many_frames"). /metrics: roomcast_broker_malformed_total{port,kind} (parse errors) and
+# roomcast_broker_dropped_total{port,reason} (socket-layer drops).
+MALFORMED = "malformed"
+PORT_WORKER, PORT_CLIENT = "worker", "client"
+MALFORMED_KINDS = ("identity", "frames", "delimiter", "header", "command", "service", "address",
+                   "protocol", "too_many_frames", "too_large")
 LATE_REPLY_COUNTER = "late_replies"       # in GET /api/services "counters"
+UNEXPECTED_COUNTER = "unexpected_commands"  # valid but unexpected worker commands (MDP: DISCONNECT)
+BAD_ADDRESS_COUNTER = "bad_address"       # a busy worker's reply naming another request
+
+
+def malformed(counters, port, kind):
+    """counters["malformed"][port][kind], 0 when absent."""
+    return counters.get(MALFORMED, {}).get(port, {}).get(kind, 0)

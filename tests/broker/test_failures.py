@@ -23,7 +23,8 @@ def test_kill9_mid_request_retried_once(broker, ctx, workers):
     try:
         broker.wait_workers("echo", 1)
         c = MdpClient(ctx, broker)
-        c.sock.send_multipart([S.MDPC, b"echo", b"sleep:30"])
+        # only the victim sleeps: the heir must answer the retry before the request's deadline
+        c.sock.send_multipart([S.MDPC, b"echo", b"sleep:30:victim"])
         wait_until(lambda: any(w.get("state") == "busy"
                                for w in (broker.service("echo") or {}).get("workers", [])),
                    what="the victim to take the request")
@@ -31,7 +32,7 @@ def test_kill9_mid_request_retried_once(broker, ctx, workers):
         victim.wait(5)
         start_worker(workers, MdpWorker, ctx, broker.worker_url, "heir", service="echo")
         assert c.sock.poll(int((EXPIRY + 5) * 1000)), "the request was lost with its worker"
-        assert c.sock.recv_multipart() == [S.MDPC, b"echo", b"heir:sleep:30"]
+        assert c.sock.recv_multipart() == [S.MDPC, b"echo", b"heir:sleep:30:victim"]
         # the retry is a one-off: c's next request is served normally
         assert c.request("echo", b"n") == [S.MDPC, b"echo", b"heir:n"]
     finally:
@@ -43,7 +44,7 @@ def test_retry_only_once(broker, ctx):
     """A request whose worker dies twice is failed, not retried forever (MDP client: no
     reply; the error path is visible to JSON clients as worker_lost, see test_clients)."""
     c = MdpClient(ctx, broker)
-    c.sock.send_multipart([S.MDPC, b"echo", b"doomed"])
+    c.sock.send_multipart([S.MDPC, b"echo", b"sleep:30"])      # held until killed
     for _ in range(2):
         p = worker_process(broker, "mdp", "victim", service="echo")
         wait_until(lambda: any(w.get("state") == "busy"
@@ -52,7 +53,9 @@ def test_retry_only_once(broker, ctx):
         p.kill()
         p.wait(5)
     time.sleep(EXPIRY * 2)
-    assert broker.service("echo").get("queue", 0) == 0
+    svc = broker.service("echo")
+    assert svc.get("queue", 0) == 0
+    assert svc["retries"] == 1 and svc["failed"][S.ERR_WORKER_LOST] == 1, svc
     assert c.sock.poll(300) == 0, "no reply for a request whose two workers died"
 
 

@@ -115,7 +115,7 @@ def test_seed_req_worker_and_client(server):
         assert listing["enabled"] is True
         svc = {s["name"]: s for s in listing["services"]}["default"]
         assert svc["ok"] == 4
-        names = sorted(w["identity"] for w in svc["workers"])
+        names = sorted(w["name"] for w in svc["workers"])
         assert names == ["worker-0", "worker-1"]
         assert all(w["protocol"] == "lru" for w in svc["workers"])
         # LRU with one request in flight per worker: both served

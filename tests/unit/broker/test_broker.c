@@ -397,6 +397,16 @@ TEST(mdp_disconnect_cases)
     CHECK_EQ_INT(disconnects_to("s"), 0);
     CHECK_EQ_INT(svc("echo")->nworkers, 0);
     CHECK_EQ_INT(B.st.unexpected, 3);
+    /* A busy worker's REPLY for another request: DISCONNECT, and its request is retried once
+     * on another worker. */
+    ready(MDP_PROTO_MDP, "t", "echo");
+    request(&O1, 7, "echo", "job7", NULL);
+    w_in("t", f, mdp_enc_worker_reply(f, MAXF, MDP_PROTO_MDP, F("ZZZZZZZZ"), &b, 1));
+    CHECK_EQ_INT(disconnects_to("t"), 1);
+    CHECK_EQ_INT(B.st.bad_address, 1);
+    CHECK_EQ_INT(svc("echo")->st.retries, 1);
+    ready(MDP_PROTO_MDP, "u", "echo");
+    CHECK(strcmp(req_body(MDP_PROTO_MDP, "u"), "job7") == 0);
     /* PPP and LRU workers are not disconnected for bad input. */
     ready(MDP_PROTO_PPP, "p", "");
     mdp_frame pb = mdp_frame_of("\x07", 1);

@@ -15,6 +15,8 @@ static struct {
     char frame[8][64];           /* its frames (truncated), NUL-terminated */
     size_t flen[8];              /* their lengths */
     uint64_t conn;               /* its connection serial */
+    size_t nparts, bytes;        /* its frames received and payload bytes */
+    uint64_t wire;               /* its wire size */
     int gone;                    /* connections reported gone */
     uint64_t gone_conn;          /* the last one */
     bool echo;                   /* answer every message with its own frames */
@@ -25,6 +27,9 @@ static void on_msg(rc_zsock *zs, const rc_zmsg *m, void *arg)
     seen.msgs++;
     seen.n = m->n;
     seen.conn = m->conn;
+    seen.nparts = m->nparts;
+    seen.bytes = m->bytes;
+    seen.wire = m->wire;
     for (size_t i = 0; i < m->n && i < 8; i++) {
         size_t l = m->f[i].len < 63 ? m->f[i].len : 63;
         memcpy(seen.frame[i], m->f[i].data, l);
@@ -32,6 +37,17 @@ static void on_msg(rc_zsock *zs, const rc_zmsg *m, void *arg)
         seen.flen[i] = m->f[i].len;
     }
     if (seen.echo) rc_zsock_send(zs, m->f, m->n);
+}
+
+static int drained, configured;
+
+static void on_drained(rc_zsock *zs, void *arg) { drained++; }
+
+static int configure(void *z, void *arg)
+{
+    configured++;
+    int hwm = 7;
+    return zmq_setsockopt(z, ZMQ_RCVHWM, &hwm, sizeof(hwm)) < 0 ? -zmq_errno() : 0;
 }
 
 static void on_gone(rc_zsock *zs, uint64_t conn, void *arg)
@@ -233,6 +249,42 @@ TEST(full_pipe_is_eagain)
     teardown(&fx);
 }
 
+TEST(truncate_configure_drained)
+{
+    /* NetSync's use: 3 frames kept, the rest counted; a configure hook before the bind; the
+     * drained hook after every drain; sizes and wire bytes of the whole message */
+    memset(&seen, 0, sizeof(seen));
+    drained = configured = 0;
+    rc_loop *loop = rc_loop_new();
+    void *ctx = zmq_ctx_new();
+    rc_zsock_opts o = {.zctx = ctx, .bind = "127.0.0.1", .max_frames = 3, .truncate = true,
+                       .coalesce_ns = RC_NS_PER_MS, .name = "test", .on_msg = on_msg,
+                       .on_drained = on_drained, .configure = configure};
+    rc_zsock *zs = rc_zsock_new(loop, &o);
+    CHECK(zs);
+    CHECK_EQ_INT(configured, 1);
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_connect(d, rc_zsock_endpoint(zs));
+    const char *const five[] = {"room", "payload", "x", "y"};
+    sendv(d, five, 4);
+    run_until(loop, &seen.msgs, 1);
+    CHECK_EQ_INT(seen.msgs, 1);
+    CHECK_EQ_INT(seen.n, 3);
+    CHECK_MEM(seen.frame[2], seen.flen[2], "payload", 7);
+    CHECK_EQ_INT(seen.nparts, 5);
+    CHECK_EQ_INT(seen.bytes, 4 + 7 + 1 + 1);
+    CHECK_EQ_INT(seen.wire, 13 + 4 * 2);
+    CHECK(drained >= 1);
+    CHECK_EQ_INT(rc_zsock_stats_of(zs)->dropped[RC_ZSOCK_DROP_FRAMES], 0);
+    CHECK(rc_zsock_drain(zs));
+    zmq_close(d);
+    rc_zsock_free(zs);
+    zmq_ctx_term(ctx);
+    rc_loop_free(loop);
+}
+
 TEST(bind_failure_is_reported)
 {
     rc_loop *loop = rc_loop_new();
@@ -258,6 +310,7 @@ int main(int argc, char **argv)
     RUN(oversized_frame_cuts_connection);
     RUN(unreachable_and_gone);
     RUN(full_pipe_is_eagain);
+    RUN(truncate_configure_drained);
     RUN(bind_failure_is_reported);
     UNIT_MAIN_END("test_zsock");
 }
