@@ -345,7 +345,23 @@ static void dispatch(brk_broker *b, brk_worker *w, brk_req *r)
     w->busy = true;
     w->cur = r;
     w->token = r->token;
-    if (r->sticky && !r->sticky->worker) sticky_bind(r->sticky, w);
+    if (r->sticky && !r->sticky->worker) {
+        sticky_bind(r->sticky, w);
+        /* The key's later requests still in the service queue (after a move they were put
+         * back there, in order) follow it onto this worker's own queue now: requests of the
+         * key that arrive from here on are appended there, and must not overtake them. */
+        if (r->sticky->pending > 1) {
+            brk_service *s = w->svc;
+            for (brk_req *q = s->q_head, *nx; q; q = nx) {
+                nx = q->next;
+                if (q->sticky != r->sticky) continue;
+                q_remove(svc_q(s), q);
+                q->where = RQ_WORKER;
+                q->worker = w;
+                q_append(w_q(w), q);
+            }
+        }
+    }
     uint8_t tok[BRK_TOKEN_LEN];
     put_token(tok, r->token);
     mdp_frame out[MDP_ENC_FIXED + BRK_MAX_FRAMES];

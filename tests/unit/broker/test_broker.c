@@ -495,6 +495,31 @@ TEST(sticky_keys_and_moves)
     fx_done();
 }
 
+/* The only worker of a key dies with requests of the key queued; a new worker takes the key,
+ * and requests of the key that arrive while it works on the first must come after the queued
+ * ones (tests/broker/test_rooms.py saw [0,1,2,11..19,3..10]). */
+TEST(sticky_order_kept_when_a_new_worker_takes_the_key)
+{
+    fx(NULL);
+    ready(MDP_PROTO_MDP, "a", "rooms");
+    request(&O1, 1, "rooms", "m1", "room");
+    request(&O1, 2, "rooms", "m2", "room");
+    request(&O1, 3, "rooms", "m3", "room");
+    brk_worker_gone(&B, F("a"), now);               /* m1..m3 back in the service queue */
+    ready(MDP_PROTO_MDP, "b", "rooms");             /* takes m1, and the key */
+    CHECK(strcmp(req_body(MDP_PROTO_MDP, "b"), "m1") == 0);
+    request(&O1, 4, "rooms", "m4", "room");         /* arrives while b works on m1 */
+    const char *want[] = {"m2", "m3", "m4"};
+    for (int i = 0; i < 3; i++) {
+        CHECK(reply(MDP_PROTO_MDP, "b", "ok"));
+        CHECK(strcmp(req_body(MDP_PROTO_MDP, "b"), want[i]) == 0);
+    }
+    CHECK(reply(MDP_PROTO_MDP, "b", "ok"));
+    CHECK_EQ_INT(O1.n, 4);
+    brk_sticky_forget(&B, F("rooms"), F("room"));
+    fx_done();
+}
+
 TEST(overloaded_timeout_no_service)
 {
     brk_params p;
@@ -603,6 +628,7 @@ int main(int argc, char **argv)
     RUN(mmi);
     RUN(client_port);
     RUN(sticky_keys_and_moves);
+    RUN(sticky_order_kept_when_a_new_worker_takes_the_key);
     RUN(overloaded_timeout_no_service);
     RUN(timeout_in_flight);
     RUN(origin_gone);
