@@ -74,6 +74,11 @@ step netsync env ROOMCAST_BIN="$SAN_BIN" timeout 600 "$PYTHON" -m pytest -p no:c
     "$ROOT/tests/netsync"
 
 echo
+echo "== integration (pytest, pyzmq worker broker: seed LRU, Paranoid Pirate, Majordomo) against $SAN_BIN"
+step broker env ROOMCAST_BIN="$SAN_BIN" timeout 600 "$PYTHON" -m pytest -p no:cacheprovider -q -rfE \
+    "$ROOT/tests/broker"
+
+echo
 echo "== integration (node --test, npm ws) against $SAN_BIN"
 step node node_suite tests/node 600
 
