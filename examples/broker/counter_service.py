@@ -2,7 +2,7 @@
 """A shared counter whose rules live in a Python room service (docs/broker.md, "Room
 services"). Start roomcast with
 
-    roomcast --broker-worker-port 5556 --room-service 'counter-*=counter'
+    roomcast --broker-worker-port 5560 --room-service 'counter-*=counter'
 
 and this worker; then any client that joins a room `counter-…` (the browser demo, wscat, nc on
 --tcp-port) and publishes `{"type":"add","by":N}` (N from -10 to 10) or `{"type":"reset"}`
@@ -11,7 +11,7 @@ Anything else is refused with `{"type":"rejected","reason":...}` — the server,
 clients, decides. If this worker restarts, members get the "moved" notice and the count
 starts from 0 again (state could live in a store instead).
 
-    /usr/bin/python3 examples/broker/counter_service.py --broker tcp://127.0.0.1:5556
+    /usr/bin/python3 examples/broker/counter_service.py --broker tcp://127.0.0.1:5560
 """
 
 import argparse
@@ -53,7 +53,7 @@ def handle(body):
 
 def main():
     ap = argparse.ArgumentParser(description="shared-counter room service for roomcast")
-    ap.add_argument("--broker", default="tcp://127.0.0.1:5556")
+    ap.add_argument("--broker", default="tcp://127.0.0.1:5560")
     ap.add_argument("--service", default="counter")
     ap.add_argument("--heartbeat", type=float, default=2.5)
     a = ap.parse_args()

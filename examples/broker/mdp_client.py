@@ -2,7 +2,7 @@
 """An MDP/0.1 client for roomcast's broker: sends one request per BODY argument to SERVICE and
 prints the replies. `--service mmi.service NAME` asks whether NAME has a worker (200/404).
 
-    /usr/bin/python3 examples/broker/mdp_client.py --broker tcp://127.0.0.1:5555 --service echo hello
+    /usr/bin/python3 examples/broker/mdp_client.py --broker tcp://127.0.0.1:5559 --service echo hello
 """
 
 import argparse
@@ -15,7 +15,7 @@ from mdp import Client  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser(description="MDP/0.1 client for roomcast's broker")
-    ap.add_argument("--broker", default="tcp://127.0.0.1:5555", help="roomcast's client port")
+    ap.add_argument("--broker", default="tcp://127.0.0.1:5559", help="roomcast's client port")
     ap.add_argument("--service", default="echo")
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("body", nargs="*", default=["hello"])

@@ -2,7 +2,7 @@
 """A Majordomo MDP/0.1 worker for roomcast's broker serving one named service (echo, or
 upper-casing with --upper).
 
-    /usr/bin/python3 examples/broker/mdp_worker.py --broker tcp://127.0.0.1:5556 --service echo
+    /usr/bin/python3 examples/broker/mdp_worker.py --broker tcp://127.0.0.1:5560 --service echo
 """
 
 import argparse
@@ -15,7 +15,7 @@ from mdp import Worker  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser(description="MDP/0.1 worker for roomcast's broker")
-    ap.add_argument("--broker", default="tcp://127.0.0.1:5556")
+    ap.add_argument("--broker", default="tcp://127.0.0.1:5560")
     ap.add_argument("--service", default="echo")
     ap.add_argument("--upper", action="store_true", help="reply upper-cased")
     ap.add_argument("--heartbeat", type=float, default=2.5, help="seconds (match --broker-heartbeat)")

@@ -3,7 +3,7 @@
 HEARTBEAT 0x02 both ways; when the broker is silent for LIVENESS intervals it reconnects on a
 new socket with an exponential back-off (1 s doubling to 32 s) and sends READY again.
 
-    /usr/bin/python3 examples/broker/ppp_worker.py --broker tcp://127.0.0.1:5556
+    /usr/bin/python3 examples/broker/ppp_worker.py --broker tcp://127.0.0.1:5560
 """
 
 import argparse
@@ -24,7 +24,7 @@ def connect(ctx, url):
 
 def main():
     ap = argparse.ArgumentParser(description="Paranoid Pirate echo worker for roomcast's broker")
-    ap.add_argument("--broker", default="tcp://127.0.0.1:5556")
+    ap.add_argument("--broker", default="tcp://127.0.0.1:5560")
     ap.add_argument("--heartbeat", type=float, default=2.5, help="seconds (match --broker-heartbeat)")
     ap.add_argument("--liveness", type=int, default=3)
     ap.add_argument("--name", default="ppp")
