@@ -61,6 +61,12 @@ class RoomWorker(threading.Thread):
         self.last_hb = time.monotonic()
 
     def run(self):
+        try:
+            self._serve()
+        except zmq.ZMQError:
+            pass  # the test's context was destroyed under a worker it did not kill: it is over
+
+    def _serve(self):
         while self.running:
             if self.s.poll(int(S.TEST_HEARTBEAT * 1000)):
                 f = self.s.recv_multipart()
