@@ -116,7 +116,8 @@ RUN_NETSYNC_on  := --netsync-router-port $(NETSYNC_ROUTER_PORT) \
 
 RUN_BROKER_off :=
 RUN_BROKER_on  := --broker-worker-port $(BROKER_WORKER_PORT) \
-                  --broker-client-port $(BROKER_CLIENT_PORT)
+                  --broker-client-port $(BROKER_CLIENT_PORT) \
+                  --room-service 'ttt-*=tictactoe'
 
 run: deps-build all
 	$(if $(filter-out on off,$(NETSYNC)),$(error NETSYNC must be on or off, not '$(NETSYNC)'))
