@@ -86,6 +86,7 @@ unit-bins: $(UNIT_BIN)
 -include bench/bench.mk
 -include fuzz/fuzz.mk
 -include bench/netsync_sim.mk
+-include bench/broker/brk_load.mk
 
 # make run [PORT=N] [TCP_PORT=N|off] [CHAT_PORT=N|off] [NETSYNC=on|off]
 #          [NETSYNC_ROUTER_PORT=N] [NETSYNC_PUB_PORT=N] [NETSYNC_DISCOVERY_PORT=N]
