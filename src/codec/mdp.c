@@ -201,25 +201,33 @@ static void put_body(wr *w, const mdp_frame *b, size_t nb)
 }
 static int done(wr *w) { return w->ok ? (int)w->n : -1; }
 
+/* What precedes the address of a request or reply in each worker protocol: the REQ
+ * envelope's empty frame (seed LRU), nothing (Paranoid Pirate), or the empty frame, MDPW01
+ * and the command (MDP). False for an unknown protocol. */
+static bool put_work_head(wr *w, enum mdp_proto proto, int cmd)
+{
+    switch (proto) {
+    case MDP_PROTO_LRU:
+        put_empty(w);
+        return true;
+    case MDP_PROTO_PPP:
+        return true;
+    case MDP_PROTO_MDP:
+        put_empty(w);
+        put(w, k_whdr, 6);
+        put(w, &k_cmd[cmd], 1);
+        return true;
+    default:
+        return false;
+    }
+}
+
 int mdp_enc_request(mdp_frame *out, size_t cap, enum mdp_proto proto, mdp_frame identity,
                     mdp_frame addr, const mdp_frame *body, size_t nbody)
 {
     wr w = {out, cap, 0, true};
     put_f(&w, identity);
-    switch (proto) {
-    case MDP_PROTO_LRU:
-        put_empty(&w);
-        break;
-    case MDP_PROTO_PPP:
-        break;
-    case MDP_PROTO_MDP:
-        put_empty(&w);
-        put(&w, k_whdr, 6);
-        put(&w, &k_cmd[MDP_CMD_REQUEST], 1);
-        break;
-    default:
-        return -1;
-    }
+    if (!put_work_head(&w, proto, MDP_CMD_REQUEST)) return -1;
     put_f(&w, addr);
     put_empty(&w);
     put_body(&w, body, nbody);
@@ -311,20 +319,7 @@ int mdp_enc_worker_reply(mdp_frame *out, size_t cap, enum mdp_proto proto, mdp_f
                          const mdp_frame *body, size_t nbody)
 {
     wr w = {out, cap, 0, true};
-    switch (proto) {
-    case MDP_PROTO_LRU:
-        put_empty(&w);
-        break;
-    case MDP_PROTO_PPP:
-        break;
-    case MDP_PROTO_MDP:
-        put_empty(&w);
-        put(&w, k_whdr, 6);
-        put(&w, &k_cmd[MDP_CMD_REPLY], 1);
-        break;
-    default:
-        return -1;
-    }
+    if (!put_work_head(&w, proto, MDP_CMD_REPLY)) return -1;
     put_f(&w, addr);
     put_empty(&w);
     put_body(&w, body, nbody);
