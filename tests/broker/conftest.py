@@ -257,11 +257,19 @@ class _Worker(threading.Thread):
         self.running = False
         self.join(3)
 
+    def run(self):
+        try:
+            self._run()
+        except zmq.ZMQError:
+            if self.running:
+                raise
+            # stopped while a send or poll was under way: the test is over for this worker
+
 
 class LruWorker(_Worker):
     """The seed's protocol: REQ, sends READY, then [client][""][request] -> [client][""][reply]."""
 
-    def run(self):
+    def _run(self):
         s = self._socket(zmq.REQ)
         s.send(S.LRU_READY)
         self.ready_sent += 1
@@ -289,7 +297,7 @@ class PppWorker(_Worker):
         self.liveness_max = liveness
         self.heartbeats_in = 0
 
-    def run(self):
+    def _run(self):
         s = self._socket(zmq.DEALER)
         s.send(S.PPP_READY)
         self.ready_sent += 1
@@ -345,7 +353,7 @@ class MdpWorker(_Worker):
         self.send(S.W_READY, self.service)
         self.ready_sent += 1
 
-    def run(self):
+    def _run(self):
         self._connect()
         liveness = self.liveness_max
         next_hb = time.monotonic() + self.heartbeat

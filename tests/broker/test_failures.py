@@ -52,6 +52,10 @@ def test_retry_only_once(broker, ctx):
                    what="a victim to take the request")
         p.kill()
         p.wait(5)
+        # the broker must have noticed this victim's death before the next one comes, or the
+        # next wait above could see this one still listed busy and kill the next too early
+        wait_until(lambda: not (broker.service("echo") or {}).get("workers"),
+                   what="the dead victim to be forgotten")
     time.sleep(EXPIRY * 2)
     svc = broker.service("echo")
     assert svc.get("queue", 0) == 0

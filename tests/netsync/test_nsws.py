@@ -548,8 +548,22 @@ def test_v8_departure_and_room_list(ctx):
     try:
         async def go():
             old = await asyncio.to_thread(joined, ctx, s, "gen6", "old-headset")
+            # The v8 timeout is 0.5 s: both v8 clients keep posing (on their pose sockets,
+            # which nothing else uses meanwhile) until the test lets "leaver" fall silent, so
+            # a slow machine cannot time either out early.
+            live, stop = [], [False]
+
+            def keep():
+                give_up = time.monotonic() + 30     # never outlives a failed test for long
+                while not stop[0] and time.monotonic() < give_up:
+                    for c in list(live):
+                        c.pose(known_body())
+                    time.sleep(0.1)
             a = await asyncio.to_thread(joined8, ctx, s, "gen8", "leaver")
+            live.append(a)
+            keeper = asyncio.create_task(asyncio.to_thread(keep))
             b = await asyncio.to_thread(joined8, ctx, s, "gen8", "stayer")
+            live.append(b)
             ws = await ws_connect(s)
             m = await request(ws, {"type": "netsync_rooms"}, "netsync_rooms")
             assert m == {"type": "netsync_rooms", "rooms": [
@@ -558,18 +572,19 @@ def test_v8_departure_and_room_list(ctx):
                  "objects": 0}]}
             await request(ws, {"type": "netsync_observe", "room": "gen8"}, "netsync_observing")
             await recv_until(ws, v8_state(lambda m: len(m["clients"]) == 2))
+            live.remove(a)
+            await asyncio.sleep(0.25)          # the keeper's current round is over
             a.close()                          # silent: timed out after 0.5 s
-            stop = time.monotonic() + 3
 
-            def keep_b():
-                while time.monotonic() < stop:
-                    b.pose(known_body())
-                    time.sleep(0.1)
-            keeper = asyncio.create_task(asyncio.to_thread(keep_b))
+            async def stop_later():
+                await asyncio.sleep(3)
+                stop[0] = True
+            stopper = asyncio.create_task(stop_later())
             m = await recv_until(ws, v8_state(lambda m: len(m["clients"]) == 1))
             assert m["clients"][0]["device"] == "stayer"
             assert {x["device"]: x["present"] for x in m["members"]} == \
                 {"leaver": False, "stayer": True}
+            await stopper
             await keeper
             await ws.close()
             old.close()
