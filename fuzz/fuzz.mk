@@ -23,7 +23,7 @@ FUZZ_SAN       := address,undefined
 FUZZ_BASEFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc -fno-sanitize-recover=all
 FUZZ_CFLAGS    := -fsanitize=fuzzer,$(FUZZ_SAN) $(FUZZ_BASEFLAGS)
 FUZZ_OBJFLAGS  := -fsanitize=fuzzer-no-link,$(FUZZ_SAN) $(FUZZ_BASEFLAGS)
-FUZZ_LDLIBS    := -lcrypto -lz
+FUZZ_LDLIBS    := -lssl -lcrypto -lz
 
 FUZZ_SRC       := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_NAMES     := $(FUZZ_SRC:fuzz/fuzz_%.c=%)

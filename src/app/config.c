@@ -117,6 +117,18 @@ const rc_config_option rc_config_options[] = {
      .help = "serve the web client and demo from DIR instead of the copies built in (for "
              "development)"},
 
+    /* TLS */
+    {.name = "tls-cert", .section = RC_SEC_TLS, .type = RC_OPT_STRING, .flags = RC_OPT_NONEMPTY,
+     FIELD(tls_cert), .metavar = "FILE",
+     .help = "PEM certificate (chain) for TLS; with --tls-key, --port speaks TLS (https, wss) "
+             "unless --tls-port is given; SIGHUP reloads it"},
+    {.name = "tls-key", .section = RC_SEC_TLS, .type = RC_OPT_STRING, .flags = RC_OPT_NONEMPTY,
+     FIELD(tls_key), .metavar = "FILE", .help = "PEM private key of --tls-cert"},
+    {.name = "tls-port", .section = RC_SEC_TLS, .type = RC_OPT_OFF_PORT, FIELD(tls_port),
+     .def = -1, .metavar = "N",
+     .help = "a TLS listener on port N beside the plain --port (same routes); 0 picks a free "
+             "one"},
+
     /* Raw TCP and chat listeners */
     {.name = "tcp-port", .section = RC_SEC_TCP, .type = RC_OPT_OFF_PORT, FIELD(tcp_port),
      .def = -1, .metavar = "N",
@@ -303,6 +315,7 @@ const char *rc_config_section_title(enum rc_opt_section s)
 {
     static const char *const titles[RC_SEC_COUNT] = {
         [RC_SEC_SERVER] = "",
+        [RC_SEC_TLS] = "TLS (off unless a certificate is given, see docs/tls.md):",
         [RC_SEC_TCP] = "Raw TCP and chat listeners (off unless a port is given, see docs/tcp.md):",
         [RC_SEC_NETSYNC] = ("NetSync (STYLY NetSync-compatible ZeroMQ transport, see "
                             "docs/netsync.md):"),
@@ -597,6 +610,14 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
     }
     if ((cfg->tool_list || cfg->tool_dump) && !cfg->data_dir) {
         fprintf(stderr, "roomcast: --list-rooms and --dump need --data-dir\n");
+        return -1;
+    }
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        fprintf(stderr, "roomcast: --tls-cert and --tls-key go together\n");
+        return -1;
+    }
+    if (cfg->tls_port >= 0 && !cfg->tls_cert) {
+        fprintf(stderr, "roomcast: --tls-port needs --tls-cert and --tls-key\n");
         return -1;
     }
     if (optind < argc) {

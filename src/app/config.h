@@ -59,6 +59,13 @@ typedef struct rc_config {
                                      endpoints: "*", a comma-separated list, or "" (none) */
     const char *web_root;         /* serve web/ files from this directory instead of the copies
                                      built into the binary (development); NULL: built-in */
+    /* TLS (docs/tls.md) */
+    const char *tls_cert;         /* PEM certificate chain; with tls_key: TLS listeners, NULL =
+                                     none */
+    const char *tls_key;          /* PEM private key of tls_cert, NULL = none */
+    int32_t tls_port;             /* extra TLS listener beside the plain --port: -1 = off
+                                     (default: then --tls-cert makes --port itself TLS), 0 =
+                                     pick a free one, else the port */
     /* Raw TCP and chat listeners (docs/tcp.md) */
     int32_t tcp_port;             /* raw TCP listener (room protocol as JSON lines or frames):
                                      -1 = off (default), 0 = pick a free one, else the port */
@@ -156,6 +163,7 @@ enum {
 /* The groups of `--help`, in the order they are printed. */
 enum rc_opt_section {
     RC_SEC_SERVER,   /* the HTTP/WebSocket server (no title) */
+    RC_SEC_TLS,      /* TLS */
     RC_SEC_TCP,      /* raw TCP and chat listeners */
     RC_SEC_NETSYNC,  /* NetSync transport */
     RC_SEC_BROKER,   /* worker broker */

@@ -1,5 +1,6 @@
 /* main.c — roomcast's entry point: parse flags, create the loop and server, run until
- * SIGTERM/SIGINT, then close every client with 1001 and exit 0. */
+ * SIGTERM/SIGINT (SIGHUP reloads the TLS certificate), then close every client with 1001 and
+ * exit 0. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,14 @@ static void on_stop_signal(rc_loop *loop, int signo, void *arg)
     }
     rc_info("%s received", strsignal(signo));
     rc_server_shutdown(srv);
+}
+
+/* SIGHUP: reload what can change live (today the TLS certificate), never exit (the default
+ * action of SIGHUP would). */
+static void on_reload_signal(rc_loop *loop, int signo, void *arg)
+{
+    rc_info("%s received: reloading", strsignal(signo));
+    rc_server_reload(arg);
 }
 
 /* start_broker maps the flags onto the broker's options and starts it (NULL: logged). */
@@ -70,7 +79,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (rc_loop_signal(loop, SIGTERM, on_stop_signal, srv) < 0 ||
-        rc_loop_signal(loop, SIGINT, on_stop_signal, srv) < 0) {
+        rc_loop_signal(loop, SIGINT, on_stop_signal, srv) < 0 ||
+        rc_loop_signal(loop, SIGHUP, on_reload_signal, srv) < 0) {
         rc_error("cannot route signals: %s", strerror(errno));
         rc_server_free(srv);
         rc_loop_free(loop);
@@ -141,7 +151,10 @@ int main(int argc, char **argv)
                 srv->chat.port, cfg.chat_room);
     if (ns && cfg.netsync_rest_port >= 0)
         fprintf(stderr, "roomcast: netsync rest http://%s:%u/\n", cfg.bind, srv->rest.port);
-    fprintf(stderr, "roomcast: listening on http://%s:%u/\n", cfg.bind, srv->http.port);
+    if (cfg.tls_port >= 0)
+        fprintf(stderr, "roomcast: tls listening on https://%s:%u/\n", cfg.bind, srv->https.port);
+    fprintf(stderr, "roomcast: listening on %s://%s:%u/\n", srv->http.tls ? "https" : "http",
+            cfg.bind, srv->http.port);
     fflush(stderr);
     if (ns) {
         /* pose last: scripts match the line's start, as before protocol 8 */

@@ -8,6 +8,7 @@
 #include "codec/textbuf.h"
 #include "netsync/netsync.h"
 #include "netsync/ns8room.h"
+#include "transport/tls.h"
 
 static void on_iteration(rc_loop *loop, uint64_t busy_ns, void *arg)
 {
@@ -265,6 +266,23 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
            s->bytes_out);
     metric(&t, "roomcast_accept_errors_total", "counter", "accept() failures.",
            s->accept_errors);
+    /* TLS (docs/tls.md): zeros without a certificate, so dashboards need no special case. */
+    static const rc_tls_stats no_tls;
+    const rc_tls_stats *ts = srv->tls ? rc_tls_ctx_stats(srv->tls) : &no_tls;
+    metric(&t, "roomcast_tls_connections", "gauge", "Open connections that speak TLS.",
+           srv->net.ntls);
+    header(&t, "roomcast_tls_handshakes_total", "counter",
+           "TLS handshakes, by result (failed: garbage, old protocol, no shared cipher, timeout).");
+    rc_textbuf_printf(&t,
+        "roomcast_tls_handshakes_total{result=\"ok\"} %llu\n"
+        "roomcast_tls_handshakes_total{result=\"failed\"} %llu\n",
+        (unsigned long long)ts->handshakes_ok, (unsigned long long)ts->handshakes_failed);
+    header(&t, "roomcast_tls_reloads_total", "counter",
+           "Certificate reloads on SIGHUP, by result (failed: the old certificate stays).");
+    rc_textbuf_printf(&t,
+        "roomcast_tls_reloads_total{result=\"ok\"} %llu\n"
+        "roomcast_tls_reloads_total{result=\"failed\"} %llu\n",
+        (unsigned long long)ts->reloads, (unsigned long long)ts->reload_failures);
     metric(&t, "roomcast_http_requests_total", "counter", "HTTP requests answered.",
            m->http_requests);
     metric(&t, "roomcast_api_publishes_total", "counter",

@@ -22,6 +22,7 @@
 #include "transport/chat.h"
 #include "transport/http.h"
 #include "transport/tcp.h"
+#include "transport/tls.h"
 
 /* Descriptors kept back from --max-connections for the listeners, epoll, signalfd, the
  * reserve descriptors, the NetSync sockets, the durable log's open segments (at most
@@ -277,7 +278,18 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     rc_roomproto_set_extension(&srv->rooms, RC_NSWS_PREFIX, rc_nsws_request, srv);
     /* "request" messages and room services (the broker itself is set by main.c). */
     if (!(srv->services = rc_services_new(srv))) goto err;
-    if (!open_listener(srv, &srv->http, &rc_http_proto, cfg->port, on_accept_http, "HTTP") ||
+    /* TLS: --port itself, or a listener of its own beside it (--tls-port). Both are the same
+     * HTTP transport and routes; only the bytes on the wire differ. */
+    if (cfg->tls_cert && !(srv->tls = rc_tls_ctx_new(cfg->tls_cert, cfg->tls_key))) goto err;
+    if (srv->tls && cfg->tls_port < 0) srv->http.tls = srv->tls;
+    if (srv->tls && cfg->tls_port >= 0) {
+        srv->https.tls = srv->tls;
+        if (!open_listener(srv, &srv->https, &rc_http_proto, (uint16_t)cfg->tls_port,
+                           on_accept_http, "HTTPS"))
+            goto err;
+    }
+    if (!open_listener(srv, &srv->http, &rc_http_proto, cfg->port, on_accept_http,
+                       srv->http.tls ? "HTTPS" : "HTTP") ||
         (cfg->tcp_port >= 0 && !open_listener(srv, &srv->tcp, &rc_tcp_proto,
                                                (uint16_t)cfg->tcp_port, on_accept_tcp, "TCP")) ||
         (cfg->chat_port >= 0 && !open_listener(srv, &srv->chat, &rc_chat_proto,
@@ -299,6 +311,8 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     return srv;
 err:
     rc_listener_close(&srv->http);
+    rc_listener_close(&srv->https);
+    rc_tls_ctx_free(srv->tls);
     rc_listener_close(&srv->tcp);
     rc_listener_close(&srv->chat);
     rc_listener_close(&srv->rest);
@@ -331,12 +345,24 @@ void rc_server_free(rc_server *srv)
     rc_services_free(srv->services); /* after the clients, before main.c frees the broker */
     srv->services = NULL;
     rc_listener_close(&srv->http);
+    rc_listener_close(&srv->https);
     rc_listener_close(&srv->tcp);
     rc_listener_close(&srv->chat);
     rc_listener_close(&srv->rest);
+    rc_tls_ctx_free(srv->tls); /* after the connections: their sessions count it */
+    srv->tls = NULL;
     rc_timer_stop(srv->loop, &srv->shutdown_timer);
     rc_rooms_release(&srv->rooms); /* flushes and syncs the log, marks it clean */
     free(srv);
+}
+
+void rc_server_reload(rc_server *srv)
+{
+    if (!srv->tls) {
+        rc_info("SIGHUP: nothing to reload (no --tls-cert)");
+        return;
+    }
+    rc_tls_ctx_reload(srv->tls); /* logs the outcome; on failure the old certificate stays */
 }
 
 void rc_server_shutdown(rc_server *srv)
@@ -346,6 +372,7 @@ void rc_server_shutdown(rc_server *srv)
     srv->net.shutting_down = true;
     rc_info("shutting down: closing %u connections", srv->net.nconns);
     rc_listener_pause(&srv->http);
+    rc_listener_pause(&srv->https);
     rc_listener_pause(&srv->tcp);
     rc_listener_pause(&srv->chat);
     rc_listener_pause(&srv->rest);

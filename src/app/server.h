@@ -23,6 +23,7 @@ struct rc_netsync;
 struct rc_nsws;
 struct rc_zbroker;
 struct rc_services;
+struct rc_tls_ctx;
 
 typedef struct rc_server {
     rc_config cfg;           /* settings (copied at creation) */
@@ -32,6 +33,8 @@ typedef struct rc_server {
     rc_listener http;        /* --port: HTTP, the API, WebSocket */
     rc_listener tcp;         /* --tcp-port: the room protocol over raw TCP (unless off) */
     rc_listener chat;        /* --chat-port: the seed chat protocol (unless off) */
+    rc_listener https;       /* --tls-port: HTTP, the API, WebSocket over TLS (unless off) */
+    struct rc_tls_ctx *tls;  /* certificate of the TLS listeners, NULL without --tls-cert */
     rc_listener rest;        /* --netsync-rest-port: HTTP for NetSync's REST bridge only
                                 (unless off; never with --no-netsync) */
     uint32_t max_connections; /* effective limit after the descriptor limit */
@@ -61,6 +64,10 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg);
  * --data-dir for every run on that directory. */
 uint64_t rc_server_new_client_id(rc_server *srv);
 void rc_server_free(rc_server *srv);
+
+/* rc_server_reload re-reads what can change while running (SIGHUP): the TLS certificate and
+ * key, for new connections; open ones keep theirs. */
+void rc_server_reload(rc_server *srv);
 
 /* rc_server_shutdown closes every client (WebSocket 1001) and stops the loop once they are
  * gone (or after --close-timeout). */

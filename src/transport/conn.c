@@ -13,6 +13,14 @@
  * and when that read filled the buffer it re-arms the descriptor so the next wait reports it
  * again; when the peer has shut down (RC_EV_HUP) it reads on to the EOF, which no later event
  * would announce.
+ *
+ * TLS connections (c->tls, transport/tls.h) take the same paths with OpenSSL in between, and
+ * one more rule: OpenSSL may hold decrypted bytes that no socket event will ever announce
+ * (SSL_pending), so a TLS read goes on until SSL_read wants the socket (WANT_READ) with nothing
+ * pending, or until the buffer fills — then it takes what OpenSSL still holds (at most the rest
+ * of one record) and re-arms like the plain path. Either direction may need the other
+ * (WANT_READ from a write, WANT_WRITE from a read or the handshake); tls_interest turns those
+ * into the descriptor's interest.
  */
 #include "transport/conn.h"
 
@@ -26,6 +34,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "transport/tls.h"
 
 #define conn_of_timer(t) ((rc_conn *)(void *)((char *)(t) - offsetof(rc_conn, timer)))
 
@@ -127,6 +136,17 @@ rc_conn *rc_conn_new(rc_net *net, int fd, size_t size, const rc_proto *proto)
     net->stats.connections_total++;
     rc_conn_set_proto(c, proto);
     return c;
+}
+
+int rc_conn_start_tls(rc_conn *c, struct rc_tls_ctx *t)
+{
+    if (!(c->tls = rc_tls_conn_new(t, c->io.fd))) {
+        rc_warn("out of memory for a TLS session");
+        rc_conn_close(c);
+        return -1;
+    }
+    c->net->ntls++;
+    return 0;
 }
 
 void rc_conn_set_proto(rc_conn *c, const rc_proto *proto)
@@ -231,6 +251,11 @@ void rc_conn_close(rc_conn *c)
     c->state = RC_CONN_CLOSED;
     if (was_open) ended(c);
     rc_io_stop(net->loop, &c->io);
+    if (c->tls) { /* before the socket: the session's BIO does not own the descriptor */
+        rc_tls_conn_free(c->tls);
+        c->tls = NULL;
+        net->ntls--;
+    }
     close(c->io.fd);
     c->io.fd = -1;
     rc_timer_stop(net->loop, &c->timer);
@@ -283,6 +308,45 @@ static void on_eof(rc_conn *c, bool reset)
     rc_conn_close(c);
 }
 
+/* read_dst is where the next read goes: the shared buffer while nothing is buffered, else the
+ * tail of c->in. False when out of memory (c is then closed). */
+static bool read_dst(rc_conn *c, bool shared, char **dst, size_t *cap)
+{
+    if (shared) {
+        *dst = c->net->rxbuf;
+        *cap = sizeof(c->net->rxbuf);
+        return true;
+    }
+    if (rc_buf_reserve(&c->in, 16384) < 0) {
+        rc_conn_close(c);
+        return false;
+    }
+    *dst = rc_buf_tail(&c->in);
+    *cap = rc_buf_room(&c->in);
+    return true;
+}
+
+/* deliver hands the n bytes just read into dst (from read_dst) to the protocol, keeping an
+ * incomplete tail in c->in. */
+static void deliver(rc_conn *c, char *dst, size_t n, bool shared)
+{
+    rc_net *net = c->net;
+    c->last_rx = rc_loop_now(net->loop);
+    net->stats.bytes_in += (uint64_t)n;
+    if (shared) {
+        size_t used = process(c, dst, n);
+        if (c->state != RC_CONN_CLOSED && used < n && rc_buf_append(&c->in, dst + used, n - used) < 0)
+            rc_conn_close(c);
+    } else {
+        rc_buf_commit(&c->in, n);
+        size_t used = process(c, rc_buf_head(&c->in), rc_buf_size(&c->in));
+        if (c->state == RC_CONN_CLOSED) return;
+        rc_buf_consume(&c->in, used);
+        /* A large partial message was buffered; give the memory back once it is done. */
+        if (rc_buf_size(&c->in) == 0 && c->in.cap > 65536) rc_buf_release(&c->in);
+    }
+}
+
 /* One read; returns true when the caller should read again now: the peer has shut down
  * (hup) and the read may not have reached the EOF yet. */
 static bool conn_read(rc_conn *c, bool hup)
@@ -291,17 +355,7 @@ static bool conn_read(rc_conn *c, bool hup)
     bool shared = rc_buf_size(&c->in) == 0;
     char *dst;
     size_t cap;
-    if (shared) {
-        dst = net->rxbuf;
-        cap = sizeof(net->rxbuf);
-    } else {
-        if (rc_buf_reserve(&c->in, 16384) < 0) {
-            rc_conn_close(c);
-            return false;
-        }
-        dst = rc_buf_tail(&c->in);
-        cap = rc_buf_room(&c->in);
-    }
+    if (!read_dst(c, shared, &dst, &cap)) return false;
     ssize_t r = recv(c->io.fd, dst, cap, 0);
     if (r == 0) {
         on_eof(c, false);
@@ -313,21 +367,7 @@ static bool conn_read(rc_conn *c, bool hup)
         on_eof(c, true);
         return false;
     }
-    c->last_rx = rc_loop_now(net->loop);
-    net->stats.bytes_in += (uint64_t)r;
-    if (shared) {
-        size_t used = process(c, dst, (size_t)r);
-        if (c->state != RC_CONN_CLOSED && used < (size_t)r &&
-            rc_buf_append(&c->in, dst + used, (size_t)r - used) < 0)
-            rc_conn_close(c);
-    } else {
-        rc_buf_commit(&c->in, (size_t)r);
-        size_t used = process(c, rc_buf_head(&c->in), rc_buf_size(&c->in));
-        if (c->state == RC_CONN_CLOSED) return false;
-        rc_buf_consume(&c->in, used);
-        /* A large partial message was buffered; give the memory back once it is done. */
-        if (rc_buf_size(&c->in) == 0 && c->in.cap > 65536) rc_buf_release(&c->in);
-    }
+    deliver(c, dst, (size_t)r, shared);
     if (c->state == RC_CONN_CLOSED || !(c->io.events & RC_EV_READ)) return false;
     if ((size_t)r == cap) {
         /* The buffer filled: more may be waiting, and edge-triggered epoll will not say so
@@ -336,6 +376,117 @@ static bool conn_read(rc_conn *c, bool hup)
         return false;
     }
     return hup;
+}
+
+/* ---- TLS ---------------------------------------------------------------------------------- */
+
+/* tls_interest sets the interest a TLS connection needs now: readable unless the peer has shut
+ * its side (a handshake or a write waiting to read still needs it); writable while output waits
+ * for the socket, or the handshake or a read waits to write. */
+static void tls_interest(rc_conn *c)
+{
+    rc_tls_conn *tc = c->tls;
+    bool w = tc->done ? (rc_tls_out_pending(tc, &c->out) && !tc->wr_want_read) || tc->rd_want_write
+                      : tc->hs_want_write;
+    bool r = !c->rd_eof || !tc->done || tc->wr_want_read;
+    if (rc_io_set(c->net->loop, &c->io, (r ? RC_EV_READ : 0) | (w ? RC_EV_WRITE : 0) | CONN_EV) < 0)
+        rc_conn_close(c);
+}
+
+/* conn_read_tls is conn_read through OpenSSL (see the top of the file for the draining rule).
+ * The socket's end comes as a read result, so it needs no `hup` loop of its own. */
+static void conn_read_tls(rc_conn *c)
+{
+    rc_tls_conn *tc = c->tls;
+    size_t limit = SIZE_MAX; /* after a full buffer: only what OpenSSL already holds */
+    for (;;) {
+        bool shared = rc_buf_size(&c->in) == 0;
+        char *dst;
+        size_t cap, got = 0;
+        ssize_t r = 0;
+        if (!read_dst(c, shared, &dst, &cap)) return;
+        if (cap > limit) cap = limit;
+        /* Several records into one buffer: the protocol parses them in one pass. */
+        while (got < cap && (r = rc_tls_read(tc, dst + got, cap - got)) > 0) got += (size_t)r;
+        if (got > 0) {
+            deliver(c, dst, got, shared);
+            if (c->state == RC_CONN_CLOSED) return;
+        }
+        if (got == cap) {
+            if (!(c->io.events & RC_EV_READ)) return;
+            if ((limit = rc_tls_pending(tc)) > 0) continue;
+            /* Nothing left inside OpenSSL; the socket may still hold records: as conn_read,
+             * next wake-up. */
+            if (rc_io_rearm(c->net->loop, &c->io) < 0) rc_conn_close(c);
+            return;
+        }
+        if (r == RC_TLS_WANT_READ) return; /* drained: the next bytes bring an event */
+        if (r == RC_TLS_WANT_WRITE) {
+            tls_interest(c);
+            return;
+        }
+        on_eof(c, r != 0); /* 0: the peer's end of stream; RC_TLS_FAIL: as a reset */
+        return;
+    }
+}
+
+/* tls_flush is rc_conn_flush's TLS half: output waits for the end of the handshake. */
+static void tls_flush(rc_conn *c)
+{
+    rc_net *net = c->net;
+    rc_tls_conn *tc = c->tls;
+    if (!tc->done) return; /* tls_on_io flushes once it is done */
+    if (rc_tls_out_pending(tc, &c->out)) {
+        rc_outq_sent_fn *sent = net->cfg.no_latency_metrics ? NULL : net->hooks.sent;
+        ssize_t w = rc_tls_flush(tc, &c->out, sent, net->hooks.arg);
+        if (w < 0) {
+            rc_debug("%s client: TLS write failed", c->proto->name);
+            rc_conn_close(c);
+            return;
+        }
+        net->stats.bytes_out += (uint64_t)w;
+    }
+    tls_interest(c);
+    if (c->state == RC_CONN_CLOSED || rc_tls_out_pending(tc, &c->out)) return;
+    rc_outq_shrink(&c->out);
+    if (c->shut_after_flush) {
+        c->shut_after_flush = false;
+        rc_tls_shutdown(tc);
+        shutdown(c->io.fd, SHUT_WR);
+    }
+    if (c->state == RC_CONN_CLOSING && c->close_received) rc_conn_close(c);
+}
+
+static void tls_on_io(rc_conn *c, uint32_t events)
+{
+    rc_tls_conn *tc = c->tls;
+    if (!tc->done) {
+        int r = rc_tls_handshake(tc);
+        if (r == RC_TLS_FAIL) { /* counted by rc_tls_handshake */
+            rc_conn_close(c);
+            return;
+        }
+        if (r < 0) {
+            if (events & (RC_EV_HANGUP | RC_EV_ERROR)) { /* gone before finishing */
+                rc_tls_handshake_failed(tc);
+                rc_conn_close(c);
+                return;
+            }
+            tls_interest(c);
+            return;
+        }
+        /* Done: write what was queued meanwhile and read what came with the client's last
+         * flight (edge-triggered, its event may already be spent). */
+        events |= RC_EV_READ | RC_EV_WRITE;
+    }
+    if ((events & RC_EV_WRITE) || (tc->wr_want_read && (events & RC_EV_READ))) rc_conn_flush(c);
+    if (c->state == RC_CONN_CLOSED) return;
+    uint32_t want = RC_EV_HANGUP | RC_EV_ERROR | (c->io.events & RC_EV_READ ? RC_EV_READ | RC_EV_HUP : 0);
+    if (!(events & want) && !(tc->rd_want_write && (events & RC_EV_WRITE))) return;
+    bool rd_wanted_write = tc->rd_want_write;
+    conn_read_tls(c);
+    /* A read that waited for the socket to drain no longer needs writability. */
+    if (c->state != RC_CONN_CLOSED && rd_wanted_write && !tc->rd_want_write) tls_interest(c);
 }
 
 static void cut_off(rc_conn *c)
@@ -360,6 +511,10 @@ void rc_conn_flush(rc_conn *c)
     if (c->state == RC_CONN_CLOSED) return;
     if (c->slow || c->lost) cut_off(c);
     if (c->state == RC_CONN_CLOSED) return;
+    if (c->tls) {
+        tls_flush(c);
+        return;
+    }
     rc_net *net = c->net;
     if (c->out.count > 0) {
         rc_outq_sent_fn *sent = net->cfg.no_latency_metrics ? NULL : net->hooks.sent;
@@ -391,6 +546,10 @@ static void on_io(rc_loop *loop, rc_io *io, uint32_t events)
 {
     rc_conn *c = (rc_conn *)io;
     if (c->state == RC_CONN_CLOSED) return;
+    if (c->tls) {
+        tls_on_io(c, events);
+        return;
+    }
     if (events & RC_EV_WRITE) rc_conn_flush(c);
     if (c->state == RC_CONN_CLOSED) return;
     /* Input only while reading is wanted (not after a half-close, see on_eof); a hang-up or an
@@ -405,6 +564,15 @@ static void on_io(rc_loop *loop, rc_io *io, uint32_t events)
 static void on_timer(rc_loop *loop, rc_timer *t)
 {
     rc_conn *c = conn_of_timer(t);
+    if (c->tls && !c->tls->done) {
+        /* Whatever armed the timer (HTTP's handshake timeout, the close linger), a TLS
+         * handshake still unfinished has had its time: a bad client, counted and closed. */
+        rc_tls_handshake_failed(c->tls);
+        c->net->stats.disc_handshake++;
+        rc_debug("TLS handshake not finished in time, disconnecting");
+        rc_conn_close(c);
+        return;
+    }
     if (c->state == RC_CONN_OPEN && c->proto->timer) c->proto->timer(c);
     else if (c->state == RC_CONN_CLOSING) rc_conn_close(c); /* the close linger is over */
 }

@@ -37,6 +37,8 @@
 typedef struct rc_net rc_net;
 typedef struct rc_conn rc_conn;
 struct rc_http_ctx;
+struct rc_tls_ctx;
+struct rc_tls_conn;
 
 enum rc_conn_state {
     RC_CONN_OPEN,            /* speaking its protocol */
@@ -125,6 +127,7 @@ struct rc_net {
     rc_net_hooks hooks;      /* the owner's callbacks */
     rc_conn *conns;          /* every live connection, doubly linked */
     uint32_t nconns;         /* live connections (not CLOSED) */
+    uint32_t ntls;           /* live connections of them that speak TLS */
     rc_conn *flush_head;     /* connections with output to write, singly linked */
     rc_conn *free_head;      /* CLOSED connections to free at rc_net_flush */
     uint64_t flush_now;      /* clock read when the current flush began, ns (latency) */
@@ -158,6 +161,7 @@ struct rc_conn {
     rc_buf in;               /* bytes received and not yet processed (partial frame/head) */
     rc_buf frag;             /* WebSocket: payload of the fragmented message in progress */
     rc_outq out;             /* queued output */
+    struct rc_tls_conn *tls; /* TLS session (transport/tls.h), NULL on a plain socket */
     union {
         size_t http_scanned; /* HTTP: resume point of the request-head parser */
         rc_tcpw tcp;         /* TCP: framing decoder */
@@ -182,6 +186,13 @@ void rc_net_close_all(rc_net *net);
  * (>= sizeof(rc_conn); the owner's struct embeds rc_conn first) speaking proto. Returns NULL
  * (fd closed) when out of memory. */
 rc_conn *rc_conn_new(rc_net *net, int fd, size_t size, const rc_proto *proto);
+
+/* rc_conn_start_tls makes c, just accepted, speak TLS with context t: input is decrypted before
+ * its protocol sees it and output encrypted as it is written. The handshake runs on the loop,
+ * bounded by the connection's timer (HTTP's --handshake-timeout): a handshake still unfinished
+ * when the timer fires is counted failed and the connection closed. Returns 0, or -1 when out
+ * of memory (c is then closed). */
+int rc_conn_start_tls(rc_conn *c, struct rc_tls_ctx *t);
 
 /* rc_conn_set_proto switches c to proto (an upgrade) and starts it. */
 void rc_conn_set_proto(rc_conn *c, const rc_proto *proto);

@@ -25,6 +25,8 @@ typedef struct rc_listener {
      * rc_conn_end (the listener has no opinion on limits) */
     void (*accepted)(void *arg, rc_conn *c);
     void *arg;               /* for accepted */
+    struct rc_tls_ctx *tls;  /* its connections speak TLS with this context (not owned), or
+                                NULL for plain ones */
     uint16_t port;           /* port actually bound */
     int reserve_fd;          /* spare descriptor released to shed connections at EMFILE */
     rc_timer pause_timer;    /* re-enables accepting after descriptor exhaustion */

@@ -20,8 +20,7 @@ int rc__outq_grow(rc_outq *q)
     return 0;
 }
 
-/* Drops `n` bytes from the front of the queue after they were written. */
-static void advance(rc_outq *q, size_t n, rc_outq_sent_fn *sent, void *arg)
+void rc_outq_advance(rc_outq *q, size_t n, rc_outq_sent_fn *sent, void *arg)
 {
     uint64_t run_t = 0; /* t_recv of the run of completed messages not yet reported */
     uint32_t run_n = 0;
@@ -118,11 +117,31 @@ ssize_t rc_outq_flush_cb(rc_outq *q, int fd, rc_outq_sent_fn *sent, void *arg)
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
             return -errno;
         }
-        advance(q, (size_t)w, sent, arg);
+        rc_outq_advance(q, (size_t)w, sent, arg);
         total += (size_t)w;
         if ((size_t)w < want) break; /* the socket buffer is full: wait for EPOLLOUT */
     }
     return (ssize_t)total;
+}
+
+size_t rc_outq_gather(const rc_outq *q, char *buf, size_t max, const char **p)
+{
+    size_t got = 0;
+    for (uint32_t i = 0; i < q->count && got < max; i++) {
+        size_t off = i == 0 ? q->head_off : 0, len;
+        const char *b = rc_msg_bytes(rc__outq_msg(q->ring[(q->head + i) & (q->cap - 1)]), &len);
+        b += off;
+        len -= off;
+        if (i == 0 && len >= max) { /* a big frame: encrypt straight from it, no copy */
+            *p = b;
+            return max;
+        }
+        if (len > max - got) len = max - got;
+        memcpy(buf + got, b, len);
+        got += len;
+    }
+    *p = buf;
+    return got;
 }
 
 void rc_outq_drop_unstarted(rc_outq *q)

@@ -82,6 +82,16 @@ typedef void rc_outq_sent_fn(void *arg, uint64_t t_recv, uint32_t n);
 /* rc_outq_flush_cb is rc_outq_flush that also calls sent (when not NULL) with arg. */
 ssize_t rc_outq_flush_cb(rc_outq *q, int fd, rc_outq_sent_fn *sent, void *arg);
 
+/* rc_outq_advance drops n bytes from the front of the queue once they are written (calling
+ * sent as rc_outq_flush_cb does). */
+void rc_outq_advance(rc_outq *q, size_t n, rc_outq_sent_fn *sent, void *arg);
+
+/* rc_outq_gather gives up to max bytes from the front of the queue as one contiguous run, for
+ * writers that take one buffer per call (TLS: one record each): *p points into the first
+ * frame when it alone fills max, else the bytes of consecutive frames are copied into buf
+ * (max bytes). Returns the length; nothing is consumed (rc_outq_advance does that). */
+size_t rc_outq_gather(const rc_outq *q, char *buf, size_t max, const char **p);
+
 /* rc_outq_drop_unstarted drops every message not yet partly sent (a partly sent frame must be
  * completed to keep the stream valid). Used when a slow consumer is cut off. */
 void rc_outq_drop_unstarted(rc_outq *q);

@@ -42,7 +42,7 @@ import websockets
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-LISTEN_RE = re.compile(r"roomcast: listening on http://127\.0\.0\.1:(\d+)/")
+LISTEN_RE = re.compile(r"roomcast: listening on https?://127\.0\.0\.1:(\d+)/")
 # Printed before the http line when --tcp-port / --chat-port are given (docs/tcp.md).
 TCP_LISTEN_RE = re.compile(r"roomcast: tcp listening on 127\.0\.0\.1:(\d+)\n")
 CHAT_LISTEN_RE = re.compile(r"roomcast: chat listening on 127\.0\.0\.1:(\d+) \(room '(.*)'\)\n")
