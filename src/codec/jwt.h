@@ -15,8 +15,9 @@
  * key ES256 only. The family comes from how the key was loaded, never from the token, so an
  * HS256 token is never checked with an RSA or EC public key's bytes as the HMAC secret (the
  * classic algorithm-confusion attack). A header kid selects the one key with that kid
- * (RC_JWT_UNKNOWN_KID when none has it); without a kid every key of the header's family is
- * tried, in the order they were added. No usable key for the header's alg (no key of that
+ * (RC_JWT_UNKNOWN_KID when none has it; a key without a kid is never chosen by a kid, so a
+ * token naming a kid cannot fall back to "any key"); without a kid every key of the header's
+ * family is tried, in the order they were added. No usable key for the header's alg (no key of that
  * family, or the kid names a key of another family) is RC_JWT_UNSUPPORTED_ALG.
  *
  * Order of checks, so each refusal has one reason: size and shape (three non-empty-header
@@ -37,8 +38,8 @@
  * with "crit" is RC_JWT_UNSUPPORTED_ALG (RFC 7515 §4.1.11: we understand no extensions).
  *
  * Memory: verification reads tok[0..n) only, decodes into the caller's rc_jwt_claims (a
- * bounded scratch of about 13 KiB, small enough for a stack) and allocates nothing itself; libcrypto
- * allocates inside a signature check. Loading keys allocates (configuration time).
+ * bounded scratch of about 13 KiB, small enough for a stack) and allocates nothing itself;
+ * libcrypto allocates inside a signature check. Loading keys allocates (configuration time).
  *
  * Reload (SIGHUP): build a new keyset, swap it in, release the old one; a keyset is never
  * modified while tokens are being verified with it, so it can be shared read-only.
@@ -108,8 +109,10 @@ void rc_jwt_keys_release(rc_jwt_keys *ks);
  * these return -1 and write a message to err (errcap bytes, NUL-terminated, may be 0 with err
  * NULL) that states the problem and quotes the offender; the keyset is unchanged. */
 
-/* rc_jwt_keys_add_secret adds an HMAC secret (its raw bytes, copied) of at least
- * RC_JWT_MIN_SECRET bytes. */
+/* rc_jwt_keys_add_secret adds an HMAC secret (its raw bytes, copied; wiped when released) of
+ * at least RC_JWT_MIN_SECRET bytes. One secret verifies HS256, HS384 and HS512; RFC 7518 §3.2
+ * asks for 48 and 64 bytes for the latter two, which we recommend (docs/auth.md) but do not
+ * enforce, so that one configured secret serves all three. */
 int rc_jwt_keys_add_secret(rc_jwt_keys *ks, const char *kid, const void *secret, size_t len,
                            char *err, size_t errcap);
 

@@ -350,8 +350,9 @@ TEST(jwt_audience_issuer)
     CHECK_EQ_INT(check(&ks, HS256, "{\"aud\":[]}", &s), RC_JWT_BAD_AUDIENCE);
     CHECK_EQ_INT(check(&ks, HS256, "{\"aud\":7}", &s), RC_JWT_BAD_JSON);
     CHECK(rc_jwt_keys_set_issuer(&ks, "https://idp.example") == 0);
-    CHECK_EQ_INT(check(&ks, HS256, "{\"aud\":\"roomcast\",\"iss\":\"https:\\/\\/idp.example\"}", &s),
-                 RC_JWT_OK);
+    CHECK_EQ_INT(
+        check(&ks, HS256, "{\"aud\":\"roomcast\",\"iss\":\"https:\\/\\/idp.example\"}", &s),
+        RC_JWT_OK);
     CHECK_EQ_INT(check(&ks, HS256, "{\"aud\":\"roomcast\",\"iss\":\"https://evil\"}", &s),
                  RC_JWT_BAD_ISSUER);
     CHECK_EQ_INT(check(&ks, HS256, "{\"aud\":\"roomcast\"}", &s), RC_JWT_BAD_ISSUER);
@@ -490,6 +491,12 @@ TEST(jwt_kid)
     /* without kid every key of the family is tried */
     CHECK_EQ_INT(check(&ks, HS256, "{}", &sb), RC_JWT_OK);
     CHECK(claims.key_index == 1);
+    /* a kid never falls back to the keys without one */
+    rc_jwt_keys nokid;
+    keys_hs(&nokid);
+    CHECK_EQ_INT(check(&nokid, "{\"alg\":\"HS256\",\"kid\":\"a\"}", "{}", &sa), RC_JWT_UNKNOWN_KID);
+    CHECK_EQ_INT(check(&nokid, HS256, "{}", &sa), RC_JWT_OK);
+    rc_jwt_keys_release(&nokid);
     /* an over-long kid matches nothing */
     char hdr[400];
     snprintf(hdr, sizeof hdr, "{\"alg\":\"HS256\",\"kid\":\"%0200d\"}", 0);
