@@ -727,6 +727,31 @@ bool rc_json_iter_next(rc_json_iter *it, rc_json_span *key, rc_json_span *value)
     return true;
 }
 
+bool rc_json_array_init(rc_json_iter *it, const char *p, size_t n)
+{
+    const char *e = n ? p + n : p;
+    p = rc__walk_ws(p, e);
+    if (p >= e || *p != '[') return false;
+    it->p = p + 1;
+    it->e = e;
+    return true;
+}
+
+bool rc_json_array_next(rc_json_iter *it, rc_json_span *value)
+{
+    const char *p = rc__walk_ws(it->p, it->e), *e = it->e;
+    if (p < e && *p == ',') p = rc__walk_ws(p + 1, e);
+    if (p >= e || *p == ']') {
+        it->p = e; /* ']' or the end: no more elements */
+        return false;
+    }
+    const char *v = p;
+    p = rc__walk_value(p, e);
+    *value = (rc_json_span){.p = v, .len = (size_t)(p - v), .type = rc__json_type((uc)*v)};
+    it->p = p;
+    return true;
+}
+
 bool rc_json_member(const char *p, size_t n, const char *key, rc_json_span *value)
 {
     *value = (rc_json_span){0};

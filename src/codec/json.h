@@ -140,6 +140,12 @@ bool rc_json_iter_init(rc_json_iter *it, const char *p, size_t n);
  * and its raw value. Returns false after the last member. */
 bool rc_json_iter_next(rc_json_iter *it, rc_json_span *key, rc_json_span *value);
 
+/* rc_json_array_init / rc_json_array_next: the same cursor over the elements of an array
+ * (a JWT's "aud" may be one). init returns false when p[0..n) is not an array; next yields
+ * each element's raw value and returns false after the last. */
+bool rc_json_array_init(rc_json_iter *it, const char *p, size_t n);
+bool rc_json_array_next(rc_json_iter *it, rc_json_span *value);
+
 /* rc_json_member finds the last top-level member named key (compared after unescaping) of the
  * object p[0..n). Returns false, with value->type RC_JSON_NONE, when there is none. */
 bool rc_json_member(const char *p, size_t n, const char *key, rc_json_span *value);

@@ -1,6 +1,7 @@
 /* test_base64.c — tests for src/codec/base64.c: the RFC 4648 §10 test vectors, lengths, every
  * byte value in every position of a group, no write past rc_base64_len, and random inputs
- * against a bit-at-a-time reference encoder and a reference decoder (round trip).
+ * against a bit-at-a-time reference encoder and a reference decoder (round trip); base64url
+ * decoding: vectors, every refusal, no write past cap, and round trips through the encoder.
  */
 #include "unit.h"
 
@@ -136,6 +137,77 @@ TEST(base64_random_round_trip)
     }
 }
 
+/* to_url turns standard base64 into unpadded base64url in place; returns the new length. */
+static size_t to_url(char *s, size_t n)
+{
+    while (n && s[n - 1] == '=') n--;
+    for (size_t i = 0; i < n; i++) s[i] = s[i] == '+' ? '-' : s[i] == '/' ? '_' : s[i];
+    return n;
+}
+
+static long url_decode(const char *s, uint8_t *out, size_t cap)
+{
+    return rc_base64url_decode(s, strlen(s), out, cap);
+}
+
+TEST(base64url_vectors)
+{
+    static const struct { const char *in, *out; } v[] = {
+        {"", ""},          {"Zg", "f"},         {"Zm8", "fo"},         {"Zm9v", "foo"},
+        {"Zm9vYg", "foob"}, {"Zm9vYmE", "fooba"}, {"Zm9vYmFy", "foobar"},
+        {"-_-_", "\xfb\xff\xbf"}, {"_____w", "\xff\xff\xff\xff"},
+    };
+    uint8_t out[32];
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        long r = url_decode(v[i].in, out, sizeof out);
+        CHECK_EQ_INT(r, (long)strlen(v[i].out));
+        CHECK_MEM(out, (size_t)r, v[i].out, strlen(v[i].out));
+        CHECK(rc_base64url_decoded_len(strlen(v[i].in)) == strlen(v[i].out));
+    }
+}
+
+TEST(base64url_refusals)
+{
+    uint8_t out[32];
+    CHECK_EQ_INT(url_decode("Zg==", out, sizeof out), -1);   /* padding */
+    CHECK_EQ_INT(url_decode("Zm9v+/+/", out, sizeof out), -1); /* standard alphabet */
+    CHECK_EQ_INT(url_decode("Zm9 v", out, sizeof out), -1);  /* whitespace */
+    CHECK_EQ_INT(url_decode("Z", out, sizeof out), -1);      /* 4k+1 characters */
+    CHECK_EQ_INT(url_decode("Zm9vY", out, sizeof out), -1);
+    CHECK_EQ_INT(url_decode("Zh", out, sizeof out), -1);     /* non-zero unused bits */
+    CHECK_EQ_INT(url_decode("Zm9", out, sizeof out), -1);
+    CHECK_EQ_INT(rc_base64url_decode("Zm9\0", 4, out, sizeof out), -1); /* NUL */
+    CHECK_EQ_INT(rc_base64url_decode("\xc3\xa9" "AA", 4, out, sizeof out), -1);
+    /* too little room: refused before anything is written */
+    memset(out, '#', sizeof out);
+    CHECK_EQ_INT(url_decode("Zm9vYmFy", out, 5), -1);
+    CHECK(out[0] == '#');
+    CHECK_EQ_INT(url_decode("Zm9vYmFy", out, 6), 6);
+}
+
+TEST(base64url_random_round_trip)
+{
+    static uint8_t in[600], back[600];
+    static char enc[(sizeof in + 2) / 3 * 4 + 1];
+    for (int iter = 0; iter < 2000; iter++) {
+        size_t n = (size_t)(unit_rand() % sizeof in);
+        for (size_t i = 0; i < n; i++) in[i] = (uint8_t)unit_rand();
+        size_t e = to_url(enc, rc_base64_encode(in, n, enc));
+        /* exact-size heap copies so ASan catches a read or write past either end */
+        char *s = malloc(e ? e : 1);
+        uint8_t *o = malloc(n ? n : 1);
+        if (!s || !o) abort();
+        memcpy(s, enc, e);
+        CHECK(rc_base64url_decoded_len(e) == n);
+        long r = rc_base64url_decode(s, e, o, n);
+        memcpy(back, o, n);
+        free(s);
+        free(o);
+        CHECK_EQ_INT(r, (long)n);
+        CHECK_MEM(back, n, in, n);
+    }
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
@@ -143,5 +215,8 @@ int main(int argc, char **argv)
     RUN(base64_len);
     RUN(base64_every_byte);
     RUN(base64_random_round_trip);
+    RUN(base64url_vectors);
+    RUN(base64url_refusals);
+    RUN(base64url_random_round_trip);
     UNIT_MAIN_END("test_base64");
 }

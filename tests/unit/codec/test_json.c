@@ -1097,6 +1097,23 @@ TEST(json_walk_members)
     CHECK(!rc_json_iter_next(&it, &k, &v));
     CHECK(!rc_json_iter_init(&it, "[1]", 3));
     CHECK(rc_json_iter_init(&it, "{}", 2) && !rc_json_iter_next(&it, &k, &v));
+    /* the array cursor */
+    static const char arr[] = " [ \"a\" , [1,\"]\"], {\"k\":[]},-2 ,null ] ";
+    CHECK(rc_json_scan("{\"x\":[ \"a\" , [1,\"]\"], {\"k\":[]},-2 ,null ]}", 42, 0, &t) ==
+          RC_JSON_OK);
+    CHECK(rc_json_array_init(&it, arr, sizeof(arr) - 1));
+    CHECK(rc_json_array_next(&it, &v) && v.type == RC_JSON_STRING);
+    CHECK_MEM(v.p, v.len, "\"a\"", 3);
+    CHECK(rc_json_array_next(&it, &v) && v.type == RC_JSON_ARRAY);
+    CHECK_MEM(v.p, v.len, "[1,\"]\"]", 7);
+    CHECK(rc_json_array_next(&it, &v) && v.type == RC_JSON_OBJECT);
+    CHECK_MEM(v.p, v.len, "{\"k\":[]}", 8);
+    CHECK(rc_json_array_next(&it, &v) && v.type == RC_JSON_NUMBER);
+    CHECK_MEM(v.p, v.len, "-2", 2);
+    CHECK(rc_json_array_next(&it, &v) && v.type == RC_JSON_NULL);
+    CHECK(!rc_json_array_next(&it, &v) && !rc_json_array_next(&it, &v));
+    CHECK(rc_json_array_init(&it, "[]", 2) && !rc_json_array_next(&it, &v));
+    CHECK(!rc_json_array_init(&it, "{}", 2) && !rc_json_array_init(&it, " ", 1));
     double d;
     rc_json_span num = {.p = "-1.5e3", .len = 6, .type = RC_JSON_NUMBER};
     CHECK(rc_json_get_f64(&num, &d) && d == -1500.0);
