@@ -620,6 +620,11 @@ static int takes_value(const rc_config_option *o)
 
 int rc_config_parse(rc_config *cfg, int argc, char **argv)
 {
+    return rc_config_parse_flags(cfg, argc, argv, 1);
+}
+
+int rc_config_parse_flags(rc_config *cfg, int argc, char **argv, int cross_check)
+{
     struct option opts[NOPTIONS + 1];
     char shorts[2 * NOPTIONS + 1];
     size_t ns = 0;
@@ -669,7 +674,7 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
             return -1;
         seen[row] = 1;
     }
-    if ((cfg->tool_list || cfg->tool_dump) && !cfg->data_dir) {
+    if (cross_check && (cfg->tool_list || cfg->tool_dump) && !cfg->data_dir) {
         fprintf(stderr, "roomcast: --list-rooms and --dump need --data-dir\n");
         return -1;
     }

@@ -128,6 +128,11 @@ void rc_config_init(rc_config *cfg);
  * Not thread-safe (getopt's globals). */
 int rc_config_parse(rc_config *cfg, int argc, char **argv);
 
+/* rc_config_parse_flags is rc_config_parse; cross_check 0 leaves out the checks between
+ * settings (--dump needs --data-dir), for a first look at argv before a config file that may
+ * supply the rest is read. */
+int rc_config_parse_flags(rc_config *cfg, int argc, char **argv, int cross_check);
+
 /* rc_config_usage writes the --help text, generated from the table, to f. */
 void rc_config_usage(FILE *f);
 
