@@ -133,6 +133,7 @@ int rc_conffile_load_text(rc_conffile *cf, const char *name, const char *text, s
     uint32_t ns_line = 0;  /* where it began */
     unsigned ns_given = 0; /* bits of ns_keys given in it */
     int def_seen = 0;      /* `namespace default` was given */
+    rc_perm_ns scratch;    /* where the body of a block with a bad opening line goes */
     char where[512];
     uint32_t line = 0;
     char *p = buf, *end = buf + len;
@@ -201,30 +202,29 @@ int rc_conffile_load_text(rc_conffile *cf, const char *name, const char *text, s
         }
 
         if (strcmp(key, "namespace") == 0) {
+            /* A bad opening line still opens a block (into scratch), so that its body is
+             * checked and its 'end' does not count as a stray one. */
+            const char *nsname = n == 2 ? tok[1] : "";
             if (n != 2) {
                 FAIL("'namespace' takes one name: namespace NAME ... end");
-                continue;
-            }
-            const char *nsname = tok[1];
-            if (strcmp(nsname, "default") == 0) {
+                ns = &scratch;
+            } else if (strcmp(nsname, "default") == 0) {
                 /* Rooms without ':' (and "default:..." rooms, whose namespace has no other
                  * rules) follow the default namespace. */
-                if (def_seen) {
-                    FAIL("namespace 'default' given twice");
-                    continue;
-                }
+                if (def_seen) FAIL("namespace 'default' given twice");
+                ns = def_seen ? &scratch : &cf->rules.def;
                 def_seen = 1;
-                ns = &cf->rules.def;
             } else if (!rc_perm_name_valid(nsname, strlen(nsname))) {
                 FAIL("invalid namespace name '%s' (1 to %d of A-Z a-z 0-9 _ - .)", nsname,
                      RC_PERM_NS_MAX);
-                continue;
+                ns = &scratch;
             } else if (rc_perm_find(&cf->rules, nsname, strlen(nsname))) {
                 FAIL("namespace '%s' given twice", nsname);
-                continue;
+                ns = &scratch;
             } else if (!(ns = rc_perm_add(&cf->rules, nsname, strlen(nsname)))) {
                 abort(); /* valid and new: only memory can have failed */
             }
+            if (ns == &scratch) rc_perm_ns_init(&scratch, "", 0);
             ns->line = line;
             ns_line = line;
             ns_given = 0;
