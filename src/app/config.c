@@ -388,7 +388,8 @@ void rc_config_init(rc_config *cfg)
 
 /* ---- strings and lookup ------------------------------------------------------------------- */
 
-char *rc_config_pool_add(rc_config_pool *p, const char *s, size_t len)
+/* pool_alloc returns n uninitialised bytes owned by p. */
+static char *pool_alloc(rc_config_pool *p, size_t n)
 {
     if (p->n == p->cap) {
         size_t cap = p->cap ? 2 * p->cap : 16;
@@ -397,11 +398,17 @@ char *rc_config_pool_add(rc_config_pool *p, const char *s, size_t len)
         p->strs = v;
         p->cap = cap;
     }
-    char *c = malloc(len + 1);
+    char *c = malloc(n);
     if (!c) abort();
+    p->strs[p->n++] = c;
+    return c;
+}
+
+char *rc_config_pool_add(rc_config_pool *p, const char *s, size_t len)
+{
+    char *c = pool_alloc(p, len + 1);
     memcpy(c, s, len);
     c[len] = '\0';
-    p->strs[p->n++] = c;
     return c;
 }
 
@@ -504,7 +511,8 @@ int rc_config_set(rc_config *cfg, const rc_config_option *o, const char *arg, in
             /* Repeated: the rows so far, '\n', this one. */
             const char *old = *(const char **)field(cfg, o);
             size_t lo = strlen(old), la = strlen(arg);
-            char *joined = rc_config_pool_add(pool ? pool : &argv_pool, old, lo + 1 + la);
+            char *joined = pool_alloc(pool ? pool : &argv_pool, lo + 1 + la + 1);
+            memcpy(joined, old, lo);
             joined[lo] = '\n';
             memcpy(joined + lo + 1, arg, la + 1);
             store_str(cfg, o, joined);
