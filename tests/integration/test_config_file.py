@@ -1,5 +1,5 @@
 """--config FILE, --check-config and --print-config against the real binary: a good file starts
-the server and its values take effect (port, history-size in /stats), command-line flags
+the server and its values take effect (port, history-size in /api/stats), command-line flags
 override it, a bad file exits 1 with file:line, and roomcast.conf.example is valid and is
 exactly what --print-config prints (so it cannot drift from the flag table)."""
 
@@ -65,7 +65,7 @@ def stop(proc, errf):
 
 
 def stats(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as r:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats", timeout=5) as r:
         return json.load(r)
 
 
