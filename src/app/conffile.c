@@ -51,8 +51,10 @@ static int tokenize(char *line, char **tok, const char **msg)
                         case '\\': *w++ = '\\'; break;
                         case 'n': *w++ = '\n'; break;
                         case 't': *w++ = '\t'; break;
-                        default: return *msg = "unknown escape in a \"quoted\" value (\\\" \\\\ \\n "
-                                               "\\t are known)", -1;
+                        default:
+                            *msg = "unknown escape in a \"quoted\" value (\\\" \\\\ \\n \\t "
+                                   "are known)";
+                            return -1;
                         }
                     } else {
                         *w++ = *r;
@@ -409,8 +411,7 @@ void rc_conffile_print_example(FILE *f)
         fputc('\n', f);
         put_comment(f, text);
         if (o->type == RC_OPT_SWITCH) fprintf(f, "#%s no\n", o->name);
-        else if (*def) fprintf(f, "#%s %s%s%s\n", o->name, strpbrk(def, " #\"'") || !*def ? "\"" : "", def,
-                               strpbrk(def, " #\"'") ? "\"" : "");
+        else if (*def) fprintf(f, "#%s %s\n", o->name, def); /* no default needs quotes */
         else fprintf(f, "#%s %s\n", o->name, o->metavar ? o->metavar : "VALUE");
     }
     fputc('\n', f);

@@ -1,5 +1,5 @@
-/* main.c — roomcast's entry point: parse flags and the config file, create the loop and server, run until
- * SIGTERM/SIGINT, then close every client with 1001 and exit 0. */
+/* main.c — roomcast's entry point: read the flags and the config file, create the loop and
+ * server, run until SIGTERM/SIGINT, then close every client with 1001 and exit 0. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
