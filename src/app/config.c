@@ -45,7 +45,8 @@ const rc_config_option rc_config_options[] = {
      .metavar = "ADDR", .help = "listen address"},
     {.name = "port", .type = RC_OPT_PORT, FIELD(port), .def = 8080,
      .metavar = "N", .help = "listen port; 0 picks a free one"},
-    {.name = "max-connections", .type = RC_OPT_UINT, FIELD(max_connections),
+    {.name = "max-connections", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE,
+     FIELD(max_connections),
      .max = UINT32_MAX, .def = 0, .def_help = "as many as the file-descriptor limit allows",
      .metavar = "N", .help = "client connections at most"},
     {.name = "max-message-size", .type = RC_OPT_BYTES, FIELD(max_message_size),
@@ -58,14 +59,16 @@ const rc_config_option rc_config_options[] = {
     {.name = "max-header-size", .type = RC_OPT_BYTES, FIELD(max_header_size),
      .min = 256, .max = 1 << 20, .def = 8192,
      .metavar = "BYTES", .help = "largest HTTP request head; larger ones get 431"},
-    {.name = "max-rooms-per-client", .type = RC_OPT_UINT, FIELD(max_rooms_per_client),
+    {.name = "max-rooms-per-client", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE,
+     FIELD(max_rooms_per_client),
      .min = 1, .max = 1 << 20, .def = 64,
      .metavar = "N", .help = "rooms one connection may join"},
     {.name = "max-rooms", .type = RC_OPT_UINT, FIELD(max_rooms), .max = 1u << 30,
      .def = 100000, .metavar = "N",
      .help = "rooms that may exist at once (they outlive their members by --room-ttl); a join "
              "that would create one more is refused; 0: no limit"},
-    {.name = "room-create-rate", .type = RC_OPT_UINT, FIELD(room_create_rate), .max = 1u << 20,
+    {.name = "room-create-rate", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE,
+     FIELD(room_create_rate), .max = 1u << 20,
      .def = 20, .metavar = "N",
      .help = "rooms one connection may create per second, after a first burst of "
              "--max-rooms-per-client plus one second's worth; 0: no limit"},
@@ -90,26 +93,33 @@ const rc_config_option rc_config_options[] = {
      .def = 256 << 20, .metavar = "BYTES",
      .help = "bytes the states of all rooms may hold together (a new key or a bigger value "
              "beyond it is refused); 0: no limit"},
-    {.name = "ping-interval", .type = RC_OPT_SECONDS, FIELD(ping_interval), .def = SECONDS(5),
+    {.name = "ping-interval", .type = RC_OPT_SECONDS, .flags = RC_OPT_LIVE,
+     FIELD(ping_interval), .def = SECONDS(5),
      .metavar = "SEC", .help = "ping a client after this much silence"},
-    {.name = "ping-timeout", .type = RC_OPT_SECONDS, FIELD(ping_timeout), .def = SECONDS(5),
+    {.name = "ping-timeout", .type = RC_OPT_SECONDS, .flags = RC_OPT_LIVE,
+     FIELD(ping_timeout), .def = SECONDS(5),
      .metavar = "SEC", .help = "drop a client that stays silent this long after a ping"},
-    {.name = "handshake-timeout", .type = RC_OPT_SECONDS, FIELD(handshake_timeout),
+    {.name = "handshake-timeout", .type = RC_OPT_SECONDS, .flags = RC_OPT_LIVE,
+     FIELD(handshake_timeout),
      .def = SECONDS(10), .metavar = "SEC",
      .help = "time for an HTTP request head to arrive, and idle time of a keep-alive HTTP "
              "connection"},
-    {.name = "close-timeout", .type = RC_OPT_SECONDS, FIELD(close_timeout), .def = SECONDS(2),
+    {.name = "close-timeout", .type = RC_OPT_SECONDS, .flags = RC_OPT_LIVE,
+     FIELD(close_timeout), .def = SECONDS(2),
      .metavar = "SEC", .help = "time to wait for a peer to finish a close"},
-    {.name = "log-level", .type = RC_OPT_ENUM, FIELD(log_level), .names = log_level_names,
+    {.name = "log-level", .type = RC_OPT_ENUM, .flags = RC_OPT_LIVE,
+     FIELD(log_level), .names = log_level_names,
      .def = RC_LOG_INFO, .metavar = "LEVEL", .help = "error, warn, info or debug"},
     {.name = "no-latency-metrics", .type = RC_OPT_SWITCH, FIELD(no_latency_metrics), .def = 0,
      .help = "do not measure the latency and loop-time histograms of /metrics (counters "
              "stay; for measuring their cost)"},
-    {.name = "api-key", .type = RC_OPT_STRING, .flags = RC_OPT_NONEMPTY, FIELD(api_key),
+    {.name = "api-key", .type = RC_OPT_STRING, .flags = RC_OPT_LIVE | RC_OPT_NONEMPTY,
+     FIELD(api_key),
      .def_help = "none, backend calls are refused", .metavar = "KEY",
      .help = "key for the backend HTTP API (Authorization: Bearer KEY); the environment "
              "variable ROOMCAST_API_KEY is read when the flag is absent"},
-    {.name = "cors-origins", .type = RC_OPT_STRING, FIELD(cors_origins), .def_str = "*",
+    {.name = "cors-origins", .type = RC_OPT_STRING, .flags = RC_OPT_LIVE,
+     FIELD(cors_origins), .def_str = "*",
      .metavar = "LIST",
      .help = "origins whose pages may fetch the web client and the public endpoints "
              "(comma-separated, or * for any; empty: none)"},
@@ -207,6 +217,7 @@ const rc_config_option rc_config_options[] = {
              "/logs/export), as the reference's port 8800, and announced by STYLY-NETSYNC3 "
              "discovery; 0 picks a free one; the routes stay on --port too"},
     {.name = "netsync-rest-cors", .section = RC_SEC_NETSYNC, .type = RC_OPT_STRING,
+     .flags = RC_OPT_LIVE,
      FIELD(netsync_rest_cors), .def_str = "*", .metavar = "ORIGINS",
      .help = "origins whose pages may call the REST bridge (comma-separated: the matching "
              "Origin is echoed; * for any, as the reference; empty: none)"},
@@ -230,6 +241,7 @@ const rc_config_option rc_config_options[] = {
      .help = "service of workers whose protocol names none (seed, Paranoid Pirate) and of "
              "requests that name none"},
     {.name = "request-timeout", .section = RC_SEC_BROKER, .type = RC_OPT_SECONDS,
+     .flags = RC_OPT_LIVE,
      FIELD(request_timeout), .def = SECONDS(5), .metavar = "SEC",
      .help = "a request not answered this long after it arrived (waiting for a worker "
              "included) fails with timeout"},
@@ -301,11 +313,24 @@ const rc_config_option rc_config_options[] = {
     {.name = "dump", .section = RC_SEC_HISTORY, .type = RC_OPT_STRING, FIELD(tool_dump),
      .metavar = "ROOM", .help = "with --data-dir: print ROOM's log as JSON lines, exit"},
 
+    /* The configuration file (src/app/conffile.c, docs/config.md); command line only */
+    {.name = "config", .section = RC_SEC_INFO, .type = RC_OPT_STRING,
+     .flags = RC_OPT_NONEMPTY | RC_OPT_CLI_ONLY, FIELD(config_file), .metavar = "FILE",
+     .help = "read settings from FILE (key value lines, docs/config.md); flags given on the "
+             "command line override it"},
+    {.name = "check-config", .section = RC_SEC_INFO, .type = RC_OPT_SWITCH,
+     .flags = RC_OPT_CLI_ONLY, FIELD(check_config), .def = 0,
+     .help = "check the flags and the --config file, say what is wrong with file:line, exit 0 "
+             "when they are valid, 1 when not"},
+    {.name = "print-config", .section = RC_SEC_INFO, .type = RC_OPT_SWITCH,
+     .flags = RC_OPT_CLI_ONLY, FIELD(print_config), .def = 0,
+     .help = "print a config file with every key at its default (roomcast.conf.example), exit"},
+
     /* Information */
     {.name = "help", .short_name = 'h', .section = RC_SEC_INFO, .type = RC_OPT_HELP,
-     .help = "this text"},
+     .flags = RC_OPT_CLI_ONLY, .help = "this text"},
     {.name = "version", .short_name = 'V', .section = RC_SEC_INFO, .type = RC_OPT_VERSION,
-     .help = "print the version"},
+     .flags = RC_OPT_CLI_ONLY, .help = "print the version"},
 };
 
 #define NOPTIONS (sizeof rc_config_options / sizeof rc_config_options[0])
@@ -386,11 +411,51 @@ void rc_config_init(rc_config *cfg)
     cfg->api_key = key && *key ? key : NULL;
 }
 
+/* ---- strings and lookup ------------------------------------------------------------------- */
+
+/* pool_alloc returns n uninitialised bytes owned by p. */
+static char *pool_alloc(rc_config_pool *p, size_t n)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 16;
+        char **v = realloc(p->strs, cap * sizeof *v);
+        if (!v) abort();
+        p->strs = v;
+        p->cap = cap;
+    }
+    char *c = malloc(n);
+    if (!c) abort();
+    p->strs[p->n++] = c;
+    return c;
+}
+
+char *rc_config_pool_add(rc_config_pool *p, const char *s, size_t len)
+{
+    char *c = pool_alloc(p, len + 1);
+    memcpy(c, s, len);
+    c[len] = '\0';
+    return c;
+}
+
+void rc_config_pool_release(rc_config_pool *p)
+{
+    for (size_t i = 0; i < p->n; i++) free(p->strs[i]);
+    free(p->strs);
+    *p = (rc_config_pool){0};
+}
+
+const rc_config_option *rc_config_find(const char *name)
+{
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (strcmp(rc_config_options[i].name, name) == 0) return &rc_config_options[i];
+    return NULL;
+}
+
 /* ---- parsing values ----------------------------------------------------------------------- */
 
-/* parse_uint reads a decimal integer in min..max. A leading '-' is refused rather than
- * wrapped around by strtoull. */
-static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+/* rc_config_parse_uint reads a decimal integer in min..max. A leading '-' is refused rather
+ * than wrapped around by strtoull. */
+int rc_config_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     char *end;
     errno = 0;
@@ -409,6 +474,17 @@ static int parse_seconds(const char *s, uint64_t *ns)
     if (errno || end == s || *end || !isfinite(v) || v <= 0 || v > MAX_SECONDS) return -1;
     *ns = (uint64_t)(v * 1e9);
     return 0;
+}
+
+int rc_config_parse_bool(const char *s)
+{
+    static const char *const yes[] = {"yes", "on", "true", "1", NULL};
+    static const char *const no[] = {"no", "off", "false", "0", NULL};
+    for (int i = 0; yes[i]; i++)
+        if (strcmp(s, yes[i]) == 0) return 1;
+    for (int i = 0; no[i]; i++)
+        if (strcmp(s, no[i]) == 0) return 0;
+    return -1;
 }
 
 static int parse_enum(const char *const *names, const char *s)
@@ -440,9 +516,12 @@ static void put_quoted(FILE *f, const char *s)
     fputc('\'', f);
 }
 
-/* set_value parses arg for row o into cfg, or prints why it cannot (quoting the value and the
- * flag) and returns -1. */
-static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
+/* The joined rows of repeated command-line flags: they live as long as argv, reachable from
+ * here so that leak checkers agree. */
+static rc_config_pool argv_pool;
+
+int rc_config_set(rc_config *cfg, const rc_config_option *o, const char *arg, int append,
+                  const char *where, rc_config_pool *pool, FILE *err)
 {
     const char *what = "value", *rule = NULL;
     char rulebuf[160];
@@ -453,16 +532,14 @@ static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
             rule = "must not be empty";
             break;
         }
-        if ((o->flags & RC_OPT_APPEND) && *(const char **)field(cfg, o)) {
-            /* Repeated: the rows so far, '\n', this one (kept for the process's life, as
-             * argv is). */
+        if ((o->flags & RC_OPT_APPEND) && append && *(const char **)field(cfg, o)) {
+            /* Repeated: the rows so far, '\n', this one. */
             const char *old = *(const char **)field(cfg, o);
-            static char *kept[64]; /* reachable: the joined rows live as long as argv */
-            static size_t nkept;
-            char *joined = malloc(strlen(old) + strlen(arg) + 2);
-            if (!joined || nkept == sizeof(kept) / sizeof(kept[0])) abort();
-            kept[nkept++] = joined;
-            sprintf(joined, "%s\n%s", old, arg);
+            size_t lo = strlen(old), la = strlen(arg);
+            char *joined = pool_alloc(pool ? pool : &argv_pool, lo + 1 + la + 1);
+            memcpy(joined, old, lo);
+            joined[lo] = '\n';
+            memcpy(joined + lo + 1, arg, la + 1);
             store_str(cfg, o, joined);
             return 0;
         }
@@ -484,12 +561,18 @@ static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
         rule = rulebuf;
         break;
     }
-    case RC_OPT_SWITCH:
-        store_int(cfg, o, !o->def);
-        return 0;
+    case RC_OPT_SWITCH: {
+        int on = arg ? rc_config_parse_bool(arg) : 1;
+        if (on >= 0) {
+            store_int(cfg, o, on ? !o->def : (int)o->def);
+            return 0;
+        }
+        rule = "yes or no";
+        break;
+    }
     case RC_OPT_UINT:
     case RC_OPT_BYTES:
-        if (parse_uint(arg, o->min, o->max, &v) == 0) {
+        if (rc_config_parse_uint(arg, o->min, o->max, &v) == 0) {
             store_uint(cfg, o, v);
             return 0;
         }
@@ -513,7 +596,7 @@ static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
         rule = rulebuf;
         break;
     case RC_OPT_PORT:
-        if (parse_uint(arg, 0, 65535, &v) == 0) {
+        if (rc_config_parse_uint(arg, 0, 65535, &v) == 0) {
             store_uint(cfg, o, v);
             return 0;
         }
@@ -525,7 +608,7 @@ static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
             store_i32(cfg, o, -1);
             return 0;
         }
-        if (parse_uint(arg, 0, 65535, &v) == 0) {
+        if (rc_config_parse_uint(arg, 0, 65535, &v) == 0) {
             store_i32(cfg, o, (int32_t)v);
             return 0;
         }
@@ -543,14 +626,17 @@ static int set_value(rc_config *cfg, const rc_config_option *o, const char *arg)
         break;
     }
     case RC_OPT_HELP:
-    case RC_OPT_VERSION: abort(); /* handled by rc_config_parse */
+    case RC_OPT_VERSION: abort(); /* handled by rc_config_parse, no config-file keys */
     }
+    /* The command line names the flag as typed (--port), a file as its key (port). */
+    const char *dash = where ? "" : "--";
+    fprintf(err, "%s: ", where ? where : "roomcast");
     if (!*arg && o->type == RC_OPT_STRING) {
-        fprintf(stderr, "roomcast: --%s %s\n", o->name, rule);
+        fprintf(err, "%s%s %s\n", dash, o->name, rule);
     } else {
-        fprintf(stderr, "roomcast: invalid %s ", what);
-        put_quoted(stderr, arg);
-        fprintf(stderr, " for --%s (%s)\n", o->name, rule);
+        fprintf(err, "invalid %s ", what);
+        put_quoted(err, arg);
+        fprintf(err, " for %s%s (%s)\n", dash, o->name, rule);
     }
     return -1;
 }
@@ -566,6 +652,11 @@ static int takes_value(const rc_config_option *o)
 }
 
 int rc_config_parse(rc_config *cfg, int argc, char **argv)
+{
+    return rc_config_parse_flags(cfg, argc, argv, 1);
+}
+
+int rc_config_parse_flags(rc_config *cfg, int argc, char **argv, int cross_check)
 {
     struct option opts[NOPTIONS + 1];
     char shorts[2 * NOPTIONS + 1];
@@ -585,6 +676,10 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
     /* 0, not 1: glibc then also forgets the state of an earlier scan (a half-read "-hV"),
      * which matters when rc_config_parse runs more than once in a process (unit tests). */
     optind = 0;
+    /* seen[i]: row i was given earlier in this argv, so a repeatable row appends to it; its
+     * first occurrence replaces what a config file said. */
+    unsigned char seen[NOPTIONS];
+    memset(seen, 0, sizeof seen);
     int c;
     while ((c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
         const rc_config_option *o = NULL;
@@ -606,9 +701,13 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
             printf("roomcast %s\n", RC_VERSION);
             return 1;
         }
-        if (set_value(cfg, o, takes_value(o) ? optarg : NULL) < 0) return -1;
+        size_t row = (size_t)(o - rc_config_options);
+        if (rc_config_set(cfg, o, takes_value(o) ? optarg : NULL, seen[row], NULL, NULL,
+                          stderr) < 0)
+            return -1;
+        seen[row] = 1;
     }
-    if ((cfg->tool_list || cfg->tool_dump) && !cfg->data_dir) {
+    if (cross_check && (cfg->tool_list || cfg->tool_dump) && !cfg->data_dir) {
         fprintf(stderr, "roomcast: --list-rooms and --dump need --data-dir\n");
         return -1;
     }
@@ -627,6 +726,45 @@ int rc_config_parse(rc_config *cfg, int argc, char **argv)
         return -1;
     }
     return 0;
+}
+
+/* ---- comparing and writing values (reload, --print-config) -------------------------------- */
+
+int rc_config_field_equal(const rc_config *a, const rc_config *b, const rc_config_option *o)
+{
+    if (o->type == RC_OPT_HELP || o->type == RC_OPT_VERSION) return 1;
+    const void *pa = (const char *)a + o->offset, *pb = (const char *)b + o->offset;
+    if (o->type == RC_OPT_STRING || o->type == RC_OPT_ROOM) {
+        const char *sa = *(const char *const *)pa, *sb = *(const char *const *)pb;
+        return sa == sb || (sa && sb && strcmp(sa, sb) == 0);
+    }
+    return memcmp(pa, pb, o->size) == 0;
+}
+
+void rc_config_format_default(const rc_config_option *o, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    switch (o->type) {
+    case RC_OPT_STRING:
+    case RC_OPT_ROOM:
+        if (o->def_str) snprintf(buf, n, "%s", o->def_str);
+        break;
+    case RC_OPT_UINT:
+    case RC_OPT_BYTES:
+    case RC_OPT_PORT: snprintf(buf, n, "%lld", (long long)o->def); break;
+    case RC_OPT_SECONDS:
+        /* 0 is a default some rows cannot be given (history-age: "never"); leave it unset */
+        if (o->def || (o->flags & RC_OPT_ZERO_OFF)) snprintf(buf, n, "%g", (double)o->def / 1e9);
+        break;
+    case RC_OPT_OFF_PORT:
+        if (o->def < 0) snprintf(buf, n, "off");
+        else snprintf(buf, n, "%lld", (long long)o->def);
+        break;
+    case RC_OPT_ENUM: snprintf(buf, n, "%s", o->names[o->def]); break;
+    case RC_OPT_SWITCH: snprintf(buf, n, "no"); break;
+    case RC_OPT_HELP:
+    case RC_OPT_VERSION: break;
+    }
 }
 
 /* ---- --help ------------------------------------------------------------------------------- */

@@ -118,6 +118,10 @@ typedef struct rc_config {
                                      (repeatable), NULL = none */
     const char *broker_at_most_once; /* --broker-at-most-once SERVICE rows, '\n'-separated
                                      (repeatable), NULL = none */
+    /* The configuration file (src/app/conffile.h; command line only) */
+    const char *config_file;      /* --config FILE: read settings from FILE first, NULL = none */
+    int check_config;             /* 1 = --check-config: validate flags and file, then exit */
+    int print_config;             /* 1 = --print-config: print an example file, then exit */
 } rc_config;
 
 /* rc_config_init fills in the defaults of every row of the table, then takes the API key from
@@ -131,8 +135,54 @@ void rc_config_init(rc_config *cfg);
  * Not thread-safe (getopt's globals). */
 int rc_config_parse(rc_config *cfg, int argc, char **argv);
 
+/* rc_config_parse_flags is rc_config_parse; cross_check 0 leaves out the checks between
+ * settings (--dump needs --data-dir), for a first look at argv before a config file that may
+ * supply the rest is read. */
+int rc_config_parse_flags(rc_config *cfg, int argc, char **argv, int cross_check);
+
 /* rc_config_usage writes the --help text, generated from the table, to f. */
 void rc_config_usage(FILE *f);
+
+/* Strings a parse had to make and a config must point at (the joined rows of a repeated flag,
+ * the values read from a config file): owned here, freed together by rc_config_pool_release. */
+typedef struct rc_config_pool {
+    char **strs;                  /* the strings, each malloc'd */
+    size_t n, cap;                /* used and allocated entries of strs */
+} rc_config_pool;
+
+/* rc_config_pool_add copies s[0..len) with a NUL into the pool; aborts when out of memory (a
+ * config is read at start-up and on reload, where there is nothing sensible to fall back on). */
+char *rc_config_pool_add(rc_config_pool *p, const char *s, size_t len);
+void rc_config_pool_release(rc_config_pool *p);
+
+struct rc_config_option;
+
+/* rc_config_find returns the row whose name is name (no "--", no prefix matching), or NULL. */
+const struct rc_config_option *rc_config_find(const char *name);
+
+/* rc_config_set is the one value parser, shared by the command line and the config file: it
+ * parses arg for row o into cfg. arg is NULL for a SWITCH given bare; a SWITCH given a value
+ * (the file's `no-netsync yes`) takes yes/no/on/off/true/false/1/0, no leaving the default.
+ * append: 1 when an earlier value from the same source stands, so an RC_OPT_APPEND row joins
+ * arg to it with '\n'; 0 replaces (the command line replaces the rows of a file). The field
+ * keeps pointing at arg (or at a joined copy in pool): arg must outlive cfg.
+ * On a bad value prints why to err and returns -1: with where == NULL as the command line says
+ * it ("roomcast: invalid value 'x' for --port (...)"), else as "WHERE: invalid value 'x' for
+ * port (...)" (where is "file:line"). */
+int rc_config_set(rc_config *cfg, const struct rc_config_option *o, const char *arg, int append,
+                  const char *where, rc_config_pool *pool, FILE *err);
+
+/* rc_config_parse_uint and rc_config_parse_bool are the number and switch parsers of the
+ * table, for the config file's own keys (namespace rules), so that both read values alike. */
+int rc_config_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+int rc_config_parse_bool(const char *s); /* 1, 0, or -1 when s is none of the words */
+
+/* rc_config_field_equal is true when a and b hold the same value for row o. */
+int rc_config_field_equal(const rc_config *a, const rc_config *b, const struct rc_config_option *o);
+
+/* rc_config_format_default writes o's default as a config-file value into buf ("" when the
+ * default is "unset" and has no value to write). */
+void rc_config_format_default(const struct rc_config_option *o, char *buf, size_t n);
 
 /* ---- the flag table ----------------------------------------------------------------------- */
 
@@ -158,6 +208,10 @@ enum {
     RC_OPT_EMPTY_NULL = 2, /* RC_OPT_STRING: "" leaves the field NULL (unset) */
     RC_OPT_ZERO_OFF = 4,   /* RC_OPT_SECONDS: exactly "0" is accepted and stored as 0 */
     RC_OPT_APPEND = 8,     /* RC_OPT_STRING: repeatable, the values joined with '\n' */
+    RC_OPT_LIVE = 16,      /* a change could take effect on reload (SIGHUP) without a
+                              restart: the value is read per connection or request, not when
+                              a listener or a table is set up. Unmarked rows need a restart */
+    RC_OPT_CLI_ONLY = 32,  /* command line only, not a config-file key (--config itself) */
 };
 
 /* The groups of `--help`, in the order they are printed. */
@@ -177,7 +231,7 @@ typedef struct rc_config_option {
     const char *name;        /* long flag without "--"; also the key a config file would use */
     char short_name;         /* short flag letter, 0 = none */
     uint8_t type;            /* enum rc_opt_type */
-    uint8_t flags;           /* RC_OPT_NONEMPTY | RC_OPT_EMPTY_NULL | RC_OPT_ZERO_OFF */
+    uint8_t flags;           /* RC_OPT_NONEMPTY | RC_OPT_EMPTY_NULL | ... (the enum above) */
     uint8_t section;         /* enum rc_opt_section: where --help lists the flag */
     size_t offset;           /* offsetof(rc_config, field) (unused by HELP, VERSION) */
     size_t size;             /* sizeof the field (0 for HELP, VERSION) */
