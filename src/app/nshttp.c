@@ -402,6 +402,22 @@ typedef struct v8_target {
     uint64_t now;                /* loop time of the request, ns */
 } v8_target;
 
+/* `"result":{name:{"state":state},...}}` for the names of a POST (each once), closing the
+ * response object. */
+static void result_json(rc_textbuf *t, const v8_req *q, int n, const char *state)
+{
+    rc_textbuf_printf(t, "\"result\":{");
+    bool first = true;
+    for (int i = 0; i < n; i++) {
+        if (q->items[i].dup) continue;
+        if (!first) rc_textbuf_append(t, ",", 1);
+        first = false;
+        rc_textbuf_json_string(t, q->items[i].name, q->items[i].name_len);
+        rc_textbuf_printf(t, ":{\"state\":\"%s\"}", state);
+    }
+    rc_textbuf_printf(t, "}}");
+}
+
 /* POST .../client-variables with {"variables":{...}}: every name is validated and the limit
  * checked before anything is written (the reference's 409 leaves no partial effect either). */
 static void v8_client_post(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, const v8_target *g)
@@ -448,16 +464,8 @@ static void v8_client_post(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, con
             rc_textbuf_json_string(&t, g->dev, g->dev_len);
             rc_textbuf_printf(&t, ",\"mapping\":{\"clientNo\":");
             put_client_no(&t, no);
-            rc_textbuf_printf(&t, "},\"result\":{");
-            bool first = true;
-            for (int i = 0; i < n; i++) {
-                if (q->items[i].dup) continue;
-                if (!first) rc_textbuf_append(&t, ",", 1);
-                first = false;
-                rc_textbuf_json_string(&t, q->items[i].name, q->items[i].name_len);
-                rc_textbuf_printf(&t, ":{\"state\":\"%s\"}", no ? "applied" : "queued");
-            }
-            rc_textbuf_printf(&t, "}}");
+            rc_textbuf_printf(&t, "},");
+            result_json(&t, q, n, no ? "applied" : "queued");
             rc_http_respond_json(c, x, 200, &t);
         }
     }
@@ -497,6 +505,7 @@ static void v8_global_post(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, con
                                                   (const uint8_t *)q->value, vl, now);
             failed = r == NSR8_NV_NOMEM || r == NSR8_NV_BAD || r == NSR8_NV_LIMIT;
         }
+        nsr8_gvar_commit(rs, room, g->room_len); /* one GLOBAL_VAR_SYNC for the batch */
         rc_netsync_rooms8_changed(ns);
         if (failed) {
             rc_http_error(c, x, 500, NULL, false, "out of memory");
@@ -504,16 +513,8 @@ static void v8_global_post(rc_conn *c, const rc_http_ctx *x, rc_netsync *ns, con
             rc_textbuf t = {0};
             rc_textbuf_printf(&t, "{\"roomId\":");
             rc_textbuf_json_string(&t, g->room, g->room_len);
-            rc_textbuf_printf(&t, ",\"result\":{");
-            bool first = true;
-            for (int i = 0; i < n; i++) {
-                if (q->items[i].dup) continue;
-                if (!first) rc_textbuf_append(&t, ",", 1);
-                first = false;
-                rc_textbuf_json_string(&t, q->items[i].name, q->items[i].name_len);
-                rc_textbuf_printf(&t, ":{\"state\":\"applied\"}");
-            }
-            rc_textbuf_printf(&t, "}}");
+            rc_textbuf_printf(&t, ",");
+            result_json(&t, q, n, "applied");
             rc_http_respond_json(c, x, 200, &t);
         }
     }

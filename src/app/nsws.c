@@ -765,6 +765,7 @@ static const char *set8(rc_nsws *w, const char *room, size_t rlen, const char *d
     if (!dev) {
         r = nsr8_gvar_set(rs, (const uint8_t *)room, rlen, (const uint8_t *)name, nl,
                           (const uint8_t *)w->value, vl, now);
+        nsr8_gvar_commit(rs, (const uint8_t *)room, rlen);
     } else {
         r = nsr8_cvar_set(rs, (const uint8_t *)room, rlen, (const uint8_t *)dev, dl,
                           (const uint8_t *)name, nl, (const uint8_t *)w->value,

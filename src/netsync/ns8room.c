@@ -1276,9 +1276,14 @@ enum nsr8_nv_result nsr8_gvar_set(nsr8_rooms *rs, const uint8_t *room, size_t ro
     enum nsr8_nv_result res =
         vtab_set(&r->globals, rs->p.max_global_vars, name, name_len, value, value_len, 0);
     count_result(rs, res);
-    if (res == NSR8_NV_APPLIED) send_global_delta(rs, r);
     lower_wake(rs, r);
     return res;
+}
+
+void nsr8_gvar_commit(nsr8_rooms *rs, const uint8_t *room, size_t room_len)
+{
+    nsr8_room *r = nsr8_room_find(rs, room, room_len);
+    if (r) send_global_delta(rs, r);
 }
 
 const nsr8_vtab *nsr8_gvars(const nsr8_rooms *rs, const uint8_t *room, size_t room_len)

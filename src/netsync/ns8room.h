@@ -357,11 +357,14 @@ const nsr8_vtab *nsr8_cvars(const nsr8_rooms *rs, const uint8_t *room, size_t ro
 unsigned nsr8_cvar_delete(nsr8_rooms *rs, const uint8_t *room, size_t room_len,
                           const uint8_t *dev, size_t dev_len, const uint8_t *name,
                           size_t name_len);
-/* nsr8_gvar_set writes a global variable as the operator (lastWriter 0) and, when it changed,
- * sends GLOBAL_VAR_SYNC {name} to the room at once. Creates the room if needed. */
+/* nsr8_gvar_set writes a global variable as the operator (lastWriter 0). Creates the room if
+ * needed. Nothing is sent: call nsr8_gvar_commit after the batch. */
 enum nsr8_nv_result nsr8_gvar_set(nsr8_rooms *rs, const uint8_t *room, size_t room_len,
                                   const uint8_t *name, size_t name_len, const uint8_t *value,
                                   size_t value_len, uint64_t now);
+/* nsr8_gvar_commit sends one GLOBAL_VAR_SYNC of the globals that changed since the last sync
+ * to the room (nothing when none did). */
+void nsr8_gvar_commit(nsr8_rooms *rs, const uint8_t *room, size_t room_len);
 const nsr8_vtab *nsr8_gvars(const nsr8_rooms *rs, const uint8_t *room, size_t room_len);
 /* nsr8_var_find looks a name up in a table (NULL table or no such name: NULL). */
 const nsr8_var *nsr8_var_find(const nsr8_vtab *t, const uint8_t *name, size_t name_len);

@@ -502,9 +502,16 @@ TEST(rest_bridge)
     CHECK_EQ_INT(count(false, NULL, NS8_CLIENT_VAR_SYNC), 2);
     CHECK_EQ_INT(nsr8_cvar_delete(&F.rs, r, 1, d, 1, NULL, 0), 1);
     CHECK_EQ_INT(count(false, NULL, NS8_CLIENT_VAR_SYNC), 4);
+    /* a batch of operator writes is one GLOBAL_VAR_SYNC per member, sent at the commit */
     CHECK_EQ_INT(nsr8_gvar_set(&F.rs, r, 1, (const uint8_t *)"g", 1, (const uint8_t *)"1", 1,
                                now_ns), NSR8_NV_APPLIED);
+    CHECK_EQ_INT(nsr8_gvar_set(&F.rs, r, 1, (const uint8_t *)"h", 1, (const uint8_t *)"2", 1,
+                               now_ns), NSR8_NV_APPLIED);
+    CHECK_EQ_INT(count(false, NULL, NS8_GLOBAL_VAR_SYNC), 0);
+    nsr8_gvar_commit(&F.rs, r, 1);
     CHECK_EQ_INT(count(false, NULL, NS8_GLOBAL_VAR_SYNC), 2);
+    const rec *gs = last(false, "a", NS8_GLOBAL_VAR_SYNC);
+    CHECK(gs && gs->n > 3 && gs->p[1] == 2 && gs->p[2] == 0); /* both names in one sync */
     /* an operator's write wins over a client's write of the same variable still waiting in
      * the NV window (it would otherwise overwrite it at the flush) */
     ns8_enc_global_var_set(enc(), 0, "A", 1, "g", 1, "client", 6);
@@ -513,6 +520,7 @@ TEST(rest_bridge)
     send_(NS8_LANE_CONTROL, "a", "r");
     CHECK_EQ_INT(nsr8_gvar_set(&F.rs, r, 1, (const uint8_t *)"g", 1, (const uint8_t *)"op", 2,
                                now_ns), NSR8_NV_APPLIED);
+    nsr8_gvar_commit(&F.rs, r, 1);
     CHECK_EQ_INT(nsr8_cvar_set(&F.rs, r, 1, d, 1, (const uint8_t *)"k", 1,
                                (const uint8_t *)"op", 2, now_ns), NSR8_NV_APPLIED);
     nsr8_cvar_commit(&F.rs, r, 1, d, 1);
