@@ -91,41 +91,34 @@ unit-bins: $(UNIT_BIN)
 # make run [PORT=N] [TCP_PORT=N|off] [CHAT_PORT=N|off] [NETSYNC=on|off]
 #          [NETSYNC_ROUTER_PORT=N] [NETSYNC_PUB_PORT=N] [NETSYNC_DISCOVERY_PORT=N]
 #          [NETSYNC_POSE_PORT=N] [BROKER=on|off] [BROKER_WORKER_PORT=N]
-#          [BROKER_CLIENT_PORT=N] [DATA_DIR=DIR]
-# Each port is passed to the roomcast flag of the same name (README, "Configuration"); 0 picks
-# a free one; NETSYNC=off is --no-netsync, BROKER=off leaves the worker broker's ports closed. The durable log goes to data/, or to data-PORT/ when
-# PORT is not 8080: roomcast does not lock its data directory, so two servers given the same
-# one would write into the same logs.
-PORT      ?= 8080
-TCP_PORT  ?= 8081
-CHAT_PORT ?= 8082
-NETSYNC   ?= on
-NETSYNC_ROUTER_PORT    ?= 5555
-NETSYNC_PUB_PORT       ?= 5556
-NETSYNC_DISCOVERY_PORT ?= 9999
-NETSYNC_POSE_PORT      ?= 5557
-BROKER    ?= on
-BROKER_WORKER_PORT     ?= 5560
-BROKER_CLIENT_PORT     ?= 5559
-DATA_DIR  ?= $(if $(filter 8080,$(PORT)),data,data-$(PORT))
-
-RUN_NETSYNC_off := --no-netsync
-RUN_NETSYNC_on  := --netsync-router-port $(NETSYNC_ROUTER_PORT) \
-                   --netsync-pub-port $(NETSYNC_PUB_PORT) \
-                   --netsync-discovery-port $(NETSYNC_DISCOVERY_PORT) \
-                   --netsync-pose-port $(NETSYNC_POSE_PORT)
-
-RUN_BROKER_off :=
-RUN_BROKER_on  := --broker-worker-port $(BROKER_WORKER_PORT) \
-                  --broker-client-port $(BROKER_CLIENT_PORT) \
-                  --room-service 'ttt-*=tictactoe'
+#          [BROKER_CLIENT_PORT=N] [DATA_DIR=DIR] [CONFIG=FILE]
+# Starts roomcast with the configuration file roomcast.conf (CONFIG=FILE for another). Each
+# variable given overrides one key on the command line (the flag of the same name; README,
+# "Configuration"); 0 picks a free port; NETSYNC=off is --no-netsync, BROKER=off closes the
+# worker broker's ports. The durable log goes to data/, or to data-PORT/ when PORT is given
+# and not 8080: a second server on the same data directory refuses to start.
+CONFIG ?= roomcast.conf
+NETSYNC ?= on
+BROKER  ?= on
+given = $(filter command line environment override,$(origin $(1)))
+flag  = $(if $(call given,$(1)),$(2) $($(1)))
+RUN_DATA_DIR = $(if $(call given,DATA_DIR),--data-dir '$(DATA_DIR)',$(if $(filter-out 8080,$(call given,PORT)$(if $(call given,PORT),$(PORT))),--data-dir 'data-$(PORT)'))
+RUN_FLAGS = $(call flag,PORT,--port) $(call flag,TCP_PORT,--tcp-port) \
+            $(call flag,CHAT_PORT,--chat-port) \
+            $(if $(filter off,$(NETSYNC)),--no-netsync, \
+                 $(call flag,NETSYNC_ROUTER_PORT,--netsync-router-port) \
+                 $(call flag,NETSYNC_PUB_PORT,--netsync-pub-port) \
+                 $(call flag,NETSYNC_DISCOVERY_PORT,--netsync-discovery-port) \
+                 $(call flag,NETSYNC_POSE_PORT,--netsync-pose-port)) \
+            $(if $(filter off,$(BROKER)),--broker-worker-port off --broker-client-port off, \
+                 $(call flag,BROKER_WORKER_PORT,--broker-worker-port) \
+                 $(call flag,BROKER_CLIENT_PORT,--broker-client-port)) \
+            $(RUN_DATA_DIR)
 
 run: deps-build all
 	$(if $(filter-out on off,$(NETSYNC)),$(error NETSYNC must be on or off, not '$(NETSYNC)'))
 	$(if $(filter-out on off,$(BROKER)),$(error BROKER must be on or off, not '$(BROKER)'))
-	@mkdir -p '$(DATA_DIR)'
-	./$(BIN) --bind 127.0.0.1 --port $(PORT) --tcp-port $(TCP_PORT) --chat-port $(CHAT_PORT) \
-	    $(RUN_NETSYNC_$(NETSYNC)) $(RUN_BROKER_$(BROKER)) --data-dir '$(DATA_DIR)'
+	./$(BIN) --config '$(CONFIG)' $(strip $(RUN_FLAGS))
 
 deps-build:
 	@scripts/deps.sh build

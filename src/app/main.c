@@ -1,5 +1,5 @@
 /* main.c — roomcast's entry point: read the flags and the config file, create the loop and
- * server, run until SIGTERM/SIGINT (SIGHUP reloads the TLS certificate), then close every
+ * server, run until SIGTERM/SIGINT (SIGHUP reloads the configuration), then close every
  * client with 1001 and exit 0. */
 #include <errno.h>
 #include <signal.h>
@@ -9,6 +9,7 @@
 #include "app/conffile.h"
 #include "app/config.h"
 #include "app/nsws.h"
+#include "app/reload.h"
 #include "app/server.h"
 #include "app/services.h"
 #include "broker/zbroker.h"
@@ -28,12 +29,13 @@ static void on_stop_signal(rc_loop *loop, int signo, void *arg)
     rc_server_shutdown(srv);
 }
 
-/* SIGHUP: reload what can change live (today the TLS certificate), never exit (the default
- * action of SIGHUP would). */
+/* SIGHUP: reload the configuration and the files it names (app/reload.h); never exit (the
+ * default action of SIGHUP would). */
 static void on_reload_signal(rc_loop *loop, int signo, void *arg)
 {
+    rc_server *srv = arg;
     rc_info("%s received: reloading", strsignal(signo));
-    rc_server_reload(arg);
+    rc_reload_run(srv->reload, srv);
 }
 
 /* start_broker maps the flags onto the broker's options and starts it (NULL: logged). */
@@ -91,6 +93,10 @@ int main(int argc, char **argv)
         rc_loop_free(loop);
         return 1;
     }
+    static rc_reload reload; /* static for the same reason as conf */
+    rc_reload_init(&reload, argc, argv);
+    srv->reload = &reload;
+    rc_server_set_rules(srv, &conf.rules);
     if (rc_loop_signal(loop, SIGTERM, on_stop_signal, srv) < 0 ||
         rc_loop_signal(loop, SIGINT, on_stop_signal, srv) < 0 ||
         rc_loop_signal(loop, SIGHUP, on_reload_signal, srv) < 0) {
@@ -196,6 +202,7 @@ int main(int argc, char **argv)
     srv->broker = NULL;
     rc_zbroker_free(zb);
     rc_server_free(srv);
+    rc_reload_release(&reload);
     rc_loop_free(loop);
     rc_info("bye");
     return r < 0 ? 1 : 0;

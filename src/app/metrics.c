@@ -3,6 +3,7 @@
 
 #include "app/brkhttp.h"
 #include "app/nsws.h"
+#include "app/reload.h"
 #include "app/server.h"
 #include "app/stats.h"
 #include "codec/textbuf.h"
@@ -260,6 +261,15 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
     metric(&t, "roomcast_sessions_replaced_total", "counter",
            "Connections closed because a new one took their session.",
            srv->rooms.sessions.replaced);
+    if (srv->reload) {
+        metric(&t, "roomcast_config_reloads_total", "counter",
+               "SIGHUP reloads applied (a file with errors is not applied).", srv->reload->ok);
+        metric(&t, "roomcast_config_reload_failures_total", "counter",
+               "SIGHUP reloads refused: the config file had errors.", srv->reload->failed);
+        metric(&t, "roomcast_config_restart_needed", "gauge",
+               "Keys changed by the last reload that need a restart to take effect.",
+               srv->reload->restart_keys);
+    }
     metric(&t, "roomcast_received_bytes_total", "counter", "Bytes read from client sockets.",
            s->bytes_in);
     metric(&t, "roomcast_sent_bytes_total", "counter", "Bytes written to client sockets.",

@@ -14,6 +14,8 @@
 #include "app/nsws.h"
 #include "app/services.h"
 #include "app/webassets.h"
+#include "broker/broker.h"
+#include "broker/zbroker.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
 #include "rooms/roomproto.h"
@@ -250,6 +252,8 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     }
     srv->cfg = *cfg;
     srv->loop = loop;
+    rc_perm_rules_init(&srv->open_rules);
+    srv->perm = &srv->open_rules;
     srv->started = rc_loop_now(loop);
     srv->max_connections = connection_limit(cfg);
     rc_timer_init(&srv->shutdown_timer, on_shutdown_timer);
@@ -353,16 +357,34 @@ void rc_server_free(rc_server *srv)
     srv->tls = NULL;
     rc_timer_stop(srv->loop, &srv->shutdown_timer);
     rc_rooms_release(&srv->rooms); /* flushes and syncs the log, marks it clean */
+    rc_perm_rules_release(&srv->open_rules);
     free(srv);
 }
 
-void rc_server_reload(rc_server *srv)
+void rc_server_reload_files(rc_server *srv)
 {
-    if (!srv->tls) {
-        rc_info("SIGHUP: nothing to reload (no --tls-cert)");
-        return;
-    }
-    rc_tls_ctx_reload(srv->tls); /* logs the outcome; on failure the old certificate stays */
+    if (srv->tls) rc_tls_ctx_reload(srv->tls); /* logs the outcome; a failure keeps the old */
+}
+
+void rc_server_apply_live(rc_server *srv)
+{
+    const rc_config *cfg = &srv->cfg;
+    rc_log_level = (enum rc_log_level)cfg->log_level;
+    srv->max_connections = connection_limit(cfg);
+    /* Connections read these at their next timer or handshake. */
+    srv->net.cfg.ping_interval = cfg->ping_interval;
+    srv->net.cfg.ping_timeout = cfg->ping_timeout;
+    srv->net.cfg.handshake_timeout = cfg->handshake_timeout;
+    srv->net.cfg.close_timeout = cfg->close_timeout;
+    srv->rooms.cfg.max_rooms_per_client = cfg->max_rooms_per_client;
+    srv->rooms.cfg.create_rate = cfg->room_create_rate;
+    if (srv->broker) rc_zbroker_core(srv->broker)->p.request_timeout_ns = cfg->request_timeout;
+    /* api_key, cors_origins and netsync_rest_cors are read from srv->cfg per request. */
+}
+
+void rc_server_set_rules(rc_server *srv, const rc_perm_rules *rules)
+{
+    srv->perm = rules;
 }
 
 void rc_server_shutdown(rc_server *srv)

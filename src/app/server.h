@@ -15,6 +15,7 @@
 #include "app/config.h"
 #include "app/metrics.h"
 #include "core/loop.h"
+#include "rooms/perm.h"
 #include "rooms/room.h"
 #include "transport/conn.h"
 #include "transport/listen.h"
@@ -24,6 +25,7 @@ struct rc_nsws;
 struct rc_zbroker;
 struct rc_services;
 struct rc_tls_ctx;
+struct rc_reload;
 
 typedef struct rc_server {
     rc_config cfg;           /* settings (copied at creation) */
@@ -45,6 +47,10 @@ typedef struct rc_server {
     struct rc_services *services; /* requests of this server's clients to the broker and
                                      room services (app/services.h) */
     rc_metrics metrics;      /* latency histograms and API counters (GET /metrics) */
+    const rc_perm_rules *perm; /* the namespace rules in force (set by main.c; a reload swaps
+                                 them, app/reload.h), never NULL */
+    rc_perm_rules open_rules; /* the built-in rules, in force until main.c sets others */
+    struct rc_reload *reload; /* SIGHUP's state, for the stats (set by main.c), or NULL */
     uint64_t next_client_id; /* last client id handed out */
     uint64_t id_mark;        /* with --data-dir: ids below it are reserved in the data
                                 directory (rc_server_new_client_id) */
@@ -65,9 +71,18 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg);
 uint64_t rc_server_new_client_id(rc_server *srv);
 void rc_server_free(rc_server *srv);
 
-/* rc_server_reload re-reads what can change while running (SIGHUP): the TLS certificate and
- * key, for new connections; open ones keep theirs. */
-void rc_server_reload(rc_server *srv);
+/* rc_server_reload_files re-reads the files the configuration names (SIGHUP): the TLS
+ * certificate and key, for new connections (open ones keep theirs). A file that fails keeps
+ * what was loaded before; the outcome is logged. */
+void rc_server_reload_files(rc_server *srv);
+
+/* rc_server_apply_live pushes the live settings of srv->cfg (rows marked RC_OPT_LIVE) into the
+ * modules that keep a copy of them: after a reload has rewritten srv->cfg (app/reload.h). */
+void rc_server_apply_live(rc_server *srv);
+
+/* rc_server_set_rules makes rules the namespace rules in force (they must outlive their use:
+ * the caller keeps them until the next call). */
+void rc_server_set_rules(rc_server *srv, const rc_perm_rules *rules);
 
 /* rc_server_shutdown closes every client (WebSocket 1001) and stops the loop once they are
  * gone (or after --close-timeout). */

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app/reload.h"
 #include "app/server.h"
+#include "codec/json.h"
 
 static void appendf(char *out, size_t cap, size_t *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -94,6 +96,16 @@ size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
     } else {
         OUT(",\"storage\":{\"enabled\":false}");
     }
+    const rc_reload *rl = srv->reload;
+    const char *cf = srv->cfg.config_file;
+    char esc[rc_json_escape_max(1024)];
+    size_t cfn = cf ? strlen(cf) : 0;
+    if (cf && cfn <= 1024) esc[rc_json_escape(cf, cfn, esc)] = '\0';
+    else snprintf(esc, sizeof esc, "%s", cf ? "\"(path too long)\"" : "null");
+    OUT(",\"config\":{\"file\":%s", esc);
+    OUT(",\"reloads\":%llu,\"reload_failures\":%llu,\"restart_needed\":\"%s\"}",
+        (unsigned long long)(rl ? rl->ok : 0), (unsigned long long)(rl ? rl->failed : 0),
+        rl ? rl->restart_list : "");
     OUT("}\n");
 #undef OUT
     return n;
