@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "app/config.h"
+#include "app/limits.h"
 #include "app/metrics.h"
 #include "core/loop.h"
 #include "rooms/room.h"
@@ -45,6 +46,7 @@ typedef struct rc_server {
     struct rc_services *services; /* requests of this server's clients to the broker and
                                      room services (app/services.h) */
     rc_metrics metrics;      /* latency histograms and API counters (GET /metrics) */
+    rc_limits_stats limits;  /* refusals of the abuse limits (app/limits.h) */
     uint64_t next_client_id; /* last client id handed out */
     uint64_t id_mark;        /* with --data-dir: ids below it are reserved in the data
                                 directory (rc_server_new_client_id) */
