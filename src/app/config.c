@@ -133,8 +133,8 @@ const rc_config_option rc_config_options[] = {
      .help = "origins (scheme://host[:port], comma-separated) whose pages may open a WebSocket; "
              "others get 403 at the upgrade; * for any; upgrades without an Origin header "
              "(non-browser clients) are always let through"},
-    {.name = "max-connections-per-ip", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE,
-     FIELD(max_connections_per_ip), .max = UINT32_MAX, .def = 0, .def_help = "0, no limit",
+    {.name = "connections-per-ip", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE,
+     FIELD(connections_per_ip), .max = UINT32_MAX, .def = 0, .def_help = "0, no limit",
      .metavar = "N",
      .help = "open connections from one IPv4 address or IPv6 /64, on every client listener; "
              "more are refused (HTTP 503, TCP and chat a close line)"},

@@ -63,7 +63,7 @@ typedef struct rc_config {
     const char *allowed_origins;  /* Origins a browser's WebSocket upgrade may come from: "*"
                                      (default, any), a comma-separated list, or "" (none);
                                      upgrades without Origin (non-browser clients) pass */
-    uint32_t max_connections_per_ip; /* open connections per IPv4 address or IPv6 /64 (0) */
+    uint32_t connections_per_ip; /* open connections per IPv4 address or IPv6 /64 (0) */
     uint32_t rate_messages;       /* messages a second per connection (room protocol, chat) (0) */
     uint32_t rate_messages_burst; /* their burst, 0 = one second's worth (0) */
     size_t rate_bytes;            /* message bytes a second per connection (0) */

@@ -23,13 +23,13 @@ const char *const rc_limit_names[RC_LIMIT__COUNT] = {
 
 bool rc_limits_admit(rc_server *srv, rc_conn *c)
 {
-    uint32_t max = srv->cfg.max_connections_per_ip;
+    uint32_t max = srv->cfg.connections_per_ip;
     if (!max || rc_conn_peer_count(c) <= max) return true;
     srv->limits.refused_per_ip++;
     if (rc_log_enabled(RC_LOG_DEBUG)) {
         char a[64];
         rc_ipkey_format(&c->peer, a, sizeof(a));
-        rc_debug("refusing a connection from %s: %u open (--max-connections-per-ip)", a,
+        rc_debug("refusing a connection from %s: %u open (--connections-per-ip)", a,
                  rc_conn_peer_count(c) - 1);
     }
     char why[96];

@@ -1,5 +1,5 @@
 /* limits.h — abuse limits of client connections: which browser pages may open a WebSocket
- * (--allowed-origins), how many connections one address may hold (--max-connections-per-ip),
+ * (--allowed-origins), how many connections one address may hold (--connections-per-ip),
  * and how fast one connection may send messages, bytes and joins (--rate-*, --join-*).
  * docs/limits.md is the user's description.
  *
@@ -34,7 +34,7 @@ extern const char *const rc_limit_names[RC_LIMIT__COUNT];
 
 typedef struct rc_limits_stats {
     uint64_t refused_origin; /* WebSocket upgrades refused for their Origin (403) */
-    uint64_t refused_per_ip; /* connections refused at --max-connections-per-ip */
+    uint64_t refused_per_ip; /* connections refused at --connections-per-ip */
     uint64_t limited[RC_LIMIT__COUNT]; /* messages refused (rate_limited), by limit */
     uint64_t closed;         /* connections closed 1008 for persisting over a rate limit */
 } rc_limits_stats;
@@ -48,7 +48,7 @@ typedef struct rc_climits {
     uint32_t strikes;        /* refusals with less than a second between each and the next */
 } rc_climits;
 
-/* rc_limits_admit checks a just-accepted connection against --max-connections-per-ip. False
+/* rc_limits_admit checks a just-accepted connection against --connections-per-ip. False
  * after refusing it in its protocol's words (HTTP 503, TCP and chat a close line, code 1013)
  * and counting it. */
 bool rc_limits_admit(struct rc_server *srv, rc_conn *c);

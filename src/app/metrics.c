@@ -308,7 +308,7 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
     const rc_limits_stats *ls = &srv->limits;
     header(&t, "roomcast_connections_refused_total", "counter",
            "Connections refused by the abuse limits, by reason (origin: a WebSocket upgrade "
-           "from a page not in --allowed-origins, 403; per_ip: over --max-connections-per-ip).");
+           "from a page not in --allowed-origins, 403; per_ip: over --connections-per-ip).");
     rc_textbuf_printf(&t,
         "roomcast_connections_refused_total{reason=\"origin\"} %llu\n"
         "roomcast_connections_refused_total{reason=\"per_ip\"} %llu\n",

@@ -168,7 +168,7 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
 static bool admit(rc_server *srv, rc_conn *c)
 {
     if (srv->net.nconns <= srv->max_connections && !srv->shutting_down)
-        return rc_limits_admit(srv, c); /* --max-connections-per-ip */
+        return rc_limits_admit(srv, c); /* --connections-per-ip */
     srv->net.stats.disc_max_conn++;
     rc_conn_end(c, RC_WS_CLOSE_TRY_AGAIN,
                 srv->shutting_down ? "shutting down" : "too many connections", true);

@@ -166,7 +166,7 @@ struct rc_conn {
     rc_buf frag;             /* WebSocket: payload of the fragmented message in progress */
     rc_outq out;             /* queued output */
     struct rc_tls_conn *tls; /* TLS session (transport/tls.h), NULL on a plain socket */
-    rc_ipkey peer;           /* the client's address as --max-connections-per-ip counts it
+    rc_ipkey peer;           /* the client's address as --connections-per-ip counts it
                                 (ipcount.h); all zero when unknown */
     union {
         size_t http_scanned; /* HTTP: resume point of the request-head parser */

@@ -1,4 +1,4 @@
-/* ipcount.h — open connections per client address, for --max-connections-per-ip.
+/* ipcount.h — open connections per client address, for --connections-per-ip.
  *
  * One entry per address that has connections open: the address key and its count. Connections
  * add themselves when accepted and remove themselves when closed (conn.c, the same place that
