@@ -7,9 +7,13 @@ No assertion here depends on timing: each test either stays within a burst (noth
 refused whatever the machine does) or sends far more than a burst at once, and rates are set
 so low that what passes within the test does not depend on how long it takes."""
 
+import asyncio
 import json
+import re
 import socket
+import ssl
 import struct
+import subprocess
 import threading
 import time
 
@@ -440,3 +444,46 @@ def test_per_ip_counts_released_however_closed(start_server):
         h.expect_close(1000)
         h.close()
     stats_until(srv, r, lambda s: s["limits"]["addresses"] == 1 and s["connections"] == 1)
+
+
+def test_per_ip_limit_on_tls_listener(start_server, tmp_path):
+    """The TLS listener counts in the same allowance: with the limit held by plain clients, a
+    TLS client finishes its handshake and reads 503 and why; one plain client gone, wss works."""
+    d = str(tmp_path)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    "k.pem", "-out", "c.pem", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   cwd=d, check=True, capture_output=True, timeout=60)
+    srv = start_server("--tls-cert", f"{d}/c.pem", "--tls-key", f"{d}/k.pem", "--tls-port", "0",
+                       "--connections-per-ip", "2", "--ping-interval", "60")
+    port = int(re.search(r"listening on https://127\.0\.0\.1:(\d+)/", srv.stderr()).group(1))
+    ctx = ssl.create_default_context(cafile=f"{d}/c.pem")
+    r = Refusals()
+    a, b = open_ws(srv, r), open_ws(srv, r)
+    a.join("tls")
+    b.join("tls")
+    with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(ws_request("/")[0])
+            status, _, body, _ = read_http_response(s)
+    assert status == 503 and b"too many connections from your address" in body, (status, body)
+    b.send_close(1000)
+    b.expect_close(1000)
+    b.close()
+
+    async def wss():
+        deadline = time.monotonic() + IO_TIMEOUT
+        while True:
+            try:
+                ws = await ws_connect(f"wss://127.0.0.1:{port}/", ssl=ctx)
+                break
+            except websockets.InvalidStatusCode as e:  # the refused one not reaped yet
+                assert e.status_code == 503 and time.monotonic() < deadline
+                r.n += 1
+                await asyncio.sleep(0.02)
+        await ws.send(json.dumps({"type": "join", "room": "tls"}))
+        assert json.loads(await ws.recv())["type"] == "joined"
+        await ws.close()
+    run(wss())
+    a.close()
+    assert stats_until(srv, r)["limits"]["refused_per_ip"] == 1 + r.n
