@@ -79,6 +79,7 @@ void rc_client_ended(rc_server *srv, rc_conn *c)
 
 int rc_client_room_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
 {
+    if (rc_limits_message(c, n) < 0) return -1; /* over a rate limit: answered or closed */
     rc_server *srv = rc_server_of_net(c->net);
     rc_endpoint *ep = &rc_client_of(c)->ep;
     if (opcode == RC_WS_TEXT) return rc_roomproto_text(&srv->rooms, ep, p, n);
@@ -106,6 +107,7 @@ bool rc_client_join_chat(rc_server *srv, rc_conn *c)
 
 int rc_client_chat_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
 {
+    if (rc_limits_message(c, n) < 0) return -1; /* over a rate limit: answered or closed */
     rc_server *srv = rc_server_of_net(c->net);
     rc_endpoint *ep = &rc_client_of(c)->ep;
     /* In the room from the first byte; back in it after the API closed it. */

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "app/limits.h"
 #include "rooms/endpoint.h"
 #include "transport/conn.h"
 
@@ -24,6 +25,7 @@ typedef struct rc_client {
     bool rest_only;          /* accepted on --netsync-rest-port: HTTP for the NetSync REST
                                 bridge only (never upgraded, never a room member) */
     struct rc_svc_client *svc; /* its worker-broker requests (app/services.c), or NULL */
+    rc_climits lim;          /* its rate-limit buckets (app/limits.h) */
 } rc_client;
 
 #define rc_client_of(c) ((rc_client *)(c))

@@ -127,6 +127,45 @@ const rc_config_option rc_config_options[] = {
      .help = "serve the web client and demo from DIR instead of the copies built in (for "
              "development)"},
 
+    /* Abuse limits (src/app/limits.c, docs/limits.md): all live, all off by default */
+    {.name = "allowed-origins", .type = RC_OPT_STRING, .flags = RC_OPT_LIVE,
+     FIELD(allowed_origins), .def_str = "*", .metavar = "LIST",
+     .help = "origins (scheme://host[:port], comma-separated) whose pages may open a WebSocket; "
+             "others get 403 at the upgrade; * for any; upgrades without an Origin header "
+             "(non-browser clients) are always let through"},
+    {.name = "connections-per-ip", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE,
+     FIELD(connections_per_ip), .max = UINT32_MAX, .def = 0, .def_help = "0, no limit",
+     .metavar = "N",
+     .help = "open connections from one IPv4 address or IPv6 /64, on every client listener; "
+             "more are refused (HTTP 503, TCP and chat a close line)"},
+    {.name = "rate-messages", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE, FIELD(rate_messages),
+     .max = 1u << 30, .def = 0, .def_help = "0, no limit", .metavar = "N",
+     .help = "messages one connection may send a second (WebSocket, TCP, chat); more are "
+             "refused with a rate_limited error"},
+    {.name = "rate-messages-burst", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE,
+     FIELD(rate_messages_burst), .max = 1u << 30, .def = 0,
+     .def_help = "0, one second's worth", .metavar = "N",
+     .help = "messages a connection may send at once above --rate-messages"},
+    {.name = "rate-bytes", .type = RC_OPT_BYTES, .flags = RC_OPT_LIVE, FIELD(rate_bytes),
+     .max = 1ull << 33, .def = 0, .def_help = "0, no limit", .metavar = "BYTES",
+     .help = "message bytes one connection may send a second; more are refused with a "
+             "rate_limited error"},
+    {.name = "rate-bytes-burst", .type = RC_OPT_BYTES, .flags = RC_OPT_LIVE,
+     FIELD(rate_bytes_burst), .max = 1ull << 33, .def = 0,
+     .def_help = "0, one second's worth", .metavar = "BYTES",
+     .help = "message bytes a connection may send at once above --rate-bytes (a larger "
+             "message passes only when the allowance is full)"},
+    {.name = "join-rate", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE, FIELD(join_rate),
+     .max = 1u << 20, .def = 0, .def_help = "0, no limit", .metavar = "N",
+     .help = "joins one connection may send a second; more are refused with rate_limited"},
+    {.name = "join-burst", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE, FIELD(join_burst),
+     .max = 1u << 20, .def = 0, .def_help = "0, one second's worth", .metavar = "N",
+     .help = "joins a connection may send at once above --join-rate"},
+    {.name = "rate-close-after", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE,
+     FIELD(rate_close_after), .max = 1u << 20, .def = 10, .metavar = "N",
+     .help = "a connection refused this many times for rate limits, without a second free "
+             "of refusals in between, is closed (1008 rate limit exceeded); 0: never closed"},
+
     /* TLS */
     {.name = "tls-cert", .section = RC_SEC_TLS, .type = RC_OPT_STRING, .flags = RC_OPT_NONEMPTY,
      FIELD(tls_cert), .metavar = "FILE",

@@ -59,6 +59,19 @@ typedef struct rc_config {
                                      endpoints: "*", a comma-separated list, or "" (none) */
     const char *web_root;         /* serve web/ files from this directory instead of the copies
                                      built into the binary (development); NULL: built-in */
+    /* Abuse limits (docs/limits.md); all live on reload, 0 = off */
+    const char *allowed_origins;  /* Origins a browser's WebSocket upgrade may come from: "*"
+                                     (default, any), a comma-separated list, or "" (none);
+                                     upgrades without Origin (non-browser clients) pass */
+    uint32_t connections_per_ip; /* open connections per IPv4 address or IPv6 /64 (0) */
+    uint32_t rate_messages;       /* messages a second per connection (room protocol, chat) (0) */
+    uint32_t rate_messages_burst; /* their burst, 0 = one second's worth (0) */
+    size_t rate_bytes;            /* message bytes a second per connection (0) */
+    size_t rate_bytes_burst;      /* their burst, 0 = one second's worth (0) */
+    uint32_t join_rate;           /* joins a second per connection (0) */
+    uint32_t join_burst;          /* their burst, 0 = one second's worth (0) */
+    uint32_t rate_close_after;    /* refusals in a row (no quiet second between them) before
+                                     the connection is closed 1008, 0 = never (10) */
     /* TLS (docs/tls.md) */
     const char *tls_cert;         /* PEM certificate chain; with tls_key: TLS listeners, NULL =
                                      none */

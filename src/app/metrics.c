@@ -314,6 +314,27 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
         (unsigned long long)s->disc_max_conn, (unsigned long long)s->disc_handshake);
     metric(&t, "roomcast_slow_consumer_disconnects_total", "counter",
            "Clients cut off for exceeding --max-pending.", s->disc_slow);
+    /* The abuse limits (app/limits.h, docs/limits.md). */
+    const rc_limits_stats *ls = &srv->limits;
+    header(&t, "roomcast_connections_refused_total", "counter",
+           "Connections refused by the abuse limits, by reason (origin: a WebSocket upgrade "
+           "from a page not in --allowed-origins, 403; per_ip: over --connections-per-ip).");
+    rc_textbuf_printf(&t,
+        "roomcast_connections_refused_total{reason=\"origin\"} %llu\n"
+        "roomcast_connections_refused_total{reason=\"per_ip\"} %llu\n",
+        (unsigned long long)ls->refused_origin, (unsigned long long)ls->refused_per_ip);
+    header(&t, "roomcast_rate_limited_total", "counter",
+           "Client messages refused with rate_limited, by limit (messages: --rate-messages, "
+           "bytes: --rate-bytes, joins: --join-rate).");
+    for (int i = 0; i < RC_LIMIT__COUNT; i++)
+        rc_textbuf_printf(&t, "roomcast_rate_limited_total{limit=\"%s\"} %llu\n",
+                          rc_limit_names[i], (unsigned long long)ls->limited[i]);
+    metric(&t, "roomcast_rate_limit_disconnects_total", "counter",
+           "Clients closed 1008 for going on over a rate limit (--rate-close-after).",
+           ls->closed);
+    metric(&t, "roomcast_client_addresses", "gauge",
+           "Client addresses (IPv4, IPv6 /64) with connections open.",
+           rc_ipcount_addresses(&srv->net.peers));
 
     header(&t, "roomcast_errors_total", "counter", "Client faults, by kind (as in /api/stats).");
     for (int i = 0; i < RC_NERR__COUNT; i++)

@@ -144,6 +144,8 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
             rc_http_error(c, x, 404, NULL, true, "no WebSocket endpoint at this path (use / or /echo)");
         else if (x->method != RC_HTTP_GET)
             rc_http_error(c, x, 405, "Allow: GET\r\n", true, "WebSocket upgrade needs GET");
+        else if (!rc_limits_upgrade_ok(srv, c, x))
+            return; /* 403: a page of an origin not in --allowed-origins */
         else if (rc_http_upgrade(c, x, echo ? rc_client_echo_message : rc_client_room_message))
             rc_client_start(srv, c, RC_WIRE_WS);
         return;
@@ -167,7 +169,8 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
  * its protocol's words (503 for HTTP) and closed. */
 static bool admit(rc_server *srv, rc_conn *c)
 {
-    if (srv->net.nconns <= srv->max_connections && !srv->shutting_down) return true;
+    if (srv->net.nconns <= srv->max_connections && !srv->shutting_down)
+        return rc_limits_admit(srv, c); /* --connections-per-ip */
     srv->net.stats.disc_max_conn++;
     rc_conn_end(c, RC_WS_CLOSE_TRY_AGAIN,
                 srv->shutting_down ? "shutting down" : "too many connections", true);
@@ -280,6 +283,8 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     rc_rooms_init(&srv->rooms, loop, &rcfg);
     /* netsync_* requests go to the NetSync observers (answered "netsync_off" without NetSync). */
     rc_roomproto_set_extension(&srv->rooms, RC_NSWS_PREFIX, rc_nsws_request, srv);
+    /* --join-rate, checked before a join is read (app/limits.h). */
+    rc_roomproto_set_join_gate(&srv->rooms, rc_limits_join_gate, srv);
     /* "request" messages and room services (the broker itself is set by main.c). */
     if (!(srv->services = rc_services_new(srv))) goto err;
     /* TLS: --port itself, or a listener of its own beside it (--tls-port). Both are the same

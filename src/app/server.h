@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "app/config.h"
+#include "app/limits.h"
 #include "app/metrics.h"
 #include "core/loop.h"
 #include "rooms/perm.h"
@@ -51,6 +52,7 @@ typedef struct rc_server {
                                  them, app/reload.h), never NULL */
     rc_perm_rules open_rules; /* the built-in rules, in force until main.c sets others */
     struct rc_reload *reload; /* SIGHUP's state, for the stats (set by main.c), or NULL */
+    rc_limits_stats limits;  /* refusals of the abuse limits (app/limits.h) */
     uint64_t next_client_id; /* last client id handed out */
     uint64_t id_mark;        /* with --data-dir: ids below it are reserved in the data
                                 directory (rc_server_new_client_id) */

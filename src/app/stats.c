@@ -81,6 +81,13 @@ size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
         srv->rooms.state_bytes, srv->cfg.state_memory,
         (unsigned long long)rs->history_joins, (unsigned long long)rs->state_joins,
         (unsigned long long)rs->presence_events, (unsigned long long)rs->conflated);
+    const rc_limits_stats *ls = &srv->limits;
+    OUT(",\"limits\":{\"refused_origin\":%llu,\"refused_per_ip\":%llu,\"rate_limited\":{",
+        (unsigned long long)ls->refused_origin, (unsigned long long)ls->refused_per_ip);
+    for (int i = 0; i < RC_LIMIT__COUNT; i++)
+        OUT("%s\"%s\":%llu", i ? "," : "", rc_limit_names[i], (unsigned long long)ls->limited[i]);
+    OUT("},\"rate_limit_closes\":%llu,\"addresses\":%u}", (unsigned long long)ls->closed,
+        rc_ipcount_addresses(&srv->net.peers));
     rc_store *store = srv->rooms.store;
     if (store) {
         rc_store_status st;

@@ -97,6 +97,10 @@ typedef int rc_roomproto_svc_fn(void *arg, rc_endpoint *ep, struct rc_room *room
                                 const char *p, size_t n, const rc_json_top *scan);
 #define RC_ROOMPROTO_NOT_SERVED 1
 
+/* The join gate (roomproto.h, rc_roomproto_set_join_gate): asked before each join of ep is
+ * read. Returns 0 to go on, -1 when it answered the join with an error itself. */
+typedef int rc_roomproto_gate_fn(void *arg, rc_endpoint *ep);
+
 /* What a member asked for when it joined (docs/protocol.md). */
 enum {
     RC_MEMBER_PRESENCE = 1,  /* presence events */
@@ -180,6 +184,9 @@ typedef struct rc_rooms {
     rc_roomproto_ext_fn *request;
     rc_roomproto_svc_fn *service;
     void *svc_arg;
+    /* The join gate (roomproto.h, rc_roomproto_set_join_gate: the join rate limit), or NULL. */
+    rc_roomproto_gate_fn *join_gate;
+    void *gate_arg;
 } rc_rooms;
 
 /* rc_rooms_init readies an empty room set on loop and starts its sweep timer. */

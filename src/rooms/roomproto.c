@@ -453,6 +453,12 @@ void rc_roomproto_set_extension(rc_rooms *t, const char *prefix, rc_roomproto_ex
     t->ext_arg = arg;
 }
 
+void rc_roomproto_set_join_gate(rc_rooms *t, rc_roomproto_gate_fn *gate, void *arg)
+{
+    t->join_gate = gate;
+    t->gate_arg = arg;
+}
+
 void rc_roomproto_set_services(rc_rooms *t, rc_roomproto_ext_fn *request,
                                rc_roomproto_svc_fn *service, void *arg)
 {
@@ -579,6 +585,8 @@ static int dispatch(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const
         tl = rc_json_unescape(q->key[RC_JK_TYPE].p, q->key[RC_JK_TYPE].len, type, sizeof(type));
     if (tl > 0) {
         size_t l = (size_t)tl;
+        if (type_is(type, l, "join") && t->join_gate && t->join_gate(t->gate_arg, ep) < 0)
+            return -1;
         if (type_is(type, l, "join"))
             return q->dups & JOIN_KEYS ? duplicate_key(t, ep, q->dups & JOIN_KEYS)
                                        : do_join(t, ep, q);

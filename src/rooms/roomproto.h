@@ -83,6 +83,10 @@ void rc_roomproto_set_extension(rc_rooms *t, const char *prefix, rc_roomproto_ex
 void rc_roomproto_set_services(rc_rooms *t, rc_roomproto_ext_fn *request,
                                rc_roomproto_svc_fn *service, void *arg);
 
+/* rc_roomproto_set_join_gate asks gate before every join is read (the per-connection join
+ * rate, app/limits.h); NULL removes it. A refused join has no effect. */
+void rc_roomproto_set_join_gate(rc_rooms *t, rc_roomproto_gate_fn *gate, void *arg);
+
 /* rc_roomproto_error sends {"type":"error","code":kind,"message":...} to ep and counts the
  * fault. Returns -1 (what a handler returns after an error). */
 int rc_roomproto_error(rc_rooms *t, rc_endpoint *ep, enum rc_rerr kind, const char *fmt, ...)

@@ -110,6 +110,7 @@ void rc_net_close_all(rc_net *net)
 {
     while (net->conns) rc_conn_close(net->conns);
     rc_net_flush(net);
+    rc_ipcount_release(&net->peers); /* empty by now: every connection uncounted itself */
 }
 
 rc_conn *rc_conn_new(rc_net *net, int fd, size_t size, const rc_proto *proto)
@@ -136,6 +137,12 @@ rc_conn *rc_conn_new(rc_net *net, int fd, size_t size, const rc_proto *proto)
     net->stats.connections_total++;
     rc_conn_set_proto(c, proto);
     return c;
+}
+
+void rc_conn_set_peer(rc_conn *c, const struct sockaddr *sa)
+{
+    c->peer = rc_ipkey_of(sa);
+    c->peer_counted = rc_ipkey_known(&c->peer) && rc_ipcount_add(&c->net->peers, &c->peer) > 0;
 }
 
 int rc_conn_start_tls(rc_conn *c, struct rc_tls_ctx *t)
@@ -250,6 +257,10 @@ void rc_conn_close(rc_conn *c)
     bool was_open = c->state == RC_CONN_OPEN;
     c->state = RC_CONN_CLOSED;
     if (was_open) ended(c);
+    if (c->peer_counted) { /* every way out of a connection passes here exactly once */
+        rc_ipcount_del(&net->peers, &c->peer);
+        c->peer_counted = false;
+    }
     rc_io_stop(net->loop, &c->io);
     if (c->tls) { /* before the socket: the session's BIO does not own the descriptor */
         rc_tls_conn_free(c->tls);

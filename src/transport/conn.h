@@ -30,6 +30,7 @@
 #include "core/buf.h"
 #include "core/loop.h"
 #include "core/msg.h"
+#include "transport/ipcount.h"
 #include "transport/outq.h"
 
 #define RC_RXBUF_SIZE (64 * 1024)
@@ -132,6 +133,8 @@ struct rc_net {
     rc_conn *free_head;      /* CLOSED connections to free at rc_net_flush */
     uint64_t flush_now;      /* clock read when the current flush began, ns (latency) */
     bool shutting_down;      /* no new requests are kept alive */
+    rc_ipcount peers;        /* open connections per client address (ipcount.h): counted
+                                from accept to close, like nconns */
     rc_net_stats stats;      /* counters */
     char rxbuf[RC_RXBUF_SIZE]; /* shared read buffer: input is parsed in place from here */
 };
@@ -152,6 +155,7 @@ struct rc_conn {
     bool rd_eof;             /* the peer shut its side: no more reading, close once flushed */
     bool http_waiting;       /* HTTP: a response was deferred (rc_http_defer): no further
                                 request is read until it is sent */
+    bool peer_counted;       /* peer is counted in the net's peers (rc_conn_set_peer) */
     uint8_t errors;          /* error replies in a row (TCP and chat close at a threshold) */
     uint8_t msg_opcode;      /* WebSocket: opcode of the fragmented message in progress, or 0 */
     rc_utf8 utf8;            /* WebSocket: validator state of that message */
@@ -162,6 +166,8 @@ struct rc_conn {
     rc_buf frag;             /* WebSocket: payload of the fragmented message in progress */
     rc_outq out;             /* queued output */
     struct rc_tls_conn *tls; /* TLS session (transport/tls.h), NULL on a plain socket */
+    rc_ipkey peer;           /* the client's address as --connections-per-ip counts it
+                                (ipcount.h); all zero when unknown */
     union {
         size_t http_scanned; /* HTTP: resume point of the request-head parser */
         rc_tcpw tcp;         /* TCP: framing decoder */
@@ -186,6 +192,17 @@ void rc_net_close_all(rc_net *net);
  * (>= sizeof(rc_conn); the owner's struct embeds rc_conn first) speaking proto. Returns NULL
  * (fd closed) when out of memory. */
 rc_conn *rc_conn_new(rc_net *net, int fd, size_t size, const rc_proto *proto);
+
+/* rc_conn_set_peer records the address c was accepted from and counts c in the net's peers
+ * until it closes (listen.c, right after rc_conn_new). */
+void rc_conn_set_peer(rc_conn *c, const struct sockaddr *sa);
+
+/* rc_conn_peer_count is how many connections are open from c's address, c included (0 when its
+ * address is not known or could not be counted). */
+static inline uint32_t rc_conn_peer_count(const rc_conn *c)
+{
+    return c->peer_counted ? rc_ipcount_get(&c->net->peers, &c->peer) : 0;
+}
 
 /* rc_conn_start_tls makes c, just accepted, speak TLS with context t: input is decrypted before
  * its protocol sees it and output encrypted as it is written. The handshake runs on the loop,

@@ -26,7 +26,7 @@ static void shed_connection(rc_listener *l)
     if (l->reserve_fd >= 0) {
         close(l->reserve_fd);
         l->reserve_fd = -1;
-        int fd = rc_sock_accept(l->io.fd);
+        int fd = rc_sock_accept(l->io.fd, NULL);
         if (fd >= 0) close(fd);
         l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
@@ -40,7 +40,8 @@ static void on_listen(rc_loop *loop, rc_io *io, uint32_t events)
     rc_listener *l = (rc_listener *)io;
     rc_net *net = l->net;
     for (int i = 0; i < RC_ACCEPT_BATCH; i++) {
-        int fd = rc_sock_accept(io->fd);
+        struct sockaddr_storage peer;
+        int fd = rc_sock_accept(io->fd, &peer);
         if (fd < 0) {
             if (fd == -EAGAIN || fd == -EWOULDBLOCK) return;
             net->stats.accept_errors++;
@@ -53,6 +54,7 @@ static void on_listen(rc_loop *loop, rc_io *io, uint32_t events)
             return;
         }
         rc_conn *c = rc_conn_new(net, fd, l->conn_size, l->proto);
+        if (c) rc_conn_set_peer(c, (const struct sockaddr *)&peer);
         if (c && l->tls && rc_conn_start_tls(c, l->tls) < 0) continue; /* closed */
         if (c && l->accepted) l->accepted(l->arg, c);
     }

@@ -43,10 +43,13 @@ int rc_sock_listen(const char *addr, uint16_t port, int backlog, uint16_t *bound
     return fd;
 }
 
-int rc_sock_accept(int lfd)
+int rc_sock_accept(int lfd, struct sockaddr_storage *peer)
 {
     for (;;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        socklen_t sl = sizeof(*peer);
+        if (peer) peer->ss_family = AF_UNSPEC;
+        int fd = accept4(lfd, (struct sockaddr *)peer, peer ? &sl : NULL,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             return -errno;

@@ -7,6 +7,7 @@
 #define RC_SOCK_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* rc_sock_listen creates a non-blocking TCP socket bound to addr:port (IPv4 or IPv6 literal,
  * or a host name) and listening with the given backlog. port 0 picks a free port; the bound
@@ -14,8 +15,9 @@
 int rc_sock_listen(const char *addr, uint16_t port, int backlog, uint16_t *bound_port);
 
 /* rc_sock_accept accepts one connection, non-blocking and close-on-exec, with TCP_NODELAY
- * set (room messages are small and latency matters more than segment count). Returns the
+ * set (room messages are small and latency matters more than segment count), and stores the
+ * peer's address in *peer (may be NULL; accept4 reports it at no extra cost). Returns the
  * descriptor or -errno (-EAGAIN when none is pending). */
-int rc_sock_accept(int lfd);
+int rc_sock_accept(int lfd, struct sockaddr_storage *peer);
 
 #endif
