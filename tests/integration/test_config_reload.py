@@ -180,3 +180,25 @@ def test_without_config_file_sighup_rereads_files_only():
         srv.stop()
     finally:
         srv.cleanup()
+
+
+def test_abuse_limits_are_live(tmp_path):
+    conf = tmp_path / "roomcast.conf"
+    conf.write_text("allowed-origins https://a.example\n")
+    srv = Server("--config", conf)
+    try:
+        async def origin_ok(origin):
+            try:
+                async with websockets.connect(srv.ws_url, origin=origin):
+                    return True
+            except websockets.InvalidStatusCode as e:   # websockets 10 (Debian 12)
+                assert e.status_code == 403
+                return False
+
+        assert asyncio.run(origin_ok("https://a.example"))
+        assert not asyncio.run(origin_ok("https://b.example"))
+        reload(srv, conf, "allowed-origins https://a.example,https://b.example\n")
+        assert asyncio.run(origin_ok("https://b.example"))
+        srv.stop()
+    finally:
+        srv.cleanup()
