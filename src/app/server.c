@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include "app/api.h"
+#include "app/auth.h"
 #include "app/brkhttp.h"
 #include "app/client.h"
 #include "app/nshttp.h"
@@ -108,6 +109,49 @@ static void bridge_preflight(rc_conn *c, const rc_http_ctx *x)
                     "Access-Control-Max-Age: 3600\r\n", "", 0);
 }
 
+/* The room protocol's upgrade. With token keys the token comes with it (Authorization: Bearer,
+ * or ?token= for browsers): a bad one is refused here with 401, a good one makes the
+ * connection its user's; without one the connection is anonymous (--allow-anonymous) or must
+ * authenticate with its first message (rooms/ident.h). */
+static void upgrade_room(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
+{
+    rc_rooms *t = &srv->rooms;
+    rc_ident *id = NULL;
+    if (srv->jwt) {
+        char buf[RC_JWT_MAX_TOKEN + 1];
+        const char *tok;
+        size_t n;
+        int has = rc_auth_upgrade_token(x, buf, sizeof(buf), &tok, &n);
+        int r = has > 0 ? rc_ident_verify(t, tok, n, &id) : has < 0 ? RC_JWT_MALFORMED : 0;
+        if (has < 0) t->auth.result[RC_JWT_MALFORMED]++;
+        if (r < 0) {
+            rc_http_error(c, x, 500, NULL, true, "out of memory checking the token");
+            return;
+        }
+        if (has && r != RC_JWT_OK) {
+            char extra[160];
+            const char *why = rc_ident_result_name(r);
+            snprintf(extra, sizeof(extra),
+                     "WWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"%s\"\r\n",
+                     why);
+            rc_http_error(c, x, 401, extra, true, "invalid token: %s", why);
+            return;
+        }
+    }
+    if (!rc_http_upgrade(c, x, rc_client_room_message)) {
+        free(id);
+        return;
+    }
+    rc_client_start(srv, c, RC_WIRE_WS);
+    rc_endpoint *ep = &rc_client_of(c)->ep;
+    if (id) {
+        rc_ident_attach(t, ep, id);
+        rc_ident_announce(t, ep);
+    } else if (srv->jwt && !srv->cfg.allow_anonymous) {
+        rc_ident_expect(t, ep, srv->cfg.auth_timeout);
+    }
+}
+
 /* Routes one HTTP request: the WebSocket endpoints, then NetSync's routes, the API and the
  * web files. */
 static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
@@ -142,7 +186,9 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
             rc_http_error(c, x, 404, NULL, true, "no WebSocket endpoint at this path (use / or /echo)");
         else if (x->method != RC_HTTP_GET)
             rc_http_error(c, x, 405, "Allow: GET\r\n", true, "WebSocket upgrade needs GET");
-        else if (rc_http_upgrade(c, x, echo ? rc_client_echo_message : rc_client_room_message))
+        else if (root)
+            upgrade_room(srv, c, x);
+        else if (rc_http_upgrade(c, x, rc_client_echo_message))
             rc_client_start(srv, c, RC_WIRE_WS);
         return;
     }
@@ -180,13 +226,26 @@ static void on_accept_http(void *arg, rc_conn *c)
 static void on_accept_tcp(void *arg, rc_conn *c)
 {
     if (!admit(arg, c)) return;
+    rc_server *srv = arg;
     rc_client_start(arg, c, RC_WIRE_LINE); /* or framed: decided by its first bytes */
     c->on_message = rc_client_tcp_message;
+    /* No headers here: with token keys a TCP client authenticates with its first message. */
+    if (srv->jwt && !srv->cfg.allow_anonymous)
+        rc_ident_expect(&srv->rooms, &rc_client_of(c)->ep, srv->cfg.auth_timeout);
 }
 
 static void on_accept_chat(void *arg, rc_conn *c)
 {
     if (!admit(arg, c)) return;
+    rc_server *srv = arg;
+    /* The seed chat protocol has no way to present a token: with token keys its clients are
+     * anonymous, so they are admitted only with --allow-anonymous. */
+    if (srv->jwt && !srv->cfg.allow_anonymous) {
+        srv->rooms.auth.result[RC_IDENT_MISSING]++;
+        rc_conn_end(c, RC_CLOSE_UNAUTHENTICATED, "unauthenticated: the chat port is anonymous",
+                    false);
+        return;
+    }
     rc_client_start(arg, c, RC_WIRE_CHAT);
     c->on_message = rc_client_chat_message;
     rc_client_join_chat(arg, c);
@@ -274,6 +333,18 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         .session_ttl = cfg->session_ttl, .max_idle_sessions = cfg->max_sessions,
     };
     rc_rooms_init(&srv->rooms, loop, &rcfg);
+    {
+        rc_jwt_keys *keys = malloc(sizeof(*keys));
+        int nk = keys ? rc_auth_keys_load(cfg, keys, stderr) : -1;
+        if (nk < 0) {
+            free(keys);
+            goto err;
+        }
+        rc_server_set_keys(srv, keys);
+        if (nk) rc_info("tokens: %d key(s); connections %s", nk,
+                        cfg->allow_anonymous ? "without a token are anonymous"
+                                             : "need a token");
+    }
     /* netsync_* requests go to the NetSync observers (answered "netsync_off" without NetSync). */
     rc_roomproto_set_extension(&srv->rooms, RC_NSWS_PREFIX, rc_nsws_request, srv);
     /* "request" messages and room services (the broker itself is set by main.c). */
@@ -318,6 +389,7 @@ err:
     rc_listener_close(&srv->rest);
     rc_services_free(srv->services);
     rc_rooms_release(&srv->rooms);
+    rc_server_set_keys(srv, NULL);
     free(srv);
     return NULL;
 }
@@ -353,7 +425,24 @@ void rc_server_free(rc_server *srv)
     srv->tls = NULL;
     rc_timer_stop(srv->loop, &srv->shutdown_timer);
     rc_rooms_release(&srv->rooms); /* flushes and syncs the log, marks it clean */
+    rc_server_set_keys(srv, NULL);
     free(srv);
+}
+
+void rc_server_set_keys(rc_server *srv, rc_jwt_keys *keys)
+{
+    if (keys && keys->n == 0) {
+        rc_jwt_keys_release(keys);
+        free(keys);
+        keys = NULL;
+    }
+    rc_jwt_keys *old = srv->jwt;
+    srv->jwt = keys;
+    srv->rooms.jwt = keys;
+    if (old) {
+        rc_jwt_keys_release(old);
+        free(old);
+    }
 }
 
 void rc_server_reload(rc_server *srv)

@@ -35,6 +35,8 @@ typedef struct rc_server {
     rc_listener chat;        /* --chat-port: the seed chat protocol (unless off) */
     rc_listener https;       /* --tls-port: HTTP, the API, WebSocket over TLS (unless off) */
     struct rc_tls_ctx *tls;  /* certificate of the TLS listeners, NULL without --tls-cert */
+    struct rc_jwt_keys *jwt; /* token keys (owned; rooms.jwt borrows it), NULL = tokens off:
+                                swapped by rc_server_set_keys */
     rc_listener rest;        /* --netsync-rest-port: HTTP for NetSync's REST bridge only
                                 (unless off; never with --no-netsync) */
     uint32_t max_connections; /* effective limit after the descriptor limit */
@@ -64,6 +66,11 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg);
  * --data-dir for every run on that directory. */
 uint64_t rc_server_new_client_id(rc_server *srv);
 void rc_server_free(rc_server *srv);
+
+/* rc_server_set_keys makes keys (owned from now on; NULL or empty: tokens off) the keyset
+ * later tokens are checked with, and frees the old one (a reload builds keys with
+ * rc_auth_keys_load). Identities already given are kept (rooms/ident.h). */
+void rc_server_set_keys(rc_server *srv, struct rc_jwt_keys *keys);
 
 /* rc_server_reload re-reads what can change while running (SIGHUP): the TLS certificate and
  * key, for new connections; open ones keep theirs. */
