@@ -178,10 +178,14 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
     if (hs->type != RC_JSON_NONE && !rc_json_get_u64(hs, &hist_n))
         return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD,
                                   "\"history\" must be a non-negative integer");
+    bool no_recovery = false;
     if (!t->perm_open) {
         /* The namespace rules and the token's grants: the join itself, then each thing it
          * asks for (a presence=off namespace refuses "presence":true rather than leave the
-         * list out unannounced). A member joining again is not counted against max-members. */
+         * list out unannounced). A member joining again is not counted against max-members.
+         * A recovery=off namespace does not refuse "since": clients send it by themselves on
+         * every reconnect, so the join goes on as one whose history does not reach back
+         * ("recovered":false, the client reports the gap). */
         rc_room *now = rc_rooms_find(t, name, (size_t)len);
         uint32_t members = now && rc_endpoint_room_slot(ep, now) < 0 ? now->nmembers : 0;
         enum rc_perm_result pr = rc_ident_may(t, ep, name, (size_t)len, RC_PERM_JOIN, members);
@@ -190,8 +194,8 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
             (pr = rc_ident_may(t, ep, name, (size_t)len, RC_PERM_HISTORY, 0)) != RC_PERM_OK)
             return refuse(t, ep, pr, "history", name);
         if (q->key[RC_JK_SINCE].type != RC_JSON_NONE &&
-            (pr = rc_ident_may(t, ep, name, (size_t)len, RC_PERM_RECOVER, 0)) != RC_PERM_OK)
-            return refuse(t, ep, pr, "recovery (\"since\")", name);
+            rc_ident_may(t, ep, name, (size_t)len, RC_PERM_RECOVER, 0) != RC_PERM_OK)
+            no_recovery = true;
         if (presence &&
             (pr = rc_ident_may(t, ep, name, (size_t)len, RC_PERM_PRESENCE, 0)) != RC_PERM_OK)
             return refuse(t, ep, pr, "presence", name);
@@ -234,7 +238,7 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
         char ep_text[RC_EPOCH_LEN + 2];
         long el = epoch_s->type == RC_JSON_STRING
                       ? rc_json_unescape(epoch_s->p, epoch_s->len, ep_text, sizeof(ep_text)) : -1;
-        recovered = rc_json_get_u64(since_s, &since) && el == RC_EPOCH_LEN &&
+        recovered = !no_recovery && rc_json_get_u64(since_s, &since) && el == RC_EPOCH_LEN &&
                     memcmp(ep_text, room->epoch, RC_EPOCH_LEN) == 0 && since <= last &&
                     (since == last || (first && first <= since + 1));
         if (recovered) t->stats.recovered++;

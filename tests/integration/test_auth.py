@@ -525,13 +525,32 @@ def test_roomcast_publish_service_is_held_to_the_publish_rule(server):
 def test_history_recovery_and_presence_switches(server):
     room = rn("nohist")
     ws, _ = connect(server)
-    for extra, what in (({"history": 5}, "history"), ({"since": 0, "epoch": "x" * 16}, "since"),
-                        ({"presence": True}, "presence")):
+    for extra, what in (({"history": 5}, "history"), ({"presence": True}, "presence")):
         ws.send_json({"type": "join", "room": room, **extra})
         err = ws.recv_json()
         assert err["type"] == "error" and err["code"] == "forbidden", (what, err)
     ws.send_json({"type": "join", "room": room})
-    assert ws.recv_json()["type"] == "joined"
+    joined = ws.recv_json()
+    assert joined["type"] == "joined"
+    # a message, then a rejoin "since" 0 in the right epoch: recoverable, but recovery is off
+    ws.send_json({"room": room, "n": 1})
+    assert ws.recv_json()["n"] == 1
+    before = stats(server)
+    ws.send_json({"type": "join", "room": room, "since": 0, "epoch": joined["epoch"]})
+    again = ws.recv_json()
+    assert again["type"] == "joined" and again["recovered"] is False, again
+    after = stats(server)
+    assert after["auth"]["refused"]["recovery"]["forbidden"] == \
+        before["auth"]["refused"]["recovery"]["forbidden"] + 1
+    # in a namespace with recovery the same rejoin recovers
+    room2 = rn()
+    ws.send_json({"type": "join", "room": room2})
+    j2 = ws.recv_json()
+    ws.send_json({"room": room2, "n": 2})
+    assert ws.recv_json()["n"] == 2
+    ws.send_json({"type": "join", "room": room2, "since": 0, "epoch": j2["epoch"]})
+    assert ws.recv_json()["recovered"] is True
+    assert ws.recv_json()["n"] == 2            # the recovered message
     # the same requests in a namespace that offers them
     other = rn()
     ws.send_json({"type": "join", "room": other, "history": 5, "presence": True})
