@@ -725,8 +725,11 @@ static int on_room_publish(void *arg, rc_endpoint *ep, rc_room *room, const char
         room_error(s, &tmp, "overloaded", "too many room-service requests in flight");
         return -1;
     }
-    /* {"room":R,"sender":{"client_id":C},"message":M} — M as the member wrote it */
-    size_t cap = 64 + room->json_len + n;
+    /* {"room":R,"sender":{"client_id":C[,"user":U]},"message":M} — M as the member wrote it;
+     * U is the sender's verified user (docs/auth.md), the one thing a worker can trust */
+    const rc_ident *id = ep->auth == RC_IDENT_USER ? ep->ident : NULL;
+    int ul = id ? (int)id->user_json_len - 1 : 0;
+    size_t cap = 66 + room->json_len + (size_t)ul + n;
     char *body = malloc(cap);
     room_req *r = malloc(sizeof(*r));
     if (!body || !r) {
@@ -739,8 +742,9 @@ static int on_room_publish(void *arg, rc_endpoint *ep, rc_room *room, const char
     r->next = s->rreqs;
     if (s->rreqs) s->rreqs->prev = r;
     s->rreqs = r;
-    int k = snprintf(body, cap, "{\"room\":%.*s,\"sender\":{\"client_id\":%llu},\"message\":",
-                     (int)room->json_len, room->json_name, (unsigned long long)ep->client_id);
+    int k = snprintf(body, cap, "{\"room\":%.*s,\"sender\":{\"client_id\":%llu%s%.*s},\"message\":",
+                     (int)room->json_len, room->json_name, (unsigned long long)ep->client_id,
+                     id ? "," : "", ul, id ? id->user_json : "");
     memcpy(body + k, p, n);
     body[k + n] = '}';
     mdp_frame f = frame_of(body, (size_t)k + n + 1);
