@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "codec/wsframe.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "rooms/room.h"
 #include "rooms/roomproto.h"
@@ -132,6 +133,8 @@ void rc_ident_attach(rc_rooms *t, rc_endpoint *ep, rc_ident *id)
     ep->ident = id;
     ep->auth = RC_IDENT_USER;
     t->auth.users++;
+    /* a session it already holds is now this user's (an anonymous connection that signs in) */
+    if (ep->sess) ep->sess->user = rc_ident_user_key(ep);
     if (id->exp) {
         /* The verifier refuses the token from exp + leeway on; the connection goes then. */
         int64_t at_ms = (id->exp + (int64_t)t->jwt->leeway) * 1000, now_ms = (int64_t)rc_wall_ms();
@@ -224,6 +227,12 @@ void rc_ident_announce(rc_rooms *t, rc_endpoint *ep)
     if (id->exp) n += snprintf(out + n, sizeof(out) - (size_t)n, ",\"exp\":%lld", (long long)id->exp);
     out[n++] = '}';
     rc_endpoint_send_text(ep, out, (size_t)n);
+}
+
+uint64_t rc_ident_user_key(const rc_endpoint *ep)
+{
+    if (ep->auth != RC_IDENT_USER) return 0;
+    return rc_hash(ep->ident->user, ep->ident->user_len) | 1;
 }
 
 enum rc_perm_result rc_ident_may(rc_rooms *t, const rc_endpoint *ep, const char *room,

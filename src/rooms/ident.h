@@ -115,6 +115,10 @@ int rc_ident_pending_message(struct rc_rooms *t, rc_endpoint *ep, const rc_json_
  * nothing. Returns 0 or -1 as the room protocol's handlers do. */
 int rc_ident_auth_message(struct rc_rooms *t, rc_endpoint *ep, const rc_json_top *q);
 
+/* rc_ident_user_key is a non-zero hash of ep's user, 0 when anonymous: what a session
+ * remembers of its holder, so that a token of another user cannot claim it. */
+uint64_t rc_ident_user_key(const rc_endpoint *ep);
+
 /* rc_ident_may checks whether ep may do action in room[0..len) (members: the room's members,
  * not counting ep, for RC_PERM_JOIN) under the rooms' namespace rules and ep's grants;
  * refusals are counted. */

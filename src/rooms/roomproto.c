@@ -135,6 +135,11 @@ static int claim_session(rc_rooms *t, rc_endpoint *ep, const uint8_t token[RC_SE
         return rc_roomproto_error(t, ep, RC_RERR_BANNED, "this session is banned for %llu more s",
                                   (unsigned long long)((se->banned_until - now) / RC_NS_PER_SEC + 1));
     }
+    /* A session is its user's: a connection of another user (or an anonymous one) presenting
+     * it, say with a token copied from another player's page, takes nothing. */
+    if (se && se->user != rc_ident_user_key(ep))
+        return rc_roomproto_error(t, ep, RC_RERR_FORBIDDEN,
+                                  "this session belongs to another user");
     memcpy(ep->session, token, RC_SESSION_LEN);
     ep->has_session = true;
     if (!se) {

@@ -384,6 +384,23 @@ def test_an_anonymous_connection_may_authenticate_later(server):
     ws.close()
 
 
+def test_a_session_is_claimed_only_by_its_user(server):
+    a, _ = connect(server, token=hs_token(claims("owner")))
+    a.send_json({"type": "join", "room": rn()})
+    session = a.recv_json()["session"]
+    a.close()
+    for token in (hs_token(claims("thief")), None):
+        b, _ = connect(server, token=token)
+        b.send_json({"type": "join", "room": rn(), "session": session})
+        err = b.recv_json()
+        assert err["type"] == "error" and err["code"] == "forbidden", err
+        b.close()
+    c, _ = connect(server, token=hs_token(claims("owner")))
+    c.send_json({"type": "join", "room": rn(), "session": session})
+    assert c.recv_json()["session"] == session
+    c.close()
+
+
 # ---- user on messages, presence, the API ----------------------------------------------------
 
 def test_user_on_messages_presence_and_the_api(server):
