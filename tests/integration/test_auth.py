@@ -331,9 +331,9 @@ def test_refresh_before_exp_keeps_the_connection_and_exp_without_refresh_closes_
                                                                                    start_server):
     srv = start_server(*key_flags(keys), "--jwt-leeway", "0")
     room = rn()
-    # a connection that refreshes its 2-second token, and one that does not
-    a, hello_a = connect(srv, token=hs_token(claims("fred", ttl=2)))
-    b, hello_b = connect(srv, token=hs_token(claims("gina", ttl=2)))
+    # a connection that refreshes its 4-second token, and one that does not
+    a, hello_a = connect(srv, token=hs_token(claims("fred", ttl=4)))
+    b, hello_b = connect(srv, token=hs_token(claims("gina", ttl=4)))
     a.send_json({"type": "join", "room": room})
     assert a.recv_json()["type"] == "joined"
     fresh = hs_token(claims("fred", ttl=600, rooms={"vip:x": "r"}))
