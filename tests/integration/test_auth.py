@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -102,7 +103,8 @@ def keys():
         f.write(SECRET2 + "\n")              # one trailing newline is dropped
     with open(os.path.join(d, "roomcast.conf"), "w") as f:
         f.write(CONFIG)
-    return out
+    yield out
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def key_flags(keys):
