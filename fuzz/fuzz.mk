@@ -28,7 +28,7 @@ FUZZ_LDLIBS    := -lssl -lcrypto -lz
 FUZZ_SRC       := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_NAMES     := $(FUZZ_SRC:fuzz/fuzz_%.c=%)
 FUZZ_BINS      := $(FUZZ_NAMES:%=$(FUZZ_OUT)/fuzz_%)
-FUZZ_LIB_OBJ   := $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(sort $(wildcard src/codec/*.c) src/broker/broker.c src/netsync/nsroom.c src/netsync/ns8room.c src/core/buf.c src/core/hash.c src/core/heap.c src/core/msg.c src/store/format.c src/app/config.c src/app/conffile.c src/rooms/perm.c))
+FUZZ_LIB_OBJ   := $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(sort $(wildcard src/codec/*.c) src/broker/broker.c src/netsync/nsroom.c src/netsync/ns8room.c src/core/buf.c src/core/hash.c src/core/heap.c src/core/msg.c src/store/format.c src/app/config.c src/app/conffile.c src/app/auth.c src/rooms/perm.c))
 FUZZ_LIB       := $(FUZZ_OUT)/libproto.a
 
 fuzz: $(FUZZ_BINS)

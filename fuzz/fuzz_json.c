@@ -50,7 +50,7 @@ static const char *const ref_names[RC_JK__COUNT] = {
     [RC_JK_SESSION] = "session",
     [RC_JK_HISTORY] = "history", [RC_JK_STATE] = "state", [RC_JK_PRESENCE] = "presence",
     [RC_JK_CONFLATE] = "conflate", [RC_JK_STATE_KEY] = "state_key",
-    [RC_JK_STATE_DELETE] = "state_delete",
+    [RC_JK_STATE_DELETE] = "state_delete", [RC_JK_USER] = "user", [RC_JK_TOKEN] = "token",
 };
 
 struct ref {

@@ -20,6 +20,8 @@ fi
 if [ "$what" = test ]; then pkgs="$pkgs chromium"; fi
 # nc (netcat-openbsd) is a client of the raw TCP port in tests/integration/test_tcp.py.
 if [ "$what" = test ]; then pkgs="$pkgs netcat-openbsd"; fi
+# tests/integration/test_auth.py signs RS256/ES256 tokens with PyJWT over generated keys.
+if [ "$what" = test ]; then pkgs="$pkgs python3-jwt python3-cryptography"; fi
 # tests/python_client/test_install.py installs clients/python offline into a venv.
 if [ "$what" = test ]; then pkgs="$pkgs python3-pip python3-venv python3-setuptools python3-wheel"; fi
 

@@ -212,6 +212,10 @@ export interface ClientEvents {
   session: [info: SessionInfo];
   replaced: [info: CloseInfo];
   kicked: [info: CloseInfo];
+  /** The server accepted a token (each connection, each refresh). */
+  authenticated: [info: AuthenticatedInfo];
+  unauthenticated: [info: CloseInfo];
+  token_expired: [info: CloseInfo];
   joined: [info: JoinedInfo, room: Room];
   left: [info: LeftInfo, room?: Room];
   /** A room message, or (without room) a server message of no joined room. */
@@ -296,6 +300,21 @@ export interface ClientOptions {
   /** How long a missing msg_id of a conflate room waits for its conflated notice before it is
    *  reported as a gap, ms (default 1000). */
   conflateGrace?: number;
+  /** A connection token (JWT, docs/auth.md), sent as {"type":"auth"} first on every connection. */
+  token?: string;
+  /** Returns a token (or a Promise of one): asked on every connection and refreshBefore ms
+   *  before the token's exp, whose answer is sent as a refresh. Wins over token. */
+  getToken?: () => string | Promise<string>;
+  /** Ms before exp to refresh the token (default 30000; at most half its remaining life). */
+  refreshBefore?: number;
+}
+
+export interface AuthenticatedInfo {
+  /** The token's sub. */
+  user: string | null;
+  /** The token's exp, seconds since the epoch (null: it does not expire). */
+  exp: number | null;
+  clientId: number;
 }
 
 export class RoomcastClient extends Emitter<ClientEvents> {
@@ -309,6 +328,13 @@ export class RoomcastClient extends Emitter<ClientEvents> {
   maxQueued: number;
   resume: boolean;
   conflateGrace: number;
+  token: string | null;
+  getToken: (() => string | Promise<string>) | null;
+  refreshBefore: number;
+  /** The user of the server's last "authenticated" answer (the token's sub). */
+  user: string | null;
+  /** That token's exp, seconds since the epoch. */
+  tokenExp: number | null;
   /** Joined (and joining) rooms by name. */
   readonly rooms: Map<string, Room>;
   /** This client's client_id (from joined; kept across reconnects by the session). */
@@ -316,8 +342,10 @@ export class RoomcastClient extends Emitter<ClientEvents> {
   /** The session token of joined, presented on the first join of every new connection. */
   session: string | null;
   state: ConnectionState;
-  /** Why the client stopped: by "closed" (close(), or reconnect: false), "replaced", "kicked". */
-  closeInfo: (CloseInfo & { by: "closed" | "replaced" | "kicked" }) | null;
+  /** Why the client stopped: by "closed" (close(), or reconnect: false), "replaced", "kicked",
+   *  or, with a fixed token, "unauthenticated" (4001) or "token_expired" (4002). */
+  closeInfo: (CloseInfo & { by: "closed" | "replaced" | "kicked" | "unauthenticated" |
+                                "token_expired" }) | null;
   /** Failed attempts since the last good connection. */
   attempt: number;
   /** Successful reconnects so far. */

@@ -32,7 +32,9 @@
 // - queues publishes made while disconnected (up to maxQueued per room) and sends them once
 //   the room is joined again;
 // - routes the server's errors to the room they are about ("room") and to the publish they
-//   answer ("ref"), and keeps a room's members up to date with presence: true.
+//   answer ("ref"), and keeps a room's members up to date with presence: true;
+// - with { token } or { getToken } sends {"type":"auth","token":...} first on every connection
+//   (docs/auth.md), and with getToken sends a fresh token before the last one's exp.
 
 const OPEN = 1;
 const REPLACED = /^replaced/;   // close 1008 reasons after which reconnecting would be wrong
@@ -152,6 +154,11 @@ export class RoomcastClient extends Emitter {
    * @param {string} [opts.session]  a session token from an earlier client to present
    * @param {number} [opts.conflateGrace=1000]  ms a missing msg_id of a conflate room may wait
    *                                            for its "conflated" notice before it is a gap
+   * @param {string} [opts.token]  a connection token (JWT), sent as {"type":"auth"} first
+   * @param {Function} [opts.getToken]  () => token or Promise of one: asked on every connection
+   *                                    and refreshBefore ms before the token's exp
+   * @param {number} [opts.refreshBefore=30000]  ms before exp to refresh (at most half the
+   *                                             token's remaining life)
    */
   constructor(url, opts = {}) {
     super();
@@ -166,6 +173,13 @@ export class RoomcastClient extends Emitter {
     this.maxQueued = opts.maxQueued ?? 1000;
     this.resume = opts.resume ?? true;
     this.conflateGrace = opts.conflateGrace ?? 1000;
+    this.token = opts.token ?? null;
+    this.getToken = opts.getToken ?? null;
+    this.refreshBefore = opts.refreshBefore ?? 30000;
+    this.user = null;          // the user of the server's "authenticated" answer
+    this.tokenExp = null;      // and its exp, seconds since the epoch
+    this._authPending = false; // waiting for getToken: joins wait too
+    this._refreshTimer = null;
     this.rooms = new Map();    // name -> Room
     this.clientId = null;      // client_id from "joined"; kept across reconnects by the session
     this.session = opts.session ?? null;  // session token of "joined", presented again on the
@@ -284,7 +298,7 @@ export class RoomcastClient extends Emitter {
       this._setState("open");
       if (wasReconnect) this.reconnects++;
       this.emit("open", { reconnect: wasReconnect });
-      for (const room of this.rooms.values()) this._sendJoin(room);
+      this._authThenJoin(ws);
     };
     ws.onmessage = (ev) => { if (this._ws === ws) this._onMessage(ev.data); };
     ws.onerror = () => { /* onclose follows with the details */ };
@@ -293,10 +307,15 @@ export class RoomcastClient extends Emitter {
       this._ws = null;
       this._connectionLost();
       const info = { code: ev.code, reason: ev.reason ?? "" };
+      // A refused (4001) or expired (4002) fixed token would be refused again: stop. With
+      // getToken the next connection asks for a fresh one.
+      const tokenEnd = (info.code === 4001 || info.code === 4002) && !this.getToken
+        ? (info.code === 4001 ? "unauthenticated" : "token_expired") : null;
       // One session is one member: the server closed this connection because a newer one
       // presented its session (or an operator kicked it). Reconnecting would take the session
       // back from the newer connection, which would do the same: a loop. Stop instead.
-      const by = info.code === 1008 && REPLACED.test(info.reason) ? "replaced"
+      const by = tokenEnd ? tokenEnd
+        : info.code === 1008 && REPLACED.test(info.reason) ? "replaced"
         : info.code === 1008 && KICKED.test(info.reason) ? "kicked"
         : this._closedByUser || !this.reconnect ? "closed" : null;
       this.emit("close", { ...info, willReconnect: by === null });
@@ -309,12 +328,55 @@ export class RoomcastClient extends Emitter {
     };
   }
 
+  // The token goes first (the server handles messages in order, so the joins after it are
+  // checked as this user), then every room is (re)joined.
+  _authThenJoin(ws) {
+    const go = (tok) => {
+      this._authPending = false;
+      if (this._ws !== ws) return;
+      if (tok) ws.send(JSON.stringify({ type: "auth", token: tok }));
+      for (const room of this.rooms.values()) this._sendJoin(room);
+    };
+    if (!this.getToken) { go(this.token); return; }
+    this._authPending = true;
+    Promise.resolve().then(() => this.getToken()).then(go, (e) => {
+      this._authPending = false;
+      this.emit("error", { type: "error", code: "get_token_failed", local: true,
+                           message: `roomcast: getToken failed: ${e}` });
+      if (this._ws === ws) ws.close(4001, "no token");
+    });
+  }
+
+  _onAuthenticated(msg) {
+    this.user = typeof msg.user === "string" ? msg.user : null;
+    this.tokenExp = typeof msg.exp === "number" ? msg.exp : null;
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    this.emit("authenticated", { user: this.user, exp: this.tokenExp, clientId: msg.client_id });
+    if (!this.getToken || this.tokenExp == null) return;
+    const ws = this._ws;
+    const left = this.tokenExp * 1000 - Date.now();
+    const wait = Math.max(0, left - Math.min(this.refreshBefore, left / 2));
+    this._refreshTimer = setTimeout(() => {
+      this._refreshTimer = null;
+      if (this._ws !== ws) return;
+      Promise.resolve().then(() => this.getToken()).then((tok) => {
+        if (this._ws === ws && ws.readyState === OPEN && tok) {
+          ws.send(JSON.stringify({ type: "auth", token: tok }));
+        }
+      }, (e) => this.emit("error", { type: "error", code: "get_token_failed", local: true,
+                                     message: `roomcast: getToken failed: ${e}` }));
+    }, wait);
+  }
+
   // The connection is gone: rooms are no longer joined; keyed publishes not acknowledged go
   // back to the front of their room's queue (resent after the rejoin; the server drops what
   // it had already sequenced), ack-only publishes (key: false) cannot be resent safely and
   // are rejected.
   _connectionLost() {
     this._identified = false;
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
     for (const room of [...this.rooms.values(), ...this._leaving.values()]) {
       room.joined = false;
       room._joinSent = false;
@@ -357,6 +419,7 @@ export class RoomcastClient extends Emitter {
   }
 
   _sendJoin(room) {
+    if (this._authPending) return;  // sent with every room once the token is
     const msg = { type: "join", room: room.name };
     // The session goes in the first join of a connection only: the server refuses it once the
     // connection has an identity (bad_field).
@@ -466,6 +529,7 @@ export class RoomcastClient extends Emitter {
       case "left": return this._onLeft(msg);
       case "error": return this._onError(msg);
       case "ack": return this._onAck(room, msg);
+      case "authenticated": return this._onAuthenticated(msg);
     }
     // Any other type with a msg_id is a room message; the server's notices have none.
     if (msg.msg_id != null) {

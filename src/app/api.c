@@ -229,7 +229,18 @@ static void show_room(rc_conn *c, const rc_http_ctx *x, const rc_room *r)
     for (uint32_t i = 0; i < r->nmembers; i++)
         rc_textbuf_printf(&t, "%s%llu", i ? "," : "",
                           (unsigned long long)r->members[i].ep->client_id);
-    rc_textbuf_printf(&t, "]}\n");
+    rc_textbuf_printf(&t, "]");
+    /* The users of the authenticated members, by client_id (docs/auth.md). */
+    bool any = false;
+    for (uint32_t i = 0; i < r->nmembers; i++) {
+        const rc_endpoint *m = r->members[i].ep;
+        if (m->auth != RC_IDENT_USER) continue;
+        rc_textbuf_printf(&t, "%s\"%llu\":%.*s", any ? "," : ",\"users\":{",
+                          (unsigned long long)m->client_id, (int)m->ident->user_json_len - 8,
+                          m->ident->user_json + 7);
+        any = true;
+    }
+    rc_textbuf_printf(&t, "%s}\n", any ? "}" : "");
     rc_http_respond_json(c, x, 200, &t);
 }
 

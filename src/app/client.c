@@ -94,10 +94,27 @@ int rc_client_tcp_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
     return rc_client_room_message(c, opcode, p, n);
 }
 
+/* Whether the chat client c may do action in the chat room; closes it when not. */
+static bool chat_allowed(rc_server *srv, rc_conn *c, enum rc_perm_action action)
+{
+    if (srv->rooms.perm_open) return true;
+    const char *name = srv->cfg.chat_room;
+    rc_room *room = rc_rooms_find(&srv->rooms, name, strlen(name));
+    enum rc_perm_result r = rc_ident_may(&srv->rooms, &rc_client_of(c)->ep, name, strlen(name),
+                                         action, room ? room->nmembers : 0);
+    if (r == RC_PERM_OK) return true;
+    rc_conn_end(c, r == RC_PERM_UNAUTHENTICATED ? RC_CLOSE_UNAUTHENTICATED : RC_WS_CLOSE_POLICY,
+                rc_perm_result_name(r), false);
+    return false;
+}
+
 bool rc_client_join_chat(rc_server *srv, rc_conn *c)
 {
     const char *name = srv->cfg.chat_room;
     rc_room *room;
+    /* The chat protocol has no error replies: a client the namespace rules keep out of the
+     * chat room (or from publishing in it) is closed with the reason. */
+    if (!chat_allowed(srv, c, RC_PERM_JOIN)) return false;
     int r = rc_room_join(&srv->rooms, &rc_client_of(c)->ep, name, strlen(name), 0, &room);
     if (r == RC_JOIN_OK || r == RC_JOIN_ALREADY) return true;
     rc_warn("chat client: cannot join room '%s'", name);
@@ -112,6 +129,7 @@ int rc_client_chat_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
     rc_endpoint *ep = &rc_client_of(c)->ep;
     /* In the room from the first byte; back in it after the API closed it. */
     if (ep->nrooms == 0 && !rc_client_join_chat(srv, c)) return -1;
+    if (!chat_allowed(srv, c, RC_PERM_PUBLISH)) return -1;
     rc_json_top q;
     if (rc_json_scan(p, n, RC_ROOMPROTO_CUT, &q) != RC_JSON_OK) abort(); /* chat.c made it */
     bool dup;

@@ -178,6 +178,41 @@ const rc_config_option rc_config_options[] = {
      .help = "a TLS listener on port N beside the plain --port (same routes); 0 picks a free "
              "one"},
 
+    /* Connection tokens and permissions (docs/auth.md). Keys are read when the server starts
+     * and, once the lead's reload lands, rebuilt with rc_auth_keys_load on SIGHUP: LIVE. */
+    {.name = "jwt-secret", .section = RC_SEC_AUTH, .type = RC_OPT_STRING,
+     .flags = RC_OPT_NONEMPTY | RC_OPT_APPEND | RC_OPT_LIVE, FIELD(jwt_secret),
+     .metavar = "SECRET",
+     .help = "HMAC secret (at least 32 bytes, taken as is) for HS256/HS384/HS512 tokens; "
+             "repeatable; with any key, connections need a token (docs/auth.md)"},
+    {.name = "jwt-secret-file", .section = RC_SEC_AUTH, .type = RC_OPT_STRING,
+     .flags = RC_OPT_NONEMPTY | RC_OPT_APPEND | RC_OPT_LIVE, FIELD(jwt_secret_file),
+     .metavar = "[KID=]FILE",
+     .help = "HMAC secret read from FILE (one trailing newline dropped), with the kid KID "
+             "when given; repeatable"},
+    {.name = "jwt-public-key", .section = RC_SEC_AUTH, .type = RC_OPT_STRING,
+     .flags = RC_OPT_NONEMPTY | RC_OPT_APPEND | RC_OPT_LIVE, FIELD(jwt_public_key),
+     .metavar = "[KID=]FILE",
+     .help = "PEM public key (or certificate) for RS256 (RSA) or ES256 (P-256) tokens, with "
+             "the kid KID when given; repeatable"},
+    {.name = "jwt-issuer", .section = RC_SEC_AUTH, .type = RC_OPT_STRING,
+     .flags = RC_OPT_EMPTY_NULL | RC_OPT_LIVE, FIELD(jwt_issuer), .metavar = "ISS",
+     .def_help = "not checked", .help = "tokens must carry iss ISS"},
+    {.name = "jwt-audience", .section = RC_SEC_AUTH, .type = RC_OPT_STRING,
+     .flags = RC_OPT_EMPTY_NULL | RC_OPT_LIVE, FIELD(jwt_audience), .metavar = "AUD",
+     .def_help = "not checked", .help = "tokens' aud must be or contain AUD"},
+    {.name = "jwt-leeway", .section = RC_SEC_AUTH, .type = RC_OPT_UINT, .flags = RC_OPT_LIVE,
+     FIELD(jwt_leeway), .max = 3600, .def = 0, .metavar = "SEC",
+     .help = "seconds of clock skew allowed on exp and nbf"},
+    {.name = "allow-anonymous", .section = RC_SEC_AUTH, .type = RC_OPT_SWITCH,
+     .flags = RC_OPT_LIVE, FIELD(allow_anonymous),
+     .help = "with token keys, admit connections without a token as anonymous (the "
+             "namespace rules decide what they may do)"},
+    {.name = "auth-timeout", .section = RC_SEC_AUTH, .type = RC_OPT_SECONDS,
+     .flags = RC_OPT_LIVE, FIELD(auth_timeout), .def = SECONDS(10), .metavar = "SEC",
+     .help = "a connection that must authenticate with its first message is closed (4001) "
+             "when none came within SEC"},
+
     /* Raw TCP and chat listeners */
     {.name = "tcp-port", .section = RC_SEC_TCP, .type = RC_OPT_OFF_PORT, FIELD(tcp_port),
      .def = -1, .metavar = "N",
@@ -380,6 +415,7 @@ const char *rc_config_section_title(enum rc_opt_section s)
     static const char *const titles[RC_SEC_COUNT] = {
         [RC_SEC_SERVER] = "",
         [RC_SEC_TLS] = "TLS (off unless a certificate is given, see docs/tls.md):",
+        [RC_SEC_AUTH] = "Tokens and permissions (off unless a key is given, see docs/auth.md):",
         [RC_SEC_TCP] = "Raw TCP and chat listeners (off unless a port is given, see docs/tcp.md):",
         [RC_SEC_NETSYNC] = ("NetSync (STYLY NetSync-compatible ZeroMQ transport, see "
                             "docs/netsync.md):"),

@@ -79,6 +79,16 @@ typedef struct rc_config {
     int32_t tls_port;             /* extra TLS listener beside the plain --port: -1 = off
                                      (default: then --tls-cert makes --port itself TLS), 0 =
                                      pick a free one, else the port */
+    /* Connection tokens (docs/auth.md); the keys are built by rc_auth_keys_load (app/auth.h) */
+    const char *jwt_secret;       /* --jwt-secret HMAC secrets, '\n'-separated (repeatable),
+                                     NULL = none */
+    const char *jwt_secret_file;  /* --jwt-secret-file [KID=]FILE rows, NULL = none */
+    const char *jwt_public_key;   /* --jwt-public-key [KID=]FILE rows, NULL = none */
+    const char *jwt_issuer;       /* required iss, NULL = not checked */
+    const char *jwt_audience;     /* required aud member, NULL = not checked */
+    uint32_t jwt_leeway;          /* seconds of skew allowed on exp/nbf (0) */
+    int allow_anonymous;          /* 1 = with keys, connections without a token are anonymous */
+    uint64_t auth_timeout;        /* ns a pending connection has to send auth (10 s) */
     /* Raw TCP and chat listeners (docs/tcp.md) */
     int32_t tcp_port;             /* raw TCP listener (room protocol as JSON lines or frames):
                                      -1 = off (default), 0 = pick a free one, else the port */
@@ -231,6 +241,7 @@ enum {
 enum rc_opt_section {
     RC_SEC_SERVER,   /* the HTTP/WebSocket server (no title) */
     RC_SEC_TLS,      /* TLS */
+    RC_SEC_AUTH,     /* connection tokens and permissions */
     RC_SEC_TCP,      /* raw TCP and chat listeners */
     RC_SEC_NETSYNC,  /* NetSync transport */
     RC_SEC_BROKER,   /* worker broker */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app/auth.h"
 #include "app/conffile.h"
 #include "app/config.h"
 #include "app/nsws.h"
@@ -75,6 +76,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (cfg.check_config) {
+        rc_jwt_keys keys; /* the key files are part of what is checked */
+        if (rc_auth_keys_load(&cfg, &keys, stderr) < 0) return 1;
+        rc_jwt_keys_release(&keys);
         printf("%s: configuration is valid\n", cfg.config_file ? cfg.config_file : "flags");
         return 0;
     }
@@ -96,7 +100,9 @@ int main(int argc, char **argv)
     static rc_reload reload; /* static for the same reason as conf */
     rc_reload_init(&reload, argc, argv);
     srv->reload = &reload;
-    rc_server_set_rules(srv, &conf.rules);
+    /* The namespace rules of the config file (open rules without one). The rooms read them
+     * through this pointer at each join and publish, so a reload can swap it. */
+    rc_rooms_set_perm(&srv->rooms, &conf.rules);
     if (rc_loop_signal(loop, SIGTERM, on_stop_signal, srv) < 0 ||
         rc_loop_signal(loop, SIGINT, on_stop_signal, srv) < 0 ||
         rc_loop_signal(loop, SIGHUP, on_reload_signal, srv) < 0) {

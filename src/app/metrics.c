@@ -293,6 +293,37 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
         "roomcast_tls_reloads_total{result=\"ok\"} %llu\n"
         "roomcast_tls_reloads_total{result=\"failed\"} %llu\n",
         (unsigned long long)ts->reloads, (unsigned long long)ts->reload_failures);
+    /* Tokens and permissions (docs/auth.md): zeros when tokens are off. */
+    const rc_ident_stats *as = &srv->rooms.auth;
+    metric(&t, "roomcast_authenticated_connections", "gauge",
+           "Connections with a user (a valid token).", as->users);
+    metric(&t, "roomcast_auth_pending_connections", "gauge",
+           "Connections that must still send their auth message.", as->pending);
+    header(&t, "roomcast_auth_total", "counter",
+           "Token checks and missing tokens, by result (ok, or the reason for refusal).");
+    for (int i = 0; i < RC_IDENT__RESULTS; i++)
+        rc_textbuf_printf(&t, "roomcast_auth_total{result=\"%s\"} %llu\n",
+                          rc_ident_result_name(i), (unsigned long long)as->result[i]);
+    header(&t, "roomcast_auth_refreshes_total", "counter",
+           "Auth messages of authenticated connections, by result.");
+    rc_textbuf_printf(&t,
+        "roomcast_auth_refreshes_total{result=\"ok\"} %llu\n"
+        "roomcast_auth_refreshes_total{result=\"sub_changed\"} %llu\n",
+        (unsigned long long)as->refreshed, (unsigned long long)as->sub_changed);
+    metric(&t, "roomcast_auth_expired_total", "counter",
+           "Connections closed when their token expired (4002).", as->expired);
+    header(&t, "roomcast_permission_refusals_total", "counter",
+           "Requests refused by the namespace rules or the token's grants, by action and code.");
+    {
+        static const char *const actions[] = {"join", "publish", "history", "recovery",
+                                              "presence"};
+        for (int a = 0; a <= RC_PERM_PRESENCE; a++)
+            for (int r = RC_PERM_FORBIDDEN; r <= RC_PERM_ROOM_FULL; r++)
+                rc_textbuf_printf(&t,
+                                  "roomcast_permission_refusals_total{action=\"%s\",code=\"%s\"} "
+                                  "%llu\n", actions[a], rc_perm_result_name((enum rc_perm_result)r),
+                                  (unsigned long long)as->refused[a][r]);
+    }
     metric(&t, "roomcast_http_requests_total", "counter", "HTTP requests answered.",
            m->http_requests);
     metric(&t, "roomcast_api_publishes_total", "counter",

@@ -109,7 +109,7 @@ int rc_reload_run(rc_reload *r, rc_server *srv)
     r->restart_keys = 0;
     r->restart_list[0] = '\0';
     change_ctx x = {.r = r, .file = file};
-    const rc_perm_rules *old_rules = srv->perm;
+    const rc_perm_rules *old_rules = srv->rooms.perm;
     rc_conffile_changes(&srv->cfg, old_rules, &ncfg, &nf->rules, on_change, &x);
     rc_config next = srv->cfg;
     for (size_t i = 0; i < rc_config_noptions; i++) {
@@ -117,7 +117,7 @@ int rc_reload_run(rc_reload *r, rc_server *srv)
         if ((o->flags & RC_OPT_LIVE) && !(o->flags & RC_OPT_CLI_ONLY)) copy_field(&next, &ncfg, o);
     }
     srv->cfg = next;
-    rc_server_set_rules(srv, &nf->rules);
+    rc_rooms_set_perm(&srv->rooms, &nf->rules);
     rc_server_apply_live(srv);
     rc_server_reload_files(srv);
     free_conffile(r->cur); /* after the swap: nothing points into it now */

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include "app/api.h"
+#include "app/auth.h"
 #include "app/brkhttp.h"
 #include "app/client.h"
 #include "app/nshttp.h"
@@ -110,6 +111,49 @@ static void bridge_preflight(rc_conn *c, const rc_http_ctx *x)
                     "Access-Control-Max-Age: 3600\r\n", "", 0);
 }
 
+/* The room protocol's upgrade. With token keys the token comes with it (Authorization: Bearer,
+ * or ?token= for browsers): a bad one is refused here with 401, a good one makes the
+ * connection its user's; without one the connection is anonymous (--allow-anonymous) or must
+ * authenticate with its first message (rooms/ident.h). */
+static void upgrade_room(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
+{
+    rc_rooms *t = &srv->rooms;
+    rc_ident *id = NULL;
+    if (srv->jwt) {
+        char buf[RC_JWT_MAX_TOKEN + 1];
+        const char *tok;
+        size_t n;
+        int has = rc_auth_upgrade_token(x, buf, sizeof(buf), &tok, &n);
+        int r = has > 0 ? rc_ident_verify(t, tok, n, &id) : has < 0 ? RC_JWT_MALFORMED : 0;
+        if (has < 0) t->auth.result[RC_JWT_MALFORMED]++;
+        if (r < 0) {
+            rc_http_error(c, x, 500, NULL, true, "out of memory checking the token");
+            return;
+        }
+        if (has && r != RC_JWT_OK) {
+            char extra[160];
+            const char *why = rc_ident_result_name(r);
+            snprintf(extra, sizeof(extra),
+                     "WWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"%s\"\r\n",
+                     why);
+            rc_http_error(c, x, 401, extra, true, "invalid token: %s", why);
+            return;
+        }
+    }
+    if (!rc_http_upgrade(c, x, rc_client_room_message)) {
+        free(id);
+        return;
+    }
+    rc_client_start(srv, c, RC_WIRE_WS);
+    rc_endpoint *ep = &rc_client_of(c)->ep;
+    if (id) {
+        rc_ident_attach(t, ep, id);
+        rc_ident_announce(t, ep);
+    } else if (srv->jwt && !srv->cfg.allow_anonymous) {
+        rc_ident_expect(t, ep, srv->cfg.auth_timeout);
+    }
+}
+
 /* Routes one HTTP request: the WebSocket endpoints, then NetSync's routes, the API and the
  * web files. */
 static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
@@ -146,7 +190,9 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
             rc_http_error(c, x, 405, "Allow: GET\r\n", true, "WebSocket upgrade needs GET");
         else if (!rc_limits_upgrade_ok(srv, c, x))
             return; /* 403: a page of an origin not in --allowed-origins */
-        else if (rc_http_upgrade(c, x, echo ? rc_client_echo_message : rc_client_room_message))
+        else if (root)
+            upgrade_room(srv, c, x);
+        else if (rc_http_upgrade(c, x, rc_client_echo_message))
             rc_client_start(srv, c, RC_WIRE_WS);
         return;
     }
@@ -185,13 +231,26 @@ static void on_accept_http(void *arg, rc_conn *c)
 static void on_accept_tcp(void *arg, rc_conn *c)
 {
     if (!admit(arg, c)) return;
+    rc_server *srv = arg;
     rc_client_start(arg, c, RC_WIRE_LINE); /* or framed: decided by its first bytes */
     c->on_message = rc_client_tcp_message;
+    /* No headers here: with token keys a TCP client authenticates with its first message. */
+    if (srv->jwt && !srv->cfg.allow_anonymous)
+        rc_ident_expect(&srv->rooms, &rc_client_of(c)->ep, srv->cfg.auth_timeout);
 }
 
 static void on_accept_chat(void *arg, rc_conn *c)
 {
     if (!admit(arg, c)) return;
+    rc_server *srv = arg;
+    /* The seed chat protocol has no way to present a token: with token keys its clients are
+     * anonymous, so they are admitted only with --allow-anonymous. */
+    if (srv->jwt && !srv->cfg.allow_anonymous) {
+        srv->rooms.auth.result[RC_IDENT_MISSING]++;
+        rc_conn_end(c, RC_CLOSE_UNAUTHENTICATED, "unauthenticated: the chat port is anonymous",
+                    false);
+        return;
+    }
     rc_client_start(arg, c, RC_WIRE_CHAT);
     c->on_message = rc_client_chat_message;
     rc_client_join_chat(arg, c);
@@ -255,8 +314,6 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     }
     srv->cfg = *cfg;
     srv->loop = loop;
-    rc_perm_rules_init(&srv->open_rules);
-    srv->perm = &srv->open_rules;
     srv->started = rc_loop_now(loop);
     srv->max_connections = connection_limit(cfg);
     rc_timer_init(&srv->shutdown_timer, on_shutdown_timer);
@@ -281,6 +338,18 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         .session_ttl = cfg->session_ttl, .max_idle_sessions = cfg->max_sessions,
     };
     rc_rooms_init(&srv->rooms, loop, &rcfg);
+    {
+        rc_jwt_keys *keys = malloc(sizeof(*keys));
+        int nk = keys ? rc_auth_keys_load(cfg, keys, stderr) : -1;
+        if (nk < 0) {
+            free(keys);
+            goto err;
+        }
+        rc_server_set_keys(srv, keys);
+        if (nk) rc_info("tokens: %d key(s); connections %s", nk,
+                        cfg->allow_anonymous ? "without a token are anonymous"
+                                             : "need a token");
+    }
     /* netsync_* requests go to the NetSync observers (answered "netsync_off" without NetSync). */
     rc_roomproto_set_extension(&srv->rooms, RC_NSWS_PREFIX, rc_nsws_request, srv);
     /* --join-rate, checked before a join is read (app/limits.h). */
@@ -327,6 +396,7 @@ err:
     rc_listener_close(&srv->rest);
     rc_services_free(srv->services);
     rc_rooms_release(&srv->rooms);
+    rc_server_set_keys(srv, NULL);
     free(srv);
     return NULL;
 }
@@ -362,13 +432,52 @@ void rc_server_free(rc_server *srv)
     srv->tls = NULL;
     rc_timer_stop(srv->loop, &srv->shutdown_timer);
     rc_rooms_release(&srv->rooms); /* flushes and syncs the log, marks it clean */
-    rc_perm_rules_release(&srv->open_rules);
+    rc_server_set_keys(srv, NULL);
     free(srv);
+}
+
+void rc_server_set_keys(rc_server *srv, rc_jwt_keys *keys)
+{
+    if (keys && keys->n == 0) {
+        rc_jwt_keys_release(keys);
+        free(keys);
+        keys = NULL;
+    }
+    rc_jwt_keys *old = srv->jwt;
+    srv->jwt = keys;
+    srv->rooms.jwt = keys;
+    if (old) {
+        rc_jwt_keys_release(old);
+        free(old);
+    }
 }
 
 void rc_server_reload_files(rc_server *srv)
 {
     if (srv->tls) rc_tls_ctx_reload(srv->tls); /* logs the outcome; a failure keeps the old */
+    /* Token keys: a new keyset from the (possibly new) settings and files, swapped in whole;
+     * any error keeps the old one. Open connections keep their identities. */
+    char *msgs = NULL;
+    size_t len = 0;
+    FILE *err = open_memstream(&msgs, &len);
+    rc_jwt_keys *keys = err ? malloc(sizeof(*keys)) : NULL;
+    int nk = keys ? rc_auth_keys_load(&srv->cfg, keys, err) : -1;
+    if (err) fclose(err);
+    if (nk < 0) {
+        for (char *line = msgs, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+            nl = strchr(line, '\n');
+            if (nl) *nl = '\0';
+            if (*line) rc_warn("SIGHUP: %s", line);
+            if (!nl) break;
+        }
+        rc_error("SIGHUP: token keys not reloaded: the previous keys stay");
+        free(keys);
+    } else {
+        size_t before = srv->jwt ? srv->jwt->n : 0;
+        rc_server_set_keys(srv, keys);
+        if (nk || before) rc_info("SIGHUP: token keys reloaded: %d key(s)", nk);
+    }
+    free(msgs);
 }
 
 void rc_server_apply_live(rc_server *srv)
@@ -387,10 +496,6 @@ void rc_server_apply_live(rc_server *srv)
     /* api_key, cors_origins and netsync_rest_cors are read from srv->cfg per request. */
 }
 
-void rc_server_set_rules(rc_server *srv, const rc_perm_rules *rules)
-{
-    srv->perm = rules;
-}
 
 void rc_server_shutdown(rc_server *srv)
 {

@@ -16,7 +16,6 @@
 #include "app/limits.h"
 #include "app/metrics.h"
 #include "core/loop.h"
-#include "rooms/perm.h"
 #include "rooms/room.h"
 #include "transport/conn.h"
 #include "transport/listen.h"
@@ -38,6 +37,8 @@ typedef struct rc_server {
     rc_listener chat;        /* --chat-port: the seed chat protocol (unless off) */
     rc_listener https;       /* --tls-port: HTTP, the API, WebSocket over TLS (unless off) */
     struct rc_tls_ctx *tls;  /* certificate of the TLS listeners, NULL without --tls-cert */
+    struct rc_jwt_keys *jwt; /* token keys (owned; rooms.jwt borrows it), NULL = tokens off:
+                                swapped by rc_server_set_keys */
     rc_listener rest;        /* --netsync-rest-port: HTTP for NetSync's REST bridge only
                                 (unless off; never with --no-netsync) */
     uint32_t max_connections; /* effective limit after the descriptor limit */
@@ -48,9 +49,6 @@ typedef struct rc_server {
     struct rc_services *services; /* requests of this server's clients to the broker and
                                      room services (app/services.h) */
     rc_metrics metrics;      /* latency histograms and API counters (GET /metrics) */
-    const rc_perm_rules *perm; /* the namespace rules in force (set by main.c; a reload swaps
-                                 them, app/reload.h), never NULL */
-    rc_perm_rules open_rules; /* the built-in rules, in force until main.c sets others */
     struct rc_reload *reload; /* SIGHUP's state, for the stats (set by main.c), or NULL */
     rc_limits_stats limits;  /* refusals of the abuse limits (app/limits.h) */
     uint64_t next_client_id; /* last client id handed out */
@@ -82,9 +80,11 @@ void rc_server_reload_files(rc_server *srv);
  * modules that keep a copy of them: after a reload has rewritten srv->cfg (app/reload.h). */
 void rc_server_apply_live(rc_server *srv);
 
-/* rc_server_set_rules makes rules the namespace rules in force (they must outlive their use:
- * the caller keeps them until the next call). */
-void rc_server_set_rules(rc_server *srv, const rc_perm_rules *rules);
+/* rc_server_set_keys makes keys (owned from now on; NULL or empty: tokens off) the keyset
+ * later tokens are checked with, and frees the old one (a reload builds keys with
+ * rc_auth_keys_load). Identities already given are kept (rooms/ident.h). */
+void rc_server_set_keys(rc_server *srv, struct rc_jwt_keys *keys);
+
 
 /* rc_server_shutdown closes every client (WebSocket 1001) and stops the loop once they are
  * gone (or after --close-timeout). */

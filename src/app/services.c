@@ -176,8 +176,8 @@ static uint64_t publish_as_server(rc_services *s, rc_room *room, const char *p, 
     return id;
 }
 
-int rc_services_publish_call(rc_services *s, const char *body, size_t n, char *out, size_t cap,
-                             size_t *outlen)
+int rc_services_publish_call(rc_services *s, const rc_endpoint *who, const char *body, size_t n,
+                             char *out, size_t cap, size_t *outlen)
 {
     s->st.publish_calls++;
     rc_json_span room, msg;
@@ -196,6 +196,13 @@ int rc_services_publish_call(rc_services *s, const char *body, size_t n, char *o
         if (!r) {
             status = 404;
             why = "no such room";
+        } else if (who && !s->srv->rooms.perm_open &&
+                   rc_ident_may(&s->srv->rooms, who, r->name, r->name_len, RC_PERM_PUBLISH, 0) !=
+                       RC_PERM_OK) {
+            /* A client publishing through the service is held to the room's publish rule;
+             * the HTTP API (the server's admin) and workers are not. */
+            status = 403;
+            why = "publishing in this room is not allowed";
         } else {
             uint64_t id = publish_as_server(s, r, msg.p, msg.len, &why);
             if (id) {
@@ -445,12 +452,15 @@ static int on_request(void *arg, rc_endpoint *ep, const char *type, size_t tl, c
     if (nlen == sizeof(RC_SVC_PUBLISH) - 1 && memcmp(name, RC_SVC_PUBLISH, nlen) == 0) {
         char out[640];
         size_t ol;
-        int st = has_body ? rc_services_publish_call(s, body.p, body.len, out, sizeof(out), &ol)
-                          : rc_services_publish_call(s, "", 0, out, sizeof(out), &ol);
+        int st = has_body ? rc_services_publish_call(s, ep, body.p, body.len, out, sizeof(out), &ol)
+                          : rc_services_publish_call(s, ep, "", 0, out, sizeof(out), &ol);
         if (st != 200) {
             s->st.failed++;
-            send_error(ep, idp, idlen, st == 404 ? "no_such_room" : "bad_field",
-                       st == 404 ? "no such room" : "the body must be {\"room\":R,\"message\":{...}}");
+            send_error(ep, idp, idlen,
+                       st == 404 ? "no_such_room" : st == 403 ? "forbidden" : "bad_field",
+                       st == 404 ? "no such room"
+                       : st == 403 ? "publishing in this room is not allowed"
+                                   : "the body must be {\"room\":R,\"message\":{...}}");
             return -1;
         }
         s->st.replies++;
@@ -552,7 +562,7 @@ bool rc_services_http(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
     if ((size_t)nlen == sizeof(RC_SVC_PUBLISH) - 1 && memcmp(name, RC_SVC_PUBLISH, (size_t)nlen) == 0) {
         char out[640];
         size_t ol;
-        int st = rc_services_publish_call(s, x->body, x->body_len, out, sizeof(out), &ol);
+        int st = rc_services_publish_call(s, NULL, x->body, x->body_len, out, sizeof(out), &ol);
         if (st == 200) s->st.replies++;
         else s->st.failed++;
         rc_http_respond(c, x, st, "application/json", "Cache-Control: no-store\r\n", out, ol);
@@ -715,8 +725,11 @@ static int on_room_publish(void *arg, rc_endpoint *ep, rc_room *room, const char
         room_error(s, &tmp, "overloaded", "too many room-service requests in flight");
         return -1;
     }
-    /* {"room":R,"sender":{"client_id":C},"message":M} — M as the member wrote it */
-    size_t cap = 64 + room->json_len + n;
+    /* {"room":R,"sender":{"client_id":C[,"user":U]},"message":M} — M as the member wrote it;
+     * U is the sender's verified user (docs/auth.md), the one thing a worker can trust */
+    const rc_ident *id = ep->auth == RC_IDENT_USER ? ep->ident : NULL;
+    int ul = id ? (int)id->user_json_len - 1 : 0;
+    size_t cap = 66 + room->json_len + (size_t)ul + n;
     char *body = malloc(cap);
     room_req *r = malloc(sizeof(*r));
     if (!body || !r) {
@@ -729,8 +742,9 @@ static int on_room_publish(void *arg, rc_endpoint *ep, rc_room *room, const char
     r->next = s->rreqs;
     if (s->rreqs) s->rreqs->prev = r;
     s->rreqs = r;
-    int k = snprintf(body, cap, "{\"room\":%.*s,\"sender\":{\"client_id\":%llu},\"message\":",
-                     (int)room->json_len, room->json_name, (unsigned long long)ep->client_id);
+    int k = snprintf(body, cap, "{\"room\":%.*s,\"sender\":{\"client_id\":%llu%s%.*s},\"message\":",
+                     (int)room->json_len, room->json_name, (unsigned long long)ep->client_id,
+                     id ? "," : "", ul, id ? id->user_json : "");
     memcpy(body + k, p, n);
     body[k + n] = '}';
     mdp_frame f = frame_of(body, (size_t)k + n + 1);

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "broker/broker.h"
+#include "rooms/endpoint.h"
 #include "transport/http.h"
 
 struct rc_server;
@@ -66,11 +67,13 @@ void rc_services_client_gone(rc_services *s, struct rc_client *cl);
 /* rc_services_http answers POST /api/services/{service} (true when x is that route). */
 bool rc_services_http(struct rc_server *srv, rc_conn *c, const rc_http_ctx *x);
 
-/* rc_services_publish_call runs roomcast.publish on body[0..n): writes the reply JSON
- * ({"msg_id":N} or {"error":"..."}) into out (cap >= 512) and returns the HTTP-like status:
- * 200, 400 (not {"room":R,"message":{...}}) or 404 (no such room). */
-int rc_services_publish_call(rc_services *s, const char *body, size_t n, char *out, size_t cap,
-                             size_t *outlen);
+/* rc_services_publish_call runs roomcast.publish on body[0..n) for who (a client, held to
+ * the room's publish rule, docs/auth.md; NULL: the HTTP API or a worker, which are not): writes
+ * the reply JSON ({"msg_id":N} or {"error":"..."}) into out (cap >= 512) and returns the
+ * HTTP-like status: 200, 400 (not {"room":R,"message":{...}}), 403 (not allowed) or 404 (no
+ * such room). */
+int rc_services_publish_call(rc_services *s, const rc_endpoint *who, const char *body, size_t n,
+                             char *out, size_t cap, size_t *outlen);
 
 /* rc_services_worker_publish is RCPUB01 on the worker port ([""][RCPUB01][room][message]
  * ([name]) from any socket there, docs/broker.md "Workers publish into rooms"): publishes the

@@ -88,6 +88,25 @@ size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
         OUT("%s\"%s\":%llu", i ? "," : "", rc_limit_names[i], (unsigned long long)ls->limited[i]);
     OUT("},\"rate_limit_closes\":%llu,\"addresses\":%u}", (unsigned long long)ls->closed,
         rc_ipcount_addresses(&srv->net.peers));
+    /* Tokens and permissions (docs/auth.md): zeros and "keys":0 when tokens are off. */
+    const rc_ident_stats *as = &srv->rooms.auth;
+    OUT(",\"auth\":{\"keys\":%zu,\"users\":%u,\"pending\":%u,\"refreshed\":%llu,"
+        "\"sub_changed\":%llu,\"expired\":%llu,\"results\":{",
+        srv->jwt ? srv->jwt->n : 0, as->users, as->pending, (unsigned long long)as->refreshed,
+        (unsigned long long)as->sub_changed, (unsigned long long)as->expired);
+    for (int i = 0; i < RC_IDENT__RESULTS; i++)
+        OUT("%s\"%s\":%llu", i ? "," : "", rc_ident_result_name(i),
+            (unsigned long long)as->result[i]);
+    OUT("},\"refused\":{");
+    static const char *const actions[] = {"join", "publish", "history", "recovery", "presence"};
+    for (int a = 0; a <= RC_PERM_PRESENCE; a++) {
+        OUT("%s\"%s\":{", a ? "," : "", actions[a]);
+        for (int r = RC_PERM_FORBIDDEN; r <= RC_PERM_ROOM_FULL; r++)
+            OUT("%s\"%s\":%llu", r > RC_PERM_FORBIDDEN ? "," : "",
+                rc_perm_result_name((enum rc_perm_result)r), (unsigned long long)as->refused[a][r]);
+        OUT("}");
+    }
+    OUT("}}");
     rc_store *store = srv->rooms.store;
     if (store) {
         rc_store_status st;

@@ -225,6 +225,7 @@ const char *const rc_json_key_names[RC_JK__COUNT] = {
     [RC_JK_SESSION] = "session", [RC_JK_HISTORY] = "history", [RC_JK_STATE] = "state",
     [RC_JK_PRESENCE] = "presence", [RC_JK_CONFLATE] = "conflate",
     [RC_JK_STATE_KEY] = "state_key", [RC_JK_STATE_DELETE] = "state_delete",
+    [RC_JK_USER] = "user", [RC_JK_TOKEN] = "token",
 };
 
 /* rc__json_key maps a raw key (with quotes) to an rc_json_key, or -1. esc says whether the
@@ -250,11 +251,13 @@ static int rc__json_key(const uc *raw, size_t rawlen, unsigned esc)
     case 4:
         if (!memcmp(k, "type", 4)) return RC_JK_TYPE;
         if (!memcmp(k, "room", 4)) return RC_JK_ROOM;
+        if (!memcmp(k, "user", 4)) return RC_JK_USER;
         break;
     case 5:
         if (!memcmp(k, "since", 5)) return RC_JK_SINCE;
         if (!memcmp(k, "epoch", 5)) return RC_JK_EPOCH;
         if (!memcmp(k, "state", 5)) return RC_JK_STATE;
+        if (!memcmp(k, "token", 5)) return RC_JK_TOKEN;
         break;
     case 6:
         if (!memcmp(k, "msg_id", 6)) return RC_JK_MSG_ID;

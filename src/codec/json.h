@@ -50,6 +50,8 @@ enum rc_json_key {
     RC_JK_CONFLATE,          /* "conflate" */
     RC_JK_STATE_KEY,         /* "state_key" */
     RC_JK_STATE_DELETE,      /* "state_delete" */
+    RC_JK_USER,              /* "user" (the server's when the sender is authenticated) */
+    RC_JK_TOKEN,             /* "token" (of an auth message) */
     RC_JK__COUNT
 };
 #define RC_JK_BIT(k) (1u << (k))

@@ -97,6 +97,8 @@ struct rc_endpoint {
     uint8_t session[RC_SESSION_LEN]; /* its identity across reconnects and the scope of its
                                         idempotency keys (roomproto.h) */
     struct rc_session *sess; /* its entry in the rooms' session table (session.h), or NULL */
+    uint8_t auth;            /* enum rc_ident_state: anonymous, pending or a user (ident.h) */
+    struct rc_ident *ident;  /* its user and grants (owned, ident.h), NULL when anonymous */
 };
 
 /* rc_endpoint_give delivers m, a frame made for ep, or reports it lost when making it failed

@@ -142,13 +142,16 @@ static void change(rc_rooms *t, rc_room *room, const rc_endpoint *ep, uint32_t s
     }
     if (room->pbatch) batch_send(t, room->pbatch, reason < 0 ? ep : NULL);
     if (room->npresence == 0) return;
-    char out[192 + rc_json_escape_max(RC_ROOM_NAME_MAX)];
+    char out[192 + rc_json_escape_max(RC_ROOM_NAME_MAX) + 8 + rc_json_escape_max(RC_JWT_MAX_SUB)];
     int n;
+    /* an authenticated member's user comes with its join (ident.h) */
+    bool user = ep->auth == RC_IDENT_USER;
     if (reason < 0)
         n = snprintf(out, sizeof(out),
                      "{\"type\":\"presence\",\"room\":%.*s,\"event\":\"join\",\"client_id\":%llu,"
-                     "\"after_msg_id\":%llu}",
+                     "%.*s\"after_msg_id\":%llu}",
                      (int)room->json_len, room->json_name, (unsigned long long)ep->client_id,
+                     user ? (int)ep->ident->user_json_len : 0, user ? ep->ident->user_json : "",
                      (unsigned long long)room->last_msg_id);
     else
         n = snprintf(out, sizeof(out),

@@ -22,6 +22,9 @@ const char *const rc_rerr_names[RC_RERR__COUNT] = {
     [RC_RERR_BAD_FIELD] = "bad_field",
     [RC_RERR_NOT_MEMBER] = "not_member",
     [RC_RERR_NO_SUCH_ROOM] = "no_such_room",
+    [RC_RERR_FORBIDDEN] = "forbidden",
+    [RC_RERR_UNAUTHENTICATED] = "unauthenticated",
+    [RC_RERR_ROOM_FULL] = "room_full",
     [RC_RERR_RESERVED_TYPE] = "reserved_type",
     [RC_RERR_TOO_MANY_ROOMS] = "too_many_rooms",
     [RC_RERR_BAD_BINARY] = "bad_binary",
@@ -249,9 +252,22 @@ static void on_sweep_timer(rc_loop *loop, rc_timer *tm)
 void rc_rooms_init(rc_rooms *t, rc_loop *loop, const rc_rooms_config *cfg)
 {
     *t = (rc_rooms){.cfg = *cfg, .loop = loop};
+    rc_perm_rules_init(&t->def_rules);
+    rc_rooms_set_perm(t, NULL);
     rc_sessions_init(&t->sessions, cfg->session_ttl, cfg->max_idle_sessions);
     rc_timer_init(&t->sweep_timer, on_sweep_timer);
     rc_timer_start(loop, &t->sweep_timer, rc_loop_now(loop) + RC_NS_PER_SEC);
+}
+
+void rc_rooms_set_perm(rc_rooms *t, const rc_perm_rules *rules)
+{
+    t->perm = rules ? rules : &t->def_rules;
+    /* Nothing to check when every room follows rules that let everyone do everything: the
+     * joins and publishes of a server without rules pay one test. */
+    const rc_perm_ns *d = &t->perm->def;
+    t->perm_open = t->perm->nns == 0 && d->join == RC_PERM_ANYONE &&
+                   d->publish == RC_PERM_ANYONE && d->history && d->recovery && d->presence &&
+                   d->max_members == 0;
 }
 
 void rc_rooms_release(rc_rooms *t)
@@ -514,6 +530,7 @@ void rc_endpoint_gone(rc_rooms *t, rc_endpoint *ep)
     ep->open = false;
     while (ep->nrooms > 0) rc_room_leave(t, ep, ep->nrooms - 1, ep->end_reason);
     rc_sessions_drop(&t->sessions, ep, rc_loop_now(t->loop));
+    if (ep->ident) rc_ident_forget(t, ep);
     free(ep->rooms);
     ep->rooms = NULL;
     ep->caprooms = 0;

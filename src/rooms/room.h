@@ -33,6 +33,8 @@
 #include "core/msg.h"
 #include "rooms/endpoint.h"
 #include "rooms/history.h"
+#include "rooms/ident.h"
+#include "rooms/perm.h"
 #include "rooms/session.h"
 #include "store/store.h"
 
@@ -45,6 +47,7 @@ enum rc_rerr {
     RC_RERR_NOT_MEMBER, RC_RERR_NO_SUCH_ROOM, RC_RERR_RESERVED_TYPE, RC_RERR_TOO_MANY_ROOMS,
     RC_RERR_BAD_BINARY, RC_RERR_NETSYNC_OFF, RC_RERR_DUPLICATE_KEY, RC_RERR_ROOM_LIMIT,
     RC_RERR_RATE_LIMITED, RC_RERR_STATE_FULL, RC_RERR_BANNED,
+    RC_RERR_FORBIDDEN, RC_RERR_UNAUTHENTICATED, RC_RERR_ROOM_FULL, /* permissions (ident.h) */
     RC_RERR__COUNT
 };
 extern const char *const rc_rerr_names[RC_RERR__COUNT];
@@ -187,7 +190,19 @@ typedef struct rc_rooms {
     /* The join gate (roomproto.h, rc_roomproto_set_join_gate: the join rate limit), or NULL. */
     rc_roomproto_gate_fn *join_gate;
     void *gate_arg;
+    /* Who may do what (ident.h, perm.h). Neither is owned: the server keeps them and swaps
+     * them on reload (rc_rooms_set_perm; the keyset pointer directly), so nothing here keeps
+     * a pointer into either across calls. */
+    const rc_jwt_keys *jwt;  /* token keys, NULL = none: every endpoint is anonymous */
+    const rc_perm_rules *perm; /* the namespace rules (never NULL: def_rules by default) */
+    bool perm_open;          /* perm allows everything to everyone: checks are skipped */
+    rc_perm_rules def_rules; /* the built-in rules (all open), until rc_rooms_set_perm */
+    rc_ident_stats auth;     /* token checks, refusals, users */
 } rc_rooms;
+
+/* rc_rooms_set_perm makes rules (not owned; NULL: the built-in open rules) the namespace rules
+ * every later join and publish is checked against. */
+void rc_rooms_set_perm(rc_rooms *t, const rc_perm_rules *rules);
 
 /* rc_rooms_init readies an empty room set on loop and starts its sweep timer. */
 void rc_rooms_init(rc_rooms *t, rc_loop *loop, const rc_rooms_config *cfg);

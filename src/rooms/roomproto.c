@@ -13,6 +13,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "codec/textbuf.h"
+#include "rooms/ident.h"
 #include "rooms/room.h"
 #include "rooms/state.h"
 #include "rooms/wire.h"
@@ -69,6 +70,26 @@ static long room_name(rc_rooms *t, rc_endpoint *ep, const rc_json_span *s, char 
     return len;
 }
 
+/* Answers a permission refusal res (not RC_PERM_OK) of `what` (an action, for the message) in
+ * room name. Returns -1. */
+static int refuse(rc_rooms *t, rc_endpoint *ep, enum rc_perm_result res, const char *what,
+                  const char *name)
+{
+    const rc_perm_ns *ns = rc_perm_lookup(t->perm, name, strlen(name));
+    const char *nsn = ns->name[0] ? ns->name : "(default)";
+    if (res == RC_PERM_ROOM_FULL)
+        return rc_roomproto_error(t, ep, RC_RERR_ROOM_FULL,
+                                  "room '%s' is full: namespace %s allows %u members", name, nsn,
+                                  ns->max_members);
+    if (res == RC_PERM_UNAUTHENTICATED)
+        return rc_roomproto_error(t, ep, RC_RERR_UNAUTHENTICATED,
+                                  "%s in room '%s' needs a token: authenticate first", what,
+                                  name);
+    return rc_roomproto_error(t, ep, RC_RERR_FORBIDDEN,
+                              "%s in room '%s' is not allowed (namespace %s, or your token's "
+                              "grants)", what, name, nsn);
+}
+
 /* In what follows `t` is the rooms and `q` the request's scan. */
 
 /* Decodes a session token (RC_SESSION_LEN bytes as lower- or upper-case hex). */
@@ -114,6 +135,11 @@ static int claim_session(rc_rooms *t, rc_endpoint *ep, const uint8_t token[RC_SE
         return rc_roomproto_error(t, ep, RC_RERR_BANNED, "this session is banned for %llu more s",
                                   (unsigned long long)((se->banned_until - now) / RC_NS_PER_SEC + 1));
     }
+    /* A session is its user's: a connection of another user (or an anonymous one) presenting
+     * it, say with a token copied from another player's page, takes nothing. */
+    if (se && se->user != rc_ident_user_key(ep))
+        return rc_roomproto_error(t, ep, RC_RERR_FORBIDDEN,
+                                  "this session belongs to another user");
     memcpy(ep->session, token, RC_SESSION_LEN);
     ep->has_session = true;
     if (!se) {
@@ -157,6 +183,28 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
     if (hs->type != RC_JSON_NONE && !rc_json_get_u64(hs, &hist_n))
         return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD,
                                   "\"history\" must be a non-negative integer");
+    bool no_recovery = false;
+    if (!t->perm_open) {
+        /* The namespace rules and the token's grants: the join itself, then each thing it
+         * asks for (a presence=off namespace refuses "presence":true rather than leave the
+         * list out unannounced). A member joining again is not counted against max-members.
+         * A recovery=off namespace does not refuse "since": clients send it by themselves on
+         * every reconnect, so the join goes on as one whose history does not reach back
+         * ("recovered":false, the client reports the gap). */
+        rc_room *now = rc_rooms_find(t, name, (size_t)len);
+        uint32_t members = now && rc_endpoint_room_slot(ep, now) < 0 ? now->nmembers : 0;
+        enum rc_perm_result pr = rc_ident_may(t, ep, name, (size_t)len, RC_PERM_JOIN, members);
+        if (pr != RC_PERM_OK) return refuse(t, ep, pr, "joining", name);
+        if (hs->type != RC_JSON_NONE &&
+            (pr = rc_ident_may(t, ep, name, (size_t)len, RC_PERM_HISTORY, 0)) != RC_PERM_OK)
+            return refuse(t, ep, pr, "history", name);
+        if (q->key[RC_JK_SINCE].type != RC_JSON_NONE &&
+            rc_ident_may(t, ep, name, (size_t)len, RC_PERM_RECOVER, 0) != RC_PERM_OK)
+            no_recovery = true;
+        if (presence &&
+            (pr = rc_ident_may(t, ep, name, (size_t)len, RC_PERM_PRESENCE, 0)) != RC_PERM_OK)
+            return refuse(t, ep, pr, "presence", name);
+    }
     if (ss->type != RC_JSON_NONE && !ep->has_session && claim_session(t, ep, session) < 0)
         return -1;
     if (!ep->sess) {
@@ -195,7 +243,7 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
         char ep_text[RC_EPOCH_LEN + 2];
         long el = epoch_s->type == RC_JSON_STRING
                       ? rc_json_unescape(epoch_s->p, epoch_s->len, ep_text, sizeof(ep_text)) : -1;
-        recovered = rc_json_get_u64(since_s, &since) && el == RC_EPOCH_LEN &&
+        recovered = !no_recovery && rc_json_get_u64(since_s, &since) && el == RC_EPOCH_LEN &&
                     memcmp(ep_text, room->epoch, RC_EPOCH_LEN) == 0 && since <= last &&
                     (since == last || (first && first <= since + 1));
         if (recovered) t->stats.recovered++;
@@ -220,6 +268,8 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
                       (int)room->json_len, room->json_name, (unsigned long long)ep->client_id,
                       (unsigned long long)last, room->epoch, hex,
                       !want ? "" : recovered ? ",\"recovered\":true" : ",\"recovered\":false");
+    if (ep->auth == RC_IDENT_USER) /* its own user, as the others will see it */
+        rc_textbuf_printf(&out, ",%.*s", (int)ep->ident->user_json_len - 1, ep->ident->user_json);
     if (hs->type != RC_JSON_NONE)
         rc_textbuf_printf(&out, ",\"replay_from\":%llu", (unsigned long long)replay_after + 1);
     if (presence && room->nmembers > t->cfg.presence_limit) {
@@ -230,6 +280,17 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
             rc_textbuf_printf(&out, "%s%llu", i ? "," : "",
                               (unsigned long long)room->members[i].ep->client_id);
         rc_textbuf_append(&out, "]", 1);
+        /* The users of the members that have one, by client_id. */
+        bool any = false;
+        for (uint32_t i = 0; i < room->nmembers; i++) {
+            const rc_endpoint *m = room->members[i].ep;
+            if (m->auth != RC_IDENT_USER) continue;
+            rc_textbuf_printf(&out, "%s\"%llu\":%.*s", any ? "," : ",\"users\":{",
+                              (unsigned long long)m->client_id, (int)m->ident->user_json_len - 8,
+                              m->ident->user_json + 7);
+            any = true;
+        }
+        if (any) rc_textbuf_append(&out, "}", 1);
     }
     rc_textbuf_append(&out, "}", 1);
     if (want_state) {
@@ -354,10 +415,13 @@ struct text_pub {
     const rc_json_top *q;    /* its scan */
     bool has_room;           /* it carries "room" already */
     uint64_t client_id;      /* the sender */
+    const char *user;        /* `"user":"...",` of an authenticated sender, or NULL */
+    size_t user_len;         /* bytes of user */
 };
 
-/* Encodes a text publish: the client's object, minus client_id/msg_id members, with "room"
- * (when absent), "client_id" and "msg_id" appended. Exact length first, so the frame header
+/* Encodes a text publish: the client's object, minus client_id/msg_id members (and "user" when
+ * tokens are on), with "room" (when absent), "user" (an authenticated sender's), "client_id"
+ * and "msg_id" appended. Exact length first, so the frame header
  * and payload are written once into one allocation. */
 static rc_msg *encode_text(void *vctx, const rc_room *room, uint64_t msg_id)
 {
@@ -369,7 +433,7 @@ static rc_msg *encode_text(void *vctx, const rc_room *room, uint64_t msg_id)
     char ids[64];
     int il = (int)format_ids(ids, x->client_id, msg_id);
     size_t room_part = x->has_room ? 0 : 7 + (size_t)room->json_len + 1;
-    size_t plen = body + (nonempty ? 1 : 0) + room_part + (size_t)il;
+    size_t plen = body + (nonempty ? 1 : 0) + room_part + x->user_len + (size_t)il;
     rc_msg *m = rc_ws_msg_alloc(RC_WS_TEXT, plen);
     if (!m) return NULL;
     char *w = m->data + rc_ws_header_size(plen);
@@ -384,6 +448,10 @@ static rc_msg *encode_text(void *vctx, const rc_room *room, uint64_t msg_id)
         w[7 + room->json_len] = ',';
         w += room_part;
     }
+    if (x->user_len) {
+        memcpy(w, x->user, x->user_len);
+        w += x->user_len;
+    }
     memcpy(w, ids, (size_t)il);
     return m;
 }
@@ -393,9 +461,20 @@ static bool type_is(const char *type, size_t tl, const char *s)
     return tl == strlen(s) && memcmp(type, s, tl) == 0;
 }
 
+static uint64_t publish_text(rc_rooms *t, rc_room *room, const char *p, const rc_json_top *scan,
+                             uint64_t client_id, const rc_ident *user, uint64_t khash,
+                             const rc_statekey *sk, bool *duplicate, uint64_t *lsn);
+
 uint64_t rc_roomproto_publish_text(rc_rooms *t, rc_room *room, const char *p,
                                    const rc_json_top *scan, uint64_t client_id, uint64_t khash,
                                    const rc_statekey *sk, bool *duplicate, uint64_t *lsn)
+{
+    return publish_text(t, room, p, scan, client_id, NULL, khash, sk, duplicate, lsn);
+}
+
+static uint64_t publish_text(rc_rooms *t, rc_room *room, const char *p, const rc_json_top *scan,
+                             uint64_t client_id, const rc_ident *user, uint64_t khash,
+                             const rc_statekey *sk, bool *duplicate, uint64_t *lsn)
 {
     *duplicate = false;
     if (lsn) *lsn = 0;
@@ -410,7 +489,9 @@ uint64_t rc_roomproto_publish_text(rc_rooms *t, rc_room *room, const char *p,
     }
     struct text_pub x = {.p = p, .q = scan,
                          .has_room = scan->key[RC_JK_ROOM].type != RC_JSON_NONE,
-                         .client_id = client_id};
+                         .client_id = client_id,
+                         .user = user ? user->user_json : NULL,
+                         .user_len = user ? user->user_json_len : 0};
     uint64_t id = rc_room_publish(t, room, encode_text, &x, khash, sk, lsn);
     if (id && khash) rc_room_idem_add(t, room, khash, id);
     return id;
@@ -439,7 +520,8 @@ bool rc_roomproto_type_reserved(const rc_rooms *t, const char *type, size_t len)
 {
     static const char *const server_types[] = {"joined", "left", "error", "ack", "close",
                                                "keepalive", "state", "presence", "conflated",
-                                               "request", "reply", "room_service"};
+                                               "request", "reply", "room_service", "auth",
+                                               "authenticated"};
     for (size_t i = 0; i < sizeof(server_types) / sizeof(server_types[0]); i++)
         if (type_is(type, len, server_types[i])) return true;
     return is_ext(t, type, len);
@@ -500,6 +582,10 @@ static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, size_t pn, const
     /* errors about it name the room it went to, also when the client left that implicit */
     rc_json_span rs = {.p = room->json_name, .len = room->json_len, .type = RC_JSON_STRING};
     if (!has_room && t->req_room) t->req_room = &rs;
+    enum rc_perm_result pr;
+    if (!t->perm_open && (pr = rc_ident_may(t, ep, room->name, room->name_len, RC_PERM_PUBLISH,
+                                            0)) != RC_PERM_OK)
+        return refuse(t, ep, pr, "publishing", room->name);
     /* An authoritative room: its service decides what is sequenced (no ack: nothing of the
      * sender's is given a msg_id). One pointer test for every other room. */
     if (t->service) {
@@ -526,8 +612,9 @@ static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, size_t pn, const
     if (sr == RC_STATE_FULL) return rc_roomproto_error(t, ep, RC_RERR_STATE_FULL, "%s", why);
     bool dup;
     uint64_t lsn;
-    uint64_t id = rc_roomproto_publish_text(t, room, p, q, ep->client_id, khash,
-                                            sr == RC_STATE_OK ? &sk : NULL, &dup, &lsn);
+    uint64_t id = publish_text(t, room, p, q, ep->client_id,
+                               ep->auth == RC_IDENT_USER ? ep->ident : NULL, khash,
+                               sr == RC_STATE_OK ? &sk : NULL, &dup, &lsn);
     if (id == 0) {
         ep->ops->close(ep, RC_WS_CLOSE_INTERNAL, "out of memory");
         return -1;
@@ -557,7 +644,12 @@ static int dispatch(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const
 int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n)
 {
     rc_json_top q;
-    switch (rc_json_scan(p, n, RC_ROOMPROTO_CUT, &q)) {
+    /* With tokens on, "user" on a message is always the server's word: a client's own is
+     * cut, and an authenticated sender's user spliced in (encode_text). */
+    int sr = rc_json_scan(p, n, t->jwt ? RC_ROOMPROTO_CUT | RC_JK_BIT(RC_JK_USER)
+                                       : RC_ROOMPROTO_CUT, &q);
+    if (ep->auth == RC_IDENT_PENDING) return rc_ident_pending_message(t, ep, sr ? NULL : &q);
+    switch (sr) {
     case RC_JSON_OK: break;
     case RC_JSON_ENOTOBJECT:
         return rc_roomproto_error(t, ep, RC_RERR_NOT_OBJECT, "a message must be a JSON object");
@@ -594,6 +686,7 @@ static int dispatch(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const
             return q->dups & LEAVE_KEYS ? duplicate_key(t, ep, q->dups & LEAVE_KEYS)
                                         : do_leave(t, ep, q);
         if (type_is(type, l, "keepalive")) return 0; /* proof of life; the transport saw it */
+        if (type_is(type, l, "auth")) return rc_ident_auth_message(t, ep, q);
         if (type_is(type, l, "request") && t->request)
             return t->request(t->svc_arg, ep, type, l, p, n, q);
         if (is_ext(t, type, l) && t->ext)
@@ -637,6 +730,7 @@ static rc_msg *encode_binary(void *vctx, const rc_room *room, uint64_t msg_id)
 
 int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n)
 {
+    if (ep->auth == RC_IDENT_PENDING) return rc_ident_pending_message(t, ep, NULL);
     if (n < 1 || (size_t)p[0] + 1 > n)
         return rc_roomproto_error(t, ep, RC_RERR_BAD_BINARY,
                                   "binary message: room_len byte missing or too large");
@@ -651,8 +745,12 @@ int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n
                        .type = RC_JSON_STRING};
     if (rl) t->req_room = &rs;
     rc_room *room = target_room(t, ep, (const char *)p + 1, rl ? (long)rl : -1);
+    enum rc_perm_result pr = RC_PERM_OK;
+    if (room && !t->perm_open &&
+        (pr = rc_ident_may(t, ep, room->name, room->name_len, RC_PERM_PUBLISH, 0)) != RC_PERM_OK)
+        refuse(t, ep, pr, "publishing", room->name);
     t->req_room = NULL;
-    if (!room) return -1;
+    if (!room || pr != RC_PERM_OK) return -1;
     /* A room service reads JSON messages; a binary one could not be handed to it. */
     if (t->service && t->service(t->svc_arg, ep, room, NULL, 0, NULL) != RC_ROOMPROTO_NOT_SERVED)
         return -1;

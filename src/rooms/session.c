@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "rooms/ident.h"
+
 #define session_of(n) ((rc_session *)(void *)((char *)(n) - offsetof(rc_session, node)))
 
 /* A client may present any token (an unknown one is adopted), so the table is keyed with a
@@ -75,6 +77,7 @@ rc_session *rc_sessions_add(rc_sessions *s, rc_endpoint *holder)
     if (!se) return NULL;
     memcpy(se->token, rc_endpoint_session(holder), RC_SESSION_LEN);
     se->client_id = holder->client_id;
+    se->user = rc_ident_user_key(holder);
     se->holder = holder;
     if (rc_htab_insert(&s->table, &se->node, token_hash(se->token)) < 0) {
         free(se);

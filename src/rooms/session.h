@@ -28,6 +28,8 @@ typedef struct rc_session {
     rc_endpoint *holder;     /* the connection that holds it, NULL once released */
     uint64_t released_at;    /* when holder went (while holder is NULL) */
     uint64_t banned_until;   /* refused until then, 0 = not banned */
+    uint64_t user;           /* rc_ident_user_key of its holder's user (0: anonymous): only a
+                                connection of the same user may claim it (docs/auth.md) */
     struct rc_session *prev, *next; /* the released list, oldest first, while holder is NULL */
 } rc_session;
 

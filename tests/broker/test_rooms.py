@@ -195,3 +195,36 @@ def test_sender_order_kept_across_swap(room_broker, ctx):
     assert got == sorted(got) and dups == 0, f"order or uniqueness broken: {got}"
     assert set(got) >= set(range(11, 20)), f"messages sent after the swap were lost: {got}"
     c.close()
+
+
+def test_room_service_sender_carries_the_verified_user(start_broker, ctx):
+    """With connection tokens (docs/auth.md) the request's sender has the token's user; a
+    "user" the client writes stays inside its message, where it is only the client's word."""
+    import base64
+    import hashlib
+    import hmac
+    secret = "broker-room-service-secret-0123456789"
+    b64u = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    header = b64u(json.dumps({"alg": "HS256"}).encode())
+    signing = f"{header}.{b64u(json.dumps({'sub': 'alice'}).encode())}"
+    token = f"{signing}.{b64u(hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest())}"
+    broker = start_broker(S.F_ROOM_SERVICE, "table-*=counter", "--jwt-secret", secret,
+                          "--allow-anonymous")
+    w = RoomWorker(ctx, broker, "w0")
+    w.start()
+    broker.wait_workers("counter", 1)
+    a, anon = LineClient(broker), LineClient(broker)
+    a.send({"type": "auth", "token": token})
+    assert a.recv()["user"] == "alice"
+    a.join("table-9")
+    anon.join("table-9")
+    a.send({"type": "move", "cell": 1, "user": "mallory"})
+    a.recv_until(lambda m: m.get("type") == "counted")
+    anon.send({"type": "move", "cell": 2})
+    anon.recv_until(lambda m: m.get("type") == "counted" and m["echo"]["cell"] == 2)
+    assert w.requests[0]["sender"]["user"] == "alice", w.requests[0]
+    assert w.requests[0]["message"]["user"] == "mallory"
+    assert "user" not in w.requests[1]["sender"], w.requests[1]
+    w.kill()
+    a.close()
+    anon.close()

@@ -60,6 +60,8 @@ STATS_ERROR_KEYS = (
     "tcp_line_too_long", "tcp_bad_utf8", "tcp_1002", "tcp_1007", "tcp_1009", "chat_garbage",
     "chat_bad_object", "chat_too_big", "too_many_errors", "duplicate_key", "room_limit",
     "rate_limited", "state_full", "banned",
+    # permissions (docs/auth.md)
+    "forbidden", "unauthenticated", "room_full",
 )
 STATS_DISCONNECT_KEYS = ("slow_consumer", "ping_timeout", "max_connections", "handshake_timeout")
 STATS_TOP_KEYS = ("connections", "connections_total", "rooms", "messages_in", "messages_out",

@@ -382,3 +382,56 @@ describe("roomcast.js: issue 12's protocol", () => {
     assert.equal(ra.memberCount, 1);
   });
 });
+
+describe("roomcast.js: connection tokens (docs/auth.md)", () => {
+  const SECRET = "node-client-auth-secret-0123456789abc";
+  const b64u = (s) => Buffer.from(s).toString("base64url");
+  async function token(sub, ttl = 300) {
+    const { createHmac } = await import("node:crypto");
+    const signing = `${b64u(JSON.stringify({ alg: "HS256" }))}.${b64u(JSON.stringify(
+      { sub, exp: Math.floor(Date.now() / 1000) + ttl }))}`;
+    return `${signing}.${createHmac("sha256", SECRET).update(signing).digest("base64url")}`;
+  }
+  let srv;
+  before(async () => { srv = await startServer(["--jwt-secret", SECRET, "--jwt-leeway", "0"]); });
+  after(async () => { closeAll(); await srv.stop(); });
+
+  test("the token goes first: messages carry the user, and a client's own is replaced", async () => {
+    const rc = client(srv.url, { token: await token("nodeuser") });
+    const authed = [];
+    rc.on("authenticated", (a) => authed.push(a));
+    const [room] = await joinRoom(rc, "node-auth");
+    const r = record(room);
+    room.publish({ text: "hi", user: "forged" });
+    await until(() => r.msgs.length === 1, "the message");
+    assert.equal(r.msgs[0].user, "nodeuser");
+    assert.equal(rc.user, "nodeuser");
+    assert.equal(authed.length, 1);
+    assert.ok(rc.tokenExp > Date.now() / 1000);
+  });
+
+  test("getToken refreshes before exp: the connection outlives its first token", async () => {
+    let asked = 0;
+    const rc = client(srv.url, { getToken: async () => { asked++; return token("refresher", 3); } });
+    const [room] = await joinRoom(rc, "node-refresh");
+    const firstExp = rc.tokenExp;
+    await until(() => Date.now() / 1000 > firstExp + 1.5, "past the first exp", 10000);
+    assert.equal(rc.state, "open");
+    assert.equal(rc.reconnects, 0);
+    assert.ok(asked >= 2 && rc.tokenExp > firstExp);
+    const r = record(room);
+    room.publish({ n: 1 });
+    await until(() => r.msgs.length === 1, "the message");
+    assert.equal(r.msgs[0].user, "refresher");
+  });
+
+  test("a refused fixed token stops the client (unauthenticated)", async () => {
+    const rc = client(srv.url, { token: await token("late", -10) });
+    const stopped = new Promise((resolve) => rc.on("unauthenticated", resolve));
+    rc.join("never");
+    const info = await withTimeout(stopped, 10000, "unauthenticated");
+    assert.equal(info.code, 4001);
+    assert.equal(rc.state, "closed");
+    assert.equal(rc.closeInfo.by, "unauthenticated");
+  });
+});

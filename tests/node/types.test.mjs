@@ -80,7 +80,7 @@ test("options, handlers and events: the .d.ts matches the client", () => {
   assert.deepEqual(sorted(members(block("interface", "RoomHandlers"))), sorted(handlers.map((m) => m[1])));
   assert.deepEqual(sorted(members(block("interface", "RoomEvents"))), sorted(handlers.map((m) => m[2])));
   // the client emits literal names, plus "replaced" and "kicked" by variable
-  const emitted = new Set([...JS.matchAll(/\bemit\("(\w+)"/g)].map((m) => m[1]).concat(["replaced", "kicked"]));
+  const emitted = new Set([...JS.matchAll(/\bemit\("(\w+)"/g)].map((m) => m[1]).concat(["replaced", "kicked", "unauthenticated", "token_expired"]));
   const declared = new Set([...members(block("interface", "ClientEvents")), ...members(block("interface", "RoomEvents"))]);
   assert.deepEqual(sorted(declared), sorted(emitted));
   const pub = members(block("interface", "PublishOptions"));

@@ -52,6 +52,13 @@ option                  default    meaning
 ``on_close``            ``None``   ``on_close(code: int, reason: str)`` after each one ends
 ``on_error``            ``None``   ``on_error(error: RoomcastError, room: Room | None)`` for
                                    errors no room handler took (see *Errors*)
+``token``               ``None``   a connection token (JWT, docs/auth.md), sent as
+                                   ``{"type":"auth"}`` first on every connection
+``get_token``           ``None``   a function (or coroutine function) returning a token: called
+                                   for every connection and ``refresh_before`` s before the
+                                   token's ``exp``, whose fresh token is sent as a refresh
+``refresh_before``      ``30.0``   seconds before ``exp`` to refresh (at most half the
+                                   token's remaining life)
 ======================  =========  ===========================================================
 
 Every callback here and on rooms may be a plain function or a coroutine function (run as a
@@ -82,7 +89,8 @@ Methods and attributes:
   ``reconnecting``, ``closed``), ``client.reconnects``, ``client.attempt``,
   ``client.close_code`` / ``client.close_reason`` (of the last connection that ended),
   ``client.transport_kind`` (``"ws"``, ``"tcp"``, ``"tcp-framed"`` while connected),
-  ``client.binary_ok``.
+  ``client.binary_ok``, ``client.user`` / ``client.token_exp`` (from the server's
+  ``authenticated`` answer to the token).
 
 ``Room``
 --------
@@ -159,7 +167,9 @@ the original ``msg_id``. The server ending the client on purpose stops it for go
 (``wait_closed`` returns, ``status == "closed"``): close 1008 ``kicked``, 1008
 ``replaced by a new connection`` (another connection presented this session), or a rejoin
 refused as ``banned``; waiting futures then fail with ``ClientClosed`` whose ``code`` is
-``kicked``, ``replaced`` or ``banned``. Over TCP the client answers the server's
+``kicked``, ``replaced`` or ``banned``; with a fixed ``token`` (no ``get_token``), a close
+``4001`` (token refused) or ``4002`` (token expired) ends it too, with ``unauthenticated`` or
+``token_expired``. Over TCP the client answers the server's
 ``{"type":"keepalive"}`` (line mode) and pings (framed mode).
 
 Errors

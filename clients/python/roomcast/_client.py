@@ -214,7 +214,9 @@ class Client:
                  connect_timeout: float = 10.0, ping_interval: float | None = 20.0,
                  max_message_size: int = 64 * 1024 * 1024,
                  on_open: Handler | None = None, on_close: Handler | None = None,
-                 on_error: Handler | None = None) -> None:
+                 on_error: Handler | None = None, token: str | None = None,
+                 get_token: Callable[[], str | Awaitable[str]] | None = None,
+                 refresh_before: float = 30.0) -> None:
         if session is not None and not _SESSION_RE.match(session):
             raise ValueError("a session is the 32 hex digits a 'joined' gave")
         if not url.startswith(("ws://", "wss://", "tcp://")):
@@ -232,6 +234,14 @@ class Client:
         self.on_open = on_open
         self.on_close = on_close
         self.on_error = on_error
+        # Connection tokens (docs/auth.md): sent as {"type":"auth"} first on every connection;
+        # get_token (called for each connection and before exp) wins over a fixed token.
+        self.token = token
+        self.get_token = get_token
+        self.refresh_before = refresh_before
+        self.user: str | None = None            # the server's "authenticated" user
+        self.token_exp: int | None = None       # and its exp (seconds since the epoch)
+        self._refresh_task: asyncio.Task[None] | None = None
         self.session: str | None = session      # presented on the first join of a connection
         self.client_id: int | None = None       # from the last "joined"
         self.rooms: dict[str, Room] = {}
@@ -445,6 +455,9 @@ class Client:
         self._opened.set()
         self._call(self.on_open, self.reconnects > 0)
         try:
+            # The token first: the server handles messages in order, so the joins after it
+            # are checked as this user.
+            await self._authenticate()
             for room in list(self.rooms.values()):
                 if not room.closed:
                     await self._send_join(room)
@@ -459,6 +472,10 @@ class Client:
         except asyncio.CancelledError:
             await transport.close(1000, "bye")
             raise
+        finally:
+            if self._refresh_task is not None:
+                self._refresh_task.cancel()
+                self._refresh_task = None
         # A connection that carried something, or lived a while, resets the backoff; one
         # closed at once (a TCP accept and nothing more) does not.
         if loop.time() - opened_at >= self.max_delay:
@@ -502,6 +519,11 @@ class Client:
         self._call(self.on_close, code, reason)
         if code == 1008 and (reason == "kicked" or reason.startswith("replaced")):
             which = "kicked" if reason == "kicked" else "replaced"
+            return ClientClosed(which, f"closed by the server: {code} {reason}")
+        # A refused or expired token: the same fixed token would be refused again. With
+        # get_token the next connection asks for a fresh one.
+        if code in (4001, 4002) and self.get_token is None:
+            which = "unauthenticated" if code == 4001 else "token_expired"
             return ClientClosed(which, f"closed by the server: {code} {reason}")
         return None
 
@@ -558,6 +580,46 @@ class Client:
         # reader run: the server would queue its own messages back to it until it cut it as a
         # slow consumer. One turn of the event loop per message keeps the reader going.
         await asyncio.sleep(0)
+
+    async def _next_token(self) -> str | None:
+        if self.get_token is None:
+            return self.token
+        tok = self.get_token()
+        if inspect.isawaitable(tok):
+            tok = await tok
+        return tok
+
+    async def _authenticate(self) -> None:
+        tok = await self._next_token()
+        if tok:
+            await self._send(_dumps({"type": "auth", "token": tok}))
+
+    def _on_authenticated(self, msg: dict[str, Any]) -> None:
+        user, exp = msg.get("user"), msg.get("exp")
+        self.user = user if isinstance(user, str) else None
+        self.token_exp = exp if isinstance(exp, int) else None
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            self._refresh_task = None
+        if self.get_token is not None and self.token_exp is not None:
+            self._refresh_task = asyncio.get_running_loop().create_task(
+                self._refresh(self._gen, self.token_exp))
+
+    async def _refresh(self, gen: int, exp: int) -> None:
+        """Sends a fresh token refresh_before seconds before exp (or halfway there, when
+        the token is shorter-lived than that), so the server never closes with 4002."""
+        import time
+        left = exp - time.time()
+        await asyncio.sleep(max(0.0, left - min(self.refresh_before, left / 2)))
+        if gen != self._gen:
+            return
+        try:
+            self._refresh_task = None  # a new "authenticated" may schedule the next one
+            await self._authenticate()
+        except TransportClosed:
+            pass
+        except Exception as e:  # get_token failed: the server will close at exp
+            log.warning("roomcast: get_token failed: %r", e)
 
     async def _send_join(self, room: Room) -> None:
         if room._join_sent_gen == self._gen or self._transport is None:
@@ -758,6 +820,8 @@ class Client:
             self._on_ack(msg)
         elif typ == "error":
             self._on_error(room, msg)
+        elif typ == "authenticated":
+            self._on_authenticated(msg)
         elif typ == "keepalive":  # the TCP port's keepalive: answer it
             self._spawn(self._send_quietly({"type": "keepalive"}))
         elif typ == "close":      # the TCP port's last line: why it closes
