@@ -202,3 +202,69 @@ def test_abuse_limits_are_live(tmp_path):
         srv.stop()
     finally:
         srv.cleanup()
+
+
+def hs256(claims, secret):
+    import base64
+    import hashlib
+    import hmac
+
+    def b64u(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    signing = (f"{b64u(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}."
+               f"{b64u(json.dumps(claims).encode())}")
+    sig = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
+    return f"{signing}.{b64u(sig)}"
+
+
+def test_token_keys_and_namespace_rules_are_live(tmp_path):
+    """A key rotated in the file takes over for new connections (open ones keep their
+    identity); a namespace rule tightened in the file refuses the next join."""
+    import time
+    old, new = "old-secret-0123456789abcdef0123456789", "new-secret-0123456789abcdef0123456789"
+    conf = tmp_path / "roomcast.conf"
+    ns_open = "namespace game\n  join anyone\nend\n"
+    ns_closed = "namespace game\n  join authenticated\nend\n"
+    conf.write_text(f"jwt-secret {old}\nallow-anonymous\n{ns_open}")
+    srv = Server("--config", conf)
+    claims = {"sub": "alice", "exp": int(time.time()) + 300}
+    try:
+        async def session(token, room):
+            """Authenticate with token (None: anonymous), then join room: (auth reply, join
+            reply)."""
+            async with websockets.connect(srv.ws_url) as ws:
+                first = None
+                if token:
+                    await ws.send(json.dumps({"type": "auth", "token": token}))
+                    try:
+                        first = json.loads(await asyncio.wait_for(ws.recv(), IO_TIMEOUT))
+                    except websockets.ConnectionClosed as e:
+                        return {"closed": e.code, "reason": e.reason}, None
+                return first, await join(ws, room)
+
+        async def main():
+            # before: the old key works, anyone may join game:*
+            a, j = await session(hs256(claims, old), "game:1")
+            assert a["type"] == "authenticated" and j["type"] == "joined", (a, j)
+            _, j = await session(None, "game:1")
+            assert j["type"] == "joined", j
+            async with websockets.connect(srv.ws_url) as kept:
+                await kept.send(json.dumps({"type": "auth", "token": hs256(claims, old)}))
+                assert json.loads(await kept.recv())["type"] == "authenticated"
+                # rotate the key and close the namespace
+                reload(srv, conf, f"jwt-secret {new}\nallow-anonymous\n{ns_closed}")
+                a, _ = await session(hs256(claims, old), "game:1")   # the old key is refused
+                assert a == {"closed": 4001, "reason": "invalid token: bad_signature"}, a
+                a, j = await session(hs256(claims, new), "game:1")
+                assert a["type"] == "authenticated" and j["type"] == "joined", (a, j)
+                _, j = await session(None, "game:1")
+                assert j["type"] == "error" and j["code"] == "unauthenticated", j
+                # the connection authenticated before the reload keeps its identity
+                r = await join(kept, "game:2")
+                assert r["type"] == "joined" and r.get("user") == "alice", r
+
+        asyncio.run(main())
+        srv.stop()
+    finally:
+        srv.cleanup()
