@@ -3,6 +3,7 @@
 #include "cluster/cluster.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -115,6 +116,7 @@ typedef struct call {
     int argc;                /* arguments after EVALSHA <sha> / EVAL <script> */
     const char *argv[12];
     size_t lens[12];
+    char *end;               /* end of blob */
     char blob[];             /* argument bytes */
 } call;
 
@@ -137,6 +139,14 @@ struct rc_cluster {
     rc_redis *sub;           /* subscriber connection: SUBSCRIBE only */
     char sha[SCRIPT_COUNT][41]; /* SHA1 of each script as SCRIPT LOAD returned it */
     bool sub_ready;          /* sub is up and the control channel is confirmed */
+    char node_id[17];        /* random per process: names this node's control channel */
+    char ctl[PREFIX_MAX + 24]; /* the control channel "<prefix>:ctl:<node_id>" */
+    size_t ctl_len;
+    rc_timer health_timer;   /* heartbeat: every health_interval_ns while available */
+    uint64_t health_interval_ns, health_timeout_ns;
+    uint64_t hb_seq;         /* number of the heartbeat in flight */
+    uint64_t hb_sent;        /* when it was published (loop ns), 0 when none is in flight */
+    bool hb_replied;         /* the publisher's PUBLISH got its reply */
     bool available;          /* last state reported through on_state */
     rc_htab subs;            /* struct sub by room */
     uint64_t rng;            /* splitmix64 state for candidate epochs */
@@ -145,11 +155,14 @@ struct rc_cluster {
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
+static void hb_clear(rc_cluster *c);
+
 static void update_available(rc_cluster *c)
 {
     bool now = rc_redis_up(c->pub) && c->sub_ready;
     if (now == c->available) return;
     c->available = now;
+    hb_clear(c);
     if (c->h.on_state) c->h.on_state(c->h.arg, now);
 }
 
@@ -299,12 +312,14 @@ static call *call_new(rc_cluster *c, int script, size_t extra)
     memset(k, 0, sizeof(*k));
     k->c = c;
     k->script = script;
+    k->end = k->blob + extra;
     return k;
 }
 
-/* add appends an argument copied into the blob at *at. */
+/* add appends an argument copied into the blob at *at (sized for it by the caller). */
 static void add(call *k, char **at, const void *s, size_t n)
 {
+    if (n > (size_t)(k->end - *at)) abort(); /* the size computation below is wrong */
     memcpy(*at, s, n);
     k->argv[k->argc] = *at;
     k->lens[k->argc] = n;
@@ -315,7 +330,9 @@ static void add(call *k, char **at, const void *s, size_t n)
 static int add_name(call *k, char **at, const char *prefix, enum rc_clwire_name kind,
                     const char *room, size_t room_len, const char *key, size_t key_len)
 {
-    int n = rc_clwire_name(*at, NAME_MAX_LEN, prefix, kind, room, room_len, key, key_len);
+    size_t room_left = (size_t)(k->end - *at);
+    int n = rc_clwire_name(*at, room_left < NAME_MAX_LEN ? room_left : NAME_MAX_LEN, prefix, kind,
+                           room, room_len, key, key_len);
     if (n < 0) return -1;
     k->argv[k->argc] = *at;
     k->lens[k->argc] = (size_t)n;
@@ -330,7 +347,10 @@ int rc_cluster_publish(rc_cluster *c, const char *room, size_t room_len, const v
 {
     if (!c->available) return -EAGAIN;
     if (room_len > NAME_MAX_LEN / 2 || key_len > NAME_MAX_LEN / 2) return -EINVAL;
-    call *k = call_new(c, SCRIPT_PUB, 4 * NAME_MAX_LEN + len + 3 * 24 + 17);
+    /* numkeys, 3 or 4 names (each prefix + room + at most 8 bytes of punctuation, the key),
+     * the payload, three numbers and the epoch */
+    size_t name = strlen(c->prefix) + room_len + 8;
+    call *k = call_new(c, SCRIPT_PUB, 1 + 4 * name + key_len + len + 3 * 12 + 16);
     if (!k) return -ENOMEM;
     k->pub_cb = cb;
     k->arg = arg;
@@ -366,7 +386,8 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
     if (!c->available) return -EAGAIN;
     if (room_len > NAME_MAX_LEN / 2) return -EINVAL;
     if (after >= RC_CLWIRE_MSG_ID_MAX) after = RC_CLWIRE_MSG_ID_MAX;
-    call *k = call_new(c, SCRIPT_READ, 2 * NAME_MAX_LEN + room_len + 2 * 32);
+    size_t name = strlen(c->prefix) + room_len + 8;
+    call *k = call_new(c, SCRIPT_READ, 1 + 2 * name + 2 * 24 + room_len);
     if (!k) return -ENOMEM;
     k->read_cb = cb;
     k->arg = arg;
@@ -541,9 +562,75 @@ static void deliver(rc_cluster *c, sub *s, const redisReply *payload)
 
 static bool is_ctl(const rc_cluster *c, const redisReply *ch)
 {
-    size_t pl = strlen(c->prefix);
-    return ch->len == pl + 4 && memcmp(ch->str, c->prefix, pl) == 0 &&
-           memcmp(ch->str + pl, ":ctl", 4) == 0;
+    return ch->len == c->ctl_len && memcmp(ch->str, c->ctl, c->ctl_len) == 0;
+}
+
+/* ---- heartbeat ------------------------------------------------------------------------------
+ *
+ * A connection can die without an EOF (Redis frozen or paused, a network partition, a NAT that
+ * forgot the flow). Every health_interval the publisher PUBLISHes "hb:<n>" on this node's own
+ * control channel; the subscriber must hand it back. No reply to the PUBLISH within
+ * health_timeout: the publisher is reset. A reply saying nobody received it, or the message not
+ * arriving in time: the subscriber is reset. Either way the node turns unavailable and its
+ * connections are rebuilt, so a silent failure behaves like a loud one. One heartbeat per node
+ * per interval, on a channel only this node listens to. */
+
+static void hb_clear(rc_cluster *c)
+{
+    c->hb_sent = 0;
+    c->hb_replied = false;
+}
+
+static void on_hb_reply(rc_redis *r, redisReply *rp, void *arg)
+{
+    rc_cluster *c = arg;
+    if (!rp || !c->hb_sent) return;
+    c->hb_replied = true;
+    if (rp->type == REDIS_REPLY_INTEGER && rp->integer == 0 && c->sub_ready) {
+        /* Redis says our subscriber is not on its channel any more. */
+        rc_warn("redis: this node's subscription is gone (heartbeat had no receiver); reconnecting");
+        hb_clear(c);
+        rc_redis_reset(c->sub);
+    }
+}
+
+static void on_health_timer(rc_loop *loop, rc_timer *t)
+{
+    rc_cluster *c = (rc_cluster *)(void *)((char *)t - offsetof(rc_cluster, health_timer));
+    uint64_t now = rc_loop_now(loop);
+    rc_timer_start(loop, t, now + c->health_interval_ns);
+    if (!c->available) {
+        hb_clear(c);
+        return;
+    }
+    if (c->hb_sent) {
+        if (now - c->hb_sent < c->health_timeout_ns) return;
+        bool pub_stuck = !c->hb_replied;
+        rc_warn("redis: no heartbeat through %s for %llu ms; reconnecting it",
+                pub_stuck ? "the publisher" : "the subscriber",
+                (unsigned long long)((now - c->hb_sent) / RC_NS_PER_MS));
+        c->st.heartbeat_failures++;
+        hb_clear(c);
+        rc_redis_reset(pub_stuck ? c->pub : c->sub);
+        return;
+    }
+    char msg[32];
+    int n = snprintf(msg, sizeof(msg), "hb:%llu", (unsigned long long)++c->hb_seq);
+    const char *argv[3] = {"PUBLISH", c->ctl, msg};
+    size_t lens[3] = {7, c->ctl_len, (size_t)n};
+    if (rc_redis_command(c->pub, on_hb_reply, c, 3, argv, lens) == 0) {
+        c->hb_sent = now;
+        c->hb_replied = false;
+    }
+}
+
+static void on_ctl_message(rc_cluster *c, const redisReply *payload)
+{
+    char want[32];
+    int n = snprintf(want, sizeof(want), "hb:%llu", (unsigned long long)c->hb_seq);
+    if (c->hb_sent && reply_is(payload, REDIS_REPLY_STRING) && payload->len == (size_t)n &&
+        memcmp(payload->str, want, (size_t)n) == 0)
+        hb_clear(c);
 }
 
 /* on_sub_reply gets every reply of the subscriber: ["subscribe"|"unsubscribe", ch, count] and
@@ -570,7 +657,8 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
             }
             update_available(c);
         }
-        return; /* control messages: none defined yet */
+        if (strcmp(kind, "message") == 0) on_ctl_message(c, rp->element[2]);
+        return;
     }
     const char *room;
     size_t room_len;
@@ -609,9 +697,7 @@ static void sub_state(rc_redis *r, bool up, void *arg)
          * rooms come and go, which hiredis 0.14 would take as leaving subscribed mode (and
          * then assert on the next SUBSCRIBE confirmation). Rooms are renewed once it is
          * confirmed. */
-        char ch[PREFIX_MAX + 8];
-        int n = snprintf(ch, sizeof(ch), "%s:ctl", c->prefix);
-        if (sub_command(c, "SUBSCRIBE", ch, (size_t)n) < 0) rc_redis_reset(r);
+        if (sub_command(c, "SUBSCRIBE", c->ctl, c->ctl_len) < 0) rc_redis_reset(r);
         return;
     }
     c->sub_ready = false;
@@ -703,6 +789,12 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
     c->idem_ttl_s = cfg->idem_ttl_s ? cfg->idem_ttl_s : DEFAULT_IDEM_TTL;
     if (getrandom(&c->rng, sizeof(c->rng), 0) != (ssize_t)sizeof(c->rng))
         c->rng = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)c ^ rc_clock_ns();
+    new_epoch(c, c->node_id);
+    c->ctl_len = (size_t)snprintf(c->ctl, sizeof(c->ctl), "%s:ctl:%s", c->prefix, c->node_id);
+    c->health_interval_ns = cfg->health_interval_ns ? cfg->health_interval_ns : RC_NS_PER_SEC;
+    c->health_timeout_ns = cfg->health_timeout_ns ? cfg->health_timeout_ns : 3 * RC_NS_PER_SEC;
+    rc_timer_init(&c->health_timer, on_health_timer);
+    rc_timer_start(loop, &c->health_timer, rc_loop_now(loop) + c->health_interval_ns);
     rc_redis_opts o = {
         .connect_timeout_ns = cfg->connect_timeout_ns,
         .backoff_min_ns = cfg->backoff_min_ns,
@@ -721,6 +813,7 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
     rc_redis_start(c->sub);
     return c;
 err:
+    rc_timer_stop(loop, &c->health_timer);
     rc_redis_free(c->pub);
     free(c);
     return NULL;
@@ -731,6 +824,7 @@ void rc_cluster_free(rc_cluster *c)
     if (!c) return;
     /* Callbacks run with NULL (-ECONNRESET) while the connections close; no state reports. */
     c->h.on_state = NULL;
+    rc_timer_stop(c->loop, &c->health_timer);
     rc_redis_free(c->pub);
     rc_redis_free(c->sub);
     uint32_t b = 0;

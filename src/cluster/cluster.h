@@ -13,8 +13,9 @@
  *   - the subscriber SUBSCRIBEs to the channel of every room that has members on this node
  *     (reference-counted by rc_cluster_sub/rc_cluster_unsub) and hands each message up, in the
  *     order Redis published it, which is msg_id order (the ordering argument is in the doc).
- * Both reconnect by themselves. The cluster is "available" while both are up and the scripts
- * are loaded; rc_cluster_publish refuses at once (-EAGAIN) otherwise, so the layer above can
+ * Both reconnect by themselves, and a heartbeat through this node's own control channel
+ * catches connections that die silently. The cluster is "available" while both are up and the
+ * scripts are loaded; rc_cluster_publish refuses at once (-EAGAIN) otherwise, so the layer above can
  * answer `unavailable` instead of queueing.
  *
  * Not built yet (see docs/cluster.md, STATUS): the integration into src/rooms/, presence and
@@ -70,6 +71,8 @@ typedef struct rc_cluster_cfg {
     uint64_t connect_timeout_ns;  /* per connection attempt; 0: redis.h's default */
     uint64_t backoff_min_ns;      /* reconnect backoff; 0: redis.h's defaults */
     uint64_t backoff_max_ns;
+    uint64_t health_interval_ns;  /* heartbeat period (docs/cluster.md); 0 means 1 s */
+    uint64_t health_timeout_ns;   /* a heartbeat not back by then resets a connection; 0: 3 s */
 } rc_cluster_cfg;
 
 /* rc_cluster_new parses the URL, resolves its host (blocking, once) and starts connecting.
@@ -159,6 +162,7 @@ typedef struct rc_cluster_stats {
     uint64_t gaps;           /* of them, with gap set */
     uint64_t bad_messages;   /* channel messages that were not of our format (dropped) */
     uint64_t noscript;       /* NOSCRIPT replies (scripts reloaded) */
+    uint64_t heartbeat_failures; /* heartbeats that did not come back (a connection reset) */
     uint32_t rooms;          /* rooms with local members (subscriptions wanted) */
     bool publisher_up;       /* the publisher connection is up with its scripts */
     bool subscriber_up;      /* the subscriber connection is up and on the control channel */

@@ -10,7 +10,8 @@
  *     P:{R}:s     the room's stream: entry id "<msg_id>-0", field d = payload
  *     P:{R}:i:K   an idempotency record for key K: "<msg_id>:<epoch>"
  *     P:{R}:c     the room's pub/sub channel
- *     P:ctl       the control channel every subscriber connection joins first
+ *     P:ctl:N     node N's control channel: its subscriber joins it first and its heartbeat
+ *                 goes through it (cluster.c)
  * The {R} hash tag keeps a room's keys in one Redis Cluster slot (for a later sharded setup);
  * with a single Redis it is just part of the name.
  */
