@@ -84,10 +84,11 @@ static const char *const SCRIPT_TEXT[SCRIPT_COUNT] = {PUB_SCRIPT, READ_SCRIPT};
 /* ---- types --------------------------------------------------------------------------------- */
 
 /* Subscription states of a room on the current subscriber connection. At most one SUBSCRIBE or
- * UNSUBSCRIBE per room is in flight: hiredis 0.14 keeps one callback per channel name, and an
- * UNSUBSCRIBE reply that arrives after a newer SUBSCRIBE would delete the new callback and
- * silently drop the room's messages. A change of mind while a command is in flight is applied
- * when its reply arrives (reconcile). */
+ * UNSUBSCRIBE per room is in flight, so every confirmation maps to one intent and the node knows
+ * exactly when a room's subscription is active (on_subscribed); it also keeps us clear of how
+ * hiredis's table of one callback per channel name treats a SUBSCRIBE and an UNSUBSCRIBE of the
+ * same channel in flight together. A change of mind meanwhile is applied when the reply
+ * arrives (reconcile). */
 enum sub_state { SUB_IDLE, SUB_PENDING, SUB_ACTIVE, SUB_UNSUB_PENDING };
 
 typedef struct sub {
@@ -693,10 +694,10 @@ static void sub_state(rc_redis *r, bool up, void *arg)
 {
     rc_cluster *c = arg;
     if (up) {
-        /* The control channel first: the subscription count then never drops to zero while
-         * rooms come and go, which hiredis 0.14 would take as leaving subscribed mode (and
-         * then assert on the next SUBSCRIBE confirmation). Rooms are renewed once it is
-         * confirmed. */
+        /* The control channel first (the heartbeat comes back through it); rooms are renewed
+         * once it is confirmed. Being on it for the connection's whole life also keeps the
+         * subscription count above zero, so hiredis never sees the connection leave subscribed
+         * mode while rooms come and go. */
         if (sub_command(c, "SUBSCRIBE", c->ctl, c->ctl_len) < 0) rc_redis_reset(r);
         return;
     }

@@ -222,9 +222,8 @@ void rc_redis_reset(rc_redis *r)
 {
     redisAsyncContext *ac = r->ac;
     if (!ac || (ac->c.flags & REDIS_FREEING)) return;
-    /* Marked as an error so that hiredis hands pending callbacks NULL (a clean disconnect
-     * asserts that none are pending). */
-    if (!ac->err) ac->err = REDIS_ERR_OTHER;
+    /* redisAsyncFree, not redisAsyncDisconnect: the latter waits for pending replies, and a
+     * connection being reset is not trusted to deliver them. */
     redisAsyncFree(ac);
 }
 
@@ -395,9 +394,7 @@ void rc_redis_free(rc_redis *r)
     rc_timer_stop(r->loop, &r->retry_timer);
     rc_timer_stop(r->loop, &r->connect_timer);
     if (r->ac) {
-        redisAsyncContext *ac = r->ac;
-        if (!ac->err) ac->err = REDIS_ERR_OTHER; /* pending callbacks get NULL, see reset */
-        redisAsyncFree(ac);
+        redisAsyncFree(r->ac); /* pending callbacks run with NULL, then hook_cleanup */
     }
     while (r->free_reqs) {
         struct rc_redis__req *q = r->free_reqs;
