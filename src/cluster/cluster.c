@@ -20,6 +20,9 @@
 #define NAME_MAX_LEN 1024
 #define PREFIX_MAX 64
 #define DEFAULT_IDEM_TTL 300
+/* hiredis buffers without limit; past this many unanswered calls a node stops adding to a
+ * Redis that does not keep up (memory stays bounded, callers answer "overloaded"). */
+#define DEFAULT_MAX_INFLIGHT 65536
 
 /* ---- the scripts ----------------------------------------------------------------------------
  *
@@ -151,6 +154,8 @@ struct rc_cluster {
     bool available;          /* last state reported through on_state */
     rc_htab subs;            /* struct sub by room */
     uint64_t rng;            /* splitmix64 state for candidate epochs */
+    uint32_t inflight;       /* script calls sent and not answered */
+    uint32_t max_inflight;   /* refuse new calls beyond this (Redis is not keeping up) */
     rc_cluster_stats st;     /* counters (rooms, *_up filled in by stats_get) */
 };
 
@@ -187,6 +192,12 @@ static bool reply_is(const redisReply *rp, int type) { return rp && rp->type == 
 
 static void on_call_reply(rc_redis *r, redisReply *rp, void *arg);
 
+static void call_free(call *k)
+{
+    k->c->inflight--;
+    free(k);
+}
+
 static int call_send(call *k, bool by_body)
 {
     rc_cluster *c = k->c;
@@ -209,7 +220,7 @@ static void call_fail(call *k, int status)
     } else {
         k->read_cb(k->arg, status, NULL);
     }
-    free(k);
+    call_free(k);
 }
 
 static void pub_done(call *k, const redisReply *rp)
@@ -236,7 +247,7 @@ static void pub_done(call *k, const redisReply *rp)
     if (seq.duplicate) k->c->st.duplicates++;
     else k->c->st.published++;
     k->pub_cb(k->arg, 0, &seq);
-    free(k);
+    call_free(k);
 }
 
 static bool entry_ok(const redisReply *e)
@@ -275,7 +286,7 @@ static void read_done(call *k, const redisReply *rp)
     range.top = rp->element[1]->integer > 0 ? (uint64_t)rp->element[1]->integer : 0;
     range.first = rp->element[2]->integer > 0 ? (uint64_t)rp->element[2]->integer : 0;
     k->read_cb(k->arg, 0, &range);
-    free(k);
+    call_free(k);
 }
 
 static void on_call_reply(rc_redis *r, redisReply *rp, void *arg)
@@ -311,6 +322,7 @@ static call *call_new(rc_cluster *c, int script, size_t extra)
     call *k = malloc(sizeof(*k) + extra);
     if (!k) return NULL;
     memset(k, 0, sizeof(*k));
+    c->inflight++;
     k->c = c;
     k->script = script;
     k->end = k->blob + extra;
@@ -348,6 +360,7 @@ int rc_cluster_publish(rc_cluster *c, const char *room, size_t room_len, const v
 {
     if (!c->available) return -EAGAIN;
     if (room_len > NAME_MAX_LEN / 2 || key_len > NAME_MAX_LEN / 2) return -EINVAL;
+    if (c->inflight >= c->max_inflight) return -ENOBUFS;
     /* numkeys, 3 or 4 names (each prefix + room + at most 8 bytes of punctuation, the key),
      * the payload, three numbers and the epoch */
     size_t name = strlen(c->prefix) + room_len + 8;
@@ -372,12 +385,12 @@ int rc_cluster_publish(rc_cluster *c, const char *room, size_t room_len, const v
     add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)c->idem_ttl_s));
     int rc = call_send(k, false);
     if (rc < 0) {
-        free(k);
+        call_free(k);
         return rc == -ENOTCONN ? -EAGAIN : rc;
     }
     return 0;
 inval:
-    free(k);
+    call_free(k);
     return -EINVAL;
 }
 
@@ -386,6 +399,7 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
 {
     if (!c->available) return -EAGAIN;
     if (room_len > NAME_MAX_LEN / 2) return -EINVAL;
+    if (c->inflight >= c->max_inflight) return -ENOBUFS;
     if (after >= RC_CLWIRE_MSG_ID_MAX) after = RC_CLWIRE_MSG_ID_MAX;
     size_t name = strlen(c->prefix) + room_len + 8;
     call *k = call_new(c, SCRIPT_READ, 1 + 2 * name + 2 * 24 + room_len);
@@ -396,7 +410,7 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
     add(k, &at, "2", 1);
     if (add_name(k, &at, c->prefix, RC_CLWIRE_META, room, room_len, NULL, 0) < 0 ||
         add_name(k, &at, c->prefix, RC_CLWIRE_STREAM, room, room_len, NULL, 0) < 0) {
-        free(k);
+        call_free(k);
         return -EINVAL;
     }
     add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%llu-0", (unsigned long long)after + 1));
@@ -406,7 +420,7 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
     memcpy(at, room, room_len);
     int rc = call_send(k, false);
     if (rc < 0) {
-        free(k);
+        call_free(k);
         return rc == -ENOTCONN ? -EAGAIN : rc;
     }
     return 0;
@@ -667,7 +681,10 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
     sub *s = sub_find(c, room, room_len);
     if (!s) return;
     if (strcmp(kind, "message") == 0) {
-        if (s->state == SUB_ACTIVE && s->refs > 0 && reply_is(rp->element[2], REDIS_REPLY_STRING))
+        /* Until an UNSUBSCRIBE is confirmed the subscription is live and contiguous: a member
+         * who joined meanwhile gets those messages too. */
+        if ((s->state == SUB_ACTIVE || s->state == SUB_UNSUB_PENDING) && s->refs > 0 &&
+            reply_is(rp->element[2], REDIS_REPLY_STRING))
             deliver(c, s, rp->element[2]);
     } else if (strcmp(kind, "subscribe") == 0 && s->state == SUB_PENDING) {
         bool resub = s->ever_active;
@@ -788,6 +805,7 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
     c->history_size = cfg->history_size;
     c->room_ttl_s = cfg->room_ttl_s;
     c->idem_ttl_s = cfg->idem_ttl_s ? cfg->idem_ttl_s : DEFAULT_IDEM_TTL;
+    c->max_inflight = cfg->max_inflight ? cfg->max_inflight : DEFAULT_MAX_INFLIGHT;
     if (getrandom(&c->rng, sizeof(c->rng), 0) != (ssize_t)sizeof(c->rng))
         c->rng = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)c ^ rc_clock_ns();
     new_epoch(c, c->node_id);
@@ -852,4 +870,5 @@ void rc_cluster_stats_get(const rc_cluster *c, rc_cluster_stats *out)
     *out = c->st;
     out->publisher_up = rc_redis_up(c->pub);
     out->subscriber_up = c->sub_ready;
+    out->inflight = c->inflight;
 }

@@ -73,6 +73,7 @@ typedef struct rc_cluster_cfg {
     uint64_t backoff_max_ns;
     uint64_t health_interval_ns;  /* heartbeat period (docs/cluster.md); 0 means 1 s */
     uint64_t health_timeout_ns;   /* a heartbeat not back by then resets a connection; 0: 3 s */
+    uint32_t max_inflight;        /* script calls unanswered at most; 0 means 65536 */
 } rc_cluster_cfg;
 
 /* rc_cluster_new parses the URL, resolves its host (blocking, once) and starts connecting.
@@ -103,8 +104,9 @@ typedef void rc_cluster_pub_cb(void *arg, int status, const rc_cluster_seq *seq)
 
 /* rc_cluster_publish sequences payload in room through the script. key (idem_len bytes, may
  * be NULL/0) is the idempotency key. cb is called exactly once, later, unless this returns
- * an error: -EAGAIN when the cluster is not available, -EINVAL for a room/key too long for a
- * key name, -ENOMEM. The payload is copied. */
+ * an error: -EAGAIN when the cluster is not available, -ENOBUFS when max_inflight calls are
+ * unanswered (Redis is not keeping up), -EINVAL for a room or key too long for a key name,
+ * -ENOMEM. The payload is copied. */
 int rc_cluster_publish(rc_cluster *c, const char *room, size_t room_len, const void *payload,
                        size_t len, const char *key, size_t key_len, rc_cluster_pub_cb *cb,
                        void *arg);
@@ -164,6 +166,7 @@ typedef struct rc_cluster_stats {
     uint64_t noscript;       /* NOSCRIPT replies (scripts reloaded) */
     uint64_t heartbeat_failures; /* heartbeats that did not come back (a connection reset) */
     uint32_t rooms;          /* rooms with local members (subscriptions wanted) */
+    uint32_t inflight;       /* script calls sent and not answered yet */
     bool publisher_up;       /* the publisher connection is up with its scripts */
     bool subscriber_up;      /* the subscriber connection is up and on the control channel */
 } rc_cluster_stats;

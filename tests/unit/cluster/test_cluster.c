@@ -61,6 +61,7 @@ static char prefix[32];
 /* Heartbeat settings for node_new; 0 keeps the defaults (1 s / 3 s), which a loaded machine
  * running sanitizer builds never trips by accident. */
 static uint64_t hb_interval, hb_timeout;
+static uint32_t max_inflight; /* for node_new; 0 keeps the default */
 
 static node *node_new(rc_loop *loop, uint32_t history)
 {
@@ -69,7 +70,7 @@ static node *node_new(rc_loop *loop, uint32_t history)
         .url = url, .prefix = prefix, .history_size = history, .room_ttl_s = 3600,
         .backoff_min_ns = 10 * RC_NS_PER_MS, .backoff_max_ns = 50 * RC_NS_PER_MS,
         .health_interval_ns = hb_interval, .health_timeout_ns = hb_timeout,
-        .connect_timeout_ns = hb_timeout,
+        .connect_timeout_ns = hb_timeout, .max_inflight = max_inflight,
     };
     rc_cluster_hooks h = {on_state, on_message, on_subscribed, d};
     char err[256];
@@ -564,6 +565,34 @@ TEST(frozen_redis_turns_unavailable_and_back)
     rc_loop_free(loop);
 }
 
+TEST(bounded_calls_in_flight)
+{
+    new_prefix();
+    max_inflight = 3;
+    rc_loop *loop = rc_loop_new();
+    node *a = node_new(loop, 100);
+    max_inflight = 0;
+    CHECK(a && rproc_run_until(loop, avail1, a, 10000));
+    pubres p = {0};
+    readres x = {0};
+    CHECK(publish(a, "room", "1", NULL, &p) == 0);
+    CHECK(publish(a, "room", "2", NULL, &p) == 0);
+    CHECK(rc_cluster_read(a->c, "room", 4, 0, 10, on_read, &x) == 0);
+    CHECK_EQ_INT(publish(a, "room", "3", NULL, &p), -ENOBUFS);
+    CHECK_EQ_INT(rc_cluster_read(a->c, "room", 4, 0, 10, on_read, &x), -ENOBUFS);
+    rc_cluster_stats st;
+    rc_cluster_stats_get(a->c, &st);
+    CHECK_EQ_INT(st.inflight, 3);
+    CHECK(run_pubs(loop, &p, 2) && rproc_run_until(loop, read_done, &x, 10000));
+    rc_cluster_stats_get(a->c, &st);
+    CHECK_EQ_INT(st.inflight, 0);
+    CHECK(publish(a, "room", "3", NULL, &p) == 0);
+    CHECK(run_pubs(loop, &p, 3));
+    CHECK_EQ_INT(p.ids[2], 3);
+    node_free(a);
+    rc_loop_free(loop);
+}
+
 TEST(bad_config_is_refused)
 {
     rc_loop *loop = rc_loop_new();
@@ -618,6 +647,7 @@ int main(int argc, char **argv)
     RUN(noscript_reloads);
     RUN(killed_subscription_is_renewed_and_gap_reported);
     RUN(frozen_redis_turns_unavailable_and_back);
+    RUN(bounded_calls_in_flight);
     RUN(bad_config_is_refused);
     RUN(free_while_busy_fails_pending_calls);
     /* over TCP as well, and last: it restarts the server */
