@@ -155,8 +155,7 @@ static void conn_lost(rc_redis *r)
         rc_debug("redis %s: cannot connect to %s; retrying in %llu ms", r->o.name, r->desc,
                  (unsigned long long)(r->backoff_ns / RC_NS_PER_MS));
     }
-    /* on_state may have called rc_redis_reset on nothing, or started nothing: reconnecting is
-     * only ever armed here. */
+    /* The only place a reconnect is armed: once per ended connection or failed attempt. */
     rc_timer_start(r->loop, &r->retry_timer, rc_loop_now(r->loop) + r->backoff_ns);
     r->backoff_ns *= 2;
     if (r->backoff_ns > r->o.backoff_max_ns) r->backoff_ns = r->o.backoff_max_ns;
