@@ -871,4 +871,8 @@ void rc_cluster_stats_get(const rc_cluster *c, rc_cluster_stats *out)
     out->publisher_up = rc_redis_up(c->pub);
     out->subscriber_up = c->sub_ready;
     out->inflight = c->inflight;
+    rc_redis_stats rs;
+    rc_redis_stats_get(c->pub, &rs);
+    out->pub_commands = rs.commands;
+    out->pub_writes = rs.writes;
 }

@@ -167,6 +167,9 @@ typedef struct rc_cluster_stats {
     uint64_t heartbeat_failures; /* heartbeats that did not come back (a connection reset) */
     uint32_t rooms;          /* rooms with local members (subscriptions wanted) */
     uint32_t inflight;       /* script calls sent and not answered yet */
+    uint64_t pub_commands;   /* commands the publisher connection sent (scripts, heartbeats) */
+    uint64_t pub_writes;     /* write() calls they took: pub_commands / pub_writes is the
+                              * pipelining factor */
     bool publisher_up;       /* the publisher connection is up with its scripts */
     bool subscriber_up;      /* the subscriber connection is up and on the control channel */
 } rc_cluster_stats;

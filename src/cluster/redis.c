@@ -134,7 +134,10 @@ static void on_io(rc_loop *loop, rc_io *io, uint32_t events)
     if (events & (RC_EV_READ | RC_EV_ERROR | RC_EV_HANGUP)) redisAsyncHandleRead(ac);
     /* The read may have ended the connection (cleanup cleared r->ac); no new one can have been
      * made meanwhile, as reconnecting waits for retry_timer. */
-    if ((events & RC_EV_WRITE) && r->ac == ac) redisAsyncHandleWrite(ac);
+    if ((events & RC_EV_WRITE) && r->ac == ac) {
+        r->st.writes++;
+        redisAsyncHandleWrite(ac);
+    }
 }
 
 /* ---- connection life --------------------------------------------------------------------- */
@@ -408,7 +411,10 @@ bool rc_redis_up(const rc_redis *r) { return r->up; }
 void rc_redis_flush(rc_redis *r)
 {
     redisAsyncContext *ac = r->ac;
-    if (ac && (r->want & RC_EV_WRITE) && (ac->c.flags & REDIS_CONNECTED)) redisAsyncHandleWrite(ac);
+    if (ac && (r->want & RC_EV_WRITE) && (ac->c.flags & REDIS_CONNECTED)) {
+        r->st.writes++;
+        redisAsyncHandleWrite(ac);
+    }
 }
 
 struct redisAsyncContext *rc_redis_context(rc_redis *r) { return r->ac; }

@@ -66,6 +66,8 @@ typedef struct rc_redis_stats {
     uint64_t failures;       /* connect attempts that failed or timed out */
     uint64_t disconnects;    /* up connections lost */
     uint64_t commands;       /* commands queued */
+    uint64_t writes;         /* calls into hiredis's writer: each is one write() of everything
+                              * buffered, so commands / writes is the pipelining factor */
 } rc_redis_stats;
 
 /* rc_redis_new resolves the URL's host (blocking, once) and prepares a connection; it does not

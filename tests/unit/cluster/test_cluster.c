@@ -202,7 +202,9 @@ TEST(publish_sequences_and_reads_back)
 {
     new_prefix();
     rc_loop *loop = rc_loop_new();
+    hb_interval = 3600 * RC_NS_PER_SEC; /* no heartbeat among the writes counted below */
     node *a = node_new(loop, 1000);
+    hb_interval = 0;
     CHECK(a);
     CHECK_EQ_INT(publish(a, "room", "x", NULL, &(pubres){0}), -EAGAIN); /* not connected yet */
     CHECK(rproc_run_until(loop, avail1, a, 10000));
@@ -211,12 +213,18 @@ TEST(publish_sequences_and_reads_back)
     static pubres p;
     memset(&p, 0, sizeof(p));
     char pl[32];
+    rc_cluster_stats st;
+    rc_cluster_stats_get(a->c, &st);
+    uint64_t writes = st.pub_writes, commands = st.pub_commands;
     for (int i = 1; i <= 100; i++) {
         snprintf(pl, sizeof(pl), "m%d", i);
         CHECK(publish(a, "room", pl, NULL, &p) == 0);
     }
     CHECK(run_pubs(loop, &p, 100));
     CHECK_EQ_INT(p.n, 100);
+    rc_cluster_stats_get(a->c, &st);
+    CHECK_EQ_INT(st.pub_commands - commands, 100);
+    CHECK_EQ_INT(st.pub_writes - writes, 1); /* pipelined: one write for the iteration */
     for (int i = 0; i < 100; i++) CHECK_EQ_INT(p.ids[i], i + 1);
     CHECK(strlen(p.epoch) == 16);
     /* Another room has its own sequence and epoch. */
@@ -243,7 +251,6 @@ TEST(publish_sequences_and_reads_back)
     /* A room Redis never saw: no epoch, top 0. */
     CHECK(do_read(loop, a, "never", 0, 10, &x));
     CHECK(x.epoch[0] == '\0' && x.top == 0 && x.first == 0 && x.n == 0);
-    rc_cluster_stats st;
     rc_cluster_stats_get(a->c, &st);
     CHECK_EQ_INT(st.published, 101);
     node_free(a);

@@ -87,15 +87,26 @@ static void pipeline_in_order(const char *url)
     char key[32];
     snprintf(key, sizeof(key), "ctr-%d", rand());
     /* 200 INCRs queued in one go: replies must come back one by one, in order. */
+    rc_redis_stats st;
+    rc_redis_stats_get(r, &st);
+    uint64_t writes = st.writes;
     for (int i = 0; i < 200; i++) CHECK(cmd(r, &p, "INCR", key, NULL) == 0);
-    rc_redis_flush(r);
+    rc_redis_flush(r); /* as the before-sleep hook does */
     replies_n = 200, wait_p = &p;
     CHECK(rproc_run_until(loop, got_replies, NULL, 10000));
     CHECK_EQ_INT(p.replies, 200);
     CHECK(p.in_order);
     CHECK_EQ_INT(p.last_int, 200);
-    rc_redis_stats st;
     rc_redis_stats_get(r, &st);
+    CHECK_EQ_INT(st.writes - writes, 1); /* 200 commands, one write() */
+    /* Without the flush the write event sends them: still one write for the iteration. */
+    writes = st.writes;
+    for (int i = 0; i < 100; i++) CHECK(cmd(r, &p, "INCR", key, NULL) == 0);
+    replies_n = 300;
+    CHECK(rproc_run_until(loop, got_replies, NULL, 10000));
+    CHECK(p.in_order);
+    rc_redis_stats_get(r, &st);
+    CHECK_EQ_INT(st.writes - writes, 1);
     CHECK_EQ_INT(st.connects, 1);
     CHECK(st.commands >= 201); /* ours + the handshake's PING */
     rc_redis_free(r);
