@@ -31,7 +31,10 @@
 
 /* KEYS: meta, stream[, idempotency record]
  * ARGV: payload, history size, room ttl s, candidate epoch, channel, idempotency ttl s
- * Returns {msg_id, epoch, duplicate 0/1}. */
+ * Returns {msg_id, epoch, duplicate 0/1}.
+ * An XADD refused because the stream is already past the new msg_id means the meta hash lost
+ * what the stream kept (part of the room's state is gone): rather than failing every publish
+ * from then on, the room starts a new epoch with this message as msg_id 1. */
 static const char PUB_SCRIPT[] =
     "local meta, stream = KEYS[1], KEYS[2]\n"
     "if #KEYS > 2 then\n"
@@ -49,7 +52,14 @@ static const char PUB_SCRIPT[] =
     "end\n"
     "local id = string.format('%.0f', redis.call('hincrby', meta, 's', 1))\n"
     "if tonumber(ARGV[2]) > 0 then\n"
-    "  redis.call('xadd', stream, 'MAXLEN', ARGV[2], id .. '-0', 'd', ARGV[1])\n"
+    "  local r = redis.pcall('xadd', stream, 'MAXLEN', ARGV[2], id .. '-0', 'd', ARGV[1])\n"
+    "  if type(r) == 'table' and r.err then\n"
+    "    e = ARGV[4]\n"
+    "    id = '1'\n"
+    "    redis.call('del', stream)\n"
+    "    redis.call('hset', meta, 'e', e, 's', 1)\n"
+    "    redis.call('xadd', stream, 'MAXLEN', ARGV[2], '1-0', 'd', ARGV[1])\n"
+    "  end\n"
     "end\n"
     "local ttl = tonumber(ARGV[3])\n"
     "if ttl > 0 then\n"
@@ -81,8 +91,18 @@ static const char READ_SCRIPT[] =
     "end\n"
     "return {e, top, first, r}\n";
 
-enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_COUNT };
-static const char *const SCRIPT_TEXT[SCRIPT_COUNT] = {PUB_SCRIPT, READ_SCRIPT};
+/* KEYS: meta, stream
+ * ARGV: the epoch Redis went back in, a new epoch
+ * Starts a new epoch (dropping the stream) only if the room is still in the old one: every node
+ * that notices may call it, the first one does it. Returns 1 when it renewed, 0 otherwise. */
+static const char RENEW_SCRIPT[] =
+    "if redis.call('hget', KEYS[1], 'e') ~= ARGV[1] then return 0 end\n"
+    "redis.call('del', KEYS[2])\n"
+    "redis.call('hset', KEYS[1], 'e', ARGV[2], 's', 0)\n"
+    "return 1\n";
+
+enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_RENEW, SCRIPT_COUNT };
+static const char *const SCRIPT_TEXT[SCRIPT_COUNT] = {PUB_SCRIPT, READ_SCRIPT, RENEW_SCRIPT};
 
 /* ---- types --------------------------------------------------------------------------------- */
 
@@ -110,7 +130,7 @@ typedef struct sub {
  * by sending the same call as EVAL (which also caches the script again). */
 typedef struct call {
     rc_cluster *c;           /* owner */
-    int script;              /* SCRIPT_PUB or SCRIPT_READ */
+    int script;              /* SCRIPT_PUB, SCRIPT_READ or SCRIPT_RENEW (internal: no callback) */
     rc_cluster_pub_cb *pub_cb;   /* for SCRIPT_PUB */
     rc_cluster_read_cb *read_cb; /* for SCRIPT_READ */
     void *arg;               /* the caller's argument */
@@ -214,7 +234,9 @@ static int call_send(call *k, bool by_body)
 
 static void call_fail(call *k, int status)
 {
-    if (k->script == SCRIPT_PUB) {
+    if (k->script == SCRIPT_RENEW) {
+        /* The next message that shows the regression asks again. */
+    } else if (k->script == SCRIPT_PUB) {
         k->c->st.publish_failed++;
         k->pub_cb(k->arg, status, NULL);
     } else {
@@ -313,7 +335,13 @@ static void on_call_reply(rc_redis *r, redisReply *rp, void *arg)
         return;
     }
     if (k->script == SCRIPT_PUB) pub_done(k, rp);
-    else read_done(k, rp);
+    else if (k->script == SCRIPT_READ) read_done(k, rp);
+    else {
+        if (reply_is(rp, REDIS_REPLY_INTEGER) && rp->integer == 1)
+            rc_warn("redis: room '%.*s' started a new epoch: Redis had gone back (lost "
+                    "acknowledged messages)", (int)k->room_len, k->room);
+        call_free(k);
+    }
 }
 
 /* call_new allocates a call with room for `extra` argument bytes. */
@@ -545,6 +573,29 @@ static void reconcile(rc_cluster *c, sub *s)
     s->state = (uint8_t)next;
 }
 
+/* renew_epoch asks Redis for a new epoch for s's room if it is still in the epoch e. */
+static void renew_epoch(rc_cluster *c, const sub *s, const char *e, size_t el)
+{
+    size_t name = strlen(c->prefix) + s->room_len + 8;
+    call *k = call_new(c, SCRIPT_RENEW, 1 + 2 * name + el + 16 + s->room_len);
+    if (!k) return;
+    char *at = k->blob;
+    add(k, &at, "2", 1);
+    if (add_name(k, &at, c->prefix, RC_CLWIRE_META, s->room, s->room_len, NULL, 0) < 0 ||
+        add_name(k, &at, c->prefix, RC_CLWIRE_STREAM, s->room, s->room_len, NULL, 0) < 0) {
+        call_free(k);
+        return;
+    }
+    add(k, &at, e, el);
+    char epoch[17];
+    new_epoch(c, epoch);
+    add(k, &at, epoch, 16);
+    k->room = at;
+    k->room_len = s->room_len;
+    memcpy(at, s->room, s->room_len);
+    if (call_send(k, false) < 0) call_free(k);
+}
+
 static void deliver(rc_cluster *c, sub *s, const redisReply *payload)
 {
     rc_clwire_msg w;
@@ -564,7 +615,20 @@ static void deliver(rc_cluster *c, sub *s, const redisReply *payload)
         .payload = w.payload,
         .payload_len = w.payload_len,
         .gap = s->last_id != 0 && (!same_epoch || w.msg_id != s->last_id + 1),
+        /* The same epoch but not past what this node already delivered: Redis lost messages
+         * it had acknowledged (a crash with appendfsync everysec, a failover to a replica
+         * that was behind) and is handing out their msg_ids again. */
+        .regressed = s->last_id != 0 && same_epoch && w.msg_id <= s->last_id,
     };
+    if (m.regressed) {
+        c->st.regressions++;
+        renew_epoch(c, s, w.epoch, w.epoch_len);
+        c->st.delivered++;
+        c->st.gaps++;
+        /* last_id stays: every reused id is flagged until the new epoch arrives */
+        if (c->h.on_message) c->h.on_message(c->h.arg, &m);
+        return;
+    }
     s->last_id = w.msg_id;
     if (!same_epoch) {
         memcpy(s->epoch, w.epoch, w.epoch_len);

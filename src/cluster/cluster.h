@@ -46,6 +46,11 @@ typedef struct rc_cluster_msg {
     bool gap;                /* subscriber only: the previous message this node saw in this
                               * room (same subscription, same epoch) was not msg_id - 1, or the
                               * epoch changed: the layer above must re-read or resynchronise */
+    bool regressed;          /* subscriber only (gap is set too): same epoch, but msg_id is not
+                              * above the last one this node delivered — Redis lost messages it
+                              * had acknowledged and reuses their ids. Never show it to
+                              * members; the engine has asked Redis for a new epoch for the
+                              * room, which the next messages carry: resynchronise members */
 } rc_cluster_msg;
 
 typedef struct rc_cluster_hooks {
@@ -162,6 +167,7 @@ typedef struct rc_cluster_stats {
     uint64_t publish_failed; /* publishes that ended in -ECONNRESET or -EPROTO */
     uint64_t delivered;      /* channel messages handed to on_message */
     uint64_t gaps;           /* of them, with gap set */
+    uint64_t regressions;    /* of them, with regressed set (Redis went back) */
     uint64_t bad_messages;   /* channel messages that were not of our format (dropped) */
     uint64_t noscript;       /* NOSCRIPT replies (scripts reloaded) */
     uint64_t heartbeat_failures; /* heartbeats that did not come back (a connection reset) */

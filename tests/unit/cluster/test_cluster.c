@@ -19,7 +19,7 @@ typedef struct got {
     uint64_t id;             /* msg_id */
     char epoch[33];
     char payload[48];
-    bool gap;
+    bool gap, regressed;
 } got;
 
 typedef struct node {
@@ -47,6 +47,7 @@ static void on_message(void *arg, const rc_cluster_msg *m)
     snprintf(g->epoch, sizeof(g->epoch), "%.*s", (int)m->epoch_len, m->epoch);
     snprintf(g->payload, sizeof(g->payload), "%.*s", (int)m->payload_len, (const char *)m->payload);
     g->gap = m->gap;
+    g->regressed = m->regressed;
 }
 
 static void on_subscribed(void *arg, const char *room, size_t len, bool resub)
@@ -572,6 +573,105 @@ TEST(frozen_redis_turns_unavailable_and_back)
     rc_loop_free(loop);
 }
 
+static readres renew_read;
+static node *renew_node;
+static char renew_old[33];
+static bool epoch_renewed(void *arg)
+{
+    /* one read at a time; true once Redis reports another epoch */
+    if (renew_read.done == 0 && renew_read.status == 1) return false;
+    if (renew_read.done && renew_read.status == 0 && renew_read.epoch[0] &&
+        strcmp(renew_read.epoch, renew_old) != 0)
+        return true;
+    memset(&renew_read, 0, sizeof(renew_read));
+    renew_read.status = 1; /* in flight */
+    if (rc_cluster_read(renew_node->c, "room", 4, 0, 0, on_read, &renew_read) < 0)
+        renew_read.status = 0;
+    return false;
+}
+
+TEST(redis_going_back_starts_a_new_epoch)
+{
+    new_prefix();
+    rc_loop *loop = rc_loop_new();
+    node *a = node_new(loop, 100);
+    CHECK(a && rproc_run_until(loop, avail1, a, 10000));
+    CHECK(rc_cluster_sub(a->c, "room", 4) == 0);
+    CHECK(rproc_run_until(loop, is_subscribed, a, 10000));
+    pubres p = {0};
+    for (int i = 0; i < 5; i++) CHECK(publish(a, "room", "seen", NULL, &p) == 0);
+    CHECK(run_msgs(loop, a, 5));
+    snprintf(renew_old, sizeof(renew_old), "%s", p.epoch);
+    /* Redis "loses" msg_ids 3..5, meta and stream alike (as a crash with appendfsync everysec
+     * would: the AOF is one ordered log). */
+    char key[64], skey[64];
+    snprintf(key, sizeof(key), "%s:{room}:m", prefix);
+    snprintf(skey, sizeof(skey), "%s:{room}:s", prefix);
+    const char *const rollback[][6] = {
+        {"HSET", key, "s", "2", NULL}, {"DEL", skey, NULL},
+        {"XADD", skey, "1-0", "d", "seen", NULL}, {"XADD", skey, "2-0", "d", "seen", NULL},
+    };
+    redisContext *adm = rproc_admin(&srv);
+    CHECK(adm);
+    for (size_t i = 0; i < 4; i++) {
+        int argc = 0;
+        while (rollback[i][argc]) argc++;
+        redisReply *rp = redisCommandArgv(adm, argc, (const char **)rollback[i], NULL);
+        bool ok = rp && rp->type != REDIS_REPLY_ERROR;
+        if (rp) freeReplyObject(rp);
+        CHECK(ok);
+    }
+    redisFree(adm);
+    CHECK(publish(a, "room", "reused id", NULL, &p) == 0);
+    CHECK(run_msgs(loop, a, 6));
+    CHECK(a->msgs[5].id == 3 && a->msgs[5].regressed && a->msgs[5].gap);
+    CHECK(strcmp(a->msgs[5].epoch, renew_old) == 0);
+    /* The node asked Redis for a new epoch; the next publish is the first of it. */
+    renew_node = a;
+    memset(&renew_read, 0, sizeof(renew_read));
+    CHECK(rproc_run_until(loop, epoch_renewed, NULL, 10000));
+    CHECK(publish(a, "room", "fresh", NULL, &p) == 0);
+    CHECK(run_msgs(loop, a, 7));
+    CHECK(a->msgs[6].id == 1 && a->msgs[6].gap && !a->msgs[6].regressed);
+    CHECK(strcmp(a->msgs[6].epoch, renew_old) != 0);
+    rc_cluster_stats st;
+    rc_cluster_stats_get(a->c, &st);
+    CHECK_EQ_INT(st.regressions, 1);
+    node_free(a);
+    rc_loop_free(loop);
+}
+
+TEST(stream_ahead_of_meta_starts_a_new_epoch)
+{
+    /* Only the meta hash went back: the XADD of the reused id is refused, and the room starts
+     * over (new epoch, msg_id 1) instead of failing every publish from then on. */
+    new_prefix();
+    rc_loop *loop = rc_loop_new();
+    node *a = node_new(loop, 100);
+    CHECK(a && rproc_run_until(loop, avail1, a, 10000));
+    pubres p = {0};
+    for (int i = 0; i < 5; i++) CHECK(publish(a, "room", "x", NULL, &p) == 0);
+    CHECK(run_pubs(loop, &p, 5));
+    char old[33];
+    snprintf(old, sizeof(old), "%s", p.epoch);
+    char key[64];
+    snprintf(key, sizeof(key), "%s:{room}:m", prefix);
+    redisReply *rp = rproc_cmd(&srv, "HSET %s s 2", key);
+    CHECK(rp);
+    freeReplyObject(rp);
+    CHECK(publish(a, "room", "y", NULL, &p) == 0);
+    CHECK(publish(a, "room", "z", NULL, &p) == 0);
+    CHECK(run_pubs(loop, &p, 7));
+    CHECK_EQ_INT(p.fails, 0);
+    CHECK(p.ids[5] == 1 && p.ids[6] == 2);
+    CHECK(strcmp(p.epoch, old) != 0);
+    static readres x;
+    CHECK(do_read(loop, a, "room", 0, 10, &x));
+    CHECK(x.n == 2 && x.first == 1 && strcmp(x.payloads[0], "y") == 0);
+    node_free(a);
+    rc_loop_free(loop);
+}
+
 TEST(bounded_calls_in_flight)
 {
     new_prefix();
@@ -654,6 +754,8 @@ int main(int argc, char **argv)
     RUN(noscript_reloads);
     RUN(killed_subscription_is_renewed_and_gap_reported);
     RUN(frozen_redis_turns_unavailable_and_back);
+    RUN(redis_going_back_starts_a_new_epoch);
+    RUN(stream_ahead_of_meta_starts_a_new_epoch);
     RUN(bounded_calls_in_flight);
     RUN(bad_config_is_refused);
     RUN(free_while_busy_fails_pending_calls);
