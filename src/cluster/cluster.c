@@ -884,10 +884,15 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
         .backoff_max_ns = cfg->backoff_max_ns,
         .arg = c,
     };
+    /* Connections are named "<prefix>:<node id>:pub|sub" in CLIENT LIST. */
+    char cname[PREFIX_MAX + 24];
+    snprintf(cname, sizeof(cname), "%s:%s:pub", c->prefix, c->node_id);
+    o.client_name = cname;
     o.name = "publisher";
     o.on_state = pub_state;
     o.on_handshake = pub_handshake;
     if (!(c->pub = rc_redis_new(loop, &url, &o, err, cap))) goto err;
+    snprintf(cname, sizeof(cname), "%s:%s:sub", c->prefix, c->node_id);
     o.name = "subscriber";
     o.on_state = sub_state;
     o.on_handshake = NULL;
@@ -922,6 +927,8 @@ void rc_cluster_free(rc_cluster *c)
 }
 
 bool rc_cluster_available(const rc_cluster *c) { return c->available; }
+
+const char *rc_cluster_node_id(const rc_cluster *c) { return c->node_id; }
 
 void rc_cluster_flush(rc_cluster *c)
 {

@@ -92,6 +92,10 @@ void rc_cluster_free(rc_cluster *c);
 
 bool rc_cluster_available(const rc_cluster *c);
 
+/* rc_cluster_node_id is this process's random node id (16 hex digits): it names the control
+ * channel and the connections ("<prefix>:<id>:pub" and ":sub" in CLIENT LIST). */
+const char *rc_cluster_node_id(const rc_cluster *c);
+
 /* ---- publish ----------------------------------------------------------------------------- */
 
 /* The outcome of a publish. */

@@ -48,6 +48,7 @@ struct rc_redis {
     rc_clwire_url url;          /* the URL, host replaced by its resolved address */
     char desc[RC_CLWIRE_HOST_MAX + RC_CLWIRE_PATH_MAX + 48]; /* URL without password, logs */
     rc_redis_opts o;            /* owner's options, defaults filled in */
+    char client_name[96];       /* CLIENT SETNAME value, "" for none */
     redisAsyncContext *ac;      /* the live context, NULL between connections */
     rc_io io;                   /* hiredis's socket; registered with the loop while `want` != 0 */
     bool io_on;                 /* io is registered with epoll */
@@ -262,7 +263,7 @@ static void on_ping_reply(rc_redis *r, redisReply *rp, void *arg)
 
 /* Names of the handshake steps, for on_handshake_reply's messages (mutable because callback
  * arguments are `void *`). */
-static char step_auth[] = "AUTH", step_select[] = "SELECT";
+static char step_auth[] = "AUTH", step_select[] = "SELECT", step_name[] = "CLIENT SETNAME";
 
 static void queue_handshake(rc_redis *r)
 {
@@ -280,6 +281,10 @@ static void queue_handshake(rc_redis *r)
         send_cmd(r, on_handshake_reply, step_select, 2, (const char *const[]){"SELECT", db},
                  (const size_t[]){6, (size_t)n});
     }
+    if (r->client_name[0])
+        send_cmd(r, on_handshake_reply, step_name, 3,
+                 (const char *const[]){"CLIENT", "SETNAME", r->client_name},
+                 (const size_t[]){6, 7, strlen(r->client_name)});
     if (r->o.on_handshake) r->o.on_handshake(r, r->o.arg);
     /* The handshake may have been cut short already (an early command failed to queue). */
     if (r->ac && r->handshaking)
@@ -370,6 +375,8 @@ rc_redis *rc_redis_new(rc_loop *loop, const rc_clwire_url *url, const rc_redis_o
     if (!url->is_unix && resolve(&r->url, err, cap) < 0) goto err;
     r->o = *o;
     if (!r->o.name) r->o.name = "connection";
+    if (o->client_name) snprintf(r->client_name, sizeof(r->client_name), "%s", o->client_name);
+    r->o.client_name = NULL; /* not kept: the copy above is */
     if (!r->o.connect_timeout_ns) r->o.connect_timeout_ns = DEFAULT_CONNECT_TIMEOUT;
     if (!r->o.backoff_min_ns) r->o.backoff_min_ns = DEFAULT_BACKOFF_MIN;
     if (!r->o.backoff_max_ns) r->o.backoff_max_ns = DEFAULT_BACKOFF_MAX;

@@ -5,8 +5,8 @@
  * map onto one rc_io), and adds what hiredis leaves to the application:
  *   - a connect timeout (an rc_timer; a SYN into the void would otherwise wait for the
  *     kernel's minutes-long retry limit),
- *   - a handshake: AUTH when the URL has a password, SELECT when it names a database, the
- *     owner's own commands (on_handshake), then PING; the connection counts as up only once
+ *   - a handshake: AUTH when the URL has a password, SELECT when it names a database, CLIENT
+ *     SETNAME when given a name, the owner's own commands (on_handshake), then PING; the connection counts as up only once
  *     the PING's reply arrives, so nothing the owner sends can overtake the handshake,
  *   - reconnection with exponential backoff (min doubling to max, reset once up),
  *   - up/down notifications, so the layer above can answer "unavailable" at once.
@@ -52,6 +52,8 @@ typedef void rc_redis_handshake_cb(rc_redis *r, void *arg);
 
 typedef struct rc_redis_opts {
     const char *name;               /* for logs: "publisher", "subscriber" */
+    const char *client_name;        /* CLIENT SETNAME in the handshake (no spaces; shows in
+                                     * CLIENT LIST), NULL for none; copied */
     uint64_t connect_timeout_ns;    /* TCP connect + handshake; 0 means 2 s */
     uint64_t backoff_min_ns;        /* first reconnect delay; 0 means 100 ms */
     uint64_t backoff_max_ns;        /* the delay doubles up to this; 0 means 5 s */
