@@ -34,7 +34,7 @@ WARN     := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes -Wvla
             -Wwrite-strings -Wshadow -Wpointer-arith -Wno-unused-parameter
 CFLAGS   += -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP
 LDFLAGS  += $(LDSAN)
-LDLIBS   += -lssl -lcrypto -lz -lpthread -lm -lzmq
+LDLIBS   += -lssl -lcrypto -lz -lpthread -lm -lzmq -lhiredis
 
 SRC      := $(sort $(filter-out src/app/main.c,$(wildcard src/*/*.c)))
 OBJ      := $(SRC:%.c=$(O)/obj/%.o)

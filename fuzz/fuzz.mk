@@ -8,7 +8,8 @@
 #
 # A new target is just a new fuzz/fuzz_NAME.c (plus seeds in fuzz/corpus/NAME/): the wildcard
 # picks it up. The code under test is src/codec/, the NetSync rooms, the core buffer and heap,
-# and the durable log's on-disk format (src/store/format.c) — none of them depends on sockets
+# the durable log's on-disk format (src/store/format.c) and the cluster's URL and channel
+# message (src/cluster/clwire.c) — none of them depends on sockets
 # or the rest of the server — compiled once with coverage instrumentation into an archive, so
 # each target links just the objects it references (handshake.o, which needs -lcrypto, only
 # ends up in the targets that call it; format.o needs zlib's crc32, hence -lz).
@@ -28,7 +29,7 @@ FUZZ_LDLIBS    := -lssl -lcrypto -lz
 FUZZ_SRC       := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_NAMES     := $(FUZZ_SRC:fuzz/fuzz_%.c=%)
 FUZZ_BINS      := $(FUZZ_NAMES:%=$(FUZZ_OUT)/fuzz_%)
-FUZZ_LIB_OBJ   := $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(sort $(wildcard src/codec/*.c) src/broker/broker.c src/netsync/nsroom.c src/netsync/ns8room.c src/core/buf.c src/core/hash.c src/core/heap.c src/core/msg.c src/store/format.c src/app/config.c src/app/conffile.c src/app/auth.c src/rooms/perm.c))
+FUZZ_LIB_OBJ   := $(patsubst %.c,$(FUZZ_OUT)/obj/%.o,$(sort $(wildcard src/codec/*.c) src/broker/broker.c src/netsync/nsroom.c src/netsync/ns8room.c src/core/buf.c src/core/hash.c src/core/heap.c src/core/msg.c src/store/format.c src/cluster/clwire.c src/app/config.c src/app/conffile.c src/app/auth.c src/rooms/perm.c))
 FUZZ_LIB       := $(FUZZ_OUT)/libproto.a
 
 fuzz: $(FUZZ_BINS)

@@ -1,14 +1,15 @@
 #!/bin/sh
 # Installs what roomcast needs on Debian 12, and nothing that is already there.
-#   scripts/deps.sh build   compiler, make, the OpenSSL, zlib and ZeroMQ headers
+#   scripts/deps.sh build   compiler, make, the OpenSSL, zlib, ZeroMQ and hiredis headers
 #   scripts/deps.sh test    build + clang/libFuzzer, Python websockets/pytest, node + npm ws,
 #                           chromium + npm playwright-core (browser test), netcat-openbsd (nc),
-#                           pip/venv/setuptools/wheel (the Python client's install test)
+#                           pip/venv/setuptools/wheel (the Python client's install test),
+#                           redis-server (the cluster tests start private ones)
 # Idempotent and quick when everything is present: it only asks dpkg what is missing.
 set -eu
 what=${1:-build}
 
-pkgs="gcc make libc6-dev libssl-dev zlib1g-dev libzmq3-dev"
+pkgs="gcc make libc6-dev libssl-dev zlib1g-dev libzmq3-dev libhiredis-dev"
 if [ "$what" = test ] || [ "$what" = bench ]; then
     pkgs="$pkgs clang libclang-rt-14-dev python3 python3-websockets python3-pytest python3-zmq curl"
     # NetSync's own Python clients (tests/netsync/test_reference_clients.py) import these
@@ -22,6 +23,9 @@ if [ "$what" = test ]; then pkgs="$pkgs chromium"; fi
 if [ "$what" = test ]; then pkgs="$pkgs netcat-openbsd"; fi
 # tests/integration/test_auth.py signs RS256/ES256 tokens with PyJWT over generated keys.
 if [ "$what" = test ]; then pkgs="$pkgs python3-jwt python3-cryptography"; fi
+# tests/cluster/ and the unit tests of src/cluster/ start private redis-servers (never the
+# system one: the package's service is not needed and may stay stopped).
+if [ "$what" = test ]; then pkgs="$pkgs redis-server"; fi
 # tests/python_client/test_install.py installs clients/python offline into a venv.
 if [ "$what" = test ]; then pkgs="$pkgs python3-pip python3-venv python3-setuptools python3-wheel"; fi
 

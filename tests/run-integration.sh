@@ -79,6 +79,11 @@ step broker env ROOMCAST_BIN="$SAN_BIN" timeout 600 "$PYTHON" -m pytest -p no:ca
     "$ROOT/tests/broker"
 
 echo
+echo "== cluster (pytest, private redis-servers; docs/cluster.md)"
+step cluster env ROOMCAST_BIN="$SAN_BIN" timeout 600 "$PYTHON" -m pytest -p no:cacheprovider -q -rfE \
+    "$ROOT/tests/cluster"
+
+echo
 echo "== integration (node --test, npm ws) against $SAN_BIN"
 step node node_suite tests/node 600
 

@@ -1,0 +1,189 @@
+/* cluster.h — rooms sequenced in Redis: publish, subscribe, read back (docs/cluster.md).
+ *
+ * The engine below the rooms for `--redis`: it knows rooms only as byte strings and messages
+ * only as opaque payloads, and talks to the layer above through callbacks (rc_cluster_hooks),
+ * so src/rooms/ can adopt it through one narrow seam.
+ *
+ * Two connections to one Redis (src/cluster/redis.h), both on the caller's loop:
+ *   - the publisher runs the sequencing script (one EVALSHA per publish: next msg_id from the
+ *     room's meta hash, XADD to its stream, EXPIRE, idempotency record, PUBLISH on its
+ *     channel) and the read script (epoch, last msg_id and a range of the stream, atomically);
+ *     commands are pipelined: every call made during one loop iteration leaves in one write,
+ *     replies come back in order;
+ *   - the subscriber SUBSCRIBEs to the channel of every room that has members on this node
+ *     (reference-counted by rc_cluster_sub/rc_cluster_unsub) and hands each message up, in the
+ *     order Redis published it, which is msg_id order (the ordering argument is in the doc).
+ * Both reconnect by themselves, and a heartbeat through this node's own control channel
+ * catches connections that die silently. The cluster is "available" while both are up and the
+ * scripts are loaded; rc_cluster_publish refuses at once (-EAGAIN) otherwise, so the layer above can
+ * answer `unavailable` instead of queueing.
+ *
+ * Not built yet (see docs/cluster.md, STATUS): the integration into src/rooms/, presence and
+ * node heartbeats, the recovery seam merge (the layer above's job, with rc_cluster_read).
+ */
+#ifndef RC_CLUSTER_H
+#define RC_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/clwire.h"
+#include "core/loop.h"
+
+typedef struct rc_cluster rc_cluster;
+
+/* A message as delivered by the subscriber or read from a stream. Every pointer points into
+ * memory that is only valid during the callback. */
+typedef struct rc_cluster_msg {
+    const char *room;        /* room name, room_len bytes (not NUL-terminated) */
+    size_t room_len;
+    uint64_t msg_id;         /* the room's sequence number, from 1 */
+    const char *epoch;       /* the room's epoch, epoch_len bytes (letters and digits) */
+    size_t epoch_len;
+    const void *payload;     /* the bytes given to rc_cluster_publish */
+    size_t payload_len;
+    bool gap;                /* subscriber only: the previous message this node saw in this
+                              * room (same subscription, same epoch) was not msg_id - 1, or the
+                              * epoch changed: the layer above must re-read or resynchronise */
+    bool regressed;          /* subscriber only (gap is set too): same epoch, but msg_id is not
+                              * above the last one this node delivered — Redis lost messages it
+                              * had acknowledged and reuses their ids. Never show it to
+                              * members; the engine has asked Redis for a new epoch for the
+                              * room, which the next messages carry: resynchronise members */
+} rc_cluster_msg;
+
+typedef struct rc_cluster_hooks {
+    /* available changed (both connections up and scripts loaded, or not). */
+    void (*on_state)(void *arg, bool available);
+    /* A message arrived on the channel of a room this node is subscribed to. */
+    void (*on_message)(void *arg, const rc_cluster_msg *m);
+    /* The subscription of a room became active — first time or again after the subscriber
+     * reconnected (resubscribed true). From now on every message of the room arrives through
+     * on_message; what was published before (or while the subscription was down) must be read
+     * with rc_cluster_read: the seam is the layer above's (docs/cluster.md, "Recovery"). */
+    void (*on_subscribed)(void *arg, const char *room, size_t room_len, bool resubscribed);
+    void *arg;
+} rc_cluster_hooks;
+
+typedef struct rc_cluster_cfg {
+    const char *url;              /* redis://… or unix://… (clwire.h) */
+    const char *prefix;           /* key prefix; NULL means "rc" */
+    uint32_t history_size;        /* messages kept per room stream (XADD MAXLEN); 0: none */
+    uint32_t room_ttl_s;          /* EXPIRE of a room's meta and stream after its last
+                                   * publish; 0: never expire */
+    uint32_t idem_ttl_s;          /* how long an idempotency key is remembered; 0 means 300 */
+    uint64_t connect_timeout_ns;  /* per connection attempt; 0: redis.h's default */
+    uint64_t backoff_min_ns;      /* reconnect backoff; 0: redis.h's defaults */
+    uint64_t backoff_max_ns;
+    uint64_t health_interval_ns;  /* heartbeat period (docs/cluster.md); 0 means 1 s */
+    uint64_t health_timeout_ns;   /* a heartbeat not back by then resets a connection; 0: 3 s */
+    uint32_t max_inflight;        /* script calls unanswered at most; 0 means 65536 */
+} rc_cluster_cfg;
+
+/* rc_cluster_new parses the URL, resolves its host (blocking, once) and starts connecting.
+ * Returns NULL with a message in err on a bad URL or prefix, or no memory. */
+rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cluster_hooks *h,
+                           char *err, size_t cap);
+
+/* rc_cluster_free closes both connections; callbacks of pending calls run first with
+ * status -ECONNRESET. Not from inside a callback of this module. */
+void rc_cluster_free(rc_cluster *c);
+
+bool rc_cluster_available(const rc_cluster *c);
+
+/* rc_cluster_node_id is this process's random node id (16 hex digits): it names the control
+ * channel and the connections ("<prefix>:<id>:pub" and ":sub" in CLIENT LIST). */
+const char *rc_cluster_node_id(const rc_cluster *c);
+
+/* ---- publish ----------------------------------------------------------------------------- */
+
+/* The outcome of a publish. */
+typedef struct rc_cluster_seq {
+    uint64_t msg_id;         /* the id the message was sequenced as */
+    const char *epoch;       /* the room's epoch then (NUL-terminated, valid in the callback) */
+    bool duplicate;          /* the idempotency key was seen before: msg_id/epoch are those of
+                              * the earlier publish and nothing was published this time */
+} rc_cluster_seq;
+
+/* status: 0 (seq is set); -ECONNRESET: the connection was lost before the reply — the message
+ * may or may not have been sequenced, so the client must not be acked and may retry with its
+ * idempotency key; -EPROTO: Redis answered with an error (logged). */
+typedef void rc_cluster_pub_cb(void *arg, int status, const rc_cluster_seq *seq);
+
+/* rc_cluster_publish sequences payload in room through the script. key (idem_len bytes, may
+ * be NULL/0) is the idempotency key. cb is called exactly once, later, unless this returns
+ * an error: -EAGAIN when the cluster is not available, -ENOBUFS when max_inflight calls are
+ * unanswered (Redis is not keeping up), -EINVAL for a room or key too long for a key name,
+ * -ENOMEM. The payload is copied. */
+int rc_cluster_publish(rc_cluster *c, const char *room, size_t room_len, const void *payload,
+                       size_t len, const char *key, size_t key_len, rc_cluster_pub_cb *cb,
+                       void *arg);
+
+/* ---- subscribe --------------------------------------------------------------------------- */
+
+/* rc_cluster_sub counts one more local member of room; the first one subscribes the node to
+ * the room's channel (now, or as soon as the subscriber is up). rc_cluster_unsub counts one
+ * less; the last one unsubscribes. Return 0, or -ENOMEM (sub) / -ENOENT (unsub of a room
+ * without members). Subscriptions survive reconnects: they are renewed on every new
+ * subscriber connection, and on_subscribed says when. */
+int rc_cluster_sub(rc_cluster *c, const char *room, size_t room_len);
+int rc_cluster_unsub(rc_cluster *c, const char *room, size_t room_len);
+
+/* rc_cluster_subscribed says whether room's subscription is active (confirmed by Redis). */
+bool rc_cluster_subscribed(const rc_cluster *c, const char *room, size_t room_len);
+
+/* ---- read (recovery) --------------------------------------------------------------------- */
+
+/* The result of a read: taken atomically (one script), so epoch, top and the entries agree. */
+typedef struct rc_cluster_range rc_cluster_range;
+
+/* status 0 (range is set), -ECONNRESET, or -EPROTO as for publish. */
+typedef void rc_cluster_read_cb(void *arg, int status, const rc_cluster_range *range);
+
+/* rc_cluster_read reads room's epoch, last msg_id, oldest kept msg_id, and up to max entries
+ * with msg_id > after (max 0: just the first three). Same errors as publish. */
+int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t after,
+                    uint32_t max, rc_cluster_read_cb *cb, void *arg);
+
+/* Accessors of a range (valid during the callback only). */
+/* rc_cluster_range_epoch is the room's epoch ("" when the room does not exist in Redis). */
+const char *rc_cluster_range_epoch(const rc_cluster_range *r);
+/* rc_cluster_range_top is the room's last msg_id (0 when none). */
+uint64_t rc_cluster_range_top(const rc_cluster_range *r);
+/* rc_cluster_range_first is the oldest msg_id still in the stream (0 when it is empty). */
+uint64_t rc_cluster_range_first(const rc_cluster_range *r);
+/* rc_cluster_range_count is how many entries were read. */
+size_t rc_cluster_range_count(const rc_cluster_range *r);
+/* rc_cluster_range_get fills m (room, epoch, msg_id, payload; gap false) with entry i. Returns
+ * 0, or -1 if Redis returned an entry in an unexpected shape. */
+int rc_cluster_range_get(const rc_cluster_range *r, size_t i, rc_cluster_msg *m);
+
+/* ---- housekeeping ------------------------------------------------------------------------ */
+
+/* rc_cluster_flush writes the commands queued during this loop iteration now; call it from
+ * the before-sleep hook (otherwise they leave at the next wake-up). */
+void rc_cluster_flush(rc_cluster *c);
+
+typedef struct rc_cluster_stats {
+    uint64_t published;      /* publishes sequenced (script said new) */
+    uint64_t duplicates;     /* publishes answered from an idempotency record */
+    uint64_t publish_failed; /* publishes that ended in -ECONNRESET or -EPROTO */
+    uint64_t delivered;      /* channel messages handed to on_message */
+    uint64_t gaps;           /* of them, with gap set */
+    uint64_t regressions;    /* of them, with regressed set (Redis went back) */
+    uint64_t bad_messages;   /* channel messages that were not of our format (dropped) */
+    uint64_t noscript;       /* NOSCRIPT replies (scripts reloaded) */
+    uint64_t heartbeat_failures; /* heartbeats that did not come back (a connection reset) */
+    uint32_t rooms;          /* rooms with local members (subscriptions wanted) */
+    uint32_t inflight;       /* script calls sent and not answered yet */
+    uint64_t pub_commands;   /* commands the publisher connection sent (scripts, heartbeats) */
+    uint64_t pub_writes;     /* write() calls they took: pub_commands / pub_writes is the
+                              * pipelining factor */
+    bool publisher_up;       /* the publisher connection is up with its scripts */
+    bool subscriber_up;      /* the subscriber connection is up and on the control channel */
+} rc_cluster_stats;
+
+void rc_cluster_stats_get(const rc_cluster *c, rc_cluster_stats *out);
+
+#endif

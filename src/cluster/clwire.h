@@ -1,0 +1,109 @@
+/* clwire.h — the cluster's text formats: the Redis URL, key and channel names, and the message
+ * a node finds on a room's channel.
+ *
+ * Everything here is pure (no sockets, no allocation) so it can be unit-tested byte by byte and
+ * fuzzed (fuzz/fuzz_clwire.c). The layout these functions produce is specified in
+ * docs/cluster.md ("Keys" and "The channel message"); change the two together.
+ *
+ * Names, for prefix P and room R (R is copied as is: Redis keys and channels are binary-safe):
+ *     P:{R}:m     the room's meta hash: e = epoch, s = last msg_id
+ *     P:{R}:s     the room's stream: entry id "<msg_id>-0", field d = payload
+ *     P:{R}:i:K   an idempotency record for key K: "<msg_id>:<epoch>"
+ *     P:{R}:c     the room's pub/sub channel
+ *     P:ctl:N     node N's control channel: its subscriber joins it first and its heartbeat
+ *                 goes through it (cluster.c)
+ * The {R} hash tag keeps a room's keys in one Redis Cluster slot (for a later sharded setup);
+ * with a single Redis it is just part of the name.
+ */
+#ifndef RC_CLWIRE_H
+#define RC_CLWIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- the --redis URL ------------------------------------------------------------------------
+ *
+ *     redis://[[user]:password@]host[:port][/db]      host: name, IPv4, or [IPv6]
+ *     unix://[[user]:password@]/path/to/socket[?db=N]
+ *
+ * user and password may be percent-encoded (%40 for '@'); the port defaults to 6379 and db to 0.
+ * A password without a user is sent as `AUTH password`, with one as `AUTH user password`. */
+
+#define RC_CLWIRE_HOST_MAX 255
+#define RC_CLWIRE_PATH_MAX 107  /* sun_path holds 108 bytes with the NUL */
+#define RC_CLWIRE_USER_MAX 127
+#define RC_CLWIRE_PASS_MAX 255
+
+typedef struct rc_clwire_url {
+    bool is_unix;                          /* unix:// (path) rather than redis:// (host, port) */
+    char host[RC_CLWIRE_HOST_MAX + 1];     /* host name or address, no brackets; "" for unix */
+    uint16_t port;                         /* TCP port; 0 for unix */
+    char path[RC_CLWIRE_PATH_MAX + 1];     /* socket path; "" for TCP */
+    char user[RC_CLWIRE_USER_MAX + 1];     /* ACL user, "" when none */
+    char pass[RC_CLWIRE_PASS_MAX + 1];     /* password, "" when none (then no AUTH) */
+    bool has_pass;                         /* a password was given (it may be empty) */
+    uint32_t db;                           /* SELECTed database, 0 by default */
+} rc_clwire_url;
+
+/* rc_clwire_url_parse fills *u from the n bytes at s. Returns 0, or -1 with a static message
+ * saying what is wrong in *why. */
+int rc_clwire_url_parse(const char *s, size_t n, rc_clwire_url *u, const char **why);
+
+/* rc_clwire_url_describe writes the URL without its password ("redis://host:port/db" or
+ * "unix:///path?db=N"), for logs. Returns the length (truncated to cap - 1). */
+size_t rc_clwire_url_describe(const rc_clwire_url *u, char *out, size_t cap);
+
+/* ---- names ------------------------------------------------------------------------------- */
+
+/* The kinds of names above. */
+enum rc_clwire_name { RC_CLWIRE_META, RC_CLWIRE_STREAM, RC_CLWIRE_IDEM, RC_CLWIRE_CHANNEL };
+
+/* rc_clwire_name writes the name of kind for room (and, for RC_CLWIRE_IDEM, the key) into out.
+ * Returns the length, or -1 if it does not fit in cap bytes (no NUL is written; names are
+ * passed to Redis with their length). */
+int rc_clwire_name(char *out, size_t cap, const char *prefix, enum rc_clwire_name kind,
+                   const char *room, size_t room_len, const char *key, size_t key_len);
+
+/* rc_clwire_channel_room finds the room in a channel name made by rc_clwire_name: sets
+ * *room and *room_len (pointing into ch) and returns 0, or -1 if ch is not a room channel of
+ * prefix. */
+int rc_clwire_channel_room(const char *ch, size_t n, const char *prefix, const char **room,
+                           size_t *room_len);
+
+/* ---- the channel message ----------------------------------------------------------------
+ *
+ *     r1:<msg_id>:<epoch>:<payload>
+ *
+ * msg_id: decimal, 1 to 2^53 (Lua's exact integers), no leading zero; epoch: 1 to
+ * RC_CLWIRE_EPOCH_MAX letters or digits; payload: the rest, any bytes. The Lua script writes it
+ * (docs/cluster.md); nodes only read it. */
+
+#define RC_CLWIRE_EPOCH_MAX 32
+#define RC_CLWIRE_MSG_ID_MAX (1ull << 53)
+
+typedef struct rc_clwire_msg {
+    uint64_t msg_id;         /* the room's sequence number, >= 1 */
+    const char *epoch;       /* points into the decoded bytes, epoch_len long */
+    size_t epoch_len;
+    const char *payload;     /* points into the decoded bytes, payload_len long */
+    size_t payload_len;
+} rc_clwire_msg;
+
+/* rc_clwire_msg_decode parses the n bytes at p (a whole pub/sub message; nothing is copied).
+ * Returns 0, or -1 if they are not a message of this format. */
+int rc_clwire_msg_decode(const char *p, size_t n, rc_clwire_msg *m);
+
+/* rc_clwire_msg_encode writes the format above (what the script sends), for tests and tools.
+ * Returns the length, or -1 if it does not fit in cap. */
+int rc_clwire_msg_encode(char *out, size_t cap, uint64_t msg_id, const char *epoch,
+                         size_t epoch_len, const void *payload, size_t payload_len);
+
+/* rc_clwire_epoch_ok says whether e (n bytes) is a well-formed epoch. */
+bool rc_clwire_epoch_ok(const char *e, size_t n);
+
+/* rc_clwire_u64 parses a decimal number without sign or leading zero (except "0") in n bytes.
+ * Returns 0, or -1 on anything else or overflow. */
+int rc_clwire_u64(const char *s, size_t n, uint64_t *v);
+
+#endif
