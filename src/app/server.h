@@ -34,6 +34,7 @@ typedef struct rc_server {
     rc_listener tcp;         /* --tcp-port: the room protocol over raw TCP (unless off) */
     rc_listener chat;        /* --chat-port: the seed chat protocol (unless off) */
     rc_listener https;       /* --tls-port: HTTP, the API, WebSocket over TLS (unless off) */
+    rc_listener tcps;        /* --tcp-tls-port: the raw TCP protocol over TLS (unless off) */
     struct rc_tls_ctx *tls;  /* certificate of the TLS listeners, NULL without --tls-cert */
     rc_listener rest;        /* --netsync-rest-port: HTTP for NetSync's REST bridge only
                                 (unless off; never with --no-netsync) */
@@ -66,7 +67,8 @@ uint64_t rc_server_new_client_id(rc_server *srv);
 void rc_server_free(rc_server *srv);
 
 /* rc_server_reload re-reads what can change while running (SIGHUP): the TLS certificate and
- * key, for new connections; open ones keep theirs. */
+ * key, for new connections of every TLS listener (they share one context); open ones keep
+ * theirs. */
 void rc_server_reload(rc_server *srv);
 
 /* rc_server_shutdown closes every client (WebSocket 1001) and stops the loop once they are
