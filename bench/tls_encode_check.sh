@@ -2,7 +2,8 @@
 # bench/tls_encode_check.sh — checks, by counting calls in the running server, that a broadcast
 # is still encoded once per room with TLS (encryption is per connection, encoding is not).
 #
-#   bench/tls_encode_check.sh CERT KEY       (root: uses perf uprobes; removes them after)
+#   bench/tls_encode_check.sh CERT KEY       (root, and perf: Debian linux-perf; the uprobes it
+#                                             adds are removed when it ends)
 #
 # For a plain run and a TLS run of the same fan-out (a fixed number of messages: 10 rooms x 10
 # WebSocket clients x 200 messages = 20,000 publishes, 200,000 deliveries), it counts with
@@ -55,9 +56,9 @@ run() { # LABEL SERVER-FLAGS... -- GENERATOR-FLAGS...
     new=$(awk -F, '/rc_msg_new/ {print $1}' "$tmp/stat")
     wr=$(awk -F, '/SSL_write/ {print $1}' "$tmp/stat")
     del=$(sed -n 's/.*"deliveries":\([0-9]*\).*/\1/p' <<<"$out")
-    printf '%-6s publishes %s  rc_msg_new %s (%.3f per publish)  deliveries %s  SSL_write %s (%.1f deliveries per record)\n' \
-        "$label" "$pub" "$new" "$(echo "$new / $pub" | bc -l)" "$del" "$wr" \
-        "$(if [ "$wr" -gt 0 ] 2>/dev/null; then echo "$del / $wr" | bc -l; else echo 0; fi)"
+    awk -v l="$label" -v p="$pub" -v n="$new" -v d="$del" -v w="$wr" 'BEGIN {
+        printf "%-6s publishes %s  rc_msg_new %s (%.3f per publish)  deliveries %s  SSL_write %s (%.1f deliveries per record)\n",
+               l, p, n, n / p, d, w + 0, (w + 0 > 0 ? d / w : 0) }'
 }
 
 run plain

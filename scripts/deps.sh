@@ -18,6 +18,8 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
 fi
 # The browser test drives Debian's chromium (never a downloaded one) with npm playwright-core.
 if [ "$what" = test ]; then pkgs="$pkgs chromium"; fi
+# The TLS tests and benchmarks make their certificates with the openssl command.
+if [ "$what" = test ] || [ "$what" = bench ]; then pkgs="$pkgs openssl"; fi
 # nc (netcat-openbsd) is a client of the raw TCP port in tests/integration/test_tcp.py.
 if [ "$what" = test ]; then pkgs="$pkgs netcat-openbsd"; fi
 # tests/python_client/test_install.py installs clients/python offline into a venv.
