@@ -49,6 +49,10 @@ for round in $(seq "$rounds"); do
         fi
         rm -rf "$tmp/data"
         mkdir -p "$tmp/data"
+        # The previous run's log must be gone before the wait below: the new server's shell
+        # truncates it only when it gets to run, and reading the old one meant the old port
+        # (a run that failed with "connection refused").
+        rm -f "$tmp/srv.log"
         # shellcheck disable=SC2086 # flags are words by design
         "$bin" --port 0 --tcp-port 0 --log-level warn --no-netsync ${flags//\{DATA\}/$tmp/data} \
             2> "$tmp/srv.log" &
