@@ -16,6 +16,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 import time
 import uuid
 
@@ -328,3 +329,32 @@ def test_flag_needs_a_certificate():
     r = subprocess.run([conftest.roomcast_bin(), "--tcp-tls-port", "0"], capture_output=True,
                        text=True, timeout=10)
     assert r.returncode != 0 and "--tcp-tls-port needs --tls-cert" in r.stderr
+
+
+def test_openssl_s_client_as_a_line_client(server, pki):
+    """`openssl s_client -quiet` is an `nc` for the TLS port (docs/tls.md): it verifies the
+    certificate against the CA and carries lines both ways."""
+    room = new_room("s-client")
+    p = subprocess.Popen(["openssl", "s_client", "-quiet", "-verify_return_error",
+                          "-connect", f"127.0.0.1:{server.tls_port}", "-CAfile", pki["ca"]],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    killer = threading.Timer(IO_TIMEOUT, p.kill)  # a silent server must not hang the test
+    killer.start()
+    try:
+        p.stdin.write((dumps({"type": "join", "room": room}) + "\n" +
+                       dumps({"type": "chat", "text": "via s_client"}) + "\n").encode())
+        p.stdin.flush()
+        got = []
+        while len(got) < 2:
+            line = p.stdout.readline()
+            if not line:
+                break
+            if line != b'{"type":"keepalive"}\n':
+                got.append(json.loads(line))
+        assert [m["type"] for m in got] == ["joined", "chat"], got
+        assert got[1]["text"] == "via s_client" and got[1]["room"] == room
+    finally:
+        killer.cancel()
+        p.kill()
+        p.wait()
