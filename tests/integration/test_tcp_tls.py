@@ -14,7 +14,6 @@ import re
 import signal
 import socket
 import ssl
-import struct
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ import uuid
 import pytest
 
 from conftest import IO_TIMEOUT, RawWS, Server
-from rawtcp import (OP_BINARY, OP_PING, OP_PONG, OP_TEXT, PREAMBLE, FramedClient, LineClient,
+from rawtcp import (OP_PING, OP_PONG, OP_TEXT, PREAMBLE, FramedClient, LineClient,
                     dumps)
 from tlspki import TLSSock, client_ctx, make_ca, make_server_cert, peer_subject_cn
 
