@@ -7,6 +7,7 @@
  *   proc.c      /proc readers (server CPU and RSS), own CPU, clocks, raising RLIMIT_NOFILE
  *   conn.c      the epoll loop and client WebSocket connections (handshake, frames, masking)
  *   tcp.c       client connections to the raw TCP port (docs/tcp.md): line and framed modes
+ *   tls.c       TLS under any of them (--tls, OpenSSL), and the tls-handshakes scenario
  *   msg.c       the JSON subset the room protocol needs: building publishes, scanning replies
  *   report.c    one result: the JSON line and the readable table
  *   rooms.c     fanout, pingpong and slow: rooms of clients publishing and validating order
@@ -145,6 +146,10 @@ struct rb_conn {
     struct rb_buf frag;        /* a fragmented message being reassembled */
     struct rb_conn *next_dirty;/* flush list link */
     char errmsg[64];           /* first error seen, for diagnostics */
+    struct ssl_st *ssl;        /* TLS session (tls.c) when --tls, else NULL */
+    bool tls_hs;               /* TLS: the handshake is not finished yet */
+    bool tls_want_write;       /* TLS: the handshake waits for writability */
+    int tls_retry;             /* TLS: length of an SSL_write that must be repeated, or 0 */
 };
 
 struct rb_target {
@@ -201,6 +206,31 @@ void rb__tcp_start(struct rb_conn *c);
 ssize_t rb__tcp_input(struct rb_conn *c, const char *p, size_t n);
 void rb__tcp_put_text(struct rb_conn *c, const char *p, size_t n);
 void rb__tcp_put_close(struct rb_conn *c, int code);
+
+/* ---- TLS (tls.c) ------------------------------------------------------------------------- */
+
+struct rb_result;
+
+/* rb_tls_init turns on TLS for every connection made from now on (--tls): TLS 1.2 or 1.3
+ * (max_version "1.2" or "1.3", NULL for both), verifying the server against ca_file when given
+ * (else not verifying: the generator's CPU goes to the load, not to checks the server's cost
+ * does not depend on). No session cache, no tickets: every handshake is a full one. 0 or -1
+ * after saying why. */
+int rb_tls_init(const char *ca_file, const char *max_version);
+bool rb_tls_on(void);
+/* What conn.c calls on a connection when TLS is on. */
+int rb__tls_start(struct rb_conn *c);        /* after connect() is issued: 0 or -1 */
+/* Advances the handshake: 1 done, 0 waiting (c->tls_want_write says for what), -1 failed. */
+int rb__tls_handshake(struct rb_conn *c);
+/* Like recv(): bytes (> 0), 0 at the end of the stream, -1 with errno (EAGAIN: nothing now). */
+ssize_t rb__tls_read(struct rb_conn *c, void *buf, size_t cap);
+/* Like send(): bytes taken (> 0), -1 with errno (EAGAIN: socket full; repeat with the same
+ * bytes, which stay at the head of c->out). */
+ssize_t rb__tls_write(struct rb_conn *c, const void *p, size_t n);
+void rb__tls_shutdown(struct rb_conn *c);    /* close_notify, best effort */
+void rb__tls_free(struct rb_conn *c);
+/* Version, cipher and group of c's session, and the server certificate's key, for reports. */
+void rb__tls_describe(struct rb_conn *c, struct rb_result *r);
 
 /* ---- the room protocol's JSON subset (msg.c) --------------------------------------------- */
 
@@ -347,6 +377,9 @@ void rb_run_idle(const struct rb_opts *o, struct rb_result *r);
 void rb_run_churn(const struct rb_opts *o, struct rb_result *r);
 void rb_run_slow(const struct rb_opts *o, struct rb_result *r);
 void rb_run_joincost(const struct rb_opts *o, struct rb_result *r);
+/* tls-handshakes (tls.c): --concurrency connections each doing a full handshake, close_notify,
+ * waiting for the server's end, again, for --duration seconds. */
+void rb_run_tls_handshakes(const struct rb_opts *o, struct rb_result *r);
 
 /* What join-cost reads and checks of the rooms engine's room 0 while its hook runs (rooms.c). */
 const char *rb_rooms_name(uint32_t room);

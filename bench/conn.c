@@ -140,6 +140,8 @@ static void update_events(struct rb_conn *c)
     uint32_t ev = 0;
     if (c->state == RB_CONNECTING)
         ev = EPOLLOUT;
+    else if (c->tls_hs)
+        ev = EPOLLIN | EPOLLRDHUP | (c->tls_want_write ? EPOLLOUT : 0);
     else {
         if (!c->paused)
             ev |= EPOLLIN | EPOLLRDHUP;
@@ -239,6 +241,16 @@ int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb
         return -err;
     }
     c->events = EPOLLOUT;
+    c->ssl = NULL;
+    c->tls_hs = c->tls_want_write = false;
+    c->tls_retry = 0;
+    if (rb_tls_on() && rb__tls_start(c) != 0) {
+        epoll_ctl(loop_fd, EPOLL_CTL_DEL, fd, NULL);
+        close(fd);
+        c->fd = -1;
+        c->state = RB_IDLE;
+        return -ENOMEM;
+    }
     if (tr != RB_TR_WS) {
         rb__tcp_start(c);
         return 0;
@@ -267,6 +279,7 @@ static void conn_release(struct rb_conn *c)
 {
     if (!c->detached)
         epoll_ctl(loop_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    rb__tls_free(c); /* before the socket: the session writes nothing more */
     close(c->fd);
     c->fd = -1;
     c->state = RB_IDLE;
@@ -378,9 +391,22 @@ void rb_conn_send_close(struct rb_conn *c, int code)
 /* Write what is queued; false if the connection ended. */
 bool rb__conn_flush(struct rb_conn *c)
 {
+    if (c->tls_hs) {
+        /* TLS: nothing goes out before the handshake is done; it is driven from here. */
+        int h = rb__tls_handshake(c);
+        if (h < 0) {
+            rb__conn_end(c, RB_END_ERROR, c->errmsg[0] ? c->errmsg : "TLS handshake failed");
+            return false;
+        }
+        if (h == 0) {
+            update_events(c);
+            return true;
+        }
+    }
     while (c->out.len > c->out.off) {
-        ssize_t n = send(c->fd, c->out.data + c->out.off, c->out.len - c->out.off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = c->ssl ? rb__tls_write(c, c->out.data + c->out.off, c->out.len - c->out.off)
+                           : send(c->fd, c->out.data + c->out.off, c->out.len - c->out.off,
+                                  MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             rb_buf_consume(&c->out, (size_t)n);
             continue;
@@ -398,6 +424,8 @@ bool rb__conn_flush(struct rb_conn *c)
     if (c->shut_pending && c->out.len == c->out.off) {
         /* Line mode's close: our EOF, once everything before it is written. */
         c->shut_pending = false;
+        if (c->ssl)
+            rb__tls_shutdown(c);
         shutdown(c->fd, SHUT_WR);
     }
     update_events(c);
@@ -598,7 +626,11 @@ keep:
 
 static void conn_readable(struct rb_conn *c)
 {
-    for (int i = 0; i < MAX_READS_PER_WAKE && c->fd >= 0 && !c->paused; i++) {
+    if (c->tls_hs && (!rb__conn_flush(c) || c->tls_hs))
+        return; /* ended, or the handshake goes on */
+    /* TLS reads on until drained (rb__tls_read fills the buffer and stops at WANT_READ): bytes
+     * decrypted inside OpenSSL would never make the level-triggered socket readable again. */
+    for (int i = 0; (i < MAX_READS_PER_WAKE || c->ssl) && c->fd >= 0 && !c->paused; i++) {
         bool own = c->in.len > c->in.off;
         char *dst;
         size_t room;
@@ -610,7 +642,7 @@ static void conn_readable(struct rb_conn *c)
             dst = scratch;
             room = SCRATCH_SIZE;
         }
-        ssize_t n = recv(c->fd, dst, room, MSG_DONTWAIT);
+        ssize_t n = c->ssl ? rb__tls_read(c, dst, room) : recv(c->fd, dst, room, MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return;

@@ -19,9 +19,12 @@
 static void usage(FILE *f)
 {
     fputs("usage: roomcast-bench fanout|fanout-tcp|fanout-mixed|fanout-framed|pingpong|idle|churn|"
-          "slow|join-cost\n"
+          "slow|join-cost|tls-handshakes\n"
           "                      --port N [--tcp-port N] [options]\n"
           "common:  --host ADDR (127.0.0.1)  --server-pid PID  --label NAME  --quiet\n"
+          "         --tls (every connection over TLS: --port and --tcp-port are TLS ports)\n"
+          "         --tls-ca FILE (verify the server; default: no verification)\n"
+          "         --tls-version 1.2|1.3 (default: either, the server picks)\n"
           "         --spin (busy-poll instead of sleeping: servers never pay to wake us)\n"
           "fanout:  --rooms R (100) --clients C (10) --size BYTES (100) --window W (4)\n"
           "         --rate HZ (0 = flat out) --messages M (0 = until --duration)\n"
@@ -47,7 +50,10 @@ static void usage(FILE *f)
           "         --state-keys (100), then --joiners (4) extra clients join and leave it again\n"
           "         for --mode-time S (2) per mode of --modes (plain,history:100,history:1000,\n"
           "         state,presence; '+' combines: history:100+state); --presence etc. as above\n"
-          "         apply to the members\n",
+          "         apply to the members\n"
+          "tls-handshakes: --concurrency K (16) connections doing full TLS handshakes to --port\n"
+          "         (no resumption), close_notify, wait for the server's end, again, for\n"
+          "         --duration S (3); reports server CPU per handshake\n",
           f);
 }
 
@@ -120,7 +126,8 @@ int main(int argc, char **argv)
     bool fanout_sc = !strncmp(sc, "fanout", 6) && (!sc[6] || strcmp(transports, "ws"));
     bool joincost_sc = !strcmp(sc, "join-cost");
     bool rooms_sc = fanout_sc || !strcmp(sc, "pingpong") || !strcmp(sc, "slow") || joincost_sc;
-    if (!rooms_sc && strcmp(sc, "idle") && strcmp(sc, "churn")) {
+    bool hs_sc = !strcmp(sc, "tls-handshakes");
+    if (!rooms_sc && !hs_sc && strcmp(sc, "idle") && strcmp(sc, "churn")) {
         fprintf(stderr, "roomcast-bench: unknown scenario '%s'\n", sc);
         usage(stderr);
         return 2;
@@ -128,6 +135,8 @@ int main(int argc, char **argv)
 
     struct rb_opts o = {0};
     const char *host = "127.0.0.1";
+    const char *tls_ca = NULL, *tls_version = NULL;
+    bool tls = false;
     long port = 0, tcp_port = 0;
     o.server = "server";
     o.rooms = 100;
@@ -172,6 +181,10 @@ int main(int argc, char **argv)
             rb_spin = true;
             continue;
         }
+        if (!strcmp(a, "--tls")) {
+            tls = true;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "roomcast-bench: %s needs a value\n", a);
             return 2;
@@ -204,6 +217,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--modes")) o.modes = v;
         else if (!strcmp(a, "--joiners")) o.joiners = (uint32_t)num_arg(a, v);
         else if (!strcmp(a, "--mode-time")) o.mode_time = num_arg(a, v);
+        else if (!strcmp(a, "--tls-ca")) tls_ca = v;
+        else if (!strcmp(a, "--tls-version")) tls_version = v;
         else {
             fprintf(stderr, "roomcast-bench: unknown option '%s'\n", a);
             usage(stderr);
@@ -252,6 +267,8 @@ int main(int argc, char **argv)
         perror("roomcast-bench: epoll");
         return 2;
     }
+    if ((tls || hs_sc || tls_ca || tls_version) && rb_tls_init(tls_ca, tls_version) != 0)
+        return 2;
 
     struct rb_result *r = calloc(1, sizeof(*r));
     rb_result_init(r, sc, o.server, o.pid);
@@ -263,6 +280,8 @@ int main(int argc, char **argv)
         rb_run_joincost(&o, r);
     else if (!strcmp(sc, "idle"))
         rb_run_idle(&o, r);
+    else if (hs_sc)
+        rb_run_tls_handshakes(&o, r);
     else
         rb_run_churn(&o, r);
     if (rb_frame_errors) {

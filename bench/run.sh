@@ -23,6 +23,10 @@
 #              join-cost    one room of 1,000 members, 1,000 messages, 100 state keys; then 16
 #                           clients join and leave it, 2 s per join mode (plain, history:100,
 #                           history:1000, state, presence): server CPU per join (roomcast only)
+#              fanout-tls   fanout over TLS, half of each room on wss://, half on the raw TCP
+#                           protocol's TLS port (roomcast only; ECDSA P-256 test certificate)
+#              tls-handshakes  16 connections doing full TLS handshakes (no resumption) for 3 s:
+#                           server CPU per handshake (roomcast only)
 #   options    --quick          smoke run: small sizes, one round, roomcast (+ ceiling) only;
 #                               fails only if a run fails or a correctness counter is non-zero
 #              --rounds N       rounds per scenario (default 3; idle always 1)
@@ -51,7 +55,7 @@ PYTHON=/usr/bin/python3   # Debian's, which has python3-websockets; not pyenv's 
 PEERS=$ROOT/bench/peers
 
 ALL_SCENARIOS=(fanout fanout-tcp fanout-mixed fanout-framed fanout-30hz pingpong pingpong-1cpu churn
-               slow idle fanout-features join-cost)
+               slow idle fanout-features join-cost fanout-tls tls-handshakes)
 quick=0
 rounds=3
 servers=""
@@ -67,7 +71,7 @@ while [ $# -gt 0 ]; do
     -h|--help) sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     all) scenarios+=("${ALL_SCENARIOS[@]}") ;;
     fanout|fanout-tcp|fanout-mixed|fanout-framed|fanout-30hz|pingpong|pingpong-1cpu|churn|slow|idle|\
-    fanout-features|join-cost)
+    fanout-features|join-cost|fanout-tls|tls-handshakes)
         scenarios+=("$1") ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -143,7 +147,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 work=$(mktemp -d /tmp/roomcast-bench.XXXXXX)
 results=${out:-$work/results.jsonl}
 : >"$results"
-declare -A PID PORT TPORT
+declare -A PID PORT TPORT TLSPORT TTLSPORT
 cleanup() {
     for s in "${!PID[@]}"; do kill "${PID[$s]}" 2>/dev/null; done
     wait 2>/dev/null
@@ -153,11 +157,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+is_tls() { case "$1" in fanout-tls|tls-handshakes) return 0 ;; *) return 1 ;; esac; }
+# TLS scenarios: test certificates made once per run (docs/tls.md), and roomcast's TLS listeners.
+TLS_DIR=$work/tls
+TLS_FLAGS=()
+SC_FLAGS=()   # extra roomcast flags of the current scenario
+if grep -q -- --tcp-tls-port <<<"$ROOMCAST_HELP" && command -v openssl >/dev/null &&
+   "$ROOT/bench/tls_certs.sh" "$TLS_DIR" >/dev/null 2>&1; then
+    TLS_FLAGS=(--tls-port 0 --tcp-tls-port 0 --tls-cert "$TLS_DIR/ec.pem" --tls-key "$TLS_DIR/ec.key")
+fi
+
 PIN=()   # command prefix for servers and generator (pingpong-1cpu)
 start_server() { # NAME -> PID[NAME], PORT[NAME]
     local name=$1 log=$work/$1.log
     case "$name" in
-    roomcast) "${PIN[@]}" "$ROOMCAST" --bind 127.0.0.1 --port 0 --log-level warn $ROOMCAST_EXTRA 2>"$log" & ;;
+    roomcast) "${PIN[@]}" "$ROOMCAST" --bind 127.0.0.1 --port 0 --log-level warn $ROOMCAST_EXTRA \
+                  "${SC_FLAGS[@]}" 2>"$log" & ;;
     ceiling)  "${PIN[@]}" "$CEILING" --bind 127.0.0.1 --port 0 2>"$log" & ;;
     python)   "${PIN[@]}" "$PYTHON" "$PEERS/py_server.py" --bind 127.0.0.1 --port 0 2>"$log" & ;;
     py-selectors) "${PIN[@]}" "$PYTHON" "$PEERS/py_tcp_server.py" --bind 127.0.0.1 --port 0 \
@@ -184,6 +199,9 @@ start_server() { # NAME -> PID[NAME], PORT[NAME]
     PORT[$name]=$port
     # The raw TCP port, for servers that have one (printed before the HTTP line).
     TPORT[$name]=$(sed -n 's|.*tcp listening on [0-9.]*:\([0-9]*\).*|\1|p' "$log" | head -1)
+    # roomcast's TLS listeners, when the scenario opened them
+    TLSPORT[$name]=$(sed -n 's|.*tls listening on https://[0-9.]*:\([0-9]*\)/.*|\1|p' "$log" | head -1)
+    TTLSPORT[$name]=$(sed -n 's|.*tcp tls listening on [0-9.]*:\([0-9]*\).*|\1|p' "$log" | head -1)
 }
 
 stop_server() {
@@ -191,7 +209,7 @@ stop_server() {
     [ -n "${PID[$name]:-}" ] || return 0
     kill "${PID[$name]}" 2>/dev/null
     wait "${PID[$name]}" 2>/dev/null
-    unset "PID[$name]" "PORT[$name]" "TPORT[$name]"
+    unset "PID[$name]" "PORT[$name]" "TPORT[$name]" "TLSPORT[$name]" "TTLSPORT[$name]"
 }
 
 needs_tcp() { case "$1" in fanout-tcp|fanout-mixed|fanout-framed) return 0 ;; *) return 1 ;; esac; }
@@ -201,7 +219,7 @@ needs_tcp() { case "$1" in fanout-tcp|fanout-mixed|fanout-framed) return 0 ;; *)
 # no framed mode).
 runs_on() { # SCENARIO SERVER
     # issue 12's features (presence, state, conflation, history joins) are roomcast's own
-    case "$1" in fanout-features|join-cost) [ "$2" = roomcast ]; return ;; esac
+    case "$1" in fanout-features|join-cost|fanout-tls|tls-handshakes) [ "$2" = roomcast ]; return ;; esac
     case "$2" in
     ceiling) case "$1" in fanout|fanout-30hz|pingpong*) return 0 ;; *) return 1 ;; esac ;;
     python|node) ! needs_tcp "$1" ;;
@@ -228,6 +246,8 @@ scenario_args() { # SCENARIO SERVER
                               "--conflate all --state-keys 6 --keys-per-sender 4" ;;
         join-cost)   echo "join-cost --clients 200 --joiners 4 --mode-time 0.2 --presence half" \
                           "--modes plain,history:100,history:1000+state+presence" ;;
+        fanout-tls)  echo "fanout --rooms 10 --clients 6 --duration 0.5 --drain 5 --transport ws,line --tls" ;;
+        tls-handshakes) echo "tls-handshakes --concurrency 4 --duration 0.5" ;;
         esac
         return
     fi
@@ -246,6 +266,9 @@ scenario_args() { # SCENARIO SERVER
                           "--drain 10 --presence all --conflate all --state-keys 10 --keys-per-sender 4" ;;
     join-cost)   echo "join-cost --clients 1000 --messages 1 --state-keys 100 --joiners 16" \
                       "--mode-time 2 --modes plain,history:100,history:1000,state,presence" ;;
+    fanout-tls)  echo "fanout --rooms 100 --clients 10 --size 100 --window 4 --duration 3" \
+                      "--drain 10 --transport ws,line --tls" ;;
+    tls-handshakes) echo "tls-handshakes --concurrency 16 --duration 3" ;;
     esac
 }
 
@@ -255,6 +278,14 @@ for sc in "${scenarios[@]}"; do
     [ "$sc" = idle ] || [ $quick = 1 ] && n=1
     PIN=()
     if [ "$sc" = pingpong-1cpu ]; then PIN=(taskset -c 0); fi
+    SC_FLAGS=()
+    if is_tls "$sc"; then
+        if [ ${#TLS_FLAGS[@]} -eq 0 ]; then
+            echo "run.sh: no --tcp-tls-port in $ROOMCAST or no openssl: skipping $sc" >&2
+            continue
+        fi
+        SC_FLAGS=("${TLS_FLAGS[@]}")
+    fi
     active=()
     for s in "${server_list[@]}"; do
         runs_on "$sc" "$s" || continue
@@ -273,8 +304,10 @@ for sc in "${scenarios[@]}"; do
             s=${active[$(((j + r) % k))]}
             read -r -a args <<<"$(scenario_args "$sc" "$s")"
             tcp=()
+            port=${PORT[$s]}
             if [ -n "${TPORT[$s]:-}" ]; then tcp=(--tcp-port "${TPORT[$s]}"); fi
-            line=$(timeout 300 "${PIN[@]}" "$BENCH" "${args[@]}" --port "${PORT[$s]}" "${tcp[@]}" \
+            if is_tls "$sc"; then port=${TLSPORT[$s]}; tcp=(--tcp-port "${TTLSPORT[$s]}"); fi
+            line=$(timeout 300 "${PIN[@]}" "$BENCH" "${args[@]}" --port "$port" "${tcp[@]}" \
                        --server-pid "${PID[$s]}" --label "$s" --quiet)
             rc=$?
             if [ -z "$line" ]; then
@@ -348,13 +381,17 @@ COLS = {
              ("connects/s", "connects_per_s", 1), ("sample deliv", "deliveries", 1)],
 }
 # The fanout shape over other wires reports exactly what fanout reports.
-for sc in ("fanout-tcp", "fanout-mixed", "fanout-framed", "fanout-features"):
+for sc in ("fanout-tcp", "fanout-mixed", "fanout-framed", "fanout-features", "fanout-tls"):
     COLS[sc] = COLS["fanout"]
+COLS["tls-handshakes"] = [("hs/s", "hs_per_s", 1), ("srv us/hs", "server_us_per_hs", 0),
+                          ("gen us/hs", "gen_us_per_hs", 0), ("hs p50 us", "hs_p50_us", 0),
+                          ("hs p99 us", "hs_p99_us", 0)]
 RATIO = {"fanout": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "fanout-tcp": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "fanout-mixed": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "fanout-framed": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "fanout-features": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
+         "fanout-tls": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "fanout-30hz": ("server_cpu_ns_per_delivery", "CPU/deliv x rc"),
          "pingpong": ("deliveries_per_s", "rt/s x rc"),
          "pingpong-1cpu": ("deliveries_per_s", "rt/s x rc"),
@@ -429,7 +466,8 @@ for sc in scen:
 
 # One room, every transport: the fanout shape's server CPU per delivery side by side, as a
 # multiple of roomcast's over WebSocket (the headline of fanout-tcp and fanout-mixed).
-fan = [sc for sc in ("fanout", "fanout-tcp", "fanout-mixed", "fanout-framed") if sc in scen]
+fan = [sc for sc in ("fanout", "fanout-tcp", "fanout-mixed", "fanout-framed", "fanout-tls")
+       if sc in scen]
 if len(fan) > 1:
     key = "server_cpu_ns_per_delivery"
     ok = lambda sc, s: [r for r in rows if r["scenario"] == sc and r["server"] == s and r.get("ok")]

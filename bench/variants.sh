@@ -10,7 +10,11 @@
 # FLAGS go to the server, GENERATOR ARGS to build/roomcast-bench (after the scenario's own);
 # bin:PATH runs another server binary (default $O/roomcast). {DATA} in FLAGS becomes a fresh
 # empty directory for each run. The server always gets --tcp-port 0 and the generator its port,
-# so TCP scenarios work. Environment: SCENARIO (fanout; any roomcast-bench scenario),
+# so TCP scenarios work; a generator given --tls gets the server's --tcp-tls-port instead when
+# the variant opens one (and --port is the TLS port when the variant gives --tls-cert without
+# --tls-port), so TLS and plain variants run side by side:
+#   bench/variants.sh 6 'plain=' 'tls=--tls-cert C --tls-key K -- --tls'
+# Environment: SCENARIO (fanout; any roomcast-bench scenario),
 # BENCH_ARGS (generator arguments for every variant, default '--duration 3'), BENCH_NICE (run
 # everything at that niceness). Prints one line per run: ROUND LABEL {the generator's JSON line}.
 set -u
@@ -45,13 +49,22 @@ for round in $(seq "$rounds"); do
         fi
         rm -rf "$tmp/data"
         mkdir -p "$tmp/data"
+        # The previous run's log must be gone before the wait below: the new server's shell
+        # truncates it only when it gets to run, and reading the old one meant the old port
+        # (a run that failed with "connection refused").
+        rm -f "$tmp/srv.log"
         # shellcheck disable=SC2086 # flags are words by design
         "$bin" --port 0 --tcp-port 0 --log-level warn --no-netsync ${flags//\{DATA\}/$tmp/data} \
             2> "$tmp/srv.log" &
         pid=$!
-        for _ in $(seq 100); do grep -qs "listening on http" "$tmp/srv.log" && break; sleep 0.05; done
-        port=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/srv.log" | cut -d: -f3)
+        for _ in $(seq 100); do grep -qs "roomcast: listening on http" "$tmp/srv.log" && break; sleep 0.05; done
+        # --port (https:// when the variant gives --tls-cert without --tls-port)
+        port=$(sed -n 's|^roomcast: listening on https\{0,1\}://[0-9.]*:\([0-9]*\)/.*|\1|p' "$tmp/srv.log" | head -1)
         tport=$(sed -n 's|.*tcp listening on [0-9.]*:\([0-9]*\).*|\1|p' "$tmp/srv.log" | head -1)
+        # a TLS generator (--tls) talks to --tcp-tls-port when the server has one
+        if [[ " $gen " == *" --tls "* ]] && grep -qs "tcp tls listening on" "$tmp/srv.log"; then
+            tport=$(sed -n 's|.*tcp tls listening on [0-9.]*:\([0-9]*\).*|\1|p' "$tmp/srv.log" | head -1)
+        fi
         # shellcheck disable=SC2086
         out=$("$O/roomcast-bench" "$SCENARIO" --port "$port" --tcp-port "$tport" \
               --server-pid "$pid" --label "$label" --quiet $BENCH_ARGS $gen 2>&1 | grep '^{' | tail -1)

@@ -19,6 +19,8 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
 fi
 # The browser test drives Debian's chromium (never a downloaded one) with npm playwright-core.
 if [ "$what" = test ]; then pkgs="$pkgs chromium"; fi
+# The TLS tests and benchmarks make their certificates with the openssl command.
+if [ "$what" = test ] || [ "$what" = bench ]; then pkgs="$pkgs openssl"; fi
 # nc (netcat-openbsd) is a client of the raw TCP port in tests/integration/test_tcp.py.
 if [ "$what" = test ]; then pkgs="$pkgs netcat-openbsd"; fi
 # tests/integration/test_auth.py signs RS256/ES256 tokens with PyJWT over generated keys.

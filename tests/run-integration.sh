@@ -84,11 +84,12 @@ step cluster env ROOMCAST_BIN="$SAN_BIN" timeout 600 "$PYTHON" -m pytest -p no:c
     "$ROOT/tests/cluster"
 
 echo
-echo "== integration (node --test, npm ws) against $SAN_BIN"
+echo "== integration (node --test, npm ws, node tls) against $SAN_BIN"
 step node node_suite tests/node 600
 
 # The web client and demo in Debian's chromium, headless, driven by npm playwright-core (which
-# never downloads a browser). Leaves build/test-output/demo.png.
+# never downloads a browser), over http:// and https:// (tls.test.mjs: the test certificate's
+# key is the only one the browser accepts). Leaves build/test-output/demo.png.
 echo
 echo "== browser (chromium via playwright-core) against $SAN_BIN"
 step browser node_suite tests/browser 300

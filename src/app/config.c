@@ -218,6 +218,10 @@ const rc_config_option rc_config_options[] = {
      .def = -1, .metavar = "N",
      .help = "raw TCP listener: the room protocol as newline-delimited JSON or "
              "length-prefixed frames (docs/tcp.md); 0 picks a free one"},
+    {.name = "tcp-tls-port", .section = RC_SEC_TCP, .type = RC_OPT_OFF_PORT,
+     FIELD(tcp_tls_port), .def = -1, .metavar = "N",
+     .help = "the raw TCP protocol over TLS on port N, with the --tls-cert certificate (ALPN "
+             "roomcast-tcp, docs/tls.md); 0 picks a free one"},
     {.name = "chat-port", .section = RC_SEC_TCP, .type = RC_OPT_OFF_PORT, FIELD(chat_port),
      .def = -1, .metavar = "N",
      .help = "chat listener for the seed chat client: bare JSON objects in, [user] text "
@@ -792,6 +796,10 @@ int rc_config_parse_flags(rc_config *cfg, int argc, char **argv, int cross_check
     }
     if (cfg->tls_port >= 0 && !cfg->tls_cert) {
         fprintf(stderr, "roomcast: --tls-port needs --tls-cert and --tls-key\n");
+        return -1;
+    }
+    if (cfg->tcp_tls_port >= 0 && !cfg->tls_cert) {
+        fprintf(stderr, "roomcast: --tcp-tls-port needs --tls-cert and --tls-key\n");
         return -1;
     }
     if (optind < argc) {

@@ -92,6 +92,8 @@ typedef struct rc_config {
     /* Raw TCP and chat listeners (docs/tcp.md) */
     int32_t tcp_port;             /* raw TCP listener (room protocol as JSON lines or frames):
                                      -1 = off (default), 0 = pick a free one, else the port */
+    int32_t tcp_tls_port;         /* the raw TCP listener's protocol over TLS (--tls-cert): -1 =
+                                     off (default), 0 = pick a free one, else the port */
     int32_t chat_port;            /* chat listener for the seed chat client: -1 = off
                                      (default), 0 = pick a free one, else the port */
     const char *chat_room;        /* room the chat port's clients are in: 1..255 bytes of

@@ -171,6 +171,8 @@ int main(int argc, char **argv)
      * lines with port 0), so it comes last. */
     if (cfg.tcp_port >= 0)
         fprintf(stderr, "roomcast: tcp listening on %s:%u\n", cfg.bind, srv->tcp.port);
+    if (cfg.tcp_tls_port >= 0)
+        fprintf(stderr, "roomcast: tcp tls listening on %s:%u\n", cfg.bind, srv->tcps.port);
     if (cfg.chat_port >= 0)
         fprintf(stderr, "roomcast: chat listening on %s:%u (room '%s')\n", cfg.bind,
                 srv->chat.port, cfg.chat_room);

@@ -366,6 +366,13 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
                            on_accept_http, "HTTPS"))
             goto err;
     }
+    if (srv->tls && cfg->tcp_tls_port >= 0) { /* the raw TCP protocol, with its own ALPN */
+        srv->tcps.tls = srv->tls;
+        srv->tcps.tls_alpn = RC_TLS_ALPN_ROOMCAST_TCP;
+        if (!open_listener(srv, &srv->tcps, &rc_tcp_proto, (uint16_t)cfg->tcp_tls_port,
+                           on_accept_tcp, "TCP over TLS"))
+            goto err;
+    }
     if (!open_listener(srv, &srv->http, &rc_http_proto, cfg->port, on_accept_http,
                        srv->http.tls ? "HTTPS" : "HTTP") ||
         (cfg->tcp_port >= 0 && !open_listener(srv, &srv->tcp, &rc_tcp_proto,
@@ -390,6 +397,7 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
 err:
     rc_listener_close(&srv->http);
     rc_listener_close(&srv->https);
+    rc_listener_close(&srv->tcps);
     rc_tls_ctx_free(srv->tls);
     rc_listener_close(&srv->tcp);
     rc_listener_close(&srv->chat);
@@ -425,6 +433,7 @@ void rc_server_free(rc_server *srv)
     srv->services = NULL;
     rc_listener_close(&srv->http);
     rc_listener_close(&srv->https);
+    rc_listener_close(&srv->tcps);
     rc_listener_close(&srv->tcp);
     rc_listener_close(&srv->chat);
     rc_listener_close(&srv->rest);
@@ -505,6 +514,7 @@ void rc_server_shutdown(rc_server *srv)
     rc_info("shutting down: closing %u connections", srv->net.nconns);
     rc_listener_pause(&srv->http);
     rc_listener_pause(&srv->https);
+    rc_listener_pause(&srv->tcps);
     rc_listener_pause(&srv->tcp);
     rc_listener_pause(&srv->chat);
     rc_listener_pause(&srv->rest);

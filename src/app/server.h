@@ -36,6 +36,7 @@ typedef struct rc_server {
     rc_listener tcp;         /* --tcp-port: the room protocol over raw TCP (unless off) */
     rc_listener chat;        /* --chat-port: the seed chat protocol (unless off) */
     rc_listener https;       /* --tls-port: HTTP, the API, WebSocket over TLS (unless off) */
+    rc_listener tcps;        /* --tcp-tls-port: the raw TCP protocol over TLS (unless off) */
     struct rc_tls_ctx *tls;  /* certificate of the TLS listeners, NULL without --tls-cert */
     struct rc_jwt_keys *jwt; /* token keys (owned; rooms.jwt borrows it), NULL = tokens off:
                                 swapped by rc_server_set_keys */

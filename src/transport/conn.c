@@ -145,14 +145,25 @@ void rc_conn_set_peer(rc_conn *c, const struct sockaddr *sa)
     c->peer_counted = rc_ipkey_known(&c->peer) && rc_ipcount_add(&c->net->peers, &c->peer) > 0;
 }
 
-int rc_conn_start_tls(rc_conn *c, struct rc_tls_ctx *t)
+int rc_conn_start_tls(rc_conn *c, struct rc_tls_ctx *t, int alpn)
 {
-    if (!(c->tls = rc_tls_conn_new(t, c->io.fd))) {
+    if (!(c->tls = rc_tls_conn_new(t, c->io.fd, (rc_tls_alpn)alpn))) {
         rc_warn("out of memory for a TLS session");
         rc_conn_close(c);
         return -1;
     }
     c->net->ntls++;
+    /* The handshake gets --handshake-timeout whatever the protocol armed: HTTP arms that same
+     * deadline for its request head, which goes on after the handshake; TCP arms its keepalive,
+     * which is put off and re-armed with its full delay once the handshake is done. */
+    rc_loop *loop = c->net->loop;
+    uint64_t now = rc_loop_now(loop), due = now + c->net->cfg.handshake_timeout;
+    if (c->state != RC_CONN_OPEN) return 0;
+    if (rc_timer_armed(&c->timer) && rc_timer_due(&c->timer) != due) {
+        uint64_t d = rc_timer_due(&c->timer);
+        c->tls->proto_timer = d > now ? d - now : 1;
+    }
+    rc_timer_start(loop, &c->timer, due);
     return 0;
 }
 
@@ -304,7 +315,8 @@ static void on_eof(rc_conn *c, bool reset)
     /* A peer that only shut its sending side may still be reading the answers to what it
      * sent (an HTTP client half-closing after its request, `nc -N`): finish writing them
      * first, with read interest off so the readable EOF cannot spin the loop. */
-    if (!reset && c->out.count > 0 && (c->state == RC_CONN_CLOSING || c->proto->half_close)) {
+    bool pending = c->out.count > 0 || (c->tls && c->tls->retry); /* a record half-written */
+    if (!reset && pending && (c->state == RC_CONN_CLOSING || c->proto->half_close)) {
         c->rd_eof = true;
         c->close_received = true;
         if (c->state == RC_CONN_OPEN) {
@@ -487,7 +499,11 @@ static void tls_on_io(rc_conn *c, uint32_t events)
             return;
         }
         /* Done: write what was queued meanwhile and read what came with the client's last
-         * flight (edge-triggered, its event may already be spent). */
+         * flight (edge-triggered, its event may already be spent). The protocol's own timer,
+         * put off by the handshake deadline, starts now. */
+        if (tc->proto_timer && c->state == RC_CONN_OPEN)
+            rc_timer_start(c->net->loop, &c->timer, rc_loop_now(c->net->loop) + tc->proto_timer);
+        tc->proto_timer = 0;
         events |= RC_EV_READ | RC_EV_WRITE;
     }
     if ((events & RC_EV_WRITE) || (tc->wr_want_read && (events & RC_EV_READ))) rc_conn_flush(c);

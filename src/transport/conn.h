@@ -204,12 +204,13 @@ static inline uint32_t rc_conn_peer_count(const rc_conn *c)
     return c->peer_counted ? rc_ipcount_get(&c->net->peers, &c->peer) : 0;
 }
 
-/* rc_conn_start_tls makes c, just accepted, speak TLS with context t: input is decrypted before
- * its protocol sees it and output encrypted as it is written. The handshake runs on the loop,
- * bounded by the connection's timer (HTTP's --handshake-timeout): a handshake still unfinished
- * when the timer fires is counted failed and the connection closed. Returns 0, or -1 when out
- * of memory (c is then closed). */
-int rc_conn_start_tls(rc_conn *c, struct rc_tls_ctx *t);
+/* rc_conn_start_tls makes c, just accepted, speak TLS with context t, answering ALPN with alpn
+ * (an enum rc_tls_alpn): input is decrypted before its protocol sees it and output encrypted as
+ * it is written. The handshake runs on the loop, bounded by --handshake-timeout: a handshake
+ * still unfinished then is counted failed and the connection closed. A protocol whose timer
+ * has another deadline (the keepalive of TCP) has it re-armed with the same delay once the
+ * handshake is done. Returns 0, or -1 when out of memory (c is then closed). */
+int rc_conn_start_tls(rc_conn *c, struct rc_tls_ctx *t, int alpn);
 
 /* rc_conn_set_proto switches c to proto (an upgrade) and starts it. */
 void rc_conn_set_proto(rc_conn *c, const rc_proto *proto);

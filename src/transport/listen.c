@@ -55,7 +55,7 @@ static void on_listen(rc_loop *loop, rc_io *io, uint32_t events)
         }
         rc_conn *c = rc_conn_new(net, fd, l->conn_size, l->proto);
         if (c) rc_conn_set_peer(c, (const struct sockaddr *)&peer);
-        if (c && l->tls && rc_conn_start_tls(c, l->tls) < 0) continue; /* closed */
+        if (c && l->tls && rc_conn_start_tls(c, l->tls, l->tls_alpn) < 0) continue; /* closed */
         if (c && l->accepted) l->accepted(l->arg, c);
     }
 }

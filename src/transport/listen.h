@@ -27,6 +27,7 @@ typedef struct rc_listener {
     void *arg;               /* for accepted */
     struct rc_tls_ctx *tls;  /* its connections speak TLS with this context (not owned), or
                                 NULL for plain ones */
+    int tls_alpn;            /* with tls: its ALPN answer (enum rc_tls_alpn, transport/tls.h) */
     uint16_t port;           /* port actually bound */
     int reserve_fd;          /* spare descriptor released to shed connections at EMFILE */
     rc_timer pause_timer;    /* re-enables accepting after descriptor exhaustion */

@@ -41,17 +41,31 @@ static const char *ssl_err(void)
     return buf;
 }
 
-/* ALPN: http/1.1 is all this server speaks on a TLS port (HTTP and the WebSocket upgrade). A
- * client that offers only other protocols gets no ALPN answer rather than an alert, so that it
- * can still fall back (RFC 7301 allows either). */
+/* ALPN: each listener speaks one protocol (rc_tls_alpn, kept in the session's app data, as
+ * every listener shares the SSL_CTX). The HTTP listeners answer nothing (NOACK) to a client
+ * that offers only other protocols, so that it can still fall back (RFC 7301 §3.2 asks for an
+ * alert, OpenSSL and most HTTP servers allow either). The raw TCP listener is strict: a client
+ * that names protocols without ours is not one of our clients, and its bytes must not be read
+ * as room-protocol lines. */
+static const struct {
+    const unsigned char *wire; /* the protocol list in wire format: length-prefixed names */
+    unsigned len;              /* its length, bytes */
+    int mismatch;              /* the callback's answer when the client offers none of it */
+} alpn_table[] = {
+    [RC_TLS_ALPN_HTTP] = {(const unsigned char *)"\x08http/1.1", 9, SSL_TLSEXT_ERR_NOACK},
+    [RC_TLS_ALPN_ROOMCAST_TCP] = {(const unsigned char *)"\x0croomcast-tcp", 13,
+                                  SSL_TLSEXT_ERR_ALERT_FATAL},
+};
+
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
-    static const unsigned char ours[] = "\x08http/1.1";
+    (void)arg;
+    uintptr_t which = (uintptr_t)SSL_get_app_data(ssl);
     unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK;
+    if (SSL_select_next_proto(&sel, outlen, alpn_table[which].wire, alpn_table[which].len, in,
+                              inlen) != OPENSSL_NPN_NEGOTIATED)
+        return alpn_table[which].mismatch;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
 }
@@ -142,7 +156,7 @@ rc_tls_stats *rc_tls_ctx_stats(rc_tls_ctx *t)
     return &t->stats;
 }
 
-rc_tls_conn *rc_tls_conn_new(rc_tls_ctx *t, int fd)
+rc_tls_conn *rc_tls_conn_new(rc_tls_ctx *t, int fd, rc_tls_alpn alpn)
 {
     rc_tls_conn *tc = calloc(1, sizeof(*tc));
     if (!tc) return NULL;
@@ -151,6 +165,7 @@ rc_tls_conn *rc_tls_conn_new(rc_tls_ctx *t, int fd)
         rc_tls_conn_free(tc);
         return NULL;
     }
+    SSL_set_app_data(tc->ssl, (void *)(uintptr_t)alpn);
     SSL_set_accept_state(tc->ssl);
     tc->stats = &t->stats;
     return tc;

@@ -35,6 +35,18 @@ enum {
 
 typedef struct rc_tls_ctx rc_tls_ctx;
 
+/* The protocol a TLS listener speaks, as ALPN (RFC 7301) names it. */
+typedef enum rc_tls_alpn {
+    /* "http/1.1": HTTP and the WebSocket upgrade. A client offering only other protocols gets
+     * no ALPN answer rather than an alert, so that it can still fall back. */
+    RC_TLS_ALPN_HTTP,
+    /* "roomcast-tcp": the raw TCP room protocol (docs/tcp.md). A client that offers no ALPN
+     * is served; one that offers protocols but not this one (a browser, an HTTP library sent
+     * to the wrong port) is refused with the no_application_protocol alert, so that its bytes
+     * are never read as room-protocol lines (cross-protocol confusion). */
+    RC_TLS_ALPN_ROOMCAST_TCP,
+} rc_tls_alpn;
+
 /* Counters of one context (and of the SSL_CTXs it replaced), for /metrics. */
 typedef struct rc_tls_stats {
     uint64_t handshakes_ok;     /* handshakes completed */
@@ -54,6 +66,9 @@ typedef struct rc_tls_conn {
     bool hs_want_write;      /* the handshake waits for writability */
     bool rd_want_write;      /* SSL_read waits for writability */
     bool wr_want_read;       /* SSL_write waits for readability */
+    uint64_t proto_timer;    /* ns the protocol's own timer had left when the handshake
+                                deadline replaced it (conn.c re-arms it once the handshake is
+                                done), 0 if it did not */
 } rc_tls_conn;
 
 /* rc_tls_ctx_new loads cert_file (PEM, chain allowed) and key_file. NULL after logging why.
@@ -70,9 +85,9 @@ void rc_tls_ctx_free(rc_tls_ctx *t);
 /* rc_tls_ctx_stats gives t's counters (bumped by the rc_tls_conn calls below). */
 rc_tls_stats *rc_tls_ctx_stats(rc_tls_ctx *t);
 
-/* rc_tls_conn_new starts a server-side session on the connected socket fd (not owned).
- * NULL when out of memory. */
-rc_tls_conn *rc_tls_conn_new(rc_tls_ctx *t, int fd);
+/* rc_tls_conn_new starts a server-side session on the connected socket fd (not owned),
+ * answering ALPN as alpn says. NULL when out of memory. */
+rc_tls_conn *rc_tls_conn_new(rc_tls_ctx *t, int fd, rc_tls_alpn alpn);
 void rc_tls_conn_free(rc_tls_conn *tc);
 
 /* rc_tls_handshake advances the handshake: 1 when done (counted ok), RC_TLS_WANT_*, or

@@ -51,15 +51,17 @@ export class Server {
 
 // Headless chromium with a fresh profile; returns { browser, profile } (profile.remove()
 // deletes the profile directory after browser.close()). launchPersistentContext is how a
-// user-data-dir is given; every test opens fresh pages in it.
-export async function launchBrowser() {
+// user-data-dir is given; every test opens fresh pages in it. extraArgs are added to the
+// command line (the TLS test's --ignore-certificate-errors-spki-list).
+export async function launchBrowser(extraArgs = []) {
   mkdirSync(OUT, { recursive: true });
   const dir = mkdtempSync(path.join(tmpdir(), "roomcast-chromium-"));
   const browser = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM,
     headless: true,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           ...extraArgs],
     viewport: { width: 1280, height: 800 },
   });
   return { browser, profile: { dir, remove: () => rmSync(dir, { recursive: true, force: true }) } };

@@ -309,3 +309,43 @@ def test_sighup_reload(start_server, pki, tmp_path):
 
     run(go())
     assert srv.proc.poll() is None  # SIGHUP did not end it
+
+
+def test_ws_record_cut_by_the_end_of_the_read_buffer(start_server, pki):
+    """WebSocket twin of test_tcp_tls.py's test of the same name: five 16,000-byte TLS records
+    of whole frames in one write, then silence. The server's 64 KiB read buffer fills inside
+    the fifth record, already off the socket and decrypted inside OpenSSL; unless the server
+    drains it before sleeping, the last publishes are never answered."""
+    from conftest import RawWS, encode_frame, read_http_response, ws_request
+    from tlspki import TLSSock
+
+    # No keepalive during the test: a ping (answered by RawWS) would bring new input and
+    # rescue a server that slept on bytes inside OpenSSL.
+    srv = start_server("--tls-cert", pki["cert"], "--tls-key", pki["key"], "--tls-port", "0",
+                       "--ping-interval", "60")
+    t = TLSSock.connect(tls_port(srv), client_ctx(pki["ca"]))
+    req, _key = ws_request("/")
+    t.sendall(req)
+    status, _h, _b, rest = read_http_response(t)
+    assert status == 101
+    ws = RawWS(t, rest)
+    try:
+        ws.send_json({"type": "join", "room": "ws-record-cut"})
+        assert ws.recv_json()["type"] == "joined"
+        i = 0
+        for _ in range(5):
+            record = b""
+            for _ in range(160):  # 160 frames of exactly 100 bytes: 6 of header and mask
+                head = '{"type":"r","i":%d,"p":"' % i
+                payload = (head + "x" * (94 - len(head) - 2) + '"}').encode()
+                frame = encode_frame(0x1, payload)
+                assert len(frame) == 100
+                record += frame
+                i += 1
+            t.obj.write(record)  # one TLS record each
+        t.raw.sendall(t.out.read())  # all five in one write
+        for k in range(i):
+            m = ws.recv_json(timeout=10)
+            assert m["type"] == "r" and m["i"] == k, m
+    finally:
+        ws.close()
