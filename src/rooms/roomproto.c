@@ -405,6 +405,7 @@ uint64_t rc_roomproto_publish_text(rc_rooms *t, rc_room *room, const char *p,
             /* Already sequenced: the room does not see it twice; the sender learns its id. */
             t->stats.duplicates++;
             *duplicate = true;
+            if (lsn) *lsn = rc_room_held_lsn(room, seen); /* its ack waits as the original's */
             return seen;
         }
     }

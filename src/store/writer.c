@@ -6,7 +6,9 @@
  * iteration. Writer side: the thread applies a batch to its rooms, writes each touched room's
  * records with one write() (keeping a bounded number of segments open: "open segments"
  * below), rotates segments and drops the ones retention no longer needs, fsyncs per --fsync,
- * and reports the highest batch on disk through the eventfd. A failure
+ * and reports the highest batch on disk through the eventfd. Under --fsync always a batch is
+ * made durable by one fdatasync of the journal, whatever the number of rooms ("the journal"
+ * below). A failure
  * keeps the room's bytes (up to ROOM_BACKLOG_MAX) and the thread retries at least once a
  * second; bytes it has to give up flag the room as lost.
  */
@@ -111,6 +113,14 @@ static bool ensure_dir(rc_store *st, rc_store_room *sr)
  * up with the batch st->passed is about to take.
  */
 
+/* Whether a room's records are durable only once its segment is fsynced: --fsync always
+ * without a journal (the journal could not be made). With one, they are durable once
+ * journaled and written. */
+static bool syncs_rooms(const rc_store *st)
+{
+    return st->mode == RC_FSYNC_ALWAYS && st->jfd < 0;
+}
+
 static void mark_behind(rc_store *st, rc_store_room *sr)
 {
     if (atomic_load(&sr->behind)) return;
@@ -140,7 +150,7 @@ static bool settle(rc_store *st, uint64_t seq)
     rc_store_room **pp = &st->behind;
     while (*pp) {
         rc_store_room *sr = *pp;
-        if (rc_buf_size(&sr->wbuf) == 0 && !(st->mode == RC_FSYNC_ALWAYS && sr->need_fsync)) {
+        if (rc_buf_size(&sr->wbuf) == 0 && !(syncs_rooms(st) && sr->need_fsync)) {
             *pp = sr->behind_next;
             sr->behind_next = NULL;
             atomic_store(&sr->behind, false);
@@ -227,7 +237,8 @@ static int seg_open(rc_store *st, rc_store_room *sr, uint64_t first, bool create
 {
     if (st->nopen >= st->fd_max && st->open_tail) {
         rc_store_room *lru = st->open_tail;
-        if (st->mode != RC_FSYNC_NO) sync_room(st, lru); /* on failure it is left unsynced */
+        /* on failure it is left unsynced; with a journal the next checkpoint syncs it */
+        if (st->mode != RC_FSYNC_NO && st->jfd < 0) sync_room(st, lru);
         seg_close(st, lru);
     }
     char p[PATH_MAX + 32];
@@ -258,13 +269,13 @@ static bool sync_room(rc_store *st, rc_store_room *sr)
             return false;
         }
         if (r < 0) {
-            if (st->mode == RC_FSYNC_ALWAYS) mark_behind(st, sr);
+            if (syncs_rooms(st)) mark_behind(st, sr);
             return false;
         }
     }
     if (fsync(sr->fd) < 0) {
         rc__store_set_error(st, errno, "fsync", sr->dir);
-        if (st->mode == RC_FSYNC_ALWAYS) mark_behind(st, sr);
+        if (syncs_rooms(st)) mark_behind(st, sr);
         return false;
     }
     sr->need_fsync = false;
@@ -373,6 +384,7 @@ static bool write_room(rc_store *st, rc_store_room *sr)
         sr->seg_size += (size_t)w;
         atomic_fetch_add(&st->bytes_written, (uint64_t)w);
         rc_buf_consume(&sr->wbuf, (size_t)w);
+        sr->journaled = sr->journaled > (size_t)w ? sr->journaled - (size_t)w : 0;
         sr->need_fsync = true;
     }
     return true;
@@ -380,11 +392,14 @@ failed:
     if (rc_buf_size(&sr->wbuf) > ROOM_BACKLOG_MAX) {
         atomic_fetch_add(&st->bytes_dropped, rc_buf_size(&sr->wbuf));
         rc_buf_release(&sr->wbuf);
+        sr->journaled = 0;
         atomic_store(&sr->lost, true);
         return true;
     }
     return false;
 }
+
+static bool journal_entry(rc_store *st, uint8_t kind, rc_store_room *sr, size_t from);
 
 /* Applies one batch of operations. */
 static void apply_batch(rc_store *st, rc_buf *b)
@@ -440,6 +455,8 @@ static void apply_batch(rc_store *st, rc_buf *b)
             }
             rc__store_seg_forget(st, sr);
             unlink_behind(st, sr);
+            /* out of memory: the room may come back from older entries after a crash */
+            if (st->jfd >= 0) (void)journal_entry(st, RC__STORE_J_DELETE, sr, 0);
             {
                 char rooms[PATH_MAX];
                 snprintf(rooms, sizeof(rooms), "%s/rooms", st->dir);
@@ -502,6 +519,146 @@ static bool sync_all(rc_store *st)
     return ok;
 }
 
+/* ---- the journal ---------------------------------------------------------------------------
+ *
+ * Under --fsync always, fsyncing every room's segment after every batch costs one fsync per
+ * room that changed, and delivery waits for all of them. Instead each pass first appends, for
+ * every room with records not journaled yet (or a new epoch), one entry to DIR/journal
+ * (format.h) — one write() and one fdatasync() for the whole batch, however many rooms — and
+ * only then writes the rooms' segments, without fsyncing them: a room's records are durable
+ * once journaled and written (settle). Once a second, or when the journal passes JOURNAL_MAX,
+ * a checkpoint fsyncs the segments written since the last one (the everysec cost) and empties
+ * the journal. Start-up (journal.c) appends to each room's segments whatever records the
+ * journal holds beyond them, so a crash loses nothing the journal made durable; a room whose
+ * bytes were journaled but not yet written when a checkpoint emptied the journal has them
+ * journaled again (sr->journaled back to 0), so it never waits on a journal that lost them.
+ */
+
+#define JOURNAL_MAX (64u << 20) /* journal bytes that force a checkpoint before the second */
+
+/* Appends to st->jbuf one entry of kind for sr: a room's records from wbuf offset from on (and
+ * its epoch), or a deletion. False when out of memory. */
+static bool journal_entry(rc_store *st, uint8_t kind, rc_store_room *sr, size_t from)
+{
+    size_t recs = kind == RC__STORE_J_ROOM ? rc_buf_size(&sr->wbuf) - from : 0;
+    if (rc_buf_reserve(&st->jbuf, RC__STORE_J_HEAD_MAX + recs) < 0) return false;
+    unsigned char *w = (unsigned char *)rc_buf_tail(&st->jbuf);
+    size_t h = rc__store_jhead(w, kind, sr->name, sr->name_len, sr->epoch, recs);
+    if (recs) memcpy(w + h, rc_buf_head(&sr->wbuf) + from, recs);
+    rc__store_jseal(w, h + recs);
+    rc_buf_commit(&st->jbuf, h + recs);
+    return true;
+}
+
+/* Journals what the touched rooms have not journaled yet, with one write and one fdatasync.
+ * Returns false (after recording the error) when the journal could not be made durable: the
+ * journal is cut back and the rooms' records stay unwritten for the next pass. */
+static bool journal_pass(rc_store *st)
+{
+    int err = 0;
+    for (rc_store_room *sr = st->touched; sr && !err; sr = sr->touched_next)
+        if ((rc_buf_size(&sr->wbuf) > sr->journaled || sr->epoch_dirty) &&
+            !journal_entry(st, RC__STORE_J_ROOM, sr, sr->journaled))
+            err = ENOMEM;
+    size_t n = rc_buf_size(&st->jbuf), done = 0;
+    if (n == 0) return true;
+    char p[PATH_MAX + 16];
+    while (!err && done < n) {
+        ssize_t w = write(st->jfd, rc_buf_head(&st->jbuf) + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            err = w < 0 ? errno : ENOSPC;
+            break;
+        }
+        done += (size_t)w;
+    }
+    if (!err && fdatasync(st->jfd) < 0) err = errno;
+    if (err) {
+        /* What made it may or may not be durable: cut it off, and journal it all again. */
+        if (ftruncate(st->jfd, (off_t)st->jsize) < 0) {}
+        snprintf(p, sizeof(p), "%s/" RC__STORE_JOURNAL_FILE, st->dir);
+        rc__store_set_error(st, err, "write", p);
+        rc_buf_reset(&st->jbuf);
+        return false;
+    }
+    atomic_fetch_add(&st->fsyncs, 1);
+    st->jsize += n;
+    rc_buf_reset(&st->jbuf);
+    for (rc_store_room *sr = st->touched; sr; sr = sr->touched_next)
+        sr->journaled = rc_buf_size(&sr->wbuf);
+    return true;
+}
+
+/* The journal failed: the touched rooms keep their records (up to ROOM_BACKLOG_MAX each, as
+ * when their own writes fail) and are behind until a pass journals them. */
+static bool hold_touched(rc_store *st)
+{
+    size_t backlog = 0;
+    for (rc_store_room *sr = st->touched; sr; sr = sr->touched_next) {
+        if (rc_buf_size(&sr->wbuf) > ROOM_BACKLOG_MAX) {
+            atomic_fetch_add(&st->bytes_dropped, rc_buf_size(&sr->wbuf));
+            rc_buf_release(&sr->wbuf);
+            sr->journaled = 0;
+            atomic_store(&sr->lost, true);
+        }
+        if (rc_buf_size(&sr->wbuf) > 0) mark_behind(st, sr);
+        backlog += rc_buf_size(&sr->wbuf);
+    }
+    atomic_store(&st->backlog, backlog);
+    return false;
+}
+
+/* Fsyncs every segment written since the last checkpoint, then empties the journal. */
+static bool checkpoint(rc_store *st)
+{
+    if (!sync_all(st)) return false; /* the journal still holds what the segments may lack */
+    if (st->jsize == 0) return true;
+    if (ftruncate(st->jfd, 0) < 0) {
+        char p[PATH_MAX + 16];
+        snprintf(p, sizeof(p), "%s/" RC__STORE_JOURNAL_FILE, st->dir);
+        rc__store_set_error(st, errno, "truncate", p);
+        return false;
+    }
+    /* Not fsynced: should the old entries come back after a crash, start-up skips the
+     * records the segments already hold. */
+    st->jsize = 0;
+    for (rc_store_room *sr = st->touched; sr; sr = sr->touched_next) sr->journaled = 0;
+    return true;
+}
+
+/* Fsyncs the data directory itself, so a file created or removed in it stays so. */
+static void sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    if (fsync(fd) < 0) {}
+    close(fd);
+}
+
+int rc__store_journal_start(rc_store *st)
+{
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof(p), "%s/" RC__STORE_JOURNAL_FILE, st->dir);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    if (fsync(fd) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    sync_dir(st->dir);
+    st->jfd = fd;
+    st->jsize = 0;
+    return 0;
+}
+
+void rc__store_journal_stop(rc_store *st)
+{
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof(p), "%s/" RC__STORE_JOURNAL_FILE, st->dir);
+    if (unlink(p) == 0) sync_dir(st->dir);
+}
+
 void *rc__store_writer_main(void *arg)
 {
     rc_store *st = arg;
@@ -524,10 +681,16 @@ void *rc__store_writer_main(void *arg)
         pthread_mutex_unlock(&st->mu);
 
         apply_batch(st, &work);
-        bool ok = flush_touched(st);
+        /* With a journal, nothing reaches a segment before it is in the durable journal. */
+        bool ok = st->jfd < 0 || journal_pass(st) ? flush_touched(st) : hold_touched(st);
         uint64_t now = rc_clock_ns();
-        if (st->mode == RC_FSYNC_ALWAYS || stop ||
-            (st->mode == RC_FSYNC_EVERYSEC && now - last_sync >= RC_NS_PER_SEC)) {
+        if (st->jfd >= 0) {
+            if (stop || st->jsize >= JOURNAL_MAX || now - last_sync >= RC_NS_PER_SEC) {
+                ok = checkpoint(st) && ok;
+                last_sync = now;
+            }
+        } else if (st->mode == RC_FSYNC_ALWAYS || stop ||
+                   (st->mode == RC_FSYNC_EVERYSEC && now - last_sync >= RC_NS_PER_SEC)) {
             ok = sync_all(st) && ok;
             last_sync = now;
         }
