@@ -811,6 +811,7 @@ static void held_push(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id, uint64
         if (t->holding) t->holding->hprev = room;
         t->holding = room;
     }
+    t->stats.held++;
     room->held[(room->held_head + room->held_count++) & (room->held_cap - 1)] =
         (rc_held_msg){.frame = rc_msg_ref(m), .msg_id = id, .lsn = lsn, .time_ms = now, .sk = sk};
 }
@@ -824,6 +825,7 @@ static void held_release(rc_rooms *t, rc_room *room)
         rc_held_msg e = *h;
         room->held_head = (room->held_head + 1) & (room->held_cap - 1);
         room->held_count--;
+        t->stats.held--;
         deliver(t, room, e.frame, e.msg_id, e.time_ms, e.sk);
         rc_msg_unref(e.frame);
         free(e.sk);
@@ -840,6 +842,7 @@ static void held_drop(rc_rooms *t, rc_room *room)
         free(h->sk);
     }
     if (room->held_count) holding_unlink(t, room);
+    t->stats.held -= room->held_count;
     room->held_count = 0;
     free(room->held);
     room->held = NULL;

@@ -80,6 +80,7 @@ typedef struct rc_rooms_stats {
     uint64_t recovered;      /* joins with "since" that were replayed */
     uint64_t not_recovered;  /* joins with "since" the history could not serve */
     uint64_t repaired;       /* rooms restored under a new epoch (possible loss) */
+    uint64_t held;           /* messages sequenced, waiting for the durable log now (gauge) */
     uint64_t evicted;        /* kept messages dropped to stay within history_memory */
     uint64_t evicted_bytes;  /* their bytes */
     uint64_t conflated;      /* queued messages dropped for a newer one with their state key */

@@ -431,6 +431,7 @@ void rc_store_status_get(rc_store *st, rc_store_status *out)
     out->records = atomic_load(&st->records);
     out->bytes_dropped = atomic_load(&st->bytes_dropped);
     out->fsyncs = atomic_load(&st->fsyncs);
+    out->journal_syncs = atomic_load(&st->journal_syncs);
     out->repaired = atomic_load(&st->repaired);
     out->backlog = atomic_load(&st->backlog);
 }

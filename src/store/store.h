@@ -47,8 +47,8 @@ enum rc_fsync { RC_FSYNC_NO, RC_FSYNC_EVERYSEC, RC_FSYNC_ALWAYS };
 /* The writer keeps at most this many segment files open (least recently written closed
  * first, reopened on demand), or an eighth of RLIMIT_NOFILE when that is lower (at least 4):
  * however many rooms there are, the log holds at most this many descriptors plus its eventfd,
- * its directory lock and, briefly, one more while it replaces an epoch, name or state file or
- * deletes a room. */
+ * its directory lock, its journal (--fsync always) and, briefly, one more while it replaces an
+ * epoch, name or state file or deletes a room. */
 #define RC_STORE_FD_MAX 64
 
 typedef struct rc_store rc_store;
@@ -79,7 +79,8 @@ typedef struct rc_store_status {
     uint64_t bytes_written;  /* bytes written since start */
     uint64_t records;        /* records appended since start */
     uint64_t bytes_dropped;  /* bytes given up after failures (history holes) */
-    uint64_t fsyncs;         /* fsync calls */
+    uint64_t fsyncs;         /* fsync calls (the journal's fdatasyncs included) */
+    uint64_t journal_syncs;  /* fdatasyncs of the journal (--fsync always): one per batch */
     uint64_t repaired;       /* torn or corrupt tails truncated at start */
     size_t backlog;          /* bytes waiting for the writer */
 } rc_store_status;

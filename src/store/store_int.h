@@ -82,6 +82,7 @@ struct rc_store {
     _Atomic uint64_t passed; /* last batch done: every room not behind is durable through it */
     _Atomic uint64_t durable; /* every room is durable through it (<= passed) */
     _Atomic uint64_t bytes_written, records, bytes_dropped, fsyncs, repaired; /* rc_store_status */
+    _Atomic uint64_t journal_syncs; /* rc_store_status */
     _Atomic int error;       /* errno of the last failure, 0 once writing works again */
     _Atomic size_t backlog;  /* bytes waiting for the writer after its last pass */
     /* Writer only. */

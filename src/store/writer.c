@@ -582,6 +582,7 @@ static bool journal_pass(rc_store *st)
         return false;
     }
     atomic_fetch_add(&st->fsyncs, 1);
+    atomic_fetch_add(&st->journal_syncs, 1);
     st->jsize += n;
     rc_buf_reset(&st->jbuf);
     for (rc_store_room *sr = st->touched; sr; sr = sr->touched_next)
