@@ -141,7 +141,7 @@ static void load_room(rc_store *st, const rc_store_loader *loader, const char *r
         memcpy(epoch, jr->epoch, RC_EPOCH_LEN + 1);
         char p[PATH_MAX + 8], line[RC_EPOCH_LEN + 2];
         snprintf(p, sizeof(p), "%s/epoch", rdir);
-        snprintf(line, sizeof(line), "%s\n", epoch);
+        snprintf(line, sizeof(line), "%.16s\n", epoch);
         int w = rc__store_write_file(p, line, strlen(line), true);
         if (w < 0) rc_warn("log '%s': cannot write its epoch: %s", rdir, strerror(-w));
     }
