@@ -779,7 +779,10 @@ static uint64_t log_append(rc_rooms *t, rc_room *room, const rc_msg *m, uint64_t
  * and later messages wait behind earlier ones, so the total order is kept; a member that joins
  * meanwhile was told last_msg_id (the last delivered) and gets the held ones at their release,
  * like every member. Room space is reserved before the msg_id is taken: a publish that cannot
- * be held takes no id (out of memory, as when encoding fails). */
+ * be held takes no id (out of memory, as when encoding fails). The state takes a held keyed
+ * message at its release too (a state join must not show it earlier), so the state's bounds,
+ * checked before sequencing, do not count the keyed messages held at that moment: a room's
+ * state may pass them by at most what one batch holds. */
 
 static bool held_reserve(rc_room *room)
 {

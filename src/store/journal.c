@@ -2,9 +2,10 @@
  *
  * Under --fsync always the writer appends, per batch, one entry per room that changed to
  * DIR/journal (format.h) and makes the journal durable with one fdatasync before it writes
- * the rooms' segments; segments are fsynced only at checkpoints, after which the journal is
- * emptied. So after a crash the journal holds, for every room, whatever its segments may lack
- * since the last checkpoint: start-up reads it whole (rc__store_journal_read), and each room's
+ * the rooms' segments; segments are fsynced only at checkpoints, which start a new journal and
+ * delete the previous one (journal.old) once the segments written before are synced. So after
+ * a crash the two journals hold, for every room, whatever its segments may lack: start-up
+ * reads them whole, the older first (rc__store_journal_read), and each room's
  * records that follow the last one its segments kept are appended to its last segment
  * (rc__store_journal_apply) before the room is handed to the loop.
  */
@@ -48,12 +49,11 @@ rc__store_jroom *rc__store_journal_find(const rc__store_journal *j, const char *
     return NULL;
 }
 
-int rc__store_journal_read(const char *dir, rc__store_journal *j)
+/* Reads the journal file at path into *j, after what is there already: 1, 0 when there is
+ * no such file, -errno. */
+static int read_file(const char *path, rc__store_journal *j)
 {
-    memset(j, 0, sizeof(*j));
-    char p[PATH_MAX + 16];
-    snprintf(p, sizeof(p), "%s/" RC__STORE_JOURNAL_FILE, dir);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT ? 0 : -errno;
     j->present = true;
     struct stat sb;
@@ -78,8 +78,7 @@ int rc__store_journal_read(const char *dir, rc__store_journal *j)
     rc__store_reader rd;
     rc__store_reader_init(&rd, 0);
     rc__store_jentry e;
-    int r;
-    while ((r = rc__store_jread(&rd, data, got, &e)) == RC__STORE_RECORD) {
+    while (rc__store_jread(&rd, data, got, &e) == RC__STORE_RECORD) {
         rc__store_jroom *jr = jroom_get(j, e.name, e.name_len);
         if (!jr) {
             free(data);
@@ -101,9 +100,22 @@ int rc__store_journal_read(const char *dir, rc__store_journal *j)
     }
     /* A torn or corrupt tail is the batch the writer was making durable when the server
      * stopped: nothing of it was delivered or acknowledged. */
-    j->torn = rd.off < got;
+    if (rd.off < got) j->torn = true;
     free(data);
     return 1;
+}
+
+int rc__store_journal_read(const char *dir, rc__store_journal *j)
+{
+    memset(j, 0, sizeof(*j));
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof(p), "%s/" RC__STORE_JOURNAL_OLD, dir);
+    int a = read_file(p, j);
+    if (a < 0) return a;
+    snprintf(p, sizeof(p), "%s/" RC__STORE_JOURNAL_FILE, dir);
+    int b = read_file(p, j);
+    if (b < 0) return b;
+    return a || b;
 }
 
 void rc__store_journal_release(rc__store_journal *j)

@@ -80,6 +80,7 @@ void rc__store_room_link(rc_store *st, rc_store_room *sr)
 void rc__store_room_free(rc_store *st, rc_store_room *sr)
 {
     rc__store_seg_forget(st, sr);
+    rc__store_ckpt_forget(st, sr);
     if (sr->all_prev) sr->all_prev->all_next = sr->all_next;
     else if (st->all == sr) st->all = sr->all_next;
     if (sr->all_next) sr->all_next->all_prev = sr->all_prev;

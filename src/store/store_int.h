@@ -47,6 +47,9 @@ struct rc_store_room {
     bool need_fsync;         /* current segment written since its last fsync */
     rc_buf wbuf;             /* records not yet written */
     size_t journaled;        /* bytes at the head of wbuf already in the journal (writer.c) */
+    bool in_ckpt;            /* on the checkpoint's list: segment to fsync before the old
+                                journal may go (writer.c) */
+    rc_store_room *ckpt_next; /* next on that list */
     rc_store_room *touched_next; /* writer's list of rooms with pending bytes */
     bool touched;            /* on that list */
     rc_store_room *all_prev, *all_next; /* every room the writer knows */
@@ -96,11 +99,15 @@ struct rc_store {
     /* The journal (--fsync always; writer.c, "the journal"). */
     int jfd;                 /* DIR/journal, -1 when not journaling */
     uint64_t jsize;          /* bytes in it since the last checkpoint */
+    bool jold;               /* DIR/journal.old exists: a checkpoint is under way */
+    rc_store_room *ckpt;     /* rooms whose segments it still has to fsync */
     rc_buf jbuf;             /* entries of the pass being made (deletes are added at once) */
 };
 
-/* The journal's file name under the data directory. */
+/* The journal's file name under the data directory, and the previous journal's while a
+ * checkpoint is under way (start-up reads it first). */
 #define RC__STORE_JOURNAL_FILE "journal"
+#define RC__STORE_JOURNAL_OLD "journal.old"
 
 /* Which writer list a room's seg_prev/seg_next link it into (writer.c, "open segments"). */
 enum { RC__SEG_NONE, RC__SEG_OPEN, RC__SEG_UNSYNCED };
@@ -139,7 +146,8 @@ typedef struct rc__store_journal {
     rc__store_jroom *list;   /* the same, as a list */
 } rc__store_journal;
 
-/* rc__store_journal_read reads DIR/journal into *j: 1, 0 when there is none, -errno. */
+/* rc__store_journal_read reads DIR/journal.old and DIR/journal, in this order, into *j: 1, 0
+ * when there is neither, -errno. */
 int rc__store_journal_read(const char *dir, rc__store_journal *j);
 rc__store_jroom *rc__store_journal_find(const rc__store_journal *j, const char *name, size_t len);
 void rc__store_journal_release(rc__store_journal *j);
@@ -159,9 +167,12 @@ long rc__store_journal_apply(const rc__store_jroom *jr, const char *dir, uint64_
  * (st->jfd). 0, or -errno (the writer then fsyncs every room log per batch instead). */
 int rc__store_journal_start(rc_store *st);
 
-/* rc__store_journal_stop: no journal (--fsync everysec or no): DIR/journal is removed, so a
- * crash of this server is not mistaken for one under --fsync always. */
+/* rc__store_journal_stop: no journal (--fsync everysec or no): DIR/journal (and .old) are
+ * removed, so a crash of this server is not mistaken for one under --fsync always. */
 void rc__store_journal_stop(rc_store *st);
+
+/* rc__store_ckpt_forget takes sr off the checkpoint's list (before sr is freed). */
+void rc__store_ckpt_forget(rc_store *st, rc_store_room *sr);
 
 
 /* rc__store_set_error records errno err as the store's state, logging it when it changed. */

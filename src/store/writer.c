@@ -527,11 +527,14 @@ static bool sync_all(rc_store *st)
  * (format.h) — one write() and one fdatasync() for the whole batch, however many rooms — and
  * only then writes the rooms' segments, without fsyncing them: a room's records are durable
  * once journaled and written (settle). Once a second, or when the journal passes JOURNAL_MAX,
- * a checkpoint fsyncs the segments written since the last one (the everysec cost) and empties
- * the journal. Start-up (journal.c) appends to each room's segments whatever records the
- * journal holds beyond them, so a crash loses nothing the journal made durable; a room whose
- * bytes were journaled but not yet written when a checkpoint emptied the journal has them
- * journaled again (sr->journaled back to 0), so it never waits on a journal that lost them.
+ * a checkpoint starts: the journal is renamed journal.old and a new one begins, and the
+ * segments written so far are fsynced (the everysec cost) one at a time *between* batches —
+ * after the loop was told a batch is durable, and never while another batch waits — so a
+ * checkpoint never holds a batch back by more than one segment's fsync; once they all are,
+ * journal.old is deleted. Start-up (journal.c) appends to each room's segments whatever records
+ * the journals hold beyond them, so a crash loses nothing a journal made durable; a room whose
+ * bytes were journaled but not yet written when a checkpoint began has them journaled again
+ * in the new journal (sr->journaled back to 0), so it never waits on a journal about to go.
  */
 
 #define JOURNAL_MAX (64u << 20) /* journal bytes that force a checkpoint before the second */
@@ -609,19 +612,109 @@ static bool hold_touched(rc_store *st)
     return false;
 }
 
-/* Fsyncs every segment written since the last checkpoint, then empties the journal. */
-static bool checkpoint(rc_store *st)
+static void sync_dir(const char *dir);
+
+static void ckpt_push(rc_store *st, rc_store_room *sr)
 {
-    if (!sync_all(st)) return false; /* the journal still holds what the segments may lack */
+    if (sr->in_ckpt || !sr->need_fsync) return;
+    sr->in_ckpt = true;
+    sr->ckpt_next = st->ckpt;
+    st->ckpt = sr;
+}
+
+void rc__store_ckpt_forget(rc_store *st, rc_store_room *sr)
+{
+    if (!sr->in_ckpt) return;
+    rc_store_room **pp = &st->ckpt;
+    while (*pp && *pp != sr) pp = &(*pp)->ckpt_next;
+    if (*pp) *pp = sr->ckpt_next;
+    sr->ckpt_next = NULL;
+    sr->in_ckpt = false;
+}
+
+static void journal_path(const rc_store *st, char *out, size_t cap, const char *file)
+{
+    snprintf(out, cap, "%s/%s", st->dir, file);
+}
+
+/* Starts a checkpoint: the journal becomes journal.old, a new one begins (its name synced
+ * before anything relies on it), and every segment with bytes not fsynced joins the list
+ * checkpoint_step works through. */
+static void checkpoint_begin(rc_store *st)
+{
+    char cur[PATH_MAX + 16], old[PATH_MAX + 16];
+    journal_path(st, cur, sizeof(cur), RC__STORE_JOURNAL_FILE);
+    journal_path(st, old, sizeof(old), RC__STORE_JOURNAL_OLD);
+    if (rename(cur, old) < 0) {
+        rc__store_set_error(st, errno, "rename", cur);
+        return;
+    }
+    int fd = open(cur, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc__store_set_error(st, errno, "create", cur);
+        if (rename(old, cur) < 0) {}
+        return;
+    }
+    sync_dir(st->dir);
+    close(st->jfd);
+    st->jfd = fd;
+    st->jsize = 0;
+    st->jold = true;
+    for (rc_store_room *sr = st->open_head; sr; sr = sr->seg_next) ckpt_push(st, sr);
+    for (rc_store_room *sr = st->unsynced; sr; sr = sr->seg_next) ckpt_push(st, sr);
+    for (rc_store_room *sr = st->touched; sr; sr = sr->touched_next) sr->journaled = 0;
+}
+
+/* Whether a batch (or the order to stop) waits for the writer. */
+static bool batch_waiting(rc_store *st)
+{
+    pthread_mutex_lock(&st->mu);
+    bool w = rc_buf_size(&st->handoff) > 0 || st->stop;
+    pthread_mutex_unlock(&st->mu);
+    return w;
+}
+
+/* Goes on with the checkpoint under way until a batch waits: fsyncs the listed segments one
+ * by one, then deletes journal.old. Returns false when a fsync failed (retried later). */
+static bool checkpoint_step(rc_store *st)
+{
+    while (st->ckpt) {
+        if (batch_waiting(st)) return true;
+        rc_store_room *sr = st->ckpt;
+        st->ckpt = sr->ckpt_next;
+        sr->ckpt_next = NULL;
+        sr->in_ckpt = false;
+        /* a segment that vanished has nothing left to sync (dir_lost cleared need_fsync) */
+        if (!sync_room(st, sr) && sr->need_fsync) {
+            ckpt_push(st, sr);
+            return false;
+        }
+    }
+    if (st->jold) {
+        char old[PATH_MAX + 16];
+        journal_path(st, old, sizeof(old), RC__STORE_JOURNAL_OLD);
+        if (unlink(old) < 0 && errno != ENOENT) rc__store_set_error(st, errno, "remove", old);
+        st->jold = false; /* a copy that comes back after a crash only repeats the segments */
+    }
+    return true;
+}
+
+/* The whole checkpoint at once (at close): every segment fsynced, both journals emptied. */
+static bool checkpoint_all(rc_store *st)
+{
+    if (!sync_all(st)) return false; /* the journals still hold what the segments may lack */
+    while (st->ckpt) rc__store_ckpt_forget(st, st->ckpt);
+    char old[PATH_MAX + 16];
+    journal_path(st, old, sizeof(old), RC__STORE_JOURNAL_OLD);
+    if (unlink(old) < 0 && errno != ENOENT) rc__store_set_error(st, errno, "remove", old);
+    st->jold = false;
     if (st->jsize == 0) return true;
     if (ftruncate(st->jfd, 0) < 0) {
         char p[PATH_MAX + 16];
-        snprintf(p, sizeof(p), "%s/" RC__STORE_JOURNAL_FILE, st->dir);
+        journal_path(st, p, sizeof(p), RC__STORE_JOURNAL_FILE);
         rc__store_set_error(st, errno, "truncate", p);
         return false;
     }
-    /* Not fsynced: should the old entries come back after a crash, start-up skips the
-     * records the segments already hold. */
     st->jsize = 0;
     for (rc_store_room *sr = st->touched; sr; sr = sr->touched_next) sr->journaled = 0;
     return true;
@@ -647,6 +740,9 @@ int rc__store_journal_start(rc_store *st)
         close(fd);
         return -e;
     }
+    /* start-up put what the old journals held into the segments and synced them */
+    journal_path(st, p, sizeof(p), RC__STORE_JOURNAL_OLD);
+    unlink(p);
     sync_dir(st->dir);
     st->jfd = fd;
     st->jsize = 0;
@@ -655,9 +751,11 @@ int rc__store_journal_start(rc_store *st)
 
 void rc__store_journal_stop(rc_store *st)
 {
-    char p[PATH_MAX + 16];
-    snprintf(p, sizeof(p), "%s/" RC__STORE_JOURNAL_FILE, st->dir);
-    if (unlink(p) == 0) sync_dir(st->dir);
+    char p[PATH_MAX + 16], q[PATH_MAX + 16];
+    journal_path(st, p, sizeof(p), RC__STORE_JOURNAL_FILE);
+    journal_path(st, q, sizeof(q), RC__STORE_JOURNAL_OLD);
+    bool a = unlink(p) == 0, b = unlink(q) == 0;
+    if (a || b) sync_dir(st->dir);
 }
 
 void *rc__store_writer_main(void *arg)
@@ -665,14 +763,20 @@ void *rc__store_writer_main(void *arg)
     rc_store *st = arg;
     rc_buf work = RC_BUF_INIT;
     uint64_t last_sync = rc_clock_ns();
+    bool ckpt_stalled = false; /* a checkpoint fsync failed: wait for the next second */
     pthread_mutex_lock(&st->mu);
     for (;;) {
         while (!st->stop && rc_buf_size(&st->handoff) == 0) {
+            /* A checkpoint under way goes on between batches. */
+            if ((st->ckpt || st->jold) && !ckpt_stalled) break;
             /* Wake at least once a second: everysec fsync and retries after failures. */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
-            if (pthread_cond_timedwait(&st->cv, &st->mu, &ts) == ETIMEDOUT) break;
+            if (pthread_cond_timedwait(&st->cv, &st->mu, &ts) == ETIMEDOUT) {
+                ckpt_stalled = false;
+                break;
+            }
         }
         rc_buf tmp = work;
         work = st->handoff;
@@ -686,8 +790,11 @@ void *rc__store_writer_main(void *arg)
         bool ok = st->jfd < 0 || journal_pass(st) ? flush_touched(st) : hold_touched(st);
         uint64_t now = rc_clock_ns();
         if (st->jfd >= 0) {
-            if (stop || st->jsize >= JOURNAL_MAX || now - last_sync >= RC_NS_PER_SEC) {
-                ok = checkpoint(st) && ok;
+            if (stop) {
+                ok = checkpoint_all(st) && ok;
+            } else if (!st->jold && st->jsize > 0 &&
+                       (st->jsize >= JOURNAL_MAX || now - last_sync >= RC_NS_PER_SEC)) {
+                checkpoint_begin(st);
                 last_sync = now;
             }
         } else if (st->mode == RC_FSYNC_ALWAYS || stop ||
@@ -698,6 +805,11 @@ void *rc__store_writer_main(void *arg)
         if (settle(st, seq)) {
             uint64_t one = 1;
             if (write(st->efd_io.fd, &one, sizeof(one)) < 0) {}
+        }
+        /* After the loop was told: the segments' fsyncs never delay the batch just done. */
+        if (st->jfd >= 0 && !stop && !checkpoint_step(st)) {
+            ok = false;
+            ckpt_stalled = true;
         }
         if (ok && st->touched == NULL && st->behind == NULL && atomic_load(&st->error)) {
             atomic_store(&st->error, 0);

@@ -112,7 +112,9 @@ static void crashed_store(const char *dir, const char *name, int n, enum rc_fsyn
     unlink(path);
 }
 
-/* Appends to DIR/journal an entry for room name: records first..last ("r<i>"), or a
+static const char *journal_file = "journal";
+
+/* Appends to DIR/<journal_file> an entry for room name: records first..last ("r<i>"), or a
  * deletion when first is 0. */
 static void journal_add(const char *dir, const char *name, const char *epoch, uint64_t first,
                         uint64_t last)
@@ -132,7 +134,7 @@ static void journal_add(const char *dir, const char *name, const char *epoch, ui
     memcpy(entry + h, recs, rl);
     rc__store_jseal(entry, h + rl);
     char path[256];
-    snprintf(path, sizeof(path), "%s/journal", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, journal_file);
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd < 0 || write(fd, entry, h + rl) != (ssize_t)(h + rl)) abort();
     close(fd);
@@ -180,6 +182,29 @@ TEST(test_journal_completes_room)
     r = find("room");
     CHECK(r && ids_run(r, 1, 9) && !r->lost);
     rc_store_close(st);
+    remove_all(dir);
+}
+
+/* A crash during a checkpoint leaves journal.old (the journal before it) beside the new one:
+ * both are read, the old first; afterwards neither is left. */
+TEST(test_old_journal_read_first)
+{
+    const char *dir = new_dir();
+    crashed_store(dir, "room", 3, RC_FSYNC_ALWAYS);
+    journal_file = "journal.old";
+    journal_add(dir, "room", EPOCH_A, 2, 6);
+    journal_add(dir, "other", EPOCH_B, 1, 2);
+    journal_file = "journal";
+    journal_add(dir, "room", EPOCH_A, 7, 8);
+    journal_add(dir, "other", EPOCH_B, 0, 0);
+    rc_store *st = reopen(dir, RC_FSYNC_ALWAYS);
+    struct lroom *r = find("room");
+    CHECK(r && ids_run(r, 1, 8) && !r->lost);
+    CHECK(find("other") == NULL);
+    rc_store_close(st);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/journal.old", dir);
+    CHECK(access(path, F_OK) != 0);
     remove_all(dir);
 }
 
@@ -341,6 +366,7 @@ int main(int argc, char **argv)
     rc_log_level = RC_LOG_ERROR; /* the store's repairs and restores are expected here */
     loop = rc_loop_new();
     RUN(test_journal_completes_room);
+    RUN(test_old_journal_read_first);
     RUN(test_torn_tail_bridged_or_lost);
     RUN(test_gap_is_lost);
     RUN(test_unclean_with_and_without_journal);
