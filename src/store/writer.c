@@ -802,19 +802,19 @@ void *rc__store_writer_main(void *arg)
             ok = sync_all(st) && ok;
             last_sync = now;
         }
-        if (settle(st, seq)) {
-            uint64_t one = 1;
-            if (write(st->efd_io.fd, &one, sizeof(one)) < 0) {}
-        }
-        /* After the loop was told: the segments' fsyncs never delay the batch just done. */
-        if (st->jfd >= 0 && !stop && !checkpoint_step(st)) {
-            ok = false;
-            ckpt_stalled = true;
-        }
+        bool moved = settle(st, seq);
+        /* Before the loop is told, so that what it then reads of the status is current. */
         if (ok && st->touched == NULL && st->behind == NULL && atomic_load(&st->error)) {
             atomic_store(&st->error, 0);
             rc_info("durable log: writing again");
         }
+        if (moved) {
+            uint64_t one = 1;
+            if (write(st->efd_io.fd, &one, sizeof(one)) < 0) {}
+        }
+        /* After the loop was told: the segments' fsyncs never delay the batch just done (a
+         * failure is recorded, and retried after the next second). */
+        if (st->jfd >= 0 && !stop && !checkpoint_step(st)) ckpt_stalled = true;
         pthread_mutex_lock(&st->mu);
         if (stop && rc_buf_size(&st->handoff) == 0) break;
     }
