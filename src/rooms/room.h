@@ -284,10 +284,13 @@ struct rc_statekey;
 
 /* rc_room_publish assigns the room's next msg_id, encodes the message once with it, queues it
  * to every member (once per wire format), keeps it in the history and appends it to the
- * durable log, with its idempotency key hash (0: none) so the key survives a restart. A
+ * durable log, with its idempotency key hash (0: none) so the key survives a restart. Under
+ * --fsync always the message is appended at once but held, and queued, kept and given to the
+ * state by rc_rooms_durable once its log batch is durable (see the top of this file). A
  * message with a state key sk (NULL: none; state.h, already admitted) becomes that key's
  * value, and replaces an unsent earlier message of the key queued to a member that joined
- * with "conflate". Returns the msg_id, or 0 if encoding failed (no id is consumed then). When
+ * with "conflate". Returns the msg_id, or 0 if encoding (or, to hold it, making room for it)
+ * failed: no id is consumed then. When
  * lsn is not NULL it receives the log batch holding the message (0 without a log), for
  * acknowledgements. */
 uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void *ctx,
