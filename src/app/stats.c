@@ -113,12 +113,14 @@ size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
         rc_store_status_get(store, &st);
         OUT(",\"storage\":{\"enabled\":true,\"ok\":%s,\"error\":\"%s\",\"fsync\":\"%s\","
             "\"records\":%llu,\"bytes_written\":%llu,\"bytes_dropped\":%llu,\"fsyncs\":%llu,"
-            "\"backlog\":%zu,\"repaired_logs\":%llu,\"rooms_new_epoch\":%llu}",
+            "\"backlog\":%zu,\"repaired_logs\":%llu,\"rooms_new_epoch\":%llu,"
+            "\"journal_syncs\":%llu,\"held\":%llu}",
             st.ok ? "true" : "false", st.error ? strerror(st.error) : "",
             rc_fsync_name(rc_store_mode(store)), (unsigned long long)st.records,
             (unsigned long long)st.bytes_written, (unsigned long long)st.bytes_dropped,
             (unsigned long long)st.fsyncs, st.backlog, (unsigned long long)st.repaired,
-            (unsigned long long)rs->repaired);
+            (unsigned long long)rs->repaired, (unsigned long long)st.journal_syncs,
+            (unsigned long long)rs->held);
     } else {
         OUT(",\"storage\":{\"enabled\":false}");
     }

@@ -9,6 +9,7 @@
 #include "codec/json.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
+#include "core/ring.h"
 #include "rooms/presence.h"
 #include "rooms/state.h"
 #include "rooms/wire.h"
@@ -110,8 +111,11 @@ static void empty_unlink(rc_rooms *t, rc_room *room)
     room->empty_since = 0;
 }
 
+static void held_drop(rc_rooms *t, rc_room *room);
+
 static void room_free(rc_rooms *t, rc_room *room)
 {
+    held_drop(t, room);
     t->hist_bytes -= room->hist.bytes;
     if (rc_heap_contains(&room->aged)) rc_heap_remove(&t->aged, &room->aged);
     rc_presence_room_gone(t, room);
@@ -329,7 +333,7 @@ static void restore_record(void *arg, void *vroom, uint64_t msg_id, uint64_t tim
     rc_history_push(&room->hist, &r, msg_id, time_ms, m);
     kept(t, room, before);
     rc_msg_unref(m);
-    room->last_msg_id = msg_id;
+    room->last_msg_id = room->seq_msg_id = msg_id;
 }
 
 static const char *restore_done(void *arg, void *vroom, rc_store_room *sr, bool lost)
@@ -367,6 +371,7 @@ int rc_rooms_open_store(rc_rooms *t, const char *dir, int fsync_mode)
     if (seg > (64u << 20)) seg = 64u << 20;
     if (seg < (64u << 10)) seg = 64u << 10;
     t->store = rc_store_open(t->loop, dir, (enum rc_fsync)fsync_mode, seg, &loader, on_durable, t);
+    t->hold = t->store && fsync_mode == RC_FSYNC_ALWAYS;
     return t->store ? 0 : -1;
 }
 
@@ -601,8 +606,16 @@ static bool of_room(const rc_rooms *t, const rc_pending_ack *a, const void *room
     return a->room == room;
 }
 
+static void held_release(rc_rooms *t, rc_room *room);
+
 void rc_rooms_durable(rc_rooms *t)
 {
+    /* Messages first: an acknowledgement follows the message it acknowledges. */
+    rc_room *rnext;
+    for (rc_room *room = t->holding; room; room = rnext) {
+        rnext = room->hnext;
+        held_release(t, room);
+    }
     rc_endpoint *next;
     for (rc_endpoint *ep = t->ack_eps; ep; ep = next) {
         next = ep->ack_next;
@@ -722,22 +735,12 @@ static uint32_t fan_out_conflating(rc_rooms *t, const rc_room *room, rc_msg **en
 
 /* ---- publishing --------------------------------------------------------------------------- */
 
-uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void *ctx,
-                         uint64_t key, const struct rc_statekey *sk, uint64_t *lsn)
+/* Delivers message id of room, sequenced at now (wall ms): fan-out to the members, the state
+ * (sk, NULL: none) and the history. From here on the message is visible. */
+static void deliver(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id, uint64_t now,
+                    const struct rc_statekey *sk)
 {
-    uint64_t id = room->last_msg_id + 1;
-    rc_msg *m = encode(ctx, room, id);
-    if (!m) return 0;
-    if (sk) {
-        m->ckey = conflation_key(room, sk);
-        m->id = id;
-    }
-    room->last_msg_id = id; /* the only place a msg_id is assigned */
-    t->stats.broadcasts++;
-    /* Receipt time for the delivery-latency histogram: the loop clock of the wake-up that
-     * sequenced it (other encodings copy it). */
-    m->t_recv = rc_loop_now(t->loop);
-
+    room->last_msg_id = id;
     /* Fan-out. Each wire format present is encoded once, on its first member; a room of
      * WebSocket members never leaves the first slot. Members never change during this loop:
      * deliver only queues (endpoint.h). */
@@ -757,28 +760,160 @@ uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void 
     }
     t->stats.deliveries += room->nmembers - skipped;
 
-    uint64_t now = 0;
-    if (sk) rc_state_apply(t, room, sk, id, now = wall_ms_now(t), m);
+    if (sk) rc_state_apply(t, room, sk, id, now, m);
     if (t->cfg.history_size || room->store) {
         rc_retention r = retention(t);
-        now = wall_ms_now(t);
         size_t before = room->hist.bytes;
         if (rc_history_push(&room->hist, &r, id, now, m) < 0) rc_room_new_epoch(t, room);
         if (r.max_age_ms) rc_history_expire(&room->hist, &r, now);
         kept(t, room, before);
         over_budget(t);
+    }
+}
+
+/* Appends message id of room to its durable log; returns the log batch holding it. */
+static uint64_t log_append(rc_rooms *t, rc_room *room, const rc_msg *m, uint64_t id,
+                           uint64_t now, uint64_t key)
+{
+    size_t hl = rc_ws_server_header_len(m->data);
+    uint64_t first = rc_history_first_id(&room->hist);
+    if (!first) first = id;
+    /* the log also keeps what the state needs since its last snapshot (state.h) */
+    if (room->state) {
+        uint64_t need = rc_state_log_needs(room);
+        if (need < first) first = need;
+    }
+    return rc_store_append(t->store, room->store, id, now, (uint8_t)(m->data[0] & 0x0f),
+                           m->data + hl, m->len - hl, first, key);
+}
+
+/* ---- held messages (--fsync always) -----------------------------------------------------------
+ *
+ * A message is sequenced (its msg_id taken, its record appended to the log's batch) at once,
+ * and delivered only once that batch is durable: the writer makes each batch durable with one
+ * fdatasync of its journal for all rooms (store.h), and rc_rooms_durable releases every room's
+ * held messages it covers, oldest first. A room's held messages are released in msg_id order,
+ * and later messages wait behind earlier ones, so the total order is kept; a member that joins
+ * meanwhile was told last_msg_id (the last delivered) and gets the held ones at their release,
+ * like every member. Room space is reserved before the msg_id is taken: a publish that cannot
+ * be held takes no id (out of memory, as when encoding fails). The state takes a held keyed
+ * message at its release too (a state join must not show it earlier), so the state's bounds,
+ * checked before sequencing, do not count the keyed messages held at that moment: a room's
+ * state may pass them by at most what one batch holds. */
+
+static bool held_reserve(rc_room *room)
+{
+    if (room->held_count < room->held_cap) return true;
+    uint32_t cap = room->held_cap ? room->held_cap * 2 : 16;
+    rc_held_msg *v = rc_ring_regrow(room->held, room->held_cap, room->held_head,
+                                    room->held_count, cap, sizeof(*v));
+    if (!v) return false;
+    room->held = v;
+    room->held_head = 0;
+    room->held_cap = cap;
+    return true;
+}
+
+static void holding_unlink(rc_rooms *t, rc_room *room)
+{
+    if (room->hprev) room->hprev->hnext = room->hnext;
+    else t->holding = room->hnext;
+    if (room->hnext) room->hnext->hprev = room->hprev;
+    room->hprev = room->hnext = NULL;
+}
+
+static void held_push(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id, uint64_t lsn,
+                      uint64_t now, struct rc_statekey *sk)
+{
+    if (room->held_count == 0) {
+        room->hprev = NULL;
+        room->hnext = t->holding;
+        if (t->holding) t->holding->hprev = room;
+        t->holding = room;
+    }
+    t->stats.held++;
+    room->held[(room->held_head + room->held_count++) & (room->held_cap - 1)] =
+        (rc_held_msg){.frame = rc_msg_ref(m), .msg_id = id, .lsn = lsn, .time_ms = now, .sk = sk};
+}
+
+static void held_release(rc_rooms *t, rc_room *room)
+{
+    uint64_t durable = rc_store_room_durable(room->store);
+    while (room->held_count) {
+        rc_held_msg *h = &room->held[room->held_head];
+        if (h->lsn > durable) break;
+        rc_held_msg e = *h;
+        room->held_head = (room->held_head + 1) & (room->held_cap - 1);
+        room->held_count--;
+        t->stats.held--;
+        deliver(t, room, e.frame, e.msg_id, e.time_ms, e.sk);
+        rc_msg_unref(e.frame);
+        free(e.sk);
+    }
+    if (room->held_count == 0) holding_unlink(t, room);
+}
+
+/* The room goes (deleted, or at exit): its held messages with it, undelivered. */
+static void held_drop(rc_rooms *t, rc_room *room)
+{
+    for (uint32_t i = 0; i < room->held_count; i++) {
+        rc_held_msg *h = &room->held[(room->held_head + i) & (room->held_cap - 1)];
+        rc_msg_unref(h->frame);
+        free(h->sk);
+    }
+    if (room->held_count) holding_unlink(t, room);
+    t->stats.held -= room->held_count;
+    room->held_count = 0;
+    free(room->held);
+    room->held = NULL;
+    room->held_cap = 0;
+}
+
+uint64_t rc_room_held_lsn(const rc_room *room, uint64_t msg_id)
+{
+    if (msg_id <= room->last_msg_id || room->held_count == 0) return 0;
+    uint64_t first = room->held[room->held_head].msg_id;
+    if (msg_id < first || msg_id - first >= room->held_count) return 0;
+    return room->held[(room->held_head + (uint32_t)(msg_id - first)) & (room->held_cap - 1)].lsn;
+}
+
+uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void *ctx,
+                         uint64_t key, const struct rc_statekey *sk, uint64_t *lsn)
+{
+    bool hold = t->hold && room->store;
+    struct rc_statekey *skc = NULL;
+    if (hold) {
+        if (!held_reserve(room)) return 0;
+        if (sk) {
+            if (!(skc = malloc(sizeof(*skc)))) return 0;
+            *skc = *sk;
+        }
+    }
+    uint64_t id = room->seq_msg_id + 1;
+    rc_msg *m = encode(ctx, room, id);
+    if (!m) {
+        free(skc);
+        return 0;
+    }
+    if (sk) {
+        m->ckey = conflation_key(room, sk);
+        m->id = id;
+    }
+    room->seq_msg_id = id; /* the only place a msg_id is assigned */
+    t->stats.broadcasts++;
+    /* Receipt time for the delivery-latency histogram: the loop clock of the wake-up that
+     * sequenced it (other encodings copy it), so a held message's wait for the disk counts. */
+    m->t_recv = rc_loop_now(t->loop);
+    uint64_t now = sk || t->cfg.history_size || room->store ? wall_ms_now(t) : 0;
+    if (lsn) *lsn = 0;
+    if (hold) {
+        uint64_t l = log_append(t, room, m, id, now, key);
+        if (lsn) *lsn = l;
+        held_push(t, room, m, id, l, now, skc);
+    } else {
+        deliver(t, room, m, id, now, sk);
         if (room->store) {
-            size_t hl = rc_ws_server_header_len(m->data);
-            uint64_t first = rc_history_first_id(&room->hist);
-            if (!first) first = id;
-            /* the log also keeps what the state needs since its last snapshot (state.h) */
-            if (room->state) {
-                uint64_t need = rc_state_log_needs(room);
-                if (need < first) first = need;
-            }
-            uint64_t l = rc_store_append(t->store, room->store, id, now,
-                                         (uint8_t)(m->data[0] & 0x0f), m->data + hl, m->len - hl,
-                                         first, key);
+            uint64_t l = log_append(t, room, m, id, now, key);
             if (lsn) *lsn = l;
         }
     }

@@ -16,8 +16,13 @@
  * A room keeps its recent messages (history.h) for clients that rejoin with "since", under an
  * epoch that changes whenever that history is lost or reset; with history enabled a room
  * outlives its last member by --room-ttl, without it the room goes with its last member.
- * With --data-dir each message is also appended to the room's durable log (store.h), and
- * acknowledgements wait for it under --fsync always.
+ * With --data-dir each message is also appended to the room's durable log (store.h). Under
+ * --fsync always a message is held, sequenced but not yet delivered, until the log batch
+ * holding it is durable: then (rc_rooms_durable) it is fanned out, kept in the history and the
+ * state, and acknowledged — so nothing a member saw can be missing after a crash, and the room
+ * keeps its epoch across one. Until then it is invisible: last_msg_id, joins, replays, state
+ * and the API see only delivered messages, and a member that joins meanwhile gets it with the
+ * others when it is released, with no gap and no duplicate.
  */
 #ifndef RC_ROOM_H
 #define RC_ROOM_H
@@ -78,6 +83,7 @@ typedef struct rc_rooms_stats {
     uint64_t recovered;      /* joins with "since" that were replayed */
     uint64_t not_recovered;  /* joins with "since" the history could not serve */
     uint64_t repaired;       /* rooms restored under a new epoch (possible loss) */
+    uint64_t held;           /* messages sequenced, waiting for the durable log now (gauge) */
     uint64_t evicted;        /* kept messages dropped to stay within history_memory */
     uint64_t evicted_bytes;  /* their bytes */
     uint64_t conflated;      /* queued messages dropped for a newer one with their state key */
@@ -133,9 +139,24 @@ typedef struct rc_idem {
     uint32_t ncur;           /* keys in cur */
 } rc_idem;
 
+/* A message sequenced under --fsync always, held until its log batch is durable. */
+typedef struct rc_held_msg {
+    rc_msg *frame;           /* its canonical frame (a reference) */
+    uint64_t msg_id;         /* its id */
+    uint64_t lsn;            /* the log batch holding it */
+    uint64_t time_ms;        /* when it was sequenced (wall clock, ms) */
+    struct rc_statekey *sk;  /* its state key (an owned copy), or NULL */
+} rc_held_msg;
+
 typedef struct rc_room {
     rc_hnode node;           /* in the rooms' table, keyed by the name's hash */
-    uint64_t last_msg_id;    /* id of the last message sequenced, 0 before the first */
+    uint64_t last_msg_id;    /* id of the last message delivered (what members, joins and the
+                                history have seen), 0 before the first */
+    uint64_t seq_msg_id;     /* id of the last message sequenced: beyond last_msg_id only while
+                                messages are held (--fsync always) */
+    rc_held_msg *held;       /* ring of held messages, oldest first, NULL when none ever */
+    uint32_t held_head, held_count, held_cap; /* its first entry, entries, capacity (power of 2) */
+    struct rc_room *hprev, *hnext; /* list of rooms holding messages (rc_rooms.holding) */
     rc_member *members;      /* nmembers entries */
     uint32_t nmembers;       /* members now */
     uint32_t capmembers;     /* entries allocated */
@@ -168,6 +189,8 @@ typedef struct rc_rooms {
     rc_loop *loop;           /* not owned */
     rc_store *store;         /* durable log (owned), NULL without --data-dir */
     rc_endpoint *ack_eps;    /* endpoints with acks waiting for the durable log */
+    bool hold;               /* --fsync always: deliver messages once durable (held) */
+    rc_room *holding;        /* rooms with held messages */
     rc_timer sweep_timer;    /* once a second: room TTLs, history age, log health */
     uint64_t wall_ms;        /* rc_wall_ms() as read when the loop clock was wall_at */
     uint64_t wall_at;        /* rc_loop_now() of that read, ns (0: never read) */
@@ -283,14 +306,21 @@ struct rc_statekey;
 
 /* rc_room_publish assigns the room's next msg_id, encodes the message once with it, queues it
  * to every member (once per wire format), keeps it in the history and appends it to the
- * durable log, with its idempotency key hash (0: none) so the key survives a restart. A
+ * durable log, with its idempotency key hash (0: none) so the key survives a restart. Under
+ * --fsync always the message is appended at once but held, and queued, kept and given to the
+ * state by rc_rooms_durable once its log batch is durable (see the top of this file). A
  * message with a state key sk (NULL: none; state.h, already admitted) becomes that key's
  * value, and replaces an unsent earlier message of the key queued to a member that joined
- * with "conflate". Returns the msg_id, or 0 if encoding failed (no id is consumed then). When
+ * with "conflate". Returns the msg_id, or 0 if encoding (or, to hold it, making room for it)
+ * failed: no id is consumed then. When
  * lsn is not NULL it receives the log batch holding the message (0 without a log), for
  * acknowledgements. */
 uint64_t rc_room_publish(rc_rooms *t, rc_room *room, rc_encode_fn *encode, void *ctx,
                          uint64_t key, const struct rc_statekey *sk, uint64_t *lsn);
+
+/* rc_room_held_lsn is the log batch message msg_id of room waits for while it is held, 0 when
+ * it is delivered (an acknowledgement of a resend waits for the same). */
+uint64_t rc_room_held_lsn(const rc_room *room, uint64_t msg_id);
 
 /* rc_room_replay queues to ep (a member of room) every kept message after msg_id since, in
  * ep's wire format, outside its output budget. */
@@ -304,8 +334,9 @@ bool rc_room_durable(const rc_rooms *t, const rc_room *room, uint64_t lsn);
  * log is durable. */
 void rc_endpoint_defer(rc_rooms *t, rc_endpoint *ep, rc_room *room, uint64_t lsn, rc_msg *m);
 
-/* rc_rooms_durable sends every deferred reply whose room's log has made it durable: room by
- * room, so a room whose log fails holds back only its own acknowledgements. */
+/* rc_rooms_durable delivers every held message whose room's log has made it durable, then
+ * sends every deferred reply that is now due: room by room, so a room whose log fails holds
+ * back only its own messages and acknowledgements. */
 void rc_rooms_durable(rc_rooms *t);
 
 #endif

@@ -484,6 +484,7 @@ static uint64_t publish_text(rc_rooms *t, rc_room *room, const char *p, const rc
             /* Already sequenced: the room does not see it twice; the sender learns its id. */
             t->stats.duplicates++;
             *duplicate = true;
+            if (lsn) *lsn = rc_room_held_lsn(room, seen); /* its ack waits as the original's */
             return seen;
         }
     }

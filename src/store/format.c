@@ -99,6 +99,58 @@ int rc__store_read(rc__store_reader *r, const unsigned char *buf, size_t n, rc__
     return RC__STORE_RECORD;
 }
 
+/* ---- journal entries ---------------------------------------------------------------------- */
+
+size_t rc__store_jhead(unsigned char out[RC__STORE_J_HEAD_MAX], uint8_t kind, const char *name,
+                       size_t name_len, const char *epoch, size_t recs_len)
+{
+    put32(out, (uint32_t)(RC__STORE_J_FIXED + name_len + recs_len));
+    put32(out + 4, 0);
+    out[RC__STORE_J_HEADER] = kind;
+    out[RC__STORE_J_HEADER + 1] = (uint8_t)name_len;
+    memcpy(out + RC__STORE_J_HEADER + 2, epoch, RC__STORE_J_EPOCH);
+    memcpy(out + RC__STORE_J_HEADER + RC__STORE_J_FIXED, name, name_len);
+    return RC__STORE_J_HEADER + RC__STORE_J_FIXED + name_len;
+}
+
+void rc__store_jseal(unsigned char *entry, size_t size)
+{
+    put32(entry + 4, (uint32_t)crc32(0, entry + RC__STORE_J_HEADER,
+                                     (uInt)(size - RC__STORE_J_HEADER)));
+}
+
+int rc__store_jread(rc__store_reader *r, const unsigned char *buf, size_t n, rc__store_jentry *e)
+{
+    if (r->off >= n) return RC__STORE_MORE;
+    size_t avail = n - r->off;
+    const unsigned char *p = buf + r->off;
+    if (avail < 4) return RC__STORE_MORE;
+    uint32_t len = le32(p);
+    if (len < RC__STORE_J_FIXED + 1 || len > RC__STORE_J_MAX) return RC__STORE_BAD_LENGTH;
+    /* the name length is known as soon as its byte is in: a name past the entry's end is
+     * corruption, not a promise of more */
+    if (avail >= RC__STORE_J_HEADER + 2) {
+        size_t nl = p[RC__STORE_J_HEADER + 1];
+        if (nl == 0 || RC__STORE_J_FIXED + nl > len) return RC__STORE_BAD_LENGTH;
+    }
+    if (avail < RC__STORE_J_HEADER || len > avail - RC__STORE_J_HEADER) return RC__STORE_MORE;
+    const unsigned char *body = p + RC__STORE_J_HEADER;
+    if ((uint32_t)crc32(0, body, len) != le32(p + 4)) return RC__STORE_BAD_CRC;
+    size_t nl = body[1];
+    size_t recs = len - RC__STORE_J_FIXED - nl;
+    if (body[0] != RC__STORE_J_ROOM && body[0] != RC__STORE_J_DELETE) return RC__STORE_BAD_KIND;
+    if (body[0] == RC__STORE_J_DELETE && recs) return RC__STORE_BAD_KIND;
+    e->kind = body[0];
+    e->name_len = nl;
+    e->epoch = (const char *)body + 2;
+    e->name = (const char *)body + RC__STORE_J_FIXED;
+    e->recs = body + RC__STORE_J_FIXED + nl;
+    e->recs_len = recs;
+    e->size = RC__STORE_J_HEADER + (size_t)len;
+    r->off += e->size;
+    return RC__STORE_RECORD;
+}
+
 /* ---- room directory names ----------------------------------------------------------------- */
 
 static const char hx[] = "0123456789abcdef";

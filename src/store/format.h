@@ -30,6 +30,19 @@
  *   - at the end of a file, RC__STORE_MORE with r->off < n means a torn tail (a record cut
  *     short), any RC__STORE_BAD_* a corrupt one; either way the file is good up to r->off.
  *
+ * The journal (DIR/journal, --fsync always only: store.h) is a sequence of entries, each one
+ * room's share of one writer batch:
+ *
+ *   u32 length | u32 crc32 | u8 kind | u8 name_len | char epoch[16] | name | records
+ *
+ * little-endian; `length` counts the bytes from kind to the end and lies in
+ * [RC__STORE_J_FIXED + name_len, RC__STORE_J_MAX]; `crc32` covers the same bytes. kind is
+ * RC__STORE_J_ROOM (records: whole segment records of the room, consecutive msg_ids, possibly
+ * none, under the room's epoch at that batch) or RC__STORE_J_DELETE (the room was deleted; no
+ * records). name_len is 1..255. rc__store_jread reads entries with the same contract as
+ * rc__store_read (never outside buf[0..n), no allocation, resumable, a torn or corrupt entry
+ * ends the valid prefix at r->off); the records inside an entry are read with rc__store_read.
+ *
  * Room directories. A room name is 1..255 bytes, any bytes; a directory name at most 255 (Linux
  * NAME_MAX). A name of at most RC__STORE_NAME_HEX_MAX (127) bytes is stored in the directory
  * named by its lowercase hex (two digits a byte): distinct, safe on any filesystem, and what
@@ -108,6 +121,8 @@ enum rc__store_read_result {
     RC__STORE_BAD_CRC = -2,       /* its bytes do not match its crc32 */
     RC__STORE_BAD_SEQUENCE = -3,  /* its msg_id is not r->prev_id + 1 */
     RC__STORE_BAD_KEY = -4,       /* RC__STORE_OP_KEYED, but no room for the key, or key 0 */
+    RC__STORE_BAD_KIND = -5,      /* a journal entry of an unknown kind, or a delete with
+                                     records */
 };
 
 /* rc__store_read reads the record at buf[r->off..n), where buf[0..n) is the segment's content
@@ -116,6 +131,42 @@ enum rc__store_read_result {
  * be retried with more bytes. A bad length is reported as soon as the length field is in,
  * anything else once the whole record is, in this order: checksum, key, sequence. */
 int rc__store_read(rc__store_reader *r, const unsigned char *buf, size_t n, rc__store_rec *rec);
+
+/* ---- journal entries ---- */
+
+#define RC__STORE_J_HEADER 8     /* u32 length + u32 crc32 */
+#define RC__STORE_J_FIXED 18     /* u8 kind + u8 name_len + 16 epoch characters */
+#define RC__STORE_J_HEAD_MAX (RC__STORE_J_HEADER + RC__STORE_J_FIXED + RC__STORE_NAME_MAX)
+#define RC__STORE_J_MAX (1u << 30) /* largest `length`; a longer one is corruption */
+#define RC__STORE_J_EPOCH 16     /* epoch characters (store.h RC_EPOCH_LEN) */
+
+enum { RC__STORE_J_ROOM = 1, RC__STORE_J_DELETE = 2 };
+
+/* One journal entry as read: pointers into the buffer given to rc__store_jread. */
+typedef struct rc__store_jentry {
+    uint8_t kind;                   /* RC__STORE_J_ROOM or RC__STORE_J_DELETE */
+    const char *name;               /* the room's name, name_len bytes (not NUL-terminated) */
+    size_t name_len;                /* 1..RC__STORE_NAME_MAX */
+    const char *epoch;              /* RC__STORE_J_EPOCH characters, not NUL-terminated */
+    const unsigned char *recs;      /* the records (J_ROOM), recs_len bytes */
+    size_t recs_len;                /* bytes of records, 0 for J_DELETE */
+    size_t size;                    /* whole entry, bytes */
+} rc__store_jentry;
+
+/* rc__store_jhead writes the bytes that precede the records of an entry (kind, the room's
+ * name[0..name_len), 1..255 bytes, its epoch, 16 characters, followed by recs_len bytes of
+ * records) with the crc32 field zero; rc__store_jseal fills it in once the records follow.
+ * Returns the head's size (RC__STORE_J_HEADER + RC__STORE_J_FIXED + name_len). */
+size_t rc__store_jhead(unsigned char out[RC__STORE_J_HEAD_MAX], uint8_t kind, const char *name,
+                       size_t name_len, const char *epoch, size_t recs_len);
+void rc__store_jseal(unsigned char *entry, size_t size);
+
+/* rc__store_jread reads the entry at buf[r->off..n) (r->prev_id is unused): like
+ * rc__store_read, RC__STORE_RECORD with *e filled and r->off moved past it, RC__STORE_MORE,
+ * or RC__STORE_BAD_LENGTH (also a name_len of 0 or beyond the entry), RC__STORE_BAD_CRC or
+ * RC__STORE_BAD_KIND (checked in that order). Records inside are not checked. */
+int rc__store_jread(rc__store_reader *r, const unsigned char *buf, size_t n,
+                    rc__store_jentry *e);
 
 /* rc__store_name_encode writes the directory name of room name[0..len) (len at most
  * RC__STORE_NAME_MAX) to out: 2 * len lowercase hex digits and a NUL. */

@@ -80,6 +80,7 @@ void rc__store_room_link(rc_store *st, rc_store_room *sr)
 void rc__store_room_free(rc_store *st, rc_store_room *sr)
 {
     rc__store_seg_forget(st, sr);
+    rc__store_ckpt_forget(st, sr);
     if (sr->all_prev) sr->all_prev->all_next = sr->all_next;
     else if (st->all == sr) st->all = sr->all_next;
     if (sr->all_next) sr->all_next->all_prev = sr->all_prev;
@@ -99,6 +100,7 @@ bool rc_store_room_lost(rc_store_room *sr)
 struct load_ctx {
     const rc_store_loader *loader;
     void *room;
+    uint64_t last;           /* msg_id of the last record handed over */
 };
 
 static void load_record(void *arg, uint64_t msg_id, uint64_t time_ms, uint8_t opcode,
@@ -106,21 +108,108 @@ static void load_record(void *arg, uint64_t msg_id, uint64_t time_ms, uint8_t op
 {
     struct load_ctx *x = arg;
     const rc_store_loader *l = x->loader;
+    x->last = msg_id;
     l->record(l->arg, x->room, msg_id, time_ms, opcode, key, payload, len);
 }
 
+/* Restores one room, directory rooms/dirname, named name[0..nl): its epoch, state and
+ * segments, then what the journal (jr, NULL: none) holds beyond them. unclean: the last
+ * server did not stop cleanly. Whether the room may have lost messages it delivered:
+ *   - after an unclean stop without a journal (--fsync everysec or no): yes, messages are
+ *     delivered before they are durable;
+ *   - with a journal (--fsync always): everything delivered was durable first, in the
+ *     segments (checkpointed) or in the journal; so only when a damaged segment had to be
+ *     truncated and the journal does not go on exactly where the truncation stopped (the
+ *     damage hit records made durable at a checkpoint: a disk fault), or when the segments
+ *     end before the journal's records begin. A torn tail the journal covers is the batch
+ *     being written when the server stopped: it is restored from the journal. */
+static void load_room(rc_store *st, const rc_store_loader *loader, const char *rooms,
+                      const char *dirname, const char *name, long nl, bool unclean,
+                      const rc__store_journal *j, rc__store_jroom *jr)
+{
+    char rdir[PATH_MAX];
+    snprintf(rdir, sizeof(rdir), "%s/%s", rooms, dirname);
+    char epoch[RC_EPOCH_LEN + 2];
+    bool lost = unclean && !j->present;
+    if (!rc__store_read_epoch(rdir, epoch) || strlen(epoch) < RC_EPOCH_LEN) {
+        rc_epoch_new(epoch);
+        if (!(jr && jr->epoch[0])) lost = true;
+    }
+    epoch[RC_EPOCH_LEN] = '\0';
+    if (jr && jr->epoch[0] && strcmp(jr->epoch, epoch) != 0) {
+        /* The journal is written before the epoch file: its epoch is the newer. Written now,
+         * before the journal is emptied. */
+        memcpy(epoch, jr->epoch, RC_EPOCH_LEN + 1);
+        char p[PATH_MAX + 8], line[RC_EPOCH_LEN + 2];
+        snprintf(p, sizeof(p), "%s/epoch", rdir);
+        snprintf(line, sizeof(line), "%.16s\n", epoch);
+        int w = rc__store_write_file(p, line, strlen(line), true);
+        if (w < 0) rc_warn("log '%s': cannot write its epoch: %s", rdir, strerror(-w));
+    }
+    struct load_ctx x = {.loader = loader};
+    x.room = loader->room(loader->arg, name, (size_t)nl, epoch);
+    if (!x.room) return;
+    rc_store_room *sr = rc__store_room_alloc(st, name, (size_t)nl);
+    if (loader->state) {
+        rc_buf blob = {0};
+        int sr_r = rc__store_read_state(rdir, &blob);
+        if (sr_r < 0) rc_warn("log '%s': state snapshot damaged, ignored", rdir);
+        if (sr_r > 0) loader->state(loader->arg, x.room, rc_buf_head(&blob), rc_buf_size(&blob));
+        /* the writer keeps it, to write it again should the directory have to be made
+         * again */
+        if (sr_r > 0 && sr) sr->state = blob;
+        else rc_buf_release(&blob);
+    }
+    uint64_t *segs = NULL;
+    size_t nsegs = 0, last_size = 0;
+    int r = rc__store_read_room(rdir, false, load_record, &x, &segs, &nsegs, &last_size);
+    if (r < 0) rc_warn("log '%s': cannot read: %s", rdir, strerror(-r));
+    if (r == 1) atomic_fetch_add(&st->repaired, 1);
+    bool bridged = false;
+    if (jr && r >= 0) {
+        uint64_t first = 0;
+        bool gap = false;
+        uint64_t before = x.last;
+        long a = rc__store_journal_apply(jr, rdir, x.last, load_record, &x, &segs, &nsegs,
+                                         &last_size, &first, &gap);
+        if (a > 0) {
+            rc_info("log '%s': %ld records restored from the journal", rdir, a);
+            bridged = before == 0 || first == before + 1;
+        }
+        if (a < 0 || gap) lost = true;
+    }
+    if (r == 1 && !bridged) lost = true;
+    if (sr) {
+        sr->segs = segs;
+        sr->nsegs = nsegs;
+        sr->capsegs = nsegs;
+        sr->seg_size = last_size;
+        sr->dir_ready = true;
+        memcpy(sr->epoch, epoch, sizeof(sr->epoch));
+        rc__store_room_link(st, sr);
+    } else {
+        free(segs);
+    }
+    const char *now_epoch = loader->done(loader->arg, x.room, sr, lost);
+    if (sr && now_epoch && strcmp(now_epoch, sr->epoch) != 0) {
+        snprintf(sr->epoch, sizeof(sr->epoch), "%s", now_epoch);
+        sr->epoch_dirty = true;
+        rc__store_touch(st, sr); /* written by the writer's first pass */
+    }
+}
+
 /* Restores every room of the data directory through loader, repairing damaged tails (see
- * rc__store_read_room), before the writer thread exists: the writer-side state set here is
- * the thread's starting point. */
-static void load_rooms(rc_store *st, const rc_store_loader *loader, bool unclean)
+ * rc__store_read_room) and completing rooms from the journal j, before the writer thread
+ * exists: the writer-side state set here is the thread's starting point. */
+static void load_rooms(rc_store *st, const rc_store_loader *loader, bool unclean,
+                       rc__store_journal *j)
 {
     char rooms[PATH_MAX];
     snprintf(rooms, sizeof(rooms), "%s/rooms", st->dir);
-    DIR *d = opendir(rooms);
-    if (!d) return;
-    struct dirent *e;
     unsigned nrooms = 0;
-    while ((e = readdir(d))) {
+    DIR *d = opendir(rooms);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
         char rdir[PATH_MAX];
         if (snprintf(rdir, sizeof(rdir), "%s/%s", rooms, e->d_name) >= (int)sizeof(rdir)) continue;
         if (e->d_name[0] == '.') {
@@ -139,57 +228,41 @@ static void load_rooms(rc_store *st, const rc_store_loader *loader, bool unclean
             rc_warn("data directory: ignoring '%s' (%s)", rdir, why ? why : "not a room directory");
             continue;
         }
-        char epoch[RC_EPOCH_LEN + 2];
-        bool lost = unclean;
-        if (!rc__store_read_epoch(rdir, epoch) || strlen(epoch) < RC_EPOCH_LEN) {
-            rc_epoch_new(epoch);
-            lost = true;
+        rc__store_jroom *jr = rc__store_journal_find(j, name, (size_t)nl);
+        if (jr) jr->seen = true;
+        if (jr && jr->deleted) {
+            /* deleted after its last checkpoint: its removal did not complete */
+            rc__store_remove_room(rooms, e->d_name);
+            continue;
         }
-        epoch[RC_EPOCH_LEN] = '\0';
-        struct load_ctx x = {.loader = loader};
-        x.room = loader->room(loader->arg, name, (size_t)nl, epoch);
-        if (!x.room) continue;
-        rc_store_room *sr = rc__store_room_alloc(st, name, (size_t)nl);
-        if (loader->state) {
-            rc_buf blob = {0};
-            int sr_r = rc__store_read_state(rdir, &blob);
-            if (sr_r < 0) rc_warn("log '%s': state snapshot damaged, ignored", rdir);
-            if (sr_r > 0) loader->state(loader->arg, x.room, rc_buf_head(&blob), rc_buf_size(&blob));
-            /* the writer keeps it, to write it again should the directory have to be made
-             * again */
-            if (sr_r > 0 && sr) sr->state = blob;
-            else rc_buf_release(&blob);
-        }
-        uint64_t *segs = NULL;
-        size_t nsegs = 0, last_size = 0;
-        int r = rc__store_read_room(rdir, false, load_record, &x, &segs, &nsegs, &last_size);
-        if (r < 0) rc_warn("log '%s': cannot read: %s", rdir, strerror(-r));
-        if (r == 1) {
-            atomic_fetch_add(&st->repaired, 1);
-            lost = true;
-        }
-        if (sr) {
-            sr->segs = segs;
-            sr->nsegs = nsegs;
-            sr->capsegs = nsegs;
-            sr->seg_size = last_size;
-            sr->dir_ready = true;
-            memcpy(sr->epoch, epoch, sizeof(sr->epoch));
-            rc__store_room_link(st, sr);
-        } else {
-            free(segs);
-        }
-        const char *now_epoch = loader->done(loader->arg, x.room, sr, lost);
-        if (sr && now_epoch && strcmp(now_epoch, sr->epoch) != 0) {
-            snprintf(sr->epoch, sizeof(sr->epoch), "%s", now_epoch);
-            sr->epoch_dirty = true;
-            rc__store_touch(st, sr); /* written by the writer's first pass */
-        }
+        load_room(st, loader, rooms, e->d_name, name, nl, unclean, j, jr);
         nrooms++;
     }
-    closedir(d);
-    if (nrooms) rc_info("data directory '%s': %u rooms restored%s", st->dir, nrooms,
-                        unclean ? " (after an unclean shutdown: epochs changed)" : "");
+    if (d) closedir(d);
+    /* Rooms the journal knows whose directory did not make it (created since the last
+     * checkpoint): made now, with the epoch the journal gives them. */
+    for (rc__store_jroom *jr = j->list; jr; jr = jr->next) {
+        if (jr->seen || jr->deleted || !jr->epoch[0]) continue;
+        char dirname[RC__STORE_DIRNAME_SIZE];
+        rc__store_dirname(jr->name, jr->len, dirname);
+        mkdir(rooms, 0755);
+        int r = rc__store_create_room_dir(rooms, dirname, jr->name, jr->len, true);
+        char p[PATH_MAX + RC__STORE_DIRNAME_SIZE + 16], line[RC_EPOCH_LEN + 2];
+        snprintf(p, sizeof(p), "%s/%s/epoch", rooms, dirname);
+        snprintf(line, sizeof(line), "%s\n", jr->epoch);
+        if (r == 0) r = rc__store_write_file(p, line, strlen(line), true);
+        if (r < 0) {
+            rc_warn("data directory: cannot restore room '%s' from the journal: %s", p,
+                    strerror(-r));
+            continue;
+        }
+        load_room(st, loader, rooms, dirname, jr->name, (long)jr->len, unclean, j, jr);
+        nrooms++;
+    }
+    if (nrooms)
+        rc_info("data directory '%s': %u rooms restored%s", st->dir, nrooms,
+                !unclean ? "" : j->present ? " (after an unclean shutdown, from the journal)"
+                                           : " (after an unclean shutdown: epochs changed)");
 }
 
 /* ---- open, close, status ------------------------------------------------------------------ */
@@ -254,8 +327,28 @@ rc_store *rc_store_open(rc_loop *loop, const char *dir, enum rc_fsync mode, size
     }
     snprintf(p, sizeof(p), "%s/clean", dir);
     bool clean = access(p, F_OK) == 0;
-    load_rooms(st, loader, !clean);
+    rc__store_journal j;
+    int jr = rc__store_journal_read(dir, &j);
+    if (jr < 0) {
+        /* Unreadable: treated as absent, so a crash counts as one without it (new epochs). */
+        rc_warn("data directory '%s': cannot read its journal: %s", dir, strerror(-jr));
+        rc__store_journal_release(&j);
+    }
+    load_rooms(st, loader, !clean, &j);
+    rc__store_journal_release(&j);
     if (clean && unlink(p) < 0) rc__store_set_error(st, errno, "remove", p);
+    /* Rooms are complete on disk now: the journal starts afresh (or goes, without
+     * --fsync always, so that a crash of this server is not taken for one under always). */
+    st->jfd = -1;
+    if (mode == RC_FSYNC_ALWAYS) {
+        int r = rc__store_journal_start(st);
+        if (r < 0) {
+            rc__store_set_error(st, -r, "create journal in", dir);
+            rc__store_journal_stop(st);
+        }
+    } else {
+        rc__store_journal_stop(st);
+    }
     /* A probe write so that an unwritable directory is reported at once, not at first use. */
     snprintf(p, sizeof(p), "%s/.probe", dir);
     int r = rc__store_write_file(p, "", 0, false);
@@ -274,7 +367,8 @@ rc_store *rc_store_open(rc_loop *loop, const char *dir, enum rc_fsync mode, size
     int tr = pthread_create(&st->thread, NULL, rc__store_writer_main, st);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (tr != 0) goto err_io;
-    rc_info("durable log in '%s', fsync %s", dir, rc_fsync_name(mode));
+    rc_info("durable log in '%s', fsync %s%s", dir, rc_fsync_name(mode),
+            st->jfd >= 0 ? " (journal: one fsync per batch)" : "");
     return st;
 err_io:
     rc_io_stop(loop, &st->efd_io);
@@ -282,6 +376,7 @@ err_fd:
     close(efd);
 err:
     rc_error("durable log: cannot start: %s", strerror(errno));
+    if (st->jfd >= 0) close(st->jfd);
     if (st->lock_fd >= 0) close(st->lock_fd);
     free(st);
     return NULL;
@@ -309,6 +404,8 @@ void rc_store_close(rc_store *st)
     rc_buf_release(&st->handoff);
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
+    if (st->jfd >= 0) close(st->jfd);
+    rc_buf_release(&st->jbuf);
     if (st->lock_fd >= 0) close(st->lock_fd); /* last: the directory is consistent now */
     free(st);
 }
@@ -335,6 +432,7 @@ void rc_store_status_get(rc_store *st, rc_store_status *out)
     out->records = atomic_load(&st->records);
     out->bytes_dropped = atomic_load(&st->bytes_dropped);
     out->fsyncs = atomic_load(&st->fsyncs);
+    out->journal_syncs = atomic_load(&st->journal_syncs);
     out->repaired = atomic_load(&st->repaired);
     out->backlog = atomic_load(&st->backlog);
 }

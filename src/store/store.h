@@ -4,6 +4,8 @@
  *   DIR/clean                         present only while no server runs after a clean exit
  *   DIR/lock                          flock()ed by the server that has the directory open
  *   DIR/client_ids                    a mark client ids have not reached (rc_store_ids_load)
+ *   DIR/journal                       --fsync always only: each batch's records, all rooms
+ *                                     (format.h), until the next checkpoint
  *   DIR/rooms/<dirname>/epoch         the room's epoch (text)
  *   DIR/rooms/<dirname>/name          the room's name, in a hashed directory only
  *   DIR/rooms/<dirname>/<first msg_id, 20 digits>.log   segments, oldest first
@@ -21,7 +23,15 @@
  * at each before-sleep it hands the batch to one writer thread under a mutex, and the writer
  * computes the checksums, writes each room's records with one write() and, depending on
  * --fsync, calls fsync: `no` never (the kernel decides; and once at close), `everysec` once a
- * second, `always` after every batch before it reports the batch durable. It keeps at most
+ * second. `always` makes every batch durable before it reports it, with one fdatasync for all
+ * rooms: the batch's records go first to DIR/journal (one write, one fdatasync), then to the
+ * rooms' segments unsynced; once a second a checkpoint fsyncs the segments and empties the
+ * journal (writer.c, "the journal"). rc_store_open appends to each room what the journal holds
+ * beyond its segments (journal.c), so after a crash nothing made durable is missing; the
+ * journal exists only while a server runs under `always`, which is how start-up knows that
+ * everything delivered was durable (the loader's `lost` is then false unless a log is damaged
+ * where the journal does not cover it), while after a crash under everysec or no every room
+ * may have lost messages (`lost` is true). It keeps at most
  * RC_STORE_FD_MAX segment files open, however many rooms there are. The writer reports
  * progress through an eventfd watched by the loop (on_durable), room by room:
  * rc_store_room_durable() is the highest batch sequence number through which a room's records
@@ -47,8 +57,8 @@ enum rc_fsync { RC_FSYNC_NO, RC_FSYNC_EVERYSEC, RC_FSYNC_ALWAYS };
 /* The writer keeps at most this many segment files open (least recently written closed
  * first, reopened on demand), or an eighth of RLIMIT_NOFILE when that is lower (at least 4):
  * however many rooms there are, the log holds at most this many descriptors plus its eventfd,
- * its directory lock and, briefly, one more while it replaces an epoch, name or state file or
- * deletes a room. */
+ * its directory lock, its journal (--fsync always) and, briefly, one more while it replaces an
+ * epoch, name or state file or deletes a room. */
 #define RC_STORE_FD_MAX 64
 
 typedef struct rc_store rc_store;
@@ -67,8 +77,9 @@ typedef struct rc_store_loader {
      * records (NULL: the caller keeps no state; a damaged snapshot is logged and skipped). */
     void (*state)(void *arg, void *room, const char *blob, size_t len);
     /* End of the room's records: its store handle (for appends), and whether its history may
-     * have lost messages (unclean shutdown or a repaired tail), in which case the loop picks a
-     * new epoch. Returns the epoch the room goes on with (recorded if it changed). */
+     * have lost messages that were delivered (an unclean shutdown without the journal of
+     * --fsync always, or a damaged log the journal does not cover), in which case the loop
+     * picks a new epoch. Returns the epoch the room goes on with (recorded if it changed). */
     const char *(*done)(void *arg, void *room, rc_store_room *sr, bool lost);
     void *arg;
 } rc_store_loader;
@@ -79,7 +90,8 @@ typedef struct rc_store_status {
     uint64_t bytes_written;  /* bytes written since start */
     uint64_t records;        /* records appended since start */
     uint64_t bytes_dropped;  /* bytes given up after failures (history holes) */
-    uint64_t fsyncs;         /* fsync calls */
+    uint64_t fsyncs;         /* fsync calls (the journal's fdatasyncs included) */
+    uint64_t journal_syncs;  /* fdatasyncs of the journal (--fsync always): one per batch */
     uint64_t repaired;       /* torn or corrupt tails truncated at start */
     size_t backlog;          /* bytes waiting for the writer */
 } rc_store_status;

@@ -14,8 +14,10 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/hash.h"
 #include "core/loop.h"
 #include "store/format.h"
+#include "store/roomdir.h"
 #include "store/store.h"
 
 /* Longest data directory path accepted: room paths add "/rooms/", ".new-", a directory name of
@@ -44,6 +46,10 @@ struct rc_store_room {
     uint64_t first_kept;     /* latest retention bound from the loop */
     bool need_fsync;         /* current segment written since its last fsync */
     rc_buf wbuf;             /* records not yet written */
+    size_t journaled;        /* bytes at the head of wbuf already in the journal (writer.c) */
+    bool in_ckpt;            /* on the checkpoint's list: segment to fsync before the old
+                                journal may go (writer.c) */
+    rc_store_room *ckpt_next; /* next on that list */
     rc_store_room *touched_next; /* writer's list of rooms with pending bytes */
     bool touched;            /* on that list */
     rc_store_room *all_prev, *all_next; /* every room the writer knows */
@@ -79,6 +85,7 @@ struct rc_store {
     _Atomic uint64_t passed; /* last batch done: every room not behind is durable through it */
     _Atomic uint64_t durable; /* every room is durable through it (<= passed) */
     _Atomic uint64_t bytes_written, records, bytes_dropped, fsyncs, repaired; /* rc_store_status */
+    _Atomic uint64_t journal_syncs; /* rc_store_status */
     _Atomic int error;       /* errno of the last failure, 0 once writing works again */
     _Atomic size_t backlog;  /* bytes waiting for the writer after its last pass */
     /* Writer only. */
@@ -89,7 +96,18 @@ struct rc_store {
     size_t fd_max;           /* most segments open at once (store.h: RC_STORE_FD_MAX) */
     rc_store_room *unsynced; /* rooms whose segment was closed with bytes not fsynced */
     rc_store_room *behind;   /* rooms with records not durable (writer.c) */
+    /* The journal (--fsync always; writer.c, "the journal"). */
+    int jfd;                 /* DIR/journal, -1 when not journaling */
+    uint64_t jsize;          /* bytes in it since the last checkpoint */
+    bool jold;               /* DIR/journal.old exists: a checkpoint is under way */
+    rc_store_room *ckpt;     /* rooms whose segments it still has to fsync */
+    rc_buf jbuf;             /* entries of the pass being made (deletes are added at once) */
 };
+
+/* The journal's file name under the data directory, and the previous journal's while a
+ * checkpoint is under way (start-up reads it first). */
+#define RC__STORE_JOURNAL_FILE "journal"
+#define RC__STORE_JOURNAL_OLD "journal.old"
 
 /* Which writer list a room's seg_prev/seg_next link it into (writer.c, "open segments"). */
 enum { RC__SEG_NONE, RC__SEG_OPEN, RC__SEG_UNSYNCED };
@@ -106,7 +124,56 @@ void rc__store_room_link(rc_store *st, rc_store_room *sr);
 /* rc__store_room_free closes sr's segment, unlinks it from st->all and frees it. */
 void rc__store_room_free(rc_store *st, rc_store_room *sr);
 
+/* ---- journal.c: the journal read back at start-up ---- */
+
+/* One room's part of the journal. */
+typedef struct rc__store_jroom {
+    rc_hnode node;           /* in rc__store_journal.rooms, by name */
+    struct rc__store_jroom *next; /* every room of the journal */
+    char name[RC__STORE_NAME_MAX]; /* the room's name */
+    size_t len;              /* its length */
+    char epoch[RC__STORE_J_EPOCH + 1]; /* the epoch of its last entry, "" if none */
+    bool deleted;            /* its last entry deletes it */
+    bool seen;               /* start-up found its directory */
+    rc_buf recs;             /* its records since it was last deleted, in journal order */
+} rc__store_jroom;
+
+typedef struct rc__store_journal {
+    bool present;            /* DIR/journal exists: the last server ran with --fsync always */
+    bool torn;               /* its end was torn or corrupt (the batch being written) */
+    size_t entries;          /* valid entries read */
+    rc_htab rooms;           /* rc__store_jroom by name */
+    rc__store_jroom *list;   /* the same, as a list */
+} rc__store_journal;
+
+/* rc__store_journal_read reads DIR/journal.old and DIR/journal, in this order, into *j: 1, 0
+ * when there is neither, -errno. */
+int rc__store_journal_read(const char *dir, rc__store_journal *j);
+rc__store_jroom *rc__store_journal_find(const rc__store_journal *j, const char *name, size_t len);
+void rc__store_journal_release(rc__store_journal *j);
+
+/* rc__store_journal_apply appends to room directory dir the records of jr that follow msg_id
+ * last (the last its segments hold; 0: none, any first id), fsyncs them, then calls fn for
+ * each. *segs, *nsegs, *last_size describe the room's segments (rc__store_read_room) and are
+ * updated. Returns how many were applied (*first_applied: the first of them), or -errno; *gap
+ * is set when the journal's records start after last + 1 (records lost). */
+long rc__store_journal_apply(const rc__store_jroom *jr, const char *dir, uint64_t last,
+                             rc__store_record_fn *fn, void *arg, uint64_t **segs, size_t *nsegs,
+                             size_t *last_size, uint64_t *first_applied, bool *gap);
+
 /* ---- writer.c ---- */
+
+/* rc__store_journal_start makes DIR/journal an empty, durable file and has the writer use it
+ * (st->jfd). 0, or -errno (the writer then fsyncs every room log per batch instead). */
+int rc__store_journal_start(rc_store *st);
+
+/* rc__store_journal_stop: no journal (--fsync everysec or no): DIR/journal (and .old) are
+ * removed, so a crash of this server is not mistaken for one under --fsync always. */
+void rc__store_journal_stop(rc_store *st);
+
+/* rc__store_ckpt_forget takes sr off the checkpoint's list (before sr is freed). */
+void rc__store_ckpt_forget(rc_store *st, rc_store_room *sr);
+
 
 /* rc__store_set_error records errno err as the store's state, logging it when it changed. */
 void rc__store_set_error(rc_store *st, int err, const char *what, const char *path);

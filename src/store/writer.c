@@ -6,7 +6,9 @@
  * iteration. Writer side: the thread applies a batch to its rooms, writes each touched room's
  * records with one write() (keeping a bounded number of segments open: "open segments"
  * below), rotates segments and drops the ones retention no longer needs, fsyncs per --fsync,
- * and reports the highest batch on disk through the eventfd. A failure
+ * and reports the highest batch on disk through the eventfd. Under --fsync always a batch is
+ * made durable by one fdatasync of the journal, whatever the number of rooms ("the journal"
+ * below). A failure
  * keeps the room's bytes (up to ROOM_BACKLOG_MAX) and the thread retries at least once a
  * second; bytes it has to give up flag the room as lost.
  */
@@ -111,6 +113,14 @@ static bool ensure_dir(rc_store *st, rc_store_room *sr)
  * up with the batch st->passed is about to take.
  */
 
+/* Whether a room's records are durable only once its segment is fsynced: --fsync always
+ * without a journal (the journal could not be made). With one, they are durable once
+ * journaled and written. */
+static bool syncs_rooms(const rc_store *st)
+{
+    return st->mode == RC_FSYNC_ALWAYS && st->jfd < 0;
+}
+
 static void mark_behind(rc_store *st, rc_store_room *sr)
 {
     if (atomic_load(&sr->behind)) return;
@@ -140,7 +150,7 @@ static bool settle(rc_store *st, uint64_t seq)
     rc_store_room **pp = &st->behind;
     while (*pp) {
         rc_store_room *sr = *pp;
-        if (rc_buf_size(&sr->wbuf) == 0 && !(st->mode == RC_FSYNC_ALWAYS && sr->need_fsync)) {
+        if (rc_buf_size(&sr->wbuf) == 0 && !(syncs_rooms(st) && sr->need_fsync)) {
             *pp = sr->behind_next;
             sr->behind_next = NULL;
             atomic_store(&sr->behind, false);
@@ -227,7 +237,8 @@ static int seg_open(rc_store *st, rc_store_room *sr, uint64_t first, bool create
 {
     if (st->nopen >= st->fd_max && st->open_tail) {
         rc_store_room *lru = st->open_tail;
-        if (st->mode != RC_FSYNC_NO) sync_room(st, lru); /* on failure it is left unsynced */
+        /* on failure it is left unsynced; with a journal the next checkpoint syncs it */
+        if (st->mode != RC_FSYNC_NO && st->jfd < 0) sync_room(st, lru);
         seg_close(st, lru);
     }
     char p[PATH_MAX + 32];
@@ -258,13 +269,13 @@ static bool sync_room(rc_store *st, rc_store_room *sr)
             return false;
         }
         if (r < 0) {
-            if (st->mode == RC_FSYNC_ALWAYS) mark_behind(st, sr);
+            if (syncs_rooms(st)) mark_behind(st, sr);
             return false;
         }
     }
     if (fsync(sr->fd) < 0) {
         rc__store_set_error(st, errno, "fsync", sr->dir);
-        if (st->mode == RC_FSYNC_ALWAYS) mark_behind(st, sr);
+        if (syncs_rooms(st)) mark_behind(st, sr);
         return false;
     }
     sr->need_fsync = false;
@@ -373,6 +384,7 @@ static bool write_room(rc_store *st, rc_store_room *sr)
         sr->seg_size += (size_t)w;
         atomic_fetch_add(&st->bytes_written, (uint64_t)w);
         rc_buf_consume(&sr->wbuf, (size_t)w);
+        sr->journaled = sr->journaled > (size_t)w ? sr->journaled - (size_t)w : 0;
         sr->need_fsync = true;
     }
     return true;
@@ -380,11 +392,14 @@ failed:
     if (rc_buf_size(&sr->wbuf) > ROOM_BACKLOG_MAX) {
         atomic_fetch_add(&st->bytes_dropped, rc_buf_size(&sr->wbuf));
         rc_buf_release(&sr->wbuf);
+        sr->journaled = 0;
         atomic_store(&sr->lost, true);
         return true;
     }
     return false;
 }
+
+static bool journal_entry(rc_store *st, uint8_t kind, rc_store_room *sr, size_t from);
 
 /* Applies one batch of operations. */
 static void apply_batch(rc_store *st, rc_buf *b)
@@ -440,6 +455,8 @@ static void apply_batch(rc_store *st, rc_buf *b)
             }
             rc__store_seg_forget(st, sr);
             unlink_behind(st, sr);
+            /* out of memory: the room may come back from older entries after a crash */
+            if (st->jfd >= 0) (void)journal_entry(st, RC__STORE_J_DELETE, sr, 0);
             {
                 char rooms[PATH_MAX];
                 snprintf(rooms, sizeof(rooms), "%s/rooms", st->dir);
@@ -502,19 +519,264 @@ static bool sync_all(rc_store *st)
     return ok;
 }
 
+/* ---- the journal ---------------------------------------------------------------------------
+ *
+ * Under --fsync always, fsyncing every room's segment after every batch costs one fsync per
+ * room that changed, and delivery waits for all of them. Instead each pass first appends, for
+ * every room with records not journaled yet (or a new epoch), one entry to DIR/journal
+ * (format.h) — one write() and one fdatasync() for the whole batch, however many rooms — and
+ * only then writes the rooms' segments, without fsyncing them: a room's records are durable
+ * once journaled and written (settle). Once a second, or when the journal passes JOURNAL_MAX,
+ * a checkpoint starts: the journal is renamed journal.old and a new one begins, and the
+ * segments written so far are fsynced (the everysec cost) one at a time *between* batches —
+ * after the loop was told a batch is durable, and never while another batch waits — so a
+ * checkpoint never holds a batch back by more than one segment's fsync; once they all are,
+ * journal.old is deleted. Start-up (journal.c) appends to each room's segments whatever records
+ * the journals hold beyond them, so a crash loses nothing a journal made durable; a room whose
+ * bytes were journaled but not yet written when a checkpoint began has them journaled again
+ * in the new journal (sr->journaled back to 0), so it never waits on a journal about to go.
+ */
+
+#define JOURNAL_MAX (64u << 20) /* journal bytes that force a checkpoint before the second */
+
+/* Appends to st->jbuf one entry of kind for sr: a room's records from wbuf offset from on (and
+ * its epoch), or a deletion. False when out of memory. */
+static bool journal_entry(rc_store *st, uint8_t kind, rc_store_room *sr, size_t from)
+{
+    size_t recs = kind == RC__STORE_J_ROOM ? rc_buf_size(&sr->wbuf) - from : 0;
+    if (rc_buf_reserve(&st->jbuf, RC__STORE_J_HEAD_MAX + recs) < 0) return false;
+    unsigned char *w = (unsigned char *)rc_buf_tail(&st->jbuf);
+    size_t h = rc__store_jhead(w, kind, sr->name, sr->name_len, sr->epoch, recs);
+    if (recs) memcpy(w + h, rc_buf_head(&sr->wbuf) + from, recs);
+    rc__store_jseal(w, h + recs);
+    rc_buf_commit(&st->jbuf, h + recs);
+    return true;
+}
+
+/* Journals what the touched rooms have not journaled yet, with one write and one fdatasync.
+ * Returns false (after recording the error) when the journal could not be made durable: the
+ * journal is cut back and the rooms' records stay unwritten for the next pass. */
+static bool journal_pass(rc_store *st)
+{
+    int err = 0;
+    for (rc_store_room *sr = st->touched; sr && !err; sr = sr->touched_next)
+        if ((rc_buf_size(&sr->wbuf) > sr->journaled || sr->epoch_dirty) &&
+            !journal_entry(st, RC__STORE_J_ROOM, sr, sr->journaled))
+            err = ENOMEM;
+    size_t n = rc_buf_size(&st->jbuf), done = 0;
+    if (n == 0) return true;
+    char p[PATH_MAX + 16];
+    while (!err && done < n) {
+        ssize_t w = write(st->jfd, rc_buf_head(&st->jbuf) + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            err = w < 0 ? errno : ENOSPC;
+            break;
+        }
+        done += (size_t)w;
+    }
+    if (!err && fdatasync(st->jfd) < 0) err = errno;
+    if (err) {
+        /* What made it may or may not be durable: cut it off, and journal it all again. */
+        if (ftruncate(st->jfd, (off_t)st->jsize) < 0) {}
+        snprintf(p, sizeof(p), "%s/" RC__STORE_JOURNAL_FILE, st->dir);
+        rc__store_set_error(st, err, "write", p);
+        rc_buf_reset(&st->jbuf);
+        return false;
+    }
+    atomic_fetch_add(&st->fsyncs, 1);
+    atomic_fetch_add(&st->journal_syncs, 1);
+    st->jsize += n;
+    rc_buf_reset(&st->jbuf);
+    for (rc_store_room *sr = st->touched; sr; sr = sr->touched_next)
+        sr->journaled = rc_buf_size(&sr->wbuf);
+    return true;
+}
+
+/* The journal failed: the touched rooms keep their records (up to ROOM_BACKLOG_MAX each, as
+ * when their own writes fail) and are behind until a pass journals them. */
+static bool hold_touched(rc_store *st)
+{
+    size_t backlog = 0;
+    for (rc_store_room *sr = st->touched; sr; sr = sr->touched_next) {
+        if (rc_buf_size(&sr->wbuf) > ROOM_BACKLOG_MAX) {
+            atomic_fetch_add(&st->bytes_dropped, rc_buf_size(&sr->wbuf));
+            rc_buf_release(&sr->wbuf);
+            sr->journaled = 0;
+            atomic_store(&sr->lost, true);
+        }
+        if (rc_buf_size(&sr->wbuf) > 0) mark_behind(st, sr);
+        backlog += rc_buf_size(&sr->wbuf);
+    }
+    atomic_store(&st->backlog, backlog);
+    return false;
+}
+
+static void sync_dir(const char *dir);
+
+static void ckpt_push(rc_store *st, rc_store_room *sr)
+{
+    if (sr->in_ckpt || !sr->need_fsync) return;
+    sr->in_ckpt = true;
+    sr->ckpt_next = st->ckpt;
+    st->ckpt = sr;
+}
+
+void rc__store_ckpt_forget(rc_store *st, rc_store_room *sr)
+{
+    if (!sr->in_ckpt) return;
+    rc_store_room **pp = &st->ckpt;
+    while (*pp && *pp != sr) pp = &(*pp)->ckpt_next;
+    if (*pp) *pp = sr->ckpt_next;
+    sr->ckpt_next = NULL;
+    sr->in_ckpt = false;
+}
+
+static void journal_path(const rc_store *st, char *out, size_t cap, const char *file)
+{
+    snprintf(out, cap, "%s/%s", st->dir, file);
+}
+
+/* Starts a checkpoint: the journal becomes journal.old, a new one begins (its name synced
+ * before anything relies on it), and every segment with bytes not fsynced joins the list
+ * checkpoint_step works through. */
+static void checkpoint_begin(rc_store *st)
+{
+    char cur[PATH_MAX + 16], old[PATH_MAX + 16];
+    journal_path(st, cur, sizeof(cur), RC__STORE_JOURNAL_FILE);
+    journal_path(st, old, sizeof(old), RC__STORE_JOURNAL_OLD);
+    if (rename(cur, old) < 0) {
+        rc__store_set_error(st, errno, "rename", cur);
+        return;
+    }
+    int fd = open(cur, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc__store_set_error(st, errno, "create", cur);
+        if (rename(old, cur) < 0) {}
+        return;
+    }
+    sync_dir(st->dir);
+    close(st->jfd);
+    st->jfd = fd;
+    st->jsize = 0;
+    st->jold = true;
+    for (rc_store_room *sr = st->open_head; sr; sr = sr->seg_next) ckpt_push(st, sr);
+    for (rc_store_room *sr = st->unsynced; sr; sr = sr->seg_next) ckpt_push(st, sr);
+    for (rc_store_room *sr = st->touched; sr; sr = sr->touched_next) sr->journaled = 0;
+}
+
+/* Whether a batch (or the order to stop) waits for the writer. */
+static bool batch_waiting(rc_store *st)
+{
+    pthread_mutex_lock(&st->mu);
+    bool w = rc_buf_size(&st->handoff) > 0 || st->stop;
+    pthread_mutex_unlock(&st->mu);
+    return w;
+}
+
+/* Goes on with the checkpoint under way until a batch waits: fsyncs the listed segments one
+ * by one, then deletes journal.old. Returns false when a fsync failed (retried later). */
+static bool checkpoint_step(rc_store *st)
+{
+    while (st->ckpt) {
+        if (batch_waiting(st)) return true;
+        rc_store_room *sr = st->ckpt;
+        st->ckpt = sr->ckpt_next;
+        sr->ckpt_next = NULL;
+        sr->in_ckpt = false;
+        /* a segment that vanished has nothing left to sync (dir_lost cleared need_fsync) */
+        if (!sync_room(st, sr) && sr->need_fsync) {
+            ckpt_push(st, sr);
+            return false;
+        }
+    }
+    if (st->jold) {
+        char old[PATH_MAX + 16];
+        journal_path(st, old, sizeof(old), RC__STORE_JOURNAL_OLD);
+        if (unlink(old) < 0 && errno != ENOENT) rc__store_set_error(st, errno, "remove", old);
+        st->jold = false; /* a copy that comes back after a crash only repeats the segments */
+    }
+    return true;
+}
+
+/* The whole checkpoint at once (at close): every segment fsynced, both journals emptied. */
+static bool checkpoint_all(rc_store *st)
+{
+    if (!sync_all(st)) return false; /* the journals still hold what the segments may lack */
+    while (st->ckpt) rc__store_ckpt_forget(st, st->ckpt);
+    char old[PATH_MAX + 16];
+    journal_path(st, old, sizeof(old), RC__STORE_JOURNAL_OLD);
+    if (unlink(old) < 0 && errno != ENOENT) rc__store_set_error(st, errno, "remove", old);
+    st->jold = false;
+    if (st->jsize == 0) return true;
+    if (ftruncate(st->jfd, 0) < 0) {
+        char p[PATH_MAX + 16];
+        journal_path(st, p, sizeof(p), RC__STORE_JOURNAL_FILE);
+        rc__store_set_error(st, errno, "truncate", p);
+        return false;
+    }
+    st->jsize = 0;
+    for (rc_store_room *sr = st->touched; sr; sr = sr->touched_next) sr->journaled = 0;
+    return true;
+}
+
+/* Fsyncs the data directory itself, so a file created or removed in it stays so. */
+static void sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    if (fsync(fd) < 0) {}
+    close(fd);
+}
+
+int rc__store_journal_start(rc_store *st)
+{
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof(p), "%s/" RC__STORE_JOURNAL_FILE, st->dir);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    if (fsync(fd) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    /* start-up put what the old journals held into the segments and synced them */
+    journal_path(st, p, sizeof(p), RC__STORE_JOURNAL_OLD);
+    unlink(p);
+    sync_dir(st->dir);
+    st->jfd = fd;
+    st->jsize = 0;
+    return 0;
+}
+
+void rc__store_journal_stop(rc_store *st)
+{
+    char p[PATH_MAX + 16], q[PATH_MAX + 16];
+    journal_path(st, p, sizeof(p), RC__STORE_JOURNAL_FILE);
+    journal_path(st, q, sizeof(q), RC__STORE_JOURNAL_OLD);
+    bool a = unlink(p) == 0, b = unlink(q) == 0;
+    if (a || b) sync_dir(st->dir);
+}
+
 void *rc__store_writer_main(void *arg)
 {
     rc_store *st = arg;
     rc_buf work = RC_BUF_INIT;
     uint64_t last_sync = rc_clock_ns();
+    bool ckpt_stalled = false; /* a checkpoint fsync failed: wait for the next second */
     pthread_mutex_lock(&st->mu);
     for (;;) {
         while (!st->stop && rc_buf_size(&st->handoff) == 0) {
+            /* A checkpoint under way goes on between batches. */
+            if ((st->ckpt || st->jold) && !ckpt_stalled) break;
             /* Wake at least once a second: everysec fsync and retries after failures. */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
-            if (pthread_cond_timedwait(&st->cv, &st->mu, &ts) == ETIMEDOUT) break;
+            if (pthread_cond_timedwait(&st->cv, &st->mu, &ts) == ETIMEDOUT) {
+                ckpt_stalled = false;
+                break;
+            }
         }
         rc_buf tmp = work;
         work = st->handoff;
@@ -524,21 +786,35 @@ void *rc__store_writer_main(void *arg)
         pthread_mutex_unlock(&st->mu);
 
         apply_batch(st, &work);
-        bool ok = flush_touched(st);
+        /* With a journal, nothing reaches a segment before it is in the durable journal. */
+        bool ok = st->jfd < 0 || journal_pass(st) ? flush_touched(st) : hold_touched(st);
         uint64_t now = rc_clock_ns();
-        if (st->mode == RC_FSYNC_ALWAYS || stop ||
-            (st->mode == RC_FSYNC_EVERYSEC && now - last_sync >= RC_NS_PER_SEC)) {
+        if (st->jfd >= 0) {
+            if (stop) {
+                ok = checkpoint_all(st) && ok;
+            } else if (!st->jold && st->jsize > 0 &&
+                       (st->jsize >= JOURNAL_MAX || now - last_sync >= RC_NS_PER_SEC)) {
+                checkpoint_begin(st);
+                last_sync = now;
+            }
+        } else if (st->mode == RC_FSYNC_ALWAYS || stop ||
+                   (st->mode == RC_FSYNC_EVERYSEC && now - last_sync >= RC_NS_PER_SEC)) {
             ok = sync_all(st) && ok;
             last_sync = now;
         }
-        if (settle(st, seq)) {
-            uint64_t one = 1;
-            if (write(st->efd_io.fd, &one, sizeof(one)) < 0) {}
-        }
+        bool moved = settle(st, seq);
+        /* Before the loop is told, so that what it then reads of the status is current. */
         if (ok && st->touched == NULL && st->behind == NULL && atomic_load(&st->error)) {
             atomic_store(&st->error, 0);
             rc_info("durable log: writing again");
         }
+        if (moved) {
+            uint64_t one = 1;
+            if (write(st->efd_io.fd, &one, sizeof(one)) < 0) {}
+        }
+        /* After the loop was told: the segments' fsyncs never delay the batch just done (a
+         * failure is recorded, and retried after the next second). */
+        if (st->jfd >= 0 && !stop && !checkpoint_step(st)) ckpt_stalled = true;
         pthread_mutex_lock(&st->mu);
         if (stop && rc_buf_size(&st->handoff) == 0) break;
     }

@@ -4,7 +4,8 @@
  * broken sequence, garbage after the end), byte-by-byte and random-piece resumption in
  * exact-size buffers (so ASan sees any read past n), records with an idempotency key (a second
  * golden record, old records beside new ones, every malformed key), and the room-directory
- * names (hex for short names, SHA-256 for long ones).
+ * names (hex for short names, SHA-256 for long ones); journal entries (golden entries, round
+ * trips, every torn prefix, every bit flip, bad lengths, names and kinds, resumption).
  */
 #include "unit.h"
 
@@ -633,6 +634,186 @@ TEST(test_dirname_hashed_form)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) CHECK(!rc__store_dirname_hashed(bad[i]));
 }
 
+/* ---- journal entries ---------------------------------------------------------------------- */
+
+/* An entry of kind for room name with epoch and records recs[0..rl), encoded with format.h. */
+static size_t jencode(unsigned char *out, uint8_t kind, const char *name, const char *epoch,
+                      const void *recs, size_t rl)
+{
+    size_t h = rc__store_jhead(out, kind, name, strlen(name), epoch, rl);
+    if (rl) memcpy(out + h, recs, rl);
+    rc__store_jseal(out, h + rl);
+    return h + rl;
+}
+
+/* Golden entries, computed apart from roomcast (Python's struct and zlib.crc32): room "ab"
+ * with the golden record, and a deletion of room "z". */
+TEST(test_journal_golden)
+{
+    static const unsigned char room[] = {
+        0x2f, 0x00, 0x00, 0x00, 0xcc, 0x28, 0x78, 0x08, 0x01, 0x02, 0x30, 0x31, 0x32, 0x33,
+        0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x61, 0x62,
+        0x13, 0x00, 0x00, 0x00, 0x28, 0x78, 0x80, 0xf0, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03,
+        0x02, 0x01, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x01, 0x68, 0x69,
+    };
+    static const unsigned char del[] = {
+        0x13, 0x00, 0x00, 0x00, 0x18, 0x50, 0x5c, 0x81, 0x02, 0x01, 0x66, 0x65, 0x64, 0x63,
+        0x62, 0x61, 0x39, 0x38, 0x37, 0x36, 0x35, 0x34, 0x33, 0x32, 0x31, 0x30, 0x7a,
+    };
+    unsigned char rec[64], out[128];
+    size_t rl = encode(rec, 0x0102030405060708ull, 0x1122334455667788ull, 1, "hi", 2);
+    memset(out, 0xEE, sizeof(out));
+    size_t n = jencode(out, RC__STORE_J_ROOM, "ab", "0123456789abcdef", rec, rl);
+    CHECK_EQ_INT(n, sizeof(room));
+    CHECK_MEM(out, n, room, sizeof(room));
+    CHECK_EQ_INT(out[n], 0xEE);
+    n = jencode(out, RC__STORE_J_DELETE, "z", "fedcba9876543210", NULL, 0);
+    CHECK_MEM(out, n, del, sizeof(del));
+
+    unsigned char both[sizeof(room) + sizeof(del)];
+    memcpy(both, room, sizeof(room));
+    memcpy(both + sizeof(room), del, sizeof(del));
+    rc__store_reader r;
+    rc__store_reader_init(&r, 0);
+    rc__store_jentry e;
+    CHECK_EQ_INT(rc__store_jread(&r, both, sizeof(both), &e), RC__STORE_RECORD);
+    CHECK_EQ_INT(e.kind, RC__STORE_J_ROOM);
+    CHECK(e.name_len == 2 && memcmp(e.name, "ab", 2) == 0);
+    CHECK(memcmp(e.epoch, "0123456789abcdef", 16) == 0);
+    CHECK(e.recs == both + 28 && e.recs_len == rl);
+    CHECK_EQ_INT(e.size, sizeof(room));
+    CHECK_EQ_INT(rc__store_jread(&r, both, sizeof(both), &e), RC__STORE_RECORD);
+    CHECK_EQ_INT(e.kind, RC__STORE_J_DELETE);
+    CHECK(e.name_len == 1 && e.name[0] == 'z' && e.recs_len == 0);
+    CHECK_EQ_INT(r.off, sizeof(both));
+    CHECK_EQ_INT(rc__store_jread(&r, both, sizeof(both), &e), RC__STORE_MORE);
+}
+
+/* A journal of three entries (the longest name among them) for the torn/flip/resume tests. */
+static size_t journal3(unsigned char *out, size_t *ends)
+{
+    unsigned char recs[512];
+    size_t rl = segment(recs, 7, 5, NULL);
+    char longname[256];
+    memset(longname, 'n', 255);
+    longname[255] = '\0';
+    size_t off = jencode(out, RC__STORE_J_ROOM, "lobby", "0123456789abcdef", recs, rl);
+    ends[0] = off;
+    off += jencode(out + off, RC__STORE_J_ROOM, longname, "aaaaaaaaaaaaaaaa", NULL, 0);
+    ends[1] = off;
+    off += jencode(out + off, RC__STORE_J_DELETE, "lobby", "0000000000000000", NULL, 0);
+    ends[2] = off;
+    return off;
+}
+
+/* Reads buf[0..n) through an exact-size copy; returns the last result, entries and offset. */
+static int jread_all(const unsigned char *buf, size_t n, size_t *count, size_t *off)
+{
+    unsigned char *copy = n ? malloc(n) : NULL;
+    if (n) memcpy(copy, buf, n);
+    rc__store_reader r;
+    rc__store_reader_init(&r, 0);
+    rc__store_jentry e;
+    int res;
+    *count = 0;
+    while ((res = rc__store_jread(&r, copy, n, &e)) == RC__STORE_RECORD) (*count)++;
+    *off = r.off;
+    free(copy);
+    return res;
+}
+
+TEST(test_journal_torn_every_prefix)
+{
+    unsigned char j[2048];
+    size_t ends[3];
+    size_t n = journal3(j, ends);
+    for (size_t cut = 0; cut <= n; cut++) {
+        size_t count, off;
+        int res = jread_all(j, cut, &count, &off);
+        size_t want = cut >= ends[2] ? 3 : cut >= ends[1] ? 2 : cut >= ends[0] ? 1 : 0;
+        CHECK_EQ_INT(res, RC__STORE_MORE);
+        CHECK_EQ_INT(count, want);
+        CHECK_EQ_INT(off, want ? ends[want - 1] : 0);
+    }
+}
+
+TEST(test_journal_every_bit_flip)
+{
+    unsigned char j[2048];
+    size_t ends[3];
+    size_t n = journal3(j, ends);
+    for (size_t i = 0; i < n; i++) {
+        for (int b = 0; b < 8; b++) {
+            j[i] ^= (unsigned char)(1 << b);
+            size_t count, off;
+            int res = jread_all(j, n, &count, &off);
+            /* the entry holding the flipped byte and those after it are never read; a flip
+             * in a length field may also make the entry look torn */
+            size_t hit = i < ends[0] ? 0 : i < ends[1] ? 1 : 2;
+            CHECK_EQ_INT(count, hit);
+            CHECK_EQ_INT(off, hit ? ends[hit - 1] : 0);
+            CHECK(res != RC__STORE_RECORD);
+            j[i] ^= (unsigned char)(1 << b);
+        }
+    }
+}
+
+TEST(test_journal_bad_fields)
+{
+    unsigned char j[256];
+    size_t n = jencode(j, RC__STORE_J_ROOM, "abc", "0123456789abcdef", NULL, 0);
+    size_t count, off;
+    /* length below the fixed part plus one name byte, and beyond the maximum */
+    unsigned char b[256];
+    memcpy(b, j, n);
+    b[0] = RC__STORE_J_FIXED;
+    CHECK_EQ_INT(jread_all(b, n, &count, &off), RC__STORE_BAD_LENGTH);
+    memcpy(b, j, n);
+    b[0] = 0, b[1] = 0, b[2] = 0, b[3] = 0x41; /* 1 GiB + 1 */
+    CHECK_EQ_INT(jread_all(b, n, &count, &off), RC__STORE_BAD_LENGTH);
+    /* a name of length 0, or running past the entry, is known bad before the rest is in */
+    memcpy(b, j, n);
+    b[9] = 0;
+    CHECK_EQ_INT(jread_all(b, 10, &count, &off), RC__STORE_BAD_LENGTH);
+    b[9] = 4;
+    CHECK_EQ_INT(jread_all(b, 10, &count, &off), RC__STORE_BAD_LENGTH);
+    /* unknown kind; a deletion with records (both resealed: the checksum is right) */
+    memcpy(b, j, n);
+    b[8] = 3;
+    rc__store_jseal(b, n);
+    CHECK_EQ_INT(jread_all(b, n, &count, &off), RC__STORE_BAD_KIND);
+    unsigned char rec[64];
+    size_t rl = encode(rec, 1, 2, 1, "x", 1);
+    n = jencode(b, RC__STORE_J_DELETE, "abc", "0123456789abcdef", rec, rl);
+    CHECK_EQ_INT(jread_all(b, n, &count, &off), RC__STORE_BAD_KIND);
+    CHECK_EQ_INT(count, 0);
+    CHECK_EQ_INT(off, 0);
+}
+
+TEST(test_journal_resume)
+{
+    unsigned char j[2048];
+    size_t ends[3];
+    size_t n = journal3(j, ends);
+    /* fed one byte more each call, in exact-size copies: the same entries */
+    rc__store_reader r;
+    rc__store_reader_init(&r, 0);
+    size_t count = 0;
+    for (size_t have = 0; have <= n; have++) {
+        unsigned char *copy = malloc(have ? have : 1);
+        memcpy(copy, j, have);
+        rc__store_jentry e;
+        int res;
+        while ((res = rc__store_jread(&r, copy, have, &e)) == RC__STORE_RECORD) {
+            CHECK_EQ_INT(r.off, ends[count]);
+            count++;
+        }
+        CHECK_EQ_INT(res, RC__STORE_MORE);
+        free(copy);
+    }
+    CHECK_EQ_INT(count, 3);
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
@@ -655,5 +836,10 @@ int main(int argc, char **argv)
     RUN(test_name_rejects);
     RUN(test_dirname);
     RUN(test_dirname_hashed_form);
+    RUN(test_journal_golden);
+    RUN(test_journal_torn_every_prefix);
+    RUN(test_journal_every_bit_flip);
+    RUN(test_journal_bad_fields);
+    RUN(test_journal_resume);
     UNIT_MAIN_END("test_format");
 }
