@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "codec/textbuf.h"
 #include "rooms/ident.h"
+#include "rooms/redisrooms.h"
 #include "rooms/room.h"
 #include "rooms/state.h"
 #include "rooms/wire.h"
@@ -572,6 +573,32 @@ int rc_roomproto_state_check(const rc_rooms *t, const rc_room *room, const rc_js
     return r;
 }
 
+/* Redis mode: the frame without its msg_id goes through the sequencing script ('t', then the
+ * text up to `"msg_id":`; every node appends the id it learns, redisrooms.c). */
+static int cluster_publish(rc_rooms *t, rc_endpoint *ep, rc_room *room, const char *p,
+                           const rc_json_top *q, uint64_t khash, const rc_json_span *ack,
+                           bool keyed)
+{
+    if (keyed)
+        return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD,
+                                  "state keys are not supported with --redis yet");
+    const rc_ident *user = ep->auth == RC_IDENT_USER ? ep->ident : NULL;
+    struct text_pub x = {.p = p, .q = q, .has_room = q->key[RC_JK_ROOM].type != RC_JSON_NONE,
+                         .client_id = ep->client_id,
+                         .user = user ? user->user_json : NULL,
+                         .user_len = user ? user->user_json_len : 0};
+    rc_msg *m = encode_text(&x, room, 0);
+    if (!m) return rc_roomproto_error(t, ep, RC_RERR_UNAVAILABLE, "out of memory");
+    size_t hs = 2;
+    while (hs < 14 && rc_ws_header_size(m->len - hs) != hs) hs += 2;
+    char *payload = m->data + hs - 1; /* one byte before the text: the header's last, reused */
+    size_t len = m->len - hs - 1;      /* without the "0}" of the placeholder id */
+    payload[0] = 't';
+    int r = rc_redisrooms_publish(t, ep, room, payload, len, khash, ack);
+    rc_msg_unref(m);
+    return r;
+}
+
 static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, size_t pn, const rc_json_top *q)
 {
     char name[RC_ROOM_NAME_MAX + 1];
@@ -611,6 +638,7 @@ static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, size_t pn, const
     int sr = rc_roomproto_state_check(t, room, q, pn, &sk, why, sizeof(why));
     if (sr == RC_STATE_BAD) return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD, "%s", why);
     if (sr == RC_STATE_FULL) return rc_roomproto_error(t, ep, RC_RERR_STATE_FULL, "%s", why);
+    if (t->cluster) return cluster_publish(t, ep, room, p, q, khash, ack, sr == RC_STATE_OK);
     bool dup;
     uint64_t lsn;
     uint64_t id = publish_text(t, room, p, q, ep->client_id,
@@ -669,6 +697,33 @@ int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n)
     return r;
 }
 
+/* A join; in Redis mode it waits (kept, and run again by rc_roomproto_join) until its room is
+ * in step with Redis. */
+static int join(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const rc_json_top *q)
+{
+    if (t->cluster) {
+        char name[RC_ROOM_NAME_MAX + 1];
+        long len = room_name(t, ep, &q->key[RC_JK_ROOM], name);
+        if (len < 0) return -1;
+        int r = rc_redisrooms_join_hold(t, ep, name, (size_t)len, p, n);
+        if (r != 0) return r < 0 ? -1 : 0;
+    }
+    return do_join(t, ep, q);
+}
+
+int rc_roomproto_join(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n)
+{
+    rc_json_top q;
+    if (rc_json_scan(p, n, t->jwt ? RC_ROOMPROTO_CUT | RC_JK_BIT(RC_JK_USER) : RC_ROOMPROTO_CUT,
+                     &q) != RC_JSON_OK)
+        return -1; /* it was scanned before it was kept */
+    t->req_room = &q.key[RC_JK_ROOM];
+    t->req_ref = &q.key[RC_JK_ACK];
+    int r = join(t, ep, p, n, &q);
+    t->req_room = t->req_ref = NULL;
+    return r;
+}
+
 static int dispatch(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const rc_json_top *q)
 {
     if (q->dups & RC_JK_BIT(RC_JK_TYPE)) return duplicate_key(t, ep, q->dups);
@@ -682,7 +737,7 @@ static int dispatch(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const
             return -1;
         if (type_is(type, l, "join"))
             return q->dups & JOIN_KEYS ? duplicate_key(t, ep, q->dups & JOIN_KEYS)
-                                       : do_join(t, ep, q);
+                                       : join(t, ep, p, n, q);
         if (type_is(type, l, "leave"))
             return q->dups & LEAVE_KEYS ? duplicate_key(t, ep, q->dups & LEAVE_KEYS)
                                         : do_leave(t, ep, q);
@@ -756,6 +811,18 @@ int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n
     if (t->service && t->service(t->svc_arg, ep, room, NULL, 0, NULL) != RC_ROOMPROTO_NOT_SERVED)
         return -1;
     struct bin_pub x = {.payload = p + 1 + rl, .len = n - 1 - rl, .client_id = ep->client_id};
+    if (t->cluster) {
+        rc_msg *m = encode_binary(&x, room, 0);
+        if (!m) return rc_roomproto_error(t, ep, RC_RERR_UNAVAILABLE, "out of memory");
+        size_t plen = 17 + room->name_len + x.len, hs = m->len - plen;
+        char *payload = m->data + hs + 7; /* 'b', then the envelope after its msg_id */
+        payload[0] = 'b';
+        t->req_room = &rs;
+        int r = rc_redisrooms_publish(t, ep, room, payload, plen - 7, 0, NULL);
+        t->req_room = NULL;
+        rc_msg_unref(m);
+        return r;
+    }
     if (rc_room_publish(t, room, encode_binary, &x, 0, NULL, NULL) == 0) {
         ep->ops->close(ep, RC_WS_CLOSE_INTERNAL, "out of memory");
         return -1;
