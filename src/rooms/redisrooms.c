@@ -251,7 +251,7 @@ static bool drain(rc_redisrooms *rr, rc_croom *cr)
         deliver(rr, cr, b->id, b->epoch, b->frame);
     }
     for (uint32_t k = 0; k < i; k++) rc_msg_unref(cr->buf[k].frame);
-    memmove(cr->buf, cr->buf + i, (cr->nbuf - i) * sizeof(*cr->buf));
+    if (i && i < cr->nbuf) memmove(cr->buf, cr->buf + i, (cr->nbuf - i) * sizeof(*cr->buf));
     cr->nbuf -= i;
     return ok;
 }
