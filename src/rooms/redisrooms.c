@@ -64,6 +64,12 @@ struct rc_redisrooms {
     rc_redisrooms_stats st;
 };
 
+static int unavailable(rc_redisrooms *rr, rc_endpoint *ep, const char *why)
+{
+    rr->st.unavailable++;
+    return rc_roomproto_error(rr->t, ep, RC_RERR_UNAVAILABLE, "%s", why);
+}
+
 /* ---- waiting endpoints -------------------------------------------------------------------- */
 
 static void wait_link(rc_cwait *w, rc_endpoint *ep)
@@ -144,6 +150,11 @@ static void croom_free(rc_croom *cr)
 static void croom_release(rc_croom *cr)
 {
     if (!cr->room && !cr->nreads && !cr->pins) croom_free(cr);
+}
+
+bool rc_redisrooms_joins_waiting(const rc_room *room)
+{
+    return room->cr->joins != NULL;
 }
 
 void rc_redisrooms_room_gone(rc_rooms *t, rc_room *room)
@@ -236,6 +247,27 @@ static void run_joins(rc_redisrooms *rr, rc_croom *cr)
     }
 }
 
+/* Answers the joins that waited for cr's room `unavailable` (Redis failed the read). */
+static void fail_joins(rc_redisrooms *rr, rc_croom *cr)
+{
+    cjoin *j = cr->joins;
+    cr->joins = cr->joins_tail = NULL;
+    while (j) {
+        cjoin *next = j->next;
+        rc_endpoint *ep = j->w.ep;
+        wait_unlink(&j->w);
+        if (ep && cr->room) {
+            rc_json_span rs = {.p = cr->room->json_name, .len = cr->room->json_len,
+                               .type = RC_JSON_STRING};
+            rr->t->req_room = &rs;
+            unavailable(rr, ep, "redis failed while the room was being read; retry later");
+            rr->t->req_room = NULL;
+        }
+        free(j);
+        j = next;
+    }
+}
+
 /* Merges the buffered channel messages after what is delivered; true when all followed. */
 static bool drain(rc_redisrooms *rr, rc_croom *cr)
 {
@@ -267,9 +299,13 @@ static void on_read(void *arg, int status, const rc_cluster_range *range)
         croom_release(cr);
         return;
     }
-    if (status != 0) return; /* again on the next on_state(true) or on_subscribed */
     rc_redisrooms *rr = cr->rr;
     cr->pins++;
+    if (status != 0) { /* read again on the next on_state(true) or on_subscribed */
+        fail_joins(rr, cr);
+        if (cr->room) rc_room_settle(rr->t, cr->room);
+        goto out;
+    }
     const char *e = rc_cluster_range_epoch(range);
     uint64_t top = rc_cluster_range_top(range), first = rc_cluster_range_first(range);
     size_t count = rc_cluster_range_count(range);
@@ -420,12 +456,6 @@ void rc_redisrooms_stats_get(const rc_redisrooms *rr, rc_redisrooms_stats *out,
     rc_cluster_stats_get(rr->c, cl);
 }
 
-static int unavailable(rc_redisrooms *rr, rc_endpoint *ep, const char *why)
-{
-    rr->st.unavailable++;
-    return rc_roomproto_error(rr->t, ep, RC_RERR_UNAVAILABLE, "%s", why);
-}
-
 int rc_redisrooms_join_hold(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len,
                             const char *p, size_t n)
 {
@@ -452,6 +482,7 @@ int rc_redisrooms_join_hold(rc_rooms *t, rc_endpoint *ep, const char *name, size
         room->cr = cr;
         sync_start(rr, cr); /* now if the channel is already subscribed */
     }
+    rc_room_hold(t, room); /* no TTL sweep while joins wait for it */
     cjoin *j = malloc(sizeof(*j) + n);
     if (!j) return rc_roomproto_error(t, ep, RC_RERR_UNAVAILABLE, "out of memory");
     memcpy(j->text, p, n);

@@ -80,6 +80,10 @@ int rc_redisrooms_publish(struct rc_rooms *t, struct rc_endpoint *ep, struct rc_
                           const void *payload, size_t len, uint64_t khash,
                           const rc_json_span *ack);
 
+/* rc_redisrooms_joins_waiting says whether joins wait for room to be in step (room.c does not
+ * let it go meanwhile). */
+bool rc_redisrooms_joins_waiting(const struct rc_room *room);
+
 /* Called by room.c: a room is being freed; an endpoint is gone. */
 void rc_redisrooms_room_gone(struct rc_rooms *t, struct rc_room *room);
 void rc_redisrooms_endpoint_gone(struct rc_rooms *t, struct rc_endpoint *ep);

@@ -146,6 +146,8 @@ static void room_delete(rc_rooms *t, rc_room *room)
 /* A room whose last member left stays for its history if there is one to keep. */
 static void room_vacated(rc_rooms *t, rc_room *room)
 {
+    /* --redis: joins waiting for the room to be in step settle it once they ran */
+    if (room->cr && rc_redisrooms_joins_waiting(room)) return;
     if ((t->cfg.history_size == 0 && !room->store) || t->cfg.room_ttl == 0) {
         room_delete(t, room);
         return;
@@ -953,6 +955,11 @@ rc_room *rc_rooms_open(rc_rooms *t, const char *name, size_t len)
     if (room) return room;
     if (t->cfg.max_rooms && rc_rooms_count(t) >= t->cfg.max_rooms) return NULL;
     return room_create(t, name, len);
+}
+
+void rc_room_hold(rc_rooms *t, rc_room *room)
+{
+    if (room->empty_since) empty_unlink(t, room);
 }
 
 void rc_room_settle(rc_rooms *t, rc_room *room)

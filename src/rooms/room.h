@@ -346,11 +346,14 @@ void rc_rooms_durable(rc_rooms *t);
 /* ---- Redis mode (redisrooms.h) ----------------------------------------------------------
  * rc_rooms_open returns the room called name, creating it without members (NULL: no memory,
  * or max_rooms reached); rc_room_settle lets a room without members go (or wait for its TTL)
- * as a last leave would. rc_room_deliver_at is rc_room_publish with the msg_id Redis gave:
+ * as a last leave would (rc_room_hold suspends its TTL meanwhile). rc_room_deliver_at is rc_room_publish with the msg_id Redis gave:
  * the canonical frame m (a reference is taken) is fanned out, kept and made last_msg_id.
  * rc_room_reset forgets room's history and adopts epoch (Redis's; "" while it has none). */
 rc_room *rc_rooms_open(rc_rooms *t, const char *name, size_t len);
 void rc_room_settle(rc_rooms *t, rc_room *room);
+/* rc_room_hold keeps a room without members from its TTL (joins wait for it) until
+ * rc_room_settle. */
+void rc_room_hold(rc_rooms *t, rc_room *room);
 void rc_room_deliver_at(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id);
 void rc_room_reset(rc_rooms *t, rc_room *room, const char *epoch);
 
