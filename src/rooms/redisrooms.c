@@ -311,10 +311,12 @@ static void on_read(void *arg, int status, const rc_cluster_range *range)
     size_t count = rc_cluster_range_count(range);
     rr->st.syncs++;
     if (cr->state == CR_RESYNC) {
-        bool fresh = cr->epoch[0] == '\0' && cr->last == 0; /* nothing seen: start over */
-        if (fresh) cr->state = CR_SYNCING;
-        bool ok = fresh || (strcmp(e, cr->epoch) == 0 && top >= cr->last &&
-                            (top == cr->last || (first && first <= cr->last + 1)));
+        /* Members that have seen nothing yet (the room had no epoch) missed nothing when the
+         * stream starts at 1; others when it is their epoch and reaches back to them. */
+        bool fresh = cr->epoch[0] == '\0' && cr->last == 0;
+        bool ok = fresh ? top == 0 || first == 1
+                        : strcmp(e, cr->epoch) == 0 && top >= cr->last &&
+                              (top == cr->last || (first && first <= cr->last + 1));
         if (!ok) {
             members_resync(rr, cr);
             cr->state = CR_SYNCING;
@@ -336,11 +338,14 @@ static void on_read(void *arg, int status, const rc_cluster_range *range)
         rc_msg_unref(f);
     }
     if (cr->room && top > cr->last) {
-        if (cr->state == CR_SYNCING) { /* what the stream does not hold: just its top */
+        /* The stream does not hold the rest (no history, or an entry that is not roomcast's):
+         * the room starts from its top with an empty history, so that recovery never
+         * replays a run with a hole; members that had seen part of it are resynchronised. */
+        if (cr->state != CR_SYNCING || cr->room->nmembers) members_resync(rr, cr);
+        if (cr->room) {
+            rc_room_reset(rr->t, cr->room, e);
+            snprintf(cr->epoch, sizeof(cr->epoch), "%s", e);
             cr->last = cr->room->last_msg_id = cr->room->seq_msg_id = top;
-        } else { /* cannot be, the read said otherwise: read again */
-            sync_start(rr, cr);
-            goto out;
         }
     }
     if (!cr->room) goto out;
