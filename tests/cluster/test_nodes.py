@@ -19,6 +19,7 @@ import os
 import time
 
 import pytest
+import websockets
 
 _spec = importlib.util.spec_from_file_location(
     "rc_integration", os.path.join(os.path.dirname(__file__), "..", "integration", "conftest.py"))
@@ -352,3 +353,38 @@ def test_killed_subscription_gap_is_filled_from_the_stream(nodes, redis_server):
     # the first read of each node, and the killed one read again after resubscribing
     assert sum(metric(n, "roomcast_redis_syncs_total") for n in ns) >= 4
     assert sum(metric(n, "roomcast_redis_resyncs_lost_total") for n in ns) == 0
+
+
+def test_epoch_lost_in_redis_resynchronises_members(nodes, redis_server):
+    """Redis loses the room (FLUSHALL, as a restart without persistence would): the next
+    message starts a new epoch at msg_id 1. Members cannot have it silently: every member, on
+    every node, is closed with 1013, and rejoining with since/epoch says recovered:false."""
+    ns = nodes(2)
+
+    async def main():
+        ws = []
+        for i in range(4):
+            w = await itest.ws_connect(ns[i % 2].ws_url)
+            await join(w, "e")
+            ws.append(w)
+        await ws[0].send(json.dumps({"text": "one", "ack": 1}))
+        for w in ws:
+            while (await recv(w)).get("text") != "one":
+                pass
+        old = (await join(ws[1], "e"))  # joined again: the same room, its epoch
+        assert old["last_msg_id"] == 1 and old["epoch"]
+        assert redis_server.cmd("FLUSHALL") == b"OK"
+        await ws[1].send(json.dumps({"text": "new epoch", "ack": 2}))
+        for w in ws:
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                while True:
+                    m = await recv(w)
+                    assert m.get("text") != "new epoch", "a message of a new epoch was shown"
+            assert w.close_code == 1013, w.close_code
+        w = await itest.ws_connect(ns[0].ws_url)
+        j = await join(w, "e", since=1, epoch=old["epoch"])
+        assert j["recovered"] is False and j["epoch"] != old["epoch"] and j["last_msg_id"] == 1
+        await w.close()
+
+    itest.run(main())
+    assert sum(metric(n, "roomcast_redis_resyncs_lost_total") for n in ns) == 2
