@@ -196,7 +196,9 @@ def test_three_nodes_one_order_per_room(nodes):
 
 
 def test_idempotency_and_recovery_across_nodes(nodes):
-    a, b, c = nodes(3)
+    # --room-ttl 0: a room goes from a node with its last member there, so a later join on
+    # that node brings the room in step from Redis again (its stream is kept: no TTL in Redis)
+    a, b, c = nodes(3, "--room-ttl", "0")
 
     async def main():
         watcher = await connect(c, "watcher")
@@ -228,23 +230,28 @@ def test_idempotency_and_recovery_across_nodes(nodes):
         assert got[3]["msg_id"] == first["msg_id"] + 1
         await watcher.wait(lambda: len(watcher.msgs.get("r", [])) == 2, "saw both")
         assert [m["text"] for m in watcher.msgs["r"]] == ["once", "next"]
-        # another client of node a (which has no member of "r" any more) recovers from
-        # the stream with since/epoch: exactly the message after since
-        r = await itest.ws_connect(a.ws_url)
-        jr = await join(r, "r", since=first["msg_id"], epoch=jq["epoch"])
-        assert jr["recovered"] is True and jr["last_msg_id"] == first["msg_id"] + 1
-        m = await recv(r)
-        assert (m["msg_id"], m["text"]) == (first["msg_id"] + 1, "next")
+        # another client of node a (which has no room "r" any more) recovers from the
+        # stream with since/epoch: exactly the messages after since; and one of node c, where
+        # the room is live (the watcher), from the node's copy of the stream
+        for node in (a, c):
+            r = await itest.ws_connect(node.ws_url)
+            jr = await join(r, "r", since=first["msg_id"] - 1, epoch=jq["epoch"])
+            assert jr["recovered"] is True and jr["last_msg_id"] == first["msg_id"] + 1
+            got = [await recv(r), await recv(r)]
+            assert [(m["msg_id"], m["text"]) for m in got] == \
+                [(first["msg_id"], "once"), (first["msg_id"] + 1, "next")]
+            await r.close()
         # a wrong epoch is never recovered silently
         s = await itest.ws_connect(b.ws_url)
         js = await join(s, "r", since=0, epoch="0000000000000000")
         assert js["recovered"] is False
-        for w in (q, r, s):
+        for w in (q, s):
             await w.close()
         await watcher.close()
 
     itest.run(main())
     assert sum(metric(n, "roomcast_redis_duplicates_total") for n in (a, b, c)) == 1
+    assert metric(a, "roomcast_redis_syncs_total") == 2  # "r" read again for the recovery
 
 
 def test_redis_stopped_then_back(nodes, redis_server):
