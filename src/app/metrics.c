@@ -256,6 +256,9 @@ static void redis_metrics(rc_textbuf *t, const rc_redisrooms *rr)
            r.resyncs_lost);
     metric(t, "roomcast_redis_joins_waited_total", "counter",
            "Joins that waited for their room to be in step with Redis.", r.joins_waited);
+    metric(t, "roomcast_redis_deep_recoveries_total", "counter",
+           "Joins recovered from a read of Redis's stream (the node's copy did not reach back).",
+           r.deep_recoveries);
 }
 
 int rc_metrics_render(const rc_server *srv, rc_buf *out)

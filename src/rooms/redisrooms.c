@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "rooms/room.h"
 #include "rooms/roomproto.h"
+#include "rooms/wire.h"
 
 /* A room's step with Redis. */
 enum { CR_SYNCING, CR_LIVE, CR_RESYNC };
@@ -41,7 +42,22 @@ typedef struct rc_croom {
     bufmsg *buf;             /* channel messages waiting for the merge */
     uint32_t nbuf, capbuf;
     cjoin *joins, *joins_tail; /* joins waiting for the room to be live */
+    struct crec *recs;       /* joins waiting for a read of the stream */
 } rc_croom;
+
+/* A join with since kept for a read of the stream (rc_redisrooms_recover_hold). */
+typedef struct crec {
+    rc_cwait w;              /* first: the endpoint's list */
+    struct crec *next;       /* the room's list */
+    rc_croom *cr;            /* its room's (kept until the read is answered) */
+    rc_redisrooms *rr;
+    uint64_t since;
+    uint32_t gen;            /* cr->gen when the read was sent: a sync since then voids it */
+    bufmsg *buf;             /* messages delivered in the room while the read is out */
+    uint32_t nbuf, capbuf;
+    size_t n;
+    char text[];             /* the request */
+} crec;
 
 /* A publish waiting for the script's answer. */
 typedef struct cpub {
@@ -62,6 +78,13 @@ struct rc_redisrooms {
     rc_rooms *t;
     rc_cluster *c;
     rc_redisrooms_stats st;
+    /* The join running again with its read (rc_redisrooms_replay): */
+    const rc_endpoint *rep_ep;
+    const rc_room *rep_room;
+    uint64_t rep_since;
+    rc_msg **rep_frames;     /* the messages after since, in order */
+    uint32_t rep_count;
+    bool rep_used;
 };
 
 static int unavailable(rc_redisrooms *rr, rc_endpoint *ep, const char *why)
@@ -135,10 +158,15 @@ static rc_msg *frame_of(const char *p, size_t n, uint64_t id)
 
 /* ---- rooms ------------------------------------------------------------------------------- */
 
+static void bufs_free(bufmsg *b, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) rc_msg_unref(b[i].frame);
+    free(b);
+}
+
 static void croom_free(rc_croom *cr)
 {
-    for (uint32_t i = 0; i < cr->nbuf; i++) rc_msg_unref(cr->buf[i].frame);
-    free(cr->buf);
+    bufs_free(cr->buf, cr->nbuf);
     for (cjoin *j = cr->joins, *next; j; j = next) {
         next = j->next;
         wait_unlink(&j->w);
@@ -149,7 +177,7 @@ static void croom_free(rc_croom *cr)
 
 static void croom_release(rc_croom *cr)
 {
-    if (!cr->room && !cr->nreads && !cr->pins) croom_free(cr);
+    if (!cr->room && !cr->nreads && !cr->pins && !cr->recs) croom_free(cr);
 }
 
 bool rc_redisrooms_joins_waiting(const rc_room *room)
@@ -190,6 +218,24 @@ static void sync_start(rc_redisrooms *rr, rc_croom *cr)
     cr->nreads++;
 }
 
+/* Appends message id (epoch e, frame m) to a buffer; out of memory it is not kept, and the
+ * merge sees the hole. */
+static void buffer_into(bufmsg **buf, uint32_t *n, uint32_t *capn, uint64_t id, const char *e,
+                        rc_msg *m)
+{
+    if (*n == *capn) {
+        uint32_t cap = *capn ? *capn * 2 : 16;
+        bufmsg *b = realloc(*buf, cap * sizeof(*b));
+        if (!b) return;
+        *buf = b;
+        *capn = cap;
+    }
+    bufmsg *b = &(*buf)[(*n)++];
+    b->id = id;
+    snprintf(b->epoch, sizeof(b->epoch), "%s", e);
+    b->frame = rc_msg_ref(m);
+}
+
 /* Delivers message id (epoch e) to the room's members and history. */
 static void deliver(rc_redisrooms *rr, rc_croom *cr, uint64_t id, const char *e, rc_msg *m)
 {
@@ -198,6 +244,7 @@ static void deliver(rc_redisrooms *rr, rc_croom *cr, uint64_t id, const char *e,
         snprintf(cr->room->epoch, sizeof(cr->room->epoch), "%s", e);
     cr->last = id;
     rc_room_deliver_at(rr->t, cr->room, m, id);
+    for (crec *x = cr->recs; x; x = x->next) buffer_into(&x->buf, &x->nbuf, &x->capbuf, id, e, m);
 }
 
 /* Whether message id of epoch e follows the last one delivered. */
@@ -209,17 +256,9 @@ static bool follows(const rc_croom *cr, uint64_t id, const char *e)
 
 static void buffer(rc_croom *cr, uint64_t id, const char *e, size_t el, rc_msg *m)
 {
-    if (cr->nbuf == cr->capbuf) {
-        uint32_t cap = cr->capbuf ? cr->capbuf * 2 : 16;
-        bufmsg *b = realloc(cr->buf, cap * sizeof(*b));
-        if (!b) return; /* the merge will see the hole and read again */
-        cr->buf = b;
-        cr->capbuf = cap;
-    }
-    bufmsg *b = &cr->buf[cr->nbuf++];
-    b->id = id;
-    snprintf(b->epoch, sizeof(b->epoch), "%.*s", (int)el, e);
-    b->frame = rc_msg_ref(m);
+    char ep[RC_CLWIRE_EPOCH_MAX + 1];
+    snprintf(ep, sizeof(ep), "%.*s", (int)el, e);
+    buffer_into(&cr->buf, &cr->nbuf, &cr->capbuf, id, ep, m);
 }
 
 /* Closes every member of cr's room with 1013: they missed what Redis no longer holds (or the
@@ -564,4 +603,134 @@ int rc_redisrooms_publish(rc_rooms *t, rc_endpoint *ep, rc_room *room, const voi
     }
     wait_link(&pb->w, ep);
     return 0;
+}
+
+/* ---- recovery beyond the room's copy ------------------------------------------------------ */
+
+static void rec_unlink(rc_croom *cr, crec *x)
+{
+    for (crec **pp = &cr->recs; *pp; pp = &(*pp)->next)
+        if (*pp == x) {
+            *pp = x->next;
+            return;
+        }
+}
+
+static void on_rec_read(void *arg, int status, const rc_cluster_range *range)
+{
+    crec *x = arg;
+    rc_croom *cr = x->cr;
+    rc_endpoint *ep = x->w.ep;
+    wait_unlink(&x->w);
+    rc_msg **frames = NULL;
+    uint32_t count = 0;
+    bool ok = false;
+    if (cr) rec_unlink(cr, x);
+    if (cr && cr->room && ep && status == 0 && x->gen == cr->gen && cr->state == CR_LIVE) {
+        rc_redisrooms *rr = cr->rr;
+        const char *e = rc_cluster_range_epoch(range);
+        uint64_t last = cr->room->last_msg_id;
+        uint64_t first = rc_cluster_range_first(range);
+        size_t n = rc_cluster_range_count(range);
+        ok = strcmp(e, cr->room->epoch) == 0 && first && first <= x->since + 1 &&
+             (frames = calloc(last - x->since, sizeof(*frames))) != NULL;
+        uint64_t at = x->since; /* the last id in frames */
+        for (size_t i = 0; ok && i < n && at < last; i++) {
+            rc_cluster_msg m;
+            if (rc_cluster_range_get(range, i, &m) < 0 || m.msg_id != at + 1 ||
+                !(frames[count] = frame_of(m.payload, m.payload_len, m.msg_id)))
+                ok = false;
+            else
+                count++, at++;
+        }
+        /* what was delivered while the read was out and is not in it */
+        for (uint32_t i = 0; ok && i < x->nbuf && at < last; i++) {
+            if (x->buf[i].id <= at) continue;
+            if (x->buf[i].id != at + 1) ok = false;
+            else frames[count++] = rc_msg_ref(x->buf[i].frame), at++;
+        }
+        ok = ok && at == last;
+        if (ok) rr->st.deep_recoveries++;
+        rr->rep_ep = ep;
+        rr->rep_room = cr->room;
+        rr->rep_since = x->since;
+        rr->rep_frames = ok ? frames : NULL;
+        rr->rep_count = ok ? count : 0;
+        rr->rep_used = false;
+        cr->pins++;
+        rc_roomproto_join(rr->t, ep, x->text, x->n); /* recovered:false when !ok */
+        cr->pins--;
+        rr->rep_ep = NULL;
+        rr->rep_room = NULL;
+        rr->rep_frames = NULL;
+    } else if (ep) {
+        /* the room went out of step or away meanwhile (or Redis failed): run it again as is
+         * (it waits for the room if needed; no second read of this kind) */
+        rc_redisrooms *rr = x->rr;
+        rr->rep_ep = ep;
+        rr->rep_room = NULL;
+        rr->rep_frames = NULL;
+        if (cr) cr->pins++;
+        rc_roomproto_join(rr->t, ep, x->text, x->n);
+        if (cr) cr->pins--;
+        rr->rep_ep = NULL;
+    }
+    for (uint32_t i = 0; i < count; i++) rc_msg_unref(frames[i]);
+    free(frames);
+    bufs_free(x->buf, x->nbuf);
+    free(x);
+    if (cr) croom_release(cr);
+}
+
+int rc_redisrooms_recover_hold(rc_rooms *t, rc_endpoint *ep, rc_room *room, uint64_t since,
+                               const char *epoch, size_t epoch_len, const char *p, size_t n)
+{
+    rc_redisrooms *rr = t->cluster;
+    rc_croom *cr = room->cr;
+    if (!cr || cr->state != CR_LIVE || rr->rep_ep == ep) return 0; /* running it again */
+    uint64_t last = room->last_msg_id, first = rc_history_first_id(&room->hist);
+    if (epoch_len != strlen(room->epoch) || memcmp(epoch, room->epoch, epoch_len) != 0 ||
+        since >= last || (first && first <= since + 1) ||
+        last - since > t->cfg.history_size || !rc_cluster_available(rr->c))
+        return 0; /* answered as usual: recovered, or not, from what the node knows */
+    crec *x = calloc(1, sizeof(*x) + n);
+    if (!x) return 0;
+    memcpy(x->text, p, n);
+    x->n = n;
+    x->since = since;
+    x->cr = cr;
+    x->rr = rr;
+    x->gen = cr->gen;
+    if (rc_cluster_read(rr->c, room->name, room->name_len, since,
+                        (uint32_t)(last - since), on_rec_read, x) < 0) {
+        free(x);
+        return 0;
+    }
+    wait_link(&x->w, ep);
+    x->next = cr->recs;
+    cr->recs = x;
+    return 1;
+}
+
+bool rc_redisrooms_replay(const rc_rooms *t, const rc_endpoint *ep, const rc_room *room,
+                          uint64_t since)
+{
+    const rc_redisrooms *rr = t->cluster;
+    return rr->rep_ep == ep && rr->rep_room == room && rr->rep_since == since &&
+           rr->rep_frames && rr->rep_count == room->last_msg_id - since;
+}
+
+void rc_redisrooms_replay_send(rc_rooms *t, rc_endpoint *ep)
+{
+    rc_redisrooms *rr = t->cluster;
+    for (uint32_t i = 0; i < rr->rep_count; i++) {
+        rc_msg *f = rc_wire_of(rr->rep_frames[i], ep->wire);
+        if (f == RC_WIRE_SKIP) continue;
+        if (!f) {
+            ep->ops->lost(ep);
+            return;
+        }
+        ep->ops->replay(ep, f);
+    }
+    rr->rep_used = true;
 }

@@ -47,6 +47,8 @@ typedef struct rc_redisrooms_stats {
     uint64_t resyncs_lost;   /* of them, where members had missed what Redis no longer holds
                                 (members closed with 1013 to rejoin) */
     uint64_t joins_waited;   /* joins that waited for their room to be live */
+    uint64_t deep_recoveries; /* joins recovered from a read of Redis's stream because the
+                                 room's copy no longer reached back */
     uint64_t unavailable;    /* publishes answered `unavailable` */
 } rc_redisrooms_stats;
 
@@ -71,6 +73,22 @@ void rc_redisrooms_stats_get(const rc_redisrooms *r, rc_redisrooms_stats *out,
  * run again (rc_roomproto_join) once it is, -1 after answering an error. */
 int rc_redisrooms_join_hold(struct rc_rooms *t, struct rc_endpoint *ep, const char *name,
                             size_t len, const char *p, size_t n);
+
+/* rc_redisrooms_recover_hold is asked before a join with since/epoch of a live room is read:
+ * when the room's copy of the stream no longer reaches back to since but Redis's stream may,
+ * the request p[0..n) is kept, the stream is read from since, and the join is run again with
+ * that read as its replay (rc_redisrooms_replay). Returns 1 when kept, else 0. */
+int rc_redisrooms_recover_hold(struct rc_rooms *t, struct rc_endpoint *ep, struct rc_room *room,
+                               uint64_t since, const char *epoch, size_t epoch_len,
+                               const char *p, size_t n);
+
+/* rc_redisrooms_replay: while a join kept by rc_redisrooms_recover_hold runs again, the
+ * messages after since it read (and those delivered meanwhile) replace the room's own
+ * history: returns true for that join (ep, room, since) when they reach back to since, and
+ * then rc_redisrooms_replay_send queues them to ep. */
+bool rc_redisrooms_replay(const struct rc_rooms *t, const struct rc_endpoint *ep,
+                          const struct rc_room *room, uint64_t since);
+void rc_redisrooms_replay_send(struct rc_rooms *t, struct rc_endpoint *ep);
 
 /* rc_redisrooms_publish sends payload[0..len) (the frame of the message minus its msg_id,
  * docs/cluster.md "Publish") of ep into room through the sequencing script, with the

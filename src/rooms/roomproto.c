@@ -239,7 +239,7 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
     const rc_json_span *since_s = &q->key[RC_JK_SINCE], *epoch_s = &q->key[RC_JK_EPOCH];
     bool want = since_s->type != RC_JSON_NONE;
     uint64_t since = 0, first = rc_history_first_id(&room->hist), last = room->last_msg_id;
-    bool recovered = false;
+    bool recovered = false, deep = false;
     if (want) {
         char ep_text[RC_EPOCH_LEN + 2];
         long el = epoch_s->type == RC_JSON_STRING
@@ -247,6 +247,9 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
         recovered = !no_recovery && rc_json_get_u64(since_s, &since) && el == RC_EPOCH_LEN &&
                     memcmp(ep_text, room->epoch, RC_EPOCH_LEN) == 0 && since <= last &&
                     (since == last || (first && first <= since + 1));
+        /* --redis: a join run again with a read of Redis's stream (redisrooms.h) */
+        if (!recovered && t->cluster && !no_recovery && rc_redisrooms_replay(t, ep, room, since))
+            recovered = deep = true;
         if (recovered) t->stats.recovered++;
         else t->stats.not_recovered++;
     }
@@ -316,7 +319,8 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
      * before the loop can sequence anything else, the seam has no gap and no duplicate. Replay
      * bypasses the pending budget (the frames are already held by the history); live messages
      * after it count as usual. */
-    if (replay_after < last) rc_room_replay(t, room, ep, replay_after);
+    if (deep) rc_redisrooms_replay_send(t, ep);
+    else if (replay_after < last) rc_room_replay(t, room, ep, replay_after);
     if (nl) rc_endpoint_send_text(ep, nl + 1, tl - (size_t)(nl + 1 - text));
     rc_textbuf_release(&out);
     return 0;
@@ -707,6 +711,16 @@ static int join(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const rc_
         if (len < 0) return -1;
         int r = rc_redisrooms_join_hold(t, ep, name, (size_t)len, p, n);
         if (r != 0) return r < 0 ? -1 : 0;
+        /* recovery from before what the node's copy of the stream keeps: read Redis's */
+        const rc_json_span *ss = &q->key[RC_JK_SINCE], *es = &q->key[RC_JK_EPOCH];
+        rc_room *room = rc_rooms_find(t, name, (size_t)len);
+        uint64_t since;
+        char epoch[RC_EPOCH_LEN + 2];
+        long el = es->type == RC_JSON_STRING ? rc_json_unescape(es->p, es->len, epoch,
+                                                                sizeof(epoch)) : -1;
+        if (room && el > 0 && rc_json_get_u64(ss, &since) &&
+            rc_redisrooms_recover_hold(t, ep, room, since, epoch, (size_t)el, p, n))
+            return 0;
     }
     return do_join(t, ep, q);
 }

@@ -395,3 +395,45 @@ def test_epoch_lost_in_redis_resynchronises_members(nodes, redis_server):
 
     itest.run(main())
     assert sum(metric(n, "roomcast_redis_resyncs_lost_total") for n in ns) == 2
+
+
+def test_recovery_beyond_the_nodes_copy_reads_the_stream(nodes):
+    """A node keeps fewer bytes of a room than Redis's stream holds (--history-bytes): a join
+    with since/epoch from before what the node kept is recovered from a read of the stream,
+    merged with what is delivered meanwhile — exactly the messages after since."""
+    a, b = nodes(2, "--history-bytes", "400")
+
+    async def main():
+        watcher = await connect(a, "watcher")  # keeps "d" live on a
+        j = await join(watcher.ws, "d")
+        watcher.start()
+        pub = await connect(b, "pub")
+        await join(pub.ws, "d")
+        pub.start()
+        for k in range(30):
+            await pub.ws.send(json.dumps({"text": "m%02d" % k, "ack": k}))
+        await watcher.wait(lambda: len(watcher.msgs.get("d", [])) == 30, "got 30")
+        peek = await itest.ws_connect(b.ws_url)
+        epoch = (await join(peek, "d"))["epoch"]
+        await peek.close()
+        assert epoch
+        # a publishes more while the recovery's read is out
+        late = asyncio.ensure_future(pub.ws.send(json.dumps({"text": "late", "ack": "late"})))
+        r = await itest.ws_connect(a.ws_url)
+        jr = await join(r, "d", since=3, epoch=epoch)
+        await late
+        assert jr["recovered"] is True, jr
+        last = jr["last_msg_id"]
+        got = [await recv(r) for _ in range(last - 3)]
+        assert [m["msg_id"] for m in got] == list(range(4, last + 1))
+        assert [m["text"] for m in got][:27] == ["m%02d" % k for k in range(3, 30)]
+        if last == 30:  # "late" came after the join: live
+            m = await recv(r)
+            assert (m["msg_id"], m["text"]) == (31, "late")
+        await r.close()
+        await watcher.close()
+        await pub.close()
+        del j
+
+    itest.run(main())
+    assert metric(a, "roomcast_redis_deep_recoveries_total") == 1
