@@ -12,7 +12,9 @@
  *     last msg_id, kept entries) and merges it with the channel messages that arrived
  *     meanwhile, by msg_id: no gap, no duplicate. Joins wait (their request is kept and run
  *     again) until the room is live, so a live room answers a join — and a recovery with
- *     since/epoch from its history — exactly as the embedded engine does. When the stream no
+ *     since/epoch from its history — exactly as the embedded engine does; a since older than
+ *     the node's copy but still in Redis's stream is recovered from a read of the stream (the
+ *     join waits for it, rc_redisrooms_recover_hold). When the stream no
  *     longer holds what members missed, or the epoch changed under them, the members are
  *     closed with 1013 (try again) so that they rejoin and learn `recovered:false`: never a
  *     silent gap.

@@ -4,7 +4,10 @@
   sees the same msg_id sequence, 1..N without gap or duplicate, and each ack names the msg_id
   its message was delivered with;
 * idempotency keys hold across nodes (a client that moves to another node with its session);
-* a join with since/epoch on a node that never had the room recovers from the stream;
+* a join with since/epoch on a node that never had the room, or that keeps fewer bytes than
+  the stream, recovers from the stream;
+* one node's subscription killed: its gap is read from the stream; the room lost in Redis:
+  members are closed with 1013 and told recovered:false;
 * Redis stopped: publishes answer `unavailable` (never an ack), connections stay up, /healthz
   and /metrics say so; once Redis is back (AOF), everything resumes in the same sequence.
 
