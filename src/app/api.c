@@ -22,6 +22,7 @@
 #include "codec/utf8.h"
 #include "codec/wsframe.h"
 #include "codec/textbuf.h"
+#include "rooms/redisrooms.h"
 #include "rooms/room.h"
 #include "rooms/roomproto.h"
 #include "rooms/state.h"
@@ -147,10 +148,15 @@ static bool query_u64(const rc_http_ctx *x, const char *name, uint64_t *out, boo
 
 static void healthz(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
-    char body[128];
-    int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"uptime_s\":%.3f}\n",
+    char body[160];
+    /* --redis: "redis" says whether it is up; the node stays 200 while it is not (its
+     * connections and live rooms go on), so a balancer does not drop every node at once. */
+    const rc_redisrooms *rr = srv->rooms.cluster;
+    int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"uptime_s\":%.3f%s}\n",
                      srv->shutting_down ? "shutting_down" : "ok",
-                     (double)(rc_loop_now(srv->loop) - srv->started) / 1e9);
+                     (double)(rc_loop_now(srv->loop) - srv->started) / 1e9,
+                     !rr ? "" : rc_redisrooms_available(rr) ? ",\"redis\":\"up\""
+                                                            : ",\"redis\":\"down\"");
     rc_http_respond(c, x, srv->shutting_down ? 503 : 200, "application/json",
                     "Cache-Control: no-store\r\n", body, (size_t)n);
 }
@@ -316,6 +322,11 @@ static void room_messages(rc_server *srv, rc_conn *c, const rc_http_ctx *x, cons
  * encoder, same sequencing; the sender's client_id is 0 (the server). */
 static void publish(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *room, const char *name, long nlen)
 {
+    if (srv->rooms.cluster) { /* its answer carries the msg_id, which Redis gives later */
+        rc_http_error(c, x, 503, NULL, false,
+                      "publishing through the HTTP API is not supported with --redis yet");
+        return;
+    }
     if (!rc_utf8_valid((const uint8_t *)x->body, x->body_len)) {
         rc_http_error(c, x, 400, NULL, false, "the body must be UTF-8 JSON");
         return;

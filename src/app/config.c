@@ -386,6 +386,14 @@ const rc_config_option rc_config_options[] = {
     {.name = "fsync", .section = RC_SEC_HISTORY, .type = RC_OPT_ENUM, FIELD(fsync_mode),
      .names = fsync_names, .def = RC_FSYNC_EVERYSEC,
      .metavar = "no|everysec|always", .help = "when the log is synced to disk"},
+    {.name = "redis", .section = RC_SEC_HISTORY, .type = RC_OPT_STRING,
+     .flags = RC_OPT_EMPTY_NULL, FIELD(redis_url), .def_help = "off: rooms live in this process",
+     .metavar = "URL",
+     .help = "sequence and share rooms through Redis (redis://[[user]:pass@]host[:port][/db] or "
+             "unix:///path[?db=N]): several nodes, one order per room (docs/cluster.md)"},
+    {.name = "redis-prefix", .section = RC_SEC_HISTORY, .type = RC_OPT_STRING,
+     .flags = RC_OPT_NONEMPTY, FIELD(redis_prefix), .def_str = "rc", .metavar = "P",
+     .help = "with --redis: the prefix of every key and channel name"},
     {.name = "list-rooms", .section = RC_SEC_HISTORY, .type = RC_OPT_SWITCH, FIELD(tool_list),
      .def = 0, .help = "with --data-dir: print its rooms as JSON lines, exit"},
     {.name = "dump", .section = RC_SEC_HISTORY, .type = RC_OPT_STRING, FIELD(tool_dump),
@@ -788,6 +796,11 @@ int rc_config_parse_flags(rc_config *cfg, int argc, char **argv, int cross_check
     }
     if (cross_check && (cfg->tool_list || cfg->tool_dump) && !cfg->data_dir) {
         fprintf(stderr, "roomcast: --list-rooms and --dump need --data-dir\n");
+        return -1;
+    }
+    if (cfg->redis_url && (cfg->data_dir || cfg->chat_port >= 0 || cfg->broker_worker_port >= 0)) {
+        fprintf(stderr, "roomcast: --redis does not go with --data-dir (Redis holds the history), "
+                        "--chat-port or --broker-worker-port (not supported in Redis mode yet)\n");
         return -1;
     }
     if (!cfg->tls_cert != !cfg->tls_key) {

@@ -51,6 +51,9 @@ typedef struct rc_config {
     size_t state_memory;          /* bytes of state of all rooms, 0 = no limit (256 MiB) */
     const char *data_dir;         /* durable log directory, NULL = in memory only */
     int fsync_mode;               /* enum rc_fsync (everysec) */
+    const char *redis_url;        /* --redis: rooms sequenced in Redis (docs/cluster.md);
+                                     NULL = the embedded engine (default) */
+    const char *redis_prefix;     /* key prefix in Redis ("rc") */
     const char *tool_dump;        /* --dump ROOM: print a room's log and exit; NULL = no */
     int tool_list;                /* 1 = --list-rooms: print the rooms of --data-dir and exit */
     const char *api_key;          /* bearer key for backend HTTP calls (--api-key or env

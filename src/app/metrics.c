@@ -9,6 +9,7 @@
 #include "codec/textbuf.h"
 #include "netsync/netsync.h"
 #include "netsync/ns8room.h"
+#include "rooms/redisrooms.h"
 #include "transport/tls.h"
 
 static void on_iteration(rc_loop *loop, uint64_t busy_ns, void *arg)
@@ -206,6 +207,60 @@ static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns, const rc
                       (double)st->tick_ns_total / 1e9, (unsigned long long)st->ticks);
 }
 
+/* --redis: the cluster engine's state and counters (docs/cluster.md, "Counters"). */
+static void redis_metrics(rc_textbuf *t, const rc_redisrooms *rr)
+{
+    rc_redisrooms_stats r;
+    rc_cluster_stats c;
+    rc_redisrooms_stats_get(rr, &r, &c);
+    metric(t, "roomcast_redis_up", "gauge",
+           "1 while Redis is usable (both connections up, scripts loaded), else 0.",
+           c.publisher_up && c.subscriber_up);
+    metric(t, "roomcast_redis_publisher_up", "gauge", "The publisher connection is up.",
+           c.publisher_up);
+    metric(t, "roomcast_redis_subscriber_up", "gauge", "The subscriber connection is up.",
+           c.subscriber_up);
+    metric(t, "roomcast_redis_published_total", "counter",
+           "Publishes sequenced by the script.", c.published);
+    metric(t, "roomcast_redis_duplicates_total", "counter",
+           "Publishes answered from an idempotency record.", c.duplicates);
+    metric(t, "roomcast_redis_publish_failed_total", "counter",
+           "Publishes whose outcome is unknown (connection lost) or refused by Redis.",
+           c.publish_failed);
+    metric(t, "roomcast_redis_unavailable_total", "counter",
+           "Publishes and joins answered `unavailable`.", r.unavailable);
+    metric(t, "roomcast_redis_delivered_total", "counter",
+           "Channel messages received for rooms on this node.", c.delivered);
+    metric(t, "roomcast_redis_gaps_total", "counter",
+           "Channel messages that did not follow the previous one.", c.gaps);
+    metric(t, "roomcast_redis_regressions_total", "counter",
+           "Channel messages reusing delivered ids (Redis went back).", c.regressions);
+    metric(t, "roomcast_redis_bad_messages_total", "counter",
+           "Channel messages not of roomcast's format (dropped).", c.bad_messages);
+    metric(t, "roomcast_redis_noscript_total", "counter", "NOSCRIPT replies (scripts reloaded).",
+           c.noscript);
+    metric(t, "roomcast_redis_heartbeat_failures_total", "counter",
+           "Heartbeats that did not come back (a connection reset).", c.heartbeat_failures);
+    metric(t, "roomcast_redis_rooms", "gauge", "Rooms this node is subscribed to.", c.rooms);
+    metric(t, "roomcast_redis_inflight", "gauge", "Script calls sent and not answered yet.",
+           c.inflight);
+    metric(t, "roomcast_redis_commands_total", "counter",
+           "Commands the publisher connection sent.", c.pub_commands);
+    metric(t, "roomcast_redis_writes_total", "counter",
+           "write() calls they took (commands / writes is the pipelining factor).", c.pub_writes);
+    metric(t, "roomcast_redis_syncs_total", "counter",
+           "Room reads merged with the channel (room created, or brought back in step).",
+           r.syncs);
+    metric(t, "roomcast_redis_resyncs_lost_total", "counter",
+           "Of them, where members missed what Redis no longer holds (closed 1013 to rejoin).",
+           r.resyncs_lost);
+    metric(t, "roomcast_redis_joins_waited_total", "counter",
+           "Joins that waited for their room to be in step with Redis.", r.joins_waited);
+    metric(t, "roomcast_redis_deep_recoveries_total", "counter",
+           "Joins recovered from a read of Redis's stream (the node's copy did not reach back).",
+           r.deep_recoveries);
+}
+
 int rc_metrics_render(const rc_server *srv, rc_buf *out)
 {
     rc_textbuf t = {.buf = *out};
@@ -381,6 +436,7 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
     histogram(&t, "roomcast_loop_iteration_seconds",
               "Busy time of one event-loop iteration (events, timers and the output flush).",
               &m->iteration);
+    if (srv->rooms.cluster) redis_metrics(&t, srv->rooms.cluster);
     if (srv->netsync) netsync_metrics(&t, srv->netsync, srv->nsws);
     if (srv->broker) rc_brkhttp_metrics(&t, srv->broker);
     *out = t.buf;

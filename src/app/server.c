@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
 #include "app/api.h"
@@ -19,6 +21,7 @@
 #include "broker/zbroker.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
+#include "rooms/redisrooms.h"
 #include "rooms/roomproto.h"
 #include "rooms/wire.h"
 #include "store/store.h"
@@ -40,6 +43,7 @@ static void before_sleep(rc_loop *loop, void *arg)
     rc_server *srv = arg;
     rc_net_flush(&srv->net);
     rc_rooms_kick(&srv->rooms);
+    if (srv->rooms.cluster) rc_redisrooms_flush(srv->rooms.cluster);
     if (srv->shutting_down && srv->net.nconns == 0) rc_loop_stop(loop);
 }
 
@@ -388,9 +392,28 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         goto err;
     if (cfg->data_dir && rc_rooms_open_store(&srv->rooms, cfg->data_dir, cfg->fsync_mode) < 0)
         goto err;
+    if (cfg->redis_url) { /* rooms sequenced in Redis (rooms/redisrooms.h) */
+        char why[512];
+        if (!rc_redisrooms_new(&srv->rooms, loop, cfg->redis_url, cfg->redis_prefix, why,
+                               sizeof(why))) {
+            rc_error("--redis: %s", why);
+            goto err;
+        }
+    }
     /* Client ids go on from the last run's: a restored room never sees an id twice. */
     if (cfg->data_dir && rc_store_ids_load(cfg->data_dir, &srv->id_mark) < 0) goto err;
     srv->next_client_id = srv->id_mark;
+    if (cfg->redis_url) {
+        /* Several nodes share rooms: each numbers its clients from a random 20-bit base
+         * (times 2^32, below 2^53 so that JavaScript reads them exactly), so the client_id on
+         * a message names one client across nodes with high probability (docs/cluster.md). */
+        uint32_t r = 0;
+        while (r == 0) {
+            if (getrandom(&r, sizeof(r), 0) != sizeof(r)) r = (uint32_t)getpid();
+            r &= (1u << 20) - 1;
+        }
+        srv->next_client_id = (uint64_t)r << 32;
+    }
     rc_loop_set_before_sleep(loop, before_sleep, srv);
     if (!cfg->no_latency_metrics) rc_metrics_start(srv);
     return srv;
@@ -404,6 +427,7 @@ err:
     rc_listener_close(&srv->rest);
     rc_services_free(srv->services);
     rc_rooms_release(&srv->rooms);
+    rc_redisrooms_free(srv->rooms.cluster);
     rc_server_set_keys(srv, NULL);
     free(srv);
     return NULL;
@@ -441,6 +465,7 @@ void rc_server_free(rc_server *srv)
     srv->tls = NULL;
     rc_timer_stop(srv->loop, &srv->shutdown_timer);
     rc_rooms_release(&srv->rooms); /* flushes and syncs the log, marks it clean */
+    rc_redisrooms_free(srv->rooms.cluster); /* after the rooms: they unsubscribe */
     rc_server_set_keys(srv, NULL);
     free(srv);
 }

@@ -18,8 +18,9 @@
  * scripts are loaded; rc_cluster_publish refuses at once (-EAGAIN) otherwise, so the layer above can
  * answer `unavailable` instead of queueing.
  *
- * Not built yet (see docs/cluster.md, STATUS): the integration into src/rooms/, presence and
- * node heartbeats, the recovery seam merge (the layer above's job, with rc_cluster_read).
+ * The rooms use it through src/rooms/redisrooms.h (--redis), which also does the recovery seam
+ * merge with rc_cluster_read. Not built yet (docs/cluster.md, Status): presence and node
+ * heartbeats.
  */
 #ifndef RC_CLUSTER_H
 #define RC_CLUSTER_H

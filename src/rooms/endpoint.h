@@ -99,6 +99,8 @@ struct rc_endpoint {
     struct rc_session *sess; /* its entry in the rooms' session table (session.h), or NULL */
     uint8_t auth;            /* enum rc_ident_state: anonymous, pending or a user (ident.h) */
     struct rc_ident *ident;  /* its user and grants (owned, ident.h), NULL when anonymous */
+    struct rc_cwait *cwaits; /* --redis: its publishes and joins waiting for Redis
+                                (redisrooms.h), NULL when none */
 };
 
 /* rc_endpoint_give delivers m, a frame made for ep, or reports it lost when making it failed

@@ -1,5 +1,6 @@
 /* room.c — rooms, membership, sequencing and fan-out; see room.h. */
 #include "rooms/room.h"
+#include "rooms/redisrooms.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ const char *const rc_rerr_names[RC_RERR__COUNT] = {
     [RC_RERR_NOT_MEMBER] = "not_member",
     [RC_RERR_NO_SUCH_ROOM] = "no_such_room",
     [RC_RERR_FORBIDDEN] = "forbidden",
+    [RC_RERR_UNAVAILABLE] = "unavailable",
     [RC_RERR_UNAUTHENTICATED] = "unauthenticated",
     [RC_RERR_ROOM_FULL] = "room_full",
     [RC_RERR_RESERVED_TYPE] = "reserved_type",
@@ -115,6 +117,7 @@ static void held_drop(rc_rooms *t, rc_room *room);
 
 static void room_free(rc_rooms *t, rc_room *room)
 {
+    if (room->cr) rc_redisrooms_room_gone(t, room);
     held_drop(t, room);
     t->hist_bytes -= room->hist.bytes;
     if (rc_heap_contains(&room->aged)) rc_heap_remove(&t->aged, &room->aged);
@@ -143,6 +146,8 @@ static void room_delete(rc_rooms *t, rc_room *room)
 /* A room whose last member left stays for its history if there is one to keep. */
 static void room_vacated(rc_rooms *t, rc_room *room)
 {
+    /* --redis: joins waiting for the room to be in step settle it once they ran */
+    if (room->cr && rc_redisrooms_joins_waiting(room)) return;
     if ((t->cfg.history_size == 0 && !room->store) || t->cfg.room_ttl == 0) {
         room_delete(t, room);
         return;
@@ -531,6 +536,7 @@ static void acks_release(rc_rooms *t, rc_endpoint *ep)
 
 void rc_endpoint_gone(rc_rooms *t, rc_endpoint *ep)
 {
+    if (ep->cwaits) rc_redisrooms_endpoint_gone(t, ep);
     if (!ep->open) return;
     ep->open = false;
     while (ep->nrooms > 0) rc_room_leave(t, ep, ep->nrooms - 1, ep->end_reason);
@@ -939,4 +945,41 @@ void rc_room_replay(rc_rooms *t, rc_room *room, rc_endpoint *ep, uint64_t since)
         kept(t, room, hb);
         ep->ops->replay(ep, f);
     }
+}
+
+/* ---- Redis mode (redisrooms.h) ------------------------------------------------------------ */
+
+rc_room *rc_rooms_open(rc_rooms *t, const char *name, size_t len)
+{
+    rc_room *room = rc_rooms_find(t, name, len);
+    if (room) return room;
+    if (t->cfg.max_rooms && rc_rooms_count(t) >= t->cfg.max_rooms) return NULL;
+    return room_create(t, name, len);
+}
+
+void rc_room_hold(rc_rooms *t, rc_room *room)
+{
+    if (room->empty_since) empty_unlink(t, room);
+}
+
+void rc_room_settle(rc_rooms *t, rc_room *room)
+{
+    if (room->nmembers == 0 && !room->empty_since) room_vacated(t, room);
+}
+
+void rc_room_deliver_at(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id)
+{
+    room->seq_msg_id = id;
+    t->stats.broadcasts++;
+    m->t_recv = rc_loop_now(t->loop);
+    deliver(t, room, m, id, t->cfg.history_size ? wall_ms_now(t) : 0, NULL);
+}
+
+void rc_room_reset(rc_rooms *t, rc_room *room, const char *epoch)
+{
+    size_t before = room->hist.bytes;
+    while (room->hist.count) rc_history_drop_first(&room->hist);
+    kept(t, room, before);
+    room->last_msg_id = room->seq_msg_id = 0;
+    snprintf(room->epoch, sizeof(room->epoch), "%s", epoch);
 }

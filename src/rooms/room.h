@@ -53,6 +53,7 @@ enum rc_rerr {
     RC_RERR_BAD_BINARY, RC_RERR_NETSYNC_OFF, RC_RERR_DUPLICATE_KEY, RC_RERR_ROOM_LIMIT,
     RC_RERR_RATE_LIMITED, RC_RERR_STATE_FULL, RC_RERR_BANNED,
     RC_RERR_FORBIDDEN, RC_RERR_UNAUTHENTICATED, RC_RERR_ROOM_FULL, /* permissions (ident.h) */
+    RC_RERR_UNAVAILABLE,     /* --redis: Redis cannot sequence it now (redisrooms.h) */
     RC_RERR__COUNT
 };
 extern const char *const rc_rerr_names[RC_RERR__COUNT];
@@ -169,6 +170,7 @@ typedef struct rc_room {
                                 the time of its oldest one (heads only get newer) */
     rc_idem idem;            /* recent idempotency keys */
     rc_store_room *store;    /* durable log of the room, NULL without --data-dir */
+    struct rc_croom *cr;     /* --redis: its step with Redis (redisrooms.c), else NULL */
     uint64_t empty_since;    /* loop ns the last member left, 0 while it has members */
     struct rc_room *eprev, *enext; /* list of empty rooms waiting for their TTL */
     char epoch[RC_EPOCH_LEN + 1]; /* changes whenever the history is lost or reset */
@@ -188,6 +190,8 @@ typedef struct rc_rooms {
     rc_rooms_config cfg;     /* limits (copied at init) */
     rc_loop *loop;           /* not owned */
     rc_store *store;         /* durable log (owned), NULL without --data-dir */
+    struct rc_redisrooms *cluster; /* --redis: rooms sequenced in Redis (redisrooms.h), NULL:
+                                      the embedded engine */
     rc_endpoint *ack_eps;    /* endpoints with acks waiting for the durable log */
     bool hold;               /* --fsync always: deliver messages once durable (held) */
     rc_room *holding;        /* rooms with held messages */
@@ -338,5 +342,19 @@ void rc_endpoint_defer(rc_rooms *t, rc_endpoint *ep, rc_room *room, uint64_t lsn
  * sends every deferred reply that is now due: room by room, so a room whose log fails holds
  * back only its own messages and acknowledgements. */
 void rc_rooms_durable(rc_rooms *t);
+
+/* ---- Redis mode (redisrooms.h) ----------------------------------------------------------
+ * rc_rooms_open returns the room called name, creating it without members (NULL: no memory,
+ * or max_rooms reached); rc_room_settle lets a room without members go (or wait for its TTL)
+ * as a last leave would (rc_room_hold suspends its TTL meanwhile). rc_room_deliver_at is rc_room_publish with the msg_id Redis gave:
+ * the canonical frame m (a reference is taken) is fanned out, kept and made last_msg_id.
+ * rc_room_reset forgets room's history and adopts epoch (Redis's; "" while it has none). */
+rc_room *rc_rooms_open(rc_rooms *t, const char *name, size_t len);
+void rc_room_settle(rc_rooms *t, rc_room *room);
+/* rc_room_hold keeps a room without members from its TTL (joins wait for it) until
+ * rc_room_settle. */
+void rc_room_hold(rc_rooms *t, rc_room *room);
+void rc_room_deliver_at(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id);
+void rc_room_reset(rc_rooms *t, rc_room *room, const char *epoch);
 
 #endif

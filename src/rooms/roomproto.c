@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "codec/textbuf.h"
 #include "rooms/ident.h"
+#include "rooms/redisrooms.h"
 #include "rooms/room.h"
 #include "rooms/state.h"
 #include "rooms/wire.h"
@@ -238,7 +239,7 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
     const rc_json_span *since_s = &q->key[RC_JK_SINCE], *epoch_s = &q->key[RC_JK_EPOCH];
     bool want = since_s->type != RC_JSON_NONE;
     uint64_t since = 0, first = rc_history_first_id(&room->hist), last = room->last_msg_id;
-    bool recovered = false;
+    bool recovered = false, deep = false;
     if (want) {
         char ep_text[RC_EPOCH_LEN + 2];
         long el = epoch_s->type == RC_JSON_STRING
@@ -246,6 +247,9 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
         recovered = !no_recovery && rc_json_get_u64(since_s, &since) && el == RC_EPOCH_LEN &&
                     memcmp(ep_text, room->epoch, RC_EPOCH_LEN) == 0 && since <= last &&
                     (since == last || (first && first <= since + 1));
+        /* --redis: a join run again with a read of Redis's stream (redisrooms.h) */
+        if (!recovered && t->cluster && !no_recovery && rc_redisrooms_replay(t, ep, room, since))
+            recovered = deep = true;
         if (recovered) t->stats.recovered++;
         else t->stats.not_recovered++;
     }
@@ -315,7 +319,8 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
      * before the loop can sequence anything else, the seam has no gap and no duplicate. Replay
      * bypasses the pending budget (the frames are already held by the history); live messages
      * after it count as usual. */
-    if (replay_after < last) rc_room_replay(t, room, ep, replay_after);
+    if (deep) rc_redisrooms_replay_send(t, ep);
+    else if (replay_after < last) rc_room_replay(t, room, ep, replay_after);
     if (nl) rc_endpoint_send_text(ep, nl + 1, tl - (size_t)(nl + 1 - text));
     rc_textbuf_release(&out);
     return 0;
@@ -572,6 +577,32 @@ int rc_roomproto_state_check(const rc_rooms *t, const rc_room *room, const rc_js
     return r;
 }
 
+/* Redis mode: the frame without its msg_id goes through the sequencing script ('t', then the
+ * text up to `"msg_id":`; every node appends the id it learns, redisrooms.c). */
+static int cluster_publish(rc_rooms *t, rc_endpoint *ep, rc_room *room, const char *p,
+                           const rc_json_top *q, uint64_t khash, const rc_json_span *ack,
+                           bool keyed)
+{
+    if (keyed)
+        return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD,
+                                  "state keys are not supported with --redis yet");
+    const rc_ident *user = ep->auth == RC_IDENT_USER ? ep->ident : NULL;
+    struct text_pub x = {.p = p, .q = q, .has_room = q->key[RC_JK_ROOM].type != RC_JSON_NONE,
+                         .client_id = ep->client_id,
+                         .user = user ? user->user_json : NULL,
+                         .user_len = user ? user->user_json_len : 0};
+    rc_msg *m = encode_text(&x, room, 0);
+    if (!m) return rc_roomproto_error(t, ep, RC_RERR_UNAVAILABLE, "out of memory");
+    size_t hs = 2;
+    while (hs < 14 && rc_ws_header_size(m->len - hs) != hs) hs += 2;
+    char *payload = m->data + hs - 1; /* one byte before the text: the header's last, reused */
+    size_t len = m->len - hs - 1;      /* without the "0}" of the placeholder id */
+    payload[0] = 't';
+    int r = rc_redisrooms_publish(t, ep, room, payload, len, khash, ack);
+    rc_msg_unref(m);
+    return r;
+}
+
 static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, size_t pn, const rc_json_top *q)
 {
     char name[RC_ROOM_NAME_MAX + 1];
@@ -611,6 +642,7 @@ static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, size_t pn, const
     int sr = rc_roomproto_state_check(t, room, q, pn, &sk, why, sizeof(why));
     if (sr == RC_STATE_BAD) return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD, "%s", why);
     if (sr == RC_STATE_FULL) return rc_roomproto_error(t, ep, RC_RERR_STATE_FULL, "%s", why);
+    if (t->cluster) return cluster_publish(t, ep, room, p, q, khash, ack, sr == RC_STATE_OK);
     bool dup;
     uint64_t lsn;
     uint64_t id = publish_text(t, room, p, q, ep->client_id,
@@ -669,6 +701,43 @@ int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n)
     return r;
 }
 
+/* A join; in Redis mode it waits (kept, and run again by rc_roomproto_join) until its room is
+ * in step with Redis. */
+static int join(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const rc_json_top *q)
+{
+    if (t->cluster) {
+        char name[RC_ROOM_NAME_MAX + 1];
+        long len = room_name(t, ep, &q->key[RC_JK_ROOM], name);
+        if (len < 0) return -1;
+        int r = rc_redisrooms_join_hold(t, ep, name, (size_t)len, p, n);
+        if (r != 0) return r < 0 ? -1 : 0;
+        /* recovery from before what the node's copy of the stream keeps: read Redis's */
+        const rc_json_span *ss = &q->key[RC_JK_SINCE], *es = &q->key[RC_JK_EPOCH];
+        rc_room *room = rc_rooms_find(t, name, (size_t)len);
+        uint64_t since;
+        char epoch[RC_EPOCH_LEN + 2];
+        long el = es->type == RC_JSON_STRING ? rc_json_unescape(es->p, es->len, epoch,
+                                                                sizeof(epoch)) : -1;
+        if (room && el > 0 && rc_json_get_u64(ss, &since) &&
+            rc_redisrooms_recover_hold(t, ep, room, since, epoch, (size_t)el, p, n))
+            return 0;
+    }
+    return do_join(t, ep, q);
+}
+
+int rc_roomproto_join(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n)
+{
+    rc_json_top q;
+    if (rc_json_scan(p, n, t->jwt ? RC_ROOMPROTO_CUT | RC_JK_BIT(RC_JK_USER) : RC_ROOMPROTO_CUT,
+                     &q) != RC_JSON_OK)
+        return -1; /* it was scanned before it was kept */
+    t->req_room = &q.key[RC_JK_ROOM];
+    t->req_ref = &q.key[RC_JK_ACK];
+    int r = join(t, ep, p, n, &q);
+    t->req_room = t->req_ref = NULL;
+    return r;
+}
+
 static int dispatch(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const rc_json_top *q)
 {
     if (q->dups & RC_JK_BIT(RC_JK_TYPE)) return duplicate_key(t, ep, q->dups);
@@ -682,7 +751,7 @@ static int dispatch(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n, const
             return -1;
         if (type_is(type, l, "join"))
             return q->dups & JOIN_KEYS ? duplicate_key(t, ep, q->dups & JOIN_KEYS)
-                                       : do_join(t, ep, q);
+                                       : join(t, ep, p, n, q);
         if (type_is(type, l, "leave"))
             return q->dups & LEAVE_KEYS ? duplicate_key(t, ep, q->dups & LEAVE_KEYS)
                                         : do_leave(t, ep, q);
@@ -756,6 +825,18 @@ int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n
     if (t->service && t->service(t->svc_arg, ep, room, NULL, 0, NULL) != RC_ROOMPROTO_NOT_SERVED)
         return -1;
     struct bin_pub x = {.payload = p + 1 + rl, .len = n - 1 - rl, .client_id = ep->client_id};
+    if (t->cluster) {
+        rc_msg *m = encode_binary(&x, room, 0);
+        if (!m) return rc_roomproto_error(t, ep, RC_RERR_UNAVAILABLE, "out of memory");
+        size_t plen = 17 + room->name_len + x.len, hs = m->len - plen;
+        char *payload = m->data + hs + 7; /* 'b', then the envelope after its msg_id */
+        payload[0] = 'b';
+        t->req_room = &rs;
+        int r = rc_redisrooms_publish(t, ep, room, payload, plen - 7, 0, NULL);
+        t->req_room = NULL;
+        rc_msg_unref(m);
+        return r;
+    }
     if (rc_room_publish(t, room, encode_binary, &x, 0, NULL, NULL) == 0) {
         ep->ops->close(ep, RC_WS_CLOSE_INTERNAL, "out of memory");
         return -1;

@@ -40,6 +40,9 @@ struct rc_statekey;
  * binary message. Return 0 when the request was accepted, -1 when it was answered with an
  * error (transports that close after many errors in a row count these). */
 int rc_roomproto_text(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n);
+/* rc_roomproto_join runs a join request p[0..n) again (Redis mode: once its room is in step,
+ * redisrooms.h), as rc_roomproto_text would, without the join gate. */
+int rc_roomproto_join(rc_rooms *t, rc_endpoint *ep, const char *p, size_t n);
 int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n);
 
 /* rc_roomproto_publish_text sequences the JSON object p (scanned into *scan with

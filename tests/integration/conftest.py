@@ -62,6 +62,8 @@ STATS_ERROR_KEYS = (
     "rate_limited", "state_full", "banned",
     # permissions (docs/auth.md)
     "forbidden", "unauthenticated", "room_full",
+    # --redis (docs/cluster.md)
+    "unavailable",
 )
 STATS_DISCONNECT_KEYS = ("slow_consumer", "ping_timeout", "max_connections", "handshake_timeout")
 STATS_TOP_KEYS = ("connections", "connections_total", "rooms", "messages_in", "messages_out",

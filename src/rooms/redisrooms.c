@@ -1,0 +1,736 @@
+/* redisrooms.c — rooms sequenced in Redis; see redisrooms.h and docs/cluster.md. */
+#include "rooms/redisrooms.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/wsframe.h"
+#include "core/log.h"
+#include "rooms/room.h"
+#include "rooms/roomproto.h"
+#include "rooms/wire.h"
+
+/* A room's step with Redis. */
+enum { CR_SYNCING, CR_LIVE, CR_RESYNC };
+
+/* A channel message that arrived while its room was not live, kept for the merge. */
+typedef struct bufmsg {
+    uint64_t id;
+    char epoch[RC_CLWIRE_EPOCH_MAX + 1];
+    rc_msg *frame;           /* its canonical frame (a reference) */
+} bufmsg;
+
+/* A join kept until its room is live. */
+typedef struct cjoin {
+    rc_cwait w;              /* first: the endpoint's list */
+    struct cjoin *next;      /* the room's list, in arrival order */
+    size_t n;
+    char text[];             /* the request, as the client sent it */
+} cjoin;
+
+typedef struct rc_croom {
+    rc_redisrooms *rr;
+    rc_room *room;           /* NULL once the room is gone (then freed when nothing refers) */
+    uint8_t state;           /* CR_* */
+    uint32_t gen;            /* reads started; the reply of an older one is ignored */
+    uint32_t nreads;         /* reads in flight (each refers to this) */
+    uint32_t pins;           /* callbacks running on it (each refers to this) */
+    uint64_t last;           /* last msg_id delivered */
+    char epoch[RC_CLWIRE_EPOCH_MAX + 1]; /* Redis's epoch of the room, "" while it has none */
+    bufmsg *buf;             /* channel messages waiting for the merge */
+    uint32_t nbuf, capbuf;
+    cjoin *joins, *joins_tail; /* joins waiting for the room to be live */
+    struct crec *recs;       /* joins waiting for a read of the stream */
+} rc_croom;
+
+/* A join with since kept for a read of the stream (rc_redisrooms_recover_hold). */
+typedef struct crec {
+    rc_cwait w;              /* first: the endpoint's list */
+    struct crec *next;       /* the room's list */
+    rc_croom *cr;            /* its room's (kept until the read is answered) */
+    rc_redisrooms *rr;
+    uint64_t since;
+    uint32_t gen;            /* cr->gen when the read was sent: a sync since then voids it */
+    bufmsg *buf;             /* messages delivered in the room while the read is out */
+    uint32_t nbuf, capbuf;
+    size_t n;
+    char text[];             /* the request */
+} crec;
+
+/* A publish waiting for the script's answer. */
+typedef struct cpub {
+    rc_cwait w;              /* first: the endpoint's list */
+    rc_redisrooms *rr;
+    uint16_t ref_len;        /* the ack token's JSON text (0: no ack wanted) */
+    uint16_t room_len;       /* the room's name as a JSON string literal */
+    char text[];             /* ref then room */
+} cpub;
+
+/* A read in flight. */
+typedef struct cread {
+    rc_croom *cr;
+    uint32_t gen;
+} cread;
+
+struct rc_redisrooms {
+    rc_rooms *t;
+    rc_cluster *c;
+    rc_redisrooms_stats st;
+    /* The join running again with its read (rc_redisrooms_replay): */
+    const rc_endpoint *rep_ep;
+    const rc_room *rep_room;
+    uint64_t rep_since;
+    rc_msg **rep_frames;     /* the messages after since, in order */
+    uint32_t rep_count;
+    bool rep_used;
+};
+
+static int unavailable(rc_redisrooms *rr, rc_endpoint *ep, const char *why)
+{
+    rr->st.unavailable++;
+    return rc_roomproto_error(rr->t, ep, RC_RERR_UNAVAILABLE, "%s", why);
+}
+
+/* ---- waiting endpoints -------------------------------------------------------------------- */
+
+static void wait_link(rc_cwait *w, rc_endpoint *ep)
+{
+    w->ep = ep;
+    w->prev = NULL;
+    w->next = ep->cwaits;
+    if (ep->cwaits) ep->cwaits->prev = w;
+    ep->cwaits = w;
+}
+
+static void wait_unlink(rc_cwait *w)
+{
+    if (!w->ep) return;
+    if (w->prev) w->prev->next = w->next;
+    else w->ep->cwaits = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->ep = NULL;
+    w->prev = w->next = NULL;
+}
+
+void rc_redisrooms_endpoint_gone(rc_rooms *t, rc_endpoint *ep)
+{
+    (void)t;
+    while (ep->cwaits) wait_unlink(ep->cwaits);
+}
+
+/* ---- frames ------------------------------------------------------------------------------ */
+
+static void put_le64(char *w, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) w[i] = (char)(v >> (8 * i));
+}
+
+/* Makes the canonical frame of a channel payload given its msg_id: 't' + the JSON text up to
+ * `"msg_id":` (the id and '}' follow), or 'b' + the binary envelope after its msg_id. NULL
+ * when the payload is neither (or no memory). */
+static rc_msg *frame_of(const char *p, size_t n, uint64_t id)
+{
+    if (n < 1) return NULL;
+    if (p[0] == 't') {
+        char digits[24];
+        int dl = snprintf(digits, sizeof(digits), "%llu}", (unsigned long long)id);
+        size_t plen = n - 1 + (size_t)dl;
+        rc_msg *m = rc_ws_msg_alloc(RC_WS_TEXT, plen);
+        if (!m) return NULL;
+        char *w = m->data + rc_ws_header_size(plen);
+        memcpy(w, p + 1, n - 1);
+        memcpy(w + n - 1, digits, (size_t)dl);
+        return m;
+    }
+    if (p[0] == 'b') {
+        size_t plen = 8 + n - 1;
+        rc_msg *m = rc_ws_msg_alloc(RC_WS_BINARY, plen);
+        if (!m) return NULL;
+        char *w = m->data + rc_ws_header_size(plen);
+        put_le64(w, id);
+        memcpy(w + 8, p + 1, n - 1);
+        return m;
+    }
+    return NULL;
+}
+
+/* ---- rooms ------------------------------------------------------------------------------- */
+
+static void bufs_free(bufmsg *b, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) rc_msg_unref(b[i].frame);
+    free(b);
+}
+
+static void croom_free(rc_croom *cr)
+{
+    bufs_free(cr->buf, cr->nbuf);
+    for (cjoin *j = cr->joins, *next; j; j = next) {
+        next = j->next;
+        wait_unlink(&j->w);
+        free(j);
+    }
+    free(cr);
+}
+
+static void croom_release(rc_croom *cr)
+{
+    if (!cr->room && !cr->nreads && !cr->pins && !cr->recs) croom_free(cr);
+}
+
+bool rc_redisrooms_joins_waiting(const rc_room *room)
+{
+    return room->cr->joins != NULL;
+}
+
+void rc_redisrooms_room_gone(rc_rooms *t, rc_room *room)
+{
+    rc_croom *cr = room->cr;
+    room->cr = NULL;
+    cr->room = NULL;
+    if (t->cluster) rc_cluster_unsub(t->cluster->c, room->name, room->name_len);
+    croom_release(cr);
+}
+
+static void on_read(void *arg, int status, const rc_cluster_range *range);
+
+/* Starts bringing cr in step with Redis: a read of its epoch, top and stream (from the last
+ * msg_id delivered when it was live, from the start otherwise), merged with the channel
+ * messages that arrive meanwhile. Without an active subscription it waits for on_subscribed;
+ * when Redis refuses, for on_state(true). */
+static void sync_start(rc_redisrooms *rr, rc_croom *cr)
+{
+    cr->gen++;
+    if (cr->state == CR_LIVE) cr->state = CR_RESYNC;
+    rc_room *room = cr->room;
+    if (!rc_cluster_subscribed(rr->c, room->name, room->name_len)) return;
+    cread *rd = malloc(sizeof(*rd));
+    if (!rd) return;
+    *rd = (cread){.cr = cr, .gen = cr->gen};
+    uint64_t after = cr->state == CR_RESYNC ? cr->last : 0;
+    if (rc_cluster_read(rr->c, room->name, room->name_len, after, rr->t->cfg.history_size,
+                        on_read, rd) < 0) {
+        free(rd);
+        return;
+    }
+    cr->nreads++;
+}
+
+/* Appends message id (epoch e, frame m) to a buffer; out of memory it is not kept, and the
+ * merge sees the hole. */
+static void buffer_into(bufmsg **buf, uint32_t *n, uint32_t *capn, uint64_t id, const char *e,
+                        rc_msg *m)
+{
+    if (*n == *capn) {
+        uint32_t cap = *capn ? *capn * 2 : 16;
+        bufmsg *b = realloc(*buf, cap * sizeof(*b));
+        if (!b) return;
+        *buf = b;
+        *capn = cap;
+    }
+    bufmsg *b = &(*buf)[(*n)++];
+    b->id = id;
+    snprintf(b->epoch, sizeof(b->epoch), "%s", e);
+    b->frame = rc_msg_ref(m);
+}
+
+/* Delivers message id (epoch e) to the room's members and history. */
+static void deliver(rc_redisrooms *rr, rc_croom *cr, uint64_t id, const char *e, rc_msg *m)
+{
+    snprintf(cr->epoch, sizeof(cr->epoch), "%s", e);
+    if (strcmp(cr->room->epoch, e) != 0) /* what joins report and recovery compares */
+        snprintf(cr->room->epoch, sizeof(cr->room->epoch), "%s", e);
+    cr->last = id;
+    rc_room_deliver_at(rr->t, cr->room, m, id);
+    for (crec *x = cr->recs; x; x = x->next) buffer_into(&x->buf, &x->nbuf, &x->capbuf, id, e, m);
+}
+
+/* Whether message id of epoch e follows the last one delivered. */
+static bool follows(const rc_croom *cr, uint64_t id, const char *e)
+{
+    if (cr->epoch[0] == '\0' && cr->last == 0) return id == 1; /* the room's first message */
+    return strcmp(e, cr->epoch) == 0 && id == cr->last + 1;
+}
+
+static void buffer(rc_croom *cr, uint64_t id, const char *e, size_t el, rc_msg *m)
+{
+    char ep[RC_CLWIRE_EPOCH_MAX + 1];
+    snprintf(ep, sizeof(ep), "%.*s", (int)el, e);
+    buffer_into(&cr->buf, &cr->nbuf, &cr->capbuf, id, ep, m);
+}
+
+/* Closes every member of cr's room with 1013: they missed what Redis no longer holds (or the
+ * room's epoch changed under them), and learn it when they rejoin (recovered:false). */
+static void members_resync(rc_redisrooms *rr, rc_croom *cr)
+{
+    rr->st.resyncs_lost++;
+    for (uint32_t n = cr->room ? cr->room->nmembers : 0; n > 0 && cr->room; n--)
+        rc_endpoint_end(rr->t, cr->room->members[0].ep, RC_LEAVE_KICKED, RC_WS_CLOSE_TRY_AGAIN,
+                        "the room's stream was reset: rejoin with since/epoch");
+}
+
+/* Runs the joins that waited for cr's room, now live. */
+static void run_joins(rc_redisrooms *rr, rc_croom *cr)
+{
+    cjoin *j = cr->joins;
+    cr->joins = cr->joins_tail = NULL;
+    while (j) {
+        cjoin *next = j->next;
+        rc_endpoint *ep = j->w.ep;
+        wait_unlink(&j->w);
+        if (ep) rc_roomproto_join(rr->t, ep, j->text, j->n);
+        free(j);
+        j = next;
+    }
+}
+
+/* Answers the joins that waited for cr's room `unavailable` (Redis failed the read). */
+static void fail_joins(rc_redisrooms *rr, rc_croom *cr)
+{
+    cjoin *j = cr->joins;
+    cr->joins = cr->joins_tail = NULL;
+    while (j) {
+        cjoin *next = j->next;
+        rc_endpoint *ep = j->w.ep;
+        wait_unlink(&j->w);
+        if (ep && cr->room) {
+            rc_json_span rs = {.p = cr->room->json_name, .len = cr->room->json_len,
+                               .type = RC_JSON_STRING};
+            rr->t->req_room = &rs;
+            unavailable(rr, ep, "redis failed while the room was being read; retry later");
+            rr->t->req_room = NULL;
+        }
+        free(j);
+        j = next;
+    }
+}
+
+/* Merges the buffered channel messages after what is delivered; true when all followed. */
+static bool drain(rc_redisrooms *rr, rc_croom *cr)
+{
+    uint32_t i = 0;
+    bool ok = true;
+    for (; i < cr->nbuf && cr->room; i++) {
+        bufmsg *b = &cr->buf[i];
+        if (strcmp(b->epoch, cr->epoch) == 0 && b->id <= cr->last) continue; /* in the read */
+        if (!follows(cr, b->id, b->epoch)) {
+            ok = false;
+            break;
+        }
+        deliver(rr, cr, b->id, b->epoch, b->frame);
+    }
+    for (uint32_t k = 0; k < i; k++) rc_msg_unref(cr->buf[k].frame);
+    if (i && i < cr->nbuf) memmove(cr->buf, cr->buf + i, (cr->nbuf - i) * sizeof(*cr->buf));
+    cr->nbuf -= i;
+    return ok;
+}
+
+static void on_read(void *arg, int status, const rc_cluster_range *range)
+{
+    cread *rd = arg;
+    rc_croom *cr = rd->cr;
+    bool current = rd->gen == cr->gen;
+    free(rd);
+    cr->nreads--;
+    if (!cr->room || !current) {
+        croom_release(cr);
+        return;
+    }
+    rc_redisrooms *rr = cr->rr;
+    cr->pins++;
+    if (status != 0) { /* read again on the next on_state(true) or on_subscribed */
+        fail_joins(rr, cr);
+        if (cr->room) rc_room_settle(rr->t, cr->room);
+        goto out;
+    }
+    const char *e = rc_cluster_range_epoch(range);
+    uint64_t top = rc_cluster_range_top(range), first = rc_cluster_range_first(range);
+    size_t count = rc_cluster_range_count(range);
+    rr->st.syncs++;
+    if (cr->state == CR_RESYNC) {
+        /* Members that have seen nothing yet (the room had no epoch) missed nothing when the
+         * stream starts at 1; others when it is their epoch and reaches back to them. */
+        bool fresh = cr->epoch[0] == '\0' && cr->last == 0;
+        bool ok = fresh ? top == 0 || first == 1
+                        : strcmp(e, cr->epoch) == 0 && top >= cr->last &&
+                              (top == cr->last || (first && first <= cr->last + 1));
+        if (!ok) {
+            members_resync(rr, cr);
+            cr->state = CR_SYNCING;
+        }
+    }
+    if (cr->room && cr->state == CR_SYNCING) {
+        rc_room_reset(rr->t, cr->room, e);
+        snprintf(cr->epoch, sizeof(cr->epoch), "%s", e);
+        cr->last = 0;
+    }
+    for (size_t i = 0; i < count && cr->room; i++) {
+        rc_cluster_msg m;
+        if (rc_cluster_range_get(range, i, &m) < 0 || m.msg_id <= cr->last) continue;
+        if (cr->state == CR_SYNCING && cr->last == 0) cr->last = m.msg_id - 1; /* its start */
+        if (m.msg_id != cr->last + 1) break; /* cannot be: the stream has no holes */
+        rc_msg *f = frame_of(m.payload, m.payload_len, m.msg_id);
+        if (!f) continue;
+        deliver(rr, cr, m.msg_id, e, f);
+        rc_msg_unref(f);
+    }
+    if (cr->room && top > cr->last) {
+        /* The stream does not hold the rest (no history, or an entry that is not roomcast's):
+         * the room starts from its top with an empty history, so that recovery never
+         * replays a run with a hole; members that had seen part of it are resynchronised. */
+        if (cr->state != CR_SYNCING || cr->room->nmembers) members_resync(rr, cr);
+        if (cr->room) {
+            rc_room_reset(rr->t, cr->room, e);
+            snprintf(cr->epoch, sizeof(cr->epoch), "%s", e);
+            cr->last = cr->room->last_msg_id = cr->room->seq_msg_id = top;
+        }
+    }
+    if (!cr->room) goto out;
+    if (!drain(rr, cr)) {
+        if (cr->room) sync_start(rr, cr);
+        goto out;
+    }
+    cr->state = CR_LIVE;
+    run_joins(rr, cr);
+    if (cr->room) rc_room_settle(rr->t, cr->room);
+out:
+    cr->pins--;
+    croom_release(cr);
+}
+
+/* ---- the engine's hooks ------------------------------------------------------------------ */
+
+static void on_state(void *arg, bool available)
+{
+    rc_redisrooms *rr = arg;
+    if (!available) {
+        rc_warn("redis: unavailable; publishes are refused (unavailable) until it is back");
+        return;
+    }
+    rc_info("redis: available");
+    /* Rooms whose read failed meanwhile start again. */
+    uint32_t b = 0;
+    for (rc_room *room = rc_rooms_next(rr->t, &b, NULL); room;
+         room = rc_rooms_next(rr->t, &b, room))
+        if (room->cr && room->cr->state != CR_LIVE && !room->cr->nreads) sync_start(rr, room->cr);
+}
+
+static void on_subscribed(void *arg, const char *name, size_t len, bool resubscribed)
+{
+    (void)resubscribed; /* the room's own state says what the read must cover */
+    rc_redisrooms *rr = arg;
+    rc_room *room = rc_rooms_find(rr->t, name, len);
+    if (room && room->cr) sync_start(rr, room->cr);
+}
+
+static void on_message(void *arg, const rc_cluster_msg *m)
+{
+    rc_redisrooms *rr = arg;
+    rc_room *room = rc_rooms_find(rr->t, m->room, m->room_len);
+    if (!room || !room->cr) return;
+    rc_croom *cr = room->cr;
+    char e[RC_CLWIRE_EPOCH_MAX + 1];
+    snprintf(e, sizeof(e), "%.*s", (int)m->epoch_len, m->epoch);
+    if (m->regressed) { /* never shown; the engine has asked for a new epoch */
+        if (cr->state == CR_LIVE) sync_start(rr, cr);
+        return;
+    }
+    rc_msg *f = frame_of(m->payload, m->payload_len, m->msg_id);
+    if (!f) {
+        rc_warn("redis: a message of room '%s' is not a roomcast frame; dropped", room->name);
+        return;
+    }
+    if (cr->state == CR_LIVE && follows(cr, m->msg_id, e)) {
+        deliver(rr, cr, m->msg_id, e, f);
+    } else {
+        buffer(cr, m->msg_id, e, m->epoch_len, f);
+        if (cr->state == CR_LIVE) sync_start(rr, cr); /* a hole: read it */
+    }
+    rc_msg_unref(f);
+}
+
+/* ---- API --------------------------------------------------------------------------------- */
+
+rc_redisrooms *rc_redisrooms_new(rc_rooms *t, rc_loop *loop, const char *url, const char *prefix,
+                                 char *err, size_t cap)
+{
+    rc_redisrooms *rr = calloc(1, sizeof(*rr));
+    if (!rr) {
+        snprintf(err, cap, "out of memory");
+        return NULL;
+    }
+    rr->t = t;
+    uint64_t ttl = t->cfg.room_ttl / RC_NS_PER_SEC;
+    rc_cluster_cfg cc = {.url = url, .prefix = prefix, .history_size = t->cfg.history_size,
+                         .room_ttl_s = ttl > UINT32_MAX ? UINT32_MAX : (uint32_t)ttl};
+    rc_cluster_hooks h = {.on_state = on_state, .on_message = on_message,
+                          .on_subscribed = on_subscribed, .arg = rr};
+    if (!(rr->c = rc_cluster_new(loop, &cc, &h, err, cap))) {
+        free(rr);
+        return NULL;
+    }
+    t->cluster = rr;
+    return rr;
+}
+
+void rc_redisrooms_free(rc_redisrooms *rr)
+{
+    if (!rr) return;
+    rr->t->cluster = NULL;
+    rc_cluster_free(rr->c); /* pending calls end now (their endpoints are gone) */
+    free(rr);
+}
+
+void rc_redisrooms_flush(rc_redisrooms *rr)
+{
+    rc_cluster_flush(rr->c);
+}
+
+bool rc_redisrooms_available(const rc_redisrooms *rr)
+{
+    return rc_cluster_available(rr->c);
+}
+
+void rc_redisrooms_stats_get(const rc_redisrooms *rr, rc_redisrooms_stats *out,
+                             rc_cluster_stats *cl)
+{
+    *out = rr->st;
+    rc_cluster_stats_get(rr->c, cl);
+}
+
+int rc_redisrooms_join_hold(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len,
+                            const char *p, size_t n)
+{
+    rc_redisrooms *rr = t->cluster;
+    rc_room *room = rc_rooms_find(t, name, len);
+    if (room && (!room->cr || room->cr->state == CR_LIVE)) return 0;
+    if (!rc_cluster_available(rr->c))
+        return unavailable(rr, ep, "redis is unavailable: the room cannot be brought in step "
+                                   "with it; retry later");
+    if (!room) {
+        if (!(room = rc_rooms_open(t, name, len)))
+            return rc_roomproto_error(t, ep, RC_RERR_ROOM_LIMIT,
+                                      "the server holds %u rooms, the most it may",
+                                      t->cfg.max_rooms);
+        rc_croom *cr = calloc(1, sizeof(*cr));
+        if (!cr || rc_cluster_sub(rr->c, name, len) < 0) {
+            free(cr);
+            rc_room_settle(t, room);
+            return rc_roomproto_error(t, ep, RC_RERR_UNAVAILABLE, "out of memory");
+        }
+        cr->rr = rr;
+        cr->room = room;
+        cr->state = CR_SYNCING;
+        room->cr = cr;
+        sync_start(rr, cr); /* now if the channel is already subscribed */
+    }
+    rc_room_hold(t, room); /* no TTL sweep while joins wait for it */
+    cjoin *j = malloc(sizeof(*j) + n);
+    if (!j) return rc_roomproto_error(t, ep, RC_RERR_UNAVAILABLE, "out of memory");
+    memcpy(j->text, p, n);
+    j->n = n;
+    j->next = NULL;
+    wait_link(&j->w, ep);
+    rc_croom *cr = room->cr;
+    if (cr->joins_tail) cr->joins_tail->next = j;
+    else cr->joins = j;
+    cr->joins_tail = j;
+    rr->st.joins_waited++;
+    return 1;
+}
+
+static void on_published(void *arg, int status, const rc_cluster_seq *seq)
+{
+    cpub *pb = arg;
+    rc_redisrooms *rr = pb->rr;
+    rc_endpoint *ep = pb->w.ep;
+    wait_unlink(&pb->w);
+    if (ep) {
+        rc_rooms *t = rr->t;
+        const char *ref = pb->text, *room = pb->text + pb->ref_len;
+        if (status == 0 && pb->ref_len) {
+            char out[96 + RC_ACK_TOKEN_MAX + rc_json_escape_max(RC_ROOM_NAME_MAX)];
+            int n = snprintf(out, sizeof(out),
+                             "{\"type\":\"ack\",\"ref\":%.*s,\"room\":%.*s,\"msg_id\":%llu%s}",
+                             (int)pb->ref_len, ref, (int)pb->room_len, room,
+                             (unsigned long long)seq->msg_id,
+                             seq->duplicate ? ",\"duplicate\":true" : "");
+            rc_endpoint_send_text(ep, out, (size_t)n);
+        } else if (status != 0) {
+            rc_json_span rs = {.p = room, .len = pb->room_len, .type = RC_JSON_STRING};
+            rc_json_span fs = {.p = ref, .len = pb->ref_len,
+                               .type = pb->ref_len ? RC_JSON_STRING : RC_JSON_NONE};
+            t->req_room = &rs;
+            t->req_ref = &fs;
+            unavailable(rr, ep, status == -ECONNRESET
+                                    ? "the connection to redis was lost before it answered: the "
+                                      "message may or may not have been sequenced; retry with "
+                                      "the same idempotency_key"
+                                    : "redis refused the publish (logged)");
+            t->req_room = t->req_ref = NULL;
+        }
+    }
+    free(pb);
+}
+
+int rc_redisrooms_publish(rc_rooms *t, rc_endpoint *ep, rc_room *room, const void *payload,
+                          size_t len, uint64_t khash, const rc_json_span *ack)
+{
+    rc_redisrooms *rr = t->cluster;
+    if (!rc_cluster_available(rr->c))
+        return unavailable(rr, ep, "redis is unavailable: the message was not sequenced; "
+                                   "retry later");
+    size_t rl = ack && ack->type != RC_JSON_NONE ? ack->len : 0;
+    cpub *pb = malloc(sizeof(*pb) + rl + room->json_len);
+    if (!pb) return unavailable(rr, ep, "out of memory");
+    pb->rr = rr;
+    pb->ref_len = (uint16_t)rl;
+    pb->room_len = room->json_len;
+    if (rl) memcpy(pb->text, ack->p, rl);
+    memcpy(pb->text + rl, room->json_name, room->json_len);
+    char key[17];
+    if (khash) snprintf(key, sizeof(key), "%016llx", (unsigned long long)khash);
+    int r = rc_cluster_publish(rr->c, room->name, room->name_len, payload, len,
+                               khash ? key : NULL, khash ? 16 : 0, on_published, pb);
+    if (r < 0) {
+        free(pb);
+        return unavailable(rr, ep, r == -ENOBUFS ? "redis is not keeping up: the message was "
+                                                   "not sequenced; retry later"
+                                                 : "redis is unavailable: the message was not "
+                                                   "sequenced; retry later");
+    }
+    wait_link(&pb->w, ep);
+    return 0;
+}
+
+/* ---- recovery beyond the room's copy ------------------------------------------------------ */
+
+static void rec_unlink(rc_croom *cr, crec *x)
+{
+    for (crec **pp = &cr->recs; *pp; pp = &(*pp)->next)
+        if (*pp == x) {
+            *pp = x->next;
+            return;
+        }
+}
+
+static void on_rec_read(void *arg, int status, const rc_cluster_range *range)
+{
+    crec *x = arg;
+    rc_croom *cr = x->cr;
+    rc_endpoint *ep = x->w.ep;
+    wait_unlink(&x->w);
+    rc_msg **frames = NULL;
+    uint32_t count = 0;
+    bool ok = false;
+    if (cr) rec_unlink(cr, x);
+    if (cr && cr->room && ep && status == 0 && x->gen == cr->gen && cr->state == CR_LIVE) {
+        rc_redisrooms *rr = cr->rr;
+        const char *e = rc_cluster_range_epoch(range);
+        uint64_t last = cr->room->last_msg_id;
+        uint64_t first = rc_cluster_range_first(range);
+        size_t n = rc_cluster_range_count(range);
+        ok = strcmp(e, cr->room->epoch) == 0 && first && first <= x->since + 1 &&
+             (frames = calloc(last - x->since, sizeof(*frames))) != NULL;
+        uint64_t at = x->since; /* the last id in frames */
+        for (size_t i = 0; ok && i < n && at < last; i++) {
+            rc_cluster_msg m;
+            if (rc_cluster_range_get(range, i, &m) < 0 || m.msg_id != at + 1 ||
+                !(frames[count] = frame_of(m.payload, m.payload_len, m.msg_id)))
+                ok = false;
+            else
+                count++, at++;
+        }
+        /* what was delivered while the read was out and is not in it */
+        for (uint32_t i = 0; ok && i < x->nbuf && at < last; i++) {
+            if (x->buf[i].id <= at) continue;
+            if (x->buf[i].id != at + 1) ok = false;
+            else frames[count++] = rc_msg_ref(x->buf[i].frame), at++;
+        }
+        ok = ok && at == last;
+        if (ok) rr->st.deep_recoveries++;
+        rr->rep_ep = ep;
+        rr->rep_room = cr->room;
+        rr->rep_since = x->since;
+        rr->rep_frames = ok ? frames : NULL;
+        rr->rep_count = ok ? count : 0;
+        rr->rep_used = false;
+        cr->pins++;
+        rc_roomproto_join(rr->t, ep, x->text, x->n); /* recovered:false when !ok */
+        cr->pins--;
+        rr->rep_ep = NULL;
+        rr->rep_room = NULL;
+        rr->rep_frames = NULL;
+    } else if (ep) {
+        /* the room went out of step or away meanwhile (or Redis failed): run it again as is
+         * (it waits for the room if needed; no second read of this kind) */
+        rc_redisrooms *rr = x->rr;
+        rr->rep_ep = ep;
+        rr->rep_room = NULL;
+        rr->rep_frames = NULL;
+        if (cr) cr->pins++;
+        rc_roomproto_join(rr->t, ep, x->text, x->n);
+        if (cr) cr->pins--;
+        rr->rep_ep = NULL;
+    }
+    for (uint32_t i = 0; i < count; i++) rc_msg_unref(frames[i]);
+    free(frames);
+    bufs_free(x->buf, x->nbuf);
+    free(x);
+    if (cr) croom_release(cr);
+}
+
+int rc_redisrooms_recover_hold(rc_rooms *t, rc_endpoint *ep, rc_room *room, uint64_t since,
+                               const char *epoch, size_t epoch_len, const char *p, size_t n)
+{
+    rc_redisrooms *rr = t->cluster;
+    rc_croom *cr = room->cr;
+    if (!cr || cr->state != CR_LIVE || rr->rep_ep == ep) return 0; /* running it again */
+    uint64_t last = room->last_msg_id, first = rc_history_first_id(&room->hist);
+    if (epoch_len != strlen(room->epoch) || memcmp(epoch, room->epoch, epoch_len) != 0 ||
+        since >= last || (first && first <= since + 1) ||
+        last - since > t->cfg.history_size || !rc_cluster_available(rr->c))
+        return 0; /* answered as usual: recovered, or not, from what the node knows */
+    crec *x = calloc(1, sizeof(*x) + n);
+    if (!x) return 0;
+    memcpy(x->text, p, n);
+    x->n = n;
+    x->since = since;
+    x->cr = cr;
+    x->rr = rr;
+    x->gen = cr->gen;
+    if (rc_cluster_read(rr->c, room->name, room->name_len, since,
+                        (uint32_t)(last - since), on_rec_read, x) < 0) {
+        free(x);
+        return 0;
+    }
+    wait_link(&x->w, ep);
+    x->next = cr->recs;
+    cr->recs = x;
+    return 1;
+}
+
+bool rc_redisrooms_replay(const rc_rooms *t, const rc_endpoint *ep, const rc_room *room,
+                          uint64_t since)
+{
+    const rc_redisrooms *rr = t->cluster;
+    return rr->rep_ep == ep && rr->rep_room == room && rr->rep_since == since &&
+           rr->rep_frames && rr->rep_count == room->last_msg_id - since;
+}
+
+void rc_redisrooms_replay_send(rc_rooms *t, rc_endpoint *ep)
+{
+    rc_redisrooms *rr = t->cluster;
+    for (uint32_t i = 0; i < rr->rep_count; i++) {
+        rc_msg *f = rc_wire_of(rr->rep_frames[i], ep->wire);
+        if (f == RC_WIRE_SKIP) continue;
+        if (!f) {
+            ep->ops->lost(ep);
+            return;
+        }
+        ep->ops->replay(ep, f);
+    }
+    rr->rep_used = true;
+}

@@ -1,0 +1,111 @@
+/* redisrooms.h — rooms sequenced in Redis (--redis): the seam between src/rooms/ and the
+ * cluster engine (src/cluster/cluster.h; the design is docs/cluster.md).
+ *
+ * In Redis mode a room's msg_ids come from the sequencing script, not from rc_room_publish:
+ *   - a publish goes to Redis (rc_redisrooms_publish); its ack, or its `unavailable` error, is
+ *     sent when the script has answered — never an ack for a message Redis has not sequenced;
+ *   - the node is subscribed to the channel of every room that exists on it, and fans each
+ *     channel message out to the room's local members in msg_id order (rc_room_deliver_at);
+ *   - a room becomes *live* only once it is in step with Redis: when it is created (its first
+ *     join) or after its subscription was renewed (Redis or the connection went away) or a
+ *     message did not follow the last one delivered, the node reads the room's stream (epoch,
+ *     last msg_id, kept entries) and merges it with the channel messages that arrived
+ *     meanwhile, by msg_id: no gap, no duplicate. Joins wait (their request is kept and run
+ *     again) until the room is live, so a live room answers a join — and a recovery with
+ *     since/epoch from its history — exactly as the embedded engine does; a since older than
+ *     the node's copy but still in Redis's stream is recovered from a read of the stream (the
+ *     join waits for it, rc_redisrooms_recover_hold). When the stream no
+ *     longer holds what members missed, or the epoch changed under them, the members are
+ *     closed with 1013 (try again) so that they rejoin and learn `recovered:false`: never a
+ *     silent gap.
+ * The embedded engine pays one pointer test per publish and join (rc_rooms.cluster NULL).
+ */
+#ifndef RC_REDISROOMS_H
+#define RC_REDISROOMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/cluster.h"
+#include "codec/json.h"
+#include "core/loop.h"
+
+struct rc_rooms;
+struct rc_room;
+struct rc_endpoint;
+
+typedef struct rc_redisrooms rc_redisrooms;
+
+/* What an endpoint waits for from Redis (a publish's answer, a join until its room is live):
+ * listed on the endpoint so that its end detaches them (rc_redisrooms_endpoint_gone). */
+typedef struct rc_cwait {
+    struct rc_cwait *prev, *next;
+    struct rc_endpoint *ep;  /* NULL once the endpoint is gone */
+} rc_cwait;
+
+typedef struct rc_redisrooms_stats {
+    uint64_t syncs;          /* room reads merged (a room created, or brought back in step) */
+    uint64_t resyncs_lost;   /* of them, where members had missed what Redis no longer holds
+                                (members closed with 1013 to rejoin) */
+    uint64_t joins_waited;   /* joins that waited for their room to be live */
+    uint64_t deep_recoveries; /* joins recovered from a read of Redis's stream because the
+                                 room's copy no longer reached back */
+    uint64_t unavailable;    /* publishes answered `unavailable` */
+} rc_redisrooms_stats;
+
+/* rc_redisrooms_new starts the cluster engine on loop for t (t->cluster is set): cfg's url and
+ * prefix are the flags; history size and room TTL come from t's config. NULL with a message in
+ * err when it cannot (a bad URL, an unknown host). */
+rc_redisrooms *rc_redisrooms_new(struct rc_rooms *t, rc_loop *loop, const char *url,
+                                 const char *prefix, char *err, size_t cap);
+
+/* rc_redisrooms_free stops the engine (after every endpoint and room is gone). */
+void rc_redisrooms_free(rc_redisrooms *r);
+
+/* rc_redisrooms_flush writes the commands of this loop iteration (before-sleep). */
+void rc_redisrooms_flush(rc_redisrooms *r);
+
+bool rc_redisrooms_available(const rc_redisrooms *r);
+void rc_redisrooms_stats_get(const rc_redisrooms *r, rc_redisrooms_stats *out,
+                             rc_cluster_stats *cl);
+
+/* rc_redisrooms_join_hold is asked before a join of room name[0..len) by ep is read: returns 0
+ * when the room is live (the join goes on as usual), 1 when the request p[0..n) was kept to be
+ * run again (rc_roomproto_join) once it is, -1 after answering an error. */
+int rc_redisrooms_join_hold(struct rc_rooms *t, struct rc_endpoint *ep, const char *name,
+                            size_t len, const char *p, size_t n);
+
+/* rc_redisrooms_recover_hold is asked before a join with since/epoch of a live room is read:
+ * when the room's copy of the stream no longer reaches back to since but Redis's stream may,
+ * the request p[0..n) is kept, the stream is read from since, and the join is run again with
+ * that read as its replay (rc_redisrooms_replay). Returns 1 when kept, else 0. */
+int rc_redisrooms_recover_hold(struct rc_rooms *t, struct rc_endpoint *ep, struct rc_room *room,
+                               uint64_t since, const char *epoch, size_t epoch_len,
+                               const char *p, size_t n);
+
+/* rc_redisrooms_replay: while a join kept by rc_redisrooms_recover_hold runs again, the
+ * messages after since it read (and those delivered meanwhile) replace the room's own
+ * history: returns true for that join (ep, room, since) when they reach back to since, and
+ * then rc_redisrooms_replay_send queues them to ep. */
+bool rc_redisrooms_replay(const struct rc_rooms *t, const struct rc_endpoint *ep,
+                          const struct rc_room *room, uint64_t since);
+void rc_redisrooms_replay_send(struct rc_rooms *t, struct rc_endpoint *ep);
+
+/* rc_redisrooms_publish sends payload[0..len) (the frame of the message minus its msg_id,
+ * docs/cluster.md "Publish") of ep into room through the sequencing script, with the
+ * idempotency key hash khash (0: none). ack (NULL or RC_JSON_NONE: none) is the client's ack
+ * token, acknowledged once sequenced. Returns 0, or -1 after answering an error. */
+int rc_redisrooms_publish(struct rc_rooms *t, struct rc_endpoint *ep, struct rc_room *room,
+                          const void *payload, size_t len, uint64_t khash,
+                          const rc_json_span *ack);
+
+/* rc_redisrooms_joins_waiting says whether joins wait for room to be in step (room.c does not
+ * let it go meanwhile). */
+bool rc_redisrooms_joins_waiting(const struct rc_room *room);
+
+/* Called by room.c: a room is being freed; an endpoint is gone. */
+void rc_redisrooms_room_gone(struct rc_rooms *t, struct rc_room *room);
+void rc_redisrooms_endpoint_gone(struct rc_rooms *t, struct rc_endpoint *ep);
+
+#endif
