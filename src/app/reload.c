@@ -28,18 +28,6 @@ void rc_reload_release(rc_reload *r)
     r->cur = NULL;
 }
 
-/* log_lines logs each line of text (the parser's "file:line: what" messages) as a warning. */
-static void log_lines(const char *text, size_t len)
-{
-    const char *p = text, *end = text + len;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (n) rc_warn("SIGHUP: %.*s", (int)n, p);
-        p += n + 1;
-    }
-}
-
 /* What one reload found, for the change callback. */
 typedef struct change_ctx {
     rc_reload *r;
@@ -94,7 +82,7 @@ int rc_reload_run(rc_reload *r, rc_server *srv)
     int res = err ? rc_conffile_setup(nf, &ncfg, r->argc, r->argv, err) : -2;
     if (err) fclose(err);
     if (res != 0) {
-        if (msgs) log_lines(msgs, msglen);
+        rc_log_lines(RC_LOG_WARN, "SIGHUP", msgs, msglen);
         rc_error("SIGHUP: %s has errors: the running configuration stays", file);
         free(msgs);
         free_conffile(nf);

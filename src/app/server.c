@@ -498,12 +498,7 @@ void rc_server_reload_files(rc_server *srv)
     int nk = keys ? rc_auth_keys_load(&srv->cfg, keys, err) : -1;
     if (err) fclose(err);
     if (nk < 0) {
-        for (char *line = msgs, *nl; line && *line; line = nl ? nl + 1 : NULL) {
-            nl = strchr(line, '\n');
-            if (nl) *nl = '\0';
-            if (*line) rc_warn("SIGHUP: %s", line);
-            if (!nl) break;
-        }
+        rc_log_lines(RC_LOG_WARN, "SIGHUP", msgs, len);
         rc_error("SIGHUP: token keys not reloaded: the previous keys stay");
         free(keys);
     } else {

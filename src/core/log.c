@@ -36,3 +36,14 @@ void rc_log(enum rc_log_level l, const char *fmt, ...)
     /* One write per line so concurrent writers (tests capture stderr) never interleave. */
     fprintf(stderr, "%s\n", line);
 }
+
+void rc_log_lines(enum rc_log_level l, const char *prefix, const char *text, size_t len)
+{
+    const char *p = text, *end = text + (text ? len : 0);
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (n) rc_log(l, "%s: %.*s", prefix, (int)n, p);
+        p += n + 1;
+    }
+}

@@ -10,6 +10,7 @@
 #define RC_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum rc_log_level { RC_LOG_ERROR, RC_LOG_WARN, RC_LOG_INFO, RC_LOG_DEBUG };
 
@@ -21,6 +22,10 @@ int rc_log_parse_level(const char *s);
 static inline bool rc_log_enabled(enum rc_log_level l) { return l <= rc_log_level; }
 
 void rc_log(enum rc_log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* rc_log_lines logs each non-empty line of text[0..len) at level l as "prefix: line" (messages
+ * a parser printed to a memory stream, logged one entry per line). */
+void rc_log_lines(enum rc_log_level l, const char *prefix, const char *text, size_t len);
 
 #define rc_error(...) rc_log(RC_LOG_ERROR, __VA_ARGS__)
 #define rc_warn(...) rc_log(RC_LOG_WARN, __VA_ARGS__)
