@@ -158,7 +158,10 @@ struct rc_conn {
     bool peer_counted;       /* peer is counted in the net's peers (rc_conn_set_peer) */
     uint8_t errors;          /* error replies in a row (TCP and chat close at a threshold) */
     uint8_t msg_opcode;      /* WebSocket: opcode of the fragmented message in progress, or 0 */
-    rc_utf8 utf8;            /* WebSocket: validator state of that message */
+    rc_utf8 utf8;            /* WebSocket: validator state of the text message in progress
+                                (fragmented or not: fed as payload bytes arrive) */
+    uint64_t ws_seen;        /* WebSocket: payload bytes of the incomplete frame at the head of
+                                `in` already unmasked (and, for text, validated) */
     uint64_t last_rx;        /* loop time of the last bytes received, ns */
     uint64_t ping_sent;      /* loop time the outstanding ping was sent, ns */
     rc_timer timer;          /* handshake timeout, keepalive, or close linger */

@@ -69,9 +69,11 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
     case RC_WS_TEXT:
     case RC_WS_BINARY:
         if (!open) return;
+        /* The payload's UTF-8 was checked as it arrived (on_input); what is left to check is
+         * that a final frame does not end inside a code point. */
         if (f->fin) {
-            if (f->opcode == RC_WS_TEXT && !rc_utf8_valid((const uint8_t *)p, n)) {
-                fail(c, RC_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
+            if (f->opcode == RC_WS_TEXT && rc_utf8_feed(&c->utf8, NULL, 0) != RC_UTF8_OK) {
+                fail(c, RC_WS_CLOSE_BAD_DATA, "text message ends inside a UTF-8 sequence");
                 return;
             }
             deliver(c, f->opcode, p, n);
@@ -79,17 +81,11 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
         }
         c->msg_opcode = f->opcode;
         rc_buf_reset(&c->frag);
-        rc_utf8_init(&c->utf8);
         /* the first fragment is appended like a continuation */
         __attribute__((fallthrough));
     case RC_WS_CONT:
         if (!open) return;
         if (f->opcode == RC_WS_CONT && c->msg_opcode == 0) return; /* checked by caller */
-        if (c->msg_opcode == RC_WS_TEXT &&
-            rc_utf8_feed(&c->utf8, (const uint8_t *)p, n) == RC_UTF8_INVALID) {
-            fail(c, RC_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
-            return;
-        }
         if (rc_buf_append(&c->frag, p, n) < 0) {
             fail(c, RC_WS_CLOSE_TOO_BIG, "out of memory for message");
             return;
@@ -127,6 +123,21 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
     }
 }
 
+/* check_text feeds p[0..n), the next payload bytes of frame f, to the UTF-8 validator when f
+ * belongs to a text message that is open (a data frame of a closing connection is dropped
+ * anyway): false when they are invalid (c has been failed with 1007). The validator is reset at
+ * the start of every text message (on_input), so it follows one message across frames and
+ * reads. */
+static bool check_text(rc_conn *c, const rc_ws_frame *f, const char *p, size_t n)
+{
+    if (c->state != RC_CONN_OPEN) return true;
+    if (f->opcode != RC_WS_TEXT && (f->opcode != RC_WS_CONT || c->msg_opcode != RC_WS_TEXT))
+        return true;
+    if (rc_utf8_feed(&c->utf8, (const uint8_t *)p, n) != RC_UTF8_INVALID) return true;
+    fail(c, RC_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
+    return false;
+}
+
 static size_t on_input(rc_conn *c, char *p, size_t n)
 {
     rc_net *net = c->net;
@@ -155,12 +166,24 @@ static size_t on_input(rc_conn *c, char *p, size_t n)
                 return n;
             }
         }
-        if (n - used - (size_t)h < f.len) break; /* wait for the whole payload */
+        /* Unmask (and check, for text) the payload bytes that are here and were not seen by
+         * an earlier call, then wait for the rest of the frame: an invalid byte fails the
+         * connection when it arrives, not when its message is complete. */
         char *payload = p + used + h;
-        size_t len = (size_t)f.len;
-        rc_ws_unmask((uint8_t *)payload, len, f.mask, 0);
-        used += (size_t)h + len;
-        on_frame(c, &f, payload, len);
+        size_t avail = n - used - (size_t)h;
+        bool whole = avail >= f.len;
+        if (whole) avail = (size_t)f.len;
+        if (f.opcode == RC_WS_TEXT && c->ws_seen == 0) rc_utf8_init(&c->utf8); /* a new message */
+        if (avail > c->ws_seen) {
+            size_t from = (size_t)c->ws_seen;
+            rc_ws_unmask((uint8_t *)payload + from, avail - from, f.mask, from);
+            if (!check_text(c, &f, payload + from, avail - from)) return n;
+            c->ws_seen = avail;
+        }
+        if (!whole) break;
+        c->ws_seen = 0;
+        used += (size_t)h + avail;
+        on_frame(c, &f, payload, avail);
     }
     if (c->state == RC_CONN_CLOSED || (c->state == RC_CONN_CLOSING && c->discard_input))
         return n;
