@@ -3,9 +3,20 @@
 
 #include <string.h>
 
+#include "codec/pmdeflate.h"
 #include "codec/utf8.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
+
+/* Compressed messages (permessage-deflate) are inflated by one inflater for every connection:
+ * clients are told not to keep context (codec/pmdeflate.h), so each message is inflated from a
+ * reset state and nothing of it outlives the message. The inflated message is assembled in one
+ * shared buffer too, and delivered from there before the next is inflated: a connection holds
+ * no zlib state and no inflated bytes between messages. Single-threaded, like everything on
+ * the loop. */
+static rc_pmd_stream ws_inflater = {.bits = 15, .inflate = true};
+static rc_buf ws_inflated;
+static uint8_t ws_inflate_chunk[16384];
 
 bool rc_ws_send(rc_conn *c, uint8_t opcode, const void *p, size_t n)
 {
@@ -44,6 +55,50 @@ static void deliver(rc_conn *c, uint8_t opcode, char *p, size_t n)
     c->on_message(c, opcode, p, n);
 }
 
+/* What inflating one message checks as its bytes come out. */
+typedef struct inflating {
+    rc_conn *c;              /* whose message it is */
+    uint8_t opcode;          /* RC_WS_TEXT: each piece is checked for UTF-8 */
+    size_t max;              /* --max-message-size */
+} inflating;
+
+/* Each piece of an inflated message: counted against the size limit before it is kept (so a
+ * decompression bomb is stopped after at most one chunk over the limit), checked for UTF-8 as
+ * it comes (fail fast, as for uncompressed text), then appended. Returns 0 or a close code. */
+static int inflated_piece(void *arg, const uint8_t *p, size_t n)
+{
+    inflating *x = arg;
+    if (rc_buf_size(&ws_inflated) + n > x->max) return RC_WS_CLOSE_TOO_BIG;
+    if (x->opcode == RC_WS_TEXT && rc_utf8_feed(&x->c->utf8, p, n) == RC_UTF8_INVALID)
+        return RC_WS_CLOSE_BAD_DATA;
+    if (rc_buf_append(&ws_inflated, p, n) < 0) return RC_WS_CLOSE_INTERNAL;
+    return 0;
+}
+
+/* Inflates the compressed message p[0..n) and delivers it, or fails c: 1009 when it inflates
+ * past --max-message-size, 1007 when it is not a deflate stream or not UTF-8 text. */
+static void deliver_compressed(rc_conn *c, uint8_t opcode, const char *p, size_t n)
+{
+    inflating x = {.c = c, .opcode = opcode, .max = c->net->cfg.max_message_size};
+    rc_buf_reset(&ws_inflated);
+    rc_utf8_init(&c->utf8);
+    int r = rc_pmd_inflate(&ws_inflater, p, n, ws_inflate_chunk, sizeof ws_inflate_chunk,
+                           inflated_piece, &x);
+    if (r == 0 && opcode == RC_WS_TEXT && rc_utf8_feed(&c->utf8, NULL, 0) != RC_UTF8_OK)
+        r = RC_WS_CLOSE_BAD_DATA;
+    switch (r) {
+    case 0:
+        deliver(c, opcode, rc_buf_head(&ws_inflated), rc_buf_size(&ws_inflated));
+        break;
+    case RC_WS_CLOSE_TOO_BIG: fail(c, RC_WS_CLOSE_TOO_BIG, "message too big (inflated)"); break;
+    case RC_WS_CLOSE_BAD_DATA: fail(c, RC_WS_CLOSE_BAD_DATA, "text message is not UTF-8"); break;
+    case RC_WS_CLOSE_INTERNAL: fail(c, RC_WS_CLOSE_TOO_BIG, "out of memory for message"); break;
+    default: fail(c, RC_WS_CLOSE_BAD_DATA, "invalid compressed data"); break;
+    }
+    rc_buf_reset(&ws_inflated);
+    if (ws_inflated.cap > 65536) rc_buf_release(&ws_inflated);
+}
+
 static void on_close_frame(rc_conn *c, const uint8_t *p, size_t n)
 {
     uint16_t code;
@@ -71,6 +126,10 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
         if (!open) return;
         /* The payload's UTF-8 was checked as it arrived (on_input); what is left to check is
          * that a final frame does not end inside a code point. */
+        if (f->fin && f->rsv1) {
+            deliver_compressed(c, f->opcode, p, n);
+            return;
+        }
         if (f->fin) {
             if (f->opcode == RC_WS_TEXT && rc_utf8_feed(&c->utf8, NULL, 0) != RC_UTF8_OK) {
                 fail(c, RC_WS_CLOSE_BAD_DATA, "text message ends inside a UTF-8 sequence");
@@ -80,6 +139,7 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
             return;
         }
         c->msg_opcode = f->opcode;
+        c->msg_compressed = f->rsv1;
         rc_buf_reset(&c->frag);
         /* the first fragment is appended like a continuation */
         __attribute__((fallthrough));
@@ -91,6 +151,15 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
             return;
         }
         if (!f->fin) return;
+        if (c->msg_compressed) {
+            uint8_t op = c->msg_opcode;
+            c->msg_opcode = 0;
+            c->msg_compressed = false;
+            deliver_compressed(c, op, rc_buf_head(&c->frag), rc_buf_size(&c->frag));
+            rc_buf_reset(&c->frag);
+            if (c->frag.cap > 65536) rc_buf_release(&c->frag);
+            return;
+        }
         if (c->msg_opcode == RC_WS_TEXT && rc_utf8_feed(&c->utf8, NULL, 0) != RC_UTF8_OK) {
             fail(c, RC_WS_CLOSE_BAD_DATA, "text message ends inside a UTF-8 sequence");
             return;
@@ -133,6 +202,8 @@ static bool check_text(rc_conn *c, const rc_ws_frame *f, const char *p, size_t n
     if (c->state != RC_CONN_OPEN) return true;
     if (f->opcode != RC_WS_TEXT && (f->opcode != RC_WS_CONT || c->msg_opcode != RC_WS_TEXT))
         return true;
+    if (f->rsv1 || (f->opcode == RC_WS_CONT && c->msg_compressed))
+        return true; /* compressed: checked as it is inflated */
     if (rc_utf8_feed(&c->utf8, (const uint8_t *)p, n) != RC_UTF8_INVALID) return true;
     fail(c, RC_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
     return false;
@@ -145,7 +216,8 @@ static size_t on_input(rc_conn *c, char *p, size_t n)
     while (used < n && (c->state == RC_CONN_OPEN ||
                         (c->state == RC_CONN_CLOSING && !c->discard_input))) {
         rc_ws_frame f;
-        int h = rc_ws_parse_header((const uint8_t *)p + used, n - used, true, &f);
+        unsigned flags = RC_WS_REQUIRE_MASK | (c->ws_deflate ? RC_WS_ALLOW_RSV1 : 0);
+        int h = rc_ws_parse_header((const uint8_t *)p + used, n - used, flags, &f);
         if (h == 0) break;
         if (h < 0) {
             fail(c, (uint16_t)-h, "invalid frame header");
@@ -173,7 +245,7 @@ static size_t on_input(rc_conn *c, char *p, size_t n)
         size_t avail = n - used - (size_t)h;
         bool whole = avail >= f.len;
         if (whole) avail = (size_t)f.len;
-        if (f.opcode == RC_WS_TEXT && c->ws_seen == 0) rc_utf8_init(&c->utf8); /* a new message */
+        if (f.opcode == RC_WS_TEXT && !f.rsv1 && c->ws_seen == 0) rc_utf8_init(&c->utf8); /* a new message */
         if (avail > c->ws_seen) {
             size_t from = (size_t)c->ws_seen;
             rc_ws_unmask((uint8_t *)payload + from, avail - from, f.mask, from);
