@@ -1,0 +1,193 @@
+/* test_pmdeflate.c — tests for src/codec/pmdeflate.c: which offers are accepted and what is
+ * answered, which are declined, a malformed value at every cut, and deflate/inflate round
+ * trips (also piece by piece through a small chunk, with a sink that stops at a limit, and
+ * against the 9-bit window).
+ */
+#include "unit.h"
+
+#include "codec/pmdeflate.h"
+
+#include <string.h>
+#include <zlib.h>
+
+static bool neg(const char *v, rc_pmd_agreed *a)
+{
+    return rc_pmd_negotiate(v, strlen(v), a);
+}
+
+/* accepted checks v is accepted with the given answer. */
+static bool accepted(const char *v, const char *answer)
+{
+    rc_pmd_agreed a;
+    memset(&a, 0x55, sizeof a);
+    if (!neg(v, &a)) return false;
+    char out[RC_PMD_RESPONSE_MAX];
+    size_t n = rc_pmd_response(&a, out);
+    return n == strlen(out) && strcmp(out, answer) == 0;
+}
+
+#define BASE "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+
+TEST(test_accepted_offers)
+{
+    CHECK(accepted("permessage-deflate", BASE));
+    CHECK(accepted("  permessage-deflate  ", BASE));
+    CHECK(accepted("permessage-deflate; client_max_window_bits", BASE));
+    CHECK(accepted("permessage-deflate; client_max_window_bits=15", BASE "; client_max_window_bits=15"));
+    CHECK(accepted("permessage-deflate; client_max_window_bits=\"9\"", BASE "; client_max_window_bits=9"));
+    CHECK(accepted("permessage-deflate;client_max_window_bits = 8", BASE "; client_max_window_bits=8"));
+    CHECK(accepted("permessage-deflate; server_max_window_bits=9", BASE "; server_max_window_bits=9"));
+    CHECK(accepted("permessage-deflate; server_max_window_bits=\"14\"", BASE "; server_max_window_bits=14"));
+    CHECK(accepted("permessage-deflate; server_no_context_takeover; client_no_context_takeover", BASE));
+    CHECK(accepted("a, b; c=\"x,y;z\", permessage-deflate", BASE));
+    CHECK(accepted(",, permessage-deflate", BASE));
+    CHECK(accepted("permessage-deflate; server_max_window_bits=8, permessage-deflate; "
+                   "server_max_window_bits=10", BASE "; server_max_window_bits=10"));
+    CHECK(accepted("permessage-deflate; x=1, permessage-deflate", BASE));
+}
+
+TEST(test_window_bits_choice)
+{
+    rc_pmd_agreed a;
+    CHECK(neg("permessage-deflate", &a));
+    CHECK_EQ_INT(a.server_bits, 15);
+    CHECK(neg("permessage-deflate; server_max_window_bits=15", &a));
+    CHECK_EQ_INT(a.server_bits, 15);
+    for (int b = 9; b <= 14; b++) {
+        char v[80];
+        snprintf(v, sizeof v, "permessage-deflate; server_max_window_bits=%d", b);
+        CHECK(neg(v, &a));
+        CHECK_EQ_INT(a.server_bits, RC_PMD_SMALL_WINDOW);
+        CHECK_EQ_INT(a.server_offered, b);
+    }
+}
+
+TEST(test_declined_offers)
+{
+    static const char *const no[] = {
+        "", "x-webkit-deflate-frame", "permessage-deflate; server_max_window_bits=8",
+        "permessage-deflate; server_max_window_bits", "permessage-deflate; server_max_window_bits=16",
+        "permessage-deflate; server_max_window_bits=09", "permessage-deflate; server_max_window_bits=",
+        "permessage-deflate; client_max_window_bits=7", "permessage-deflate; client_max_window_bits=1a",
+        "permessage-deflate; client_max_window_bits=\"\"",
+        "permessage-deflate; server_no_context_takeover=1",
+        "permessage-deflate; client_no_context_takeover=\"\"",
+        "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+        "permessage-deflate; server_max_window_bits=10; server_max_window_bits=10",
+        "permessage-deflate; unknown", "permessage-deflate; client_max_window_bits=123456789012",
+        /* malformed: nothing is accepted, not even a later good offer */
+        "permessage-deflate; ; x, permessage-deflate", "permessage-deflate x",
+        "permessage-deflate; client_max_window_bits=\"10, permessage-deflate",
+        "=, permessage-deflate",
+    };
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        rc_pmd_agreed a;
+        if (neg(no[i], &a)) {
+            fprintf(stderr, "accepted: %s\n", no[i]);
+            CHECK(false);
+        }
+    }
+}
+
+/* Every prefix of a value parses without reading past it (ASan), and every prefix of an
+ * acceptable offer that ends between parameters is acceptable too. */
+TEST(test_prefixes)
+{
+    const char *v = "foo; a=\"q,\\\"\", permessage-deflate; server_max_window_bits=12; "
+                    "client_max_window_bits; client_no_context_takeover";
+    size_t n = strlen(v);
+    for (size_t k = 0; k <= n; k++) {
+        char *cut = malloc(k ? k : 1);
+        memcpy(cut, v, k);
+        rc_pmd_agreed a;
+        bool ok = rc_pmd_negotiate(cut, k, &a);
+        if (k == n) CHECK(ok);
+        if (k < strlen("foo; a=\"q,\\\"\", permessage-deflate")) CHECK(!ok);
+        free(cut);
+    }
+}
+
+static int collect(void *arg, const uint8_t *p, size_t n)
+{
+    uint8_t **w = arg;
+    memcpy(*w, p, n);
+    *w += n;
+    return 0;
+}
+
+typedef struct limit {
+    size_t got, max;
+} limit;
+
+static int limited(void *arg, const uint8_t *p, size_t n)
+{
+    (void)p;
+    limit *l = arg;
+    if (l->got + n > l->max) return 1009;
+    l->got += n;
+    return 0;
+}
+
+TEST(test_round_trip)
+{
+    static uint8_t in[200000], z[210000], out[200000];
+    for (size_t i = 0; i < sizeof in; i++) in[i] = (uint8_t)("{\"x\":1.5,\"y\":-2}"[i % 16] ^ (unit_rand() % 7 == 0));
+    rc_pmd_stream d15 = {.bits = 15}, d9 = {.bits = 9}, inf = {.bits = 15, .inflate = true};
+    static const size_t sizes[] = {0, 1, 17, 200, 4096, 65536, 200000};
+    uint8_t chunk[100];
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        for (int w = 0; w < 2; w++) {
+            CHECK(rc_pmd_deflate_bound(sizes[s]) <= sizeof z);
+            long zl = rc_pmd_deflate(w ? &d9 : &d15, 6, in, sizes[s], z);
+            CHECK(zl >= 0);
+            if (sizes[s] >= 200) CHECK((size_t)zl < sizes[s]);
+            uint8_t *wp = out;
+            CHECK_EQ_INT(rc_pmd_inflate(&inf, z, (size_t)zl, chunk, sizeof chunk, collect, &wp), 0);
+            CHECK_EQ_INT(wp - out, sizes[s]);
+            CHECK(memcmp(out, in, sizes[s]) == 0);
+            /* each message stands alone: inflating it again gives the same */
+            wp = out;
+            CHECK_EQ_INT(rc_pmd_inflate(&inf, z, (size_t)zl, chunk, sizeof chunk, collect, &wp), 0);
+            CHECK_EQ_INT(wp - out, sizes[s]);
+            /* a 9-bit message inflates with a 9-bit window */
+            if (w) {
+                z_stream zs = {0};
+                CHECK_EQ_INT(inflateInit2(&zs, -9), Z_OK);
+                static uint8_t buf[210000];
+                memcpy(buf, z, (size_t)zl);
+                memcpy(buf + zl, "\0\0\xff\xff", 4);
+                zs.next_in = buf;
+                zs.avail_in = (uInt)zl + 4;
+                zs.next_out = out;
+                zs.avail_out = sizeof out;
+                int r = inflate(&zs, Z_SYNC_FLUSH);
+                CHECK(r == Z_OK || (r == Z_BUF_ERROR && sizes[s] == 0));
+                CHECK_EQ_INT(sizeof out - zs.avail_out, sizes[s]);
+                inflateEnd(&zs);
+            }
+        }
+    }
+    /* a limit stops inflating within a chunk of it */
+    long zl = rc_pmd_deflate(&d15, 6, in, 200000, z);
+    limit l = {0, 1000};
+    CHECK_EQ_INT(rc_pmd_inflate(&inf, z, (size_t)zl, chunk, sizeof chunk, limited, &l), 1009);
+    CHECK(l.got <= 1000 && l.got > 1000 - sizeof chunk);
+    /* garbage is -1 */
+    uint8_t bad[] = {0xff, 0xff, 0xff};
+    limit l2 = {0, 1 << 20};
+    CHECK_EQ_INT(rc_pmd_inflate(&inf, bad, sizeof bad, chunk, sizeof chunk, limited, &l2), -1);
+    rc_pmd_stream_release(&d15);
+    rc_pmd_stream_release(&d9);
+    rc_pmd_stream_release(&inf);
+}
+
+int main(int argc, char **argv)
+{
+    UNIT_MAIN_BEGIN(argc, argv);
+    RUN(test_accepted_offers);
+    RUN(test_window_bits_choice);
+    RUN(test_declined_offers);
+    RUN(test_prefixes);
+    RUN(test_round_trip);
+    UNIT_MAIN_END("test_pmdeflate");
+}
