@@ -119,6 +119,7 @@ static int offer(cur *c, rc_pmd_agreed *a)
         seen |= bit;
         if (bit == P_SNCT || bit == P_CNCT) {
             if (has_value) ok = false;
+            if (bit == P_CNCT) r.client_nct = true;
         } else if (bit == P_SMWB) {
             int b = has_value ? window_bits(v) : -1;
             if (b < RC_PMD_SMALL_WINDOW) ok = false; /* missing, invalid, or 8 */
@@ -172,8 +173,8 @@ bool rc_pmd_negotiate(const char *v, size_t n, rc_pmd_agreed *a)
 
 size_t rc_pmd_response(const rc_pmd_agreed *a, char *out)
 {
-    int n = snprintf(out, RC_PMD_RESPONSE_MAX,
-                     "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+    int n = snprintf(out, RC_PMD_RESPONSE_MAX, "permessage-deflate; server_no_context_takeover%s",
+                     a->client_nct ? "; client_no_context_takeover" : "");
     if (a->server_offered)
         n += snprintf(out + n, RC_PMD_RESPONSE_MAX - (size_t)n, "; server_max_window_bits=%u",
                       a->server_offered);
@@ -224,12 +225,12 @@ long rc_pmd_deflate(rc_pmd_stream *s, int level, const void *p, size_t n, uint8_
     return (long)(len - 4);
 }
 
-int rc_pmd_inflate(rc_pmd_stream *s, const void *p, size_t n, uint8_t *buf, size_t chunk,
-                   rc_pmd_sink *sink, void *arg)
+int rc_pmd_inflate(rc_pmd_stream *s, bool takeover, const void *p, size_t n, uint8_t *buf,
+                   size_t chunk, rc_pmd_sink *sink, void *arg)
 {
     z_stream *z = stream(s, 0);
     if (!z) return -1;
-    if (inflateReset(z) != Z_OK) return -1;
+    if (!takeover && inflateReset(z) != Z_OK) return -1;
     /* The message, then the tail the sender took off. */
     for (int part = 0; part < 2; part++) {
         z->next_in = part == 0 ? (Bytef *)(uintptr_t)p : (Bytef *)(uintptr_t)pmd_tail;
@@ -243,7 +244,11 @@ int rc_pmd_inflate(rc_pmd_stream *s, const void *p, size_t n, uint8_t *buf, size
                 int sr = sink(arg, buf, got);
                 if (sr) return sr;
             }
-            if (r == Z_STREAM_END) return 0; /* a final block: what follows it is not data */
+            if (r == Z_STREAM_END) { /* a final block: what follows is not data, and the next
+                                      * message starts a new stream */
+                inflateReset(z);
+                return 0;
+            }
             if (r == Z_BUF_ERROR && got == 0) return -1; /* no progress possible */
             if (r != Z_OK && r != Z_BUF_ERROR) return -1;
         }
@@ -258,6 +263,7 @@ int rc_pmd_inflate(rc_pmd_stream *s, const void *p, size_t n, uint8_t *buf, size
             int sr = sink(arg, buf, got);
             if (sr) return sr;
         }
+        if (r == Z_STREAM_END) inflateReset(z);
         if (r == Z_STREAM_END || got < chunk) return r == Z_OK || r == Z_STREAM_END ||
                                                        r == Z_BUF_ERROR ? 0 : -1;
     }

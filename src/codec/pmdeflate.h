@@ -8,13 +8,17 @@
  *     compressed once and the same frame goes to every member (rooms/wire.h), which is only
  *     valid if no member's decompressor expects a window from earlier messages. So the response
  *     always carries server_no_context_takeover (RFC 7692 §7.1.1.1 lets a server add it).
- *   - Clients are asked not to keep context either (client_no_context_takeover, which a server
- *     may add unasked, §7.1.1.2): each compressed message a client sends is inflated on its
- *     own, so one inflater serves every connection and an idle connection holds no zlib state.
+ *   - A client that offers client_no_context_takeover gets it: each compressed message it
+ *     sends is inflated on its own, by one inflater shared by every such connection, so it holds
+ *     no zlib state between messages. A client that does not offer it (browsers) keeps its
+ *     context: its connection gets an inflater of its own at its first compressed message
+ *     (about 44 KiB with a 32 KiB window; less when it offered a smaller client_max_window_bits,
+ *     which is answered with the same value). client_no_context_takeover is not added unasked:
+ *     the ws npm client with clientNoContextTakeover: false fails a handshake that does.
  *   - server_max_window_bits=N (8..15) is honoured for N >= 9 by compressing with a 512-byte
  *     window (RC_PMD_SMALL_WINDOW) when N < 15; N = 8 is declined (zlib's raw deflate cannot
  *     produce an 8-bit window). client_max_window_bits, with a value 8..15 or without one, is
- *     accepted (the inflater takes any window); a value is echoed back.
+ *     accepted; a value is echoed back, and the client's inflater uses it (zlib takes 9 for 8).
  *   - An offer is declined when it repeats a parameter, has one RFC 7692 does not define, or
  *     gives one a value it may not have (a value on a *_no_context_takeover, none or out of
  *     range on server_max_window_bits, out of range on client_max_window_bits).
@@ -40,6 +44,7 @@ typedef struct rc_pmd_agreed {
     uint8_t server_offered;  /* server_max_window_bits the client asked for (9..15), 0 = none */
     uint8_t client_offered;  /* client_max_window_bits value it offered (8..15), 0 = none or
                                 without a value */
+    bool client_nct;         /* it offered client_no_context_takeover */
 } rc_pmd_agreed;
 
 /* rc_pmd_negotiate reads one Sec-WebSocket-Extensions value v[0..n) and, when it holds an
@@ -71,13 +76,14 @@ size_t rc_pmd_deflate_bound(size_t n);
 typedef int rc_pmd_sink(void *arg, const uint8_t *p, size_t n);
 
 /* rc_pmd_inflate inflates the compressed message p[0..n) (its frames' payloads, without the
- * 4-byte tail) with inflater s (made at first use, reset before), through a buffer of `chunk`
+ * 4-byte tail) with inflater s (made at first use; reset before unless `takeover`: the sender
+ * keeps its context, and this message may refer to the earlier ones), through a buffer of `chunk`
  * bytes that the caller provides in buf: each piece goes to sink as soon as it is inflated, so
  * the caller can count it against a limit and stop before any more is produced. Returns 0, the
  * sink's non-zero answer, or -1 for data that is not a valid deflate stream or when zlib runs
  * out of memory. */
-int rc_pmd_inflate(rc_pmd_stream *s, const void *p, size_t n, uint8_t *buf, size_t chunk,
-                   rc_pmd_sink *sink, void *arg);
+int rc_pmd_inflate(rc_pmd_stream *s, bool takeover, const void *p, size_t n, uint8_t *buf,
+                   size_t chunk, rc_pmd_sink *sink, void *arg);
 
 /* rc_pmd_stream_release frees s's zlib state. */
 void rc_pmd_stream_release(rc_pmd_stream *s);

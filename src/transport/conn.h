@@ -163,6 +163,11 @@ struct rc_conn {
                                 (fragmented or not: fed as payload bytes arrive) */
     uint8_t ws_deflate;      /* WebSocket: permessage-deflate was agreed: the window bits of
                                 the server's compressor (15 or 9), 0 when not */
+    bool ws_takeover;        /* WebSocket: the client keeps its compression context between
+                                messages (it did not offer client_no_context_takeover), so
+                                it has an inflater of its own, ws_zin */
+    struct rc_pmd_stream *ws_zin; /* WebSocket: that inflater (codec/pmdeflate.h), made at its
+                                first compressed message; NULL otherwise */
     bool msg_compressed;     /* WebSocket: the fragmented message in progress has RSV1 (frag
                                 holds it compressed) */
     uint64_t ws_seen;        /* WebSocket: payload bytes of the incomplete frame at the head of

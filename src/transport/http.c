@@ -219,6 +219,7 @@ bool rc_http_upgrade(rc_conn *c, const rc_http_ctx *x, rc_message_fn *on_message
                       deflate ? "Sec-WebSocket-Extensions: " : "", ext, deflate ? "\r\n" : "");
     if (!rc_conn_send_copy(c, resp, (size_t)rl)) return false;
     c->ws_deflate = deflate ? pmd.server_bits : 0;
+    c->ws_takeover = deflate && !pmd.client_nct;
     c->on_message = on_message;
     rc_conn_set_proto(c, &rc_ws_proto);
     return true;

@@ -1,6 +1,7 @@
 /* ws.c — WebSocket frames, fragmentation, control frames, closing, keepalive; see ws.h. */
 #include "transport/ws.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "codec/pmdeflate.h"
@@ -8,12 +9,13 @@
 #include "codec/wsframe.h"
 #include "core/log.h"
 
-/* Compressed messages (permessage-deflate) are inflated by one inflater for every connection:
- * clients are told not to keep context (codec/pmdeflate.h), so each message is inflated from a
- * reset state and nothing of it outlives the message. The inflated message is assembled in one
- * shared buffer too, and delivered from there before the next is inflated: a connection holds
- * no zlib state and no inflated bytes between messages. Single-threaded, like everything on
- * the loop. */
+/* Compressed messages (permessage-deflate) of clients that agreed to client_no_context_takeover
+ * are inflated by one inflater for all of them: each message is inflated from a reset state
+ * and nothing of it outlives the message. A client that keeps its context has an inflater of its
+ * own (c->ws_zin, made at its first compressed message). Either way the inflated message is
+ * assembled in one shared buffer and delivered from there before the next is inflated: no
+ * connection holds inflated bytes between messages. Single-threaded, like everything on the
+ * loop. */
 static rc_pmd_stream ws_inflater = {.bits = 15, .inflate = true};
 static rc_buf ws_inflated;
 static uint8_t ws_inflate_chunk[16384];
@@ -80,9 +82,20 @@ static int inflated_piece(void *arg, const uint8_t *p, size_t n)
 static void deliver_compressed(rc_conn *c, uint8_t opcode, const char *p, size_t n)
 {
     inflating x = {.c = c, .opcode = opcode, .max = c->net->cfg.max_message_size};
+    rc_pmd_stream *zin = &ws_inflater;
+    if (c->ws_takeover) {
+        if (!c->ws_zin && (c->ws_zin = calloc(1, sizeof *c->ws_zin))) {
+            c->ws_zin->bits = 15;
+            c->ws_zin->inflate = true;
+        }
+        if (!(zin = c->ws_zin)) {
+            fail(c, RC_WS_CLOSE_TOO_BIG, "out of memory for message");
+            return;
+        }
+    }
     rc_buf_reset(&ws_inflated);
     rc_utf8_init(&c->utf8);
-    int r = rc_pmd_inflate(&ws_inflater, p, n, ws_inflate_chunk, sizeof ws_inflate_chunk,
+    int r = rc_pmd_inflate(zin, c->ws_takeover, p, n, ws_inflate_chunk, sizeof ws_inflate_chunk,
                            inflated_piece, &x);
     if (r == 0 && opcode == RC_WS_TEXT && rc_utf8_feed(&c->utf8, NULL, 0) != RC_UTF8_OK)
         r = RC_WS_CLOSE_BAD_DATA;

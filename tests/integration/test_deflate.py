@@ -15,7 +15,8 @@ from conftest import (OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWS, asse
                       encode_frame)
 
 EXT = "Sec-WebSocket-Extensions"
-BASE = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+BASE = "permessage-deflate; server_no_context_takeover"
+CNCT = "; client_no_context_takeover"
 
 
 def offer(server, *values, path="/echo"):
@@ -54,9 +55,10 @@ ACCEPTED = [
     ("permessage-deflate;server_max_window_bits=12;client_max_window_bits=11",
      BASE + "; server_max_window_bits=12; client_max_window_bits=11"),
     ("permessage-deflate; server_no_context_takeover", BASE),
-    ("permessage-deflate; client_no_context_takeover", BASE),
+    ("permessage-deflate; client_no_context_takeover", BASE + CNCT),
     ("permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
-     "server_max_window_bits=10; client_max_window_bits", BASE + "; server_max_window_bits=10"),
+     "server_max_window_bits=10; client_max_window_bits",
+     BASE + CNCT + "; server_max_window_bits=10"),
     # the first acceptable offer wins: an unacceptable one before it is skipped
     ("permessage-deflate; server_max_window_bits=8, permessage-deflate; client_max_window_bits",
      BASE),
@@ -133,6 +135,34 @@ def test_compressed_echo(server, size):
         assert ws.recv_message() == (OP_BINARY, bytes(range(256)) * 3)
         ws.send_frame(OP_TEXT, b"plain")  # an uncompressed message is fine too
         assert ws.recv_message() == (OP_TEXT, b"plain")
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("value", ["permessage-deflate",
+                                   "permessage-deflate; client_no_context_takeover"])
+def test_client_context(server, value):
+    """Without client_no_context_takeover the client keeps its window: later messages refer to
+    earlier ones (its own inflater on the server); with it, each message stands alone."""
+    takeover = "client_no_context_takeover" not in value
+    ws, ext = offer(server, value)
+    try:
+        assert (CNCT in ext) != takeover
+        comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+        sizes = []
+        for i in range(4):
+            data = pose(i, pad=100)
+            if not takeover:
+                comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+            z = comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
+            sizes.append(len(z))
+            ws.send_frame(OP_TEXT, z[:-4], rsv=4)
+            assert ws.recv_message() == (OP_TEXT, data)
+            if i == 1:
+                ws.send_frame(OP_TEXT, b"plain between")  # does not disturb the context
+                assert ws.recv_message() == (OP_TEXT, b"plain between")
+        if takeover:
+            assert sizes[3] < sizes[0] // 2  # the context was really used
     finally:
         ws.close()
 

@@ -26,7 +26,8 @@ static bool accepted(const char *v, const char *answer)
     return n == strlen(out) && strcmp(out, answer) == 0;
 }
 
-#define BASE "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+#define BASE "permessage-deflate; server_no_context_takeover"
+#define CNCT "; client_no_context_takeover"
 
 TEST(test_accepted_offers)
 {
@@ -38,7 +39,8 @@ TEST(test_accepted_offers)
     CHECK(accepted("permessage-deflate;client_max_window_bits = 8", BASE "; client_max_window_bits=8"));
     CHECK(accepted("permessage-deflate; server_max_window_bits=9", BASE "; server_max_window_bits=9"));
     CHECK(accepted("permessage-deflate; server_max_window_bits=\"14\"", BASE "; server_max_window_bits=14"));
-    CHECK(accepted("permessage-deflate; server_no_context_takeover; client_no_context_takeover", BASE));
+    CHECK(accepted("permessage-deflate; server_no_context_takeover; client_no_context_takeover", BASE CNCT));
+    CHECK(accepted("permessage-deflate; client_no_context_takeover; client_max_window_bits=10", BASE CNCT "; client_max_window_bits=10"));
     CHECK(accepted("a, b; c=\"x,y;z\", permessage-deflate", BASE));
     CHECK(accepted(",, permessage-deflate", BASE));
     CHECK(accepted("permessage-deflate; server_max_window_bits=8, permessage-deflate; "
@@ -142,12 +144,12 @@ TEST(test_round_trip)
             CHECK(zl >= 0);
             if (sizes[s] >= 200) CHECK((size_t)zl < sizes[s]);
             uint8_t *wp = out;
-            CHECK_EQ_INT(rc_pmd_inflate(&inf, z, (size_t)zl, chunk, sizeof chunk, collect, &wp), 0);
+            CHECK_EQ_INT(rc_pmd_inflate(&inf, false, z, (size_t)zl, chunk, sizeof chunk, collect, &wp), 0);
             CHECK_EQ_INT(wp - out, sizes[s]);
             CHECK(memcmp(out, in, sizes[s]) == 0);
             /* each message stands alone: inflating it again gives the same */
             wp = out;
-            CHECK_EQ_INT(rc_pmd_inflate(&inf, z, (size_t)zl, chunk, sizeof chunk, collect, &wp), 0);
+            CHECK_EQ_INT(rc_pmd_inflate(&inf, false, z, (size_t)zl, chunk, sizeof chunk, collect, &wp), 0);
             CHECK_EQ_INT(wp - out, sizes[s]);
             /* a 9-bit message inflates with a 9-bit window */
             if (w) {
@@ -170,14 +172,46 @@ TEST(test_round_trip)
     /* a limit stops inflating within a chunk of it */
     long zl = rc_pmd_deflate(&d15, 6, in, 200000, z);
     limit l = {0, 1000};
-    CHECK_EQ_INT(rc_pmd_inflate(&inf, z, (size_t)zl, chunk, sizeof chunk, limited, &l), 1009);
+    CHECK_EQ_INT(rc_pmd_inflate(&inf, false, z, (size_t)zl, chunk, sizeof chunk, limited, &l), 1009);
     CHECK(l.got <= 1000 && l.got > 1000 - sizeof chunk);
     /* garbage is -1 */
     uint8_t bad[] = {0xff, 0xff, 0xff};
     limit l2 = {0, 1 << 20};
-    CHECK_EQ_INT(rc_pmd_inflate(&inf, bad, sizeof bad, chunk, sizeof chunk, limited, &l2), -1);
+    CHECK_EQ_INT(rc_pmd_inflate(&inf, false, bad, sizeof bad, chunk, sizeof chunk, limited, &l2), -1);
     rc_pmd_stream_release(&d15);
     rc_pmd_stream_release(&d9);
+    rc_pmd_stream_release(&inf);
+}
+
+/* A client that keeps its context: the second message refers to the first. */
+TEST(test_takeover)
+{
+    z_stream zs = {0};
+    CHECK_EQ_INT(deflateInit2(&zs, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    const char *msg = "{\"type\":\"pose\",\"player\":\"ann\",\"x\":1.5,\"y\":2.5}";
+    uint8_t z[2][256], out[256], chunk[16];
+    size_t zl[2];
+    for (int i = 0; i < 2; i++) {
+        zs.next_in = (Bytef *)(uintptr_t)msg;
+        zs.avail_in = (uInt)strlen(msg);
+        zs.next_out = z[i];
+        zs.avail_out = sizeof z[i];
+        CHECK_EQ_INT(deflate(&zs, Z_SYNC_FLUSH), Z_OK);
+        zl[i] = sizeof z[i] - zs.avail_out - 4;
+    }
+    deflateEnd(&zs);
+    CHECK(zl[1] < zl[0]); /* the second is mostly a back reference */
+    rc_pmd_stream inf = {.bits = 15, .inflate = true};
+    for (int i = 0; i < 2; i++) {
+        uint8_t *wp = out;
+        CHECK_EQ_INT(rc_pmd_inflate(&inf, true, z[i], zl[i], chunk, sizeof chunk, collect, &wp), 0);
+        CHECK_EQ_INT(wp - out, strlen(msg));
+        CHECK(memcmp(out, msg, strlen(msg)) == 0);
+    }
+    /* without the context, the second message cannot be inflated */
+    uint8_t *wp = out;
+    int r = rc_pmd_inflate(&inf, false, z[1], zl[1], chunk, sizeof chunk, collect, &wp);
+    CHECK(r == -1 || (size_t)(wp - out) != strlen(msg) || memcmp(out, msg, strlen(msg)) != 0);
     rc_pmd_stream_release(&inf);
 }
 
@@ -189,5 +223,6 @@ int main(int argc, char **argv)
     RUN(test_declined_offers);
     RUN(test_prefixes);
     RUN(test_round_trip);
+    RUN(test_takeover);
     UNIT_MAIN_END("test_pmdeflate");
 }
