@@ -192,7 +192,8 @@ static z_stream *stream(rc_pmd_stream *s, int level)
     z_stream *z = calloc(1, sizeof *z);
     if (!z) return NULL;
     int r = s->inflate ? inflateInit2(z, -(int)s->bits)
-                       : deflateInit2(z, level, Z_DEFLATED, -(int)s->bits, 8, Z_DEFAULT_STRATEGY);
+                       : deflateInit2(z, level, Z_DEFLATED, -(int)s->bits, s->mem ? s->mem : 8,
+                                      Z_DEFAULT_STRATEGY);
     if (r != Z_OK) {
         free(z);
         return NULL;

@@ -60,6 +60,10 @@ size_t rc_pmd_response(const rc_pmd_agreed *a, char *out);
 typedef struct rc_pmd_stream {
     void *z;                 /* z_stream, allocated by the first use */
     uint8_t bits;            /* its window bits */
+    uint8_t mem;             /* a deflater's zlib memLevel (1..9; 0 means 8). Resetting a
+                                deflater clears its hash table, 2 << (mem + 7) bytes: 64 KiB at
+                                8, which would cost more than compressing a 200-byte message;
+                                512 bytes at 1 */
     bool inflate;            /* an inflater (else a deflater) */
 } rc_pmd_stream;
 
