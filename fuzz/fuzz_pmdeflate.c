@@ -6,7 +6,8 @@
  *     fits RC_PMD_RESPONSE_MAX and parses back as an accepted offer with the same result.
  *   - odd: a compressed message from a client. Inflating it through a small chunk with a limit
  *     returns 0, -1 or the sink's code, never hands over more than the limit, and what it
- *     gives, deflated again and inflated, comes back the same.
+ *     gives, deflated again and inflated, comes back the same; the data itself, through the
+ *     fixed-code encoder (both windows) and inflated, comes back the same.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -71,6 +72,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             sink_state t = {again, 0, sizeof again};
             if (rc_pmd_inflate(&inf, false, z, (size_t)zl, chunk, sizeof chunk, sink, &t) != 0) abort();
             if (t.got != s.got || memcmp(again, out, s.got) != 0) abort();
+        }
+        /* the fixed-code encoder on the raw input, both windows */
+        for (unsigned w = 9; w <= 15; w += 6) {
+            size_t m = n < sizeof again ? n : sizeof again;
+            size_t zl = rc_pmd_deflate_fixed(p, m, w, z);
+            if (zl > rc_pmd_deflate_bound(m)) abort();
+            sink_state t = {again, 0, sizeof again};
+            if (rc_pmd_inflate(&inf, false, z, zl, chunk, sizeof chunk, sink, &t) != 0) abort();
+            if (t.got != m || memcmp(again, p, m) != 0) abort();
         }
     }
     free(p);

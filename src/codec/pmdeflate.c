@@ -205,8 +205,157 @@ static z_stream *stream(rc_pmd_stream *s, int level)
 size_t rc_pmd_deflate_bound(size_t n)
 {
     /* deflateBound's stored-block worst case, plus a sync flush's empty block (5 bytes) and
-     * margin for the flush's block header */
-    return n + (n >> 12) + (n >> 14) + (n >> 25) + 13 + 5 + 16;
+     * margin for the flush's block header; the fixed-code encoder writes at most 9 bits per
+     * byte plus 3 + 7 + 3 + 7 bits */
+    size_t z = n + (n >> 12) + (n >> 14) + (n >> 25) + 13 + 5 + 16, f = n + n / 8 + 8;
+    return z > f ? z : f;
+}
+
+/* -- the fixed-code encoder ------------------------------------------------------------------ */
+
+/* Bits go out least significant first (RFC 1951 §3.1.1); Huffman codes are defined most
+ * significant bit first, so they are reversed before they go in. */
+typedef struct bits_out {
+    uint8_t *w;              /* next byte to write */
+    uint64_t acc;            /* pending bits, the oldest in bit 0 */
+    unsigned n;              /* how many */
+} bits_out;
+
+static inline void put_bits(bits_out *b, uint32_t v, unsigned len)
+{
+    b->acc |= (uint64_t)v << b->n;
+    b->n += len;
+    if (b->n >= 32) { /* four bytes at a time: len <= 16, so acc never overflows */
+        for (int k = 0; k < 4; k++) *b->w++ = (uint8_t)(b->acc >> (8 * k));
+        b->acc >>= 32;
+        b->n -= 32;
+    }
+}
+
+/* put_flush writes the whole bytes left in b (after the last put_bits). */
+static inline void put_flush(bits_out *b)
+{
+    while (b->n >= 8) {
+        *b->w++ = (uint8_t)b->acc;
+        b->acc >>= 8;
+        b->n -= 8;
+    }
+}
+
+static inline uint32_t reverse(uint32_t v, unsigned len)
+{
+    uint32_t r = 0;
+    for (unsigned i = 0; i < len; i++, v >>= 1) r = r << 1 | (v & 1);
+    return r;
+}
+
+/* The fixed codes (§3.2.6), reversed, with their lengths: literal/length symbols 0..287 and
+ * distance codes 0..29. Built once (the loop is single-threaded; building twice is harmless:
+ * the same values). */
+static uint16_t fix_code[288];
+static uint8_t fix_len[288];
+static uint8_t fix_dist[30];
+static bool fix_ready;
+
+static void fix_init(void)
+{
+    for (unsigned s = 0; s < 288; s++) {
+        if (s < 144) fix_code[s] = (uint16_t)reverse(0x30 + s, 8), fix_len[s] = 8;
+        else if (s < 256) fix_code[s] = (uint16_t)reverse(0x190 + s - 144, 9), fix_len[s] = 9;
+        else if (s < 280) fix_code[s] = (uint16_t)reverse(s - 256, 7), fix_len[s] = 7;
+        else fix_code[s] = (uint16_t)reverse(0xC0 + s - 280, 8), fix_len[s] = 8;
+    }
+    for (unsigned d = 0; d < 30; d++) fix_dist[d] = (uint8_t)reverse(d, 5);
+    fix_ready = true;
+}
+
+/* A literal/length symbol (0..285) with its fixed code. */
+static inline void put_sym(bits_out *b, unsigned sym)
+{
+    put_bits(b, fix_code[sym], fix_len[sym]);
+}
+
+static const uint16_t len_base[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
+                                      31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+static const uint8_t len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
+                                      2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const uint16_t dist_base[30] = {1,    2,    3,    4,    5,    7,     9,     13,    17,  25,
+                                       33,   49,   65,   97,   129,  193,   257,   385,   513, 769,
+                                       1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
+static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
+                                       6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+
+static void put_match(bits_out *b, unsigned len, unsigned dist)
+{
+    unsigned lc = 28;
+    while (len_base[lc] > len) lc--;
+    if (len == 258) lc = 28;
+    else if (lc == 28) lc = 27; /* 227..257 use code 284 with 5 extra bits */
+    put_sym(b, 257 + lc);
+    if (len_extra[lc]) put_bits(b, len - len_base[lc], len_extra[lc]);
+    unsigned dc = 29;
+    while (dist_base[dc] > dist) dc--;
+    put_bits(b, fix_dist[dc], 5);
+    if (dist_extra[dc]) put_bits(b, dist - dist_base[dc], dist_extra[dc]);
+}
+
+#define FIX_HASH_BITS 11
+
+static inline unsigned hash3(const uint8_t *p)
+{
+    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+    return (v * 2654435761u) >> (32 - FIX_HASH_BITS);
+}
+
+size_t rc_pmd_deflate_fixed(const void *src, size_t n, unsigned window_bits, uint8_t *out)
+{
+    const uint8_t *p = src;
+    size_t maxd = (size_t)1 << window_bits;
+    if (!fix_ready) fix_init();
+    /* positions + 1 of the last 3-byte string with each hash; 0 = none. Message by message,
+     * so 4 KiB cleared each time (no context takeover) and nothing kept. */
+    uint16_t head[1 << FIX_HASH_BITS];
+    memset(head, 0, sizeof head);
+    bits_out b = {out, 0, 0};
+    put_bits(&b, 1 << 1, 3); /* BFINAL 0 (bit 0), BTYPE 01 (bits 1-2): fixed codes */
+    size_t i = 0;
+    while (i < n) {
+        unsigned best = 0;
+        size_t dist = 0;
+        if (n - i >= 3) {
+            unsigned h = hash3(p + i);
+            size_t cand = head[h];
+            head[h] = (uint16_t)(i + 1);
+            if (cand && i - (cand - 1) <= maxd) {
+                const uint8_t *a = p + cand - 1, *c = p + i;
+                size_t lim = n - i < 258 ? n - i : 258;
+                unsigned l = 0;
+                while (l < lim && a[l] == c[l]) l++;
+                if (l >= 3) {
+                    best = l;
+                    dist = i - (cand - 1);
+                }
+            }
+        }
+        if (best) {
+            put_match(&b, best, (unsigned)dist);
+            /* index the strings inside the match too (cheap, and helps repeated keys) */
+            size_t end = i + best;
+            for (i++; i < end && n - i >= 3; i++) head[hash3(p + i)] = (uint16_t)(i + 1);
+            i = end;
+        } else {
+            put_sym(&b, p[i]);
+            i++;
+        }
+    }
+    put_sym(&b, 256);            /* end of block */
+    put_bits(&b, 0, 3);          /* the sync flush's empty stored block: BFINAL 0, BTYPE 00 */
+    put_flush(&b);
+    if (b.n) {                   /* to a byte boundary; its 00 00 FF FF is left off */
+        put_bits(&b, 0, 8 - b.n);
+        put_flush(&b);
+    }
+    return (size_t)(b.w - out);
 }
 
 long rc_pmd_deflate(rc_pmd_stream *s, int level, const void *p, size_t n, uint8_t *out)

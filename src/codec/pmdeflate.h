@@ -72,8 +72,22 @@ typedef struct rc_pmd_stream {
  * use, level `level`): the compressed length, or -1 when zlib fails (out of memory). */
 long rc_pmd_deflate(rc_pmd_stream *s, int level, const void *p, size_t n, uint8_t *out);
 
-/* rc_pmd_deflate_bound is the most rc_pmd_deflate can write for n bytes. */
+/* rc_pmd_deflate_bound is the most rc_pmd_deflate or rc_pmd_deflate_fixed can write for n
+ * bytes. */
 size_t rc_pmd_deflate_bound(size_t n);
+
+#define RC_PMD_FIXED_MAX 65535     /* the longest input rc_pmd_deflate_fixed takes */
+
+/* rc_pmd_deflate_fixed compresses p[0..n) (n <= RC_PMD_FIXED_MAX) as one message without
+ * context takeover into out (rc_pmd_deflate_bound(n) bytes), with matches at most
+ * 1 << window_bits back: one block with the fixed Huffman codes of RFC 1951 §3.2.6 and greedy
+ * matching through a small hash table, ended like a sync flush with its 4-byte tail taken off.
+ * Returns the compressed length. Why it exists: a zlib deflater sets up and clears its state
+ * and builds Huffman trees for every message, which for a 200-byte game message costs 10-20 µs
+ * once its state has left the cache, ten times the rest of the message's fan-out to a room of
+ * ten (bench/RESULTS.md, issue 17); this does one pass over the bytes with 4 KiB of state and
+ * compresses small JSON nearly as well. Allocates nothing. */
+size_t rc_pmd_deflate_fixed(const void *p, size_t n, unsigned window_bits, uint8_t *out);
 
 /* The sink rc_pmd_inflate hands inflated bytes to, piece by piece as they come: returns 0 to
  * go on, or anything else to stop (rc_pmd_inflate then returns it). */

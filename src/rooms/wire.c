@@ -17,16 +17,14 @@ const char rc__wire_skip = 0;
  * shared by every room on the loop. Level 6 (zlib's default): measured in bench/RESULTS.md;
  * the cost is paid once per room message, not per member. */
 #define WIRE_DEFLATE_LEVEL 6
-/* Messages up to WIRE_SMALL bytes (game poses, chat lines) go through deflaters with a small
- * hash table (memLevel 1), because every message starts with a reset that clears the table:
- * at zlib's default size (64 KiB) that clearing cost more than the compression itself
- * (bench/RESULTS.md, issue 17). Larger messages get the default table, which finds matches
- * over more of the window. Indexed [large][small window]. */
+/* Messages up to WIRE_SMALL bytes (game poses, chat lines: most of the traffic) go through the
+ * fixed-code encoder (rc_pmd_deflate_fixed): zlib's per-message setup and tree building cost
+ * 10-20 µs a message on the loop, ten times the rest of a fan-out to ten members, against about
+ * 1 µs for the one-pass encoder, for output within a few percent for such messages
+ * (bench/RESULTS.md, issue 17). Larger messages go through zlib, whose dynamic codes win there.
+ * Indexed [small window]. */
 #define WIRE_SMALL 4096
-static rc_pmd_stream wire_deflater[2][2] = {
-    {{.bits = 15, .mem = 1}, {.bits = RC_PMD_SMALL_WINDOW, .mem = 1}},
-    {{.bits = 15, .mem = 8}, {.bits = RC_PMD_SMALL_WINDOW, .mem = 8}},
-};
+static rc_pmd_stream wire_deflater[2] = {{.bits = 15}, {.bits = RC_PMD_SMALL_WINDOW}};
 static size_t wire_deflate_min = 128;
 static uint8_t *wire_scratch;      /* compression output, grown to the largest message */
 static size_t wire_scratch_cap;
@@ -147,8 +145,10 @@ static rc_msg *deflated(uint8_t wire, const rc_msg *ws)
         wire_scratch = s;
         wire_scratch_cap = bound;
     }
-    long z = rc_pmd_deflate(&wire_deflater[n > WIRE_SMALL][wire == RC_WIRE_WSZ9],
-                            WIRE_DEFLATE_LEVEL, p, n, wire_scratch);
+    bool small = wire == RC_WIRE_WSZ9;
+    long z = n <= WIRE_SMALL
+                 ? (long)rc_pmd_deflate_fixed(p, n, small ? RC_PMD_SMALL_WINDOW : 15, wire_scratch)
+                 : rc_pmd_deflate(&wire_deflater[small], WIRE_DEFLATE_LEVEL, p, n, wire_scratch);
     if (z < 0) return NULL;
     if ((size_t)z >= n) return (rc_msg *)ws;
     size_t zl = (size_t)z, h = rc_ws_header_size(zl);

@@ -132,7 +132,7 @@ static int limited(void *arg, const uint8_t *p, size_t n)
 
 TEST(test_round_trip)
 {
-    static uint8_t in[200000], z[210000], out[200000];
+    static uint8_t in[200000], z[240000], out[200000];
     for (size_t i = 0; i < sizeof in; i++) in[i] = (uint8_t)("{\"x\":1.5,\"y\":-2}"[i % 16] ^ (unit_rand() % 7 == 0));
     rc_pmd_stream d15 = {.bits = 15}, d9 = {.bits = 9}, inf = {.bits = 15, .inflate = true};
     static const size_t sizes[] = {0, 1, 17, 200, 4096, 65536, 200000};
@@ -215,6 +215,64 @@ TEST(test_takeover)
     rc_pmd_stream_release(&inf);
 }
 
+/* zinflate inflates z[0..zl) + the tail with a raw window of wbits into out: its length, or
+ * -1. */
+static long zinflate(const uint8_t *z, size_t zl, int wbits, uint8_t *out, size_t cap)
+{
+    static uint8_t buf[300000];
+    memcpy(buf, z, zl);
+    memcpy(buf + zl, "\0\0\xff\xff", 4);
+    z_stream zs = {0};
+    if (inflateInit2(&zs, -wbits) != Z_OK) return -1;
+    zs.next_in = buf;
+    zs.avail_in = (uInt)zl + 4;
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    int r = inflate(&zs, Z_SYNC_FLUSH);
+    long got = (long)(cap - zs.avail_out);
+    inflateEnd(&zs);
+    return r == Z_OK || (r == Z_BUF_ERROR && got == 0) ? got : -1;
+}
+
+/* The fixed-code encoder against zlib's inflater: every length 0..600 and some large ones, on
+ * text, runs, random bytes and repetitive JSON, with both windows (a 9-bit window is checked
+ * with a 9-bit inflater: no match reaches further back), and within its bound. */
+TEST(test_fixed_encoder)
+{
+    static uint8_t in[RC_PMD_FIXED_MAX], z[RC_PMD_FIXED_MAX + RC_PMD_FIXED_MAX / 8 + 16],
+        out[RC_PMD_FIXED_MAX];
+    for (int kind = 0; kind < 4; kind++) {
+        for (size_t i = 0; i < sizeof in; i++) {
+            switch (kind) {
+            case 0: in[i] = (uint8_t)"{\"type\":\"pose\",\"x\":12.5,\"y\":-3,\"anim\":\"run\"},"[i % 41]; break;
+            case 1: in[i] = (uint8_t)(i / 300 % 3 ? 'a' : 'b'); break;
+            case 2: in[i] = (uint8_t)unit_rand(); break;
+            default: in[i] = (uint8_t)("abcdefgh"[unit_rand() % 8] + (i % 1000 < 10)); break;
+            }
+        }
+        for (size_t n = 0; n <= RC_PMD_FIXED_MAX; n = n < 600 ? n + 1 : n * 3 + 1) {
+            for (unsigned w = 9; w <= 15; w += 6) {
+                size_t zl = rc_pmd_deflate_fixed(in, n, w, z);
+                CHECK(zl <= rc_pmd_deflate_bound(n));
+                long got = zinflate(z, zl, (int)w, out, sizeof out);
+                CHECK_EQ_INT(got, (long)n);
+                if (got == (long)n) CHECK(memcmp(out, in, n) == 0);
+                if (kind != 2 && n >= 200) CHECK(zl < n);
+            }
+            if (n >= RC_PMD_FIXED_MAX / 3) break;
+        }
+        size_t zl = rc_pmd_deflate_fixed(in, RC_PMD_FIXED_MAX, 15, z);
+        CHECK_EQ_INT(zinflate(z, zl, 15, out, sizeof out), RC_PMD_FIXED_MAX);
+        CHECK(memcmp(out, in, RC_PMD_FIXED_MAX) == 0);
+    }
+    /* the maximal match (258) and every match length on a run */
+    memset(in, 'q', 2000);
+    for (size_t n = 1; n <= 2000; n += 1) {
+        size_t zl = rc_pmd_deflate_fixed(in, n, 15, z);
+        CHECK_EQ_INT(zinflate(z, zl, 15, out, sizeof out), (long)n);
+    }
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
@@ -224,5 +282,6 @@ int main(int argc, char **argv)
     RUN(test_prefixes);
     RUN(test_round_trip);
     RUN(test_takeover);
+    RUN(test_fixed_encoder);
     UNIT_MAIN_END("test_pmdeflate");
 }
