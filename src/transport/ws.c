@@ -258,7 +258,8 @@ static size_t on_input(rc_conn *c, char *p, size_t n)
         size_t avail = n - used - (size_t)h;
         bool whole = avail >= f.len;
         if (whole) avail = (size_t)f.len;
-        if (f.opcode == RC_WS_TEXT && !f.rsv1 && c->ws_seen == 0) rc_utf8_init(&c->utf8); /* a new message */
+        if (f.opcode == RC_WS_TEXT && !f.rsv1 && c->ws_seen == 0)
+            rc_utf8_init(&c->utf8); /* a new text message */
         if (avail > c->ws_seen) {
             size_t from = (size_t)c->ws_seen;
             rc_ws_unmask((uint8_t *)payload + from, avail - from, f.mask, from);
