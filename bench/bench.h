@@ -140,6 +140,7 @@ struct rb_conn {
     bool shut_pending;         /* line mode: shut our write side once out is flushed */
     int close_code;            /* code of the server's close frame, 0 if none */
     uint64_t rx_bytes;         /* bytes read from the server (all of them: frames, lines) */
+    bool deflate;              /* WebSocket: the server accepted permessage-deflate */
     char accept[32];           /* WebSocket: expected Sec-WebSocket-Accept, NUL-terminated */
     struct rb_buf in;          /* partial frame or handshake bytes carried between reads */
     struct rb_buf out;         /* bytes waiting for the socket */
@@ -186,6 +187,13 @@ int rb_loop_once(int64_t timeout_ns);
  * happened to be asleep. A spinning generator is never asleep: the server pays what it would pay
  * for remote clients, and the generator's own CPU reads 100%. */
 extern bool rb_spin;
+/* --deflate: WebSocket connections offer permessage-deflate (with client_no_context_takeover)
+ * and inflate the compressed frames they receive; what they send stays uncompressed. */
+extern bool rb_deflate;
+/* --game-json: publishes carry pose-like JSON (position, rotation, velocity, animation, hp with
+ * fresh numbers each time) before the padding, instead of padding alone: text that compresses
+ * like a game's, not like a run of 'x'. */
+extern bool rb_game_json;
 /* Connections that ended with RB_END_ERROR since start, and handshakes refused. */
 extern uint64_t rb_conn_errors;
 extern uint64_t rb_frame_errors;   /* malformed frames from the server (protocol violations) */

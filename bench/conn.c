@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
@@ -41,6 +42,47 @@ uint64_t rb_conn_errors;
 uint64_t rb_frame_errors;
 uint64_t rb_rx_ns;
 bool rb_spin;
+bool rb_deflate;
+
+/* Inflating what a deflate connection receives: the server never keeps context
+ * (server_no_context_takeover), so one inflater, reset per message, serves every connection. */
+static z_stream rb_zin;
+static bool rb_zin_ready;
+static char *rb_zout;
+static size_t rb_zout_cap;
+
+/* Inflates the compressed message p[0..n) into rb_zout: its length, or -1. */
+static long inflate_msg(const char *p, size_t n)
+{
+    static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
+    if (!rb_zin_ready) {
+        if (inflateInit2(&rb_zin, -15) != Z_OK) return -1;
+        rb_zin_ready = true;
+    } else if (inflateReset(&rb_zin) != Z_OK) {
+        return -1;
+    }
+    size_t got = 0;
+    for (int part = 0; part < 2; part++) {
+        rb_zin.next_in = part ? (Bytef *)tail : (Bytef *)p;
+        rb_zin.avail_in = part ? 4 : (uInt)n;
+        while (rb_zin.avail_in > 0) {
+            if (rb_zout_cap - got < 4096) {
+                size_t cap = rb_zout_cap ? rb_zout_cap * 2 : 65536;
+                char *q = realloc(rb_zout, cap);
+                if (!q) return -1;
+                rb_zout = q;
+                rb_zout_cap = cap;
+            }
+            rb_zin.next_out = (Bytef *)rb_zout + got;
+            rb_zin.avail_out = (uInt)(rb_zout_cap - got);
+            int r = inflate(&rb_zin, Z_SYNC_FLUSH);
+            got = rb_zout_cap - rb_zin.avail_out;
+            if (r == Z_STREAM_END) return (long)got;
+            if (r != Z_OK && r != Z_BUF_ERROR) return -1;
+        }
+    }
+    return (long)got;
+}
 
 static int loop_fd = -1;
 static char *scratch;
@@ -265,11 +307,13 @@ int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb
     }
     EVP_EncodeBlock((unsigned char *)key, nonce, 16);
     compute_accept(key, c->accept);
-    char req[256];
+    char req[384];
     int n = snprintf(req, sizeof(req),
                      "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     t->host, key);
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                     t->host, key,
+                     rb_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                  "client_no_context_takeover\r\n" : "");
     rb_buf_append(&c->out, req, (size_t)n);
     return 0;
 }
@@ -451,7 +495,8 @@ static ssize_t parse_frames(struct rb_conn *c, const char *p, size_t n)
         unsigned op = h[0] & 0x0f;
         size_t hl = 2;
         uint64_t len = h[1] & 0x7f;
-        if ((h[0] & 0x70) || (h[1] & 0x80)) {   /* RSV bits or a masked server frame */
+        bool rsv1 = (h[0] & 0x40) && c->deflate && (op == 0x1 || op == 0x2) && fin;
+        if ((h[0] & (rsv1 ? 0x30 : 0x70)) || (h[1] & 0x80)) { /* RSV bits or a masked frame */
             rb_frame_errors++;
             rb__conn_end(c, RB_END_ERROR, "bad frame header from server");
             return -1;
@@ -486,7 +531,15 @@ static ssize_t parse_frames(struct rb_conn *c, const char *p, size_t n)
                 rb__conn_end(c, RB_END_ERROR, "new message inside a fragmented one");
                 return -1;
             }
-            if (fin) {
+            if (fin && rsv1) {
+                long il = inflate_msg(pl, (size_t)len);
+                if (il < 0) {
+                    rb_frame_errors++;
+                    rb__conn_end(c, RB_END_ERROR, "bad compressed frame from server");
+                    return -1;
+                }
+                deliver(c, op, rb_zout, (size_t)il);
+            } else if (fin) {
                 deliver(c, op, pl, (size_t)len);
             } else {
                 rb_buf_append(&c->frag, &op, 1); /* first byte remembers the opcode */
@@ -572,6 +625,8 @@ static ssize_t parse_handshake(struct rb_conn *c, const char *p, size_t n)
         snprintf(c->errmsg, sizeof(c->errmsg), "bad Sec-WebSocket-Accept");
         return -1;
     }
+    /* permessage-deflate accepted when the answer names it (case as roomcast writes it) */
+    c->deflate = rb_deflate && memmem(p, hlen, "permessage-deflate", 18) != NULL;
     return (ssize_t)hlen;
 }
 

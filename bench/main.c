@@ -23,6 +23,8 @@ static void usage(FILE *f)
           "                      --port N [--tcp-port N] [options]\n"
           "common:  --host ADDR (127.0.0.1)  --server-pid PID  --label NAME  --quiet\n"
           "         --tls (every connection over TLS: --port and --tcp-port are TLS ports)\n"
+          "         --deflate (WebSocket clients offer permessage-deflate and inflate)\n"
+          "         --game-json (publishes carry pose-like JSON, not only padding)\n"
           "         --tls-ca FILE (verify the server; default: no verification)\n"
           "         --tls-version 1.2|1.3 (default: either, the server picks)\n"
           "         --spin (busy-poll instead of sleeping: servers never pay to wake us)\n"
@@ -183,6 +185,14 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--tls")) {
             tls = true;
+            continue;
+        }
+        if (!strcmp(a, "--deflate")) {
+            rb_deflate = true;
+            continue;
+        }
+        if (!strcmp(a, "--game-json")) {
+            rb_game_json = true;
             continue;
         }
         if (!v) {

@@ -769,6 +769,11 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
         rb_result_num(r, "stuck_close_code", E.stuck_code);
         rb_result_num(r, "stuck_msgs_read", (double)E.stuck_msgs);
     }
+    /* What a delivery cost on the wire (joins and keepalives included, a rounding error next
+     * to the messages): the number permessage-deflate moves. */
+    uint64_t rx = 0;
+    for (uint32_t k = 0; k < E.nrooms; k++) rx += rb_rooms_rx_bytes(k);
+    if (r->deliveries) rb_result_num(r, "rx_bytes_per_delivery", (double)rx / (double)r->deliveries);
     close_all();
     free_all();
 }

@@ -1,11 +1,13 @@
 /* fuzz_wsframe.c — libFuzzer target for src/codec/wsframe.c.
  *
- * Input layout: byte 0 holds options (bit 0: require_mask; the rest choose where the payload
- * is split), the remaining bytes are what a peer sent. Checked on every input:
+ * Input layout: byte 0 holds options (bit 0: RC_WS_REQUIRE_MASK, bit 1: RC_WS_ALLOW_RSV1; the
+ * rest choose where the payload is split), the remaining bytes are what a peer sent. Checked on
+ * every input:
  *   - the header parse is consistent across prefixes: shorter inputs ask for more (0) or give
  *     the same error, never a different header, and a success never claims more bytes than
  *     it was given;
- *   - the fields agree with the bits on the wire, and every rule in wsframe.h holds;
+ *   - the fields agree with the bits on the wire, and every rule in wsframe.h holds (RSV1 only
+ *     when allowed and on a first data frame, lengths in their minimal form);
  *   - the payload bytes present, unmasked in two pieces at their offsets, equal a one-piece
  *     unmask and a byte-by-byte reference; unmasking twice restores the input;
  *   - encoding the parsed header (and a length taken from the input) and parsing it back gives
@@ -43,25 +45,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
     uint8_t opts = data[0];
-    bool require_mask = opts & 1;
+    unsigned flags = opts & 3;
+    bool require_mask = opts & RC_WS_REQUIRE_MASK;
     size_t n = size - 1;
     uint8_t *p = malloc(n ? n : 1); /* exact-size copy: ASan sees any over-read */
     if (!p) return 0;
     memcpy(p, data + 1, n);
 
     rc_ws_frame f;
-    int r = rc_ws_parse_header(p, n, require_mask, &f);
+    int r = rc_ws_parse_header(p, n, flags, &f);
     if (r != 0 && r != -RC_WS_CLOSE_PROTOCOL && !(r >= 2 && r <= RC_WS_MAX_HEADER)) abort();
     if (r > 0 && (size_t)r > n) abort();
 
     /* prefixes: 0 until the answer, then that same answer */
     for (size_t k = 0; k < n && k <= RC_WS_MAX_HEADER; k++) {
         rc_ws_frame g;
-        int rk = rc_ws_parse_header(p, k, require_mask, &g);
+        int rk = rc_ws_parse_header(p, k, flags, &g);
         if (rk != 0 && rk != r) abort();
         if (r > 0 && (size_t)r > k && rk != 0) abort();
         if (r > 0 && (size_t)r <= k && rk != r) abort();
-        if (rk > 0 && (g.fin != f.fin || g.opcode != f.opcode || g.masked != f.masked ||
+        if (rk > 0 && (g.fin != f.fin || g.rsv1 != f.rsv1 || g.opcode != f.opcode || g.masked != f.masked ||
                        g.len != f.len || g.header_len != f.header_len ||
                        memcmp(g.mask, f.mask, 4) != 0))
             abort();
@@ -72,7 +75,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (f.header_len != hl) abort();
         if (f.fin != !!(p[0] & 0x80) || f.opcode != (p[0] & 0x0F) || f.masked != !!(p[1] & 0x80))
             abort();
-        if (p[0] & 0x70) abort();
+        if (p[0] & 0x30) abort();
+        if (f.rsv1 != !!(p[0] & 0x40)) abort();
+        if (f.rsv1 && (!(flags & RC_WS_ALLOW_RSV1) || f.opcode == RC_WS_CONT || f.opcode >= 8))
+            abort();
+        if (((p[1] & 0x7F) == 126 && f.len < 126) || ((p[1] & 0x7F) == 127 && f.len < 65536))
+            abort(); /* not the minimal length form */
         if (!(f.opcode <= 2 || (f.opcode >= 8 && f.opcode <= 10))) abort();
         if (f.opcode >= 8 && (!f.fin || f.len > 125)) abort();
         if (f.len >> 63) abort();

@@ -141,9 +141,21 @@ int rc_client_chat_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
     return 0;
 }
 
+/* The echo answers in the client's wire: a client that agreed to permessage-deflate gets the
+ * frame compressed as a room message would be (same threshold, same encoders), so /echo tests
+ * the server's compressed output too (docs/autobahn.md). */
 int rc_client_echo_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
 {
-    rc_ws_send(c, opcode, p, n);
+    uint8_t wire = rc_client_of(c)->ep.wire;
+    if (wire == RC_WIRE_WS) {
+        rc_ws_send(c, opcode, p, n);
+        return 0;
+    }
+    rc_msg *m = rc_ws_msg_new(opcode, p, n);
+    rc_msg *z = m ? rc_wire_of(m, wire) : NULL; /* borrowed from m's chain, or m itself */
+    if (z) rc_conn_send(c, z);
+    else rc_conn_end(c, RC_WS_CLOSE_INTERNAL, "out of memory", true);
+    if (m) rc_msg_unref(m);
     return 0;
 }
 

@@ -29,6 +29,7 @@
  * rc_fsync_parse by tests/unit/app/test_config.c). */
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const fsync_names[] = {"no", "everysec", "always", NULL};
+static const char *const off_on_names[] = {"off", "on", NULL};
 static const char *const tcp_disc_names[] = {"v06", "v8", NULL}; /* enum rc_netsync_tcp_disc */
 
 #define FIELD(f) .offset = offsetof(rc_config, f), .size = sizeof(((rc_config *)0)->f)
@@ -56,6 +57,13 @@ const rc_config_option rc_config_options[] = {
      .max = 1ull << 40, .def = 1 << 20, .metavar = "BYTES",
      .help = "output queued for one client before it is disconnected as a slow consumer, "
              "close 1008"},
+    {.name = "ws-deflate", .type = RC_OPT_ENUM, FIELD(ws_deflate), .names = off_on_names,
+     .def = 1, .metavar = "on|off",
+     .help = "accept permessage-deflate (RFC 7692) on the WebSocket listeners: room messages "
+             "are compressed once per room for every member that negotiated it"},
+    {.name = "ws-deflate-threshold", .type = RC_OPT_BYTES, FIELD(ws_deflate_threshold),
+     .max = 1ull << 31, .def = 128, .metavar = "BYTES",
+     .help = "messages shorter than this go uncompressed to deflate clients"},
     {.name = "max-header-size", .type = RC_OPT_BYTES, FIELD(max_header_size),
      .min = 256, .max = 1 << 20, .def = 8192,
      .metavar = "BYTES", .help = "largest HTTP request head; larger ones get 431"},

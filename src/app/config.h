@@ -24,6 +24,8 @@ typedef struct rc_config {
     size_t max_pending;           /* output queued per client before it is cut off, bytes
                                      (1 MiB) */
     size_t max_header_size;       /* largest HTTP request head, bytes (8 KiB) */
+    int ws_deflate;               /* 1 = accept permessage-deflate at WebSocket upgrades (on) */
+    size_t ws_deflate_threshold;  /* payloads shorter than this are not compressed, bytes (128) */
     uint32_t max_rooms_per_client; /* rooms one connection may be in (64) */
     uint64_t ping_interval;       /* ns of silence before the server pings (5 s) */
     uint64_t ping_timeout;        /* ns to wait for any traffic after a ping (5 s) */

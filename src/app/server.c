@@ -148,7 +148,7 @@ static void upgrade_room(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
         free(id);
         return;
     }
-    rc_client_start(srv, c, RC_WIRE_WS);
+    rc_client_start(srv, c, rc_wire_ws(c->ws_deflate));
     rc_endpoint *ep = &rc_client_of(c)->ep;
     if (id) {
         rc_ident_attach(t, ep, id);
@@ -197,7 +197,7 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
         else if (root)
             upgrade_room(srv, c, x);
         else if (rc_http_upgrade(c, x, rc_client_echo_message))
-            rc_client_start(srv, c, RC_WIRE_WS);
+            rc_client_start(srv, c, rc_wire_ws(c->ws_deflate));
         return;
     }
     if (echo) {
@@ -326,11 +326,13 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         .max_header_size = cfg->max_header_size, .ping_interval = cfg->ping_interval,
         .ping_timeout = cfg->ping_timeout, .handshake_timeout = cfg->handshake_timeout,
         .close_timeout = cfg->close_timeout, .no_latency_metrics = cfg->no_latency_metrics,
+        .ws_deflate = cfg->ws_deflate != 0,
         .server_name = "roomcast/" RC_VERSION,
     };
     rc_net_hooks hooks = {.arg = srv, .request = on_request, .ended = on_ended,
                           .sent = rc_metrics_on_sent};
     rc_net_init(&srv->net, loop, &nc, &hooks);
+    rc_wire_deflate_threshold(cfg->ws_deflate_threshold);
     rc_rooms_config rcfg = {
         .max_rooms_per_client = cfg->max_rooms_per_client, .history_size = cfg->history_size,
         .history_bytes = cfg->history_bytes, .history_age = cfg->history_age,

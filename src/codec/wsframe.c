@@ -6,9 +6,12 @@
  * is rejected as soon as its first byte is here; so garbage is refused after the bytes that
  * prove it is garbage, not after a full header's worth of them.
  *
- * Deliberately not enforced: the "minimal length encoding" rule of §5.2. A client that sends a
- * 5-byte payload with a 16-bit length wastes two bytes but is unambiguous, and browsers,
- * Autobahn and the usual servers do not reject it either.
+ * The "minimal length encoding" rule of §5.2 is enforced (1002): a 16-bit length below 126, or
+ * a 64-bit length below 65536, is refused as soon as the length bytes that prove it are in
+ * (the whole 16-bit field; for the 64-bit field, a non-zero byte among its first six proves it
+ * is long enough, so only a field that is all zeros up to its last two bytes is refused, at
+ * its last byte). A strict wire is one less place for two parsers of the same bytes to
+ * disagree.
  */
 #include "codec/wsframe.h"
 
@@ -23,15 +26,21 @@
 
 #define WS_ERR (-RC_WS_CLOSE_PROTOCOL)
 
-int rc_ws_parse_header(const uint8_t *p, size_t n, bool require_mask, rc_ws_frame *f)
+int rc_ws_parse_header(const uint8_t *p, size_t n, unsigned flags, rc_ws_frame *f)
 {
+    bool require_mask = flags & RC_WS_REQUIRE_MASK;
     if (n < 1) return 0;
 
     uint8_t b0 = p[0];
     bool fin = b0 & 0x80;
+    bool rsv1 = b0 & 0x40;
     uint8_t opcode = b0 & 0x0F;
-    if (b0 & 0x70) return WS_ERR;                          /* RSV1-3: no extension negotiated */
+    if (b0 & 0x30) return WS_ERR;                          /* RSV2-3: no extension uses them */
     if (!((WS_KNOWN_OPCODES >> opcode) & 1)) return WS_ERR;
+    /* RSV1 is permessage-deflate's "compressed" bit: only when negotiated, and only on the
+     * first frame of a data message (RFC 7692 §6.1). */
+    if (rsv1 && (!(flags & RC_WS_ALLOW_RSV1) || opcode == RC_WS_CONT || opcode >= 0x8))
+        return WS_ERR;
     if (opcode >= 0x8 && !fin) return WS_ERR;              /* control frames are not fragmented */
     if (n < 2) return 0;
 
@@ -44,15 +53,17 @@ int rc_ws_parse_header(const uint8_t *p, size_t n, bool require_mask, rc_ws_fram
     size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
     size_t header_len = 2 + ext + (masked ? 4 : 0);
     if (len7 == 127 && n >= 3 && (p[2] & 0x80)) return WS_ERR;  /* §5.2: MSB must be 0 */
-    if (n < header_len) return 0;
-
     uint64_t len = len7;
     if (ext) {
+        if (n < 2 + ext) return 0;
         len = 0;
         for (size_t i = 0; i < ext; i++) len = len << 8 | p[2 + i];
+        if (len < (ext == 2 ? 126u : 65536u)) return WS_ERR;  /* §5.2: not the minimal form */
     }
+    if (n < header_len) return 0;
 
     f->fin = fin;
+    f->rsv1 = rsv1;
     f->opcode = opcode;
     f->masked = masked;
     if (masked)

@@ -3,9 +3,12 @@
  * The parser looks only at the header; the payload stays where it is in the caller's buffer and
  * is unmasked in place by rc_ws_unmask, which can continue across partial reads. Nothing here
  * allocates. Rules enforced by the parser, because they are properties of a single header
- * (RFC 6455 §5.2, §5.5): no RSV bits (roomcast negotiates no extension), no reserved opcode,
- * control frames are final and carry at most 125 bytes, a 64-bit length has its top bit clear,
- * and — when require_mask is set, as on a server — the client masked the frame. Rules that need
+ * (RFC 6455 §5.2, §5.5): no RSV2/RSV3 bit, and RSV1 only when permessage-deflate was
+ * negotiated (RC_WS_ALLOW_RSV1) and only on the first frame of a data message (RFC 7692 §6),
+ * no reserved opcode, control frames are final and carry at most 125 bytes, a length is in its
+ * minimal form (§5.2: "the minimal number of bytes MUST be used") and a 64-bit length has its
+ * top bit clear, and — when RC_WS_REQUIRE_MASK is set, as on a server — the client masked the
+ * frame. Rules that need
  * the connection's state (continuation without a started message, message size limits) are the
  * session's job (src/transport/ws.c).
  */
@@ -47,6 +50,7 @@ enum rc_ws_close_code {
 
 typedef struct rc_ws_frame {
     bool fin;                /* FIN bit: last fragment of a message */
+    bool rsv1;               /* RSV1 bit: a compressed message (permessage-deflate) */
     uint8_t opcode;          /* enum rc_ws_opcode */
     bool masked;             /* MASK bit */
     uint8_t mask[4];         /* masking key, valid when masked */
@@ -54,11 +58,17 @@ typedef struct rc_ws_frame {
     size_t header_len;       /* bytes of header before the payload (2..14) */
 } rc_ws_frame;
 
-/* rc_ws_parse_header parses the frame header at p[0..n).
+/* Flags of rc_ws_parse_header (RC_WS_REQUIRE_MASK is 1 so that `true` still means it). */
+enum {
+    RC_WS_REQUIRE_MASK = 1,  /* the frame must be masked (a server reading a client) */
+    RC_WS_ALLOW_RSV1 = 2,    /* permessage-deflate is on: RSV1 may mark a message compressed */
+};
+
+/* rc_ws_parse_header parses the frame header at p[0..n) under flags (RC_WS_*).
  * Returns the header length (> 0) and fills *f; 0 when more bytes are needed (nothing is
  * consumed, call again with more); or a negative close code (-RC_WS_CLOSE_PROTOCOL) when the
- * header breaks one of the rules above. */
-int rc_ws_parse_header(const uint8_t *p, size_t n, bool require_mask, rc_ws_frame *f);
+ * header breaks one of the rules above, as soon as the bytes that prove it are in. */
+int rc_ws_parse_header(const uint8_t *p, size_t n, unsigned flags, rc_ws_frame *f);
 
 /* rc_ws_unmask XORs p[0..n) in place with mask, where p starts at byte `offset` of the
  * payload (so a payload can be unmasked piece by piece as it arrives). */

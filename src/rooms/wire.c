@@ -2,14 +2,37 @@
 #include "rooms/wire.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "codec/base64.h"
 #include "codec/json.h"
+#include "codec/pmdeflate.h"
 #include "codec/tcpwire.h"
 #include "codec/wsframe.h"
 
 const char rc__wire_skip = 0;
+
+/* The compressors of the WSZ wires: one each, reset before every message (no context takeover),
+ * shared by every room on the loop. Level 6 (zlib's default): measured in bench/RESULTS.md;
+ * the cost is paid once per room message, not per member. */
+#define WIRE_DEFLATE_LEVEL 6
+/* Messages up to WIRE_SMALL bytes (game poses, chat lines: most of the traffic) go through the
+ * fixed-code encoder (rc_pmd_deflate_fixed): zlib's per-message setup and tree building cost
+ * 10-20 µs a message on the loop, ten times the rest of a fan-out to ten members, against about
+ * 1 µs for the one-pass encoder, for output within a few percent for such messages
+ * (bench/RESULTS.md, issue 17). Larger messages go through zlib, whose dynamic codes win there.
+ * Indexed [small window]. */
+#define WIRE_SMALL 4096
+static rc_pmd_stream wire_deflater[2] = {{.bits = 15}, {.bits = RC_PMD_SMALL_WINDOW}};
+static size_t wire_deflate_min = 128;
+static uint8_t *wire_scratch;      /* compression output, grown to the largest message */
+static size_t wire_scratch_cap;
+
+void rc_wire_deflate_threshold(size_t bytes)
+{
+    wire_deflate_min = bytes;
+}
 
 /* The payload of the canonical frame, and its opcode. */
 static const char *ws_payload(const rc_msg *ws, size_t *len, uint8_t *opcode)
@@ -108,6 +131,41 @@ static rc_msg *chat_line(const char *p, size_t n)
     return m;
 }
 
+/* The frame ws compressed for wire (RC_WIRE_WSZ or WSZ9): a new message; ws itself (not a new
+ * reference) when compressing would not make it shorter; NULL when out of memory. */
+static rc_msg *deflated(uint8_t wire, const rc_msg *ws)
+{
+    size_t n;
+    uint8_t op;
+    const char *p = ws_payload(ws, &n, &op);
+    size_t bound = rc_pmd_deflate_bound(n);
+    if (bound > wire_scratch_cap) {
+        uint8_t *s = realloc(wire_scratch, bound);
+        if (!s) return NULL;
+        wire_scratch = s;
+        wire_scratch_cap = bound;
+    }
+    bool small = wire == RC_WIRE_WSZ9;
+    long z = n <= WIRE_SMALL
+                 ? (long)rc_pmd_deflate_fixed(p, n, small ? RC_PMD_SMALL_WINDOW : 15, wire_scratch)
+                 : rc_pmd_deflate(&wire_deflater[small], WIRE_DEFLATE_LEVEL, p, n, wire_scratch);
+    if (z < 0) return NULL;
+    if ((size_t)z >= n) return (rc_msg *)ws;
+    size_t zl = (size_t)z, h = rc_ws_header_size(zl);
+    rc_msg *m = rc_msg_new(h + zl);
+    if (!m) return NULL;
+    rc_ws_encode_header((uint8_t *)m->data, op, true, zl);
+    m->data[0] |= 0x40; /* RSV1: compressed (RFC 7692 §6) */
+    memcpy(m->data + h, wire_scratch, zl);
+    /* Keep the scratch buffer from holding on to one huge message's worth. */
+    if (wire_scratch_cap > (1u << 20)) {
+        free(wire_scratch);
+        wire_scratch = NULL;
+        wire_scratch_cap = 0;
+    }
+    return tagged(m, wire, ws);
+}
+
 static rc_msg *framed(uint8_t opcode, const char *p, size_t n)
 {
     rc_msg *m = rc_msg_new(RC_TCPW_HEADER_LEN + n);
@@ -141,6 +199,13 @@ rc_msg *rc_wire_encode(uint8_t wire, const rc_msg *ws)
     case RC_WIRE_LINE: m = op == RC_WS_TEXT ? line(p, n) : line_binary(p, n); break;
     case RC_WIRE_FRAMED: m = framed(op, p, n); break;
     case RC_WIRE_CHAT: m = op == RC_WS_TEXT ? chat_line(p, n) : RC_WIRE_SKIP; break;
+    case RC_WIRE_WSZ:
+    case RC_WIRE_WSZ9:
+        /* compressed, or a copy of the plain frame when that is not shorter */
+        m = deflated(wire, ws);
+        if (m == ws) m = rc_msg_copy(ws->data, ws->len);
+        else return m;
+        break;
     default: return RC_WIRE_SKIP;
     }
     return m == RC_WIRE_SKIP ? m : tagged(m, wire, ws);
@@ -150,7 +215,9 @@ rc_msg *rc_wire_text(uint8_t wire, const char *json, size_t n)
 {
     rc_msg *m;
     switch (wire) {
-    case RC_WIRE_WS: m = rc_ws_msg_new(RC_WS_TEXT, json, n); break;
+    case RC_WIRE_WS:
+    case RC_WIRE_WSZ:
+    case RC_WIRE_WSZ9: m = rc_ws_msg_new(RC_WS_TEXT, json, n); break;
     case RC_WIRE_LINE: m = line(json, n); break;
     case RC_WIRE_FRAMED: m = framed(RC_WS_TEXT, json, n); break;
     case RC_WIRE_CHAT:
@@ -176,8 +243,17 @@ rc_msg *rc_wire_of(rc_msg *m, uint8_t wire)
         size_t n = m->sub_len - 1;
         if (!memchr(p, '\n', n) && !memchr(p, '\r', n)) return rc_msg_sub(m);
     }
+    if (wire == RC_WIRE_WS) return m;
     rc_msg *a = rc_msg_alt(m, wire);
     if (a) return a;
+    if (wire == RC_WIRE_WSZ || wire == RC_WIRE_WSZ9) {
+        /* Short payloads go plain: the canonical frame itself, no copy. So does one that would
+         * not shrink (compressed again if it is replayed: rare, and not worth a marker). */
+        if (m->len - rc_ws_server_header_len(m->data) < wire_deflate_min) return m;
+        a = deflated(wire, m);
+        if (a && a != m) rc_msg_add_alt(m, a);
+        return a;
+    }
     a = rc_wire_encode(wire, m);
     if (a && a != RC_WIRE_SKIP) rc_msg_add_alt(m, a);
     return a;

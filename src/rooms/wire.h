@@ -13,6 +13,14 @@
  *   RC_WIRE_FRAMED  TCP framed mode: u32 little-endian length, u8 opcode, payload
  *   RC_WIRE_CHAT    the chat port: "[user] text\n" for a message with a string "text",
  *                   nothing (RC_WIRE_SKIP) for anything else
+ *   RC_WIRE_WSZ     WebSocket with permessage-deflate (codec/pmdeflate.h): the frame
+ *                   compressed (RSV1) with a 32 KiB window and no context takeover, so the one
+ *                   compressed frame is valid for every member that negotiated deflate — a room
+ *                   broadcast is compressed once, not once per member. A payload shorter than
+ *                   the threshold (rc_wire_deflate_threshold), or one that would not shrink,
+ *                   goes as the plain frame (RC_WIRE_WS's own message).
+ *   RC_WIRE_WSZ9    the same with a 512-byte window, for clients that limit the server's window
+ *                   (server_max_window_bits 9..14)
  *
  * docs/tcp.md is the contract for the TCP and chat formats.
  */
@@ -29,8 +37,21 @@ enum rc_wire {
     RC_WIRE_LINE,
     RC_WIRE_FRAMED,
     RC_WIRE_CHAT,
+    RC_WIRE_WSZ,
+    RC_WIRE_WSZ9,
     RC_WIRE__COUNT
 };
+
+/* rc_wire_ws is the wire of a WebSocket client whose connection agreed permessage-deflate with
+ * the server compressing in `bits`-bit windows (transport/conn.h ws_deflate; 0 = no deflate). */
+static inline uint8_t rc_wire_ws(uint8_t bits)
+{
+    return bits == 0 ? RC_WIRE_WS : bits == 15 ? RC_WIRE_WSZ : RC_WIRE_WSZ9;
+}
+
+/* rc_wire_deflate_threshold sets the payload size below which RC_WIRE_WSZ* messages go
+ * uncompressed (--ws-deflate-threshold), once at start. */
+void rc_wire_deflate_threshold(size_t bytes);
 
 /* RC_WIRE_SKIP stands for "this wire gets nothing of this message" (never dereferenced). */
 extern const char rc__wire_skip;
@@ -42,7 +63,9 @@ extern const char rc__wire_skip;
 rc_msg *rc_wire_encode(uint8_t wire, const rc_msg *ws);
 
 /* rc_wire_text encodes the JSON object json[0..n) (a reply of the room protocol: joined, ack,
- * error...) for wire: a new message with one reference, or NULL when out of memory. */
+ * error...) for wire: a new message with one reference, or NULL when out of memory. A reply
+ * goes to one client, so the WSZ wires send it uncompressed (a plain frame is valid for them):
+ * compressing it would cost a deflate per recipient for a few bytes. */
 rc_msg *rc_wire_text(uint8_t wire, const char *json, size_t n);
 
 /* rc_wire_of returns m's encoding for wire, making it and chaining it to m when missing:

@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "codec/pmdeflate.h"
 #include "core/log.h"
 #include "transport/tls.h"
 
@@ -284,6 +285,11 @@ void rc_conn_close(rc_conn *c)
     rc_outq_release(&c->out);
     rc_buf_release(&c->in);
     rc_buf_release(&c->frag);
+    if (c->ws_zin) { /* a permessage-deflate client's inflater (ws.c) */
+        rc_pmd_stream_release(c->ws_zin);
+        free(c->ws_zin);
+        c->ws_zin = NULL;
+    }
     /* Move from the live list to the free list; the struct is freed at rc_net_flush. */
     if (c->prev) c->prev->next = c->next;
     else net->conns = c->next;

@@ -107,6 +107,7 @@ typedef struct rc_net_config {
     uint64_t handshake_timeout;   /* ns for a request head to arrive, and HTTP idle time */
     uint64_t close_timeout;       /* ns to wait for the peer during a close */
     bool no_latency_metrics;      /* do not report written frames to the `sent` hook */
+    bool ws_deflate;              /* negotiate permessage-deflate at WebSocket upgrades */
     const char *server_name;      /* the HTTP Server header, "roomcast/VERSION" */
 } rc_net_config;
 
@@ -158,7 +159,19 @@ struct rc_conn {
     bool peer_counted;       /* peer is counted in the net's peers (rc_conn_set_peer) */
     uint8_t errors;          /* error replies in a row (TCP and chat close at a threshold) */
     uint8_t msg_opcode;      /* WebSocket: opcode of the fragmented message in progress, or 0 */
-    rc_utf8 utf8;            /* WebSocket: validator state of that message */
+    rc_utf8 utf8;            /* WebSocket: validator state of the text message in progress
+                                (fragmented or not: fed as payload bytes arrive) */
+    uint8_t ws_deflate;      /* WebSocket: permessage-deflate was agreed: the window bits of
+                                the server's compressor (15 or 9), 0 when not */
+    bool ws_takeover;        /* WebSocket: the client keeps its compression context between
+                                messages (it did not offer client_no_context_takeover), so
+                                it has an inflater of its own, ws_zin */
+    struct rc_pmd_stream *ws_zin; /* WebSocket: that inflater (codec/pmdeflate.h), made at its
+                                first compressed message; NULL otherwise */
+    bool msg_compressed;     /* WebSocket: the fragmented message in progress has RSV1 (frag
+                                holds it compressed) */
+    uint64_t ws_seen;        /* WebSocket: payload bytes of the incomplete frame at the head of
+                                `in` already unmasked (and, for text, validated) */
     uint64_t last_rx;        /* loop time of the last bytes received, ns */
     uint64_t ping_sent;      /* loop time the outstanding ping was sent, ns */
     rc_timer timer;          /* handshake timeout, keepalive, or close linger */

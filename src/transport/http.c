@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "codec/handshake.h"
+#include "codec/pmdeflate.h"
 #include "codec/json.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
@@ -201,11 +202,24 @@ bool rc_http_upgrade(rc_conn *c, const rc_http_ctx *x, rc_message_fn *on_message
         error_reply(c, 500, NULL, false, "cannot compute Sec-WebSocket-Accept");
         return false;
     }
-    char resp[160];
+    /* permessage-deflate: the first acceptable offer of the first header that has one. */
+    char ext[RC_PMD_RESPONSE_MAX] = "";
+    rc_pmd_agreed pmd;
+    bool deflate = false;
+    for (size_t i = 0; c->net->cfg.ws_deflate && !deflate && i < req->num_headers; i++) {
+        const rc_http_header *h = &req->headers[i];
+        if (h->name_len == 24 && strncasecmp(h->name, "Sec-WebSocket-Extensions", 24) == 0)
+            deflate = rc_pmd_negotiate(h->value, h->value_len, &pmd);
+    }
+    if (deflate) rc_pmd_response(&pmd, ext);
+    char resp[160 + RC_PMD_RESPONSE_MAX];
     int rl = snprintf(resp, sizeof(resp),
                       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n", accept,
+                      deflate ? "Sec-WebSocket-Extensions: " : "", ext, deflate ? "\r\n" : "");
     if (!rc_conn_send_copy(c, resp, (size_t)rl)) return false;
+    c->ws_deflate = deflate ? pmd.server_bits : 0;
+    c->ws_takeover = deflate && !pmd.client_nct;
     c->on_message = on_message;
     rc_conn_set_proto(c, &rc_ws_proto);
     return true;

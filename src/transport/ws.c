@@ -1,11 +1,24 @@
 /* ws.c — WebSocket frames, fragmentation, control frames, closing, keepalive; see ws.h. */
 #include "transport/ws.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "codec/pmdeflate.h"
 #include "codec/utf8.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
+
+/* Compressed messages (permessage-deflate) of clients that agreed to client_no_context_takeover
+ * are inflated by one inflater for all of them: each message is inflated from a reset state
+ * and nothing of it outlives the message. A client that keeps its context has an inflater of its
+ * own (c->ws_zin, made at its first compressed message). Either way the inflated message is
+ * assembled in one shared buffer and delivered from there before the next is inflated: no
+ * connection holds inflated bytes between messages. Single-threaded, like everything on the
+ * loop. */
+static rc_pmd_stream ws_inflater = {.bits = 15, .inflate = true};
+static rc_buf ws_inflated;
+static uint8_t ws_inflate_chunk[16384];
 
 bool rc_ws_send(rc_conn *c, uint8_t opcode, const void *p, size_t n)
 {
@@ -44,6 +57,61 @@ static void deliver(rc_conn *c, uint8_t opcode, char *p, size_t n)
     c->on_message(c, opcode, p, n);
 }
 
+/* What inflating one message checks as its bytes come out. */
+typedef struct inflating {
+    rc_conn *c;              /* whose message it is */
+    uint8_t opcode;          /* RC_WS_TEXT: each piece is checked for UTF-8 */
+    size_t max;              /* --max-message-size */
+} inflating;
+
+/* Each piece of an inflated message: counted against the size limit before it is kept (so a
+ * decompression bomb is stopped after at most one chunk over the limit), checked for UTF-8 as
+ * it comes (fail fast, as for uncompressed text), then appended. Returns 0 or a close code. */
+static int inflated_piece(void *arg, const uint8_t *p, size_t n)
+{
+    inflating *x = arg;
+    if (rc_buf_size(&ws_inflated) + n > x->max) return RC_WS_CLOSE_TOO_BIG;
+    if (x->opcode == RC_WS_TEXT && rc_utf8_feed(&x->c->utf8, p, n) == RC_UTF8_INVALID)
+        return RC_WS_CLOSE_BAD_DATA;
+    if (rc_buf_append(&ws_inflated, p, n) < 0) return RC_WS_CLOSE_INTERNAL;
+    return 0;
+}
+
+/* Inflates the compressed message p[0..n) and delivers it, or fails c: 1009 when it inflates
+ * past --max-message-size, 1007 when it is not a deflate stream or not UTF-8 text. */
+static void deliver_compressed(rc_conn *c, uint8_t opcode, const char *p, size_t n)
+{
+    inflating x = {.c = c, .opcode = opcode, .max = c->net->cfg.max_message_size};
+    rc_pmd_stream *zin = &ws_inflater;
+    if (c->ws_takeover) {
+        if (!c->ws_zin && (c->ws_zin = calloc(1, sizeof *c->ws_zin))) {
+            c->ws_zin->bits = 15;
+            c->ws_zin->inflate = true;
+        }
+        if (!(zin = c->ws_zin)) {
+            fail(c, RC_WS_CLOSE_TOO_BIG, "out of memory for message");
+            return;
+        }
+    }
+    rc_buf_reset(&ws_inflated);
+    rc_utf8_init(&c->utf8);
+    int r = rc_pmd_inflate(zin, c->ws_takeover, p, n, ws_inflate_chunk, sizeof ws_inflate_chunk,
+                           inflated_piece, &x);
+    if (r == 0 && opcode == RC_WS_TEXT && rc_utf8_feed(&c->utf8, NULL, 0) != RC_UTF8_OK)
+        r = RC_WS_CLOSE_BAD_DATA;
+    switch (r) {
+    case 0:
+        deliver(c, opcode, rc_buf_head(&ws_inflated), rc_buf_size(&ws_inflated));
+        break;
+    case RC_WS_CLOSE_TOO_BIG: fail(c, RC_WS_CLOSE_TOO_BIG, "message too big (inflated)"); break;
+    case RC_WS_CLOSE_BAD_DATA: fail(c, RC_WS_CLOSE_BAD_DATA, "text message is not UTF-8"); break;
+    case RC_WS_CLOSE_INTERNAL: fail(c, RC_WS_CLOSE_TOO_BIG, "out of memory for message"); break;
+    default: fail(c, RC_WS_CLOSE_BAD_DATA, "invalid compressed data"); break;
+    }
+    rc_buf_reset(&ws_inflated);
+    if (ws_inflated.cap > 65536) rc_buf_release(&ws_inflated);
+}
+
 static void on_close_frame(rc_conn *c, const uint8_t *p, size_t n)
 {
     uint16_t code;
@@ -69,32 +137,42 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
     case RC_WS_TEXT:
     case RC_WS_BINARY:
         if (!open) return;
+        /* The payload's UTF-8 was checked as it arrived (on_input); what is left to check is
+         * that a final frame does not end inside a code point. */
+        if (f->fin && f->rsv1) {
+            deliver_compressed(c, f->opcode, p, n);
+            return;
+        }
         if (f->fin) {
-            if (f->opcode == RC_WS_TEXT && !rc_utf8_valid((const uint8_t *)p, n)) {
-                fail(c, RC_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
+            if (f->opcode == RC_WS_TEXT && rc_utf8_feed(&c->utf8, NULL, 0) != RC_UTF8_OK) {
+                fail(c, RC_WS_CLOSE_BAD_DATA, "text message ends inside a UTF-8 sequence");
                 return;
             }
             deliver(c, f->opcode, p, n);
             return;
         }
         c->msg_opcode = f->opcode;
+        c->msg_compressed = f->rsv1;
         rc_buf_reset(&c->frag);
-        rc_utf8_init(&c->utf8);
         /* the first fragment is appended like a continuation */
         __attribute__((fallthrough));
     case RC_WS_CONT:
         if (!open) return;
         if (f->opcode == RC_WS_CONT && c->msg_opcode == 0) return; /* checked by caller */
-        if (c->msg_opcode == RC_WS_TEXT &&
-            rc_utf8_feed(&c->utf8, (const uint8_t *)p, n) == RC_UTF8_INVALID) {
-            fail(c, RC_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
-            return;
-        }
         if (rc_buf_append(&c->frag, p, n) < 0) {
             fail(c, RC_WS_CLOSE_TOO_BIG, "out of memory for message");
             return;
         }
         if (!f->fin) return;
+        if (c->msg_compressed) {
+            uint8_t op = c->msg_opcode;
+            c->msg_opcode = 0;
+            c->msg_compressed = false;
+            deliver_compressed(c, op, rc_buf_head(&c->frag), rc_buf_size(&c->frag));
+            rc_buf_reset(&c->frag);
+            if (c->frag.cap > 65536) rc_buf_release(&c->frag);
+            return;
+        }
         if (c->msg_opcode == RC_WS_TEXT && rc_utf8_feed(&c->utf8, NULL, 0) != RC_UTF8_OK) {
             fail(c, RC_WS_CLOSE_BAD_DATA, "text message ends inside a UTF-8 sequence");
             return;
@@ -127,6 +205,23 @@ static void on_frame(rc_conn *c, const rc_ws_frame *f, char *p, size_t n)
     }
 }
 
+/* check_text feeds p[0..n), the next payload bytes of frame f, to the UTF-8 validator when f
+ * belongs to a text message that is open (a data frame of a closing connection is dropped
+ * anyway): false when they are invalid (c has been failed with 1007). The validator is reset at
+ * the start of every text message (on_input), so it follows one message across frames and
+ * reads. */
+static bool check_text(rc_conn *c, const rc_ws_frame *f, const char *p, size_t n)
+{
+    if (c->state != RC_CONN_OPEN) return true;
+    if (f->opcode != RC_WS_TEXT && (f->opcode != RC_WS_CONT || c->msg_opcode != RC_WS_TEXT))
+        return true;
+    if (f->rsv1 || (f->opcode == RC_WS_CONT && c->msg_compressed))
+        return true; /* compressed: checked as it is inflated */
+    if (rc_utf8_feed(&c->utf8, (const uint8_t *)p, n) != RC_UTF8_INVALID) return true;
+    fail(c, RC_WS_CLOSE_BAD_DATA, "text message is not UTF-8");
+    return false;
+}
+
 static size_t on_input(rc_conn *c, char *p, size_t n)
 {
     rc_net *net = c->net;
@@ -134,7 +229,8 @@ static size_t on_input(rc_conn *c, char *p, size_t n)
     while (used < n && (c->state == RC_CONN_OPEN ||
                         (c->state == RC_CONN_CLOSING && !c->discard_input))) {
         rc_ws_frame f;
-        int h = rc_ws_parse_header((const uint8_t *)p + used, n - used, true, &f);
+        unsigned flags = RC_WS_REQUIRE_MASK | (c->ws_deflate ? RC_WS_ALLOW_RSV1 : 0);
+        int h = rc_ws_parse_header((const uint8_t *)p + used, n - used, flags, &f);
         if (h == 0) break;
         if (h < 0) {
             fail(c, (uint16_t)-h, "invalid frame header");
@@ -155,12 +251,25 @@ static size_t on_input(rc_conn *c, char *p, size_t n)
                 return n;
             }
         }
-        if (n - used - (size_t)h < f.len) break; /* wait for the whole payload */
+        /* Unmask (and check, for text) the payload bytes that are here and were not seen by
+         * an earlier call, then wait for the rest of the frame: an invalid byte fails the
+         * connection when it arrives, not when its message is complete. */
         char *payload = p + used + h;
-        size_t len = (size_t)f.len;
-        rc_ws_unmask((uint8_t *)payload, len, f.mask, 0);
-        used += (size_t)h + len;
-        on_frame(c, &f, payload, len);
+        size_t avail = n - used - (size_t)h;
+        bool whole = avail >= f.len;
+        if (whole) avail = (size_t)f.len;
+        if (f.opcode == RC_WS_TEXT && !f.rsv1 && c->ws_seen == 0)
+            rc_utf8_init(&c->utf8); /* a new text message */
+        if (avail > c->ws_seen) {
+            size_t from = (size_t)c->ws_seen;
+            rc_ws_unmask((uint8_t *)payload + from, avail - from, f.mask, from);
+            if (!check_text(c, &f, payload + from, avail - from)) return n;
+            c->ws_seen = avail;
+        }
+        if (!whole) break;
+        c->ws_seen = 0;
+        used += (size_t)h + avail;
+        on_frame(c, &f, payload, avail);
     }
     if (c->state == RC_CONN_CLOSED || (c->state == RC_CONN_CLOSING && c->discard_input))
         return n;

@@ -4,7 +4,9 @@
  *
  * A frame is processed only once it is complete in the input buffer; its size is checked
  * against --max-message-size from the header alone, so a header announcing 100 MB is refused
- * (1009) before a byte of its payload is buffered. A fragmented message is assembled in the
+ * (1009) before a byte of its payload is buffered. The payload of a text message is unmasked
+ * and checked for UTF-8 as it arrives, read by read and frame by frame, so the first invalid
+ * byte fails the connection (1007) without waiting for the rest of the message. A fragmented message is assembled in the
  * connection's frag buffer; an unfragmented one is handed on straight from the read buffer,
  * unmasked in place, without a copy.
  */

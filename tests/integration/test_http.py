@@ -179,13 +179,16 @@ def test_header_limit_is_configurable(start_server):
 
 # -- successful handshakes ------------------------------------------------------------------------
 
-def test_handshake_accept_and_no_extension_or_subprotocol(server):
+def test_handshake_accept_deflate_and_no_subprotocol(server):
+    """permessage-deflate is accepted (docs/protocol.md, Compression; every offer is tested in
+    test_deflate.py), a subprotocol is not."""
     ws = RawWS.connect(server.port, "/echo", extra=[
         ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
         ("Sec-WebSocket-Protocol", "chat, superchat"),
         ("Origin", "http://example.com")])
     try:
-        assert "sec-websocket-extensions" not in ws.response_headers, ws.response_headers
+        assert ws.response_headers.get("sec-websocket-extensions") == \
+            "permessage-deflate; server_no_context_takeover", ws.response_headers
         assert "sec-websocket-protocol" not in ws.response_headers, ws.response_headers
         assert ws.response_headers.get("upgrade", "").lower() == "websocket"
         assert "upgrade" in ws.response_headers.get("connection", "").lower()

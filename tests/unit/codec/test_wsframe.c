@@ -65,8 +65,7 @@ TEST(test_parse_lengths)
     } cases[] = {
         {0, 0}, {1, 0}, {125, 0}, {126, 2}, {127, 2}, {65535, 2}, {65536, 8},
         {0xFFFFFFFFull, 8}, {0x100000000ull, 8}, {0x7FFFFFFFFFFFFFFFull, 8},
-        /* non-minimal forms are accepted (see wsframe.c) */
-        {5, 2}, {5, 8}, {300, 8},
+        {0x10000ull, 8}, {0x1000000000000ull, 8}, /* one non-zero byte, at each end */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t h[RC_WS_MAX_HEADER];
@@ -99,7 +98,7 @@ TEST(test_parse_opcodes_and_fin)
 
 /* expect_error checks h[0..n) is a protocol error, and that it is reported from the prefix of
  * length first_at on (the earliest byte that proves it), while shorter prefixes ask for more. */
-static bool expect_error(const uint8_t *h, size_t n, bool require_mask, size_t first_at)
+static bool expect_error(const uint8_t *h, size_t n, unsigned require_mask, size_t first_at)
 {
     rc_ws_frame f;
     for (size_t k = 0; k <= n; k++) {
@@ -157,6 +156,67 @@ TEST(test_parse_errors)
     CHECK(parses_to(h, n, false, true, RC_WS_TEXT, false, 5)); /* fine for a client */
     n = build(h, 0x81, false, 8, 70000);
     CHECK(expect_error(h, n, true, 2));
+}
+
+/* Non-minimal length forms (§5.2) are 1002, refused at the last length byte that proves it:
+ * the second byte of a 16-bit length, the eighth of a 64-bit one (a non-zero byte earlier
+ * proves nothing wrong), before the masking key. */
+TEST(test_parse_non_minimal_lengths)
+{
+    uint8_t h[RC_WS_MAX_HEADER];
+    static const uint64_t short16[] = {0, 1, 5, 125};
+    static const uint64_t short64[] = {0, 1, 125, 126, 300, 65535};
+    for (int masked = 0; masked <= 1; masked++) {
+        for (size_t i = 0; i < sizeof short16 / sizeof short16[0]; i++) {
+            size_t n = build(h, 0x81, masked, 2, short16[i]);
+            CHECK(expect_error(h, n, false, 4));
+            n = build(h, 0x02, masked, 2, short16[i]); /* a fragment too */
+            CHECK(expect_error(h, n, false, 4));
+        }
+        for (size_t i = 0; i < sizeof short64 / sizeof short64[0]; i++) {
+            size_t n = build(h, 0x82, masked, 8, short64[i]);
+            CHECK(expect_error(h, n, false, 10));
+        }
+    }
+    /* the smallest lengths of each form are fine */
+    size_t n = build(h, 0x82, true, 2, 126);
+    CHECK(parses_to(h, n, true, true, RC_WS_BINARY, true, 126));
+    n = build(h, 0x82, true, 8, 65536);
+    CHECK(parses_to(h, n, true, true, RC_WS_BINARY, true, 65536));
+}
+
+/* RSV1 marks a compressed message when permessage-deflate is on: allowed on the first frame of
+ * a data message only, never on a continuation or a control frame, and never when off. */
+TEST(test_parse_rsv1)
+{
+    uint8_t h[RC_WS_MAX_HEADER];
+    rc_ws_frame f;
+    unsigned on = RC_WS_REQUIRE_MASK | RC_WS_ALLOW_RSV1;
+    for (unsigned op = 1; op <= 2; op++) {
+        for (int fin = 0; fin <= 1; fin++) {
+            uint8_t b0 = (uint8_t)((fin ? 0x80 : 0) | 0x40 | op);
+            size_t n = build(h, b0, true, 0, 7);
+            CHECK_EQ_INT(rc_ws_parse_header(h, n, on, &f), n);
+            CHECK(f.rsv1 && f.fin == fin && f.opcode == op);
+            CHECK(expect_error(h, n, RC_WS_REQUIRE_MASK, 1));
+        }
+    }
+    size_t n = build(h, 0x81, true, 0, 7);
+    CHECK_EQ_INT(rc_ws_parse_header(h, n, on, &f), n);
+    CHECK(!f.rsv1);
+    n = build(h, 0xC0, true, 0, 7); /* continuation */
+    CHECK(expect_error(h, n, on, 1));
+    n = build(h, 0x40, true, 0, 7);
+    CHECK(expect_error(h, n, on, 1));
+    for (unsigned op = 8; op <= 0xA; op++) {
+        n = build(h, (uint8_t)(0xC0 | op), true, 0, 0);
+        CHECK(expect_error(h, n, on, 1));
+    }
+    /* RSV2 and RSV3 stay errors with deflate on */
+    n = build(h, 0xA1, true, 0, 1);
+    CHECK(expect_error(h, n, on, 1));
+    n = build(h, 0x91, true, 0, 1);
+    CHECK(expect_error(h, n, on, 1));
 }
 
 TEST(test_parse_empty_and_every_first_byte)
@@ -338,6 +398,8 @@ int main(int argc, char **argv)
     RUN(test_parse_lengths);
     RUN(test_parse_opcodes_and_fin);
     RUN(test_parse_errors);
+    RUN(test_parse_non_minimal_lengths);
+    RUN(test_parse_rsv1);
     RUN(test_parse_empty_and_every_first_byte);
     RUN(test_unmask_offsets_and_lengths);
     RUN(test_unmask_round_trip);
