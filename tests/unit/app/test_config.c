@@ -20,7 +20,7 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static char out_buf[16384], err_buf[4096];
+static char out_buf[65536], err_buf[4096]; /* out_buf holds --help whole */
 
 typedef struct capture {
     FILE *stream; /* stdout or stderr */
