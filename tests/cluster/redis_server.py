@@ -29,7 +29,7 @@ class RedisError(Exception):
 
 
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket.socket() as s:  # TCP over IPv4 by default
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
