@@ -138,7 +138,7 @@ def test_reloads_under_traffic_lose_nothing(tmp_path):
 
         async def main():
             async with websockets.connect(srv.ws_url) as sub, \
-                    websockets.connect(srv.ws_url) as pub:
+                    websockets.connect(srv.ws_url, max_queue=None) as pub:
                 assert (await join(sub, "r"))["type"] == "joined"
                 assert (await join(pub, "r"))["type"] == "joined"
 

@@ -208,7 +208,7 @@ def test_joins_while_messages_wait_for_the_disk(start_server, data_dir, how):
     per_pub = 300
 
     async def publisher(k):
-        async with websockets.connect(srv.ws_url, max_size=None) as ws:
+        async with websockets.connect(srv.ws_url, max_size=None, max_queue=None) as ws:
             await ws.send(json.dumps({"type": "join", "room": room}))
             json.loads(await ws.recv())
             for i in range(per_pub):

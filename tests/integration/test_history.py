@@ -129,7 +129,7 @@ def test_recovery_under_concurrent_publishing(start_server):
     per_pub = 400
 
     async def publisher(k):
-        async with websockets.connect(srv.ws_url, max_size=None) as ws:
+        async with websockets.connect(srv.ws_url, max_size=None, max_queue=None) as ws:
             await ws.send(json.dumps({"type": "join", "room": room}))
             json.loads(await ws.recv())
             for i in range(per_pub):
