@@ -178,6 +178,7 @@ def test_plaintext_and_garbage_on_tls_port(tls_server, pki):
     assert tls_server.stats()["connections"] <= 1
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls11_refused(tls_server, pki):
     port = tls_port(tls_server)
     failed = metric(tls_server, HS_FAILED)
