@@ -182,7 +182,7 @@ def start_failing(*flags):
     return p.returncode, p.stderr
 
 
-def test_a_port_is_shared_only_when_every_holder_asks(redis_server):
+def test_a_port_is_shared_only_when_every_holder_asks():
     port = free_port()
     holder = itest.Server("--reuseport", "--port", port)
     try:
