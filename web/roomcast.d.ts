@@ -206,9 +206,11 @@ export interface SessionInfo {
 
 export interface ClientEvents {
   state: [state: ConnectionState];
-  open: [info: { reconnect: boolean }];
+  /** Connected; url: the URL of this connection (one of client.urls). */
+  open: [info: { reconnect: boolean; url: string }];
   close: [info: CloseInfo & { willReconnect: boolean }];
-  reconnecting: [info: { attempt: number; delay: number; error?: unknown }];
+  /** The next attempt is in delay ms, to url (the next of client.urls). */
+  reconnecting: [info: { attempt: number; delay: number; error?: unknown; url: string }];
   session: [info: SessionInfo];
   replaced: [info: CloseInfo];
   kicked: [info: CloseInfo];
@@ -307,6 +309,8 @@ export interface ClientOptions {
   getToken?: () => string | Promise<string>;
   /** Ms before exp to refresh the token (default 30000; at most half its remaining life). */
   refreshBefore?: number;
+  /** The list of URLs, when the constructor's url is null or undefined. */
+  urls?: readonly string[];
 }
 
 export interface AuthenticatedInfo {
@@ -318,8 +322,16 @@ export interface AuthenticatedInfo {
 }
 
 export class RoomcastClient extends Emitter<ClientEvents> {
-  constructor(url: string, opts?: ClientOptions);
+  /** url: one URL, or a list of URLs of nodes sharing rooms (--redis, docs/cluster.md): each
+   *  lost connection or failed attempt moves to the next. null/undefined: opts.urls. Throws a
+   *  TypeError for an empty list or a non-string URL. */
+  constructor(url: string | readonly string[] | null | undefined, opts?: ClientOptions);
+  /** The URL in use (or being tried): urls[urlIndex]. */
   readonly url: string;
+  /** Every URL this client may use, in the order they are tried. */
+  readonly urls: readonly string[];
+  /** Index in urls of the URL in use. */
+  readonly urlIndex: number;
   /** The WebSocket implementation in use. */
   readonly WebSocket: unknown;
   reconnect: boolean;

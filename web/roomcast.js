@@ -18,6 +18,9 @@
 //   scaled by a random factor in [0.5, 1) between attempts (jitter, so a restarted server is not
 //   hit by every client at the same instant); it stops for good when the server closes it as
 //   replaced by a newer connection of its session, or as kicked;
+// - takes a list of URLs (nodes of one cluster, docs/cluster.md): after a lost connection or a
+//   failed attempt it tries the next one, so a client of a node that died moves to another and
+//   recovers there with since/epoch;
 // - keeps the "session" of "joined" and presents it on the first join of every new connection,
 //   so the server gives it its client_id back and recognises the idempotency keys it resends;
 // - rejoins every room after a reconnect, sending "since" (the last msg_id it saw) and "epoch"
@@ -142,8 +145,11 @@ export class Room extends Emitter {
 
 export class RoomcastClient extends Emitter {
   /**
-   * @param {string} url  ws:// or wss:// URL of a roomcast server ("/" path)
+   * @param {string|string[]} url  ws:// or wss:// URL of a roomcast server ("/" path), or a list
+   *                                of URLs of nodes sharing rooms (--redis): the first is tried
+   *                                first, each lost connection or failed attempt moves to the next
    * @param {object} [opts]
+   * @param {string[]} [opts.urls]  the list of URLs, when url is null or undefined
    * @param {Function} [opts.WebSocket]  WebSocket implementation (default: globalThis.WebSocket)
    * @param {boolean} [opts.connect=true]  connect by itself (in a microtask); false: call connect()
    * @param {boolean} [opts.reconnect=true]  reconnect after the connection is lost
@@ -162,7 +168,13 @@ export class RoomcastClient extends Emitter {
    */
   constructor(url, opts = {}) {
     super();
-    this.url = url;
+    const urls = url == null ? opts.urls : Array.isArray(url) ? url : [url];
+    if (!Array.isArray(urls) || urls.length === 0 || !urls.every((u) => typeof u === "string")) {
+      throw new TypeError("roomcast: url must be a URL or a non-empty list of URLs (or opts.urls)");
+    }
+    this.urls = [...urls];     // every URL this client may use, in the order they are tried
+    this.urlIndex = 0;         // index in urls of the one in use (or being tried)
+    this.url = this.urls[0];   // that URL
     this.WebSocket = opts.WebSocket ?? globalThis.WebSocket;
     if (!this.WebSocket) {
       throw new Error("roomcast: no WebSocket implementation (pass opts.WebSocket, e.g. from 'ws')");
@@ -279,6 +291,7 @@ export class RoomcastClient extends Emitter {
 
   _connect() {
     this._setState(this.attempt === 0 && !this._opened ? "connecting" : "reconnecting");
+    this.url = this.urls[this.urlIndex];
     let ws;
     try {
       ws = new this.WebSocket(this.url);
@@ -297,7 +310,7 @@ export class RoomcastClient extends Emitter {
       this.attempt = 0;
       this._setState("open");
       if (wasReconnect) this.reconnects++;
-      this.emit("open", { reconnect: wasReconnect });
+      this.emit("open", { reconnect: wasReconnect, url: this.url });
       this._authThenJoin(ws);
     };
     ws.onmessage = (ev) => { if (this._ws === ws) this._onMessage(ev.data); };
@@ -401,13 +414,18 @@ export class RoomcastClient extends Emitter {
     this._setState("closed");
   }
 
+  // With several URLs every retry goes to the next one, whether the connection was lost or the
+  // attempt failed: the node is presumed gone, and the backoff (counted across all URLs, so a
+  // cluster that is down entirely is not hammered) stays the same as with one URL.
   _scheduleReconnect(err) {
     if (this._closedByUser) return;
     const base = Math.min(this.maxDelay, this.minDelay * 2 ** Math.min(this.attempt, 16));
     const delay = Math.round(base * (0.5 + Math.random() * 0.5));
     this.attempt++;
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     this._setState("reconnecting");
-    this.emit("reconnecting", { attempt: this.attempt, delay, error: err });
+    this.emit("reconnecting", { attempt: this.attempt, delay, error: err,
+                                url: this.urls[this.urlIndex] });
     clearTimeout(this._timer);
     this._timer = setTimeout(() => this._connect(), delay);
   }

@@ -46,6 +46,11 @@ const rc_config_option rc_config_options[] = {
      .metavar = "ADDR", .help = "listen address"},
     {.name = "port", .type = RC_OPT_PORT, FIELD(port), .def = 8080,
      .metavar = "N", .help = "listen port; 0 picks a free one"},
+    {.name = "reuseport", .type = RC_OPT_SWITCH, FIELD(reuseport), .def = 0,
+     .help = "share every TCP listening port (--port, --tls-port, --tcp-port, ...) with other "
+             "roomcast processes of the same user that also give it (SO_REUSEPORT): the kernel "
+             "spreads connections over them; with --redis, one machine's cores as one server "
+             "(docs/cluster.md); the NetSync and broker ports are never shared"},
     {.name = "max-connections", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE,
      FIELD(max_connections),
      .max = UINT32_MAX, .def = 0, .def_help = "as many as the file-descriptor limit allows",

@@ -18,6 +18,8 @@
 typedef struct rc_config {
     const char *bind;             /* listen address (default 127.0.0.1) */
     uint16_t port;                /* listen port, 0 = pick a free one (default 8080) */
+    int reuseport;                /* 1 = --reuseport: every TCP listener binds with SO_REUSEPORT,
+                                     so several nodes on one machine share its ports (0) */
     uint32_t max_connections;     /* open client connections at most, 0 = as many as the
                                      descriptor limit allows (default 0) */
     size_t max_message_size;      /* largest WebSocket message accepted, bytes (1 MiB) */

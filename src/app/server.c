@@ -301,9 +301,20 @@ static bool open_listener(rc_server *srv, rc_listener *l, const rc_proto *proto,
     l->conn_size = sizeof(rc_client);
     l->accepted = accepted;
     l->arg = srv;
+    l->reuseport = srv->cfg.reuseport;
+    if (l->reuseport && port == 0) /* a port of its own: no other node can know it */
+        rc_warn("--reuseport: the %s port is 0, so this process picks one of its own that no "
+                "other node shares", what);
     int r = rc_listener_open(l, &srv->net, srv->cfg.bind, port);
     if (r < 0) {
-        rc_error("cannot listen on '%s:%u' (%s): %s", srv->cfg.bind, port, what, strerror(-r));
+        /* EADDRINUSE with SO_REUSEPORT set means the holder did not set it (or is another
+         * user): say so, since the bare message reads as if sharing were not asked for. */
+        rc_error("cannot listen on '%s:%u' (%s): %s%s", srv->cfg.bind, port, what, strerror(-r),
+                 r != -EADDRINUSE ? ""
+                 : l->reuseport ? " (its holder did not give --reuseport, or runs as another "
+                                  "user)"
+                                : " (another process holds it; processes sharing a port all "
+                                  "need --reuseport)");
         return false;
     }
     return true;
@@ -364,6 +375,9 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
     if (!(srv->services = rc_services_new(srv))) goto err;
     /* TLS: --port itself, or a listener of its own beside it (--tls-port). Both are the same
      * HTTP transport and routes; only the bytes on the wire differ. */
+    if (cfg->reuseport && !cfg->redis_url) /* legitimate for a handover, odd otherwise */
+        rc_warn("--reuseport without --redis: processes sharing the port share no rooms; a "
+                "client's rooms are those of the process that accepted it");
     if (cfg->tls_cert && !(srv->tls = rc_tls_ctx_new(cfg->tls_cert, cfg->tls_key))) goto err;
     if (srv->tls && cfg->tls_port < 0) srv->http.tls = srv->tls;
     if (srv->tls && cfg->tls_port >= 0) {

@@ -65,7 +65,8 @@ int rc_listener_open(rc_listener *l, rc_net *net, const char *addr, uint16_t por
     l->net = net;
     l->io.fd = l->reserve_fd = -1;
     rc_timer_init(&l->pause_timer, on_pause_timer);
-    int fd = rc_sock_listen(addr, port, 4096, &l->port);
+    int fd = rc_sock_listen_flags(addr, port, 4096, l->reuseport ? RC_SOCK_REUSEPORT : 0,
+                                  &l->port);
     if (fd < 0) return fd;
     rc_io_init(&l->io, fd, on_listen);
     if (rc_io_start(net->loop, &l->io, RC_EV_READ) < 0) {

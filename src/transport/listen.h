@@ -28,13 +28,17 @@ typedef struct rc_listener {
     struct rc_tls_ctx *tls;  /* its connections speak TLS with this context (not owned), or
                                 NULL for plain ones */
     int tls_alpn;            /* with tls: its ALPN answer (enum rc_tls_alpn, transport/tls.h) */
+    int reuseport;           /* 1 = bind with SO_REUSEPORT (--reuseport): other processes that
+                                also set it share the port, the kernel spreading connections */
     uint16_t port;           /* port actually bound */
     int reserve_fd;          /* spare descriptor released to shed connections at EMFILE */
     rc_timer pause_timer;    /* re-enables accepting after descriptor exhaustion */
 } rc_listener;
 
 /* rc_listener_open binds addr:port (0 picks a free port) and starts accepting. Returns 0, or
- * -errno (nothing to release then). The caller fills proto, conn_size, accepted and arg first. */
+ * -errno (nothing to release then; -EADDRINUSE when another socket holds the port without
+ * sharing it). The caller fills proto, conn_size, accepted and arg first (and tls, tls_alpn,
+ * reuseport when wanted). */
 int rc_listener_open(rc_listener *l, rc_net *net, const char *addr, uint16_t port);
 
 /* rc_listener_pause stops accepting for good (shutdown); rc_listener_close releases it. */

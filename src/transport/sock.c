@@ -12,6 +12,12 @@
 
 int rc_sock_listen(const char *addr, uint16_t port, int backlog, uint16_t *bound_port)
 {
+    return rc_sock_listen_flags(addr, port, backlog, 0, bound_port);
+}
+
+int rc_sock_listen_flags(const char *addr, uint16_t port, int backlog, int flags,
+                         uint16_t *bound_port)
+{
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res;
@@ -27,6 +33,15 @@ int rc_sock_listen(const char *addr, uint16_t port, int backlog, uint16_t *bound
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        /* Unlike SO_REUSEADDR, a failure here must not pass unnoticed: the process would
+         * then hold the port alone and a second node's bind would fail for no visible reason. */
+        if ((flags & RC_SOCK_REUSEPORT) &&
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+            err = errno;
+            close(fd);
+            fd = -1;
+            continue;
+        }
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0) break;
         err = errno;
         close(fd);

@@ -526,3 +526,50 @@ test("conflation as roomcast sends it: one notice in the first dropped message's
   assert.equal(room.conflated, 3);
   rc.close();
 });
+
+test("a list of URLs: each lost connection or failed attempt moves to the next, round robin", async () => {
+  FakeWS.all = [];
+  const rc = new RoomcastClient(["ws://a/", "ws://b/", "ws://c/"],
+                                { WebSocket: FakeWS, minDelay: 5, maxDelay: 10 });
+  assert.deepEqual(rc.urls, ["ws://a/", "ws://b/", "ws://c/"]);
+  const opens = [], tries = [];
+  rc.on("open", (o) => opens.push(o));
+  rc.on("reconnecting", (r) => tries.push(r.url));
+  const room = rc.join("r");
+  await tick();
+  let ws = FakeWS.last();
+  assert.equal(ws.url, "ws://a/");
+  ws.open();
+  assert.deepEqual(opens, [{ reconnect: false, url: "ws://a/" }]);
+  ws.take();
+  ws.recv({ type: "joined", room: "r", client_id: 7, last_msg_id: 0, epoch: "e1", session: "s".repeat(32) });
+  ws.recv(msg(1));
+  ws.drop();                                   // node a died
+  await sleep(30);
+  ws = FakeWS.last();
+  assert.equal(ws.url, "ws://b/");
+  ws.drop();                                   // node b refuses: on to c
+  await sleep(30);
+  ws = FakeWS.last();
+  assert.equal(ws.url, "ws://c/");
+  ws.open();
+  assert.equal(rc.url, "ws://c/");
+  assert.equal(rc.urlIndex, 2);
+  assert.deepEqual(opens[1], { reconnect: true, url: "ws://c/" });
+  const [j] = ws.take();                       // the rejoin recovers exactly as with one URL
+  assert.deepEqual([j.type, j.since, j.epoch, j.session], ["join", 1, "e1", "s".repeat(32)]);
+  ws.drop();
+  await sleep(30);
+  assert.equal(FakeWS.last().url, "ws://a/", "after the last URL comes the first");
+  assert.deepEqual(tries, ["ws://b/", "ws://c/", "ws://a/"]);
+  assert.equal(room.lastMsgId, 1);
+  rc.close();
+});
+
+test("URLs: opts.urls when url is null; an empty list or a non-string throws TypeError", () => {
+  const rc = new RoomcastClient(null, { WebSocket: FakeWS, urls: ["ws://x/"], connect: false });
+  assert.equal(rc.url, "ws://x/");
+  assert.throws(() => new RoomcastClient([], { WebSocket: FakeWS }), TypeError);
+  assert.throws(() => new RoomcastClient(["ws://x/", 5], { WebSocket: FakeWS }), TypeError);
+  assert.throws(() => new RoomcastClient(undefined, { WebSocket: FakeWS }), TypeError);
+});

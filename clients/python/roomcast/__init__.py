@@ -26,7 +26,12 @@ API reference
 
 ``url`` is ``ws://HOST:PORT/`` (or ``wss://``) for WebSocket, or ``tcp://HOST:PORT`` for the
 raw TCP port (``--tcp-port``) in line mode (newline-delimited JSON); ``framed=True`` selects
-the TCP port's framed mode instead, which can also send binary messages. Options:
+the TCP port's framed mode instead, which can also send binary messages. ``url`` may also be a
+list of URLs of nodes sharing rooms (``--redis``, docs/cluster.md): the client connects to the
+first, and each lost connection or failed attempt moves it to the next (round robin, same
+backoff), where it rejoins with ``since``/``epoch`` and its session as after any reconnect.
+``client.url`` is the URL in use (or being tried), ``client.urls`` the list and
+``client.url_index`` its position. Options:
 
 ======================  =========  ===========================================================
 option                  default    meaning

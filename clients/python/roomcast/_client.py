@@ -15,7 +15,7 @@ import random
 import re
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, overload
 
@@ -208,7 +208,7 @@ class Client:
     """A connection to a roomcast server that reconnects by itself. See the package docstring
     for the API reference."""
 
-    def __init__(self, url: str, *, reconnect: bool = True, min_delay: float = 0.25,
+    def __init__(self, url: str | Sequence[str], *, reconnect: bool = True, min_delay: float = 0.25,
                  max_delay: float = 10.0, max_queued: int = 1000, resume: bool = True,
                  session: str | None = None, framed: bool = False,
                  connect_timeout: float = 10.0, ping_interval: float | None = 20.0,
@@ -219,9 +219,16 @@ class Client:
                  refresh_before: float = 30.0) -> None:
         if session is not None and not _SESSION_RE.match(session):
             raise ValueError("a session is the 32 hex digits a 'joined' gave")
-        if not url.startswith(("ws://", "wss://", "tcp://")):
-            raise ValueError(f"unsupported URL {url!r}: use ws://, wss:// or tcp://HOST:PORT")
-        self.url = url
+        # A list: nodes sharing rooms (--redis, docs/cluster.md); every retry goes to the next.
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("no URL given")
+        for u in urls:
+            if not isinstance(u, str) or not u.startswith(("ws://", "wss://", "tcp://")):
+                raise ValueError(f"unsupported URL {u!r}: use ws://, wss:// or tcp://HOST:PORT")
+        self.urls: list[str] = urls              # every URL, in the order they are tried
+        self.url_index = 0                       # index in urls of the one in use or tried
+        self.url = urls[0]                       # that URL
         self.reconnect = reconnect
         self.min_delay = min_delay
         self.max_delay = max_delay
@@ -407,6 +414,7 @@ class Client:
             while not self._closing:
                 self._set_status("connecting" if self._gen == 0 and self.attempt == 0
                                  else "reconnecting")
+                self.url = self.urls[self.url_index]
                 try:
                     transport = await open_transport(
                         self.url, framed=self.framed, ping_interval=self.ping_interval,
@@ -531,8 +539,12 @@ class Client:
         base = min(self.max_delay, self.min_delay * 2 ** min(self.attempt, 16))
         delay = base * (0.5 + random.random() * 0.5)
         self.attempt += 1
+        # Several URLs: the node is presumed gone, try the next (the backoff counts attempts
+        # across all of them, as with one URL).
+        self.url_index = (self.url_index + 1) % len(self.urls)
         self._set_status("reconnecting")
-        log.debug("roomcast: reconnecting to %s in %.3fs (attempt %d): %r", self.url, delay,
+        log.debug("roomcast: reconnecting to %s in %.3fs (attempt %d): %r",
+                  self.urls[self.url_index], delay,
                   self.attempt, err)
         assert self._wake is not None
         try:

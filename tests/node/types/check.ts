@@ -64,3 +64,12 @@ lobby.publish("text");
 rc.on("mesage", () => {});
 // @ts-expect-error the room's constructor is not public: rooms come from join()
 new Room(rc, "x");
+
+// A cluster's nodes (docs/cluster.md): a list of URLs, the one in use exposed.
+const multi = new RoomcastClient(["ws://a:8080/", "ws://b:8080/"], { maxDelay: 5000, connect: false });
+multi.on("open", ({ url, reconnect }) => console.log(url.length, reconnect, multi.url, multi.urls[multi.urlIndex]));
+multi.on("reconnecting", ({ url, delay }) => console.log(url, delay));
+const viaOpts = new RoomcastClient(null, { urls: ["ws://a:8080/"], connect: false });
+void viaOpts;
+// @ts-expect-error URLs are strings
+new RoomcastClient([1, 2]);
