@@ -576,9 +576,13 @@ static void on_published(void *arg, int status, const rc_cluster_seq *seq)
 }
 
 int rc_redisrooms_publish(rc_rooms *t, rc_endpoint *ep, rc_room *room, const void *payload,
-                          size_t len, uint64_t khash, const rc_json_span *ack)
+                          size_t len, uint64_t khash, const struct rc_statekey *sk,
+                          const rc_json_span *ack)
 {
     rc_redisrooms *rr = t->cluster;
+    if (sk)
+        return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD,
+                                  "state keys are not supported with --redis yet");
     if (!rc_cluster_available(rr->c))
         return unavailable(rr, ep, "redis is unavailable: the message was not sequenced; "
                                    "retry later");
@@ -733,4 +737,70 @@ void rc_redisrooms_replay_send(rc_rooms *t, rc_endpoint *ep)
         ep->ops->replay(ep, f);
     }
     rr->rep_used = true;
+}
+
+/* ---- publishes by the server (HTTP API, roomcast.publish, workers) --------------------------- */
+
+struct rc_redisrooms_pub {
+    rc_redisrooms *rr;
+    rc_redisrooms_pub_fn *cb; /* NULL once cancelled */
+    void *arg;
+};
+
+static void on_published_as(void *arg, int status, const rc_cluster_seq *seq)
+{
+    rc_redisrooms_pub *h = arg;
+    if (status != 0) h->rr->st.unavailable++;
+    if (h->cb) h->cb(h->arg, status, status == 0 ? seq->msg_id : 0,
+                     status == 0 && seq->duplicate);
+    free(h);
+}
+
+rc_redisrooms_pub *rc_redisrooms_publish_as(rc_rooms *t, const char *name, size_t name_len,
+                                            const void *payload, size_t len, uint64_t khash,
+                                            const struct rc_statekey *sk,
+                                            rc_redisrooms_pub_fn *cb, void *arg, int *err)
+{
+    rc_redisrooms *rr = t->cluster;
+    if (sk) {
+        *err = -ENOTSUP;
+        return NULL;
+    }
+    rc_redisrooms_pub *h = malloc(sizeof(*h));
+    if (!h) {
+        *err = -ENOMEM;
+        rr->st.unavailable++;
+        return NULL;
+    }
+    *h = (rc_redisrooms_pub){.rr = rr, .cb = cb, .arg = arg};
+    char key[17];
+    if (khash) snprintf(key, sizeof(key), "%016llx", (unsigned long long)khash);
+    int r = rc_cluster_publish(rr->c, name, name_len, payload, len, khash ? key : NULL,
+                               khash ? 16 : 0, on_published_as, h);
+    if (r < 0) {
+        free(h);
+        *err = r;
+        rr->st.unavailable++;
+        return NULL;
+    }
+    return h;
+}
+
+void rc_redisrooms_pub_cancel(rc_redisrooms_pub *h)
+{
+    h->cb = NULL;
+}
+
+const char *rc_redisrooms_strerror(int status)
+{
+    switch (status) {
+    case -ENOBUFS: return "redis is not keeping up: the message was not sequenced; retry later";
+    case -ECONNRESET:
+        return "the connection to redis was lost before it answered: the message may or may "
+               "not have been sequenced; retry with the same idempotency_key";
+    case -EPROTO: return "redis refused the publish (logged)";
+    case -ENOMEM: return "out of memory";
+    case -EINVAL: return "the room name is too long for a Redis key";
+    default: return "redis is unavailable: the message was not sequenced; retry later";
+    }
 }

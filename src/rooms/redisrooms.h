@@ -96,9 +96,30 @@ void rc_redisrooms_replay_send(struct rc_rooms *t, struct rc_endpoint *ep);
  * docs/cluster.md "Publish") of ep into room through the sequencing script, with the
  * idempotency key hash khash (0: none). ack (NULL or RC_JSON_NONE: none) is the client's ack
  * token, acknowledged once sequenced. Returns 0, or -1 after answering an error. */
+struct rc_statekey;
 int rc_redisrooms_publish(struct rc_rooms *t, struct rc_endpoint *ep, struct rc_room *room,
                           const void *payload, size_t len, uint64_t khash,
-                          const rc_json_span *ack);
+                          const struct rc_statekey *sk, const rc_json_span *ack);
+
+/* Publishes by the server, whose answer carries the msg_id (the HTTP API, roomcast.publish,
+ * the worker broker, the chat port): the caller is not an endpoint waiting for an ack, so it
+ * is called back. rc_redisrooms_publish_as sends payload[0..len) (as for
+ * rc_redisrooms_publish) into the room called name[0..name_len) — which need not exist on
+ * this node — with the idempotency key hash khash (0: none) and state key sk (NULL: none).
+ * cb(arg, status, msg_id, duplicate) runs exactly once, later, unless cancelled: status 0, or
+ * -ECONNRESET (outcome unknown: may have been sequenced), -EPROTO (an error reply). Returns
+ * a handle valid until cb runs, or NULL with *err set (-EAGAIN unavailable, -ENOBUFS not
+ * keeping up, -ENOMEM, -EINVAL) and no callback. rc_redisrooms_pub_cancel: the caller is
+ * going, cb will not run (the call itself cannot be taken back). Failures count in
+ * `unavailable`; rc_redisrooms_strerror says what each status means for the client. */
+typedef struct rc_redisrooms_pub rc_redisrooms_pub;
+typedef void rc_redisrooms_pub_fn(void *arg, int status, uint64_t msg_id, bool duplicate);
+rc_redisrooms_pub *rc_redisrooms_publish_as(struct rc_rooms *t, const char *name,
+                                            size_t name_len, const void *payload, size_t len,
+                                            uint64_t khash, const struct rc_statekey *sk,
+                                            rc_redisrooms_pub_fn *cb, void *arg, int *err);
+void rc_redisrooms_pub_cancel(rc_redisrooms_pub *h);
+const char *rc_redisrooms_strerror(int status);
 
 /* rc_redisrooms_joins_waiting says whether joins wait for room to be in step (room.c does not
  * let it go meanwhile). */

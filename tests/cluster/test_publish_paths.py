@@ -1,0 +1,169 @@
+"""Every publish path in Redis mode (docs/cluster.md, "Publishes by the server"): the HTTP API's
+publish, state_key publishes, roomcast.publish, the chat port and the worker broker go through
+the sequencing script like a WebSocket publish, so members on every node see them in one order;
+each answers with the script's msg_id, or a clear error while Redis is down.
+
+The nodes are the binary under test on one private redis-server (conftest.py)."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+import urllib.parse
+
+import pytest
+
+from test_nodes import Client, TIMEOUT, connect, itest, join, wait_health
+
+KEY = "cluster-api-key-0123"
+AUTH = f"Authorization: Bearer {KEY}\r\n"
+
+
+@pytest.fixture
+def cnodes(redis_server):
+    """Nodes with an API key on redis_server: cnodes(n, *flags) starts them."""
+    made = []
+
+    def start(n=3, *flags):
+        for _ in range(n):
+            made.append(itest.Server("--redis", redis_server.unix_url, "--api-key", KEY, *flags))
+        for s in made:
+            wait_health(s, "up")
+        return made
+
+    yield start
+    errors = []
+    for s in made:
+        try:
+            if s.returncode is None:
+                s.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+        finally:
+            s.cleanup()
+    if errors:
+        pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+def post(node, path, body, timeout=TIMEOUT):
+    b = json.dumps(body).encode() if not isinstance(body, bytes) else body
+    status, _h, raw = itest.http_exchange(
+        node.port,
+        (f"POST {path} HTTP/1.1\r\nHost: x\r\n{AUTH}Content-Length: {len(b)}\r\n"
+         "Connection: close\r\n\r\n").encode() + b, timeout=timeout)
+    return status, json.loads(raw)
+
+
+def room_path(name, sub="/messages"):
+    return "/api/rooms/" + urllib.parse.quote(name, safe="") + sub
+
+
+def test_http_publish_interleaved_with_websocket_publishes(cnodes):
+    """Node A has no member of the room: its HTTP publishes are sequenced by the script and
+    reach the members on B and C, in one order with their WebSocket publishes."""
+    a, b, c = cnodes(3)
+    room = "api/mixed"
+
+    async def main():
+        cb, cc = await connect(b, "b"), await connect(c, "c")
+        for cl in (cb, cc):
+            await join(cl.ws, room)
+            cl.start()
+        answers = []
+
+        async def ws_pub(cl, n):
+            for i in range(n):
+                await cl.ws.send(json.dumps({"src": cl.name, "i": i, "ack": f"{cl.name}{i}"}))
+                await asyncio.sleep(0)
+
+        def http_pub(n):
+            for i in range(n):
+                st, doc = post(a, room_path(room), {"src": "api", "i": i, "client_id": 7})
+                assert st == 200, doc
+                answers.append(doc)
+
+        await asyncio.gather(ws_pub(cb, 30), ws_pub(cc, 30),
+                             asyncio.get_event_loop().run_in_executor(None, http_pub, 30))
+        for cl in (cb, cc):
+            await cl.wait(lambda cl=cl: len(cl.msgs.get(room, [])) == 90, "got all 90")
+        seqs = [[(m["msg_id"], m["src"], m["i"]) for m in cl.msgs[room]] for cl in (cb, cc)]
+        assert seqs[0] == seqs[1]
+        assert [s[0] for s in seqs[0]] == list(range(1, 91))
+        by_id = {m["msg_id"]: m for m in cb.msgs[room]}
+        for i, doc in enumerate(answers):
+            assert doc["room"] == room and doc["client_id"] == 0 and doc["members"] == 0, doc
+            m = by_id[doc["msg_id"]]
+            assert (m["src"], m["i"], m["client_id"]) == ("api", i, 0), m
+        assert [d["msg_id"] for d in answers] == sorted(d["msg_id"] for d in answers)
+        for cl in (cb, cc):  # each node's WebSocket acks name the delivered ids too
+            for ref, ack in cl.acks.items():
+                m = by_id[ack["msg_id"]]
+                assert (m["src"], m["i"]) == (cl.name, int(ref[1:])), (ref, m)
+            await cl.close()
+
+    itest.run(main())
+
+
+def test_http_publish_idempotency_key_across_nodes(cnodes):
+    a, b = cnodes(2)
+
+    async def main():
+        cl = await connect(b, "b")
+        await join(cl.ws, "idem")
+        cl.start()
+        st, first = post(a, room_path("idem"), {"t": 1, "idempotency_key": "k-1"})
+        assert st == 200 and "duplicate" not in first, first
+        st, again = post(b, room_path("idem"), {"t": 1, "idempotency_key": "k-1"})
+        assert st == 200 and again["duplicate"] is True and again["msg_id"] == first["msg_id"]
+        assert again["members"] == 1
+        await cl.wait(lambda: len(cl.msgs.get("idem", [])) == 1, "got it")
+        await asyncio.sleep(0.2)
+        assert len(cl.msgs["idem"]) == 1
+        await cl.close()
+
+    itest.run(main())
+
+
+def test_http_publish_unavailable_while_redis_is_down(cnodes, redis_server):
+    (a,) = cnodes(1)
+    st, doc = post(a, room_path("down"), {"t": "before"})
+    assert st == 200 and doc["msg_id"] == 1, doc
+    redis_server.stop()
+    wait_health(a, "down")
+    st, doc = post(a, room_path("down"), {"t": "lost"})
+    assert st == 503, doc
+    assert doc["status"] == 503 and doc["error"].startswith("unavailable: "), doc
+    redis_server.start()
+    wait_health(a, "up")
+    st, doc = post(a, room_path("down"), {"t": "after"})
+    assert st == 200 and doc["msg_id"] == 2, doc
+
+
+def test_http_publish_connection_gone_before_the_answer(cnodes, redis_server):
+    """Redis frozen: publishes wait for the script; their connections close first. The node
+    drops those answers (no use of the gone connection: the sanitizer build checks), and the
+    calls end either way — sequenced or cut by the heartbeat — without harm."""
+    (a,) = cnodes(1)
+    assert post(a, room_path("gone"), {"t": 0})[0] == 200
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)
+    try:
+        socks = []
+        for i in range(5):
+            b = json.dumps({"t": i + 1}).encode()
+            s = socket.create_connection(("127.0.0.1", a.port))
+            s.sendall((f"POST {room_path('gone')} HTTP/1.1\r\nHost: x\r\n{AUTH}"
+                       f"Content-Length: {len(b)}\r\n\r\n").encode() + b)
+            socks.append(s)
+        # a pipelined request behind a waiting one waits too, then the connection goes
+        time.sleep(0.3)
+        for s in socks:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+        time.sleep(0.3)
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+    wait_health(a, "up")
+    st, doc = post(a, room_path("gone"), {"t": "later"})
+    assert st == 200 and doc["msg_id"] >= 2, doc
