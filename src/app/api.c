@@ -436,10 +436,6 @@ static void publish_redis(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_r
                           const char *name, size_t nlen, const rc_json_top *t, uint64_t khash,
                           const rc_statekey *sk)
 {
-    if (sk) {
-        rc_http_error(c, x, 400, NULL, false, "state keys are not supported with --redis yet");
-        return;
-    }
     char lit[rc_json_escape_max(RC_ROOM_NAME_MAX)];
     size_t ll = rc_json_escape(name, nlen, lit);
     const char *payload;

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "rooms/room.h"
 #include "rooms/roomproto.h"
+#include "rooms/state.h"
 #include "rooms/wire.h"
 
 /* A room's step with Redis. */
@@ -38,6 +39,9 @@ typedef struct rc_croom {
     uint32_t nreads;         /* reads in flight (each refers to this) */
     uint32_t pins;           /* callbacks running on it (each refers to this) */
     uint64_t last;           /* last msg_id delivered */
+    uint64_t state_upto;     /* the room's state was read from Redis as of this msg_id: a
+                                message up to it is in it already (its state key is not
+                                applied again) */
     char epoch[RC_CLWIRE_EPOCH_MAX + 1]; /* Redis's epoch of the room, "" while it has none */
     bufmsg *buf;             /* channel messages waiting for the merge */
     uint32_t nbuf, capbuf;
@@ -243,7 +247,9 @@ static void deliver(rc_redisrooms *rr, rc_croom *cr, uint64_t id, const char *e,
     if (strcmp(cr->room->epoch, e) != 0) /* what joins report and recovery compares */
         snprintf(cr->room->epoch, sizeof(cr->room->epoch), "%s", e);
     cr->last = id;
-    rc_room_deliver_at(rr->t, cr->room, m, id);
+    rc_statekey k;
+    bool keyed = id > cr->state_upto && rc_state_of_frame(m, &k);
+    rc_room_deliver_keyed(rr->t, cr->room, m, id, keyed ? &k : NULL);
     for (crec *x = cr->recs; x; x = x->next) buffer_into(&x->buf, &x->nbuf, &x->capbuf, id, e, m);
 }
 
@@ -327,6 +333,29 @@ static bool drain(rc_redisrooms *rr, rc_croom *cr)
     return ok;
 }
 
+/* Replaces the room's state with the one read from Redis as of top (the same script read
+ * the stream: messages up to top are in it, later ones change it as they are delivered). */
+static void state_load(rc_redisrooms *rr, rc_croom *cr, const rc_cluster_range *range,
+                       uint64_t top)
+{
+    rc_room *room = cr->room;
+    rc_state_free(rr->t, room);
+    cr->state_upto = top;
+    size_t n = rc_cluster_range_state_count(range);
+    for (size_t i = 0; i < n; i++) {
+        rc_cluster_state st;
+        rc_msg *f;
+        if (rc_cluster_range_state_get(range, i, &st) < 0 || st.key_len == 0 ||
+            st.key_len > RC_STATE_KEY_MAX || st.msg_id > top ||
+            !(f = frame_of(st.payload, st.payload_len, st.msg_id))) {
+            rc_warn("redis: a state entry of room '%s' is not roomcast's; skipped", room->name);
+            continue;
+        }
+        rc_state_set_frame(rr->t, room, st.key, st.key_len, st.msg_id, f);
+        rc_msg_unref(f);
+    }
+}
+
 static void on_read(void *arg, int status, const rc_cluster_range *range)
 {
     cread *rd = arg;
@@ -366,6 +395,7 @@ static void on_read(void *arg, int status, const rc_cluster_range *range)
         snprintf(cr->epoch, sizeof(cr->epoch), "%s", e);
         cr->last = 0;
     }
+    if (cr->room) state_load(rr, cr, range, top);
     for (size_t i = 0; i < count && cr->room; i++) {
         rc_cluster_msg m;
         if (rc_cluster_range_get(range, i, &m) < 0 || m.msg_id <= cr->last) continue;
@@ -580,9 +610,6 @@ int rc_redisrooms_publish(rc_rooms *t, rc_endpoint *ep, rc_room *room, const voi
                           const rc_json_span *ack)
 {
     rc_redisrooms *rr = t->cluster;
-    if (sk)
-        return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD,
-                                  "state keys are not supported with --redis yet");
     if (!rc_cluster_available(rr->c))
         return unavailable(rr, ep, "redis is unavailable: the message was not sequenced; "
                                    "retry later");
@@ -596,8 +623,10 @@ int rc_redisrooms_publish(rc_rooms *t, rc_endpoint *ep, rc_room *room, const voi
     memcpy(pb->text + rl, room->json_name, room->json_len);
     char key[17];
     if (khash) snprintf(key, sizeof(key), "%016llx", (unsigned long long)khash);
-    int r = rc_cluster_publish(rr->c, room->name, room->name_len, payload, len,
-                               khash ? key : NULL, khash ? 16 : 0, on_published, pb);
+    int r = rc_cluster_publish_keyed(rr->c, room->name, room->name_len, payload, len,
+                                     khash ? key : NULL, khash ? 16 : 0,
+                                     sk ? (sk->del ? 'd' : 's') : 0, sk ? sk->key : NULL,
+                                     sk ? sk->len : 0, on_published, pb);
     if (r < 0) {
         free(pb);
         return unavailable(rr, ep, r == -ENOBUFS ? "redis is not keeping up: the message was "
@@ -762,10 +791,6 @@ rc_redisrooms_pub *rc_redisrooms_publish_as(rc_rooms *t, const char *name, size_
                                             rc_redisrooms_pub_fn *cb, void *arg, int *err)
 {
     rc_redisrooms *rr = t->cluster;
-    if (sk) {
-        *err = -ENOTSUP;
-        return NULL;
-    }
     rc_redisrooms_pub *h = malloc(sizeof(*h));
     if (!h) {
         *err = -ENOMEM;
@@ -775,8 +800,9 @@ rc_redisrooms_pub *rc_redisrooms_publish_as(rc_rooms *t, const char *name, size_
     *h = (rc_redisrooms_pub){.rr = rr, .cb = cb, .arg = arg};
     char key[17];
     if (khash) snprintf(key, sizeof(key), "%016llx", (unsigned long long)khash);
-    int r = rc_cluster_publish(rr->c, name, name_len, payload, len, khash ? key : NULL,
-                               khash ? 16 : 0, on_published_as, h);
+    int r = rc_cluster_publish_keyed(rr->c, name, name_len, payload, len, khash ? key : NULL,
+                                     khash ? 16 : 0, sk ? (sk->del ? 'd' : 's') : 0,
+                                     sk ? sk->key : NULL, sk ? sk->len : 0, on_published_as, h);
     if (r < 0) {
         free(h);
         *err = r;

@@ -1022,10 +1022,20 @@ void rc_room_settle(rc_rooms *t, rc_room *room)
 
 void rc_room_deliver_at(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id)
 {
+    rc_room_deliver_keyed(t, room, m, id, NULL);
+}
+
+void rc_room_deliver_keyed(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id,
+                           const struct rc_statekey *sk)
+{
     room->seq_msg_id = id;
     t->stats.broadcasts++;
     m->t_recv = rc_loop_now(t->loop);
-    deliver(t, room, m, id, t->cfg.history_size ? wall_ms_now(t) : 0, NULL);
+    if (sk) { /* as rc_room_publish marks a keyed message, for conflation */
+        m->ckey = conflation_key(room, sk);
+        m->id = id;
+    }
+    deliver(t, room, m, id, sk || t->cfg.history_size ? wall_ms_now(t) : 0, sk);
 }
 
 void rc_room_reset(rc_rooms *t, rc_room *room, const char *epoch)

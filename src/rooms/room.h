@@ -373,6 +373,10 @@ void rc_room_settle(rc_rooms *t, rc_room *room);
  * rc_room_settle. */
 void rc_room_hold(rc_rooms *t, rc_room *room);
 void rc_room_deliver_at(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id);
+/* rc_room_deliver_keyed is rc_room_deliver_at for a message with state key sk (NULL: none,
+ * or one the state already holds): it also becomes sk's value, and conflates. */
+void rc_room_deliver_keyed(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id,
+                           const struct rc_statekey *sk);
 void rc_room_reset(rc_rooms *t, rc_room *room, const char *epoch);
 
 #endif

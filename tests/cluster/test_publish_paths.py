@@ -167,3 +167,66 @@ def test_http_publish_connection_gone_before_the_answer(cnodes, redis_server):
     wait_health(a, "up")
     st, doc = post(a, room_path("gone"), {"t": "later"})
     assert st == 200 and doc["msg_id"] >= 2, doc
+
+
+async def join_state(node, room):
+    """A fresh client on node joins room with "state":true: returns (client, joined, state)."""
+    ws = await itest.ws_connect(node.ws_url)
+    await ws.send(json.dumps({"type": "join", "room": room, "state": True}))
+    joined = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+    assert joined["type"] == "joined", joined
+    state = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+    assert state["type"] == "state", state
+    return ws, joined, state
+
+
+def test_state_snapshot_is_the_same_on_every_node(cnodes):
+    """state_key publishes (set, replace, delete; over WebSocket and the HTTP API) are kept in
+    Redis by the script: a join with "state":true on a node that never had the room gets the
+    same state as one on the node that published, also for keys older than the stream
+    (--history-size 3), and consistent with last_msg_id."""
+    a, b, c = cnodes(3, "--history-size", "3")
+    room = "st"
+
+    async def main():
+        pa = await connect(a, "pa")
+        await join(pa.ws, room)
+        pa.start()
+        steps = [{"v": "a1", "state_key": "a"}, {"v": "b1", "state_key": "b"}, {"v": "plain"},
+                 {"v": "a2", "state_key": "a"}, {"v": "c1", "state_key": "c"},
+                 {"v": "bdel", "state_key": "b", "state_delete": True}, {"v": "p2"},
+                 {"v": "p3"}]
+        for i, m in enumerate(steps):
+            await pa.ws.send(json.dumps({**m, "ack": "s%d" % i}))
+            await pa.wait(lambda i=i: "s%d" % i in pa.acks, "acked")
+            assert pa.acks["s%d" % i]["msg_id"] == i + 1
+        st, doc = post(b, room_path(room), {"v": "d1", "state_key": "d"})
+        assert st == 200 and doc["msg_id"] == 9, doc
+        await pa.wait(lambda: len(pa.msgs.get(room, [])) == 9, "got all 9")
+        states = []
+        for n in (a, b, c):
+            ws, joined, state = await join_state(n, room)
+            assert joined["last_msg_id"] == 9, joined
+            states.append(state)
+            await ws.close()
+        want = [("a2", 4), ("c1", 5), ("d1", 9)]
+        for s in states:
+            assert s["last_msg_id"] == 9, s
+            assert [(m["v"], m["msg_id"]) for m in s["messages"]] == want, s
+            assert s == states[0]
+        # live changes reach every node's copy: C's member sees a3, a later joiner on B has it
+        wc, _, _ = await join_state(c, room)
+        await pa.ws.send(json.dumps({"v": "a3", "state_key": "a", "ack": "last"}))
+        m = json.loads(await asyncio.wait_for(wc.recv(), TIMEOUT))
+        assert m["v"] == "a3" and m["msg_id"] == 10, m
+        ws, joined, state = await join_state(b, room)
+        assert [(m["v"], m["msg_id"]) for m in state["messages"]] == [("c1", 5), ("d1", 9),
+                                                                     ("a3", 10)]
+        # bad keys are refused as in the embedded mode, before Redis
+        st, doc = post(c, room_path(room), {"v": "x", "state_key": ""})
+        assert st == 400, doc
+        await ws.close()
+        await wc.close()
+        await pa.close()
+
+    itest.run(main())
