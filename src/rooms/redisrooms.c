@@ -23,10 +23,19 @@ typedef struct bufmsg {
     rc_msg *frame;           /* its canonical frame (a reference) */
 } bufmsg;
 
+/* What a join kept until its room is live is. */
+enum {
+    CJ_REQUEST,              /* a join request of the room protocol, run again as sent */
+    CJ_MEMBER,               /* a quiet membership (the chat port: no reply) */
+    CJ_PUBLISH,              /* a chat-port message sent while its sender's CJ_MEMBER waits:
+                                published behind it, so that the sender sees its own */
+};
+
 /* A join kept until its room is live. */
 typedef struct cjoin {
     rc_cwait w;              /* first: the endpoint's list */
     struct cjoin *next;      /* the room's list, in arrival order */
+    uint8_t kind;            /* CJ_* */
     size_t n;
     char text[];             /* the request, as the client sent it */
 } cjoin;
@@ -278,6 +287,9 @@ static void members_resync(rc_redisrooms *rr, rc_croom *cr)
 }
 
 /* Runs the joins that waited for cr's room, now live. */
+static void chat_publish(rc_redisrooms *rr, rc_endpoint *ep, rc_room *room, const char *p,
+                         size_t n);
+
 static void run_joins(rc_redisrooms *rr, rc_croom *cr)
 {
     cjoin *j = cr->joins;
@@ -286,7 +298,16 @@ static void run_joins(rc_redisrooms *rr, rc_croom *cr)
         cjoin *next = j->next;
         rc_endpoint *ep = j->w.ep;
         wait_unlink(&j->w);
-        if (ep) rc_roomproto_join(rr->t, ep, j->text, j->n);
+        if (ep && j->kind == CJ_REQUEST) {
+            rc_roomproto_join(rr->t, ep, j->text, j->n);
+        } else if (ep && j->kind == CJ_MEMBER && cr->room) {
+            rc_room *r;
+            int rc = rc_room_join(rr->t, ep, cr->room->name, cr->room->name_len, 0, &r);
+            if (rc != RC_JOIN_OK && rc != RC_JOIN_ALREADY)
+                rc_warn("chat client: cannot join room '%s'", cr->room->name);
+        } else if (ep && j->kind == CJ_PUBLISH && cr->room) {
+            chat_publish(rr, ep, cr->room, j->text, j->n);
+        }
         free(j);
         j = next;
     }
@@ -530,8 +551,76 @@ void rc_redisrooms_stats_get(const rc_redisrooms *rr, rc_redisrooms_stats *out,
     rc_cluster_stats_get(rr->c, cl);
 }
 
+static int hold(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, uint8_t kind,
+                const char *p, size_t n);
+
 int rc_redisrooms_join_hold(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len,
                             const char *p, size_t n)
+{
+    return hold(t, ep, name, len, CJ_REQUEST, p, n);
+}
+
+/* Whether ep waits for a CJ_MEMBER join of room. */
+static bool member_waits(const rc_room *room, const rc_endpoint *ep)
+{
+    for (const cjoin *j = room->cr ? room->cr->joins : NULL; j; j = j->next)
+        if (j->kind == CJ_MEMBER && j->w.ep == ep) return true;
+    return false;
+}
+
+int rc_redisrooms_member_hold(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len)
+{
+    rc_room *room = rc_rooms_find(t, name, len);
+    if (room && member_waits(room, ep)) return 1;
+    return hold(t, ep, name, len, CJ_MEMBER, NULL, 0);
+}
+
+/* Publishes the chat-port message p[0..n) of ep into room now (its errors are answered to ep
+ * as lines). */
+static void chat_publish(rc_redisrooms *rr, rc_endpoint *ep, rc_room *room, const char *p,
+                         size_t n)
+{
+    rc_rooms *t = rr->t;
+    rc_json_top q;
+    const char *payload;
+    size_t len;
+    rc_msg *m = NULL;
+    if (rc_json_scan(p, n, RC_ROOMPROTO_CUT, &q) != RC_JSON_OK ||
+        !(m = rc_roomproto_cluster_payload(room->json_name, room->json_len, p, &q,
+                                           ep->client_id, NULL, &payload, &len))) {
+        unavailable(rr, ep, "out of memory");
+        return;
+    }
+    rc_redisrooms_publish(t, ep, room, payload, len, 0, NULL, NULL);
+    rc_msg_unref(m);
+}
+
+int rc_redisrooms_chat_publish(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len,
+                               const char *p, size_t n)
+{
+    rc_redisrooms *rr = t->cluster;
+    rc_room *room = rc_rooms_find(t, name, len);
+    if (!room)
+        return unavailable(rr, ep, "redis is unavailable: not in the chat room yet; retry later");
+    if (member_waits(room, ep)) { /* behind the sender's own join */
+        cjoin *j = malloc(sizeof(*j) + n);
+        if (!j) return unavailable(rr, ep, "out of memory");
+        memcpy(j->text, p, n);
+        j->n = n;
+        j->kind = CJ_PUBLISH;
+        j->next = NULL;
+        wait_link(&j->w, ep);
+        rc_croom *cr = room->cr;
+        cr->joins_tail->next = j; /* not empty: the member's join is there */
+        cr->joins_tail = j;
+        return 0;
+    }
+    chat_publish(rr, ep, room, p, n);
+    return 0;
+}
+
+static int hold(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, uint8_t kind,
+                const char *p, size_t n)
 {
     rc_redisrooms *rr = t->cluster;
     rc_room *room = rc_rooms_find(t, name, len);
@@ -559,8 +648,9 @@ int rc_redisrooms_join_hold(rc_rooms *t, rc_endpoint *ep, const char *name, size
     rc_room_hold(t, room); /* no TTL sweep while joins wait for it */
     cjoin *j = malloc(sizeof(*j) + n);
     if (!j) return rc_roomproto_error(t, ep, RC_RERR_UNAVAILABLE, "out of memory");
-    memcpy(j->text, p, n);
+    if (n) memcpy(j->text, p, n);
     j->n = n;
+    j->kind = kind;
     j->next = NULL;
     wait_link(&j->w, ep);
     rc_croom *cr = room->cr;

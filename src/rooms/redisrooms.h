@@ -76,6 +76,18 @@ void rc_redisrooms_stats_get(const rc_redisrooms *r, rc_redisrooms_stats *out,
 int rc_redisrooms_join_hold(struct rc_rooms *t, struct rc_endpoint *ep, const char *name,
                             size_t len, const char *p, size_t n);
 
+/* The chat port (app/client.c): rc_redisrooms_member_hold makes ep a member of the room
+ * called name[0..len) without a reply: returns 0 when the room is live (the caller joins it
+ * now, rc_room_join), 1 when the membership waits for the room to be live (or already
+ * waited), -1 after answering an error. rc_redisrooms_chat_publish publishes the chat
+ * message p[0..n) (a JSON object, client_id of ep) into that room through the script —
+ * behind ep's membership when that still waits, so that the sender sees its own message.
+ * Returns 0, or -1 after answering an error. */
+int rc_redisrooms_member_hold(struct rc_rooms *t, struct rc_endpoint *ep, const char *name,
+                              size_t len);
+int rc_redisrooms_chat_publish(struct rc_rooms *t, struct rc_endpoint *ep, const char *name,
+                               size_t len, const char *p, size_t n);
+
 /* rc_redisrooms_recover_hold is asked before a join with since/epoch of a live room is read:
  * when the room's copy of the stream no longer reaches back to since but Redis's stream may,
  * the request p[0..n) is kept, the stream is read from since, and the join is run again with

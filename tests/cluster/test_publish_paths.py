@@ -230,3 +230,222 @@ def test_state_snapshot_is_the_same_on_every_node(cnodes):
         await pa.close()
 
     itest.run(main())
+
+
+# -- the chat port --------------------------------------------------------------------------
+
+def chat_connect(node):
+    s = socket.create_connection(("127.0.0.1", node.chat_port), timeout=TIMEOUT)
+    return s, s.makefile("rb")
+
+
+def chat_line(f):
+    line = f.readline()
+    assert line, "the chat connection closed"
+    return line.decode().rstrip("\n")
+
+
+def local_members(node, room):
+    st, _h, raw = itest.http_exchange(
+        node.port, (f"GET {room_path(room, '')} HTTP/1.1\r\nHost: x\r\n"
+                    "Connection: close\r\n\r\n").encode())
+    return json.loads(raw)["members"] if st == 200 else 0
+
+
+def test_chat_port_across_nodes(cnodes):
+    """Chat clients on A and B and a WebSocket member on C share the chat room through Redis:
+    one order everywhere; a chat client that speaks at once (its membership still waiting for
+    the room to be read from Redis) sees its own message."""
+    a, b, c = cnodes(3, "--chat-port", "0")
+
+    async def main():
+        wc = await connect(c, "wc")
+        await join(wc.ws, "chat")
+        wc.start()
+        sa, fa = chat_connect(a)
+        sa.sendall(b'{"user":"ann","text":"first"}')  # before A has the room in step
+        assert chat_line(fa) == "[ann] first"
+        sb, fb = chat_connect(b)
+        deadline = time.monotonic() + TIMEOUT
+        while local_members(b, "chat") != 1:
+            assert time.monotonic() < deadline, "the chat client on B never became a member"
+            time.sleep(0.02)
+        for i in range(10):
+            sa.sendall(json.dumps({"user": "ann", "text": "a%d" % i}).encode())
+            sb.sendall(json.dumps({"user": "bob", "text": "b%d" % i}).encode())
+            await wc.ws.send(json.dumps({"type": "chat", "user": "cat", "text": "c%d" % i}))
+        await wc.wait(lambda: len(wc.msgs.get("chat", [])) == 31, "got all 31")
+        order = ["[%s] %s" % (m["user"], m["text"]) for m in wc.msgs["chat"]]
+        assert [m["msg_id"] for m in wc.msgs["chat"]] == list(range(1, 32))
+        assert order[0] == "[ann] first"
+        got_a = [chat_line(fa) for _ in range(30)]
+        got_b = [chat_line(fb) for _ in range(30)]
+        assert got_a == order[1:] and got_b == order[1:], (got_a, got_b, order)
+        sa.close()
+        sb.close()
+        await wc.close()
+
+    itest.run(main())
+
+
+def test_chat_port_while_redis_is_down(cnodes, redis_server):
+    (a,) = cnodes(1, "--chat-port", "0")
+    s, f = chat_connect(a)
+    s.sendall(b'{"user":"ann","text":"up"}')
+    assert chat_line(f) == "[ann] up"
+    redis_server.stop()
+    wait_health(a, "down")
+    s.sendall(b'{"user":"ann","text":"down"}')
+    line = chat_line(f)
+    assert line.startswith("[roomcast] ") and '"unavailable"' in line, line
+    redis_server.start()
+    wait_health(a, "up")
+    s.sendall(b'{"user":"ann","text":"back"}')
+    assert chat_line(f) == "[ann] back"
+    s.close()
+
+
+# -- roomcast.publish and the worker broker -------------------------------------------------
+
+def test_roomcast_publish_across_nodes(cnodes, redis_server):
+    """roomcast.publish from a WebSocket client on A and over HTTP on B (neither a member) is
+    sequenced by the script and delivered to the member on C; replies carry the msg_id;
+    `unavailable` while Redis is down."""
+    a, b, c = cnodes(3)
+
+    async def main():
+        mc = await connect(c, "mc")
+        await join(mc.ws, "pub")
+        mc.start()
+        ra = await itest.ws_connect(a.ws_url)
+        await ra.send(json.dumps({"type": "request", "service": "roomcast.publish", "id": "r1",
+                                  "body": {"room": "pub", "message": {"type": "t", "n": 1}}}))
+        rep = json.loads(await asyncio.wait_for(ra.recv(), TIMEOUT))
+        assert rep == {"type": "reply", "id": "r1", "body": {"msg_id": 1}}, rep
+        st, doc = post(b, "/api/services/roomcast.publish",
+                       {"room": "pub", "message": {"type": "t", "n": 2}})
+        assert st == 200 and doc == {"msg_id": 2}, doc
+        await mc.wait(lambda: len(mc.msgs.get("pub", [])) == 2, "got both")
+        assert [(m["n"], m["msg_id"], m["client_id"]) for m in mc.msgs["pub"]] == \
+            [(1, 1, 0), (2, 2, 0)]
+        st, doc = post(b, "/api/services/roomcast.publish",
+                       {"room": "pub", "message": {"type": "joined"}})
+        assert st == 400, doc
+        redis_server.stop()
+        wait_health(a, "down")
+        wait_health(b, "down")
+        await ra.send(json.dumps({"type": "request", "service": "roomcast.publish", "id": 2,
+                                  "body": {"room": "pub", "message": {"n": 3}}}))
+        err = json.loads(await asyncio.wait_for(ra.recv(), TIMEOUT))
+        assert err["type"] == "error" and err["id"] == 2 and err["code"] == "unavailable", err
+        st, doc = post(b, "/api/services/roomcast.publish", {"room": "pub", "message": {"n": 3}})
+        assert st == 503 and doc["error"].startswith("unavailable: "), doc
+        await ra.close()
+        await mc.close()
+
+    itest.run(main())
+
+
+def worker_port(node):
+    import re
+    m = re.search(r"broker workers tcp://\S+:(\d+)", node.stderr())
+    assert m, node.stderr()
+    return int(m.group(1))
+
+
+def test_worker_publish_across_nodes(cnodes, redis_server):
+    """RCPUB01 on node A's worker port (A has no member of the room): answered with the msg_id
+    the script gave, delivered to the members on B and C in one order with their own
+    publishes; 503 while Redis is down."""
+    zmq = pytest.importorskip("zmq")
+    a, b, c = cnodes(3, "--broker-worker-port", "0")
+    ctx = zmq.Context()
+    p = ctx.socket(zmq.DEALER)
+    p.setsockopt(zmq.LINGER, 0)
+    p.connect("tcp://127.0.0.1:%d" % worker_port(a))
+
+    def rcpub(room, body):
+        p.send_multipart([b"", b"RCPUB01", room, body, b"game"])
+        assert p.poll(int(TIMEOUT * 1000)), "no answer to RCPUB01"
+        return p.recv_multipart()
+
+    async def main():
+        mb, mc = await connect(b, "mb"), await connect(c, "mc")
+        for cl in (mb, mc):
+            await join(cl.ws, "arena")
+            cl.start()
+        acks = []
+        for i in range(10):
+            await mb.ws.send(json.dumps({"type": "move", "i": i}))
+            ans = rcpub(b"arena", json.dumps({"type": "tick", "i": i}).encode())
+            assert ans[:3] == [b"", b"RCPUB01", b"200"], ans
+            acks.append(int(ans[3]))
+        for cl in (mb, mc):
+            await cl.wait(lambda cl=cl: len(cl.msgs.get("arena", [])) == 20, "got all 20")
+        seqs = [[(m["msg_id"], m["type"], m["i"]) for m in cl.msgs["arena"]] for cl in (mb, mc)]
+        assert seqs[0] == seqs[1] and [s[0] for s in seqs[0]] == list(range(1, 21))
+        ticks = {m["msg_id"]: m for m in mb.msgs["arena"] if m["type"] == "tick"}
+        assert sorted(ticks) == acks and [ticks[k]["i"] for k in acks] == list(range(10))
+        assert all(m["client_id"] == 0 for m in ticks.values())
+        assert rcpub(b"arena", b"not json")[2] == b"400"
+        redis_server.stop()
+        wait_health(a, "down")
+        ans = rcpub(b"arena", b'{"type":"tick","i":99}')
+        assert ans[2] == b"503" and b"unavailable" in ans[3], ans
+        for cl in (mb, mc):
+            await cl.close()
+
+    try:
+        itest.run(main())
+    finally:
+        p.close(0)
+        ctx.destroy(linger=0)
+
+
+def test_room_service_replies_across_nodes(cnodes):
+    """A room service on node A (--room-service): its worker's reply messages go through the
+    script, in order, to the members on A and on B."""
+    zmq = pytest.importorskip("zmq")
+    a = cnodes(1, "--broker-worker-port", "0", "--room-service", "table-*=counter")[0]
+    b = cnodes(1)[1]  # cnodes returns every node started so far
+    ctx = zmq.Context()
+    w = ctx.socket(zmq.DEALER)
+    w.setsockopt(zmq.LINGER, 0)
+    w.connect("tcp://127.0.0.1:%d" % worker_port(a))
+    w.send_multipart([b"", b"MDPW01", b"\x01", b"counter"])
+
+    def serve_one():
+        while True:
+            assert w.poll(int(TIMEOUT * 1000)), "no request for the room service"
+            f = w.recv_multipart()
+            if f[2] == b"\x02":
+                break
+        req = json.loads(f[5])
+        i = req["message"]["cell"]
+        out = {"messages": [{"type": "counted", "n": i}, {"type": "echo", "n": i}]}
+        w.send_multipart([b"", b"MDPW01", b"\x03", f[3], b"", json.dumps(out).encode()])
+
+    async def main():
+        ma, mb = await connect(a, "ma"), await connect(b, "mb")
+        for cl in (ma, mb):
+            await join(cl.ws, "table-1")
+            cl.start()
+        for i in range(5):
+            await ma.ws.send(json.dumps({"type": "move", "cell": i}))
+            await asyncio.get_event_loop().run_in_executor(None, serve_one)
+        for cl in (ma, mb):
+            await cl.wait(lambda cl=cl: len(cl.msgs.get("table-1", [])) == 10, "got all 10")
+        seqs = [[(m["msg_id"], m["type"], m["n"]) for m in cl.msgs["table-1"]]
+                for cl in (ma, mb)]
+        want = []
+        for i in range(5):
+            want += [(2 * i + 1, "counted", i), (2 * i + 2, "echo", i)]
+        assert seqs[0] == want and seqs[1] == want, seqs
+        for cl in (ma, mb):
+            await cl.close()
+
+    try:
+        itest.run(main())
+    finally:
+        w.close(0)
+        ctx.destroy(linger=0)
