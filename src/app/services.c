@@ -2,7 +2,6 @@
  * roomcast.publish, and room services; see services.h and docs/broker.md. */
 #include "app/services.h"
 
-#include <errno.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,7 +321,8 @@ static void spub_cancel(rc_services *s, spub *sp)
  * with the started spub in *out, or the status with the reply JSON written as
  * rc_services_publish_call does. */
 static int publish_call_redis(rc_services *s, const rc_endpoint *who, const char *body, size_t n,
-                              int kind, spub **started, char *out, size_t cap, size_t *outlen)
+                              int kind, spub **started, char *out, size_t cap, size_t *outlen,
+                              const char **whyp)
 {
     s->st.publish_calls++;
     rc_json_span room, msg;
@@ -345,6 +345,7 @@ static int publish_call_redis(rc_services *s, const rc_endpoint *who, const char
                                                    &why, &status))) {
         return 0;
     }
+    *whyp = why;
     char esc[rc_json_escape_max(256)];
     char m[300];
     int ml = snprintf(m, sizeof(m), "%s%s", status == 503 ? "unavailable: " : "", why);
@@ -642,8 +643,9 @@ static int on_request(void *arg, rc_endpoint *ep, const char *type, size_t tl, c
         size_t ol;
         if (s->srv->rooms.cluster) { /* --redis: replied when the script has answered */
             spub *sp = NULL;
+            const char *why = NULL;
             int st = publish_call_redis(s, ep, has_body ? body.p : "", has_body ? body.len : 0,
-                                        SP_WS, &sp, out, sizeof(out), &ol);
+                                        SP_WS, &sp, out, sizeof(out), &ol, &why);
             if (st == 0) {
                 sp->cl = cl;
                 sp->idlen = (uint8_t)idlen;
@@ -654,7 +656,7 @@ static int on_request(void *arg, rc_endpoint *ep, const char *type, size_t tl, c
             send_error(ep, idp, idlen,
                        st == 403 ? "forbidden" : st == 503 ? "unavailable" : "bad_field",
                        st == 403 ? "publishing in this room is not allowed"
-                       : st == 503 ? rc_redisrooms_strerror(-EAGAIN)
+                       : st == 503 ? why
                                    : "the body must be {\"room\":R,\"message\":{...}}");
             return -1;
         }
@@ -775,8 +777,9 @@ bool rc_services_http(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
         if (srv->rooms.cluster) { /* --redis: answered when the script has */
             rc_svc_client *sc = client_state(s, rc_client_of(c));
             spub *sp = NULL;
+            const char *why;
             int st = sc ? publish_call_redis(s, NULL, x->body, x->body_len, SP_HTTP, &sp, out,
-                                             sizeof(out), &ol)
+                                             sizeof(out), &ol, &why)
                         : 503;
             if (st == 0) {
                 sp->cl = rc_client_of(c);

@@ -64,7 +64,8 @@ void rc_zbroker_set_moved(rc_zbroker *zb, void (*fn)(void *, mdp_frame, mdp_fram
 /* rc_zbroker_set_publish: messages [""][RCPUB01][room][message]([name]) on the worker port
  * (workers publish into rooms, docs/broker.md) go to fn instead of the core; fn writes the
  * answer's last frame (msg_id or reason, at most cap bytes) and returns the status (200, 400,
- * 404, 503), sent back as [""][RCPUB01][status][text]. Without fn they are the core's
+ * 404, 503), sent back as [""][RCPUB01][status][text], or 0 after rc_zbroker_publish_defer
+ * (below). Without fn they are the core's
  * (malformed). fn is app/services.c's rc_services_worker_publish. */
 typedef int rc_zbroker_publish_fn(void *arg, mdp_frame room, mdp_frame msg, mdp_frame name,
                                   char *out, size_t cap, size_t *outlen);

@@ -18,6 +18,12 @@
  *     longer holds what members missed, or the epoch changed under them, the members are
  *     closed with 1013 (try again) so that they rejoin and learn `recovered:false`: never a
  *     silent gap.
+ * A room's state (state_key) is kept in Redis by the same script: every read of the room
+ * brings the node's copy of it back to Redis's as of the read, and deliveries after that apply
+ * their keys. Publishes whose answer carries the msg_id and whose origin is not a member
+ * waiting for an ack (the HTTP API, roomcast.publish, workers, room services) go through
+ * rc_redisrooms_publish_as; the chat port's members and messages through
+ * rc_redisrooms_member_hold and rc_redisrooms_chat_publish.
  * The embedded engine pays one pointer test per publish and join (rc_rooms.cluster NULL).
  */
 #ifndef RC_REDISROOMS_H
