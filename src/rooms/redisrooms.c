@@ -367,7 +367,8 @@ static void state_load(rc_redisrooms *rr, rc_croom *cr, const rc_cluster_range *
         rc_cluster_state st;
         rc_msg *f;
         if (rc_cluster_range_state_get(range, i, &st) < 0 || st.key_len == 0 ||
-            st.key_len > RC_STATE_KEY_MAX || st.msg_id > top ||
+            st.key_len > RC_STATE_KEY_MAX || st.msg_id > top || st.payload_len < 1 ||
+            *(const char *)st.payload != 't' || /* only text messages have state keys */
             !(f = frame_of(st.payload, st.payload_len, st.msg_id))) {
             rc_warn("redis: a state entry of room '%s' is not roomcast's; skipped", room->name);
             continue;
