@@ -15,7 +15,7 @@ import urllib.parse
 
 import pytest
 
-from test_nodes import Client, TIMEOUT, connect, itest, join, wait_health
+from test_nodes import TIMEOUT, connect, itest, join, wait_health
 
 KEY = "cluster-api-key-0123"
 AUTH = f"Authorization: Bearer {KEY}\r\n"
@@ -104,6 +104,36 @@ def test_http_publish_interleaved_with_websocket_publishes(cnodes):
             await cl.close()
 
     itest.run(main())
+
+
+def test_http_publishes_pipelined_on_one_connection(cnodes):
+    """Ten POSTs pipelined on one keep-alive connection: each waits for the script in turn
+    (the next is read only once the previous is answered, from inside Redis's answer), and
+    the answers come in order with consecutive msg_ids."""
+    (a,) = cnodes(1)
+    req = b""
+    for i in range(10):
+        b = json.dumps({"i": i}).encode()
+        req += (f"POST {room_path('pipe')} HTTP/1.1\r\nHost: x\r\n{AUTH}"
+                f"Content-Length: {len(b)}\r\n"
+                + ("Connection: close\r\n" if i == 9 else "") + "\r\n").encode() + b
+    raw = b""
+    with socket.create_connection(("127.0.0.1", a.port), timeout=TIMEOUT) as s:
+        s.sendall(req)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    ids = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        n = int([ln.split(b":")[1] for ln in head.split(b"\r\n")
+                 if ln.lower().startswith(b"content-length:")][0])
+        ids.append(json.loads(rest[:n])["msg_id"])
+        raw = rest[n:]
+    assert ids == list(range(1, 11)), ids
 
 
 def test_http_publish_idempotency_key_across_nodes(cnodes):
