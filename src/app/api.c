@@ -26,6 +26,7 @@
 #include "rooms/room.h"
 #include "rooms/roomproto.h"
 #include "rooms/state.h"
+#include "store/store.h"
 
 #define ALLOW_READ "Allow: GET, HEAD\r\n"
 
@@ -318,15 +319,155 @@ static void room_messages(rc_server *srv, rc_conn *c, const rc_http_ctx *x, cons
     rc_http_respond_json(c, x, 200, &t);
 }
 
+/* ---- publishes answered later ---------------------------------------------------------------
+ *
+ * Two publishes cannot answer at once: in Redis mode the msg_id comes from the sequencing
+ * script, and under --fsync always a message counts only once it is durable (its WebSocket
+ * ack waits too). The response is deferred (rc_http_defer: the connection reads no further
+ * request meanwhile) and this record waits with it, listed on its connection: if the
+ * connection ends first, rc_api_client_gone detaches it and the answer is dropped. */
+struct rc_api_pub {
+    rc_server *srv;
+    rc_conn *c;              /* the connection (its rc_client's apipub is this) */
+    rc_redisrooms_pub *h;    /* Redis mode: the script call, until it answers */
+    rc_durable_wait dw;      /* --fsync always: the wait for the log (first in no list) */
+    rc_http_later later;     /* what the response needs of the request */
+    uint64_t msg_id;         /* --fsync always: the id it was sequenced as */
+    bool dup;                /* --fsync always: an idempotent repeat */
+    uint32_t members;        /* the room's local members when it was published */
+    size_t name_len;         /* bytes of name */
+    char name[];             /* the room's name (decoded) */
+};
+
+static void api_pub_free(rc_api_pub *ap)
+{
+    if (ap->c) rc_client_of(ap->c)->apipub = NULL;
+    free(ap);
+}
+
+/* The body every successful publish answers (200, both modes). */
+static void publish_answer(rc_server *srv, rc_textbuf *out, const char *name, size_t nlen,
+                           uint64_t id, uint32_t members, bool dup)
+{
+    if (!dup) srv->metrics.api_publishes++;
+    rc_textbuf_printf(out, "{\"room\":");
+    rc_textbuf_json_string(out, name, nlen);
+    rc_textbuf_printf(out, ",\"msg_id\":%llu,\"client_id\":0,\"members\":%u%s}\n",
+                      (unsigned long long)id, members, dup ? ",\"duplicate\":true" : "");
+}
+
+static void publish_answer_later(rc_api_pub *ap, uint64_t id, bool dup)
+{
+    rc_textbuf out = {0};
+    publish_answer(ap->srv, &out, ap->name, ap->name_len, id, ap->members, dup);
+    rc_conn *c = ap->c;
+    rc_http_later later = ap->later;
+    api_pub_free(ap); /* before answering: the answer may run the next request */
+    if (out.failed)
+        rc_http_error_later(c, &later, 500, "out of memory");
+    else
+        rc_http_respond_later(c, &later, 200, "application/json", rc_buf_head(&out.buf),
+                              rc_buf_size(&out.buf));
+    rc_textbuf_release(&out);
+}
+
+static void on_redis_published(void *arg, int status, uint64_t id, bool dup)
+{
+    rc_api_pub *ap = arg;
+    ap->h = NULL;
+    if (status == 0) {
+        publish_answer_later(ap, id, dup);
+        return;
+    }
+    rc_conn *c = ap->c;
+    rc_http_later later = ap->later;
+    api_pub_free(ap);
+    rc_http_error_later(c, &later, 503, "unavailable: %s", rc_redisrooms_strerror(status));
+}
+
+static void on_publish_durable(rc_durable_wait *w, bool ok)
+{
+    rc_api_pub *ap = (rc_api_pub *)(void *)((char *)w - offsetof(rc_api_pub, dw));
+    if (ok) {
+        publish_answer_later(ap, ap->msg_id, ap->dup);
+        return;
+    }
+    rc_conn *c = ap->c;
+    rc_http_later later = ap->later;
+    api_pub_free(ap);
+    rc_http_error_later(c, &later, 503,
+                        "the room was deleted before its log made the message durable");
+}
+
+void rc_api_client_gone(rc_server *srv, rc_client *cl)
+{
+    rc_api_pub *ap = cl->apipub;
+    if (!ap) return;
+    if (ap->h) {
+        rc_redisrooms_pub_cancel(ap->h); /* the script's answer is dropped */
+        ap->h = NULL;
+    }
+    rc_room_durable_cancel(&ap->dw);
+    ap->c = NULL;
+    api_pub_free(ap);
+}
+
+/* Makes the record of a deferred publish of c (NULL: out of memory, answered). */
+static rc_api_pub *api_pub_new(rc_server *srv, rc_conn *c, const rc_http_ctx *x,
+                               const char *name, size_t nlen, uint32_t members)
+{
+    rc_api_pub *ap = calloc(1, sizeof(*ap) + nlen + 1);
+    if (!ap) {
+        rc_http_error(c, x, 500, NULL, false, "out of memory");
+        return NULL;
+    }
+    ap->srv = srv;
+    ap->c = c;
+    ap->members = members;
+    ap->name_len = nlen;
+    memcpy(ap->name, name, nlen);
+    ap->dw.fn = on_publish_durable;
+    return ap;
+}
+
+/* Redis mode: the frame goes through the sequencing script; the response waits for it. The
+ * room need not exist on this node (its members may all be on others). */
+static void publish_redis(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *room,
+                          const char *name, size_t nlen, const rc_json_top *t, uint64_t khash,
+                          const rc_statekey *sk)
+{
+    char lit[rc_json_escape_max(RC_ROOM_NAME_MAX)];
+    size_t ll = rc_json_escape(name, nlen, lit);
+    const char *payload;
+    size_t plen;
+    rc_msg *m = rc_roomproto_cluster_payload(lit, ll, x->body, t, 0, NULL, &payload, &plen);
+    if (!m) {
+        rc_http_error(c, x, 500, NULL, false, "out of memory");
+        return;
+    }
+    rc_api_pub *ap = api_pub_new(srv, c, x, name, nlen, room ? room->nmembers : 0);
+    if (!ap) {
+        rc_msg_unref(m);
+        return;
+    }
+    int err = 0;
+    ap->h = rc_redisrooms_publish_as(&srv->rooms, name, nlen, payload, plen, khash, sk,
+                                     on_redis_published, ap, &err);
+    rc_msg_unref(m);
+    if (!ap->h) {
+        ap->c = NULL;
+        api_pub_free(ap);
+        rc_http_error(c, x, 503, NULL, false, "unavailable: %s", rc_redisrooms_strerror(err));
+        return;
+    }
+    rc_client_of(c)->apipub = ap;
+    rc_http_defer(c, x, &ap->later);
+}
+
 /* Publishes the request body into the room exactly as a member's publish: same checks, same
  * encoder, same sequencing; the sender's client_id is 0 (the server). */
 static void publish(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *room, const char *name, long nlen)
 {
-    if (srv->rooms.cluster) { /* its answer carries the msg_id, which Redis gives later */
-        rc_http_error(c, x, 503, NULL, false,
-                      "publishing through the HTTP API is not supported with --redis yet");
-        return;
-    }
     if (!rc_utf8_valid((const uint8_t *)x->body, x->body_len)) {
         rc_http_error(c, x, 400, NULL, false, "the body must be UTF-8 JSON");
         return;
@@ -375,19 +516,21 @@ static void publish(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *r
             return;
         }
     }
-    if (!room) {
+    if (!room && !srv->rooms.cluster) {
         rc_http_error(c, x, 404, NULL, false,
                       "no room '%s' (a room exists while it has members)", name);
         return;
     }
     rc_statekey sk;
     char why[512];
-    int sr = rc_roomproto_state_check(&srv->rooms, room, &t, x->body_len, &sk, why, sizeof(why));
+    int sr = room ? rc_roomproto_state_check(&srv->rooms, room, &t, x->body_len, &sk, why,
+                                             sizeof(why))
+                  : rc_roomproto_state_parse(&t, &sk, why, sizeof(why));
     if (sr == RC_STATE_BAD || sr == RC_STATE_FULL) {
         rc_http_error(c, x, sr == RC_STATE_FULL ? 409 : 400, NULL, false, "%s", why);
         return;
     }
-    uint32_t members = room->nmembers;
+    uint32_t members = room ? room->nmembers : 0;
     /* The API's idempotency keys are scoped to the API key that was presented. */
     uint64_t khash = 0;
     if (key->type != RC_JSON_NONE) {
@@ -395,21 +538,38 @@ static void publish(rc_server *srv, rc_conn *c, const rc_http_ctx *x, rc_room *r
         SHA256((const unsigned char *)srv->cfg.api_key, strlen(srv->cfg.api_key), digest);
         khash = rc_roomproto_key_hash(digest, key);
     }
+    if (srv->rooms.cluster) {
+        publish_redis(srv, c, x, room, name, (size_t)nlen, &t, khash,
+                      sr == RC_STATE_OK ? &sk : NULL);
+        return;
+    }
     bool dup;
+    uint64_t lsn;
     uint64_t id = rc_roomproto_publish_text(&srv->rooms, room, x->body, &t, 0, khash,
-                                            sr == RC_STATE_OK ? &sk : NULL, &dup, NULL);
+                                            sr == RC_STATE_OK ? &sk : NULL, &dup, &lsn);
     if (id == 0) {
         rc_http_error(c, x, 500, NULL, false, "out of memory");
         return;
     }
-    if (!dup) srv->metrics.api_publishes++;
+    rc_rooms *rt = &srv->rooms;
+    if (lsn && rt->store && rc_store_mode(rt->store) == RC_FSYNC_ALWAYS &&
+        !rc_room_durable(rt, room, lsn)) {
+        /* --fsync always: answered once the message is durable, as a WebSocket ack is */
+        rc_api_pub *ap = api_pub_new(srv, c, x, name, (size_t)nlen, members);
+        if (!ap) return;
+        ap->msg_id = id;
+        ap->dup = dup;
+        rc_room_when_durable(rt, &ap->dw, room, lsn);
+        rc_client_of(c)->apipub = ap;
+        rc_http_defer(c, x, &ap->later);
+        return;
+    }
     rc_textbuf out = {0};
-    rc_textbuf_printf(&out, "{\"room\":");
-    rc_textbuf_json_string(&out, name, (size_t)nlen);
-    rc_textbuf_printf(&out, ",\"msg_id\":%llu,\"client_id\":0,\"members\":%u%s}\n",
-                      (unsigned long long)id, members, dup ? ",\"duplicate\":true" : "");
+    publish_answer(srv, &out, name, (size_t)nlen, id, members, dup);
     rc_http_respond_json(c, x, 200, &out);
 }
+
+
 
 /* Closes a room: every member gets {"type":"left","room":R,"reason":"room_closed"} and is
  * removed; the connections stay open. */

@@ -30,4 +30,10 @@ long rc_api_decode_room(const char *s, size_t n, char *name);
 struct rc_server;
 bool rc_api_authorized(struct rc_server *srv, rc_conn *c, const rc_http_ctx *x);
 
+/* rc_api_client_gone: the connection of cl ended; a publish of it still waiting for its
+ * answer (Redis's script, or the durable log) is dropped (app/client.c calls it). */
+struct rc_client;
+typedef struct rc_api_pub rc_api_pub;
+void rc_api_client_gone(struct rc_server *srv, struct rc_client *cl);
+
 #endif

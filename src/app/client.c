@@ -1,15 +1,19 @@
 /* client.c — room clients over stream connections; see client.h. */
 #include "app/client.h"
 
+#include "app/api.h"
+
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/api.h"
 #include "app/nsws.h"
 #include "app/server.h"
 #include "app/services.h"
 #include "codec/json.h"
 #include "codec/wsframe.h"
 #include "core/log.h"
+#include "rooms/redisrooms.h"
 #include "rooms/roomproto.h"
 #include "rooms/wire.h"
 #include "transport/tcp.h"
@@ -67,6 +71,7 @@ void rc_client_ended(rc_server *srv, rc_conn *c)
     rc_endpoint *ep = &rc_client_of(c)->ep;
     /* Its requests (WebSocket, TCP, or a waiting HTTP exchange) are cancelled. */
     if (srv->services) rc_services_client_gone(srv->services, rc_client_of(c));
+    if (rc_client_of(c)->apipub) rc_api_client_gone(srv, rc_client_of(c));
     if (!ep->open) return;
     if (srv->nsws) rc_nsws_forget(srv->nsws, ep);
     /* Presence tells a client that said goodbye (a close frame, or EOF on a stream) from one
@@ -115,6 +120,10 @@ bool rc_client_join_chat(rc_server *srv, rc_conn *c)
     /* The chat protocol has no error replies: a client the namespace rules keep out of the
      * chat room (or from publishing in it) is closed with the reason. */
     if (!chat_allowed(srv, c, RC_PERM_JOIN)) return false;
+    if (srv->rooms.cluster) { /* --redis: once the room is in step with Redis */
+        int h = rc_redisrooms_member_hold(&srv->rooms, &rc_client_of(c)->ep, name, strlen(name));
+        if (h != 0) return h > 0;
+    }
     int r = rc_room_join(&srv->rooms, &rc_client_of(c)->ep, name, strlen(name), 0, &room);
     if (r == RC_JOIN_OK || r == RC_JOIN_ALREADY) return true;
     rc_warn("chat client: cannot join room '%s'", name);
@@ -130,6 +139,9 @@ int rc_client_chat_message(rc_conn *c, uint8_t opcode, const char *p, size_t n)
     /* In the room from the first byte; back in it after the API closed it. */
     if (ep->nrooms == 0 && !rc_client_join_chat(srv, c)) return -1;
     if (!chat_allowed(srv, c, RC_PERM_PUBLISH)) return -1;
+    if (srv->rooms.cluster) /* --redis: through the sequencing script */
+        return rc_redisrooms_chat_publish(&srv->rooms, ep, srv->cfg.chat_room,
+                                          strlen(srv->cfg.chat_room), p, n);
     rc_json_top q;
     if (rc_json_scan(p, n, RC_ROOMPROTO_CUT, &q) != RC_JSON_OK) abort(); /* chat.c made it */
     bool dup;

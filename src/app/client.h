@@ -25,6 +25,8 @@ typedef struct rc_client {
     bool rest_only;          /* accepted on --netsync-rest-port: HTTP for the NetSync REST
                                 bridge only (never upgraded, never a room member) */
     struct rc_svc_client *svc; /* its worker-broker requests (app/services.c), or NULL */
+    struct rc_api_pub *apipub; /* its HTTP API publish waiting for an answer (app/api.c),
+                                  or NULL */
     rc_climits lim;          /* its rate-limit buckets (app/limits.h) */
 } rc_client;
 

@@ -811,9 +811,9 @@ int rc_config_parse_flags(rc_config *cfg, int argc, char **argv, int cross_check
         fprintf(stderr, "roomcast: --list-rooms and --dump need --data-dir\n");
         return -1;
     }
-    if (cfg->redis_url && (cfg->data_dir || cfg->chat_port >= 0 || cfg->broker_worker_port >= 0)) {
-        fprintf(stderr, "roomcast: --redis does not go with --data-dir (Redis holds the history), "
-                        "--chat-port or --broker-worker-port (not supported in Redis mode yet)\n");
+    if (cfg->redis_url && cfg->data_dir) {
+        fprintf(stderr, "roomcast: --redis does not go with --data-dir (Redis holds the "
+                        "history)\n");
         return -1;
     }
     if (!cfg->tls_cert != !cfg->tls_key) {

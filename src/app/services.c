@@ -15,6 +15,7 @@
 #include "codec/json.h"
 #include "codec/utf8.h"
 #include "core/log.h"
+#include "rooms/redisrooms.h"
 #include "rooms/room.h"
 #include "rooms/roomproto.h"
 #include "rooms/wire.h"
@@ -68,6 +69,7 @@ struct rc_services {
     room_req *rreqs;         /* them, to free what brk_origin_gone cancels */
     rc_svc_client *done;     /* HTTP exchanges whose answer is ready, sent from `later` */
     rc_timer later;          /* fires at once: answers HTTP outside the broker's callbacks */
+    struct spub *pubs;       /* --redis: publishes waiting for the script (spub) */
     rc_services_stats st;
 };
 
@@ -140,44 +142,216 @@ static long b64_decode(const char *in, size_t n, uint8_t *out)
 
 /* ---- publishing as the server (roomcast.publish, room-service replies) -------------------- */
 
+/* Checks the JSON object p[0..n) as a message of the server for the room whose name as a JSON
+ * literal is rj[0..rjl), scanning it into *q. Returns NULL, or why it cannot be published. */
+static const char *server_msg_check(const rc_rooms *t, const char *rj, size_t rjl,
+                                    const char *p, size_t n, rc_json_top *q)
+{
+    if (rc_json_scan(p, n, RC_ROOMPROTO_CUT, q) != RC_JSON_OK)
+        return "a message must be a JSON object";
+    if (q->dups & RC_ROOMPROTO_PUBLISH_KEYS) return "a message repeats a member the server reads";
+    const rc_json_span *ty = &q->key[RC_JK_TYPE];
+    char type[32];
+    long tl = ty->type == RC_JSON_STRING ? rc_json_unescape(ty->p, ty->len, type, sizeof(type))
+                                         : -1;
+    if (tl > 0 && rc_roomproto_type_reserved(t, type, (size_t)tl))
+        return "a message may not have a type reserved for the server";
+    /* A "room" member is kept as written by the encoder: it must name this room. */
+    const rc_json_span *rs = &q->key[RC_JK_ROOM];
+    if (rs->type != RC_JSON_NONE && (rs->len != rjl || memcmp(rs->p, rj, rs->len) != 0))
+        return "a message's \"room\" must be the room it is published in (or absent)";
+    return NULL;
+}
+
 /* Sequences the JSON object p[0..n) in room as the server's message (client_id 0), through
  * the room's one publish path. Returns the msg_id, or 0 with the reason in *why. */
 static uint64_t publish_as_server(rc_services *s, rc_room *room, const char *p, size_t n,
                                   const char **why)
 {
     rc_rooms *t = &s->srv->rooms;
-    if (t->cluster) { /* its answer carries the msg_id, which Redis gives later */
-        *why = "roomcast.publish is not supported with --redis yet";
-        return 0;
-    }
     rc_json_top q;
-    if (rc_json_scan(p, n, RC_ROOMPROTO_CUT, &q) != RC_JSON_OK) {
-        *why = "a message must be a JSON object";
-        return 0;
-    }
-    if (q.dups & RC_ROOMPROTO_PUBLISH_KEYS) {
-        *why = "a message repeats a member the server reads";
-        return 0;
-    }
-    const rc_json_span *ty = &q.key[RC_JK_TYPE];
-    char type[32];
-    long tl = ty->type == RC_JSON_STRING ? rc_json_unescape(ty->p, ty->len, type, sizeof(type))
-                                         : -1;
-    if (tl > 0 && rc_roomproto_type_reserved(t, type, (size_t)tl)) {
-        *why = "a message may not have a type reserved for the server";
-        return 0;
-    }
-    /* A "room" member is kept as written by the encoder: it must name this room. */
-    const rc_json_span *rs = &q.key[RC_JK_ROOM];
-    if (rs->type != RC_JSON_NONE &&
-        (rs->len != room->json_len || memcmp(rs->p, room->json_name, rs->len) != 0)) {
-        *why = "a message's \"room\" must be the room it is published in (or absent)";
-        return 0;
-    }
+    if ((*why = server_msg_check(t, room->json_name, room->json_len, p, n, &q))) return 0;
     bool dup;
     uint64_t id = rc_roomproto_publish_text(t, room, p, &q, 0, 0, NULL, &dup, NULL);
     if (!id) *why = "out of memory";
     return id;
+}
+
+/* ---- --redis: the msg_id comes from the sequencing script -----------------------------------
+ *
+ * roomcast.publish (WebSocket/TCP requests and POST /api/services/roomcast.publish), RCPUB01
+ * from workers and the messages of room services go through rc_redisrooms_publish_as; each
+ * waits here as an spub until the script answers, then is answered as its origin expects.
+ * Origins that go first cancel theirs (rc_services_client_gone; rc_services_free for all). */
+enum { SP_WS, SP_HTTP, SP_WORKER, SP_ROOM };
+
+static void send_error(rc_endpoint *ep, const char *id, size_t idlen, const char *code,
+                       const char *msg);
+static void http_finish(rc_svc_client *sc, int status, const char *ctype, char *body, size_t len);
+
+typedef struct spub {
+    struct spub *prev, *next; /* rc_services.pubs */
+    rc_services *s;
+    rc_redisrooms_pub *h;    /* the call */
+    uint8_t kind;            /* SP_* */
+    rc_client *cl;           /* SP_WS, SP_HTTP: the client asking */
+    rc_zbroker_later wl;     /* SP_WORKER: the publisher's identity */
+    uint8_t idlen;           /* SP_WS: the request's "id", raw JSON text */
+    char id[RC_SVC_ID_MAX];
+    uint16_t nlen;           /* SP_ROOM: the room, for the log */
+    char room[RC_ROOM_NAME_MAX + 1];
+} spub;
+
+static void spub_unlink(rc_services *s, spub *sp)
+{
+    if (sp->prev) sp->prev->next = sp->next;
+    else s->pubs = sp->next;
+    if (sp->next) sp->next->prev = sp->prev;
+}
+
+static void on_server_published(void *arg, int status, uint64_t id, bool dup)
+{
+    spub *sp = arg;
+    rc_services *s = sp->s;
+    spub_unlink(s, sp);
+    const char *why = status ? rc_redisrooms_strerror(status) : NULL;
+    char out[640];
+    int ol = why ? 0 : snprintf(out, sizeof(out), "{\"msg_id\":%llu}", (unsigned long long)id);
+    switch (sp->kind) {
+    case SP_WS:
+        if (why) {
+            s->st.failed++;
+            send_error(&sp->cl->ep, sp->id, sp->idlen, "unavailable", why);
+        } else {
+            s->st.replies++;
+            char msg[800 + RC_SVC_ID_MAX];
+            int k = snprintf(msg, sizeof(msg), "{\"type\":\"reply\",\"id\":%.*s,\"body\":%.*s}",
+                             (int)sp->idlen, sp->id, ol, out);
+            rc_endpoint_send_text(&sp->cl->ep, msg, (size_t)k);
+        }
+        break;
+    case SP_HTTP: {
+        rc_svc_client *sc = sp->cl->svc;
+        if (why) {
+            char esc[rc_json_escape_max(256)];
+            char msg[300];
+            int ml = snprintf(msg, sizeof(msg), "unavailable: %s", why);
+            size_t el = rc_json_escape(msg, (size_t)ml < 256 ? (size_t)ml : 256, esc);
+            ol = snprintf(out, sizeof(out), "{\"error\":%.*s}", (int)el, esc);
+        }
+        char *body = malloc((size_t)ol);
+        if (why) s->st.failed++;
+        else s->st.replies++;
+        if (!body) {
+            http_finish(sc, 503, "out of memory", NULL, 0);
+        } else {
+            memcpy(body, out, (size_t)ol);
+            http_finish(sc, why ? 503 : 200, "application/json", body, (size_t)ol);
+        }
+        break;
+    }
+    case SP_WORKER:
+        if (why) rc_zbroker_publish_later(s->srv->broker, &sp->wl, 503, why, strlen(why));
+        else
+            rc_zbroker_publish_later(s->srv->broker, &sp->wl, 200, out + 10,
+                                     (size_t)ol - 11); /* the digits of {"msg_id":N} */
+        break;
+    case SP_ROOM:
+        if (why) {
+            s->st.room_bad_reply++;
+            rc_warn("room service: message for room '%s' not sequenced: %s", sp->room, why);
+        } else {
+            s->st.room_published++;
+        }
+        break;
+    }
+    (void)dup;
+    free(sp);
+}
+
+/* Starts the Redis publish of p[0..n) into the room called name[0..nlen) for an origin of
+ * kind (the caller fills the origin's fields of the returned spub). NULL with *why and
+ * *status (400 a bad message, 503 Redis refused at once) when it cannot. */
+static spub *publish_as_server_redis(rc_services *s, const char *name, size_t nlen,
+                                     const char *p, size_t n, int kind, const char **why,
+                                     int *status)
+{
+    rc_rooms *t = &s->srv->rooms;
+    char lit[rc_json_escape_max(RC_ROOM_NAME_MAX)];
+    size_t ll = rc_json_escape(name, nlen, lit);
+    rc_json_top q;
+    *status = 400;
+    if ((*why = server_msg_check(t, lit, ll, p, n, &q))) return NULL;
+    *status = 503;
+    const char *payload;
+    size_t plen;
+    spub *sp = calloc(1, sizeof(*sp));
+    rc_msg *m = sp ? rc_roomproto_cluster_payload(lit, ll, p, &q, 0, NULL, &payload, &plen)
+                   : NULL;
+    if (!m) {
+        free(sp);
+        *why = "out of memory";
+        return NULL;
+    }
+    sp->s = s;
+    sp->kind = (uint8_t)kind;
+    int err = 0;
+    sp->h = rc_redisrooms_publish_as(t, name, nlen, payload, plen, 0, NULL, on_server_published,
+                                     sp, &err);
+    rc_msg_unref(m);
+    if (!sp->h) {
+        free(sp);
+        *why = rc_redisrooms_strerror(err);
+        return NULL;
+    }
+    sp->next = s->pubs;
+    if (s->pubs) s->pubs->prev = sp;
+    s->pubs = sp;
+    return sp;
+}
+
+static void spub_cancel(rc_services *s, spub *sp)
+{
+    rc_redisrooms_pub_cancel(sp->h);
+    spub_unlink(s, sp);
+    free(sp);
+}
+
+/* roomcast.publish's checks in Redis mode; the room need not exist on this node. Returns 0
+ * with the started spub in *out, or the status with the reply JSON written as
+ * rc_services_publish_call does. */
+static int publish_call_redis(rc_services *s, const rc_endpoint *who, const char *body, size_t n,
+                              int kind, spub **started, char *out, size_t cap, size_t *outlen,
+                              const char **whyp)
+{
+    s->st.publish_calls++;
+    rc_json_span room, msg;
+    char name[RC_ROOM_NAME_MAX + 1];
+    const char *why = "the body must be {\"room\":ROOM,\"message\":{...}}";
+    int status = 400;
+    rc_json_top q;
+    long len = -1;
+    if (rc_json_scan(body, n, 0, &q) != RC_JSON_OK || !rc_json_member(body, n, "room", &room) ||
+        !rc_json_member(body, n, "message", &msg) || room.type != RC_JSON_STRING ||
+        msg.type != RC_JSON_OBJECT ||
+        (len = rc_json_unescape(room.p, room.len, name, RC_ROOM_NAME_MAX)) <= 0) {
+        /* why as set */
+    } else if (who && !s->srv->rooms.perm_open &&
+               rc_ident_may(&s->srv->rooms, who, name, (size_t)len, RC_PERM_PUBLISH, 0) !=
+                   RC_PERM_OK) {
+        status = 403;
+        why = "publishing in this room is not allowed";
+    } else if ((*started = publish_as_server_redis(s, name, (size_t)len, msg.p, msg.len, kind,
+                                                   &why, &status))) {
+        return 0;
+    }
+    *whyp = why;
+    char esc[rc_json_escape_max(256)];
+    char m[300];
+    int ml = snprintf(m, sizeof(m), "%s%s", status == 503 ? "unavailable: " : "", why);
+    size_t el = rc_json_escape(m, (size_t)ml < 256 ? (size_t)ml : 256, esc);
+    *outlen = (size_t)snprintf(out, cap, "{\"error\":%.*s}", (int)el, esc);
+    return status;
 }
 
 int rc_services_publish_call(rc_services *s, const rc_endpoint *who, const char *body, size_t n,
@@ -237,6 +411,17 @@ int rc_services_worker_publish(void *arg, mdp_frame room, mdp_frame msg, mdp_fra
     if (room.len == 0 || room.len > RC_ROOM_NAME_MAX || memchr(room.p, 0, room.len) ||
         !rc_utf8_valid(room.p, room.len)) {
         why = "the room must be a UTF-8 name of 1..255 bytes";
+    } else if (s->srv->rooms.cluster) { /* answered when the script has (the room may be
+                                           on other nodes only) */
+        spub *sp = !rc_utf8_valid(msg.p, msg.len) ? (why = "a message must be a JSON object",
+                                                     NULL)
+                   : publish_as_server_redis(s, (const char *)room.p, room.len,
+                                             (const char *)msg.p, msg.len, SP_WORKER, &why,
+                                             &status);
+        if (sp) {
+            rc_zbroker_publish_defer(s->srv->broker, &sp->wl);
+            return 0;
+        }
     } else if (!(r = rc_rooms_find(&s->srv->rooms, (const char *)room.p, room.len))) {
         status = 404;
         why = "no such room";
@@ -456,6 +641,25 @@ static int on_request(void *arg, rc_endpoint *ep, const char *type, size_t tl, c
     if (nlen == sizeof(RC_SVC_PUBLISH) - 1 && memcmp(name, RC_SVC_PUBLISH, nlen) == 0) {
         char out[640];
         size_t ol;
+        if (s->srv->rooms.cluster) { /* --redis: replied when the script has answered */
+            spub *sp = NULL;
+            const char *why = NULL;
+            int st = publish_call_redis(s, ep, has_body ? body.p : "", has_body ? body.len : 0,
+                                        SP_WS, &sp, out, sizeof(out), &ol, &why);
+            if (st == 0) {
+                sp->cl = cl;
+                sp->idlen = (uint8_t)idlen;
+                memcpy(sp->id, idp, idlen);
+                return 0;
+            }
+            s->st.failed++;
+            send_error(ep, idp, idlen,
+                       st == 403 ? "forbidden" : st == 503 ? "unavailable" : "bad_field",
+                       st == 403 ? "publishing in this room is not allowed"
+                       : st == 503 ? why
+                                   : "the body must be {\"room\":R,\"message\":{...}}");
+            return -1;
+        }
         int st = has_body ? rc_services_publish_call(s, ep, body.p, body.len, out, sizeof(out), &ol)
                           : rc_services_publish_call(s, ep, "", 0, out, sizeof(out), &ol);
         if (st != 200) {
@@ -524,6 +728,10 @@ static int on_request(void *arg, rc_endpoint *ep, const char *type, size_t tl, c
 
 void rc_services_client_gone(rc_services *s, rc_client *cl)
 {
+    for (spub *sp = s->pubs, *next; sp; sp = next) { /* --redis: its publishes' answers */
+        next = sp->next;
+        if (sp->cl == cl) spub_cancel(s, sp);
+    }
     rc_svc_client *sc = cl->svc;
     if (!sc) return;
     cl->svc = NULL;
@@ -566,6 +774,25 @@ bool rc_services_http(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
     if ((size_t)nlen == sizeof(RC_SVC_PUBLISH) - 1 && memcmp(name, RC_SVC_PUBLISH, (size_t)nlen) == 0) {
         char out[640];
         size_t ol;
+        if (srv->rooms.cluster) { /* --redis: answered when the script has */
+            rc_svc_client *sc = client_state(s, rc_client_of(c));
+            spub *sp = NULL;
+            const char *why;
+            int st = sc ? publish_call_redis(s, NULL, x->body, x->body_len, SP_HTTP, &sp, out,
+                                             sizeof(out), &ol, &why)
+                        : 503;
+            if (st == 0) {
+                sp->cl = rc_client_of(c);
+                rc_http_defer(c, x, &sc->later);
+                sc->http_pending = true;
+                return true;
+            }
+            s->st.failed++;
+            if (!sc) rc_http_error(c, x, 503, NULL, false, "out of memory");
+            else rc_http_respond(c, x, st, "application/json", "Cache-Control: no-store\r\n",
+                                 out, ol);
+            return true;
+        }
         int st = rc_services_publish_call(s, NULL, x->body, x->body_len, out, sizeof(out), &ol);
         if (st == 200) s->st.replies++;
         else s->st.failed++;
@@ -679,6 +906,25 @@ static void room_reply(brk_origin *o, uint64_t req_id, mdp_frame service, const 
     if (!p || (len && arr.type != RC_JSON_ARRAY)) {
         s->st.room_bad_reply++;
         room_error(s, r, "worker_lost", "the room's service sent an invalid reply");
+    } else if (len && s->srv->rooms.cluster) {
+        /* --redis: each message through the script, in order (one connection, pipelined);
+         * the room need not be on this node any more */
+        const char *cur = arr.p, *end = arr.p + arr.len, *m;
+        size_t ml;
+        while (array_next(&cur, end, &m, &ml)) {
+            const char *why;
+            int st;
+            spub *sp = publish_as_server_redis(s, r->room, r->nlen, m, ml, SP_ROOM, &why, &st);
+            if (sp) {
+                sp->nlen = r->nlen;
+                memcpy(sp->room, r->room, r->nlen);
+                sp->room[r->nlen] = '\0';
+            } else {
+                s->st.room_bad_reply++;
+                rc_warn("room service '%.*s': message for room '%.*s' dropped: %s",
+                        (int)service.len, (const char *)service.p, (int)r->nlen, r->room, why);
+            }
+        }
     } else if (len && room) {
         const char *cur = arr.p, *end = arr.p + arr.len, *m;
         size_t ml;
@@ -845,6 +1091,7 @@ void rc_services_free(rc_services *s)
     brk_broker *b = core(s);
     if (b) brk_origin_gone(b, &s->rooms);
     while (s->rreqs) rreq_unlink(s, s->rreqs);
+    while (s->pubs) spub_cancel(s, s->pubs);
     rc_timer_stop(s->srv->loop, &s->later);
     for (size_t i = 0; i < s->nroutes; i++) {
         free(s->routes[i].pattern);

@@ -71,7 +71,8 @@ bool rc_services_http(struct rc_server *srv, rc_conn *c, const rc_http_ctx *x);
  * the room's publish rule, docs/auth.md; NULL: the HTTP API or a worker, which are not): writes
  * the reply JSON ({"msg_id":N} or {"error":"..."}) into out (cap >= 512) and returns the
  * HTTP-like status: 200, 400 (not {"room":R,"message":{...}}), 403 (not allowed) or 404 (no
- * such room). */
+ * such room). The embedded engine only: with --redis the callers of services.c publish through
+ * the script and answer when it has (docs/cluster.md, "Publishes by the server"). */
 int rc_services_publish_call(rc_services *s, const rc_endpoint *who, const char *body, size_t n,
                              char *out, size_t cap, size_t *outlen);
 
@@ -80,8 +81,10 @@ int rc_services_publish_call(rc_services *s, const rc_endpoint *who, const char 
  * JSON object `msg` in room `room` as roomcast.publish does (client_id 0; `name` is accepted and
  * ignored) and writes the answer's last frame into out (cap >= 256): the msg_id in decimal, or
  * the reason. Returns the status: 200, 400 (not a JSON object, bad room name, reserved type),
- * 404 (no such room) or 503 (out of memory). arg is the rc_services (the zbroker's hook:
- * rc_zbroker_set_publish). */
+ * 404 (no such room) or 503 (out of memory). With --redis it returns 0 once the message is on
+ * its way to the sequencing script (the answer, 200 with the msg_id or 503, follows through
+ * rc_zbroker_publish_later; there is no 404: the room may be on other nodes only). arg is the
+ * rc_services (the zbroker's hook: rc_zbroker_set_publish). */
 int rc_services_worker_publish(void *arg, mdp_frame room, mdp_frame msg, mdp_frame name,
                                char *out, size_t cap, size_t *outlen);
 

@@ -53,6 +53,7 @@ struct rc_zbroker {
     void *moved_arg;             /* its argument */
     rc_zbroker_publish_fn *pub_fn; /* the app's RCPUB01 (workers publish into rooms) */
     void *pub_arg;               /* its argument */
+    mdp_frame pub_id;            /* the identity of the RCPUB01 being handed to pub_fn */
 };
 
 /* ---- frames ------------------------------------------------------------------------------ */
@@ -246,8 +247,11 @@ static bool rcpub(rc_zbroker *zb, const mdp_frame *f, size_t n)
     size_t len = 0;
     int st = 400;
     if (n == 5 || n == 6) {
+        zb->pub_id = f[0];
         st = zb->pub_fn(zb->pub_arg, f[3], f[4], n == 6 ? f[5] : mdp_frame_of(NULL, 0), buf,
                         sizeof(buf), &len);
+        zb->pub_id = mdp_frame_of(NULL, 0);
+        if (st == 0) return true; /* answered later (rc_zbroker_publish_later) */
     } else {
         len = (size_t)snprintf(buf, sizeof(buf), "expected [\"\"][RCPUB01][room][message]([name])");
     }
@@ -257,6 +261,25 @@ static bool rcpub(rc_zbroker *zb, const mdp_frame *f, size_t n)
                         mdp_frame_of(buf, len)};
     send_frames(zb, zb->workers, out, 5);
     return true;
+}
+
+void rc_zbroker_publish_defer(rc_zbroker *zb, rc_zbroker_later *l)
+{
+    size_t n = zb->pub_id.len <= MDP_ID_MAX ? zb->pub_id.len : 0;
+    l->id_len = (uint8_t)n;
+    if (n) memcpy(l->id, zb->pub_id.p, n);
+}
+
+void rc_zbroker_publish_later(rc_zbroker *zb, const rc_zbroker_later *l, int status,
+                              const char *text, size_t len)
+{
+    if (!l->id_len) return;
+    char code[4];
+    snprintf(code, sizeof(code), "%03u", (unsigned)status % 1000u);
+    mdp_frame out[5] = {mdp_frame_of(l->id, l->id_len), mdp_frame_of(NULL, 0),
+                        mdp_frame_of("RCPUB01", 7), mdp_frame_of(code, 3),
+                        mdp_frame_of(text, len)};
+    send_frames(zb, zb->workers, out, 5);
 }
 
 /* ---- input ------------------------------------------------------------------------------- */

@@ -64,11 +64,25 @@ void rc_zbroker_set_moved(rc_zbroker *zb, void (*fn)(void *, mdp_frame, mdp_fram
 /* rc_zbroker_set_publish: messages [""][RCPUB01][room][message]([name]) on the worker port
  * (workers publish into rooms, docs/broker.md) go to fn instead of the core; fn writes the
  * answer's last frame (msg_id or reason, at most cap bytes) and returns the status (200, 400,
- * 404, 503), sent back as [""][RCPUB01][status][text]. Without fn they are the core's
+ * 404, 503), sent back as [""][RCPUB01][status][text], or 0 after rc_zbroker_publish_defer
+ * (below). Without fn they are the core's
  * (malformed). fn is app/services.c's rc_services_worker_publish. */
 typedef int rc_zbroker_publish_fn(void *arg, mdp_frame room, mdp_frame msg, mdp_frame name,
                                   char *out, size_t cap, size_t *outlen);
 void rc_zbroker_set_publish(rc_zbroker *zb, rc_zbroker_publish_fn *fn, void *arg);
+
+/* An answer to RCPUB01 sent later (--redis: the msg_id comes from Redis). fn calls
+ * rc_zbroker_publish_defer(zb, l) during its call and returns 0: nothing is sent now, and
+ * rc_zbroker_publish_later(zb, l, status, text, len) sends the answer to the publisher's
+ * identity when it is known (a publisher gone meanwhile is dropped by the ROUTER, counted in
+ * send_dropped). */
+typedef struct rc_zbroker_later {
+    uint8_t id_len;              /* identity bytes */
+    uint8_t id[MDP_ID_MAX];      /* the publisher's routing identity */
+} rc_zbroker_later;
+void rc_zbroker_publish_defer(rc_zbroker *zb, rc_zbroker_later *l);
+void rc_zbroker_publish_later(rc_zbroker *zb, const rc_zbroker_later *l, int status,
+                              const char *text, size_t len);
 
 /* The bound ports (0: that port is off) and endpoints ("" when off). */
 uint16_t rc_zbroker_worker_port(const rc_zbroker *zb);

@@ -29,16 +29,20 @@
  * Lua numbers are doubles: msg_ids are exact up to 2^53 and are formatted with %.0f, because
  * Lua 5.1's tostring switches to exponent notation past 14 digits. */
 
-/* KEYS: meta, stream[, idempotency record]
- * ARGV: payload, history size, room ttl s, candidate epoch, channel, idempotency ttl s
+/* KEYS: meta, stream, state[, idempotency record]
+ * ARGV: payload, history size, room ttl s, candidate epoch, channel, idempotency ttl s,
+ *       state op ("": none, "s": set, "d": delete), state key
  * Returns {msg_id, epoch, duplicate 0/1}.
  * An XADD refused because the stream is already past the new msg_id means the meta hash lost
  * what the stream kept (part of the room's state is gone): rather than failing every publish
- * from then on, the room starts a new epoch with this message as msg_id 1. */
+ * from then on, the room starts a new epoch with this message as msg_id 1.
+ * The state hash holds each state key's latest message as "<msg_id>:<payload>", changed in
+ * the same atomic step as the msg_id: a read (READ_SCRIPT) gets it exactly as of its top. A
+ * new epoch starts without state (the state names messages of the old one). */
 static const char PUB_SCRIPT[] =
-    "local meta, stream = KEYS[1], KEYS[2]\n"
-    "if #KEYS > 2 then\n"
-    "  local prev = redis.call('get', KEYS[3])\n"
+    "local meta, stream, state = KEYS[1], KEYS[2], KEYS[3]\n"
+    "if #KEYS > 3 then\n"
+    "  local prev = redis.call('get', KEYS[4])\n"
     "  if prev then\n"
     "    local i = string.find(prev, ':', 1, true)\n"
     "    return {tonumber(string.sub(prev, 1, i - 1)), string.sub(prev, i + 1), 1}\n"
@@ -47,7 +51,7 @@ static const char PUB_SCRIPT[] =
     "local e = redis.call('hget', meta, 'e')\n"
     "if not e then\n"
     "  e = ARGV[4]\n"
-    "  redis.call('del', stream)\n"
+    "  redis.call('del', stream, state)\n"
     "  redis.call('hset', meta, 'e', e, 's', 0)\n"
     "end\n"
     "local id = string.format('%.0f', redis.call('hincrby', meta, 's', 1))\n"
@@ -56,28 +60,35 @@ static const char PUB_SCRIPT[] =
     "  if type(r) == 'table' and r.err then\n"
     "    e = ARGV[4]\n"
     "    id = '1'\n"
-    "    redis.call('del', stream)\n"
+    "    redis.call('del', stream, state)\n"
     "    redis.call('hset', meta, 'e', e, 's', 1)\n"
     "    redis.call('xadd', stream, 'MAXLEN', ARGV[2], '1-0', 'd', ARGV[1])\n"
     "  end\n"
+    "end\n"
+    "if ARGV[7] == 's' then\n"
+    "  redis.call('hset', state, ARGV[8], id .. ':' .. ARGV[1])\n"
+    "elseif ARGV[7] == 'd' then\n"
+    "  redis.call('hdel', state, ARGV[8])\n"
     "end\n"
     "local ttl = tonumber(ARGV[3])\n"
     "if ttl > 0 then\n"
     "  redis.call('expire', meta, ttl)\n"
     "  redis.call('expire', stream, ttl)\n"
+    "  redis.call('expire', state, ttl)\n"
     "end\n"
-    "if #KEYS > 2 then\n"
-    "  redis.call('set', KEYS[3], id .. ':' .. e, 'EX', ARGV[6])\n"
+    "if #KEYS > 3 then\n"
+    "  redis.call('set', KEYS[4], id .. ':' .. e, 'EX', ARGV[6])\n"
     "end\n"
     "redis.call('publish', ARGV[5], 'r1:' .. id .. ':' .. e .. ':' .. ARGV[1])\n"
     "return {tonumber(id), e, 0}\n";
 
-/* KEYS: meta, stream
+/* KEYS: meta, stream, state
  * ARGV: first stream id to return ("<after + 1>-0"), max entries
- * Returns {epoch or nil, top, first kept msg_id or 0, {{id, {field, value, ...}}, ...}}. */
+ * Returns {epoch or nil, top, first kept msg_id or 0, {{id, {field, value, ...}}, ...},
+ *          {state key, "<msg_id>:<payload>", ...}}. */
 static const char READ_SCRIPT[] =
     "local e = redis.call('hget', KEYS[1], 'e')\n"
-    "if not e then return {false, 0, 0, {}} end\n"
+    "if not e then return {false, 0, 0, {}, {}} end\n"
     "local top = tonumber(redis.call('hget', KEYS[1], 's') or '0')\n"
     "local first = 0\n"
     "local head = redis.call('xrange', KEYS[2], '-', '+', 'COUNT', 1)\n"
@@ -89,15 +100,16 @@ static const char READ_SCRIPT[] =
     "if tonumber(ARGV[2]) > 0 then\n"
     "  r = redis.call('xrange', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])\n"
     "end\n"
-    "return {e, top, first, r}\n";
+    "return {e, top, first, r, redis.call('hgetall', KEYS[3])}\n";
 
-/* KEYS: meta, stream
+/* KEYS: meta, stream, state
  * ARGV: the epoch Redis went back in, a new epoch
- * Starts a new epoch (dropping the stream) only if the room is still in the old one: every node
- * that notices may call it, the first one does it. Returns 1 when it renewed, 0 otherwise. */
+ * Starts a new epoch (dropping the stream and the state) only if the room is still in the old
+ * one: every node that notices may call it, the first one does it. Returns 1 when it renewed,
+ * 0 otherwise. */
 static const char RENEW_SCRIPT[] =
     "if redis.call('hget', KEYS[1], 'e') ~= ARGV[1] then return 0 end\n"
-    "redis.call('del', KEYS[2])\n"
+    "redis.call('del', KEYS[2], KEYS[3])\n"
     "redis.call('hset', KEYS[1], 'e', ARGV[2], 's', 0)\n"
     "return 1\n";
 
@@ -138,8 +150,8 @@ typedef struct call {
     const char *room;        /* room name inside blob (for read results) */
     size_t room_len;
     int argc;                /* arguments after EVALSHA <sha> / EVAL <script> */
-    const char *argv[12];
-    size_t lens[12];
+    const char *argv[14];
+    size_t lens[14];
     char *end;               /* end of blob */
     char blob[];             /* argument bytes */
 } call;
@@ -221,8 +233,8 @@ static void call_free(call *k)
 static int call_send(call *k, bool by_body)
 {
     rc_cluster *c = k->c;
-    const char *argv[14];
-    size_t lens[14];
+    const char *argv[16];
+    size_t lens[16];
     argv[0] = by_body ? "EVAL" : "EVALSHA";
     lens[0] = strlen(argv[0]);
     argv[1] = by_body ? SCRIPT_TEXT[k->script] : c->sha[k->script];
@@ -282,11 +294,12 @@ static bool entry_ok(const redisReply *e)
 static void read_done(call *k, const redisReply *rp)
 {
     /* {epoch or nil, top, first, entries} */
-    if (!reply_is(rp, REDIS_REPLY_ARRAY) || rp->elements != 4 ||
+    if (!reply_is(rp, REDIS_REPLY_ARRAY) || rp->elements != 5 ||
         !(reply_is(rp->element[0], REDIS_REPLY_STRING) || reply_is(rp->element[0], REDIS_REPLY_NIL)) ||
         !reply_is(rp->element[1], REDIS_REPLY_INTEGER) ||
         !reply_is(rp->element[2], REDIS_REPLY_INTEGER) ||
-        !reply_is(rp->element[3], REDIS_REPLY_ARRAY)) {
+        !reply_is(rp->element[3], REDIS_REPLY_ARRAY) ||
+        !reply_is(rp->element[4], REDIS_REPLY_ARRAY) || rp->element[4]->elements % 2) {
         rc_error("redis: the read script returned an unexpected reply");
         call_fail(k, -EPROTO);
         return;
@@ -386,21 +399,33 @@ int rc_cluster_publish(rc_cluster *c, const char *room, size_t room_len, const v
                        size_t len, const char *key, size_t key_len, rc_cluster_pub_cb *cb,
                        void *arg)
 {
+    return rc_cluster_publish_keyed(c, room, room_len, payload, len, key, key_len, 0, NULL, 0,
+                                    cb, arg);
+}
+
+int rc_cluster_publish_keyed(rc_cluster *c, const char *room, size_t room_len,
+                             const void *payload, size_t len, const char *key, size_t key_len,
+                             char state_op, const char *skey, size_t skey_len,
+                             rc_cluster_pub_cb *cb, void *arg)
+{
     if (!c->available) return -EAGAIN;
     if (room_len > NAME_MAX_LEN / 2 || key_len > NAME_MAX_LEN / 2) return -EINVAL;
+    if (state_op && state_op != 's' && state_op != 'd') return -EINVAL;
     if (c->inflight >= c->max_inflight) return -ENOBUFS;
-    /* numkeys, 3 or 4 names (each prefix + room + at most 8 bytes of punctuation, the key),
-     * the payload, three numbers and the epoch */
+    /* numkeys, 4 or 5 names (each prefix + room + at most 8 bytes of punctuation, the key),
+     * the payload, three numbers, the epoch, the state op and key */
     size_t name = strlen(c->prefix) + room_len + 8;
-    call *k = call_new(c, SCRIPT_PUB, 1 + 4 * name + key_len + len + 3 * 12 + 16);
+    call *k = call_new(c, SCRIPT_PUB, 1 + 5 * name + key_len + len + 3 * 12 + 16 + 1 +
+                                          (state_op ? skey_len : 0));
     if (!k) return -ENOMEM;
     k->pub_cb = cb;
     k->arg = arg;
     char *at = k->blob, num[24];
     bool idem = key && key_len;
-    add(k, &at, idem ? "3" : "2", 1);
+    add(k, &at, idem ? "4" : "3", 1);
     if (add_name(k, &at, c->prefix, RC_CLWIRE_META, room, room_len, NULL, 0) < 0 ||
         add_name(k, &at, c->prefix, RC_CLWIRE_STREAM, room, room_len, NULL, 0) < 0 ||
+        add_name(k, &at, c->prefix, RC_CLWIRE_STATE, room, room_len, NULL, 0) < 0 ||
         (idem && add_name(k, &at, c->prefix, RC_CLWIRE_IDEM, room, room_len, key, key_len) < 0))
         goto inval;
     add(k, &at, payload, len);
@@ -411,6 +436,8 @@ int rc_cluster_publish(rc_cluster *c, const char *room, size_t room_len, const v
     add(k, &at, epoch, 16);
     if (add_name(k, &at, c->prefix, RC_CLWIRE_CHANNEL, room, room_len, NULL, 0) < 0) goto inval;
     add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)c->idem_ttl_s));
+    add(k, &at, &state_op, state_op ? 1 : 0);
+    add(k, &at, state_op ? skey : "", state_op ? skey_len : 0);
     int rc = call_send(k, false);
     if (rc < 0) {
         call_free(k);
@@ -430,14 +457,15 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
     if (c->inflight >= c->max_inflight) return -ENOBUFS;
     if (after >= RC_CLWIRE_MSG_ID_MAX) after = RC_CLWIRE_MSG_ID_MAX;
     size_t name = strlen(c->prefix) + room_len + 8;
-    call *k = call_new(c, SCRIPT_READ, 1 + 2 * name + 2 * 24 + room_len);
+    call *k = call_new(c, SCRIPT_READ, 1 + 3 * name + 2 * 24 + room_len);
     if (!k) return -ENOMEM;
     k->read_cb = cb;
     k->arg = arg;
     char *at = k->blob, num[32];
-    add(k, &at, "2", 1);
+    add(k, &at, "3", 1);
     if (add_name(k, &at, c->prefix, RC_CLWIRE_META, room, room_len, NULL, 0) < 0 ||
-        add_name(k, &at, c->prefix, RC_CLWIRE_STREAM, room, room_len, NULL, 0) < 0) {
+        add_name(k, &at, c->prefix, RC_CLWIRE_STREAM, room, room_len, NULL, 0) < 0 ||
+        add_name(k, &at, c->prefix, RC_CLWIRE_STATE, room, room_len, NULL, 0) < 0) {
         call_free(k);
         return -EINVAL;
     }
@@ -480,6 +508,26 @@ int rc_cluster_range_get(const rc_cluster_range *r, size_t i, rc_cluster_msg *m)
         }
     }
     return -1;
+}
+
+size_t rc_cluster_range_state_count(const rc_cluster_range *r)
+{
+    return r->rp->element[4]->elements / 2;
+}
+
+int rc_cluster_range_state_get(const rc_cluster_range *r, size_t i, rc_cluster_state *st)
+{
+    const redisReply *k = r->rp->element[4]->element[2 * i];
+    const redisReply *v = r->rp->element[4]->element[2 * i + 1];
+    memset(st, 0, sizeof(*st));
+    if (!reply_is(k, REDIS_REPLY_STRING) || !reply_is(v, REDIS_REPLY_STRING)) return -1;
+    const char *colon = memchr(v->str, ':', v->len);
+    if (!colon || rc_clwire_u64(v->str, (size_t)(colon - v->str), &st->msg_id) < 0) return -1;
+    st->key = k->str;
+    st->key_len = k->len;
+    st->payload = colon + 1;
+    st->payload_len = v->len - (size_t)(colon + 1 - v->str);
+    return 0;
 }
 
 /* ---- the publisher's handshake: load the scripts ------------------------------------------ */
@@ -577,12 +625,13 @@ static void reconcile(rc_cluster *c, sub *s)
 static void renew_epoch(rc_cluster *c, const sub *s, const char *e, size_t el)
 {
     size_t name = strlen(c->prefix) + s->room_len + 8;
-    call *k = call_new(c, SCRIPT_RENEW, 1 + 2 * name + el + 16 + s->room_len);
+    call *k = call_new(c, SCRIPT_RENEW, 1 + 3 * name + el + 16 + s->room_len);
     if (!k) return;
     char *at = k->blob;
-    add(k, &at, "2", 1);
+    add(k, &at, "3", 1);
     if (add_name(k, &at, c->prefix, RC_CLWIRE_META, s->room, s->room_len, NULL, 0) < 0 ||
-        add_name(k, &at, c->prefix, RC_CLWIRE_STREAM, s->room, s->room_len, NULL, 0) < 0) {
+        add_name(k, &at, c->prefix, RC_CLWIRE_STREAM, s->room, s->room_len, NULL, 0) < 0 ||
+        add_name(k, &at, c->prefix, RC_CLWIRE_STATE, s->room, s->room_len, NULL, 0) < 0) {
         call_free(k);
         return;
     }

@@ -121,6 +121,16 @@ int rc_cluster_publish(rc_cluster *c, const char *room, size_t room_len, const v
                        size_t len, const char *key, size_t key_len, rc_cluster_pub_cb *cb,
                        void *arg);
 
+/* rc_cluster_publish_keyed is rc_cluster_publish that also changes the room's state in the
+ * same script (docs/cluster.md, "State"): state_op 's' makes this message the value of state
+ * key skey[0..skey_len) ("<msg_id>:<payload>" in the room's state hash), 'd' deletes the key,
+ * 0 leaves the state alone. An idempotent repeat changes nothing. Same errors (-EINVAL for
+ * another op). */
+int rc_cluster_publish_keyed(rc_cluster *c, const char *room, size_t room_len,
+                             const void *payload, size_t len, const char *key, size_t key_len,
+                             char state_op, const char *skey, size_t skey_len,
+                             rc_cluster_pub_cb *cb, void *arg);
+
 /* ---- subscribe --------------------------------------------------------------------------- */
 
 /* rc_cluster_sub counts one more local member of room; the first one subscribes the node to
@@ -159,6 +169,19 @@ size_t rc_cluster_range_count(const rc_cluster_range *r);
 /* rc_cluster_range_get fills m (room, epoch, msg_id, payload; gap false) with entry i. Returns
  * 0, or -1 if Redis returned an entry in an unexpected shape. */
 int rc_cluster_range_get(const rc_cluster_range *r, size_t i, rc_cluster_msg *m);
+
+/* The room's state as of the read's top (taken in the same script): each state key's latest
+ * message. rc_cluster_range_state_get fills st with entry i (pointers valid during the
+ * callback only); -1 when Redis holds a value not of our format. */
+typedef struct rc_cluster_state {
+    const char *key;         /* the state key, key_len bytes */
+    size_t key_len;
+    uint64_t msg_id;         /* the message that set it */
+    const void *payload;     /* its payload, as given to rc_cluster_publish_keyed */
+    size_t payload_len;
+} rc_cluster_state;
+size_t rc_cluster_range_state_count(const rc_cluster_range *r);
+int rc_cluster_range_state_get(const rc_cluster_range *r, size_t i, rc_cluster_state *st);
 
 /* ---- housekeeping ------------------------------------------------------------------------ */
 

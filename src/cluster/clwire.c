@@ -208,7 +208,7 @@ static void put(wbuf *w, const void *s, size_t n)
 int rc_clwire_name(char *out, size_t cap, const char *prefix, enum rc_clwire_name kind,
                    const char *room, size_t room_len, const char *key, size_t key_len)
 {
-    static const char *const suffix[] = {"}:m", "}:s", "}:i:", "}:c"};
+    static const char *const suffix[] = {"}:m", "}:s", "}:i:", "}:c", "}:k"};
     wbuf w = {out, 0, cap, false};
     put(&w, prefix, strlen(prefix));
     put(&w, ":{", 2);

@@ -57,7 +57,8 @@ size_t rc_clwire_url_describe(const rc_clwire_url *u, char *out, size_t cap);
 /* ---- names ------------------------------------------------------------------------------- */
 
 /* The kinds of names above. */
-enum rc_clwire_name { RC_CLWIRE_META, RC_CLWIRE_STREAM, RC_CLWIRE_IDEM, RC_CLWIRE_CHANNEL };
+enum rc_clwire_name { RC_CLWIRE_META, RC_CLWIRE_STREAM, RC_CLWIRE_IDEM, RC_CLWIRE_CHANNEL,
+                      RC_CLWIRE_STATE /* the room's state: latest message per state key */ };
 
 /* rc_clwire_name writes the name of kind for room (and, for RC_CLWIRE_IDEM, the key) into out.
  * Returns the length, or -1 if it does not fit in cap bytes (no NUL is written; names are

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "rooms/room.h"
 #include "rooms/roomproto.h"
+#include "rooms/state.h"
 #include "rooms/wire.h"
 
 /* A room's step with Redis. */
@@ -22,10 +23,19 @@ typedef struct bufmsg {
     rc_msg *frame;           /* its canonical frame (a reference) */
 } bufmsg;
 
+/* What a join kept until its room is live is. */
+enum {
+    CJ_REQUEST,              /* a join request of the room protocol, run again as sent */
+    CJ_MEMBER,               /* a quiet membership (the chat port: no reply) */
+    CJ_PUBLISH,              /* a chat-port message sent while its sender's CJ_MEMBER waits:
+                                published behind it, so that the sender sees its own */
+};
+
 /* A join kept until its room is live. */
 typedef struct cjoin {
     rc_cwait w;              /* first: the endpoint's list */
     struct cjoin *next;      /* the room's list, in arrival order */
+    uint8_t kind;            /* CJ_* */
     size_t n;
     char text[];             /* the request, as the client sent it */
 } cjoin;
@@ -38,6 +48,9 @@ typedef struct rc_croom {
     uint32_t nreads;         /* reads in flight (each refers to this) */
     uint32_t pins;           /* callbacks running on it (each refers to this) */
     uint64_t last;           /* last msg_id delivered */
+    uint64_t state_upto;     /* the room's state was read from Redis as of this msg_id: a
+                                message up to it is in it already (its state key is not
+                                applied again) */
     char epoch[RC_CLWIRE_EPOCH_MAX + 1]; /* Redis's epoch of the room, "" while it has none */
     bufmsg *buf;             /* channel messages waiting for the merge */
     uint32_t nbuf, capbuf;
@@ -243,7 +256,9 @@ static void deliver(rc_redisrooms *rr, rc_croom *cr, uint64_t id, const char *e,
     if (strcmp(cr->room->epoch, e) != 0) /* what joins report and recovery compares */
         snprintf(cr->room->epoch, sizeof(cr->room->epoch), "%s", e);
     cr->last = id;
-    rc_room_deliver_at(rr->t, cr->room, m, id);
+    rc_statekey k;
+    bool keyed = id > cr->state_upto && rc_state_of_frame(m, &k);
+    rc_room_deliver_keyed(rr->t, cr->room, m, id, keyed ? &k : NULL);
     for (crec *x = cr->recs; x; x = x->next) buffer_into(&x->buf, &x->nbuf, &x->capbuf, id, e, m);
 }
 
@@ -272,6 +287,9 @@ static void members_resync(rc_redisrooms *rr, rc_croom *cr)
 }
 
 /* Runs the joins that waited for cr's room, now live. */
+static void chat_publish(rc_redisrooms *rr, rc_endpoint *ep, rc_room *room, const char *p,
+                         size_t n);
+
 static void run_joins(rc_redisrooms *rr, rc_croom *cr)
 {
     cjoin *j = cr->joins;
@@ -280,7 +298,16 @@ static void run_joins(rc_redisrooms *rr, rc_croom *cr)
         cjoin *next = j->next;
         rc_endpoint *ep = j->w.ep;
         wait_unlink(&j->w);
-        if (ep) rc_roomproto_join(rr->t, ep, j->text, j->n);
+        if (ep && j->kind == CJ_REQUEST) {
+            rc_roomproto_join(rr->t, ep, j->text, j->n);
+        } else if (ep && j->kind == CJ_MEMBER && cr->room) {
+            rc_room *r;
+            int rc = rc_room_join(rr->t, ep, cr->room->name, cr->room->name_len, 0, &r);
+            if (rc != RC_JOIN_OK && rc != RC_JOIN_ALREADY)
+                rc_warn("chat client: cannot join room '%s'", cr->room->name);
+        } else if (ep && j->kind == CJ_PUBLISH && cr->room) {
+            chat_publish(rr, ep, cr->room, j->text, j->n);
+        }
         free(j);
         j = next;
     }
@@ -327,6 +354,30 @@ static bool drain(rc_redisrooms *rr, rc_croom *cr)
     return ok;
 }
 
+/* Replaces the room's state with the one read from Redis as of top (the same script read
+ * the stream: messages up to top are in it, later ones change it as they are delivered). */
+static void state_load(rc_redisrooms *rr, rc_croom *cr, const rc_cluster_range *range,
+                       uint64_t top)
+{
+    rc_room *room = cr->room;
+    rc_state_free(rr->t, room);
+    cr->state_upto = top;
+    size_t n = rc_cluster_range_state_count(range);
+    for (size_t i = 0; i < n; i++) {
+        rc_cluster_state st;
+        rc_msg *f;
+        if (rc_cluster_range_state_get(range, i, &st) < 0 || st.key_len == 0 ||
+            st.key_len > RC_STATE_KEY_MAX || st.msg_id > top || st.payload_len < 1 ||
+            *(const char *)st.payload != 't' || /* only text messages have state keys */
+            !(f = frame_of(st.payload, st.payload_len, st.msg_id))) {
+            rc_warn("redis: a state entry of room '%s' is not roomcast's; skipped", room->name);
+            continue;
+        }
+        rc_state_set_frame(rr->t, room, st.key, st.key_len, st.msg_id, f);
+        rc_msg_unref(f);
+    }
+}
+
 static void on_read(void *arg, int status, const rc_cluster_range *range)
 {
     cread *rd = arg;
@@ -366,6 +417,7 @@ static void on_read(void *arg, int status, const rc_cluster_range *range)
         snprintf(cr->epoch, sizeof(cr->epoch), "%s", e);
         cr->last = 0;
     }
+    if (cr->room) state_load(rr, cr, range, top);
     for (size_t i = 0; i < count && cr->room; i++) {
         rc_cluster_msg m;
         if (rc_cluster_range_get(range, i, &m) < 0 || m.msg_id <= cr->last) continue;
@@ -500,8 +552,76 @@ void rc_redisrooms_stats_get(const rc_redisrooms *rr, rc_redisrooms_stats *out,
     rc_cluster_stats_get(rr->c, cl);
 }
 
+static int hold(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, uint8_t kind,
+                const char *p, size_t n);
+
 int rc_redisrooms_join_hold(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len,
                             const char *p, size_t n)
+{
+    return hold(t, ep, name, len, CJ_REQUEST, p, n);
+}
+
+/* Whether ep waits for a CJ_MEMBER join of room. */
+static bool member_waits(const rc_room *room, const rc_endpoint *ep)
+{
+    for (const cjoin *j = room->cr ? room->cr->joins : NULL; j; j = j->next)
+        if (j->kind == CJ_MEMBER && j->w.ep == ep) return true;
+    return false;
+}
+
+int rc_redisrooms_member_hold(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len)
+{
+    rc_room *room = rc_rooms_find(t, name, len);
+    if (room && member_waits(room, ep)) return 1;
+    return hold(t, ep, name, len, CJ_MEMBER, NULL, 0);
+}
+
+/* Publishes the chat-port message p[0..n) of ep into room now (its errors are answered to ep
+ * as lines). */
+static void chat_publish(rc_redisrooms *rr, rc_endpoint *ep, rc_room *room, const char *p,
+                         size_t n)
+{
+    rc_rooms *t = rr->t;
+    rc_json_top q;
+    const char *payload;
+    size_t len;
+    rc_msg *m = NULL;
+    if (rc_json_scan(p, n, RC_ROOMPROTO_CUT, &q) != RC_JSON_OK ||
+        !(m = rc_roomproto_cluster_payload(room->json_name, room->json_len, p, &q,
+                                           ep->client_id, NULL, &payload, &len))) {
+        unavailable(rr, ep, "out of memory");
+        return;
+    }
+    rc_redisrooms_publish(t, ep, room, payload, len, 0, NULL, NULL);
+    rc_msg_unref(m);
+}
+
+int rc_redisrooms_chat_publish(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len,
+                               const char *p, size_t n)
+{
+    rc_redisrooms *rr = t->cluster;
+    rc_room *room = rc_rooms_find(t, name, len);
+    if (!room)
+        return unavailable(rr, ep, "redis is unavailable: not in the chat room yet; retry later");
+    if (member_waits(room, ep)) { /* behind the sender's own join */
+        cjoin *j = malloc(sizeof(*j) + n);
+        if (!j) return unavailable(rr, ep, "out of memory");
+        memcpy(j->text, p, n);
+        j->n = n;
+        j->kind = CJ_PUBLISH;
+        j->next = NULL;
+        wait_link(&j->w, ep);
+        rc_croom *cr = room->cr;
+        cr->joins_tail->next = j; /* not empty: the member's join is there */
+        cr->joins_tail = j;
+        return 0;
+    }
+    chat_publish(rr, ep, room, p, n);
+    return 0;
+}
+
+static int hold(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, uint8_t kind,
+                const char *p, size_t n)
 {
     rc_redisrooms *rr = t->cluster;
     rc_room *room = rc_rooms_find(t, name, len);
@@ -529,8 +649,9 @@ int rc_redisrooms_join_hold(rc_rooms *t, rc_endpoint *ep, const char *name, size
     rc_room_hold(t, room); /* no TTL sweep while joins wait for it */
     cjoin *j = malloc(sizeof(*j) + n);
     if (!j) return rc_roomproto_error(t, ep, RC_RERR_UNAVAILABLE, "out of memory");
-    memcpy(j->text, p, n);
+    if (n) memcpy(j->text, p, n);
     j->n = n;
+    j->kind = kind;
     j->next = NULL;
     wait_link(&j->w, ep);
     rc_croom *cr = room->cr;
@@ -576,7 +697,8 @@ static void on_published(void *arg, int status, const rc_cluster_seq *seq)
 }
 
 int rc_redisrooms_publish(rc_rooms *t, rc_endpoint *ep, rc_room *room, const void *payload,
-                          size_t len, uint64_t khash, const rc_json_span *ack)
+                          size_t len, uint64_t khash, const struct rc_statekey *sk,
+                          const rc_json_span *ack)
 {
     rc_redisrooms *rr = t->cluster;
     if (!rc_cluster_available(rr->c))
@@ -592,8 +714,10 @@ int rc_redisrooms_publish(rc_rooms *t, rc_endpoint *ep, rc_room *room, const voi
     memcpy(pb->text + rl, room->json_name, room->json_len);
     char key[17];
     if (khash) snprintf(key, sizeof(key), "%016llx", (unsigned long long)khash);
-    int r = rc_cluster_publish(rr->c, room->name, room->name_len, payload, len,
-                               khash ? key : NULL, khash ? 16 : 0, on_published, pb);
+    int r = rc_cluster_publish_keyed(rr->c, room->name, room->name_len, payload, len,
+                                     khash ? key : NULL, khash ? 16 : 0,
+                                     sk ? (sk->del ? 'd' : 's') : 0, sk ? sk->key : NULL,
+                                     sk ? sk->len : 0, on_published, pb);
     if (r < 0) {
         free(pb);
         return unavailable(rr, ep, r == -ENOBUFS ? "redis is not keeping up: the message was "
@@ -733,4 +857,67 @@ void rc_redisrooms_replay_send(rc_rooms *t, rc_endpoint *ep)
         ep->ops->replay(ep, f);
     }
     rr->rep_used = true;
+}
+
+/* ---- publishes by the server (HTTP API, roomcast.publish, workers) --------------------------- */
+
+struct rc_redisrooms_pub {
+    rc_redisrooms *rr;
+    rc_redisrooms_pub_fn *cb; /* NULL once cancelled */
+    void *arg;
+};
+
+static void on_published_as(void *arg, int status, const rc_cluster_seq *seq)
+{
+    rc_redisrooms_pub *h = arg;
+    if (status != 0) h->rr->st.unavailable++;
+    if (h->cb) h->cb(h->arg, status, status == 0 ? seq->msg_id : 0,
+                     status == 0 && seq->duplicate);
+    free(h);
+}
+
+rc_redisrooms_pub *rc_redisrooms_publish_as(rc_rooms *t, const char *name, size_t name_len,
+                                            const void *payload, size_t len, uint64_t khash,
+                                            const struct rc_statekey *sk,
+                                            rc_redisrooms_pub_fn *cb, void *arg, int *err)
+{
+    rc_redisrooms *rr = t->cluster;
+    rc_redisrooms_pub *h = malloc(sizeof(*h));
+    if (!h) {
+        *err = -ENOMEM;
+        rr->st.unavailable++;
+        return NULL;
+    }
+    *h = (rc_redisrooms_pub){.rr = rr, .cb = cb, .arg = arg};
+    char key[17];
+    if (khash) snprintf(key, sizeof(key), "%016llx", (unsigned long long)khash);
+    int r = rc_cluster_publish_keyed(rr->c, name, name_len, payload, len, khash ? key : NULL,
+                                     khash ? 16 : 0, sk ? (sk->del ? 'd' : 's') : 0,
+                                     sk ? sk->key : NULL, sk ? sk->len : 0, on_published_as, h);
+    if (r < 0) {
+        free(h);
+        *err = r;
+        rr->st.unavailable++;
+        return NULL;
+    }
+    return h;
+}
+
+void rc_redisrooms_pub_cancel(rc_redisrooms_pub *h)
+{
+    h->cb = NULL;
+}
+
+const char *rc_redisrooms_strerror(int status)
+{
+    switch (status) {
+    case -ENOBUFS: return "redis is not keeping up: the message was not sequenced; retry later";
+    case -ECONNRESET:
+        return "the connection to redis was lost before it answered: the message may or may "
+               "not have been sequenced; retry with the same idempotency_key";
+    case -EPROTO: return "redis refused the publish (logged)";
+    case -ENOMEM: return "out of memory";
+    case -EINVAL: return "the room name is too long for a Redis key";
+    default: return "redis is unavailable: the message was not sequenced; retry later";
+    }
 }

@@ -18,6 +18,12 @@
  *     longer holds what members missed, or the epoch changed under them, the members are
  *     closed with 1013 (try again) so that they rejoin and learn `recovered:false`: never a
  *     silent gap.
+ * A room's state (state_key) is kept in Redis by the same script: every read of the room
+ * brings the node's copy of it back to Redis's as of the read, and deliveries after that apply
+ * their keys. Publishes whose answer carries the msg_id and whose origin is not a member
+ * waiting for an ack (the HTTP API, roomcast.publish, workers, room services) go through
+ * rc_redisrooms_publish_as; the chat port's members and messages through
+ * rc_redisrooms_member_hold and rc_redisrooms_chat_publish.
  * The embedded engine pays one pointer test per publish and join (rc_rooms.cluster NULL).
  */
 #ifndef RC_REDISROOMS_H
@@ -76,6 +82,18 @@ void rc_redisrooms_stats_get(const rc_redisrooms *r, rc_redisrooms_stats *out,
 int rc_redisrooms_join_hold(struct rc_rooms *t, struct rc_endpoint *ep, const char *name,
                             size_t len, const char *p, size_t n);
 
+/* The chat port (app/client.c): rc_redisrooms_member_hold makes ep a member of the room
+ * called name[0..len) without a reply: returns 0 when the room is live (the caller joins it
+ * now, rc_room_join), 1 when the membership waits for the room to be live (or already
+ * waited), -1 after answering an error. rc_redisrooms_chat_publish publishes the chat
+ * message p[0..n) (a JSON object, client_id of ep) into that room through the script —
+ * behind ep's membership when that still waits, so that the sender sees its own message.
+ * Returns 0, or -1 after answering an error. */
+int rc_redisrooms_member_hold(struct rc_rooms *t, struct rc_endpoint *ep, const char *name,
+                              size_t len);
+int rc_redisrooms_chat_publish(struct rc_rooms *t, struct rc_endpoint *ep, const char *name,
+                               size_t len, const char *p, size_t n);
+
 /* rc_redisrooms_recover_hold is asked before a join with since/epoch of a live room is read:
  * when the room's copy of the stream no longer reaches back to since but Redis's stream may,
  * the request p[0..n) is kept, the stream is read from since, and the join is run again with
@@ -96,9 +114,30 @@ void rc_redisrooms_replay_send(struct rc_rooms *t, struct rc_endpoint *ep);
  * docs/cluster.md "Publish") of ep into room through the sequencing script, with the
  * idempotency key hash khash (0: none). ack (NULL or RC_JSON_NONE: none) is the client's ack
  * token, acknowledged once sequenced. Returns 0, or -1 after answering an error. */
+struct rc_statekey;
 int rc_redisrooms_publish(struct rc_rooms *t, struct rc_endpoint *ep, struct rc_room *room,
                           const void *payload, size_t len, uint64_t khash,
-                          const rc_json_span *ack);
+                          const struct rc_statekey *sk, const rc_json_span *ack);
+
+/* Publishes by the server, whose answer carries the msg_id (the HTTP API, roomcast.publish,
+ * the worker broker, the chat port): the caller is not an endpoint waiting for an ack, so it
+ * is called back. rc_redisrooms_publish_as sends payload[0..len) (as for
+ * rc_redisrooms_publish) into the room called name[0..name_len) — which need not exist on
+ * this node — with the idempotency key hash khash (0: none) and state key sk (NULL: none).
+ * cb(arg, status, msg_id, duplicate) runs exactly once, later, unless cancelled: status 0, or
+ * -ECONNRESET (outcome unknown: may have been sequenced), -EPROTO (an error reply). Returns
+ * a handle valid until cb runs, or NULL with *err set (-EAGAIN unavailable, -ENOBUFS not
+ * keeping up, -ENOMEM, -EINVAL) and no callback. rc_redisrooms_pub_cancel: the caller is
+ * going, cb will not run (the call itself cannot be taken back). Failures count in
+ * `unavailable`; rc_redisrooms_strerror says what each status means for the client. */
+typedef struct rc_redisrooms_pub rc_redisrooms_pub;
+typedef void rc_redisrooms_pub_fn(void *arg, int status, uint64_t msg_id, bool duplicate);
+rc_redisrooms_pub *rc_redisrooms_publish_as(struct rc_rooms *t, const char *name,
+                                            size_t name_len, const void *payload, size_t len,
+                                            uint64_t khash, const struct rc_statekey *sk,
+                                            rc_redisrooms_pub_fn *cb, void *arg, int *err);
+void rc_redisrooms_pub_cancel(rc_redisrooms_pub *h);
+const char *rc_redisrooms_strerror(int status);
 
 /* rc_redisrooms_joins_waiting says whether joins wait for room to be in step (room.c does not
  * let it go meanwhile). */

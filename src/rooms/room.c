@@ -131,6 +131,7 @@ static void room_free(rc_rooms *t, rc_room *room)
 }
 
 static void acks_of_room_dropped(rc_rooms *t, const rc_room *room);
+static void dwaits_settle(rc_rooms *t, const rc_room *gone);
 
 /* Deletes a room for good: its history, and its durable log's files. */
 static void room_delete(rc_rooms *t, rc_room *room)
@@ -627,6 +628,7 @@ void rc_rooms_durable(rc_rooms *t)
         next = ep->ack_next;
         settle(t, ep, is_durable, NULL, true);
     }
+    if (t->dwaits) dwaits_settle(t, NULL);
 }
 
 static void acks_of_room_dropped(rc_rooms *t, const rc_room *room)
@@ -635,6 +637,57 @@ static void acks_of_room_dropped(rc_rooms *t, const rc_room *room)
     for (rc_endpoint *ep = t->ack_eps; ep; ep = next) {
         next = ep->ack_next;
         settle(t, ep, of_room, room, false);
+    }
+    if (t->dwaits) dwaits_settle(t, room);
+}
+
+/* ---- other answers waiting for the durable log (rc_room_when_durable) ---------------------- */
+
+static void dwait_unlink(rc_durable_wait *w)
+{
+    if (!w->pprev) return;
+    *w->pprev = w->next;
+    if (w->next) w->next->pprev = w->pprev;
+    w->next = NULL;
+    w->pprev = NULL;
+}
+
+static void dwait_push(rc_durable_wait **head, rc_durable_wait *w)
+{
+    w->next = *head;
+    if (w->next) w->next->pprev = &w->next;
+    w->pprev = head;
+    *head = w;
+}
+
+void rc_room_when_durable(rc_rooms *t, rc_durable_wait *w, rc_room *room, uint64_t lsn)
+{
+    w->room = room;
+    w->lsn = lsn;
+    dwait_push(&t->dwaits, w);
+}
+
+void rc_room_durable_cancel(rc_durable_wait *w)
+{
+    dwait_unlink(w);
+}
+
+/* Answers the waits that are due: durable ones (gone NULL), or those of room gone (deleted).
+ * They move to a list of their own first, so that an answer may arm or cancel any wait. */
+static void dwaits_settle(rc_rooms *t, const rc_room *gone)
+{
+    rc_durable_wait *due = NULL, *next;
+    for (rc_durable_wait *w = t->dwaits; w; w = next) {
+        next = w->next;
+        if (gone ? w->room == gone : rc_room_durable(t, w->room, w->lsn)) {
+            dwait_unlink(w);
+            dwait_push(&due, w);
+        }
+    }
+    rc_durable_wait *w;
+    while ((w = due)) {
+        dwait_unlink(w);
+        w->fn(w, !gone);
     }
 }
 
@@ -969,10 +1022,20 @@ void rc_room_settle(rc_rooms *t, rc_room *room)
 
 void rc_room_deliver_at(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id)
 {
+    rc_room_deliver_keyed(t, room, m, id, NULL);
+}
+
+void rc_room_deliver_keyed(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id,
+                           const struct rc_statekey *sk)
+{
     room->seq_msg_id = id;
     t->stats.broadcasts++;
     m->t_recv = rc_loop_now(t->loop);
-    deliver(t, room, m, id, t->cfg.history_size ? wall_ms_now(t) : 0, NULL);
+    if (sk) { /* as rc_room_publish marks a keyed message, for conflation */
+        m->ckey = conflation_key(room, sk);
+        m->id = id;
+    }
+    deliver(t, room, m, id, sk || t->cfg.history_size ? wall_ms_now(t) : 0, sk);
 }
 
 void rc_room_reset(rc_rooms *t, rc_room *room, const char *epoch)

@@ -193,6 +193,7 @@ typedef struct rc_rooms {
     struct rc_redisrooms *cluster; /* --redis: rooms sequenced in Redis (redisrooms.h), NULL:
                                       the embedded engine */
     rc_endpoint *ack_eps;    /* endpoints with acks waiting for the durable log */
+    struct rc_durable_wait *dwaits; /* other answers waiting for it (rc_room_when_durable) */
     bool hold;               /* --fsync always: deliver messages once durable (held) */
     rc_room *holding;        /* rooms with held messages */
     rc_timer sweep_timer;    /* once a second: room TTLs, history age, log health */
@@ -338,6 +339,23 @@ bool rc_room_durable(const rc_rooms *t, const rc_room *room, uint64_t lsn);
  * log is durable. */
 void rc_endpoint_defer(rc_rooms *t, rc_endpoint *ep, rc_room *room, uint64_t lsn, rc_msg *m);
 
+/* An answer of a caller that is not an endpoint (the HTTP API's publish) waiting for the log
+ * batch holding its message to be durable: embedded in the caller's state, which must outlive
+ * it or cancel it. fn runs once, from rc_rooms_durable, with ok true; or with ok false when
+ * the room is deleted first (the message was not delivered). */
+typedef struct rc_durable_wait {
+    struct rc_durable_wait *next;  /* the list it is on */
+    struct rc_durable_wait **pprev; /* the pointer to it there; NULL when not waiting */
+    rc_room *room;           /* the room whose log holds the message */
+    uint64_t lsn;            /* the log batch */
+    void (*fn)(struct rc_durable_wait *w, bool ok);
+} rc_durable_wait;
+
+/* rc_room_when_durable arms w (fn set by the caller) for batch lsn of room's log; the caller
+ * asks rc_room_durable first. rc_room_durable_cancel disarms it (no effect when not armed). */
+void rc_room_when_durable(rc_rooms *t, rc_durable_wait *w, rc_room *room, uint64_t lsn);
+void rc_room_durable_cancel(rc_durable_wait *w);
+
 /* rc_rooms_durable delivers every held message whose room's log has made it durable, then
  * sends every deferred reply that is now due: room by room, so a room whose log fails holds
  * back only its own messages and acknowledgements. */
@@ -355,6 +373,10 @@ void rc_room_settle(rc_rooms *t, rc_room *room);
  * rc_room_settle. */
 void rc_room_hold(rc_rooms *t, rc_room *room);
 void rc_room_deliver_at(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id);
+/* rc_room_deliver_keyed is rc_room_deliver_at for a message with state key sk (NULL: none,
+ * or one the state already holds): it also becomes sk's value, and conflates. */
+void rc_room_deliver_keyed(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id,
+                           const struct rc_statekey *sk);
 void rc_room_reset(rc_rooms *t, rc_room *room, const char *epoch);
 
 #endif

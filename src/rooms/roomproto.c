@@ -422,6 +422,9 @@ struct text_pub {
     uint64_t client_id;      /* the sender */
     const char *user;        /* `"user":"...",` of an authenticated sender, or NULL */
     size_t user_len;         /* bytes of user */
+    const char *room_json;   /* the room's name as a JSON literal when no rc_room is at hand
+                                (Redis mode, a room this node does not have), else NULL */
+    size_t room_json_len;    /* bytes of room_json */
 };
 
 /* Encodes a text publish: the client's object, minus client_id/msg_id members (and "user" when
@@ -437,7 +440,9 @@ static rc_msg *encode_text(void *vctx, const rc_room *room, uint64_t msg_id)
     bool nonempty = q->members > q->members_cut;
     char ids[64];
     int il = (int)format_ids(ids, x->client_id, msg_id);
-    size_t room_part = x->has_room ? 0 : 7 + (size_t)room->json_len + 1;
+    const char *rj = x->room_json ? x->room_json : room->json_name;
+    size_t rjl = x->room_json ? x->room_json_len : room->json_len;
+    size_t room_part = x->has_room ? 0 : 7 + rjl + 1;
     size_t plen = body + (nonempty ? 1 : 0) + room_part + x->user_len + (size_t)il;
     rc_msg *m = rc_ws_msg_alloc(RC_WS_TEXT, plen);
     if (!m) return NULL;
@@ -449,8 +454,8 @@ static rc_msg *encode_text(void *vctx, const rc_room *room, uint64_t msg_id)
     if (nonempty) *w++ = ',';
     if (!x->has_room) {
         memcpy(w, "\"room\":", 7);
-        memcpy(w + 7, room->json_name, room->json_len);
-        w[7 + room->json_len] = ',';
+        memcpy(w + 7, rj, rjl);
+        w[7 + rjl] = ',';
         w += room_part;
     }
     if (x->user_len) {
@@ -555,6 +560,14 @@ void rc_roomproto_set_services(rc_rooms *t, rc_roomproto_ext_fn *request,
     t->svc_arg = arg;
 }
 
+int rc_roomproto_state_parse(const rc_json_top *q, rc_statekey *sk, char *why, size_t whylen)
+{
+    const char *w;
+    int r = rc_state_parse(q, sk, &w);
+    if (r == RC_STATE_BAD) snprintf(why, whylen, "%s", w);
+    return r;
+}
+
 int rc_roomproto_state_check(const rc_rooms *t, const rc_room *room, const rc_json_top *q,
                              size_t n, rc_statekey *sk, char *why, size_t whylen)
 {
@@ -577,28 +590,40 @@ int rc_roomproto_state_check(const rc_rooms *t, const rc_room *room, const rc_js
     return r;
 }
 
+rc_msg *rc_roomproto_cluster_payload(const char *room_json, size_t room_json_len, const char *p,
+                                      const rc_json_top *q, uint64_t client_id,
+                                      const rc_ident *user, const char **payload, size_t *len)
+{
+    struct text_pub x = {.p = p, .q = q, .has_room = q->key[RC_JK_ROOM].type != RC_JSON_NONE,
+                         .client_id = client_id,
+                         .user = user ? user->user_json : NULL,
+                         .user_len = user ? user->user_json_len : 0,
+                         .room_json = room_json, .room_json_len = room_json_len};
+    rc_msg *m = encode_text(&x, NULL, 0);
+    if (!m) return NULL;
+    size_t hs = 2;
+    while (hs < 14 && rc_ws_header_size(m->len - hs) != hs) hs += 2;
+    char *w = m->data + hs - 1; /* one byte before the text: the header's last, reused */
+    w[0] = 't';
+    *payload = w;
+    *len = m->len - hs - 1;     /* without the "0}" of the placeholder id */
+    return m;
+}
+
 /* Redis mode: the frame without its msg_id goes through the sequencing script ('t', then the
  * text up to `"msg_id":`; every node appends the id it learns, redisrooms.c). */
 static int cluster_publish(rc_rooms *t, rc_endpoint *ep, rc_room *room, const char *p,
                            const rc_json_top *q, uint64_t khash, const rc_json_span *ack,
-                           bool keyed)
+                           const rc_statekey *sk)
 {
-    if (keyed)
-        return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD,
-                                  "state keys are not supported with --redis yet");
-    const rc_ident *user = ep->auth == RC_IDENT_USER ? ep->ident : NULL;
-    struct text_pub x = {.p = p, .q = q, .has_room = q->key[RC_JK_ROOM].type != RC_JSON_NONE,
-                         .client_id = ep->client_id,
-                         .user = user ? user->user_json : NULL,
-                         .user_len = user ? user->user_json_len : 0};
-    rc_msg *m = encode_text(&x, room, 0);
+    const char *payload;
+    size_t len;
+    rc_msg *m = rc_roomproto_cluster_payload(room->json_name, room->json_len, p, q,
+                                             ep->client_id,
+                                             ep->auth == RC_IDENT_USER ? ep->ident : NULL,
+                                             &payload, &len);
     if (!m) return rc_roomproto_error(t, ep, RC_RERR_UNAVAILABLE, "out of memory");
-    size_t hs = 2;
-    while (hs < 14 && rc_ws_header_size(m->len - hs) != hs) hs += 2;
-    char *payload = m->data + hs - 1; /* one byte before the text: the header's last, reused */
-    size_t len = m->len - hs - 1;      /* without the "0}" of the placeholder id */
-    payload[0] = 't';
-    int r = rc_redisrooms_publish(t, ep, room, payload, len, khash, ack);
+    int r = rc_redisrooms_publish(t, ep, room, payload, len, khash, sk, ack);
     rc_msg_unref(m);
     return r;
 }
@@ -642,7 +667,8 @@ static int publish(rc_rooms *t, rc_endpoint *ep, const char *p, size_t pn, const
     int sr = rc_roomproto_state_check(t, room, q, pn, &sk, why, sizeof(why));
     if (sr == RC_STATE_BAD) return rc_roomproto_error(t, ep, RC_RERR_BAD_FIELD, "%s", why);
     if (sr == RC_STATE_FULL) return rc_roomproto_error(t, ep, RC_RERR_STATE_FULL, "%s", why);
-    if (t->cluster) return cluster_publish(t, ep, room, p, q, khash, ack, sr == RC_STATE_OK);
+    if (t->cluster)
+        return cluster_publish(t, ep, room, p, q, khash, ack, sr == RC_STATE_OK ? &sk : NULL);
     bool dup;
     uint64_t lsn;
     uint64_t id = publish_text(t, room, p, q, ep->client_id,
@@ -832,7 +858,7 @@ int rc_roomproto_binary(rc_rooms *t, rc_endpoint *ep, const uint8_t *p, size_t n
         char *payload = m->data + hs + 7; /* 'b', then the envelope after its msg_id */
         payload[0] = 'b';
         t->req_room = &rs;
-        int r = rc_redisrooms_publish(t, ep, room, payload, plen - 7, 0, NULL);
+        int r = rc_redisrooms_publish(t, ep, room, payload, plen - 7, 0, NULL, NULL);
         t->req_room = NULL;
         rc_msg_unref(m);
         return r;

@@ -55,11 +55,27 @@ uint64_t rc_roomproto_publish_text(rc_rooms *t, rc_room *room, const char *p,
                                    const rc_json_top *scan, uint64_t client_id, uint64_t khash,
                                    const struct rc_statekey *sk, bool *duplicate, uint64_t *lsn);
 
+/* rc_roomproto_cluster_payload makes the Redis-mode payload of a text publish (docs/cluster.md,
+ * "Publish": 't' + the canonical frame's text up to `"msg_id":`) of p scanned into *q, from
+ * client_id (user: an authenticated sender's identity, or NULL), for the room whose name as a
+ * JSON literal is room_json[0..room_json_len). Returns the message holding it (the caller
+ * unrefs it) with *payload and *len pointing inside, or NULL when out of memory. */
+struct rc_ident;
+rc_msg *rc_roomproto_cluster_payload(const char *room_json, size_t room_json_len, const char *p,
+                                      const rc_json_top *q, uint64_t client_id,
+                                      const struct rc_ident *user, const char **payload,
+                                      size_t *len);
+
 /* rc_roomproto_state_check reads the state key of a publish p[0..n) scanned into *q for room
  * into *sk and checks that the room can take it: RC_STATE_OK (publish with sk), RC_STATE_NONE
  * (no key: publish with NULL), RC_STATE_BAD or RC_STATE_FULL with the reason in why. */
 int rc_roomproto_state_check(const rc_rooms *t, const rc_room *room, const rc_json_top *q,
                              size_t n, struct rc_statekey *sk, char *why, size_t whylen);
+
+/* rc_roomproto_state_parse is rc_roomproto_state_check without a room to check the bounds
+ * against (Redis mode, a room this node does not have): RC_STATE_OK, _NONE or _BAD. */
+int rc_roomproto_state_parse(const rc_json_top *q, struct rc_statekey *sk, char *why,
+                             size_t whylen);
 
 /* Idempotency keys are remembered per sender: an rc_endpoint's session (a client presenting
  * its session after a reconnect keeps its keys), the API key for the HTTP API. A key is a

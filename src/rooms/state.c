@@ -293,3 +293,22 @@ void rc_state_replay(rc_rooms *t, rc_room *room, uint64_t msg_id, uint64_t time_
     if (rc_state_parse(&q, &k, &why) != RC_STATE_OK) return;
     set(t, room, k.key, k.len, msg_id, time_ms, frame, k.del);
 }
+
+/* ---- Redis mode (rooms/redisrooms.c) ------------------------------------------------------ */
+
+bool rc_state_of_frame(const rc_msg *frame, rc_statekey *k)
+{
+    if (frame->len < 2 || (frame->data[0] & 0x0f) != RC_WS_TEXT) return false;
+    size_t len;
+    const char *p = payload(frame, &len);
+    if (len < 12 || (!memmem(p, len, "state_", 6) && !memmem(p, len, "\\u", 2))) return false;
+    rc_json_top q;
+    const char *why;
+    return rc_json_scan(p, len, 0, &q) == RC_JSON_OK && rc_state_parse(&q, k, &why) == RC_STATE_OK;
+}
+
+void rc_state_set_frame(rc_rooms *t, rc_room *room, const char *key, size_t klen,
+                        uint64_t msg_id, rc_msg *frame)
+{
+    set(t, room, key, klen, msg_id, rc_wall_ms(), frame, false);
+}

@@ -85,4 +85,15 @@ void rc_state_load(rc_rooms *t, rc_room *room, const char *blob, size_t len);
 void rc_state_replay(rc_rooms *t, rc_room *room, uint64_t msg_id, uint64_t time_ms,
                      uint8_t opcode, const char *payload, size_t len, rc_msg *frame);
 
+/* ---- Redis mode (rooms/redisrooms.c): the state comes from Redis ---- */
+
+/* rc_state_of_frame reads the state key of a canonical frame (a message as delivered) into
+ * *k: true when it has one. */
+bool rc_state_of_frame(const rc_msg *frame, rc_statekey *k);
+
+/* rc_state_set_frame makes frame (message msg_id) the value of key[0..klen) of room: loading
+ * a snapshot of the state read from Redis (after rc_state_free). */
+void rc_state_set_frame(rc_rooms *t, rc_room *room, const char *key, size_t klen,
+                        uint64_t msg_id, rc_msg *frame);
+
 #endif

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -261,3 +262,63 @@ def test_joins_while_messages_wait_for_the_disk(start_server, data_dir, how):
     first, seen, sessions = run(main(), timeout=180)
     assert seen == list(range(first, 4 * per_pub + 1)), "gap or duplicate at a seam"
     assert sessions > 3
+
+
+def _responses(raw):
+    """Split raw bytes holding complete HTTP responses (each with Content-Length)."""
+    out = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        n = int(hdrs["content-length"])
+        out.append((int(lines[0].split()[1]), json.loads(rest[:n])))
+        raw = rest[n:]
+    return out
+
+
+def test_api_publish_answers_once_durable(start_server, data_dir):
+    """--fsync always: the HTTP API's publish is answered once its message is durable, as a
+    WebSocket ack is — so also once it is delivered and in the history. A GET of the history
+    pipelined right behind the POST (read only after the POST's answer) finds the message: an
+    answer given at sequencing, before the disk, would let the GET run in the same wake-up,
+    while the message is still held."""
+    key = "durable-api-key-0123"
+    srv = start_server("--data-dir", data_dir, "--fsync", "always", "--api-key", key)
+    room = rn()
+
+    async def main():
+        ws = await websockets.connect(srv.ws_url)
+        await ws.send(json.dumps({"type": "join", "room": room}))
+        joined = json.loads(await ws.recv())
+        assert joined["type"] == "joined", joined
+        base = joined["last_msg_id"]
+        for i in range(10):
+            body = json.dumps({"type": "api", "i": i}).encode()
+            req = (f"POST /api/rooms/{room}/messages HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+            req += body
+            req += (f"GET /api/rooms/{room}/messages?since={base} HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: Bearer {key}\r\nConnection: close\r\n\r\n").encode()
+            raw = b""
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                s.sendall(req)
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    raw += chunk
+            (st, pub), (st2, hist) = _responses(raw)
+            assert st == 200 and pub["msg_id"] == base + i + 1, pub
+            assert st2 == 200, hist
+            assert [m["i"] for m in hist["messages"]] == list(range(i + 1)), hist
+            m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert m["msg_id"] == pub["msg_id"] and m["i"] == i, m
+        await ws.close()
+    run(main())
+    assert [d["i"] for d in dump_sorted(data_dir, room)] == list(range(10))
+
+
+def dump_sorted(data_dir, room):
+    d = dump(data_dir, room)
+    return [d[k] for k in sorted(d)]

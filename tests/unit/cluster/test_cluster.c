@@ -293,6 +293,111 @@ TEST(history_is_trimmed_and_epoch_renewed)
     rc_loop_free(loop);
 }
 
+/* A read's state, recorded. */
+typedef struct stateres {
+    int done, status, n;
+    uint64_t top;
+    char keys[8][16];
+    uint64_t ids[8];
+    char payloads[8][24];
+} stateres;
+
+static void on_state_read(void *arg, int status, const rc_cluster_range *r)
+{
+    stateres *x = arg;
+    x->done++;
+    x->status = status;
+    if (status < 0) return;
+    x->top = rc_cluster_range_top(r);
+    x->n = (int)rc_cluster_range_state_count(r);
+    for (int i = 0; i < x->n && i < 8; i++) {
+        rc_cluster_state st;
+        if (rc_cluster_range_state_get(r, (size_t)i, &st) < 0) {
+            x->status = -1;
+            return;
+        }
+        snprintf(x->keys[i], 16, "%.*s", (int)st.key_len, st.key);
+        x->ids[i] = st.msg_id;
+        snprintf(x->payloads[i], 24, "%.*s", (int)st.payload_len, (const char *)st.payload);
+    }
+}
+
+static bool state_read_done(void *arg) { return ((stateres *)arg)->done > 0; }
+
+static int publish_keyed(node *d, const char *payload, char op, const char *skey, pubres *p,
+                         const char *idem)
+{
+    return rc_cluster_publish_keyed(d->c, "room", 4, payload, strlen(payload), idem,
+                                    idem ? strlen(idem) : 0, op, skey, skey ? strlen(skey) : 0,
+                                    on_pub, p);
+}
+
+static const char *state_of(const stateres *x, const char *key, uint64_t *id)
+{
+    for (int i = 0; i < x->n; i++)
+        if (strcmp(x->keys[i], key) == 0) {
+            *id = x->ids[i];
+            return x->payloads[i];
+        }
+    return NULL;
+}
+
+TEST(state_is_kept_with_the_sequence)
+{
+    new_prefix();
+    rc_loop *loop = rc_loop_new();
+    node *a = node_new(loop, 100), *b = node_new(loop, 100);
+    CHECK(a && b && rproc_run_until(loop, avail1, a, 10000) &&
+          rproc_run_until(loop, avail1, b, 10000));
+    static pubres p;
+    memset(&p, 0, sizeof(p));
+    /* both nodes write the state (each step waits, so that the order is known) */
+    CHECK(publish_keyed(a, "x1", 's', "x", &p, NULL) == 0);
+    CHECK(run_pubs(loop, &p, 1));
+    CHECK(publish_keyed(b, "y1", 's', "y", &p, NULL) == 0);
+    CHECK(run_pubs(loop, &p, 2));
+    CHECK(publish_keyed(a, "plain", 0, NULL, &p, NULL) == 0);
+    CHECK(run_pubs(loop, &p, 3));
+    CHECK(publish_keyed(b, "x2", 's', "x", &p, "k1") == 0);
+    CHECK(run_pubs(loop, &p, 4));
+    CHECK(publish_keyed(a, "ydel", 'd', "y", &p, NULL) == 0);
+    CHECK(run_pubs(loop, &p, 5));
+    CHECK_EQ_INT(p.fails, 0);
+    /* an idempotent repeat changes nothing, not even a delete it would make */
+    CHECK(publish_keyed(a, "xx", 'd', "x", &p, "k1") == 0);
+    CHECK(run_pubs(loop, &p, 6));
+    CHECK_EQ_INT(p.dups, 1);
+    CHECK_EQ_INT(rc_cluster_publish_keyed(a->c, "room", 4, "q", 1, NULL, 0, 'z', "x", 1, on_pub,
+                                          &p), -EINVAL);
+    static stateres x;
+    memset(&x, 0, sizeof(x));
+    CHECK(rc_cluster_read(b->c, "room", 4, 0, 0, on_state_read, &x) == 0);
+    CHECK(rproc_run_until(loop, state_read_done, &x, 10000) && x.status == 0);
+    CHECK_EQ_INT(x.top, 5);
+    CHECK_EQ_INT(x.n, 1);
+    uint64_t id = 0;
+    const char *v = state_of(&x, "x", &id);
+    CHECK(v && strcmp(v, "x2") == 0);
+    /* the id of the publish that wrote it: x2 was the fourth call */
+    CHECK_EQ_INT(id, 4);
+    /* a new epoch (the meta gone) starts without state */
+    char key[64];
+    snprintf(key, sizeof(key), "%s:{room}:m", prefix);
+    redisReply *rp = rproc_cmd(&srv, "DEL %s", key);
+    CHECK(rp);
+    freeReplyObject(rp);
+    pubres q = {0};
+    CHECK(publish_keyed(a, "z1", 's', "z", &q, NULL) == 0);
+    CHECK(run_pubs(loop, &q, 1));
+    memset(&x, 0, sizeof(x));
+    CHECK(rc_cluster_read(a->c, "room", 4, 0, 0, on_state_read, &x) == 0);
+    CHECK(rproc_run_until(loop, state_read_done, &x, 10000) && x.status == 0);
+    CHECK(x.top == 1 && x.n == 1 && strcmp(x.keys[0], "z") == 0 && x.ids[0] == 1);
+    node_free(a);
+    node_free(b);
+    rc_loop_free(loop);
+}
+
 TEST(idempotency_key_across_nodes)
 {
     new_prefix();
@@ -755,6 +860,7 @@ int main(int argc, char **argv)
     RUN(publish_sequences_and_reads_back);
     RUN(history_is_trimmed_and_epoch_renewed);
     RUN(idempotency_key_across_nodes);
+    RUN(state_is_kept_with_the_sequence);
     RUN(two_nodes_see_one_order);
     RUN(unsubscribe_and_churn);
     RUN(noscript_reloads);

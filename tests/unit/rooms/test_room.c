@@ -456,6 +456,62 @@ TEST(deferred_acks_follow_the_log)
     rc_rooms_release(&t);
 }
 
+/* Answers other than acks waiting for the log (rc_room_when_durable, the HTTP API's publish
+ * under --fsync always): each runs once, from rc_rooms_durable; one may cancel another that is
+ * due in the same call, or arm a new one; a cancelled one never runs. */
+typedef struct dw_probe {
+    rc_durable_wait w;
+    int runs;
+    bool ok;
+    struct dw_probe *cancel; /* cancelled by this one's answer */
+    rc_rooms *t;
+    rc_room *room;
+    struct dw_probe *arm;    /* armed by this one's answer */
+} dw_probe;
+
+static void dw_fn(rc_durable_wait *w, bool ok)
+{
+    dw_probe *p = (dw_probe *)(void *)w;
+    p->runs++;
+    p->ok = ok;
+    if (p->cancel) rc_room_durable_cancel(&p->cancel->w);
+    if (p->arm) rc_room_when_durable(p->t, &p->arm->w, p->room, 3);
+}
+
+TEST(durable_waits_run_once)
+{
+    rc_rooms t;
+    rooms_init(&t, 0);
+    fake a;
+    fake_init(&a, RC_WIRE_WS, 1);
+    rc_room *room = join(&t, &a, "dw");
+    dw_probe p1 = {.w.fn = dw_fn}, p2 = {.w.fn = dw_fn}, p3 = {.w.fn = dw_fn},
+             p4 = {.w.fn = dw_fn};
+    p1.cancel = &p2; /* p1 and p2 are due together: whichever runs first, p2 never runs after */
+    p2.cancel = &p1;
+    p3.t = &t, p3.room = room, p3.arm = &p4;
+    rc_room_when_durable(&t, &p1.w, room, 4);
+    rc_room_when_durable(&t, &p2.w, room, 5);
+    rc_room_when_durable(&t, &p3.w, room, 6);
+    rc_room_durable_cancel(&p3.w); /* cancelled before the log answers: never runs */
+    rc_room_durable_cancel(&p3.w); /* twice is harmless */
+    rc_rooms_durable(&t);
+    CHECK_EQ_INT(p1.runs + p2.runs, 1);
+    CHECK((p1.runs ? p1.ok : p2.ok) == true);
+    CHECK_EQ_INT(p3.runs, 0);
+    CHECK(t.dwaits == NULL);
+    rc_room_when_durable(&t, &p3.w, room, 7); /* armed again; its answer arms p4 */
+    rc_rooms_durable(&t);
+    CHECK_EQ_INT(p3.runs, 1);
+    CHECK_EQ_INT(p4.runs, 0); /* armed during the call: waits for the next one */
+    rc_rooms_durable(&t);
+    CHECK_EQ_INT(p4.runs, 1);
+    rc_rooms_durable(&t);
+    CHECK_EQ_INT(p1.runs + p2.runs + p3.runs + p4.runs, 3);
+    fake_release(&t, &a);
+    rc_rooms_release(&t);
+}
+
 /* A big room's presence batch that fills up (65,536 changes) is sent at once — but not to the
  * member whose join filled it: that member has not been sent its `joined` yet (join-cost in
  * bench/ caught it receiving the batch first). */
@@ -509,6 +565,7 @@ int main(int argc, char **argv)
     RUN(room_creation_limits);
     RUN(membership_bookkeeping);
     RUN(deferred_acks_follow_the_log);
+    RUN(durable_waits_run_once);
     RUN(full_presence_batch_skips_the_joiner);
     rc_loop_free(loop);
     UNIT_MAIN_END("test_room");
