@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/clapi.h"
 #include "app/nsws.h"
 #include "app/server.h"
 #include "app/services.h"
@@ -67,6 +68,7 @@ void rc_client_ended(rc_server *srv, rc_conn *c)
     rc_endpoint *ep = &rc_client_of(c)->ep;
     /* Its requests (WebSocket, TCP, or a waiting HTTP exchange) are cancelled. */
     if (srv->services) rc_services_client_gone(srv->services, rc_client_of(c));
+    if (srv->rooms.cluster) rc_clapi_conn_gone(c); /* a deferred cluster-wide API read */
     if (!ep->open) return;
     if (srv->nsws) rc_nsws_forget(srv->nsws, ep);
     /* Presence tells a client that said goodbye (a close frame, or EOF on a stream) from one
