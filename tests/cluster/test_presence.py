@@ -181,3 +181,187 @@ def test_api_without_redis_answers_the_nodes_own_view(nodes, redis_server):
         await b.close()
 
     itest.run(main())
+
+
+class Member:
+    """A client of the kill -9 test: one reader task files everything; when its node dies it
+    reconnects to another node, rejoins every room with its session and since/epoch, and
+    resends what was not acknowledged with the same idempotency key."""
+
+    def __init__(self, name, rooms):
+        self.name, self.rooms = name, rooms
+        self.msgs = {r: [] for r in rooms}      # room -> [(msg_id, text)]
+        self.presence = []                      # presence events
+        self.joined = {}                        # room -> the last joined
+        self.waiting = {}                       # room -> future of the next joined
+        self.session = None
+        self.sent = {}                          # ref -> request (in order)
+        self.acked = {}                         # ref -> msg_id
+        self.errors = []
+        self.closes = 0
+        self.ready = asyncio.Event()
+        self.ws = None
+        self.client_ids = []
+
+    async def connect(self, node, since=False):
+        self.ready.clear()
+        self.node = node
+        self.ws = await itest.ws_connect(node.ws_url)
+        self.reader = asyncio.ensure_future(self.read(self.ws))
+        for r in self.rooms:
+            req = {"type": "join", "room": r, "presence": True}
+            if self.session:
+                req["session"] = self.session
+            if since:
+                req["since"] = self.msgs[r][-1][0] if self.msgs[r] else self.joined[r]["last_msg_id"]
+                req["epoch"] = self.joined[r]["epoch"]
+            fut = asyncio.get_event_loop().create_future()
+            self.waiting[r] = fut
+            await self.ws.send(json.dumps(req))
+            j = await asyncio.wait_for(fut, 10)
+            if since:
+                assert j.get("recovered") is True, f"{self.name}: not recovered: {j}"
+            self.session = j["session"]
+        self.client_ids.append(self.joined[self.rooms[0]]["client_id"])
+        for ref, req in list(self.sent.items()):  # what the dead node never acknowledged
+            if ref not in self.acked:
+                await self.ws.send(json.dumps(req))
+        self.ready.set()
+
+    async def read(self, ws):
+        try:
+            async for raw in ws:
+                m = json.loads(raw)
+                t = m.get("type")
+                if t == "joined":
+                    self.joined[m["room"]] = m
+                    fut = self.waiting.pop(m["room"], None)
+                    if fut and not fut.done():
+                        fut.set_result(m)
+                elif t == "ack":
+                    self.acked[m["ref"]] = m["msg_id"]
+                elif t == "presence":
+                    self.presence.append(m)
+                elif t == "error":
+                    self.errors.append(m)
+                elif "msg_id" in m:
+                    self.msgs[m["room"]].append((m["msg_id"], m["text"]))
+        except websockets.ConnectionClosed:
+            pass
+        if ws is self.ws:
+            self.closes += 1
+            self.ready.clear()
+
+    async def publish(self, ci, per_room, pace):
+        for k in range(per_room):
+            for r in self.rooms:
+                ref = "%s/%d" % (r, k)
+                req = {"room": r, "text": "%d:%d" % (ci, k), "ack": ref,
+                       "idempotency_key": "%d-%s-%d" % (ci, r, k)}
+                self.sent[ref] = req
+                await self.ready.wait()
+                try:
+                    await self.ws.send(json.dumps(req))
+                except websockets.ConnectionClosed:
+                    pass  # resent after the reconnect
+            await asyncio.sleep(pace)
+
+
+def test_kill9_one_node_under_load(nodes):
+    ns = nodes(3)
+    rooms = ["r0", "r1"]
+    per_room = 40
+
+    async def main():
+        # each room has an epoch before anyone joins (since/epoch needs one)
+        setup = await itest.ws_connect(ns[0].ws_url)
+        for r in rooms:
+            await join(setup, r)
+            await setup.send(json.dumps({"room": r, "text": "start", "ack": r}))
+            while (await recv(setup)).get("type") != "ack":
+                pass
+        await setup.close()
+
+        members = [Member("m%d" % i, rooms) for i in range(6)]
+        for i, m in enumerate(members):
+            await m.connect(ns[i % 3])
+        victims = [m for i, m in enumerate(members) if i % 3 == 2]
+        others = [m for m in members if m not in victims]
+        dead_ids = {m.client_ids[0] for m in victims}
+        pubs = [asyncio.ensure_future(m.publish(i, per_room, 0.01))
+                for i, m in enumerate(members)]
+
+        # kill -9 the third node in the middle of the traffic
+        deadline = time.monotonic() + 30
+        while len(members[0].msgs["r0"]) < per_room * 6 // 3:
+            assert time.monotonic() < deadline, "the traffic never got going"
+            await asyncio.sleep(0.01)
+        ns[2].proc.kill()
+        ns[2].returncode = ns[2].proc.wait()
+        for v in victims:  # its clients notice and move
+            while v.closes == 0:
+                await asyncio.sleep(0.01)
+        for k, v in enumerate(victims):
+            await v.connect(ns[k % 2], since=True)
+
+        await asyncio.gather(*pubs)
+        total = 1 + 6 * per_room
+        deadline = time.monotonic() + 60
+        while not all(len(m.acked) == len(rooms) * per_room and
+                      all(m.msgs[r] and m.msgs[r][-1][0] >= total for r in rooms)
+                      for m in members):
+            assert time.monotonic() < deadline, [
+                (m.name, len(m.acked), {r: len(m.msgs[r]) for r in rooms}, m.errors)
+                for m in members]
+            await asyncio.sleep(0.05)
+
+        for r in rooms:
+            ref = members[0].msgs[r]
+            assert [i for i, _ in ref] == list(range(2, total + 1)), f"{r}: gap or duplicate"
+            texts = sorted(t for _, t in ref)
+            assert texts == sorted("%d:%d" % (ci, k) for ci in range(6)
+                                   for k in range(per_room)), f"{r}: a message lost or twice"
+            for m in members[1:]:
+                assert m.msgs[r] == ref, f"{m.name} saw another sequence in {r}"
+            by_text = dict((t, i) for i, t in ref)
+            for ci, m in enumerate(members):  # every ack names the id it was delivered as
+                for k in range(per_room):
+                    assert m.acked["%s/%d" % (r, k)] == by_text["%d:%d" % (ci, k)]
+        for m in members:
+            assert not m.errors, (m.name, m.errors)
+        for m in others:
+            assert m.closes == 0, f"{m.name} (not on the dead node) was disconnected"
+
+        # the dead node's members leave presence and the API within a few seconds
+        live_ids = sorted(m.client_ids[-1] for m in members)
+        for r in rooms:
+            poll(lambda r=r: ((lambda x: (sorted(x[1].get("clients", [])) == live_ids, x))(
+                get_json(ns[0], "/api/rooms/" + r))), f"the dead node's members gone from {r}")
+        for m in others:
+            async def told(m=m):
+                while True:
+                    gone = {e["client_id"] for e in m.presence
+                            if e["event"] == "leave" and e["room"] == "r0"}
+                    if dead_ids <= gone:
+                        return
+                    await asyncio.sleep(0.1)
+            await asyncio.wait_for(told(), DEATH_DEADLINE)
+            leaves = [e for e in m.presence if e["event"] == "leave" and
+                      e["client_id"] in dead_ids and e["room"] == "r0"]
+            assert all(e["reason"] == "dropped" for e in leaves), leaves
+        st = poll(lambda: ((lambda x: (x["cluster"]["nodes_alive"] == 2, x))(
+            get_json(ns[1], "/api/stats")[1])), "the dead node out of the registry")
+        assert not any(n["port"] == ns[2].port for n in st["cluster"]["nodes"]), st
+        # a late joiner is told exactly the live members
+        late = await itest.ws_connect(ns[1].ws_url)
+        j = await join(late, "r0", presence=True)
+        assert sorted(j["members"]) == sorted(live_ids + [j["client_id"]]), j
+        await late.close()
+        for m in members:
+            await m.ws.close()
+            await m.reader
+
+    itest.run(main(), timeout=180)
+    assert metric(ns[0], "roomcast_redis_presence_reaped_members_total") + \
+        metric(ns[1], "roomcast_redis_presence_reaped_members_total") == 2 * len(rooms)
+    assert metric(ns[0], "roomcast_cluster_nodes") == 2
