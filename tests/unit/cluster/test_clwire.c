@@ -187,7 +187,7 @@ TEST(pres_round_trip)
     char out[128];
     int n = rc_clwire_pres_encode(out, sizeof(out), &e);
     CHECK_MEM(out, (size_t)n, join, sizeof(join) - 1);
-    CHECK_EQ_INT(rc_clwire_pres_encode(out, (size_t)n, &e), -1); /* one byte short */
+    CHECK_EQ_INT(rc_clwire_pres_encode(out, (size_t)n - 1, &e), -1); /* one byte short */
     static const char leave[] = "p1:7:l:9:n1:dropped";
     CHECK(rc_clwire_pres_decode(leave, sizeof(leave) - 1, &e) == 0);
     CHECK(!e.join && e.client_id == 9 && e.version == 7);
