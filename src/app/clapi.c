@@ -69,6 +69,9 @@ static void on_answer(rc_loop *loop, rc_timer *t)
         unlink_q(&answering, q);
         if (q->c) {
             if (q->body.failed) rc_http_error_later(q->c, &q->later, 500, "out of memory");
+            else if (q->status >= 400) /* the body is the error's text (counted as usual) */
+                rc_http_error_later(q->c, &q->later, q->status, "%.*s",
+                                    (int)rc_buf_size(&q->body.buf), rc_buf_head(&q->body.buf));
             else
                 rc_http_respond_later(q->c, &q->later, q->status, "application/json",
                                       rc_buf_head(&q->body.buf), rc_buf_size(&q->body.buf));
@@ -373,11 +376,9 @@ static void on_members(void *arg, int status, uint64_t version, uint64_t top,
     size_t jl = rc_json_escape(q->name, q->nlen, json);
     if (status != 0 || (!r && n == 0)) {
         if (!r) {
-            rc_textbuf_printf(b, "{\"status\":404,\"error\":\"no room '");
-            /* the name without its quotes, as rc_http_error words it */
-            rc_textbuf_append(b, json + 1, jl - 2);
-            rc_textbuf_printf(b, "' (a room exists while it has members)\"%s}\n",
-                              status ? ",\"cluster\":\"unavailable\"" : "");
+            rc_textbuf_printf(b, "no room '%.*s' (a room exists while it has members%s)",
+                              (int)q->nlen, q->name,
+                              status ? "; the cluster is unavailable: this node's view" : "");
             finish(q, 404);
             return;
         }
