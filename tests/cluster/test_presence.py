@@ -365,3 +365,87 @@ def test_kill9_one_node_under_load(nodes):
     assert metric(ns[0], "roomcast_redis_presence_reaped_members_total") + \
         metric(ns[1], "roomcast_redis_presence_reaped_members_total") == 2 * len(rooms)
     assert metric(ns[0], "roomcast_cluster_nodes") == 2
+
+
+def test_presence_repaired_after_redis_outage(nodes, redis_server):
+    """A member that leaves while Redis is down cannot be recorded then: when Redis is back,
+    its node puts its members back as they are, and the others hear of the leave once."""
+    ns = nodes(2)
+
+    async def main():
+        a = await itest.ws_connect(ns[0].ws_url)
+        ja = await join(a, "lobby", presence=True)
+        b = await itest.ws_connect(ns[1].ws_url)
+        jb = await join(b, "lobby")
+        c = await itest.ws_connect(ns[1].ws_url)
+        jc = await join(c, "lobby")
+        for want in (jb, jc):
+            ev = await next_presence(a, "lobby")
+            assert ev["event"] == "join" and ev["client_id"] == want["client_id"], ev
+        redis_server.stop()
+        for n in ns:
+            wait_health(n, "down")
+        await c.close()
+        redis_server.start()  # AOF: the members recorded before are back
+        for n in ns:
+            wait_health(n, "up")
+        poll(lambda: ((lambda r: (sorted(r[1].get("clients", [])) ==
+                                  sorted([ja["client_id"], jb["client_id"]]), r))(
+            get_json(ns[0], "/api/rooms/lobby"))), "c gone from the room", 20.0)
+        ev = await next_presence(a, "lobby")
+        assert ev["event"] == "leave" and ev["client_id"] == jc["client_id"], ev
+        # told once: nothing else comes
+        with pytest.raises(asyncio.TimeoutError):
+            await next_presence(a, "lobby", timeout=1.5)
+        # a late joiner sees exactly who is there
+        d = await itest.ws_connect(ns[1].ws_url)
+        jd = await join(d, "lobby", presence=True)
+        assert sorted(jd["members"]) == sorted([ja["client_id"], jb["client_id"],
+                                                jd["client_id"]]), jd
+        for ws in (a, b, d):
+            await ws.close()
+
+    itest.run(main())
+    assert metric(ns[1], "roomcast_redis_presence_reasserts_total") >= 1
+
+
+def test_presence_batches_count_every_node(nodes):
+    """Above --presence-limit, changes on other nodes are gathered into the once-a-second
+    batch, and member_count counts the members of every node."""
+    ns = nodes(2, "--presence-limit", "2")
+
+    async def main():
+        a = await itest.ws_connect(ns[0].ws_url)
+        ja = await join(a, "hall", presence=True)
+        others = []
+        for _ in range(3):
+            ws = await itest.ws_connect(ns[1].ws_url)
+            others.append((ws, await join(ws, "hall")))
+        ids = {j["client_id"] for _, j in others}
+        told, count = set(), None
+        while not ids <= told:
+            ev = await next_presence(a, "hall")
+            if ev["event"] == "batch":
+                told |= set(ev["joined"])
+                count = ev["member_count"]
+            else:
+                told.add(ev["client_id"])
+        assert count == 4, count
+        late = await itest.ws_connect(ns[0].ws_url)
+        jl = await join(late, "hall", presence=True)
+        assert jl["member_count"] == 5 and "members" not in jl, jl
+        for ws, _ in others:
+            await ws.close()
+        for ws in (a, late):
+            await ws.close()
+        del ja
+
+    itest.run(main())
+
+
+def test_unknown_room_is_404_on_every_node(nodes):
+    ns = nodes(2)
+    for n in ns:
+        status, body = http_get(n.port, "/api/rooms/nowhere")
+        assert status == 404, body
+        assert "no room 'nowhere'" in json.loads(body)["error"]
