@@ -27,7 +27,7 @@
  * (on_presence). Each node registers itself and refreshes a heartbeat key with a TTL
  * (node_interval_ns, node_ttl_ns); the same script removes the members of nodes whose
  * heartbeat expired, publishing their leaves. Reads of the cluster-wide state (rooms, members,
- * nodes) serve the HTTP API.
+ * nodes) serve the HTTP API. (That part is src/cluster/clnodes.c.)
  */
 #ifndef RC_CLUSTER_H
 #define RC_CLUSTER_H
