@@ -461,10 +461,12 @@ size_t rc_clapi_node_info(void *arg, char *out, size_t cap)
          r = rc_rooms_next(&srv->rooms, &b, r))
         members += r->nmembers;
     int n = snprintf(out, cap,
-                     "{\"host\":%s,\"bind\":%s,\"port\":%u,\"pid\":%ld,\"uptime_s\":%llu,"
+                     "{\"host\":%s,\"bind\":%s,\"port\":%u,\"addr\":\"%.*s:%u\",\"pid\":%ld,"
+                     "\"uptime_s\":%llu,"
                      "\"connections\":%u,\"rooms\":%u,\"members\":%llu,\"messages_in\":%llu,"
                      "\"messages_out\":%llu}",
-                     hj, bj, (unsigned)srv->http.port, (long)getpid(),
+                     hj, bj, (unsigned)srv->http.port, (int)strlen(bj) - 2, bj + 1,
+                     (unsigned)srv->http.port, (long)getpid(),
                      (unsigned long long)((rc_loop_now(srv->loop) - srv->started) / RC_NS_PER_SEC),
                      srv->net.nconns, rc_rooms_count(&srv->rooms), (unsigned long long)members,
                      (unsigned long long)srv->net.stats.messages_in,

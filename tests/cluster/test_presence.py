@@ -95,6 +95,7 @@ def test_presence_across_three_nodes(nodes):
         assert sum(1 for x in cl["nodes"] if x["self"]) == 1
         assert [x["members"] for x in cl["nodes"] if x["port"] == ns[2].port] == [2], cl
         assert {x["port"] for x in cl["nodes"]} == {n.port for n in ns}, cl
+        assert {x["addr"] for x in cl["nodes"]} == {"127.0.0.1:%d" % n.port for n in ns}, cl
         for x in cl["nodes"]:
             assert x["alive"] and x["last_heartbeat_ms"] >= 0, x
 
