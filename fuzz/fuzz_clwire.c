@@ -1,5 +1,5 @@
 /* fuzz_clwire.c — libFuzzer target for src/cluster/clwire.c (the --redis URL and the message
- * on a room's Redis channel).
+ * on a room's Redis channel, a message or a presence event).
  *
  * The first byte picks the parser, the rest is its input. Checked on every input: a message
  * that decodes points inside the input, re-encodes to exactly the same bytes, and every prefix
@@ -30,6 +30,22 @@ static void check_msg(const char *p, size_t n)
     size_t head = (size_t)(m.payload - p);
     for (size_t i = 0; i < head; i++)
         if (rc_clwire_msg_decode(p, i, &m) == 0) abort();
+}
+
+/* A presence event (the other kind of message on a room's channel) holds the same way. */
+static void check_pres(const char *p, size_t n)
+{
+    rc_clwire_pres e;
+    if (rc_clwire_pres_decode(p, n, &e) < 0) return;
+    if (e.node < p || e.info < p || e.info + e.info_len != p + n || e.version == 0) abort();
+    if (!rc_clwire_epoch_ok(e.node, e.node_len) || e.node_len > RC_CLWIRE_NODE_MAX) abort();
+    char *out = malloc(n + 1);
+    int k = rc_clwire_pres_encode(out, n + 1, &e);
+    if (k < 0 || (size_t)k != n || memcmp(out, p, n) != 0) abort();
+    free(out);
+    size_t head = (size_t)(e.info - p);
+    for (size_t i = 0; i < head; i++)
+        if (rc_clwire_pres_decode(p, i, &e) == 0) abort();
 }
 
 static void check_url(const char *p, size_t n)
@@ -65,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *p = (const char *)data + 1;
     size_t n = size - 1;
     switch (data[0] % 3) {
-    case 0: check_msg(p, n); break;
+    case 0: check_msg(p, n); check_pres(p, n); break;
     case 1: check_url(p, n); break;
     default: check_channel(p, n); break;
     }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/clapi.h"
 #include "app/client.h"
 #include "app/metrics.h"
 #include "app/server.h"
@@ -187,6 +188,7 @@ static void status_page(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 
 static void stats(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
+    if (rc_clapi_stats(srv, c, x)) return; /* --redis: the cluster's, answered later */
     char body[16384];
     size_t n = rc_server_stats_json(srv, body, sizeof(body));
     rc_http_respond(c, x, 200, "application/json", "Cache-Control: no-store\r\n", body, n);
@@ -213,6 +215,7 @@ static void room_summary(rc_textbuf *t, const rc_room *r)
 
 static void list_rooms(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
 {
+    if (rc_clapi_rooms(srv, c, x)) return; /* --redis: the cluster's, answered later */
     rc_textbuf t = {0};
     rc_textbuf_printf(&t, "{\"count\":%u,\"rooms\":[", rc_rooms_count(&srv->rooms));
     uint32_t b = 0;
@@ -659,6 +662,8 @@ static void room_routes(rc_server *srv, rc_conn *c, const rc_http_ctx *x, const 
     char name[RC_ROOM_NAME_MAX + 1];
     long nlen = room_arg(c, x, rest, seg, name);
     if (nlen < 0) return;
+    /* --redis: members on every node, answered later (clapi.h) */
+    if (!messages && is_read(x) && rc_clapi_room(srv, c, x, name, (size_t)nlen)) return;
     rc_room *room = rc_rooms_find(&srv->rooms, name, (size_t)nlen);
     if (messages) {
         if (!rc_api_authorized(srv, c, x)) return;

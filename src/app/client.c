@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app/api.h"
+#include "app/clapi.h"
 #include "app/nsws.h"
 #include "app/server.h"
 #include "app/services.h"
@@ -72,6 +73,7 @@ void rc_client_ended(rc_server *srv, rc_conn *c)
     /* Its requests (WebSocket, TCP, or a waiting HTTP exchange) are cancelled. */
     if (srv->services) rc_services_client_gone(srv->services, rc_client_of(c));
     if (rc_client_of(c)->apipub) rc_api_client_gone(srv, rc_client_of(c));
+    if (srv->rooms.cluster) rc_clapi_conn_gone(c); /* a deferred cluster-wide API read */
     if (!ep->open) return;
     if (srv->nsws) rc_nsws_forget(srv->nsws, ep);
     /* Presence tells a client that said goodbye (a close frame, or EOF on a stream) from one

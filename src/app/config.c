@@ -407,6 +407,13 @@ const rc_config_option rc_config_options[] = {
     {.name = "redis-prefix", .section = RC_SEC_HISTORY, .type = RC_OPT_STRING,
      .flags = RC_OPT_NONEMPTY, FIELD(redis_prefix), .def_str = "rc", .metavar = "P",
      .help = "with --redis: the prefix of every key and channel name"},
+    {.name = "redis-heartbeat", .section = RC_SEC_HISTORY, .type = RC_OPT_SECONDS,
+     FIELD(redis_heartbeat), .def = SECONDS(1), .metavar = "SEC",
+     .help = "with --redis: how often this node refreshes its heartbeat and reaps dead nodes"},
+    {.name = "redis-node-ttl", .section = RC_SEC_HISTORY, .type = RC_OPT_SECONDS,
+     FIELD(redis_node_ttl), .def = SECONDS(5), .metavar = "SEC",
+     .help = "with --redis: a node whose heartbeat is this old is dead: another node removes "
+             "its members from presence"},
     {.name = "list-rooms", .section = RC_SEC_HISTORY, .type = RC_OPT_SWITCH, FIELD(tool_list),
      .def = 0, .help = "with --data-dir: print its rooms as JSON lines, exit"},
     {.name = "dump", .section = RC_SEC_HISTORY, .type = RC_OPT_STRING, FIELD(tool_dump),

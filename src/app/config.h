@@ -58,6 +58,8 @@ typedef struct rc_config {
     const char *redis_url;        /* --redis: rooms sequenced in Redis (docs/cluster.md);
                                      NULL = the embedded engine (default) */
     const char *redis_prefix;     /* key prefix in Redis ("rc") */
+    uint64_t redis_heartbeat;     /* ns between node heartbeats (--redis-heartbeat) */
+    uint64_t redis_node_ttl;      /* ns after which a silent node is dead (--redis-node-ttl) */
     const char *tool_dump;        /* --dump ROOM: print a room's log and exit; NULL = no */
     int tool_list;                /* 1 = --list-rooms: print the rooms of --data-dir and exit */
     const char *api_key;          /* bearer key for backend HTTP calls (--api-key or env

@@ -9,6 +9,7 @@
 #include "codec/textbuf.h"
 #include "netsync/netsync.h"
 #include "netsync/ns8room.h"
+#include "rooms/redispresence.h"
 #include "rooms/redisrooms.h"
 #include "transport/tls.h"
 
@@ -205,6 +206,43 @@ static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns, const rc
                       (unsigned long long)st->ticks);
     rc_textbuf_printf(t, "roomcast_netsync_tick_seconds_sum %.9f\nroomcast_netsync_tick_seconds_count %llu\n",
                       (double)st->tick_ns_total / 1e9, (unsigned long long)st->ticks);
+}
+
+/* --redis: members across nodes and the node registry (docs/cluster.md, "Presence"). */
+static void presence_metrics(rc_textbuf *t, const rc_rooms *rooms)
+{
+    rc_redispresence_stats p;
+    rc_redisrooms_stats r;
+    rc_cluster_stats cs, *c = &cs;
+    rc_redispresence_stats_get(rooms, &p);
+    rc_redisrooms_stats_get(rooms->cluster, &r, &cs);
+    metric(t, "roomcast_cluster_nodes", "gauge",
+           "Live nodes in the registry as of this node's last heartbeat (itself included).",
+           c->nodes_alive);
+    metric(t, "roomcast_redis_node_heartbeats_total", "counter",
+           "Node heartbeats (registry refresh and reaping) answered.", c->node_beats);
+    metric(t, "roomcast_redis_presence_sent_total", "counter",
+           "Joins and leaves of this node's members recorded in Redis.", c->presence_sent);
+    metric(t, "roomcast_redis_presence_events_total", "counter",
+           "Joins and leaves of other nodes' members received.", c->presence_events);
+    metric(t, "roomcast_redis_presence_remote_members", "gauge",
+           "Members of other nodes mirrored for presence (summed over rooms).",
+           p.remote_members);
+    metric(t, "roomcast_redis_presence_loads_total", "counter",
+           "Rooms' remote members loaded from Redis.", p.loads);
+    metric(t, "roomcast_redis_presence_reasserts_total", "counter",
+           "Times this node put its members back (Redis was back, or it was unregistered).",
+           p.reasserts);
+    metric(t, "roomcast_redis_presence_syncs_total", "counter",
+           "Rooms whose members this node put back.", c->presence_syncs);
+    metric(t, "roomcast_redis_presence_failed_total", "counter",
+           "Presence and heartbeat calls that failed (repaired when Redis is back).",
+           c->presence_failed);
+    metric(t, "roomcast_redis_presence_reaped_nodes_total", "counter",
+           "Dead nodes (heartbeat expired) this node removed.", c->reaped_nodes);
+    metric(t, "roomcast_redis_presence_reaped_members_total", "counter",
+           "Members of dead nodes this node removed (their leaves published).",
+           c->reaped_members);
 }
 
 /* --redis: the cluster engine's state and counters (docs/cluster.md, "Counters"). */
@@ -437,6 +475,7 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
               "Busy time of one event-loop iteration (events, timers and the output flush).",
               &m->iteration);
     if (srv->rooms.cluster) redis_metrics(&t, srv->rooms.cluster);
+    if (srv->rooms.cluster) presence_metrics(&t, &srv->rooms);
     if (srv->netsync) netsync_metrics(&t, srv->netsync, srv->nsws);
     if (srv->broker) rc_brkhttp_metrics(&t, srv->broker);
     *out = t.buf;

@@ -12,6 +12,7 @@
 #include "app/api.h"
 #include "app/auth.h"
 #include "app/brkhttp.h"
+#include "app/clapi.h"
 #include "app/client.h"
 #include "app/nshttp.h"
 #include "app/nsws.h"
@@ -353,6 +354,7 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         .max_state_keys = cfg->max_state_keys, .max_state_bytes = cfg->max_state_bytes,
         .state_memory = cfg->state_memory,
         .session_ttl = cfg->session_ttl, .max_idle_sessions = cfg->max_sessions,
+        .node_interval = cfg->redis_heartbeat, .node_ttl = cfg->redis_node_ttl,
     };
     rc_rooms_init(&srv->rooms, loop, &rcfg);
     {
@@ -415,6 +417,7 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
             rc_error("--redis: %s", why);
             goto err;
         }
+        rc_redisrooms_set_node_info(srv->rooms.cluster, rc_clapi_node_info, srv);
     }
     /* Client ids go on from the last run's: a restored room never sees an id twice. */
     if (cfg->data_dir && rc_store_ids_load(cfg->data_dir, &srv->id_mark) < 0) goto err;
@@ -481,6 +484,7 @@ void rc_server_free(rc_server *srv)
     srv->tls = NULL;
     rc_timer_stop(srv->loop, &srv->shutdown_timer);
     rc_rooms_release(&srv->rooms); /* flushes and syncs the log, marks it clean */
+    rc_clapi_release(srv); /* deferred cluster-wide API reads: no answer any more */
     rc_redisrooms_free(srv->rooms.cluster); /* after the rooms: they unsubscribe */
     rc_server_set_keys(srv, NULL);
     free(srv);

@@ -12,13 +12,11 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "cluster/cluster_int.h"
 #include "cluster/redis.h"
 #include "core/hash.h"
 #include "core/log.h"
 
-/* Longest key or channel name built (prefix + room + idempotency key + punctuation). */
-#define NAME_MAX_LEN 1024
-#define PREFIX_MAX 64
 #define DEFAULT_IDEM_TTL 300
 /* hiredis buffers without limit; past this many unanswered calls a node stops adding to a
  * Redis that does not keep up (memory stays bounded, callers answer "overloaded"). */
@@ -113,8 +111,13 @@ static const char RENEW_SCRIPT[] =
     "redis.call('hset', KEYS[1], 'e', ARGV[2], 's', 0)\n"
     "return 1\n";
 
-enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_RENEW, SCRIPT_COUNT };
-static const char *const SCRIPT_TEXT[SCRIPT_COUNT] = {PUB_SCRIPT, READ_SCRIPT, RENEW_SCRIPT};
+const char *const rc_cluster__script_text[SCRIPT_COUNT] = {
+    PUB_SCRIPT, READ_SCRIPT, RENEW_SCRIPT,
+    rc_cluster__pres_script, rc_cluster__sync_script, rc_cluster__prune_script,
+    rc_cluster__node_script, rc_cluster__members_script, rc_cluster__rooms_script,
+    rc_cluster__nodes_script,
+};
+#define SCRIPT_TEXT rc_cluster__script_text /* the presence scripts are in clnodes.c */
 
 /* ---- types --------------------------------------------------------------------------------- */
 
@@ -164,33 +167,6 @@ struct rc_cluster_range {
     uint64_t top, first;     /* last msg_id, oldest kept msg_id */
 };
 
-struct rc_cluster {
-    rc_loop *loop;           /* the caller's loop */
-    rc_cluster_hooks h;      /* upward callbacks */
-    char prefix[PREFIX_MAX + 1]; /* key prefix */
-    uint32_t history_size;   /* XADD MAXLEN */
-    uint32_t room_ttl_s;     /* EXPIRE of meta and stream, 0 none */
-    uint32_t idem_ttl_s;     /* EX of idempotency records */
-    rc_redis *pub;           /* publisher connection: scripts */
-    rc_redis *sub;           /* subscriber connection: SUBSCRIBE only */
-    char sha[SCRIPT_COUNT][41]; /* SHA1 of each script as SCRIPT LOAD returned it */
-    bool sub_ready;          /* sub is up and the control channel is confirmed */
-    char node_id[17];        /* random per process: names this node's control channel */
-    char ctl[PREFIX_MAX + 24]; /* the control channel "<prefix>:ctl:<node_id>" */
-    size_t ctl_len;
-    rc_timer health_timer;   /* heartbeat: every health_interval_ns while available */
-    uint64_t health_interval_ns, health_timeout_ns;
-    uint64_t hb_seq;         /* number of the heartbeat in flight */
-    uint64_t hb_sent;        /* when it was published (loop ns), 0 when none is in flight */
-    bool hb_replied;         /* the publisher's PUBLISH got its reply */
-    bool available;          /* last state reported through on_state */
-    rc_htab subs;            /* struct sub by room */
-    uint64_t rng;            /* splitmix64 state for candidate epochs */
-    uint32_t inflight;       /* script calls sent and not answered */
-    uint32_t max_inflight;   /* refuse new calls beyond this (Redis is not keeping up) */
-    rc_cluster_stats st;     /* counters (rooms, *_up filled in by stats_get) */
-};
-
 /* ---- helpers ------------------------------------------------------------------------------- */
 
 static void hb_clear(rc_cluster *c);
@@ -202,6 +178,7 @@ static void update_available(rc_cluster *c)
     c->available = now;
     hb_clear(c);
     if (c->h.on_state) c->h.on_state(c->h.arg, now);
+    if (now) rc_cluster__node_beat(c); /* register at once, not a heartbeat later */
 }
 
 /* new_epoch writes 16 hex digits. A random value per publish, not per node: a room that expired
@@ -218,7 +195,6 @@ static void new_epoch(rc_cluster *c, char out[17])
     out[16] = '\0';
 }
 
-static bool reply_is(const redisReply *rp, int type) { return rp && rp->type == type; }
 
 /* ---- script calls ------------------------------------------------------------------------ */
 
@@ -797,8 +773,11 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
         /* Until an UNSUBSCRIBE is confirmed the subscription is live and contiguous: a member
          * who joined meanwhile gets those messages too. */
         if ((s->state == SUB_ACTIVE || s->state == SUB_UNSUB_PENDING) && s->refs > 0 &&
-            reply_is(rp->element[2], REDIS_REPLY_STRING))
-            deliver(c, s, rp->element[2]);
+            reply_is(rp->element[2], REDIS_REPLY_STRING)) {
+            const redisReply *pl = rp->element[2];
+            if (pl->len >= 3 && memcmp(pl->str, "p1:", 3) == 0) rc_cluster__presence_deliver(c, s->room, s->room_len, pl);
+            else deliver(c, s, pl);
+        }
     } else if (strcmp(kind, "subscribe") == 0 && s->state == SUB_PENDING) {
         bool resub = s->ever_active;
         s->state = SUB_ACTIVE;
@@ -927,6 +906,10 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
     c->health_timeout_ns = cfg->health_timeout_ns ? cfg->health_timeout_ns : 3 * RC_NS_PER_SEC;
     rc_timer_init(&c->health_timer, on_health_timer);
     rc_timer_start(loop, &c->health_timer, rc_loop_now(loop) + c->health_interval_ns);
+    c->node_interval_ns = cfg->node_interval_ns ? cfg->node_interval_ns : RC_NS_PER_SEC;
+    c->node_ttl_ns = cfg->node_ttl_ns ? cfg->node_ttl_ns : 5 * RC_NS_PER_SEC;
+    rc_timer_init(&c->node_timer, rc_cluster__node_timer);
+    rc_timer_start(loop, &c->node_timer, rc_loop_now(loop) + c->node_interval_ns);
     rc_redis_opts o = {
         .connect_timeout_ns = cfg->connect_timeout_ns,
         .backoff_min_ns = cfg->backoff_min_ns,
@@ -951,6 +934,7 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
     return c;
 err:
     rc_timer_stop(loop, &c->health_timer);
+    rc_timer_stop(loop, &c->node_timer);
     rc_redis_free(c->pub);
     free(c);
     return NULL;
@@ -962,6 +946,7 @@ void rc_cluster_free(rc_cluster *c)
     /* Callbacks run with NULL (-ECONNRESET) while the connections close; no state reports. */
     c->h.on_state = NULL;
     rc_timer_stop(c->loop, &c->health_timer);
+    rc_timer_stop(c->loop, &c->node_timer);
     rc_redis_free(c->pub);
     rc_redis_free(c->sub);
     uint32_t b = 0;

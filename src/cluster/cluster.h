@@ -19,8 +19,15 @@
  * answer `unavailable` instead of queueing.
  *
  * The rooms use it through src/rooms/redisrooms.h (--redis), which also does the recovery seam
- * merge with rc_cluster_read. Not built yet (docs/cluster.md, Status): presence and node
- * heartbeats.
+ * merge with rc_cluster_read.
+ *
+ * Presence across nodes (docs/cluster.md, "Presence"): each room's members on every node are in
+ * a Redis hash, changed by one script per join or leave (rc_cluster_presence), which also
+ * PUBLISHes the change on the room's channel, so every node hears of it in the room's order
+ * (on_presence). Each node registers itself and refreshes a heartbeat key with a TTL
+ * (node_interval_ns, node_ttl_ns); the same script removes the members of nodes whose
+ * heartbeat expired, publishing their leaves. Reads of the cluster-wide state (rooms, members,
+ * nodes) serve the HTTP API. (That part is src/cluster/clnodes.c.)
  */
 #ifndef RC_CLUSTER_H
 #define RC_CLUSTER_H
@@ -64,6 +71,16 @@ typedef struct rc_cluster_hooks {
      * on_message; what was published before (or while the subscription was down) must be read
      * with rc_cluster_read: the seam is the layer above's (docs/cluster.md, "Recovery"). */
     void (*on_subscribed)(void *arg, const char *room, size_t room_len, bool resubscribed);
+    /* A presence change made by another node arrived on the channel of a subscribed room, in
+     * its place among the room's messages (may be NULL). */
+    void (*on_presence)(void *arg, const char *room, size_t room_len, const rc_clwire_pres *e);
+    /* The node's heartbeat found it unregistered: its first heartbeat, or Redis lost its
+     * entry (a restart without persistence) or another node reaped it (its heartbeat key
+     * expired): the layer above puts its members back (rc_cluster_presence_sync). May be NULL. */
+    void (*on_registered)(void *arg);
+    /* Writes this node's figures as a JSON object (at most cap bytes) for the node registry;
+     * returns its length (0: "{}"). May be NULL. */
+    size_t (*node_info)(void *arg, char *out, size_t cap);
     void *arg;
 } rc_cluster_hooks;
 
@@ -80,6 +97,8 @@ typedef struct rc_cluster_cfg {
     uint64_t health_interval_ns;  /* heartbeat period (docs/cluster.md); 0 means 1 s */
     uint64_t health_timeout_ns;   /* a heartbeat not back by then resets a connection; 0: 3 s */
     uint32_t max_inflight;        /* script calls unanswered at most; 0 means 65536 */
+    uint64_t node_interval_ns;    /* node heartbeat (registry and reaper) period; 0 means 1 s */
+    uint64_t node_ttl_ns;         /* a node whose heartbeat is this old is dead; 0 means 5 s */
 } rc_cluster_cfg;
 
 /* rc_cluster_new parses the URL, resolves its host (blocking, once) and starts connecting.
@@ -183,6 +202,69 @@ typedef struct rc_cluster_state {
 size_t rc_cluster_range_state_count(const rc_cluster_range *r);
 int rc_cluster_range_state_get(const rc_cluster_range *r, size_t i, rc_cluster_state *st);
 
+/* ---- presence and nodes (docs/cluster.md, "Presence") ----------------------------------- */
+
+/* rc_cluster_presence records that client_id joined (info: its `"user":...,` text, or empty)
+ * or left (info: the reason's name) room on this node; announce publishes the change on the
+ * room's channel (a namespace with presence off keeps its members in Redis for the API but
+ * tells nobody). Fire and forget: a failure is counted, and the node's next
+ * rc_cluster_presence_sync of the room repairs it. Returns 0, -EAGAIN (not available),
+ * -ENOBUFS, -EINVAL, -ENOMEM. */
+int rc_cluster_presence(rc_cluster *c, const char *room, size_t room_len, bool join,
+                        uint64_t client_id, const char *info, size_t info_len, bool announce);
+
+/* A member as kept in Redis. */
+typedef struct rc_cluster_member {
+    uint64_t client_id;
+    const char *node;        /* the node it is on (node_len bytes) */
+    size_t node_len;
+    const char *info;        /* its `"user":...,` text, or empty (info_len bytes) */
+    size_t info_len;
+} rc_cluster_member;
+
+/* rc_cluster_presence_sync makes this node's members of room in Redis exactly v[0..n) (node
+ * ignored): the others of this node are removed and the missing ones added, each change
+ * published (announce) as a join or leave. Used when Redis may have missed changes (it was
+ * unavailable, or lost or reaped this node). rc_cluster_presence_prune removes this node's
+ * members of every room not among rooms[0..n) (NUL-terminated names are not required: lens). */
+int rc_cluster_presence_sync(rc_cluster *c, const char *room, size_t room_len, bool announce,
+                             const rc_cluster_member *v, size_t n);
+int rc_cluster_presence_prune(rc_cluster *c, const char *const *rooms, const size_t *lens,
+                              size_t n);
+
+/* Reads. status 0, -ECONNRESET or -EPROTO as for publish; the arrays are valid during the
+ * callback only. Each returns 0 or -EAGAIN/-ENOBUFS/-EINVAL/-ENOMEM (then cb is not called). */
+
+/* Members of room on every node, the room's presence version and last msg_id. */
+typedef void rc_cluster_members_cb(void *arg, int status, uint64_t version, uint64_t top,
+                                   const rc_cluster_member *v, size_t n);
+int rc_cluster_members_read(rc_cluster *c, const char *room, size_t room_len,
+                            rc_cluster_members_cb *cb, void *arg);
+
+/* Rooms with members on some node: total of them, and up to max with their figures. */
+typedef struct rc_cluster_room_info {
+    const char *room;
+    size_t room_len;
+    uint64_t members;        /* members on every node */
+    uint64_t last_msg_id;    /* the room's last msg_id in Redis (0: none) */
+} rc_cluster_room_info;
+typedef void rc_cluster_rooms_cb(void *arg, int status, uint64_t total,
+                                 const rc_cluster_room_info *v, size_t n);
+int rc_cluster_rooms_read(rc_cluster *c, uint32_t max, rc_cluster_rooms_cb *cb, void *arg);
+
+/* Registered nodes (the dead ones too until they are reaped). */
+typedef struct rc_cluster_node_info {
+    const char *id;
+    size_t id_len;
+    uint64_t last_ms;        /* its last heartbeat (Redis's clock, ms since the Unix epoch) */
+    bool alive;              /* its heartbeat key has not expired */
+    const char *info;        /* its node_info JSON object */
+    size_t info_len;
+} rc_cluster_node_info;
+typedef void rc_cluster_nodes_cb(void *arg, int status, uint64_t now_ms,
+                                 const rc_cluster_node_info *v, size_t n);
+int rc_cluster_nodes_read(rc_cluster *c, rc_cluster_nodes_cb *cb, void *arg);
+
 /* ---- housekeeping ------------------------------------------------------------------------ */
 
 /* rc_cluster_flush writes the commands queued during this loop iteration now; call it from
@@ -204,6 +286,14 @@ typedef struct rc_cluster_stats {
     uint64_t pub_commands;   /* commands the publisher connection sent (scripts, heartbeats) */
     uint64_t pub_writes;     /* write() calls they took: pub_commands / pub_writes is the
                               * pipelining factor */
+    uint64_t presence_sent;  /* presence changes sent (joins and leaves of local members) */
+    uint64_t presence_syncs; /* rooms whose members were put back (presence_sync) */
+    uint64_t presence_failed; /* presence and node calls that failed (repaired by a sync) */
+    uint64_t presence_events; /* presence changes of other nodes received */
+    uint64_t node_beats;     /* node heartbeats answered */
+    uint64_t reaped_nodes;   /* dead nodes this node removed */
+    uint64_t reaped_members; /* their members it removed (leaves published) */
+    uint32_t nodes_alive;    /* live nodes as of the last heartbeat (this one included) */
     bool publisher_up;       /* the publisher connection is up with its scripts */
     bool subscriber_up;      /* the subscriber connection is up and on the control channel */
 } rc_cluster_stats;

@@ -208,7 +208,7 @@ static void put(wbuf *w, const void *s, size_t n)
 int rc_clwire_name(char *out, size_t cap, const char *prefix, enum rc_clwire_name kind,
                    const char *room, size_t room_len, const char *key, size_t key_len)
 {
-    static const char *const suffix[] = {"}:m", "}:s", "}:i:", "}:c", "}:k"};
+    static const char *const suffix[] = {"}:m", "}:s", "}:i:", "}:c", "}:k", "}:p"};
     wbuf w = {out, 0, cap, false};
     put(&w, prefix, strlen(prefix));
     put(&w, ":{", 2);
@@ -274,5 +274,43 @@ int rc_clwire_msg_encode(char *out, size_t cap, uint64_t msg_id, const char *epo
     put(&w, epoch, epoch_len);
     put(&w, ":", 1);
     put(&w, payload, payload_len);
+    return w.over ? -1 : (int)w.n;
+}
+
+/* ---- the presence event ------------------------------------------------------------------- */
+
+int rc_clwire_pres_decode(const char *p, size_t n, rc_clwire_pres *e)
+{
+    if (n < 3 || memcmp(p, "p1:", 3) != 0) return -1;
+    const char *end = p + n, *at = p + 3;
+    const char *c = memchr(at, ':', (size_t)(end - at));
+    if (!c || rc_clwire_u64(at, (size_t)(c - at), &e->version) < 0 || e->version == 0) return -1;
+    at = c + 1;
+    if (end - at < 2 || (at[0] != 'j' && at[0] != 'l') || at[1] != ':') return -1;
+    e->join = at[0] == 'j';
+    at += 2;
+    c = memchr(at, ':', (size_t)(end - at));
+    if (!c || rc_clwire_u64(at, (size_t)(c - at), &e->client_id) < 0) return -1;
+    at = c + 1;
+    c = memchr(at, ':', (size_t)(end - at));
+    if (!c || c - at > RC_CLWIRE_NODE_MAX || !rc_clwire_epoch_ok(at, (size_t)(c - at))) return -1;
+    e->node = at;
+    e->node_len = (size_t)(c - at);
+    e->info = c + 1;
+    e->info_len = (size_t)(end - c - 1);
+    return 0;
+}
+
+int rc_clwire_pres_encode(char *out, size_t cap, const rc_clwire_pres *e)
+{
+    char num[48];
+    int nl = snprintf(num, sizeof(num), "%llu:%c:%llu:", (unsigned long long)e->version,
+                      e->join ? 'j' : 'l', (unsigned long long)e->client_id);
+    wbuf w = {out, 0, cap, false};
+    put(&w, "p1:", 3);
+    put(&w, num, (size_t)nl);
+    put(&w, e->node, e->node_len);
+    put(&w, ":", 1);
+    put(&w, e->info, e->info_len);
     return w.over ? -1 : (int)w.n;
 }

@@ -12,6 +12,10 @@
  *     P:{R}:c     the room's pub/sub channel
  *     P:ctl:N     node N's control channel: its subscriber joins it first and its heartbeat
  *                 goes through it (cluster.c)
+ *     P:{R}:p     the room's members on every node (presence): field <client_id> =
+ *                 "<node>:<user member or ''>", field v = version (cluster.c's scripts)
+ *     P:nodes, P:hb:N, P:node:N:m, P:rooms   the node registry, heartbeats, each node's
+ *                 members and the rooms with members (built by the scripts; docs/cluster.md)
  * The {R} hash tag keeps a room's keys in one Redis Cluster slot (for a later sharded setup);
  * with a single Redis it is just part of the name.
  */
@@ -58,7 +62,8 @@ size_t rc_clwire_url_describe(const rc_clwire_url *u, char *out, size_t cap);
 
 /* The kinds of names above. */
 enum rc_clwire_name { RC_CLWIRE_META, RC_CLWIRE_STREAM, RC_CLWIRE_IDEM, RC_CLWIRE_CHANNEL,
-                      RC_CLWIRE_STATE /* the room's state: latest message per state key */ };
+                      RC_CLWIRE_STATE, /* the room's state: latest message per state key */
+                      RC_CLWIRE_PRESENCE /* the room's members on every node */ };
 
 /* rc_clwire_name writes the name of kind for room (and, for RC_CLWIRE_IDEM, the key) into out.
  * Returns the length, or -1 if it does not fit in cap bytes (no NUL is written; names are
@@ -99,6 +104,34 @@ int rc_clwire_msg_decode(const char *p, size_t n, rc_clwire_msg *m);
  * Returns the length, or -1 if it does not fit in cap. */
 int rc_clwire_msg_encode(char *out, size_t cap, uint64_t msg_id, const char *epoch,
                          size_t epoch_len, const void *payload, size_t payload_len);
+
+/* ---- the presence event ------------------------------------------------------------------
+ *
+ *     p1:<version>:<j|l>:<client_id>:<node>:<info>
+ *
+ * A member joined (j) or left (l) a room on node <node> (1 to RC_CLWIRE_NODE_MAX letters or
+ * digits); version is the room's presence version after the change (decimal, >= 1); info is
+ * the rest: for a join the member's `"user":...,` text (empty when anonymous), for a leave
+ * the reason's name. The presence scripts write it on the room's channel (docs/cluster.md). */
+#define RC_CLWIRE_NODE_MAX 32
+
+typedef struct rc_clwire_pres {
+    uint64_t version;        /* the room's presence version after this change */
+    bool join;               /* joined (else left) */
+    uint64_t client_id;      /* the member */
+    const char *node;        /* points into the decoded bytes, node_len long */
+    size_t node_len;
+    const char *info;        /* points into the decoded bytes, info_len long */
+    size_t info_len;
+} rc_clwire_pres;
+
+/* rc_clwire_pres_decode parses the n bytes at p (nothing is copied). Returns 0, or -1 if they
+ * are not a presence event. */
+int rc_clwire_pres_decode(const char *p, size_t n, rc_clwire_pres *e);
+
+/* rc_clwire_pres_encode writes the format above (for tests and the fuzz target). Returns the
+ * length, or -1 if it does not fit in cap. */
+int rc_clwire_pres_encode(char *out, size_t cap, const rc_clwire_pres *e);
 
 /* rc_clwire_epoch_ok says whether e (n bytes) is a well-formed epoch. */
 bool rc_clwire_epoch_ok(const char *e, size_t n);

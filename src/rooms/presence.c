@@ -7,6 +7,7 @@
 #include "codec/json.h"
 #include "codec/textbuf.h"
 #include "core/log.h"
+#include "rooms/redispresence.h"
 #include "rooms/wire.h"
 
 /* A batch flushes early at this many gathered changes, so its memory stays bounded. */
@@ -97,7 +98,8 @@ static void batch_send(rc_rooms *t, rc_presence_batch *b, const rc_endpoint *exc
             first = false;
         }
     }
-    rc_textbuf_printf(&out, "],\"member_count\":%u,\"after_msg_id\":%llu}", room->nmembers,
+    rc_textbuf_printf(&out, "],\"member_count\":%u,\"after_msg_id\":%llu}",
+                      room->nmembers + rc_redispresence_count(room),
                       (unsigned long long)room->last_msg_id);
     batch_free(t, b);
     if (out.failed) rc_warn("room '%s': out of memory for a presence batch", room->name);
@@ -106,11 +108,11 @@ static void batch_send(rc_rooms *t, rc_presence_batch *b, const rc_endpoint *exc
 }
 
 /* Gathers one change of a big room. A batch that fills up is sent at once, but not to a
- * member whose join filled it: that member is in the room already but has not been sent its
- * `joined` yet, and its member_count there counts what the batch says. */
-static void gather(rc_rooms *t, rc_room *room, const rc_endpoint *ep, bool join)
+ * member whose join filled it (`except`): that member is in the room already but has not been
+ * sent its `joined` yet, and its member_count there counts what the batch says. */
+static void gather(rc_rooms *t, rc_room *room, const rc_endpoint *except, uint64_t client_id,
+                   bool join)
 {
-    uint64_t client_id = ep->client_id;
     rc_presence_batch *b = room->pbatch;
     if (!b) {
         if (!(b = calloc(1, sizeof(*b)))) return;
@@ -128,49 +130,62 @@ static void gather(rc_rooms *t, rc_room *room, const rc_endpoint *ep, bool join)
         b->cap = cap;
     }
     b->ch[b->n] = (struct change){.client_id = client_id, .seq = b->n, .join = join};
-    if (++b->n >= BATCH_MAX) batch_send(t, b, join ? ep : NULL);
+    if (++b->n >= BATCH_MAX) batch_send(t, b, join ? except : NULL);
 }
 
-/* One change: gathered in a room above the limit (`size` is the room's size with the member
- * in it), else told at once, after what was gathered before. */
-static void change(rc_rooms *t, rc_room *room, const rc_endpoint *ep, uint32_t size, int reason)
+/* One change of member client_id (with its `"user":...,` text, ulen bytes, on a join): gathered
+ * in a room above the limit (`size` is the room's size, on every node, with the member in it),
+ * else told at once, after what was gathered before, to every member but `except` (a local
+ * member's own change). */
+static void change(rc_rooms *t, rc_room *room, const rc_endpoint *except, uint64_t client_id,
+                   const char *user, size_t ulen, bool join, const char *reason, uint32_t size)
 {
     if (room->npresence == 0 && !room->pbatch) return;
     if (size > t->cfg.presence_limit) {
-        gather(t, room, ep, reason < 0);
+        gather(t, room, except, client_id, join);
         return;
     }
-    if (room->pbatch) batch_send(t, room->pbatch, reason < 0 ? ep : NULL);
+    if (room->pbatch) batch_send(t, room->pbatch, join ? except : NULL);
     if (room->npresence == 0) return;
     char out[192 + rc_json_escape_max(RC_ROOM_NAME_MAX) + 8 + rc_json_escape_max(RC_JWT_MAX_SUB)];
     int n;
-    /* an authenticated member's user comes with its join (ident.h) */
-    bool user = ep->auth == RC_IDENT_USER;
-    if (reason < 0)
+    if (join)
         n = snprintf(out, sizeof(out),
                      "{\"type\":\"presence\",\"room\":%.*s,\"event\":\"join\",\"client_id\":%llu,"
                      "%.*s\"after_msg_id\":%llu}",
-                     (int)room->json_len, room->json_name, (unsigned long long)ep->client_id,
-                     user ? (int)ep->ident->user_json_len : 0, user ? ep->ident->user_json : "",
-                     (unsigned long long)room->last_msg_id);
+                     (int)room->json_len, room->json_name, (unsigned long long)client_id,
+                     (int)ulen, user, (unsigned long long)room->last_msg_id);
     else
         n = snprintf(out, sizeof(out),
                      "{\"type\":\"presence\",\"room\":%.*s,\"event\":\"leave\",\"client_id\":%llu,"
                      "\"reason\":\"%s\",\"after_msg_id\":%llu}",
-                     (int)room->json_len, room->json_name, (unsigned long long)ep->client_id,
-                     rc_presence_reason_name(reason), (unsigned long long)room->last_msg_id);
-    if (n > 0 && (size_t)n < sizeof(out)) tell(t, room, ep, out, (size_t)n);
+                     (int)room->json_len, room->json_name, (unsigned long long)client_id,
+                     reason, (unsigned long long)room->last_msg_id);
+    if (n > 0 && (size_t)n < sizeof(out)) tell(t, room, except, out, (size_t)n);
 }
 
 void rc_presence_join(rc_rooms *t, rc_room *room, const rc_endpoint *ep)
 {
-    change(t, room, ep, room->nmembers, -1);
+    /* an authenticated member's user comes with its join (ident.h) */
+    bool user = ep->auth == RC_IDENT_USER;
+    change(t, room, ep, ep->client_id, user ? ep->ident->user_json : "",
+           user ? ep->ident->user_json_len : 0, true, NULL,
+           room->nmembers + rc_redispresence_count(room));
 }
 
 void rc_presence_leave(rc_rooms *t, rc_room *room, const rc_endpoint *ep, int reason)
 {
     if (reason == RC_LEAVE_QUIET) return;
-    change(t, room, ep, room->nmembers + 1, reason);
+    change(t, room, ep, ep->client_id, NULL, 0, false, rc_presence_reason_name(reason),
+           room->nmembers + 1 + rc_redispresence_count(room));
+}
+
+void rc_presence_remote(rc_rooms *t, rc_room *room, uint64_t client_id, const char *user,
+                        size_t ulen, bool join, const char *reason)
+{
+    /* the mirror has already counted the change: a join is in it, a leave is not */
+    uint32_t size = room->nmembers + rc_redispresence_count(room) + (join ? 0 : 1);
+    change(t, room, NULL, client_id, user, ulen, join, reason, size);
 }
 
 void rc_presence_flush(rc_rooms *t)

@@ -8,6 +8,8 @@
  * once a second as one batch with their net effect — who is in now that was not, and the
  * reverse — so a room of thousands does not send thousands of events per change, and a batch
  * is flushed before any single event, keeping the order of what members are told.
+ * With --redis the room's size counts its members on every node, and changes on other nodes
+ * arrive through rc_presence_remote.
  */
 #ifndef RC_PRESENCE_H
 #define RC_PRESENCE_H
@@ -21,6 +23,12 @@ void rc_presence_join(rc_rooms *t, rc_room *room, const rc_endpoint *ep);
 /* rc_presence_leave tells that ep has just stopped being a member of room, for reason (enum
  * rc_leave). */
 void rc_presence_leave(rc_rooms *t, rc_room *room, const rc_endpoint *ep, int reason);
+
+/* rc_presence_remote tells a change of a member on another node (--redis,
+ * rooms/redispresence.h): client_id joined (with its `"user":...,` text user[0..ulen), or
+ * empty) or left for reason (its JSON name). The remote members' mirror already has it. */
+void rc_presence_remote(rc_rooms *t, rc_room *room, uint64_t client_id, const char *user,
+                        size_t ulen, bool join, const char *reason);
 
 /* rc_presence_flush sends every gathered batch (once a second). */
 void rc_presence_flush(rc_rooms *t);

@@ -8,6 +8,7 @@
 
 #include "codec/wsframe.h"
 #include "core/log.h"
+#include "rooms/redispresence.h"
 #include "rooms/room.h"
 #include "rooms/roomproto.h"
 #include "rooms/state.h"
@@ -98,6 +99,9 @@ struct rc_redisrooms {
     rc_msg **rep_frames;     /* the messages after since, in order */
     uint32_t rep_count;
     bool rep_used;
+    rc_redispresence_stats pst; /* members across nodes (redispresence.c) */
+    rc_redisrooms_info_fn *node_info; /* this node's figures for the registry, or NULL */
+    void *node_info_arg;
 };
 
 static int unavailable(rc_redisrooms *rr, rc_endpoint *ep, const char *why)
@@ -201,6 +205,7 @@ bool rc_redisrooms_joins_waiting(const rc_room *room)
 void rc_redisrooms_room_gone(rc_rooms *t, rc_room *room)
 {
     rc_croom *cr = room->cr;
+    rc_redispresence_room_gone(t, room);
     room->cr = NULL;
     cr->room = NULL;
     if (t->cluster) rc_cluster_unsub(t->cluster->c, room->name, room->name_len);
@@ -219,6 +224,7 @@ static void sync_start(rc_redisrooms *rr, rc_croom *cr)
     if (cr->state == CR_LIVE) cr->state = CR_RESYNC;
     rc_room *room = cr->room;
     if (!rc_cluster_subscribed(rr->c, room->name, room->name_len)) return;
+    rc_redispresence_load(rr->t, room); /* before the read: its reply comes first */
     cread *rd = malloc(sizeof(*rd));
     if (!rd) return;
     *rd = (cread){.cr = cr, .gen = cr->gen};
@@ -459,9 +465,11 @@ static void on_state(void *arg, bool available)
     rc_redisrooms *rr = arg;
     if (!available) {
         rc_warn("redis: unavailable; publishes are refused (unavailable) until it is back");
+        rc_redispresence_stale(rr->t);
         return;
     }
     rc_info("redis: available");
+    rc_redispresence_reassert(rr->t); /* what changed meanwhile did not reach Redis */
     /* Rooms whose read failed meanwhile start again. */
     uint32_t b = 0;
     for (rc_room *room = rc_rooms_next(rr->t, &b, NULL); room;
@@ -503,6 +511,27 @@ static void on_message(void *arg, const rc_cluster_msg *m)
     rc_msg_unref(f);
 }
 
+/* Members across nodes (redispresence.h): a change made on another node. */
+static void on_presence(void *arg, const char *name, size_t len, const rc_clwire_pres *e)
+{
+    rc_redisrooms *rr = arg;
+    rc_room *room = rc_rooms_find(rr->t, name, len);
+    if (room) rc_redispresence_event(rr->t, room, e);
+}
+
+/* The node's heartbeat found it unregistered: put its members back. */
+static void on_registered(void *arg)
+{
+    rc_redisrooms *rr = arg;
+    rc_redispresence_reassert(rr->t);
+}
+
+static size_t node_info(void *arg, char *out, size_t cap)
+{
+    rc_redisrooms *rr = arg;
+    return rr->node_info ? rr->node_info(rr->node_info_arg, out, cap) : 0;
+}
+
 /* ---- API --------------------------------------------------------------------------------- */
 
 rc_redisrooms *rc_redisrooms_new(rc_rooms *t, rc_loop *loop, const char *url, const char *prefix,
@@ -518,7 +547,10 @@ rc_redisrooms *rc_redisrooms_new(rc_rooms *t, rc_loop *loop, const char *url, co
     rc_cluster_cfg cc = {.url = url, .prefix = prefix, .history_size = t->cfg.history_size,
                          .room_ttl_s = ttl > UINT32_MAX ? UINT32_MAX : (uint32_t)ttl};
     rc_cluster_hooks h = {.on_state = on_state, .on_message = on_message,
-                          .on_subscribed = on_subscribed, .arg = rr};
+                          .on_subscribed = on_subscribed, .on_presence = on_presence,
+                          .on_registered = on_registered, .node_info = node_info, .arg = rr};
+    cc.node_interval_ns = t->cfg.node_interval;
+    cc.node_ttl_ns = t->cfg.node_ttl;
     if (!(rr->c = rc_cluster_new(loop, &cc, &h, err, cap))) {
         free(rr);
         return NULL;
@@ -920,4 +952,16 @@ const char *rc_redisrooms_strerror(int status)
     case -EINVAL: return "the room name is too long for a Redis key";
     default: return "redis is unavailable: the message was not sequenced; retry later";
     }
+}
+
+/* ---- members across nodes (redispresence.h) ------------------------------------------------ */
+
+rc_cluster *rc_redisrooms_engine(rc_redisrooms *rr) { return rr->c; }
+
+rc_redispresence_stats *rc_redisrooms_pstats(rc_redisrooms *rr) { return &rr->pst; }
+
+void rc_redisrooms_set_node_info(rc_redisrooms *rr, rc_redisrooms_info_fn *fn, void *arg)
+{
+    rr->node_info = fn;
+    rr->node_info_arg = arg;
 }

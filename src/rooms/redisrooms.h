@@ -143,6 +143,18 @@ const char *rc_redisrooms_strerror(int status);
  * let it go meanwhile). */
 bool rc_redisrooms_joins_waiting(const struct rc_room *room);
 
+/* ---- members across nodes (redispresence.h) ---- */
+struct rc_redispresence_stats;
+
+/* rc_redisrooms_engine is the cluster engine; rc_redisrooms_pstats the presence counters. */
+rc_cluster *rc_redisrooms_engine(rc_redisrooms *r);
+struct rc_redispresence_stats *rc_redisrooms_pstats(rc_redisrooms *r);
+
+/* Writes this node's figures as a JSON object (at most cap bytes) for the node registry
+ * (docs/cluster.md, "Nodes"); returns its length. */
+typedef size_t rc_redisrooms_info_fn(void *arg, char *out, size_t cap);
+void rc_redisrooms_set_node_info(rc_redisrooms *r, rc_redisrooms_info_fn *fn, void *arg);
+
 /* Called by room.c: a room is being freed; an endpoint is gone. */
 void rc_redisrooms_room_gone(struct rc_rooms *t, struct rc_room *room);
 void rc_redisrooms_endpoint_gone(struct rc_rooms *t, struct rc_endpoint *ep);

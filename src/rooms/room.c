@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/ring.h"
 #include "rooms/presence.h"
+#include "rooms/redispresence.h"
 #include "rooms/state.h"
 #include "rooms/wire.h"
 
@@ -495,6 +496,7 @@ int rc_room_join(rc_rooms *t, rc_endpoint *ep, const char *name, size_t len, uin
     room->nmembers++;
     ep->nrooms++;
     rc_presence_join(t, room, ep);
+    if (t->cluster) rc_redispresence_local(t, room, ep, true, 0); /* other nodes hear of it */
     *out = room;
     return RC_JOIN_OK;
 }
@@ -520,6 +522,7 @@ void rc_room_leave(rc_rooms *t, rc_endpoint *ep, uint32_t mslot, int reason)
         moved.room->members[moved.slot].mslot = mslot;
     }
     rc_presence_leave(t, room, ep, reason);
+    if (t->cluster) rc_redispresence_local(t, room, ep, false, reason);
     if (room->nmembers == 0) room_vacated(t, room);
 }
 

@@ -75,6 +75,8 @@ typedef struct rc_rooms_config {
     size_t state_memory;     /* bytes the states of all rooms may hold together, 0 = no limit */
     uint64_t session_ttl;    /* ns a session outlives its last connection */
     uint32_t max_idle_sessions; /* released sessions remembered at most */
+    uint64_t node_interval;  /* --redis: ns between node heartbeats (0: cluster.h's default) */
+    uint64_t node_ttl;       /* --redis: ns after which a silent node is dead (0: default) */
 } rc_rooms_config;
 
 typedef struct rc_rooms_stats {
@@ -171,6 +173,8 @@ typedef struct rc_room {
     rc_idem idem;            /* recent idempotency keys */
     rc_store_room *store;    /* durable log of the room, NULL without --data-dir */
     struct rc_croom *cr;     /* --redis: its step with Redis (redisrooms.c), else NULL */
+    struct rc_rmembers *remote; /* --redis: its members on other nodes (redispresence.h), or
+                                   NULL (none known, or presence off in its namespace) */
     uint64_t empty_since;    /* loop ns the last member left, 0 while it has members */
     struct rc_room *eprev, *enext; /* list of empty rooms waiting for their TTL */
     char epoch[RC_EPOCH_LEN + 1]; /* changes whenever the history is lost or reset */

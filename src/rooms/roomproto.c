@@ -15,6 +15,7 @@
 #include "codec/textbuf.h"
 #include "rooms/ident.h"
 #include "rooms/redisrooms.h"
+#include "rooms/redispresence.h"
 #include "rooms/room.h"
 #include "rooms/state.h"
 #include "rooms/wire.h"
@@ -276,13 +277,17 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
         rc_textbuf_printf(&out, ",%.*s", (int)ep->ident->user_json_len - 1, ep->ident->user_json);
     if (hs->type != RC_JSON_NONE)
         rc_textbuf_printf(&out, ",\"replay_from\":%llu", (unsigned long long)replay_after + 1);
-    if (presence && room->nmembers > t->cfg.presence_limit) {
-        rc_textbuf_printf(&out, ",\"member_count\":%u", room->nmembers);
+    /* --redis: the members on other nodes count and are listed too (redispresence.h) */
+    uint32_t everyone = room->nmembers + rc_redispresence_count(room);
+    if (presence && everyone > t->cfg.presence_limit) {
+        rc_textbuf_printf(&out, ",\"member_count\":%u", everyone);
     } else if (presence) {
         rc_textbuf_printf(&out, ",\"members\":[");
         for (uint32_t i = 0; i < room->nmembers; i++)
             rc_textbuf_printf(&out, "%s%llu", i ? "," : "",
                               (unsigned long long)room->members[i].ep->client_id);
+        bool none = room->nmembers == 0;
+        rc_redispresence_ids(room, &out, &none);
         rc_textbuf_append(&out, "]", 1);
         /* The users of the members that have one, by client_id. */
         bool any = false;
@@ -294,6 +299,7 @@ static int do_join(rc_rooms *t, rc_endpoint *ep, const rc_json_top *q)
                               m->ident->user_json + 7);
             any = true;
         }
+        rc_redispresence_users(room, &out, &any);
         if (any) rc_textbuf_append(&out, "}", 1);
     }
     rc_textbuf_append(&out, "}", 1);

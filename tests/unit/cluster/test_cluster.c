@@ -29,6 +29,13 @@ typedef struct node {
     int subscribed, resubscribed; /* on_subscribed calls (first / again) */
     int n;                   /* messages received */
     got msgs[MAXMSG];
+    int npres;               /* presence changes of other nodes received */
+    struct {
+        uint64_t client_id, version;
+        bool join;
+        char node[33], info[48];
+    } pres[16];
+    int registered;          /* on_registered calls */
 } node;
 
 static void on_state(void *arg, bool available)
@@ -57,12 +64,27 @@ static void on_subscribed(void *arg, const char *room, size_t len, bool resub)
     else d->subscribed++;
 }
 
+static void on_presence(void *arg, const char *room, size_t len, const rc_clwire_pres *e)
+{
+    node *d = arg;
+    if (d->npres >= 16) return;
+    d->pres[d->npres].client_id = e->client_id;
+    d->pres[d->npres].version = e->version;
+    d->pres[d->npres].join = e->join;
+    snprintf(d->pres[d->npres].node, 33, "%.*s", (int)e->node_len, e->node);
+    snprintf(d->pres[d->npres].info, 48, "%.*s", (int)e->info_len, e->info);
+    d->npres++;
+}
+
+static void on_registered(void *arg) { ((node *)arg)->registered++; }
+
 static char prefix[32];
 
 /* Heartbeat settings for node_new; 0 keeps the defaults (1 s / 3 s), which a loaded machine
  * running sanitizer builds never trips by accident. */
 static uint64_t hb_interval, hb_timeout;
 static uint32_t max_inflight; /* for node_new; 0 keeps the default */
+static uint64_t node_interval, node_ttl; /* node heartbeat for node_new; 0: the defaults */
 
 static node *node_new(rc_loop *loop, uint32_t history)
 {
@@ -72,8 +94,11 @@ static node *node_new(rc_loop *loop, uint32_t history)
         .backoff_min_ns = 10 * RC_NS_PER_MS, .backoff_max_ns = 50 * RC_NS_PER_MS,
         .health_interval_ns = hb_interval, .health_timeout_ns = hb_timeout,
         .connect_timeout_ns = hb_timeout, .max_inflight = max_inflight,
+        .node_interval_ns = node_interval, .node_ttl_ns = node_ttl,
     };
-    rc_cluster_hooks h = {on_state, on_message, on_subscribed, d};
+    rc_cluster_hooks h = {.on_state = on_state, .on_message = on_message,
+                          .on_subscribed = on_subscribed, .on_presence = on_presence,
+                          .on_registered = on_registered, .arg = d};
     char err[256];
     d->c = rc_cluster_new(loop, &cfg, &h, err, sizeof(err));
     if (!d->c) {
@@ -425,6 +450,97 @@ TEST(idempotency_key_across_nodes)
     node_free(a);
     node_free(b);
     rc_loop_free(loop);
+}
+
+/* Members read back, recorded. */
+typedef struct memres {
+    int done, status, n;
+    uint64_t version, ids[8];
+    char nodes[8][33];
+} memres;
+
+static void on_members(void *arg, int status, uint64_t version, uint64_t top,
+                       const rc_cluster_member *v, size_t n)
+{
+    memres *x = arg;
+    x->done++;
+    x->status = status;
+    x->version = version;
+    x->n = (int)n;
+    for (size_t i = 0; i < n && i < 8; i++) {
+        x->ids[i] = v[i].client_id;
+        snprintf(x->nodes[i], 33, "%.*s", (int)v[i].node_len, v[i].node);
+    }
+}
+
+static bool members_done(void *arg) { return ((memres *)arg)->done > 0; }
+
+static bool read_members(rc_loop *loop, node *d, memres *x)
+{
+    memset(x, 0, sizeof(*x));
+    if (rc_cluster_members_read(d->c, "room", 4, on_members, x) < 0) return false;
+    return rproc_run_until(loop, members_done, x, 10000) && x->status == 0;
+}
+
+static bool pres2(void *arg) { return ((node *)arg)->npres >= 2; }
+static bool pres3(void *arg) { return ((node *)arg)->npres >= 3; }
+static bool reaped1(void *arg)
+{
+    rc_cluster_stats st;
+    rc_cluster_stats_get(((node *)arg)->c, &st);
+    return st.reaped_members >= 1 && st.nodes_alive == 2;
+}
+static bool registered1(void *arg) { return ((node *)arg)->registered >= 1; }
+
+/* Presence across nodes: a change is published on the room's channel to the other nodes
+ * (never back to its own), is kept in Redis with its node, and a node whose heartbeat stops
+ * is reaped by another: its members leave ("dropped") and it leaves the registry. */
+TEST(presence_and_dead_node_reaping)
+{
+    new_prefix();
+    node_interval = 50 * RC_NS_PER_MS;
+    node_ttl = 400 * RC_NS_PER_MS;
+    rc_loop *loop = rc_loop_new();
+    node *a = node_new(loop, 10), *b = node_new(loop, 10), *c = node_new(loop, 10);
+    CHECK(a && b && c);
+    CHECK(rproc_run_until(loop, avail1, a, 10000) && rproc_run_until(loop, avail1, b, 10000) &&
+          rproc_run_until(loop, avail1, c, 10000));
+    CHECK(rproc_run_until(loop, registered1, a, 10000)); /* its first heartbeat */
+    CHECK(rc_cluster_sub(a->c, "room", 4) == 0 && rc_cluster_sub(b->c, "room", 4) == 0);
+    CHECK(rproc_run_until(loop, is_subscribed, a, 10000) &&
+          rproc_run_until(loop, is_subscribed, b, 10000));
+    CHECK(rc_cluster_presence(a->c, "room", 4, true, 7, "\"user\":\"al\",", 12, true) == 0);
+    CHECK(rc_cluster_presence(a->c, "room", 4, true, 7, "\"user\":\"al\",", 12, true) == 0);
+    CHECK(rc_cluster_presence(c->c, "room", 4, true, 9, "", 0, true) == 0);
+    CHECK(rproc_run_until(loop, pres2, b, 10000));
+    rproc_run_for(loop, 50);
+    CHECK_EQ_INT(b->npres, 2); /* the repeated join changed nothing: not published */
+    CHECK(b->pres[0].join && b->pres[0].client_id == 7 &&
+          strcmp(b->pres[0].node, rc_cluster_node_id(a->c)) == 0 &&
+          strcmp(b->pres[0].info, "\"user\":\"al\",") == 0);
+    CHECK(b->pres[1].client_id == 9 && b->pres[1].version == b->pres[0].version + 1);
+    CHECK_EQ_INT(a->npres, 1); /* c's join only: never its own */
+    memres m;
+    CHECK(read_members(loop, b, &m));
+    CHECK_EQ_INT(m.n, 2);
+    CHECK(m.version == b->pres[1].version);
+    /* c dies without a word: a's heartbeat reaps it after its TTL */
+    node_free(c);
+    CHECK(rproc_run_until(loop, pres3, b, 10000));
+    CHECK(!b->pres[2].join && b->pres[2].client_id == 9 &&
+          strcmp(b->pres[2].info, "dropped") == 0);
+    CHECK(rproc_run_until(loop, reaped1, a, 10000) || rproc_run_until(loop, reaped1, b, 10000));
+    CHECK(read_members(loop, a, &m));
+    CHECK(m.n == 1 && m.ids[0] == 7);
+    /* a leave from another node than the member's changes nothing; from its own, it goes */
+    CHECK(rc_cluster_presence(b->c, "room", 4, false, 7, "left", 4, true) == 0);
+    CHECK(rc_cluster_presence(a->c, "room", 4, false, 7, "left", 4, true) == 0);
+    CHECK(read_members(loop, a, &m));
+    CHECK_EQ_INT(m.n, 0);
+    node_free(a);
+    node_free(b);
+    rc_loop_free(loop);
+    node_interval = node_ttl = 0;
 }
 
 TEST(two_nodes_see_one_order)
@@ -871,6 +987,7 @@ int main(int argc, char **argv)
     RUN(bounded_calls_in_flight);
     RUN(bad_config_is_refused);
     RUN(free_while_busy_fails_pending_calls);
+    RUN(presence_and_dead_node_reaping);
     /* over TCP as well, and last: it restarts the server */
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", srv.port);
     RUN(two_nodes_see_one_order);

@@ -102,6 +102,8 @@ TEST(names)
     CHECK_MEM(out, (size_t)n, "app.1:{a}:i:k9", 14);
     n = rc_clwire_name(out, sizeof(out), "rc", RC_CLWIRE_CHANNEL, "a\0b", 3, NULL, 0);
     CHECK_MEM(out, (size_t)n, "rc:{a\0b}:c", 10);
+    n = rc_clwire_name(out, sizeof(out), "rc", RC_CLWIRE_PRESENCE, "lobby", 5, NULL, 0);
+    CHECK_MEM(out, (size_t)n, "rc:{lobby}:p", 12);
     /* exact fit, then one byte short */
     CHECK_EQ_INT(rc_clwire_name(out, 12, "rc", RC_CLWIRE_META, "lobby", 5, NULL, 0), 12);
     CHECK_EQ_INT(rc_clwire_name(out, 11, "rc", RC_CLWIRE_META, "lobby", 5, NULL, 0), -1);
@@ -174,6 +176,34 @@ TEST(u64)
     CHECK_EQ_INT(rc_clwire_u64("+1", 2, &v), -1);
 }
 
+TEST(pres_round_trip)
+{
+    static const char join[] = "p1:42:j:4294967301:0123abcd0123abcd:\"user\":\"al:ice\",";
+    rc_clwire_pres e;
+    CHECK(rc_clwire_pres_decode(join, sizeof(join) - 1, &e) == 0);
+    CHECK(e.version == 42 && e.join && e.client_id == 4294967301ull);
+    CHECK_MEM(e.node, e.node_len, "0123abcd0123abcd", 16);
+    CHECK_MEM(e.info, e.info_len, "\"user\":\"al:ice\",", 16);
+    char out[128];
+    int n = rc_clwire_pres_encode(out, sizeof(out), &e);
+    CHECK_MEM(out, (size_t)n, join, sizeof(join) - 1);
+    CHECK_EQ_INT(rc_clwire_pres_encode(out, (size_t)n - 1, &e), -1); /* one byte short */
+    static const char leave[] = "p1:7:l:9:n1:dropped";
+    CHECK(rc_clwire_pres_decode(leave, sizeof(leave) - 1, &e) == 0);
+    CHECK(!e.join && e.client_id == 9 && e.version == 7);
+    CHECK_MEM(e.info, e.info_len, "dropped", 7);
+    /* every cut before the info is refused; an empty info is fine */
+    for (size_t i = 0; i < 12; i++) CHECK_EQ_INT(rc_clwire_pres_decode(leave, i, &e), -1);
+    CHECK(rc_clwire_pres_decode(leave, 12, &e) == 0 && e.info_len == 0);
+    static const char *const bad[] = {
+        "p2:1:j:1:n:", "p1:0:j:1:n:", "p1:01:j:1:n:", "p1:1:x:1:n:", "p1:1:j:-1:n:",
+        "p1:1:j:1::", "p1:1:j:1:n-1:", "p1:1:j:1:n", "r1:1:e:x",
+        "p1:1:j:1:0123456789012345678901234567890123:",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK_EQ_INT(rc_clwire_pres_decode(bad[i], strlen(bad[i]), &e), -1);
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
@@ -188,5 +218,6 @@ int main(int argc, char **argv)
     RUN(msg_every_prefix_is_rejected);
     RUN(msg_rejects);
     RUN(u64);
+    RUN(pres_round_trip);
     UNIT_MAIN_END("test_clwire");
 }
