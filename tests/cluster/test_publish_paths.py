@@ -276,10 +276,15 @@ def chat_line(f):
 
 
 def local_members(node, room):
+    """Members of room on node itself: /api/rooms/{room} answers for the whole cluster and names
+    each member's node (`nodes`), /api/stats names this node (`cluster.node`)."""
+    me = node.stats()["cluster"]["node"]
     st, _h, raw = itest.http_exchange(
         node.port, (f"GET {room_path(room, '')} HTTP/1.1\r\nHost: x\r\n"
                     "Connection: close\r\n\r\n").encode())
-    return json.loads(raw)["members"] if st == 200 else 0
+    if st != 200:
+        return 0
+    return sum(1 for n in json.loads(raw).get("nodes", {}).values() if n == me)
 
 
 def test_chat_port_across_nodes(cnodes):
