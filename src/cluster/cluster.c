@@ -81,12 +81,23 @@ static const char PUB_SCRIPT[] =
     "return {tonumber(id), e, 0}\n";
 
 /* KEYS: meta, stream, state
- * ARGV: first stream id to return ("<after + 1>-0"), max entries
- * Returns {epoch or nil, top, first kept msg_id or 0, {{id, {field, value, ...}}, ...},
- *          {state key, "<msg_id>:<payload>", ...}}. */
+ * ARGV: first stream id to return ("<after + 1>-0"), max entries, candidate epoch, room ttl s
+ * Returns {epoch, top, first kept msg_id or 0, {{id, {field, value, ...}}, ...},
+ *          {state key, "<msg_id>:<payload>", ...}}.
+ * A room that does not exist in Redis is created here, empty, in the candidate epoch (and expires
+ * like a published one): its members learn an epoch at once, so a client that joined before the
+ * first message can still recover with since/epoch on any node. Without it such clients held the
+ * epoch "" and every rejoin was answered recovered:false. Whichever of this script and the publish
+ * script runs first creates the epoch; the other finds it. */
 static const char READ_SCRIPT[] =
     "local e = redis.call('hget', KEYS[1], 'e')\n"
-    "if not e then return {false, 0, 0, {}, {}} end\n"
+    "if not e then\n"
+    "  e = ARGV[3]\n"
+    "  redis.call('del', KEYS[2], KEYS[3])\n"
+    "  redis.call('hset', KEYS[1], 'e', e, 's', 0)\n"
+    "  if tonumber(ARGV[4]) > 0 then redis.call('expire', KEYS[1], ARGV[4]) end\n"
+    "  return {e, 0, 0, {}, {}}\n"
+    "end\n"
     "local top = tonumber(redis.call('hget', KEYS[1], 's') or '0')\n"
     "local first = 0\n"
     "local head = redis.call('xrange', KEYS[2], '-', '+', 'COUNT', 1)\n"
@@ -433,7 +444,7 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
     if (c->inflight >= c->max_inflight) return -ENOBUFS;
     if (after >= RC_CLWIRE_MSG_ID_MAX) after = RC_CLWIRE_MSG_ID_MAX;
     size_t name = strlen(c->prefix) + room_len + 8;
-    call *k = call_new(c, SCRIPT_READ, 1 + 3 * name + 2 * 24 + room_len);
+    call *k = call_new(c, SCRIPT_READ, 1 + 3 * name + 3 * 24 + 17 + room_len);
     if (!k) return -ENOMEM;
     k->read_cb = cb;
     k->arg = arg;
@@ -447,6 +458,10 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
     }
     add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%llu-0", (unsigned long long)after + 1));
     add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)max));
+    char epoch[17];
+    new_epoch(c, epoch);
+    add(k, &at, epoch, 16);
+    add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)c->room_ttl_s));
     k->room = at;
     k->room_len = room_len;
     memcpy(at, room, room_len);

@@ -177,7 +177,8 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
                     uint32_t max, rc_cluster_read_cb *cb, void *arg);
 
 /* Accessors of a range (valid during the callback only). */
-/* rc_cluster_range_epoch is the room's epoch ("" when the room does not exist in Redis). */
+/* rc_cluster_range_epoch is the room's epoch (a read creates a room missing in Redis, empty, in a
+ * new epoch: never ""). */
 const char *rc_cluster_range_epoch(const rc_cluster_range *r);
 /* rc_cluster_range_top is the room's last msg_id (0 when none). */
 uint64_t rc_cluster_range_top(const rc_cluster_range *r);
