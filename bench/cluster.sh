@@ -2,7 +2,7 @@
 # bench/cluster.sh — issue 16's benchmark: fan-out through Redis, side by side in one run.
 #
 #   bench/cluster.sh [--rounds N] [--duration S] [--rooms R] [--clients C] [--size BYTES]
-#                    [--variants LIST] [--out FILE.jsonl]
+#                    [--fixed-hz HZ] [--variants LIST] [--out FILE.jsonl]
 #
 # Variants (all by default, alternated within every round, a fresh server for every run):
 #   rc1         roomcast, 1 node, embedded rooms (no Redis)
@@ -19,6 +19,9 @@
 #   2. half saturation: each variant at half of its own median saturated rate (open loop, the
 #      same per-client rate for every client): p50/p99 publish-to-delivery latency, and for the
 #      2-node variants the deliveries whose sender is on the other node (cross_p99_us);
+#   2b. fixed rate: every variant at the same per-client rate (--fixed-hz, default 5: with the
+#      default shape 50,000 deliveries/s, below half of every variant's saturation on the
+#      machine this was written on): latency and CPU per delivery at equal load; 0 skips it;
 #   3. bare PUBLISH: redis-benchmark PUBLISH of a payload as long as roomcast's channel message,
 #      to a channel with 2 subscribers (bench/peers/redis_sub.py, like the 2 nodes), unpipelined
 #      and at roomcast's measured pipelining depth: Redis CPU per PUBLISH, the yardstick for
@@ -39,7 +42,7 @@ ROOMCAST=${ROOMCAST_BIN:-$O/roomcast}
 PEERS="$ROOT/bench/peers"
 PYTHON=${PYTHON:-/usr/bin/python3}
 
-rounds=3 duration=3 rooms=100 clients=10 size=100 out=""
+rounds=3 duration=3 rooms=100 clients=10 size=100 out="" fixed_hz=5
 variants="rc1,rc1-redis,rc2-redis,sio1,sio2-redis"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -48,6 +51,7 @@ while [ $# -gt 0 ]; do
     --rooms) rooms=$2; shift ;;
     --clients) clients=$2; shift ;;
     --size) size=$2; shift ;;
+    --fixed-hz) fixed_hz=$2; shift ;;
     --variants) variants=$2; shift ;;
     --out) out=$2; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -237,23 +241,32 @@ for round in $(seq "$rounds"); do
     for v in "${VARIANTS[@]}"; do
         if [ "${RATE[$v]}" = "0.0" ] || [ "${RATE[$v]}" = "0" ]; then continue; fi
         run "$v" half --rate "${RATE[$v]}"
+        if [ "$fixed_hz" != 0 ]; then run "$v" fixed --rate "$fixed_hz"; fi
     done
 done
 
-# -- phase 3: a bare PUBLISH ----------------------------------------------------------------------
-# The payload is as long as roomcast's channel message in the saturation runs: "r1:<msg_id>:
-# <epoch>:" plus the stored frame, whose length Redis's stream holds (one sample room).
-plen=$((size + 110))
+# -- phase 3: Redis's cost per message, piece by piece --------------------------------------------
+# The yardstick is a bare PUBLISH of a payload as long as roomcast's channel message, to a
+# channel with 2 subscribers (bench/peers/redis_sub.py, like the 2 nodes), unpipelined and at
+# roomcast's measured pipelining depth (its median commands per write() in rc2-redis). Beside it,
+# at the same depth: roomcast's own sequencing script (its text read from src/cluster/cluster.c,
+# so it is the script being shipped) with its parts switched off through its arguments, a script
+# that does nothing, and two batched scripts that sequence K messages of a room per call — what
+# would close the gap, measured rather than guessed. One room (one key set), like a busy room.
+plen=$((size + 110)) dlen=$((size + 80))
 SUB_PIDS=()
 if printf '%s\n' "${VARIANTS[@]}" | grep -q '^rc.-redis$'; then
+    # The lengths of roomcast's stored frame and channel message, from one real publish.
     rcli flushall >/dev/null
-    start_node rc 1 && port=$NODE_PORT
-    timeout 60 "$BENCH" fanout --port "$port" --rooms 1 --clients "$clients" --size "$size" \
-        --messages 1 --quiet >/dev/null 2>&1
-    key=$(rcli --scan --pattern 'rc:*:s' | head -1)
-    if [ -n "$key" ]; then
-        d=$(rcli --raw xrange "$key" - + count 1 | sed -n '3p')
-        plen=$(( ${#d} + 3 + 8 + 16 + 2 ))   # "r1:" + a msg_id of up to 8 digits + epoch + ':'s
+    if start_node rc 1; then
+        timeout 60 "$BENCH" fanout --port "$NODE_PORT" --rooms 1 --clients "$clients" \
+            --size "$size" --messages 1 --quiet >/dev/null 2>&1
+        key=$(rcli --scan --pattern 'rc:*:s' | head -1)
+        if [ -n "$key" ]; then
+            d=$(rcli --raw xrange "$key" - + count 1 | sed -n '3p')
+            dlen=${#d}
+            plen=$((dlen + 3 + 8 + 16 + 2))   # "r1:" + a msg_id of up to 8 digits + epoch + ':'s
+        fi
     fi
     stop_nodes
 fi
@@ -262,31 +275,104 @@ import json, statistics, sys
 xs = [r["redis_commands_per_write"] for r in map(json.loads, open(sys.argv[1]))
       if r["server"] == "rc2-redis" and r["phase"] == "sat" and r.get("redis_commands_per_write")]
 print(max(1, round(statistics.median(xs))) if xs else 16)' "$results")
+PUB_BODY=$("$PYTHON" - "$ROOT/src/cluster/cluster.c" <<'PY'
+import re, sys
+src = open(sys.argv[1]).read()
+m = re.search(r'static const char PUB_SCRIPT\[\] =\n((?:\s*".*"\n?)+);', src)
+if m:
+    print("".join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))).encode().decode("unicode_escape"), end="")
+PY
+)
+# Batched sequencing, K messages of one room per call (ARGV: history, ttl, epoch, channel,
+# payload 1..K). "each": a stream entry per message, one PUBLISH per batch; "one": one stream
+# entry and one PUBLISH per batch (the entry holds the K messages).
+BATCH_EACH="local meta, stream = KEYS[1], KEYS[2]
+local e = redis.call('hget', meta, 'e')
+if not e then e = ARGV[3]; redis.call('hset', meta, 'e', e, 's', 0) end
+local k = #ARGV - 4
+local last = redis.call('hincrby', meta, 's', k)
+local parts = {}
+for i = 1, k do
+  local id = string.format('%.0f', last - k + i)
+  redis.call('xadd', stream, 'MAXLEN', ARGV[1], id .. '-0', 'd', ARGV[4 + i])
+  parts[i] = id .. ':' .. ARGV[4 + i]
+end
+redis.call('expire', meta, ARGV[2]); redis.call('expire', stream, ARGV[2])
+redis.call('publish', ARGV[4], 'r2:' .. e .. ':' .. table.concat(parts, '\n'))
+return {last, e}"
+BATCH_ONE="local meta, stream = KEYS[1], KEYS[2]
+local e = redis.call('hget', meta, 'e')
+if not e then e = ARGV[3]; redis.call('hset', meta, 'e', e, 's', 0) end
+local k = #ARGV - 4
+local last = redis.call('hincrby', meta, 's', k)
+local body = table.concat(ARGV, '\n', 5)
+local id = string.format('%.0f', last)
+redis.call('xadd', stream, 'MAXLEN', ARGV[1], id .. '-0', 'n', k, 'd', body)
+redis.call('expire', meta, ARGV[2]); redis.call('expire', stream, ARGV[2])
+redis.call('publish', ARGV[4], 'r2:' .. id .. ':' .. k .. ':' .. e .. ':' .. body)
+return {last, e}"
 payload=$(head -c "$plen" /dev/zero | tr '\0' x)
+frame=$(head -c "$dlen" /dev/zero | tr '\0' x)
 for i in 1 2; do
     "$PYTHON" "$PEERS/redis_sub.py" "$RPORT" 'rc:{bare}:c' >"$WORK/sub$i.log" 2>&1 &
     SUB_PIDS+=($!)
 done
 sleep 0.5
-echo "cluster.sh: phase 3, bare PUBLISH of $plen bytes to 2 subscribers, pipelined 1 and $depth" \
-     "(roomcast's median commands per write), $rounds rounds" >&2
-n=200000
+# measure LABEL PIPELINE MESSAGES_PER_COMMAND COMMAND...: Redis CPU per message, one JSON line.
+measure() {
+    local label=$1 P=$2 k=$3
+    shift 3
+    local n=$((200000 / k))
+    rcli flushall >/dev/null
+    local a b t0 t1
+    a=$(awk '{print $1}' /proc/"$REDIS_PID"/schedstat)
+    t0=$(date +%s.%N)
+    if ! redis-benchmark -p "$RPORT" -c 4 -n "$n" -P "$P" "$@" >"$WORK/rb.out" 2>&1 ||
+        grep -q -i "error" "$WORK/rb.out"; then
+        echo "cluster.sh: redis-benchmark failed for '$label': $(grep -i -m1 error "$WORK/rb.out")" >&2
+        return 1
+    fi
+    t1=$(date +%s.%N)
+    b=$(awk '{print $1}' /proc/"$REDIS_PID"/schedstat)
+    LABEL="$label" "$PYTHON" -c "
+import json, os
+print(json.dumps({'scenario': 'redis-cost', 'server': 'redis', 'phase': 'redis', 'ok': True,
+                  'label': os.environ['LABEL'], 'pipeline': $P, 'per_command': $k,
+                  'payload_bytes': $plen, 'subscribers': 2, 'messages': $n * $k,
+                  'messages_per_s': $n * $k / ($t1 - $t0),
+                  'redis_run_ns_per_message': ($b - $a) / ($n * $k)}))" >>"$results"
+    tail -1 "$results" | "$PYTHON" -c 'import json,sys; r=json.load(sys.stdin); print("  %-50s -P %-3d %9.0f msg/s  redis %6.0f ns/message" % (r["label"], r["pipeline"], r["messages_per_s"], r["redis_run_ns_per_message"]))' >&2
+}
+echo "cluster.sh: phase 3, Redis CPU per message: a bare PUBLISH of $plen bytes to 2 subscribers" \
+     "(pipelined 1 and $depth, roomcast's median commands per write) and the sequencing script" \
+     "in pieces, $rounds rounds" >&2
+sha_pub="" sha_nop="" sha_min="" sha_each="" sha_one=""
+if [ -n "$PUB_BODY" ]; then
+    sha_pub=$(rcli script load "$PUB_BODY")
+    sha_nop=$(rcli script load "return 1")
+    sha_min=$(rcli script load "local id = redis.call('hincrby', KEYS[1], 's', 1)
+redis.call('publish', ARGV[5], ARGV[1]) return {id, 'e', 0}")
+    sha_each=$(rcli script load "$BATCH_EACH")
+    sha_one=$(rcli script load "$BATCH_ONE")
+else
+    echo "cluster.sh: PUB_SCRIPT not found in src/cluster/cluster.c: the script is not measured" >&2
+fi
+K=8
+batch=()
+for _ in $(seq $K); do batch+=("$frame"); done
+M='rc:{room1}:m' S='rc:{room1}:s' C='rc:{bare}:c' E=0123456789abcdef
 for round in $(seq "$rounds"); do
-    for P in 1 "$depth"; do
-        rcli flushall >/dev/null
-        a=$(awk '{print $1}' /proc/"$REDIS_PID"/schedstat)
-        t0=$(date +%s.%N)
-        redis-benchmark -p "$RPORT" -c 4 -n "$n" -P "$P" PUBLISH 'rc:{bare}:c' "$payload" >/dev/null 2>&1
-        t1=$(date +%s.%N)
-        b=$(awk '{print $1}' /proc/"$REDIS_PID"/schedstat)
-        "$PYTHON" -c "
-import json
-print(json.dumps({'scenario': 'bare-publish', 'server': 'redis', 'phase': 'bare', 'ok': True,
-                  'pipeline': $P, 'payload_bytes': $plen, 'subscribers': 2, 'published': $n,
-                  'publish_per_s': $n / ($t1 - $t0),
-                  'redis_run_ns_per_publish': ($b - $a) / $n}))" >>"$results"
-        tail -1 "$results" | "$PYTHON" -c 'import json,sys; r=json.load(sys.stdin); print("  bare PUBLISH -P %-3d  %9.0f /s  redis %6.0f ns/PUBLISH" % (r["pipeline"], r["publish_per_s"], r["redis_run_ns_per_publish"]))' >&2
-    done
+    measure "PUBLISH" 1 1 PUBLISH "$C" "$payload"
+    measure "PUBLISH" "$depth" 1 PUBLISH "$C" "$payload"
+    [ -n "$sha_pub" ] || continue
+    measure "script: return 1" "$depth" 1 EVALSHA "$sha_nop" 0
+    measure "script: HINCRBY + PUBLISH" "$depth" 1 EVALSHA "$sha_min" 1 "$M" "$frame" 0 0 "$E" "$C"
+    measure "roomcast script, no history, no ttl" "$depth" 1 EVALSHA "$sha_pub" 2 "$M" "$S" "$frame" 0 0 "$E" "$C" 300
+    measure "roomcast script, no history, ttl 300" "$depth" 1 EVALSHA "$sha_pub" 2 "$M" "$S" "$frame" 0 300 "$E" "$C" 300
+    measure "roomcast script, history 1000, no ttl" "$depth" 1 EVALSHA "$sha_pub" 2 "$M" "$S" "$frame" 1000 0 "$E" "$C" 300
+    measure "roomcast script as run (history 1000, ttl 300)" "$depth" 1 EVALSHA "$sha_pub" 2 "$M" "$S" "$frame" 1000 300 "$E" "$C" 300
+    measure "batch of $K, an XADD per message, one PUBLISH" "$depth" $K EVALSHA "$sha_each" 2 "$M" "$S" 1000 300 "$E" "$C" "${batch[@]}"
+    measure "batch of $K, one XADD and one PUBLISH" "$depth" $K EVALSHA "$sha_one" 2 "$M" "$S" 1000 300 "$E" "$C" "${batch[@]}"
 done
 for p in "${SUB_PIDS[@]}"; do kill "$p" 2>/dev/null; done
 SUB_PIDS=()
@@ -302,18 +388,15 @@ def med(rs, k):
 def f(v, d=0):
     return "-" if v is None else f"{v:,.{d}f}"
 order = ["rc1", "rc1-redis", "rc2-redis", "sio1", "sio2-redis"]
-bare = {}
-for p in sorted({r["pipeline"] for r in rows if r["phase"] == "bare"}):
-    bare[p] = med([r for r in rows if r["phase"] == "bare" and r["pipeline"] == p],
-                  "redis_run_ns_per_publish")
 for phase, title in (("sat", "saturation (flat out, window 4)"),
-                     ("half", "half saturation (open loop at half of each variant's median rate)")):
+                     ("half", "half saturation (open loop at half of each variant's median rate)"),
+                     ("fixed", "fixed rate (open loop, the same per-client rate for every variant)")):
     rs = [r for r in rows if r["phase"] == phase]
     if not rs:
         continue
     print(f"\n{title}: {rooms} rooms x {clients} clients, {size}-byte messages, {duration} s;"
           " medians of the ok rounds")
-    head = ["variant", "ok", "deliv/s", "nodes ns/deliv", "redis ns/deliv",
+    head = ["variant", "ok", "Hz", "deliv/s", "nodes ns/deliv", "redis ns/deliv",
             "redis ns/msg", "p50 us", "p99 us", "cross p50", "cross p99", "cmds/write"]
     table = []
     for v in order:
@@ -322,7 +405,8 @@ for phase, title in (("sat", "saturation (flat out, window 4)"),
             continue
         ok = [r for r in mine if r["ok"]]
         nd = med(ok, "server_run_ns_per_delivery")
-        table.append([v, f"{len(ok)}/{len(mine)}", f(med(ok, "deliveries_per_s")), f(nd),
+        table.append([v, f"{len(ok)}/{len(mine)}", f(med(ok, "rate_hz"), 1),
+                      f(med(ok, "deliveries_per_s")), f(nd),
                       f(med(ok, "redis_run_ns_per_delivery")), f(med(ok, "redis_run_ns_per_publish")),
                       f(med(ok, "lat_p50_us")), f(med(ok, "lat_p99_us")),
                       f(med(ok, "cross_p50_us")), f(med(ok, "cross_p99_us")),
@@ -343,14 +427,25 @@ for phase, title in (("sat", "saturation (flat out, window 4)"),
                  ("rc2-redis", "rc1-redis")):
         if nd(s) and nd(c):
             print(f"  nodes' CPU per delivery, {s} / {c}: {nd(s) / nd(c):.2f}")
-if bare:
-    print("\nbare PUBLISH (redis-benchmark, 2 subscribers): Redis ns per PUBLISH, median: " +
-          ", ".join(f"pipelined {p}: {f(v)}" for p, v in bare.items()))
+red = [r for r in rows if r["phase"] == "redis"]
+if red:
+    print("\nRedis CPU per message (redis-benchmark, 2 subscribers on the channel, one room), medians:")
+    labels = []
+    for r in red:
+        if (r["label"], r["pipeline"]) not in labels:
+            labels.append((r["label"], r["pipeline"]))
+    bare = {p: med([r for r in red if r["label"] == "PUBLISH" and r["pipeline"] == p],
+                   "redis_run_ns_per_message") for (l, p) in labels if l == "PUBLISH"}
+    depth = max(bare) if bare else None
+    for l, p in labels:
+        v = med([r for r in red if r["label"] == l and r["pipeline"] == p], "redis_run_ns_per_message")
+        x = f"  {v / bare[depth]:.1f}x" if depth and bare.get(depth) and v else ""
+        print(f"  {l:<50} -P {p:<3} {f(v):>7} ns{x}")
     for v in ("rc1-redis", "rc2-redis", "sio2-redis"):
         x = med([r for r in rows if r["phase"] == "sat" and r["server"] == v and r["ok"]],
                 "redis_run_ns_per_publish")
-        if x:
-            print(f"  {v}: Redis {f(x)} ns per published message (saturation) = " +
-                  ", ".join(f"{x / b:.1f}x the bare PUBLISH pipelined {p}" for p, b in bare.items() if b))
+        if x and bare:
+            print(f"  {v} in the saturation runs: Redis {f(x)} ns per published message = " +
+                  ", ".join(f"{x / b:.1f}x a bare PUBLISH pipelined {p}" for p, b in bare.items() if b))
 PY
 echo "cluster.sh: results: $results" >&2
