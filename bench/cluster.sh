@@ -2,7 +2,7 @@
 # bench/cluster.sh — issue 16's benchmark: fan-out through Redis, side by side in one run.
 #
 #   bench/cluster.sh [--rounds N] [--duration S] [--rooms R] [--clients C] [--size BYTES]
-#                    [--fixed-hz HZ] [--variants LIST] [--out FILE.jsonl]
+#                    [--fixed-hz HZ] [--variants LIST] [--phases LIST] [--out FILE.jsonl]
 #
 # Variants (all by default, alternated within every round, a fresh server for every run):
 #   rc1         roomcast, 1 node, embedded rooms (no Redis)
@@ -12,7 +12,7 @@
 #   sio1        Socket.IO (bench/peers/sio_server.mjs), 1 node, its in-memory adapter
 #   sio2-redis  Socket.IO, 2 nodes with @socket.io/redis-adapter, clients spread the same way
 #
-# Phases:
+# Phases (--phases, default all: sat,half,fixed,redis; half and fixed run together, after sat):
 #   1. saturation: R rooms x C clients, every client keeps 4 own messages in flight (flat out),
 #      --duration seconds: deliveries/s, CPU per delivery of the nodes (summed) and of
 #      redis-server (apart), Redis CPU per published message;
@@ -34,7 +34,9 @@
 # and `make bench-deps` (npm ci of bench/peers: socket.io, @socket.io/redis-adapter, redis).
 # Without redis-server the script says so and exits 0; without node it runs roomcast alone.
 set -u
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# BENCH_ROOT: the checkout to use when this script runs from a copy elsewhere (a copy is
+# what to run while editing this one: bash reads a script as it goes).
+ROOT=${BENCH_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 O=${O:-build}
 case "$O" in /*) ;; *) O="$ROOT/$O" ;; esac
 BENCH="$O/roomcast-bench"
@@ -42,7 +44,7 @@ ROOMCAST=${ROOMCAST_BIN:-$O/roomcast}
 PEERS="$ROOT/bench/peers"
 PYTHON=${PYTHON:-/usr/bin/python3}
 
-rounds=3 duration=3 rooms=100 clients=10 size=100 out="" fixed_hz=5
+rounds=3 duration=3 rooms=100 clients=10 size=100 out="" fixed_hz=5 phases=sat,half,fixed,redis
 variants="rc1,rc1-redis,rc2-redis,sio1,sio2-redis"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
     --clients) clients=$2; shift ;;
     --size) size=$2; shift ;;
     --fixed-hz) fixed_hz=$2; shift ;;
+    --phases) phases=$2; shift ;;
     --variants) variants=$2; shift ;;
     --out) out=$2; shift ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -222,6 +225,10 @@ for round in $(seq "$rounds"); do
     for v in "${VARIANTS[@]}"; do run "$v" sat; done
 done
 
+has_phase() { [[ ",$phases," == *",$1,"* ]]; }
+has_phase half || has_phase fixed || has_phase redis || { echo "cluster.sh: results: $results" >&2; exit 0; }
+has_phase fixed || fixed_hz=0
+
 # -- phase 2: half saturation ---------------------------------------------------------------------
 median() { "$PYTHON" -c '
 import json, statistics, sys
@@ -240,11 +247,12 @@ echo "cluster.sh: phase 2, half saturation (per-client Hz: $(for v in "${VARIANT
 for round in $(seq "$rounds"); do
     for v in "${VARIANTS[@]}"; do
         if [ "${RATE[$v]}" = "0.0" ] || [ "${RATE[$v]}" = "0" ]; then continue; fi
-        run "$v" half --rate "${RATE[$v]}"
+        if has_phase half; then run "$v" half --rate "${RATE[$v]}"; fi
         if [ "$fixed_hz" != 0 ]; then run "$v" fixed --rate "$fixed_hz"; fi
     done
 done
 
+phase_redis() {
 # -- phase 3: Redis's cost per message, piece by piece --------------------------------------------
 # The yardstick is a bare PUBLISH of a payload as long as roomcast's channel message, to a
 # channel with 2 subscribers (bench/peers/redis_sub.py, like the 2 nodes), unpipelined and at
@@ -376,6 +384,8 @@ for round in $(seq "$rounds"); do
 done
 for p in "${SUB_PIDS[@]}"; do kill "$p" 2>/dev/null; done
 SUB_PIDS=()
+}
+if has_phase redis; then phase_redis; fi
 
 # -- the tables -----------------------------------------------------------------------------------
 "$PYTHON" - "$results" "$rooms" "$clients" "$size" "$duration" <<'PY'
