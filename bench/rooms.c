@@ -33,6 +33,12 @@
  * o->transports[k % o->ntransports] (fanout-tcp: all on the TCP port's line mode; fanout-mixed:
  * WebSocket and line mode alternately, so half of each room is on each), and the checks above
  * are the same whatever the mix: one total order per room across wires is the point.
+ *
+ * Nor need they share a node: with several ports (--port P1,P2: a cluster, bench/cluster.sh)
+ * member k of every room connects to node k % ports, the checks span the nodes, and deliveries
+ * whose sender sits on another node also feed the cross-node latency histogram. Against a server
+ * that does not sequence (Socket.IO, --transport sio) the per-room order checks are replaced by
+ * what such a server does promise (delivery_unsequenced).
  */
 #include "bench.h"
 
