@@ -8,6 +8,7 @@
  *   conn.c      the epoll loop and client WebSocket connections (handshake, frames, masking)
  *   tcp.c       client connections to the raw TCP port (docs/tcp.md): line and framed modes
  *   tls.c       TLS under any of them (--tls, OpenSSL), and the tls-handshakes scenario
+ *   sio.c       Socket.IO (v5 over Engine.IO v4, websocket only) on top of the WebSocket client
  *   msg.c       the JSON subset the room protocol needs: building publishes, scanning replies
  *   report.c    one result: the JSON line and the readable table
  *   rooms.c     fanout, pingpong and slow: rooms of clients publishing and validating order
@@ -90,6 +91,9 @@ enum rb_transport {
     RB_TR_LINE,     /* raw TCP port, line mode: one JSON object per '\n'-terminated line */
     RB_TR_FRAMED,   /* raw TCP port, framed mode: preamble 00 52 43 01, then u32 LE length,
                      * u8 opcode (WebSocket's), payload */
+    RB_TR_SIO,      /* Socket.IO v5 over Engine.IO v4, websocket transport only (sio.c): the
+                     * room protocol's JSON objects travel as the argument of an "m" event,
+                     * 42["m",{...}], both ways; for the Socket.IO peer (sio_server.mjs) */
     RB_TR__COUNT
 };
 
@@ -151,6 +155,8 @@ struct rb_conn {
     bool tls_hs;               /* TLS: the handshake is not finished yet */
     bool tls_want_write;       /* TLS: the handshake waits for writability */
     int tls_retry;             /* TLS: length of an SSL_write that must be repeated, or 0 */
+    uint8_t sio_state;         /* Socket.IO: 0 waiting for Engine.IO's open packet, 1 our "40"
+                                * sent, waiting for the server's, 2 connected (open called) */
 };
 
 struct rb_target {
@@ -214,6 +220,16 @@ void rb__tcp_start(struct rb_conn *c);
 ssize_t rb__tcp_input(struct rb_conn *c, const char *p, size_t n);
 void rb__tcp_put_text(struct rb_conn *c, const char *p, size_t n);
 void rb__tcp_put_close(struct rb_conn *c, int code);
+/* Queue one WebSocket frame (masked) with this opcode; sio.c wraps its packets in them. */
+void rb__conn_put_frame(struct rb_conn *c, unsigned opcode, const char *p, size_t n);
+
+/* ---- Socket.IO (sio.c) ------------------------------------------------------------------- */
+
+/* Handle one text frame of a Socket.IO connection: Engine.IO open, ping, the namespace connect,
+ * events (the "m" event's object goes to the handler's text callback), errors. */
+void rb__sio_input(struct rb_conn *c, const char *p, size_t n);
+/* Queue one room-protocol JSON object as 42["m",<object>]. */
+void rb__sio_put_text(struct rb_conn *c, const char *p, size_t n);
 
 /* ---- TLS (tls.c) ------------------------------------------------------------------------- */
 
@@ -295,6 +311,7 @@ size_t rb_msg_leave(char *dst, size_t cap, const char *room);
 /* ---- one scenario result (report.c) ------------------------------------------------------ */
 
 #define RB_MAX_EXTRA 120
+#define RB_MAX_TARGETS 4   /* nodes one run may spread its clients over (--port P1,P2) */
 
 struct rb_extra {
     char key[40];       /* JSON member name */
@@ -310,7 +327,15 @@ struct rb_result {
     double wall_s;           /* measured interval */
     uint64_t published;      /* messages published by the generator */
     uint64_t deliveries;     /* room messages received by the generator's clients */
-    struct rb_proc_sample srv0, srv1; /* server before and after the measured interval */
+    struct rb_proc_sample srv0, srv1; /* server before and after the measured interval (summed
+                                       * over server_pids when there are several nodes) */
+    int server_pids[RB_MAX_TARGETS];  /* every node of the server under test (--server-pid
+                                       * P1,P2): their CPU is summed; [0] == server_pid */
+    int nserver_pids;        /* entries in server_pids (0: none known) */
+    int redis_pid;           /* redis-server behind the nodes (--redis-pid), 0 = none: its CPU
+                              * is reported apart from the nodes' */
+    struct rb_proc_sample redis0, redis1; /* redis-server before and after the interval */
+    struct rb_hist lat_cross;/* latency of deliveries whose sender is on another node, ns */
     double bench_cpu_s;      /* generator's own CPU during the measured interval */
     struct rb_hist lat;      /* publish-to-delivery latency, ns */
     uint64_t order_violations, losses, duplicates; /* correctness, must be 0 */
@@ -336,7 +361,12 @@ void rb_result_print(const struct rb_result *r, bool quiet);
 /* ---- scenarios --------------------------------------------------------------------------- */
 
 struct rb_opts {
-    struct rb_target target;  /* where the server listens */
+    struct rb_target target;  /* where the server listens (the first node) */
+    struct rb_target targets[RB_MAX_TARGETS]; /* every node (--port P1,P2,...): member k of a
+                                               * room connects to targets[k % ntargets] */
+    uint32_t ntargets;        /* at least 1; targets[0] is target */
+    bool unsequenced;         /* deliveries carry no msg_id (Socket.IO): check per-sender order,
+                               * duplicates and losses, not one total order per room */
     /* rooms engine: member k of a room uses transports[k % ntransports] */
     enum rb_transport transports[RB_TR__COUNT * 2];
     uint32_t ntransports;     /* at least 1 (default: WebSocket only) */

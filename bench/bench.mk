@@ -3,11 +3,12 @@
 #
 #   make bench          full side-by-side run (bench/run.sh all), a few minutes
 #   make bench-quick    smoke run of every scenario; fails only on correctness, never on timing
-#   make bench-deps     Debian python3-websockets, node/npm and `npm ci` of ws under bench/peers
+#   make bench-deps     Debian python3-websockets, node/npm and `npm ci` under bench/peers (ws; socket.io,
+#                       @socket.io/redis-adapter and redis for bench/cluster.sh)
 
 # Listed, not globbed: bench/ also holds stand-alone micro-benchmarks with their own main()
 # (bench/json_micro.c) that are not part of the generator.
-BENCH_SRC := bench/hist.c bench/proc.c bench/conn.c bench/tcp.c bench/tls.c bench/msg.c bench/report.c bench/rooms.c \
+BENCH_SRC := bench/hist.c bench/proc.c bench/conn.c bench/tcp.c bench/tls.c bench/sio.c bench/msg.c bench/report.c bench/rooms.c \
              bench/idle.c bench/churn.c bench/joincost.c bench/main.c
 BENCH_OBJ := $(BENCH_SRC:%.c=$(O)/obj/%.o)
 

@@ -213,6 +213,7 @@ const char *rb_transport_name(enum rb_transport tr)
     case RB_TR_WS: return "ws";
     case RB_TR_LINE: return "line";
     case RB_TR_FRAMED: return "framed";
+    case RB_TR_SIO: return "sio";
     default: return "?";
     }
 }
@@ -245,6 +246,8 @@ int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb
     c->errmsg[0] = 0;
     c->events = 0;
     c->mask = (uint32_t)rng_next() | 0x01010101u;
+    c->sio_state = 0;
+    bool ws = tr == RB_TR_WS || tr == RB_TR_SIO;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         c->state = RB_IDLE;
@@ -265,7 +268,7 @@ int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb
             return -e;
         }
     }
-    const struct sockaddr_in *to = tr == RB_TR_WS ? &t->addr : &t->tcp;
+    const struct sockaddr_in *to = ws ? &t->addr : &t->tcp;
     if (connect(fd, (const struct sockaddr *)to, sizeof(*to)) != 0 &&
         errno != EINPROGRESS) {
         int e = errno;
@@ -293,7 +296,7 @@ int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb
         c->state = RB_IDLE;
         return -ENOMEM;
     }
-    if (tr != RB_TR_WS) {
+    if (!ws) {
         rb__tcp_start(c);
         return 0;
     }
@@ -309,9 +312,9 @@ int rb_conn_start(struct rb_conn *c, const struct rb_handler *h, const struct rb
     compute_accept(key, c->accept);
     char req[384];
     int n = snprintf(req, sizeof(req),
-                     "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
-                     t->host, key,
+                     tr == RB_TR_SIO ? "/socket.io/?EIO=4&transport=websocket" : "/", t->host, key,
                      rb_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
                                   "client_no_context_takeover\r\n" : "");
     rb_buf_append(&c->out, req, (size_t)n);
@@ -370,7 +373,7 @@ void rb_conn_pause(struct rb_conn *c, bool paused)
 
 /* ---- sending ----------------------------------------------------------------------------- */
 
-static void put_frame(struct rb_conn *c, unsigned opcode, const char *p, size_t n)
+void rb__conn_put_frame(struct rb_conn *c, unsigned opcode, const char *p, size_t n)
 {
     rb_buf_reserve(&c->out, n + 14);
     unsigned char *h = (unsigned char *)c->out.data + c->out.len;
@@ -411,23 +414,27 @@ void rb_conn_send_text(struct rb_conn *c, const char *p, size_t n)
 {
     if (c->state != RB_OPEN)
         return;
+    if (c->tr == RB_TR_SIO) {
+        rb__sio_put_text(c, p, n);
+        return;
+    }
     if (c->tr != RB_TR_WS) {
         rb__tcp_put_text(c, p, n);
         return;
     }
-    put_frame(c, 0x1, p, n);
+    rb__conn_put_frame(c, 0x1, p, n);
 }
 
 void rb_conn_send_close(struct rb_conn *c, int code)
 {
     if (c->state != RB_OPEN || c->close_sent)
         return;
-    if (c->tr != RB_TR_WS) {
+    if (c->tr != RB_TR_WS && c->tr != RB_TR_SIO) {
         rb__tcp_put_close(c, code);
         return;
     }
     char b[2] = {(char)(code >> 8), (char)code};
-    put_frame(c, 0x8, b, 2);
+    rb__conn_put_frame(c, 0x8, b, 2);
     c->close_sent = true;
     c->state = RB_CLOSING;
 }
@@ -480,7 +487,9 @@ bool rb__conn_flush(struct rb_conn *c)
 
 static void deliver(struct rb_conn *c, unsigned opcode, const char *p, size_t n)
 {
-    if (opcode == 0x1 && c->h && c->h->text)
+    if (opcode == 0x1 && c->tr == RB_TR_SIO)
+        rb__sio_input(c, p, n);
+    else if (opcode == 0x1 && c->h && c->h->text)
         c->h->text(c, p, n);
     /* Binary messages are not used by the generator; they are ignored. */
 }
@@ -564,7 +573,7 @@ static ssize_t parse_frames(struct rb_conn *c, const char *p, size_t n)
             if (!c->close_sent && c->state == RB_OPEN) {
                 /* Echo the code, then finish: the server closes TCP after our answer. */
                 char b[2] = {pl[0], pl[1]};
-                put_frame(c, 0x8, b, len >= 2 ? 2 : 0);
+                rb__conn_put_frame(c, 0x8, b, len >= 2 ? 2 : 0);
                 c->close_sent = true;
                 rb__conn_flush(c);
             }
@@ -577,7 +586,7 @@ static ssize_t parse_frames(struct rb_conn *c, const char *p, size_t n)
                 return -1;
             }
             if (c->state == RB_OPEN)
-                put_frame(c, 0xA, pl, (size_t)len);
+                rb__conn_put_frame(c, 0xA, pl, (size_t)len);
             break;
         case 0xA:
             break;
@@ -633,6 +642,8 @@ static ssize_t parse_handshake(struct rb_conn *c, const char *p, size_t n)
 void rb__conn_open(struct rb_conn *c)
 {
     c->state = RB_OPEN;
+    if (c->tr == RB_TR_SIO && c->sio_state != 2)
+        return;    /* the WebSocket is up; the scenario's open waits for Socket.IO's connect */
     if (c->h && c->h->open)
         c->h->open(c);
 }
@@ -641,7 +652,7 @@ void rb__conn_open(struct rb_conn *c)
 static void conn_input(struct rb_conn *c, const char *p, size_t n, bool own)
 {
     size_t used = 0;
-    if (c->tr != RB_TR_WS) {
+    if (c->tr != RB_TR_WS && c->tr != RB_TR_SIO) {
         ssize_t k = rb__tcp_input(c, p, n);
         if (k < 0)
             return;

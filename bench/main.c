@@ -22,6 +22,11 @@ static void usage(FILE *f)
           "slow|join-cost|tls-handshakes\n"
           "                      --port N [--tcp-port N] [options]\n"
           "common:  --host ADDR (127.0.0.1)  --server-pid PID  --label NAME  --quiet\n"
+          "         --port P1,P2 and --server-pid PID1,PID2: a server of several nodes; member\n"
+          "         k of a room connects to the k-th port (mod their number), the nodes' CPU\n"
+          "         is summed (rooms engine only)\n"
+          "         --redis-pid PID (the redis-server behind the nodes: its CPU is reported\n"
+          "         apart, per delivery and per published message)\n"
           "         --tls (every connection over TLS: --port and --tcp-port are TLS ports)\n"
           "         --deflate (WebSocket clients offer permessage-deflate and inflate)\n"
           "         --game-json (publishes carry pose-like JSON, not only padding)\n"
@@ -32,8 +37,11 @@ static void usage(FILE *f)
           "         --rate HZ (0 = flat out) --messages M (0 = until --duration)\n"
           "         --duration S (3) --drain S (10)\n"
           "         --transport LIST (ws): member k of a room uses the k-th (mod its length) of\n"
-          "         ws, line, framed (line and framed: the raw TCP port, docs/tcp.md, which\n"
-          "         --tcp-port names); fanout-tcp = fanout --transport line, fanout-mixed =\n"
+          "         ws, line, framed, sio (line and framed: the raw TCP port, docs/tcp.md, which\n"
+          "         --tcp-port names; sio: Socket.IO v5 over Engine.IO v4 websocket, the room\n"
+          "         protocol's objects as \"m\" events, for bench/peers/sio_server.mjs, whose\n"
+          "         deliveries carry no msg_id: per-sender order, duplicates and losses are\n"
+          "         checked, not one order per room); fanout-tcp = fanout --transport line, fanout-mixed =\n"
           "         --transport ws,line (half of each room on each), fanout-framed = framed;\n"
           "         pingpong and slow take --transport too\n"
           "         issue 12 (docs/protocol.md): --presence all|half|none (members join with\n"
@@ -85,6 +93,27 @@ static uint32_t every_arg(const char *opt, const char *v)
     exit(2);
 }
 
+/* "A,B,C" -> up to max non-negative integers in v[]; their number, or -1 after saying why. */
+static int num_list(const char *opt, const char *list, long *v, int max)
+{
+    int n = 0;
+    const char *p = list;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (errno || end == p || x < 0 || (*end && *end != ',') || n == max) {
+            fprintf(stderr, "roomcast-bench: %s wants up to %d numbers, comma-separated; got "
+                            "'%s'\n", opt, max, list);
+            return -1;
+        }
+        v[n++] = x;
+        if (!*end)
+            return n;
+        p = end + 1;
+    }
+}
+
 /* "ws,line" -> o->transports; 0, or -1 after saying what is wrong. */
 static int parse_transports(const char *list, struct rb_opts *o)
 {
@@ -101,7 +130,7 @@ static int parse_transports(const char *list, struct rb_opts *o)
         size_t cap = sizeof(o->transports) / sizeof(o->transports[0]);
         if (tr == RB_TR__COUNT || o->ntransports == cap) {
             fprintf(stderr, "roomcast-bench: --transport wants up to %zu of ws, line (tcp), "
-                            "framed, comma-separated; got '%s'\n", cap, list);
+                            "framed, sio, comma-separated; got '%s'\n", cap, list);
             return -1;
         }
         o->transports[o->ntransports++] = tr;
@@ -139,7 +168,8 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1";
     const char *tls_ca = NULL, *tls_version = NULL;
     bool tls = false;
-    long port = 0, tcp_port = 0;
+    long port = 0, tcp_port = 0, ports[RB_MAX_TARGETS] = {0}, pids[RB_MAX_TARGETS] = {0};
+    int nports = 0, npids = 0, redis_pid = 0;
     o.server = "server";
     o.rooms = 100;
     o.clients = 10;
@@ -201,10 +231,19 @@ int main(int argc, char **argv)
         }
         i++;
         if (!strcmp(a, "--host")) host = v;
-        else if (!strcmp(a, "--port")) port = (long)num_arg(a, v);
+        else if (!strcmp(a, "--port")) {
+            if ((nports = num_list(a, v, ports, RB_MAX_TARGETS)) < 0)
+                return 2;
+            port = ports[0];
+        }
         else if (!strcmp(a, "--tcp-port")) tcp_port = (long)num_arg(a, v);
         else if (!strcmp(a, "--transport")) transports = v;
-        else if (!strcmp(a, "--server-pid")) o.pid = (int)num_arg(a, v);
+        else if (!strcmp(a, "--server-pid")) {
+            if ((npids = num_list(a, v, pids, RB_MAX_TARGETS)) < 0)
+                return 2;
+            o.pid = (int)pids[0];
+        }
+        else if (!strcmp(a, "--redis-pid")) redis_pid = (int)num_arg(a, v);
         else if (!strcmp(a, "--label")) o.server = v;
         else if (!strcmp(a, "--rooms")) o.rooms = (uint32_t)num_arg(a, v);
         else if (!strcmp(a, "--clients")) o.clients = (uint32_t)num_arg(a, v);
@@ -239,6 +278,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "roomcast-bench: --port is required\n");
         return 2;
     }
+    for (int i = 1; i < nports; i++)
+        if (ports[i] <= 0 || ports[i] > 65535) {
+            fprintf(stderr, "roomcast-bench: --port: %ld is not a port\n", ports[i]);
+            return 2;
+        }
+    if (nports > 1 && (!rooms_sc || joincost_sc || !strcmp(sc, "slow"))) {
+        fprintf(stderr, "roomcast-bench: several ports are for fanout and pingpong only\n");
+        return 2;
+    }
     if (rooms_sc && (!o.rooms || !o.clients || (o.rate <= 0 && !o.window) ||
                      (!o.messages && o.duration <= 0))) {
         fprintf(stderr, "roomcast-bench: need rooms, clients, a window or a rate, and "
@@ -248,8 +296,15 @@ int main(int argc, char **argv)
     if (parse_transports(transports, &o) != 0)
         return 2;
     bool need_tcp = false;
-    for (uint32_t i = 0; i < o.ntransports; i++)
-        need_tcp |= o.transports[i] != RB_TR_WS;
+    for (uint32_t i = 0; i < o.ntransports; i++) {
+        need_tcp |= o.transports[i] != RB_TR_WS && o.transports[i] != RB_TR_SIO;
+        o.unsequenced |= o.transports[i] == RB_TR_SIO;
+    }
+    if (o.unsequenced && (!fanout_sc || o.presence_every || o.conflate_every || o.state_keys)) {
+        fprintf(stderr, "roomcast-bench: --transport sio is for fanout without issue 12's "
+                        "options\n");
+        return 2;
+    }
     if (need_tcp && !rooms_sc) {
         fprintf(stderr, "roomcast-bench: %s speaks WebSocket only (--transport ws)\n", sc);
         return 2;
@@ -267,6 +322,14 @@ int main(int argc, char **argv)
     o.target.tcp = o.target.addr;
     o.target.tcp.sin_port = htons((uint16_t)tcp_port);
     snprintf(o.target.host, sizeof(o.target.host), "%s:%ld", host, port);
+    o.targets[0] = o.target;
+    o.ntargets = 1;
+    for (int i = 1; i < nports; i++) {
+        struct rb_target *t = &o.targets[o.ntargets++];
+        *t = o.target;
+        t->addr.sin_port = htons((uint16_t)ports[i]);
+        snprintf(t->host, sizeof(t->host), "%s:%ld", host, ports[i]);
+    }
 
     signal(SIGPIPE, SIG_IGN);
     /* Rate mode sleeps until the next send is due; the default 50 us timer slack would add
@@ -282,6 +345,9 @@ int main(int argc, char **argv)
 
     struct rb_result *r = calloc(1, sizeof(*r));
     rb_result_init(r, sc, o.server, o.pid);
+    for (int i = 0; i < npids; i++)
+        r->server_pids[r->nserver_pids++] = (int)pids[i];
+    r->redis_pid = redis_pid;
     if (fanout_sc || !strcmp(sc, "pingpong"))
         rb_run_rooms(&o, r, 0);
     else if (!strcmp(sc, "slow"))

@@ -18,6 +18,7 @@ void rb_result_init(struct rb_result *r, const char *scenario, const char *serve
     snprintf(r->server, sizeof(r->server), "%s", server ? server : "server");
     r->server_pid = pid;
     rb_hist_init(&r->lat);
+    rb_hist_init(&r->lat_cross);
 }
 
 static struct rb_extra *extra_slot(struct rb_result *r, const char *key)
@@ -64,9 +65,31 @@ void rb_result_fail(struct rb_result *r, const char *fmt, ...)
 static double bench_cpu0;
 static uint64_t wall0;
 
+/* The server's sample: its one process, or the sum over its nodes (CPU, time on CPU, memory);
+ * not ok unless every node could be read. */
+static void sample_server(const struct rb_result *r, struct rb_proc_sample *out)
+{
+    if (r->nserver_pids <= 1) {
+        rb_proc_sample(r->server_pid, out);
+        return;
+    }
+    memset(out, 0, sizeof(*out));
+    out->ok = true;
+    for (int i = 0; i < r->nserver_pids; i++) {
+        struct rb_proc_sample one;
+        rb_proc_sample(r->server_pids[i], &one);
+        out->ok &= one.ok;
+        out->cpu_s += one.cpu_s;
+        out->run_s = out->run_s < 0 || one.run_s < 0 ? -1 : out->run_s + one.run_s;
+        out->rss_kb += one.rss_kb;
+        out->hwm_kb += one.hwm_kb;
+    }
+}
+
 void rb_result_begin(struct rb_result *r)
 {
-    rb_proc_sample(r->server_pid, &r->srv0);
+    sample_server(r, &r->srv0);
+    rb_proc_sample(r->redis_pid, &r->redis0);
     bench_cpu0 = rb_self_cpu_s();
     wall0 = rb_now_ns();
 }
@@ -75,7 +98,8 @@ void rb_result_end(struct rb_result *r)
 {
     r->wall_s = (double)(rb_now_ns() - wall0) / 1e9;
     r->bench_cpu_s = rb_self_cpu_s() - bench_cpu0;
-    rb_proc_sample(r->server_pid, &r->srv1);
+    sample_server(r, &r->srv1);
+    rb_proc_sample(r->redis_pid, &r->redis1);
 }
 
 bool rb_result_ok(const struct rb_result *r)
@@ -167,6 +191,29 @@ void rb_result_print(const struct rb_result *r, bool quiet)
     json_num("lat_p99_us", (double)rb_hist_quantile(&r->lat, 0.99) / us);
     json_num("lat_p999_us", (double)rb_hist_quantile(&r->lat, 0.999) / us);
     json_num("lat_max_us", (double)r->lat.max / us);
+    if (r->nserver_pids > 1)
+        json_num("nodes", r->nserver_pids);
+    if (r->lat_cross.n) {
+        /* Deliveries whose sender was connected to another node: the cluster's own latency. */
+        json_num("cross_n", (double)r->lat_cross.n);
+        json_num("cross_p50_us", (double)rb_hist_quantile(&r->lat_cross, 0.50) / us);
+        json_num("cross_p99_us", (double)rb_hist_quantile(&r->lat_cross, 0.99) / us);
+        json_num("cross_max_us", (double)r->lat_cross.max / us);
+    }
+    bool red = r->redis0.ok && r->redis1.ok;
+    if (r->redis_pid > 0) {
+        /* redis-server apart from the nodes: per delivery, and per published message (what
+         * one PUBLISH of the same payload costs it is the yardstick, bench/cluster.sh). */
+        double rc = red ? r->redis1.cpu_s - r->redis0.cpu_s : NAN;
+        bool rs = red && r->redis0.run_s >= 0 && r->redis1.run_s >= 0;
+        double rr = rs ? r->redis1.run_s - r->redis0.run_s : NAN;
+        json_num("redis_cpu_s", rc);
+        json_num("redis_run_s", rr);
+        json_num("redis_cpu_pct", red && r->wall_s > 0 ? 100 * rc / r->wall_s : NAN);
+        json_num("redis_run_ns_per_delivery", r->deliveries ? rr * 1e9 / (double)r->deliveries : NAN);
+        json_num("redis_run_ns_per_publish", r->published ? rr * 1e9 / (double)r->published : NAN);
+        json_num("redis_cpu_ns_per_publish", r->published ? rc * 1e9 / (double)r->published : NAN);
+    }
     json_num("order_violations", (double)r->order_violations);
     json_num("losses", (double)r->losses);
     json_num("duplicates", (double)r->duplicates);
@@ -209,6 +256,20 @@ void rb_result_print(const struct rb_result *r, bool quiet)
     } else {
         fprintf(o, "  %-20s unknown (no --server-pid)\n", "server CPU");
     }
+    if (r->redis_pid > 0 && r->redis0.ok && r->redis1.ok && r->redis1.run_s >= 0 &&
+        r->redis0.run_s >= 0) {
+        double rr = r->redis1.run_s - r->redis0.run_s;
+        fprintf(o, "  %-20s %.3f s (%.0f%% of a core) = %.0f ns per delivery, %.0f ns per "
+                   "published message\n", "redis-server CPU", rr,
+                r->wall_s > 0 ? 100 * rr / r->wall_s : 0,
+                r->deliveries ? rr * 1e9 / (double)r->deliveries : 0,
+                r->published ? rr * 1e9 / (double)r->published : 0);
+    }
+    if (r->lat_cross.n)
+        fprintf(o, "  %-20s p50 %.0f  p99 %.0f  max %.0f  (%s samples)\n", "cross-node lat us",
+                (double)rb_hist_quantile(&r->lat_cross, 0.5) / us,
+                (double)rb_hist_quantile(&r->lat_cross, 0.99) / us,
+                (double)r->lat_cross.max / us, grp((double)r->lat_cross.n, a, sizeof(a)));
     fprintf(o, "  %-20s %.3f s (%.0f%% of a core)\n", "generator CPU", r->bench_cpu_s,
             r->wall_s > 0 ? 100 * r->bench_cpu_s / r->wall_s : 0);
     if (r->lat.n)

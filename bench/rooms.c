@@ -33,6 +33,12 @@
  * o->transports[k % o->ntransports] (fanout-tcp: all on the TCP port's line mode; fanout-mixed:
  * WebSocket and line mode alternately, so half of each room is on each), and the checks above
  * are the same whatever the mix: one total order per room across wires is the point.
+ *
+ * Nor need they share a node: with several ports (--port P1,P2: a cluster, bench/cluster.sh)
+ * member k of every room connects to node k % ports, the checks span the nodes, and deliveries
+ * whose sender sits on another node also feed the cross-node latency histogram. Against a server
+ * that does not sequence (Socket.IO, --transport sio) the per-room order checks are replaced by
+ * what such a server does promise (delivery_unsequenced).
  */
 #include "bench.h"
 
@@ -47,6 +53,7 @@ struct member {
     struct rb_conn conn;     /* must stay first: callbacks get the conn, we get the member */
     struct room *room;       /* the room this client joins */
     uint32_t slot;           /* index in room->m, the "s" of its messages */
+    uint32_t node;           /* which of the server's nodes it connects to (o->targets) */
     bool stuck;              /* joins, then never reads */
     bool presence;           /* joined with "presence":true */
     bool conflate;           /* joined with "conflate":true */
@@ -200,6 +207,42 @@ static bool sender_id_agrees(struct member *snd, uint64_t q, uint64_t id)
     return snd->ids[q] == id;
 }
 
+/* A delivery of a server that does not sequence (Socket.IO: no msg_id, and across nodes no
+ * one order per room either, since each node emits its own clients' messages before those that
+ * come back through Redis). What still must hold, and is checked: every member gets each
+ * sender's messages once and in the order sent (q consecutive per sender), from a sender of its
+ * room, attributed to that sender; losses are counted at the end as for sequenced servers. */
+static void delivery_unsequenced(struct member *m, const struct rb_msg *g, struct member *snd,
+                                 uint64_t now)
+{
+    struct rb_result *r = E.r;
+    if (!m->joined || !E.publishing) {
+        r->order_violations++;
+        return;
+    }
+    if ((uint64_t)g->q < m->next_q[g->s]) {
+        r->duplicates++;           /* again, or late: either way not once and in order */
+        return;
+    }
+    if ((uint64_t)g->q > m->next_q[g->s])
+        r->order_violations++;     /* a sender's message skipped (counted as lost too) */
+    m->next_q[g->s] = (uint64_t)g->q + 1;
+    m->received++;
+    E.total_unique++;
+    r->deliveries++;
+    E.last_delivery = now;
+    uint64_t lat = now > (uint64_t)g->t ? now - (uint64_t)g->t : 0;
+    rb_hist_add(&r->lat, lat);
+    if (snd->node != m->node)
+        rb_hist_add(&r->lat_cross, lat);
+    if (snd == m) {
+        uint64_t freed = (uint64_t)g->q + 1 > m->acked ? (uint64_t)g->q + 1 - m->acked : 0;
+        m->acked += freed;
+        while (freed-- && E.o->rate <= 0 && may_publish(m, now))
+            publish(m, now);
+    }
+}
+
 static void delivery(struct member *m, const struct rb_msg *g)
 {
     uint64_t now = rb_rx_ns;
@@ -209,7 +252,8 @@ static void delivery(struct member *m, const struct rb_msg *g)
         E.stuck_msgs++;
         return;
     }
-    if (g->msg_id < 1 || g->s < 0 || g->q < 0 || g->t < 0 || g->client_id < 0) {
+    if ((g->msg_id < 1 && !E.o->unsequenced) || g->s < 0 || g->q < 0 || g->t < 0 ||
+        g->client_id < 0) {
         r->errors++;
         rb_result_fail(r, "delivery without msg_id/client_id/s/q/t");
         return;
@@ -229,6 +273,10 @@ static void delivery(struct member *m, const struct rb_msg *g)
     struct member *snd = &rm->m[g->s];
     if (g->client_id != snd->client_id)
         r->order_violations++;     /* attributed to another client */
+    if (E.o->unsequenced) {
+        delivery_unsequenced(m, g, snd, now);
+        return;
+    }
     if (g->msg_id <= m->join_last) {
         r->order_violations++;     /* from before this member joined */
         return;
@@ -272,6 +320,8 @@ static void delivery(struct member *m, const struct rb_msg *g)
     r->deliveries++;
     E.last_delivery = now;
     rb_hist_add(&r->lat, now > (uint64_t)g->t ? now - (uint64_t)g->t : 0);
+    if (snd->node != m->node)
+        rb_hist_add(&r->lat_cross, now > (uint64_t)g->t ? now - (uint64_t)g->t : 0);
     if (snd == m) {
         /* Own messages conflated in its own queue come back as the later one that replaced
          * them: each frees its place in the window too. */
@@ -573,6 +623,7 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
             m->conn.fd = -1;
             m->room = rm;
             m->slot = k;
+            m->node = o->ntargets > 1 ? k % o->ntargets : 0;
             m->stuck = k >= o->clients;
             m->presence = !m->stuck && o->presence_every &&
                           k % o->presence_every == o->presence_every - 1;
@@ -593,6 +644,8 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
                  rb_transport_name(o->transports[t]));
     rb_result_str(r, "transport", trs);
     rb_result_num(r, "rooms", o->rooms);
+    if (o->ntargets > 1)
+        rb_result_num(r, "ports", o->ntargets);
     rb_result_num(r, "clients", o->clients);
     rb_result_num(r, "size", o->size);
     if (o->rate > 0)
@@ -621,7 +674,8 @@ void rb_run_rooms(const struct rb_opts *o, struct rb_result *r, uint32_t stuck)
         while (E.started < total && E.started - E.joined - E.setup_failed < conc) {
             uint32_t i = E.started++;
             struct member *m = &E.rooms[i / E.per_room].m[i % E.per_room];
-            int rc = rb_conn_start(&m->conn, &handler, &o->target,
+            int rc = rb_conn_start(&m->conn, &handler, o->ntargets > 1 ? &o->targets[m->node]
+                                                                      : &o->target,
                                    o->transports[m->slot % o->ntransports], rb_src_addr(i),
                                    m->stuck ? o->stuck_rcvbuf : 0);
             if (rc < 0) {
