@@ -26,9 +26,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "core/log.h"
+
+/* Reads of the socket per wake-up (each up to hiredis's 16 KB): see on_io. */
+enum { READ_BUDGET = 64 };
 
 #define DEFAULT_CONNECT_TIMEOUT (2 * RC_NS_PER_SEC)
 #define DEFAULT_BACKOFF_MIN (100 * RC_NS_PER_MS)
@@ -131,8 +135,21 @@ static void on_io(rc_loop *loop, rc_io *io, uint32_t events)
     rc_redis *r = (rc_redis *)(void *)((char *)io - offsetof(rc_redis, io));
     redisAsyncContext *ac = r->ac;
     if (!ac) return;
-    /* An error or hang-up is handled by reading: the read sees the error or the EOF. */
-    if (events & (RC_EV_READ | RC_EV_ERROR | RC_EV_HANGUP)) redisAsyncHandleRead(ac);
+    /* An error or hang-up is handled by reading: the read sees the error or the EOF.
+     * hiredis 0.14 reads at most 16 KB per call (about 80 channel messages), while the same loop
+     * iteration reads every ready client socket: one read per wake-up let a node fall behind its
+     * own subscription under load well below its capacity (Redis's output buffer for it grew to
+     * megabytes, the heartbeat through it timed out, publishes answered `unavailable`). So keep
+     * reading while the socket holds bytes, up to READ_BUDGET reads (1 MiB) per wake-up, which
+     * still leaves the loop's other clients their turn. */
+    if (events & (RC_EV_READ | RC_EV_ERROR | RC_EV_HANGUP)) {
+        redisAsyncHandleRead(ac);
+        for (int i = 1; i < READ_BUDGET && r->ac == ac; i++) {
+            int avail = 0;
+            if (ioctl(ac->c.fd, FIONREAD, &avail) < 0 || avail <= 0) break;
+            redisAsyncHandleRead(ac);
+        }
+    }
     /* The read may have ended the connection (cleanup cleared r->ac); no new one can have been
      * made meanwhile, as reconnecting waits for retry_timer. */
     if ((events & RC_EV_WRITE) && r->ac == ac) {
