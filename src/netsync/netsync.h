@@ -97,6 +97,8 @@ typedef struct rc_netsync_opts {
     size_t max_message_size;     /* largest message the ROUTER takes, room id aside (each
                                     frame, and the frames after the room id together), bytes;
                                     a peer sending more is disconnected (128 KiB) */
+    int engine;                  /* enum rc_zms_engine: native ZMTP sockets on the loop
+                                    (transport/zmtpsock.h) or libzmq (zsock.h, nspeers.h) */
 } rc_netsync_opts;
 
 /* rc_netsync_opts_default fills in the defaults above (bind "127.0.0.1"). */
