@@ -221,6 +221,9 @@ static void fail(zconn *c, int err)
     /* Best effort, and only at a frame boundary of our output (nothing queued): the peer is
      * at fault and gets no more of our time than one write. */
     if (c->greet_sent == RC_ZMTP_GREETING_LEN && c->rd.stage != RC_ZMTP_S_GREETING &&
+        err != RC_ZMTP_E_PEER_ERROR && c->out.count)
+        (void)rc_outq_flush(&c->out, c->io.fd); /* our READY, typically */
+    if (c->greet_sent == RC_ZMTP_GREETING_LEN && c->rd.stage != RC_ZMTP_S_GREETING &&
         err != RC_ZMTP_E_PEER_ERROR && c->out.count == 0) {
         uint8_t e[300];
         size_t n = rc_zmtp_error_encode(e, sizeof e, rc_zmtp_err_text[err]);
