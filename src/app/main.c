@@ -48,6 +48,7 @@ static rc_zbroker *start_broker(rc_loop *loop, const rc_config *cfg)
         .client_port = cfg->broker_client_port,
         .max_message = cfg->broker_max_message,
         .at_most_once = cfg->broker_at_most_once,
+        .engine = cfg->zmq_engine,
     };
     brk_params_default(&o.params);
     o.params.default_service = cfg->broker_default_service;

@@ -580,12 +580,14 @@ rc_zms *rc_zms_new(rc_loop *loop, const rc_zms_opts *o)
     zs->on_gone = o->on_gone;
     zs->on_drained = o->on_drained;
     zs->arg = o->arg;
-    /* The reader bounds what a connection's buffer holds: the payload limit plus the headers
-     * of the frames (9 bytes at most each; with truncate, up to 64 more than kept). */
+    /* The reader bounds what a connection's buffer holds: the payload limit, one frame more
+     * (a message somewhat over the limit is read whole, then dropped and counted, as rc_zsock
+     * does; one grossly over it ends the connection at the header that passes this), and the
+     * frame headers (9 bytes at most each; with truncate, up to 64 more than kept). */
     size_t hdr_frames = zs->max_frames + (o->truncate ? 64 : 0);
     zs->lim = (rc_zmtp_limits){.max_frame = o->max_frame,
                                .max_frames = zs->max_frames > 2 ? zs->max_frames - 1 : 1,
-                               .max_bytes = zs->max_bytes + 9 * hdr_frames + 64};
+                               .max_bytes = zs->max_bytes + o->max_frame + 9 * hdr_frames + 64};
     /* with truncate, and on a PUB (a SUB's frames are only looked at), no frame count limit:
      * max_bytes still bounds them */
     if (o->truncate || zs->type != RC_ZMTP_T_ROUTER) zs->lim.max_frames = 0;

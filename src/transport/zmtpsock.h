@@ -32,8 +32,9 @@
  * misses the message (libzmq's PUB drops at the high-water mark: for poses the latest wins).
  *
  * Limits: frames over max_frame, messages over max_frames frames (unless truncate) or whose
- * wire size passes max_bytes plus frame headers are protocol errors and end the connection
- * (TOO_BIG); a message whose payload passes max_bytes is dropped (counted) like rc_zsock does.
+ * wire size passes max_bytes + max_frame plus frame headers are protocol errors and end the
+ * connection at the header that proves it (TOO_BIG: nothing over that is ever buffered); a
+ * message within that whose payload passes max_bytes is dropped (counted) as rc_zsock does.
  * A connection has handshake_ns to finish its greeting and READY. Beyond max_conns live
  * connections, new ones are closed at once (LIMIT). Everything runs on the loop's thread.
  */
