@@ -63,6 +63,7 @@ typedef struct zconn {
     bool flushing;               /* on the flush list */
     bool writing;                /* write interest armed */
     bool dead;                   /* closed: waiting on zs->dead */
+    bool reported;               /* with dead: on_gone was called */
     enum rc_zms_gone why;        /* with dead: the reason */
     uint8_t id_len;              /* routing id bytes */
     uint8_t id[RC_ZMTP_IDENTITY_MAX]; /* routing id (ROUTER) */
@@ -191,13 +192,22 @@ static void conn_free(zconn *c)
     free(c);
 }
 
-/* reap reports and frees the connections that ended. */
+/* reap reports the connections that ended and frees them, except those still on the flush
+ * list (on_flush walks it later, then reaps again). */
 static void reap(rc_zms *zs)
 {
-    while (zs->dead) {
-        zconn *c = zs->dead;
-        zs->dead = c->next_dead;
-        if (zs->on_gone) zs->on_gone(zs, c->serial, c->why, zs->arg);
+    zconn **pp = &zs->dead;
+    while (*pp) {
+        zconn *c = *pp;
+        if (!c->reported) {
+            c->reported = true;
+            if (zs->on_gone) zs->on_gone(zs, c->serial, c->why, zs->arg);
+        }
+        if (c->flushing) {
+            pp = &c->next_dead;
+            continue;
+        }
+        *pp = c->next_dead;
         conn_free(c);
     }
 }
@@ -636,6 +646,8 @@ void rc_zms_free(rc_zms *zs)
     if (!zs) return;
     zs->on_gone = NULL;
     while (zs->conns) conn_kill(zs->conns, RC_ZMS_GONE_CUT);
+    for (zconn *c = zs->flush_list; c; c = c->next_flush) c->flushing = false;
+    zs->flush_list = NULL;
     reap(zs);
     rc_timer_stop(zs->loop, &zs->flush);
     if (zs->lio.fd >= 0) {
