@@ -20,7 +20,7 @@
 /* Reads per wake-up of one connection (64 KiB each) before the loop serves others; a busy
  * connection stays readable and is served again at the next wait (level-triggered). */
 #define READS_PER_WAKE 4
-#define READ_CHUNK (64 * 1024)
+#define RBUF_SIZE (64 * 1024)
 /* Connections accepted per wake-up of the listener. */
 #define ACCEPTS_PER_WAKE 64
 
@@ -49,7 +49,8 @@ typedef struct zconn {
     rc_hnode by_id;              /* in zs->ids once READY (ROUTER) */
     rc_timer handshake;          /* greeting + READY deadline */
     rc_zmtp_reader rd;           /* the codec's state */
-    uint8_t *in;                 /* unconsumed input, from the current unit on */
+    uint8_t *in;                 /* an unfinished unit's bytes (the current unit on), NULL
+                                    while there is none (see conn_read) */
     size_t in_len, in_cap;       /* bytes in it / allocated */
     rc_outq out;                 /* queued output */
     struct zconn *next, *prev;   /* every live connection (PUB fan-out) */
@@ -86,6 +87,7 @@ struct rc_zms {
     zconn *dead;                 /* closed connections to report and free */
     rc_timer flush;              /* zero-delay: writes output, reports ends */
     rc_zframe *frames;           /* max_frames views handed to on_msg */
+    uint8_t *rbuf;               /* RBUF_SIZE: reads of connections with no unit pending */
     rc_msg *greet[3];            /* our greeting in libzmq's three steps */
     rc_msg *ready;               /* our READY */
     uint32_t next_id;            /* generated routing ids */
@@ -324,13 +326,13 @@ static void on_handshake_timeout(rc_loop *loop, rc_timer *t)
 /* greet sends the next steps of our greeting that the peer's bytes so far allow (libzmq's
  * order: signature at once, the major version after the peer's signature, the rest after its
  * major version). */
-static void greet(rc_zms *zs, zconn *c)
+static void greet(rc_zms *zs, zconn *c, size_t have)
 {
-    if (c->greet_sent == 10 && c->in_len >= 10) {
+    if (c->greet_sent == 10 && have >= 10) {
         queue(c, zs->greet[1]);
         c->greet_sent = 11;
     }
-    if (c->greet_sent == 11 && c->in_len >= 11) {
+    if (c->greet_sent == 11 && have >= 11) {
         queue(c, zs->greet[2]);
         c->greet_sent = RC_ZMTP_GREETING_LEN;
     }
@@ -416,56 +418,67 @@ static bool handle(rc_zms *zs, zconn *c, const uint8_t *p, size_t len, const rc_
 }
 
 /* parse handles every complete unit in c's buffer; false when c ended. */
-static bool parse(rc_zms *zs, zconn *c)
+/* parse handles every complete unit of p[0..n), c's unconsumed input; returns the bytes
+ * consumed, or SIZE_MAX when c ended. */
+static size_t parse(rc_zms *zs, zconn *c, const uint8_t *p, size_t n)
 {
     if (c->rd.stage == RC_ZMTP_S_GREETING) {
         /* our greeting goes out step by step as the peer's valid bytes come in */
         rc_zmtp_greeting g;
-        int rc = rc_zmtp_greeting_parse(c->in, c->in_len, &g);
+        int rc = rc_zmtp_greeting_parse(p, n, &g);
         if (rc < 0) {
             fail(c, -rc);
-            return false;
+            return SIZE_MAX;
         }
-        greet(zs, c);
+        greet(zs, c, n);
     }
     size_t off = 0;
-    bool ok = true;
-    while (ok) {
+    for (;;) {
         rc_zmtp_item it;
-        long rc = rc_zmtp_read(&c->rd, c->in + off, c->in_len - off, &it);
-        if (rc == 0) break;
+        long rc = rc_zmtp_read(&c->rd, p + off, n - off, &it);
+        if (rc == 0) return off;
         if (rc < 0) {
             fail(c, (int)-rc);
-            return false;
+            return SIZE_MAX;
         }
-        ok = handle(zs, c, c->in + off, (size_t)rc, &it);
+        if (!handle(zs, c, p + off, (size_t)rc, &it)) return SIZE_MAX;
         off += (size_t)rc;
     }
-    if (!ok) return false;
-    if (off) {
-        memmove(c->in, c->in + off, c->in_len - off);
-        c->in_len -= off;
-    }
+}
+
+static bool reserve(zconn *c, size_t need)
+{
+    if (c->in_cap - c->in_len >= need) return true;
+    size_t cap = c->in_cap ? c->in_cap : 4096;
+    while (cap - c->in_len < need) cap *= 2;
+    uint8_t *n = realloc(c->in, cap);
+    if (!n) return false;
+    c->in = n;
+    c->in_cap = cap;
     return true;
 }
 
-static void on_conn_io(rc_loop *loop, rc_io *io, uint32_t events);
-
+/* conn_read reads what c has sent. A connection with no partial unit pending reads into the
+ * socket's shared buffer and keeps only what is left of an unfinished unit: an idle
+ * connection holds no input buffer at all (at C10K a private 64 KiB each would be 640 MB). */
 static void conn_read(rc_zms *zs, zconn *c)
 {
     for (int i = 0; i < READS_PER_WAKE && !c->dead; i++) {
-        if (c->in_cap - c->in_len < READ_CHUNK / 4) {
-            size_t cap = c->in_cap ? c->in_cap * 2 : READ_CHUNK;
-            uint8_t *n = realloc(c->in, cap);
-            if (!n) {
+        uint8_t *buf;
+        size_t room;
+        bool shared = c->in_len == 0;
+        if (shared) {
+            buf = zs->rbuf;
+            room = RBUF_SIZE;
+        } else {
+            if (!reserve(c, RBUF_SIZE / 4)) {
                 conn_kill(c, RC_ZMS_GONE_ERROR);
                 return;
             }
-            c->in = n;
-            c->in_cap = cap;
+            buf = c->in;
+            room = c->in_cap - c->in_len;
         }
-        size_t room = c->in_cap - c->in_len;
-        ssize_t r = read(c->io.fd, c->in + c->in_len, room);
+        ssize_t r = read(c->io.fd, buf + (shared ? 0 : c->in_len), room);
         if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
         if (r <= 0) {
             /* a peer leaving before its READY failed its handshake (libzmq says so too) */
@@ -474,9 +487,26 @@ static void conn_read(rc_zms *zs, zconn *c)
                                                          : RC_ZMS_GONE_ERROR);
             return;
         }
-        c->in_len += (size_t)r;
         zs->st.wire_in += (size_t)r;
-        if (!parse(zs, c)) return;
+        size_t have = (shared ? 0 : c->in_len) + (size_t)r;
+        size_t used = parse(zs, c, buf, have);
+        if (used == SIZE_MAX) return;
+        size_t left = have - used;
+        if (shared) {
+            if (left && !reserve(c, left)) {
+                conn_kill(c, RC_ZMS_GONE_ERROR);
+                return;
+            }
+            if (left) memcpy(c->in, buf + used, left);
+        } else if (used) {
+            memmove(c->in, c->in + used, left);
+        }
+        c->in_len = left;
+        if (!left && c->in) { /* nothing pending: give the buffer back */
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
         if ((size_t)r < room) return; /* the kernel had no more */
     }
 }
@@ -611,11 +641,12 @@ rc_zms *rc_zms_new(rc_loop *loop, const rc_zms_opts *o)
     rc_zmtp_greeting_encode(g);
     size_t rl = rc_zmtp_ready_encode(r, sizeof r, zs->type);
     zs->frames = malloc(zs->max_frames * sizeof(*zs->frames));
+    zs->rbuf = malloc(RBUF_SIZE);
     zs->greet[0] = rc_msg_copy(g, 10);
     zs->greet[1] = rc_msg_copy(g + 10, 1);
     zs->greet[2] = rc_msg_copy(g + 11, RC_ZMTP_GREETING_LEN - 11);
     zs->ready = rc_msg_copy(r, rl);
-    if (!zs->frames || !zs->greet[0] || !zs->greet[1] || !zs->greet[2] || !zs->ready) goto err;
+    if (!zs->frames || !zs->rbuf || !zs->greet[0] || !zs->greet[1] || !zs->greet[2] || !zs->ready) goto err;
 
     const char *addr = !o->bind || strcmp(o->bind, "*") == 0 ? "0.0.0.0" : o->bind;
     int fd = rc_sock_listen(addr, o->port, 1024, &zs->port);
@@ -660,6 +691,7 @@ void rc_zms_free(rc_zms *zs)
         if (zs->greet[i]) rc_msg_unref(zs->greet[i]);
     if (zs->ready) rc_msg_unref(zs->ready);
     free(zs->frames);
+    free(zs->rbuf);
     free(zs);
 }
 
