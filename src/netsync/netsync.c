@@ -107,6 +107,7 @@ void rc_netsync_opts_default(rc_netsync_opts *o)
         .mapping_ns = RC_NS_PER_SEC,
         .server_name = "STYLY-NetSync-Server",
         .max_message_size = RC_NETSYNC_MAX_MESSAGE_DEFAULT,
+        .engine = RC_ZMQ_ENGINE_DEFAULT,
     };
 }
 

@@ -239,7 +239,7 @@ static void fail(zconn *c, int err)
         err != RC_ZMTP_E_PEER_ERROR && c->out.count == 0) {
         uint8_t e[300];
         size_t n = rc_zmtp_error_encode(e, sizeof e, rc_zmtp_err_text[err]);
-        if (n) (void)!write(c->io.fd, e, n);
+        if (n) (void)!send(c->io.fd, e, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     conn_kill(c, why);
 }

@@ -54,7 +54,7 @@ typedef struct rc_zms rc_zms;
 /* Which implementation a ZeroMQ user runs on (--zmq-engine): these native sockets, or libzmq
  * (zsock.h and NetSync's XPUB). The values are the flag's (config.c). */
 enum rc_zms_engine { RC_ZMS_ENGINE_NATIVE, RC_ZMS_ENGINE_LIBZMQ };
-#define RC_ZMQ_ENGINE_DEFAULT RC_ZMS_ENGINE_LIBZMQ
+#define RC_ZMQ_ENGINE_DEFAULT RC_ZMS_ENGINE_NATIVE
 
 /* Why a connection ended. */
 enum rc_zms_gone {
