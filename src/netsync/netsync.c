@@ -876,6 +876,12 @@ uint16_t rc_netsync_pose_port(const rc_netsync *ns)
     return ns->native ? rc_zms_port(ns->pose.zn) : rc_zsock_port(ns->pose.zs);
 }
 uint16_t rc_netsync_pub_port(const rc_netsync *ns) { return ns->pub_port; }
+
+const rc_zms_stats *rc_netsync_zms_stats(const rc_netsync *ns, int s)
+{
+    if (!ns->native || s < 0 || s >= NSY_SOCK__COUNT) return NULL;
+    return rc_zms_stats_of(native_sock(ns, (enum nsy_sock)s));
+}
 uint16_t rc_netsync_discovery_port(const rc_netsync *ns) { return ns->disc.port; }
 void rc_netsync_set_rest_port(rc_netsync *ns, uint16_t port) { nsy_disc_set_rest_port(&ns->disc, port); }
 

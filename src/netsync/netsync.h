@@ -115,6 +115,12 @@ uint16_t rc_netsync_pose_port(const rc_netsync *ns);
 uint16_t rc_netsync_pub_port(const rc_netsync *ns);
 uint16_t rc_netsync_discovery_port(const rc_netsync *ns);
 
+/* rc_netsync_zms_stats is the native socket's own counters (transport/zmtpsock.h: protocol
+ * errors by kind, PINGs, PUB deliveries skipped at a full queue) for socket s (enum
+ * nsy_sock), or NULL on the libzmq engine. */
+struct rc_zms_stats;
+const struct rc_zms_stats *rc_netsync_zms_stats(const rc_netsync *ns, int s);
+
 /* rc_netsync_set_rest_port changes the REST port STYLY-NETSYNC3 discovery announces (the HTTP
  * port by default; a dedicated REST listener started later sets its own). */
 void rc_netsync_set_rest_port(rc_netsync *ns, uint16_t port);

@@ -318,25 +318,28 @@ def test_bad_greetings_are_refused(native, name, data, reason):
 
 
 BAD_AFTER_GREETING = [
-    ("data-before-ready", frame(b"room"), "handshake"),
-    ("ping-before-ready", frame(b"\x04PING\x00\x00", command=True), "handshake"),
-    ("sub-at-router", ready(b"SUB"), "handshake"),
-    ("no-socket-type", frame(b"\x05READY" + prop(b"Identity", b"x"), command=True), "handshake"),
+    ("data-before-ready", frame(b"room"), "handshake", "no_ready"),
+    ("ping-before-ready", frame(b"\x04PING\x00\x00", command=True), "handshake", "no_ready"),
+    ("sub-at-router", ready(b"SUB"), "handshake", "socket_type"),
+    ("no-socket-type", frame(b"\x05READY" + prop(b"Identity", b"x"), command=True), "handshake",
+     "socket_type"),
     ("metadata-overrun", frame(b"\x05READY\x0bSocket-Type\x00\x00\x00\x09DEALER", command=True),
-     "handshake"),
-    ("reserved-flag", ready(b"DEALER") + b"\x08\x01x", "protocol"),
-    ("command-with-more", ready(b"DEALER") + b"\x05\x01x", "protocol"),
+     "handshake", "bad_metadata"),
+    ("reserved-flag", ready(b"DEALER") + b"\x08\x01x", "protocol", "bad_flags"),
+    ("command-with-more", ready(b"DEALER") + b"\x05\x01x", "protocol", "bad_flags"),
     ("command-in-message", ready(b"DEALER") + frame(b"r", more=True)
-     + frame(b"\x04PING\x00\x00", command=True), "protocol"),
-    ("ready-twice", ready(b"DEALER") + ready(b"DEALER"), "protocol"),
-    ("bad-ping", ready(b"DEALER") + frame(b"\x04PING", command=True), "protocol"),
-    ("huge-frame", ready(b"DEALER") + b"\x02" + struct.pack(">Q", 1 << 40), "too_big"),
-    ("peer-error", ready(b"DEALER") + frame(b"\x05ERROR\x03bye", command=True), "protocol"),
+     + frame(b"\x04PING\x00\x00", command=True), "protocol", "command_in_message"),
+    ("ready-twice", ready(b"DEALER") + ready(b"DEALER"), "protocol", "bad_command"),
+    ("bad-ping", ready(b"DEALER") + frame(b"\x04PING", command=True), "protocol", "bad_command"),
+    ("huge-frame", ready(b"DEALER") + b"\x02" + struct.pack(">Q", 1 << 40), "too_big",
+     "frame_too_big"),
+    ("peer-error", ready(b"DEALER") + frame(b"\x05ERROR\x03bye", command=True), "protocol",
+     "peer_error"),
 ]
 
 
-@pytest.mark.parametrize("name,data,reason", BAD_AFTER_GREETING)
-def test_bad_frames_are_refused(native, ctx, name, data, reason):
+@pytest.mark.parametrize("name,data,reason,kind", BAD_AFTER_GREETING)
+def test_bad_frames_are_refused(native, ctx, name, data, reason, kind):
     r = Raw(native.router_port)
     r.s.sendall(greeting(1))
     r.need(64)
@@ -345,6 +348,8 @@ def test_bad_frames_are_refused(native, ctx, name, data, reason):
     r.close()
     m = wait_metrics(native, lambda m: gone(m, "router", reason) == 1)
     assert gone(m, "router", reason) == 1, name
+    errors = {k: v for k, v in m.items() if k.startswith("roomcast_netsync_zmtp_errors_total") and v}
+    assert errors == {f'roomcast_netsync_zmtp_errors_total{{socket="router",kind="{kind}"}}': 1}
     # and the server still serves everyone else
     c = Client(ctx, native, "after-" + name, "a")
     wait_sub()
