@@ -411,3 +411,22 @@ def test_duplicate_identity_gets_its_own(native, ctx):
         both = bool(m and m[0] == "rt" and len(m[2]) == 2)
     assert both
     a.close(), b.close()
+
+
+def test_libzmq_heartbeats_answered(engine_server, ctx):
+    """A libzmq DEALER with ZMTP heartbeats (PING every 100 ms, 300 ms to answer) stays
+    connected: the server answers each PING with a PONG (on native: counted)."""
+    d = ctx.socket(zmq.DEALER)
+    d.setsockopt(zmq.LINGER, 0)
+    d.setsockopt(zmq.HEARTBEAT_IVL, 100)
+    d.setsockopt(zmq.HEARTBEAT_TIMEOUT, 300)
+    mon = d.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+    d.connect(f"tcp://127.0.0.1:{engine_server.router_port}")
+    assert mon.poll(5000)
+    assert zmq.utils.monitor.recv_monitor_message(mon)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
+    assert not mon.poll(1500), "the DEALER's heartbeat timed out: PINGs not answered"
+    if engine_server.engine == "native":
+        m = metrics(engine_server)
+        assert m.get("roomcast_netsync_zmtp_pings_total", 0) >= 5
+    mon.close(0)
+    d.close(0)
