@@ -273,6 +273,10 @@ insert:
 
 static bool sub_add(rc_zms *zs, zconn *c, const uint8_t *t, size_t len)
 {
+    if (len > UINT16_MAX) { /* only without a frame limit; nothing would match it anyway */
+        conn_kill(c, RC_ZMS_GONE_TOO_BIG);
+        return false;
+    }
     if (c->nsubs >= zs->max_subs) {
         conn_kill(c, RC_ZMS_GONE_SUB_LIMIT);
         return false;
@@ -417,7 +421,6 @@ static bool handle(rc_zms *zs, zconn *c, const uint8_t *p, size_t len, const rc_
     return true;
 }
 
-/* parse handles every complete unit in c's buffer; false when c ended. */
 /* parse handles every complete unit of p[0..n), c's unconsumed input; returns the bytes
  * consumed, or SIZE_MAX when c ended. */
 static size_t parse(rc_zms *zs, zconn *c, const uint8_t *p, size_t n)
