@@ -3,8 +3,10 @@
  * Unity and Python NetSync clients (v0.6.x wire format, up to 0.7.5) talk to roomcast as they
  * would to the reference Python server: a ROUTER socket receives [roomId][payload] from each
  * client's DEALER, a PUB socket sends [roomId][payload] to the SUBs, and UDP/TCP discovery
- * answers on a third port. Everything runs on roomcast's loop: each ZeroMQ socket's ZMQ_FD is
- * an rc_io, drained on wake-up until ZMQ_EVENTS shows no more input (ZMQ_FD only signals
+ * answers on a third port. Everything runs on roomcast's loop. With opts.engine native (the
+ * default, --zmq-engine) the three sockets are roomcast's own ZMTP 3 (transport/zmtpsock.h):
+ * no other thread, limits checked at frame headers, connections known exactly. With libzmq,
+ * the rest of this paragraph: each ZeroMQ socket's ZMQ_FD is an rc_io, drained on wake-up until ZMQ_EVENTS shows no more input (ZMQ_FD only signals
  * edges), with a capped batch per wake-up and a zero-delay rc_timer to continue, so a flood
  * on the ROUTER cannot starve WebSocket clients. One rc_timer drives the tick (every tick_ns
  * while any room exists): timeouts, coalesced mappings, NV syncs, and one encoded
