@@ -19,6 +19,7 @@
 #include "codec/utf8.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "transport/zmtpsock.h"
 #include "netsync/netsync.h"
 #include "rooms/room.h"
 #include "store/store.h"
@@ -31,6 +32,7 @@ static const char *const log_level_names[] = {"error", "warn", "info", "debug", 
 static const char *const fsync_names[] = {"no", "everysec", "always", NULL};
 static const char *const off_on_names[] = {"off", "on", NULL};
 static const char *const tcp_disc_names[] = {"v06", "v8", NULL}; /* enum rc_netsync_tcp_disc */
+static const char *const zmq_engine_names[] = {"native", "libzmq", NULL}; /* enum rc_zms_engine */
 
 #define FIELD(f) .offset = offsetof(rc_config, f), .size = sizeof(((rc_config *)0)->f)
 #define SECONDS(s) ((int64_t)((s) * RC_NS_PER_SEC))
@@ -301,6 +303,11 @@ const rc_config_option rc_config_options[] = {
      .help = "largest message a NetSync client may send, room id aside (one frame, or all "
              "its frames together); a client that sends more is disconnected (the largest "
              "legal one is 65806 bytes)"},
+    {.name = "zmq-engine", .section = RC_SEC_NETSYNC, .type = RC_OPT_ENUM,
+     FIELD(zmq_engine), .names = zmq_engine_names, .def = RC_ZMQ_ENGINE_DEFAULT,
+     .metavar = "native|libzmq",
+     .help = "the ZeroMQ sockets of NetSync and of the worker broker: native (ZMTP 3 spoken "
+             "by roomcast on its own loop) or libzmq (its sockets and I/O thread)"},
     /* The REST bridge of NetSync's server (src/app/nshttp.c): its own port and its CORS. */
     {.name = "netsync-rest-port", .section = RC_SEC_NETSYNC, .type = RC_OPT_OFF_PORT,
      FIELD(netsync_rest_port), .def = -1, .metavar = "N",

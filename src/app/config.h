@@ -123,6 +123,8 @@ typedef struct rc_config {
     uint64_t netsync_v8_mapping;     /* protocol 8: mapping debounce, ns (0.5 s) */
     uint64_t netsync_v8_nv_flush;    /* protocol 8: NV window, ns (0.1 s) */
     uint64_t netsync_tick;        /* ns between broadcasts of a changed room (50 ms) */
+    int zmq_engine;               /* enum rc_zms_engine (transport/zmtpsock.h): NetSync's and the
+                                     broker's ZeroMQ sockets, native or libzmq */
     size_t netsync_max_message_size; /* largest message a NetSync client may send, room id
                                      aside (a frame, or a message's frames together), bytes
                                      (RC_NETSYNC_MAX_MESSAGE_DEFAULT, 128 KiB) */

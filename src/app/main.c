@@ -48,6 +48,7 @@ static rc_zbroker *start_broker(rc_loop *loop, const rc_config *cfg)
         .client_port = cfg->broker_client_port,
         .max_message = cfg->broker_max_message,
         .at_most_once = cfg->broker_at_most_once,
+        .engine = cfg->zmq_engine,
     };
     brk_params_default(&o.params);
     o.params.default_service = cfg->broker_default_service;
@@ -121,6 +122,7 @@ int main(int argc, char **argv)
         nso.router_port = cfg.netsync_router_port;
         nso.pose_port = cfg.netsync_pose_port;
         nso.tcp_discovery = (enum rc_netsync_tcp_disc)cfg.netsync_tcp_discovery;
+        nso.engine = cfg.zmq_engine;
         nso.unicast_max_bytes = cfg.netsync_max_pending;
         /* STYLY-NETSYNC3 announces the dedicated REST port when there is one, else the HTTP
          * port (which serves the same bridge routes under /v1/rooms/...). */

@@ -12,6 +12,7 @@
 #include "rooms/redispresence.h"
 #include "rooms/redisrooms.h"
 #include "transport/tls.h"
+#include "transport/zmtpsock.h"
 
 static void on_iteration(rc_loop *loop, uint64_t busy_ns, void *arg)
 {
@@ -194,6 +195,27 @@ static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns, const rc
                               "%llu\n",
                               nsy_sock_names[k], nsy_gone_names[g],
                               (unsigned long long)st->peers_gone[k][g]);
+    if (rc_netsync_zms_stats(ns, NSY_SOCK_ROUTER)) { /* the native ZeroMQ engine */
+        header(t, "roomcast_netsync_zmtp_errors_total", "counter",
+               "ZMTP protocol errors that ended a connection of the native engine, by socket "
+               "and kind (src/codec/zmtp.h).");
+        for (int k = 0; k < NSY_SOCK__COUNT; k++)
+            for (int e = 1; e < RC_ZMTP_E__COUNT; e++)
+                rc_textbuf_printf(t,
+                                  "roomcast_netsync_zmtp_errors_total{socket=\"%s\",kind=\"%s\"}"
+                                  " %llu\n",
+                                  nsy_sock_names[k], rc_zmtp_err_names[e],
+                                  (unsigned long long)rc_netsync_zms_stats(ns, k)->errors[e]);
+        const rc_zms_stats *pub = rc_netsync_zms_stats(ns, NSY_SOCK_PUB);
+        metric(t, "roomcast_netsync_pub_skipped_total", "counter",
+               "Native engine: deliveries of a published message skipped because the "
+               "subscriber's queue was full (libzmq's PUB drops at its high-water mark).",
+               pub->pub_dropped);
+        uint64_t pings = 0;
+        for (int k = 0; k < NSY_SOCK__COUNT; k++) pings += rc_netsync_zms_stats(ns, k)->pings;
+        metric(t, "roomcast_netsync_zmtp_pings_total", "counter",
+               "Native engine: ZMTP PINGs answered with a PONG.", pings);
+    }
     header(t, "roomcast_netsync_tick_seconds", "histogram",
            "Duration of one NetSync tick (timeouts, mappings, NV syncs, ROOM_TRANSFORMs).");
     uint64_t cum = 0, lim = 16000; /* ns; the buckets of nsstats.h: 16 us, x4 each */

@@ -10,6 +10,7 @@
 
 #include "core/hash.h"
 #include "core/log.h"
+#include "transport/zmtpsock.h"
 
 #define container_of(p, T, m) ((T *)(void *)((char *)(p) - offsetof(T, m)))
 
@@ -39,8 +40,13 @@ typedef struct zb_gone {
 struct rc_zbroker {
     rc_loop *loop;               /* not owned */
     void *zctx;                  /* the ZeroMQ context of both sockets */
-    rc_zsock *workers;           /* the worker ROUTER */
-    rc_zsock *clients;           /* the client ROUTER, NULL when off */
+    rc_zsock *workers;           /* the worker ROUTER (libzmq engine) */
+    rc_zsock *clients;           /* the client ROUTER, NULL when off (libzmq engine) */
+    bool native;                 /* --zmq-engine native: the ROUTERs are rc_zms */
+    rc_zms *nworkers;            /* the worker ROUTER (native engine) */
+    rc_zms *nclients;            /* the client ROUTER, NULL when off (native engine) */
+    rc_zsock_stats nst[2];       /* native engine: its counters in rc_zsock's shape (workers,
+                                    clients), for the metrics that read them */
     brk_broker core;             /* the state machine */
     bool core_ready;             /* brk_init succeeded */
     rc_timer tick;               /* armed at brk_next_deadline */
@@ -64,12 +70,14 @@ static size_t to_mdp(const rc_zmsg *m, mdp_frame *out)
     return m->n;
 }
 
-static int send_frames(rc_zbroker *zb, rc_zsock *zs, const mdp_frame *f, size_t n)
+/* send_frames sends to the worker port (to_workers) or the client port. */
+static int send_frames(rc_zbroker *zb, bool to_workers, const mdp_frame *f, size_t n)
 {
     rc_zframe out[MAX_FRAMES];
     if (n > MAX_FRAMES) return -EMSGSIZE;
     for (size_t i = 0; i < n; i++) out[i] = (rc_zframe){f[i].p, f[i].len};
-    int rc = rc_zsock_send(zs, out, n);
+    int rc = zb->native ? rc_zms_send(to_workers ? zb->nworkers : zb->nclients, out, n)
+                        : rc_zsock_send(to_workers ? zb->workers : zb->clients, out, n);
     if (rc < 0) zb->st.send_dropped++;
     return rc;
 }
@@ -159,9 +167,32 @@ static void defer_gone(rc_zbroker *zb, const uint8_t *id, size_t len)
 /* settle hands the deferred worker ends to the core (each call may defer more: its retries
  * send to other workers, which may be unreachable too), then points the timer at the core's
  * next deadline. Called after every call into the core. */
+/* mirror copies the native sockets' counters into rc_zsock's shape. */
+static void mirror_one(rc_zsock_stats *o, const rc_zms *zs)
+{
+    if (!zs) return;
+    const rc_zms_stats *s = rc_zms_stats_of(zs);
+    uint64_t ended = 0;
+    for (int i = 0; i < RC_ZMS_GONE__COUNT; i++) ended += s->gone[i];
+    *o = (rc_zsock_stats){.msgs_in = s->msgs_in, .bytes_in = s->bytes_in,
+                          .msgs_out = s->msgs_out, .bytes_out = s->bytes_out,
+                          .send_again = s->send_again, .send_unreachable = s->send_unreachable,
+                          .accepted = s->accepted, .disconnected = ended, .live = s->live};
+    o->dropped[RC_ZSOCK_DROP_BYTES] = s->dropped_bytes;
+    o->dropped[RC_ZSOCK_DROP_FRAMES] = s->errors[RC_ZMTP_E_TOO_MANY_FRAMES];
+}
+
+static void mirror(rc_zbroker *zb)
+{
+    if (!zb->native) return;
+    mirror_one(&zb->nst[0], zb->nworkers);
+    mirror_one(&zb->nst[1], zb->nclients);
+}
+
 static void settle(rc_zbroker *zb)
 {
     uint64_t now = rc_loop_now(zb->loop);
+    mirror(zb);
     for (size_t i = 0; i < zb->ngone; i++) {
         zb_gone g = zb->gone[i];
         zb_conn *c = id_find(zb, g.id, g.id_len);
@@ -193,7 +224,7 @@ void rc_zbroker_touched(rc_zbroker *zb) { settle(zb); }
 static void send_worker(void *arg, const mdp_frame *frames, size_t n)
 {
     rc_zbroker *zb = arg;
-    if (send_frames(zb, zb->workers, frames, n) == -EHOSTUNREACH) {
+    if (send_frames(zb, true, frames, n) == -EHOSTUNREACH) {
         /* libzmq has dropped the peer (its monitor event may still be on the way) */
         zb->st.worker_unreachable++;
         defer_gone(zb, frames[0].p, frames[0].len);
@@ -214,7 +245,7 @@ static void send_client(void *arg, const mdp_frame *frames, size_t n)
 {
     rc_zbroker *zb = arg;
     /* EHOSTUNREACH: the client left before its reply (counted by zsock); nothing to do */
-    if (zb->clients) send_frames(zb, zb->clients, frames, n);
+    if (zb->clients || zb->nclients) send_frames(zb, false, frames, n);
 }
 
 static void on_moved(void *arg, mdp_frame service, mdp_frame key)
@@ -259,7 +290,7 @@ static bool rcpub(rc_zbroker *zb, const mdp_frame *f, size_t n)
     snprintf(code, sizeof(code), "%03u", (unsigned)st % 1000u);
     mdp_frame out[5] = {f[0], mdp_frame_of(NULL, 0), f[2], mdp_frame_of(code, 3),
                         mdp_frame_of(buf, len)};
-    send_frames(zb, zb->workers, out, 5);
+    send_frames(zb, true, out, 5);
     return true;
 }
 
@@ -284,9 +315,8 @@ void rc_zbroker_publish_later(rc_zbroker *zb, const rc_zbroker_later *l, int sta
 
 /* ---- input ------------------------------------------------------------------------------- */
 
-static void on_worker_msg(rc_zsock *zs, const rc_zmsg *m, void *arg)
+static void worker_msg(rc_zbroker *zb, const rc_zmsg *m)
 {
-    rc_zbroker *zb = arg;
     mdp_frame f[MAX_FRAMES];
     size_t n = to_mdp(m, f); /* zsock delivers at most MAX_FRAMES frames */
     if (rcpub(zb, f, n)) return;
@@ -295,9 +325,8 @@ static void on_worker_msg(rc_zsock *zs, const rc_zmsg *m, void *arg)
     settle(zb);
 }
 
-static void on_worker_gone(rc_zsock *zs, uint64_t conn, void *arg)
+static void worker_gone(rc_zbroker *zb, uint64_t conn)
 {
-    rc_zbroker *zb = arg;
     zb_conn *c = conn_find(zb, conn);
     if (!c) return; /* a connection that never sent a message */
     if (c->bound) {
@@ -308,13 +337,50 @@ static void on_worker_gone(rc_zsock *zs, uint64_t conn, void *arg)
     settle(zb);
 }
 
-static void on_client_msg(rc_zsock *zs, const rc_zmsg *m, void *arg)
+static void client_msg(rc_zbroker *zb, const rc_zmsg *m)
 {
-    rc_zbroker *zb = arg;
     mdp_frame f[MAX_FRAMES];
     size_t n = to_mdp(m, f);
     brk_client_input(&zb->core, f, n, rc_loop_now(zb->loop));
     settle(zb);
+}
+
+/* The same handlers behind either engine's callbacks. */
+static void on_worker_msg(rc_zsock *zs, const rc_zmsg *m, void *arg) { worker_msg(arg, m); }
+static void on_worker_gone(rc_zsock *zs, uint64_t conn, void *arg) { worker_gone(arg, conn); }
+static void on_client_msg(rc_zsock *zs, const rc_zmsg *m, void *arg) { client_msg(arg, m); }
+static void on_nworker_msg(rc_zms *zs, const rc_zmsg *m, void *arg) { worker_msg(arg, m); }
+static void on_nclient_msg(rc_zms *zs, const rc_zmsg *m, void *arg) { client_msg(arg, m); }
+static void on_nworker_gone(rc_zms *zs, uint64_t conn, enum rc_zms_gone why, void *arg)
+{
+    worker_gone(arg, conn);
+    mirror(arg);
+}
+static void on_naccept(rc_zms *zs, uint64_t conn, void *arg) { mirror(arg); }
+static void on_nclient_gone(rc_zms *zs, uint64_t conn, enum rc_zms_gone why, void *arg)
+{
+    mirror(arg);
+}
+
+/* open_native is open_port on the native engine, with the same limits. */
+static rc_zms *open_native(rc_zbroker *zb, const rc_zbroker_opts *o, uint16_t port,
+                           const char *name, bool workers)
+{
+    rc_zms_opts zo = {
+        .type = RC_ZMTP_T_ROUTER,
+        .bind = o->bind,
+        .port = port,
+        .max_frame = o->max_message && o->max_message <= SIZE_MAX / 2 ? 2 * o->max_message
+                                                                      : o->max_message,
+        .max_frames = MAX_FRAMES,
+        .max_bytes = o->max_message,
+        .name = name,
+        .on_msg = workers ? on_nworker_msg : on_nclient_msg,
+        .on_accept = on_naccept,
+        .on_gone = workers ? on_nworker_gone : on_nclient_gone,
+        .arg = zb,
+    };
+    return rc_zms_new(zb->loop, &zo);
 }
 
 /* ---- set-up ------------------------------------------------------------------------------ */
@@ -375,6 +441,18 @@ rc_zbroker *rc_zbroker_new(rc_loop *loop, const rc_zbroker_opts *o)
         }
         p += len + (p[len] != '\0');
     }
+    zb->native = o->engine == RC_ZMS_ENGINE_NATIVE;
+    if (zb->native) {
+        if (!(zb->nworkers = open_native(zb, o, (uint16_t)o->worker_port, "broker workers",
+                                         true)))
+            goto err;
+        if (o->client_port >= 0 &&
+            !(zb->nclients = open_native(zb, o, (uint16_t)o->client_port, "broker clients",
+                                         false)))
+            goto err;
+        settle(zb);
+        return zb;
+    }
     if (!(zb->zctx = zmq_ctx_new())) {
         rc_error("cannot create a ZeroMQ context: %s", zmq_strerror(zmq_errno()));
         goto err;
@@ -399,6 +477,8 @@ void rc_zbroker_free(rc_zbroker *zb)
     rc_timer_stop(zb->loop, &zb->tick);
     rc_zsock_free(zb->workers);
     rc_zsock_free(zb->clients);
+    rc_zms_free(zb->nworkers);
+    rc_zms_free(zb->nclients);
     if (zb->zctx) zmq_ctx_term(zb->zctx);
     if (zb->core_ready) brk_release(&zb->core);
     uint32_t b = 0;
@@ -416,30 +496,36 @@ void rc_zbroker_free(rc_zbroker *zb)
 
 brk_broker *rc_zbroker_core(rc_zbroker *zb) { return &zb->core; }
 const brk_broker *rc_zbroker_core_c(const rc_zbroker *zb) { return &zb->core; }
-uint16_t rc_zbroker_worker_port(const rc_zbroker *zb) { return rc_zsock_port(zb->workers); }
+uint16_t rc_zbroker_worker_port(const rc_zbroker *zb)
+{
+    return zb->native ? rc_zms_port(zb->nworkers) : rc_zsock_port(zb->workers);
+}
 
 uint16_t rc_zbroker_client_port(const rc_zbroker *zb)
 {
+    if (zb->native) return zb->nclients ? rc_zms_port(zb->nclients) : 0;
     return zb->clients ? rc_zsock_port(zb->clients) : 0;
 }
 
 const char *rc_zbroker_worker_endpoint(const rc_zbroker *zb)
 {
-    return rc_zsock_endpoint(zb->workers);
+    return zb->native ? rc_zms_endpoint(zb->nworkers) : rc_zsock_endpoint(zb->workers);
 }
 
 const char *rc_zbroker_client_endpoint(const rc_zbroker *zb)
 {
+    if (zb->native) return zb->nclients ? rc_zms_endpoint(zb->nclients) : "";
     return zb->clients ? rc_zsock_endpoint(zb->clients) : "";
 }
 
 const rc_zsock_stats *rc_zbroker_worker_stats(const rc_zbroker *zb)
 {
-    return rc_zsock_stats_of(zb->workers);
+    return zb->native ? &zb->nst[0] : rc_zsock_stats_of(zb->workers);
 }
 
 const rc_zsock_stats *rc_zbroker_client_stats(const rc_zbroker *zb)
 {
+    if (zb->native) return zb->nclients ? &zb->nst[1] : NULL;
     return zb->clients ? rc_zsock_stats_of(zb->clients) : NULL;
 }
 

@@ -39,6 +39,8 @@ typedef struct rc_zbroker_opts {
                                     counted); a frame past that cuts its connection */
     brk_params params;           /* the core's settings (brk_params_default, then changes) */
     const char *at_most_once;    /* at-most-once services, separated by ',' or '\n', NULL: none */
+    int engine;                  /* enum rc_zms_engine: native ZMTP sockets (zmtpsock.h) or
+                                    libzmq (zsock.h) */
 } rc_zbroker_opts;
 
 /* rc_zbroker_new creates the core and binds the ports (a context of its own, one I/O

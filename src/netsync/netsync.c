@@ -15,6 +15,7 @@
 #include "netsync/ns8room.h"
 #include "codec/ns8proto.h"
 #include "netsync/nspeers.h"
+#include "transport/zmtpsock.h"
 #include "transport/zsock.h"
 #include "codec/utf8.h"
 
@@ -53,14 +54,18 @@ typedef struct nsy_pending {
  * barrier through zsock's configure hook. */
 typedef struct nsy_router {
     rc_netsync *ns;              /* owner */
-    rc_zsock *zs;                /* the ROUTER on the loop */
+    rc_zsock *zs;                /* the ROUTER on the loop (libzmq engine), or NULL */
+    rc_zms *zn;                  /* the ROUTER on the loop (native engine), or NULL */
     enum nsy_sock sock;          /* which socket, for nspeers */
     enum nsy_lane lane;          /* which lane its messages are */
 } nsy_router;
 
 struct rc_netsync {
     rc_loop *loop;               /* not owned */
-    void *zctx;                  /* ZeroMQ context (one I/O thread) */
+    void *zctx;                  /* ZeroMQ context (one I/O thread; libzmq engine only) */
+    bool native;                 /* --zmq-engine native: the sockets are rc_zms
+                                    (transport/zmtpsock.h), no libzmq, no nspeers */
+    rc_zms *npub;                /* native engine: the PUB */
     nsy_router ctl;              /* control ROUTER */
     nsy_router pose;             /* pose ROUTER */
     void *pub;                   /* downlink: [roomId][payload]; an XPUB (see pub_drain) */
@@ -102,6 +107,7 @@ void rc_netsync_opts_default(rc_netsync_opts *o)
         .mapping_ns = RC_NS_PER_SEC,
         .server_name = "STYLY-NetSync-Server",
         .max_message_size = RC_NETSYNC_MAX_MESSAGE_DEFAULT,
+        .engine = RC_ZMQ_ENGINE_DEFAULT,
     };
 }
 
@@ -113,6 +119,11 @@ static void zpublish(void *arg, const uint8_t *topic, size_t tlen, const uint8_t
                      size_t len)
 {
     rc_netsync *ns = arg;
+    if (ns->native) {
+        rc_zframe f[2] = {{topic, tlen}, {msg, len}};
+        if (rc_zms_publish(ns->npub, f, 2) < 0) ns->st.publish_errors++;
+        return;
+    }
     nsy_peers_pub_begin(&ns->peers);
     bool failed = zmq_send(ns->pub, topic, tlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
                   zmq_send(ns->pub, msg, len, ZMQ_DONTWAIT) < 0;
@@ -164,8 +175,55 @@ static bool v8_in_use(rc_netsync *ns, const uint8_t *room, size_t len)
     return r && r->npresent > 0;
 }
 
-static void handle(rc_netsync *ns, nsy_router *rt, int srcfd, const rc_zframe *parts,
-                   size_t nparts)
+/* ---- connections, whichever engine ------------------------------------------------------ */
+
+static rc_zms *native_sock(const rc_netsync *ns, enum nsy_sock s)
+{
+    return s == NSY_SOCK_ROUTER ? ns->ctl.zn : s == NSY_SOCK_POSE ? ns->pose.zn : ns->npub;
+}
+
+/* conn_live says whether connection serial conn (last seen on descriptor fd) of socket s is
+ * still open: the native sockets know exactly, libzmq's are followed by nspeers. */
+static bool conn_live(const rc_netsync *ns, enum nsy_sock s, int fd, uint64_t conn)
+{
+    if (!conn) return false;
+    if (ns->native) return rc_zms_conn_live(native_sock(ns, s), conn);
+    return nsy_peers_serial(&ns->peers, s, fd) == conn;
+}
+
+/* cut_conn disconnects that connection for why (TOO_BIG or SLOW). */
+static void cut_conn(rc_netsync *ns, enum nsy_sock s, int fd, uint64_t conn, enum nsy_gone why)
+{
+    if (ns->native)
+        rc_zms_cut(native_sock(ns, s), conn, why == NSY_GONE_SLOW ? RC_ZMS_GONE_SLOW
+                                                                  : RC_ZMS_GONE_CUT);
+    else
+        nsy_peers_cut(&ns->peers, s, fd, why);
+}
+
+/* The native sockets' connection counters, in nspeers' terms (nsstats.h). A connection cut by
+ * NetSync itself (CUT) was cut for its size, and the drop is counted where it was cut. */
+static void native_accepted(rc_netsync *ns, enum nsy_sock s) { ns->st.peers[s]++; }
+
+static void native_gone(rc_netsync *ns, enum nsy_sock s, enum rc_zms_gone why)
+{
+    static const enum nsy_gone map[RC_ZMS_GONE__COUNT] = {
+        [RC_ZMS_GONE_PEER] = NSY_GONE_PEER,         [RC_ZMS_GONE_HANDSHAKE] = NSY_GONE_HANDSHAKE,
+        [RC_ZMS_GONE_PROTOCOL] = NSY_GONE_PROTOCOL, [RC_ZMS_GONE_TOO_BIG] = NSY_GONE_TOO_BIG,
+        [RC_ZMS_GONE_SUB_LIMIT] = NSY_GONE_SUB_LIMIT, [RC_ZMS_GONE_SLOW] = NSY_GONE_SLOW,
+        [RC_ZMS_GONE_CUT] = NSY_GONE_TOO_BIG,       [RC_ZMS_GONE_LIMIT] = NSY_GONE_UNKNOWN,
+        [RC_ZMS_GONE_ERROR] = NSY_GONE_UNKNOWN,
+    };
+    if (ns->st.peers[s]) ns->st.peers[s]--;
+    ns->st.peers_gone[s][map[why]]++;
+    if (why == RC_ZMS_GONE_TOO_BIG)
+        ns->st.dropped[s == NSY_SOCK_PUB ? NSY_DROP_SUB_TOO_BIG : NSY_DROP_TOO_BIG]++;
+    else if (why == RC_ZMS_GONE_SUB_LIMIT)
+        ns->st.dropped[NSY_DROP_SUB_LIMIT]++;
+}
+
+static void handle(rc_netsync *ns, nsy_router *rt, int srcfd, uint64_t conn,
+                   const rc_zframe *parts, size_t nparts)
 {
     enum nsy_lane lane = rt->lane;
     if (nparts < 3) {
@@ -184,7 +242,10 @@ static void handle(rc_netsync *ns, nsy_router *rt, int srcfd, const rc_zframe *p
     nsy_ident *r = ident_len ? nsy_idents_touch(&ns->idents, lane, ident, ident_len, now) : NULL;
     if (r && !rc_timer_armed(&ns->ident_sweep))
         rc_timer_start(ns->loop, &ns->ident_sweep, now + RC_NETSYNC_IDENT_TTL_NS);
-    if (r && srcfd >= 0 && (r->fd != srcfd || !r->conn)) {
+    if (r && ns->native) { /* exact: roomcast owns the connection */
+        r->fd = srcfd;
+        r->conn = conn;
+    } else if (r && srcfd >= 0 && (r->fd != srcfd || !r->conn)) {
         r->fd = srcfd;
         r->conn = nsy_peers_serial(&ns->peers, rt->sock, srcfd);
     }
@@ -290,20 +351,22 @@ static void pub_drain(rc_netsync *ns);
  * and dropped). libzmq limits each frame (ZMQ_MAXMSGSIZE) but not their number: a message
  * whose frames after the room id together exceed the limit is dropped here and its sender cut
  * off, as libzmq does for one frame (nspeers.h checks the messages that never end). */
-static void on_router_msg(rc_zsock *zs, const rc_zmsg *m, void *arg)
+static void router_msg(nsy_router *rt, const rc_zmsg *m)
 {
-    nsy_router *rt = arg;
     rc_netsync *ns = rt->ns;
     if (rt->lane == NSY_LANE_POSE) ns->st.pose_msgs_in++; else ns->st.msgs_in++;
-    nsy_peers_read(&ns->peers, rt->sock, m->fd, m->wire);
+    if (!ns->native) nsy_peers_read(&ns->peers, rt->sock, m->fd, m->wire);
     size_t bytes = m->nparts > 1 ? m->bytes - m->f[1].len : 0; /* after the room id */
     if (bytes > ns->max_message) {
         ns->st.dropped[NSY_DROP_TOO_BIG]++;
-        nsy_peers_cut(&ns->peers, rt->sock, m->fd, NSY_GONE_TOO_BIG);
+        cut_conn(ns, rt->sock, m->fd, m->conn, NSY_GONE_TOO_BIG);
         return;
     }
-    handle(ns, rt, m->fd, m->f, m->nparts);
+    handle(ns, rt, m->fd, m->conn, m->f, m->nparts);
 }
+
+static void on_router_msg(rc_zsock *zs, const rc_zmsg *m, void *arg) { router_msg(arg, m); }
+static void on_native_msg(rc_zms *zs, const rc_zmsg *m, void *arg) { router_msg(arg, m); }
 
 /* flush_unicast retries the peers whose queue met EAGAIN. libzmq's activate_write for a pipe
  * arrives through the control ROUTER's ZMQ_FD (so on_router gets here), but any call on the
@@ -342,6 +405,7 @@ static void after_io(rc_netsync *ns)
  * drain ends in after_io (on_router_drained). False when a budget ran out. */
 static bool drain(rc_netsync *ns)
 {
+    if (ns->native) return true; /* nothing hides behind a consumed edge */
     bool done = rc_zsock_drain(ns->ctl.zs);
     return rc_zsock_drain(ns->pose.zs) && done;
 }
@@ -357,7 +421,7 @@ static void on_uc_retry(rc_loop *loop, rc_timer *t)
     rc_netsync *ns = container_of(t, rc_netsync, uc_retry);
     flush_unicast(ns);
     /* the sends may have consumed the ROUTER's read edge */
-    rc_zsock_look(ns->ctl.zs);
+    if (!ns->native) rc_zsock_look(ns->ctl.zs);
 }
 
 /* The PUB socket is an XPUB with ZMQ_XPUB_VERBOSER, which hands every subscription and cancel
@@ -406,7 +470,7 @@ static bool pub_drain_budget(rc_netsync *ns)
 
 static void pub_drain(rc_netsync *ns)
 {
-    if (!rc_timer_armed(&ns->pub_more)) pub_drain_budget(ns);
+    if (!ns->native && !rc_timer_armed(&ns->pub_more)) pub_drain_budget(ns);
 }
 
 static void on_pub(rc_loop *loop, rc_io *io, uint32_t events)
@@ -498,8 +562,7 @@ static bool v8_connected(void *arg, enum ns8_lane lane, const uint8_t *ident, si
     bool pose = lane == NS8_LANE_TRANSFORM;
     const nsy_ident *r = nsy_idents_find(&ns->idents, pose ? NSY_LANE_POSE : NSY_LANE_CONTROL,
                                          ident, ident_len);
-    return r && r->conn &&
-           nsy_peers_serial(&ns->peers, pose ? NSY_SOCK_POSE : NSY_SOCK_ROUTER, r->fd) == r->conn;
+    return r && conn_live(ns, pose ? NSY_SOCK_POSE : NSY_SOCK_ROUTER, r->fd, r->conn);
 }
 
 nsr8_rooms *rc_netsync_rooms8(rc_netsync *ns) { return &ns->rooms8; }
@@ -576,15 +639,15 @@ static int zunicast(void *arg, const uint8_t *id, size_t id_len, const uint8_t *
 {
     rc_netsync *ns = arg;
     rc_zframe f[3] = {{id, id_len}, {room, room_len}, {p, n}};
-    return rc_zsock_send(ns->ctl.zs, f, 3);
+    return ns->native ? rc_zms_send(ns->ctl.zn, f, 3) : rc_zsock_send(ns->ctl.zs, f, 3);
 }
 
 /* slow_consumer cuts the connection a slow consumer last spoke on, if it is still that one. */
 static void slow_consumer(void *arg, const nsy_ident *who)
 {
     rc_netsync *ns = arg;
-    if (who->conn && nsy_peers_serial(&ns->peers, NSY_SOCK_ROUTER, who->fd) == who->conn)
-        nsy_peers_cut(&ns->peers, NSY_SOCK_ROUTER, who->fd, NSY_GONE_SLOW);
+    if (conn_live(ns, NSY_SOCK_ROUTER, who->fd, who->conn))
+        cut_conn(ns, NSY_SOCK_ROUTER, who->fd, who->conn, NSY_GONE_SLOW);
 }
 
 static void router_init(rc_netsync *ns, nsy_router *rt, enum nsy_sock sock, enum nsy_lane lane)
@@ -600,8 +663,81 @@ static int configure_router(void *z, void *arg)
     return nsy_peers_watch(&rt->ns->peers, rt->sock, z, rt->ns->max_message);
 }
 
+static void on_native_drained(rc_zms *zs, void *arg)
+{
+    nsy_router *rt = arg;
+    after_io(rt->ns);
+}
+
+static void on_native_accept(rc_zms *zs, uint64_t conn, void *arg)
+{
+    nsy_router *rt = arg;
+    native_accepted(rt->ns, rt->sock);
+}
+
+static void on_native_gone(rc_zms *zs, uint64_t conn, enum rc_zms_gone why, void *arg)
+{
+    nsy_router *rt = arg;
+    native_gone(rt->ns, rt->sock, why);
+}
+
+static void on_pub_accept(rc_zms *zs, uint64_t conn, void *arg)
+{
+    native_accepted(arg, NSY_SOCK_PUB);
+}
+
+static void on_pub_gone(rc_zms *zs, uint64_t conn, enum rc_zms_gone why, void *arg)
+{
+    native_gone(arg, NSY_SOCK_PUB, why);
+}
+
+/* Native engine: roomcast owns the connections, so what nspeers reconstructs around libzmq
+ * is direct here — a frame over the limit is refused at its header, a message whose frames
+ * pass the limit together is refused at the header that passes it (never buffered: the
+ * buffer is bounded by the limit), subscriptions are counted per connection. */
+static int native_open(rc_netsync *ns, nsy_router *rt, const char *addr, uint16_t port)
+{
+    rc_zms_opts zo = {
+        .type = RC_ZMTP_T_ROUTER,
+        .bind = addr,
+        .port = port,
+        .max_frame = ns->max_message,
+        .max_frames = 3,       /* [identity][room][payload]; more are counted, not kept */
+        .truncate = true,
+        /* the room id (at most NSY_STR8_MAX bytes is useful) and the frames after it */
+        .max_bytes = ns->max_message + NSY_STR8_MAX + 1,
+        .name = "netsync",
+        .on_msg = on_native_msg,
+        .on_accept = on_native_accept,
+        .on_gone = on_native_gone,
+        .on_drained = on_native_drained,
+        .arg = rt,
+    };
+    return (rt->zn = rc_zms_new(ns->loop, &zo)) ? 0 : -1;
+}
+
+static int native_open_pub(rc_netsync *ns, const char *addr, uint16_t port)
+{
+    rc_zms_opts zo = {
+        .type = RC_ZMTP_T_PUB,
+        .bind = addr,
+        .port = port,
+        .max_frame = RC_NETSYNC_PUB_MAX_INBOUND,
+        .max_bytes = RC_NETSYNC_PUB_MAX_INBOUND,
+        .max_subs = NSY_SUBS_PER_PEER,
+        .name = "netsync",
+        .on_accept = on_pub_accept,
+        .on_gone = on_pub_gone,
+        .arg = ns,
+    };
+    if (!(ns->npub = rc_zms_new(ns->loop, &zo))) return -1;
+    ns->pub_port = rc_zms_port(ns->npub);
+    return 0;
+}
+
 static int router_open(rc_netsync *ns, nsy_router *rt, const char *addr, uint16_t port)
 {
+    if (ns->native) return native_open(ns, rt, addr, port);
     rc_zsock_opts zo = {
         .zctx = ns->zctx,
         .bind = addr,
@@ -624,6 +760,8 @@ static void router_close(rc_netsync *ns, nsy_router *rt)
 {
     rc_zsock_free(rt->zs);
     rt->zs = NULL;
+    rc_zms_free(rt->zn);
+    rt->zn = NULL;
 }
 
 rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
@@ -667,6 +805,14 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
                    .arg = ns};
     if (nsr8_rooms_init(&ns->rooms8, &p8, &ns->st8, &io8) < 0) goto err;
     const char *addr = strcmp(o->bind, "0.0.0.0") == 0 ? "*" : o->bind;
+    ns->native = o->engine == RC_ZMS_ENGINE_NATIVE;
+    if (ns->native) {
+        if (router_open(ns, &ns->ctl, addr, o->router_port) < 0 ||
+            router_open(ns, &ns->pose, addr, o->pose_port) < 0 ||
+            native_open_pub(ns, addr, o->pub_port) < 0)
+            goto err;
+        goto discovery;
+    }
     if (!(ns->zctx = zmq_ctx_new())) goto err;
     if (nsy_peers_init(&ns->peers, loop, ns->zctx, &ns->st, flush_inputs, ns) < 0) goto err;
     if (router_open(ns, &ns->ctl, addr, o->router_port) < 0 ||
@@ -678,8 +824,9 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
         rc_error("cannot watch the netsync sockets");
         goto err;
     }
-    nsy_disc_ports ports = {.control = rc_zsock_port(ns->ctl.zs),
-                            .pose = rc_zsock_port(ns->pose.zs),
+discovery:;
+    nsy_disc_ports ports = {.control = rc_netsync_router_port(ns),
+                            .pose = rc_netsync_pose_port(ns),
                             .pub = ns->pub_port, .rest = o->rest_port};
     if (nsy_disc_start(&ns->disc, loop, o->bind, o->discovery_port, &ports, o->server_name,
                        o->tcp_discovery == RC_NETSYNC_TCP_DISC_V8, &ns->st) < 0)
@@ -705,6 +852,7 @@ void rc_netsync_free(rc_netsync *ns)
     router_close(ns, &ns->pose);
     if (ns->pub_io.fd >= 0) rc_io_stop(ns->loop, &ns->pub_io);
     if (ns->pub) zmq_close(ns->pub);
+    rc_zms_free(ns->npub);
     nsy_peers_release(&ns->peers); /* its sockets too: zmq_ctx_term waits for every socket */
     if (ns->zctx) zmq_ctx_term(ns->zctx);
     nsy_rooms_release(&ns->rooms); /* a no-op on the zeroed rooms of a failed start */
@@ -718,9 +866,22 @@ void rc_netsync_free(rc_netsync *ns)
     free(ns);
 }
 
-uint16_t rc_netsync_router_port(const rc_netsync *ns) { return rc_zsock_port(ns->ctl.zs); }
-uint16_t rc_netsync_pose_port(const rc_netsync *ns) { return rc_zsock_port(ns->pose.zs); }
+uint16_t rc_netsync_router_port(const rc_netsync *ns)
+{
+    return ns->native ? rc_zms_port(ns->ctl.zn) : rc_zsock_port(ns->ctl.zs);
+}
+
+uint16_t rc_netsync_pose_port(const rc_netsync *ns)
+{
+    return ns->native ? rc_zms_port(ns->pose.zn) : rc_zsock_port(ns->pose.zs);
+}
 uint16_t rc_netsync_pub_port(const rc_netsync *ns) { return ns->pub_port; }
+
+const rc_zms_stats *rc_netsync_zms_stats(const rc_netsync *ns, int s)
+{
+    if (!ns->native || s < 0 || s >= NSY_SOCK__COUNT) return NULL;
+    return rc_zms_stats_of(native_sock(ns, (enum nsy_sock)s));
+}
 uint16_t rc_netsync_discovery_port(const rc_netsync *ns) { return ns->disc.port; }
 void rc_netsync_set_rest_port(rc_netsync *ns, uint16_t port) { nsy_disc_set_rest_port(&ns->disc, port); }
 
@@ -738,7 +899,7 @@ int rc_netsync_unicast(rc_netsync *ns, const void *ident, size_t ident_len, cons
         flush_unicast(ns); /* arms the back-off retry */
     /* A send lets libzmq process the ROUTER's commands, which may consume its read edge:
      * look again at the end of this loop turn (not now: we may be inside a drain). */
-    rc_zsock_look(ns->ctl.zs);
+    if (!ns->native) rc_zsock_look(ns->ctl.zs);
     return rc;
 }
 
@@ -746,7 +907,7 @@ bool rc_netsync_connected(const rc_netsync *ns, const void *ident, size_t ident_
 {
     if (ident_len == 0 || ident_len > NSY_IDENT_MAX_LEN) return false;
     const nsy_ident *r = nsy_idents_find(&ns->idents, NSY_LANE_CONTROL, ident, ident_len);
-    return r && r->conn && nsy_peers_serial(&ns->peers, NSY_SOCK_ROUTER, r->fd) == r->conn;
+    return r && conn_live(ns, NSY_SOCK_ROUTER, r->fd, r->conn);
 }
 
 const rc_netsync_stats *rc_netsync_stats_of(const rc_netsync *ns) { return &ns->st; }

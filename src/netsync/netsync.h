@@ -3,8 +3,10 @@
  * Unity and Python NetSync clients (v0.6.x wire format, up to 0.7.5) talk to roomcast as they
  * would to the reference Python server: a ROUTER socket receives [roomId][payload] from each
  * client's DEALER, a PUB socket sends [roomId][payload] to the SUBs, and UDP/TCP discovery
- * answers on a third port. Everything runs on roomcast's loop: each ZeroMQ socket's ZMQ_FD is
- * an rc_io, drained on wake-up until ZMQ_EVENTS shows no more input (ZMQ_FD only signals
+ * answers on a third port. Everything runs on roomcast's loop. With opts.engine native (the
+ * default, --zmq-engine) the three sockets are roomcast's own ZMTP 3 (transport/zmtpsock.h):
+ * no other thread, limits checked at frame headers, connections known exactly. With libzmq,
+ * the rest of this paragraph: each ZeroMQ socket's ZMQ_FD is an rc_io, drained on wake-up until ZMQ_EVENTS shows no more input (ZMQ_FD only signals
  * edges), with a capped batch per wake-up and a zero-delay rc_timer to continue, so a flood
  * on the ROUTER cannot starve WebSocket clients. One rc_timer drives the tick (every tick_ns
  * while any room exists): timeouts, coalesced mappings, NV syncs, and one encoded
@@ -97,6 +99,8 @@ typedef struct rc_netsync_opts {
     size_t max_message_size;     /* largest message the ROUTER takes, room id aside (each
                                     frame, and the frames after the room id together), bytes;
                                     a peer sending more is disconnected (128 KiB) */
+    int engine;                  /* enum rc_zms_engine: native ZMTP sockets on the loop
+                                    (transport/zmtpsock.h) or libzmq (zsock.h, nspeers.h) */
 } rc_netsync_opts;
 
 /* rc_netsync_opts_default fills in the defaults above (bind "127.0.0.1"). */
@@ -112,6 +116,12 @@ uint16_t rc_netsync_router_port(const rc_netsync *ns);
 uint16_t rc_netsync_pose_port(const rc_netsync *ns);
 uint16_t rc_netsync_pub_port(const rc_netsync *ns);
 uint16_t rc_netsync_discovery_port(const rc_netsync *ns);
+
+/* rc_netsync_zms_stats is the native socket's own counters (transport/zmtpsock.h: protocol
+ * errors by kind, PINGs, PUB deliveries skipped at a full queue) for socket s (enum
+ * nsy_sock), or NULL on the libzmq engine. */
+struct rc_zms_stats;
+const struct rc_zms_stats *rc_netsync_zms_stats(const rc_netsync *ns, int s);
 
 /* rc_netsync_set_rest_port changes the REST port STYLY-NETSYNC3 discovery announces (the HTTP
  * port by default; a dedicated REST listener started later sets its own). */

@@ -91,6 +91,9 @@ class Broker:
                     if tf[i] not in flags:
                         argv += tf[i:i + 2]
             argv += flags
+            # ROOMCAST_ZMQ_ENGINE=native|libzmq runs the suite on either ZeroMQ engine
+            if os.environ.get("ROOMCAST_ZMQ_ENGINE") and "--zmq-engine" not in argv:
+                argv += ["--zmq-engine", os.environ["ROOMCAST_ZMQ_ENGINE"]]
         self.argv = argv
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")

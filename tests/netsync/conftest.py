@@ -57,6 +57,9 @@ class NSServer:
             args += ["--netsync-router-port", "0", "--netsync-pub-port", "0",
                      "--netsync-discovery-port", "0", "--netsync-pose-port", "0"]
         args += [str(f) for f in flags]
+        # ROOMCAST_ZMQ_ENGINE=native|libzmq runs the suite on either ZeroMQ engine
+        if os.environ.get("ROOMCAST_ZMQ_ENGINE") and "--zmq-engine" not in args:
+            args += ["--zmq-engine", os.environ["ROOMCAST_ZMQ_ENGINE"]]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.errf,
                                      cwd=tempfile.gettempdir())
         self.router_port = self.pub_port = self.disc_port = self.pose_port = None
