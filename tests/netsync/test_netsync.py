@@ -97,17 +97,22 @@ def test_cadence_dirty_and_idle(server, ctx):
     room = uniq("cad")
     a = Client(ctx, server, room, "a")
     wait_sub()
-    # dirty: sending at ~100 Hz gives broadcasts no closer than the 50 ms tick (protocol level)
-    t_end = time.monotonic() + 0.8
-    got = []
+    # dirty: sending at ~100 Hz gives at most one broadcast per 50 ms tick (protocol level).
+    # Counted, not timed between arrivals: on a loaded machine two broadcasts may reach the
+    # client together, but a server broadcasting per message instead of per tick would send
+    # ~80 here against at most ~18.
+    t_start = time.monotonic()
+    t_end = t_start + 0.8
+    got = sent = 0
     while time.monotonic() < t_end:
         a.send_transform(body(time.monotonic()))
+        sent += 1
         m = a.recv(0.01)
         if m and m[0] == "rt":
-            got.append(time.monotonic())
-    gaps = [b - a_ for a_, b in zip(got, got[1:])]
-    assert len(got) >= 8
-    assert min(gaps) > 0.035                                  # wide margin below 50 ms
+            got += 1
+    ticks = (time.monotonic() - t_start) / 0.05
+    assert 2 <= got <= ticks + 2, (got, ticks, sent)
+    assert got < sent / 2, (got, sent)
     # idle: unchanged state is re-sent about every 0.5 s (the client keeps sending to stay
     # alive but the same bytes make no difference... so stop sending and look before timeout)
     a.send_transform(body(5.0))
