@@ -310,7 +310,7 @@ void rc_zbroker_publish_later(rc_zbroker *zb, const rc_zbroker_later *l, int sta
     mdp_frame out[5] = {mdp_frame_of(l->id, l->id_len), mdp_frame_of(NULL, 0),
                         mdp_frame_of("RCPUB01", 7), mdp_frame_of(code, 3),
                         mdp_frame_of(text, len)};
-    send_frames(zb, zb->workers, out, 5);
+    send_frames(zb, true, out, 5); /* the worker ROUTER */
 }
 
 /* ---- input ------------------------------------------------------------------------------- */
