@@ -377,36 +377,24 @@ long rc_pmd_deflate(rc_pmd_stream *s, int level, const void *p, size_t n, uint8_
     return (long)(len - 4);
 }
 
-int rc_pmd_inflate(rc_pmd_stream *s, bool takeover, const void *p, size_t n, uint8_t *buf,
-                   size_t chunk, rc_pmd_sink *sink, void *arg)
+int rc_pmd_inflate_begin(rc_pmd_stream *s, bool takeover)
 {
     z_stream *z = stream(s, 0);
     if (!z) return -1;
     if (!takeover && inflateReset(z) != Z_OK) return -1;
-    /* The message, then the tail the sender took off. */
-    for (int part = 0; part < 2; part++) {
-        z->next_in = part == 0 ? (Bytef *)(uintptr_t)p : (Bytef *)(uintptr_t)pmd_tail;
-        z->avail_in = part == 0 ? (uInt)n : 4;
-        while (z->avail_in > 0) {
-            z->next_out = buf;
-            z->avail_out = (uInt)chunk;
-            int r = inflate(z, Z_SYNC_FLUSH);
-            size_t got = chunk - z->avail_out;
-            if (got) {
-                int sr = sink(arg, buf, got);
-                if (sr) return sr;
-            }
-            if (r == Z_STREAM_END) { /* a final block: what follows is not data, and the next
-                                      * message starts a new stream */
-                inflateReset(z);
-                return 0;
-            }
-            if (r == Z_BUF_ERROR && got == 0) return -1; /* no progress possible */
-            if (r != Z_OK && r != Z_BUF_ERROR) return -1;
-        }
-    }
-    /* All input taken; output may still be pending in the inflater's window. */
-    for (;;) {
+    s->ended = false;
+    return 0;
+}
+
+/* feed_run inflates p[0..n) to the end: inflate() stops when its input is used up or its output
+ * buffer is full, so it is called again while the buffer comes back full (a long match can
+ * still be pending in the window after the last input byte). */
+static int feed_run(rc_pmd_stream *s, z_stream *z, const uint8_t *p, size_t n, uint8_t *buf,
+                    size_t chunk, rc_pmd_sink *sink, void *arg)
+{
+    z->next_in = (Bytef *)(uintptr_t)p;
+    z->avail_in = (uInt)n;
+    while (!s->ended) {
         z->next_out = buf;
         z->avail_out = (uInt)chunk;
         int r = inflate(z, Z_SYNC_FLUSH);
@@ -415,10 +403,33 @@ int rc_pmd_inflate(rc_pmd_stream *s, bool takeover, const void *p, size_t n, uin
             int sr = sink(arg, buf, got);
             if (sr) return sr;
         }
-        if (r == Z_STREAM_END) inflateReset(z);
-        if (r == Z_STREAM_END || got < chunk) return r == Z_OK || r == Z_STREAM_END ||
-                                                       r == Z_BUF_ERROR ? 0 : -1;
+        if (r == Z_STREAM_END) { /* a final block: what follows is not data, and the next
+                                  * message starts a new stream */
+            inflateReset(z);
+            s->ended = true;
+            break;
+        }
+        if (r != Z_OK && r != Z_BUF_ERROR) return -1; /* Z_BUF_ERROR: nothing left to do */
+        if (z->avail_out != 0) break;                  /* so the input is used up */
     }
+    return 0;
+}
+
+int rc_pmd_inflate_feed(rc_pmd_stream *s, const void *p, size_t n, bool last, uint8_t *buf,
+                        size_t chunk, rc_pmd_sink *sink, void *arg)
+{
+    z_stream *z = s->z;
+    if (!z) return -1; /* no rc_pmd_inflate_begin */
+    int r = feed_run(s, z, p, n, buf, chunk, sink, arg);
+    if (r == 0 && last) r = feed_run(s, z, pmd_tail, 4, buf, chunk, sink, arg);
+    return r;
+}
+
+int rc_pmd_inflate(rc_pmd_stream *s, bool takeover, const void *p, size_t n, uint8_t *buf,
+                   size_t chunk, rc_pmd_sink *sink, void *arg)
+{
+    if (rc_pmd_inflate_begin(s, takeover) < 0) return -1;
+    return rc_pmd_inflate_feed(s, p, n, true, buf, chunk, sink, arg);
 }
 
 void rc_pmd_stream_release(rc_pmd_stream *s)

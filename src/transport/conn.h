@@ -168,8 +168,10 @@ struct rc_conn {
                                 it has an inflater of its own, ws_zin */
     struct rc_pmd_stream *ws_zin; /* WebSocket: that inflater (codec/pmdeflate.h), made at its
                                 first compressed message; NULL otherwise */
-    bool msg_compressed;     /* WebSocket: the fragmented message in progress has RSV1 (frag
-                                holds it compressed) */
+    bool msg_compressed;     /* WebSocket: the fragmented message in progress has RSV1 */
+    bool ws_inflating;       /* WebSocket: a compressed message is being inflated as it arrives,
+                                by ws_zin into frag (ws.c) */
+    bool ws_inflating_text;  /* WebSocket: and it is a text message (checked for UTF-8) */
     uint64_t ws_seen;        /* WebSocket: payload bytes of the incomplete frame at the head of
                                 `in` already unmasked (and, for text, validated) */
     uint64_t last_rx;        /* loop time of the last bytes received, ns */

@@ -7,6 +7,7 @@ Python `websockets` client with every parameter combination it can offer."""
 import asyncio
 import json
 import os
+import time
 import zlib
 
 import pytest
@@ -434,3 +435,128 @@ def test_websockets_client_offering_8_bits_falls_back_to_plain(server):
             assert await e.recv() == "plain"
 
     asyncio.run(run())
+
+
+# -- fail fast inside compressed messages ------------------------------------------------------
+
+TEXT = "aé€😀z".encode()  # 1 + 2 + 3 + 4 + 1 bytes: every kind of sequence
+PAUSE = 0.01  # between the writes of one split: the server sees them as separate reads
+
+
+def masked(opcode, payload, fin=True, rsv=0, length=None):
+    return encode_frame(opcode, payload, fin=fin, rsv=rsv, length=length)
+
+
+def inflatable_prefix(z, upto):
+    """The shortest prefix of the compressed z that inflates to more than `upto` bytes: the
+    compressed bytes a server needs to have seen the byte at position `upto`."""
+    for n in range(len(z) + 1):
+        if len(zlib.decompressobj(-15).decompress(z[:n])) > upto:
+            return n
+    raise AssertionError("never inflates that far")
+
+
+def open_deflate(server):
+    ws, ext = offer(server, "permessage-deflate; client_no_context_takeover")
+    assert ext == BASE + CNCT
+    return ws
+
+
+@pytest.mark.parametrize("k", range(len(TEXT) + 1))
+def test_compressed_invalid_byte_fails_before_message_is_complete(server, k):
+    """An invalid byte at position k of a compressed text message, split into two fragments at
+    every position j of the compressed bytes sent so far: 1007 arrives once the compressed
+    bytes that inflate to it are in, although the rest of the message never is."""
+    plain = TEXT[:k] + b"\xff" + TEXT[k:] + bytes(range(0x20, 0x7f)) * 4
+    z = deflate(plain)
+    need = inflatable_prefix(z, k)
+    assert need < len(z)
+    for j in range(need + 1):
+        before = server.stats()
+        ws = open_deflate(server)
+        try:
+            if j:
+                ws.send_raw(masked(OP_TEXT, z[:j], fin=False, rsv=4))
+                rest = masked(OP_CONT, z[j:])
+            else:
+                rest = masked(OP_TEXT, z, rsv=4)
+            head = len(rest) - (len(z) - j)
+            ws.send_raw(rest[:head + need - j])  # the second frame, never finished
+            ws.expect_close(1007)
+        finally:
+            ws.close()
+        assert_only_errors(before, server.stats(), errors_ws_1007=1)
+
+
+def test_compressed_invalid_byte_fails_as_bytes_trickle_in(server):
+    """The compressed bytes of a text message with an invalid byte at position 300 arrive one
+    read at a time: 1007 comes while most of the message is still unsent."""
+    plain = b"x" * 300 + b"\xc0\xaf" + os.urandom(3000).hex().encode()
+    z = deflate(plain)
+    need = inflatable_prefix(z, 300)
+    assert need < len(z) // 2
+    ws = open_deflate(server)
+    try:
+        data = masked(OP_TEXT, z, rsv=4)
+        head = len(data) - len(z)
+        ws.send_raw(data[:head])
+        for i in range(need):
+            time.sleep(0.002)
+            ws.send_raw(data[head + i:head + i + 1])
+        ws.expect_close(1007)
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("j", range(0, 20))
+def test_compressed_valid_text_split_at_every_fragment_and_read_position(server, j):
+    """Valid compressed text, its compressed bytes split into two fragments at j, the frames
+    sent in two reads split at every position: it arrives whole, for clients with and without
+    context takeover (their own inflater), message after message."""
+    z = deflate(TEXT)
+    assert len(z) < 20
+    j = min(j, len(z))
+    for value in ("permessage-deflate; client_no_context_takeover", "permessage-deflate"):
+        ws, _ = offer(server, value)
+        try:
+            data = (masked(OP_TEXT, z[:j], fin=False, rsv=4) + masked(OP_CONT, z[j:])
+                    if j else masked(OP_TEXT, z, rsv=4))
+            for at in range(1, len(data)):
+                ws.send_raw(data[:at])
+                time.sleep(PAUSE)
+                ws.send_raw(data[at:])
+                assert recv_z(ws) == (OP_TEXT, TEXT), (value, j, at)
+        finally:
+            ws.close()
+
+
+def test_compressed_message_ending_inside_a_code_point_1007(server):
+    """Fragmented and across reads, the message is valid until its end, where a code point is
+    cut: 1007 at the final fragment."""
+    z = deflate("ok €".encode()[:-1])
+    ws = open_deflate(server)
+    try:
+        ws.send_raw(masked(OP_TEXT, z[:2], fin=False, rsv=4))
+        time.sleep(PAUSE)
+        ws.send_raw(masked(OP_CONT, z[2:]))
+        ws.expect_close(1007)
+    finally:
+        ws.close()
+
+
+def test_fragmented_bomb_1009_before_the_last_fragment(start_server):
+    """A compressed message that inflates past --max-message-size in its first fragments: 1009
+    although its final fragment never comes."""
+    srv = start_server("--max-message-size", "1048576")
+    bomb = deflate(b"\0" * (8 << 20))
+    before = srv.stats()
+    ws = open_deflate(srv)
+    try:
+        step = len(bomb) // 8
+        ws.send_frame(OP_BINARY, bomb[:step], fin=False, rsv=4)
+        for i in range(1, 7):
+            ws.send_frame(OP_CONT, bomb[i * step:(i + 1) * step], fin=False)
+        ws.expect_close(1009)
+    finally:
+        ws.close()
+    assert_only_errors(before, srv.stats(), errors_ws_1009=1)
