@@ -87,8 +87,9 @@ size_t rc_pmd_deflate_bound(size_t n);
  * Returns the compressed length. Why it exists: a zlib deflater sets up and clears its state
  * and builds Huffman trees for every message, which for a 200-byte game message costs 10-20 µs
  * once its state has left the cache, ten times the rest of the message's fan-out to a room of
- * ten (bench/RESULTS.md, issue 17); this does one pass over the bytes with 4 KiB of state and
- * compresses small JSON nearly as well. Allocates nothing. */
+ * ten (bench/RESULTS.md, issue 17); this does one pass over the bytes with an 8 KiB hash
+ * table it never clears and compresses small JSON nearly as well. Allocates nothing; that
+ * table is static, so calls must not run concurrently (everything runs on the one loop). */
 size_t rc_pmd_deflate_fixed(const void *p, size_t n, unsigned window_bits, uint8_t *out);
 
 /* The sink rc_pmd_inflate hands inflated bytes to, piece by piece as they come: returns 0 to
