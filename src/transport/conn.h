@@ -107,7 +107,6 @@ typedef struct rc_net_config {
     uint64_t handshake_timeout;   /* ns for a request head to arrive, and HTTP idle time */
     uint64_t close_timeout;       /* ns to wait for the peer during a close */
     bool no_latency_metrics;      /* do not report written frames to the `sent` hook */
-    bool ws_deflate;              /* negotiate permessage-deflate at WebSocket upgrades */
     const char *server_name;      /* the HTTP Server header, "roomcast/VERSION" */
 } rc_net_config;
 

@@ -560,3 +560,101 @@ def test_fragmented_bomb_1009_before_the_last_fragment(start_server):
     finally:
         ws.close()
     assert_only_errors(before, srv.stats(), errors_ws_1009=1)
+
+
+# -- per listener: --tls-ws-deflate beside --ws-deflate; both live on SIGHUP --------------------
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from tlspki import make_ca, make_server_cert
+    d = str(tmp_path_factory.mktemp("pki"))
+    ca = make_ca(d, "ca")
+    cert, key = make_server_cert(d, "ca", "srv")
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+def tls_listen_port(srv):
+    import re
+    m = re.search(r"roomcast: tls listening on https://127\.0\.0\.1:(\d+)/", srv.stderr())
+    assert m, srv.stderr()
+    return int(m.group(1))
+
+
+def tls_offer(port, ca, value="permessage-deflate"):
+    """Upgrade over TLS offering value: the answer's extension header (None when declined),
+    after checking that a compressed message is echoed (agreed) or fails 1002 (declined)."""
+    import socket
+    import ssl
+    from conftest import read_http_response, ws_request
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.set_alpn_protocols(["http/1.1"])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    try:
+        req, _key = ws_request("/echo", extra=[(EXT, value)])
+        sock.sendall(req)
+        status, headers, _body, _rest = read_http_response(sock)
+        assert status == 101
+        ext = headers.get(EXT.lower())
+        sock.sendall(encode_frame(OP_TEXT, deflate(b"tls " * 100), rsv=4))
+        head = sock.recv(2)
+        if ext:
+            assert head[0] & 0x0F == OP_TEXT, head
+        else:
+            assert head[0] & 0x0F == 0x8, head  # close (1002: RSV1 not agreed)
+        return ext
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("flags,plain,tls", [
+    ((), True, True),
+    (("--tls-ws-deflate", "off"), True, False),
+    (("--ws-deflate", "off"), False, False),
+    (("--ws-deflate", "off", "--tls-ws-deflate", "on"), False, True),
+    (("--tls-ws-deflate", "same", "--ws-deflate", "off"), False, False),
+])
+def test_per_listener(start_server, pki, flags, plain, tls):
+    srv = start_server("--tls-cert", pki["cert"], "--tls-key", pki["key"], "--tls-port", "0",
+                       *flags)
+    ws, ext = offer(srv, "permessage-deflate")
+    ws.close()
+    assert (ext == BASE) == plain, ext
+    assert (tls_offer(tls_listen_port(srv), pki["ca"]) == BASE) == tls
+
+
+def test_tls_ws_deflate_applies_to_port_when_it_speaks_tls(start_server, pki):
+    """Without --tls-port, --port itself is the TLS listener."""
+    srv = start_server("--tls-cert", pki["cert"], "--tls-key", pki["key"],
+                       "--tls-ws-deflate", "off")
+    assert tls_offer(srv.port, pki["ca"]) is None
+
+
+def test_ws_deflate_live_on_sighup(tmp_path):
+    """--ws-deflate and --tls-ws-deflate change on SIGHUP for new upgrades; a connection keeps
+    what it agreed."""
+    import signal
+    from conftest import Server
+    conf = tmp_path / "roomcast.conf"
+    conf.write_text("ws-deflate off\n")
+    srv = Server("--config", conf)
+    try:
+        old, ext = offer(srv, "permessage-deflate")
+        assert ext is None
+        before = srv.stats()["config"]["reloads"]
+        conf.write_text("ws-deflate on\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        st = srv.wait_stats(lambda s: s["config"]["reloads"] == before + 1, what="reload")
+        assert st["config"]["restart_needed"] == ""
+        new, ext = offer(srv, "permessage-deflate")
+        assert ext == BASE
+        new.send_frame(OP_TEXT, deflate(b"live " * 100), rsv=4)
+        assert recv_z(new) == (OP_TEXT, b"live " * 100)
+        new.close()
+        # the connection made before the reload still has no deflate: RSV1 is 1002
+        old.send_frame(OP_TEXT, deflate(b"old " * 100), rsv=4)
+        old.expect_close(1002)
+        old.close()
+        srv.stop()
+    finally:
+        srv.cleanup()
