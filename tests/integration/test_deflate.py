@@ -311,6 +311,7 @@ def test_broadcast_compressed_once_for_all_deflate_members(server):
         for w in everyone:
             w.join(room)
         msg = pose(1, pad=400)
+        before = server.stats()["deflate"]
         zs[0].send_frame(OP_TEXT, deflate(msg), rsv=4)
         frames = []
         for w in everyone:
@@ -331,6 +332,11 @@ def test_broadcast_compressed_once_for_all_deflate_members(server):
         assert frames[0].payload == frames[1].payload == frames[2].payload
         # the 512-byte window variant is a different encoding, valid within its limit
         assert zlib.decompressobj(-10).decompress(frames[3].payload + b"\0\0\xff\xff") == text
+        # compressed once per window size for the four deflate members: two messages
+        after = server.stats()["deflate"]
+        assert after["messages"] - before["messages"] == 2
+        assert after["bytes_in"] - before["bytes_in"] == 2 * len(text)
+        assert after["bytes_out"] - before["bytes_out"] == len(frames[0].payload) + len(frames[3].payload)
     finally:
         for w in everyone:
             w.close()
@@ -381,6 +387,37 @@ def test_history_replay_to_deflate_member(server):
             b.close()
     finally:
         a.close()
+
+
+def test_history_does_not_keep_compressed_frames(server):
+    """The compressed frame of a room message goes to its deflate members and is not kept in
+    the room's history (it would double it): a room with a deflate member keeps as many bytes
+    as the same messages in a room without one."""
+    def kept_by(member_offers):
+        room = "dzk-" + os.urandom(4).hex()
+        ws = [offer(server, o, path="/")[0] if o else RawWS.connect(server.port, "/")
+              for o in member_offers]
+        try:
+            for w in ws:
+                w.join(room)
+            before = server.stats()
+            for i in range(5):
+                ws[0].send_frame(OP_TEXT, pose(i, pad=600))
+                for w in ws:
+                    while w.recv_frame().opcode != OP_TEXT:
+                        pass
+            after = server.stats()
+            assert after["deflate"]["messages"] - before["deflate"]["messages"] == (
+                5 if any(member_offers) else 0)
+            return after["history"]["memory"] - before["history"]["memory"]
+        finally:
+            for w in ws:
+                w.close()
+
+    plain = kept_by([None, None])
+    with_deflate = kept_by([None, "permessage-deflate"])
+    assert plain > 5 * 600
+    assert abs(with_deflate - plain) < 50, (plain, with_deflate)
 
 
 # -- the Python websockets client: every combination it can offer ---------------------------------
