@@ -7,7 +7,7 @@
 #                       @socket.io/redis-adapter and redis for bench/cluster.sh)
 
 # Listed, not globbed: bench/ also holds stand-alone micro-benchmarks with their own main()
-# (bench/json_micro.c) that are not part of the generator.
+# (bench/json_micro.c, bench/deflate_micro.c) that are not part of the generator.
 BENCH_SRC := bench/hist.c bench/proc.c bench/conn.c bench/tcp.c bench/tls.c bench/sio.c bench/msg.c bench/report.c bench/rooms.c \
              bench/idle.c bench/churn.c bench/joincost.c bench/main.c
 BENCH_OBJ := $(BENCH_SRC:%.c=$(O)/obj/%.o)

@@ -6,8 +6,9 @@
  *     fits RC_PMD_RESPONSE_MAX and parses back as an accepted offer with the same result.
  *   - odd: a compressed message from a client. Inflating it through a small chunk with a limit
  *     returns 0, -1 or the sink's code, never hands over more than the limit, and what it
- *     gives, deflated again and inflated, comes back the same; the data itself, through the
- *     fixed-code encoder (both windows) and inflated, comes back the same.
+ *     gives, deflated again and inflated, comes back the same; fed in pieces of 1..8 bytes
+ *     (rc_pmd_inflate_feed) it succeeds or fails alike and gives the same bytes; the data
+ *     itself, through the fixed-code encoder (both windows) and inflated, comes back the same.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -66,6 +67,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int r = rc_pmd_inflate(&inf, false, p, n, chunk, sizeof chunk, sink, &s);
         if (r != 0 && r != -1 && r != 1009) abort();
         if (s.got > sizeof out) abort();
+        {
+            static uint8_t pieces[1 << 16];
+            sink_state u = {pieces, 0, sizeof pieces};
+            int r2 = rc_pmd_inflate_begin(&inf, false);
+            for (size_t at = 0, k = 0; r2 == 0 && at < n; at += k) {
+                k = 1 + (unsigned char)p[at] % 8;
+                if (k > n - at) k = n - at;
+                r2 = rc_pmd_inflate_feed(&inf, p + at, k, false, chunk, sizeof chunk, sink, &u);
+            }
+            if (r2 == 0) r2 = rc_pmd_inflate_feed(&inf, NULL, 0, true, chunk, sizeof chunk, sink, &u);
+            if (r2 != 0 && r2 != -1 && r2 != 1009) abort();
+            if ((r == 0) != (r2 == 0)) abort();
+            if (r == 0 && (u.got != s.got || memcmp(pieces, out, s.got) != 0)) abort();
+        }
         if (r == 0) {
             long zl = rc_pmd_deflate(&def, 1, out, s.got, z);
             if (zl < 0 || (size_t)zl > rc_pmd_deflate_bound(s.got)) abort();

@@ -31,6 +31,7 @@
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const fsync_names[] = {"no", "everysec", "always", NULL};
 static const char *const off_on_names[] = {"off", "on", NULL};
+static const char *const off_on_same_names[] = {"off", "on", "same", NULL}; /* RC_TLS_WS_... */
 static const char *const tcp_disc_names[] = {"v06", "v8", NULL}; /* enum rc_netsync_tcp_disc */
 static const char *const zmq_engine_names[] = {"native", "libzmq", NULL}; /* enum rc_zms_engine */
 
@@ -64,10 +65,12 @@ const rc_config_option rc_config_options[] = {
      .max = 1ull << 40, .def = 1 << 20, .metavar = "BYTES",
      .help = "output queued for one client before it is disconnected as a slow consumer, "
              "close 1008"},
-    {.name = "ws-deflate", .type = RC_OPT_ENUM, FIELD(ws_deflate), .names = off_on_names,
-     .def = 1, .metavar = "on|off",
+    {.name = "ws-deflate", .type = RC_OPT_ENUM, .flags = RC_OPT_LIVE, FIELD(ws_deflate),
+     .names = off_on_names, .def = 1, .metavar = "on|off",
      .help = "accept permessage-deflate (RFC 7692) on the WebSocket listeners: room messages "
-             "are compressed once per room for every member that negotiated it"},
+             "are compressed once per room for every member that negotiated it; "
+             "--tls-ws-deflate can differ on the TLS listener; SIGHUP applies it to new "
+             "connections"},
     {.name = "ws-deflate-threshold", .type = RC_OPT_BYTES, FIELD(ws_deflate_threshold),
      .max = 1ull << 31, .def = 128, .metavar = "BYTES",
      .help = "messages shorter than this go uncompressed to deflate clients"},
@@ -192,6 +195,11 @@ const rc_config_option rc_config_options[] = {
      .def = -1, .metavar = "N",
      .help = "a TLS listener on port N beside the plain --port (same routes); 0 picks a free "
              "one"},
+    {.name = "tls-ws-deflate", .section = RC_SEC_TLS, .type = RC_OPT_ENUM, .flags = RC_OPT_LIVE,
+     FIELD(tls_ws_deflate), .names = off_on_same_names, .def = RC_TLS_WS_DEFLATE_SAME,
+     .metavar = "on|off|same",
+     .help = "--ws-deflate for the TLS WebSocket listener (--tls-port, or --port when it "
+             "speaks TLS); same: as --ws-deflate"},
 
     /* Connection tokens and permissions (docs/auth.md). Keys are read when the server starts
      * and, once the lead's reload lands, rebuilt with rc_auth_keys_load on SIGHUP: LIVE. */

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define RC_TLS_WS_DEFLATE_SAME 2 /* --tls-ws-deflate same: follow --ws-deflate */
+
 typedef struct rc_config {
     const char *bind;             /* listen address (default 127.0.0.1) */
     uint16_t port;                /* listen port, 0 = pick a free one (default 8080) */
@@ -27,6 +29,8 @@ typedef struct rc_config {
                                      (1 MiB) */
     size_t max_header_size;       /* largest HTTP request head, bytes (8 KiB) */
     int ws_deflate;               /* 1 = accept permessage-deflate at WebSocket upgrades (on) */
+    int tls_ws_deflate;           /* the same on the TLS listener: 0 off, 1 on,
+                                     RC_TLS_WS_DEFLATE_SAME as ws_deflate (the default) */
     size_t ws_deflate_threshold;  /* payloads shorter than this are not compressed, bytes (128) */
     uint32_t max_rooms_per_client; /* rooms one connection may be in (64) */
     uint64_t ping_interval;       /* ns of silence before the server pings (5 s) */

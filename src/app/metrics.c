@@ -11,6 +11,7 @@
 #include "netsync/ns8room.h"
 #include "rooms/redispresence.h"
 #include "rooms/redisrooms.h"
+#include "rooms/wire.h"
 #include "transport/tls.h"
 #include "transport/zmtpsock.h"
 
@@ -357,6 +358,14 @@ int rc_metrics_render(const rc_server *srv, rc_buf *out)
            "Bytes the rooms' histories keep (limit: --history-memory).", srv->rooms.hist_bytes);
     metric(&t, "roomcast_history_evicted_total", "counter",
            "Kept messages dropped to stay within --history-memory.", rs->evicted);
+    const rc_wire_deflate_stats *dz = rc_wire_deflate_stats_get();
+    metric(&t, "roomcast_ws_deflate_messages_total", "counter",
+           "Room messages compressed for permessage-deflate members (once per room).",
+           dz->messages);
+    metric(&t, "roomcast_ws_deflate_bytes_in_total", "counter",
+           "Payload bytes of the room messages compressed.", dz->bytes_in);
+    metric(&t, "roomcast_ws_deflate_bytes_out_total", "counter",
+           "Their compressed payload bytes.", dz->bytes_out);
     metric(&t, "roomcast_conflated_total", "counter",
            "Queued messages dropped for a newer one with the same state key (conflate).",
            rs->conflated);

@@ -116,6 +116,17 @@ static void bridge_preflight(rc_conn *c, const rc_http_ctx *x)
                     "Access-Control-Max-Age: 3600\r\n", "", 0);
 }
 
+/* ws_deflate_here: whether a WebSocket upgrade on c's listener may agree permessage-deflate:
+ * --tls-ws-deflate on the TLS listener (--tls-port, or --port when it speaks TLS) unless it is
+ * `same`, --ws-deflate otherwise. Read at each upgrade, so both change on SIGHUP (for new
+ * connections; an agreement lasts as long as its connection). */
+static bool ws_deflate_here(const rc_server *srv, const rc_conn *c)
+{
+    if (c->tls && srv->cfg.tls_ws_deflate != RC_TLS_WS_DEFLATE_SAME)
+        return srv->cfg.tls_ws_deflate != 0;
+    return srv->cfg.ws_deflate != 0;
+}
+
 /* The room protocol's upgrade. With token keys the token comes with it (Authorization: Bearer,
  * or ?token= for browsers): a bad one is refused here with 401, a good one makes the
  * connection its user's; without one the connection is anonymous (--allow-anonymous) or must
@@ -145,7 +156,7 @@ static void upgrade_room(rc_server *srv, rc_conn *c, const rc_http_ctx *x)
             return;
         }
     }
-    if (!rc_http_upgrade(c, x, rc_client_room_message)) {
+    if (!rc_http_upgrade(c, x, rc_client_room_message, ws_deflate_here(srv, c))) {
         free(id);
         return;
     }
@@ -197,7 +208,7 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
             return; /* 403: a page of an origin not in --allowed-origins */
         else if (root)
             upgrade_room(srv, c, x);
-        else if (rc_http_upgrade(c, x, rc_client_echo_message))
+        else if (rc_http_upgrade(c, x, rc_client_echo_message, ws_deflate_here(srv, c)))
             rc_client_start(srv, c, rc_wire_ws(c->ws_deflate));
         return;
     }
@@ -338,7 +349,6 @@ rc_server *rc_server_new(rc_loop *loop, const rc_config *cfg)
         .max_header_size = cfg->max_header_size, .ping_interval = cfg->ping_interval,
         .ping_timeout = cfg->ping_timeout, .handshake_timeout = cfg->handshake_timeout,
         .close_timeout = cfg->close_timeout, .no_latency_metrics = cfg->no_latency_metrics,
-        .ws_deflate = cfg->ws_deflate != 0,
         .server_name = "roomcast/" RC_VERSION,
     };
     rc_net_hooks hooks = {.arg = srv, .request = on_request, .ended = on_ended,

@@ -8,6 +8,7 @@
 #include "app/reload.h"
 #include "app/server.h"
 #include "codec/json.h"
+#include "rooms/wire.h"
 
 static void appendf(char *out, size_t cap, size_t *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -71,6 +72,10 @@ size_t rc_server_stats_json(const rc_server *srv, char *out, size_t cap)
         (unsigned long long)rs->recovered, (unsigned long long)rs->not_recovered,
         srv->rooms.hist_bytes, srv->cfg.history_memory, (unsigned long long)rs->evicted,
         (unsigned long long)rs->evicted_bytes);
+    const rc_wire_deflate_stats *dz = rc_wire_deflate_stats_get();
+    OUT(",\"deflate\":{\"messages\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu}",
+        (unsigned long long)dz->messages, (unsigned long long)dz->bytes_in,
+        (unsigned long long)dz->bytes_out);
     const rc_sessions *ss = &srv->rooms.sessions;
     OUT(",\"sessions\":{\"remembered\":%u,\"idle\":%u,\"reclaimed\":%llu,\"replaced\":%llu,"
         "\"refused_banned\":%llu},\"state\":{\"memory\":%zu,\"memory_limit\":%zu},"

@@ -211,22 +211,40 @@ size_t rc_pmd_deflate_bound(size_t n)
     return z > f ? z : f;
 }
 
-/* -- the fixed-code encoder ------------------------------------------------------------------ */
+/* -- the fixed-code encoder ------------------------------------------------------------------
+ *
+ * It runs once per room message (wire.c), so its cost per byte is what deflate adds to a
+ * room's fan-out; bench/RESULTS.md ("permessage-deflate", the encoder) has the figures behind
+ * these choices:
+ *   - every symbol is written with one table lookup: literals, and a whole match (length code,
+ *     its extra bits, distance code, its extra bits: at most 31 bits) in one put_bits;
+ *   - match lengths are found comparing 8 bytes at a time;
+ *   - the hash table is not cleared per message: entries are positions offset by a base that
+ *     moves past every message, so an entry from an earlier message reads as empty (the table
+ *     is cleared only when the base wraps, once every 4 G input bytes). Clearing it cost about
+ *     a tenth of a 250-byte message's encoding. */
 
 /* Bits go out least significant first (RFC 1951 §3.1.1); Huffman codes are defined most
  * significant bit first, so they are reversed before they go in. */
 typedef struct bits_out {
     uint8_t *w;              /* next byte to write */
     uint64_t acc;            /* pending bits, the oldest in bit 0 */
-    unsigned n;              /* how many */
+    unsigned n;              /* how many (< 32 between calls) */
 } bits_out;
 
+/* put_bits appends the len (<= 32) low bits of v. */
 static inline void put_bits(bits_out *b, uint32_t v, unsigned len)
 {
     b->acc |= (uint64_t)v << b->n;
     b->n += len;
-    if (b->n >= 32) { /* four bytes at a time: len <= 16, so acc never overflows */
+    if (b->n >= 32) { /* four bytes at a time: n < 32 before, so acc never overflows */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint32_t lo = (uint32_t)b->acc;
+        memcpy(b->w, &lo, 4);
+        b->w += 4;
+#else
         for (int k = 0; k < 4; k++) *b->w++ = (uint8_t)(b->acc >> (8 * k));
+#endif
         b->acc >>= 32;
         b->n -= 32;
     }
@@ -242,37 +260,11 @@ static inline void put_flush(bits_out *b)
     }
 }
 
-static inline uint32_t reverse(uint32_t v, unsigned len)
+static uint32_t reverse(uint32_t v, unsigned len)
 {
     uint32_t r = 0;
     for (unsigned i = 0; i < len; i++, v >>= 1) r = r << 1 | (v & 1);
     return r;
-}
-
-/* The fixed codes (§3.2.6), reversed, with their lengths: literal/length symbols 0..287 and
- * distance codes 0..29. Built once (the loop is single-threaded; building twice is harmless:
- * the same values). */
-static uint16_t fix_code[288];
-static uint8_t fix_len[288];
-static uint8_t fix_dist[30];
-static bool fix_ready;
-
-static void fix_init(void)
-{
-    for (unsigned s = 0; s < 288; s++) {
-        if (s < 144) fix_code[s] = (uint16_t)reverse(0x30 + s, 8), fix_len[s] = 8;
-        else if (s < 256) fix_code[s] = (uint16_t)reverse(0x190 + s - 144, 9), fix_len[s] = 9;
-        else if (s < 280) fix_code[s] = (uint16_t)reverse(s - 256, 7), fix_len[s] = 7;
-        else fix_code[s] = (uint16_t)reverse(0xC0 + s - 280, 8), fix_len[s] = 8;
-    }
-    for (unsigned d = 0; d < 30; d++) fix_dist[d] = (uint8_t)reverse(d, 5);
-    fix_ready = true;
-}
-
-/* A literal/length symbol (0..285) with its fixed code. */
-static inline void put_sym(bits_out *b, unsigned sym)
-{
-    put_bits(b, fix_code[sym], fix_len[sym]);
 }
 
 static const uint16_t len_base[29] = {3,  4,  5,  6,  7,  8,  9,  10,  11,  13,
@@ -287,26 +279,105 @@ static const uint16_t dist_base[30] = {1,    2,    3,    4,    5,    7,    9,   
 static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
                                        6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 
-static void put_match(bits_out *b, unsigned len, unsigned dist)
+/* Tables built once (the loop is single-threaded; building twice is harmless: the same
+ * values):
+ *   fix_lit[s]      the fixed code of literal/length symbol s (§3.2.6), reversed, in bits
+ *                   0..15, its length in bits 16..23
+ *   fix_len[l]      the same for a match of length l (3..258): the length symbol's code and
+ *                   its extra bits, as one bit string
+ *   fix_dcode[d]    the distance code of a distance d + 1 (0..255), and of (d >> 7) + 256
+ *                   for longer ones (zlib's _dist_code layout) */
+static uint32_t fix_lit[288];
+static uint8_t reverse5[30];
+static uint32_t fix_len[259];
+static uint8_t fix_dcode[512];
+static bool fix_ready;
+
+#define FIX_BITS(code, len) ((uint32_t)(code) | (uint32_t)(len) << 16)
+#define FIX_CODE(e) ((e) & 0xFFFFu)
+#define FIX_NBITS(e) ((e) >> 16)
+
+static void fix_init(void)
 {
-    unsigned lc = 28;
-    while (len_base[lc] > len) lc--;
-    if (len == 258) lc = 28;
-    else if (lc == 28) lc = 27; /* 227..257 use code 284 with 5 extra bits */
-    put_sym(b, 257 + lc);
-    if (len_extra[lc]) put_bits(b, len - len_base[lc], len_extra[lc]);
-    unsigned dc = 29;
-    while (dist_base[dc] > dist) dc--;
-    put_bits(b, fix_dist[dc], 5);
-    if (dist_extra[dc]) put_bits(b, dist - dist_base[dc], dist_extra[dc]);
+    for (unsigned s = 0; s < 288; s++) {
+        if (s < 144) fix_lit[s] = FIX_BITS(reverse(0x30 + s, 8), 8);
+        else if (s < 256) fix_lit[s] = FIX_BITS(reverse(0x190 + s - 144, 9), 9);
+        else if (s < 280) fix_lit[s] = FIX_BITS(reverse(s - 256, 7), 7);
+        else fix_lit[s] = FIX_BITS(reverse(0xC0 + s - 280, 8), 8);
+    }
+    for (unsigned l = 3; l <= 258; l++) {
+        unsigned lc = 28;
+        while (len_base[lc] > l) lc--;
+        if (l != 258 && lc == 28) lc = 27; /* 227..257 use code 284 with 5 extra bits */
+        uint32_t e = fix_lit[257 + lc];
+        unsigned nb = FIX_NBITS(e);
+        fix_len[l] = FIX_BITS(FIX_CODE(e) | (l - len_base[lc]) << nb, nb + len_extra[lc]);
+    }
+    for (unsigned d = 1; d <= 32768; d++) {
+        unsigned dc = 29;
+        while (dist_base[dc] > d) dc--;
+        if (d <= 256) fix_dcode[d - 1] = (uint8_t)dc;
+        else fix_dcode[256 + ((d - 1) >> 7)] = (uint8_t)dc;
+    }
+    for (unsigned d = 0; d < 30; d++) reverse5[d] = (uint8_t)reverse(d, 5);
+    fix_ready = true;
+}
+
+/* A literal/length symbol (0..285) with its fixed code. */
+static inline void put_sym(bits_out *b, unsigned sym)
+{
+    put_bits(b, FIX_CODE(fix_lit[sym]), FIX_NBITS(fix_lit[sym]));
+}
+
+/* A match of length len (3..258) at distance dist (1..32768), as one bit string of at most
+ * 13 + 18 bits. */
+static inline void put_match(bits_out *b, unsigned len, unsigned dist)
+{
+    uint32_t l = fix_len[len];
+    unsigned dc = dist <= 256 ? fix_dcode[dist - 1] : fix_dcode[256 + ((dist - 1) >> 7)];
+    /* the 5-bit distance codes are reversed like the others */
+    uint32_t d = reverse5[dc] | (uint32_t)(dist - dist_base[dc]) << 5;
+    put_bits(b, FIX_CODE(l) | d << FIX_NBITS(l), FIX_NBITS(l) + 5 + dist_extra[dc]);
 }
 
 #define FIX_HASH_BITS 11
 
-static inline unsigned hash3(const uint8_t *p)
+/* The hash table of the strings seen in the message being encoded: fix_base + position + 1
+ * of the last 3-byte string with each hash; anything <= fix_base is from an earlier message
+ * (or none). */
+static uint32_t fix_head[1 << FIX_HASH_BITS];
+static uint32_t fix_base;
+
+/* hash3 hashes p[0..3); p[3] may be read when `four` (it is masked off). */
+static inline unsigned hash3(const uint8_t *p, bool four)
 {
-    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+    uint32_t v;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (four) {
+        memcpy(&v, p, 4);
+        v &= 0xFFFFFFu;
+    } else
+#endif
+        v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+    (void)four;
     return (v * 2654435761u) >> (32 - FIX_HASH_BITS);
+}
+
+/* match_len is how many bytes a and c (a before c) have in common, at most lim. */
+static inline unsigned match_len(const uint8_t *a, const uint8_t *c, unsigned lim)
+{
+    unsigned l = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (l + 8 <= lim) {
+        uint64_t x, y;
+        memcpy(&x, a + l, 8);
+        memcpy(&y, c + l, 8);
+        if (x != y) return l + (unsigned)__builtin_ctzll(x ^ y) / 8;
+        l += 8;
+    }
+#endif
+    while (l < lim && a[l] == c[l]) l++;
+    return l;
 }
 
 size_t rc_pmd_deflate_fixed(const void *src, size_t n, unsigned window_bits, uint8_t *out)
@@ -314,41 +385,37 @@ size_t rc_pmd_deflate_fixed(const void *src, size_t n, unsigned window_bits, uin
     const uint8_t *p = src;
     size_t maxd = (size_t)1 << window_bits;
     if (!fix_ready) fix_init();
-    /* positions + 1 of the last 3-byte string with each hash; 0 = none. Message by message,
-     * so 4 KiB cleared each time (no context takeover) and nothing kept. */
-    uint16_t head[1 << FIX_HASH_BITS];
-    memset(head, 0, sizeof head);
+    if (fix_base > UINT32_MAX - n - 2) { /* the base would wrap: start over */
+        memset(fix_head, 0, sizeof fix_head);
+        fix_base = 0;
+    }
+    const uint32_t base = fix_base + 1; /* head value of position 0 */
+    fix_base += (uint32_t)n + 1;        /* what this message stores is stale for the next */
     bits_out b = {out, 0, 0};
     put_bits(&b, 1 << 1, 3); /* BFINAL 0 (bit 0), BTYPE 01 (bits 1-2): fixed codes */
     size_t i = 0;
     while (i < n) {
-        unsigned best = 0;
-        size_t dist = 0;
         if (n - i >= 3) {
-            unsigned h = hash3(p + i);
-            size_t cand = head[h];
-            head[h] = (uint16_t)(i + 1);
-            if (cand && i - (cand - 1) <= maxd) {
-                const uint8_t *a = p + cand - 1, *c = p + i;
-                size_t lim = n - i < 258 ? n - i : 258;
-                unsigned l = 0;
-                while (l < lim && a[l] == c[l]) l++;
+            unsigned h = hash3(p + i, n - i >= 4);
+            uint32_t e = fix_head[h];
+            fix_head[h] = base + (uint32_t)i;
+            if (e >= base && i - (e - base) <= maxd) {
+                size_t cand = e - base;
+                unsigned l = match_len(p + cand, p + i, n - i < 258 ? (unsigned)(n - i) : 258);
                 if (l >= 3) {
-                    best = l;
-                    dist = i - (cand - 1);
+                    put_match(&b, l, (unsigned)(i - cand));
+                    /* index the strings inside the match too (cheap, and helps repeated
+                     * keys) */
+                    size_t end = i + l;
+                    for (i++; i < end && n - i >= 3; i++)
+                        fix_head[hash3(p + i, n - i >= 4)] = base + (uint32_t)i;
+                    i = end;
+                    continue;
                 }
             }
         }
-        if (best) {
-            put_match(&b, best, (unsigned)dist);
-            /* index the strings inside the match too (cheap, and helps repeated keys) */
-            size_t end = i + best;
-            for (i++; i < end && n - i >= 3; i++) head[hash3(p + i)] = (uint16_t)(i + 1);
-            i = end;
-        } else {
-            put_sym(&b, p[i]);
-            i++;
-        }
+        put_sym(&b, p[i]);
+        i++;
     }
     put_sym(&b, 256);            /* end of block */
     put_bits(&b, 0, 3);          /* the sync flush's empty stored block: BFINAL 0, BTYPE 00 */
@@ -377,36 +444,24 @@ long rc_pmd_deflate(rc_pmd_stream *s, int level, const void *p, size_t n, uint8_
     return (long)(len - 4);
 }
 
-int rc_pmd_inflate(rc_pmd_stream *s, bool takeover, const void *p, size_t n, uint8_t *buf,
-                   size_t chunk, rc_pmd_sink *sink, void *arg)
+int rc_pmd_inflate_begin(rc_pmd_stream *s, bool takeover)
 {
     z_stream *z = stream(s, 0);
     if (!z) return -1;
     if (!takeover && inflateReset(z) != Z_OK) return -1;
-    /* The message, then the tail the sender took off. */
-    for (int part = 0; part < 2; part++) {
-        z->next_in = part == 0 ? (Bytef *)(uintptr_t)p : (Bytef *)(uintptr_t)pmd_tail;
-        z->avail_in = part == 0 ? (uInt)n : 4;
-        while (z->avail_in > 0) {
-            z->next_out = buf;
-            z->avail_out = (uInt)chunk;
-            int r = inflate(z, Z_SYNC_FLUSH);
-            size_t got = chunk - z->avail_out;
-            if (got) {
-                int sr = sink(arg, buf, got);
-                if (sr) return sr;
-            }
-            if (r == Z_STREAM_END) { /* a final block: what follows is not data, and the next
-                                      * message starts a new stream */
-                inflateReset(z);
-                return 0;
-            }
-            if (r == Z_BUF_ERROR && got == 0) return -1; /* no progress possible */
-            if (r != Z_OK && r != Z_BUF_ERROR) return -1;
-        }
-    }
-    /* All input taken; output may still be pending in the inflater's window. */
-    for (;;) {
+    s->ended = false;
+    return 0;
+}
+
+/* feed_run inflates p[0..n) to the end: inflate() stops when its input is used up or its output
+ * buffer is full, so it is called again while the buffer comes back full (a long match can
+ * still be pending in the window after the last input byte). */
+static int feed_run(rc_pmd_stream *s, z_stream *z, const uint8_t *p, size_t n, uint8_t *buf,
+                    size_t chunk, rc_pmd_sink *sink, void *arg)
+{
+    z->next_in = (Bytef *)(uintptr_t)p;
+    z->avail_in = (uInt)n;
+    while (!s->ended) {
         z->next_out = buf;
         z->avail_out = (uInt)chunk;
         int r = inflate(z, Z_SYNC_FLUSH);
@@ -415,10 +470,33 @@ int rc_pmd_inflate(rc_pmd_stream *s, bool takeover, const void *p, size_t n, uin
             int sr = sink(arg, buf, got);
             if (sr) return sr;
         }
-        if (r == Z_STREAM_END) inflateReset(z);
-        if (r == Z_STREAM_END || got < chunk) return r == Z_OK || r == Z_STREAM_END ||
-                                                       r == Z_BUF_ERROR ? 0 : -1;
+        if (r == Z_STREAM_END) { /* a final block: what follows is not data, and the next
+                                  * message starts a new stream */
+            inflateReset(z);
+            s->ended = true;
+            break;
+        }
+        if (r != Z_OK && r != Z_BUF_ERROR) return -1; /* Z_BUF_ERROR: nothing left to do */
+        if (z->avail_out != 0) break;                  /* so the input is used up */
     }
+    return 0;
+}
+
+int rc_pmd_inflate_feed(rc_pmd_stream *s, const void *p, size_t n, bool last, uint8_t *buf,
+                        size_t chunk, rc_pmd_sink *sink, void *arg)
+{
+    z_stream *z = s->z;
+    if (!z) return -1; /* no rc_pmd_inflate_begin */
+    int r = feed_run(s, z, p, n, buf, chunk, sink, arg);
+    if (r == 0 && last) r = feed_run(s, z, pmd_tail, 4, buf, chunk, sink, arg);
+    return r;
+}
+
+int rc_pmd_inflate(rc_pmd_stream *s, bool takeover, const void *p, size_t n, uint8_t *buf,
+                   size_t chunk, rc_pmd_sink *sink, void *arg)
+{
+    if (rc_pmd_inflate_begin(s, takeover) < 0) return -1;
+    return rc_pmd_inflate_feed(s, p, n, true, buf, chunk, sink, arg);
 }
 
 void rc_pmd_stream_release(rc_pmd_stream *s)

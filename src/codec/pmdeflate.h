@@ -65,6 +65,8 @@ typedef struct rc_pmd_stream {
                                 8, which would cost more than compressing a 200-byte message;
                                 512 bytes at 1 */
     bool inflate;            /* an inflater (else a deflater) */
+    bool ended;              /* an inflater: the message in progress had a final block; what
+                                follows it until the next rc_pmd_inflate_begin is ignored */
 } rc_pmd_stream;
 
 /* rc_pmd_deflate compresses p[0..n) as one message without context takeover into out (at least
@@ -85,21 +87,35 @@ size_t rc_pmd_deflate_bound(size_t n);
  * Returns the compressed length. Why it exists: a zlib deflater sets up and clears its state
  * and builds Huffman trees for every message, which for a 200-byte game message costs 10-20 µs
  * once its state has left the cache, ten times the rest of the message's fan-out to a room of
- * ten (bench/RESULTS.md, issue 17); this does one pass over the bytes with 4 KiB of state and
- * compresses small JSON nearly as well. Allocates nothing. */
+ * ten (bench/RESULTS.md, issue 17); this does one pass over the bytes with an 8 KiB hash
+ * table it never clears and compresses small JSON nearly as well. Allocates nothing; that
+ * table is static, so calls must not run concurrently (everything runs on the one loop). */
 size_t rc_pmd_deflate_fixed(const void *p, size_t n, unsigned window_bits, uint8_t *out);
 
 /* The sink rc_pmd_inflate hands inflated bytes to, piece by piece as they come: returns 0 to
  * go on, or anything else to stop (rc_pmd_inflate then returns it). */
 typedef int rc_pmd_sink(void *arg, const uint8_t *p, size_t n);
 
-/* rc_pmd_inflate inflates the compressed message p[0..n) (its frames' payloads, without the
- * 4-byte tail) with inflater s (made at first use; reset before unless `takeover`: the sender
- * keeps its context, and this message may refer to the earlier ones), through a buffer of `chunk`
- * bytes that the caller provides in buf: each piece goes to sink as soon as it is inflated, so
- * the caller can count it against a limit and stop before any more is produced. Returns 0, the
- * sink's non-zero answer, or -1 for data that is not a valid deflate stream or when zlib runs
- * out of memory. */
+/* Inflating a message as its compressed bytes arrive, so that each inflated piece can be
+ * checked (size limit, UTF-8) before the rest of the message has come:
+ *   rc_pmd_inflate_begin(s, takeover)    before its first byte: makes s at first use, and
+ *                                        resets it unless `takeover` (the sender keeps its
+ *                                        context: this message may refer to earlier ones);
+ *   rc_pmd_inflate_feed(s, p, n, false)  for each run of its compressed bytes (its frames'
+ *                                        payloads), in order, as they arrive;
+ *   rc_pmd_inflate_feed(s, p, n, true)   with the last run (possibly empty), which puts back
+ *                                        the 4-byte tail the sender took off (§7.2.2).
+ * Every byte that can be inflated from what was fed goes to sink before feed returns, through
+ * the caller's buffer buf of `chunk` bytes, piece by piece: the caller can count it against a
+ * limit and stop before any more is produced. begin returns 0 or -1 (out of memory); feed
+ * returns 0, the sink's non-zero answer, or -1 for data that is not a valid deflate stream or
+ * when zlib runs out of memory. s may not be used for another message until the last feed. */
+int rc_pmd_inflate_begin(rc_pmd_stream *s, bool takeover);
+int rc_pmd_inflate_feed(rc_pmd_stream *s, const void *p, size_t n, bool last, uint8_t *buf,
+                        size_t chunk, rc_pmd_sink *sink, void *arg);
+
+/* rc_pmd_inflate inflates the whole compressed message p[0..n) at once: begin, then one last
+ * feed. */
 int rc_pmd_inflate(rc_pmd_stream *s, bool takeover, const void *p, size_t n, uint8_t *buf,
                    size_t chunk, rc_pmd_sink *sink, void *arg);
 

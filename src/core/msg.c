@@ -42,6 +42,18 @@ void rc_msg_add_alt(rc_msg *m, rc_msg *a)
     m->alt = a;
 }
 
+void rc_msg_drop_alt(rc_msg *m, uint8_t wire)
+{
+    for (rc_msg *p = m; p->alt; p = p->alt) {
+        rc_msg *a = p->alt;
+        if (a->wire != wire) continue;
+        p->alt = a->alt; /* p takes over a's reference to the next */
+        a->alt = NULL;
+        rc_msg_unref(a);
+        return;
+    }
+}
+
 size_t rc_msg_size(const rc_msg *m)
 {
     size_t n = 0;

@@ -108,6 +108,10 @@ static inline rc_msg *rc_msg_alt(rc_msg *m, uint8_t wire)
 /* rc_msg_add_alt chains a (taking over the caller's reference) to m's encodings. */
 void rc_msg_add_alt(rc_msg *m, rc_msg *a);
 
+/* rc_msg_drop_alt unchains m's encoding tagged wire, when there is one (not m itself), and
+ * drops the chain's reference to it: whoever else holds it (an output queue) keeps it. */
+void rc_msg_drop_alt(rc_msg *m, uint8_t wire);
+
 /* rc_msg_size is the bytes of m and every encoding chained to it (memory accounting). */
 size_t rc_msg_size(const rc_msg *m);
 

@@ -821,6 +821,7 @@ static void deliver(rc_rooms *t, rc_room *room, rc_msg *m, uint64_t id, uint64_t
         else mb[i].ep->deliver(mb[i].ep, f);
     }
     t->stats.deliveries += room->nmembers - skipped;
+    if (m->alt) rc_wire_fanned_out(m);
 
     if (sk) rc_state_apply(t, room, sk, id, now, m);
     if (t->cfg.history_size || room->store) {

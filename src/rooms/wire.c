@@ -28,6 +28,12 @@ static rc_pmd_stream wire_deflater[2] = {{.bits = 15}, {.bits = RC_PMD_SMALL_WIN
 static size_t wire_deflate_min = 128;
 static uint8_t *wire_scratch;      /* compression output, grown to the largest message */
 static size_t wire_scratch_cap;
+static rc_wire_deflate_stats wire_deflate_stats;
+
+const rc_wire_deflate_stats *rc_wire_deflate_stats_get(void)
+{
+    return &wire_deflate_stats;
+}
 
 void rc_wire_deflate_threshold(size_t bytes)
 {
@@ -150,6 +156,9 @@ static rc_msg *deflated(uint8_t wire, const rc_msg *ws)
                  ? (long)rc_pmd_deflate_fixed(p, n, small ? RC_PMD_SMALL_WINDOW : 15, wire_scratch)
                  : rc_pmd_deflate(&wire_deflater[small], WIRE_DEFLATE_LEVEL, p, n, wire_scratch);
     if (z < 0) return NULL;
+    wire_deflate_stats.messages++;
+    wire_deflate_stats.bytes_in += n;
+    wire_deflate_stats.bytes_out += (size_t)z < n ? (size_t)z : n;
     if ((size_t)z >= n) return (rc_msg *)ws;
     size_t zl = (size_t)z, h = rc_ws_header_size(zl);
     rc_msg *m = rc_msg_new(h + zl);
@@ -232,6 +241,12 @@ rc_msg *rc_wire_text(uint8_t wire, const char *json, size_t n)
     default: return NULL;
     }
     return tagged(m, wire, NULL);
+}
+
+void rc_wire_fanned_out(rc_msg *m)
+{
+    rc_msg_drop_alt(m, RC_WIRE_WSZ);
+    rc_msg_drop_alt(m, RC_WIRE_WSZ9);
 }
 
 rc_msg *rc_wire_of(rc_msg *m, uint8_t wire)

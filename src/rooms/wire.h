@@ -49,6 +49,19 @@ static inline uint8_t rc_wire_ws(uint8_t bits)
     return bits == 0 ? RC_WIRE_WS : bits == 15 ? RC_WIRE_WSZ : RC_WIRE_WSZ9;
 }
 
+/* What compressing room messages for the RC_WIRE_WSZ* wires did: each message is compressed
+ * once per room and window size however many members get it, so `messages` grows with the
+ * broadcasts, not the deliveries (also what tests check). */
+typedef struct rc_wire_deflate_stats {
+    uint64_t messages;       /* messages compressed (a frame that did not shrink counts too) */
+    uint64_t bytes_in;       /* their payload bytes */
+    uint64_t bytes_out;      /* the compressed payload bytes (the plain size when it did not
+                                shrink and went plain) */
+} rc_wire_deflate_stats;
+
+/* rc_wire_deflate_stats_get returns the process-wide counters (the loop's thread only). */
+const rc_wire_deflate_stats *rc_wire_deflate_stats_get(void);
+
 /* rc_wire_deflate_threshold sets the payload size below which RC_WIRE_WSZ* messages go
  * uncompressed (--ws-deflate-threshold), once at start. */
 void rc_wire_deflate_threshold(size_t bytes);
@@ -71,5 +84,12 @@ rc_msg *rc_wire_text(uint8_t wire, const char *json, size_t n);
 /* rc_wire_of returns m's encoding for wire, making it and chaining it to m when missing:
  * RC_WIRE_SKIP, or NULL when out of memory. The result is borrowed from m's chain. */
 rc_msg *rc_wire_of(rc_msg *m, uint8_t wire);
+
+/* rc_wire_fanned_out drops from m's chain the encodings that are not worth keeping once the
+ * fan-out that made them is over: the compressed frames (RC_WIRE_WSZ, WSZ9). The members'
+ * output queues keep their references; the history, which keeps m, does not keep them. They
+ * would double the memory a room's history takes (and count against its byte limits) for
+ * the rare replay, which compresses again (and keeps what it made, like any encoding). */
+void rc_wire_fanned_out(rc_msg *m);
 
 #endif

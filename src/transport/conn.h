@@ -107,7 +107,6 @@ typedef struct rc_net_config {
     uint64_t handshake_timeout;   /* ns for a request head to arrive, and HTTP idle time */
     uint64_t close_timeout;       /* ns to wait for the peer during a close */
     bool no_latency_metrics;      /* do not report written frames to the `sent` hook */
-    bool ws_deflate;              /* negotiate permessage-deflate at WebSocket upgrades */
     const char *server_name;      /* the HTTP Server header, "roomcast/VERSION" */
 } rc_net_config;
 
@@ -168,8 +167,10 @@ struct rc_conn {
                                 it has an inflater of its own, ws_zin */
     struct rc_pmd_stream *ws_zin; /* WebSocket: that inflater (codec/pmdeflate.h), made at its
                                 first compressed message; NULL otherwise */
-    bool msg_compressed;     /* WebSocket: the fragmented message in progress has RSV1 (frag
-                                holds it compressed) */
+    bool msg_compressed;     /* WebSocket: the fragmented message in progress has RSV1 */
+    bool ws_inflating;       /* WebSocket: a compressed message is being inflated as it arrives,
+                                by ws_zin into frag (ws.c) */
+    bool ws_inflating_text;  /* WebSocket: and it is a text message (checked for UTF-8) */
     uint64_t ws_seen;        /* WebSocket: payload bytes of the incomplete frame at the head of
                                 `in` already unmasked (and, for text, validated) */
     uint64_t last_rx;        /* loop time of the last bytes received, ns */

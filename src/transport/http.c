@@ -176,7 +176,8 @@ static bool header_is(const rc_http_request *req, const char *name, const char *
     return h && h->value_len == strlen(value) && strncasecmp(h->value, value, h->value_len) == 0;
 }
 
-bool rc_http_upgrade(rc_conn *c, const rc_http_ctx *x, rc_message_fn *on_message)
+bool rc_http_upgrade(rc_conn *c, const rc_http_ctx *x, rc_message_fn *on_message,
+                     bool allow_deflate)
 {
     const rc_http_request *req = x->req;
     const rc_http_header *key = rc_http_find_header(req, "Sec-WebSocket-Key");
@@ -206,7 +207,7 @@ bool rc_http_upgrade(rc_conn *c, const rc_http_ctx *x, rc_message_fn *on_message
     char ext[RC_PMD_RESPONSE_MAX] = "";
     rc_pmd_agreed pmd;
     bool deflate = false;
-    for (size_t i = 0; c->net->cfg.ws_deflate && !deflate && i < req->num_headers; i++) {
+    for (size_t i = 0; allow_deflate && !deflate && i < req->num_headers; i++) {
         const rc_http_header *h = &req->headers[i];
         if (h->name_len == 24 && strncasecmp(h->name, "Sec-WebSocket-Extensions", 24) == 0)
             deflate = rc_pmd_negotiate(h->value, h->value_len, &pmd);

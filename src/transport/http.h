@@ -49,8 +49,11 @@ typedef struct rc_http_ctx {
 
 /* rc_http_upgrade answers a WebSocket upgrade request (GET, checked by the caller): checks the
  * handshake headers, sends 101 and switches c to WebSocket (transport/ws.h), whose complete
- * messages then go to on_message. Returns false after answering the error (400, 426, ...). */
-bool rc_http_upgrade(rc_conn *c, const rc_http_ctx *x, rc_message_fn *on_message);
+ * messages then go to on_message. With `deflate` it accepts a permessage-deflate offer
+ * (codec/pmdeflate.h) and records the agreement in c (ws_deflate, ws_takeover); the caller
+ * decides per listener (--ws-deflate, --tls-ws-deflate). Returns false after answering the
+ * error (400, 426, ...). */
+bool rc_http_upgrade(rc_conn *c, const rc_http_ctx *x, rc_message_fn *on_message, bool deflate);
 
 /* rc_http_respond queues a response with body[0..blen) (only the head for HEAD requests).
  * extra is NULL or complete header lines ("Name: value\r\n"). */

@@ -7,6 +7,7 @@ Python `websockets` client with every parameter combination it can offer."""
 import asyncio
 import json
 import os
+import time
 import zlib
 
 import pytest
@@ -310,6 +311,7 @@ def test_broadcast_compressed_once_for_all_deflate_members(server):
         for w in everyone:
             w.join(room)
         msg = pose(1, pad=400)
+        before = server.stats()["deflate"]
         zs[0].send_frame(OP_TEXT, deflate(msg), rsv=4)
         frames = []
         for w in everyone:
@@ -330,6 +332,11 @@ def test_broadcast_compressed_once_for_all_deflate_members(server):
         assert frames[0].payload == frames[1].payload == frames[2].payload
         # the 512-byte window variant is a different encoding, valid within its limit
         assert zlib.decompressobj(-10).decompress(frames[3].payload + b"\0\0\xff\xff") == text
+        # compressed once per window size for the four deflate members: two messages
+        after = server.stats()["deflate"]
+        assert after["messages"] - before["messages"] == 2
+        assert after["bytes_in"] - before["bytes_in"] == 2 * len(text)
+        assert after["bytes_out"] - before["bytes_out"] == len(frames[0].payload) + len(frames[3].payload)
     finally:
         for w in everyone:
             w.close()
@@ -380,6 +387,37 @@ def test_history_replay_to_deflate_member(server):
             b.close()
     finally:
         a.close()
+
+
+def test_history_does_not_keep_compressed_frames(server):
+    """The compressed frame of a room message goes to its deflate members and is not kept in
+    the room's history (it would double it): a room with a deflate member keeps as many bytes
+    as the same messages in a room without one."""
+    def kept_by(member_offers):
+        room = "dzk-" + os.urandom(4).hex()
+        ws = [offer(server, o, path="/")[0] if o else RawWS.connect(server.port, "/")
+              for o in member_offers]
+        try:
+            for w in ws:
+                w.join(room)
+            before = server.stats()
+            for i in range(5):
+                ws[0].send_frame(OP_TEXT, pose(i, pad=600))
+                for w in ws:
+                    while w.recv_frame().opcode != OP_TEXT:
+                        pass
+            after = server.stats()
+            assert after["deflate"]["messages"] - before["deflate"]["messages"] == (
+                5 if any(member_offers) else 0)
+            return after["history"]["memory"] - before["history"]["memory"]
+        finally:
+            for w in ws:
+                w.close()
+
+    plain = kept_by([None, None])
+    with_deflate = kept_by([None, "permessage-deflate"])
+    assert plain > 5 * 600
+    assert abs(with_deflate - plain) < 50, (plain, with_deflate)
 
 
 # -- the Python websockets client: every combination it can offer ---------------------------------
@@ -434,3 +472,226 @@ def test_websockets_client_offering_8_bits_falls_back_to_plain(server):
             assert await e.recv() == "plain"
 
     asyncio.run(run())
+
+
+# -- fail fast inside compressed messages ------------------------------------------------------
+
+TEXT = "aé€😀z".encode()  # 1 + 2 + 3 + 4 + 1 bytes: every kind of sequence
+PAUSE = 0.01  # between the writes of one split: the server sees them as separate reads
+
+
+def masked(opcode, payload, fin=True, rsv=0, length=None):
+    return encode_frame(opcode, payload, fin=fin, rsv=rsv, length=length)
+
+
+def inflatable_prefix(z, upto):
+    """The shortest prefix of the compressed z that inflates to more than `upto` bytes: the
+    compressed bytes a server needs to have seen the byte at position `upto`."""
+    for n in range(len(z) + 1):
+        if len(zlib.decompressobj(-15).decompress(z[:n])) > upto:
+            return n
+    raise AssertionError("never inflates that far")
+
+
+def open_deflate(server):
+    ws, ext = offer(server, "permessage-deflate; client_no_context_takeover")
+    assert ext == BASE + CNCT
+    return ws
+
+
+@pytest.mark.parametrize("k", range(len(TEXT) + 1))
+def test_compressed_invalid_byte_fails_before_message_is_complete(server, k):
+    """An invalid byte at position k of a compressed text message, split into two fragments at
+    every position j of the compressed bytes sent so far: 1007 arrives once the compressed
+    bytes that inflate to it are in, although the rest of the message never is."""
+    plain = TEXT[:k] + b"\xff" + TEXT[k:] + bytes(range(0x20, 0x7f)) * 4
+    z = deflate(plain)
+    need = inflatable_prefix(z, k)
+    assert need < len(z)
+    for j in range(need + 1):
+        before = server.stats()
+        ws = open_deflate(server)
+        try:
+            if j:
+                ws.send_raw(masked(OP_TEXT, z[:j], fin=False, rsv=4))
+                rest = masked(OP_CONT, z[j:])
+            else:
+                rest = masked(OP_TEXT, z, rsv=4)
+            head = len(rest) - (len(z) - j)
+            ws.send_raw(rest[:head + need - j])  # the second frame, never finished
+            ws.expect_close(1007)
+        finally:
+            ws.close()
+        assert_only_errors(before, server.stats(), errors_ws_1007=1)
+
+
+def test_compressed_invalid_byte_fails_as_bytes_trickle_in(server):
+    """The compressed bytes of a text message with an invalid byte at position 300 arrive one
+    read at a time: 1007 comes while most of the message is still unsent."""
+    plain = b"x" * 300 + b"\xc0\xaf" + os.urandom(3000).hex().encode()
+    z = deflate(plain)
+    need = inflatable_prefix(z, 300)
+    assert need < len(z) // 2
+    ws = open_deflate(server)
+    try:
+        data = masked(OP_TEXT, z, rsv=4)
+        head = len(data) - len(z)
+        ws.send_raw(data[:head])
+        for i in range(need):
+            time.sleep(0.002)
+            ws.send_raw(data[head + i:head + i + 1])
+        ws.expect_close(1007)
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("j", range(0, 20))
+def test_compressed_valid_text_split_at_every_fragment_and_read_position(server, j):
+    """Valid compressed text, its compressed bytes split into two fragments at j, the frames
+    sent in two reads split at every position: it arrives whole, for clients with and without
+    context takeover (their own inflater), message after message."""
+    z = deflate(TEXT)
+    assert len(z) < 20
+    j = min(j, len(z))
+    for value in ("permessage-deflate; client_no_context_takeover", "permessage-deflate"):
+        ws, _ = offer(server, value)
+        try:
+            data = (masked(OP_TEXT, z[:j], fin=False, rsv=4) + masked(OP_CONT, z[j:])
+                    if j else masked(OP_TEXT, z, rsv=4))
+            for at in range(1, len(data)):
+                ws.send_raw(data[:at])
+                time.sleep(PAUSE)
+                ws.send_raw(data[at:])
+                assert recv_z(ws) == (OP_TEXT, TEXT), (value, j, at)
+        finally:
+            ws.close()
+
+
+def test_compressed_message_ending_inside_a_code_point_1007(server):
+    """Fragmented and across reads, the message is valid until its end, where a code point is
+    cut: 1007 at the final fragment."""
+    z = deflate("ok €".encode()[:-1])
+    ws = open_deflate(server)
+    try:
+        ws.send_raw(masked(OP_TEXT, z[:2], fin=False, rsv=4))
+        time.sleep(PAUSE)
+        ws.send_raw(masked(OP_CONT, z[2:]))
+        ws.expect_close(1007)
+    finally:
+        ws.close()
+
+
+def test_fragmented_bomb_1009_before_the_last_fragment(start_server):
+    """A compressed message that inflates past --max-message-size in its first fragments: 1009
+    although its final fragment never comes."""
+    srv = start_server("--max-message-size", "1048576")
+    bomb = deflate(b"\0" * (8 << 20))
+    before = srv.stats()
+    ws = open_deflate(srv)
+    try:
+        step = len(bomb) // 8
+        ws.send_frame(OP_BINARY, bomb[:step], fin=False, rsv=4)
+        for i in range(1, 7):
+            ws.send_frame(OP_CONT, bomb[i * step:(i + 1) * step], fin=False)
+        ws.expect_close(1009)
+    finally:
+        ws.close()
+    assert_only_errors(before, srv.stats(), errors_ws_1009=1)
+
+
+# -- per listener: --tls-ws-deflate beside --ws-deflate; both live on SIGHUP --------------------
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from tlspki import make_ca, make_server_cert
+    d = str(tmp_path_factory.mktemp("pki"))
+    ca = make_ca(d, "ca")
+    cert, key = make_server_cert(d, "ca", "srv")
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+def tls_listen_port(srv):
+    import re
+    m = re.search(r"roomcast: tls listening on https://127\.0\.0\.1:(\d+)/", srv.stderr())
+    assert m, srv.stderr()
+    return int(m.group(1))
+
+
+def tls_offer(port, ca, value="permessage-deflate"):
+    """Upgrade over TLS offering value: the answer's extension header (None when declined),
+    after checking that a compressed message is echoed (agreed) or fails 1002 (declined)."""
+    import socket
+    import ssl
+    from conftest import read_http_response, ws_request
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.set_alpn_protocols(["http/1.1"])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    try:
+        req, _key = ws_request("/echo", extra=[(EXT, value)])
+        sock.sendall(req)
+        status, headers, _body, _rest = read_http_response(sock)
+        assert status == 101
+        ext = headers.get(EXT.lower())
+        sock.sendall(encode_frame(OP_TEXT, deflate(b"tls " * 100), rsv=4))
+        head = sock.recv(2)
+        if ext:
+            assert head[0] & 0x0F == OP_TEXT, head
+        else:
+            assert head[0] & 0x0F == 0x8, head  # close (1002: RSV1 not agreed)
+        return ext
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("flags,plain,tls", [
+    ((), True, True),
+    (("--tls-ws-deflate", "off"), True, False),
+    (("--ws-deflate", "off"), False, False),
+    (("--ws-deflate", "off", "--tls-ws-deflate", "on"), False, True),
+    (("--tls-ws-deflate", "same", "--ws-deflate", "off"), False, False),
+])
+def test_per_listener(start_server, pki, flags, plain, tls):
+    srv = start_server("--tls-cert", pki["cert"], "--tls-key", pki["key"], "--tls-port", "0",
+                       *flags)
+    ws, ext = offer(srv, "permessage-deflate")
+    ws.close()
+    assert (ext == BASE) == plain, ext
+    assert (tls_offer(tls_listen_port(srv), pki["ca"]) == BASE) == tls
+
+
+def test_tls_ws_deflate_applies_to_port_when_it_speaks_tls(start_server, pki):
+    """Without --tls-port, --port itself is the TLS listener."""
+    srv = start_server("--tls-cert", pki["cert"], "--tls-key", pki["key"],
+                       "--tls-ws-deflate", "off")
+    assert tls_offer(srv.port, pki["ca"]) is None
+
+
+def test_ws_deflate_live_on_sighup(tmp_path):
+    """--ws-deflate and --tls-ws-deflate change on SIGHUP for new upgrades; a connection keeps
+    what it agreed."""
+    import signal
+    from conftest import Server
+    conf = tmp_path / "roomcast.conf"
+    conf.write_text("ws-deflate off\n")
+    srv = Server("--config", conf)
+    try:
+        old, ext = offer(srv, "permessage-deflate")
+        assert ext is None
+        before = srv.stats()["config"]["reloads"]
+        conf.write_text("ws-deflate on\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        st = srv.wait_stats(lambda s: s["config"]["reloads"] == before + 1, what="reload")
+        assert st["config"]["restart_needed"] == ""
+        new, ext = offer(srv, "permessage-deflate")
+        assert ext == BASE
+        new.send_frame(OP_TEXT, deflate(b"live " * 100), rsv=4)
+        assert recv_z(new) == (OP_TEXT, b"live " * 100)
+        new.close()
+        # the connection made before the reload still has no deflate: RSV1 is 1002
+        old.send_frame(OP_TEXT, deflate(b"old " * 100), rsv=4)
+        old.expect_close(1002)
+        old.close()
+        srv.stop()
+    finally:
+        srv.cleanup()

@@ -273,6 +273,76 @@ TEST(test_fixed_encoder)
     }
 }
 
+/* stop_at_ff stops (1007) at the first 0xFF byte handed over, after collecting what is before
+ * it. */
+typedef struct upto_ff {
+    uint8_t *w;              /* next byte of the output */
+    bool stopped;            /* it saw the 0xFF */
+} upto_ff;
+
+static int stop_at_ff(void *arg, const uint8_t *p, size_t n)
+{
+    upto_ff *u = arg;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == 0xFF) {
+            u->stopped = true;
+            return 1007;
+        }
+        *u->w++ = p[i];
+    }
+    return 0;
+}
+
+/* Feeding a message in pieces gives what inflating it whole gives, at every split, byte by
+ * byte too; and an inflated byte reaches the sink as soon as the compressed bytes that make it
+ * have been fed, long before the message ends (what lets ws.c fail invalid UTF-8 fast). */
+TEST(test_feed_in_pieces)
+{
+    static uint8_t in[3000], z[4000], out[3100];
+    for (size_t i = 0; i < sizeof in; i++) in[i] = (uint8_t)"{\"x\":1.5,\"name\":\"zoe\"}"[i % 23];
+    rc_pmd_stream d = {.bits = 15}, inf = {.bits = 15, .inflate = true};
+    uint8_t chunk[64];
+    for (int fixed = 0; fixed < 2; fixed++) {
+        size_t zl = fixed ? rc_pmd_deflate_fixed(in, sizeof in, 15, z)
+                          : (size_t)rc_pmd_deflate(&d, 6, in, sizeof in, z);
+        for (size_t at = 0; at <= zl; at++) {
+            uint8_t *wp = out;
+            CHECK_EQ_INT(rc_pmd_inflate_begin(&inf, false), 0);
+            CHECK_EQ_INT(rc_pmd_inflate_feed(&inf, z, at, false, chunk, sizeof chunk, collect, &wp), 0);
+            CHECK_EQ_INT(rc_pmd_inflate_feed(&inf, z + at, zl - at, true, chunk, sizeof chunk, collect, &wp), 0);
+            CHECK_EQ_INT(wp - out, sizeof in);
+            CHECK(memcmp(out, in, sizeof in) == 0);
+        }
+        uint8_t *wp = out;
+        CHECK_EQ_INT(rc_pmd_inflate_begin(&inf, false), 0);
+        for (size_t i = 0; i < zl; i++)
+            CHECK_EQ_INT(rc_pmd_inflate_feed(&inf, z + i, 1, false, chunk, sizeof chunk, collect, &wp), 0);
+        CHECK_EQ_INT(rc_pmd_inflate_feed(&inf, NULL, 0, true, chunk, sizeof chunk, collect, &wp), 0);
+        CHECK_EQ_INT(wp - out, sizeof in);
+        CHECK(memcmp(out, in, sizeof in) == 0);
+    }
+    /* a 0xFF at byte 100 of 3000 (the rest letters that hardly compress): the sink sees it
+     * while most of the message is unfed */
+    for (size_t i = 100; i < sizeof in; i++) in[i] = (uint8_t)('a' + unit_rand() % 26);
+    in[100] = 0xFF;
+    for (int fixed = 0; fixed < 2; fixed++) {
+        size_t zl = fixed ? rc_pmd_deflate_fixed(in, sizeof in, 15, z)
+                          : (size_t)rc_pmd_deflate(&d, 6, in, sizeof in, z);
+        upto_ff u = {out, false};
+        size_t fed = 0;
+        int r = 0;
+        CHECK_EQ_INT(rc_pmd_inflate_begin(&inf, false), 0);
+        while (fed < zl && r == 0)
+            r = rc_pmd_inflate_feed(&inf, z + fed++, 1, false, chunk, sizeof chunk, stop_at_ff, &u);
+        CHECK_EQ_INT(r, 1007);
+        CHECK(u.stopped);
+        CHECK_EQ_INT(u.w - out, 100);
+        CHECK(fed < zl / 2);
+    }
+    rc_pmd_stream_release(&d);
+    rc_pmd_stream_release(&inf);
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
@@ -283,5 +353,6 @@ int main(int argc, char **argv)
     RUN(test_round_trip);
     RUN(test_takeover);
     RUN(test_fixed_encoder);
+    RUN(test_feed_in_pieces);
     UNIT_MAIN_END("test_pmdeflate");
 }

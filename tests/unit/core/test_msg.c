@@ -30,6 +30,29 @@ TEST(alternate_encodings_live_with_the_first)
     rc_msg_unref(held);
 }
 
+/* Dropping an encoding from the middle of the chain keeps the one after it, and a holder of the
+ * dropped one keeps it. */
+TEST(drop_alt_unchains_one_encoding)
+{
+    rc_msg *m = rc_msg_copy("canonical", 9), *a = rc_msg_copy("zzzz", 4), *b = rc_msg_copy("line\n", 5);
+    a->wire = 4;
+    b->wire = 1;
+    rc_msg_add_alt(m, a);
+    rc_msg_add_alt(m, b);
+    rc_msg *queued = rc_msg_ref(a); /* a member's output queue */
+    rc_msg_drop_alt(m, 4);
+    CHECK(rc_msg_alt(m, 4) == NULL);
+    CHECK(rc_msg_alt(m, 1) == b);
+    CHECK_EQ_INT(rc_msg_size(m), 9 + 5);
+    CHECK_EQ_INT(queued->refs, 1);
+    CHECK(queued->alt == NULL);
+    rc_msg_drop_alt(m, 4); /* not there: nothing */
+    rc_msg_drop_alt(m, 0); /* m itself is never dropped */
+    CHECK(rc_msg_alt(m, 0) == m);
+    rc_msg_unref(queued);
+    rc_msg_unref(m); /* frees m and b */
+}
+
 TEST(ring_regrow_unrolls)
 {
     /* a ring of 8 with 6 entries starting at 5: wraps after 3 */
@@ -46,6 +69,7 @@ int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
     RUN(alternate_encodings_live_with_the_first);
+    RUN(drop_alt_unchains_one_encoding);
     RUN(ring_regrow_unrolls);
     UNIT_MAIN_END("test_msg");
 }
