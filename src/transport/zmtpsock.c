@@ -621,8 +621,8 @@ static void on_accept(rc_loop *loop, rc_io *io, uint32_t events)
         if (zs->conns) zs->conns->prev = c;
         zs->conns = c;
         zs->st.live++;
-        rc_timer_start(loop, &c->handshake,
-                       rc_loop_now(loop) + (adm.handshake_ns ? adm.handshake_ns : zs->handshake_ns));
+        uint64_t hs = adm.handshake_ns ? adm.handshake_ns : zs->handshake_ns;
+        rc_timer_start(loop, &c->handshake, rc_loop_now(loop) + hs);
         queue(c, zs->greet[0]);
         c->greet_sent = RC_ZMTP_SIGNATURE_LEN;
         if (zs->on_accept) zs->on_accept(zs, c->serial, zs->arg);
