@@ -51,12 +51,13 @@ static void conn_json(rc_textbuf *t, const rc_zsock_stats *s)
         return;
     }
     rc_textbuf_printf(t,
-                      "{\"live\":%llu,\"accepted\":%llu,\"disconnected\":%llu,"
+                      "{\"live\":%llu,\"accepted\":%llu,\"disconnected\":%llu,\"refused\":%llu,"
                       "\"messages_in\":%llu,\"messages_out\":%llu,\"dropped_too_many_frames\":%llu,"
                       "\"dropped_too_large\":%llu,\"send_again\":%llu,\"send_unreachable\":%llu,"
                       "\"send_errors\":%llu}",
                       (unsigned long long)s->live, (unsigned long long)s->accepted,
-                      (unsigned long long)s->disconnected, (unsigned long long)s->msgs_in,
+                      (unsigned long long)s->disconnected, (unsigned long long)s->refused,
+                      (unsigned long long)s->msgs_in,
                       (unsigned long long)s->msgs_out,
                       (unsigned long long)s->dropped[RC_ZSOCK_DROP_FRAMES],
                       (unsigned long long)s->dropped[RC_ZSOCK_DROP_BYTES],
@@ -313,6 +314,14 @@ void rc_brkhttp_metrics(rc_textbuf *t, const rc_zbroker *zb)
         if (ports[i])
             rc_textbuf_printf(t, "roomcast_broker_connections_total{port=\"%s\"} %llu\n",
                               port_names[i], (unsigned long long)ports[i]->accepted);
+    header(t, "roomcast_broker_connections_refused_total", "counter",
+           "Connections closed at accept per broker port (native engine: --connections-per-ip, "
+           "--max-connections; also in roomcast_connections_refused_total or "
+           "roomcast_disconnects_total).");
+    for (int i = 0; i < 2; i++)
+        if (ports[i])
+            rc_textbuf_printf(t, "roomcast_broker_connections_refused_total{port=\"%s\"} %llu\n",
+                              port_names[i], (unsigned long long)ports[i]->refused);
     header(t, "roomcast_broker_messages_total", "counter",
            "Messages per broker port and direction.");
     for (int i = 0; i < 2; i++)

@@ -57,7 +57,8 @@ const rc_config_option rc_config_options[] = {
     {.name = "max-connections", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE,
      FIELD(max_connections),
      .max = UINT32_MAX, .def = 0, .def_help = "as many as the file-descriptor limit allows",
-     .metavar = "N", .help = "client connections at most"},
+     .metavar = "N",
+     .help = "client connections at most (the native ZeroMQ ports' connections included)"},
     {.name = "max-message-size", .type = RC_OPT_BYTES, FIELD(max_message_size),
      .max = 1ull << 31, .def = 1 << 20,
      .metavar = "BYTES", .help = "largest message accepted; larger ones close 1009"},
@@ -120,8 +121,8 @@ const rc_config_option rc_config_options[] = {
     {.name = "handshake-timeout", .type = RC_OPT_SECONDS, .flags = RC_OPT_LIVE,
      FIELD(handshake_timeout),
      .def = SECONDS(10), .metavar = "SEC",
-     .help = "time for an HTTP request head to arrive, and idle time of a keep-alive HTTP "
-             "connection"},
+     .help = "time for an HTTP request head to arrive, idle time of a keep-alive HTTP "
+             "connection, and time for a ZMTP greeting and READY (native ZeroMQ engine)"},
     {.name = "close-timeout", .type = RC_OPT_SECONDS, .flags = RC_OPT_LIVE,
      FIELD(close_timeout), .def = SECONDS(2),
      .metavar = "SEC", .help = "time to wait for a peer to finish a close"},
@@ -155,7 +156,8 @@ const rc_config_option rc_config_options[] = {
      FIELD(connections_per_ip), .max = UINT32_MAX, .def = 0, .def_help = "0, no limit",
      .metavar = "N",
      .help = "open connections from one IPv4 address or IPv6 /64, on every client listener; "
-             "more are refused (HTTP 503, TCP and chat a close line)"},
+             "more are refused (HTTP 503, TCP and chat a close line; the native ZeroMQ "
+             "ports of NetSync and the broker close them)"},
     {.name = "rate-messages", .type = RC_OPT_UINT, .flags = RC_OPT_LIVE, FIELD(rate_messages),
      .max = 1u << 30, .def = 0, .def_help = "0, no limit", .metavar = "N",
      .help = "messages one connection may send a second (WebSocket, TCP, chat); more are "

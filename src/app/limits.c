@@ -38,6 +38,48 @@ bool rc_limits_admit(rc_server *srv, rc_conn *c)
     return false;
 }
 
+/* The gate's token: the connection is counted in net.peers. */
+#define ZMQ_COUNTED 1u
+
+static bool zmq_admit(void *arg, const rc_ipkey *peer, rc_zms_admission *a)
+{
+    rc_server *srv = arg;
+    if (srv->shutting_down || srv->net.nconns + srv->zmq_conns >= srv->max_connections) {
+        srv->net.stats.disc_max_conn++; /* as admit() in server.c counts the other listeners' */
+        return false;
+    }
+    uint32_t max = srv->cfg.connections_per_ip;
+    bool known = rc_ipkey_known(peer);
+    uint32_t open = known ? rc_ipcount_get(&srv->net.peers, peer) : 0;
+    if (max && open >= max) {
+        srv->limits.refused_per_ip++;
+        if (rc_log_enabled(RC_LOG_DEBUG)) {
+            char s[64];
+            rc_ipkey_format(peer, s, sizeof(s));
+            rc_debug("refusing a ZeroMQ connection from %s: %u open (--connections-per-ip)", s,
+                     open);
+        }
+        return false;
+    }
+    /* out of memory for a new entry: admitted uncounted, as conn.c does */
+    a->token = known && rc_ipcount_add(&srv->net.peers, peer) > 0 ? ZMQ_COUNTED : 0;
+    a->handshake_ns = srv->cfg.handshake_timeout;
+    srv->zmq_conns++;
+    return true;
+}
+
+static void zmq_release(void *arg, const rc_ipkey *peer, uint32_t token)
+{
+    rc_server *srv = arg;
+    if (token & ZMQ_COUNTED) rc_ipcount_del(&srv->net.peers, peer);
+    srv->zmq_conns--;
+}
+
+rc_zms_gate rc_limits_zmq_gate(rc_server *srv)
+{
+    return (rc_zms_gate){.admit = zmq_admit, .release = zmq_release, .arg = srv};
+}
+
 bool rc_limits_origin_allowed(const char *list, const char *origin, size_t n)
 {
     if (!list) return false;

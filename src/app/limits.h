@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "transport/conn.h"
+#include "transport/zmtpsock.h"
 
 struct rc_server;
 struct rc_http_ctx;
@@ -71,5 +72,14 @@ int rc_limits_message(rc_conn *c, size_t n);
  * --join-rate bucket of ep, which must be an rc_client's (every endpoint that reads the room
  * protocol is). */
 int rc_limits_join_gate(void *arg, struct rc_endpoint *ep);
+
+/* rc_limits_zmq_gate is the gate of the native ZeroMQ sockets (transport/zmtpsock.h: NetSync's
+ * three, the broker's two), arg the server. At each accept it applies, read from srv->cfg
+ * then: --max-connections (ZeroMQ connections count with the other client connections,
+ * srv->zmq_conns beside net.nconns; refusals are disconnects "max_connections", as on the
+ * other listeners; also while shutting down), --connections-per-ip (the same per-address
+ * table as every listener, net.peers, from accept until the descriptor closes; refusals
+ * "per_ip"), and --handshake-timeout as the deadline for the greeting and READY. */
+rc_zms_gate rc_limits_zmq_gate(struct rc_server *srv);
 
 #endif

@@ -40,7 +40,7 @@ static void on_reload_signal(rc_loop *loop, int signo, void *arg)
 }
 
 /* start_broker maps the flags onto the broker's options and starts it (NULL: logged). */
-static rc_zbroker *start_broker(rc_loop *loop, const rc_config *cfg)
+static rc_zbroker *start_broker(rc_loop *loop, const rc_config *cfg, rc_zms_gate gate)
 {
     rc_zbroker_opts o = {
         .bind = cfg->broker_bind ? cfg->broker_bind : cfg->bind,
@@ -49,6 +49,7 @@ static rc_zbroker *start_broker(rc_loop *loop, const rc_config *cfg)
         .max_message = cfg->broker_max_message,
         .at_most_once = cfg->broker_at_most_once,
         .engine = cfg->zmq_engine,
+        .gate = gate, /* --connections-per-ip, --max-connections (native engine) */
     };
     brk_params_default(&o.params);
     o.params.default_service = cfg->broker_default_service;
@@ -123,6 +124,7 @@ int main(int argc, char **argv)
         nso.pose_port = cfg.netsync_pose_port;
         nso.tcp_discovery = (enum rc_netsync_tcp_disc)cfg.netsync_tcp_discovery;
         nso.engine = cfg.zmq_engine;
+        nso.gate = rc_limits_zmq_gate(srv); /* --connections-per-ip, --max-connections */
         nso.unicast_max_bytes = cfg.netsync_max_pending;
         /* STYLY-NETSYNC3 announces the dedicated REST port when there is one, else the HTTP
          * port (which serves the same bridge routes under /v1/rooms/...). */
@@ -154,7 +156,7 @@ int main(int argc, char **argv)
     /* The broker after the signals too (its own ZeroMQ context and I/O thread). */
     rc_zbroker *zb = NULL;
     if (cfg.broker_worker_port >= 0) {
-        if (!(zb = start_broker(loop, &cfg))) {
+        if (!(zb = start_broker(loop, &cfg, rc_limits_zmq_gate(srv)))) {
             rc_nsws *w = srv->nsws;
             srv->nsws = NULL;
             rc_nsws_free(w);

@@ -188,7 +188,8 @@ static void netsync_metrics(rc_textbuf *t, const struct rc_netsync *ns, const rc
     header(t, "roomcast_netsync_disconnects_total", "counter",
            "Connections of the NetSync ZeroMQ sockets that ended, by socket and reason (peer "
            "closed, handshake failed, protocol: dropped during the handshake without a reason, "
-           "too_big, subscription_limit, unknown, slow_consumer).");
+           "too_big, subscription_limit, unknown, slow_consumer, connection_limit: refused at "
+           "accept by --connections-per-ip or --max-connections, native engine).");
     for (int k = 0; k < NSY_SOCK__COUNT; k++)
         for (int g = 0; g < NSY_GONE__COUNT; g++)
             rc_textbuf_printf(t,

@@ -231,7 +231,7 @@ static void on_request(void *arg, rc_conn *c, const rc_http_ctx *req)
  * its protocol's words (503 for HTTP) and closed. */
 static bool admit(rc_server *srv, rc_conn *c)
 {
-    if (srv->net.nconns <= srv->max_connections && !srv->shutting_down)
+    if (srv->net.nconns + srv->zmq_conns <= srv->max_connections && !srv->shutting_down)
         return rc_limits_admit(srv, c); /* --connections-per-ip */
     srv->net.stats.disc_max_conn++;
     rc_conn_end(c, RC_WS_CLOSE_TRY_AGAIN,

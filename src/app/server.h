@@ -43,6 +43,8 @@ typedef struct rc_server {
     rc_listener rest;        /* --netsync-rest-port: HTTP for NetSync's REST bridge only
                                 (unless off; never with --no-netsync) */
     uint32_t max_connections; /* effective limit after the descriptor limit */
+    uint32_t zmq_conns;      /* native ZeroMQ connections open (NetSync, broker), counted
+                                with net.nconns against max_connections (limits.c's gate) */
     struct rc_netsync *netsync; /* NetSync transport (set by main.c), NULL with --no-netsync */
     struct rc_nsws *nsws;    /* its WebSocket observers (set by main.c), NULL without it */
     struct rc_zbroker *broker; /* worker broker (set by main.c), NULL without

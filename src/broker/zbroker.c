@@ -177,7 +177,8 @@ static void mirror_one(rc_zsock_stats *o, const rc_zms *zs)
     *o = (rc_zsock_stats){.msgs_in = s->msgs_in, .bytes_in = s->bytes_in,
                           .msgs_out = s->msgs_out, .bytes_out = s->bytes_out,
                           .send_again = s->send_again, .send_unreachable = s->send_unreachable,
-                          .accepted = s->accepted, .disconnected = ended, .live = s->live};
+                          .accepted = s->accepted, .disconnected = ended, .live = s->live,
+                          .refused = s->gone[RC_ZMS_GONE_LIMIT]};
     o->dropped[RC_ZSOCK_DROP_BYTES] = s->dropped_bytes;
     o->dropped[RC_ZSOCK_DROP_FRAMES] = s->errors[RC_ZMTP_E_TOO_MANY_FRAMES];
 }
@@ -353,7 +354,7 @@ static void on_nworker_msg(rc_zms *zs, const rc_zmsg *m, void *arg) { worker_msg
 static void on_nclient_msg(rc_zms *zs, const rc_zmsg *m, void *arg) { client_msg(arg, m); }
 static void on_nworker_gone(rc_zms *zs, uint64_t conn, enum rc_zms_gone why, void *arg)
 {
-    worker_gone(arg, conn);
+    if (conn) worker_gone(arg, conn); /* 0: refused at accept (the server's gate) */
     mirror(arg);
 }
 static void on_naccept(rc_zms *zs, uint64_t conn, void *arg) { mirror(arg); }
@@ -378,6 +379,7 @@ static rc_zms *open_native(rc_zbroker *zb, const rc_zbroker_opts *o, uint16_t po
         .on_msg = workers ? on_nworker_msg : on_nclient_msg,
         .on_accept = on_naccept,
         .on_gone = workers ? on_nworker_gone : on_nclient_gone,
+        .gate = o->gate,
         .arg = zb,
     };
     return rc_zms_new(zb->loop, &zo);

@@ -25,6 +25,7 @@
 
 #include "broker/broker.h"
 #include "core/loop.h"
+#include "transport/zmtpsock.h"
 #include "transport/zsock.h"
 
 typedef struct rc_zbroker rc_zbroker;
@@ -41,6 +42,10 @@ typedef struct rc_zbroker_opts {
     const char *at_most_once;    /* at-most-once services, separated by ',' or '\n', NULL: none */
     int engine;                  /* enum rc_zms_engine: native ZMTP sockets (zmtpsock.h) or
                                     libzmq (zsock.h) */
+    rc_zms_gate gate;            /* native engine: the server's connection limits, asked at
+                                    every accept of both ports (zmtpsock.h); none when
+                                    zeroed; not applied on libzmq (it accepts on its own
+                                    thread) */
 } rc_zbroker_opts;
 
 /* rc_zbroker_new creates the core and binds the ports (a context of its own, one I/O

@@ -66,6 +66,7 @@ struct rc_netsync {
     bool native;                 /* --zmq-engine native: the sockets are rc_zms
                                     (transport/zmtpsock.h), no libzmq, no nspeers */
     rc_zms *npub;                /* native engine: the PUB */
+    rc_zms_gate gate;            /* native engine: the server's connection limits (opts) */
     nsy_router ctl;              /* control ROUTER */
     nsy_router pose;             /* pose ROUTER */
     void *pub;                   /* downlink: [roomId][payload]; an XPUB (see pub_drain) */
@@ -205,13 +206,19 @@ static void cut_conn(rc_netsync *ns, enum nsy_sock s, int fd, uint64_t conn, enu
  * NetSync itself (CUT) was cut for its size, and the drop is counted where it was cut. */
 static void native_accepted(rc_netsync *ns, enum nsy_sock s) { ns->st.peers[s]++; }
 
-static void native_gone(rc_netsync *ns, enum nsy_sock s, enum rc_zms_gone why)
+/* conn 0: a connection refused at accept (the server's gate: --connections-per-ip,
+ * --max-connections), never counted as open. */
+static void native_gone(rc_netsync *ns, enum nsy_sock s, uint64_t conn, enum rc_zms_gone why)
 {
+    if (!conn) {
+        ns->st.peers_gone[s][NSY_GONE_LIMIT]++;
+        return;
+    }
     static const enum nsy_gone map[RC_ZMS_GONE__COUNT] = {
         [RC_ZMS_GONE_PEER] = NSY_GONE_PEER,         [RC_ZMS_GONE_HANDSHAKE] = NSY_GONE_HANDSHAKE,
         [RC_ZMS_GONE_PROTOCOL] = NSY_GONE_PROTOCOL, [RC_ZMS_GONE_TOO_BIG] = NSY_GONE_TOO_BIG,
         [RC_ZMS_GONE_SUB_LIMIT] = NSY_GONE_SUB_LIMIT, [RC_ZMS_GONE_SLOW] = NSY_GONE_SLOW,
-        [RC_ZMS_GONE_CUT] = NSY_GONE_TOO_BIG,       [RC_ZMS_GONE_LIMIT] = NSY_GONE_UNKNOWN,
+        [RC_ZMS_GONE_CUT] = NSY_GONE_TOO_BIG,       [RC_ZMS_GONE_LIMIT] = NSY_GONE_LIMIT,
         [RC_ZMS_GONE_ERROR] = NSY_GONE_UNKNOWN,
     };
     if (ns->st.peers[s]) ns->st.peers[s]--;
@@ -678,7 +685,7 @@ static void on_native_accept(rc_zms *zs, uint64_t conn, void *arg)
 static void on_native_gone(rc_zms *zs, uint64_t conn, enum rc_zms_gone why, void *arg)
 {
     nsy_router *rt = arg;
-    native_gone(rt->ns, rt->sock, why);
+    native_gone(rt->ns, rt->sock, conn, why);
 }
 
 static void on_pub_accept(rc_zms *zs, uint64_t conn, void *arg)
@@ -688,7 +695,7 @@ static void on_pub_accept(rc_zms *zs, uint64_t conn, void *arg)
 
 static void on_pub_gone(rc_zms *zs, uint64_t conn, enum rc_zms_gone why, void *arg)
 {
-    native_gone(arg, NSY_SOCK_PUB, why);
+    native_gone(arg, NSY_SOCK_PUB, conn, why);
 }
 
 /* Native engine: roomcast owns the connections, so what nspeers reconstructs around libzmq
@@ -711,6 +718,7 @@ static int native_open(rc_netsync *ns, nsy_router *rt, const char *addr, uint16_
         .on_accept = on_native_accept,
         .on_gone = on_native_gone,
         .on_drained = on_native_drained,
+        .gate = ns->gate,
         .arg = rt,
     };
     return (rt->zn = rc_zms_new(ns->loop, &zo)) ? 0 : -1;
@@ -728,6 +736,7 @@ static int native_open_pub(rc_netsync *ns, const char *addr, uint16_t port)
         .name = "netsync",
         .on_accept = on_pub_accept,
         .on_gone = on_pub_gone,
+        .gate = ns->gate,
         .arg = ns,
     };
     if (!(ns->npub = rc_zms_new(ns->loop, &zo))) return -1;
@@ -771,6 +780,7 @@ rc_netsync *rc_netsync_new(rc_loop *loop, const rc_netsync_opts *o)
     ns->loop = loop;
     ns->tick_ns = o->tick_ns;
     ns->max_message = o->max_message_size;
+    ns->gate = o->gate;
     router_init(ns, &ns->ctl, NSY_SOCK_ROUTER, NSY_LANE_CONTROL);
     router_init(ns, &ns->pose, NSY_SOCK_POSE, NSY_LANE_POSE);
     rc_io_init(&ns->pub_io, -1, on_pub);

@@ -30,6 +30,7 @@
 #include "core/loop.h"
 #include "netsync/nsroom.h"
 #include "netsync/nsstats.h"
+#include "transport/zmtpsock.h"
 
 typedef struct rc_netsync rc_netsync;
 
@@ -101,6 +102,11 @@ typedef struct rc_netsync_opts {
                                     a peer sending more is disconnected (128 KiB) */
     int engine;                  /* enum rc_zms_engine: native ZMTP sockets on the loop
                                     (transport/zmtpsock.h) or libzmq (zsock.h, nspeers.h) */
+    rc_zms_gate gate;            /* native engine: the server's connection limits, asked at
+                                    every accept of the three ZeroMQ sockets (zmtpsock.h);
+                                    none when zeroed. Refusals count as disconnects
+                                    "connection_limit". libzmq accepts on its own thread:
+                                    not applied there. */
 } rc_netsync_opts;
 
 /* rc_netsync_opts_default fills in the defaults above (bind "127.0.0.1"). */

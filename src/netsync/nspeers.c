@@ -32,6 +32,7 @@ const char *const nsy_gone_names[NSY_GONE__COUNT] = {
     [NSY_GONE_SUB_LIMIT] = "subscription_limit",
     [NSY_GONE_UNKNOWN] = "unknown",
     [NSY_GONE_SLOW] = "slow_consumer",
+    [NSY_GONE_LIMIT] = "connection_limit",
 };
 
 /* What a cut or a drop of each socket counts as. */

@@ -80,6 +80,8 @@ enum nsy_gone {
     NSY_GONE_SUB_LIMIT,       /* cut by roomcast: too many subscriptions (PUB) */
     NSY_GONE_UNKNOWN,         /* roomcast could not look (no descriptor for a duplicate) */
     NSY_GONE_SLOW,            /* cut by roomcast: its unicast queue was full (nsident.h) */
+    NSY_GONE_LIMIT,           /* refused at accept: --connections-per-ip or --max-connections
+                                 (native engine only: libzmq accepts on its own thread) */
     NSY_GONE__COUNT
 };
 

@@ -65,6 +65,9 @@ typedef struct zconn {
     bool writing;                /* write interest armed */
     bool dead;                   /* closed: waiting on zs->dead */
     bool reported;               /* with dead: on_gone was called */
+    bool gated;                  /* admitted by the gate: release it when closed */
+    uint32_t token;              /* with gated: the gate's token */
+    rc_ipkey peer;               /* the peer's address as ipcount.h counts it */
     enum rc_zms_gone why;        /* with dead: the reason */
     uint8_t id_len;              /* routing id bytes */
     uint8_t id[RC_ZMTP_IDENTITY_MAX]; /* routing id (ROUTER) */
@@ -80,6 +83,7 @@ struct rc_zms {
     size_t out_cap, max_conns, max_subs;
     bool handover;
     uint64_t handshake_ns;
+    rc_zms_gate gate;            /* the owner's gate (admit NULL: none) */
     rc_htab serials;             /* live connections by serial */
     rc_htab ids;                 /* ROUTER: live connections by routing id */
     zconn *conns;                /* live connections, newest first */
@@ -172,6 +176,10 @@ static void conn_kill(zconn *c, enum rc_zms_gone why)
     close(c->io.fd);
     c->io.fd = -1;
     rc_timer_stop(zs->loop, &c->handshake);
+    if (c->gated) { /* here, where the descriptor closes, so no way of ending can skip it */
+        c->gated = false;
+        zs->gate.release(zs->gate.arg, &c->peer, c->token);
+    }
     rc_htab_remove(&zs->serials, &c->by_serial);
     if (c->in_ids) rc_htab_remove(&zs->ids, &c->by_id);
     c->in_ids = false;
@@ -556,19 +564,29 @@ static void on_flush(rc_loop *loop, rc_timer *t)
 
 /* ---- accepting --------------------------------------------------------------------------- */
 
+/* refuse closes a connection just accepted, before a byte either way: ZMTP has no message
+ * for "not now" before the greeting (a libzmq peer sees the connection end and reconnects
+ * after its reconnect interval). */
+static void refuse(rc_zms *zs, int fd)
+{
+    zs->st.gone[RC_ZMS_GONE_LIMIT]++;
+    close(fd);
+    if (zs->on_gone) zs->on_gone(zs, 0, RC_ZMS_GONE_LIMIT, zs->arg);
+}
+
 static void on_accept(rc_loop *loop, rc_io *io, uint32_t events)
 {
     rc_zms *zs = container_of(io, rc_zms, lio);
     for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
-        int fd = rc_sock_accept(io->fd, NULL);
+        struct sockaddr_storage sa;
+        int fd = rc_sock_accept(io->fd, &sa);
         if (fd < 0) {
             if (fd != -EAGAIN && fd != -EINTR) rc_warn("%s: accept: %s", zs->name, strerror(-fd));
             break;
         }
         zs->st.accepted++;
         if (zs->max_conns && zs->st.live >= zs->max_conns) {
-            zs->st.gone[RC_ZMS_GONE_LIMIT]++;
-            close(fd);
+            refuse(zs, fd);
             continue;
         }
         zconn *c = calloc(1, sizeof(*c));
@@ -577,6 +595,15 @@ static void on_accept(rc_loop *loop, rc_io *io, uint32_t events)
             close(fd);
             continue;
         }
+        c->peer = rc_ipkey_of((const struct sockaddr *)&sa);
+        rc_zms_admission adm = {0};
+        if (zs->gate.admit && !zs->gate.admit(zs->gate.arg, &c->peer, &adm)) {
+            free(c);
+            refuse(zs, fd);
+            continue;
+        }
+        c->gated = zs->gate.admit != NULL;
+        c->token = adm.token;
         c->zs = zs;
         c->serial = ++zs->last_serial;
         rc_zmtp_reader_init(&c->rd, zs->type, &zs->lim);
@@ -585,6 +612,7 @@ static void on_accept(rc_loop *loop, rc_io *io, uint32_t events)
         if (rc_io_start(loop, &c->io, RC_EV_READ) < 0) {
             zs->st.gone[RC_ZMS_GONE_ERROR]++;
             close(fd);
+            if (c->gated) zs->gate.release(zs->gate.arg, &c->peer, c->token);
             free(c);
             continue;
         }
@@ -593,7 +621,8 @@ static void on_accept(rc_loop *loop, rc_io *io, uint32_t events)
         if (zs->conns) zs->conns->prev = c;
         zs->conns = c;
         zs->st.live++;
-        rc_timer_start(loop, &c->handshake, rc_loop_now(loop) + zs->handshake_ns);
+        uint64_t hs = adm.handshake_ns ? adm.handshake_ns : zs->handshake_ns;
+        rc_timer_start(loop, &c->handshake, rc_loop_now(loop) + hs);
         queue(c, zs->greet[0]);
         c->greet_sent = RC_ZMTP_SIGNATURE_LEN;
         if (zs->on_accept) zs->on_accept(zs, c->serial, zs->arg);
@@ -617,6 +646,7 @@ rc_zms *rc_zms_new(rc_loop *loop, const rc_zms_opts *o)
     zs->max_subs = o->max_subs ? o->max_subs : 64;
     zs->handover = o->handover;
     zs->handshake_ns = o->handshake_ns ? o->handshake_ns : 30 * RC_NS_PER_SEC;
+    if (o->gate.admit && o->gate.release) zs->gate = o->gate;
     zs->on_msg = o->on_msg;
     zs->on_sub = o->on_sub;
     zs->on_accept = o->on_accept;

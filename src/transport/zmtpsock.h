@@ -37,6 +37,18 @@
  * message within that whose payload passes max_bytes is dropped (counted) as rc_zsock does.
  * A connection has handshake_ns to finish its greeting and READY. Beyond max_conns live
  * connections, new ones are closed at once (LIMIT). Everything runs on the loop's thread.
+ *
+ * The owner's gate (opts.gate, optional): the limits the rest of the server applies to its
+ * connections (--connections-per-ip, --max-connections, --handshake-timeout in app/server.c)
+ * are the owner's, and may change while the socket runs, so the socket asks rather than
+ * caches. gate.admit is asked about every accepted connection before anything is read or
+ * sent, with its peer's address as ipcount.h counts it: false closes it at once (ZMTP has no
+ * way to refuse before the greeting: a libzmq peer just sees the connection end and retries),
+ * counted gone[LIMIT] and reported to on_gone with conn 0 (it never had a serial, nor an
+ * on_accept; so is a refusal at max_conns); true keeps it, with the handshake
+ * deadline and a token the gate chose. gate.release is called exactly once for every admitted
+ * connection, with that key and token, at the moment its descriptor is closed, however it ends
+ * (peer, timeout, protocol error, cut, rc_zms_free), so the owner's counts cannot leak.
  */
 #ifndef RC_ZMTPSOCK_H
 #define RC_ZMTPSOCK_H
@@ -47,6 +59,7 @@
 
 #include "codec/zmtp.h"
 #include "core/loop.h"
+#include "transport/ipcount.h"
 #include "transport/zsock.h"
 
 typedef struct rc_zms rc_zms;
@@ -66,7 +79,7 @@ enum rc_zms_gone {
     RC_ZMS_GONE_SUB_LIMIT,       /* PUB: more than max_subs live subscriptions */
     RC_ZMS_GONE_SLOW,            /* cut by the owner: a slow consumer (rc_zms_cut) */
     RC_ZMS_GONE_CUT,             /* cut by the owner for another reason (rc_zms_cut) */
-    RC_ZMS_GONE_LIMIT,           /* refused at max_conns */
+    RC_ZMS_GONE_LIMIT,           /* refused: at max_conns, or by the owner's gate */
     RC_ZMS_GONE_ERROR,           /* a socket error, or out of memory */
     RC_ZMS_GONE__COUNT
 };
@@ -97,7 +110,8 @@ typedef struct rc_zms_stats {
 
 /* Callbacks. on_msg (ROUTER): one whole message (rc_zmsg as zsock.h: fd is the connection's
  * descriptor, conn its serial). on_sub (PUB): a subscription (on) or cancel of topic from
- * connection conn. on_accept: connection conn was accepted. on_gone: conn ended for why.
+ * connection conn. on_accept: connection conn was accepted. on_gone: conn ended for why
+ * (conn 0, why LIMIT: a connection refused at accept, never reported to on_accept).
  * on_drained: after a batch of input was handled (the owner's follow-up work). All may send. */
 typedef void rc_zms_msg_cb(rc_zms *zs, const rc_zmsg *m, void *arg);
 typedef void rc_zms_sub_cb(rc_zms *zs, uint64_t conn, bool on, const uint8_t *topic,
@@ -105,6 +119,22 @@ typedef void rc_zms_sub_cb(rc_zms *zs, uint64_t conn, bool on, const uint8_t *to
 typedef void rc_zms_conn_cb(rc_zms *zs, uint64_t conn, void *arg);
 typedef void rc_zms_gone_cb(rc_zms *zs, uint64_t conn, enum rc_zms_gone why, void *arg);
 typedef void rc_zms_drained_cb(rc_zms *zs, void *arg);
+
+/* What the gate decides for a connection it admits. */
+typedef struct rc_zms_admission {
+    uint64_t handshake_ns;       /* time to finish greeting + READY (0: opts.handshake_ns) */
+    uint32_t token;              /* the gate's own: handed back to release (e.g. "counted") */
+} rc_zms_admission;
+
+/* The owner's gate (see above). Either both functions or neither. */
+typedef struct rc_zms_gate {
+    /* admit: keep (true, *a filled in; it comes zeroed) or refuse (false) a connection from
+     * peer (all zero: an address ipcount.h does not count) */
+    bool (*admit)(void *arg, const rc_ipkey *peer, rc_zms_admission *a);
+    /* release: an admitted connection ended (its descriptor is closed) */
+    void (*release)(void *arg, const rc_ipkey *peer, uint32_t token);
+    void *arg;                   /* passed to both */
+} rc_zms_gate;
 
 typedef struct rc_zms_opts {
     enum rc_zmtp_type type;      /* RC_ZMTP_T_ROUTER or RC_ZMTP_T_PUB */
@@ -118,7 +148,9 @@ typedef struct rc_zms_opts {
     size_t max_conns;            /* live connections (0 = no limit) */
     size_t max_subs;             /* PUB: live subscriptions per connection (0 = 64) */
     bool handover;               /* ROUTER: a duplicate Identity takes over (see above) */
-    uint64_t handshake_ns;       /* time to finish greeting + READY (0 = 30 s, libzmq's) */
+    uint64_t handshake_ns;       /* time to finish greeting + READY (0 = 30 s, libzmq's);
+                                    the gate's admission overrides it per connection */
+    rc_zms_gate gate;            /* optional: the owner's limits (see above); copied */
     const char *name;            /* for log lines */
     rc_zms_msg_cb *on_msg;       /* ROUTER: required */
     rc_zms_sub_cb *on_sub;       /* optional */

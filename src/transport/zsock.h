@@ -99,6 +99,8 @@ typedef struct rc_zsock_stats {
     uint64_t accepted;           /* connections accepted */
     uint64_t disconnected;       /* connections ended */
     uint64_t live;               /* connections open now */
+    uint64_t refused;            /* of disconnected: refused at accept by the owner's limits
+                                    (native engine only, zmtpsock.h's gate; 0 on libzmq) */
 } rc_zsock_stats;
 
 typedef struct rc_zsock_opts {

@@ -2,10 +2,17 @@
  * (DEALER, REQ, SUB) in the same process over loopback TCP — whole messages with the peer's
  * identity and connection serial, replies, generated and duplicate identities, handover,
  * EHOSTUNREACH and EAGAIN at the output cap, frame and size limits, ends with their reasons,
- * and the PUB's prefix matching, subscription callbacks, limit and drop at a full queue. */
+ * and the PUB's prefix matching, subscription callbacks, limit and drop at a full queue; the
+ * owner's gate (admit with the peer's key, refusal closed at once and reported as conn 0,
+ * the admission's handshake deadline, one release per admitted connection however it ends). */
 #include "transport/zmtpsock.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "unit.h"
@@ -339,6 +346,184 @@ TEST(pub_subscription_limit_and_full_queue)
     teardown(&fx);
 }
 
+/* ---- the owner's gate -------------------------------------------------------------------- */
+
+static struct {
+    int asked;                   /* admit calls */
+    uint32_t live, max;          /* admitted and not released / the gate's limit */
+    uint64_t hs;                 /* handshake_ns it hands out */
+    rc_ipkey key;                /* the last key admit saw */
+    int releases;                /* release calls */
+    uint32_t tokens;             /* sum of released tokens */
+    bool key_mismatch;           /* a release with a key other than 127.0.0.1's */
+} gs;
+
+static bool gate_admit(void *arg, const rc_ipkey *peer, rc_zms_admission *a)
+{
+    if (arg != &gs) return false;
+    gs.asked++;
+    gs.key = *peer;
+    if (gs.live >= gs.max) return false;
+    gs.live++;
+    a->token = 100 + (uint32_t)gs.asked; /* each connection's own, to see it handed back */
+    a->handshake_ns = gs.hs;
+    return true;
+}
+
+static void gate_release(void *arg, const rc_ipkey *peer, uint32_t token)
+{
+    gs.releases++;
+    gs.live--;
+    gs.tokens += token;
+    if (memcmp(peer, &gs.key, sizeof(*peer)) != 0) gs.key_mismatch = true;
+}
+
+static int raw_connect(const rc_zms *zs)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(rc_zms_port(zs))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* raw_session sends a whole ZMTP 3.1 handshake as a ROUTER peer, then a one-frame message
+ * "hi", and runs the loop until it is delivered (so the connection is past its READY). */
+static void raw_session(fixture *fx, int fd)
+{
+    uint8_t g[RC_ZMTP_GREETING_LEN], r[RC_ZMTP_READY_MAX];
+    rc_zmtp_greeting_encode(g);
+    size_t rl = rc_zmtp_ready_encode(r, sizeof r, RC_ZMTP_T_DEALER);
+    int before = seen.msgs;
+    CHECK_EQ_INT(write(fd, g, sizeof g), (ssize_t)sizeof g);
+    CHECK_EQ_INT(write(fd, r, rl), (ssize_t)rl);
+    CHECK_EQ_INT(write(fd, "\x00\x02hi", 4), 4);
+    run_until(fx->loop, &seen.msgs, before + 1);
+    CHECK_EQ_INT(seen.msgs, before + 1);
+}
+
+/* closed_without_a_byte: the server closed fd having sent nothing. */
+static bool closed_without_a_byte(fixture *fx, int fd)
+{
+    run_for(fx->loop, 5);
+    char b[16];
+    return read(fd, b, sizeof b) == 0;
+}
+
+TEST(gate_admits_refuses_and_releases)
+{
+    fixture fx = {0};
+    memset(&gs, 0, sizeof(gs));
+    gs.max = 2;
+    gs.hs = 20 * RC_NS_PER_MS; /* the socket's own deadline stays 30 s */
+    rc_zms_opts o = {.type = RC_ZMTP_T_ROUTER,
+                     .gate = {.admit = gate_admit, .release = gate_release, .arg = &gs}};
+    CHECK(setup(&fx, o));
+    const rc_zms_stats *st = rc_zms_stats_of(fx.zs);
+
+    /* two silent connections are admitted; a third is refused: closed before any byte,
+     * reported as conn 0 LIMIT, and never released */
+    int a = raw_connect(fx.zs), b = raw_connect(fx.zs);
+    while (gs.asked < 2) run_for(fx.loop, 2);
+    CHECK_EQ_INT(gs.live, 2);
+    int c = raw_connect(fx.zs);
+    run_until(fx.loop, &seen.gone, 1);
+    CHECK_EQ_INT(gs.asked, 3);
+    CHECK_EQ_INT(seen.gone, 1);
+    CHECK_EQ_INT(seen.gone_conn, 0);
+    CHECK_EQ_INT(seen.why, RC_ZMS_GONE_LIMIT);
+    CHECK_EQ_INT(st->gone[RC_ZMS_GONE_LIMIT], 1);
+    CHECK(closed_without_a_byte(&fx, c));
+    CHECK_EQ_INT(gs.releases, 0);
+    close(c);
+    /* the key is the peer's address as ipcount.h counts it */
+    struct sockaddr_in lo = {.sin_family = AF_INET};
+    lo.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    rc_ipkey want = rc_ipkey_of((const struct sockaddr *)&lo);
+    CHECK(memcmp(&gs.key, &want, sizeof(want)) == 0);
+
+    /* the admission's handshake deadline ends both silent ones (the socket's default would
+     * wait 30 s: run_until gives up after 2), each released once with its own token */
+    run_until(fx.loop, &gs.releases, 2);
+    CHECK_EQ_INT(gs.releases, 2);
+    CHECK_EQ_INT(st->gone[RC_ZMS_GONE_HANDSHAKE], 2);
+    CHECK_EQ_INT(gs.tokens, 101 + 102);
+    CHECK_EQ_INT(gs.live, 0);
+    close(a);
+    close(b);
+
+    /* every other way of ending releases exactly once: the peer closes after its READY ... */
+    int d = raw_connect(fx.zs);
+    raw_session(&fx, d);
+    close(d);
+    run_until(fx.loop, &gs.releases, 3);
+    CHECK_EQ_INT(gs.releases, 3);
+    CHECK_EQ_INT(st->gone[RC_ZMS_GONE_PEER], 1);
+    /* ... a malformed greeting ... */
+    int e = raw_connect(fx.zs);
+    CHECK_EQ_INT(write(e, "GET / HTTP/1.1\r\n\r\n", 18), 18);
+    run_until(fx.loop, &gs.releases, 4);
+    CHECK_EQ_INT(gs.releases, 4);
+    CHECK_EQ_INT(st->gone[RC_ZMS_GONE_PROTOCOL], 1);
+    close(e);
+    /* ... the owner cuts it ... */
+    int f = raw_connect(fx.zs);
+    raw_session(&fx, f);
+    CHECK(rc_zms_cut(fx.zs, seen.conn, RC_ZMS_GONE_CUT));
+    CHECK_EQ_INT(gs.releases, 5); /* at the cut, when the descriptor closes */
+    run_for(fx.loop, 5);
+    CHECK_EQ_INT(gs.releases, 5);
+    close(f);
+    /* ... the socket is freed with connections open (no on_gone then, but releases) */
+    int h = raw_connect(fx.zs), i = raw_connect(fx.zs);
+    while (gs.live < 2) run_for(fx.loop, 2);
+    raw_session(&fx, h);
+    CHECK_EQ_INT(gs.asked, 8);
+    rc_zms_free(fx.zs);
+    fx.zs = NULL;
+    CHECK_EQ_INT(gs.releases, 7);
+    CHECK_EQ_INT(gs.live, 0);
+    CHECK_EQ_INT(gs.tokens, 101 + 102 + 104 + 105 + 106 + 107 + 108);
+    CHECK(!gs.key_mismatch);
+    close(h);
+    close(i);
+    zmq_ctx_term(fx.ctx);
+    rc_loop_free(fx.loop);
+}
+
+TEST(gate_changes_apply_to_the_next_accept)
+{
+    /* the socket caches nothing of the gate's answers: a limit raised or lowered between two
+     * accepts applies to the second */
+    fixture fx = {0};
+    memset(&gs, 0, sizeof(gs));
+    gs.max = 0; /* refuse everything */
+    rc_zms_opts o = {.type = RC_ZMTP_T_PUB,
+                     .gate = {.admit = gate_admit, .release = gate_release, .arg = &gs}};
+    CHECK(setup(&fx, o));
+    int a = raw_connect(fx.zs);
+    run_until(fx.loop, &seen.gone, 1);
+    CHECK_EQ_INT(seen.why, RC_ZMS_GONE_LIMIT);
+    CHECK(closed_without_a_byte(&fx, a));
+    close(a);
+    gs.max = 1;
+    void *s = peer(&fx, ZMQ_SUB, NULL); /* a libzmq SUB: admitted, subscribes */
+    zmq_setsockopt(s, ZMQ_SUBSCRIBE, "t", 1);
+    run_until(fx.loop, &seen.subs, 1);
+    CHECK_EQ_INT(seen.subs, 1);
+    CHECK_EQ_INT(gs.live, 1);
+    CHECK_EQ_INT(rc_zms_stats_of(fx.zs)->live, 1);
+    zmq_close(s);
+    run_until(fx.loop, &gs.releases, 1);
+    CHECK_EQ_INT(gs.releases, 1);
+    teardown(&fx);
+}
+
 int main(int argc, char **argv)
 {
     UNIT_MAIN_BEGIN(argc, argv);
@@ -350,5 +535,7 @@ int main(int argc, char **argv)
     RUN(router_refuses_sub);
     RUN(pub_prefix_matching);
     RUN(pub_subscription_limit_and_full_queue);
+    RUN(gate_admits_refuses_and_releases);
+    RUN(gate_changes_apply_to_the_next_accept);
     UNIT_MAIN_END("test_zmtpsock");
 }
