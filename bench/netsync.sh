@@ -19,7 +19,7 @@
 # ROUNDS (3), DUR (10 s window), WARM (3 s), PEERS ("python roomcast native ceiling"),
 # PY_LOADS (loads the Python server runs: "100x1 300x10"; at 1,000 × 30 Hz it saturates),
 # SIM_PROCS (1: simulator processes sharing a load, -o BASE), SUBS (subscribers per room, "" =
-# one per client: the real fan-out), OUT (bench/out/netsync-<UTC time>), ROOMCAST_BIN,
+# one per client: the real fan-out), OUT (build/netsync-bench/<UTC time>), ROOMCAST_BIN,
 # ROOMCAST_FLAGS, NATIVE_BIN, NATIVE_FLAGS, NETSYNC_REF_REPO, NETSYNC_REF_V06 (v0.6.1),
 # NETSYNC_REF_V8 (HEAD), PERF (a load, e.g. 300x10: also record `perf record -g` of roomcast
 # during one extra run of that load per generation, into $OUT/perf-GEN.data + a report).
@@ -41,7 +41,7 @@ ROOMCAST_FLAGS=${ROOMCAST_FLAGS:-}
 NATIVE_BIN=${NATIVE_BIN:-}
 NATIVE_FLAGS=${NATIVE_FLAGS:-}
 PERF=${PERF:-}
-OUT=${OUT:-bench/out/netsync-$(date -u +%Y%m%dT%H%M%SZ)}
+OUT=${OUT:-build/netsync-bench/$(date -u +%Y%m%dT%H%M%SZ)}
 PY=/usr/bin/python3
 
 make -s -f bench/netsync_sim.mk build/netsync_sim build/ns_ceiling || exit 1
