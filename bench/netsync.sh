@@ -27,13 +27,13 @@
 set -u
 cd "$(dirname "$0")/.."
 GENS=${GENS:-"6 8"}
-LOADS=${LOADS:-"100x1 300x10 1000x10"}
+LOADS=${LOADS-"100x1 300x10 1000x10"}
 HZ=${HZ:-30}
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-10}
 WARM=${WARM:-3}
 PEERS=${PEERS:-"python roomcast native ceiling"}
-PY_LOADS=${PY_LOADS:-"100x1 300x10"}
+PY_LOADS=${PY_LOADS-"100x1 300x10"}
 SIM_PROCS=${SIM_PROCS:-1}
 SUBS=${SUBS:-}
 ROOMCAST_BIN=${ROOMCAST_BIN:-build/roomcast}
@@ -180,7 +180,7 @@ for gen in $GENS; do
             echo "v$gen $PERF perf run: $res" | sed 's/ sent=.*server_cpu/ ... server_cpu/'
             perf report -i "$OUT/perf-v$gen.data" --no-children -g none --percent-limit 0.7 --sort comm,dso,symbol --stdio 2>/dev/null |
                 grep -v '^$' | head -80 > "$OUT/perf-v$gen.txt"
-            perf report -i "$OUT/perf-v$gen.data" --no-children --sort comm,dso --stdio 2>/dev/null |
+            perf report -i "$OUT/perf-v$gen.data" --no-children -g none --sort comm,dso --stdio 2>/dev/null |
                 grep -v '^#' | grep -v '^$' | head -20 > "$OUT/perf-v$gen-dso.txt"
         }
     fi
