@@ -46,11 +46,14 @@ PY=/usr/bin/python3
 
 make -s -f bench/netsync_sim.mk build/netsync_sim build/ns_ceiling || exit 1
 [ -x "$ROOMCAST_BIN" ] || { echo "netsync.sh: no roomcast binary at $ROOMCAST_BIN (make, or set ROOMCAST_BIN)" >&2; exit 1; }
+if [[ " $PEERS " == *" native "* ]] && [ -z "$NATIVE_FLAGS$NATIVE_BIN" ]; then
+    PEERS=${PEERS/native/}
+fi
 mkdir -p "$OUT"
 RUNS=$OUT/runs.tsv
 : > "$RUNS"
 echo "netsync.sh: $(date -u +%FT%TZ) gens=[$GENS] loads=[$LOADS] hz=$HZ rounds=$ROUNDS dur=$DUR warm=$WARM peers=[$PEERS] out=$OUT" | tee "$OUT/params.txt"
-echo "roomcast: $ROOMCAST_BIN $ROOMCAST_FLAGS ($(git log -1 --format=%h 2>/dev/null))" >> "$OUT/params.txt"
+echo "roomcast: $ROOMCAST_BIN $ROOMCAST_FLAGS; native: ${NATIVE_BIN:-$ROOMCAST_BIN} $NATIVE_FLAGS; bench at $(git log -1 --format=%h 2>/dev/null); load average $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/params.txt"
 
 PY_OK=1
 if [[ " $PEERS " == *" python "* ]]; then
@@ -59,9 +62,6 @@ if [[ " $PEERS " == *" python "* ]]; then
         echo "netsync.sh: SKIPPING the Python reference servers: no NetSync checkout at $REPO (set NETSYNC_REF_REPO to a clone of styly-dev/STYLY-NetSync)" | tee -a "$OUT/params.txt"
         PY_OK=0
     fi
-fi
-if [[ " $PEERS " == *" native "* ]] && [ -z "$NATIVE_FLAGS$NATIVE_BIN" ]; then
-    PEERS=${PEERS/native/}
 fi
 
 PEER_PID=
@@ -140,7 +140,7 @@ rows = [dict(kv.split("=") for kv in l.split()[1:]) for l in sys.stdin if l.stri
 if not rows: sys.exit(0)
 out = dict(rows[0])
 if len(rows) > 1:
-    for k in ("sent_per_s", "sim_cpu", "unseen", "sent", "closed", "n"):
+    for k in ("sent_per_s", "sim_cpu", "unseen", "sent", "closed", "n", "foreign"):
         out[k] = str(sum(float(r[k]) for r in rows))
     for k in ("p99", "max", "p90"):
         out[k] = str(max(float(r[k]) for r in rows))
@@ -193,9 +193,9 @@ rows = [dict(kv.split("=", 1) for kv in l.split()) for l in open(runs) if l.stri
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 order = ["python", "roomcast", "native", "ceiling"]
 tick = {"6": 50.0, "8": 100.0}
-print("| gen | load | peer | runs | server CPU % of a core (median; all) | first-seen p50 / p99 ms | "
-      "broadcasts/s per client (slowest) | unseen / sent | sim CPU % |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| gen | load | peer | runs | server CPU % of a core (median; all) | threads % of a core (median run) | "
+      "first-seen p50 / p99 ms | broadcasts/s per client (slowest) | unseen / sent (other rooms' entries) | sim CPU % |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 keys = []
 for r in rows:
     k = (r["gen"], r["load"])
@@ -207,10 +207,13 @@ for gen, load in keys:
         if not rs: continue
         f = lambda k: [float(r[k]) for r in rs]
         c = med(f("server_cpu")); cpu[(gen, load, peer)] = c
+        mid = sorted(rs, key=lambda r: float(r["server_cpu"]))[len(rs) // 2]
+        thr = mid.get("threads", "-").replace(",", ", ")
+        foreign = int(max(float(r.get("foreign", 0)) for r in rs))
         print(f"| {'v0.6' if gen == '6' else '8'} | {load.replace('x', ' × ' + str(int(hz)) + ' Hz, ')} rooms | {peer} | {len(rs)} | "
-              f"**{c:.2f}** ({', '.join(f'{x:.2f}' for x in f('server_cpu'))}) | "
+              f"**{c:.2f}** ({', '.join(f'{x:.2f}' for x in f('server_cpu'))}) | {thr} | "
               f"{med(f('p50')):.1f} / {med(f('p99')):.1f} | {med(f('rate')):.2f} ({min(f('rate_min')):.2f}) | "
-              f"{int(max(f('unseen')))} / {int(med(f('sent')))} | {med(f('sim_cpu')):.1f} |")
+              f"{int(max(f('unseen')))} / {int(med(f('sent')))} ({foreign}) | {med(f('sim_cpu')):.1f} |")
 print()
 print("| gen | load | Python / roomcast CPU | roomcast / ceiling CPU | native / ceiling CPU | Python / native CPU |")
 print("|---|---|---|---|---|---|")

@@ -31,9 +31,11 @@
  *   - broadcast rate per subscriber (Hz; mean and the slowest subscriber), bytes per second
  *     per subscriber;
  *   - loss: updates whose sequence (or a newer one) no other client ever saw by the end (0.3 s
- *     after the window), and connections the server closed;
+ *     after the window), and connections the server closed; broadcast entries carrying a
+ *     client of another room (`foreign`: a server defect, never counted as seen);
  *   - the server's CPU (utime+stime of every thread, /proc/PID/stat over the window, % of one
- *     core) and RSS (VmRSS at the end), when -p PID is given;
+ *     core), each thread's (/proc/PID/task; `thr_max` = the busiest thread, which must stay
+ *     under 100 % for "on one core"), and RSS (VmRSS at the end), when -p PID is given;
  *   - the simulator's own CPU (getrusage), so a saturated simulator is visible.
  * The last line, `RESULT k=v ...`, repeats the figures for scripts (bench/netsync.sh).
  *
@@ -56,6 +58,7 @@
  *
  * Build: make -f bench/netsync_sim.mk  (-> build/netsync_sim)
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -106,6 +109,45 @@ static double proc_cpu(int pid)
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Per-thread CPU of process pid: fills up to max tids/names/seconds, returns the count. */
+#define MAX_THR 64
+typedef struct thr_cpu {
+    int n;
+    int tid[MAX_THR];
+    char name[MAX_THR][24];
+    double sec[MAX_THR];
+} thr_cpu;
+
+static void proc_threads(int pid, thr_cpu *t)
+{
+    char path[96], buf[1024];
+    t->n = 0;
+    snprintf(path, sizeof(path), "/proc/%d/task", pid);
+    DIR *d = opendir(path);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) && t->n < MAX_THR) {
+        int tid = atoi(e->d_name);
+        if (tid <= 0) continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *l = strchr(buf, '('), *r = strrchr(buf, ')');
+        unsigned long ut = 0, st = 0;
+        if (!l || !r || sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                               &st) != 2)
+            continue;
+        int k = t->n++;
+        t->tid[k] = tid;
+        snprintf(t->name[k], sizeof(t->name[k]), "%.*s", (int)(r - l - 1), l + 1);
+        t->sec[k] = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    closedir(d);
 }
 
 static long proc_rss_kb(int pid)
@@ -262,6 +304,7 @@ typedef struct sim {
     uint64_t closed;             /* connections the server closed */
     uint64_t send_errors;        /* send() failures other than EAGAIN */
     uint64_t queued_bytes;       /* bytes that waited for EPOLLOUT */
+    uint64_t foreign;            /* broadcast entries of a client of another room */
 } sim;
 
 static uint8_t rbuf[RBUF + 4096];
@@ -339,6 +382,10 @@ static void seen(sim *S, conn *c, int who, uint32_t seq, double tr)
 {
     if (who < 0 || who >= S->nclients || who == c->owner) return;
     cl *x = &S->c[who];
+    if (x->room != c->room) { /* a server that relays another room's client: a bug */
+        S->foreign++;
+        return;
+    }
     if (seq <= x->seen || seq > x->seq) return;
     if (S->in_window) {
         uint32_t from = x->seen + 1;
@@ -556,6 +603,7 @@ static int load(int ver, int nclients, int nrooms, double hz, double dur, double
     for (int i = 0; i < nclients; i++) S.c[i].next = t0 + period * i / nclients;
     double w0 = t0 + warm, w1 = w0 + dur;
     double cpu0 = 0, pcpu0 = 0;
+    thr_cpu th0 = {0}, th1 = {0};
     S.lat_cap = (size_t)(nclients * hz * dur * 1.2) + 1024;
     S.lat = malloc(S.lat_cap * sizeof(*S.lat));
     uint64_t sent = 0, sent_window = 0, closed0 = S.closed;
@@ -566,6 +614,7 @@ static int load(int ver, int nclients, int nrooms, double hz, double dur, double
             S.in_window = true;
             cpu0 = own_cpu();
             pcpu0 = pid ? proc_cpu(pid) : 0;
+            if (pid) proc_threads(pid, &th0);
         }
         if (t >= w1) break;
         while (S.c[next_i].next <= t) {
@@ -589,6 +638,7 @@ static int load(int ver, int nclients, int nrooms, double hz, double dur, double
     double el = now_s() - w0;
     double cpu = own_cpu() - cpu0, pcpu = pid ? proc_cpu(pid) - pcpu0 : 0;
     long rss = pid ? proc_rss_kb(pid) : -1;
+    if (pid) proc_threads(pid, &th1);
     S.in_window = false;
     pump_until(&S, now_s() + 0.3); /* late updates are not lost */
     uint64_t lost = 0;
@@ -608,20 +658,39 @@ static int load(int ver, int nclients, int nrooms, double hz, double dur, double
     printf("first-seen ms p50 %.1f p90 %.1f p99 %.1f max %.1f (n=%zu)\n", PCT(0.5), PCT(0.9),
            PCT(0.99), S.nlat ? S.lat[S.nlat - 1] : -1.0, S.nlat);
     printf("%s %.1f Hz per subscriber (slowest %.1f), %.0f kB/s per subscriber; unseen at end "
-           "%llu of %llu updates; connections closed by the server %llu\n",
+           "%llu of %llu updates; connections closed by the server %llu; entries of other rooms' "
+           "clients %llu\n",
            bname, rts / nsubs / el, minrt / el, rbytes / nsubs / el / 1e3,
            (unsigned long long)lost, (unsigned long long)sent,
-           (unsigned long long)(S.closed - closed0));
-    if (pid) printf("server cpu %.1f%% of a core, rss %ld kB\n", pcpu / el * 100, rss);
+           (unsigned long long)(S.closed - closed0), (unsigned long long)S.foreign);
+    double thr_max = 0;
+    char thr_s[512] = "";
+    size_t tl = 0;
+    for (int k = 0; k < th1.n; k++) { /* threads that lived through the window, by CPU */
+        double b = -1;
+        for (int j = 0; j < th0.n; j++)
+            if (th0.tid[j] == th1.tid[k]) b = th0.sec[j];
+        if (b < 0) continue;
+        double pc = (th1.sec[k] - b) / el * 100;
+        if (pc > thr_max) thr_max = pc;
+        if (pc >= 0.5 && tl + 40 < sizeof(thr_s))
+            tl += (size_t)snprintf(thr_s + tl, sizeof(thr_s) - tl, "%s%s:%.1f", tl ? "," : "",
+                                   th1.name[k], pc);
+    }
+    for (char *q = thr_s; *q; q++)
+        if (*q == ' ') *q = '_';
+    if (pid)
+        printf("server cpu %.1f%% of a core (threads over 0.5%%: %s), rss %ld kB\n",
+               pcpu / el * 100, thr_s, rss);
     printf("simulator cpu %.1f%% of a core (queued %llu bytes for EPOLLOUT, %llu send errors)\n",
            cpu / el * 100, (unsigned long long)S.queued_bytes, (unsigned long long)S.send_errors);
     printf("RESULT ver=%d clients=%d rooms=%d hz=%.0f subs=%d sent_per_s=%.0f p50=%.2f p90=%.2f "
            "p99=%.2f max=%.2f n=%zu rate=%.2f rate_min=%.2f kBps=%.1f unseen=%llu sent=%llu "
-           "closed=%llu server_cpu=%.2f rss_kb=%ld sim_cpu=%.2f\n",
+           "closed=%llu foreign=%llu server_cpu=%.2f thr_max=%.2f threads=%s rss_kb=%ld sim_cpu=%.2f\n",
            ver, nclients, nrooms, hz, nsubs, (double)sent_window / el, PCT(0.5), PCT(0.9),
            PCT(0.99), S.nlat ? S.lat[S.nlat - 1] : -1.0, S.nlat, rts / nsubs / el, minrt / el,
            rbytes / nsubs / el / 1e3, (unsigned long long)lost, (unsigned long long)sent,
-           (unsigned long long)S.closed, pid ? pcpu / el * 100 : -1.0, rss, cpu / el * 100);
+           (unsigned long long)S.closed, (unsigned long long)S.foreign, pid ? pcpu / el * 100 : -1.0, thr_max, thr_s[0] ? thr_s : "-", rss, cpu / el * 100);
     return 0;
 }
 
