@@ -22,7 +22,8 @@
 # one per client: the real fan-out), OUT (build/netsync-bench/<UTC time>), ROOMCAST_BIN,
 # ROOMCAST_FLAGS, NATIVE_BIN, NATIVE_FLAGS, NETSYNC_REF_REPO, NETSYNC_REF_V06 (v0.6.1),
 # NETSYNC_REF_V8 (HEAD), PERF (a load, e.g. 300x10: also record `perf record -g` of roomcast
-# during one extra run of that load per generation, into $OUT/perf-GEN.data + a report).
+# during one extra run of that load per generation, into $OUT/perf-GEN.data + a report;
+# PERF_PEER=native profiles the native variant instead).
 # Output: $OUT/runs.tsv (one line per run), $OUT/summary.md (the tables), printed at the end.
 set -u
 cd "$(dirname "$0")/.."
@@ -41,6 +42,7 @@ ROOMCAST_FLAGS=${ROOMCAST_FLAGS:-}
 NATIVE_BIN=${NATIVE_BIN:-}
 NATIVE_FLAGS=${NATIVE_FLAGS:-}
 PERF=${PERF:-}
+PERF_PEER=${PERF_PEER:-roomcast}
 OUT=${OUT:-build/netsync-bench/$(date -u +%Y%m%dT%H%M%SZ)}
 PY=/usr/bin/python3
 
@@ -170,7 +172,7 @@ for gen in $GENS; do
     done
     if [ -n "$PERF" ]; then
         c=${PERF%x*} r=${PERF#*x}
-        start_peer roomcast "$gen" "$OUT/perf-v$gen.log" && {
+        start_peer "$PERF_PEER" "$gen" "$OUT/perf-v$gen.log" && {
             (sleep "$WARM"; perf record -g -o "$OUT/perf-v$gen.data" -p "$PEER_PID" -- sleep "$DUR" \
                 >"$OUT/perf-v$gen.record.log" 2>&1) &
             perfpid=$!
