@@ -36,7 +36,12 @@
  * from then on, the room starts a new epoch with this message as msg_id 1.
  * The state hash holds each state key's latest message as "<msg_id>:<payload>", changed in
  * the same atomic step as the msg_id: a read (READ_SCRIPT) gets it exactly as of its top. A
- * new epoch starts without state (the state names messages of the old one). */
+ * new epoch starts without state (the state names messages of the old one).
+ * The room's keys expire room-ttl after its last publish only while nobody is in the room: the
+ * meta hash's field p is set while the room has members on some node (the presence scripts in
+ * clnodes.c set it and PERSIST the three keys when the room's member hash gains its first
+ * member, and clear it and EXPIRE them when it empties), so a room whose members sit idle past
+ * the TTL keeps its epoch and msg_ids. */
 static const char PUB_SCRIPT[] =
     "local meta, stream, state = KEYS[1], KEYS[2], KEYS[3]\n"
     "if #KEYS > 3 then\n"
@@ -46,7 +51,8 @@ static const char PUB_SCRIPT[] =
     "    return {tonumber(string.sub(prev, 1, i - 1)), string.sub(prev, i + 1), 1}\n"
     "  end\n"
     "end\n"
-    "local e = redis.call('hget', meta, 'e')\n"
+    "local mp = redis.call('hmget', meta, 'e', 'p')\n"
+    "local e, kept = mp[1], mp[2]\n"
     "if not e then\n"
     "  e = ARGV[4]\n"
     "  redis.call('del', stream, state)\n"
@@ -69,7 +75,7 @@ static const char PUB_SCRIPT[] =
     "  redis.call('hdel', state, ARGV[8])\n"
     "end\n"
     "local ttl = tonumber(ARGV[3])\n"
-    "if ttl > 0 then\n"
+    "if ttl > 0 and not kept then\n"
     "  redis.call('expire', meta, ttl)\n"
     "  redis.call('expire', stream, ttl)\n"
     "  redis.call('expire', state, ttl)\n"
@@ -85,17 +91,18 @@ static const char PUB_SCRIPT[] =
  * Returns {epoch, top, first kept msg_id or 0, {{id, {field, value, ...}}, ...},
  *          {state key, "<msg_id>:<payload>", ...}}.
  * A room that does not exist in Redis is created here, empty, in the candidate epoch (and expires
- * like a published one): its members learn an epoch at once, so a client that joined before the
+ * like a published one unless it has members, PUB_SCRIPT): its members learn an epoch at once, so a client that joined before the
  * first message can still recover with since/epoch on any node. Without it such clients held the
  * epoch "" and every rejoin was answered recovered:false. Whichever of this script and the publish
  * script runs first creates the epoch; the other finds it. */
 static const char READ_SCRIPT[] =
-    "local e = redis.call('hget', KEYS[1], 'e')\n"
+    "local mp = redis.call('hmget', KEYS[1], 'e', 'p')\n"
+    "local e = mp[1]\n"
     "if not e then\n"
     "  e = ARGV[3]\n"
     "  redis.call('del', KEYS[2], KEYS[3])\n"
     "  redis.call('hset', KEYS[1], 'e', e, 's', 0)\n"
-    "  if tonumber(ARGV[4]) > 0 then redis.call('expire', KEYS[1], ARGV[4]) end\n"
+    "  if tonumber(ARGV[4]) > 0 and not mp[2] then redis.call('expire', KEYS[1], ARGV[4]) end\n"
     "  return {e, 0, 0, {}, {}}\n"
     "end\n"
     "local top = tonumber(redis.call('hget', KEYS[1], 's') or '0')\n"
