@@ -331,6 +331,7 @@ static void on_xreply(rc_redis *r, redisReply *rp, void *arg);
 static int xsend(xcall *k, bool by_body)
 {
     rc_cluster *c = k->c;
+    rc_cluster__batches_send(c); /* the publishes made before this call go before it */
     k->argv[0] = by_body ? "EVAL" : "EVALSHA";
     k->lens[0] = strlen(k->argv[0]);
     k->argv[1] = by_body ? rc_cluster__script_text[k->script] : c->sha[k->script];

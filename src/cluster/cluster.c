@@ -27,64 +27,7 @@
  * Lua numbers are doubles: msg_ids are exact up to 2^53 and are formatted with %.0f, because
  * Lua 5.1's tostring switches to exponent notation past 14 digits. */
 
-/* KEYS: meta, stream, state[, idempotency record]
- * ARGV: payload, history size, room ttl s, candidate epoch, channel, idempotency ttl s,
- *       state op ("": none, "s": set, "d": delete), state key
- * Returns {msg_id, epoch, duplicate 0/1}.
- * An XADD refused because the stream is already past the new msg_id means the meta hash lost
- * what the stream kept (part of the room's state is gone): rather than failing every publish
- * from then on, the room starts a new epoch with this message as msg_id 1.
- * The state hash holds each state key's latest message as "<msg_id>:<payload>", changed in
- * the same atomic step as the msg_id: a read (READ_SCRIPT) gets it exactly as of its top. A
- * new epoch starts without state (the state names messages of the old one).
- * The room's keys expire room-ttl after its last publish only while nobody is in the room: the
- * meta hash's field p is set while the room has members on some node (the presence scripts in
- * clnodes.c set it and PERSIST the three keys when the room's member hash gains its first
- * member, and clear it and EXPIRE them when it empties), so a room whose members sit idle past
- * the TTL keeps its epoch and msg_ids. */
-static const char PUB_SCRIPT[] =
-    "local meta, stream, state = KEYS[1], KEYS[2], KEYS[3]\n"
-    "if #KEYS > 3 then\n"
-    "  local prev = redis.call('get', KEYS[4])\n"
-    "  if prev then\n"
-    "    local i = string.find(prev, ':', 1, true)\n"
-    "    return {tonumber(string.sub(prev, 1, i - 1)), string.sub(prev, i + 1), 1}\n"
-    "  end\n"
-    "end\n"
-    "local mp = redis.call('hmget', meta, 'e', 'p')\n"
-    "local e, kept = mp[1], mp[2]\n"
-    "if not e then\n"
-    "  e = ARGV[4]\n"
-    "  redis.call('del', stream, state)\n"
-    "  redis.call('hset', meta, 'e', e, 's', 0)\n"
-    "end\n"
-    "local id = string.format('%.0f', redis.call('hincrby', meta, 's', 1))\n"
-    "if tonumber(ARGV[2]) > 0 then\n"
-    "  local r = redis.pcall('xadd', stream, 'MAXLEN', ARGV[2], id .. '-0', 'd', ARGV[1])\n"
-    "  if type(r) == 'table' and r.err then\n"
-    "    e = ARGV[4]\n"
-    "    id = '1'\n"
-    "    redis.call('del', stream, state)\n"
-    "    redis.call('hset', meta, 'e', e, 's', 1)\n"
-    "    redis.call('xadd', stream, 'MAXLEN', ARGV[2], '1-0', 'd', ARGV[1])\n"
-    "  end\n"
-    "end\n"
-    "if ARGV[7] == 's' then\n"
-    "  redis.call('hset', state, ARGV[8], id .. ':' .. ARGV[1])\n"
-    "elseif ARGV[7] == 'd' then\n"
-    "  redis.call('hdel', state, ARGV[8])\n"
-    "end\n"
-    "local ttl = tonumber(ARGV[3])\n"
-    "if ttl > 0 and not kept then\n"
-    "  redis.call('expire', meta, ttl)\n"
-    "  redis.call('expire', stream, ttl)\n"
-    "  redis.call('expire', state, ttl)\n"
-    "end\n"
-    "if #KEYS > 3 then\n"
-    "  redis.call('set', KEYS[4], id .. ':' .. e, 'EX', ARGV[6])\n"
-    "end\n"
-    "redis.call('publish', ARGV[5], 'r1:' .. id .. ':' .. e .. ':' .. ARGV[1])\n"
-    "return {tonumber(id), e, 0}\n";
+/* The publish script is in clpub.c (rc_cluster__pub_script). */
 
 /* KEYS: meta, stream, state
  * ARGV: first stream id to return ("<after + 1>-0"), max entries, candidate epoch, room ttl s
@@ -130,7 +73,7 @@ static const char RENEW_SCRIPT[] =
     "return 1\n";
 
 const char *const rc_cluster__script_text[SCRIPT_COUNT] = {
-    PUB_SCRIPT, READ_SCRIPT, RENEW_SCRIPT,
+    rc_cluster__pub_script, READ_SCRIPT, RENEW_SCRIPT,
     rc_cluster__pres_script, rc_cluster__sync_script, rc_cluster__prune_script,
     rc_cluster__node_script, rc_cluster__members_script, rc_cluster__rooms_script,
     rc_cluster__nodes_script,
@@ -163,8 +106,7 @@ typedef struct sub {
  * by sending the same call as EVAL (which also caches the script again). */
 typedef struct call {
     rc_cluster *c;           /* owner */
-    int script;              /* SCRIPT_PUB, SCRIPT_READ or SCRIPT_RENEW (internal: no callback) */
-    rc_cluster_pub_cb *pub_cb;   /* for SCRIPT_PUB */
+    int script;              /* SCRIPT_READ or SCRIPT_RENEW (internal: no callback) */
     rc_cluster_read_cb *read_cb; /* for SCRIPT_READ */
     void *arg;               /* the caller's argument */
     bool retried;            /* already resent once after NOSCRIPT */
@@ -199,10 +141,10 @@ static void update_available(rc_cluster *c)
     if (now) rc_cluster__node_beat(c); /* register at once, not a heartbeat later */
 }
 
-/* new_epoch writes 16 hex digits. A random value per publish, not per node: a room that expired
+/* rc_cluster__new_epoch writes 16 hex digits. A random value per publish, not per node: a room that expired
  * and is created again must get an epoch its old clients cannot hold. splitmix64 seeded from
  * getrandom keeps this off the system-call path. */
-static void new_epoch(rc_cluster *c, char out[17])
+void rc_cluster__new_epoch(rc_cluster *c, char out[17])
 {
     uint64_t z = (c->rng += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -227,6 +169,7 @@ static void call_free(call *k)
 static int call_send(call *k, bool by_body)
 {
     rc_cluster *c = k->c;
+    rc_cluster__batches_send(c); /* the publishes made before this call go before it */
     const char *argv[16];
     size_t lens[16];
     argv[0] = by_body ? "EVAL" : "EVALSHA";
@@ -242,39 +185,9 @@ static void call_fail(call *k, int status)
 {
     if (k->script == SCRIPT_RENEW) {
         /* The next message that shows the regression asks again. */
-    } else if (k->script == SCRIPT_PUB) {
-        k->c->st.publish_failed++;
-        k->pub_cb(k->arg, status, NULL);
     } else {
         k->read_cb(k->arg, status, NULL);
     }
-    call_free(k);
-}
-
-static void pub_done(call *k, const redisReply *rp)
-{
-    /* {msg_id, epoch, duplicate} */
-    if (!reply_is(rp, REDIS_REPLY_ARRAY) || rp->elements != 3 ||
-        !reply_is(rp->element[0], REDIS_REPLY_INTEGER) || rp->element[0]->integer < 1 ||
-        !reply_is(rp->element[1], REDIS_REPLY_STRING) ||
-        !reply_is(rp->element[2], REDIS_REPLY_INTEGER)) {
-        rc_error("redis: the publish script returned an unexpected reply");
-        call_fail(k, -EPROTO);
-        return;
-    }
-    char epoch[RC_CLWIRE_EPOCH_MAX + 1];
-    size_t el = rp->element[1]->len;
-    if (el > RC_CLWIRE_EPOCH_MAX) el = RC_CLWIRE_EPOCH_MAX;
-    memcpy(epoch, rp->element[1]->str, el);
-    epoch[el] = '\0';
-    rc_cluster_seq seq = {
-        .msg_id = (uint64_t)rp->element[0]->integer,
-        .epoch = epoch,
-        .duplicate = rp->element[2]->integer != 0,
-    };
-    if (seq.duplicate) k->c->st.duplicates++;
-    else k->c->st.published++;
-    k->pub_cb(k->arg, 0, &seq);
     call_free(k);
 }
 
@@ -341,8 +254,7 @@ static void on_call_reply(rc_redis *r, redisReply *rp, void *arg)
         call_fail(k, -EPROTO);
         return;
     }
-    if (k->script == SCRIPT_PUB) pub_done(k, rp);
-    else if (k->script == SCRIPT_READ) read_done(k, rp);
+    if (k->script == SCRIPT_READ) read_done(k, rp);
     else {
         if (reply_is(rp, REDIS_REPLY_INTEGER) && rp->integer == 1)
             rc_warn("redis: room '%.*s' started a new epoch: Redis had gone back (lost "
@@ -389,59 +301,7 @@ static int add_name(call *k, char **at, const char *prefix, enum rc_clwire_name 
     return 0;
 }
 
-int rc_cluster_publish(rc_cluster *c, const char *room, size_t room_len, const void *payload,
-                       size_t len, const char *key, size_t key_len, rc_cluster_pub_cb *cb,
-                       void *arg)
-{
-    return rc_cluster_publish_keyed(c, room, room_len, payload, len, key, key_len, 0, NULL, 0,
-                                    cb, arg);
-}
-
-int rc_cluster_publish_keyed(rc_cluster *c, const char *room, size_t room_len,
-                             const void *payload, size_t len, const char *key, size_t key_len,
-                             char state_op, const char *skey, size_t skey_len,
-                             rc_cluster_pub_cb *cb, void *arg)
-{
-    if (!c->available) return -EAGAIN;
-    if (room_len > NAME_MAX_LEN / 2 || key_len > NAME_MAX_LEN / 2) return -EINVAL;
-    if (state_op && state_op != 's' && state_op != 'd') return -EINVAL;
-    if (c->inflight >= c->max_inflight) return -ENOBUFS;
-    /* numkeys, 4 or 5 names (each prefix + room + at most 8 bytes of punctuation, the key),
-     * the payload, three numbers, the epoch, the state op and key */
-    size_t name = strlen(c->prefix) + room_len + 8;
-    call *k = call_new(c, SCRIPT_PUB, 1 + 5 * name + key_len + len + 3 * 12 + 16 + 1 +
-                                          (state_op ? skey_len : 0));
-    if (!k) return -ENOMEM;
-    k->pub_cb = cb;
-    k->arg = arg;
-    char *at = k->blob, num[24];
-    bool idem = key && key_len;
-    add(k, &at, idem ? "4" : "3", 1);
-    if (add_name(k, &at, c->prefix, RC_CLWIRE_META, room, room_len, NULL, 0) < 0 ||
-        add_name(k, &at, c->prefix, RC_CLWIRE_STREAM, room, room_len, NULL, 0) < 0 ||
-        add_name(k, &at, c->prefix, RC_CLWIRE_STATE, room, room_len, NULL, 0) < 0 ||
-        (idem && add_name(k, &at, c->prefix, RC_CLWIRE_IDEM, room, room_len, key, key_len) < 0))
-        goto inval;
-    add(k, &at, payload, len);
-    add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)c->history_size));
-    add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)c->room_ttl_s));
-    char epoch[17];
-    new_epoch(c, epoch);
-    add(k, &at, epoch, 16);
-    if (add_name(k, &at, c->prefix, RC_CLWIRE_CHANNEL, room, room_len, NULL, 0) < 0) goto inval;
-    add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)c->idem_ttl_s));
-    add(k, &at, &state_op, state_op ? 1 : 0);
-    add(k, &at, state_op ? skey : "", state_op ? skey_len : 0);
-    int rc = call_send(k, false);
-    if (rc < 0) {
-        call_free(k);
-        return rc == -ENOTCONN ? -EAGAIN : rc;
-    }
-    return 0;
-inval:
-    call_free(k);
-    return -EINVAL;
-}
+/* rc_cluster_publish and rc_cluster_publish_keyed are in clpub.c. */
 
 int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t after,
                     uint32_t max, rc_cluster_read_cb *cb, void *arg)
@@ -466,7 +326,7 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
     add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%llu-0", (unsigned long long)after + 1));
     add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)max));
     char epoch[17];
-    new_epoch(c, epoch);
+    rc_cluster__new_epoch(c, epoch);
     add(k, &at, epoch, 16);
     add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)c->room_ttl_s));
     k->room = at;
@@ -635,7 +495,7 @@ static void renew_epoch(rc_cluster *c, const sub *s, const char *e, size_t el)
     }
     add(k, &at, e, el);
     char epoch[17];
-    new_epoch(c, epoch);
+    rc_cluster__new_epoch(c, epoch);
     add(k, &at, epoch, 16);
     k->room = at;
     k->room_len = s->room_len;
@@ -643,15 +503,29 @@ static void renew_epoch(rc_cluster *c, const sub *s, const char *e, size_t el)
     if (call_send(k, false) < 0) call_free(k);
 }
 
+static void deliver_one(rc_cluster *c, sub *s, const rc_clwire_msg *wp);
+
+/* deliver hands up the message, or each message of the batch, in a channel message. */
 static void deliver(rc_cluster *c, sub *s, const redisReply *payload)
 {
     rc_clwire_msg w;
-    if (rc_clwire_msg_decode(payload->str, payload->len, &w) < 0) {
+    rc_clwire_batch b;
+    if (rc_clwire_msg_decode(payload->str, payload->len, &w) == 0) {
+        deliver_one(c, s, &w);
+    } else if (rc_clwire_batch_decode(payload->str, payload->len, &b) == 0) {
+        /* s stays: on_message cannot end a subscription (unsub only changes refs; the
+         * entry goes when Redis confirms, in a later reply) */
+        while (rc_clwire_batch_next(&b, &w)) deliver_one(c, s, &w);
+    } else {
         c->st.bad_messages++;
         rc_warn("redis: dropped a message of unknown format on the channel of room '%.*s'",
                 (int)s->room_len, s->room);
-        return;
     }
+}
+
+static void deliver_one(rc_cluster *c, sub *s, const rc_clwire_msg *wp)
+{
+    rc_clwire_msg w = *wp;
     bool same_epoch = w.epoch_len == s->epoch_len && memcmp(w.epoch, s->epoch, w.epoch_len) == 0;
     rc_cluster_msg m = {
         .room = s->room,
@@ -744,6 +618,7 @@ static void on_health_timer(rc_loop *loop, rc_timer *t)
     int n = snprintf(msg, sizeof(msg), "hb:%llu", (unsigned long long)++c->hb_seq);
     const char *argv[3] = {"PUBLISH", c->ctl, msg};
     size_t lens[3] = {7, c->ctl_len, (size_t)n};
+    rc_cluster__batches_send(c);
     if (rc_redis_command(c->pub, on_hb_reply, c, 3, argv, lens) == 0) {
         c->hb_sent = now;
         c->hb_replied = false;
@@ -922,7 +797,7 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
     c->max_inflight = cfg->max_inflight ? cfg->max_inflight : DEFAULT_MAX_INFLIGHT;
     if (getrandom(&c->rng, sizeof(c->rng), 0) != (ssize_t)sizeof(c->rng))
         c->rng = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)c ^ rc_clock_ns();
-    new_epoch(c, c->node_id);
+    rc_cluster__new_epoch(c, c->node_id);
     c->ctl_len = (size_t)snprintf(c->ctl, sizeof(c->ctl), "%s:ctl:%s", c->prefix, c->node_id);
     c->health_interval_ns = cfg->health_interval_ns ? cfg->health_interval_ns : RC_NS_PER_SEC;
     c->health_timeout_ns = cfg->health_timeout_ns ? cfg->health_timeout_ns : 3 * RC_NS_PER_SEC;
@@ -931,6 +806,7 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
     c->node_interval_ns = cfg->node_interval_ns ? cfg->node_interval_ns : RC_NS_PER_SEC;
     c->node_ttl_ns = cfg->node_ttl_ns ? cfg->node_ttl_ns : 5 * RC_NS_PER_SEC;
     rc_timer_init(&c->node_timer, rc_cluster__node_timer);
+    rc_timer_init(&c->batch_timer, rc_cluster__batch_timer);
     rc_timer_start(loop, &c->node_timer, rc_loop_now(loop) + c->node_interval_ns);
     rc_redis_opts o = {
         .connect_timeout_ns = cfg->connect_timeout_ns,
@@ -957,6 +833,7 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
 err:
     rc_timer_stop(loop, &c->health_timer);
     rc_timer_stop(loop, &c->node_timer);
+    rc_htab_release(&c->open);
     rc_redis_free(c->pub);
     free(c);
     return NULL;
@@ -969,8 +846,11 @@ void rc_cluster_free(rc_cluster *c)
     c->h.on_state = NULL;
     rc_timer_stop(c->loop, &c->health_timer);
     rc_timer_stop(c->loop, &c->node_timer);
+    rc_timer_stop(c->loop, &c->batch_timer);
+    rc_cluster__batches_fail(c); /* publishes not sent yet end like those in flight */
     rc_redis_free(c->pub);
     rc_redis_free(c->sub);
+    rc_htab_release(&c->open);
     uint32_t b = 0;
     rc_hnode *x = rc_htab_next(&c->subs, &b, NULL);
     while (x) {
@@ -988,6 +868,7 @@ const char *rc_cluster_node_id(const rc_cluster *c) { return c->node_id; }
 
 void rc_cluster_flush(rc_cluster *c)
 {
+    rc_cluster__batches_send(c);
     rc_redis_flush(c->pub);
     rc_redis_flush(c->sub);
 }
