@@ -5,9 +5,10 @@
  * made six of them (bench/RESULTS.md, "Cluster over Redis"): Redis spent 9× a pipelined PUBLISH
  * per message. The node already sends everything of one loop iteration in one write; here the
  * publishes of one room in that iteration also become one EVALSHA: one HMGET, one HINCRBY by k,
- * an XADD per message (so the stream, reads and recovery stay exactly as they were: one entry
- * per msg_id) and one XTRIM, the TTL once, and one PUBLISH of the batch form (clwire.h), which
- * every node decodes without allocating and delivers message by message. On the node it saves,
+ * one XADD of one stream entry holding the k messages and one XTRIM, the TTL once, and one
+ * PUBLISH of the batch form (clwire.h) with the same bytes, which every node decodes without
+ * allocating and delivers message by message; reads split the entries again (cluster.c), so
+ * recovery sees one message per msg_id as before. On the node it saves,
  * per message, hiredis's command formatting, a reply object and a channel message's reply
  * objects (the command is formatted here, once, as RESP).
  *
@@ -41,10 +42,13 @@
  * idempotent repeat "<msg_id>:<epoch>" of the earlier publish (nothing is published for it,
  * nothing changes). A repeat of a key earlier in the same batch is answered the same way.
  * Then, as the script per message did (docs/cluster.md): the room's meta hash holds the epoch
- * (created with the candidate when missing) and the last msg_id; the stream one entry per
- * msg_id, trimmed exactly to the history size; an XADD refused because the stream is already
- * past the new msg_ids (the meta hash lost what the stream kept) starts a new epoch with these
- * messages from msg_id 1; the state hash changes with the msg_ids; the keys expire room-ttl
+ * (created with the candidate when missing) and the last msg_id; the stream gets one entry per
+ * call, its id the last msg_id of the call: field d = the payload for one message, fields
+ * n = count and b = the payloads in the batch form's body (clwire.h) for more; it is trimmed
+ * (MINID) to the entries holding the last history-size msg_ids (the oldest entry may hold a few
+ * older ones, which readers treat as trimmed: cluster.c read_done); an XADD refused because the
+ * stream is already past the new msg_ids (the meta hash lost what the stream kept) starts a new
+ * epoch with these messages from msg_id 1; the state hash changes with the msg_ids; the keys expire room-ttl
  * after the last publish only while the room has no members (the meta hash's p, kept by the
  * presence scripts); one PUBLISH: "r1:..." for one message, the batch form "r2:..." for more.
  * Lua numbers are doubles: msg_ids are exact up to 2^53 and formatted with %.0f. */
@@ -77,23 +81,34 @@ const char rc_cluster__pub_script[] =
     "    redis.call('hset', meta, 'e', e, 's', 0)\n"
     "  end\n"
     "  local base = redis.call('hincrby', meta, 's', k) - k\n"
+    "  local f1, f2, body = 'd', ARGV[4 * new[1] + 2], nil\n"
+    "  if k > 1 then\n"
+    "    local parts = {}\n"
+    "    for j = 1, k do\n"
+    "      local p = ARGV[4 * new[j] + 2]\n"
+    "      parts[j] = #p .. ':' .. p\n"
+    "    end\n"
+    "    body = table.concat(parts)\n"
+    "  end\n"
     "  if hist > 0 then\n"
-    "    local p1 = ARGV[4 * new[1] + 2]\n"
-    "    local r = redis.pcall('xadd', stream, string.format('%.0f', base + 1) .. '-0', 'd', p1)\n"
+    "    local function add(last)\n"
+    "      if k == 1 then return redis.pcall('xadd', stream, last .. '-0', 'd', f2) end\n"
+    "      return redis.pcall('xadd', stream, last .. '-0', 'n', k, 'b', body)\n"
+    "    end\n"
+    "    local r = add(string.format('%.0f', base + k))\n"
     "    if type(r) == 'table' and r.err then\n"
     "      e = ARGV[3]\n"
     "      base = 0\n"
     "      redis.call('del', stream, state)\n"
     "      redis.call('hset', meta, 'e', e, 's', k)\n"
-    "      redis.call('xadd', stream, '1-0', 'd', p1)\n"
+    "      r = add(string.format('%.0f', k))\n"
+    "      if type(r) == 'table' and r.err then return r end\n"
     "    end\n"
-    "    for j = 2, k do\n"
-    "      redis.call('xadd', stream, string.format('%.0f', base + j) .. '-0', 'd',\n"
-    "                 ARGV[4 * new[j] + 2])\n"
+    "    local keep = base + k - hist + 1\n"
+    "    if keep > 1 then\n"
+    "      redis.call('xtrim', stream, 'MINID', string.format('%.0f', keep) .. '-0')\n"
     "    end\n"
-    "    redis.call('xtrim', stream, 'MAXLEN', hist)\n"
     "  end\n"
-    "  local parts = {}\n"
     "  for j = 1, k do\n"
     "    local i = new[j]\n"
     "    local id = string.format('%.0f', base + j)\n"
@@ -107,7 +122,6 @@ const char rc_cluster__pub_script[] =
     "    end\n"
     "    local ki = tonumber(ARGV[4 * i + 3])\n"
     "    if ki > 0 then redis.call('set', KEYS[ki], id .. ':' .. e, 'EX', ARGV[5]) end\n"
-    "    if k > 1 then parts[j] = #p .. ':' .. p end\n"
     "  end\n"
     "  if ttl > 0 and not kept then\n"
     "    redis.call('expire', meta, ttl)\n"
@@ -116,10 +130,9 @@ const char rc_cluster__pub_script[] =
     "  end\n"
     "  local first = string.format('%.0f', base + 1)\n"
     "  if k == 1 then\n"
-    "    redis.call('publish', ARGV[4], 'r1:' .. first .. ':' .. e .. ':' .. ARGV[4 * new[1] + 2])\n"
+    "    redis.call('publish', ARGV[4], 'r1:' .. first .. ':' .. e .. ':' .. f2)\n"
     "  else\n"
-    "    redis.call('publish', ARGV[4], 'r2:' .. first .. ':' .. k .. ':' .. e .. ':' ..\n"
-    "               table.concat(parts))\n"
+    "    redis.call('publish', ARGV[4], 'r2:' .. first .. ':' .. k .. ':' .. e .. ':' .. body)\n"
     "  end\n"
     "end\n"
     "local ret = {e or ''}\n"

@@ -33,9 +33,13 @@
  * ARGV: first stream id to return ("<after + 1>-0"), max entries, candidate epoch, room ttl s
  * Returns {epoch, top, first kept msg_id or 0, {{id, {field, value, ...}}, ...},
  *          {state key, "<msg_id>:<payload>", ...}}.
- * A room that does not exist in Redis is created here, empty, in the candidate epoch (and expires
- * like a published one unless it has members, PUB_SCRIPT): its members learn an epoch at once, so a client that joined before the
- * first message can still recover with since/epoch on any node. Without it such clients held the
+ * A stream entry holds one publish call's messages (clpub.c): its id is the last one's msg_id,
+ * so the entries from "<after + 1>-0" on hold every message after `after` (the first may hold a
+ * few before it too), and at most max entries hold at least max messages; read_done splits
+ * them and keeps exactly the messages asked for.
+ * A room that does not exist in Redis is created here, empty, in the candidate epoch (and
+ * expires like a published one unless it has members, clpub.c): its members learn an epoch at
+ * once, so a client that joined before the first message can still recover with since/epoch on any node. Without it such clients held the
  * epoch "" and every rejoin was answered recovered:false. Whichever of this script and the publish
  * script runs first creates the epoch; the other finds it. */
 static const char READ_SCRIPT[] =
@@ -52,8 +56,9 @@ static const char READ_SCRIPT[] =
     "local first = 0\n"
     "local head = redis.call('xrange', KEYS[2], '-', '+', 'COUNT', 1)\n"
     "if #head > 0 then\n"
-    "  local id = head[1][1]\n"
+    "  local id, f = head[1][1], head[1][2]\n"
     "  first = tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))\n"
+    "  if f[1] == 'n' then first = first - tonumber(f[2]) + 1 end\n"
     "end\n"
     "local r = {}\n"
     "if tonumber(ARGV[2]) > 0 then\n"
@@ -110,6 +115,8 @@ typedef struct call {
     rc_cluster_read_cb *read_cb; /* for SCRIPT_READ */
     void *arg;               /* the caller's argument */
     bool retried;            /* already resent once after NOSCRIPT */
+    uint64_t after;          /* a read: messages after this msg_id */
+    uint32_t max;            /* a read: at most this many */
     const char *room;        /* room name inside blob (for read results) */
     size_t room_len;
     int argc;                /* arguments after EVALSHA <sha> / EVAL <script> */
@@ -120,11 +127,20 @@ typedef struct call {
 } call;
 
 
+/* One message of a read, split out of its stream entry. */
+typedef struct rmsg {
+    uint64_t id;             /* its msg_id */
+    const char *p;           /* its payload inside the reply, NULL for an entry not of ours */
+    size_t len;
+} rmsg;
+
 struct rc_cluster_range {
     const call *k;           /* the read call */
     const redisReply *rp;    /* the script's reply (validated shape) */
     char epoch[RC_CLWIRE_EPOCH_MAX + 1]; /* NUL-terminated copy of the epoch, "" when none */
     uint64_t top, first;     /* last msg_id, oldest kept msg_id */
+    rmsg *v;                 /* the messages read, in order */
+    size_t n, cap;
 };
 
 /* ---- helpers ------------------------------------------------------------------------------- */
@@ -198,6 +214,58 @@ static bool entry_ok(const redisReply *e)
            reply_is(e->element[1], REDIS_REPLY_ARRAY);
 }
 
+static int range_add(rc_cluster_range *r, uint64_t id, const char *p, size_t len)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        rmsg *v = realloc(r->v, cap * sizeof(*v));
+        if (!v) return -1;
+        r->v = v;
+        r->cap = cap;
+    }
+    r->v[r->n++] = (rmsg){.id = id, .p = p, .len = len};
+    return 0;
+}
+
+/* split_entries lists the messages of the stream entries es (entry_ok) with msg_id > after
+ * and >= r->first, at most max: an entry is one message (field d) or a batch (n, b). */
+static int split_entries(rc_cluster_range *r, const redisReply *es, uint64_t after, uint32_t max)
+{
+    for (size_t i = 0; i < es->elements && r->n < max; i++) {
+        const redisReply *id = es->element[i]->element[0], *fields = es->element[i]->element[1];
+        const char *dash = memchr(id->str, '-', id->len);
+        uint64_t last;
+        if (!dash || rc_clwire_u64(id->str, (size_t)(dash - id->str), &last) < 0) continue;
+        const redisReply *d = NULL, *n = NULL, *b = NULL;
+        for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+            const redisReply *name = fields->element[f], *val = fields->element[f + 1];
+            if (!reply_is(name, REDIS_REPLY_STRING) || !reply_is(val, REDIS_REPLY_STRING) ||
+                name->len != 1)
+                continue;
+            if (name->str[0] == 'd') d = val;
+            else if (name->str[0] == 'n') n = val;
+            else if (name->str[0] == 'b') b = val;
+        }
+        uint64_t count;
+        rc_clwire_batch bt;
+        rc_clwire_msg m;
+        if (d) {
+            if (last > after && last >= r->first && range_add(r, last, d->str, d->len) < 0)
+                return -1;
+        } else if (n && b && rc_clwire_u64(n->str, n->len, &count) == 0 && count <= last &&
+                   rc_clwire_batch_body(&bt, last - count + 1, count, r->epoch,
+                                        strlen(r->epoch), b->str, b->len) == 0) {
+            while (r->n < max && rc_clwire_batch_next(&bt, &m))
+                if (m.msg_id > after && m.msg_id >= r->first &&
+                    range_add(r, m.msg_id, m.payload, m.payload_len) < 0)
+                    return -1;
+        } else if (last > after && range_add(r, last, NULL, 0) < 0) {
+            return -1; /* not ours: the caller sees it (rc_cluster_range_get fails) */
+        }
+    }
+    return 0;
+}
+
 static void read_done(call *k, const redisReply *rp)
 {
     /* {epoch or nil, top, first, entries} */
@@ -227,7 +295,19 @@ static void read_done(call *k, const redisReply *rp)
     }
     range.top = rp->element[1]->integer > 0 ? (uint64_t)rp->element[1]->integer : 0;
     range.first = rp->element[2]->integer > 0 ? (uint64_t)rp->element[2]->integer : 0;
+    /* The oldest entry may hold messages older than the last history_size ones (the trim goes
+     * by entries): they count as trimmed, so that what a read says is kept is exactly what a
+     * per-message MAXLEN kept, on every node. */
+    uint32_t h = k->c->history_size;
+    if (h && range.first && range.top >= h && range.first < range.top - h + 1)
+        range.first = range.top - h + 1;
+    if (split_entries(&range, rp->element[3], k->after, k->max) < 0) {
+        free(range.v);
+        call_fail(k, -ENOMEM);
+        return;
+    }
     k->read_cb(k->arg, 0, &range);
+    free(range.v);
     call_free(k);
 }
 
@@ -315,6 +395,8 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
     if (!k) return -ENOMEM;
     k->read_cb = cb;
     k->arg = arg;
+    k->after = after;
+    k->max = max;
     char *at = k->blob, num[32];
     add(k, &at, "3", 1);
     if (add_name(k, &at, c->prefix, RC_CLWIRE_META, room, room_len, NULL, 0) < 0 ||
@@ -343,29 +425,21 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
 const char *rc_cluster_range_epoch(const rc_cluster_range *r) { return r->epoch; }
 uint64_t rc_cluster_range_top(const rc_cluster_range *r) { return r->top; }
 uint64_t rc_cluster_range_first(const rc_cluster_range *r) { return r->first; }
-size_t rc_cluster_range_count(const rc_cluster_range *r) { return r->rp->element[3]->elements; }
+size_t rc_cluster_range_count(const rc_cluster_range *r) { return r->n; }
 
 int rc_cluster_range_get(const rc_cluster_range *r, size_t i, rc_cluster_msg *m)
 {
-    const redisReply *e = r->rp->element[3]->element[i];
-    const redisReply *id = e->element[0], *fields = e->element[1];
-    const char *dash = memchr(id->str, '-', id->len);
+    const rmsg *x = &r->v[i];
     memset(m, 0, sizeof(*m));
-    if (!dash || rc_clwire_u64(id->str, (size_t)(dash - id->str), &m->msg_id) < 0) return -1;
-    for (size_t f = 0; f + 1 < fields->elements; f += 2) {
-        const redisReply *name = fields->element[f], *val = fields->element[f + 1];
-        if (reply_is(name, REDIS_REPLY_STRING) && name->len == 1 && name->str[0] == 'd' &&
-            reply_is(val, REDIS_REPLY_STRING)) {
-            m->room = r->k->room;
-            m->room_len = r->k->room_len;
-            m->epoch = r->epoch;
-            m->epoch_len = strlen(r->epoch);
-            m->payload = val->str;
-            m->payload_len = val->len;
-            return 0;
-        }
-    }
-    return -1;
+    m->msg_id = x->id;
+    if (!x->p) return -1;
+    m->room = r->k->room;
+    m->room_len = r->k->room_len;
+    m->epoch = r->epoch;
+    m->epoch_len = strlen(r->epoch);
+    m->payload = x->p;
+    m->payload_len = x->len;
+    return 0;
 }
 
 size_t rc_cluster_range_state_count(const rc_cluster_range *r)

@@ -307,15 +307,27 @@ int rc_clwire_batch_decode(const char *p, size_t n, rc_clwire_batch *b)
         return -1;
     at = c + 1;
     c = memchr(at, ':', (size_t)(end - at));
-    if (!c || !rc_clwire_epoch_ok(at, (size_t)(c - at))) return -1;
-    b->epoch = at;
-    b->epoch_len = (size_t)(c - at);
-    at = c + 1;
+    if (!c) return -1;
+    return rc_clwire_batch_body(b, b->first, b->count, at, (size_t)(c - at), c + 1,
+                                (size_t)(end - c - 1));
+}
+
+int rc_clwire_batch_body(rc_clwire_batch *b, uint64_t first, uint64_t count, const char *epoch,
+                         size_t epoch_len, const char *body, size_t n)
+{
+    if (first == 0 || count < 2 || count > RC_CLWIRE_BATCH_MAX ||
+        first > RC_CLWIRE_MSG_ID_MAX - (count - 1) || !rc_clwire_epoch_ok(epoch, epoch_len))
+        return -1;
+    b->first = first;
+    b->count = count;
+    b->epoch = epoch;
+    b->epoch_len = epoch_len;
+    const char *at = body, *end = body + n;
     b->at = at;
     b->end = end;
     b->next = 0;
     /* the whole body first, so that a bad batch is dropped whole, before any of it is used */
-    for (uint64_t i = 0; i < b->count; i++) {
+    for (uint64_t i = 0; i < count; i++) {
         const char *pl;
         size_t plen;
         if (take_len(&at, end, &pl, &plen) < 0) return -1;

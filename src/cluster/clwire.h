@@ -129,6 +129,11 @@ typedef struct rc_clwire_batch {
  * they are not a batch of this format. */
 int rc_clwire_batch_decode(const char *p, size_t n, rc_clwire_batch *b);
 
+/* rc_clwire_batch_body is rc_clwire_batch_decode for a body whose header is known (a stream
+ * entry holding a batch: first msg_id, count, the room's epoch; body is n bytes). */
+int rc_clwire_batch_body(rc_clwire_batch *b, uint64_t first, uint64_t count, const char *epoch,
+                         size_t epoch_len, const char *body, size_t n);
+
 /* rc_clwire_batch_next fills m with the next message of a decoded batch (msg_id, epoch,
  * payload pointing into the decoded bytes). Returns 1, or 0 after the last one. */
 int rc_clwire_batch_next(rc_clwire_batch *b, rc_clwire_msg *m);

@@ -151,14 +151,20 @@ static rc_msg *frame_of(const char *p, size_t n, uint64_t id)
 {
     if (n < 1) return NULL;
     if (p[0] == 't') {
-        char digits[24];
-        int dl = snprintf(digits, sizeof(digits), "%llu}", (unsigned long long)id);
-        size_t plen = n - 1 + (size_t)dl;
+        /* the id and '}' by hand: this runs for every message every node delivers */
+        char num[24], *d = num + sizeof(num);
+        *--d = '}';
+        uint64_t v = id;
+        do *--d = (char)('0' + v % 10);
+        while ((v /= 10) != 0);
+        const char *digits = d;
+        size_t dl = (size_t)(num + sizeof(num) - d);
+        size_t plen = n - 1 + dl;
         rc_msg *m = rc_ws_msg_alloc(RC_WS_TEXT, plen);
         if (!m) return NULL;
         char *w = m->data + rc_ws_header_size(plen);
         memcpy(w, p + 1, n - 1);
-        memcpy(w + n - 1, digits, (size_t)dl);
+        memcpy(w + n - 1, digits, dl);
         return m;
     }
     if (p[0] == 'b') {
@@ -258,7 +264,7 @@ static void buffer_into(bufmsg **buf, uint32_t *n, uint32_t *capn, uint64_t id, 
 /* Delivers message id (epoch e) to the room's members and history. */
 static void deliver(rc_redisrooms *rr, rc_croom *cr, uint64_t id, const char *e, rc_msg *m)
 {
-    snprintf(cr->epoch, sizeof(cr->epoch), "%s", e);
+    if (strcmp(cr->epoch, e) != 0) snprintf(cr->epoch, sizeof(cr->epoch), "%s", e);
     if (strcmp(cr->room->epoch, e) != 0) /* what joins report and recovery compares */
         snprintf(cr->room->epoch, sizeof(cr->room->epoch), "%s", e);
     cr->last = id;
@@ -492,7 +498,9 @@ static void on_message(void *arg, const rc_cluster_msg *m)
     if (!room || !room->cr) return;
     rc_croom *cr = room->cr;
     char e[RC_CLWIRE_EPOCH_MAX + 1];
-    snprintf(e, sizeof(e), "%.*s", (int)m->epoch_len, m->epoch);
+    size_t el = m->epoch_len < RC_CLWIRE_EPOCH_MAX ? m->epoch_len : RC_CLWIRE_EPOCH_MAX;
+    memcpy(e, m->epoch, el);
+    e[el] = '\0';
     if (m->regressed) { /* never shown; the engine has asked for a new epoch */
         if (cr->state == CR_LIVE) sync_start(rr, cr);
         return;
