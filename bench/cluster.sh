@@ -387,15 +387,18 @@ for round in $(seq "$rounds"); do
     measure "script: return 1" "$depth" 1 EVALSHA "$sha_nop" 0
     measure "script: HINCRBY + PUBLISH" "$depth" 1 EVALSHA "$sha_min" 1 "$M" "$frame" 0 0 "$E" "$C"
     # roomcast's script (src/cluster/clpub.c): KEYS meta, stream, state; ARGV history, ttl,
-    # epoch, channel, idempotency ttl, then per message payload, key index, state op, state key
-    measure "roomcast script, 1 message, no history, no ttl" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 0 0 "$E" "$C" 300 "$frame" 0 "" ""
-    measure "roomcast script, 1 message, no history, ttl 300" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 0 300 "$E" "$C" 300 "$frame" 0 "" ""
-    measure "roomcast script, 1 message, history 1000, no ttl" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 1000 0 "$E" "$C" 300 "$frame" 0 "" ""
-    measure "roomcast script, 1 message (history 1000, ttl 300)" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 1000 300 "$E" "$C" 300 "$frame" 0 "" ""
-    for kb in 2 4 8 16; do
-        margs=()
-        for _ in $(seq $kb); do margs+=("$frame" 0 "" ""); done
-        measure "roomcast script, batch of $kb (history 1000, ttl 300)" "$depth" $kb EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 1000 300 "$E" "$C" 300 "${margs[@]}"
+    # epoch, channel, idempotency ttl, n, the body ("<len>:<payload>" per message; plain
+    # messages: no other argument)
+    seg="${#frame}:$frame"
+    measure "roomcast script, 1 message, no history, no ttl" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 0 0 "$E" "$C" 300 1 "$seg"
+    measure "roomcast script, 1 message, no history, ttl 300" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 0 300 "$E" "$C" 300 1 "$seg"
+    measure "roomcast script, 1 message, history 1000, no ttl" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 1000 0 "$E" "$C" 300 1 "$seg"
+    measure "roomcast script, 1 message (history 1000, ttl 300)" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 1000 300 "$E" "$C" 300 1 "$seg"
+    for kb in 2 4 8 16 32; do
+        body=""
+        for _ in $(seq $kb); do body+="$seg"; done
+        measure "roomcast script, batch of $kb (history 1000, ttl 300)" "$depth" $kb EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 1000 300 "$E" "$C" 300 $kb "$body"
+        measure "roomcast script, batch of $kb (history 1000, members: no ttl)" "$depth" $kb EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 1000 0 "$E" "$C" 300 $kb "$body"
     done
     measure "batch of $K, an XADD per message, one PUBLISH" "$depth" $K EVALSHA "$sha_each" 2 "$M" "$S" 1000 300 "$E" "$C" "${batch[@]}"
     measure "batch of $K, one XADD and one PUBLISH" "$depth" $K EVALSHA "$sha_one" 2 "$M" "$S" 1000 300 "$E" "$C" "${batch[@]}"

@@ -35,45 +35,53 @@
 #define BATCH_MAX 256
 
 /* KEYS: meta, stream, state, then the idempotency records of the batch's keyed messages
- * ARGV: history size, room ttl s, candidate epoch, channel, idempotency ttl s, then 4 per
- *       message: payload, its idempotency record (index into KEYS, "0": none), state op
- *       ("": none, "s": set, "d": delete), state key
- * Returns {epoch, result 1, ..., result n}: a new message's msg_id (integer), or for an
- * idempotent repeat "<msg_id>:<epoch>" of the earlier publish (nothing is published for it,
- * nothing changes). A repeat of a key earlier in the same batch is answered the same way.
+ * ARGV: history size, room ttl s, candidate epoch, channel, idempotency ttl s, n (messages),
+ *       body (the n messages in the batch form's body, clwire.h: "<len>:<payload>..."), then
+ *       6 per message that has an idempotency key or a state op, in message order: its index
+ *       (1..n), the first and last byte of its "<len>:<payload>" in body (1-based), its
+ *       idempotency record (index into KEYS, 0: none), state op ("", "s", "d"), state key.
+ * The node builds the body, so a plain message costs the script no argument and no string of
+ * its own: the body goes into the stream and the PUBLISH as it is.
+ * Returns {epoch, base, then for each idempotent repeat: its index, "<msg_id>:<epoch>" of the
+ * earlier publish}: the other messages got base + 1, base + 2, ... in order. A repeat publishes
+ * and changes nothing (it is cut out of the body); a repeat of a key earlier in the same batch
+ * is answered the same way.
  * Then, as the script per message did (docs/cluster.md): the room's meta hash holds the epoch
  * (created with the candidate when missing) and the last msg_id; the stream gets one entry per
  * call, its id the last msg_id of the call: field d = the payload for one message, fields
- * n = count and b = the payloads in the batch form's body (clwire.h) for more; it is trimmed
- * (MINID) to the entries holding the last history-size msg_ids (the oldest entry may hold a few
- * older ones, which readers treat as trimmed: cluster.c read_done); an XADD refused because the
- * stream is already past the new msg_ids (the meta hash lost what the stream kept) starts a new
- * epoch with these messages from msg_id 1; the state hash changes with the msg_ids; the keys expire room-ttl
- * after the last publish only while the room has no members (the meta hash's p, kept by the
- * presence scripts); one PUBLISH: "r1:..." for one message, the batch form "r2:..." for more.
+ * n = count and b = the body for more; it is trimmed (MINID) to the entries holding the last
+ * history-size msg_ids (the oldest entry may hold a few older ones, which readers treat as
+ * trimmed: cluster.c read_done); an XADD refused because the stream is already past the new
+ * msg_ids (the meta hash lost what the stream kept) starts a new epoch with these messages from
+ * msg_id 1; the state hash changes with the msg_ids; the keys expire room-ttl after the last
+ * publish only while the room has no members (the meta hash's p, kept by the presence
+ * scripts); one PUBLISH: "r1:..." for one message, the batch form "r2:..." for more.
  * Lua numbers are doubles: msg_ids are exact up to 2^53 and formatted with %.0f. */
 const char rc_cluster__pub_script[] =
     "local meta, stream, state = KEYS[1], KEYS[2], KEYS[3]\n"
     "local hist, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "local n = (#ARGV - 5) / 4\n"
-    "local out, new, seen = {}, {}, {}\n"
-    "for i = 1, n do\n"
-    "  local ki = tonumber(ARGV[4 * i + 3])\n"
+    "local n, body = tonumber(ARGV[6]), ARGV[7]\n"
+    "local x = (#ARGV - 7) / 6\n"
+    "local dup, rep, seen, ndup = {}, {}, {}, 0\n"
+    "for q = 0, x - 1 do\n"
+    "  local a = 8 + 6 * q\n"
+    "  local i, ki = tonumber(ARGV[a]), tonumber(ARGV[a + 3])\n"
     "  if ki > 0 then\n"
     "    local key = KEYS[ki]\n"
     "    if seen[key] then\n"
-    "      out[i] = -seen[key]\n"
+    "      rep[i] = seen[key]\n"
+    "      ndup = ndup + 1\n"
     "    else\n"
     "      local prev = redis.call('get', key)\n"
-    "      if prev then out[i] = prev else seen[key] = i; new[#new + 1] = i end\n"
+    "      if prev then dup[i] = prev; ndup = ndup + 1 else seen[key] = i end\n"
     "    end\n"
-    "  else\n"
-    "    new[#new + 1] = i\n"
     "  end\n"
     "end\n"
     "local mp = redis.call('hmget', meta, 'e', 'p')\n"
     "local e, kept = mp[1], mp[2]\n"
-    "local k = #new\n"
+    "local k = n - ndup\n"
+    "local ret = {e or '', 0}\n"
+    "local idof = {}\n"
     "if k > 0 then\n"
     "  if not e then\n"
     "    e = ARGV[3]\n"
@@ -81,19 +89,26 @@ const char rc_cluster__pub_script[] =
     "    redis.call('hset', meta, 'e', e, 's', 0)\n"
     "  end\n"
     "  local base = redis.call('hincrby', meta, 's', k) - k\n"
-    "  local f1, f2, body = 'd', ARGV[4 * new[1] + 2], nil\n"
-    "  if k > 1 then\n"
-    "    local parts = {}\n"
-    "    for j = 1, k do\n"
-    "      local p = ARGV[4 * new[j] + 2]\n"
-    "      parts[j] = #p .. ':' .. p\n"
+    "  local kb = body\n"
+    "  if ndup > 0 then\n"
+    "    local parts, from = {}, 1\n"
+    "    for q = 0, x - 1 do\n"
+    "      local a = 8 + 6 * q\n"
+    "      local i = tonumber(ARGV[a])\n"
+    "      if dup[i] or rep[i] then\n"
+    "        parts[#parts + 1] = string.sub(body, from, tonumber(ARGV[a + 1]) - 1)\n"
+    "        from = tonumber(ARGV[a + 2]) + 1\n"
+    "      end\n"
     "    end\n"
-    "    body = table.concat(parts)\n"
+    "    parts[#parts + 1] = string.sub(body, from)\n"
+    "    kb = table.concat(parts)\n"
     "  end\n"
+    "  local one\n"
+    "  if k == 1 then one = string.sub(kb, string.find(kb, ':', 1, true) + 1) end\n"
     "  if hist > 0 then\n"
     "    local function add(last)\n"
-    "      if k == 1 then return redis.pcall('xadd', stream, last .. '-0', 'd', f2) end\n"
-    "      return redis.pcall('xadd', stream, last .. '-0', 'n', k, 'b', body)\n"
+    "      if k == 1 then return redis.pcall('xadd', stream, last .. '-0', 'd', one) end\n"
+    "      return redis.pcall('xadd', stream, last .. '-0', 'n', k, 'b', kb)\n"
     "    end\n"
     "    local r = add(string.format('%.0f', base + k))\n"
     "    if type(r) == 'table' and r.err then\n"
@@ -109,19 +124,26 @@ const char rc_cluster__pub_script[] =
     "      redis.call('xtrim', stream, 'MINID', string.format('%.0f', keep) .. '-0')\n"
     "    end\n"
     "  end\n"
-    "  for j = 1, k do\n"
-    "    local i = new[j]\n"
-    "    local id = string.format('%.0f', base + j)\n"
-    "    local p = ARGV[4 * i + 2]\n"
-    "    out[i] = base + j\n"
-    "    local op = ARGV[4 * i + 4]\n"
-    "    if op == 's' then\n"
-    "      redis.call('hset', state, ARGV[4 * i + 5], id .. ':' .. p)\n"
-    "    elseif op == 'd' then\n"
-    "      redis.call('hdel', state, ARGV[4 * i + 5])\n"
+    "  local before = 0\n"
+    "  for q = 0, x - 1 do\n"
+    "    local a = 8 + 6 * q\n"
+    "    local i = tonumber(ARGV[a])\n"
+    "    if dup[i] or rep[i] then\n"
+    "      before = before + 1\n"
+    "    else\n"
+    "      local id = string.format('%.0f', base + i - before)\n"
+    "      idof[i] = id\n"
+    "      local op = ARGV[a + 4]\n"
+    "      if op == 's' then\n"
+    "        local c = string.find(body, ':', tonumber(ARGV[a + 1]), true)\n"
+    "        redis.call('hset', state, ARGV[a + 5],\n"
+    "                   id .. ':' .. string.sub(body, c + 1, tonumber(ARGV[a + 2])))\n"
+    "      elseif op == 'd' then\n"
+    "        redis.call('hdel', state, ARGV[a + 5])\n"
+    "      end\n"
+    "      local ki = tonumber(ARGV[a + 3])\n"
+    "      if ki > 0 then redis.call('set', KEYS[ki], id .. ':' .. e, 'EX', ARGV[5]) end\n"
     "    end\n"
-    "    local ki = tonumber(ARGV[4 * i + 3])\n"
-    "    if ki > 0 then redis.call('set', KEYS[ki], id .. ':' .. e, 'EX', ARGV[5]) end\n"
     "  end\n"
     "  if ttl > 0 and not kept then\n"
     "    redis.call('expire', meta, ttl)\n"
@@ -130,27 +152,30 @@ const char rc_cluster__pub_script[] =
     "  end\n"
     "  local first = string.format('%.0f', base + 1)\n"
     "  if k == 1 then\n"
-    "    redis.call('publish', ARGV[4], 'r1:' .. first .. ':' .. e .. ':' .. f2)\n"
+    "    redis.call('publish', ARGV[4], 'r1:' .. first .. ':' .. e .. ':' .. one)\n"
     "  else\n"
-    "    redis.call('publish', ARGV[4], 'r2:' .. first .. ':' .. k .. ':' .. e .. ':' .. body)\n"
+    "    redis.call('publish', ARGV[4], 'r2:' .. first .. ':' .. k .. ':' .. e .. ':' .. kb)\n"
     "  end\n"
+    "  ret = {e, base}\n"
     "end\n"
-    "local ret = {e or ''}\n"
-    "for i = 1, n do\n"
-    "  local r = out[i]\n"
-    "  if type(r) == 'number' and r < 0 then r = string.format('%.0f', out[-r]) .. ':' .. e end\n"
-    "  ret[i + 1] = r\n"
+    "for q = 0, x - 1 do\n"
+    "  local i = tonumber(ARGV[8 + 6 * q])\n"
+    "  if dup[i] or rep[i] then\n"
+    "    ret[#ret + 1] = i\n"
+    "    ret[#ret + 1] = dup[i] or (idof[rep[i]] .. ':' .. e)\n"
+    "  end\n"
     "end\n"
     "return ret\n";
 
-/* One message of a batch: its callback and where its bytes are in the batch's buffer. */
+/* One message of a batch: its callback, where it is in the body and its extras. */
 typedef struct bmsg {
     rc_cluster_pub_cb *cb;   /* called exactly once */
     void *arg;
-    size_t pay, pay_len;     /* payload: offset into buf, length */
-    size_t key, key_len;     /* idempotency key (key_len 0: none) */
-    size_t skey, skey_len;   /* state key */
+    size_t seg, seg_end;     /* its "<len>:<payload>" in the body: [seg, seg_end) */
+    size_t key, key_len;     /* idempotency key in xbuf (key_len 0: none) */
+    size_t skey, skey_len;   /* state key in xbuf */
     char op;                 /* state op: 0, 's' or 'd' */
+    const redisReply *dup;   /* while the reply is handled: "<msg_id>:<epoch>" of a repeat */
 } bmsg;
 
 /* A room's publishes of this iteration (open), then the script call carrying them. */
@@ -160,10 +185,12 @@ struct rc_cluster__batch {
     rc_cluster *c;
     bool retried;            /* already resent once as EVAL after NOSCRIPT */
     uint32_t n, capn;        /* messages, room for */
-    uint32_t nkeyed;         /* of them with an idempotency key */
+    uint32_t nkeyed, nextra; /* of them with an idempotency key; with a key or a state op */
     bmsg *msgs;
-    char *buf;               /* the messages' bytes */
+    char *buf;               /* the body: "<len>:<payload>" per message (the script's ARGV[7]) */
     size_t used, cap;
+    char *xbuf;              /* idempotency and state keys */
+    size_t xused, xcap;
     size_t room_len;
     char room[];             /* the room's name */
 };
@@ -244,6 +271,7 @@ static void batch_free(rc_cluster__batch *b)
     b->c->inflight -= b->n;
     free(b->msgs);
     free(b->buf);
+    free(b->xbuf);
     free(b);
 }
 
@@ -279,26 +307,38 @@ static void on_batch_reply(rc_redis *r, redisReply *rp, void *arg)
         batch_fail(b, -EPROTO);
         return;
     }
-    /* {epoch, result per message} */
-    if (!reply_is(rp, REDIS_REPLY_ARRAY) || rp->elements != (size_t)b->n + 1 ||
-        !reply_is(rp->element[0], REDIS_REPLY_STRING)) {
+    /* {epoch, base, then index, "<msg_id>:<epoch>" per idempotent repeat} */
+    if (!reply_is(rp, REDIS_REPLY_ARRAY) || rp->elements < 2 || rp->elements % 2 ||
+        !reply_is(rp->element[0], REDIS_REPLY_STRING) ||
+        !reply_is(rp->element[1], REDIS_REPLY_INTEGER) || rp->element[1]->integer < 0) {
         rc_error("redis: the publish script returned an unexpected reply");
         batch_fail(b, -EPROTO);
         return;
+    }
+    for (size_t j = 2; j + 1 < rp->elements; j += 2) {
+        const redisReply *i = rp->element[j], *v = rp->element[j + 1];
+        if (!reply_is(i, REDIS_REPLY_INTEGER) || i->integer < 1 || i->integer > b->n ||
+            !reply_is(v, REDIS_REPLY_STRING)) {
+            rc_error("redis: the publish script returned an unexpected reply");
+            batch_fail(b, -EPROTO);
+            return;
+        }
+        b->msgs[i->integer - 1].dup = v;
     }
     char epoch[RC_CLWIRE_EPOCH_MAX + 1], dup_epoch[RC_CLWIRE_EPOCH_MAX + 1];
     size_t el = rp->element[0]->len > RC_CLWIRE_EPOCH_MAX ? RC_CLWIRE_EPOCH_MAX
                                                           : rp->element[0]->len;
     memcpy(epoch, rp->element[0]->str, el);
     epoch[el] = '\0';
+    uint64_t next = (uint64_t)rp->element[1]->integer + 1; /* the next new message's msg_id */
     for (uint32_t i = 0; i < b->n; i++) {
-        const redisReply *x = rp->element[i + 1];
+        const redisReply *x = b->msgs[i].dup;
         rc_cluster_seq seq = {.epoch = epoch};
         int status = 0;
-        if (reply_is(x, REDIS_REPLY_INTEGER) && x->integer > 0) {
-            seq.msg_id = (uint64_t)x->integer;
+        if (!x) {
+            seq.msg_id = next++;
             c->st.published++;
-        } else if (reply_is(x, REDIS_REPLY_STRING)) {
+        } else {
             /* "<msg_id>:<epoch>" of the earlier publish with this key */
             const char *colon = memchr(x->str, ':', x->len);
             size_t dl = colon ? x->len - (size_t)(colon + 1 - x->str) : 0;
@@ -312,8 +352,6 @@ static void on_batch_reply(rc_redis *r, redisReply *rp, void *arg)
                 seq.duplicate = true;
                 c->st.duplicates++;
             }
-        } else {
-            status = -EPROTO;
         }
         if (status) {
             rc_error("redis: the publish script returned an unexpected result");
@@ -333,7 +371,7 @@ static int batch_send(rc_cluster__batch *b, bool by_body)
     rc_cluster *c = b->c;
     const char *script = by_body ? rc_cluster__script_text[SCRIPT_PUB] : c->sha[SCRIPT_PUB];
     resp r = {0};
-    resp_head(&r, '*', 3 + 3 + b->nkeyed + 5 + 4 * (size_t)b->n);
+    resp_head(&r, '*', 3 + 3 + b->nkeyed + 7 + 6 * (size_t)b->nextra);
     resp_bulk(&r, by_body ? "EVAL" : "EVALSHA", by_body ? 4 : 7);
     resp_bulk(&r, script, strlen(script));
     resp_num(&r, 3 + b->nkeyed);
@@ -343,7 +381,7 @@ static int batch_send(rc_cluster__batch *b, bool by_body)
     for (uint32_t i = 0; i < b->n; i++) {
         const bmsg *m = &b->msgs[i];
         if (m->key_len)
-            resp_name(&r, c, RC_CLWIRE_IDEM, b->room, b->room_len, b->buf + m->key, m->key_len);
+            resp_name(&r, c, RC_CLWIRE_IDEM, b->room, b->room_len, b->xbuf + m->key, m->key_len);
     }
     resp_num(&r, c->history_size);
     resp_num(&r, c->room_ttl_s);
@@ -352,13 +390,18 @@ static int batch_send(rc_cluster__batch *b, bool by_body)
     resp_bulk(&r, epoch, 16);
     resp_name(&r, c, RC_CLWIRE_CHANNEL, b->room, b->room_len, NULL, 0);
     resp_num(&r, c->idem_ttl_s);
+    resp_num(&r, b->n);
+    resp_bulk(&r, b->buf, b->used);
     uint32_t ki = 3;
     for (uint32_t i = 0; i < b->n; i++) {
         const bmsg *m = &b->msgs[i];
-        resp_bulk(&r, b->buf + m->pay, m->pay_len);
+        if (!m->key_len && !m->op) continue;
+        resp_num(&r, i + 1);
+        resp_num(&r, m->seg + 1);
+        resp_num(&r, m->seg_end);
         resp_num(&r, m->key_len ? ++ki : 0);
         resp_bulk(&r, &m->op, m->op ? 1 : 0);
-        resp_bulk(&r, b->buf + m->skey, m->skey_len);
+        resp_bulk(&r, b->xbuf + m->skey, m->skey_len);
     }
     int rc = r.bad ? -ENOMEM : rc_redis_formatted(c->pub, on_batch_reply, b, r.p, r.n);
     free(r.p);
@@ -460,21 +503,17 @@ static rc_cluster__batch *batch_open(rc_cluster *c, const char *room, size_t roo
     return b;
 }
 
-/* put appends n bytes to b's buffer and returns their offset (SIZE_MAX: no memory). */
-static size_t put(rc_cluster__batch *b, const void *s, size_t n)
+/* grow makes room for n more bytes in *p (used, cap); -1 when out of memory. */
+static int grow(char **p, size_t used, size_t *cap, size_t n)
 {
-    if (n > b->cap - b->used) {
-        size_t cap = b->cap ? b->cap : 512;
-        while (cap - b->used < n) cap *= 2;
-        char *p = realloc(b->buf, cap);
-        if (!p) return SIZE_MAX;
-        b->buf = p;
-        b->cap = cap;
-    }
-    size_t at = b->used;
-    if (n) memcpy(b->buf + at, s, n);
-    b->used += n;
-    return at;
+    if (n <= *cap - used) return 0;
+    size_t c = *cap ? *cap : 512;
+    while (c - used < n) c *= 2;
+    char *q = realloc(*p, c);
+    if (!q) return -1;
+    *p = q;
+    *cap = c;
+    return 0;
 }
 
 int rc_cluster_publish(rc_cluster *c, const char *room, size_t room_len, const void *payload,
@@ -505,21 +544,29 @@ int rc_cluster_publish_keyed(rc_cluster *c, const char *room, size_t room_len,
         b->msgs = m;
         b->capn = cap;
     }
-    size_t used = b->used;
-    bmsg m = {.cb = cb, .arg = arg, .op = state_op};
     bool keyed = key && key_len;
-    m.pay = put(b, payload, len);
-    m.pay_len = len;
-    m.key = put(b, keyed ? key : "", keyed ? key_len : 0);
-    m.key_len = keyed ? key_len : 0;
-    m.skey = put(b, state_op ? skey : "", state_op ? skey_len : 0);
-    m.skey_len = state_op ? skey_len : 0;
-    if (m.pay == SIZE_MAX || m.key == SIZE_MAX || m.skey == SIZE_MAX) {
-        b->used = used;
+    size_t kl = keyed ? key_len : 0, sl = state_op ? skey_len : 0;
+    char num[24], *d = num + sizeof(num);
+    *--d = ':';
+    size_t v = len;
+    do *--d = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    size_t hl = (size_t)(num + sizeof(num) - d);
+    if (grow(&b->buf, b->used, &b->cap, hl + len) < 0 ||
+        grow(&b->xbuf, b->xused, &b->xcap, kl + sl) < 0)
         return -ENOMEM;
-    }
+    bmsg m = {.cb = cb, .arg = arg, .op = state_op, .seg = b->used, .key = b->xused,
+              .key_len = kl, .skey = b->xused + kl, .skey_len = sl};
+    memcpy(b->buf + b->used, d, hl);
+    if (len) memcpy(b->buf + b->used + hl, payload, len);
+    b->used += hl + len;
+    m.seg_end = b->used;
+    if (kl) memcpy(b->xbuf + b->xused, key, kl);
+    if (sl) memcpy(b->xbuf + b->xused + kl, skey, sl);
+    b->xused += kl + sl;
     b->msgs[b->n++] = m;
     if (keyed) b->nkeyed++;
+    if (keyed || state_op) b->nextra++;
     c->inflight++;
     return 0;
 }
