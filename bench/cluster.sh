@@ -279,8 +279,14 @@ if printf '%s\n' "${VARIANTS[@]}" | grep -q '^rc.-redis$'; then
             --size "$size" --messages 1 --quiet >/dev/null 2>&1
         key=$(rcli --scan --pattern 'rc:*:s' | head -1)
         if [ -n "$key" ]; then
-            d=$(rcli --raw xrange "$key" - + count 1 | sed -n '3p')
-            dlen=${#d}
+            # the first entry: field d = one message, or n and b = a batch ("<len>:<payload>...")
+            entry=$(rcli --raw xrange "$key" - + count 1)
+            if [ "$(sed -n '2p' <<<"$entry")" = d ]; then
+                d=$(sed -n '3p' <<<"$entry")
+                dlen=${#d}
+            else
+                dlen=$(sed -n '5p' <<<"$entry" | sed 's/:.*//')
+            fi
             plen=$((dlen + 3 + 8 + 16 + 2))   # "r1:" + a msg_id of up to 8 digits + epoch + ':'s
         fi
     fi

@@ -50,8 +50,10 @@
  * (created with the candidate when missing) and the last msg_id; the stream gets one entry per
  * call, its id the last msg_id of the call: field d = the payload for one message, fields
  * n = count and b = the body for more; it is trimmed (MINID) to the entries holding the last
- * history-size msg_ids (the oldest entry may hold a few older ones, which readers treat as
- * trimmed: cluster.c read_done); an XADD refused because the stream is already past the new
+ * history-size msg_ids each time the msg_ids pass a multiple of 64 (so the stream holds up to
+ * about 64 + a batch more than the history; readers treat everything older than the last
+ * history-size msg_ids as trimmed: cluster.c read_done, so what they see does not depend on
+ * when the trim ran); an XADD refused because the stream is already past the new
  * msg_ids (the meta hash lost what the stream kept) starts a new epoch with these messages from
  * msg_id 1; the state hash changes with the msg_ids; the keys expire room-ttl after the last
  * publish only while the room has no members (the meta hash's p, kept by the presence
@@ -120,7 +122,7 @@ const char rc_cluster__pub_script[] =
     "      if type(r) == 'table' and r.err then return r end\n"
     "    end\n"
     "    local keep = base + k - hist + 1\n"
-    "    if keep > 1 then\n"
+    "    if keep > 1 and math.floor((base + k) / 64) ~= math.floor(base / 64) then\n"
     "      redis.call('xtrim', stream, 'MINID', string.format('%.0f', keep) .. '-0')\n"
     "    end\n"
     "  end\n"
