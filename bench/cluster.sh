@@ -25,7 +25,9 @@
 #   3. bare PUBLISH: redis-benchmark PUBLISH of a payload as long as roomcast's channel message,
 #      to a channel with 2 subscribers (bench/peers/redis_sub.py, like the 2 nodes), unpipelined
 #      and at roomcast's measured pipelining depth: Redis CPU per PUBLISH, the yardstick for
-#      Redis CPU per roomcast message (the sequencing script: HINCRBY, XADD, EXPIRE, PUBLISH).
+#      Redis CPU per roomcast message (the sequencing script, src/cluster/clpub.c: one call per
+#      room per loop iteration, HINCRBY, an XADD per message, EXPIRE, one PUBLISH), and at 32
+#      deep, the strictest yardstick.
 #
 # Redis is a private redis-server (a free loopback port, its own data directory under /tmp, no
 # persistence: the CPU of the work, not of the disk), FLUSHALLed before every run, stopped and
@@ -262,8 +264,9 @@ phase_redis() {
 # The yardstick is a bare PUBLISH of a payload as long as roomcast's channel message, to a
 # channel with 2 subscribers (bench/peers/redis_sub.py, like the 2 nodes), unpipelined and at
 # roomcast's measured pipelining depth (its median commands per write() in rc2-redis). Beside it,
-# at the same depth: roomcast's own sequencing script (its text read from src/cluster/cluster.c,
-# so it is the script being shipped) with its parts switched off through its arguments, a script
+# at the same depth: roomcast's own sequencing script (its text read from src/cluster/clpub.c,
+# so it is the script being shipped; one call per room per loop iteration carries that room's
+# messages: measured with 1 to 16 per call) with its parts switched off through its arguments, a script
 # that does nothing, and two batched scripts that sequence K messages of a room per call — what
 # would close the gap, measured rather than guessed. One room (one key set), like a busy room.
 plen=$((size + 110)) dlen=$((size + 80))
@@ -276,8 +279,14 @@ if printf '%s\n' "${VARIANTS[@]}" | grep -q '^rc.-redis$'; then
             --size "$size" --messages 1 --quiet >/dev/null 2>&1
         key=$(rcli --scan --pattern 'rc:*:s' | head -1)
         if [ -n "$key" ]; then
-            d=$(rcli --raw xrange "$key" - + count 1 | sed -n '3p')
-            dlen=${#d}
+            # the first entry: field d = one message, or n and b = a batch ("<len>:<payload>...")
+            entry=$(rcli --raw xrange "$key" - + count 1)
+            if [ "$(sed -n '2p' <<<"$entry")" = d ]; then
+                d=$(sed -n '3p' <<<"$entry")
+                dlen=${#d}
+            else
+                dlen=$(sed -n '5p' <<<"$entry" | sed 's/:.*//')
+            fi
             plen=$((dlen + 3 + 8 + 16 + 2))   # "r1:" + a msg_id of up to 8 digits + epoch + ':'s
         fi
     fi
@@ -288,10 +297,10 @@ import json, statistics, sys
 xs = [r["redis_commands_per_write"] for r in map(json.loads, open(sys.argv[1]))
       if r["server"] == "rc2-redis" and r["phase"] == "sat" and r.get("redis_commands_per_write")]
 print(max(1, round(statistics.median(xs))) if xs else 16)' "$results")
-PUB_BODY=$("$PYTHON" - "$ROOT/src/cluster/cluster.c" <<'PY'
+PUB_BODY=$("$PYTHON" - "$ROOT/src/cluster/clpub.c" <<'PY'
 import re, sys
 src = open(sys.argv[1]).read()
-m = re.search(r'static const char PUB_SCRIPT\[\] =\n((?:\s*".*"\n?)+);', src)
+m = re.search(r'const char rc_cluster__pub_script\[\] =\n((?:\s*".*"\n?)+);', src)
 if m:
     print("".join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))).encode().decode("unicode_escape"), end="")
 PY
@@ -368,22 +377,35 @@ redis.call('publish', ARGV[5], ARGV[1]) return {id, 'e', 0}")
     sha_each=$(rcli script load "$BATCH_EACH")
     sha_one=$(rcli script load "$BATCH_ONE")
 else
-    echo "cluster.sh: PUB_SCRIPT not found in src/cluster/cluster.c: the script is not measured" >&2
+    echo "cluster.sh: rc_cluster__pub_script not found in src/cluster/clpub.c: the script is not measured" >&2
 fi
 K=8
 batch=()
 for _ in $(seq $K); do batch+=("$frame"); done
-M='rc:{room1}:m' S='rc:{room1}:s' C='rc:{bare}:c' E=0123456789abcdef
+M='rc:{room1}:m' S='rc:{room1}:s' T='rc:{room1}:k' C='rc:{bare}:c' E=0123456789abcdef
 for round in $(seq "$rounds"); do
     measure "PUBLISH" 1 1 PUBLISH "$C" "$payload"
     measure "PUBLISH" "$depth" 1 PUBLISH "$C" "$payload"
+    # the strictest yardstick: a bare PUBLISH pipelined 32 deep (batching lowers roomcast's own
+    # commands per write, which would make a yardstick at its depth costlier and the ratio kinder)
+    [ "$depth" -lt 32 ] && measure "PUBLISH" 32 1 PUBLISH "$C" "$payload"
     [ -n "$sha_pub" ] || continue
     measure "script: return 1" "$depth" 1 EVALSHA "$sha_nop" 0
     measure "script: HINCRBY + PUBLISH" "$depth" 1 EVALSHA "$sha_min" 1 "$M" "$frame" 0 0 "$E" "$C"
-    measure "roomcast script, no history, no ttl" "$depth" 1 EVALSHA "$sha_pub" 2 "$M" "$S" "$frame" 0 0 "$E" "$C" 300
-    measure "roomcast script, no history, ttl 300" "$depth" 1 EVALSHA "$sha_pub" 2 "$M" "$S" "$frame" 0 300 "$E" "$C" 300
-    measure "roomcast script, history 1000, no ttl" "$depth" 1 EVALSHA "$sha_pub" 2 "$M" "$S" "$frame" 1000 0 "$E" "$C" 300
-    measure "roomcast script as run (history 1000, ttl 300)" "$depth" 1 EVALSHA "$sha_pub" 2 "$M" "$S" "$frame" 1000 300 "$E" "$C" 300
+    # roomcast's script (src/cluster/clpub.c): KEYS meta, stream, state; ARGV history, ttl,
+    # epoch, channel, idempotency ttl, n, the body ("<len>:<payload>" per message; plain
+    # messages: no other argument)
+    seg="${#frame}:$frame"
+    measure "roomcast script, 1 message, no history, no ttl" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 0 0 "$E" "$C" 300 1 "$seg"
+    measure "roomcast script, 1 message, no history, ttl 300" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 0 300 "$E" "$C" 300 1 "$seg"
+    measure "roomcast script, 1 message, history 1000, no ttl" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 1000 0 "$E" "$C" 300 1 "$seg"
+    measure "roomcast script, 1 message (history 1000, ttl 300)" "$depth" 1 EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 1000 300 "$E" "$C" 300 1 "$seg"
+    for kb in 2 4 8 16 32; do
+        body=""
+        for _ in $(seq $kb); do body+="$seg"; done
+        measure "roomcast script, batch of $kb (history 1000, ttl 300)" "$depth" $kb EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 1000 300 "$E" "$C" 300 $kb "$body"
+        measure "roomcast script, batch of $kb (history 1000, members: no ttl)" "$depth" $kb EVALSHA "$sha_pub" 3 "$M" "$S" "$T" 1000 0 "$E" "$C" 300 $kb "$body"
+    done
     measure "batch of $K, an XADD per message, one PUBLISH" "$depth" $K EVALSHA "$sha_each" 2 "$M" "$S" 1000 300 "$E" "$C" "${batch[@]}"
     measure "batch of $K, one XADD and one PUBLISH" "$depth" $K EVALSHA "$sha_one" 2 "$M" "$S" 1000 300 "$E" "$C" "${batch[@]}"
 done

@@ -1,7 +1,8 @@
 /* fuzz_clwire.c — libFuzzer target for src/cluster/clwire.c (the --redis URL and the message
  * on a room's Redis channel, a message or a presence event).
  *
- * The first byte picks the parser, the rest is its input. Checked on every input: a message
+ * The first byte picks the parser, the rest is its input (a message, a batch of messages and a
+ * presence event share one). Checked on every input: a message
  * that decodes points inside the input, re-encodes to exactly the same bytes, and every prefix
  * that cuts it before its payload is rejected; a URL that parses describes itself in a form
  * that parses again to the same endpoint (host, port, path, db) and carries no credentials; a
@@ -30,6 +31,38 @@ static void check_msg(const char *p, size_t n)
     size_t head = (size_t)(m.payload - p);
     for (size_t i = 0; i < head; i++)
         if (rc_clwire_msg_decode(p, i, &m) == 0) abort();
+}
+
+/* A batch (the form of several messages of one script call) holds the same way: every message
+ * points inside the input, the count and ids agree, it re-encodes to the same bytes, and every
+ * cut short is rejected. */
+static void check_batch(const char *p, size_t n)
+{
+    rc_clwire_batch b;
+    if (rc_clwire_batch_decode(p, n, &b) < 0) return;
+    if (b.count < 2 || b.count > RC_CLWIRE_BATCH_MAX || b.first == 0 ||
+        b.first + b.count - 1 > RC_CLWIRE_MSG_ID_MAX || !rc_clwire_epoch_ok(b.epoch, b.epoch_len))
+        abort();
+    const void **pl = malloc(b.count * sizeof(*pl));
+    size_t *lens = malloc(b.count * sizeof(*lens));
+    rc_clwire_msg m;
+    size_t k = 0;
+    while (rc_clwire_batch_next(&b, &m)) {
+        if (k >= b.count || m.msg_id != b.first + k || m.payload < p ||
+            m.payload + m.payload_len > p + n)
+            abort();
+        pl[k] = m.payload;
+        lens[k++] = m.payload_len;
+    }
+    if (k != b.count) abort();
+    char *out = malloc(n + 1);
+    int e = rc_clwire_batch_encode(out, n + 1, b.first, b.epoch, b.epoch_len, pl, lens, k);
+    if (e < 0 || (size_t)e != n || memcmp(out, p, n) != 0) abort();
+    for (size_t i = 0; i < n; i++)
+        if (rc_clwire_batch_decode(p, i, &b) == 0) abort();
+    free(out);
+    free(pl);
+    free(lens);
 }
 
 /* A presence event (the other kind of message on a room's channel) holds the same way. */
@@ -81,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *p = (const char *)data + 1;
     size_t n = size - 1;
     switch (data[0] % 3) {
-    case 0: check_msg(p, n); check_pres(p, n); break;
+    case 0: check_msg(p, n); check_pres(p, n); check_batch(p, n); break;
     case 1: check_url(p, n); break;
     default: check_channel(p, n); break;
     }

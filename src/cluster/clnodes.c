@@ -29,10 +29,31 @@
  * the prefix inside Lua: they are single-Redis scripts, not Redis Cluster slot-safe (the room
  * scripts keep their keys in KEYS). */
 
-/* drop(prefix, node, entry, reason): removes one member entry of node's set from its room's
+/* keep(presence hash, meta, stream, state, ttl), called after a change of the room's members:
+ * a room with members on some node never expires (its members may sit idle past the TTL and
+ * must still get the next message in the same epoch); the first member sets the meta hash's
+ * field p and PERSISTs the room's keys, the last one's leave clears p and gives them the room
+ * TTL (the publish and read scripts refresh a TTL only while p is not set). */
+#define LUA_KEEP \
+    "local function keep(h, m, s, k, ttl)\n" \
+    "  if redis.call('hlen', h) > 1 then\n" \
+    "    if redis.call('hsetnx', m, 'p', '1') == 1 then\n" \
+    "      redis.call('persist', m)\n" \
+    "      redis.call('persist', s)\n" \
+    "      redis.call('persist', k)\n" \
+    "    end\n" \
+    "  elseif redis.call('hdel', m, 'p') == 1 and ttl > 0 then\n" \
+    "    redis.call('expire', m, ttl)\n" \
+    "    redis.call('expire', s, ttl)\n" \
+    "    redis.call('expire', k, ttl)\n" \
+    "  end\n" \
+    "end\n"
+
+/* drop(prefix, node, entry, reason, room ttl): removes one member entry of node's set from its room's
  * hash (if it is still that node's) and publishes its leave when it was announced. */
 #define LUA_DROP \
-    "local function drop(p, node, e, reason)\n" \
+    LUA_KEEP \
+    "local function drop(p, node, e, reason, ttl)\n" \
     "  local i = string.find(e, ':', 3, true)\n" \
     "  if not i then return 0 end\n" \
     "  local cid, room = string.sub(e, 3, i - 1), string.sub(e, i + 1)\n" \
@@ -45,6 +66,8 @@
     "    redis.call('srem', p .. ':rooms', room)\n" \
     "    redis.call('expire', h, 86400)\n" \
     "  end\n" \
+    "  local r = p .. ':{' .. room .. '}:'\n" \
+    "  keep(h, r .. 'm', r .. 's', r .. 'k', ttl)\n" \
     "  if string.sub(e, 1, 1) == '1' then\n" \
     "    redis.call('publish', p .. ':{' .. room .. '}:c',\n" \
     "               'p1:' .. ver .. ':l:' .. cid .. ':' .. node .. ':' .. reason)\n" \
@@ -52,12 +75,13 @@
     "  return 1\n" \
     "end\n"
 
-/* KEYS: presence hash, node set, rooms set
- * ARGV: j|l, client_id, node, info, channel, set entry, announce 0|1, room
+/* KEYS: presence hash, node set, rooms set, the room's meta, stream, state
+ * ARGV: j|l, client_id, node, info, channel, set entry, announce 0|1, room, room ttl s
  * A join that changes nothing (the same member again) and a leave of a member that is not this
  * node's (it moved, or was reaped and is someone else's now) publish nothing. Returns the
  * version, or 0 when nothing changed. */
 const char rc_cluster__pres_script[] =
+    LUA_KEEP
     "local h, s, rooms = KEYS[1], KEYS[2], KEYS[3]\n"
     "local cid, node = ARGV[2], ARGV[3]\n"
     "local cur = redis.call('hget', h, cid)\n"
@@ -78,21 +102,24 @@ const char rc_cluster__pres_script[] =
     "  redis.call('srem', rooms, ARGV[8])\n"
     "  redis.call('expire', h, 86400)\n"
     "end\n"
+    "keep(h, KEYS[4], KEYS[5], KEYS[6], tonumber(ARGV[9]))\n"
     "if ARGV[7] == '1' then\n"
     "  redis.call('publish', ARGV[5], 'p1:' .. ver .. ':' .. ARGV[1] .. ':' .. cid .. ':' ..\n"
     "             node .. ':' .. ARGV[4])\n"
     "end\n"
     "return ver\n";
 
-/* KEYS: presence hash, node set, rooms set
- * ARGV: node, channel, room, announce 0|1, then client_id, info pairs: this node's members
+/* KEYS: presence hash, node set, rooms set, the room's meta, stream, state
+ * ARGV: node, channel, room, announce 0|1, room ttl s, then client_id, info pairs: this node's
+ * members
  * Returns the number of changes made (each published when announced). */
 const char rc_cluster__sync_script[] =
+    LUA_KEEP
     "local h, s, rooms = KEYS[1], KEYS[2], KEYS[3]\n"
     "local node, ch, room, a = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
     "local pre = node .. ':'\n"
     "local want = {}\n"
-    "for i = 5, #ARGV - 1, 2 do want[ARGV[i]] = pre .. ARGV[i + 1] end\n"
+    "for i = 6, #ARGV - 1, 2 do want[ARGV[i]] = pre .. ARGV[i + 1] end\n"
     "local changes = 0\n"
     "local function tell(op, cid, info)\n"
     "  local ver = redis.call('hincrby', h, 'v', 1)\n"
@@ -110,7 +137,7 @@ const char rc_cluster__sync_script[] =
     "    tell('l', cid, 'dropped')\n"
     "  end\n"
     "end\n"
-    "for i = 5, #ARGV - 1, 2 do\n"
+    "for i = 6, #ARGV - 1, 2 do\n"
     "  local cid = ARGV[i]\n"
     "  redis.call('sadd', s, a .. ':' .. cid .. ':' .. room)\n"
     "  if redis.call('hget', h, cid) ~= want[cid] then\n"
@@ -125,28 +152,30 @@ const char rc_cluster__sync_script[] =
     "  redis.call('sadd', rooms, room)\n"
     "  redis.call('persist', h)\n"
     "end\n"
+    "if redis.call('exists', h) == 1 then keep(h, KEYS[4], KEYS[5], KEYS[6], tonumber(ARGV[5])) end\n"
     "return changes\n";
 
-/* ARGV: prefix, node, then the rooms this node has members in
+/* ARGV: prefix, node, room ttl s, then the rooms this node has members in
  * Removes this node's members of every other room (their leaves went missing). Returns the
  * number removed. */
 const char rc_cluster__prune_script[] =
     LUA_DROP
-    "local p, node = ARGV[1], ARGV[2]\n"
-    "local keep = {}\n"
-    "for i = 3, #ARGV do keep[ARGV[i]] = true end\n"
+    "local p, node, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+    "local mine = {}\n"
+    "for i = 4, #ARGV do mine[ARGV[i]] = true end\n"
     "local set = p .. ':node:' .. node .. ':m'\n"
     "local n = 0\n"
     "for _, e in ipairs(redis.call('smembers', set)) do\n"
     "  local i = string.find(e, ':', 3, true)\n"
-    "  if not i or not keep[string.sub(e, i + 1)] then\n"
+    "  if not i or not mine[string.sub(e, i + 1)] then\n"
     "    redis.call('srem', set, e)\n"
-    "    n = n + drop(p, node, e, 'dropped')\n"
+    "    n = n + drop(p, node, e, 'dropped', ttl)\n"
     "  end\n"
     "end\n"
     "return n\n";
 
-/* ARGV: prefix, node, heartbeat ttl ms, node_info JSON, reap budget (member entries)
+/* ARGV: prefix, node, heartbeat ttl ms, node_info JSON, reap budget (member entries), room
+ * ttl s
  * Refreshes this node's heartbeat and registry entry, then reaps nodes whose heartbeat expired:
  * their members leave (published as "dropped"), at most budget entries per call, and a node
  * is unregistered once it has none left. Returns {was registered 0|1, live nodes, nodes
@@ -169,7 +198,9 @@ const char rc_cluster__node_script[] =
     "    local set = p .. ':node:' .. n .. ':m'\n"
     "    local batch = redis.call('spop', set, budget)\n"
     "    budget = budget - #batch\n"
-    "    for _, e in ipairs(batch) do members = members + drop(p, n, e, 'dropped') end\n"
+    "    for _, e in ipairs(batch) do\n"
+    "      members = members + drop(p, n, e, 'dropped', tonumber(ARGV[6]))\n"
+    "    end\n"
     "    if redis.call('scard', set) == 0 then\n"
     "      redis.call('hdel', reg, n)\n"
     "      nodes = nodes + 1\n"
@@ -285,11 +316,22 @@ static int xadd_name(xcall *k, enum rc_clwire_name kind, const char *room, size_
     return 0;
 }
 
+/* xadd_room_keys adds the room's meta, stream and state key names (keep() in the scripts). */
+static int xadd_room_keys(xcall *k, const char *room, size_t room_len)
+{
+    if (xadd_name(k, RC_CLWIRE_META, room, room_len) < 0 ||
+        xadd_name(k, RC_CLWIRE_STREAM, room, room_len) < 0 ||
+        xadd_name(k, RC_CLWIRE_STATE, room, room_len) < 0)
+        return -1;
+    return 0;
+}
+
 static void on_xreply(rc_redis *r, redisReply *rp, void *arg);
 
 static int xsend(xcall *k, bool by_body)
 {
     rc_cluster *c = k->c;
+    rc_cluster__batches_send(c); /* the publishes made before this call go before it */
     k->argv[0] = by_body ? "EVAL" : "EVALSHA";
     k->lens[0] = strlen(k->argv[0]);
     k->argv[1] = by_body ? rc_cluster__script_text[k->script] : c->sha[k->script];
@@ -348,7 +390,7 @@ int rc_cluster_presence(rc_cluster *c, const char *room, size_t room_len, bool j
     if (room_len > NAME_MAX_LEN / 2 || info_len > NAME_MAX_LEN) return -EINVAL;
     if (c->inflight >= c->max_inflight) return -ENOBUFS;
     size_t name = strlen(c->prefix) + room_len + 8;
-    xcall *k = xcall_new(c, SCRIPT_PRES, 12, 5 * name + info_len + 3 * 24 + 64 + room_len,
+    xcall *k = xcall_new(c, SCRIPT_PRES, 16, 8 * name + info_len + 4 * 24 + 64 + room_len,
                          pres_done);
     if (!k) return -ENOMEM;
     char entry[NAME_MAX_LEN];
@@ -356,11 +398,12 @@ int rc_cluster_presence(rc_cluster *c, const char *room, size_t room_len, bool j
                       (unsigned long long)client_id);
     if (el < 0 || (size_t)el + room_len > sizeof(entry)) goto inval;
     memcpy(entry + el, room, room_len);
-    xadd(k, "3", 1);
+    xadd(k, "6", 1);
     if (xadd_name(k, RC_CLWIRE_PRESENCE, room, room_len) < 0) goto inval;
     char key[PREFIX_MAX + 48];
     xadd(k, key, (size_t)snprintf(key, sizeof(key), "%s:node:%s:m", c->prefix, c->node_id));
     xadd(k, key, (size_t)snprintf(key, sizeof(key), "%s:rooms", c->prefix));
+    if (xadd_room_keys(k, room, room_len) < 0) goto inval;
     xadd(k, join ? "j" : "l", 1);
     xaddf(k, "%llu", (unsigned long long)client_id);
     xadd(k, c->node_id, strlen(c->node_id));
@@ -369,6 +412,7 @@ int rc_cluster_presence(rc_cluster *c, const char *room, size_t room_len, bool j
     xadd(k, entry, (size_t)el + room_len);
     xadd(k, announce ? "1" : "0", 1);
     xadd(k, room, room_len);
+    xaddf(k, "%llu", (unsigned long long)c->room_ttl_s);
     c->st.presence_sent++;
     return xgo(k);
 inval:
@@ -381,19 +425,21 @@ int rc_cluster_presence_sync(rc_cluster *c, const char *room, size_t room_len, b
 {
     if (!c->available) return -EAGAIN;
     if (room_len > NAME_MAX_LEN / 2 || n > (1u << 20)) return -EINVAL;
-    size_t name = strlen(c->prefix) + room_len + 8, bytes = 5 * name + 64 + room_len;
+    size_t name = strlen(c->prefix) + room_len + 8, bytes = 8 * name + 96 + room_len;
     for (size_t i = 0; i < n; i++) bytes += 24 + v[i].info_len;
-    xcall *k = xcall_new(c, SCRIPT_SYNC, 8 + 2 * (int)n, bytes, pres_done);
+    xcall *k = xcall_new(c, SCRIPT_SYNC, 12 + 2 * (int)n, bytes, pres_done);
     if (!k) return -ENOMEM;
-    xadd(k, "3", 1);
+    xadd(k, "6", 1);
     char key[PREFIX_MAX + 48];
     if (xadd_name(k, RC_CLWIRE_PRESENCE, room, room_len) < 0) goto inval;
     xadd(k, key, (size_t)snprintf(key, sizeof(key), "%s:node:%s:m", c->prefix, c->node_id));
     xadd(k, key, (size_t)snprintf(key, sizeof(key), "%s:rooms", c->prefix));
+    if (xadd_room_keys(k, room, room_len) < 0) goto inval;
     xadd(k, c->node_id, strlen(c->node_id));
     if (xadd_name(k, RC_CLWIRE_CHANNEL, room, room_len) < 0) goto inval;
     xadd(k, room, room_len);
     xadd(k, announce ? "1" : "0", 1);
+    xaddf(k, "%llu", (unsigned long long)c->room_ttl_s);
     for (size_t i = 0; i < n; i++) {
         xaddf(k, "%llu", (unsigned long long)v[i].client_id);
         xadd(k, v[i].info, v[i].info_len);
@@ -410,13 +456,14 @@ int rc_cluster_presence_prune(rc_cluster *c, const char *const *rooms, const siz
 {
     if (!c->available) return -EAGAIN;
     if (n > (1u << 22)) return -EINVAL;
-    size_t bytes = PREFIX_MAX + 40;
+    size_t bytes = PREFIX_MAX + 64;
     for (size_t i = 0; i < n; i++) bytes += lens[i];
-    xcall *k = xcall_new(c, SCRIPT_PRUNE, 3 + (int)n, bytes, pres_done);
+    xcall *k = xcall_new(c, SCRIPT_PRUNE, 4 + (int)n, bytes, pres_done);
     if (!k) return -ENOMEM;
     xadd(k, "0", 1);
     xadd(k, c->prefix, strlen(c->prefix));
     xadd(k, c->node_id, strlen(c->node_id));
+    xaddf(k, "%llu", (unsigned long long)c->room_ttl_s);
     for (size_t i = 0; i < n; i++) xadd(k, rooms[i], lens[i]);
     return xgo(k);
 }
@@ -613,7 +660,7 @@ void rc_cluster__node_beat(rc_cluster *c)
     char info[1024];
     size_t il = c->h.node_info ? c->h.node_info(c->h.arg, info, sizeof(info)) : 0;
     if (il == 0 || il >= sizeof(info)) il = (size_t)snprintf(info, sizeof(info), "{}");
-    xcall *k = xcall_new(c, SCRIPT_NODE, 6, PREFIX_MAX + 64 + il, node_done);
+    xcall *k = xcall_new(c, SCRIPT_NODE, 7, PREFIX_MAX + 96 + il, node_done);
     if (!k) return;
     xadd(k, "0", 1);
     xadd(k, c->prefix, strlen(c->prefix));
@@ -621,6 +668,7 @@ void rc_cluster__node_beat(rc_cluster *c)
     xaddf(k, "%llu", (unsigned long long)(c->node_ttl_ns / RC_NS_PER_MS));
     xadd(k, info, il);
     xaddf(k, "%llu", REAP_BUDGET);
+    xaddf(k, "%llu", (unsigned long long)c->room_ttl_s);
     if (xgo(k) == 0) c->node_inflight = true;
 }
 

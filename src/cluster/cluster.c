@@ -27,83 +27,38 @@
  * Lua numbers are doubles: msg_ids are exact up to 2^53 and are formatted with %.0f, because
  * Lua 5.1's tostring switches to exponent notation past 14 digits. */
 
-/* KEYS: meta, stream, state[, idempotency record]
- * ARGV: payload, history size, room ttl s, candidate epoch, channel, idempotency ttl s,
- *       state op ("": none, "s": set, "d": delete), state key
- * Returns {msg_id, epoch, duplicate 0/1}.
- * An XADD refused because the stream is already past the new msg_id means the meta hash lost
- * what the stream kept (part of the room's state is gone): rather than failing every publish
- * from then on, the room starts a new epoch with this message as msg_id 1.
- * The state hash holds each state key's latest message as "<msg_id>:<payload>", changed in
- * the same atomic step as the msg_id: a read (READ_SCRIPT) gets it exactly as of its top. A
- * new epoch starts without state (the state names messages of the old one). */
-static const char PUB_SCRIPT[] =
-    "local meta, stream, state = KEYS[1], KEYS[2], KEYS[3]\n"
-    "if #KEYS > 3 then\n"
-    "  local prev = redis.call('get', KEYS[4])\n"
-    "  if prev then\n"
-    "    local i = string.find(prev, ':', 1, true)\n"
-    "    return {tonumber(string.sub(prev, 1, i - 1)), string.sub(prev, i + 1), 1}\n"
-    "  end\n"
-    "end\n"
-    "local e = redis.call('hget', meta, 'e')\n"
-    "if not e then\n"
-    "  e = ARGV[4]\n"
-    "  redis.call('del', stream, state)\n"
-    "  redis.call('hset', meta, 'e', e, 's', 0)\n"
-    "end\n"
-    "local id = string.format('%.0f', redis.call('hincrby', meta, 's', 1))\n"
-    "if tonumber(ARGV[2]) > 0 then\n"
-    "  local r = redis.pcall('xadd', stream, 'MAXLEN', ARGV[2], id .. '-0', 'd', ARGV[1])\n"
-    "  if type(r) == 'table' and r.err then\n"
-    "    e = ARGV[4]\n"
-    "    id = '1'\n"
-    "    redis.call('del', stream, state)\n"
-    "    redis.call('hset', meta, 'e', e, 's', 1)\n"
-    "    redis.call('xadd', stream, 'MAXLEN', ARGV[2], '1-0', 'd', ARGV[1])\n"
-    "  end\n"
-    "end\n"
-    "if ARGV[7] == 's' then\n"
-    "  redis.call('hset', state, ARGV[8], id .. ':' .. ARGV[1])\n"
-    "elseif ARGV[7] == 'd' then\n"
-    "  redis.call('hdel', state, ARGV[8])\n"
-    "end\n"
-    "local ttl = tonumber(ARGV[3])\n"
-    "if ttl > 0 then\n"
-    "  redis.call('expire', meta, ttl)\n"
-    "  redis.call('expire', stream, ttl)\n"
-    "  redis.call('expire', state, ttl)\n"
-    "end\n"
-    "if #KEYS > 3 then\n"
-    "  redis.call('set', KEYS[4], id .. ':' .. e, 'EX', ARGV[6])\n"
-    "end\n"
-    "redis.call('publish', ARGV[5], 'r1:' .. id .. ':' .. e .. ':' .. ARGV[1])\n"
-    "return {tonumber(id), e, 0}\n";
+/* The publish script is in clpub.c (rc_cluster__pub_script). */
 
 /* KEYS: meta, stream, state
  * ARGV: first stream id to return ("<after + 1>-0"), max entries, candidate epoch, room ttl s
  * Returns {epoch, top, first kept msg_id or 0, {{id, {field, value, ...}}, ...},
  *          {state key, "<msg_id>:<payload>", ...}}.
- * A room that does not exist in Redis is created here, empty, in the candidate epoch (and expires
- * like a published one): its members learn an epoch at once, so a client that joined before the
- * first message can still recover with since/epoch on any node. Without it such clients held the
+ * A stream entry holds one publish call's messages (clpub.c): its id is the last one's msg_id,
+ * so the entries from "<after + 1>-0" on hold every message after `after` (the first may hold a
+ * few before it too), and at most max entries hold at least max messages; read_done splits
+ * them and keeps exactly the messages asked for.
+ * A room that does not exist in Redis is created here, empty, in the candidate epoch (and
+ * expires like a published one unless it has members, clpub.c): its members learn an epoch at
+ * once, so a client that joined before the first message can still recover with since/epoch on any node. Without it such clients held the
  * epoch "" and every rejoin was answered recovered:false. Whichever of this script and the publish
  * script runs first creates the epoch; the other finds it. */
 static const char READ_SCRIPT[] =
-    "local e = redis.call('hget', KEYS[1], 'e')\n"
+    "local mp = redis.call('hmget', KEYS[1], 'e', 'p')\n"
+    "local e = mp[1]\n"
     "if not e then\n"
     "  e = ARGV[3]\n"
     "  redis.call('del', KEYS[2], KEYS[3])\n"
     "  redis.call('hset', KEYS[1], 'e', e, 's', 0)\n"
-    "  if tonumber(ARGV[4]) > 0 then redis.call('expire', KEYS[1], ARGV[4]) end\n"
+    "  if tonumber(ARGV[4]) > 0 and not mp[2] then redis.call('expire', KEYS[1], ARGV[4]) end\n"
     "  return {e, 0, 0, {}, {}}\n"
     "end\n"
     "local top = tonumber(redis.call('hget', KEYS[1], 's') or '0')\n"
     "local first = 0\n"
     "local head = redis.call('xrange', KEYS[2], '-', '+', 'COUNT', 1)\n"
     "if #head > 0 then\n"
-    "  local id = head[1][1]\n"
+    "  local id, f = head[1][1], head[1][2]\n"
     "  first = tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))\n"
+    "  if f[1] == 'n' then first = first - tonumber(f[2]) + 1 end\n"
     "end\n"
     "local r = {}\n"
     "if tonumber(ARGV[2]) > 0 then\n"
@@ -123,7 +78,7 @@ static const char RENEW_SCRIPT[] =
     "return 1\n";
 
 const char *const rc_cluster__script_text[SCRIPT_COUNT] = {
-    PUB_SCRIPT, READ_SCRIPT, RENEW_SCRIPT,
+    rc_cluster__pub_script, READ_SCRIPT, RENEW_SCRIPT,
     rc_cluster__pres_script, rc_cluster__sync_script, rc_cluster__prune_script,
     rc_cluster__node_script, rc_cluster__members_script, rc_cluster__rooms_script,
     rc_cluster__nodes_script,
@@ -156,11 +111,12 @@ typedef struct sub {
  * by sending the same call as EVAL (which also caches the script again). */
 typedef struct call {
     rc_cluster *c;           /* owner */
-    int script;              /* SCRIPT_PUB, SCRIPT_READ or SCRIPT_RENEW (internal: no callback) */
-    rc_cluster_pub_cb *pub_cb;   /* for SCRIPT_PUB */
+    int script;              /* SCRIPT_READ or SCRIPT_RENEW (internal: no callback) */
     rc_cluster_read_cb *read_cb; /* for SCRIPT_READ */
     void *arg;               /* the caller's argument */
     bool retried;            /* already resent once after NOSCRIPT */
+    uint64_t after;          /* a read: messages after this msg_id */
+    uint32_t max;            /* a read: at most this many */
     const char *room;        /* room name inside blob (for read results) */
     size_t room_len;
     int argc;                /* arguments after EVALSHA <sha> / EVAL <script> */
@@ -171,11 +127,20 @@ typedef struct call {
 } call;
 
 
+/* One message of a read, split out of its stream entry. */
+typedef struct rmsg {
+    uint64_t id;             /* its msg_id */
+    const char *p;           /* its payload inside the reply, NULL for an entry not of ours */
+    size_t len;
+} rmsg;
+
 struct rc_cluster_range {
     const call *k;           /* the read call */
     const redisReply *rp;    /* the script's reply (validated shape) */
     char epoch[RC_CLWIRE_EPOCH_MAX + 1]; /* NUL-terminated copy of the epoch, "" when none */
     uint64_t top, first;     /* last msg_id, oldest kept msg_id */
+    rmsg *v;                 /* the messages read, in order */
+    size_t n, cap;
 };
 
 /* ---- helpers ------------------------------------------------------------------------------- */
@@ -192,10 +157,10 @@ static void update_available(rc_cluster *c)
     if (now) rc_cluster__node_beat(c); /* register at once, not a heartbeat later */
 }
 
-/* new_epoch writes 16 hex digits. A random value per publish, not per node: a room that expired
+/* rc_cluster__new_epoch writes 16 hex digits. A random value per publish, not per node: a room that expired
  * and is created again must get an epoch its old clients cannot hold. splitmix64 seeded from
  * getrandom keeps this off the system-call path. */
-static void new_epoch(rc_cluster *c, char out[17])
+void rc_cluster__new_epoch(rc_cluster *c, char out[17])
 {
     uint64_t z = (c->rng += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -220,6 +185,7 @@ static void call_free(call *k)
 static int call_send(call *k, bool by_body)
 {
     rc_cluster *c = k->c;
+    rc_cluster__batches_send(c); /* the publishes made before this call go before it */
     const char *argv[16];
     size_t lens[16];
     argv[0] = by_body ? "EVAL" : "EVALSHA";
@@ -235,39 +201,9 @@ static void call_fail(call *k, int status)
 {
     if (k->script == SCRIPT_RENEW) {
         /* The next message that shows the regression asks again. */
-    } else if (k->script == SCRIPT_PUB) {
-        k->c->st.publish_failed++;
-        k->pub_cb(k->arg, status, NULL);
     } else {
         k->read_cb(k->arg, status, NULL);
     }
-    call_free(k);
-}
-
-static void pub_done(call *k, const redisReply *rp)
-{
-    /* {msg_id, epoch, duplicate} */
-    if (!reply_is(rp, REDIS_REPLY_ARRAY) || rp->elements != 3 ||
-        !reply_is(rp->element[0], REDIS_REPLY_INTEGER) || rp->element[0]->integer < 1 ||
-        !reply_is(rp->element[1], REDIS_REPLY_STRING) ||
-        !reply_is(rp->element[2], REDIS_REPLY_INTEGER)) {
-        rc_error("redis: the publish script returned an unexpected reply");
-        call_fail(k, -EPROTO);
-        return;
-    }
-    char epoch[RC_CLWIRE_EPOCH_MAX + 1];
-    size_t el = rp->element[1]->len;
-    if (el > RC_CLWIRE_EPOCH_MAX) el = RC_CLWIRE_EPOCH_MAX;
-    memcpy(epoch, rp->element[1]->str, el);
-    epoch[el] = '\0';
-    rc_cluster_seq seq = {
-        .msg_id = (uint64_t)rp->element[0]->integer,
-        .epoch = epoch,
-        .duplicate = rp->element[2]->integer != 0,
-    };
-    if (seq.duplicate) k->c->st.duplicates++;
-    else k->c->st.published++;
-    k->pub_cb(k->arg, 0, &seq);
     call_free(k);
 }
 
@@ -276,6 +212,58 @@ static bool entry_ok(const redisReply *e)
     return reply_is(e, REDIS_REPLY_ARRAY) && e->elements == 2 &&
            reply_is(e->element[0], REDIS_REPLY_STRING) &&
            reply_is(e->element[1], REDIS_REPLY_ARRAY);
+}
+
+static int range_add(rc_cluster_range *r, uint64_t id, const char *p, size_t len)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        rmsg *v = realloc(r->v, cap * sizeof(*v));
+        if (!v) return -1;
+        r->v = v;
+        r->cap = cap;
+    }
+    r->v[r->n++] = (rmsg){.id = id, .p = p, .len = len};
+    return 0;
+}
+
+/* split_entries lists the messages of the stream entries es (entry_ok) with msg_id > after
+ * and >= r->first, at most max: an entry is one message (field d) or a batch (n, b). */
+static int split_entries(rc_cluster_range *r, const redisReply *es, uint64_t after, uint32_t max)
+{
+    for (size_t i = 0; i < es->elements && r->n < max; i++) {
+        const redisReply *id = es->element[i]->element[0], *fields = es->element[i]->element[1];
+        const char *dash = memchr(id->str, '-', id->len);
+        uint64_t last;
+        if (!dash || rc_clwire_u64(id->str, (size_t)(dash - id->str), &last) < 0) continue;
+        const redisReply *d = NULL, *n = NULL, *b = NULL;
+        for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+            const redisReply *name = fields->element[f], *val = fields->element[f + 1];
+            if (!reply_is(name, REDIS_REPLY_STRING) || !reply_is(val, REDIS_REPLY_STRING) ||
+                name->len != 1)
+                continue;
+            if (name->str[0] == 'd') d = val;
+            else if (name->str[0] == 'n') n = val;
+            else if (name->str[0] == 'b') b = val;
+        }
+        uint64_t count;
+        rc_clwire_batch bt;
+        rc_clwire_msg m;
+        if (d) {
+            if (last > after && last >= r->first && range_add(r, last, d->str, d->len) < 0)
+                return -1;
+        } else if (n && b && rc_clwire_u64(n->str, n->len, &count) == 0 && count <= last &&
+                   rc_clwire_batch_body(&bt, last - count + 1, count, r->epoch,
+                                        strlen(r->epoch), b->str, b->len) == 0) {
+            while (r->n < max && rc_clwire_batch_next(&bt, &m))
+                if (m.msg_id > after && m.msg_id >= r->first &&
+                    range_add(r, m.msg_id, m.payload, m.payload_len) < 0)
+                    return -1;
+        } else if (last > after && range_add(r, last, NULL, 0) < 0) {
+            return -1; /* not ours: the caller sees it (rc_cluster_range_get fails) */
+        }
+    }
+    return 0;
 }
 
 static void read_done(call *k, const redisReply *rp)
@@ -307,7 +295,19 @@ static void read_done(call *k, const redisReply *rp)
     }
     range.top = rp->element[1]->integer > 0 ? (uint64_t)rp->element[1]->integer : 0;
     range.first = rp->element[2]->integer > 0 ? (uint64_t)rp->element[2]->integer : 0;
+    /* The oldest entry may hold messages older than the last history_size ones (the trim goes
+     * by entries): they count as trimmed, so that what a read says is kept is exactly what a
+     * per-message MAXLEN kept, on every node. */
+    uint32_t h = k->c->history_size;
+    if (h && range.first && range.top >= h && range.first < range.top - h + 1)
+        range.first = range.top - h + 1;
+    if (split_entries(&range, rp->element[3], k->after, k->max) < 0) {
+        free(range.v);
+        call_fail(k, -ENOMEM);
+        return;
+    }
     k->read_cb(k->arg, 0, &range);
+    free(range.v);
     call_free(k);
 }
 
@@ -334,8 +334,7 @@ static void on_call_reply(rc_redis *r, redisReply *rp, void *arg)
         call_fail(k, -EPROTO);
         return;
     }
-    if (k->script == SCRIPT_PUB) pub_done(k, rp);
-    else if (k->script == SCRIPT_READ) read_done(k, rp);
+    if (k->script == SCRIPT_READ) read_done(k, rp);
     else {
         if (reply_is(rp, REDIS_REPLY_INTEGER) && rp->integer == 1)
             rc_warn("redis: room '%.*s' started a new epoch: Redis had gone back (lost "
@@ -382,59 +381,7 @@ static int add_name(call *k, char **at, const char *prefix, enum rc_clwire_name 
     return 0;
 }
 
-int rc_cluster_publish(rc_cluster *c, const char *room, size_t room_len, const void *payload,
-                       size_t len, const char *key, size_t key_len, rc_cluster_pub_cb *cb,
-                       void *arg)
-{
-    return rc_cluster_publish_keyed(c, room, room_len, payload, len, key, key_len, 0, NULL, 0,
-                                    cb, arg);
-}
-
-int rc_cluster_publish_keyed(rc_cluster *c, const char *room, size_t room_len,
-                             const void *payload, size_t len, const char *key, size_t key_len,
-                             char state_op, const char *skey, size_t skey_len,
-                             rc_cluster_pub_cb *cb, void *arg)
-{
-    if (!c->available) return -EAGAIN;
-    if (room_len > NAME_MAX_LEN / 2 || key_len > NAME_MAX_LEN / 2) return -EINVAL;
-    if (state_op && state_op != 's' && state_op != 'd') return -EINVAL;
-    if (c->inflight >= c->max_inflight) return -ENOBUFS;
-    /* numkeys, 4 or 5 names (each prefix + room + at most 8 bytes of punctuation, the key),
-     * the payload, three numbers, the epoch, the state op and key */
-    size_t name = strlen(c->prefix) + room_len + 8;
-    call *k = call_new(c, SCRIPT_PUB, 1 + 5 * name + key_len + len + 3 * 12 + 16 + 1 +
-                                          (state_op ? skey_len : 0));
-    if (!k) return -ENOMEM;
-    k->pub_cb = cb;
-    k->arg = arg;
-    char *at = k->blob, num[24];
-    bool idem = key && key_len;
-    add(k, &at, idem ? "4" : "3", 1);
-    if (add_name(k, &at, c->prefix, RC_CLWIRE_META, room, room_len, NULL, 0) < 0 ||
-        add_name(k, &at, c->prefix, RC_CLWIRE_STREAM, room, room_len, NULL, 0) < 0 ||
-        add_name(k, &at, c->prefix, RC_CLWIRE_STATE, room, room_len, NULL, 0) < 0 ||
-        (idem && add_name(k, &at, c->prefix, RC_CLWIRE_IDEM, room, room_len, key, key_len) < 0))
-        goto inval;
-    add(k, &at, payload, len);
-    add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)c->history_size));
-    add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)c->room_ttl_s));
-    char epoch[17];
-    new_epoch(c, epoch);
-    add(k, &at, epoch, 16);
-    if (add_name(k, &at, c->prefix, RC_CLWIRE_CHANNEL, room, room_len, NULL, 0) < 0) goto inval;
-    add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)c->idem_ttl_s));
-    add(k, &at, &state_op, state_op ? 1 : 0);
-    add(k, &at, state_op ? skey : "", state_op ? skey_len : 0);
-    int rc = call_send(k, false);
-    if (rc < 0) {
-        call_free(k);
-        return rc == -ENOTCONN ? -EAGAIN : rc;
-    }
-    return 0;
-inval:
-    call_free(k);
-    return -EINVAL;
-}
+/* rc_cluster_publish and rc_cluster_publish_keyed are in clpub.c. */
 
 int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t after,
                     uint32_t max, rc_cluster_read_cb *cb, void *arg)
@@ -448,6 +395,8 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
     if (!k) return -ENOMEM;
     k->read_cb = cb;
     k->arg = arg;
+    k->after = after;
+    k->max = max;
     char *at = k->blob, num[32];
     add(k, &at, "3", 1);
     if (add_name(k, &at, c->prefix, RC_CLWIRE_META, room, room_len, NULL, 0) < 0 ||
@@ -459,7 +408,7 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
     add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%llu-0", (unsigned long long)after + 1));
     add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)max));
     char epoch[17];
-    new_epoch(c, epoch);
+    rc_cluster__new_epoch(c, epoch);
     add(k, &at, epoch, 16);
     add(k, &at, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)c->room_ttl_s));
     k->room = at;
@@ -476,29 +425,21 @@ int rc_cluster_read(rc_cluster *c, const char *room, size_t room_len, uint64_t a
 const char *rc_cluster_range_epoch(const rc_cluster_range *r) { return r->epoch; }
 uint64_t rc_cluster_range_top(const rc_cluster_range *r) { return r->top; }
 uint64_t rc_cluster_range_first(const rc_cluster_range *r) { return r->first; }
-size_t rc_cluster_range_count(const rc_cluster_range *r) { return r->rp->element[3]->elements; }
+size_t rc_cluster_range_count(const rc_cluster_range *r) { return r->n; }
 
 int rc_cluster_range_get(const rc_cluster_range *r, size_t i, rc_cluster_msg *m)
 {
-    const redisReply *e = r->rp->element[3]->element[i];
-    const redisReply *id = e->element[0], *fields = e->element[1];
-    const char *dash = memchr(id->str, '-', id->len);
+    const rmsg *x = &r->v[i];
     memset(m, 0, sizeof(*m));
-    if (!dash || rc_clwire_u64(id->str, (size_t)(dash - id->str), &m->msg_id) < 0) return -1;
-    for (size_t f = 0; f + 1 < fields->elements; f += 2) {
-        const redisReply *name = fields->element[f], *val = fields->element[f + 1];
-        if (reply_is(name, REDIS_REPLY_STRING) && name->len == 1 && name->str[0] == 'd' &&
-            reply_is(val, REDIS_REPLY_STRING)) {
-            m->room = r->k->room;
-            m->room_len = r->k->room_len;
-            m->epoch = r->epoch;
-            m->epoch_len = strlen(r->epoch);
-            m->payload = val->str;
-            m->payload_len = val->len;
-            return 0;
-        }
-    }
-    return -1;
+    m->msg_id = x->id;
+    if (!x->p) return -1;
+    m->room = r->k->room;
+    m->room_len = r->k->room_len;
+    m->epoch = r->epoch;
+    m->epoch_len = strlen(r->epoch);
+    m->payload = x->p;
+    m->payload_len = x->len;
+    return 0;
 }
 
 size_t rc_cluster_range_state_count(const rc_cluster_range *r)
@@ -628,7 +569,7 @@ static void renew_epoch(rc_cluster *c, const sub *s, const char *e, size_t el)
     }
     add(k, &at, e, el);
     char epoch[17];
-    new_epoch(c, epoch);
+    rc_cluster__new_epoch(c, epoch);
     add(k, &at, epoch, 16);
     k->room = at;
     k->room_len = s->room_len;
@@ -636,15 +577,29 @@ static void renew_epoch(rc_cluster *c, const sub *s, const char *e, size_t el)
     if (call_send(k, false) < 0) call_free(k);
 }
 
+static void deliver_one(rc_cluster *c, sub *s, const rc_clwire_msg *wp);
+
+/* deliver hands up the message, or each message of the batch, in a channel message. */
 static void deliver(rc_cluster *c, sub *s, const redisReply *payload)
 {
     rc_clwire_msg w;
-    if (rc_clwire_msg_decode(payload->str, payload->len, &w) < 0) {
+    rc_clwire_batch b;
+    if (rc_clwire_msg_decode(payload->str, payload->len, &w) == 0) {
+        deliver_one(c, s, &w);
+    } else if (rc_clwire_batch_decode(payload->str, payload->len, &b) == 0) {
+        /* s stays: on_message cannot end a subscription (unsub only changes refs; the
+         * entry goes when Redis confirms, in a later reply) */
+        while (rc_clwire_batch_next(&b, &w)) deliver_one(c, s, &w);
+    } else {
         c->st.bad_messages++;
         rc_warn("redis: dropped a message of unknown format on the channel of room '%.*s'",
                 (int)s->room_len, s->room);
-        return;
     }
+}
+
+static void deliver_one(rc_cluster *c, sub *s, const rc_clwire_msg *wp)
+{
+    rc_clwire_msg w = *wp;
     bool same_epoch = w.epoch_len == s->epoch_len && memcmp(w.epoch, s->epoch, w.epoch_len) == 0;
     rc_cluster_msg m = {
         .room = s->room,
@@ -737,6 +692,7 @@ static void on_health_timer(rc_loop *loop, rc_timer *t)
     int n = snprintf(msg, sizeof(msg), "hb:%llu", (unsigned long long)++c->hb_seq);
     const char *argv[3] = {"PUBLISH", c->ctl, msg};
     size_t lens[3] = {7, c->ctl_len, (size_t)n};
+    rc_cluster__batches_send(c);
     if (rc_redis_command(c->pub, on_hb_reply, c, 3, argv, lens) == 0) {
         c->hb_sent = now;
         c->hb_replied = false;
@@ -915,7 +871,7 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
     c->max_inflight = cfg->max_inflight ? cfg->max_inflight : DEFAULT_MAX_INFLIGHT;
     if (getrandom(&c->rng, sizeof(c->rng), 0) != (ssize_t)sizeof(c->rng))
         c->rng = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)c ^ rc_clock_ns();
-    new_epoch(c, c->node_id);
+    rc_cluster__new_epoch(c, c->node_id);
     c->ctl_len = (size_t)snprintf(c->ctl, sizeof(c->ctl), "%s:ctl:%s", c->prefix, c->node_id);
     c->health_interval_ns = cfg->health_interval_ns ? cfg->health_interval_ns : RC_NS_PER_SEC;
     c->health_timeout_ns = cfg->health_timeout_ns ? cfg->health_timeout_ns : 3 * RC_NS_PER_SEC;
@@ -924,6 +880,7 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
     c->node_interval_ns = cfg->node_interval_ns ? cfg->node_interval_ns : RC_NS_PER_SEC;
     c->node_ttl_ns = cfg->node_ttl_ns ? cfg->node_ttl_ns : 5 * RC_NS_PER_SEC;
     rc_timer_init(&c->node_timer, rc_cluster__node_timer);
+    rc_timer_init(&c->batch_timer, rc_cluster__batch_timer);
     rc_timer_start(loop, &c->node_timer, rc_loop_now(loop) + c->node_interval_ns);
     rc_redis_opts o = {
         .connect_timeout_ns = cfg->connect_timeout_ns,
@@ -950,6 +907,7 @@ rc_cluster *rc_cluster_new(rc_loop *loop, const rc_cluster_cfg *cfg, const rc_cl
 err:
     rc_timer_stop(loop, &c->health_timer);
     rc_timer_stop(loop, &c->node_timer);
+    rc_htab_release(&c->open);
     rc_redis_free(c->pub);
     free(c);
     return NULL;
@@ -962,8 +920,11 @@ void rc_cluster_free(rc_cluster *c)
     c->h.on_state = NULL;
     rc_timer_stop(c->loop, &c->health_timer);
     rc_timer_stop(c->loop, &c->node_timer);
+    rc_timer_stop(c->loop, &c->batch_timer);
+    rc_cluster__batches_fail(c); /* publishes not sent yet end like those in flight */
     rc_redis_free(c->pub);
     rc_redis_free(c->sub);
+    rc_htab_release(&c->open);
     uint32_t b = 0;
     rc_hnode *x = rc_htab_next(&c->subs, &b, NULL);
     while (x) {
@@ -981,6 +942,7 @@ const char *rc_cluster_node_id(const rc_cluster *c) { return c->node_id; }
 
 void rc_cluster_flush(rc_cluster *c)
 {
+    rc_cluster__batches_send(c);
     rc_redis_flush(c->pub);
     rc_redis_flush(c->sub);
 }

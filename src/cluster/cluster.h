@@ -5,9 +5,10 @@
  * so src/rooms/ can adopt it through one narrow seam.
  *
  * Two connections to one Redis (src/cluster/redis.h), both on the caller's loop:
- *   - the publisher runs the sequencing script (one EVALSHA per publish: next msg_id from the
- *     room's meta hash, XADD to its stream, EXPIRE, idempotency record, PUBLISH on its
- *     channel) and the read script (epoch, last msg_id and a range of the stream, atomically);
+ *   - the publisher runs the sequencing script (one EVALSHA per room per loop iteration,
+ *     carrying that room's publishes of the iteration, clpub.c: next msg_ids from the room's
+ *     meta hash, XADD to its stream, EXPIRE, idempotency records, one PUBLISH on its channel)
+ *     and the read script (epoch, last msg_id and a range of the stream, atomically);
  *     commands are pipelined: every call made during one loop iteration leaves in one write,
  *     replies come back in order;
  *   - the subscriber SUBSCRIBEs to the channel of every room that has members on this node
@@ -131,7 +132,9 @@ typedef struct rc_cluster_seq {
  * idempotency key; -EPROTO: Redis answered with an error (logged). */
 typedef void rc_cluster_pub_cb(void *arg, int status, const rc_cluster_seq *seq);
 
-/* rc_cluster_publish sequences payload in room through the script. key (idem_len bytes, may
+/* rc_cluster_publish sequences payload in room through the script: with the room's other
+ * publishes of this loop iteration, in call order, when rc_cluster_flush runs (or at the next
+ * loop pass, or before the next other command on the publisher). key (idem_len bytes, may
  * be NULL/0) is the idempotency key. cb is called exactly once, later, unless this returns
  * an error: -EAGAIN when the cluster is not available, -ENOBUFS when max_inflight calls are
  * unanswered (Redis is not keeping up), -EINVAL for a room or key too long for a key name,

@@ -29,9 +29,11 @@ enum {
     SCRIPT_COUNT
 };
 extern const char *const rc_cluster__script_text[SCRIPT_COUNT];
-extern const char rc_cluster__pres_script[], rc_cluster__sync_script[],
+extern const char rc_cluster__pub_script[], rc_cluster__pres_script[], rc_cluster__sync_script[],
     rc_cluster__prune_script[], rc_cluster__node_script[], rc_cluster__members_script[],
     rc_cluster__rooms_script[], rc_cluster__nodes_script[];
+
+typedef struct rc_cluster__batch rc_cluster__batch; /* clpub.c */
 
 struct rc_cluster {
     rc_loop *loop;           /* the caller's loop */
@@ -61,9 +63,21 @@ struct rc_cluster {
     rc_timer node_timer;     /* node heartbeat: every node_interval_ns while available */
     uint64_t node_interval_ns, node_ttl_ns;
     bool node_inflight;      /* a node heartbeat is waiting for its reply */
+    rc_htab open;            /* clpub.c: open batches (publishes of this iteration) by room */
+    rc_cluster__batch *open_first, *open_last; /* the same, in the order they opened */
+    rc_timer batch_timer;    /* sends open batches at the next loop pass (no before-sleep) */
 };
 
 static inline bool reply_is(const redisReply *rp, int type) { return rp && rp->type == type; }
+
+/* clpub.c: send every open batch now (before any other command on the publisher, and at the
+ * end of the iteration); fail them all with -ECONNRESET (rc_cluster_free); the timer that
+ * sends them when nobody calls rc_cluster_flush. */
+void rc_cluster__batches_send(rc_cluster *c);
+void rc_cluster__batches_fail(rc_cluster *c);
+void rc_cluster__batch_timer(rc_loop *loop, rc_timer *t);
+/* cluster.c: a fresh candidate epoch (16 hex digits and a NUL). */
+void rc_cluster__new_epoch(rc_cluster *c, char out[17]);
 
 /* clnodes.c: one node heartbeat now (when available and none is in flight); the timer that
  * calls it every node_interval_ns; a presence event found on room's channel. */

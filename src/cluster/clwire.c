@@ -277,6 +277,97 @@ int rc_clwire_msg_encode(char *out, size_t cap, uint64_t msg_id, const char *epo
     return w.over ? -1 : (int)w.n;
 }
 
+/* ---- the batch form ---------------------------------------------------------------------- */
+
+/* take_len reads "<len>:" at *at (before end) and the len bytes after it: on success *at is
+ * past them and *pl and *plen name them. */
+static int take_len(const char **at, const char *end, const char **pl, size_t *plen)
+{
+    const char *c = memchr(*at, ':', (size_t)(end - *at) < 21 ? (size_t)(end - *at) : 21);
+    uint64_t len;
+    if (!c || rc_clwire_u64(*at, (size_t)(c - *at), &len) < 0 ||
+        len > (uint64_t)(end - c - 1))
+        return -1;
+    *pl = c + 1;
+    *plen = (size_t)len;
+    *at = c + 1 + len;
+    return 0;
+}
+
+int rc_clwire_batch_decode(const char *p, size_t n, rc_clwire_batch *b)
+{
+    if (n < 3 || memcmp(p, "r2:", 3) != 0) return -1;
+    const char *end = p + n, *at = p + 3;
+    const char *c = memchr(at, ':', (size_t)(end - at));
+    if (!c || rc_clwire_u64(at, (size_t)(c - at), &b->first) < 0 || b->first == 0) return -1;
+    at = c + 1;
+    c = memchr(at, ':', (size_t)(end - at));
+    if (!c || rc_clwire_u64(at, (size_t)(c - at), &b->count) < 0 || b->count < 2 ||
+        b->count > RC_CLWIRE_BATCH_MAX || b->first > RC_CLWIRE_MSG_ID_MAX - (b->count - 1))
+        return -1;
+    at = c + 1;
+    c = memchr(at, ':', (size_t)(end - at));
+    if (!c) return -1;
+    return rc_clwire_batch_body(b, b->first, b->count, at, (size_t)(c - at), c + 1,
+                                (size_t)(end - c - 1));
+}
+
+int rc_clwire_batch_body(rc_clwire_batch *b, uint64_t first, uint64_t count, const char *epoch,
+                         size_t epoch_len, const char *body, size_t n)
+{
+    if (first == 0 || count < 2 || count > RC_CLWIRE_BATCH_MAX ||
+        first > RC_CLWIRE_MSG_ID_MAX - (count - 1) || !rc_clwire_epoch_ok(epoch, epoch_len))
+        return -1;
+    b->first = first;
+    b->count = count;
+    b->epoch = epoch;
+    b->epoch_len = epoch_len;
+    const char *at = body, *end = body + n;
+    b->at = at;
+    b->end = end;
+    b->next = 0;
+    /* the whole body first, so that a bad batch is dropped whole, before any of it is used */
+    for (uint64_t i = 0; i < count; i++) {
+        const char *pl;
+        size_t plen;
+        if (take_len(&at, end, &pl, &plen) < 0) return -1;
+    }
+    return at == end ? 0 : -1;
+}
+
+int rc_clwire_batch_next(rc_clwire_batch *b, rc_clwire_msg *m)
+{
+    if (b->next >= b->count) return 0;
+    const char *pl;
+    size_t plen;
+    if (take_len(&b->at, b->end, &pl, &plen) < 0) return 0; /* cannot be: decode checked */
+    m->msg_id = b->first + b->next++;
+    m->epoch = b->epoch;
+    m->epoch_len = b->epoch_len;
+    m->payload = pl;
+    m->payload_len = plen;
+    return 1;
+}
+
+int rc_clwire_batch_encode(char *out, size_t cap, uint64_t first, const char *epoch,
+                           size_t epoch_len, const void *const *payloads, const size_t *lens,
+                           size_t count)
+{
+    if (count < 2 || count > RC_CLWIRE_BATCH_MAX) return -1;
+    char num[48];
+    int nl = snprintf(num, sizeof(num), "r2:%llu:%zu:", (unsigned long long)first, count);
+    wbuf w = {out, 0, cap, false};
+    put(&w, num, (size_t)nl);
+    put(&w, epoch, epoch_len);
+    put(&w, ":", 1);
+    for (size_t i = 0; i < count; i++) {
+        nl = snprintf(num, sizeof(num), "%zu:", lens[i]);
+        put(&w, num, (size_t)nl);
+        put(&w, payloads[i], lens[i]);
+    }
+    return w.over ? -1 : (int)w.n;
+}
+
 /* ---- the presence event ------------------------------------------------------------------- */
 
 int rc_clwire_pres_decode(const char *p, size_t n, rc_clwire_pres *e)

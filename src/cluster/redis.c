@@ -231,6 +231,20 @@ int rc_redis_command(rc_redis *r, rc_redis_reply_cb *cb, void *arg, int argc,
     return send_cmd(r, cb, arg, argc, argv, lens);
 }
 
+int rc_redis_formatted(rc_redis *r, rc_redis_reply_cb *cb, void *arg, const char *cmd,
+                       size_t len)
+{
+    if (!r->up || !r->ac) return -ENOTCONN;
+    struct rc_redis__req *q = req_get(r, cb, arg);
+    if (!q) return -ENOMEM;
+    if (redisAsyncFormattedCommand(r->ac, on_reply, q, cmd, len) != REDIS_OK) {
+        req_put(r, q);
+        return -ENOTCONN;
+    }
+    r->st.commands++;
+    return 0;
+}
+
 int rc_redis_command_early(rc_redis *r, rc_redis_reply_cb *cb, void *arg, int argc,
                            const char *const *argv, const size_t *lens)
 {

@@ -93,6 +93,11 @@ bool rc_redis_up(const rc_redis *r);
 int rc_redis_command(rc_redis *r, rc_redis_reply_cb *cb, void *arg, int argc,
                      const char *const *argv, const size_t *lens);
 
+/* rc_redis_formatted is rc_redis_command for a command the caller formatted as RESP itself
+ * (cmd, len bytes; copied): a long command built once costs no per-argument formatting. */
+int rc_redis_formatted(rc_redis *r, rc_redis_reply_cb *cb, void *arg, const char *cmd,
+                       size_t len);
+
 /* rc_redis_command_early is rc_redis_command for on_handshake: allowed before the connection is
  * up. Replies come before the connection is declared up. */
 int rc_redis_command_early(rc_redis *r, rc_redis_reply_cb *cb, void *arg, int argc,

@@ -440,3 +440,49 @@ def test_recovery_beyond_the_nodes_copy_reads_the_stream(nodes):
 
     itest.run(main())
     assert metric(a, "roomcast_redis_deep_recoveries_total") == 1
+
+
+def test_room_with_members_does_not_expire(nodes, redis_server):
+    """--room-ttl 2: members sit idle in a room past the TTL; the room's keys must not expire
+    in Redis meanwhile (a room with members is kept), so the next message continues the same
+    epoch with the next msg_id and nobody is closed. Once everyone has left, the room's keys
+    get the TTL and expire."""
+    a, b = nodes(2, "--room-ttl", "2")
+    meta, stream = "rc:{idle}:m", "rc:{idle}:s"
+
+    async def main():
+        wa = await itest.ws_connect(a.ws_url)
+        wb = await itest.ws_connect(b.ws_url)
+        ja = await join(wa, "idle")
+        await join(wb, "idle")
+        await wa.send(json.dumps({"text": "one", "ack": 1}))
+        for w in (wa, wb):
+            while (await recv(w)).get("text") != "one":
+                pass
+        assert redis_server.cmd("TTL", meta) == -1, "a room with members has a TTL"
+        assert redis_server.cmd("TTL", stream) == -1
+        await asyncio.sleep(3.5)  # idle past --room-ttl
+        assert redis_server.cmd("EXISTS", meta, stream) == 2
+        await wb.send(json.dumps({"text": "two", "ack": 2}))
+        for w in (wa, wb):
+            while True:
+                m = await recv(w)  # a close (1013) raises here
+                if m.get("text") == "two":
+                    assert m["msg_id"] == 2, m
+                    break
+        jb = await join(wb, "idle")  # joined again: the room's epoch as the node has it
+        assert jb["epoch"] == ja["epoch"] and jb["last_msg_id"] == 2
+        # everyone leaves: the keys get the room TTL, and go
+        await wa.close()
+        await wb.close()
+        deadline = time.monotonic() + TIMEOUT
+        while redis_server.cmd("TTL", meta) == -1:
+            assert time.monotonic() < deadline, "the room kept no TTL after its last member left"
+            await asyncio.sleep(0.05)
+        assert 0 < redis_server.cmd("TTL", meta) <= 2 and 0 < redis_server.cmd("TTL", stream) <= 2
+        while redis_server.cmd("EXISTS", meta, stream) != 0:
+            assert time.monotonic() < deadline, "the room's keys never expired"
+            await asyncio.sleep(0.1)
+
+    itest.run(main())
+    assert sum(metric(n, "roomcast_redis_resyncs_lost_total") for n in (a, b)) == 0

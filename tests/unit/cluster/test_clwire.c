@@ -165,6 +165,53 @@ TEST(msg_rejects)
         CHECK_EQ_INT(rc_clwire_msg_decode(bad[i], strlen(bad[i]), &m), -1);
 }
 
+TEST(batch_round_trip)
+{
+    char buf[256];
+    const void *pl[3] = {"a:b", "", "x\0y"};
+    size_t lens[3] = {3, 0, 3};
+    int n = rc_clwire_batch_encode(buf, sizeof(buf), 7, "ep0", 3, pl, lens, 3);
+    CHECK_MEM(buf, (size_t)n, "r2:7:3:ep0:3:a:b0:3:x\0y", 23);
+    rc_clwire_batch b;
+    rc_clwire_msg m;
+    CHECK(rc_clwire_batch_decode(buf, (size_t)n, &b) == 0);
+    CHECK(b.first == 7 && b.count == 3);
+    for (int i = 0; i < 3; i++) {
+        CHECK(rc_clwire_batch_next(&b, &m) == 1);
+        CHECK_EQ_INT(m.msg_id, 7 + (uint64_t)i);
+        CHECK_MEM(m.epoch, m.epoch_len, "ep0", 3);
+        CHECK_MEM(m.payload, m.payload_len, pl[i], lens[i]);
+    }
+    CHECK_EQ_INT(rc_clwire_batch_next(&b, &m), 0);
+    /* a batch is never a single message, nor a single message a batch */
+    CHECK_EQ_INT(rc_clwire_msg_decode(buf, (size_t)n, &m), -1);
+    CHECK_EQ_INT(rc_clwire_batch_decode("r1:1:e:x", 8, &b), -1);
+    /* every cut short is rejected, byte by byte */
+    for (int i = 0; i < n; i++) CHECK_EQ_INT(rc_clwire_batch_decode(buf, (size_t)i, &b), -1);
+    CHECK_EQ_INT(rc_clwire_batch_encode(buf, sizeof(buf), 1, "e", 1, pl, lens, 1), -1);
+    CHECK_EQ_INT(rc_clwire_batch_encode(buf, 10, 1, "e", 1, pl, lens, 2), -1);
+}
+
+TEST(batch_rejects)
+{
+    static const char *const bad[] = {
+        "r2:1:1:e:1:x",          /* a batch of one */
+        "r2:0:2:e:1:x1:y",       /* msg_id 0 */
+        "r2:1:2:e:1:x",          /* fewer payloads than the count */
+        "r2:1:2:e:1:x1:yz",      /* bytes after the last payload */
+        "r2:1:2:e:1:x01:y",      /* leading zero in a length */
+        "r2:1:2:e:1:x2:y",       /* a length past the end */
+        "r2:1:2:e-f:1:x1:y",     /* bad epoch */
+        "r2:01:2:e:1:x1:y", "r2:1:02:e:1:x1:y", "r2:1:2:e:", "r2:1:2::1:x1:y", "r2:",
+        "r2:9007199254740992:2:e:1:x1:y", /* the last msg_id past 2^53 */
+        "r2:1:4097:e:",          /* more than RC_CLWIRE_BATCH_MAX */
+    };
+    rc_clwire_batch b;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK_EQ_INT(rc_clwire_batch_decode(bad[i], strlen(bad[i]), &b), -1);
+    CHECK(rc_clwire_batch_decode("r2:9007199254740991:2:e:1:x1:y", 30, &b) == 0);
+}
+
 TEST(u64)
 {
     uint64_t v;
@@ -217,6 +264,8 @@ int main(int argc, char **argv)
     RUN(msg_round_trip);
     RUN(msg_every_prefix_is_rejected);
     RUN(msg_rejects);
+    RUN(batch_round_trip);
+    RUN(batch_rejects);
     RUN(u64);
     RUN(pres_round_trip);
     UNIT_MAIN_END("test_clwire");
