@@ -23,6 +23,7 @@ import time
 
 import pytest
 import websockets
+from nodes import stop_nodes
 
 _spec = importlib.util.spec_from_file_location(
     "rc_integration", os.path.join(os.path.dirname(__file__), "..", "integration", "conftest.py"))
@@ -45,17 +46,7 @@ def nodes(redis_server):
         return made
 
     yield start
-    errors = []
-    for s in made:
-        try:
-            if s.returncode is None:
-                s.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-        finally:
-            s.cleanup()
-    if errors:
-        pytest.fail("\n\n".join(errors), pytrace=False)
+    stop_nodes(made)
 
 
 def http_get(port, path):

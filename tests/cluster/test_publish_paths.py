@@ -16,6 +16,7 @@ import urllib.parse
 import pytest
 
 from test_nodes import TIMEOUT, connect, itest, join, wait_health
+from nodes import stop_nodes
 
 KEY = "cluster-api-key-0123"
 AUTH = f"Authorization: Bearer {KEY}\r\n"
@@ -34,17 +35,7 @@ def cnodes(redis_server):
         return made
 
     yield start
-    errors = []
-    for s in made:
-        try:
-            if s.returncode is None:
-                s.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-        finally:
-            s.cleanup()
-    if errors:
-        pytest.fail("\n\n".join(errors), pytrace=False)
+    stop_nodes(made)
 
 
 def post(node, path, body, timeout=TIMEOUT):

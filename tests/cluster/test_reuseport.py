@@ -23,6 +23,7 @@ import time
 import pytest
 
 from redis_server import free_port
+from nodes import stop_nodes
 
 _spec = importlib.util.spec_from_file_location(
     "rc_integration", os.path.join(os.path.dirname(__file__), "..", "integration", "conftest.py"))
@@ -58,17 +59,7 @@ def shared_nodes(redis_server):
         return made
 
     yield start
-    errors = []
-    for s in made:
-        try:
-            if s.returncode is None:
-                s.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-        finally:
-            s.cleanup()
-    if errors:
-        pytest.fail("\n\n".join(errors), pytrace=False)
+    stop_nodes(made)
 
 
 def accepted_sockets(pid, port):
