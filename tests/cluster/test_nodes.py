@@ -23,7 +23,7 @@ import time
 
 import pytest
 import websockets
-from nodes import stop_nodes
+from nodeproc import stop_nodes
 
 _spec = importlib.util.spec_from_file_location(
     "rc_integration", os.path.join(os.path.dirname(__file__), "..", "integration", "conftest.py"))

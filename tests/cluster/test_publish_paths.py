@@ -16,7 +16,7 @@ import urllib.parse
 import pytest
 
 from test_nodes import TIMEOUT, connect, itest, join, wait_health
-from nodes import stop_nodes
+from nodeproc import stop_nodes
 
 KEY = "cluster-api-key-0123"
 AUTH = f"Authorization: Bearer {KEY}\r\n"
