@@ -22,6 +22,7 @@ import struct
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 import zmq
@@ -130,6 +131,41 @@ def ctx():
     c = zmq.Context()
     yield c
     c.destroy(linger=0)
+
+
+# --------------------------------------------------------------------------------------------
+# /metrics (the NetSync series)
+# --------------------------------------------------------------------------------------------
+
+def metrics(server):
+    """/metrics as {'name{labels}': value} for the NetSync series."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("roomcast_netsync_"):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+def gone(m, sock, reason):
+    return m.get(f'roomcast_netsync_disconnects_total{{socket="{sock}",reason="{reason}"}}', 0)
+
+
+def open_conns(m, sock):
+    return m.get(f'roomcast_netsync_connections{{socket="{sock}"}}', 0)
+
+
+def wait_metrics(server, pred, timeout=5.0):
+    """metrics(server) once pred holds for it, or the last read at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = metrics(server)
+        if pred(m) or time.monotonic() > deadline:
+            return m
+        time.sleep(0.05)
+
 
 
 # --------------------------------------------------------------------------------------------

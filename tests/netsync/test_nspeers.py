@@ -16,7 +16,8 @@ import pytest
 import websockets
 import zmq
 
-from conftest import Client, NSServer, body, cvar, roomcast_bin, rpc, transform, wait_sub
+from conftest import (Client, NSServer, body, cvar, gone, metrics, open_conns, roomcast_bin, rpc,
+                      transform, wait_metrics, wait_sub)
 
 LIMIT = 128 * 1024             # the default --netsync-max-message-size
 LARGEST_LEGAL = 65806          # a CLIENT_VAR_SET with a 255-byte name and a 65535-byte value
@@ -27,37 +28,9 @@ MiB = 1 << 20
 
 # ---- helpers ------------------------------------------------------------------------------------
 
-def metrics(server):
-    """/metrics as {'name{labels}': value} for the NetSync series."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("roomcast_netsync_"):
-            key, value = line.rsplit(" ", 1)
-            out[key] = float(value)
-    return out
-
 
 def dropped(m, reason):
     return m.get(f'roomcast_netsync_dropped_total{{reason="{reason}"}}', 0)
-
-
-def gone(m, sock, reason):
-    return m.get(f'roomcast_netsync_disconnects_total{{socket="{sock}",reason="{reason}"}}', 0)
-
-
-def open_conns(m, sock):
-    return m.get(f'roomcast_netsync_connections{{socket="{sock}"}}', 0)
-
-
-def wait_metrics(server, pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        m = metrics(server)
-        if pred(m) or time.monotonic() > deadline:
-            return m
-        time.sleep(0.05)
 
 
 def vm(server, key):

@@ -10,41 +10,16 @@ each bad peer is disconnected and counted, and the server goes on serving."""
 import socket
 import struct
 import time
-import urllib.request
 
 import pytest
 import zmq
 import zmq.utils.monitor
 
-from conftest import Client, NSServer, decode, transform, wait_sub
+from conftest import Client, NSServer, decode, gone, metrics, transform, wait_metrics, wait_sub
 
 ENGINES = ["native", "libzmq"]
 LIBZMQ_GREETING = (b"\xff" + b"\x00" * 7 + b"\x01\x7f" + b"\x03\x01" + b"NULL".ljust(20, b"\x00")
                    + b"\x00" * 32)
-
-
-def metrics(server):
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("roomcast_netsync_"):
-            key, value = line.rsplit(" ", 1)
-            out[key] = float(value)
-    return out
-
-
-def gone(m, sock, reason):
-    return m.get(f'roomcast_netsync_disconnects_total{{socket="{sock}",reason="{reason}"}}', 0)
-
-
-def wait_metrics(server, pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        m = metrics(server)
-        if pred(m) or time.monotonic() > deadline:
-            return m
-        time.sleep(0.05)
 
 
 def frame(body, more=False, command=False):
@@ -162,13 +137,6 @@ def native():
     err = s.stderr()
     rc = s.stop()
     assert rc == 0, f"roomcast exited with {rc}:\n{err[-5000:]}"
-
-
-@pytest.fixture
-def ctx():
-    c = zmq.Context()
-    yield c
-    c.destroy(linger=0)
 
 
 # ---- interop, both engines ------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import socket
 import struct
 import time
 
-import pytest
 import zmq
 import zmq.utils.monitor
 
@@ -165,13 +164,6 @@ def admitted(port, kind, src="127.0.0.1"):
 
 def start(*flags):
     return NSServer("--zmq-engine", "native", "--netsync-client-timeout", 10, *flags)
-
-
-@pytest.fixture
-def ctx():
-    c = zmq.Context()
-    yield c
-    c.destroy(linger=0)
 
 
 def stop_checked(s):
