@@ -1022,18 +1022,6 @@ static void send_mapping(nsr8_rooms *rs, nsr8_room *r, uint64_t now)
     if (enc_ok(rs, &e)) rs->st->mappings_out += send_room(rs, r, b, NULL);
 }
 
-/* The time a broadcast made at `now` counts as made, for scheduling the next one `gap` later.
- * On schedule (late by less than one gap, as a busy loop wakes up late), the time it was due:
- * scheduling from the actual time instead lengthened every period by each wake-up's lateness,
- * and a loaded server broadcast at 15.8 Hz instead of 20 (bench/RESULTS.md, NetSync at C10K).
- * Later than that (an idle rebroadcast, the first after a quiet spell), now: no burst to catch
- * up. */
-static uint64_t bcast_stamp(uint64_t last, uint64_t gap, uint64_t now)
-{
-    uint64_t due = last + gap;
-    return last && now >= due && now - due < gap ? due : now;
-}
-
 static void send_room_pose(nsr8_rooms *rs, nsr8_room *r, uint64_t now)
 {
     ns8_enc e;
@@ -1048,7 +1036,7 @@ static void send_room_pose(nsr8_rooms *rs, nsr8_room *r, uint64_t now)
     }
     ns8_patch_u16(&e, at, n);
     r->dirty = false;
-    r->last_pose_bcast = bcast_stamp(r->last_pose_bcast, rs->p.bcast_ns, now);
+    r->last_pose_bcast = now;
     if (!enc_ok(rs, &e)) return;
     publish(rs, r->id, r->id_len, b);
     rs->st->room_poses_out++;
@@ -1069,7 +1057,7 @@ static void send_room_objects(nsr8_rooms *rs, nsr8_room *r, uint64_t now)
     }
     ns8_patch_u16(&e, at, n);
     r->obj_dirty = false;
-    r->last_obj_bcast = bcast_stamp(r->last_obj_bcast, rs->p.bcast_ns, now);
+    r->last_obj_bcast = now;
     if (!enc_ok(rs, &e)) return;
     rc_buf_reset(&rs->out2);
     if (rc_buf_append(&rs->out2, r->id, r->id_len) < 0 ||

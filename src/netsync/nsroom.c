@@ -612,18 +612,6 @@ static void publish_vars(nsy_rooms *rs, nsy_room *r, bool all)
     r->nv_dirty = false;
 }
 
-/* The time a broadcast made at `now` counts as made, for scheduling the next one `gap` later.
- * On schedule (late by less than one gap, as a busy loop wakes up late), the time it was due:
- * scheduling from the actual time instead lengthened every period by each wake-up's lateness,
- * and a loaded server broadcast at 15.8 Hz instead of 20 (bench/RESULTS.md, NetSync at C10K).
- * Later than that (an idle rebroadcast, the first after a quiet spell), now: no burst to catch
- * up. */
-static uint64_t bcast_stamp(uint64_t last, uint64_t gap, uint64_t now)
-{
-    uint64_t due = last + gap;
-    return last && now >= due && now - due < gap ? due : now;
-}
-
 static void publish_room_transform(nsy_rooms *rs, nsy_room *r, uint64_t now)
 {
     rc_buf *b = &rs->out;
@@ -654,7 +642,7 @@ static void publish_room_transform(nsy_rooms *rs, nsy_room *r, uint64_t now)
     publish(rs, r, b);
     rs->st->room_transforms_out++;
     r->bcasts++;
-    r->last_bcast = bcast_stamp(r->last_bcast, rs->p.tick_ns, now);
+    r->last_bcast = now;
     r->dirty = false;
 }
 
